@@ -1,0 +1,90 @@
+use std::fmt;
+
+/// Errors of the store's ports. Driver errors are translated where they enter, so callers
+/// decide on meaning (retry, 404, 409) without knowing which backend answered.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record does not exist, or belongs to another tenant (indistinguishable on purpose).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique key or an expected state did not hold.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The input cannot be stored as given.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The backend could not be reached or timed out; retrying later may succeed.
+    #[error("{backend} unavailable: {reason}")]
+    Unavailable { backend: Backend, reason: String },
+    /// Stored data failed verification (digest mismatch, undecodable row).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The backend refused the request (permissions, credentials, server error).
+    #[error("{backend} error: {reason}")]
+    Backend { backend: Backend, reason: String },
+}
+
+/// Which backend produced an error, for messages operators can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+    Valkey,
+    S3,
+    Folder,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+            Backend::Valkey => "Valkey",
+            Backend::S3 => "S3",
+            Backend::Folder => "object folder",
+        })
+    }
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    pub(crate) fn from_sqlx(backend: Backend, err: sqlx::Error, what: &str) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => StoreError::NotFound(what.to_owned()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("{what} already exists"))
+            }
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::NotFound(format!("{what}: referenced record"))
+            }
+            sqlx::Error::Database(db) if db.is_check_violation() => {
+                StoreError::Invalid(format!("{what}: {}", db.message()))
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable {
+                backend,
+                reason: err.to_string(),
+            },
+            sqlx::Error::Database(db) => StoreError::Backend {
+                backend,
+                reason: db.to_string(),
+            },
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(format!("{what}: {err}"))
+            }
+            other => StoreError::Backend {
+                backend,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,33 @@
+//! Stella's durable state.
+//!
+//! Two ports live here: the relational [`Store`] (PostgreSQL in production, SQLite as the
+//! embedded default, one API and one test suite for both) and the [`object`] store (S3 in
+//! production, a local folder as the embedded default). The [`Valkey`] pool is here too,
+//! so every connection to the outside world is made, and its errors translated, in one
+//! crate. This crate holds no business logic: callers pass `now` and decide what errors
+//! mean.
+//!
+//! Tenant isolation: tenant-owned records are only reachable through
+//! [`Store::tenant`], which binds the [`TenantId`] into every statement it runs. There
+//! is no unscoped way to read another tenant's jobs.
+//!
+//! Layout:
+//! - `db`: connecting, migrating, the [`Store`] and [`TenantScope`] handles;
+//! - [`repo`]: one repository per record family (tenants, tokens, jobs and their events,
+//!   outbox, idempotency keys, audit log);
+//! - [`object`]: the object store port, its folder and S3 adapters, content addressing;
+//! - `valkey`: the Valkey connection pool;
+//! - `ids`: validated identifiers ([`TenantId`], [`JobId`], [`TokenId`]);
+//! - `error`: [`StoreError`], the one error type of this crate.
+
+mod db;
+mod error;
+mod ids;
+pub mod object;
+pub mod repo;
+mod valkey;
+
+pub use db::{Store, TenantScope};
+pub use error::{Backend, Result, StoreError};
+pub use ids::{JobId, TenantId, TokenId};
+pub use valkey::Valkey;

@@ -1,0 +1,47 @@
+//! Repositories: one per record family. Each holds a reference to the [`Store`] and, for
+//! tenant-owned records, the tenant id it binds into every statement.
+
+mod audit;
+mod idempotency;
+mod jobs;
+mod outbox;
+mod tenants;
+mod tokens;
+
+pub use audit::{Audit, AuditEntry, AuditRecord};
+pub use idempotency::Idempotency;
+pub use jobs::{Job, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, Submitted, Transition};
+pub use outbox::{Outbox, OutboxRow};
+pub use tenants::{Tenant, TenantStatus, Tenants};
+pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};
+
+use serde::Serialize;
+
+#[allow(unused_imports)]
+use crate::Store;
+
+/// One page of a list, ordered by a stable key; `next_cursor` is `None` on the last page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Largest page any list returns, whatever the caller asks for.
+pub const MAX_PAGE: u32 = 500;
+
+pub(crate) fn clamp_limit(limit: u32) -> i64 {
+    i64::from(limit.clamp(1, MAX_PAGE))
+}
+
+/// Builds a page from `limit + 1` fetched rows: the extra row only proves a next page.
+pub(crate) fn page<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
