@@ -1,0 +1,150 @@
+//! Backends for the conformance suites: every test gets its own SQLite file or PostgreSQL
+//! database, its own folder or S3 key prefix, so tests run in parallel.
+//!
+//! The server backends come from the variables `ops/services.sh up` prints. Without them a
+//! server test is skipped with a message, unless `STELLA_TEST_SERVICES=1` (which
+//! `ops/test.sh` sets), where a missing service is a failure.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sqlx::{AnyConnection, Connection, Executor};
+use stella_config::{DatabaseBackend, DatabaseSettings, S3Target, Secret};
+use stella_store::object::{FolderStore, ObjectStore, S3Store};
+use stella_store::Store;
+
+fn service_env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            if std::env::var("STELLA_TEST_SERVICES").as_deref() == Ok("1") {
+                panic!("{name} is not set but STELLA_TEST_SERVICES=1: run `eval \"$(ops/services.sh up)\"`");
+            }
+            eprintln!("skipping: {name} is not set (run ops/test.sh, or eval \"$(ops/services.sh up)\")");
+            None
+        }
+    }
+}
+
+pub struct TestDb {
+    pub store: Store,
+    /// A URL a test can open directly to look at the raw rows.
+    pub url: String,
+    cleanup: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn raw(&self) -> AnyConnection {
+        sqlx::any::install_default_drivers();
+        AnyConnection::connect(&self.url).await.unwrap()
+    }
+
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some((admin_url, name)) = self.cleanup {
+            let mut admin = AnyConnection::connect(&admin_url).await.unwrap();
+            admin
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn settings() -> DatabaseSettings {
+    DatabaseSettings::default()
+}
+
+pub async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stella.db").display());
+    let store = Store::connect(&DatabaseBackend::Sqlite { url: url.clone() }, &settings())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    TestDb {
+        store,
+        url,
+        cleanup: None,
+        _dir: Some(dir),
+    }
+}
+
+/// A fresh database on the PostgreSQL server named by `STELLA_DATABASE_URL`.
+pub async fn postgres() -> Option<TestDb> {
+    let admin_url = service_env("STELLA_DATABASE_URL")?;
+    sqlx::any::install_default_drivers();
+    let name = format!("stella_t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = AnyConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to STELLA_DATABASE_URL: {err}"));
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap();
+    let url = format!("{base}/{name}");
+    let store = Store::connect(&DatabaseBackend::Postgres { url: url.clone() }, &settings())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Some(TestDb {
+        store,
+        url,
+        cleanup: Some((admin_url, name)),
+        _dir: None,
+    })
+}
+
+pub struct TestObjects {
+    pub store: Arc<dyn ObjectStore>,
+    _dir: Option<tempfile::TempDir>,
+    pub root: Option<PathBuf>,
+}
+
+impl TestObjects {
+    /// Removes everything the test wrote (the folder goes with its temp dir).
+    pub async fn finish(self) {
+        for info in self.store.list("").await.unwrap() {
+            self.store.delete(&info.key).await.unwrap();
+        }
+    }
+}
+
+pub fn folder() -> TestObjects {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("objects");
+    TestObjects {
+        store: Arc::new(FolderStore::open(&root).unwrap()),
+        _dir: Some(dir),
+        root: Some(root),
+    }
+}
+
+/// The S3 target from the environment, under a fresh key prefix.
+pub fn s3_target() -> Option<S3Target> {
+    let endpoint = service_env("STELLA_S3_ENDPOINT")?;
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set with STELLA_S3_ENDPOINT"));
+    Some(S3Target {
+        endpoint,
+        bucket: var("STELLA_S3_BUCKET"),
+        region: var("STELLA_S3_REGION"),
+        access_key_id: var("STELLA_S3_ACCESS_KEY_ID"),
+        secret_access_key: Secret::new(var("STELLA_S3_SECRET_ACCESS_KEY")),
+        prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        part_size_bytes: 5 * 1024 * 1024,
+    })
+}
+
+pub async fn s3() -> Option<TestObjects> {
+    let target = s3_target()?;
+    let store = S3Store::new(&target);
+    store.ensure_bucket().await.unwrap();
+    Some(TestObjects {
+        store: Arc::new(store),
+        _dir: None,
+        root: None,
+    })
+}

@@ -1,0 +1,558 @@
+//! The relational store's contract, run against SQLite and PostgreSQL alike.
+
+mod common;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+use sqlx::Row;
+use stella_store::repo::{
+    AuditEntry, JobFilter, JobState, NewJob, NewMessage, NewToken, TenantStatus, Transition,
+};
+use stella_store::{JobId, Store, StoreError, TenantId};
+
+use common::TestDb;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+}
+
+fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).unwrap()
+}
+
+async fn with_tenants(store: &Store, ids: &[&str]) {
+    for id in ids {
+        store.tenants().create(&tenant(id), id, t0()).await.unwrap();
+    }
+}
+
+fn noop_job(key: Option<&str>) -> NewJob {
+    NewJob {
+        kind: "noop".into(),
+        step: "run".into(),
+        params: json!({"sleep_ms": 0}),
+        max_attempts: 5,
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+fn message(key: &str) -> NewMessage {
+    NewMessage {
+        role: "worker".into(),
+        kind: "noop.run".into(),
+        payload: json!({"k": key}),
+        idempotency_key: key.into(),
+        not_before: t0(),
+    }
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::common::sqlite().await;
+                    super::$test(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(db) = crate::common::postgres().await else { return };
+                    super::$test(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    tenants_are_created_listed_renamed_and_disabled,
+    tokens_are_hashed_at_rest_and_authenticate_only_while_active,
+    admin_tokens_are_separate_from_tenant_tokens,
+    submit_commits_the_job_with_its_first_message,
+    idempotent_submit_returns_the_first_job_once,
+    concurrent_submits_with_one_key_create_one_job,
+    transitions_follow_the_state_machine_and_record_history,
+    a_stale_transition_conflicts_and_changes_nothing,
+    only_one_of_many_racing_workers_claims_a_job,
+    tenant_data_is_invisible_to_other_tenants,
+    outbox_relays_in_order_across_tenants,
+    idempotency_keys_are_claimed_once_per_tenant,
+    audit_log_is_append_only_and_filterable,
+    job_lists_page_through_everything_exactly_once,
+);
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    db.store.migrate().await.unwrap();
+    db.store.migrate().await.unwrap();
+    assert!(db.store.schema_version().await.unwrap() >= 1);
+    db.store.ping().await.unwrap();
+}
+
+async fn tenants_are_created_listed_renamed_and_disabled(db: &TestDb) {
+    let tenants = db.store.tenants();
+    let acme = tenant("acme");
+    let created = tenants.create(&acme, "Acme Corp", t0()).await.unwrap();
+    assert_eq!(created.name, "Acme Corp");
+    assert_eq!(created.status, TenantStatus::Active);
+    assert_eq!(created.created_at, t0());
+
+    let dup = tenants.create(&acme, "Again", t0()).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
+    assert_eq!(tenants.ensure(&acme, "Other", t0()).await.unwrap().name, "Acme Corp");
+
+    for id in ["delta", "bravo", "charlie", "echo"] {
+        tenants.create(&tenant(id), id, t0()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = tenants.list(cursor.as_deref(), 2).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|t| t.id.to_string()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["acme", "bravo", "charlie", "delta", "echo"]);
+
+    let later = t0() + Duration::minutes(5);
+    let renamed = tenants.rename(&acme, "ACME", later).await.unwrap();
+    assert_eq!(renamed.name, "ACME");
+    assert_eq!(renamed.updated_at, later);
+    let disabled = tenants
+        .set_status(&acme, TenantStatus::Disabled, later)
+        .await
+        .unwrap();
+    assert_eq!(disabled.status, TenantStatus::Disabled);
+
+    let missing = tenants.get(&tenant("nobody")).await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+    assert!(matches!(
+        tenants.rename(&tenant("nobody"), "x", later).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn tokens_are_hashed_at_rest_and_authenticate_only_while_active(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let tokens = db.store.tokens();
+    let new = NewToken {
+        tenant: Some(tenant("acme")),
+        name: "ci".into(),
+        scopes: vec!["scans:read".into(), "scans:write".into()],
+        expires_at: Some(t0() + Duration::days(1)),
+    };
+    let (record, secret) = tokens.create(&new, t0()).await.unwrap();
+    assert!(secret.starts_with("stella_") && secret.len() > 60, "{secret}");
+    assert_eq!(record.scopes, ["scans:read", "scans:write"]);
+
+    // Nothing stored anywhere in the row equals or contains the secret.
+    let mut raw = db.raw().await;
+    let rows = sqlx::query("SELECT id, name, secret_hash, scopes FROM api_tokens")
+        .fetch_all(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    for column in ["id", "name", "secret_hash", "scopes"] {
+        let value: String = rows[0].try_get(column).unwrap();
+        assert!(!value.contains(&secret), "{column} holds the secret");
+    }
+
+    let found = tokens.authenticate(&secret, t0()).await.unwrap().unwrap();
+    assert_eq!(found.id, record.id);
+    assert_eq!(tokens.get(&record.id).await.unwrap().last_used_at, Some(t0()));
+    assert!(tokens.authenticate("stella_wrong", t0()).await.unwrap().is_none());
+
+    // Expired.
+    let after_expiry = t0() + Duration::days(2);
+    assert!(tokens.authenticate(&secret, after_expiry).await.unwrap().is_none());
+
+    // Disabled tenant: its tokens stop working, and work again once re-enabled.
+    let tenants = db.store.tenants();
+    tenants.set_status(&tenant("acme"), TenantStatus::Disabled, t0()).await.unwrap();
+    assert!(tokens.authenticate(&secret, t0()).await.unwrap().is_none());
+    tenants.set_status(&tenant("acme"), TenantStatus::Active, t0()).await.unwrap();
+    assert!(tokens.authenticate(&secret, t0()).await.unwrap().is_some());
+
+    // Revoked, for good.
+    let revoked = tokens.revoke(&record.id, t0()).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(t0()));
+    assert!(tokens.authenticate(&secret, t0()).await.unwrap().is_none());
+}
+
+async fn admin_tokens_are_separate_from_tenant_tokens(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let tokens = db.store.tokens();
+    assert!(!tokens.admin_exists().await.unwrap());
+    let admin = NewToken {
+        tenant: None,
+        name: "bootstrap".into(),
+        scopes: vec!["admin".into()],
+        expires_at: None,
+    };
+    let record = tokens
+        .create_with_secret(&admin, "chosen-by-the-operator", t0())
+        .await
+        .unwrap();
+    assert!(tokens.admin_exists().await.unwrap());
+    assert_eq!(
+        tokens.authenticate("chosen-by-the-operator", t0()).await.unwrap().unwrap().id,
+        record.id
+    );
+    let short = tokens.create_with_secret(&admin, "short", t0()).await.unwrap_err();
+    assert!(matches!(short, StoreError::Invalid(_)));
+    let dup = tokens
+        .create_with_secret(&admin, "chosen-by-the-operator", t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
+
+    let tenant_token = NewToken {
+        tenant: Some(tenant("acme")),
+        ..admin.clone()
+    };
+    tokens.create(&tenant_token, t0()).await.unwrap();
+    let admins = tokens.list_admin(None, 10).await.unwrap();
+    assert_eq!(admins.items.len(), 1);
+    let acme = tokens.list_for_tenant(&tenant("acme"), None, 10).await.unwrap();
+    assert_eq!(acme.items.len(), 1);
+    assert_eq!(acme.items[0].tenant, Some(tenant("acme")));
+
+    tokens.revoke(&record.id, t0()).await.unwrap();
+    assert!(!tokens.admin_exists().await.unwrap());
+}
+
+async fn submit_commits_the_job_with_its_first_message(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let submitted = jobs.submit(&noop_job(None), &[message("m1")], t0()).await.unwrap();
+    assert!(submitted.created);
+    let job = submitted.job;
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.step, "run");
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.params, json!({"sleep_ms": 0}));
+    assert_eq!(jobs.get(&job.id).await.unwrap(), job);
+
+    let pending = db.store.outbox().pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].job_id.as_ref(), Some(&job.id));
+    assert_eq!(pending[0].tenant, acme);
+    assert_eq!(pending[0].payload, json!({"k": "m1"}));
+    assert_eq!(db.store.outbox().backlog().await.unwrap(), 1);
+
+    // A job of an unknown tenant is refused, and leaves no message behind.
+    let ghost = tenant("ghost");
+    let err = db
+        .store
+        .tenant(&ghost)
+        .jobs()
+        .submit(&noop_job(None), &[message("m2")], t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(db.store.outbox().backlog().await.unwrap(), 1);
+}
+
+async fn idempotent_submit_returns_the_first_job_once(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let first = jobs.submit(&noop_job(Some("k1")), &[message("a")], t0()).await.unwrap();
+    let again = jobs.submit(&noop_job(Some("k1")), &[message("b")], t0()).await.unwrap();
+    assert!(first.created);
+    assert!(!again.created);
+    assert_eq!(again.job.id, first.job.id);
+    let pending = db.store.outbox().pending(10).await.unwrap();
+    assert_eq!(pending.len(), 1, "the duplicate enqueued a second message");
+    let all = jobs.list(&JobFilter::default(), None, 10).await.unwrap();
+    assert_eq!(all.items.len(), 1);
+}
+
+async fn concurrent_submits_with_one_key_create_one_job(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let acme = tenant("acme");
+            store
+                .tenant(&acme)
+                .jobs()
+                .submit(&noop_job(Some("same")), &[message(&format!("m{i}"))], t0())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for task in tasks {
+        let submitted = task.await.unwrap();
+        created += usize::from(submitted.created);
+        ids.insert(submitted.job.id.to_string());
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+    assert_eq!(db.store.outbox().backlog().await.unwrap(), 1);
+}
+
+async fn transitions_follow_the_state_machine_and_record_history(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let job = jobs.submit(&noop_job(None), &[], t0()).await.unwrap().job;
+    let at = |s| t0() + Duration::seconds(s);
+
+    let mut start = Transition::new(JobState::Queued, JobState::Running);
+    start.count_attempt = true;
+    let running = jobs.transition(&job.id, &start, &[], at(1)).await.unwrap();
+    assert_eq!((running.state, running.attempts), (JobState::Running, 1));
+
+    let mut retry = Transition::new(JobState::Running, JobState::Retrying);
+    retry.error = Some("boom".into());
+    retry.not_before = Some(at(60));
+    let retrying = jobs.transition(&job.id, &retry, &[message("retry")], at(2)).await.unwrap();
+    assert_eq!(retrying.last_error.as_deref(), Some("boom"));
+    assert_eq!(retrying.not_before, at(60));
+
+    let mut restart = Transition::new(JobState::Retrying, JobState::Running);
+    restart.count_attempt = true;
+    jobs.transition(&job.id, &restart, &[], at(61)).await.unwrap();
+
+    let mut next_step = Transition::new(JobState::Running, JobState::Queued);
+    next_step.expect_step = Some("run".into());
+    next_step.step = Some("seal".into());
+    let queued = jobs.transition(&job.id, &next_step, &[message("seal")], at(62)).await.unwrap();
+    assert_eq!(queued.step, "seal");
+    assert!(queued.finished_at.is_none());
+
+    jobs.transition(&job.id, &Transition::new(JobState::Queued, JobState::Running), &[], at(63))
+        .await
+        .unwrap();
+    let mut done = Transition::new(JobState::Running, JobState::Succeeded);
+    done.result = Some(json!({"ok": true}));
+    let finished = jobs.transition(&job.id, &done, &[], at(64)).await.unwrap();
+    assert_eq!(finished.state, JobState::Succeeded);
+    assert_eq!(finished.finished_at, Some(at(64)));
+    assert_eq!(finished.result, Some(json!({"ok": true})));
+
+    // Terminal: nothing moves it again.
+    let err = jobs
+        .transition(&job.id, &Transition::new(JobState::Succeeded, JobState::Running), &[], at(65))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+
+    let history: Vec<_> = jobs
+        .events(&job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.to_state, e.step, e.attempt))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (JobState::Queued, "run".to_string(), 0),
+            (JobState::Running, "run".into(), 1),
+            (JobState::Retrying, "run".into(), 1),
+            (JobState::Running, "run".into(), 2),
+            (JobState::Queued, "seal".into(), 2),
+            (JobState::Running, "seal".into(), 2),
+            (JobState::Succeeded, "seal".into(), 2),
+        ]
+    );
+    let counts = jobs.count_by_state().await.unwrap();
+    assert_eq!(counts, [(JobState::Succeeded, 1)]);
+}
+
+async fn a_stale_transition_conflicts_and_changes_nothing(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let job = jobs.submit(&noop_job(None), &[], t0()).await.unwrap().job;
+    let stale = Transition::new(JobState::Running, JobState::Succeeded);
+    let err = jobs.transition(&job.id, &stale, &[message("x")], t0()).await.unwrap_err();
+    let StoreError::Conflict(text) = err else { panic!("expected a conflict, got {err}") };
+    assert!(text.contains("is queued"), "{text}");
+    let mut wrong_step = Transition::new(JobState::Queued, JobState::Running);
+    wrong_step.expect_step = Some("seal".into());
+    assert!(matches!(
+        jobs.transition(&job.id, &wrong_step, &[], t0()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(jobs.get(&job.id).await.unwrap(), job);
+    assert_eq!(db.store.outbox().backlog().await.unwrap(), 0);
+    assert_eq!(jobs.events(&job.id).await.unwrap().len(), 1);
+}
+
+async fn only_one_of_many_racing_workers_claims_a_job(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let job = db.store.tenant(&acme).jobs().submit(&noop_job(None), &[], t0()).await.unwrap().job;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = db.store.clone();
+        let id = job.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let acme = tenant("acme");
+            let mut claim = Transition::new(JobState::Queued, JobState::Running);
+            claim.count_attempt = true;
+            store
+                .tenant(&acme)
+                .jobs()
+                .transition(&id, &claim, &[message(&format!("w{i}"))], t0())
+                .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("a racing claim failed with {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let after = db.store.tenant(&acme).jobs().get(&job.id).await.unwrap();
+    assert_eq!(after.attempts, 1);
+    assert_eq!(db.store.outbox().backlog().await.unwrap(), 1);
+}
+
+async fn tenant_data_is_invisible_to_other_tenants(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let job = db.store.tenant(&acme).jobs().submit(&noop_job(Some("k")), &[], t0()).await.unwrap().job;
+    let theirs = db.store.tenant(&globex).jobs();
+    assert!(matches!(theirs.get(&job.id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(theirs.events(&job.id).await, Err(StoreError::NotFound(_))));
+    assert!(theirs.list(&JobFilter::default(), None, 10).await.unwrap().items.is_empty());
+    let err = theirs
+        .transition(&job.id, &Transition::new(JobState::Queued, JobState::Cancelled), &[], t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // The same idempotency key in another tenant is another job.
+    let other = theirs.submit(&noop_job(Some("k")), &[], t0()).await.unwrap();
+    assert!(other.created);
+    assert_ne!(other.job.id, job.id);
+    assert_eq!(db.store.tenant(&acme).jobs().get(&job.id).await.unwrap().state, JobState::Queued);
+    // An id from nowhere is rejected before any query.
+    assert!(JobId::parse("job_../../etc").is_err());
+}
+
+async fn outbox_relays_in_order_across_tenants(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    for (i, t) in ["acme", "globex", "acme"].iter().enumerate() {
+        let id = tenant(t);
+        db.store
+            .tenant(&id)
+            .jobs()
+            .submit(&noop_job(None), &[message(&format!("m{i}"))], t0())
+            .await
+            .unwrap();
+    }
+    let outbox = db.store.outbox();
+    let pending = outbox.pending(10).await.unwrap();
+    let keys: Vec<_> = pending.iter().map(|r| r.idempotency_key.as_str()).collect();
+    assert_eq!(keys, ["m0", "m1", "m2"]);
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    outbox.mark_relayed(&[pending[0].seq, pending[1].seq], t0()).await.unwrap();
+    outbox.mark_relayed(&[pending[0].seq], t0()).await.unwrap();
+    let rest = outbox.pending(10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].idempotency_key, "m2");
+    assert_eq!(outbox.pending(1).await.unwrap().len(), 1);
+}
+
+async fn idempotency_keys_are_claimed_once_per_tenant(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let keys = db.store.tenant(&acme).idempotency();
+    assert!(keys.claim("notify", "evt-1", t0()).await.unwrap());
+    assert!(!keys.claim("notify", "evt-1", t0()).await.unwrap());
+    assert!(keys.claim("export", "evt-1", t0()).await.unwrap());
+    assert!(db.store.tenant(&globex).idempotency().claim("notify", "evt-1", t0()).await.unwrap());
+    assert_eq!(keys.outcome("notify", "evt-1").await.unwrap(), Some(None));
+    keys.complete("notify", "evt-1", "250 OK").await.unwrap();
+    assert_eq!(keys.outcome("notify", "evt-1").await.unwrap(), Some(Some("250 OK".into())));
+    assert_eq!(keys.outcome("notify", "evt-2").await.unwrap(), None);
+    assert_eq!(db.store.tenant(&globex).idempotency().outcome("notify", "evt-1").await.unwrap(), Some(None));
+}
+
+async fn audit_log_is_append_only_and_filterable(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    let audit = db.store.audit();
+    for (i, t) in [Some("acme"), None, Some("globex"), Some("acme")].iter().enumerate() {
+        audit
+            .record(
+                &AuditEntry {
+                    tenant: t.map(tenant),
+                    actor: "tok_admin".into(),
+                    action: "tenant.update".into(),
+                    target: format!("target-{i}"),
+                    request_id: Some(format!("req-{i}")),
+                    details: json!({"i": i}),
+                },
+                t0() + Duration::seconds(i as i64),
+            )
+            .await
+            .unwrap();
+    }
+    let all = audit.list(None, None, 10).await.unwrap();
+    let targets: Vec<_> = all.items.iter().map(|r| r.entry.target.as_str()).collect();
+    assert_eq!(targets, ["target-0", "target-1", "target-2", "target-3"]);
+    assert_eq!(all.items[1].entry.tenant, None);
+    assert_eq!(all.items[2].at, t0() + Duration::seconds(2));
+    let acme = audit.list(Some(&tenant("acme")), None, 1).await.unwrap();
+    assert_eq!(acme.items[0].entry.target, "target-0");
+    let next = audit.list(Some(&tenant("acme")), acme.next_cursor.as_deref(), 1).await.unwrap();
+    assert_eq!(next.items[0].entry.target, "target-3");
+    assert!(next.next_cursor.is_none());
+    assert!(matches!(audit.list(None, Some("not-a-number"), 1).await, Err(StoreError::Invalid(_))));
+}
+
+async fn job_lists_page_through_everything_exactly_once(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let mut submitted = Vec::new();
+    for i in 0..23 {
+        let mut job = noop_job(None);
+        if i % 3 == 0 {
+            job.kind = "export".into();
+        }
+        submitted.push(jobs.submit(&job, &[], t0()).await.unwrap().job.id.to_string());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = jobs.list(&JobFilter::default(), cursor.as_deref(), 5).await.unwrap();
+        seen.extend(page.items.iter().map(|j| j.id.to_string()));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, submitted);
+    let exports = jobs
+        .list(&JobFilter { kind: Some("export".into()), state: None }, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(exports.items.len(), 8);
+    let running = jobs
+        .list(&JobFilter { kind: None, state: Some(JobState::Running) }, None, 100)
+        .await
+        .unwrap();
+    assert!(running.items.is_empty());
+}
