@@ -34,6 +34,19 @@ pub enum Backend {
     Folder,
 }
 
+impl Backend {
+    /// A stable lowercase name for machine-readable output (`postgres`, `sqlite`, ...).
+    pub fn id(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+            Backend::Valkey => "valkey",
+            Backend::S3 => "s3",
+            Backend::Folder => "folder",
+        }
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

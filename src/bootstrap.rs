@@ -1,0 +1,80 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::Utc;
+use stella_config::Settings;
+use stella_store::repo::NewToken;
+use stella_store::{Store, StoreError};
+
+use crate::StartupError;
+
+/// How this start obtained its administrator token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminToken {
+    /// An admin token already existed; nothing was created.
+    Existing,
+    /// Created from `STELLA_BOOTSTRAP_TOKEN`.
+    FromBootstrap,
+    /// Generated, printed once and written to this file (mode 0600).
+    Generated { file: PathBuf },
+}
+
+const ADMIN_SCOPES: &[&str] = &["admin"];
+
+/// Makes sure an administrator can use the API at once on a fresh install.
+pub(crate) async fn ensure_admin_token(
+    store: &Store,
+    settings: &Settings,
+) -> Result<AdminToken, StartupError> {
+    let tokens = store.tokens();
+    let db_err = |err: StoreError| StartupError::new("database.url", err);
+    if tokens.admin_exists().await.map_err(db_err)? {
+        return Ok(AdminToken::Existing);
+    }
+    let new = NewToken {
+        tenant: None,
+        name: "bootstrap-admin".into(),
+        scopes: ADMIN_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        expires_at: None,
+    };
+    if let Some(secret) = &settings.bootstrap_token {
+        return match tokens.create_with_secret(&new, secret.expose(), Utc::now()).await {
+            Ok(_) => {
+                tracing::info!("created the admin token from bootstrap_token");
+                Ok(AdminToken::FromBootstrap)
+            }
+            Err(StoreError::Conflict(_)) => Err(StartupError::new(
+                "bootstrap_token",
+                "bootstrap_token matches a revoked token; choose a new value",
+            )),
+            Err(err @ StoreError::Invalid(_)) => Err(StartupError::new("bootstrap_token", err)),
+            Err(err) => Err(db_err(err)),
+        };
+    }
+    let (_, secret) = tokens.create(&new, Utc::now()).await.map_err(db_err)?;
+    let file = settings.data_dir.join("admin-token");
+    write_private(&file, &secret).map_err(|err| {
+        StartupError::new(
+            "data_dir",
+            format!("cannot write {}: {err}", file.display()),
+        )
+    })?;
+    // Printed once, on stdout, so a newcomer can use the API right away.
+    println!("admin token (shown once; also saved in {}):", file.display());
+    println!("{secret}");
+    Ok(AdminToken::Generated { file })
+}
+
+fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only on creation; an existing file keeps its mode unless reset.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
+}

@@ -1,0 +1,207 @@
+//! The object store's contract, run against the local folder and a real S3 server.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use stella_store::object::{ObjectKey, ObjectStore, Objects, S3Store, Sha256Digest};
+use stella_store::{StoreError, TenantId};
+use tokio::io::AsyncReadExt;
+
+use common::TestObjects;
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod folder {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let objects = crate::common::folder();
+                    super::$test(objects.store.clone()).await;
+                    objects.finish().await;
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(objects) = crate::common::s3().await else { return };
+                    super::$test(objects.store.clone()).await;
+                    objects.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    put_get_head_delete_round_trip,
+    missing_objects_are_not_found,
+    overwrites_replace_the_whole_object,
+    content_is_addressed_by_digest_and_stored_once,
+    tampered_content_fails_verification,
+    large_streams_round_trip_without_buffering,
+    lists_are_sorted_and_scoped_to_their_prefix,
+    ping_succeeds_on_a_usable_store,
+);
+
+fn key(k: &str) -> ObjectKey {
+    ObjectKey::parse(k).unwrap()
+}
+
+async fn read_all(store: &dyn ObjectStore, k: &ObjectKey) -> Vec<u8> {
+    let mut out = Vec::new();
+    store.get(k).await.unwrap().read_to_end(&mut out).await.unwrap();
+    out
+}
+
+async fn put_get_head_delete_round_trip(store: Arc<dyn ObjectStore>) {
+    let k = key("tenants/acme/sboms/app.json");
+    store.put(&k, Bytes::from_static(b"{\"bomFormat\":\"CycloneDX\"}")).await.unwrap();
+    assert_eq!(store.head(&k).await.unwrap(), Some(25));
+    assert_eq!(read_all(store.as_ref(), &k).await, b"{\"bomFormat\":\"CycloneDX\"}");
+    store.delete(&k).await.unwrap();
+    assert_eq!(store.head(&k).await.unwrap(), None);
+    store.delete(&k).await.unwrap();
+
+    let empty = key("tenants/acme/empty");
+    store.put(&empty, Bytes::new()).await.unwrap();
+    assert_eq!(store.head(&empty).await.unwrap(), Some(0));
+    assert!(read_all(store.as_ref(), &empty).await.is_empty());
+}
+
+async fn missing_objects_are_not_found(store: Arc<dyn ObjectStore>) {
+    let k = key("tenants/acme/nothing-here");
+    let err = match store.get(&k).await {
+        Ok(_) => panic!("got an object that was never put"),
+        Err(err) => err,
+    };
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(store.head(&k).await.unwrap(), None);
+    // A "folder" is not an object.
+    store.put(&key("tenants/acme/dir/file"), Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(store.head(&key("tenants/acme/dir")).await.unwrap(), None);
+}
+
+async fn overwrites_replace_the_whole_object(store: Arc<dyn ObjectStore>) {
+    let k = key("tenants/acme/report.csv");
+    store.put(&k, Bytes::from(vec![b'a'; 10_000])).await.unwrap();
+    store.put(&k, Bytes::from_static(b"short")).await.unwrap();
+    assert_eq!(read_all(store.as_ref(), &k).await, b"short");
+}
+
+async fn content_is_addressed_by_digest_and_stored_once(store: Arc<dyn ObjectStore>) {
+    let objects = Objects::new(store.clone());
+    let body = Bytes::from_static(b"advisory GO-2024-0001");
+    let first = objects.put_content(body.clone()).await.unwrap();
+    assert_eq!(first.digest, Sha256Digest::of(&body));
+    assert_eq!(first.size, body.len() as u64);
+    let again = objects.put_content(body.clone()).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(objects.read_content(&first.digest).await.unwrap(), body);
+    let listed = store.list("sha256/").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key.as_str(), format!("sha256/{}", first.digest));
+
+    let tenant = TenantId::parse("acme").unwrap();
+    let written = objects.put_tenant(&tenant, "exports/run-1/export.json", body.clone()).await.unwrap();
+    assert_eq!(written.as_str(), "tenants/acme/exports/run-1/export.json");
+    assert_eq!(objects.read_tenant(&tenant, "exports/run-1/export.json").await.unwrap(), body);
+    assert!(matches!(
+        objects.put_tenant(&tenant, "../globex/x", body).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn tampered_content_fails_verification(store: Arc<dyn ObjectStore>) {
+    let objects = Objects::new(store.clone());
+    let stored = objects.put_content(Bytes::from_static(b"the real evidence")).await.unwrap();
+    // Someone with bucket access rewrites the object behind Stella's back.
+    store
+        .put(&ObjectKey::content(&stored.digest), Bytes::from_static(b"forged evidence!!"))
+        .await
+        .unwrap();
+    let err = objects.read_content(&stored.digest).await.unwrap_err();
+    let StoreError::Corrupt(text) = &err else { panic!("expected Corrupt, got {err}") };
+    assert!(text.contains(&stored.digest.to_string()), "{text}");
+    // Truncation is caught too.
+    store
+        .put(&ObjectKey::content(&stored.digest), Bytes::from_static(b"the real"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        objects.read_content(&stored.digest).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+/// 13 MiB: more than two S3 parts of 5 MiB, so S3 takes the multipart path.
+async fn large_streams_round_trip_without_buffering(store: Arc<dyn ObjectStore>) {
+    let objects = Objects::new(store.clone());
+    let size = 13 * 1024 * 1024 + 17;
+    let body: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+    let expected = Sha256Digest(Sha256::digest(&body).into());
+    let stored = objects.put_content_stream(&body[..]).await.unwrap();
+    assert_eq!(stored.digest, expected);
+    assert_eq!(stored.size, size as u64);
+    assert_eq!(store.head(&ObjectKey::content(&expected)).await.unwrap(), Some(size as u64));
+
+    let mut reader = objects.get_content(&expected).await.unwrap();
+    let mut hasher = Sha256::new();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n;
+    }
+    assert_eq!(total, size);
+    assert_eq!(Sha256Digest(hasher.finalize().into()), expected);
+}
+
+async fn lists_are_sorted_and_scoped_to_their_prefix(store: Arc<dyn ObjectStore>) {
+    for k in [
+        "tenants/acme/b.json",
+        "tenants/acme/a/z.json",
+        "tenants/acme/c.json",
+        "tenants/acme-corp/a.json",
+        "tenants/globex/a.json",
+    ] {
+        store.put(&key(k), Bytes::from(k.as_bytes().to_vec())).await.unwrap();
+    }
+    let objects = Objects::new(store.clone());
+    let acme = objects.list_tenant(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let keys: Vec<_> = acme.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(keys, ["tenants/acme/a/z.json", "tenants/acme/b.json", "tenants/acme/c.json"]);
+    assert_eq!(acme[1].size, "tenants/acme/b.json".len() as u64);
+    assert!(store.list("tenants/nobody/").await.unwrap().is_empty());
+}
+
+async fn ping_succeeds_on_a_usable_store(store: Arc<dyn ObjectStore>) {
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn s3_with_a_wrong_secret_names_the_credentials() {
+    let Some(mut target) = common::s3_target() else { return };
+    target.secret_access_key = stella_config::Secret::new("definitely-not-the-secret");
+    let err = S3Store::new(&target).ping().await.unwrap_err().to_string();
+    assert!(err.contains("access denied"), "{err}");
+    assert!(err.contains("s3.secret_access_key"), "{err}");
+    assert!(!err.contains("definitely-not-the-secret"), "{err}");
+}
+
+#[tokio::test]
+async fn s3_that_is_not_listening_is_unavailable() {
+    let Some(mut target) = common::s3_target() else { return };
+    target.endpoint = "http://127.0.0.1:9".into();
+    let err = S3Store::new(&target).ping().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+}
