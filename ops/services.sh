@@ -435,7 +435,7 @@ GARAGE_CONF="$GARAGE_DIR/garage.toml"
 
 find_garage() {
 	local c
-	for c in "${STELLA_GARAGE_BIN:-}" "$STATE_DIR/bin/garage" "$(command -v garage 2>/dev/null || true)" \
+	for c in "${STELLA_GARAGE_BIN:-}" "$STATE_DIR/bin/garage" "$(type -P garage 2>/dev/null || true)" \
 		"${CARGO_HOME:-$HOME/.cargo}/bin/garage"; do
 		if [[ -n $c && -x $c ]]; then
 			GARAGE=$c

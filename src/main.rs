@@ -104,6 +104,7 @@ fn init_logging(loaded: &Loaded, env: &BTreeMap<String, String>) -> Result<(), S
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if settings.log_format == "json" {
         builder.json().init();

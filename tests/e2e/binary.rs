@@ -1,0 +1,210 @@
+//! The real `stella` binary, as a user runs it: a clean environment, signals, exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn stella(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stella"));
+    command
+        .env_clear()
+        .current_dir(dir)
+        .env("STELLA_DATA_DIR", dir.join("data"))
+        .env("STELLA_LISTEN", "127.0.0.1:0")
+        .env("STELLA_DATABASE_CONNECT_TIMEOUT_SECS", "2")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Asserts the run failed the way an operator can act on: non-zero, one `error:` line
+/// naming what is wrong, no panic.
+fn assert_one_line_error(output: &Output, must_contain: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(!output.status.success(), "expected failure, stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    for needle in must_contain {
+        assert!(errors[0].contains(needle), "{needle:?} missing from {:?}", errors[0]);
+    }
+    errors[0].to_string()
+}
+
+/// Waits for the "serving" log line and returns the bound address.
+fn wait_for_addr(child: &mut Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.contains("stella is serving") {
+            let addr = line.split("addr=").nth(1).unwrap().trim().to_owned();
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return addr;
+        }
+    }
+    let _ = child.kill();
+    panic!("stella serve did not report its address");
+}
+
+#[test]
+fn serve_runs_with_no_settings_and_exits_zero_on_sigterm_within_10s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = stella(dir.path())
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut child);
+    let ready = reqwest::blocking::get(format!("http://{addr}/readyz")).unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if sent.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("stella serve was still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+
+    // The first start printed the admin token once, and saved the same token privately.
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let saved = std::fs::read_to_string(dir.path().join("data/admin-token")).unwrap();
+    assert!(stdout.contains(saved.trim()), "{stdout}");
+}
+
+#[test]
+fn malformed_config_file_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stella.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:8080\"\n[database\nurl = 1\n").unwrap();
+    let output = stella(dir.path())
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, &["stella.toml", "not valid TOML"]);
+
+    std::fs::write(&file, "[s3]\nbuckett = \"x\"\n").unwrap();
+    let output = stella(dir.path())
+        .env("STELLA_CONFIG", &file)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, &["unknown key `s3.buckett`", "stella.toml"]);
+}
+
+#[test]
+fn bad_environment_value_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .env("STELLA_LISTEN", "localhost")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, &["`listen`", "STELLA_LISTEN"]);
+}
+
+#[test]
+fn unreachable_database_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .env("STELLA_DATABASE_URL", "postgres://stella:hunter2@127.0.0.1:1/stella")
+        .arg("serve")
+        .output()
+        .unwrap();
+    let line = assert_one_line_error(
+        &output,
+        &["PostgreSQL", "127.0.0.1:1", "database.url", "STELLA_DATABASE_URL"],
+    );
+    assert!(!line.contains("hunter2"), "{line}");
+}
+
+#[test]
+fn unreachable_valkey_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .env("STELLA_VALKEY_URL", "redis://127.0.0.1:1")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, &["Valkey", "valkey.url", "STELLA_VALKEY_URL"]);
+}
+
+#[test]
+fn wrong_s3_credential_is_one_clear_line() {
+    let Some(target) = crate::common::s3_target() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .env("STELLA_S3_ENDPOINT", &target.endpoint)
+        .env("STELLA_S3_BUCKET", &target.bucket)
+        .env("STELLA_S3_REGION", &target.region)
+        .env("STELLA_S3_ACCESS_KEY_ID", &target.access_key_id)
+        .env("STELLA_S3_SECRET_ACCESS_KEY", "not-the-right-secret")
+        .arg("serve")
+        .output()
+        .unwrap();
+    let line = assert_one_line_error(
+        &output,
+        &["access denied", "s3.secret_access_key", "STELLA_S3_SECRET_ACCESS_KEY"],
+    );
+    assert!(!line.contains("not-the-right-secret"), "{line}");
+}
+
+#[test]
+fn config_show_redacts_secrets_and_names_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stella.toml");
+    std::fs::write(&file, "[s3]\nregion = \"garage\"\n").unwrap();
+    let output = stella(dir.path())
+        .env("STELLA_BOOTSTRAP_TOKEN", "super-secret-bootstrap")
+        .env("STELLA_DATABASE_URL", "postgres://stella:hunter2@db/stella")
+        .args(["--config", file.to_str().unwrap(), "config", "show"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("super-secret-bootstrap"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("{key} missing: {text}"))
+            .to_owned()
+    };
+    assert!(line("bootstrap_token").contains("[redacted]"));
+    assert!(line("bootstrap_token").ends_with("# environment variable STELLA_BOOTSTRAP_TOKEN"));
+    assert!(line("s3.region").contains("\"garage\""));
+    assert!(line("s3.region").contains(&format!("# file {}", file.display())));
+    assert!(line("log").ends_with("# default"));
+    assert!(line("listen").ends_with("# environment variable STELLA_LISTEN"));
+
+    let json = stella(dir.path()).args(["config", "show", "--output", "json"]).output().unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(rows.as_array().unwrap().iter().any(|r| r["key"] == "data_dir"));
+}
+
+#[test]
+fn migrate_creates_and_reports_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = stella(dir.path()).arg("migrate").output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8(output.stdout).unwrap();
+        assert!(text.contains("database (SQLite) is at schema version 1"), "{text}");
+    }
+    assert!(dir.path().join("data/stella.db").is_file());
+}
