@@ -21,11 +21,11 @@
 #
 # Environment:
 #   STELLA_SERVICES_DIR   state dir (default /var/tmp/stella-services)
-#   STELLA_GARAGE_BIN     use this garage binary instead of finding/building one
-#   STELLA_PYTHON         python3 used to create the venv (default: python3)
+#   STELLA_SERVICES_GARAGE_BIN     use this garage binary instead of finding/building one
+#   STELLA_SERVICES_PYTHON         python3 used to create the venv (default: python3)
 #   STELLA_SERVICES_TIMEOUT  seconds to wait for each service (default 60)
-#   STELLA_PG_PORT, STELLA_VALKEY_PORT, STELLA_S3_PORT, STELLA_GARAGE_RPC_PORT,
-#   STELLA_GARAGE_ADMIN_PORT, STELLA_SMTP_PORT
+#   STELLA_SERVICES_PG_PORT, STELLA_SERVICES_VALKEY_PORT, STELLA_SERVICES_S3_PORT, STELLA_SERVICES_GARAGE_RPC_PORT,
+#   STELLA_SERVICES_GARAGE_ADMIN_PORT, STELLA_SERVICES_SMTP_PORT
 #                         override the loopback ports (defaults 5432, 6380,
 #                         3900, 3901, 3903, 2525)
 set -euo pipefail
@@ -40,17 +40,17 @@ ENV_FILE="$STATE_DIR/env"
 TIMEOUT="${STELLA_SERVICES_TIMEOUT:-60}"
 
 HOST=127.0.0.1
-PG_PORT="${STELLA_PG_PORT:-5432}"
+PG_PORT="${STELLA_SERVICES_PG_PORT:-5432}"
 PG_DB=stella
-VALKEY_PORT="${STELLA_VALKEY_PORT:-6380}"
-GARAGE_S3_PORT="${STELLA_S3_PORT:-3900}"
-GARAGE_RPC_PORT="${STELLA_GARAGE_RPC_PORT:-3901}"
-GARAGE_ADMIN_PORT="${STELLA_GARAGE_ADMIN_PORT:-3903}"
+VALKEY_PORT="${STELLA_SERVICES_VALKEY_PORT:-6380}"
+GARAGE_S3_PORT="${STELLA_SERVICES_S3_PORT:-3900}"
+GARAGE_RPC_PORT="${STELLA_SERVICES_GARAGE_RPC_PORT:-3901}"
+GARAGE_ADMIN_PORT="${STELLA_SERVICES_GARAGE_ADMIN_PORT:-3903}"
 GARAGE_REGION=garage
 GARAGE_BUCKET=stella
 GARAGE_KEY_NAME=stella-dev
 GARAGE_VERSION_REQ='^2'
-SMTP_PORT="${STELLA_SMTP_PORT:-2525}"
+SMTP_PORT="${STELLA_SERVICES_SMTP_PORT:-2525}"
 
 DATABASE_URL="postgres://postgres@$HOST:$PG_PORT/$PG_DB"
 
@@ -325,7 +325,7 @@ ensure_venv() {
 	venv_ok && return 0
 	rm -rf "$VENV"
 	local py
-	for py in "${STELLA_PYTHON:-}" python3 /usr/bin/python3; do
+	for py in "${STELLA_SERVICES_PYTHON:-}" python3 /usr/bin/python3; do
 		if [[ -z $py ]] || ! command -v "$py" >/dev/null 2>&1; then
 			continue
 		fi
@@ -435,7 +435,7 @@ GARAGE_CONF="$GARAGE_DIR/garage.toml"
 
 find_garage() {
 	local c
-	for c in "${STELLA_GARAGE_BIN:-}" "$STATE_DIR/bin/garage" "$(type -P garage 2>/dev/null || true)" \
+	for c in "${STELLA_SERVICES_GARAGE_BIN:-}" "$STATE_DIR/bin/garage" "$(type -P garage 2>/dev/null || true)" \
 		"${CARGO_HOME:-$HOME/.cargo}/bin/garage"; do
 		if [[ -n $c && -x $c ]]; then
 			GARAGE=$c
@@ -459,7 +459,7 @@ ensure_cargo() {
 		command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
 		curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
 			sh -s -- -y --profile minimal --no-modify-path >&2 ||
-			die "garage: rustup installation failed; install Rust (>= 1.85) and retry, or set STELLA_GARAGE_BIN"
+			die "garage: rustup installation failed; install Rust (>= 1.85) and retry, or set STELLA_SERVICES_GARAGE_BIN"
 		PATH="$cargo_bin:$PATH"
 	fi
 }

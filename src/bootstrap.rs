@@ -38,7 +38,10 @@ pub(crate) async fn ensure_admin_token(
         expires_at: None,
     };
     if let Some(secret) = &settings.bootstrap_token {
-        return match tokens.create_with_secret(&new, secret.expose(), Utc::now()).await {
+        return match tokens
+            .create_with_secret(&new, secret.expose(), Utc::now())
+            .await
+        {
             Ok(_) => {
                 tracing::info!("created the admin token from bootstrap_token");
                 Ok(AdminToken::FromBootstrap)
@@ -60,7 +63,10 @@ pub(crate) async fn ensure_admin_token(
         )
     })?;
     // Printed once, on stdout, so a newcomer can use the API right away.
-    println!("admin token (shown once; also saved in {}):", file.display());
+    println!(
+        "admin token (shown once; also saved in {}):",
+        file.display()
+    );
     println!("{secret}");
     Ok(AdminToken::Generated { file })
 }

@@ -67,7 +67,10 @@ impl Application {
         std::fs::create_dir_all(&settings.data_dir).map_err(|err| {
             StartupError::new(
                 "data_dir",
-                format!("cannot create data dir {}: {err}", settings.data_dir.display()),
+                format!(
+                    "cannot create data dir {}: {err}",
+                    settings.data_dir.display()
+                ),
             )
         })?;
 
@@ -109,13 +112,18 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(actix_web::web::PayloadConfig::new(max_body))
-                .wrap(actix_web::middleware::Logger::new("%r %s %b %Dms").log_target("stella::http"))
+                .wrap(
+                    actix_web::middleware::Logger::new("%r %s %b %Dms").log_target("stella::http"),
+                )
                 .configure(routes.clone())
         })
         .shutdown_timeout(settings.api.shutdown_timeout_secs)
         .bind(settings.listen)
         .map_err(|err| {
-            StartupError::new("listen", format!("cannot listen on {}: {err}", settings.listen))
+            StartupError::new(
+                "listen",
+                format!("cannot listen on {}: {err}", settings.listen),
+            )
         })?;
         let addr = server
             .addrs()
@@ -162,9 +170,9 @@ impl Application {
 
 async fn connect_objects(settings: &Settings) -> Result<Objects, StartupError> {
     let store: Arc<dyn ObjectStore> = match settings.object_backend() {
-        ObjectBackend::Folder { root } => Arc::new(
-            FolderStore::open(root).map_err(|err| StartupError::new("data_dir", err))?,
-        ),
+        ObjectBackend::Folder { root } => {
+            Arc::new(FolderStore::open(root).map_err(|err| StartupError::new("data_dir", err))?)
+        }
         ObjectBackend::S3(target) => {
             let s3 = S3Store::new(&target);
             s3.ensure_bucket().await.map_err(|err| {

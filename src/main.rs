@@ -11,7 +11,11 @@ use stella_config::Loaded;
 use stella_store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "stella", version, about = "Multi-tenant job orchestration for container-security pipelines")]
+#[command(
+    name = "stella",
+    version,
+    about = "Multi-tenant job orchestration for container-security pipelines"
+)]
 struct Cli {
     /// TOML settings file (default: $STELLA_CONFIG, else built-in defaults only).
     #[arg(long, global = true, value_name = "PATH")]
@@ -133,10 +137,21 @@ fn show_config(loaded: &Loaded, output: Output) {
 
 async fn migrate(loaded: &Loaded) -> Result<(), String> {
     let settings = &loaded.settings;
-    let startup = |err| explain(loaded, StartupError { key: "database.url", message: format!("{err}") });
+    let startup = |err| {
+        explain(
+            loaded,
+            StartupError {
+                key: "database.url",
+                message: format!("{err}"),
+            },
+        )
+    };
     if let stella_config::DatabaseBackend::Sqlite { .. } = settings.database_backend() {
         std::fs::create_dir_all(&settings.data_dir).map_err(|err| {
-            format!("cannot create data dir {}: {err}", settings.data_dir.display())
+            format!(
+                "cannot create data dir {}: {err}",
+                settings.data_dir.display()
+            )
         })?;
     }
     let store = Store::connect(&settings.database_backend(), &settings.database)
@@ -144,7 +159,10 @@ async fn migrate(loaded: &Loaded) -> Result<(), String> {
         .map_err(startup)?;
     store.migrate().await.map_err(startup)?;
     let version = store.schema_version().await.map_err(startup)?;
-    println!("database ({}) is at schema version {version}", store.backend());
+    println!(
+        "database ({}) is at schema version {version}",
+        store.backend()
+    );
     store.close().await;
     Ok(())
 }

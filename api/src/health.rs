@@ -71,9 +71,7 @@ pub(crate) async fn readyz(context: web::Data<Context>) -> HttpResponse {
     let store = &context.store;
     let mailbox = async {
         match &context.mailbox {
-            MailboxProbe::Embedded(store) => {
-                check("embedded".into(), store.ping()).await
-            }
+            MailboxProbe::Embedded(store) => check("embedded".into(), store.ping()).await,
             MailboxProbe::Valkey(valkey) => check("valkey".into(), valkey.ping()).await,
         }
     };
@@ -84,7 +82,11 @@ pub(crate) async fn readyz(context: web::Data<Context>) -> HttpResponse {
         check(objects.backend().id().into(), objects.ping()),
     );
     let ready = store.ready && mailbox.ready && objects.ready;
-    for (name, check) in [("store", &store), ("mailbox", &mailbox), ("objects", &objects)] {
+    for (name, check) in [
+        ("store", &store),
+        ("mailbox", &mailbox),
+        ("objects", &objects),
+    ] {
         context
             .metrics
             .dependency_up

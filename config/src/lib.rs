@@ -33,8 +33,9 @@ const NOT_SETTINGS: &[&str] = &[
     "STELLA_OUTPUT",
 ];
 
-/// Environment variables used by the test harness and `ops/services.sh`, never by the server.
-const TEST_PREFIX: &str = "STELLA_TEST_";
+/// Prefixes of environment variables used by the test harness and `ops/services.sh`,
+/// never by the server.
+const NOT_SETTINGS_PREFIXES: &[&str] = &["STELLA_TEST_", "STELLA_SERVICES_"];
 
 /// The effective settings of one Stella process.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -454,17 +455,17 @@ impl Loaded {
         let tree = toml::Value::try_from(&self.settings).ok();
         KEYS.iter()
             .map(|def| {
-                let value = tree
-                    .as_ref()
-                    .and_then(|tree| lookup(tree, def.key))
-                    .map(|value| match (def.show, value) {
-                        (Show::Secret, _) => "\"[redacted]\"".to_owned(),
-                        (Show::Url, toml::Value::String(_)) => {
-                            let raw = self.raw_string(def.key).unwrap_or_default();
-                            toml::Value::String(redact_url(&raw)).to_string()
-                        }
-                        (_, value) => value.to_string(),
-                    });
+                let value =
+                    tree.as_ref()
+                        .and_then(|tree| lookup(tree, def.key))
+                        .map(|value| match (def.show, value) {
+                            (Show::Secret, _) => "\"[redacted]\"".to_owned(),
+                            (Show::Url, toml::Value::String(_)) => {
+                                let raw = self.raw_string(def.key).unwrap_or_default();
+                                toml::Value::String(redact_url(&raw)).to_string()
+                            }
+                            (_, value) => value.to_string(),
+                        });
                 ShownValue {
                     key: def.key.to_owned(),
                     value,
@@ -502,12 +503,12 @@ pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Loade
             path: path.clone(),
             reason: err.to_string(),
         })?;
-        let table: toml::Table = text.parse().map_err(|err: toml::de::Error| {
-            ConfigError::Syntax {
-                path: path.clone(),
-                reason: err.to_string().trim_end().replace('\n', " "),
-            }
-        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|err: toml::de::Error| ConfigError::Syntax {
+                    path: path.clone(),
+                    reason: err.to_string().trim_end().replace('\n', " "),
+                })?;
         let mut leaves = Vec::new();
         collect_leaves(&table, "", &mut leaves);
         for key in leaves {
@@ -524,7 +525,7 @@ pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Loade
 
     for (name, raw) in env {
         if !name.starts_with("STELLA_")
-            || name.starts_with(TEST_PREFIX)
+            || NOT_SETTINGS_PREFIXES.iter().any(|p| name.starts_with(p))
             || NOT_SETTINGS.contains(&name.as_str())
         {
             continue;
@@ -545,8 +546,8 @@ pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Loade
         sources.insert(def.key.to_owned(), source);
     }
 
-    let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(tree))
-        .map_err(|err| {
+    let settings: Settings =
+        serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|err| {
             let key = err.path().to_string();
             ConfigError::Invalid {
                 origin: sources.get(&key).cloned().unwrap_or(Source::Default),
@@ -762,6 +763,7 @@ mod tests {
                 ("STELLA_BOOTSTRAP_TOKEN", "12345"),
                 ("STELLA_SERVER", "http://ignored-by-the-server"),
                 ("STELLA_TEST_SERVICES", "1"),
+                ("STELLA_SERVICES_DIR", "/var/tmp/x"),
                 ("PATH", "/usr/bin"),
             ]),
         )
@@ -813,11 +815,7 @@ mod tests {
     #[test]
     fn stella_config_names_the_file_when_no_flag_does() {
         let f = file("log = \"debug\"\n");
-        let loaded = load(
-            None,
-            &env(&[("STELLA_CONFIG", f.path().to_str().unwrap())]),
-        )
-        .unwrap();
+        let loaded = load(None, &env(&[("STELLA_CONFIG", f.path().to_str().unwrap())])).unwrap();
         assert_eq!(loaded.settings.log, "debug");
     }
 
@@ -860,12 +858,9 @@ mod tests {
             "{err}"
         );
 
-        let err = load(
-            None,
-            &env(&[("STELLA_DATABASE_MAX_CONNECTIONS", "many")]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = load(None, &env(&[("STELLA_DATABASE_MAX_CONNECTIONS", "many")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected an integer"), "{err}");
     }
 
@@ -885,9 +880,12 @@ mod tests {
 
     #[test]
     fn s3_endpoint_without_credentials_is_rejected() {
-        let err = load(None, &env(&[("STELLA_S3_ENDPOINT", "http://127.0.0.1:3900")]))
-            .unwrap_err()
-            .to_string();
+        let err = load(
+            None,
+            &env(&[("STELLA_S3_ENDPOINT", "http://127.0.0.1:3900")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "invalid value for `s3.access_key_id` from default: must be set when s3.endpoint is"

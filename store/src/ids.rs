@@ -70,7 +70,10 @@ macro_rules! uuid_id {
 
         impl $name {
             pub fn generate() -> Self {
-                Self(format!(concat!($prefix, "_{}"), uuid::Uuid::now_v7().simple()))
+                Self(format!(
+                    concat!($prefix, "_{}"),
+                    uuid::Uuid::now_v7().simple()
+                ))
             }
 
             /// Accepts any id this type generated (and ids read back from storage).
@@ -125,7 +128,15 @@ mod tests {
             assert!(TenantId::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "Acme", "1acme", "acme-", "ac me", "acme/x", "..", "acmé", &"a".repeat(64),
+            "",
+            "Acme",
+            "1acme",
+            "acme-",
+            "ac me",
+            "acme/x",
+            "..",
+            "acmé",
+            &"a".repeat(64),
         ] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }

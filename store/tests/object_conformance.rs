@@ -1,5 +1,7 @@
 //! The object store's contract, run against the local folder and a real S3 server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -9,8 +11,6 @@ use sha2::{Digest, Sha256};
 use stella_store::object::{ObjectKey, ObjectStore, Objects, S3Store, Sha256Digest};
 use stella_store::{StoreError, TenantId};
 use tokio::io::AsyncReadExt;
-
-use common::TestObjects;
 
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
@@ -54,15 +54,27 @@ fn key(k: &str) -> ObjectKey {
 
 async fn read_all(store: &dyn ObjectStore, k: &ObjectKey) -> Vec<u8> {
     let mut out = Vec::new();
-    store.get(k).await.unwrap().read_to_end(&mut out).await.unwrap();
+    store
+        .get(k)
+        .await
+        .unwrap()
+        .read_to_end(&mut out)
+        .await
+        .unwrap();
     out
 }
 
 async fn put_get_head_delete_round_trip(store: Arc<dyn ObjectStore>) {
     let k = key("tenants/acme/sboms/app.json");
-    store.put(&k, Bytes::from_static(b"{\"bomFormat\":\"CycloneDX\"}")).await.unwrap();
+    store
+        .put(&k, Bytes::from_static(b"{\"bomFormat\":\"CycloneDX\"}"))
+        .await
+        .unwrap();
     assert_eq!(store.head(&k).await.unwrap(), Some(25));
-    assert_eq!(read_all(store.as_ref(), &k).await, b"{\"bomFormat\":\"CycloneDX\"}");
+    assert_eq!(
+        read_all(store.as_ref(), &k).await,
+        b"{\"bomFormat\":\"CycloneDX\"}"
+    );
     store.delete(&k).await.unwrap();
     assert_eq!(store.head(&k).await.unwrap(), None);
     store.delete(&k).await.unwrap();
@@ -82,13 +94,19 @@ async fn missing_objects_are_not_found(store: Arc<dyn ObjectStore>) {
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     assert_eq!(store.head(&k).await.unwrap(), None);
     // A "folder" is not an object.
-    store.put(&key("tenants/acme/dir/file"), Bytes::from_static(b"x")).await.unwrap();
+    store
+        .put(&key("tenants/acme/dir/file"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     assert_eq!(store.head(&key("tenants/acme/dir")).await.unwrap(), None);
 }
 
 async fn overwrites_replace_the_whole_object(store: Arc<dyn ObjectStore>) {
     let k = key("tenants/acme/report.csv");
-    store.put(&k, Bytes::from(vec![b'a'; 10_000])).await.unwrap();
+    store
+        .put(&k, Bytes::from(vec![b'a'; 10_000]))
+        .await
+        .unwrap();
     store.put(&k, Bytes::from_static(b"short")).await.unwrap();
     assert_eq!(read_all(store.as_ref(), &k).await, b"short");
 }
@@ -107,9 +125,18 @@ async fn content_is_addressed_by_digest_and_stored_once(store: Arc<dyn ObjectSto
     assert_eq!(listed[0].key.as_str(), format!("sha256/{}", first.digest));
 
     let tenant = TenantId::parse("acme").unwrap();
-    let written = objects.put_tenant(&tenant, "exports/run-1/export.json", body.clone()).await.unwrap();
+    let written = objects
+        .put_tenant(&tenant, "exports/run-1/export.json", body.clone())
+        .await
+        .unwrap();
     assert_eq!(written.as_str(), "tenants/acme/exports/run-1/export.json");
-    assert_eq!(objects.read_tenant(&tenant, "exports/run-1/export.json").await.unwrap(), body);
+    assert_eq!(
+        objects
+            .read_tenant(&tenant, "exports/run-1/export.json")
+            .await
+            .unwrap(),
+        body
+    );
     assert!(matches!(
         objects.put_tenant(&tenant, "../globex/x", body).await,
         Err(StoreError::Invalid(_))
@@ -118,18 +145,29 @@ async fn content_is_addressed_by_digest_and_stored_once(store: Arc<dyn ObjectSto
 
 async fn tampered_content_fails_verification(store: Arc<dyn ObjectStore>) {
     let objects = Objects::new(store.clone());
-    let stored = objects.put_content(Bytes::from_static(b"the real evidence")).await.unwrap();
+    let stored = objects
+        .put_content(Bytes::from_static(b"the real evidence"))
+        .await
+        .unwrap();
     // Someone with bucket access rewrites the object behind Stella's back.
     store
-        .put(&ObjectKey::content(&stored.digest), Bytes::from_static(b"forged evidence!!"))
+        .put(
+            &ObjectKey::content(&stored.digest),
+            Bytes::from_static(b"forged evidence!!"),
+        )
         .await
         .unwrap();
     let err = objects.read_content(&stored.digest).await.unwrap_err();
-    let StoreError::Corrupt(text) = &err else { panic!("expected Corrupt, got {err}") };
+    let StoreError::Corrupt(text) = &err else {
+        panic!("expected Corrupt, got {err}")
+    };
     assert!(text.contains(&stored.digest.to_string()), "{text}");
     // Truncation is caught too.
     store
-        .put(&ObjectKey::content(&stored.digest), Bytes::from_static(b"the real"))
+        .put(
+            &ObjectKey::content(&stored.digest),
+            Bytes::from_static(b"the real"),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -147,7 +185,10 @@ async fn large_streams_round_trip_without_buffering(store: Arc<dyn ObjectStore>)
     let stored = objects.put_content_stream(&body[..]).await.unwrap();
     assert_eq!(stored.digest, expected);
     assert_eq!(stored.size, size as u64);
-    assert_eq!(store.head(&ObjectKey::content(&expected)).await.unwrap(), Some(size as u64));
+    assert_eq!(
+        store.head(&ObjectKey::content(&expected)).await.unwrap(),
+        Some(size as u64)
+    );
 
     let mut reader = objects.get_content(&expected).await.unwrap();
     let mut hasher = Sha256::new();
@@ -173,12 +214,25 @@ async fn lists_are_sorted_and_scoped_to_their_prefix(store: Arc<dyn ObjectStore>
         "tenants/acme-corp/a.json",
         "tenants/globex/a.json",
     ] {
-        store.put(&key(k), Bytes::from(k.as_bytes().to_vec())).await.unwrap();
+        store
+            .put(&key(k), Bytes::from(k.as_bytes().to_vec()))
+            .await
+            .unwrap();
     }
     let objects = Objects::new(store.clone());
-    let acme = objects.list_tenant(&TenantId::parse("acme").unwrap()).await.unwrap();
+    let acme = objects
+        .list_tenant(&TenantId::parse("acme").unwrap())
+        .await
+        .unwrap();
     let keys: Vec<_> = acme.iter().map(|i| i.key.as_str()).collect();
-    assert_eq!(keys, ["tenants/acme/a/z.json", "tenants/acme/b.json", "tenants/acme/c.json"]);
+    assert_eq!(
+        keys,
+        [
+            "tenants/acme/a/z.json",
+            "tenants/acme/b.json",
+            "tenants/acme/c.json"
+        ]
+    );
     assert_eq!(acme[1].size, "tenants/acme/b.json".len() as u64);
     assert!(store.list("tenants/nobody/").await.unwrap().is_empty());
 }
@@ -189,7 +243,9 @@ async fn ping_succeeds_on_a_usable_store(store: Arc<dyn ObjectStore>) {
 
 #[tokio::test]
 async fn s3_with_a_wrong_secret_names_the_credentials() {
-    let Some(mut target) = common::s3_target() else { return };
+    let Some(mut target) = common::s3_target() else {
+        return;
+    };
     target.secret_access_key = stella_config::Secret::new("definitely-not-the-secret");
     let err = S3Store::new(&target).ping().await.unwrap_err().to_string();
     assert!(err.contains("access denied"), "{err}");
@@ -199,7 +255,9 @@ async fn s3_with_a_wrong_secret_names_the_credentials() {
 
 #[tokio::test]
 async fn s3_that_is_not_listening_is_unavailable() {
-    let Some(mut target) = common::s3_target() else { return };
+    let Some(mut target) = common::s3_target() else {
+        return;
+    };
     target.endpoint = "http://127.0.0.1:9".into();
     let err = S3Store::new(&target).ping().await.unwrap_err();
     assert!(err.is_transient(), "{err}");

@@ -1,5 +1,7 @@
 //! The relational store's contract, run against SQLite and PostgreSQL alike.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -106,7 +108,10 @@ async fn tenants_are_created_listed_renamed_and_disabled(db: &TestDb) {
 
     let dup = tenants.create(&acme, "Again", t0()).await.unwrap_err();
     assert!(matches!(dup, StoreError::Conflict(_)), "{dup}");
-    assert_eq!(tenants.ensure(&acme, "Other", t0()).await.unwrap().name, "Acme Corp");
+    assert_eq!(
+        tenants.ensure(&acme, "Other", t0()).await.unwrap().name,
+        "Acme Corp"
+    );
 
     for id in ["delta", "bravo", "charlie", "echo"] {
         tenants.create(&tenant(id), id, t0()).await.unwrap();
@@ -152,7 +157,10 @@ async fn tokens_are_hashed_at_rest_and_authenticate_only_while_active(db: &TestD
         expires_at: Some(t0() + Duration::days(1)),
     };
     let (record, secret) = tokens.create(&new, t0()).await.unwrap();
-    assert!(secret.starts_with("stella_") && secret.len() > 60, "{secret}");
+    assert!(
+        secret.starts_with("stella_") && secret.len() > 60,
+        "{secret}"
+    );
     assert_eq!(record.scopes, ["scans:read", "scans:write"]);
 
     // Nothing stored anywhere in the row equals or contains the secret.
@@ -169,18 +177,35 @@ async fn tokens_are_hashed_at_rest_and_authenticate_only_while_active(db: &TestD
 
     let found = tokens.authenticate(&secret, t0()).await.unwrap().unwrap();
     assert_eq!(found.id, record.id);
-    assert_eq!(tokens.get(&record.id).await.unwrap().last_used_at, Some(t0()));
-    assert!(tokens.authenticate("stella_wrong", t0()).await.unwrap().is_none());
+    assert_eq!(
+        tokens.get(&record.id).await.unwrap().last_used_at,
+        Some(t0())
+    );
+    assert!(tokens
+        .authenticate("stella_wrong", t0())
+        .await
+        .unwrap()
+        .is_none());
 
     // Expired.
     let after_expiry = t0() + Duration::days(2);
-    assert!(tokens.authenticate(&secret, after_expiry).await.unwrap().is_none());
+    assert!(tokens
+        .authenticate(&secret, after_expiry)
+        .await
+        .unwrap()
+        .is_none());
 
     // Disabled tenant: its tokens stop working, and work again once re-enabled.
     let tenants = db.store.tenants();
-    tenants.set_status(&tenant("acme"), TenantStatus::Disabled, t0()).await.unwrap();
+    tenants
+        .set_status(&tenant("acme"), TenantStatus::Disabled, t0())
+        .await
+        .unwrap();
     assert!(tokens.authenticate(&secret, t0()).await.unwrap().is_none());
-    tenants.set_status(&tenant("acme"), TenantStatus::Active, t0()).await.unwrap();
+    tenants
+        .set_status(&tenant("acme"), TenantStatus::Active, t0())
+        .await
+        .unwrap();
     assert!(tokens.authenticate(&secret, t0()).await.unwrap().is_some());
 
     // Revoked, for good.
@@ -205,10 +230,18 @@ async fn admin_tokens_are_separate_from_tenant_tokens(db: &TestDb) {
         .unwrap();
     assert!(tokens.admin_exists().await.unwrap());
     assert_eq!(
-        tokens.authenticate("chosen-by-the-operator", t0()).await.unwrap().unwrap().id,
+        tokens
+            .authenticate("chosen-by-the-operator", t0())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         record.id
     );
-    let short = tokens.create_with_secret(&admin, "short", t0()).await.unwrap_err();
+    let short = tokens
+        .create_with_secret(&admin, "short", t0())
+        .await
+        .unwrap_err();
     assert!(matches!(short, StoreError::Invalid(_)));
     let dup = tokens
         .create_with_secret(&admin, "chosen-by-the-operator", t0())
@@ -223,7 +256,10 @@ async fn admin_tokens_are_separate_from_tenant_tokens(db: &TestDb) {
     tokens.create(&tenant_token, t0()).await.unwrap();
     let admins = tokens.list_admin(None, 10).await.unwrap();
     assert_eq!(admins.items.len(), 1);
-    let acme = tokens.list_for_tenant(&tenant("acme"), None, 10).await.unwrap();
+    let acme = tokens
+        .list_for_tenant(&tenant("acme"), None, 10)
+        .await
+        .unwrap();
     assert_eq!(acme.items.len(), 1);
     assert_eq!(acme.items[0].tenant, Some(tenant("acme")));
 
@@ -235,7 +271,10 @@ async fn submit_commits_the_job_with_its_first_message(db: &TestDb) {
     with_tenants(&db.store, &["acme"]).await;
     let acme = tenant("acme");
     let jobs = db.store.tenant(&acme).jobs();
-    let submitted = jobs.submit(&noop_job(None), &[message("m1")], t0()).await.unwrap();
+    let submitted = jobs
+        .submit(&noop_job(None), &[message("m1")], t0())
+        .await
+        .unwrap();
     assert!(submitted.created);
     let job = submitted.job;
     assert_eq!(job.state, JobState::Queued);
@@ -268,8 +307,14 @@ async fn idempotent_submit_returns_the_first_job_once(db: &TestDb) {
     with_tenants(&db.store, &["acme"]).await;
     let acme = tenant("acme");
     let jobs = db.store.tenant(&acme).jobs();
-    let first = jobs.submit(&noop_job(Some("k1")), &[message("a")], t0()).await.unwrap();
-    let again = jobs.submit(&noop_job(Some("k1")), &[message("b")], t0()).await.unwrap();
+    let first = jobs
+        .submit(&noop_job(Some("k1")), &[message("a")], t0())
+        .await
+        .unwrap();
+    let again = jobs
+        .submit(&noop_job(Some("k1")), &[message("b")], t0())
+        .await
+        .unwrap();
     assert!(first.created);
     assert!(!again.created);
     assert_eq!(again.job.id, first.job.id);
@@ -321,24 +366,37 @@ async fn transitions_follow_the_state_machine_and_record_history(db: &TestDb) {
     let mut retry = Transition::new(JobState::Running, JobState::Retrying);
     retry.error = Some("boom".into());
     retry.not_before = Some(at(60));
-    let retrying = jobs.transition(&job.id, &retry, &[message("retry")], at(2)).await.unwrap();
+    let retrying = jobs
+        .transition(&job.id, &retry, &[message("retry")], at(2))
+        .await
+        .unwrap();
     assert_eq!(retrying.last_error.as_deref(), Some("boom"));
     assert_eq!(retrying.not_before, at(60));
 
     let mut restart = Transition::new(JobState::Retrying, JobState::Running);
     restart.count_attempt = true;
-    jobs.transition(&job.id, &restart, &[], at(61)).await.unwrap();
+    jobs.transition(&job.id, &restart, &[], at(61))
+        .await
+        .unwrap();
 
     let mut next_step = Transition::new(JobState::Running, JobState::Queued);
     next_step.expect_step = Some("run".into());
     next_step.step = Some("seal".into());
-    let queued = jobs.transition(&job.id, &next_step, &[message("seal")], at(62)).await.unwrap();
+    let queued = jobs
+        .transition(&job.id, &next_step, &[message("seal")], at(62))
+        .await
+        .unwrap();
     assert_eq!(queued.step, "seal");
     assert!(queued.finished_at.is_none());
 
-    jobs.transition(&job.id, &Transition::new(JobState::Queued, JobState::Running), &[], at(63))
-        .await
-        .unwrap();
+    jobs.transition(
+        &job.id,
+        &Transition::new(JobState::Queued, JobState::Running),
+        &[],
+        at(63),
+    )
+    .await
+    .unwrap();
     let mut done = Transition::new(JobState::Running, JobState::Succeeded);
     done.result = Some(json!({"ok": true}));
     let finished = jobs.transition(&job.id, &done, &[], at(64)).await.unwrap();
@@ -348,7 +406,12 @@ async fn transitions_follow_the_state_machine_and_record_history(db: &TestDb) {
 
     // Terminal: nothing moves it again.
     let err = jobs
-        .transition(&job.id, &Transition::new(JobState::Succeeded, JobState::Running), &[], at(65))
+        .transition(
+            &job.id,
+            &Transition::new(JobState::Succeeded, JobState::Running),
+            &[],
+            at(65),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
@@ -382,8 +445,13 @@ async fn a_stale_transition_conflicts_and_changes_nothing(db: &TestDb) {
     let jobs = db.store.tenant(&acme).jobs();
     let job = jobs.submit(&noop_job(None), &[], t0()).await.unwrap().job;
     let stale = Transition::new(JobState::Running, JobState::Succeeded);
-    let err = jobs.transition(&job.id, &stale, &[message("x")], t0()).await.unwrap_err();
-    let StoreError::Conflict(text) = err else { panic!("expected a conflict, got {err}") };
+    let err = jobs
+        .transition(&job.id, &stale, &[message("x")], t0())
+        .await
+        .unwrap_err();
+    let StoreError::Conflict(text) = err else {
+        panic!("expected a conflict, got {err}")
+    };
     assert!(text.contains("is queued"), "{text}");
     let mut wrong_step = Transition::new(JobState::Queued, JobState::Running);
     wrong_step.expect_step = Some("seal".into());
@@ -399,7 +467,14 @@ async fn a_stale_transition_conflicts_and_changes_nothing(db: &TestDb) {
 async fn only_one_of_many_racing_workers_claims_a_job(db: &TestDb) {
     with_tenants(&db.store, &["acme"]).await;
     let acme = tenant("acme");
-    let job = db.store.tenant(&acme).jobs().submit(&noop_job(None), &[], t0()).await.unwrap().job;
+    let job = db
+        .store
+        .tenant(&acme)
+        .jobs()
+        .submit(&noop_job(None), &[], t0())
+        .await
+        .unwrap()
+        .job;
     let mut tasks = Vec::new();
     for i in 0..12 {
         let store = db.store.clone();
@@ -432,21 +507,56 @@ async fn only_one_of_many_racing_workers_claims_a_job(db: &TestDb) {
 async fn tenant_data_is_invisible_to_other_tenants(db: &TestDb) {
     with_tenants(&db.store, &["acme", "globex"]).await;
     let (acme, globex) = (tenant("acme"), tenant("globex"));
-    let job = db.store.tenant(&acme).jobs().submit(&noop_job(Some("k")), &[], t0()).await.unwrap().job;
+    let job = db
+        .store
+        .tenant(&acme)
+        .jobs()
+        .submit(&noop_job(Some("k")), &[], t0())
+        .await
+        .unwrap()
+        .job;
     let theirs = db.store.tenant(&globex).jobs();
-    assert!(matches!(theirs.get(&job.id).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(theirs.events(&job.id).await, Err(StoreError::NotFound(_))));
-    assert!(theirs.list(&JobFilter::default(), None, 10).await.unwrap().items.is_empty());
+    assert!(matches!(
+        theirs.get(&job.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        theirs.events(&job.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(theirs
+        .list(&JobFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     let err = theirs
-        .transition(&job.id, &Transition::new(JobState::Queued, JobState::Cancelled), &[], t0())
+        .transition(
+            &job.id,
+            &Transition::new(JobState::Queued, JobState::Cancelled),
+            &[],
+            t0(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     // The same idempotency key in another tenant is another job.
-    let other = theirs.submit(&noop_job(Some("k")), &[], t0()).await.unwrap();
+    let other = theirs
+        .submit(&noop_job(Some("k")), &[], t0())
+        .await
+        .unwrap();
     assert!(other.created);
     assert_ne!(other.job.id, job.id);
-    assert_eq!(db.store.tenant(&acme).jobs().get(&job.id).await.unwrap().state, JobState::Queued);
+    assert_eq!(
+        db.store
+            .tenant(&acme)
+            .jobs()
+            .get(&job.id)
+            .await
+            .unwrap()
+            .state,
+        JobState::Queued
+    );
     // An id from nowhere is rejected before any query.
     assert!(JobId::parse("job_../../etc").is_err());
 }
@@ -467,7 +577,10 @@ async fn outbox_relays_in_order_across_tenants(db: &TestDb) {
     let keys: Vec<_> = pending.iter().map(|r| r.idempotency_key.as_str()).collect();
     assert_eq!(keys, ["m0", "m1", "m2"]);
     assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
-    outbox.mark_relayed(&[pending[0].seq, pending[1].seq], t0()).await.unwrap();
+    outbox
+        .mark_relayed(&[pending[0].seq, pending[1].seq], t0())
+        .await
+        .unwrap();
     outbox.mark_relayed(&[pending[0].seq], t0()).await.unwrap();
     let rest = outbox.pending(10).await.unwrap();
     assert_eq!(rest.len(), 1);
@@ -482,18 +595,38 @@ async fn idempotency_keys_are_claimed_once_per_tenant(db: &TestDb) {
     assert!(keys.claim("notify", "evt-1", t0()).await.unwrap());
     assert!(!keys.claim("notify", "evt-1", t0()).await.unwrap());
     assert!(keys.claim("export", "evt-1", t0()).await.unwrap());
-    assert!(db.store.tenant(&globex).idempotency().claim("notify", "evt-1", t0()).await.unwrap());
+    assert!(db
+        .store
+        .tenant(&globex)
+        .idempotency()
+        .claim("notify", "evt-1", t0())
+        .await
+        .unwrap());
     assert_eq!(keys.outcome("notify", "evt-1").await.unwrap(), Some(None));
     keys.complete("notify", "evt-1", "250 OK").await.unwrap();
-    assert_eq!(keys.outcome("notify", "evt-1").await.unwrap(), Some(Some("250 OK".into())));
+    assert_eq!(
+        keys.outcome("notify", "evt-1").await.unwrap(),
+        Some(Some("250 OK".into()))
+    );
     assert_eq!(keys.outcome("notify", "evt-2").await.unwrap(), None);
-    assert_eq!(db.store.tenant(&globex).idempotency().outcome("notify", "evt-1").await.unwrap(), Some(None));
+    assert_eq!(
+        db.store
+            .tenant(&globex)
+            .idempotency()
+            .outcome("notify", "evt-1")
+            .await
+            .unwrap(),
+        Some(None)
+    );
 }
 
 async fn audit_log_is_append_only_and_filterable(db: &TestDb) {
     with_tenants(&db.store, &["acme", "globex"]).await;
     let audit = db.store.audit();
-    for (i, t) in [Some("acme"), None, Some("globex"), Some("acme")].iter().enumerate() {
+    for (i, t) in [Some("acme"), None, Some("globex"), Some("acme")]
+        .iter()
+        .enumerate()
+    {
         audit
             .record(
                 &AuditEntry {
@@ -516,10 +649,16 @@ async fn audit_log_is_append_only_and_filterable(db: &TestDb) {
     assert_eq!(all.items[2].at, t0() + Duration::seconds(2));
     let acme = audit.list(Some(&tenant("acme")), None, 1).await.unwrap();
     assert_eq!(acme.items[0].entry.target, "target-0");
-    let next = audit.list(Some(&tenant("acme")), acme.next_cursor.as_deref(), 1).await.unwrap();
+    let next = audit
+        .list(Some(&tenant("acme")), acme.next_cursor.as_deref(), 1)
+        .await
+        .unwrap();
     assert_eq!(next.items[0].entry.target, "target-3");
     assert!(next.next_cursor.is_none());
-    assert!(matches!(audit.list(None, Some("not-a-number"), 1).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        audit.list(None, Some("not-a-number"), 1).await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 async fn job_lists_page_through_everything_exactly_once(db: &TestDb) {
@@ -532,12 +671,22 @@ async fn job_lists_page_through_everything_exactly_once(db: &TestDb) {
         if i % 3 == 0 {
             job.kind = "export".into();
         }
-        submitted.push(jobs.submit(&job, &[], t0()).await.unwrap().job.id.to_string());
+        submitted.push(
+            jobs.submit(&job, &[], t0())
+                .await
+                .unwrap()
+                .job
+                .id
+                .to_string(),
+        );
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = jobs.list(&JobFilter::default(), cursor.as_deref(), 5).await.unwrap();
+        let page = jobs
+            .list(&JobFilter::default(), cursor.as_deref(), 5)
+            .await
+            .unwrap();
         seen.extend(page.items.iter().map(|j| j.id.to_string()));
         match page.next_cursor {
             Some(next) => cursor = Some(next),
@@ -546,12 +695,26 @@ async fn job_lists_page_through_everything_exactly_once(db: &TestDb) {
     }
     assert_eq!(seen, submitted);
     let exports = jobs
-        .list(&JobFilter { kind: Some("export".into()), state: None }, None, 100)
+        .list(
+            &JobFilter {
+                kind: Some("export".into()),
+                state: None,
+            },
+            None,
+            100,
+        )
         .await
         .unwrap();
     assert_eq!(exports.items.len(), 8);
     let running = jobs
-        .list(&JobFilter { kind: None, state: Some(JobState::Running) }, None, 100)
+        .list(
+            &JobFilter {
+                kind: None,
+                state: Some(JobState::Running),
+            },
+            None,
+            100,
+        )
         .await
         .unwrap();
     assert!(running.items.is_empty());

@@ -21,12 +21,19 @@ fn stella(dir: &Path) -> Command {
 /// naming what is wrong, no panic.
 fn assert_one_line_error(output: &Output, must_contain: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(!output.status.success(), "expected failure, stderr: {stderr}");
+    assert!(
+        !output.status.success(),
+        "expected failure, stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     for needle in must_contain {
-        assert!(errors[0].contains(needle), "{needle:?} missing from {:?}", errors[0]);
+        assert!(
+            errors[0].contains(needle),
+            "{needle:?} missing from {:?}",
+            errors[0]
+        );
     }
     errors[0].to_string()
 }
@@ -122,13 +129,21 @@ fn bad_environment_value_names_the_variable() {
 fn unreachable_database_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let output = stella(dir.path())
-        .env("STELLA_DATABASE_URL", "postgres://stella:hunter2@127.0.0.1:1/stella")
+        .env(
+            "STELLA_DATABASE_URL",
+            "postgres://stella:hunter2@127.0.0.1:1/stella",
+        )
         .arg("serve")
         .output()
         .unwrap();
     let line = assert_one_line_error(
         &output,
-        &["PostgreSQL", "127.0.0.1:1", "database.url", "STELLA_DATABASE_URL"],
+        &[
+            "PostgreSQL",
+            "127.0.0.1:1",
+            "database.url",
+            "STELLA_DATABASE_URL",
+        ],
     );
     assert!(!line.contains("hunter2"), "{line}");
 }
@@ -146,7 +161,9 @@ fn unreachable_valkey_is_one_clear_line() {
 
 #[test]
 fn wrong_s3_credential_is_one_clear_line() {
-    let Some(target) = crate::common::s3_target() else { return };
+    let Some(target) = crate::common::s3_target() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let output = stella(dir.path())
         .env("STELLA_S3_ENDPOINT", &target.endpoint)
@@ -159,7 +176,11 @@ fn wrong_s3_credential_is_one_clear_line() {
         .unwrap();
     let line = assert_one_line_error(
         &output,
-        &["access denied", "s3.secret_access_key", "STELLA_S3_SECRET_ACCESS_KEY"],
+        &[
+            "access denied",
+            "s3.secret_access_key",
+            "STELLA_S3_SECRET_ACCESS_KEY",
+        ],
     );
     assert!(!line.contains("not-the-right-secret"), "{line}");
 }
@@ -192,9 +213,16 @@ fn config_show_redacts_secrets_and_names_sources() {
     assert!(line("log").ends_with("# default"));
     assert!(line("listen").ends_with("# environment variable STELLA_LISTEN"));
 
-    let json = stella(dir.path()).args(["config", "show", "--output", "json"]).output().unwrap();
+    let json = stella(dir.path())
+        .args(["config", "show", "--output", "json"])
+        .output()
+        .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(rows.as_array().unwrap().iter().any(|r| r["key"] == "data_dir"));
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["key"] == "data_dir"));
 }
 
 #[test]
@@ -202,9 +230,16 @@ fn migrate_creates_and_reports_the_schema() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let output = stella(dir.path()).arg("migrate").output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let text = String::from_utf8(output.stdout).unwrap();
-        assert!(text.contains("database (SQLite) is at schema version 1"), "{text}");
+        assert!(
+            text.contains("database (SQLite) is at schema version 1"),
+            "{text}"
+        );
     }
     assert!(dir.path().join("data/stella.db").is_file());
 }

@@ -1,6 +1,8 @@
 //! End-to-end tests: the `Application` on port 0 and the real `stella` binary, on the
 //! embedded default and against the real services `ops/services.sh up` starts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../store/tests/common/mod.rs"]
 mod common;
 

@@ -56,7 +56,10 @@ async fn embedded_default_is_live_and_ready_with_no_server_installed() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("stella_dependency_up{dependency=\"store\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("stella_dependency_up{dependency=\"store\"} 1"),
+        "{metrics}"
+    );
     handle.stop(true).await;
 }
 
@@ -65,7 +68,10 @@ async fn first_start_generates_a_private_admin_token_once() {
     let dir = tempfile::tempdir().unwrap();
     let app = Application::build(embedded(dir.path())).await.unwrap();
     let file = dir.path().join("admin-token");
-    assert_eq!(app.admin_token(), &AdminToken::Generated { file: file.clone() });
+    assert_eq!(
+        app.admin_token(),
+        &AdminToken::Generated { file: file.clone() }
+    );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let secret = std::fs::read_to_string(&file).unwrap().trim().to_owned();
@@ -85,7 +91,13 @@ async fn first_start_generates_a_private_admin_token_once() {
     let again = Application::build(embedded(dir.path())).await.unwrap();
     assert_eq!(again.admin_token(), &AdminToken::Existing);
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), secret);
-    let admins = again.context().store.tokens().list_admin(None, 10).await.unwrap();
+    let admins = again
+        .context()
+        .store
+        .tokens()
+        .list_admin(None, 10)
+        .await
+        .unwrap();
     assert_eq!(admins.items.len(), 1);
 }
 
@@ -109,8 +121,12 @@ async fn bootstrap_token_becomes_exactly_the_admin_token() {
 
 #[actix_web::test]
 async fn services_from_ops_are_all_reported_ready() {
-    let Some(db) = crate::common::postgres().await else { return };
-    let Some(s3) = crate::common::s3_target() else { return };
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Some(s3) = crate::common::s3_target() else {
+        return;
+    };
     let Ok(valkey_url) = std::env::var("STELLA_VALKEY_URL") else {
         panic!("STELLA_VALKEY_URL must be set with the other services");
     };
@@ -133,7 +149,10 @@ async fn services_from_ops_are_all_reported_ready() {
     assert_eq!(ready["checks"]["store"]["backend"], "postgres");
     assert_eq!(ready["checks"]["mailbox"]["backend"], "valkey");
     assert_eq!(ready["checks"]["objects"]["backend"], "s3");
-    assert!(!dir.path().join("stella.db").exists(), "SQLite used despite database.url");
+    assert!(
+        !dir.path().join("stella.db").exists(),
+        "SQLite used despite database.url"
+    );
     handle.stop(true).await;
     db.finish().await;
 }

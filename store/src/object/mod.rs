@@ -234,7 +234,12 @@ impl Objects {
         Ok(Bytes::from(out))
     }
 
-    pub async fn put_tenant(&self, tenant: &TenantId, path: &str, body: Bytes) -> Result<ObjectKey> {
+    pub async fn put_tenant(
+        &self,
+        tenant: &TenantId,
+        path: &str,
+        body: Bytes,
+    ) -> Result<ObjectKey> {
         let key = ObjectKey::tenant(tenant, path)?;
         self.inner.put(&key, body).await?;
         Ok(key)
@@ -258,7 +263,10 @@ impl Objects {
 
 /// Carries a store error through `std::io::Error` (whose API `AsyncRead` imposes) and back.
 fn io_to_store(backend: Backend, err: std::io::Error) -> StoreError {
-    match err.get_ref().and_then(|inner| inner.downcast_ref::<StoreError>()) {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<StoreError>())
+    {
         Some(StoreError::Corrupt(msg)) => StoreError::Corrupt(msg.clone()),
         _ => StoreError::Unavailable {
             backend,
@@ -314,7 +322,16 @@ mod tests {
     #[test]
     fn keys_reject_traversal_and_oddities() {
         for bad in [
-            "", "/abs", "a//b", "a/../b", "..", "./a", "a/.", "a\\b", "a\nb", "tenants/x/",
+            "",
+            "/abs",
+            "a//b",
+            "a/../b",
+            "..",
+            "./a",
+            "a/.",
+            "a\\b",
+            "a\nb",
+            "tenants/x/",
         ] {
             assert!(ObjectKey::parse(bad).is_err(), "{bad:?}");
         }

@@ -71,7 +71,13 @@ impl S3Store {
     pub async fn ensure_bucket(&self) -> Result<()> {
         match self.ping().await {
             Err(StoreError::NotFound(_)) => {
-                match self.client.create_bucket().bucket(&self.bucket).send().await {
+                match self
+                    .client
+                    .create_bucket()
+                    .bucket(&self.bucket)
+                    .send()
+                    .await
+                {
                     Ok(_) => Ok(()),
                     Err(err) if err.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
                     Err(err) => Err(self.sdk_err(err, "create bucket")),

@@ -228,7 +228,9 @@ impl<'a> Jobs<'a> {
         .rows_affected()
             == 1;
         if !inserted {
-            tx.rollback().await.map_err(|err| self.store.err(err, "job"))?;
+            tx.rollback()
+                .await
+                .map_err(|err| self.store.err(err, "job"))?;
             let key = new.idempotency_key.as_deref().unwrap_or_default();
             let job = self.by_idempotency_key(key).await?;
             return Ok(Submitted {
@@ -239,7 +241,9 @@ impl<'a> Jobs<'a> {
         self.insert_event(&mut tx, &id, None, JobState::Queued, &new.step, 0, None, at)
             .await?;
         self.insert_messages(&mut tx, &id, messages, at).await?;
-        tx.commit().await.map_err(|err| self.store.err(err, "job"))?;
+        tx.commit()
+            .await
+            .map_err(|err| self.store.err(err, "job"))?;
         Ok(Submitted {
             job: self.get(&id).await?,
             created: true,
@@ -398,7 +402,9 @@ impl<'a> Jobs<'a> {
         )
         .await?;
         self.insert_messages(&mut tx, id, messages, at).await?;
-        tx.commit().await.map_err(|err| self.store.err(err, "job"))?;
+        tx.commit()
+            .await
+            .map_err(|err| self.store.err(err, "job"))?;
         self.get(id).await
     }
 

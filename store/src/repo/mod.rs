@@ -10,7 +10,9 @@ mod tokens;
 
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use idempotency::Idempotency;
-pub use jobs::{Job, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, Submitted, Transition};
+pub use jobs::{
+    Job, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, Submitted, Transition,
+};
 pub use outbox::{Outbox, OutboxRow};
 pub use tenants::{Tenant, TenantStatus, Tenants};
 pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};
@@ -39,7 +41,11 @@ pub(crate) fn page<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> St
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next_cursor = if more { rows.last().map(cursor_of) } else { None };
+    let next_cursor = if more {
+        rows.last().map(cursor_of)
+    } else {
+        None
+    };
     Page {
         items: rows,
         next_cursor,

@@ -58,7 +58,11 @@ pub(crate) fn hash_secret(secret: &str) -> String {
 impl Tokens<'_> {
     /// Creates a token with a fresh random secret; the secret is returned once and never
     /// stored.
-    pub async fn create(&self, new: &NewToken, now: DateTime<Utc>) -> Result<(TokenRecord, String)> {
+    pub async fn create(
+        &self,
+        new: &NewToken,
+        now: DateTime<Utc>,
+    ) -> Result<(TokenRecord, String)> {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
@@ -114,7 +118,11 @@ impl Tokens<'_> {
 
     /// The active token with this secret, if any: not revoked, not expired, and (for a
     /// tenant token) its tenant not disabled. Records the use.
-    pub async fn authenticate(&self, secret: &str, now: DateTime<Utc>) -> Result<Option<TokenRecord>> {
+    pub async fn authenticate(
+        &self,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM api_tokens t WHERE secret_hash = $1 \
              AND (tenant_id IS NULL OR EXISTS \

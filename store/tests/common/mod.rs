@@ -21,7 +21,9 @@ fn service_env(name: &str) -> Option<String> {
             if std::env::var("STELLA_TEST_SERVICES").as_deref() == Ok("1") {
                 panic!("{name} is not set but STELLA_TEST_SERVICES=1: run `eval \"$(ops/services.sh up)\"`");
             }
-            eprintln!("skipping: {name} is not set (run ops/test.sh, or eval \"$(ops/services.sh up)\")");
+            eprintln!(
+                "skipping: {name} is not set (run ops/test.sh, or eval \"$(ops/services.sh up)\")"
+            );
             None
         }
     }
@@ -126,7 +128,9 @@ pub fn folder() -> TestObjects {
 /// The S3 target from the environment, under a fresh key prefix.
 pub fn s3_target() -> Option<S3Target> {
     let endpoint = service_env("STELLA_S3_ENDPOINT")?;
-    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set with STELLA_S3_ENDPOINT"));
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set with STELLA_S3_ENDPOINT"))
+    };
     Some(S3Target {
         endpoint,
         bucket: var("STELLA_S3_BUCKET"),
