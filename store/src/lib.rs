@@ -15,6 +15,7 @@
 //! - `db`: connecting, migrating, the [`Store`] and [`TenantScope`] handles;
 //! - [`repo`]: one repository per record family (tenants, tokens, jobs and their events,
 //!   outbox, idempotency keys, audit log);
+//! - [`mailbox`]: the durable mailbox port, its Valkey and embedded adapters;
 //! - [`object`]: the object store port, its folder and S3 adapters, content addressing;
 //! - `valkey`: the Valkey connection pool;
 //! - `ids`: validated identifiers ([`TenantId`], [`JobId`], [`TokenId`]);
@@ -23,6 +24,7 @@
 mod db;
 mod error;
 mod ids;
+pub mod mailbox;
 pub mod object;
 pub mod repo;
 mod valkey;

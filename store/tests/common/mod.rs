@@ -152,3 +152,69 @@ pub async fn s3() -> Option<TestObjects> {
         root: None,
     })
 }
+
+/// A mailbox under test, with what its cleanup needs.
+pub struct TestMailbox {
+    pub mailbox: Arc<dyn stella_store::mailbox::Mailbox>,
+    db: Option<TestDb>,
+    valkey: Option<(stella_store::Valkey, String)>,
+}
+
+impl TestMailbox {
+    pub async fn finish(self) {
+        if let Some(db) = self.db {
+            db.finish().await;
+        }
+        if let Some((valkey, prefix)) = self.valkey {
+            let mut conn = valkey.pool().get().await.unwrap();
+            let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
+                .arg(format!("{prefix}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                let _: i64 = deadpool_redis::redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The Valkey connection and key prefix, for tests that inspect raw keys.
+    pub fn valkey(&self) -> Option<&(stella_store::Valkey, String)> {
+        self.valkey.as_ref()
+    }
+}
+
+pub fn mailbox_config() -> stella_store::mailbox::MailboxConfig {
+    stella_store::mailbox::MailboxConfig {
+        max_deliveries: 3,
+        lease: std::time::Duration::from_secs(30),
+        dedupe_window: std::time::Duration::from_secs(3600),
+    }
+}
+
+pub async fn embedded_mailbox(db: TestDb) -> TestMailbox {
+    let mailbox = stella_store::mailbox::EmbeddedMailbox::new(db.store.clone(), mailbox_config());
+    TestMailbox {
+        mailbox: Arc::new(mailbox),
+        db: Some(db),
+        valkey: None,
+    }
+}
+
+pub async fn valkey_mailbox() -> Option<TestMailbox> {
+    let url = service_env("STELLA_VALKEY_URL")?;
+    let valkey = stella_store::Valkey::new(&url, 8).unwrap();
+    valkey.ping().await.unwrap();
+    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let mailbox =
+        stella_store::mailbox::ValkeyMailbox::new(valkey.clone(), &prefix, mailbox_config());
+    Some(TestMailbox {
+        mailbox: Arc::new(mailbox),
+        db: None,
+        valkey: Some((valkey, prefix)),
+    })
+}

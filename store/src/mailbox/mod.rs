@@ -1,0 +1,347 @@
+//! The mailbox port: durable, at-least-once message delivery per role, fair across
+//! tenants.
+//!
+//! Contract (every adapter passes `store/tests/mailbox_conformance.rs`):
+//! - `send` stores an [`Envelope`]; if its `not_before` is in the future it waits in a
+//!   delay queue until `promote_due` moves it. A second send with the same
+//!   `(idempotency_key, attempt)` within the dedupe window is dropped.
+//! - `receive` hands out up to `max` entries of one role to one consumer, taking at most
+//!   `max / tenants` from each tenant so a tenant's backlog cannot starve another's.
+//!   A received entry is *pending* on that consumer until acknowledged.
+//! - `ack` removes entries for good: call it only after the effect is committed.
+//! - `retry_later` acknowledges an entry and schedules its next attempt atomically;
+//!   `dead_letter` moves it to the dead letters with a reason, atomically.
+//! - `claim_abandoned` takes over entries pending longer than `min_idle` on any consumer
+//!   (a crashed process); entries delivered more than `max_deliveries` times go to the
+//!   dead letters instead of looping.
+//! - `register` claims a consumer name for a live process and refuses a name that a live
+//!   process holds; `renew` keeps the lease and `touch` keeps long-running entries from
+//!   being claimed.
+//!
+//! Adapters: [`ValkeyMailbox`] (Redis Streams) and [`EmbeddedMailbox`] (the relational
+//! store, so the embedded default needs no server).
+
+mod embedded;
+mod valkey;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use embedded::EmbeddedMailbox;
+pub use valkey::ValkeyMailbox;
+
+use crate::error::{Result, StoreError};
+use crate::{JobId, TenantId};
+
+/// A role's name (`fetcher`, `analyzer`, `worker`...): a slug, like a tenant id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Role(String);
+
+impl Role {
+    pub fn parse(value: &str) -> Result<Self> {
+        let valid = (1..=40).contains(&value.len())
+            && value.starts_with(|c: char| c.is_ascii_lowercase())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(StoreError::Invalid(format!(
+                "role {value:?} must be 1-40 characters of a-z, 0-9 and '-', starting with a letter"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = StoreError;
+    fn try_from(value: String) -> Result<Self> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Role> for String {
+    fn from(role: Role) -> Self {
+        role.0
+    }
+}
+
+/// One message. Serialized whole into the mailbox, so every adapter carries the same
+/// fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: String,
+    pub tenant: TenantId,
+    pub job_id: Option<JobId>,
+    pub role: Role,
+    pub kind: String,
+    pub payload: Value,
+    /// Handler attempts before this one (0 on the first send).
+    pub attempt: u32,
+    pub idempotency_key: String,
+    pub not_before: DateTime<Utc>,
+    /// W3C `traceparent` of the sender, if any.
+    pub trace: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+}
+
+impl Envelope {
+    /// A first attempt, due now.
+    pub fn new(
+        tenant: TenantId,
+        role: Role,
+        kind: impl Into<String>,
+        payload: Value,
+        idempotency_key: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            tenant,
+            job_id: None,
+            role,
+            kind: kind.into(),
+            payload,
+            attempt: 0,
+            idempotency_key: idempotency_key.into(),
+            not_before: now,
+            trace: None,
+            enqueued_at: now,
+        }
+    }
+
+    /// The same message, for its next attempt, due at `not_before`.
+    pub fn next_attempt(&self, not_before: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            attempt: self.attempt + 1,
+            not_before,
+            enqueued_at: now,
+            ..self.clone()
+        }
+    }
+
+    /// Identifies this send for deduplication: the same message and attempt is one send.
+    pub(crate) fn dedupe_key(&self) -> String {
+        format!("{}:{}", self.idempotency_key, self.attempt)
+    }
+
+    pub(crate) fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self)
+            .map_err(|err| StoreError::Invalid(format!("envelope does not serialize: {err}")))
+    }
+
+    pub(crate) fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text)
+            .map_err(|err| StoreError::Corrupt(format!("mailbox entry is not an envelope: {err}")))
+    }
+}
+
+/// Proof of delivery, needed to acknowledge. Opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    pub(crate) tenant: TenantId,
+    pub(crate) id: String,
+}
+
+impl Receipt {
+    /// The adapter's id of the entry (stream id, row id), for logs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// A received entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub envelope: Envelope,
+    pub receipt: Receipt,
+    /// Times this entry has been handed out, this one included (more than 1 means a
+    /// consumer died or stalled while holding it).
+    pub deliveries: u32,
+}
+
+/// A message that will not be delivered again unless replayed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub envelope: Envelope,
+    pub error: String,
+    pub deliveries: u32,
+    pub died_at: DateTime<Utc>,
+}
+
+/// A role's queue, for metrics and the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MailboxStats {
+    /// Entries waiting to be received.
+    pub ready: u64,
+    /// Entries received but not acknowledged.
+    pub pending: u64,
+    /// Entries waiting for their `not_before`.
+    pub delayed: u64,
+    pub dead: u64,
+}
+
+/// A process's unique name as a consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConsumerName(String);
+
+impl ConsumerName {
+    pub fn parse(value: &str) -> Result<Self> {
+        let valid = (1..=100).contains(&value.len())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(StoreError::Invalid(format!(
+                "consumer name {value:?} must be 1-100 characters of A-Z, a-z, 0-9, '-', '_', '.'"
+            )))
+        }
+    }
+
+    /// `<host>-<pid>-<random>`: unique per process without configuration.
+    pub fn generate() -> Self {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .take(40)
+                    .collect::<String>()
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "stella".to_owned());
+        let random = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        Self(format!("{host}-{}-{random}", std::process::id()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConsumerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Mailbox tuning shared by the adapters.
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    /// Deliveries after which an entry is dead-lettered instead of handed out again.
+    pub max_deliveries: u32,
+    /// How long a consumer-name lease lasts without renewal.
+    pub lease: Duration,
+    /// How long a sent `(idempotency_key, attempt)` is remembered to drop duplicates.
+    pub dedupe_window: Duration,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            max_deliveries: 5,
+            lease: Duration::from_secs(30),
+            dedupe_window: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Mailbox: Send + Sync + fmt::Debug {
+    /// Stores the envelopes (delayed ones until due). Returns how many were new (not
+    /// dropped as duplicates).
+    async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize>;
+
+    /// Up to `max` entries of `role` for `consumer`, fairly across tenants. With
+    /// `own_pending`, returns this consumer's unacknowledged entries instead (drain them
+    /// first after a restart).
+    async fn receive(
+        &self,
+        role: &Role,
+        consumer: &ConsumerName,
+        max: usize,
+        own_pending: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>>;
+
+    async fn ack(&self, role: &Role, receipts: &[Receipt]) -> Result<()>;
+
+    /// Acknowledges `delivery` and sends `next` (its next attempt) in one step.
+    async fn retry_later(
+        &self,
+        delivery: &Delivery,
+        next: &Envelope,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Acknowledges `delivery` and records it as a dead letter, in one step.
+    async fn dead_letter(&self, delivery: &Delivery, error: &str, now: DateTime<Utc>)
+        -> Result<()>;
+
+    /// Takes over up to `max` entries that have been pending longer than `min_idle`.
+    /// Entries over `max_deliveries` are dead-lettered, not returned.
+    async fn claim_abandoned(
+        &self,
+        role: &Role,
+        consumer: &ConsumerName,
+        min_idle: Duration,
+        max: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Resets the idle time of entries still being worked on, so they are not claimed.
+    async fn touch(
+        &self,
+        role: &Role,
+        consumer: &ConsumerName,
+        receipts: &[Receipt],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Moves delayed entries whose time has come into their queues; returns how many.
+    async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize>;
+
+    async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats>;
+
+    /// Dead letters of `role`, oldest first.
+    async fn dead_letters(&self, role: &Role, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Sends a dead letter again as a fresh attempt and removes it from the dead letters.
+    async fn replay_dead_letter(&self, role: &Role, id: &str, now: DateTime<Utc>) -> Result<()>;
+
+    async fn discard_dead_letter(&self, role: &Role, id: &str) -> Result<()>;
+
+    /// Claims `consumer` for this process (`instance` identifies the process). Fails with
+    /// `Conflict` if a live process holds the name.
+    async fn register(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
+
+    /// Extends the lease; `Conflict` if another process took the name meanwhile.
+    async fn renew(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
+
+    async fn unregister(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
+
+    /// Checks the backend answers: the readiness check.
+    async fn ping(&self) -> Result<()>;
+}
