@@ -7,7 +7,7 @@ use sqlx::{AnyPool, Executor};
 use stella_config::{redact_url, DatabaseBackend, DatabaseSettings};
 
 use crate::error::{Backend, Result, StoreError};
-use crate::repo::{Audit, Idempotency, Jobs, Outbox, Tenants, Tokens};
+use crate::repo::{Audit, Idempotency, Jobs, Noop, Outbox, Tenants, Tokens};
 use crate::TenantId;
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -159,6 +159,13 @@ impl<'a> TenantScope<'a> {
 
     pub fn jobs(&self) -> Jobs<'a> {
         Jobs {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    pub fn noop(&self) -> Noop<'a> {
+        Noop {
             store: self.store,
             tenant: self.tenant,
         }

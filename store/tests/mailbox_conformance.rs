@@ -154,7 +154,7 @@ async fn unacked_entries_are_taken_over_after_their_consumer_dies(m: &TestMailbo
         )
         .await
         .unwrap();
-    assert!(early.is_empty());
+    assert!(early.deliveries.is_empty());
 
     tokio::time::sleep(Duration::from_millis(60)).await;
     let later = Utc::now();
@@ -168,9 +168,9 @@ async fn unacked_entries_are_taken_over_after_their_consumer_dies(m: &TestMailbo
         )
         .await
         .unwrap();
-    assert_eq!(keys(&claimed), ["k"]);
-    assert_eq!(claimed[0].deliveries, 2);
-    mb.ack(&role(), &[claimed[0].receipt.clone()])
+    assert_eq!(keys(&claimed.deliveries), ["k"]);
+    assert_eq!(claimed.deliveries[0].deliveries, 2);
+    mb.ack(&role(), &[claimed.deliveries[0].receipt.clone()])
         .await
         .unwrap();
     assert_eq!(mb.stats(&role(), later).await.unwrap().pending, 0);
@@ -395,7 +395,9 @@ async fn a_poison_entry_is_dead_lettered_after_max_deliveries_and_nothing_else_s
             )
             .await
             .unwrap();
-        if claimed.is_empty() {
+        if claimed.deliveries.is_empty() {
+            assert_eq!(claimed.dead_lettered.len(), 1);
+            assert_eq!(claimed.dead_lettered[0].0.idempotency_key, "poison");
             break;
         }
         handed_out += 1;
@@ -475,7 +477,10 @@ async fn touched_entries_are_not_taken_over(m: &TestMailbox) {
         )
         .await
         .unwrap();
-    assert!(claimed.is_empty(), "a live, touched entry was taken over");
+    assert!(
+        claimed.deliveries.is_empty(),
+        "a live, touched entry was taken over"
+    );
 }
 
 async fn concurrent_consumers_never_receive_the_same_entry(m: &TestMailbox) {

@@ -44,6 +44,7 @@ fn message(key: &str) -> NewMessage {
         kind: "noop.run".into(),
         payload: json!({"k": key}),
         idempotency_key: key.into(),
+        attempt: 0,
         not_before: t0(),
     }
 }

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    ConsumerName, DeadLetter, Delivery, Envelope, Mailbox, MailboxConfig, MailboxStats, Receipt,
+    too_many_deliveries, Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox, MailboxConfig, MailboxStats, Receipt,
     Role,
 };
 use crate::error::{Result, StoreError};
@@ -261,7 +261,7 @@ impl Mailbox for EmbeddedMailbox {
         min_idle: Duration,
         max: usize,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Claimed> {
         let idle_since = to_millis(now).saturating_sub(millis(min_idle));
         let rows = sqlx::query(&format!(
             "UPDATE mailbox_entries SET consumer = $1, claimed_at = $2, deliveries = deliveries + 1 \
@@ -277,20 +277,20 @@ impl Mailbox for EmbeddedMailbox {
         .fetch_all(&self.store.pool)
         .await
         .map_err(|err| self.err(err, "mailbox claim"))?;
-        let mut claimed = Vec::new();
+        let mut claimed = Claimed::default();
         for delivery in rows.iter().map(decode) {
             let delivery = delivery?;
             if delivery.deliveries > self.config.max_deliveries {
-                let reason = format!(
-                    "delivered {} times without acknowledgement (limit {}): its consumers died or stalled",
-                    delivery.deliveries, self.config.max_deliveries
-                );
+                let reason = too_many_deliveries(delivery.deliveries, self.config.max_deliveries);
                 self.dead_letter(&delivery, &reason, now).await?;
+                claimed.dead_lettered.push((delivery.envelope, reason));
             } else {
-                claimed.push(delivery);
+                claimed.deliveries.push(delivery);
             }
         }
-        claimed.sort_by_key(|d| d.receipt.id.parse::<i64>().unwrap_or(0));
+        claimed
+            .deliveries
+            .sort_by_key(|d| d.receipt.id.parse::<i64>().unwrap_or(0));
         Ok(claimed)
     }
 

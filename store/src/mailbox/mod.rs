@@ -178,6 +178,16 @@ pub struct Delivery {
     pub deliveries: u32,
 }
 
+/// What `claim_abandoned` took over.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claimed {
+    /// Entries now pending on the claiming consumer: process them.
+    pub deliveries: Vec<Delivery>,
+    /// Entries over `max_deliveries`, moved to the dead letters with this reason, so the
+    /// caller can record the failure (for example fail the job).
+    pub dead_lettered: Vec<(Envelope, String)>,
+}
+
 /// A message that will not be delivered again unless replayed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadLetter {
@@ -268,6 +278,12 @@ impl Default for MailboxConfig {
     }
 }
 
+pub(crate) fn too_many_deliveries(deliveries: u32, limit: u32) -> String {
+    format!(
+        "delivered {deliveries} times without acknowledgement (limit {limit}): its consumers died or stalled"
+    )
+}
+
 #[async_trait]
 pub trait Mailbox: Send + Sync + fmt::Debug {
     /// Stores the envelopes (delayed ones until due). Returns how many were new (not
@@ -309,7 +325,7 @@ pub trait Mailbox: Send + Sync + fmt::Debug {
         min_idle: Duration,
         max: usize,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Delivery>>;
+    ) -> Result<Claimed>;
 
     /// Resets the idle time of entries still being worked on, so they are not claimed.
     async fn touch(

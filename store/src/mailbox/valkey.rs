@@ -11,7 +11,7 @@ use deadpool_redis::redis::{self, Script};
 use deadpool_redis::Connection;
 
 use super::{
-    ConsumerName, DeadLetter, Delivery, Envelope, Mailbox, MailboxConfig, MailboxStats, Receipt,
+    too_many_deliveries, Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox, MailboxConfig, MailboxStats, Receipt,
     Role,
 };
 use crate::error::{Backend, Result, StoreError};
@@ -693,14 +693,14 @@ impl Mailbox for ValkeyMailbox {
         min_idle: Duration,
         max: usize,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Claimed> {
         let mut conn = self.conn().await?;
         let prefix = self.stream_prefix(role);
         let (tenants, _) = self.window(&mut conn, role, true, WINDOW).await?;
         let idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
-        let mut claimed = Vec::new();
+        let mut claimed = Claimed::default();
         for tenant in tenants {
-            if claimed.len() >= max {
+            if claimed.deliveries.len() >= max {
                 break;
             }
             let stream = format!("{prefix}{tenant}");
@@ -711,7 +711,7 @@ impl Mailbox for ValkeyMailbox {
                 .arg(idle_ms)
                 .arg("0-0")
                 .arg("COUNT")
-                .arg(max - claimed.len())
+                .arg(max - claimed.deliveries.len())
                 .query_async(&mut conn)
                 .await;
             let reply = match reply {
@@ -744,13 +744,12 @@ impl Mailbox for ValkeyMailbox {
                     deliveries: counts.get(&entry.id).copied().unwrap_or(1),
                 };
                 if delivery.deliveries > self.config.max_deliveries {
-                    let reason = format!(
-                        "delivered {} times without acknowledgement (limit {}): its consumers died or stalled",
-                        delivery.deliveries, self.config.max_deliveries
-                    );
+                    let reason =
+                        too_many_deliveries(delivery.deliveries, self.config.max_deliveries);
                     self.bury(&mut conn, &delivery, &reason, now).await?;
+                    claimed.dead_lettered.push((delivery.envelope, reason));
                 } else {
-                    claimed.push(delivery);
+                    claimed.deliveries.push(delivery);
                 }
             }
             self.ack_ghosts(&mut conn, &stream, &ghosts).await?;

@@ -72,7 +72,8 @@ impl JobState {
         matches!(
             (self, next),
             (Queued, Running | Cancelled)
-                | (Running, Queued | Retrying | Succeeded | Failed | Cancelled)
+                // Running → running: a redelivered attempt whose first runner died.
+                | (Running, Running | Queued | Retrying | Succeeded | Failed | Cancelled)
                 | (Retrying, Running | Cancelled | Failed)
         )
     }
@@ -122,6 +123,8 @@ pub struct NewMessage {
     pub kind: String,
     pub payload: Value,
     pub idempotency_key: String,
+    /// Handler attempts before the one this message asks for.
+    pub attempt: u32,
     pub not_before: DateTime<Utc>,
 }
 
@@ -138,6 +141,8 @@ pub struct Transition {
     pub from: JobState,
     pub to: JobState,
     pub expect_step: Option<String>,
+    /// Applies only if the job has counted exactly this many attempts.
+    pub expect_attempts: Option<u32>,
     /// The step after the change; `None` keeps the current one.
     pub step: Option<String>,
     /// Counts an attempt (set when a handler starts running the job).
@@ -153,6 +158,7 @@ impl Transition {
             from,
             to,
             expect_step: None,
+            expect_attempts: None,
             step: None,
             count_attempt: false,
             error: None,
@@ -298,6 +304,18 @@ impl<'a> Jobs<'a> {
         Ok(page(jobs, limit, |job| job.id.to_string()))
     }
 
+    /// Number of this tenant's jobs in `state`.
+    pub async fn count_in(&self, state: JobState) -> Result<u64> {
+        let row: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state = $2")
+                .bind(self.tenant.as_str())
+                .bind(state.as_str())
+                .fetch_one(&self.store.pool)
+                .await
+                .map_err(|err| self.store.err(err, "jobs"))?;
+        Ok(u64::try_from(row.0).unwrap_or(0))
+    }
+
     /// Number of this tenant's jobs in each non-empty state.
     pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         let rows = sqlx::query(
@@ -343,7 +361,8 @@ impl<'a> Jobs<'a> {
                  attempts = attempts + $3, last_error = COALESCE($4, last_error), \
                  result = COALESCE($5, result), not_before = COALESCE($6, not_before), \
                  finished_at = $7, updated_at = $8 \
-             WHERE tenant_id = $9 AND id = $10 AND state = $11 AND ($12 = '' OR step = $12)",
+             WHERE tenant_id = $9 AND id = $10 AND state = $11 AND ($12 = '' OR step = $12) \
+                 AND ($13 < 0 OR attempts = $13)",
         )
         .bind(change.to.as_str())
         .bind(change.step.as_deref())
@@ -357,6 +376,7 @@ impl<'a> Jobs<'a> {
         .bind(id.as_str())
         .bind(change.from.as_str())
         .bind(change.expect_step.as_deref().unwrap_or(""))
+        .bind(change.expect_attempts.map_or(-1, i64::from))
         .execute(&mut *tx)
         .await
         .map_err(|err| self.store.err(err, &format!("job {id}")))?
@@ -367,9 +387,10 @@ impl<'a> Jobs<'a> {
                 .map_err(|err| self.store.err(err, "job"))?;
             let current = self.get(id).await?;
             return Err(StoreError::Conflict(format!(
-                "job {id} is {} at step {:?}, expected {}{}",
+                "job {id} is {} at step {:?} after {} attempts, expected {}{}",
                 current.state,
                 current.step,
+                current.attempts,
                 change.from,
                 change
                     .expect_step
@@ -488,8 +509,8 @@ impl<'a> Jobs<'a> {
     ) -> Result<()> {
         for message in messages {
             sqlx::query(
-                "INSERT INTO outbox (tenant_id, job_id, role, kind, payload, idempotency_key, not_before, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO outbox (tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(self.tenant.as_str())
             .bind(id.as_str())
@@ -497,6 +518,7 @@ impl<'a> Jobs<'a> {
             .bind(&message.kind)
             .bind(message.payload.to_string())
             .bind(&message.idempotency_key)
+            .bind(i64::from(message.attempt))
             .bind(to_millis(message.not_before))
             .bind(at)
             .execute(&mut **tx)

@@ -4,6 +4,7 @@
 mod audit;
 mod idempotency;
 mod jobs;
+mod noop;
 mod outbox;
 mod tenants;
 mod tokens;
@@ -13,6 +14,7 @@ pub use idempotency::Idempotency;
 pub use jobs::{
     Job, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, Submitted, Transition,
 };
+pub use noop::{Noop, NoopTotals};
 pub use outbox::{Outbox, OutboxRow};
 pub use tenants::{Tenant, TenantStatus, Tenants};
 pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};

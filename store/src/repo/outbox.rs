@@ -16,6 +16,7 @@ pub struct OutboxRow {
     pub kind: String,
     pub payload: Value,
     pub idempotency_key: String,
+    pub attempt: u32,
     pub not_before: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
 }
@@ -33,7 +34,7 @@ impl Outbox<'_> {
     /// The oldest rows not yet relayed.
     pub async fn pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT seq, tenant_id, job_id, role, kind, payload, idempotency_key, not_before, created_at \
+            "SELECT seq, tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at \
              FROM outbox WHERE relayed_at IS NULL ORDER BY seq LIMIT $1",
         )
         .bind(i64::from(limit.max(1)))
@@ -57,6 +58,8 @@ impl Outbox<'_> {
                     payload: serde_json::from_str(&payload)
                         .map_err(|err| StoreError::Corrupt(format!("outbox payload: {err}")))?,
                     idempotency_key: row.try_get("idempotency_key").map_err(get)?,
+                    attempt: u32::try_from(row.try_get::<i64, _>("attempt").map_err(get)?)
+                        .unwrap_or(u32::MAX),
                     not_before: from_millis(row.try_get("not_before").map_err(get)?),
                     created_at: from_millis(row.try_get("created_at").map_err(get)?),
                 })
