@@ -2,15 +2,19 @@
 //!
 //! [`Application::build`] turns [`Settings`] into running parts: it connects the store
 //! (and migrates it), the object store and the mailbox, makes sure an administrator token
-//! exists, and binds the HTTP server. Tests build an `Application` on port 0 and read
-//! [`Application::addr`]; `main.rs` only parses the command line and reports errors.
+//! exists, starts the actor runtime and binds the HTTP server. Tests build an
+//! `Application` on port 0 and read [`Application::addr`]; `main.rs` only parses the
+//! command line and reports errors.
 //!
 //! Layout:
 //! - [`Application`]: build, address, run until stopped;
+//! - [`Services`]: the connected store, mailbox and object store, shared by every command;
 //! - `bootstrap`: the first administrator token;
+//! - `diag`: `stella diag noop`;
 //! - [`StartupError`]: a failed start, naming the setting to look at.
 
 mod bootstrap;
+pub mod diag;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,8 +22,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer};
-use stella_api::{Context, MailboxProbe, Metrics};
+use stella_actors::{Handlers, Runtime, RuntimeConfig, RuntimeMetrics, ROLES};
+use stella_api::{Context, Metrics};
 use stella_config::{MailboxBackend, ObjectBackend, Settings};
+use stella_store::mailbox::{
+    ConsumerName, EmbeddedMailbox, Mailbox, MailboxConfig, Role, ValkeyMailbox,
+};
 use stella_store::object::{FolderStore, ObjectStore, Objects, S3Store};
 use stella_store::{Store, Valkey};
 
@@ -35,12 +43,81 @@ pub struct StartupError {
 }
 
 impl StartupError {
-    fn new(key: &'static str, err: impl std::fmt::Display) -> Self {
+    pub fn new(key: &'static str, err: impl std::fmt::Display) -> Self {
         Self {
             key,
             message: err.to_string(),
         }
     }
+}
+
+/// The connected backends every command works with.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub settings: Settings,
+    pub store: Store,
+    pub mailbox: Arc<dyn Mailbox>,
+    pub objects: Objects,
+}
+
+impl Services {
+    /// Connects the store (migrating it), the mailbox and the object store.
+    pub async fn connect(settings: &Settings) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|err| {
+            StartupError::new(
+                "data_dir",
+                format!(
+                    "cannot create data dir {}: {err}",
+                    settings.data_dir.display()
+                ),
+            )
+        })?;
+        let store = Store::connect(&settings.database_backend(), &settings.database)
+            .await
+            .map_err(|err| StartupError::new("database.url", err))?;
+        store
+            .migrate()
+            .await
+            .map_err(|err| StartupError::new("database.url", err))?;
+        let mailbox = connect_mailbox(settings, &store).await?;
+        let objects = connect_objects(settings).await?;
+        Ok(Self {
+            settings: settings.clone(),
+            store,
+            mailbox,
+            objects,
+        })
+    }
+
+    /// Starts the actor runtime for `roles` on these services.
+    pub async fn start_runtime(
+        &self,
+        roles: &[Role],
+        registry: &prometheus::Registry,
+    ) -> Result<Runtime, StartupError> {
+        let metrics = RuntimeMetrics::new(registry).map_err(|err| StartupError::new("log", err))?;
+        let consumer = match &self.settings.runtime.consumer_name {
+            Some(name) => ConsumerName::parse(name)
+                .map_err(|err| StartupError::new("runtime.consumer_name", err))?,
+            None => ConsumerName::generate(),
+        };
+        Runtime::start(RuntimeConfig {
+            store: self.store.clone(),
+            mailbox: self.mailbox.clone(),
+            settings: self.settings.runtime.clone(),
+            roles: roles.to_vec(),
+            handlers: Handlers::builtin(),
+            metrics,
+            consumer,
+        })
+        .await
+        .map_err(|err| StartupError::new("runtime.consumer_name", err))
+    }
+}
+
+/// Every role, parsed.
+pub fn all_roles() -> Vec<Role> {
+    ROLES.iter().filter_map(|r| Role::parse(r).ok()).collect()
 }
 
 /// Every part of a running Stella process.
@@ -49,6 +126,8 @@ pub struct Application {
     addr: SocketAddr,
     context: Context,
     admin_token: AdminToken,
+    runtime: Runtime,
+    shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -61,49 +140,20 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Connects every dependency, migrates the store, ensures an admin token and binds the
-    /// listener. Nothing is served until [`Application::run_until_stopped`].
+    /// Connects every dependency, migrates the store, ensures an admin token, starts the
+    /// runtime and binds the listener. Must run inside an actix system.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|err| {
-            StartupError::new(
-                "data_dir",
-                format!(
-                    "cannot create data dir {}: {err}",
-                    settings.data_dir.display()
-                ),
-            )
-        })?;
-
-        let store = Store::connect(&settings.database_backend(), &settings.database)
-            .await
-            .map_err(|err| StartupError::new("database.url", err))?;
-        store
-            .migrate()
-            .await
-            .map_err(|err| StartupError::new("database.url", err))?;
-
-        let objects = connect_objects(&settings).await?;
-
-        let mailbox = match settings.mailbox_backend() {
-            MailboxBackend::Embedded => MailboxProbe::Embedded(store.clone()),
-            MailboxBackend::Valkey { url } => {
-                let valkey = Valkey::new(&url, settings.valkey.pool_size)
-                    .map_err(|err| StartupError::new("valkey.url", err))?;
-                valkey
-                    .ping()
-                    .await
-                    .map_err(|err| StartupError::new("valkey.url", err))?;
-                MailboxProbe::Valkey(valkey)
-            }
-        };
-
-        let admin_token = bootstrap::ensure_admin_token(&store, &settings).await?;
+        let services = Services::connect(&settings).await?;
+        let admin_token = bootstrap::ensure_admin_token(&services.store, &settings).await?;
 
         let metrics = Metrics::new().map_err(|err| StartupError::new("log", err))?;
+        let runtime = services
+            .start_runtime(&all_roles(), &metrics.registry)
+            .await?;
         let context = Context {
-            store,
-            objects,
-            mailbox,
+            store: services.store.clone(),
+            objects: services.objects.clone(),
+            mailbox: services.mailbox.clone(),
             metrics: Arc::new(metrics),
             started_at: Instant::now(),
         };
@@ -117,6 +167,7 @@ impl Application {
                 )
                 .configure(routes.clone())
         })
+        .disable_signals()
         .shutdown_timeout(settings.api.shutdown_timeout_secs)
         .bind(settings.listen)
         .map_err(|err| {
@@ -136,6 +187,8 @@ impl Application {
             addr,
             context,
             admin_token,
+            runtime,
+            shutdown_timeout: Duration::from_secs(settings.runtime.shutdown_timeout_secs),
         })
     }
 
@@ -158,14 +211,63 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGINT or SIGTERM (or [`ServerHandle::stop`]), lets in-flight requests
-    /// finish within the shutdown timeout, then closes the store.
+    /// Serves until SIGINT or SIGTERM (or [`ServerHandle::stop`]). Then, at the same
+    /// time, the server lets in-flight requests finish and the runtime lets in-flight
+    /// jobs finish, each within its shutdown timeout; the store is closed last.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
+        let handle = self.server.handle();
+        let mut server = actix_web::rt::spawn(self.server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = shutdown_signal() => {
+                tracing::info!("shutdown signal received; stopping");
+                let (_, result) = tokio::join!(handle.stop(true), &mut server);
+                result
+            }
+        };
+        self.runtime.shutdown(self.shutdown_timeout).await;
         // Bounded: a wedged pool must not hold the process past its stop deadline.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.context.store.close()).await;
-        result
+        result.unwrap_or_else(|err| Err(std::io::Error::other(err)))
     }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn connect_mailbox(
+    settings: &Settings,
+    store: &Store,
+) -> Result<Arc<dyn Mailbox>, StartupError> {
+    let config = MailboxConfig {
+        max_deliveries: settings.runtime.max_deliveries,
+        ..MailboxConfig::default()
+    };
+    Ok(match settings.mailbox_backend() {
+        MailboxBackend::Embedded => Arc::new(EmbeddedMailbox::new(store.clone(), config)),
+        MailboxBackend::Valkey { url } => {
+            let valkey = Valkey::new(&url, settings.valkey.pool_size)
+                .map_err(|err| StartupError::new("valkey.url", err))?;
+            valkey
+                .ping()
+                .await
+                .map_err(|err| StartupError::new("valkey.url", err))?;
+            Arc::new(ValkeyMailbox::new(
+                valkey,
+                &settings.valkey.key_prefix,
+                config,
+            ))
+        }
+    })
 }
 
 async fn connect_objects(settings: &Settings) -> Result<Objects, StartupError> {

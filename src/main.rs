@@ -29,12 +29,57 @@ struct Cli {
 enum Command {
     /// Run every role in one process: API, workers and scheduler.
     Serve,
+    /// Run only the actors (no API): take work from the shared mailbox.
+    Worker {
+        /// Roles to run, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
+        roles: Vec<String>,
+    },
+    /// Diagnostics that exercise the runtime end to end.
+    Diag {
+        #[command(subcommand)]
+        action: DiagAction,
+    },
     /// Apply the database migrations, then exit.
     Migrate,
     /// Inspect the effective settings.
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DiagAction {
+    /// Submit noop jobs through the normal path, wait for them, print a JSON report
+    /// (`submitted`, `completed`, `effects`, `executions`, `dead_lettered`, `seconds`).
+    Noop {
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        #[arg(long, default_value_t = 10)]
+        tenants: u32,
+        /// Each job sleeps this long.
+        #[arg(long, default_value_t = 0)]
+        sleep_ms: u64,
+        /// Each job fails its first K attempts (retryable).
+        #[arg(long, default_value_t = 0)]
+        fail_first: u32,
+        /// Each job panics on attempt K.
+        #[arg(long, default_value_t = 0)]
+        panic_on: u32,
+        /// Each job panics on every attempt.
+        #[arg(long)]
+        panic_always: bool,
+        /// Attempts per job before it fails.
+        #[arg(long, default_value_t = 5)]
+        max_attempts: u32,
+        /// Give up waiting after this long (exit code 1).
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        /// Also run workers in this process (otherwise `stella serve`/`stella worker`
+        /// processes do the work).
+        #[arg(long)]
+        run_worker: bool,
     },
 }
 
@@ -65,6 +110,11 @@ fn main() -> ExitCode {
     if let Err(message) = init_logging(&loaded, &env) {
         return fail(&message);
     }
+    // Handler panics are caught and retried by the runtime; log them as one line
+    // instead of the default hook's stderr dump.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "panic");
+    }));
     let result = match cli.command {
         Command::Config {
             action: ConfigAction::Show { output },
@@ -74,6 +124,36 @@ fn main() -> ExitCode {
         }
         Command::Migrate => actix_web::rt::System::new().block_on(migrate(&loaded)),
         Command::Serve => actix_web::rt::System::new().block_on(serve(&loaded)),
+        Command::Worker { roles } => actix_web::rt::System::new().block_on(worker(&loaded, &roles)),
+        Command::Diag {
+            action:
+                DiagAction::Noop {
+                    count,
+                    tenants,
+                    sleep_ms,
+                    fail_first,
+                    panic_on,
+                    panic_always,
+                    max_attempts,
+                    timeout_secs,
+                    run_worker,
+                },
+        } => {
+            let run = stella::diag::NoopRun {
+                count,
+                tenants,
+                params: stella_actors::noop::NoopParams {
+                    sleep_ms,
+                    fail_first,
+                    panic_on_attempt: panic_on,
+                    panic_always,
+                },
+                max_attempts,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+                run_worker,
+            };
+            actix_web::rt::System::new().block_on(diag_noop(&loaded, &run))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -164,6 +244,56 @@ async fn migrate(loaded: &Loaded) -> Result<(), String> {
         store.backend()
     );
     store.close().await;
+    Ok(())
+}
+
+async fn worker(loaded: &Loaded, roles: &[String]) -> Result<(), String> {
+    let roles = if roles.is_empty() {
+        stella::all_roles()
+    } else {
+        roles
+            .iter()
+            .map(|r| stella_store::mailbox::Role::parse(r).map_err(|err| format!("--roles: {err}")))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let services = stella::Services::connect(&loaded.settings)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    let registry = prometheus::Registry::new();
+    let runtime = services
+        .start_runtime(&roles, &registry)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    tracing::info!("stella worker is running");
+    stella::shutdown_signal().await;
+    tracing::info!("shutdown signal received; stopping");
+    runtime
+        .shutdown(std::time::Duration::from_secs(
+            loaded.settings.runtime.shutdown_timeout_secs,
+        ))
+        .await;
+    services.store.close().await;
+    tracing::info!("stella worker stopped");
+    Ok(())
+}
+
+async fn diag_noop(loaded: &Loaded, run: &stella::diag::NoopRun) -> Result<(), String> {
+    let services = stella::Services::connect(&loaded.settings)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    let report = stella::diag::noop(&services, run).await?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|err| err.to_string())?
+    );
+    if report.timed_out {
+        return Err(format!(
+            "timed out after {}s with {} of {} jobs finished",
+            run.timeout.as_secs(),
+            report.completed + report.dead_lettered,
+            report.submitted
+        ));
+    }
     Ok(())
 }
 

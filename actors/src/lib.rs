@@ -1,5 +1,37 @@
-//! Stella's actors: the root and tenant supervisors, the role actors (fetcher, analyzer,
-//! evaluator, sealer, notifier, exporter) and one job actor per job in flight. Actors are
-//! thin: they call pure domain code and the store's ports.
+//! Stella's actors and durable job runtime.
 //!
-//! Not yet built: this crate lands with the durable-runtime issue.
+//! Per process: a root supervisor routes each delivery to its tenant's supervisor
+//! (started on demand, stopped when idle), which runs it as a job actor, at most
+//! `tenant_concurrency` at once. Deliveries come from the durable mailbox, one consumer
+//! loop per role, and are acknowledged only after the step's outcome is committed
+//! (`job.rs`). A janitor per role promotes delayed entries and takes over abandoned
+//! ones; a heartbeat keeps held entries and the consumer name alive; the outbox relay
+//! moves committed messages into the mailbox.
+//!
+//! Not here: pure domain logic (it is called by step handlers) and HTTP.
+//!
+//! Layout:
+//! - `runtime`: [`Runtime`], the loops, [`ROLES`];
+//! - `root`, `tenant`, `job_actor`: the supervision tree, one actor per file;
+//! - `job`: durable steps ([`submit`], [`StepRunner`]);
+//! - `handler`: the step handler API ([`StepHandler`], [`Handlers`]);
+//! - `noop`: the built-in `noop` job kind;
+//! - `relay`: the outbox relay;
+//! - `metrics`: [`RuntimeMetrics`].
+
+mod handler;
+mod job;
+mod job_actor;
+mod metrics;
+pub mod noop;
+mod relay;
+mod root;
+mod runtime;
+mod shared;
+mod tenant;
+
+pub use handler::{Handlers, JobKind, StepContext, StepError, StepHandler, StepOutcome};
+pub use job::{retry_policy, submit, Finish, JobRequest, StepMessage, StepRunner, STEP_MESSAGE};
+pub use metrics::RuntimeMetrics;
+pub use relay::relay_once;
+pub use runtime::{Runtime, RuntimeConfig, ROLES};

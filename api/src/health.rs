@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use stella_store::StoreError;
 
-use crate::{Context, MailboxProbe};
+use crate::Context;
 
 /// Each dependency gets this long to answer before it counts as not ready.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -69,12 +69,7 @@ async fn check(backend: String, probe: impl Future<Output = Result<(), StoreErro
 /// sees why.
 pub(crate) async fn readyz(context: web::Data<Context>) -> HttpResponse {
     let store = &context.store;
-    let mailbox = async {
-        match &context.mailbox {
-            MailboxProbe::Embedded(store) => check("embedded".into(), store.ping()).await,
-            MailboxProbe::Valkey(valkey) => check("valkey".into(), valkey.ping()).await,
-        }
-    };
+    let mailbox = check(context.mailbox.kind().into(), context.mailbox.ping());
     let objects = context.objects.store();
     let (store, mailbox, objects) = tokio::join!(
         check(store.backend().id().into(), store.ping()),

@@ -17,25 +17,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::web;
+use stella_store::mailbox::Mailbox;
 use stella_store::object::Objects;
-use stella_store::{Store, Valkey};
+use stella_store::Store;
 
 pub use metrics::Metrics;
-
-/// How the mailbox is reached, for the readiness check.
-#[derive(Debug, Clone)]
-pub enum MailboxProbe {
-    /// Mailboxes live in the embedded store.
-    Embedded(Store),
-    Valkey(Valkey),
-}
 
 /// What every handler can use.
 #[derive(Debug, Clone)]
 pub struct Context {
     pub store: Store,
     pub objects: Objects,
-    pub mailbox: MailboxProbe,
+    pub mailbox: Arc<dyn Mailbox>,
     pub metrics: Arc<Metrics>,
     pub started_at: Instant,
 }

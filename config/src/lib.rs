@@ -55,6 +55,7 @@ pub struct Settings {
     pub valkey: ValkeySettings,
     pub s3: S3Settings,
     pub api: ApiSettings,
+    pub runtime: RuntimeSettings,
 }
 
 impl Default for Settings {
@@ -69,6 +70,7 @@ impl Default for Settings {
             valkey: ValkeySettings::default(),
             s3: S3Settings::default(),
             api: ApiSettings::default(),
+            runtime: RuntimeSettings::default(),
         }
     }
 }
@@ -157,6 +159,68 @@ impl Default for ApiSettings {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_timeout_secs: 5,
+        }
+    }
+}
+
+/// The durable actor runtime: how workers take, run and retry work.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// Entries taken from the mailbox per receive.
+    pub batch_size: u32,
+    /// Jobs running at once in one process.
+    pub concurrency: u32,
+    /// Jobs of one tenant running at once in one process.
+    pub tenant_concurrency: u32,
+    /// An entry unacknowledged this long is taken over from its (presumed dead)
+    /// consumer. Must exceed the slowest legitimate handler; running entries are kept
+    /// alive by heartbeats, so it bounds only how long a crash goes unnoticed.
+    pub min_idle_ms: u64,
+    /// Deliveries (crashed or stalled runs) after which an entry is dead-lettered.
+    pub max_deliveries: u32,
+    /// Handler attempts (failures and panics) after which a job fails.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter, up to the maximum.
+    pub retry_min_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    /// A tenant supervisor with no work for this long is stopped.
+    pub tenant_idle_secs: u64,
+    /// Restart intensity: more panics than this within `restart_within_secs`
+    /// quarantine the tenant's actor.
+    pub restart_max: u32,
+    pub restart_within_secs: u64,
+    /// How long a quarantine lasts before the actor takes work again.
+    pub quarantine_secs: u64,
+    /// How often idle loops (receive, outbox relay) look for work.
+    pub poll_interval_ms: u64,
+    /// Seconds in-flight jobs get to finish on shutdown; the rest is left to other
+    /// processes.
+    pub shutdown_timeout_secs: u64,
+    /// This process's consumer name; generated (`<host>-<pid>-<random>`) when unset. A
+    /// stable name lets a restarted process drain its own unacknowledged entries first;
+    /// a name held by a live process is refused.
+    pub consumer_name: Option<String>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            concurrency: 64,
+            tenant_concurrency: 8,
+            min_idle_ms: 30_000,
+            max_deliveries: 5,
+            max_attempts: 5,
+            retry_min_delay_ms: 2_000,
+            retry_max_delay_ms: 300_000,
+            tenant_idle_secs: 60,
+            restart_max: 5,
+            restart_within_secs: 10,
+            quarantine_secs: 300,
+            poll_interval_ms: 20,
+            shutdown_timeout_secs: 5,
+            consumer_name: None,
         }
     }
 }
@@ -409,6 +473,57 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_API_SHUTDOWN_TIMEOUT_SECS",
         Int
     ),
+    key!("runtime.batch_size", "STELLA_RUNTIME_BATCH_SIZE", Int),
+    key!("runtime.concurrency", "STELLA_RUNTIME_CONCURRENCY", Int),
+    key!(
+        "runtime.tenant_concurrency",
+        "STELLA_RUNTIME_TENANT_CONCURRENCY",
+        Int
+    ),
+    key!("runtime.min_idle_ms", "STELLA_RUNTIME_MIN_IDLE_MS", Int),
+    key!(
+        "runtime.max_deliveries",
+        "STELLA_RUNTIME_MAX_DELIVERIES",
+        Int
+    ),
+    key!("runtime.max_attempts", "STELLA_RUNTIME_MAX_ATTEMPTS", Int),
+    key!(
+        "runtime.retry_min_delay_ms",
+        "STELLA_RUNTIME_RETRY_MIN_DELAY_MS",
+        Int
+    ),
+    key!(
+        "runtime.retry_max_delay_ms",
+        "STELLA_RUNTIME_RETRY_MAX_DELAY_MS",
+        Int
+    ),
+    key!(
+        "runtime.tenant_idle_secs",
+        "STELLA_RUNTIME_TENANT_IDLE_SECS",
+        Int
+    ),
+    key!("runtime.restart_max", "STELLA_RUNTIME_RESTART_MAX", Int),
+    key!(
+        "runtime.restart_within_secs",
+        "STELLA_RUNTIME_RESTART_WITHIN_SECS",
+        Int
+    ),
+    key!(
+        "runtime.quarantine_secs",
+        "STELLA_RUNTIME_QUARANTINE_SECS",
+        Int
+    ),
+    key!(
+        "runtime.poll_interval_ms",
+        "STELLA_RUNTIME_POLL_INTERVAL_MS",
+        Int
+    ),
+    key!(
+        "runtime.shutdown_timeout_secs",
+        "STELLA_RUNTIME_SHUTDOWN_TIMEOUT_SECS",
+        Int
+    ),
+    key!("runtime.consumer_name", "STELLA_RUNTIME_CONSUMER_NAME", Str),
 ];
 
 /// What went wrong while loading settings. Every variant names the key (or file) and the
@@ -692,6 +807,29 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             ));
         }
     }
+    let r = &s.runtime;
+    for (key, value) in [
+        ("runtime.batch_size", u64::from(r.batch_size)),
+        ("runtime.concurrency", u64::from(r.concurrency)),
+        (
+            "runtime.tenant_concurrency",
+            u64::from(r.tenant_concurrency),
+        ),
+        ("runtime.min_idle_ms", r.min_idle_ms),
+        ("runtime.max_deliveries", u64::from(r.max_deliveries)),
+        ("runtime.max_attempts", u64::from(r.max_attempts)),
+        ("runtime.poll_interval_ms", r.poll_interval_ms),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be at least 1".into()));
+        }
+    }
+    if r.retry_max_delay_ms < r.retry_min_delay_ms {
+        return Err(invalid(
+            "runtime.retry_max_delay_ms",
+            "must not be below runtime.retry_min_delay_ms".into(),
+        ));
+    }
     if s.s3.part_size_bytes < 5 * 1024 * 1024 {
         return Err(invalid(
             "s3.part_size_bytes",
@@ -937,6 +1075,7 @@ mod tests {
         for def in KEYS {
             let value = match (def.kind, def.key) {
                 (Kind::Int, "s3.part_size_bytes") => "6000000",
+                (Kind::Int, "runtime.retry_max_delay_ms") => "600000",
                 (Kind::Int, _) => "7",
                 (Kind::Bool, _) => "true",
                 (Kind::Str, "listen") => "127.0.0.1:1",

@@ -60,7 +60,9 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err.message, "noop job panics on attempt 3");
-        let err = run_guarded(async { std::panic::panic_any(7_u8) }).await.unwrap_err();
+        let err = run_guarded(async { std::panic::panic_any(7_u8) })
+            .await
+            .unwrap_err();
         assert_eq!(err.message, "non-string panic payload");
     }
 

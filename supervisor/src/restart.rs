@@ -146,7 +146,10 @@ mod tests {
             Decision::Restart { after } => after.as_millis(),
             Decision::Quarantine => panic!("quarantined too early"),
         };
-        assert_eq!(delays.iter().map(ms).collect::<Vec<_>>(), [100, 200, 400, 500]);
+        assert_eq!(
+            delays.iter().map(ms).collect::<Vec<_>>(),
+            [100, 200, 400, 500]
+        );
         tracker.record_success();
         assert_eq!(
             tracker.record_failure(t0 + Duration::from_secs(30), "boom"),

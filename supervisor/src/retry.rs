@@ -71,7 +71,11 @@ mod tests {
         for (i, delay) in delays.iter().enumerate() {
             // Jitter adds up to the base delay: [base, 2 * base), capped.
             let base = Duration::from_secs(2 << i).min(policy.max_delay);
-            assert!(*delay >= base && *delay <= base * 2, "attempt {}: {delay:?}", i + 1);
+            assert!(
+                *delay >= base && *delay <= base * 2,
+                "attempt {}: {delay:?}",
+                i + 1
+            );
         }
         assert_eq!(policy.delay("k", 5), None);
         assert_eq!(policy.delay("k", 0), None);

@@ -237,7 +237,7 @@ fn migrate_creates_and_reports_the_schema() {
         );
         let text = String::from_utf8(output.stdout).unwrap();
         assert!(
-            text.contains("database (SQLite) is at schema version 1"),
+            text.contains("database (SQLite) is at schema version 3"),
             "{text}"
         );
     }

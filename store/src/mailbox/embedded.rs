@@ -6,8 +6,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    too_many_deliveries, Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox, MailboxConfig, MailboxStats, Receipt,
-    Role,
+    too_many_deliveries, Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox,
+    MailboxConfig, MailboxStats, Receipt, Role,
 };
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
@@ -159,6 +159,10 @@ fn millis(duration: Duration) -> i64 {
 
 #[async_trait]
 impl Mailbox for EmbeddedMailbox {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
     async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize> {
         let mut tx = self.begin().await?;
         let mut sent = 0;

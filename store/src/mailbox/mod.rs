@@ -286,6 +286,9 @@ pub(crate) fn too_many_deliveries(deliveries: u32, limit: u32) -> String {
 
 #[async_trait]
 pub trait Mailbox: Send + Sync + fmt::Debug {
+    /// `valkey` or `embedded`, for readiness and diagnostics.
+    fn kind(&self) -> &'static str;
+
     /// Stores the envelopes (delayed ones until due). Returns how many were new (not
     /// dropped as duplicates).
     async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize>;

@@ -11,8 +11,8 @@ use deadpool_redis::redis::{self, Script};
 use deadpool_redis::Connection;
 
 use super::{
-    too_many_deliveries, Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox, MailboxConfig, MailboxStats, Receipt,
-    Role,
+    too_many_deliveries, Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox,
+    MailboxConfig, MailboxStats, Receipt, Role,
 };
 use crate::error::{Backend, Result, StoreError};
 use crate::ids::{from_millis, to_millis};
@@ -554,6 +554,10 @@ fn interleave(mut per_tenant: Vec<Vec<Delivery>>, max: usize) -> Vec<Delivery> {
 
 #[async_trait]
 impl Mailbox for ValkeyMailbox {
+    fn kind(&self) -> &'static str {
+        "valkey"
+    }
+
     async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize> {
         if envelopes.is_empty() {
             return Ok(0);

@@ -204,6 +204,16 @@ impl<'a> Jobs<'a> {
         messages: &[NewMessage],
         now: DateTime<Utc>,
     ) -> Result<Submitted> {
+        self.submit_with(new, now, |_| messages.to_vec()).await
+    }
+
+    /// Like [`Jobs::submit`], with the first messages built from the new job's id.
+    pub async fn submit_with(
+        &self,
+        new: &NewJob,
+        now: DateTime<Utc>,
+        messages: impl FnOnce(&JobId) -> Vec<NewMessage>,
+    ) -> Result<Submitted> {
         if new.kind.is_empty() || new.max_attempts == 0 {
             return Err(StoreError::Invalid(
                 "job kind must be set and max_attempts at least 1".into(),
@@ -246,7 +256,8 @@ impl<'a> Jobs<'a> {
         }
         self.insert_event(&mut tx, &id, None, JobState::Queued, &new.step, 0, None, at)
             .await?;
-        self.insert_messages(&mut tx, &id, messages, at).await?;
+        self.insert_messages(&mut tx, &id, &messages(&id), at)
+            .await?;
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;

@@ -58,7 +58,7 @@ impl Noop<'_> {
                 .await
                 .map_err(|err| self.store.err(err, "noop effects"))?;
         let runs: (i64,) = sqlx::query_as(
-            "SELECT COALESCE(SUM(runs), 0) FROM noop_executions WHERE tenant_id = $1",
+            "SELECT CAST(COALESCE(SUM(runs), 0) AS BIGINT) FROM noop_executions WHERE tenant_id = $1",
         )
         .bind(self.tenant.as_str())
         .fetch_one(&self.store.pool)

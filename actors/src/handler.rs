@@ -1,0 +1,92 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use stella_store::mailbox::Role;
+use stella_store::repo::Job;
+use stella_store::{Store, StoreError};
+
+/// What a step handler sees.
+#[derive(Debug)]
+pub struct StepContext<'a> {
+    pub store: &'a Store,
+    pub job: &'a Job,
+    /// The attempt being run, counting from 1.
+    pub attempt: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// The job is done, with this result.
+    Done(Value),
+    /// Continue with `step`, run by `role`.
+    Next { step: String, role: Role },
+}
+
+/// Why a step failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StepError {
+    /// Transient: retried with back-off until the attempts run out.
+    #[error("{0}")]
+    Retry(String),
+    /// Permanent: the job fails now.
+    #[error("{0}")]
+    Abort(String),
+}
+
+impl From<StoreError> for StepError {
+    fn from(err: StoreError) -> Self {
+        if err.is_transient() {
+            StepError::Retry(err.to_string())
+        } else {
+            StepError::Abort(err.to_string())
+        }
+    }
+}
+
+/// One step of a job kind. Handlers keep their effects idempotent (keyed by job id):
+/// delivery is at least once.
+#[async_trait]
+pub trait StepHandler: Send + Sync + std::fmt::Debug {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError>;
+}
+
+/// A job kind: its first step, the role that runs each step, and the handlers.
+#[derive(Debug, Clone)]
+pub struct JobKind {
+    pub name: &'static str,
+    pub first_step: &'static str,
+    pub role: Role,
+    pub steps: BTreeMap<&'static str, Arc<dyn StepHandler>>,
+}
+
+/// Every job kind this process knows.
+#[derive(Debug, Clone, Default)]
+pub struct Handlers {
+    kinds: BTreeMap<&'static str, JobKind>,
+}
+
+impl Handlers {
+    pub fn register(&mut self, kind: JobKind) {
+        self.kinds.insert(kind.name, kind);
+    }
+
+    pub fn kind(&self, name: &str) -> Option<&JobKind> {
+        self.kinds.get(name)
+    }
+
+    pub fn step(&self, kind: &str, step: &str) -> Option<Arc<dyn StepHandler>> {
+        self.kinds.get(kind)?.steps.get(step).cloned()
+    }
+
+    /// The built-in kinds.
+    pub fn builtin() -> Self {
+        let mut handlers = Self::default();
+        handlers.register(crate::noop::kind());
+        handlers
+    }
+}

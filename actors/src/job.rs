@@ -1,0 +1,361 @@
+//! Durable jobs: submitting a job, and running one delivered step so that a crash at any
+//! point resumes at the last committed step and no effect happens twice.
+//!
+//! A step message carries `{job_id, step}` and the attempt it asks for. Running it:
+//! 1. load the job and decide from its committed state whether this delivery is current
+//!    (start the attempt), a redelivery of a run whose process died (take it over), one
+//!    whose failure was committed but not yet dead-lettered (finish that), or stale (ack);
+//! 2. start the attempt with a compare-and-set on state, step and attempt count;
+//! 3. run the handler behind a panic boundary;
+//! 4. commit the outcome together with the next message (outbox), then acknowledge.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stella_store::mailbox::{Delivery, Mailbox};
+use stella_store::repo::{Job, JobState, NewJob, NewMessage, Submitted, Transition};
+use stella_store::{JobId, Store, StoreError, TenantId};
+use stella_supervisor::{run_guarded, RetryPolicy};
+
+use crate::handler::{Handlers, StepContext, StepError, StepOutcome};
+
+/// The kind of every job-step envelope.
+pub const STEP_MESSAGE: &str = "job.step";
+
+/// The payload of a job-step envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMessage {
+    pub job_id: JobId,
+    pub step: String,
+}
+
+/// A job to submit.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub kind: String,
+    pub params: Value,
+    /// Submitting twice with the same key yields the first job.
+    pub idempotency_key: Option<String>,
+    pub max_attempts: u32,
+}
+
+/// Submits a job of a registered kind: the job row and its first step message are
+/// committed together.
+pub async fn submit(
+    store: &Store,
+    handlers: &Handlers,
+    tenant: &TenantId,
+    request: &JobRequest,
+    now: DateTime<Utc>,
+) -> Result<Submitted, StoreError> {
+    let job_kind = handlers
+        .kind(&request.kind)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown job kind {:?}", request.kind)))?;
+    let new = NewJob {
+        kind: request.kind.clone(),
+        step: job_kind.first_step.to_owned(),
+        params: request.params.clone(),
+        max_attempts: request.max_attempts,
+        idempotency_key: request.idempotency_key.clone(),
+    };
+    // The job id is only known once inserted; the message refers to it, so the first
+    // message is derived inside `submit_with` below.
+    let jobs = store.tenant(tenant).jobs();
+    jobs.submit_with(&new, now, |id| {
+        vec![step_message(
+            id,
+            job_kind.first_step,
+            job_kind.role.as_str(),
+            0,
+            now,
+        )]
+    })
+    .await
+}
+
+pub(crate) fn step_message(
+    job_id: &JobId,
+    step: &str,
+    role: &str,
+    attempt: u32,
+    not_before: DateTime<Utc>,
+) -> NewMessage {
+    NewMessage {
+        role: role.to_owned(),
+        kind: STEP_MESSAGE.to_owned(),
+        payload: serde_json::to_value(StepMessage {
+            job_id: job_id.clone(),
+            step: step.to_owned(),
+        })
+        .unwrap_or(Value::Null),
+        idempotency_key: format!("{job_id}:{step}"),
+        attempt,
+        not_before,
+    }
+}
+
+/// How a delivery ended, for the supervisor's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// The step ran and its outcome is committed.
+    Completed,
+    /// The attempt failed; a retry is scheduled.
+    Retrying { error: String, panicked: bool },
+    /// The job failed for good and the delivery is dead-lettered.
+    Failed { error: String, panicked: bool },
+    /// Nothing to do (the step was already done, or superseded).
+    Stale,
+}
+
+impl Finish {
+    pub fn panicked(&self) -> bool {
+        matches!(
+            self,
+            Finish::Retrying { panicked: true, .. } | Finish::Failed { panicked: true, .. }
+        )
+    }
+}
+
+/// What the runtime needs to run a step.
+#[derive(Debug, Clone)]
+pub struct StepRunner {
+    pub store: Store,
+    pub mailbox: std::sync::Arc<dyn Mailbox>,
+    pub handlers: Handlers,
+    pub retry: RetryPolicy,
+}
+
+enum Plan {
+    Start(Transition),
+    TakeOver(Transition),
+    DeadLetter(String),
+    Stale,
+}
+
+fn plan(job: &Job, step: &str, attempt: u32) -> Plan {
+    if job.step != step {
+        return Plan::Stale;
+    }
+    match job.state {
+        JobState::Queued | JobState::Retrying if job.attempts == attempt => {
+            let mut start = Transition::new(job.state, JobState::Running);
+            start.expect_step = Some(step.to_owned());
+            start.expect_attempts = Some(attempt);
+            start.count_attempt = true;
+            Plan::Start(start)
+        }
+        JobState::Running if job.attempts == attempt + 1 => {
+            let mut take = Transition::new(JobState::Running, JobState::Running);
+            take.expect_step = Some(step.to_owned());
+            take.expect_attempts = Some(attempt + 1);
+            Plan::TakeOver(take)
+        }
+        JobState::Failed if job.attempts == attempt + 1 => Plan::DeadLetter(
+            job.last_error
+                .clone()
+                .unwrap_or_else(|| "job failed".into()),
+        ),
+        _ => Plan::Stale,
+    }
+}
+
+impl StepRunner {
+    /// Runs one delivered step to a committed end. A store error leaves the delivery
+    /// unacknowledged: it is taken over and retried once its idle time passes.
+    pub async fn run(
+        &self,
+        delivery: &Delivery,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<Finish, StoreError> {
+        let envelope = &delivery.envelope;
+        let role = &envelope.role;
+        let message: StepMessage = match serde_json::from_value(envelope.payload.clone()) {
+            Ok(message) if envelope.kind == STEP_MESSAGE => message,
+            _ => {
+                let error = format!(
+                    "not a job step message (kind {:?}, payload {})",
+                    envelope.kind, envelope.payload
+                );
+                self.mailbox.dead_letter(delivery, &error, now()).await?;
+                return Ok(Finish::Failed {
+                    error,
+                    panicked: false,
+                });
+            }
+        };
+        let jobs = self.store.tenant(&envelope.tenant).jobs();
+        let job = match jobs.get(&message.job_id).await {
+            Ok(job) => job,
+            Err(StoreError::NotFound(_)) => {
+                tracing::warn!(tenant = %envelope.tenant, job_id = %message.job_id, "step message for an unknown job");
+                self.mailbox
+                    .ack(role, std::slice::from_ref(&delivery.receipt))
+                    .await?;
+                return Ok(Finish::Stale);
+            }
+            Err(err) => return Err(err),
+        };
+        let attempt = envelope.attempt;
+        let running = match plan(&job, &message.step, attempt) {
+            Plan::Stale => {
+                self.mailbox
+                    .ack(role, std::slice::from_ref(&delivery.receipt))
+                    .await?;
+                return Ok(Finish::Stale);
+            }
+            Plan::DeadLetter(error) => {
+                self.mailbox.dead_letter(delivery, &error, now()).await?;
+                return Ok(Finish::Failed {
+                    error,
+                    panicked: false,
+                });
+            }
+            Plan::Start(change) | Plan::TakeOver(change) => {
+                match jobs.transition(&job.id, &change, &[], now()).await {
+                    Ok(job) => job,
+                    // Another delivery of the same attempt won the race: it runs the step.
+                    Err(StoreError::Conflict(_)) => {
+                        self.mailbox
+                            .ack(role, std::slice::from_ref(&delivery.receipt))
+                            .await?;
+                        return Ok(Finish::Stale);
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+
+        let outcome = match self.handlers.step(&running.kind, &running.step) {
+            None => Err((
+                StepError::Abort(format!(
+                    "no handler for step {:?} of job kind {:?}",
+                    running.step, running.kind
+                )),
+                false,
+            )),
+            Some(handler) => {
+                let ctx = StepContext {
+                    store: &self.store,
+                    job: &running,
+                    attempt: running.attempts,
+                    now: now(),
+                };
+                match run_guarded(handler.run(&ctx)).await {
+                    Ok(Ok(outcome)) => Ok(outcome),
+                    Ok(Err(err)) => Err((err, false)),
+                    Err(panic) => Err((StepError::Retry(panic.to_string()), true)),
+                }
+            }
+        };
+
+        let mut done = match &outcome {
+            Ok(StepOutcome::Done(_)) => Transition::new(JobState::Running, JobState::Succeeded),
+            Ok(StepOutcome::Next { .. }) => Transition::new(JobState::Running, JobState::Queued),
+            Err(_) => Transition::new(JobState::Running, JobState::Retrying),
+        };
+        done.expect_step = Some(running.step.clone());
+        done.expect_attempts = Some(running.attempts);
+        let at = now();
+        let finish = match outcome {
+            Ok(StepOutcome::Done(result)) => {
+                done.result = Some(result);
+                jobs.transition(&running.id, &done, &[], at).await?;
+                Finish::Completed
+            }
+            Ok(StepOutcome::Next {
+                step,
+                role: next_role,
+            }) => {
+                done.step = Some(step.clone());
+                let next = step_message(&running.id, &step, next_role.as_str(), 0, at);
+                jobs.transition(&running.id, &done, &[next], at).await?;
+                Finish::Completed
+            }
+            Err((err, panicked)) => {
+                let error = err.to_string();
+                done.error = Some(error.clone());
+                let delay = match err {
+                    StepError::Retry(_) if running.attempts < running.max_attempts => {
+                        self.retry.delay(
+                            &format!("{}:{}", running.id, running.step),
+                            running.attempts,
+                        )
+                    }
+                    _ => None,
+                };
+                match delay {
+                    Some(delay) => {
+                        let not_before = at + chrono::Duration::from_std(delay).unwrap_or_default();
+                        done.not_before = Some(not_before);
+                        let next = step_message(
+                            &running.id,
+                            &running.step,
+                            role.as_str(),
+                            running.attempts,
+                            not_before,
+                        );
+                        jobs.transition(&running.id, &done, &[next], at).await?;
+                        Finish::Retrying { error, panicked }
+                    }
+                    None => {
+                        done.to = JobState::Failed;
+                        jobs.transition(&running.id, &done, &[], at).await?;
+                        let reason =
+                            format!("job failed after {} attempts: {error}", running.attempts);
+                        self.mailbox.dead_letter(delivery, &reason, at).await?;
+                        return Ok(Finish::Failed { error, panicked });
+                    }
+                }
+            }
+        };
+        self.mailbox
+            .ack(role, std::slice::from_ref(&delivery.receipt))
+            .await?;
+        Ok(finish)
+    }
+
+    /// Records the failure of a job whose delivery the mailbox dead-lettered after too
+    /// many deliveries (its runners kept dying).
+    pub async fn fail_abandoned(
+        &self,
+        envelope: &stella_store::mailbox::Envelope,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Ok(message) = serde_json::from_value::<StepMessage>(envelope.payload.clone()) else {
+            return Ok(());
+        };
+        let jobs = self.store.tenant(&envelope.tenant).jobs();
+        let job = match jobs.get(&message.job_id).await {
+            Ok(job) => job,
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        if job.state.is_terminal() || job.step != message.step {
+            return Ok(());
+        }
+        let mut fail = Transition::new(job.state, JobState::Failed);
+        fail.expect_attempts = Some(job.attempts);
+        fail.error = Some(reason.to_owned());
+        if !job.state.can_become(JobState::Failed) {
+            fail.from = job.state;
+            fail.to = JobState::Cancelled;
+        }
+        match jobs.transition(&job.id, &fail, &[], now).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// The default retry schedule from settings.
+pub fn retry_policy(settings: &stella_config::RuntimeSettings) -> RetryPolicy {
+    RetryPolicy {
+        min_delay: Duration::from_millis(settings.retry_min_delay_ms),
+        factor: 2.0,
+        max_delay: Duration::from_millis(settings.retry_max_delay_ms),
+        max_attempts: settings.max_attempts,
+    }
+}

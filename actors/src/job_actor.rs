@@ -1,0 +1,136 @@
+//! `JobActor`: one per delivery in flight. Runs the delivered job step to a committed end
+//! (see `job.rs`), reports how it finished to its tenant supervisor, and stops.
+//!
+//! Handles: [`Observe`]. State: the delivery and its capacity permit. Restart: none; a
+//! failed step is retried through the mailbox, not by restarting the actor. Metrics:
+//! `stella_job_executions_total`, `stella_job_step_duration_seconds`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::Utc;
+use stella_store::mailbox::Delivery;
+use stella_supervisor::{run_guarded, ActorSnapshot, Observe};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::job::Finish;
+use crate::shared::Shared;
+use crate::tenant::{JobFinished, TenantSupervisor};
+
+pub(crate) struct JobActor {
+    shared: Arc<Shared>,
+    delivery: Option<Delivery>,
+    permit: Option<OwnedSemaphorePermit>,
+    supervisor: Addr<TenantSupervisor>,
+    name: String,
+}
+
+impl JobActor {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        supervisor: Addr<TenantSupervisor>,
+    ) -> Self {
+        let name = delivery
+            .envelope
+            .job_id
+            .as_ref()
+            .map_or_else(|| delivery.envelope.id.clone(), ToString::to_string);
+        Self {
+            shared,
+            delivery: Some(delivery),
+            permit: Some(permit),
+            supervisor,
+            name,
+        }
+    }
+}
+
+impl Actor for JobActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(delivery) = self.delivery.take() else {
+            ctx.stop();
+            return;
+        };
+        let shared = self.shared.clone();
+        let started = Instant::now();
+        let work = async move {
+            // The whole step, bookkeeping included, runs behind the boundary: a bug
+            // anywhere fails this delivery, never the arbiter.
+            let result = run_guarded(shared.runner.run(&delivery, Utc::now)).await;
+            (delivery, result)
+        };
+        ctx.spawn(
+            work.into_actor(self)
+                .map(move |(delivery, result), act, ctx| {
+                    let finish = match result {
+                        Ok(Ok(finish)) => Ok(finish),
+                        Ok(Err(err)) => Err(err.to_string()),
+                        Err(panic) => Err(panic.to_string()),
+                    };
+                    let kind = job_kind(&delivery);
+                    let outcome = match &finish {
+                        Ok(Finish::Completed) => "completed",
+                        Ok(Finish::Retrying { .. }) => "retrying",
+                        Ok(Finish::Failed { .. }) => "failed",
+                        Ok(Finish::Stale) => "stale",
+                        Err(_) => "error",
+                    };
+                    act.shared
+                        .metrics
+                        .executions
+                        .with_label_values(&[kind.as_str(), outcome])
+                        .inc();
+                    if let Ok(Finish::Failed { .. }) = &finish {
+                        act.shared
+                            .metrics
+                            .dead_letters
+                            .with_label_values(&[delivery.envelope.role.as_str()])
+                            .inc();
+                    }
+                    act.shared
+                        .metrics
+                        .step_seconds
+                        .with_label_values(&[kind.as_str(), step_of(&delivery).as_str()])
+                        .observe(started.elapsed().as_secs_f64());
+                    act.supervisor.do_send(JobFinished {
+                        delivery,
+                        finish,
+                        permit: act.permit.take(),
+                    });
+                    ctx.stop();
+                }),
+        );
+    }
+}
+
+fn job_kind(delivery: &Delivery) -> String {
+    delivery.envelope.kind.clone()
+}
+
+fn step_of(delivery: &Delivery) -> String {
+    delivery
+        .envelope
+        .payload
+        .get("step")
+        .and_then(|s| s.as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+impl Handler<Observe> for JobActor {
+    type Result = MessageResult<Observe>;
+
+    fn handle(&mut self, _: Observe, _: &mut Self::Context) -> Self::Result {
+        MessageResult(ActorSnapshot {
+            name: self.name.clone(),
+            kind: "job".into(),
+            in_flight: 1,
+            ..ActorSnapshot::default()
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! The outbox relay: moves committed outbox rows into the mailbox. Every process that
+//! runs workers runs one; several relays sending the same row are harmless, since the
+//! mailbox drops a second send of the same `(idempotency key, attempt)`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use stella_store::mailbox::{Envelope, Mailbox, Role};
+use stella_store::{Store, StoreError};
+use tokio::sync::watch;
+
+use crate::metrics::RuntimeMetrics;
+
+const BATCH: u32 = 500;
+
+/// Relays until `stop` turns true. Store or mailbox outages are logged and retried.
+pub(crate) async fn run(
+    store: Store,
+    mailbox: Arc<dyn Mailbox>,
+    metrics: RuntimeMetrics,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = poll;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match relay_once(&store, mailbox.as_ref(), &metrics).await {
+            Ok(moved) if moved >= BATCH as usize => {
+                backoff = poll;
+                continue;
+            }
+            Ok(_) => backoff = poll,
+            Err(err) => {
+                tracing::warn!(error = %err, "outbox relay failed; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Moves one batch; returns how many rows it handled.
+pub async fn relay_once(
+    store: &Store,
+    mailbox: &dyn Mailbox,
+    metrics: &RuntimeMetrics,
+) -> Result<usize, StoreError> {
+    let outbox = store.outbox();
+    let rows = outbox.pending(BATCH).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let now = Utc::now();
+    let mut envelopes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let role = match Role::parse(&row.role) {
+            Ok(role) => role,
+            Err(err) => {
+                // A row no role can take would block the relay forever: skip it loudly.
+                tracing::error!(seq = row.seq, role = %row.role, error = %err, "outbox row with an invalid role");
+                continue;
+            }
+        };
+        metrics
+            .outbox_relayed
+            .with_label_values(&[role.as_str()])
+            .inc();
+        envelopes.push(Envelope {
+            id: format!("msg_out_{}", row.seq),
+            tenant: row.tenant.clone(),
+            job_id: row.job_id.clone(),
+            role,
+            kind: row.kind.clone(),
+            payload: row.payload.clone(),
+            attempt: row.attempt,
+            idempotency_key: row.idempotency_key.clone(),
+            not_before: row.not_before,
+            trace: None,
+            enqueued_at: now,
+        });
+    }
+    mailbox.send(&envelopes, now).await?;
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    outbox.mark_relayed(&seqs, now).await?;
+    Ok(rows.len())
+}

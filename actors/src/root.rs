@@ -1,0 +1,99 @@
+//! `RootSupervisor`: one per process. Routes each delivery to its tenant's supervisor,
+//! starting one on demand, and forgets tenant supervisors that stop when idle.
+//!
+//! Handles: [`Dispatch`], [`TenantIdle`], [`Observe`]. State: the tenant supervisors by
+//! tenant. An idle tenant supervisor asks to stop; the root first removes it from its
+//! routes, then tells it to stop if still idle, so every delivery reaches a live actor
+//! (messages from the root arrive in order). Restart: none needed; it holds no work.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::future::join_all;
+use stella_store::TenantId;
+use stella_supervisor::{ActorSnapshot, Observe};
+
+use crate::shared::Shared;
+use crate::tenant::{Dispatch, StopIfIdle, TenantSupervisor};
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct TenantIdle {
+    pub(crate) tenant: TenantId,
+    pub(crate) addr: Addr<TenantSupervisor>,
+}
+
+pub(crate) struct RootSupervisor {
+    shared: Arc<Shared>,
+    tenants: HashMap<TenantId, Addr<TenantSupervisor>>,
+}
+
+impl RootSupervisor {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            tenants: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for RootSupervisor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Dispatch> for RootSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) {
+        let tenant = msg.delivery.envelope.tenant.clone();
+        let addr = match self.tenants.get(&tenant) {
+            Some(addr) if addr.connected() => addr.clone(),
+            _ => {
+                let addr =
+                    TenantSupervisor::new(tenant.clone(), self.shared.clone(), ctx.address())
+                        .start();
+                self.tenants.insert(tenant, addr.clone());
+                addr
+            }
+        };
+        addr.do_send(msg);
+    }
+}
+
+impl Handler<TenantIdle> for RootSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TenantIdle, _: &mut Self::Context) {
+        if self.tenants.get(&msg.tenant) == Some(&msg.addr) {
+            self.tenants.remove(&msg.tenant);
+        }
+        msg.addr.do_send(StopIfIdle);
+    }
+}
+
+impl Handler<Observe> for RootSupervisor {
+    type Result = ResponseFuture<ActorSnapshot>;
+
+    fn handle(&mut self, _: Observe, _: &mut Self::Context) -> Self::Result {
+        let mut tenants: Vec<_> = self.tenants.iter().collect();
+        tenants.sort_by(|a, b| a.0.cmp(b.0));
+        let children: Vec<_> = tenants.iter().map(|(_, a)| a.send(Observe)).collect();
+        let consumer = self.shared.consumer.to_string();
+        let held = self
+            .shared
+            .held_by_role()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>() as u64;
+        Box::pin(async move {
+            ActorSnapshot {
+                name: consumer,
+                kind: "root".into(),
+                in_flight: held,
+                children: join_all(children).await.into_iter().flatten().collect(),
+                ..ActorSnapshot::default()
+            }
+        })
+    }
+}

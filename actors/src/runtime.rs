@@ -1,0 +1,346 @@
+//! The per-process runtime: consumer loops per role, the janitor (delayed entries,
+//! take-over of abandoned entries, heartbeats, lease, queue metrics), the outbox relay,
+//! and the supervision tree they feed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use stella_config::RuntimeSettings;
+use stella_store::mailbox::{ConsumerName, Delivery, Mailbox, Role};
+use stella_store::{Store, StoreError};
+use stella_supervisor::{ActorSnapshot, Observe};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+
+use crate::handler::Handlers;
+use crate::job::{retry_policy, StepRunner};
+use crate::metrics::RuntimeMetrics;
+use crate::root::RootSupervisor;
+use crate::shared::Shared;
+use crate::tenant::Dispatch;
+
+/// Every role a process can run.
+pub const ROLES: &[&str] = &[
+    "fetcher",
+    "analyzer",
+    "evaluator",
+    "sealer",
+    "notifier",
+    "exporter",
+    "diag",
+];
+
+/// What a runtime needs to start.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub store: Store,
+    pub mailbox: Arc<dyn Mailbox>,
+    pub settings: RuntimeSettings,
+    pub roles: Vec<Role>,
+    pub handlers: Handlers,
+    pub metrics: RuntimeMetrics,
+    /// The consumer name; unique per live process (registration refuses a duplicate).
+    pub consumer: ConsumerName,
+}
+
+/// A running runtime. Must be started inside an actix system.
+#[derive(Debug)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+    root: Addr<RootSupervisor>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    instance: String,
+}
+
+impl Runtime {
+    /// Registers the consumer name and starts every loop.
+    pub async fn start(config: RuntimeConfig) -> Result<Self, StoreError> {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        config.mailbox.register(&config.consumer, &instance).await?;
+        let runner = StepRunner {
+            store: config.store.clone(),
+            mailbox: config.mailbox.clone(),
+            handlers: config.handlers.clone(),
+            retry: retry_policy(&config.settings),
+        };
+        let shared = Arc::new(Shared::new(
+            runner,
+            config.settings.clone(),
+            config.metrics.clone(),
+            config.consumer.clone(),
+        ));
+        let root = RootSupervisor::new(shared.clone()).start();
+        let (stop, stop_rx) = watch::channel(false);
+        let poll = Duration::from_millis(config.settings.poll_interval_ms);
+        let mut tasks = Vec::new();
+        tasks.push(actix_rt::spawn(crate::relay::run(
+            config.store.clone(),
+            config.mailbox.clone(),
+            config.metrics.clone(),
+            poll,
+            stop_rx.clone(),
+        )));
+        for role in &config.roles {
+            tasks.push(actix_rt::spawn(consume(
+                shared.clone(),
+                role.clone(),
+                root.clone(),
+                stop_rx.clone(),
+            )));
+            tasks.push(actix_rt::spawn(janitor(
+                shared.clone(),
+                role.clone(),
+                root.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        tasks.push(actix_rt::spawn(heartbeat(
+            shared.clone(),
+            instance.clone(),
+            stop.clone(),
+            stop_rx,
+        )));
+        tracing::info!(consumer = %config.consumer, roles = ?config.roles, "runtime started");
+        Ok(Self {
+            shared,
+            root,
+            stop,
+            tasks,
+            instance,
+        })
+    }
+
+    /// The supervision tree as observe snapshots.
+    pub async fn observe(&self) -> ActorSnapshot {
+        self.root.send(Observe).await.unwrap_or_default()
+    }
+
+    /// Stops taking work, lets in-flight deliveries finish until `deadline`, and leaves
+    /// the rest unacknowledged for another process to take over.
+    pub async fn shutdown(self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        let total = self.shared.settings.concurrency;
+        let drained = tokio::time::timeout(deadline, async {
+            // All permits back means nothing is held any more.
+            let _all = self.shared.capacity.acquire_many(total).await;
+        })
+        .await
+        .is_ok();
+        if !drained {
+            let held: usize = self.shared.held_by_role().values().map(Vec::len).sum();
+            tracing::warn!(
+                held,
+                "shutdown deadline passed; leaving unfinished deliveries to other processes"
+            );
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Err(err) = self
+            .shared
+            .mailbox
+            .unregister(&self.shared.consumer, &self.instance)
+            .await
+        {
+            tracing::warn!(error = %err, "could not release the consumer name");
+        }
+    }
+}
+
+/// Waits for at least one free slot, then takes as many more as are free, up to `max`.
+async fn reserve(
+    shared: &Shared,
+    max: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        permit = shared.capacity.clone().acquire_owned() => permit.ok()?,
+        _ = stop.changed() => return None,
+    };
+    let mut permits = vec![first];
+    while permits.len() < max {
+        match shared.capacity.clone().try_acquire_owned() {
+            Ok(permit) => permits.push(permit),
+            Err(_) => break,
+        }
+    }
+    Some(permits)
+}
+
+fn dispatch(
+    shared: &Shared,
+    root: &Addr<RootSupervisor>,
+    deliveries: Vec<Delivery>,
+    permits: &mut Vec<OwnedSemaphorePermit>,
+) {
+    for delivery in deliveries {
+        let Some(permit) = permits.pop() else {
+            // Cannot happen (receive is capped by the permits); never drop a delivery.
+            tracing::error!("received more deliveries than reserved slots");
+            break;
+        };
+        shared.hold(&delivery.envelope.role, &delivery.receipt);
+        root.do_send(Dispatch { delivery, permit });
+    }
+}
+
+async fn consume(
+    shared: Arc<Shared>,
+    role: Role,
+    root: Addr<RootSupervisor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let poll = Duration::from_millis(shared.settings.poll_interval_ms);
+    let batch = shared.settings.batch_size as usize;
+    // A restart under the same consumer name finds its unacknowledged entries first.
+    let mut own_pending = true;
+    let mut backoff = poll;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(mut permits) = reserve(&shared, batch, &mut stop).await else {
+            return;
+        };
+        let received = shared
+            .mailbox
+            .receive(
+                &role,
+                &shared.consumer,
+                permits.len(),
+                own_pending,
+                Utc::now(),
+            )
+            .await;
+        match received {
+            Ok(deliveries) if deliveries.is_empty() => {
+                drop(permits);
+                if own_pending {
+                    own_pending = false;
+                    continue;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Ok(deliveries) => {
+                backoff = poll;
+                dispatch(&shared, &root, deliveries, &mut permits);
+            }
+            Err(err) => {
+                drop(permits);
+                tracing::warn!(role = %role, error = %err, "receive failed; retrying");
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Per role: promotes due delayed entries, takes over abandoned entries, and keeps the
+/// queue gauges current.
+async fn janitor(
+    shared: Arc<Shared>,
+    role: Role,
+    root: Addr<RootSupervisor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let min_idle = Duration::from_millis(shared.settings.min_idle_ms);
+    let mut promote = tokio::time::interval(Duration::from_millis(200).min(min_idle));
+    let mut claim = tokio::time::interval((min_idle / 2).max(Duration::from_millis(10)));
+    let mut stats = tokio::time::interval(Duration::from_secs(5));
+    for timer in [&mut promote, &mut claim, &mut stats] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = promote.tick() => {
+                if let Err(err) = shared.mailbox.promote_due(&role, Utc::now()).await {
+                    tracing::warn!(role = %role, error = %err, "promoting delayed entries failed");
+                }
+            }
+            _ = claim.tick() => {
+                let free = shared.capacity.available_permits().min(shared.settings.batch_size as usize);
+                if free == 0 {
+                    continue;
+                }
+                let mut permits = Vec::new();
+                for _ in 0..free {
+                    match shared.capacity.clone().try_acquire_owned() {
+                        Ok(permit) => permits.push(permit),
+                        Err(_) => break,
+                    }
+                }
+                match shared.mailbox.claim_abandoned(&role, &shared.consumer, min_idle, permits.len(), Utc::now()).await {
+                    Ok(claimed) => {
+                        if !claimed.deliveries.is_empty() {
+                            shared.metrics.redeliveries.with_label_values(&[role.as_str()]).inc_by(claimed.deliveries.len() as u64);
+                            tracing::info!(role = %role, count = claimed.deliveries.len(), "took over abandoned entries");
+                        }
+                        for (envelope, reason) in &claimed.dead_lettered {
+                            shared.metrics.dead_letters.with_label_values(&[role.as_str()]).inc();
+                            tracing::warn!(tenant = %envelope.tenant, reason = %reason, "entry dead-lettered after too many deliveries");
+                            if let Err(err) = shared.runner.fail_abandoned(envelope, reason, Utc::now()).await {
+                                tracing::warn!(error = %err, "could not record the failure of an abandoned job");
+                            }
+                        }
+                        dispatch(&shared, &root, claimed.deliveries, &mut permits);
+                    }
+                    Err(err) => tracing::warn!(role = %role, error = %err, "taking over abandoned entries failed"),
+                }
+            }
+            _ = stats.tick() => {
+                if let Ok(stats) = shared.mailbox.stats(&role, Utc::now()).await {
+                    let gauge = &shared.metrics.mailbox;
+                    for (state, value) in [("ready", stats.ready), ("pending", stats.pending), ("delayed", stats.delayed), ("dead", stats.dead)] {
+                        gauge.with_label_values(&[role.as_str(), state]).set(i64::try_from(value).unwrap_or(i64::MAX));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps held entries from being taken over and the consumer name leased. Losing the
+/// lease (another process took the name) stops this runtime from taking work.
+async fn heartbeat(
+    shared: Arc<Shared>,
+    instance: String,
+    stop_all: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let min_idle = Duration::from_millis(shared.settings.min_idle_ms);
+    let mut touch = tokio::time::interval((min_idle / 3).max(Duration::from_millis(5)));
+    let mut lease = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = touch.tick() => {
+                for (role, receipts) in shared.held_by_role() {
+                    if let Err(err) = shared.mailbox.touch(&role, &shared.consumer, &receipts, Utc::now()).await {
+                        tracing::warn!(role = %role, error = %err, "heartbeat failed");
+                    }
+                }
+            }
+            _ = lease.tick() => {
+                match shared.mailbox.renew(&shared.consumer, &instance).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict(reason)) => {
+                        tracing::error!(reason = %reason, "consumer name lost to another process; stopping");
+                        let _ = stop_all.send(true);
+                        return;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "renewing the consumer lease failed"),
+                }
+            }
+        }
+    }
+}

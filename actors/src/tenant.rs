@@ -1,0 +1,222 @@
+//! `TenantSupervisor`: one per active tenant. Runs the tenant's deliveries as job actors,
+//! at most `runtime.tenant_concurrency` at once, queueing the rest.
+//!
+//! Handles: [`Dispatch`], [`JobFinished`], [`Observe`]. State: the queue, the running job
+//! actors, a [`RestartTracker`]. A handler panic counts against the restart intensity;
+//! past it the tenant is quarantined for `runtime.quarantine_secs`: it starts no work
+//! (its queued deliveries stay held and kept alive, so nothing is lost or redelivered),
+//! then resumes. Stops itself after `runtime.tenant_idle_secs` without work. Metrics:
+//! `stella_actor_restarts_total`, `stella_actors_quarantined`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::future::join_all;
+use stella_store::mailbox::Delivery;
+use stella_store::TenantId;
+use stella_supervisor::{ActorSnapshot, Decision, Observe, RestartPolicy, RestartTracker};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::job::Finish;
+use crate::job_actor::JobActor;
+use crate::root::{RootSupervisor, TenantIdle};
+use crate::shared::Shared;
+
+/// A delivery for this tenant, with the capacity permit it holds.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Dispatch {
+    pub(crate) delivery: Delivery,
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+/// Sent by the root once it routes no more work here: stop unless work arrived meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopIfIdle;
+
+/// A job actor finished its delivery.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct JobFinished {
+    pub(crate) delivery: Delivery,
+    pub(crate) finish: Result<Finish, String>,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
+
+pub(crate) struct TenantSupervisor {
+    tenant: TenantId,
+    shared: Arc<Shared>,
+    root: Addr<RootSupervisor>,
+    queue: VecDeque<(Delivery, OwnedSemaphorePermit)>,
+    running: HashMap<String, Addr<JobActor>>,
+    tracker: RestartTracker,
+    quarantined_until: Option<Instant>,
+    last_active: Instant,
+}
+
+impl TenantSupervisor {
+    pub(crate) fn new(tenant: TenantId, shared: Arc<Shared>, root: Addr<RootSupervisor>) -> Self {
+        let s = &shared.settings;
+        let policy = RestartPolicy {
+            max_restarts: s.restart_max,
+            within: Duration::from_secs(s.restart_within_secs),
+            ..RestartPolicy::default()
+        };
+        Self {
+            tenant,
+            shared,
+            root,
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            tracker: RestartTracker::new(policy),
+            quarantined_until: None,
+            last_active: Instant::now(),
+        }
+    }
+
+    fn quarantined(&mut self) -> bool {
+        match self.quarantined_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                tracing::info!(tenant = %self.tenant, "quarantine over; tenant takes work again");
+                self.quarantined_until = None;
+                self.tracker.release();
+                self.shared.metrics.quarantined.dec();
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Starts queued deliveries while the tenant has room.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let limit = self.shared.settings.tenant_concurrency as usize;
+        while self.running.len() < limit && !self.quarantined() {
+            let Some((delivery, permit)) = self.queue.pop_front() else {
+                break;
+            };
+            let key = delivery.receipt.id().to_owned();
+            let actor = JobActor::new(self.shared.clone(), delivery, permit, ctx.address()).start();
+            self.running.insert(key, actor);
+        }
+        self.last_active = Instant::now();
+    }
+}
+
+impl Actor for TenantSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Wake up regularly: to end a quarantine, and to stop when idle.
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.pump(ctx);
+            let idle = Duration::from_secs(act.shared.settings.tenant_idle_secs);
+            if act.is_idle() && act.last_active.elapsed() >= idle {
+                // The root decides: it stops routing here first, so no delivery can be
+                // sent to a stopping actor and lost.
+                act.root.do_send(TenantIdle {
+                    tenant: act.tenant.clone(),
+                    addr: ctx.address(),
+                });
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.quarantined_until.is_some() {
+            self.shared.metrics.quarantined.dec();
+        }
+    }
+}
+
+impl TenantSupervisor {
+    fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.running.is_empty()
+    }
+}
+
+impl Handler<StopIfIdle> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopIfIdle, ctx: &mut Self::Context) {
+        if self.is_idle() {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Dispatch> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) {
+        self.queue.push_back((msg.delivery, msg.permit));
+        self.pump(ctx);
+    }
+}
+
+impl Handler<JobFinished> for TenantSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: JobFinished, ctx: &mut Self::Context) {
+        let role = msg.delivery.envelope.role.clone();
+        self.running.remove(msg.delivery.receipt.id());
+        self.shared.release(&role, &msg.delivery.receipt);
+        drop(msg.permit);
+        let panicked = match &msg.finish {
+            Ok(finish) => finish.panicked().then(|| format!("{finish:?}")),
+            Err(error) => {
+                // Bookkeeping failed (store or mailbox unreachable): the delivery stays
+                // unacknowledged and is taken over once idle.
+                tracing::warn!(tenant = %self.tenant, error = %error, "step not committed; it will be redelivered");
+                None
+            }
+        };
+        match panicked {
+            Some(error) => {
+                self.shared
+                    .metrics
+                    .actor_restarts
+                    .with_label_values(&["tenant"])
+                    .inc();
+                if let Decision::Quarantine = self.tracker.record_failure(Instant::now(), &error) {
+                    if self.quarantined_until.is_none() {
+                        self.shared.metrics.quarantined.inc();
+                        tracing::error!(tenant = %self.tenant, "restart intensity exceeded; tenant quarantined");
+                    }
+                    self.quarantined_until = Some(
+                        Instant::now() + Duration::from_secs(self.shared.settings.quarantine_secs),
+                    );
+                }
+            }
+            None => self.tracker.record_success(),
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Observe> for TenantSupervisor {
+    type Result = ResponseFuture<ActorSnapshot>;
+
+    fn handle(&mut self, _: Observe, _: &mut Self::Context) -> Self::Result {
+        let state = self.tracker.state();
+        let quarantined = self.quarantined_until.is_some();
+        let mut snapshot = ActorSnapshot {
+            name: self.tenant.to_string(),
+            kind: "tenant".into(),
+            queue_depth: self.queue.len() as u64,
+            in_flight: self.running.len() as u64,
+            restarts: state.restarts,
+            quarantined,
+            last_error: state.last_error,
+            children: Vec::new(),
+        };
+        let children: Vec<_> = self.running.values().map(|a| a.send(Observe)).collect();
+        Box::pin(async move {
+            snapshot.children = join_all(children).await.into_iter().flatten().collect();
+            snapshot
+        })
+    }
+}

@@ -1,0 +1,161 @@
+//! `stella diag noop`: submits noop jobs through the normal path (job row and first
+//! message committed together, relayed by whichever processes run workers), waits for
+//! them, and reports what happened as one JSON object.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use stella_actors::noop::{NoopParams, KIND};
+use stella_actors::{Handlers, JobRequest};
+use stella_store::repo::JobState;
+use stella_store::{StoreError, TenantId};
+
+use crate::{all_roles, Services};
+
+#[derive(Debug, Clone)]
+pub struct NoopRun {
+    pub count: u64,
+    pub tenants: u32,
+    pub params: NoopParams,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    /// Also run the workers in this process (otherwise other processes must).
+    pub run_worker: bool,
+}
+
+/// The report; field names are part of the CLI's contract.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NoopReport {
+    pub submitted: u64,
+    pub completed: u64,
+    pub effects: u64,
+    pub executions: u64,
+    pub dead_lettered: u64,
+    pub seconds: f64,
+    #[serde(skip)]
+    pub timed_out: bool,
+}
+
+pub async fn noop(services: &Services, run: &NoopRun) -> Result<NoopReport, String> {
+    let started = Instant::now();
+    let run_id = &uuid_like()[..8];
+    let tenants: Vec<TenantId> = (0..run.tenants.max(1))
+        .map(|i| TenantId::parse(&format!("diag-{run_id}-{i}")))
+        .collect::<Result<_, _>>()
+        .map_err(|err| err.to_string())?;
+    let now = Utc::now();
+    for tenant in &tenants {
+        services
+            .store
+            .tenants()
+            .ensure(tenant, &format!("diag run {run_id}"), now)
+            .await
+            .map_err(|err| err.to_string())?;
+    }
+    let registry = prometheus::Registry::new();
+    let runtime = if run.run_worker {
+        Some(
+            services
+                .start_runtime(&all_roles(), &registry)
+                .await
+                .map_err(|err| err.message)?,
+        )
+    } else {
+        None
+    };
+
+    let handlers = Handlers::builtin();
+    let params = serde_json::to_value(&run.params).map_err(|err| err.to_string())?;
+    let submitted: u64 = stream::iter(0..run.count)
+        .map(|i| {
+            let tenant = &tenants[(i % tenants.len() as u64) as usize];
+            let store = &services.store;
+            let handlers = &handlers;
+            let request = JobRequest {
+                kind: KIND.to_owned(),
+                params: params.clone(),
+                idempotency_key: Some(format!("diag-{i}")),
+                max_attempts: run.max_attempts,
+            };
+            async move {
+                stella_actors::submit(store, handlers, tenant, &request, Utc::now())
+                    .await
+                    .map(|s| u64::from(s.created))
+            }
+        })
+        .buffer_unordered(16)
+        .try_fold(0u64, |sum, n| async move { Ok::<_, StoreError>(sum + n) })
+        .await
+        .map_err(|err| format!("submitting jobs: {err}"))?;
+    eprintln!(
+        "diag: submitted {submitted} noop jobs over {} tenants (run {run_id})",
+        tenants.len()
+    );
+
+    let deadline = started + run.timeout;
+    let mut last_report = Instant::now();
+    let report = loop {
+        let report = measure(services, &tenants, submitted, started).await?;
+        if report.completed + report.dead_lettered >= submitted {
+            break report;
+        }
+        if Instant::now() >= deadline {
+            break NoopReport {
+                timed_out: true,
+                ..report
+            };
+        }
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            eprintln!(
+                "diag: {}/{} done ({} failed), {} executions, {:.0}s",
+                report.completed + report.dead_lettered,
+                submitted,
+                report.dead_lettered,
+                report.executions,
+                report.seconds
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if let Some(runtime) = runtime {
+        runtime.shutdown(Duration::from_secs(5)).await;
+    }
+    Ok(report)
+}
+
+async fn measure(
+    services: &Services,
+    tenants: &[TenantId],
+    submitted: u64,
+    started: Instant,
+) -> Result<NoopReport, String> {
+    let mut report = NoopReport {
+        submitted,
+        ..NoopReport::default()
+    };
+    for tenant in tenants {
+        let scope = services.store.tenant(tenant);
+        let jobs = scope.jobs();
+        report.completed += jobs
+            .count_in(JobState::Succeeded)
+            .await
+            .map_err(|err| err.to_string())?;
+        report.dead_lettered += jobs
+            .count_in(JobState::Failed)
+            .await
+            .map_err(|err| err.to_string())?;
+        let totals = scope.noop().totals().await.map_err(|err| err.to_string())?;
+        report.effects += totals.effects;
+        report.executions += totals.executions;
+    }
+    report.seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    Ok(report)
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
