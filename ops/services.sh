@@ -672,6 +672,8 @@ write_env_file() {
 		export_line STELLA_S3_SECRET_ACCESS_KEY "$GARAGE_SECRET"
 		export_line STELLA_TEST_SMTP_URL "smtp://$HOST:$SMTP_PORT"
 		export_line STELLA_TEST_MAIL_DIR "$MAIL_DIR"
+		# The server binary itself, for tests that start and restart a Valkey of their own.
+		export_line STELLA_TEST_VALKEY_SERVER "$VALKEY_BIN"
 	} >"$ENV_FILE.tmp"
 	chmod 600 "$ENV_FILE.tmp"
 	mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -686,6 +688,7 @@ cmd_up() {
 	ensure_valkey
 	ensure_smtp
 	ensure_garage
+	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
 	write_env_file
 	log "all services up in $((SECONDS - start))s (exports also in $ENV_FILE)"

@@ -7,4 +7,5 @@
 mod common;
 
 mod binary;
+mod crash;
 mod serve;

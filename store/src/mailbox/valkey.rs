@@ -133,6 +133,9 @@ pub struct ValkeyMailbox {
     config: MailboxConfig,
     scripts: Scripts,
     rotation: Mutex<BTreeMap<Role, Rotation>>,
+    /// Set once the server turns out not to support `WAITAOF` (Redis < 7.2, or
+    /// append-only persistence off): sends are then only as durable as its fsync policy.
+    no_waitaof: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -172,6 +175,39 @@ impl ValkeyMailbox {
                 release: Script::new(RELEASE),
             },
             rotation: Mutex::new(BTreeMap::new()),
+            no_waitaof: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until what this connection wrote is fsynced to the append-only file, so an
+    /// entry the caller is told about (and for instance marks relayed in the outbox)
+    /// survives a Valkey crash.
+    async fn wait_durable(&self, conn: &mut Connection) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.no_waitaof.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let reply: redis::RedisResult<Vec<i64>> = redis::cmd("WAITAOF")
+            .arg(1)
+            .arg(0)
+            .arg(5000)
+            .query_async(conn)
+            .await;
+        match reply {
+            Ok(acks) if acks.first() == Some(&1) => Ok(()),
+            Ok(_) => Err(unavailable(
+                self.valkey.url(),
+                "the append-only file was not fsynced within 5s",
+            )),
+            Err(err)
+                if err.kind()
+                    == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+            {
+                self.no_waitaof.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %err, "Valkey cannot confirm fsync (WAITAOF); mailbox writes are as durable as its appendfsync policy");
+                Ok(())
+            }
+            Err(err) => Err(self.err(err)),
         }
     }
 
@@ -588,6 +624,7 @@ impl Mailbox for ValkeyMailbox {
             };
             sent += replies.iter().filter(|r| **r == 1).count();
         }
+        self.wait_durable(&mut conn).await?;
         Ok(sent)
     }
 
@@ -677,7 +714,7 @@ impl Mailbox for ValkeyMailbox {
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(|err| self.err(err))?;
-        Ok(())
+        self.wait_durable(&mut conn).await
     }
 
     async fn dead_letter(
@@ -687,7 +724,8 @@ impl Mailbox for ValkeyMailbox {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut conn = self.conn().await?;
-        self.bury(&mut conn, delivery, error, now).await
+        self.bury(&mut conn, delivery, error, now).await?;
+        self.wait_durable(&mut conn).await
     }
 
     async fn claim_abandoned(

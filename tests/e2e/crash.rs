@@ -1,0 +1,242 @@
+//! Crash tests: `stella serve` and two `stella worker` processes share PostgreSQL and
+//! Valkey while `stella diag noop` pushes jobs through; a worker is SIGKILLed (or Valkey
+//! restarted) mid-run. No accepted job may be lost, and no effect may happen twice.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{AnyConnection, Connection};
+
+/// Jobs per run; the figure. `STELLA_TEST_CRASH_JOBS` overrides it for quick
+/// local runs.
+fn job_count() -> u64 {
+    std::env::var("STELLA_TEST_CRASH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stella"));
+        command
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn spawn(&self, args: &[&str], log: &str) -> Proc {
+        let file = std::fs::File::create(self.dir.path().join(log)).unwrap();
+        Proc(
+            self.command(args)
+                .stdout(Stdio::null())
+                .stderr(file)
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+fn cluster(database_url: &str, valkey_url: &str, prefix: &str) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        (
+            "STELLA_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        ("STELLA_LISTEN", "127.0.0.1:0".to_string()),
+        ("STELLA_DATABASE_URL", database_url.to_string()),
+        ("STELLA_DATABASE_MAX_CONNECTIONS", "16".to_string()),
+        ("STELLA_VALKEY_URL", valkey_url.to_string()),
+        ("STELLA_VALKEY_KEY_PREFIX", prefix.to_string()),
+        (
+            "STELLA_BOOTSTRAP_TOKEN",
+            "crash-test-admin-token-0123456789".to_string(),
+        ),
+        // Take over a dead worker's entries after 2 s, not the production 30 s.
+        ("STELLA_RUNTIME_MIN_IDLE_MS", "2000".to_string()),
+        ("STELLA_LOG", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Cluster { dir, env }
+}
+
+async fn effects_so_far(database_url: &str) -> i64 {
+    let Ok(mut conn) = AnyConnection::connect(database_url).await else {
+        return 0;
+    };
+    sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM noop_effects")
+        .fetch_one(&mut conn)
+        .await
+        .map(|r| r.0)
+        .unwrap_or(0)
+}
+
+async fn wait_for_effects(database_url: &str, at_least: i64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while effects_so_far(database_url).await < at_least {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for diag to finish (blocking this test's thread; the test owns its runtime) and
+/// returns its report.
+fn finish_diag(diag: Child, cluster: &Cluster) -> Value {
+    let output = diag.wait_with_output().unwrap();
+    let log = std::fs::read_to_string(cluster.dir.path().join("diag.log")).unwrap_or_default();
+    assert!(output.status.success(), "diag failed: {log}");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("diag printed no JSON ({err}): {log}"))
+}
+
+fn start_diag(cluster: &Cluster, count: u64) -> Child {
+    let log = std::fs::File::create(cluster.dir.path().join("diag.log")).unwrap();
+    cluster
+        .command(&[
+            "diag",
+            "noop",
+            "--count",
+            &count.to_string(),
+            "--tenants",
+            "50",
+            "--sleep-ms",
+            "5",
+            "--timeout-secs",
+            "900",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn assert_exactly_once(report: &Value, count: u64) {
+    assert_eq!(report["submitted"], count, "{report}");
+    assert_eq!(report["completed"], count, "{report}");
+    assert_eq!(report["effects"], count, "{report}");
+    assert_eq!(report["dead_lettered"], 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_loses_no_job_and_repeats_no_effect() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Ok(valkey_url) = std::env::var("STELLA_VALKEY_URL") else {
+        panic!("STELLA_VALKEY_URL must be set with the other services");
+    };
+    let count = job_count();
+    let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
+    let cluster = cluster(&db.url, &valkey_url, &prefix);
+    let _serve = cluster.spawn(&["serve"], "serve.log");
+    let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
+    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
+    let diag = start_diag(&cluster, count);
+
+    wait_for_effects(&db.url, i64::try_from(count / 4).unwrap()).await;
+    worker_a.0.kill().unwrap(); // SIGKILL: no cleanup, entries stay pending on it
+    worker_a.0.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _worker_a_again = cluster.spawn(&["worker"], "worker-a2.log");
+
+    let report = finish_diag(diag, &cluster);
+    assert_exactly_once(&report, count);
+    assert!(
+        report["executions"].as_u64().unwrap() > count,
+        "no redelivery happened, so the kill proved nothing: {report}"
+    );
+    db.finish().await;
+}
+
+fn start_valkey(binary: &str, dir: &Path, port: u16) -> Proc {
+    let child = Command::new(binary)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "valkey did not start on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valkey_restart_mid_run_loses_no_job_and_repeats_no_effect() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Ok(binary) = std::env::var("STELLA_TEST_VALKEY_SERVER") else {
+        panic!("STELLA_TEST_VALKEY_SERVER must be set with the other services");
+    };
+    let count = job_count();
+    let valkey_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut valkey = start_valkey(&binary, valkey_dir.path(), port);
+    let cluster = cluster(&db.url, &format!("redis://127.0.0.1:{port}"), "stella");
+    let _serve = cluster.spawn(&["serve"], "serve.log");
+    let _worker_a = cluster.spawn(&["worker"], "worker-a.log");
+    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
+    let diag = start_diag(&cluster, count);
+
+    wait_for_effects(&db.url, i64::try_from(count / 4).unwrap()).await;
+    // A graceful restart: SIGTERM makes Valkey fsync its append-only file and exit.
+    let pid = valkey.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    valkey.0.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _valkey_again = start_valkey(&binary, valkey_dir.path(), port);
+
+    let report = finish_diag(diag, &cluster);
+    assert_exactly_once(&report, count);
+    assert!(report["executions"].as_u64().unwrap() >= count, "{report}");
+    db.finish().await;
+}
