@@ -66,7 +66,8 @@ fn cluster(database_url: &str, valkey_url: &str, prefix: &str) -> Cluster {
         ),
         ("STELLA_LISTEN", "127.0.0.1:0".to_string()),
         ("STELLA_DATABASE_URL", database_url.to_string()),
-        ("STELLA_DATABASE_MAX_CONNECTIONS", "16".to_string()),
+        // Two clusters of four processes share the test server's 100 connections.
+        ("STELLA_DATABASE_MAX_CONNECTIONS", "6".to_string()),
         ("STELLA_VALKEY_URL", valkey_url.to_string()),
         ("STELLA_VALKEY_KEY_PREFIX", prefix.to_string()),
         (

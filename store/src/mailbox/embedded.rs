@@ -29,6 +29,15 @@ impl EmbeddedMailbox {
         Self { store, config }
     }
 
+    /// PostgreSQL row-lock clause for claiming rows; SQLite has one writer at a time and
+    /// needs none.
+    fn skip_locked(&self) -> &'static str {
+        match self.store.backend() {
+            crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            _ => "",
+        }
+    }
+
     fn err(&self, err: sqlx::Error, what: &str) -> StoreError {
         self.store.err(err, what)
     }
@@ -195,15 +204,19 @@ impl Mailbox for EmbeddedMailbox {
             .fetch_all(&self.store.pool)
             .await
         } else {
-            // Rank 1 of every tenant, then rank 2, ...: round-robin across tenants. The
-            // `consumer IS NULL` recheck makes a concurrent receiver skip rows already
-            // taken (PostgreSQL re-evaluates it after waiting for the row lock).
+            // Rank 1 of every tenant, then rank 2, ...: round-robin across tenants. On
+            // PostgreSQL, rows another receiver (or an ack) holds are skipped, not waited
+            // for, so concurrent receivers never deadlock; the `consumer IS NULL` recheck
+            // keeps a row from being taken twice.
+            let lock = self.skip_locked();
             sqlx::query(&format!(
                 "UPDATE mailbox_entries SET consumer = $1, claimed_at = $2, deliveries = deliveries + 1 \
-                 WHERE seq IN (SELECT seq FROM ( \
-                     SELECT seq, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY seq) AS rank \
-                     FROM mailbox_entries WHERE role = $3 AND consumer IS NULL AND visible_at <= $2 \
-                 ) ranked ORDER BY rank, seq LIMIT $4) AND consumer IS NULL {RETURNING}"
+                 WHERE seq IN (SELECT seq FROM mailbox_entries WHERE consumer IS NULL AND seq IN ( \
+                     SELECT seq FROM ( \
+                         SELECT seq, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY seq) AS rank \
+                         FROM mailbox_entries WHERE role = $3 AND consumer IS NULL AND visible_at <= $2 \
+                     ) ranked ORDER BY rank, seq LIMIT $4) ORDER BY seq{lock}) \
+                 AND consumer IS NULL {RETURNING}"
             ))
             .bind(consumer.as_str())
             .bind(to_millis(now))
@@ -270,8 +283,9 @@ impl Mailbox for EmbeddedMailbox {
         let rows = sqlx::query(&format!(
             "UPDATE mailbox_entries SET consumer = $1, claimed_at = $2, deliveries = deliveries + 1 \
              WHERE seq IN (SELECT seq FROM mailbox_entries WHERE role = $3 AND consumer IS NOT NULL \
-                 AND claimed_at <= $4 ORDER BY seq LIMIT $5) \
-             AND consumer IS NOT NULL AND claimed_at <= $4 {RETURNING}"
+                 AND claimed_at <= $4 ORDER BY seq LIMIT $5{lock}) \
+             AND consumer IS NOT NULL AND claimed_at <= $4 {RETURNING}",
+            lock = self.skip_locked()
         ))
         .bind(consumer.as_str())
         .bind(to_millis(now))

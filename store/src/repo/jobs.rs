@@ -367,14 +367,14 @@ impl<'a> Jobs<'a> {
         }
         let at = to_millis(now);
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = sqlx::query(&format!(
             "UPDATE jobs SET state = $1, step = COALESCE($2, step), \
                  attempts = attempts + $3, last_error = COALESCE($4, last_error), \
                  result = COALESCE($5, result), not_before = COALESCE($6, not_before), \
                  finished_at = $7, updated_at = $8 \
              WHERE tenant_id = $9 AND id = $10 AND state = $11 AND ($12 = '' OR step = $12) \
-                 AND ($13 < 0 OR attempts = $13)",
-        )
+                 AND ($13 < 0 OR attempts = $13) RETURNING {COLUMNS}"
+        ))
         .bind(change.to.as_str())
         .bind(change.step.as_deref())
         .bind(i64::from(change.count_attempt))
@@ -388,11 +388,10 @@ impl<'a> Jobs<'a> {
         .bind(change.from.as_str())
         .bind(change.expect_step.as_deref().unwrap_or(""))
         .bind(change.expect_attempts.map_or(-1, i64::from))
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(|err| self.store.err(err, &format!("job {id}")))?
-        .rows_affected();
-        if updated == 0 {
+        .map_err(|err| self.store.err(err, &format!("job {id}")))?;
+        let Some(row) = updated else {
             tx.rollback()
                 .await
                 .map_err(|err| self.store.err(err, "job"))?;
@@ -409,26 +408,15 @@ impl<'a> Jobs<'a> {
                     .map(|s| format!(" at step {s:?}"))
                     .unwrap_or_default()
             )));
-        }
-        let row = sqlx::query("SELECT step, attempts FROM jobs WHERE tenant_id = $1 AND id = $2")
-            .bind(self.tenant.as_str())
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|err| self.store.err(err, "job"))?;
-        let step: String = row
-            .try_get("step")
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let attempts: i64 = row
-            .try_get("attempts")
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        };
+        let job = decode(&row)?;
         self.insert_event(
             &mut tx,
             id,
             Some(change.from),
             change.to,
-            &step,
-            attempts,
+            &job.step,
+            i64::from(job.attempts),
             change.error.as_deref(),
             at,
         )
@@ -437,7 +425,7 @@ impl<'a> Jobs<'a> {
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;
-        self.get(id).await
+        Ok(job)
     }
 
     /// The job's recorded state changes, oldest first.

@@ -67,12 +67,22 @@ impl Outbox<'_> {
             .collect()
     }
 
-    /// Marks rows as relayed; marking a row twice is harmless.
+    /// Marks rows as relayed; marking a row twice is harmless. Exact sequence numbers,
+    /// never a range: a row with a lower number may commit later and must not be marked
+    /// unsent.
     pub async fn mark_relayed(&self, seqs: &[i64], now: DateTime<Utc>) -> Result<()> {
-        for seq in seqs {
-            sqlx::query("UPDATE outbox SET relayed_at = $1 WHERE seq = $2 AND relayed_at IS NULL")
-                .bind(to_millis(now))
-                .bind(*seq)
+        for chunk in seqs.chunks(100) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE outbox SET relayed_at = $1 WHERE relayed_at IS NULL AND seq IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(to_millis(now));
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            query
                 .execute(&self.store.pool)
                 .await
                 .map_err(|err| self.store.err(err, "outbox"))?;
