@@ -13,6 +13,7 @@
 //! - `diag`: `stella diag noop`;
 //! - [`StartupError`]: a failed start, naming the setting to look at.
 
+pub mod bench;
 mod bootstrap;
 pub mod diag;
 

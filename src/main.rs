@@ -35,6 +35,11 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
         roles: Vec<String>,
     },
+    /// Benchmarks that measure a baseline in the same run and report the ratio.
+    Bench {
+        #[command(subcommand)]
+        action: BenchAction,
+    },
     /// Diagnostics that exercise the runtime end to end.
     Diag {
         #[command(subcommand)]
@@ -47,6 +52,28 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchAction {
+    /// Send → runtime → no-op handler → ack, against the backend's raw ceiling.
+    Mailbox {
+        #[arg(long, value_enum)]
+        backend: BenchBackendArg,
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 10)]
+        tenants: u32,
+        /// Print the report as JSON (default: a table).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BenchBackendArg {
+    Valkey,
+    Embedded,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +152,24 @@ fn main() -> ExitCode {
         Command::Migrate => actix_web::rt::System::new().block_on(migrate(&loaded)),
         Command::Serve => actix_web::rt::System::new().block_on(serve(&loaded)),
         Command::Worker { roles } => actix_web::rt::System::new().block_on(worker(&loaded, &roles)),
+        Command::Bench {
+            action:
+                BenchAction::Mailbox {
+                    backend,
+                    messages,
+                    tenants,
+                    json,
+                },
+        } => actix_web::rt::System::new().block_on(bench_mailbox(
+            &loaded,
+            match backend {
+                BenchBackendArg::Valkey => stella::bench::BenchBackend::Valkey,
+                BenchBackendArg::Embedded => stella::bench::BenchBackend::Embedded,
+            },
+            messages,
+            tenants,
+            json,
+        )),
         Command::Diag {
             action:
                 DiagAction::Noop {
@@ -274,6 +319,36 @@ async fn worker(loaded: &Loaded, roles: &[String]) -> Result<(), String> {
         .await;
     services.store.close().await;
     tracing::info!("stella worker stopped");
+    Ok(())
+}
+
+async fn bench_mailbox(
+    loaded: &Loaded,
+    backend: stella::bench::BenchBackend,
+    messages: u64,
+    tenants: u32,
+    json: bool,
+) -> Result<(), String> {
+    let services = stella::Services::connect(&loaded.settings)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    let report = stella::bench::mailbox(&services, backend, messages, tenants).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "{} messages on {} over {} tenants: {:.0} msgs/s through the runtime, {:.0} msgs/s raw ceiling, ratio {:.3}",
+            report.messages,
+            report.backend,
+            report.tenants,
+            report.msgs_per_sec,
+            report.baseline_msgs_per_sec,
+            report.ratio
+        );
+    }
     Ok(())
 }
 

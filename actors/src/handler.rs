@@ -4,7 +4,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use stella_store::mailbox::Role;
+use stella_store::mailbox::{Envelope, Role};
 use stella_store::repo::Job;
 use stella_store::{Store, StoreError};
 
@@ -64,15 +64,31 @@ pub struct JobKind {
     pub steps: BTreeMap<&'static str, Arc<dyn StepHandler>>,
 }
 
-/// Every job kind this process knows.
+/// Handles a plain message (one that is not a job step): no job state, just the
+/// envelope. Used for fire-and-forget work and for benchmarking the mailbox path.
+#[async_trait]
+pub trait MessageHandler: Send + Sync + std::fmt::Debug {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), StepError>;
+}
+
+/// Every job kind and message kind this process knows.
 #[derive(Debug, Clone, Default)]
 pub struct Handlers {
     kinds: BTreeMap<&'static str, JobKind>,
+    messages: BTreeMap<String, Arc<dyn MessageHandler>>,
 }
 
 impl Handlers {
     pub fn register(&mut self, kind: JobKind) {
         self.kinds.insert(kind.name, kind);
+    }
+
+    pub fn register_message(&mut self, kind: impl Into<String>, handler: Arc<dyn MessageHandler>) {
+        self.messages.insert(kind.into(), handler);
+    }
+
+    pub fn message(&self, kind: &str) -> Option<Arc<dyn MessageHandler>> {
+        self.messages.get(kind).cloned()
     }
 
     pub fn kind(&self, name: &str) -> Option<&JobKind> {

@@ -171,6 +171,11 @@ impl StepRunner {
     ) -> Result<Finish, StoreError> {
         let envelope = &delivery.envelope;
         let role = &envelope.role;
+        if envelope.kind != STEP_MESSAGE {
+            if let Some(handler) = self.handlers.message(&envelope.kind) {
+                return self.run_message(handler.as_ref(), delivery, now).await;
+            }
+        }
         let message: StepMessage = match serde_json::from_value(envelope.payload.clone()) {
             Ok(message) if envelope.kind == STEP_MESSAGE => message,
             _ => {
@@ -314,6 +319,49 @@ impl StepRunner {
             .ack(role, std::slice::from_ref(&delivery.receipt))
             .await?;
         Ok(finish)
+    }
+
+    /// A plain message: handled, then acknowledged; failures retry with the same
+    /// back-off as job steps, then go to the dead letters.
+    async fn run_message(
+        &self,
+        handler: &dyn crate::handler::MessageHandler,
+        delivery: &Delivery,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<Finish, StoreError> {
+        let envelope = &delivery.envelope;
+        let (error, panicked) = match run_guarded(handler.handle(envelope)).await {
+            Ok(Ok(())) => {
+                self.mailbox
+                    .ack(&envelope.role, std::slice::from_ref(&delivery.receipt))
+                    .await?;
+                return Ok(Finish::Completed);
+            }
+            Ok(Err(err)) => (err, false),
+            Err(panic) => (StepError::Retry(panic.to_string()), true),
+        };
+        let attempt = envelope.attempt + 1;
+        let delay = match &error {
+            StepError::Retry(_) => self.retry.delay(&envelope.idempotency_key, attempt),
+            StepError::Abort(_) => None,
+        };
+        let at = now();
+        let error = error.to_string();
+        match delay {
+            Some(delay) => {
+                let next = envelope.next_attempt(
+                    at + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    at,
+                );
+                self.mailbox.retry_later(delivery, &next, at).await?;
+                Ok(Finish::Retrying { error, panicked })
+            }
+            None => {
+                let reason = format!("message failed after {attempt} attempts: {error}");
+                self.mailbox.dead_letter(delivery, &reason, at).await?;
+                Ok(Finish::Failed { error, panicked })
+            }
+        }
     }
 
     /// Records the failure of a job whose delivery the mailbox dead-lettered after too

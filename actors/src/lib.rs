@@ -30,7 +30,9 @@ mod runtime;
 mod shared;
 mod tenant;
 
-pub use handler::{Handlers, JobKind, StepContext, StepError, StepHandler, StepOutcome};
+pub use handler::{
+    Handlers, JobKind, MessageHandler, StepContext, StepError, StepHandler, StepOutcome,
+};
 pub use job::{retry_policy, submit, Finish, JobRequest, StepMessage, StepRunner, STEP_MESSAGE};
 pub use metrics::RuntimeMetrics;
 pub use relay::relay_once;

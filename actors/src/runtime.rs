@@ -60,6 +60,11 @@ impl Runtime {
     pub async fn start(config: RuntimeConfig) -> Result<Self, StoreError> {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         config.mailbox.register(&config.consumer, &instance).await?;
+        // Job actors acknowledge one by one; batching shares the round trips.
+        let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::BatchedAcks::new(
+            config.mailbox.clone(),
+        ));
+        let config = RuntimeConfig { mailbox, ..config };
         let runner = StepRunner {
             store: config.store.clone(),
             mailbox: config.mailbox.clone(),

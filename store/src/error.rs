@@ -2,7 +2,7 @@ use std::fmt;
 
 /// Errors of the store's ports. Driver errors are translated where they enter, so callers
 /// decide on meaning (retry, 404, 409) without knowing which backend answered.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The record does not exist, or belongs to another tenant (indistinguishable on purpose).
     #[error("{0} not found")]

@@ -21,6 +21,7 @@
 //! - `ids`: validated identifiers ([`TenantId`], [`JobId`], [`TokenId`]);
 //! - `error`: [`StoreError`], the one error type of this crate.
 
+pub mod bench;
 mod db;
 mod error;
 mod ids;

@@ -457,7 +457,9 @@ async fn touched_entries_are_not_taken_over(m: &TestMailbox) {
         .receive(&role(), &consumer("slow-worker"), 10, false, now)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // Idle past min_idle, then touched: the touch must reset it. Wide margins keep a
+    // loaded machine from letting the entry go idle again between touch and claim.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let at = Utc::now();
     mb.touch(
         &role(),
@@ -471,7 +473,7 @@ async fn touched_entries_are_not_taken_over(m: &TestMailbox) {
         .claim_abandoned(
             &role(),
             &consumer("thief"),
-            Duration::from_millis(50),
+            Duration::from_millis(500),
             10,
             at,
         )

@@ -21,6 +21,7 @@
 //! Adapters: [`ValkeyMailbox`] (Redis Streams) and [`EmbeddedMailbox`] (the relational
 //! store, so the embedded default needs no server).
 
+mod batched;
 mod embedded;
 mod valkey;
 
@@ -32,6 +33,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use batched::BatchedAcks;
 pub use embedded::EmbeddedMailbox;
 pub use valkey::ValkeyMailbox;
 

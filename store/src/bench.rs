@@ -1,0 +1,77 @@
+//! Raw-SQL baselines for benchmarks: what the store does with none of the mailbox's
+//! guarantees, measured on the same tables so the comparison is like for like.
+
+use crate::error::Result;
+use crate::Store;
+
+#[derive(Debug)]
+pub struct RawSql<'a> {
+    store: &'a Store,
+    role: String,
+}
+
+impl<'a> RawSql<'a> {
+    pub fn new(store: &'a Store, role: &str) -> Self {
+        Self {
+            store,
+            role: format!("{role}-raw"),
+        }
+    }
+
+    /// Inserts `messages` rows in transactions of `batch`, then claims and deletes them
+    /// `batch` at a time.
+    pub async fn run(&self, messages: u64, batch: usize) -> Result<()> {
+        let payload = "x".repeat(320);
+        let mut sent = 0u64;
+        while sent < messages {
+            let n = (messages - sent).min(batch as u64);
+            let mut tx = self
+                .store
+                .pool
+                .begin()
+                .await
+                .map_err(|e| self.store.err(e, "bench"))?;
+            for _ in 0..n {
+                sqlx::query(
+                    "INSERT INTO mailbox_entries (role, tenant_id, envelope, visible_at) VALUES ($1, 'bench', $2, 0)",
+                )
+                .bind(&self.role)
+                .bind(&payload)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.store.err(e, "bench"))?;
+            }
+            tx.commit().await.map_err(|e| self.store.err(e, "bench"))?;
+            sent += n;
+        }
+        loop {
+            let rows: Vec<(i64,)> = sqlx::query_as(
+                "UPDATE mailbox_entries SET consumer = 'raw', claimed_at = 0 WHERE seq IN \
+                 (SELECT seq FROM mailbox_entries WHERE role = $1 AND consumer IS NULL ORDER BY seq LIMIT $2) \
+                 RETURNING seq",
+            )
+            .bind(&self.role)
+            .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(|e| self.store.err(e, "bench"))?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self
+                .store
+                .pool
+                .begin()
+                .await
+                .map_err(|e| self.store.err(e, "bench"))?;
+            for (seq,) in rows {
+                sqlx::query("DELETE FROM mailbox_entries WHERE seq = $1")
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.store.err(e, "bench"))?;
+            }
+            tx.commit().await.map_err(|e| self.store.err(e, "bench"))?;
+        }
+    }
+}
