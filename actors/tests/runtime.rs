@@ -117,6 +117,7 @@ runtime_suite!(
     a_job_that_always_panics_is_dead_lettered_with_its_error_and_others_proceed,
     a_tenant_backlog_does_not_delay_another_tenants_job,
     the_supervision_tree_is_observable,
+    a_tenant_whose_handlers_keep_panicking_is_quarantined_and_others_proceed,
 );
 
 async fn jobs_complete_with_exactly_one_effect_each(store: &Store, mailbox: Arc<dyn Mailbox>) {
@@ -289,4 +290,87 @@ async fn the_supervision_tree_is_observable(store: &Store, mailbox: Arc<dyn Mail
     assert_eq!(json["children"][0]["name"], "acme");
     wait_until_finished(store, "acme", &id).await;
     runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+async fn a_tenant_whose_handlers_keep_panicking_is_quarantined_and_others_proceed(
+    store: &Store,
+    mailbox: Arc<dyn Mailbox>,
+) {
+    let registry = prometheus::Registry::new();
+    let runtime = Runtime::start(RuntimeConfig {
+        store: store.clone(),
+        mailbox,
+        settings: RuntimeSettings {
+            restart_max: 2,
+            restart_within_secs: 60,
+            quarantine_secs: 600,
+            max_attempts: 5,
+            ..settings()
+        },
+        roles: vec![noop::role()],
+        handlers: Handlers::builtin(),
+        metrics: RuntimeMetrics::new(&registry).unwrap(),
+        consumer: ConsumerName::generate(),
+    })
+    .await
+    .unwrap();
+    let poison = NoopParams {
+        panic_always: true,
+        ..NoopParams::default()
+    };
+    for i in 0..6 {
+        submit_noop(store, "bad", poison.clone(), &format!("p{i}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bad = loop {
+        let snapshot = runtime.observe().await;
+        // Quarantined, and the attempts already running when it began have finished.
+        if let Some(bad) = snapshot
+            .children
+            .iter()
+            .find(|t| t.name == "bad" && t.quarantined && t.in_flight == 0)
+        {
+            break bad.clone();
+        }
+        assert!(Instant::now() < deadline, "never quarantined: {snapshot:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(bad.restarts > 2, "{bad:?}");
+    assert!(
+        bad.last_error.as_deref().unwrap_or("").contains("panicked"),
+        "{bad:?}"
+    );
+    let quarantined = registry
+        .gather()
+        .into_iter()
+        .find(|m| m.name() == "stella_actors_quarantined")
+        .map(|m| m.get_metric()[0].get_gauge().get_value());
+    assert_eq!(quarantined, Some(1.0));
+
+    // The quarantined tenant takes no work; another tenant is unaffected.
+    let executions_then = store
+        .tenant(&TenantId::parse("bad").unwrap())
+        .noop()
+        .totals()
+        .await
+        .unwrap()
+        .executions;
+    let good = submit_noop(store, "good", NoopParams::default(), "fine").await;
+    assert_eq!(
+        wait_until_finished(store, "good", &good).await.state,
+        JobState::Succeeded
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let executions_now = store
+        .tenant(&TenantId::parse("bad").unwrap())
+        .noop()
+        .totals()
+        .await
+        .unwrap()
+        .executions;
+    assert_eq!(
+        executions_now, executions_then,
+        "a quarantined tenant kept running handlers"
+    );
+    runtime.shutdown(Duration::from_secs(1)).await;
 }
