@@ -68,6 +68,16 @@ enum BenchAction {
         #[arg(long)]
         json: bool,
     },
+    /// Single-step durable noop jobs on the configured store, against its raw commit
+    /// rate.
+    Jobs {
+        #[arg(long, default_value_t = 20_000)]
+        jobs: u64,
+        #[arg(long, default_value_t = 10)]
+        tenants: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -170,6 +180,14 @@ fn main() -> ExitCode {
             tenants,
             json,
         )),
+        Command::Bench {
+            action:
+                BenchAction::Jobs {
+                    jobs,
+                    tenants,
+                    json,
+                },
+        } => actix_web::rt::System::new().block_on(bench_jobs(&loaded, jobs, tenants, json)),
         Command::Diag {
             action:
                 DiagAction::Noop {
@@ -346,6 +364,30 @@ async fn bench_mailbox(
             report.tenants,
             report.msgs_per_sec,
             report.baseline_msgs_per_sec,
+            report.ratio
+        );
+    }
+    Ok(())
+}
+
+async fn bench_jobs(loaded: &Loaded, jobs: u64, tenants: u32, json: bool) -> Result<(), String> {
+    let services = stella::Services::connect(&loaded.settings)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    let report = stella::bench::jobs(&services, jobs, tenants).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "{} jobs on {} over {} tenants: {:.0} jobs/s, raw commits {:.0}/s, ratio {:.3}",
+            report.jobs,
+            report.store,
+            report.tenants,
+            report.jobs_per_sec,
+            report.baseline_commits_per_sec,
             report.ratio
         );
     }

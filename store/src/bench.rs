@@ -75,3 +75,44 @@ impl<'a> RawSql<'a> {
         }
     }
 }
+
+impl RawSql<'_> {
+    /// `count` single-row transactions (insert, commit), `parallel` at a time: the
+    /// store's raw commit rate, the ceiling for anything that commits per job.
+    pub async fn commits(&self, count: u64, parallel: usize) -> Result<()> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        let tenant = crate::TenantId::parse("bench")?;
+        self.store
+            .tenants()
+            .ensure(&tenant, "benchmarks", chrono::Utc::now())
+            .await?;
+        stream::iter(0..count)
+            .map(|i| async move {
+                let mut tx = self
+                    .store
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(|e| self.store.err(e, "bench"))?;
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (tenant_id, scope, key, created_at) VALUES ('bench', $1, $2, 0) \
+                     ON CONFLICT (tenant_id, scope, key) DO NOTHING",
+                )
+                .bind(&self.role)
+                .bind(i.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.store.err(e, "bench"))?;
+                tx.commit().await.map_err(|e| self.store.err(e, "bench"))
+            })
+            .buffer_unordered(parallel.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = 'bench' AND scope = $1")
+            .bind(&self.role)
+            .execute(&self.store.pool)
+            .await
+            .map_err(|e| self.store.err(e, "bench"))?;
+        Ok(())
+    }
+}
