@@ -290,3 +290,23 @@ fn bench_mailbox_on_valkey_without_a_url_is_a_clear_error() {
         .unwrap();
     assert_one_line_error(&output, &["STELLA_VALKEY_URL"]);
 }
+
+#[test]
+fn bench_jobs_runs_durable_jobs_to_completion_and_reports_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .args(["bench", "jobs", "--jobs", "200", "--tenants", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["store"], "sqlite");
+    assert_eq!(report["jobs"], 200);
+    for key in ["jobs_per_sec", "baseline_commits_per_sec", "ratio"] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+}
