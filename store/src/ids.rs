@@ -15,13 +15,7 @@ pub struct TenantId(String);
 
 impl TenantId {
     pub fn parse(value: &str) -> Result<Self, StoreError> {
-        let valid = (1..=63).contains(&value.len())
-            && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && !value.ends_with('-')
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if valid {
+        if is_slug(value, 63) {
             Ok(Self(value.to_owned()))
         } else {
             Err(StoreError::Invalid(format!(
@@ -59,6 +53,17 @@ impl From<TenantId> for String {
     fn from(id: TenantId) -> Self {
         id.0
     }
+}
+
+/// A lowercase slug: 1 to `max_len` characters of `a-z`, `0-9` and `-`, starting with a
+/// letter and not ending with `-`. Safe in object keys, stream names and URLs.
+pub(crate) fn is_slug(value: &str, max_len: usize) -> bool {
+    (1..=max_len).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && !value.ends_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Generates a time-ordered (UUIDv7) id newtype: sortable, unique across processes.

@@ -67,26 +67,6 @@ impl Valkey {
         Ok(())
     }
 
-    /// The server's name and version (`valkey 9.0.0`, `redis 7.0.15`), for diagnostics.
-    pub async fn server_version(&self) -> Result<String> {
-        let mut conn = self.pool.get().await.map_err(|err| self.unavailable(err))?;
-        let info: String = deadpool_redis::redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut conn)
-            .await
-            .map_err(|err| self.unavailable(err))?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        Ok(match (field("valkey_version:"), field("redis_version:")) {
-            (Some(v), _) => format!("valkey {v}"),
-            (None, Some(v)) => format!("redis {v}"),
-            _ => "unknown".to_owned(),
-        })
-    }
-
     fn unavailable(&self, err: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable {
             backend: Backend::Valkey,

@@ -47,16 +47,11 @@ pub struct Role(String);
 
 impl Role {
     pub fn parse(value: &str) -> Result<Self> {
-        let valid = (1..=40).contains(&value.len())
-            && value.starts_with(|c: char| c.is_ascii_lowercase())
-            && value
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if valid {
+        if crate::ids::is_slug(value, 40) {
             Ok(Self(value.to_owned()))
         } else {
             Err(StoreError::Invalid(format!(
-                "role {value:?} must be 1-40 characters of a-z, 0-9 and '-', starting with a letter"
+                "role {value:?} must be 1-40 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
             )))
         }
     }

@@ -23,25 +23,33 @@ const GROUP: &str = "stella";
 /// Tenant streams read in one XREADGROUP; the rotation covers every tenant in turn.
 const WINDOW: usize = 64;
 
-/// Sends one envelope: drops a duplicate, parks a future one in the delay set, otherwise
-/// appends it to its tenant's stream (creating stream and group on first use).
-const SEND: &str = r#"
--- KEYS: stream, tenants set, dedupe key, delayed zset
--- ARGV: tenant, envelope, dedupe ttl ms (0 = none), not_before ms, now ms
-if tonumber(ARGV[3]) > 0 then
-  if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return 0 end
+/// The body shared by [`SEND`] and [`RETRY`]: drops a duplicate, parks a future entry in
+/// the delay set, otherwise appends it to its tenant's stream (creating stream and group
+/// on first use). Uses KEYS[S], KEYS[S+1], KEYS[S+2], KEYS[S+3] = stream, tenants set,
+/// dedupe key, delayed set and ARGV[A]..ARGV[A+4] = tenant, envelope, dedupe ttl ms
+/// (0 = none), not_before ms, now ms, with `S` and `A` set by the caller.
+macro_rules! send_body {
+    () => {
+        r#"
+if tonumber(ARGV[A + 2]) > 0 then
+  if not redis.call('SET', KEYS[S + 2], '1', 'NX', 'PX', ARGV[A + 2]) then return 0 end
 end
-if tonumber(ARGV[4]) > tonumber(ARGV[5]) then
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1] .. '|' .. ARGV[2])
+if tonumber(ARGV[A + 3]) > tonumber(ARGV[A + 4]) then
+  redis.call('ZADD', KEYS[S + 3], ARGV[A + 3], ARGV[A] .. '|' .. ARGV[A + 1])
 else
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    redis.call('XGROUP', 'CREATE', KEYS[1], 'stella', '0', 'MKSTREAM')
+  if redis.call('EXISTS', KEYS[S]) == 0 then
+    redis.call('XGROUP', 'CREATE', KEYS[S], 'stella', '0', 'MKSTREAM')
   end
-  redis.call('XADD', KEYS[1], '*', 'e', ARGV[2])
+  redis.call('XADD', KEYS[S], '*', 'e', ARGV[A + 1])
 end
-redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[S + 1], ARGV[A])
 return 1
-"#;
+"#
+    };
+}
+
+/// Sends one envelope (see [`send_body!`]).
+const SEND: &str = concat!("local S, A = 1, 1\n", send_body!());
 
 /// Acknowledges one entry and deletes it from its stream, so acknowledged entries never
 /// accumulate and trimming can never touch an unacknowledged one.
@@ -60,25 +68,13 @@ return redis.call('XADD', KEYS[2], '*', 'e', ARGV[2], 'error', ARGV[3], 'deliver
 "#;
 
 /// Acknowledges an entry and schedules its next attempt, atomically.
-const RETRY: &str = r#"
--- KEYS: stream, next stream, tenants set, dedupe key, delayed zset
--- ARGV: id, tenant, next envelope, dedupe ttl ms, not_before ms, now ms
-redis.call('XACK', KEYS[1], 'stella', ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-if tonumber(ARGV[4]) > 0 then
-  if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[4]) then return 0 end
-end
-if tonumber(ARGV[5]) > tonumber(ARGV[6]) then
-  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2] .. '|' .. ARGV[3])
-else
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    redis.call('XGROUP', 'CREATE', KEYS[2], 'stella', '0', 'MKSTREAM')
-  end
-  redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
-end
-redis.call('SADD', KEYS[3], ARGV[2])
-return 1
-"#;
+/// KEYS: stream, then the send keys; ARGV: id, then the send arguments.
+const RETRY: &str = concat!(
+    "redis.call('XACK', KEYS[1], 'stella', ARGV[1])\n",
+    "redis.call('XDEL', KEYS[1], ARGV[1])\n",
+    "local S, A = 2, 2\n",
+    send_body!()
+);
 
 /// Moves due entries from the delay set into their tenant streams, atomically per call.
 const PROMOTE: &str = r#"
