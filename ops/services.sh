@@ -655,6 +655,29 @@ ensure_smtp() {
 }
 
 # ---------------------------------------------------------------------------
+# test tools: promtool (Debian `prometheus`), schemathesis (PyPI)
+# ---------------------------------------------------------------------------
+
+SCHEMATHESIS_VERSION=4.32.5
+PROMTOOL_BIN=""
+SCHEMATHESIS_BIN=""
+
+ensure_tools() {
+	if ! command -v promtool >/dev/null 2>&1; then
+		log "tools: installing promtool (Debian package prometheus)"
+		# Only promtool is used; where the package starts its own daemon (port 9090) it is harmless.
+		apt_install prometheus
+	fi
+	PROMTOOL_BIN="$(command -v promtool)" || die "tools: promtool not found after installing prometheus"
+	SCHEMATHESIS_BIN="$VENV/bin/schemathesis"
+	if ! [[ -x $SCHEMATHESIS_BIN ]] || ! "$SCHEMATHESIS_BIN" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+		log "tools: installing schemathesis $SCHEMATHESIS_VERSION from PyPI into $VENV"
+		pip_install "schemathesis==$SCHEMATHESIS_VERSION" || die "tools: pip install schemathesis failed"
+	fi
+	log "tools: promtool $PROMTOOL_BIN, schemathesis $SCHEMATHESIS_BIN"
+}
+
+# ---------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------
 
@@ -674,6 +697,9 @@ write_env_file() {
 		export_line STELLA_TEST_MAIL_DIR "$MAIL_DIR"
 		# The server binary itself, for tests that start and restart a Valkey of their own.
 		export_line STELLA_TEST_VALKEY_SERVER "$VALKEY_BIN"
+		# Checkers the API tests run against a live server.
+		export_line STELLA_TEST_PROMTOOL "$PROMTOOL_BIN"
+		export_line STELLA_TEST_SCHEMATHESIS "$SCHEMATHESIS_BIN"
 	} >"$ENV_FILE.tmp"
 	chmod 600 "$ENV_FILE.tmp"
 	mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -688,6 +714,7 @@ cmd_up() {
 	ensure_valkey
 	ensure_smtp
 	ensure_garage
+	ensure_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
 	write_env_file

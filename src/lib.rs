@@ -15,16 +15,17 @@
 
 pub mod bench;
 mod bootstrap;
+pub mod client;
 pub mod diag;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer};
 use stella_actors::{Handlers, Runtime, RuntimeConfig, RuntimeMetrics, ROLES};
-use stella_api::{Context, Metrics};
+use stella_api::{Context, Metrics, Parts};
 use stella_config::{MailboxBackend, ObjectBackend, Settings};
 use stella_store::mailbox::{
     ConsumerName, EmbeddedMailbox, Mailbox, MailboxConfig, Role, ValkeyMailbox,
@@ -151,18 +152,24 @@ impl Application {
         let runtime = services
             .start_runtime(&all_roles(), &metrics.registry)
             .await?;
-        let context = Context {
+        let context = Context::new(Parts {
             store: services.store.clone(),
             objects: services.objects.clone(),
             mailbox: services.mailbox.clone(),
             metrics: Arc::new(metrics),
-            started_at: Instant::now(),
-        };
+            handlers: Handlers::builtin(),
+            observer: Some(runtime.observer()),
+            settings: settings.api.clone(),
+            job_max_attempts: settings.runtime.max_attempts,
+        });
         let routes = stella_api::configure(context.clone());
         let max_body = usize::try_from(settings.api.max_body_bytes).unwrap_or(usize::MAX);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(actix_web::web::PayloadConfig::new(max_body))
+                .wrap(actix_web::middleware::from_fn(
+                    stella_api::request_id::middleware,
+                ))
                 .wrap(
                     actix_web::middleware::Logger::new("%r %s %b %Dms").log_target("stella::http"),
                 )

@@ -21,6 +21,27 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
 
+    /// Server of the client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "STELLA_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+
+    /// API token of the client commands.
+    #[arg(long, global = true, env = "STELLA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// Tenant an administrator token acts on (sent as `X-Stella-Tenant`).
+    #[arg(long, global = true, env = "STELLA_TENANT")]
+    tenant: Option<String>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, env = "STELLA_OUTPUT", default_value_t = Output::Table)]
+    output: Output,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +73,187 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Tenants (administrator token).
+    Tenants {
+        #[command(subcommand)]
+        action: TenantsAction,
+    },
+    /// API tokens (administrator token).
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+    /// Jobs of a tenant.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// Dead letters of a tenant.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
+    /// The server's supervision tree (administrator token).
+    Actors,
+    /// The audit log (administrator token).
+    Audit {
+        /// Only this tenant's entries.
+        #[arg(long = "of-tenant", value_name = "TENANT")]
+        of_tenant: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct PageArgs {
+    /// Items per page (1-500).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Continue after this cursor (printed after a partial page).
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Follow every page.
+    #[arg(long)]
+    all: bool,
+}
+
+impl PageArgs {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        if let Some(limit) = self.limit {
+            query.push(("limit", limit.to_string()));
+        }
+        if let Some(cursor) = &self.cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        query
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsAction {
+    /// Create a tenant.
+    Create {
+        /// Lowercase slug, e.g. `acme`.
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Get {
+        id: String,
+    },
+    /// Change a tenant's display name.
+    Rename {
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Disable a tenant: its tokens stop working, its data is kept.
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensAction {
+    /// Create a token; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes, e.g. `jobs:read,jobs:write`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// The tenant the token acts on (omit for an administrator token).
+        #[arg(long = "for-tenant", value_name = "TENANT")]
+        for_tenant: Option<String>,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List a tenant's tokens, or administrator tokens.
+    List {
+        #[arg(long = "for-tenant", value_name = "TENANT")]
+        for_tenant: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Get {
+        id: String,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsAction {
+    /// Submit a job.
+    Submit {
+        /// Job kind, e.g. `noop`.
+        #[arg(long)]
+        kind: String,
+        /// Parameters as a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// Wait for the job to finish (exit code 1 unless it succeeded).
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// A job with its steps and attempts.
+    Get {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    /// Wait until a job finishes (exit code 1 unless it succeeded).
+    Wait {
+        id: String,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLettersAction {
+    List {
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Send a dead letter again as a fresh attempt.
+    Replay { role: String, id: String },
+    /// Drop a dead letter for good.
+    Discard { role: String, id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,10 +325,7 @@ enum DiagAction {
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
     /// Print every setting with its value (secrets redacted) and where it came from.
-    Show {
-        #[arg(long, value_enum, default_value_t = Output::Table)]
-        output: Output,
-    },
+    Show,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -137,6 +336,9 @@ enum Output {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = run_client(&cli) {
+        return code;
+    }
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -154,11 +356,18 @@ fn main() -> ExitCode {
     }));
     let result = match cli.command {
         Command::Config {
-            action: ConfigAction::Show { output },
+            action: ConfigAction::Show,
         } => {
-            show_config(&loaded, output);
+            show_config(&loaded, cli.output);
             Ok(())
         }
+        Command::Tenants { .. }
+        | Command::Tokens { .. }
+        | Command::Jobs { .. }
+        | Command::DeadLetters { .. }
+        | Command::Actors
+        | Command::Audit { .. }
+        | Command::Completions { .. } => Ok(()),
         Command::Migrate => actix_web::rt::System::new().block_on(migrate(&loaded)),
         Command::Serve => actix_web::rt::System::new().block_on(serve(&loaded)),
         Command::Worker { roles } => actix_web::rt::System::new().block_on(worker(&loaded, &roles)),
@@ -423,5 +632,213 @@ async fn serve(loaded: &Loaded) -> Result<(), String> {
         .await
         .map_err(|err| format!("server failed: {err}"))?;
     tracing::info!("stella stopped");
+    Ok(())
+}
+
+/// Runs a client command (over HTTP); `None` for the commands that run Stella itself.
+fn run_client(cli: &Cli) -> Option<ExitCode> {
+    use stella::client::{Client, Format};
+    let format = match cli.output {
+        Output::Table => Format::Table,
+        Output::Json => Format::Json,
+    };
+    if let Command::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "stella", &mut std::io::stdout());
+        return Some(ExitCode::SUCCESS);
+    }
+    let is_client = matches!(
+        cli.command,
+        Command::Tenants { .. }
+            | Command::Tokens { .. }
+            | Command::Jobs { .. }
+            | Command::DeadLetters { .. }
+            | Command::Actors
+            | Command::Audit { .. }
+    );
+    if !is_client {
+        return None;
+    }
+    let result = Client::new(&cli.server, cli.token.clone(), cli.tenant.clone(), format)
+        .and_then(|client| client_command(&client, &cli.command));
+    Some(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", err.message.replace('\n', " "));
+            ExitCode::from(err.kind as u8)
+        }
+    })
+}
+
+const TENANT_COLUMNS: &[&str] = &["id", "name", "status", "created_at"];
+const TOKEN_COLUMNS: &[&str] = &["id", "tenant", "name", "scopes", "expires_at", "revoked_at"];
+const JOB_COLUMNS: &[&str] = &["id", "kind", "state", "step", "attempts", "last_error"];
+const DEAD_COLUMNS: &[&str] = &["id", "role", "job_id", "kind", "deliveries", "error"];
+
+fn client_command(
+    client: &stella::client::Client,
+    command: &Command,
+) -> Result<(), stella::client::ClientError> {
+    use serde_json::json;
+    use std::time::Duration;
+    match command {
+        Command::Tenants { action } => match action {
+            TenantsAction::Create { id, name } => client.print(
+                &client.post("/tenants", &json!({ "id": id, "name": name }))?,
+                TENANT_COLUMNS,
+            ),
+            TenantsAction::List { page } => client.print(
+                &client.list("/tenants", page.query(), page.all)?,
+                TENANT_COLUMNS,
+            ),
+            TenantsAction::Get { id } => {
+                client.print(&client.get(&format!("/tenants/{id}"), &[])?, TENANT_COLUMNS)
+            }
+            TenantsAction::Rename { id, name } => client.print(
+                &client.patch(&format!("/tenants/{id}"), &json!({ "name": name }))?,
+                TENANT_COLUMNS,
+            ),
+            TenantsAction::Disable { id } => client.print(
+                &client.post_empty(&format!("/tenants/{id}/disable"))?,
+                TENANT_COLUMNS,
+            ),
+            TenantsAction::Enable { id } => client.print(
+                &client.post_empty(&format!("/tenants/{id}/enable"))?,
+                TENANT_COLUMNS,
+            ),
+        },
+        Command::Tokens { action } => match action {
+            TokensAction::Create {
+                name,
+                scopes,
+                for_tenant,
+                expires_in_days,
+            } => {
+                let expires_at = expires_in_days
+                    .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
+                let created = client.post(
+                    "/tokens",
+                    &json!({ "tenant": for_tenant, "name": name, "scopes": scopes, "expires_at": expires_at }),
+                )?;
+                client.print(&created, &["id", "tenant", "name", "scopes", "token"]);
+                if client.format == stella::client::Format::Table {
+                    eprintln!("the token is shown once; store it now");
+                }
+            }
+            TokensAction::List { for_tenant, page } => {
+                let mut query = page.query();
+                if let Some(tenant) = for_tenant {
+                    query.push(("tenant", tenant.clone()));
+                }
+                client.print(&client.list("/tokens", query, page.all)?, TOKEN_COLUMNS);
+            }
+            TokensAction::Get { id } => {
+                client.print(&client.get(&format!("/tokens/{id}"), &[])?, TOKEN_COLUMNS)
+            }
+            TokensAction::Revoke { id } => {
+                client.print(&client.delete(&format!("/tokens/{id}"))?, TOKEN_COLUMNS)
+            }
+        },
+        Command::Jobs { action } => match action {
+            JobsAction::Submit {
+                kind,
+                params,
+                idempotency_key,
+                max_attempts,
+                wait,
+                timeout_secs,
+            } => {
+                let params: serde_json::Value =
+                    serde_json::from_str(params).map_err(|err| stella::client::ClientError {
+                        kind: stella::client::ExitKind::Invalid,
+                        message: format!("--params is not JSON: {err}"),
+                    })?;
+                let job = client.post(
+                    "/jobs",
+                    &json!({ "kind": kind, "params": params, "idempotency_key": idempotency_key, "max_attempts": max_attempts }),
+                )?;
+                let job = match (wait, job.get("id").and_then(|id| id.as_str())) {
+                    (true, Some(id)) => client.wait_job(id, Duration::from_secs(*timeout_secs))?,
+                    _ => job,
+                };
+                client.print(&job, JOB_COLUMNS);
+            }
+            JobsAction::List { state, kind, page } => {
+                let mut query = page.query();
+                if let Some(state) = state {
+                    query.push(("state", state.clone()));
+                }
+                if let Some(kind) = kind {
+                    query.push(("kind", kind.clone()));
+                }
+                client.print(&client.list("/jobs", query, page.all)?, JOB_COLUMNS);
+            }
+            JobsAction::Get { id } => {
+                let job = client.get(&format!("/jobs/{id}"), &[])?;
+                client.print(&job, JOB_COLUMNS);
+                if client.format == stella::client::Format::Table {
+                    println!();
+                    client.print(
+                        &json!({ "items": job.get("events").cloned().unwrap_or_default() }),
+                        &[
+                            "seq",
+                            "from_state",
+                            "to_state",
+                            "step",
+                            "attempt",
+                            "error",
+                            "at",
+                        ],
+                    );
+                }
+            }
+            JobsAction::Cancel { id } => client.print(
+                &client.post_empty(&format!("/jobs/{id}/cancel"))?,
+                JOB_COLUMNS,
+            ),
+            JobsAction::Wait { id, timeout_secs } => client.print(
+                &client.wait_job(id, Duration::from_secs(*timeout_secs))?,
+                JOB_COLUMNS,
+            ),
+        },
+        Command::DeadLetters { action } => match action {
+            DeadLettersAction::List { role, page } => {
+                let mut query = page.query();
+                if let Some(role) = role {
+                    query.push(("role", role.clone()));
+                }
+                client.print(
+                    &client.list("/dead-letters", query, page.all)?,
+                    DEAD_COLUMNS,
+                );
+            }
+            DeadLettersAction::Replay { role, id } => client.print(
+                &client.post_empty(&format!("/dead-letters/{role}/{id}/replay"))?,
+                DEAD_COLUMNS,
+            ),
+            DeadLettersAction::Discard { role, id } => client.print(
+                &client.delete(&format!("/dead-letters/{role}/{id}"))?,
+                DEAD_COLUMNS,
+            ),
+        },
+        Command::Actors => {
+            let tree = client.get("/system/actors", &[])?;
+            match client.format {
+                stella::client::Format::Json => client.print(&tree, &[]),
+                stella::client::Format::Table => stella::client::print_tree(&tree, 0),
+            }
+        }
+        Command::Audit { of_tenant, page } => {
+            let mut query = page.query();
+            if let Some(tenant) = of_tenant {
+                query.push(("tenant", tenant.clone()));
+            }
+            client.print(
+                &client.list("/audit", query, page.all)?,
+                &["seq", "at", "tenant", "actor", "action", "target"],
+            );
+        }
+        _ => {}
+    }
     Ok(())
 }

@@ -36,4 +36,4 @@ pub use handler::{
 pub use job::{retry_policy, submit, Finish, JobRequest, StepMessage, StepRunner, STEP_MESSAGE};
 pub use metrics::RuntimeMetrics;
 pub use relay::relay_once;
-pub use runtime::{Runtime, RuntimeConfig, ROLES};
+pub use runtime::{Observer, Runtime, RuntimeConfig, ROLES};

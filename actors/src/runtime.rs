@@ -120,7 +120,15 @@ impl Runtime {
 
     /// The supervision tree as observe snapshots.
     pub async fn observe(&self) -> ActorSnapshot {
-        self.root.send(Observe).await.unwrap_or_default()
+        self.observer().snapshot().await
+    }
+
+    /// A handle that reads the supervision tree from anywhere (the HTTP server's
+    /// workers run on other threads).
+    pub fn observer(&self) -> Observer {
+        Observer {
+            root: self.root.clone(),
+        }
     }
 
     /// Stops taking work, lets in-flight deliveries finish until `deadline`, and leaves
@@ -152,6 +160,19 @@ impl Runtime {
         {
             tracing::warn!(error = %err, "could not release the consumer name");
         }
+    }
+}
+
+/// Reads the supervision tree of a running [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct Observer {
+    root: Addr<RootSupervisor>,
+}
+
+impl Observer {
+    /// The tree as observe snapshots; an empty snapshot once the runtime has stopped.
+    pub async fn snapshot(&self) -> ActorSnapshot {
+        self.root.send(Observe).await.unwrap_or_default()
     }
 }
 

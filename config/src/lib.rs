@@ -30,6 +30,7 @@ const NOT_SETTINGS: &[&str] = &[
     "STELLA_CONFIG",
     "STELLA_SERVER",
     "STELLA_TOKEN",
+    "STELLA_TENANT",
     "STELLA_OUTPUT",
 ];
 
@@ -152,6 +153,10 @@ pub struct ApiSettings {
     pub max_body_bytes: u64,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Sustained requests per second each tenant may make (0: no limit).
+    pub rate_limit_per_second: u64,
+    /// Requests a tenant may make at once above the sustained rate.
+    pub rate_limit_burst: u64,
 }
 
 impl Default for ApiSettings {
@@ -159,6 +164,8 @@ impl Default for ApiSettings {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_timeout_secs: 5,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 200,
         }
     }
 }
@@ -473,6 +480,12 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_API_SHUTDOWN_TIMEOUT_SECS",
         Int
     ),
+    key!(
+        "api.rate_limit_per_second",
+        "STELLA_API_RATE_LIMIT_PER_SECOND",
+        Int
+    ),
+    key!("api.rate_limit_burst", "STELLA_API_RATE_LIMIT_BURST", Int),
     key!("runtime.batch_size", "STELLA_RUNTIME_BATCH_SIZE", Int),
     key!("runtime.concurrency", "STELLA_RUNTIME_CONCURRENCY", Int),
     key!(

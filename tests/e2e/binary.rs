@@ -310,3 +310,114 @@ fn bench_jobs_runs_durable_jobs_to_completion_and_reports_the_ratio() {
         assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
     }
 }
+
+/// The README's walk-through, with the real binary: start the server, create a tenant and
+/// a token with the CLI, run and list jobs, read the actor tree; and the exit codes
+/// scripts rely on.
+#[test]
+fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = stella(dir.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |token: &str, args: &[&str]| {
+        let output = stella(dir.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", token)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        (output.status.code(), stdout, stderr)
+    };
+
+    let (code, out, err) = cli(
+        &admin,
+        &["tenants", "create", "acme", "--name", "Acme Corp"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("acme") && out.contains("Acme Corp"), "{out}");
+    let (code, out, err) = cli(
+        &admin,
+        &[
+            "tokens",
+            "create",
+            "--for-tenant",
+            "acme",
+            "--name",
+            "ci",
+            "--scopes",
+            "jobs:read,jobs:write",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+
+    let (code, out, err) = cli(
+        &token,
+        &[
+            "jobs", "submit", "--kind", "noop", "--wait", "--output", "json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let job: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["state"], "succeeded");
+    let (code, out, _) = cli(&token, &["jobs", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");
+    assert!(
+        out.contains(job["id"].as_str().unwrap()) && out.contains("succeeded"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&admin, &["actors"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("root"), "{out}");
+
+    // Exit codes: 3 for a bad token or a missing scope, 4 for not found, 5 for a conflict,
+    // 6 for invalid input, 7 when the server cannot be reached.
+    let (code, _, err) = cli("stella_wrong", &["jobs", "list"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.starts_with("error: 401"), "{err}");
+    let (code, _, err) = cli(&token, &["tenants", "list"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, _, err) = cli(
+        &token,
+        &["jobs", "get", "job_0190f5b2c3d47e8f9a0b1c2d3e4f5a6b"],
+    );
+    assert_eq!(code, Some(4), "{err}");
+    let (code, _, _) = cli(&admin, &["tenants", "create", "acme", "--name", "again"]);
+    assert_eq!(code, Some(5));
+    let (code, _, err) = cli(&admin, &["tenants", "create", "Bad Id", "--name", "x"]);
+    assert_eq!(code, Some(6), "{err}");
+    let output = stella(dir.path())
+        .env("STELLA_SERVER", "http://127.0.0.1:9")
+        .env("STELLA_TOKEN", &admin)
+        .args(["tenants", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+
+    let (code, out, _) = cli("", &["completions", "bash"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("tenants") && out.contains("dead-letters"),
+        "completion script"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}

@@ -6,6 +6,7 @@
 #[path = "../../store/tests/common/mod.rs"]
 mod common;
 
+mod api;
 mod binary;
 mod crash;
 mod serve;

@@ -1,0 +1,117 @@
+//! [`JsonBody`]: the request-body extractor every handler uses. It answers with a
+//! problem the caller can act on: `415` for another content type, `413` over the size
+//! limit (checked on `Content-Length` and while reading), and `400` naming the line,
+//! column and field path of malformed or unexpected JSON (unknown fields included: every
+//! request type denies them).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+use crate::Context;
+
+/// A JSON request body of type `T`.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+fn too_large(limit: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+        format!("the request body is larger than the limit of {limit} bytes (api.max_body_bytes)"),
+    )
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses `bytes` as `T`, naming where it went wrong.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let detail = if inner.is_eof() && inner.line() == 1 && inner.column() == 0 {
+            "the request body is empty; a JSON object is required".to_owned()
+        } else {
+            format!(
+                "invalid JSON body at line {} column {}: {inner}",
+                inner.line(),
+                inner.column()
+            )
+        };
+        Problem::new(StatusCode::BAD_REQUEST, "malformed-body", detail).at(path)
+    })?;
+    deserializer.end().map_err(|err| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+            format!("trailing data after the JSON value: {err}"),
+        )
+    })?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = Problem;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<Context>>()
+            .map_or(1024 * 1024, |ctx| {
+                usize::try_from(ctx.settings.max_body_bytes).unwrap_or(usize::MAX)
+            });
+        let json = is_json(req);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse::<u64>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !json {
+                return Err(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "the request body must be JSON (Content-Type: application/json)",
+                ));
+            }
+            if declared.is_some_and(|length| length > limit as u64) {
+                return Err(too_large(limit));
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|err| {
+                    Problem::bad_request(format!("could not read the request body: {err}"))
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse(&body).map(JsonBody)
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! `/api/v1`: every resource route, each declaring its access rule in its
+//! `#[utoipa::path]` (`security(("bearer" = [scope]))`), which `auth` enforces.
+//!
+//! Layout: one module per resource; shared here: list pages and the problem responses
+//! every route documents.
+
+pub mod audit;
+pub mod dead_letters;
+pub mod jobs;
+pub mod system;
+pub mod tenants;
+pub mod tokens;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::problem::{Problem, ProblemBody};
+
+/// Mounts every `/api/v1` route (relative to the scope).
+pub fn mount(cfg: &mut ServiceConfig) {
+    cfg.service(tenants::create)
+        .service(tenants::list)
+        .service(tenants::get)
+        .service(tenants::update)
+        .service(tenants::disable)
+        .service(tenants::enable)
+        .service(tokens::create)
+        .service(tokens::list)
+        .service(tokens::get)
+        .service(tokens::revoke)
+        .service(jobs::submit)
+        .service(jobs::list)
+        .service(jobs::get)
+        .service(jobs::cancel)
+        .service(dead_letters::list)
+        .service(dead_letters::replay)
+        .service(dead_letters::discard)
+        .service(system::actors)
+        .service(audit::list);
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn limit(&self) -> u32 {
+        self.limit.unwrap_or(50)
+    }
+
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref().filter(|c| !c.is_empty())
+    }
+}
+
+/// One page of a list; `next_cursor` is absent on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn from_store<S>(page: stella_store::repo::Page<S>, f: impl Fn(S) -> T) -> Self {
+        Self {
+            items: page.items.into_iter().map(f).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+/// A path id that does not parse names nothing that exists: 404, like another tenant's.
+pub fn not_found_unless<T, E>(parsed: Result<T, E>, what: &str, raw: &str) -> Result<T, Problem> {
+    parsed.map_err(|_| Problem::not_found(format!("{what} {raw} not found")))
+}
+
+/// The error responses every authenticated route can give.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum Problems {
+    /// Malformed input; `location` names the field.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(ProblemBody),
+    /// No valid token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(ProblemBody),
+    /// The token lacks the scope.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(ProblemBody),
+    /// No such resource in this tenant.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(ProblemBody),
+    /// The tenant sent too many requests; see `Retry-After`.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(ProblemBody),
+}
+
+/// The error responses of routes that take a body, on top of [`Problems`].
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum BodyProblems {
+    /// The state does not allow it, or the id is taken.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(ProblemBody),
+    /// The body is over `api.max_body_bytes`.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(ProblemBody),
+    /// The body is not JSON.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(ProblemBody),
+}

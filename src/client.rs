@@ -1,0 +1,315 @@
+//! The HTTP client half of the `stella` command line: every admin API resource as a
+//! subcommand, output as a table or JSON, and exit codes scripts can rely on
+//! ([`ExitKind`]).
+
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Exit codes of client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Anything else (including a job that ended failed when waiting).
+    Failure = 1,
+    /// 401 or 403: no token, a bad token, or a missing scope.
+    Auth = 3,
+    /// 404.
+    NotFound = 4,
+    /// 409: the resource's state does not allow it, or the id is taken.
+    Conflict = 5,
+    /// 400, 413, 415: the request is wrong.
+    Invalid = 6,
+    /// The server could not be reached, answered 5xx, or asked to slow down (429).
+    Unavailable = 7,
+}
+
+/// A failed client command: one line for stderr and its exit code.
+#[derive(Debug)]
+pub struct ClientError {
+    pub kind: ExitKind,
+    pub message: String,
+}
+
+impl ClientError {
+    fn new(kind: ExitKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+/// How to print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// A connection to a Stella server.
+#[derive(Debug)]
+pub struct Client {
+    http: Http,
+    server: String,
+    token: Option<String>,
+    tenant: Option<String>,
+    pub format: Format,
+}
+
+impl Client {
+    pub fn new(
+        server: &str,
+        token: Option<String>,
+        tenant: Option<String>,
+        format: Format,
+    ) -> Result<Self> {
+        let http = Http::builder()
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("stella-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| ClientError::new(ExitKind::Failure, err.to_string()))?;
+        Ok(Self {
+            http,
+            server: server.trim_end_matches('/').to_owned(),
+            token,
+            tenant,
+            format,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.server));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(tenant) = &self.tenant {
+            request = request.header("X-Stella-Tenant", tenant);
+        }
+        request
+    }
+
+    fn send(&self, request: RequestBuilder) -> Result<Value> {
+        let response = request.send().map_err(|err| {
+            ClientError::new(
+                ExitKind::Unavailable,
+                format!("cannot reach {}: {err}", self.server),
+            )
+        })?;
+        decode(response)
+    }
+
+    pub fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        self.send(self.request(reqwest::Method::GET, path).query(query))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+    }
+
+    pub fn post_empty(&self, path: &str) -> Result<Value> {
+        self.send(self.request(reqwest::Method::POST, path))
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.request(reqwest::Method::PATCH, path).json(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        self.send(self.request(reqwest::Method::DELETE, path))
+    }
+
+    /// Every page of a list (with `all`), or one page.
+    pub fn list(&self, path: &str, mut query: Vec<(&str, String)>, all: bool) -> Result<Value> {
+        let mut items = Vec::new();
+        loop {
+            let page = self.get(path, &query)?;
+            if let Some(page_items) = page.get("items").and_then(Value::as_array) {
+                items.extend(page_items.iter().cloned());
+            }
+            let next = page.get("next_cursor").and_then(Value::as_str);
+            match (all, next) {
+                (true, Some(cursor)) => {
+                    query.retain(|(k, _)| *k != "cursor");
+                    query.push(("cursor", cursor.to_owned()));
+                }
+                _ => {
+                    return Ok(json!({ "items": items, "next_cursor": next }));
+                }
+            }
+        }
+    }
+
+    /// Polls a job until it finishes, with a progress spinner on a terminal.
+    pub fn wait_job(&self, id: &str, timeout: Duration) -> Result<Value> {
+        let started = Instant::now();
+        let spinner = indicatif::ProgressBar::new_spinner();
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        loop {
+            let job = self.get(&format!("/jobs/{id}"), &[])?;
+            let state = job.get("state").and_then(Value::as_str).unwrap_or("");
+            let attempts = job.get("attempts").and_then(Value::as_u64).unwrap_or(0);
+            spinner.set_message(format!("job {id}: {state} (attempt {attempts})"));
+            if matches!(state, "succeeded" | "failed" | "cancelled") {
+                spinner.finish_and_clear();
+                if state != "succeeded" {
+                    self.print(&job, &[]);
+                    let error = job.get("last_error").and_then(Value::as_str).unwrap_or("");
+                    return Err(ClientError::new(
+                        ExitKind::Failure,
+                        format!("job {id} {state}: {error}"),
+                    ));
+                }
+                return Ok(job);
+            }
+            if started.elapsed() > timeout {
+                spinner.finish_and_clear();
+                return Err(ClientError::new(
+                    ExitKind::Failure,
+                    format!("job {id} still {state} after {} s", timeout.as_secs()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Prints a value: JSON as is, or a table of `columns` (of each list item, or of the
+    /// single object).
+    pub fn print(&self, value: &Value, columns: &[&str]) {
+        match self.format {
+            Format::Json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(value).unwrap_or_default()
+                );
+            }
+            Format::Table => print_table(value, columns),
+        }
+    }
+}
+
+fn decode(response: Response) -> Result<Value> {
+    let status = response.status();
+    let text = response.text().unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status.is_success() {
+        return Ok(body);
+    }
+    let detail = body
+        .get("detail")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.to_string());
+    let location = body
+        .get("location")
+        .and_then(Value::as_str)
+        .map(|l| format!(" (at {l})"))
+        .unwrap_or_default();
+    let kind = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ExitKind::Auth,
+        StatusCode::NOT_FOUND => ExitKind::NotFound,
+        StatusCode::CONFLICT => ExitKind::Conflict,
+        StatusCode::BAD_REQUEST
+        | StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE => ExitKind::Invalid,
+        s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => ExitKind::Unavailable,
+        _ => ExitKind::Failure,
+    };
+    Err(ClientError::new(
+        kind,
+        format!("{} {}{location}", status.as_u16(), detail),
+    ))
+}
+
+fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn print_table(value: &Value, columns: &[&str]) {
+    let rows: Vec<&Value> = match value.get("items").and_then(Value::as_array) {
+        Some(items) => items.iter().collect(),
+        None => vec![value],
+    };
+    if columns.is_empty() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+        return;
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| columns.iter().map(|c| cell(row.get(*c))).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: Vec<String>| {
+        let text: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(columns.iter().map(|c| c.to_uppercase()).collect());
+    for row in cells {
+        line(row);
+    }
+    if let Some(cursor) = value.get("next_cursor").and_then(Value::as_str) {
+        eprintln!("(more: --cursor {cursor}, or --all)");
+    }
+}
+
+/// Prints the actor tree as an indented outline.
+pub fn print_tree(node: &Value, depth: usize) {
+    let name = cell(node.get("name"));
+    let kind = cell(node.get("kind"));
+    let mut line = format!("{}{kind} {name}", "  ".repeat(depth));
+    for key in ["queue_depth", "in_flight", "restarts"] {
+        if let Some(n) = node.get(key).and_then(Value::as_u64).filter(|n| *n > 0) {
+            line.push_str(&format!(" {key}={n}"));
+        }
+    }
+    if node.get("quarantined").and_then(Value::as_bool) == Some(true) {
+        line.push_str(" QUARANTINED");
+    }
+    if let Some(error) = node.get("last_error").and_then(Value::as_str) {
+        line.push_str(&format!(" last_error={error:?}"));
+    }
+    println!("{line}");
+    for child in node
+        .get("children")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        print_tree(child, depth + 1);
+    }
+}

@@ -1,0 +1,820 @@
+//! The admin API as its users meet it: tokens and scopes, the wall between tenants
+//! (checked for every route in the OpenAPI document), problem responses for bad input,
+//! the audit log, pagination, and the external checkers (schemathesis, promtool).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use stella::Application;
+use stella_config::{Secret, Settings};
+
+const ADMIN: &str = "api-test-admin-token-0123456789";
+
+/// Every scope a tenant token can have.
+const TENANT_SCOPES: &[&str] = &[
+    "scans:read",
+    "scans:write",
+    "advisories:write",
+    "vex:write",
+    "policy:read",
+    "policy:write",
+    "schedules:read",
+    "schedules:write",
+    "exports:read",
+    "exports:write",
+    "jobs:read",
+    "jobs:write",
+];
+
+struct Server {
+    addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        bootstrap_token: Some(Secret::new(ADMIN)),
+        ..Settings::default()
+    };
+    settings.api.rate_limit_per_second = 0;
+    settings.runtime.poll_interval_ms = 20;
+    settings
+}
+
+async fn start(configure: impl FnOnce(&mut Settings)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    configure(&mut settings);
+    let app = Application::build(settings).await.unwrap();
+    let addr = app.addr();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    Server {
+        addr,
+        handle,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        tenant: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("http://{}{path}", self.addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(tenant) = tenant {
+            request = request.header("X-Stella-Tenant", tenant);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(ADMIN), None, body).await
+    }
+
+    async fn create_tenant(&self, id: &str) {
+        let reply = self
+            .admin(
+                Method::POST,
+                "/api/v1/tenants",
+                Some(json!({"id": id, "name": format!("Tenant {id}")})),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+    }
+
+    async fn token(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
+        let reply = self
+            .admin(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(json!({"tenant": tenant, "name": "test", "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        (
+            reply.body["id"].as_str().unwrap().to_owned(),
+            reply.body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn submit(&self, token: &str, params: Value, max_attempts: u32) -> String {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/v1/jobs",
+                Some(token),
+                None,
+                Some(json!({"kind": "noop", "params": params, "max_attempts": max_attempts})),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn wait_job(&self, token: &str, id: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = self
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/jobs/{id}"),
+                    Some(token),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            if reply.body["state"] == state {
+                return reply.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job never {state}: {}",
+                reply.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A problem body and nothing else: no resource data leaks through an error.
+fn assert_problem(reply: &Reply, status: u16, context: &str) {
+    assert_eq!(reply.status.as_u16(), status, "{context}: {}", reply.text);
+    assert_eq!(
+        reply.headers["content-type"], "application/problem+json",
+        "{context}"
+    );
+    let body = reply
+        .body
+        .as_object()
+        .unwrap_or_else(|| panic!("{context}: {}", reply.text));
+    for key in body.keys() {
+        assert!(
+            [
+                "type",
+                "title",
+                "status",
+                "detail",
+                "request_id",
+                "location"
+            ]
+            .contains(&key.as_str()),
+            "{context}: unexpected key {key} in {}",
+            reply.text
+        );
+    }
+    assert_eq!(body["status"], status, "{context}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:stella:problem:"),
+        "{context}"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        reply.headers["x-request-id"].to_str().ok(),
+        "{context}"
+    );
+}
+
+/// The resources of tenant `a` the matrix points routes at.
+struct Fixture {
+    job: String,
+    token_id: String,
+    dead: (String, String),
+}
+
+fn fill(path: &str, fixture: &Fixture) -> String {
+    let filled = if path.starts_with("/api/v1/tenants/") {
+        path.replace("{id}", "a")
+    } else if path.starts_with("/api/v1/tokens/") {
+        path.replace("{id}", &fixture.token_id)
+    } else if path.starts_with("/api/v1/jobs/") {
+        path.replace("{id}", &fixture.job)
+    } else if path.starts_with("/api/v1/dead-letters/") {
+        path.replace("{role}", &fixture.dead.0)
+            .replace("{id}", &fixture.dead.1)
+    } else {
+        path.to_owned()
+    };
+    assert!(
+        !filled.contains('{'),
+        "no fixture for the parameters of {path}: extend `fill` when adding a route"
+    );
+    filled
+}
+
+/// Every route of the OpenAPI document × {no token → 401, a token without the route's
+/// scope → 403, another tenant's token → 404 with no data (or, for lists, none of the
+/// first tenant's data)}.
+async fn isolation_matrix(server: &Server) {
+    server.create_tenant("a").await;
+    server.create_tenant("b").await;
+    let (a_token_id, a_all) = server.token("a", TENANT_SCOPES).await;
+    let (_, b_all) = server.token("b", TENANT_SCOPES).await;
+    let job = server.submit(&a_all, json!({}), 3).await;
+    server.wait_job(&a_all, &job, "succeeded").await;
+    let dead_job = server
+        .submit(&a_all, json!({"panic_always": true}), 1)
+        .await;
+    server.wait_job(&a_all, &dead_job, "failed").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let reply = server
+            .call(
+                Method::GET,
+                "/api/v1/dead-letters",
+                Some(&a_all),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if let Some(item) = reply.body["items"].as_array().unwrap().first() {
+            assert_eq!(item["job_id"], dead_job.as_str());
+            break (
+                item["role"].as_str().unwrap().to_owned(),
+                item["id"].as_str().unwrap().to_owned(),
+            );
+        }
+        assert!(Instant::now() < deadline, "no dead letter appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let fixture = Fixture {
+        job: job.clone(),
+        token_id: a_token_id,
+        dead: dead.clone(),
+    };
+
+    let doc = server
+        .call(Method::GET, "/api/v1/openapi.json", None, None, None)
+        .await;
+    assert_eq!(doc.status, 200);
+    let mut checked = 0;
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let scope = op["security"][0]["bearer"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} declares no scope"));
+            let url = fill(path, &fixture);
+            let what = format!("{method} {path}");
+            let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+
+            let reply = server
+                .call(method.clone(), &url, None, None, body.clone())
+                .await;
+            assert_problem(&reply, 401, &format!("{what} without a token"));
+
+            let without: Vec<&str> = TENANT_SCOPES
+                .iter()
+                .copied()
+                .filter(|s| *s != scope)
+                .collect();
+            let (_, narrow) = server.token("a", &without).await;
+            let reply = server
+                .call(method.clone(), &url, Some(&narrow), None, body.clone())
+                .await;
+            assert_problem(&reply, 403, &format!("{what} without `{scope}`"));
+
+            if scope != "admin" {
+                let reply = server
+                    .call(method.clone(), &url, Some(&b_all), None, body.clone())
+                    .await;
+                if path.contains('{') {
+                    assert_problem(&reply, 404, &format!("{what} with tenant b's token"));
+                } else if method == Method::GET {
+                    assert_eq!(reply.status, 200, "{what}: {}", reply.text);
+                    for secret in [&job, &dead_job, &dead.1] {
+                        assert!(
+                            !reply.text.contains(secret.as_str()),
+                            "{what} leaks {secret}: {}",
+                            reply.text
+                        );
+                    }
+                }
+                // Tenant b naming tenant a in the header gets nothing either.
+                let reply = server
+                    .call(method.clone(), &url, Some(&b_all), Some("a"), body.clone())
+                    .await;
+                assert_problem(
+                    &reply,
+                    404,
+                    &format!("{what} with tenant b's token naming a"),
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 19, "only {checked} operations in the document");
+
+    // The resources are all still there for their owner.
+    let reply = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/jobs/{job}"),
+            Some(&a_all),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["state"], "succeeded");
+}
+
+#[actix_web::test]
+async fn every_route_enforces_tokens_scopes_and_tenants_embedded() {
+    let server = start(|_| {}).await;
+    isolation_matrix(&server).await;
+    server.handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn every_route_enforces_tokens_scopes_and_tenants_on_services() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let valkey = std::env::var("STELLA_VALKEY_URL").expect("STELLA_VALKEY_URL with the services");
+    let url = db.url.clone();
+    let prefix = format!("api-{}", uuid::Uuid::new_v4().simple());
+    let server = start(|s| {
+        s.database.url = Some(Secret::new(url));
+        s.database.max_connections = 6;
+        s.valkey.url = Some(Secret::new(valkey));
+        s.valkey.key_prefix = prefix;
+    })
+    .await;
+    isolation_matrix(&server).await;
+    server.handle.stop(true).await;
+    db.finish().await;
+}
+
+#[actix_web::test]
+async fn a_tenant_runs_jobs_and_an_admin_manages_tenants_and_tokens() {
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let (token_id, acme) = server.token("acme", &["jobs:read", "jobs:write"]).await;
+
+    // A job runs to the end; its history shows the attempt.
+    let id = server.submit(&acme, json!({"fail_first": 1}), 3).await;
+    let job = server.wait_job(&acme, &id, "succeeded").await;
+    assert_eq!(job["attempts"], 2);
+    let states: Vec<&str> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to_state"].as_str().unwrap())
+        .collect();
+    assert!(states.contains(&"retrying"), "{states:?}");
+    assert_eq!(states.last(), Some(&"succeeded"));
+
+    // Filters and pagination: three pages of two over five jobs, no repeats, none lost.
+    for _ in 0..4 {
+        server.submit(&acme, json!({}), 3).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let reply = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/jobs?limit=2&kind=noop&cursor={cursor}"),
+                Some(&acme),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        for item in reply.body["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match reply.body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "pages are in stable id order without repeats");
+    let failed = server
+        .call(
+            Method::GET,
+            "/api/v1/jobs?state=failed",
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(failed.body["items"], json!([]));
+    let bad = server
+        .call(
+            Method::GET,
+            "/api/v1/jobs?state=exploded",
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_problem(&bad, 400, "unknown state filter");
+
+    // Cancelling: a queued long job can be cancelled; a finished one cannot.
+    let long = server.submit(&acme, json!({"sleep_ms": 60_000}), 1).await;
+    let cancelled = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/jobs/{long}/cancel"),
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(cancelled.body["state"], "cancelled");
+    let again = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/jobs/{id}/cancel"),
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_problem(&again, 409, "cancel a succeeded job");
+
+    // An administrator acts on a tenant by naming it; without the header it is told how.
+    let listed = server
+        .call(Method::GET, "/api/v1/jobs", Some(ADMIN), Some("acme"), None)
+        .await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 6);
+    let unnamed = server.admin(Method::GET, "/api/v1/jobs", None).await;
+    assert_problem(&unnamed, 400, "admin without X-Stella-Tenant");
+    assert!(unnamed.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("X-Stella-Tenant"));
+
+    // Disabling the tenant stops its tokens; enabling brings them back; revoking ends one.
+    let reply = server
+        .admin(Method::POST, "/api/v1/tenants/acme/disable", None)
+        .await;
+    assert_eq!(reply.body["status"], "disabled");
+    let denied = server
+        .call(Method::GET, "/api/v1/jobs", Some(&acme), None, None)
+        .await;
+    assert_problem(&denied, 401, "token of a disabled tenant");
+    server
+        .admin(Method::POST, "/api/v1/tenants/acme/enable", None)
+        .await;
+    let allowed = server
+        .call(Method::GET, "/api/v1/jobs", Some(&acme), None, None)
+        .await;
+    assert_eq!(allowed.status, 200);
+    let revoked = server
+        .admin(Method::DELETE, &format!("/api/v1/tokens/{token_id}"), None)
+        .await;
+    assert!(revoked.body["revoked_at"].is_string(), "{}", revoked.text);
+    let denied = server
+        .call(Method::GET, "/api/v1/jobs", Some(&acme), None, None)
+        .await;
+    assert_problem(&denied, 401, "revoked token");
+
+    // Token listing never shows a secret.
+    let tokens = server
+        .admin(Method::GET, "/api/v1/tokens?tenant=acme", None)
+        .await;
+    assert_eq!(tokens.body["items"].as_array().unwrap().len(), 1);
+    assert!(!tokens.text.contains(&acme));
+    assert!(!tokens.text.contains("\"token\""));
+
+    // Scope rules of token creation, with the field at fault.
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"tenant": "acme", "name": "x", "scopes": ["jobs:read", "root"]})),
+        )
+        .await;
+    assert_problem(&reply, 400, "unknown scope");
+    assert_eq!(reply.body["location"], "scopes[1]");
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"tenant": "acme", "name": "x", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_problem(&reply, 400, "admin scope on a tenant token");
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(json!({"id": "acme", "name": "again"})),
+        )
+        .await;
+    assert_problem(&reply, 409, "duplicate tenant");
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(json!({"id": "Not A Slug", "name": "x"})),
+        )
+        .await;
+    assert_problem(&reply, 400, "tenant id not a slug");
+    assert_eq!(reply.body["location"], "id");
+
+    // Every mutating call is in the audit log with who, what and the request id.
+    let created = server
+        .admin(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(json!({"id": "audited", "name": "Audited"})),
+        )
+        .await;
+    let request_id = created.headers["x-request-id"].to_str().unwrap().to_owned();
+    let audit = server
+        .admin(Method::GET, "/api/v1/audit?limit=500", None)
+        .await;
+    let entry = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["request_id"] == request_id.as_str())
+        .unwrap_or_else(|| panic!("no audit entry for {request_id}: {}", audit.text));
+    assert_eq!(entry["action"], "create_tenant");
+    assert_eq!(entry["target"], "/api/v1/tenants");
+    assert_eq!(entry["details"]["status"], 201);
+    assert!(entry["actor"].as_str().unwrap().starts_with("token:tok_"));
+    let cancel_entry = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["target"] == format!("/api/v1/jobs/{long}/cancel"))
+        .expect("cancel is audited");
+    assert_eq!(cancel_entry["tenant"], "acme");
+
+    // The supervision tree is served.
+    let tree = server
+        .admin(Method::GET, "/api/v1/system/actors", None)
+        .await;
+    assert_eq!(tree.status, 200, "{}", tree.text);
+    assert_eq!(tree.body["kind"], "root");
+    server.handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn bad_input_gets_a_precise_problem_never_a_500() {
+    let server = start(|s| s.api.max_body_bytes = 2048).await;
+    let url = format!("http://{}/api/v1/tenants", server.addr);
+    let send = |body: &'static str, content_type: &'static str| {
+        let request = server
+            .http
+            .post(&url)
+            .bearer_auth(ADMIN)
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response.text().await.unwrap();
+            Reply {
+                status,
+                headers,
+                body: serde_json::from_str(&text).unwrap_or(Value::Null),
+                text,
+            }
+        }
+    };
+    let reply = send("{\"id\": \"x\",\n \"name\": }", "application/json").await;
+    assert_problem(&reply, 400, "malformed JSON");
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("line 2"),
+        "{}",
+        reply.text
+    );
+
+    let reply = send(
+        r#"{"id": "x", "name": "X", "colour": "red"}"#,
+        "application/json",
+    )
+    .await;
+    assert_problem(&reply, 400, "unknown field");
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("colour"),
+        "{}",
+        reply.text
+    );
+
+    let reply = send(r#"{"id": 7, "name": "X"}"#, "application/json").await;
+    assert_problem(&reply, 400, "wrong type");
+    assert_eq!(reply.body["location"], "id");
+
+    let reply = send(r#"{"id": "x", "name": "X"}"#, "text/plain").await;
+    assert_problem(&reply, 415, "wrong content type");
+
+    let big: &'static str =
+        Box::leak(format!(r#"{{"id": "x", "name": "{}"}}"#, "n".repeat(4096)).into_boxed_str());
+    let reply = send(big, "application/json").await;
+    assert_problem(&reply, 413, "body over the limit");
+
+    let reply = send("", "application/json").await;
+    assert_problem(&reply, 400, "empty body");
+
+    let reply = server.admin(Method::GET, "/api/v1/nowhere", None).await;
+    assert_problem(&reply, 404, "unknown route");
+    let reply = server.admin(Method::PUT, "/api/v1/tenants", None).await;
+    assert_problem(&reply, 405, "wrong method");
+    let reply = server
+        .admin(Method::GET, "/api/v1/tenants?limit=lots", None)
+        .await;
+    assert_problem(&reply, 400, "bad query");
+    let reply = server
+        .admin(Method::GET, "/api/v1/audit?cursor=zzz", None)
+        .await;
+    assert_problem(&reply, 400, "bad cursor");
+    let reply = server
+        .call(
+            Method::GET,
+            "/api/v1/tenants",
+            Some("stella_not-a-real-token"),
+            None,
+            None,
+        )
+        .await;
+    assert_problem(&reply, 401, "unknown token");
+    assert_eq!(reply.headers["www-authenticate"], "Bearer");
+
+    // Nothing half-made: the rejected tenant does not exist.
+    let reply = server.admin(Method::GET, "/api/v1/tenants/x", None).await;
+    assert_problem(&reply, 404, "rejected tenant");
+    server.handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
+    let server = start(|s| {
+        s.api.rate_limit_per_second = 1;
+        s.api.rate_limit_burst = 3;
+    })
+    .await;
+    server.create_tenant("busy").await;
+    server.create_tenant("calm").await;
+    let (_, busy) = server.token("busy", &["jobs:read"]).await;
+    let (_, calm) = server.token("calm", &["jobs:read"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let reply = server
+            .call(Method::GET, "/api/v1/jobs", Some(&busy), None, None)
+            .await;
+        if reply.status == 429 {
+            assert_problem(&reply, 429, "rate limited");
+            let retry: u64 = reply.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=2).contains(&retry), "{retry}");
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let reply = server
+        .call(Method::GET, "/api/v1/jobs", Some(&calm), None, None)
+        .await;
+    assert_eq!(reply.status, 200, "another tenant is not slowed down");
+    server.handle.stop(true).await;
+}
+
+fn tool(name: &str) -> Option<String> {
+    let var = format!("STELLA_TEST_{}", name.to_uppercase());
+    match std::env::var(&var) {
+        Ok(path) => Some(path),
+        Err(_) if std::env::var_os("STELLA_TEST_SERVICES").is_some() => {
+            panic!("{var} must be set by ops/services.sh when STELLA_TEST_SERVICES is set")
+        }
+        Err(_) => None,
+    }
+}
+
+#[actix_web::test]
+async fn metrics_pass_promtool_check() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let server = start(|_| {}).await;
+    server.create_tenant("m").await;
+    let (_, token) = server.token("m", &["jobs:write", "jobs:read"]).await;
+    let id = server.submit(&token, json!({}), 1).await;
+    server.wait_job(&token, &id, "succeeded").await;
+    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("stella_job_executions_total"), "{text}");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
+    let Some(schemathesis) = tool("schemathesis") else {
+        return;
+    };
+    let server = start(|_| {}).await;
+    server.create_tenant("fuzz").await;
+    let addr = server.addr;
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(schemathesis)
+            .args([
+                "run",
+                &format!("http://{addr}/api/v1/openapi.json"),
+                "--url",
+                &format!("http://{addr}"),
+                "--checks",
+                "not_a_server_error,response_schema_conformance,content_type_conformance",
+                "--max-examples",
+                "15",
+                "--header",
+                &format!("Authorization: Bearer {ADMIN}"),
+                "--header",
+                "X-Stella-Tenant: fuzz",
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // It really exercised every operation, with every schema part resolved.
+    assert!(!stdout.contains("nresolvable"), "{stdout}");
+    let tested = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Tested: "))
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
+    assert!(tested.trim().parse::<u32>().unwrap() >= 19, "{stdout}");
+    server.handle.stop(true).await;
+}
