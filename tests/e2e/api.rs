@@ -780,8 +780,11 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let server = start(|_| {}).await;
     server.create_tenant("fuzz").await;
     let addr = server.addr;
+    let cwd = tempfile::tempdir().unwrap();
+    let cwd_path = cwd.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(schemathesis)
+            .current_dir(cwd_path)
             .args([
                 "run",
                 &format!("http://{addr}/api/v1/openapi.json"),
