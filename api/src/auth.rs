@@ -359,3 +359,51 @@ pub async fn middleware(
     }
     Ok(response.map_into_left_body())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_at_the_rate() {
+        let limiter = RateLimiter::new(2, 3);
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.check("t", start), Ok(()));
+        }
+        assert_eq!(limiter.check("t", start), Err(1));
+        // Another tenant has its own bucket.
+        assert_eq!(limiter.check("u", start), Ok(()));
+        // Half a second at 2/s refills one request, and no more.
+        let later = start + Duration::from_millis(500);
+        assert_eq!(limiter.check("t", later), Ok(()));
+        assert_eq!(limiter.check("t", later), Err(1));
+        assert_eq!(RateLimiter::new(0, 0).check("t", start), Ok(()));
+    }
+
+    #[test]
+    fn every_documented_operation_has_a_rule_and_others_have_none() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap();
+        let table = AccessTable::from_openapi(&doc);
+        assert_eq!(
+            table.rule("/api/v1/jobs", &Method::GET),
+            Some(&Rule::Scope("jobs:read".into()))
+        );
+        assert_eq!(
+            table.rule("/api/v1/tenants", &Method::POST),
+            Some(&Rule::Scope(ADMIN.into()))
+        );
+        assert_eq!(table.rule("/api/v1/jobs", &Method::PUT), None);
+        assert_eq!(table.rule("/api/v1/unknown", &Method::GET), None);
+        // Every operation in the document declares a scope.
+        assert!(table
+            .operations
+            .values()
+            .all(|op| matches!(&op.rule, Rule::Scope(s) if SCOPES.contains(&s.as_str()))));
+        assert!(table.operations.len() >= 19);
+    }
+}

@@ -115,3 +115,39 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        scopes: Vec<String>,
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_position() {
+        let err = parse::<Body>(br#"{"name": "x", "scopes": ["a", 7]}"#).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.location.as_deref(), Some("scopes[1]"));
+        assert!(err.detail.contains("line 1 column"), "{}", err.detail);
+
+        let err = parse::<Body>(br#"{"name": "x", "scopes": [], "extra": 1}"#).unwrap_err();
+        assert!(err.detail.contains("unknown field `extra`"), "{}", err.detail);
+
+        let err = parse::<Body>(b"").unwrap_err();
+        assert!(err.detail.contains("empty"), "{}", err.detail);
+
+        let err = parse::<Body>(br#"{"name": "x", "scopes": []} {}"#).unwrap_err();
+        assert!(err.detail.contains("trailing"), "{}", err.detail);
+
+        assert!(parse::<Body>(br#"{"name": "x", "scopes": ["a"]}"#).is_ok());
+    }
+}

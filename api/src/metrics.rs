@@ -1,5 +1,7 @@
 use actix_web::{web, HttpResponse};
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::Context;
 
@@ -9,6 +11,10 @@ pub struct Metrics {
     pub registry: Registry,
     /// 1 if the named dependency answered the last readiness check.
     pub dependency_up: IntGaugeVec,
+    /// Requests answered, by method, route template and status.
+    pub http_requests: IntCounterVec,
+    /// Time to answer, by method and route template.
+    pub http_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -28,9 +34,27 @@ impl Metrics {
             &["dependency"],
         )?;
         registry.register(Box::new(dependency_up.clone()))?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "stella_http_requests_total",
+                "HTTP requests answered, by method, route template and status",
+            ),
+            &["method", "route", "status"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        let http_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "stella_http_request_duration_seconds",
+                "Time to answer an HTTP request, by method and route template",
+            ),
+            &["method", "route"],
+        )?;
+        registry.register(Box::new(http_seconds.clone()))?;
         Ok(Self {
             registry,
             dependency_up,
+            http_requests,
+            http_seconds,
         })
     }
 }

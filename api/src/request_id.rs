@@ -1,7 +1,8 @@
 //! Request ids: taken from a well-formed incoming `X-Request-Id` (so a caller can
 //! correlate) or generated, returned in the `X-Request-Id` response header, recorded on
 //! the request's `tracing` span, and readable by any code serving the request through
-//! [`current`] (error bodies use it).
+//! [`current`] (error bodies use it). It also counts and times every request
+//! (`stella_http_requests_total`, `stella_http_request_duration_seconds`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -43,6 +44,15 @@ pub async fn middleware(
         .filter(|id| acceptable(id))
         .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    // Route templates, not paths, keep the label set small.
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let metrics = req
+        .app_data::<actix_web::web::Data<crate::Context>>()
+        .map(|ctx| ctx.metrics.clone());
     let span = tracing::info_span!(
         "http.request",
         request_id = %id,
@@ -52,6 +62,17 @@ pub async fn middleware(
     let mut response = REQUEST_ID
         .scope(id.clone(), next.call(req).instrument(span))
         .await?;
+    if let Some(metrics) = metrics {
+        let status = response.status().as_u16().to_string();
+        metrics
+            .http_requests
+            .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+            .inc();
+        metrics
+            .http_seconds
+            .with_label_values(&[method.as_str(), route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()

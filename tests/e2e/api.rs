@@ -754,6 +754,12 @@ async fn metrics_pass_promtool_check() {
         .await
         .unwrap();
     assert!(text.contains("stella_job_executions_total"), "{text}");
+    assert!(
+        text.contains(
+            r#"stella_http_requests_total{method="POST",route="/api/v1/jobs",status="201"} 1"#
+        ),
+        "{text}"
+    );
     let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
