@@ -140,7 +140,11 @@ mod tests {
         assert!(err.detail.contains("line 1 column"), "{}", err.detail);
 
         let err = parse::<Body>(br#"{"name": "x", "scopes": [], "extra": 1}"#).unwrap_err();
-        assert!(err.detail.contains("unknown field `extra`"), "{}", err.detail);
+        assert!(
+            err.detail.contains("unknown field `extra`"),
+            "{}",
+            err.detail
+        );
 
         let err = parse::<Body>(b"").unwrap_err();
         assert!(err.detail.contains("empty"), "{}", err.detail);
