@@ -6,10 +6,14 @@
 //!
 //! Layout:
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
-//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault.
+//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - [`lattice`]: the K4 lattice that joins claims about a finding;
+//! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
 pub mod ecosystem;
 pub mod error;
+pub mod lattice;
+pub mod vex;
 
 pub use ecosystem::{Ecosystem, PackageKey};
 pub use error::InputError;
