@@ -9,12 +9,14 @@
 //! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
 //! - [`lattice`]: the K4 lattice that joins claims about a finding;
 //! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
+//! - [`policy`]: TOML policies, CVSS scoring, pass / warn / block with explain traces;
 //! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
 pub mod ecosystem;
 pub mod error;
 pub mod lattice;
 pub mod osv;
+pub mod policy;
 pub mod vex;
 
 pub use ecosystem::{Ecosystem, PackageKey};
