@@ -302,7 +302,7 @@ impl Condition {
             && question_ok(&self.mitigated, Question::Mitigated)
             && self
                 .conflict
-                .is_none_or(|want| want == a.conflicts().iter().next().is_some())
+                .is_none_or(|want| want != a.conflicts().is_empty())
             && self
                 .min_severity
                 .is_none_or(|min| input.severity.is_some_and(|s| s >= min))
