@@ -63,9 +63,9 @@ impl fmt::Display for K4 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Question {
-    /// Is the component present in what was scanned?
+    /// Is the vulnerable component present (the SBOM lists it, in an affected version)?
     Present,
-    /// Does the vulnerability apply to this component (version in range, code present)?
+    /// Does the vulnerability apply here (exploitable in this product), as VEX says?
     Applies,
     /// Is the vulnerability fixed in this component?
     Fixed,

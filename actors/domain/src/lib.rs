@@ -10,6 +10,7 @@
 //! - [`lattice`]: the K4 lattice that joins claims about a finding;
 //! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
 //! - [`policy`]: TOML policies, CVSS scoring, pass / warn / block with explain traces;
+//! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
 //! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
 pub mod ecosystem;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod lattice;
 pub mod osv;
 pub mod policy;
+pub mod scan;
 pub mod vex;
 
 pub use ecosystem::{Ecosystem, PackageKey};
