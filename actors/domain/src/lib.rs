@@ -5,11 +5,17 @@
 //! Not here: storage, HTTP, scheduling, anything async.
 //!
 //! Layout:
+//! - [`canonical`]: canonical JSON (RFC 8785) and SHA-256 digests of what is signed;
+//! - [`dsse`]: DSSE envelopes signed and verified with Ed25519, and the key file formats;
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
-//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault.
+//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - [`intoto`]: in-toto Statement v1, the payload Stella seals in DSSE envelopes.
 
+pub mod canonical;
+pub mod dsse;
 pub mod ecosystem;
 pub mod error;
+pub mod intoto;
 
 pub use ecosystem::{Ecosystem, PackageKey};
 pub use error::InputError;
