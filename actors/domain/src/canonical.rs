@@ -56,7 +56,8 @@ pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Can
     // serde_json turns non-finite floats into `null` on the way to a `Value`; look for them
     // first so that they are refused instead of changed.
     value.serialize(finite::FiniteCheck)?;
-    let value = serde_json::to_value(value).map_err(|e| CanonicalError::Serialize(e.to_string()))?;
+    let value =
+        serde_json::to_value(value).map_err(|e| CanonicalError::Serialize(e.to_string()))?;
     Ok(canonical_bytes(&value))
 }
 
@@ -146,9 +147,11 @@ fn write_string(out: &mut String, s: &str) {
 /// An IEEE 754 double as ECMAScript's `Number.prototype.toString` writes it (ECMA-262
 /// Number::toString, radix 10), or `None` for NaN and the infinities.
 ///
-/// Rust's `{:e}` gives the shortest digit string that reads back as the same double (the
-/// same digits ECMAScript requires, including its choice of the nearest one); only the
-/// placement of the decimal point and the exponent notation differ.
+/// The digits come from Ryu: the shortest string that reads back as the same double and,
+/// among those, the closest, ties to even (`1424953923781206.25` → `…206.2`), which is what
+/// ECMAScript engines and RFC 8785 require. Rust's own `{}`/`{:e}` formatting finds the
+/// same length but breaks such ties upwards. Only the placement of the decimal point and
+/// the exponent notation are ECMAScript's own.
 pub fn ecmascript_number(value: f64) -> Option<String> {
     if !value.is_finite() {
         return None;
@@ -157,13 +160,10 @@ pub fn ecmascript_number(value: f64) -> Option<String> {
         // Both +0 and -0.
         return Some("0".to_owned());
     }
-    let sci = format!("{:e}", value.abs());
-    let (mantissa, exponent) = sci.split_once('e')?;
-    let exponent: i32 = exponent.parse().ok()?;
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    // ECMA-262 names: k digits, the value is 0.digits × 10^n.
+    let mut buffer = ryu::Buffer::new();
+    let (digits, n) = decimal_digits(buffer.format_finite(value.abs()))?;
+    // ECMA-262 names: k significant digits, the value is 0.digits × 10^n.
     let k = i32::try_from(digits.len()).ok()?;
-    let n = exponent + 1;
     let mut out = String::new();
     if value < 0.0 {
         out.push('-');
@@ -191,6 +191,25 @@ pub fn ecmascript_number(value: f64) -> Option<String> {
         let _ = write!(out, "e{}{}", if e < 0 { '-' } else { '+' }, e.abs());
     }
     Some(out)
+}
+
+/// The significant digits of a positive decimal (`12.5`, `1e-7`, `1.5E22`, `0.001`),
+/// without leading or trailing zeros, and the position `n` of the decimal point such that
+/// the value is `0.digits × 10^n`.
+fn decimal_digits(text: &str) -> Option<(String, i32)> {
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{int}{frac}");
+    let leading = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0').trim_end_matches('0').to_owned();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = i32::try_from(int.len()).ok()? + exponent - i32::try_from(leading).ok()?;
+    Some((digits, n))
 }
 
 /// Lowercase hex SHA-256 of `bytes` (64 characters), the form in-toto subject digests use.
@@ -540,8 +559,14 @@ mod tests {
         let lower = "sha256:".to_owned() + &"ab".repeat(32);
         assert!(lower.parse::<Digest>().is_ok());
         assert!(lower.to_uppercase().parse::<Digest>().is_err());
-        assert!(("sha256:".to_owned() + &"AB".repeat(32)).parse::<Digest>().is_err());
-        assert!(("sha256:".to_owned() + &"ab".repeat(31)).parse::<Digest>().is_err());
-        assert!(("sha512:".to_owned() + &"ab".repeat(32)).parse::<Digest>().is_err());
+        assert!(("sha256:".to_owned() + &"AB".repeat(32))
+            .parse::<Digest>()
+            .is_err());
+        assert!(("sha256:".to_owned() + &"ab".repeat(31))
+            .parse::<Digest>()
+            .is_err());
+        assert!(("sha512:".to_owned() + &"ab".repeat(32))
+            .parse::<Digest>()
+            .is_err());
     }
 }

@@ -168,7 +168,10 @@ impl Statement {
 
     /// Verifies an envelope with the trusted keys, requires the in-toto payload type and
     /// reads the statement in it.
-    pub fn verify(envelope: &Envelope, trusted: &[PublicKey]) -> Result<VerifiedStatement, InTotoError> {
+    pub fn verify(
+        envelope: &Envelope,
+        trusted: &[PublicKey],
+    ) -> Result<VerifiedStatement, InTotoError> {
         let verified = dsse::verify_as(envelope, PAYLOAD_TYPE, trusted)?;
         Ok(VerifiedStatement {
             statement: Self::from_json(&verified.payload)?,
