@@ -329,15 +329,28 @@ const PKCS8_V1_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        // `chunks` of ASCII base64 are ASCII.
-        out.push_str(&String::from_utf8_lossy(line));
+/// PEM text of `der`. The result is built in one allocation and the base64 body is wiped,
+/// so that for a private key no stray copy of the secret is left in freed memory.
+fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
+    let body = Zeroizing::new(STANDARD.encode(der));
+    let (begin, end) = (
+        format!("-----BEGIN {label}-----\n"),
+        format!("-----END {label}-----\n"),
+    );
+    let lines = body.len().div_ceil(64);
+    let mut out = Zeroizing::new(String::with_capacity(
+        begin.len() + body.len() + lines + end.len(),
+    ));
+    out.push_str(&begin);
+    // Split on char boundaries: base64 is ASCII, so every 64-byte chunk is one.
+    let mut rest = body.as_str();
+    while !rest.is_empty() {
+        let (line, tail) = rest.split_at(rest.len().min(64));
+        out.push_str(line);
         out.push('\n');
+        rest = tail;
     }
-    out.push_str(&format!("-----END {label}-----\n"));
+    out.push_str(&end);
     out
 }
 
@@ -373,7 +386,7 @@ impl PublicKey {
         let mut der = Vec::with_capacity(SPKI_PREFIX.len() + 32);
         der.extend_from_slice(&SPKI_PREFIX);
         der.extend_from_slice(self.key.as_bytes());
-        pem("PUBLIC KEY", &der)
+        pem("PUBLIC KEY", &der).to_string()
     }
 
     /// The raw 32-byte public key.
@@ -443,7 +456,7 @@ impl SigningKey {
         let mut der = Zeroizing::new(Vec::with_capacity(PKCS8_V1_PREFIX.len() + 32));
         der.extend_from_slice(&PKCS8_V1_PREFIX);
         der.extend_from_slice(self.inner.as_bytes());
-        Zeroizing::new(pem("PRIVATE KEY", &der))
+        pem("PRIVATE KEY", &der)
     }
 
     /// Reads a private key file: PKCS#8 PEM (v1, or v2 with a public key that must match).
