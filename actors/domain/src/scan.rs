@@ -334,10 +334,7 @@ impl InputDigests {
     /// sha256 over the canonical JSON of the digests: equal inputs, equal hash.
     pub fn hash(&self) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
-        // Struct fields serialize in declaration order and sets sorted: already canonical.
-        let bytes = serde_json::to_vec(&value).unwrap_or_default();
-        use sha2::Digest as _;
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+        crate::canonical::Digest::sha256(&crate::canonical::canonical_bytes(&value)).to_string()
     }
 }
 
