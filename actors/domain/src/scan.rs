@@ -596,7 +596,7 @@ mod tests {
         assert_eq!(verified.statement.predicate_type(), VERDICT_PREDICATE);
         assert_eq!(
             verified.statement.subjects()[0].sha256(),
-            Some(sbom_digest.clone())
+            Some(sbom_digest)
         );
         assert_eq!(
             verified.statement.predicate()["verdict"]["disposition"],
