@@ -71,7 +71,7 @@ pub(crate) async fn ensure_admin_token(
     Ok(AdminToken::Generated { file })
 }
 
-fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

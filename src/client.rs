@@ -145,6 +145,50 @@ impl Client {
         }
     }
 
+    /// Verifies a DSSE envelope file with a PEM public key, or with the server's keys.
+    pub fn verify(&self, file: &std::path::Path, key: Option<&std::path::Path>) -> Result<Value> {
+        use stella_domain::dsse::{Envelope, PublicKey};
+        use stella_domain::intoto::Statement;
+        let invalid = |message: String| ClientError::new(ExitKind::Failure, message);
+        let bytes = std::fs::read(file)
+            .map_err(|err| invalid(format!("cannot read {}: {err}", file.display())))?;
+        let envelope = Envelope::from_json(&bytes)
+            .map_err(|err| invalid(format!("{} is not a DSSE envelope: {err}", file.display())))?;
+        let keys = match key {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|err| invalid(format!("cannot read {}: {err}", path.display())))?;
+                vec![PublicKey::from_pem(&pem)
+                    .map_err(|err| invalid(format!("{}: {err}", path.display())))?]
+            }
+            None => {
+                let listed = self.get("/keys", &[])?;
+                listed["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k["public_key_pem"].as_str())
+                    .filter_map(|pem| PublicKey::from_pem(pem).ok())
+                    .collect()
+            }
+        };
+        let verified = Statement::verify(&envelope, &keys)
+            .map_err(|err| invalid(format!("verification failed: {err}")))?;
+        let statement = &verified.statement;
+        let subject = statement.subjects().first();
+        Ok(json!({
+            "verified": true,
+            "key_ids": verified.key_ids,
+            "predicate_type": statement.predicate_type(),
+            "subject": {
+                "name": subject.map(|s| s.name.clone()),
+                "digest": subject.and_then(|s| s.sha256()).map(|d| d.to_string()),
+            },
+            "disposition": statement.predicate().pointer("/verdict/disposition"),
+            "inputs_hash": statement.predicate().get("inputs_hash"),
+        }))
+    }
+
     /// Polls a job until it finishes, with a progress spinner on a terminal.
     pub fn wait_job(&self, id: &str, timeout: Duration) -> Result<Value> {
         let started = Instant::now();

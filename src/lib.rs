@@ -17,6 +17,7 @@ pub mod bench;
 mod bootstrap;
 pub mod client;
 pub mod diag;
+pub mod signing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct Services {
     pub store: Store,
     pub mailbox: Arc<dyn Mailbox>,
     pub objects: Objects,
+    /// Signs attestations.
+    pub signing_key: Arc<stella_domain::dsse::SigningKey>,
 }
 
 impl Services {
@@ -83,11 +86,13 @@ impl Services {
             .map_err(|err| StartupError::new("database.url", err))?;
         let mailbox = connect_mailbox(settings, &store).await?;
         let objects = connect_objects(settings).await?;
+        let signing_key = Arc::new(signing::load_or_create(settings)?);
         Ok(Self {
             settings: settings.clone(),
             store,
             mailbox,
             objects,
+            signing_key,
         })
     }
 
@@ -159,6 +164,7 @@ impl Application {
             metrics: Arc::new(metrics),
             handlers: Handlers::builtin(),
             observer: Some(runtime.observer()),
+            public_keys: vec![services.signing_key.public_key().clone()],
             settings: settings.api.clone(),
             job_max_attempts: settings.runtime.max_attempts,
         });

@@ -103,6 +103,15 @@ enum Command {
         #[command(flatten)]
         page: PageArgs,
     },
+    /// Verify an attestation (a DSSE envelope from `scans/{id}/attestation`) with a public
+    /// key file, or with the server's published keys.
+    Verify {
+        /// The envelope (JSON).
+        file: PathBuf,
+        /// A public key (PEM); without it, the keys from the server's `/api/v1/keys`.
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -367,6 +376,7 @@ fn main() -> ExitCode {
         | Command::DeadLetters { .. }
         | Command::Actors
         | Command::Audit { .. }
+        | Command::Verify { .. }
         | Command::Completions { .. } => Ok(()),
         Command::Migrate => actix_web::rt::System::new().block_on(migrate(&loaded)),
         Command::Serve => actix_web::rt::System::new().block_on(serve(&loaded)),
@@ -649,7 +659,8 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
     }
     let is_client = matches!(
         cli.command,
-        Command::Tenants { .. }
+        Command::Verify { .. }
+            | Command::Tenants { .. }
             | Command::Tokens { .. }
             | Command::Jobs { .. }
             | Command::DeadLetters { .. }
@@ -821,6 +832,20 @@ fn client_command(
                 DEAD_COLUMNS,
             ),
         },
+        Command::Verify { file, key } => {
+            let report = client.verify(file, key.as_deref())?;
+            match client.format {
+                stella::client::Format::Json => client.print(&report, &[]),
+                stella::client::Format::Table => println!(
+                    "verified: signed by key {}; subject {} {}; {} disposition {}",
+                    report["key_ids"][0].as_str().unwrap_or("?"),
+                    report["subject"]["name"].as_str().unwrap_or("?"),
+                    report["subject"]["digest"].as_str().unwrap_or("?"),
+                    report["predicate_type"].as_str().unwrap_or("?"),
+                    report["disposition"].as_str().unwrap_or("-"),
+                ),
+            }
+        }
         Command::Actors => {
             let tree = client.get("/system/actors", &[])?;
             match client.format {

@@ -2,8 +2,8 @@
 //! for every route under `/api/v1`.
 //!
 //! The rule for each route is read from the OpenAPI document generated from the handlers
-//! themselves (`security(("bearer" = ["jobs:read"]))` on the handler), so what the
-//! document says is what the server enforces. A route the document does not describe is
+//! themselves (`security(("bearer" = ["jobs:read"]))` on the handler, or `security(())`
+//! for a public route), so what the document says is what the server enforces. A route the document does not describe is
 //! refused (fail closed): a new handler cannot be served without an access rule.
 //!
 //! Per request: `Authorization: Bearer <secret>` (missing or unknown → 401); the
@@ -58,8 +58,11 @@ pub const SCOPES: &[&str] = &[
 /// What an operation requires, from the OpenAPI document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
+    /// Declared public with an empty requirement: `security(())`.
     Public,
     Scope(String),
+    /// No `security` at all: a forgotten rule. Refused, never served.
+    Undeclared,
 }
 
 #[derive(Debug, Clone)]
@@ -92,20 +95,24 @@ impl AccessTable {
                     .and_then(Value::as_str)
                     .unwrap_or("unnamed")
                     .to_owned();
-                let scope = op
-                    .get("security")
-                    .and_then(Value::as_array)
-                    .and_then(|reqs| reqs.first())
-                    .and_then(|req| req.get("bearer"))
-                    .and_then(Value::as_array)
-                    .map(|scopes| {
-                        scopes
-                            .first()
-                            .and_then(Value::as_str)
-                            .unwrap_or(ADMIN)
-                            .to_owned()
-                    });
-                let rule = scope.map_or(Rule::Public, Rule::Scope);
+                let rule = match op.get("security").and_then(Value::as_array) {
+                    None => Rule::Undeclared,
+                    Some(requirements) => match requirements
+                        .first()
+                        .and_then(|req| req.get("bearer"))
+                        .and_then(Value::as_array)
+                    {
+                        // `security(())`: one empty requirement, nothing needed.
+                        None => Rule::Public,
+                        Some(scopes) => Rule::Scope(
+                            scopes
+                                .first()
+                                .and_then(Value::as_str)
+                                .unwrap_or(ADMIN)
+                                .to_owned(),
+                        ),
+                    },
+                };
                 operations.insert((path.clone(), method), Operation { id, rule });
             }
         }
@@ -229,8 +236,14 @@ async fn authorize(
     req: &ServiceRequest,
     rule: &Rule,
 ) -> Result<Option<Caller>, Problem> {
-    let Rule::Scope(scope) = rule else {
-        return Ok(None);
+    let scope = match rule {
+        Rule::Public => return Ok(None),
+        Rule::Undeclared => {
+            return Err(Problem::internal(
+                "this route declares no access rule; it is not served",
+            ))
+        }
+        Rule::Scope(scope) => scope,
     };
     let secret = bearer(req)?;
     let token = ctx
@@ -399,11 +412,21 @@ mod tests {
         );
         assert_eq!(table.rule("/api/v1/jobs", &Method::PUT), None);
         assert_eq!(table.rule("/api/v1/unknown", &Method::GET), None);
-        // Every operation in the document declares a scope.
+        assert_eq!(
+            table.rule("/api/v1/keys", &Method::GET),
+            Some(&Rule::Public)
+        );
+        // Every other operation in the document declares a known scope.
         assert!(table
             .operations
-            .values()
-            .all(|op| matches!(&op.rule, Rule::Scope(s) if SCOPES.contains(&s.as_str()))));
+            .iter()
+            .all(|((path, _), op)| path == "/api/v1/keys"
+                || matches!(&op.rule, Rule::Scope(s) if SCOPES.contains(&s.as_str()))));
+        let undeclared = serde_json::json!({"paths": {"/x": {"get": {"operationId": "x"}}}});
+        assert_eq!(
+            AccessTable::from_openapi(&undeclared).rule("/x", &Method::GET),
+            Some(&Rule::Undeclared)
+        );
         assert!(table.operations.len() >= 19);
     }
 }

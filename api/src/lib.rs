@@ -50,6 +50,8 @@ pub struct Context {
     /// The supervision tree of this process's runtime, if it runs one.
     pub observer: Option<Observer>,
     pub settings: ApiSettings,
+    /// The public halves of the keys that sign attestations.
+    pub public_keys: Vec<stella_domain::dsse::PublicKey>,
     /// Attempts a submitted job gets unless it asks otherwise (`runtime.max_attempts`).
     pub job_max_attempts: u32,
     pub limiter: Arc<RateLimiter>,
@@ -66,6 +68,7 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub handlers: Handlers,
     pub observer: Option<Observer>,
+    pub public_keys: Vec<stella_domain::dsse::PublicKey>,
     pub settings: ApiSettings,
     pub job_max_attempts: u32,
 }
@@ -87,6 +90,7 @@ impl Context {
             started_at: Instant::now(),
             handlers: parts.handlers,
             observer: parts.observer,
+            public_keys: parts.public_keys,
             settings: parts.settings,
             job_max_attempts: parts.job_max_attempts,
         }

@@ -52,6 +52,9 @@ pub struct Settings {
     pub log: String,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// Ed25519 private key (PKCS#8 PEM) that signs attestations. Unset: the key in
+    /// `<data_dir>/signing-key.pem`, generated on first start.
+    pub signing_key_file: Option<PathBuf>,
     pub database: DatabaseSettings,
     pub valkey: ValkeySettings,
     pub s3: S3Settings,
@@ -67,6 +70,7 @@ impl Default for Settings {
             bootstrap_token: None,
             log: "info".to_owned(),
             log_format: "text".to_owned(),
+            signing_key_file: None,
             database: DatabaseSettings::default(),
             valkey: ValkeySettings::default(),
             s3: S3Settings::default(),
@@ -448,6 +452,7 @@ pub const KEYS: &[KeyDef] = &[
     key!("bootstrap_token", "STELLA_BOOTSTRAP_TOKEN", Str, Secret),
     key!("log", "STELLA_LOG", Str),
     key!("log_format", "STELLA_LOG_FORMAT", Str),
+    key!("signing_key_file", "STELLA_SIGNING_KEY_FILE", Str),
     key!("database.url", "STELLA_DATABASE_URL", Str, Url),
     key!(
         "database.max_connections",

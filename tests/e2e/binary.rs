@@ -409,6 +409,62 @@ fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
         .unwrap();
     assert_eq!(output.status.code(), Some(7));
 
+    // An attestation signed with the server's key verifies against its published keys
+    // (no token needed) and against the key file; one flipped byte fails.
+    let pem = std::fs::read_to_string(dir.path().join("data/signing-key.pem")).unwrap();
+    let key = stella_domain::dsse::SigningKey::from_file_string(&pem).unwrap();
+    let statement =
+        stella_domain::intoto::Statement::builder("https://stella.dev/attestations/verdict/v1")
+            .subject(
+                "sbom.json",
+                &stella_domain::canonical::Digest::sha256(b"sbom"),
+            )
+            .predicate(serde_json::json!({"verdict": {"disposition": "pass"}}))
+            .build()
+            .unwrap();
+    let envelope = statement.sign(&key).to_json();
+    let file = dir.path().join("attestation.json");
+    std::fs::write(&file, &envelope).unwrap();
+    let (code, out, err) = cli("", &["verify", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(key.key_id()) && out.contains("disposition pass"),
+        "{out}"
+    );
+    let public = dir.path().join("public.pem");
+    std::fs::write(&public, key.public_key().to_pem()).unwrap();
+    let output = stella(dir.path())
+        .args([
+            "verify",
+            file.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+        ])
+        .env("STELLA_SERVER", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut tampered: serde_json::Value = serde_json::from_slice(&envelope).unwrap();
+    let sig = tampered["signatures"][0]["sig"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if sig.starts_with('A') {
+        format!("B{}", &sig[1..])
+    } else {
+        format!("A{}", &sig[1..])
+    };
+    tampered["signatures"][0]["sig"] = flipped.into();
+    std::fs::write(&file, tampered.to_string()).unwrap();
+    let (code, _, err) = cli("", &["verify", file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("verification failed"), "{err}");
+
     let (code, out, _) = cli("", &["completions", "bash"]);
     assert_eq!(code, Some(0));
     assert!(

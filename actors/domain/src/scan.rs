@@ -594,10 +594,7 @@ mod tests {
         assert_eq!(one.to_json(), two.to_json(), "byte-identical envelopes");
         let verified = crate::intoto::Statement::verify(&one, &[key.public_key().clone()]).unwrap();
         assert_eq!(verified.statement.predicate_type(), VERDICT_PREDICATE);
-        assert_eq!(
-            verified.statement.subjects()[0].sha256(),
-            Some(sbom_digest)
-        );
+        assert_eq!(verified.statement.subjects()[0].sha256(), Some(sbom_digest));
         assert_eq!(
             verified.statement.predicate()["verdict"]["disposition"],
             "block"

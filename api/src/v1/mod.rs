@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod dead_letters;
 pub mod jobs;
+pub mod keys;
 pub mod system;
 pub mod tenants;
 pub mod tokens;
@@ -36,6 +37,7 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(dead_letters::list)
         .service(dead_letters::replay)
         .service(dead_letters::discard)
+        .service(keys::list)
         .service(system::actors)
         .service(audit::list);
 }
