@@ -6,10 +6,16 @@
 //!
 //! Layout:
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
-//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault.
+//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - [`purl`]: package URLs parsed, made canonical and turned into [`PackageKey`]s;
+//! - [`sbom`]: CycloneDX and SPDX JSON documents read into one component inventory.
 
 pub mod ecosystem;
 pub mod error;
+pub mod purl;
+pub mod sbom;
 
 pub use ecosystem::{Ecosystem, PackageKey};
 pub use error::InputError;
+pub use purl::Purl;
+pub use sbom::{Component, ComponentStatus, Sbom, SbomFormat};
