@@ -32,7 +32,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use packageurl::PackageUrl;
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ecosystem::{Ecosystem, PackageKey};
@@ -161,6 +161,16 @@ impl Purl {
         qualifiers: impl IntoIterator<Item = (&'a str, &'a str)>,
         subpath: Option<&str>,
     ) -> Result<Self, InputError> {
+        let valid_type = ty.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && ty
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-'));
+        if !valid_type {
+            return Err(InputError::new(
+                "",
+                format!("invalid package URL: invalid type {ty:?}"),
+            ));
+        }
         let mut out = format!("pkg:{ty}/");
         if let Some(ns) = namespace {
             for segment in ns.split('/') {
@@ -169,7 +179,10 @@ impl Purl {
             }
         }
         if name.is_empty() {
-            return Err(InputError::new("", "invalid package URL: a name is required"));
+            return Err(InputError::new(
+                "",
+                "invalid package URL: a name is required",
+            ));
         }
         out.push_str(&encode(name, SEGMENT));
         if let Some(v) = version {
@@ -421,7 +434,10 @@ mod tests {
     fn go_module_paths_keep_their_case() {
         let purl = Purl::parse("pkg:golang/github.com/BurntSushi/toml@v0.3.1").unwrap();
         assert_eq!(purl.namespace(), Some("github.com/BurntSushi"));
-        assert_eq!(purl.as_str(), "pkg:golang/github.com/BurntSushi/toml@v0.3.1");
+        assert_eq!(
+            purl.as_str(),
+            "pkg:golang/github.com/BurntSushi/toml@v0.3.1"
+        );
         assert_eq!(
             purl.package_key(),
             Some(PackageKey::new(Ecosystem::Go, "github.com/BurntSushi/toml"))
@@ -467,6 +483,15 @@ mod tests {
             "pkg:generic/archive?download_url=https:%2F%2Fexample.com%2Fa%3Fx%3D1%26y%3D2"
         );
         assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+    }
+
+    #[test]
+    fn building_refuses_what_would_change_meaning_once_written() {
+        let built = |ty: &str, name: &str| Purl::from_parts(ty, None, name, None, [], None);
+        assert!(built("npm/evil", "x").is_err());
+        assert!(built("3d", "x").is_err());
+        assert!(built("npm", "").is_err());
+        assert_eq!(built("npm", "a b@c").unwrap().as_str(), "pkg:npm/a%20b%40c");
     }
 
     #[test]

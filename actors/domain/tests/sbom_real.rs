@@ -52,23 +52,48 @@ fn every_real_sbom_parses_with_the_counts_python_finds() {
     // Counts checked with python3 -c 'import json ...': components (nested included),
     // and distinct purls.
     let expected = [
-        ("cern-lhc-vdm-editor-e564943_bom.json", "1.2", all_matched(43, 43)),
+        (
+            "cern-lhc-vdm-editor-e564943_bom.json",
+            "1.2",
+            all_matched(43, 43),
+        ),
         ("dropwizard-1.3.15_bom.json", "1.2", all_matched(167, 167)),
         ("juice-shop_v11.1.2_bom.json", "1.2", all_matched(840, 840)),
-        ("juice-shop_via_npm_flat_bom.1.4.json", "1.4", all_matched(1115, 978)),
+        (
+            "juice-shop_via_npm_flat_bom.1.4.json",
+            "1.4",
+            all_matched(1115, 978),
+        ),
         ("keycloak-10.0.2_bom.json", "1.2", all_matched(903, 903)),
         ("laravel-7.12.0_bom.1.4.json", "1.4", all_matched(62, 62)),
-        ("proton-bridge_proton-bridge-v1.6.3.bom.json", "1.2", all_matched(201, 201)),
-        ("proton-bridge_proton-bridge-v1.8.0.bom.json", "1.2", all_matched(201, 201)),
-        ("protonmail-webclient-v4-0912dff_bom.json", "1.2", all_matched(883, 883)),
+        (
+            "proton-bridge_proton-bridge-v1.6.3.bom.json",
+            "1.2",
+            all_matched(201, 201),
+        ),
+        (
+            "proton-bridge_proton-bridge-v1.8.0.bom.json",
+            "1.2",
+            all_matched(201, 201),
+        ),
+        (
+            "protonmail-webclient-v4-0912dff_bom.json",
+            "1.2",
+            all_matched(883, 883),
+        ),
     ];
-    let Some(dir) = data("sboms/cyclonedx") else { return };
+    let Some(dir) = data("sboms/cyclonedx") else {
+        return;
+    };
     let on_disk: Vec<String> = json_files(&dir)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     let listed: Vec<String> = expected.iter().map(|(f, _, _)| (*f).to_owned()).collect();
-    assert_eq!(on_disk, listed, "every CycloneDX SBOM in the folder is checked");
+    assert_eq!(
+        on_disk, listed,
+        "every CycloneDX SBOM in the folder is checked"
+    );
 
     for (file, version, summary) in expected {
         let sbom = read(&format!("sboms/cyclonedx/{file}")).unwrap();
@@ -119,7 +144,10 @@ fn juice_shop_flat_keeps_each_npm_package_once_with_every_place_it_is_installed(
     assert_eq!(babel.group.as_deref(), Some("@babel"));
     assert_eq!(
         babel.package_key,
-        Some(PackageKey::new(Ecosystem::Npm, "@babel/helper-string-parser"))
+        Some(PackageKey::new(
+            Ecosystem::Npm,
+            "@babel/helper-string-parser"
+        ))
     );
     assert_eq!(
         babel.purl.as_ref().unwrap().without_version(),
@@ -136,11 +164,10 @@ fn proton_bridge_go_modules_keep_the_case_of_their_paths() {
         sbom.serial.as_deref(),
         Some("urn:uuid:2392d49c-ea93-44e0-aa36-5923fcfb5efb")
     );
-    assert!(
-        sbom.components
-            .iter()
-            .all(|c| c.package_key.as_ref().unwrap().ecosystem == Ecosystem::Go)
-    );
+    assert!(sbom
+        .components
+        .iter()
+        .all(|c| c.package_key.as_ref().unwrap().ecosystem == Ecosystem::Go));
     let toml = sbom
         .components
         .iter()
@@ -153,7 +180,10 @@ fn proton_bridge_go_modules_keep_the_case_of_their_paths() {
     );
     // Major-version suffixes are part of the module path.
     assert!(sbom.components.iter().any(|c| c.package_key
-        == Some(PackageKey::new(Ecosystem::Go, "github.com/Masterminds/semver/v3"))));
+        == Some(PackageKey::new(
+            Ecosystem::Go,
+            "github.com/Masterminds/semver/v3"
+        ))));
     assert_eq!(
         sbom.subject.unwrap().purl.unwrap().as_str(),
         "pkg:golang/github.com/ProtonMail/proton-bridge@v1.6.3"
@@ -173,8 +203,11 @@ fn maven_and_composer_keys_follow_osv() {
             ))));
     }
     if let Some(sbom) = read("sboms/cyclonedx/laravel-7.12.0_bom.1.4.json") {
-        assert!(sbom.components.iter().any(|c| c.package_key
-            == Some(PackageKey::new(Ecosystem::Packagist, "laravel/framework"))));
+        assert!(sbom
+            .components
+            .iter()
+            .any(|c| c.package_key
+                == Some(PackageKey::new(Ecosystem::Packagist, "laravel/framework"))));
     }
 }
 
@@ -213,7 +246,10 @@ fn the_spdx_examples_keep_packages_without_purls() {
         assert_eq!(jena.version.as_deref(), Some("3.12.0"));
         assert_eq!(
             jena.package_key,
-            Some(PackageKey::new(Ecosystem::Maven, "org.apache.jena:apache-jena"))
+            Some(PackageKey::new(
+                Ecosystem::Maven,
+                "org.apache.jena:apache-jena"
+            ))
         );
         assert_eq!(sbom.scan_targets().len(), 1);
     }
@@ -274,6 +310,7 @@ fn invalid_cyclonedx_schema_test_documents_are_rejected_where_they_change_the_in
         "invalid-empty-component",
         "invalid-serialnumber",
         "invalid-scope",
+        "invalid-component-ref",
     ] {
         for version in ["1.2", "1.3", "1.4", "1.5", "1.6"] {
             let id = format!("{version}/{kind}");
@@ -283,6 +320,10 @@ fn invalid_cyclonedx_schema_test_documents_are_rejected_where_they_change_the_in
             );
         }
     }
-    assert!(rejected.iter().any(|r| r.starts_with("1.6/invalid-component-ref at \"/components/1/bom-ref\"")));
-    assert!(rejected.iter().any(|r| r.starts_with("1.6/invalid-dependency at \"/dependencies/0/ref\"")));
+    assert!(rejected
+        .iter()
+        .any(|r| r.starts_with("1.6/invalid-component-ref at \"/components/1/bom-ref\"")));
+    assert!(rejected
+        .iter()
+        .any(|r| r.starts_with("1.6/invalid-dependency at \"/dependencies/0/ref\"")));
 }

@@ -10,7 +10,10 @@
 //! - a component without `type`, or with a `type` no CycloneDX version defines (the union
 //!   of 1.2–1.6 is accepted whatever the document's version, as generators mix them);
 //! - a component without `name`;
-//! - an empty `bom-ref`, a `scope` other than `required`, `optional`, `excluded`;
+//! - an empty `bom-ref`, or one an earlier component (or the subject) already uses: VEX
+//!   statements and the dependency graph point at components by `bom-ref`, so a shared
+//!   one would attach them to the wrong component;
+//! - a `scope` other than `required`, `optional`, `excluded`;
 //! - a `dependencies` entry without a non-empty `ref`;
 //! - any of the fields above, or `purl`, `version`, `group`, of the wrong JSON type.
 //!
@@ -18,9 +21,11 @@
 //! the other parts a strict schema validator would check; they do not change which
 //! packages the SBOM holds.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 
-use super::{Entry, Sbom, SbomFormat, component, inventory, reject, required, typed};
+use super::{component, inventory, reject, required, typed, Entry, Sbom, SbomFormat};
 use crate::error::InputError;
 
 const SPEC_VERSIONS: [&str; 5] = ["1.2", "1.3", "1.4", "1.5", "1.6"];
@@ -100,16 +105,22 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
     }
 
     let mut entries = Vec::new();
+    let mut refs = HashSet::new();
     let mut subject = None;
     let mut name = None;
     if let Some(meta) = bom.metadata.and_then(|m| m.component) {
         let path = "/metadata/component".to_owned();
-        let (entry, children) = check(meta, &path)?;
+        let (entry, children) = check(meta, &path, &mut refs)?;
         name = Some(entry.name.clone());
         subject = Some(component(entry));
-        flatten(children, &format!("{path}/components"), &mut entries)?;
+        flatten(
+            children,
+            &format!("{path}/components"),
+            &mut refs,
+            &mut entries,
+        )?;
     }
-    flatten(bom.components, "/components", &mut entries)?;
+    flatten(bom.components, "/components", &mut refs, &mut entries)?;
     for (i, dep) in bom.dependencies.unwrap_or_default().into_iter().enumerate() {
         if dep.reference.as_deref().is_none_or(str::is_empty) {
             return Err(reject(
@@ -134,18 +145,23 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
 fn flatten(
     components: Option<Vec<CdxComponent>>,
     base: &str,
+    refs: &mut HashSet<String>,
     out: &mut Vec<Entry>,
 ) -> Result<(), InputError> {
     for (i, c) in components.unwrap_or_default().into_iter().enumerate() {
         let path = format!("{base}/{i}");
-        let (entry, children) = check(c, &path)?;
+        let (entry, children) = check(c, &path, refs)?;
         out.push(entry);
-        flatten(children, &format!("{path}/components"), out)?;
+        flatten(children, &format!("{path}/components"), refs, out)?;
     }
     Ok(())
 }
 
-fn check(c: CdxComponent, path: &str) -> Result<(Entry, Option<Vec<CdxComponent>>), InputError> {
+fn check(
+    c: CdxComponent,
+    path: &str,
+    refs: &mut HashSet<String>,
+) -> Result<(Entry, Option<Vec<CdxComponent>>), InputError> {
     let ty = required(c.ty, || format!("{path}/type"), "component type")?;
     if !COMPONENT_TYPES.contains(&ty.as_str()) {
         return Err(reject(
@@ -154,8 +170,19 @@ fn check(c: CdxComponent, path: &str) -> Result<(Entry, Option<Vec<CdxComponent>
         ));
     }
     let name = required(c.name, || format!("{path}/name"), "component name")?;
-    if c.bom_ref.as_deref() == Some("") {
-        return Err(reject(format!("{path}/bom-ref"), "bom-ref must not be empty"));
+    if let Some(bom_ref) = &c.bom_ref {
+        if bom_ref.is_empty() {
+            return Err(reject(
+                format!("{path}/bom-ref"),
+                "bom-ref must not be empty",
+            ));
+        }
+        if !refs.insert(bom_ref.clone()) {
+            return Err(reject(
+                format!("{path}/bom-ref"),
+                format!("bom-ref {bom_ref:?} is used by an earlier component"),
+            ));
+        }
     }
     if let Some(scope) = &c.scope {
         if !SCOPES.contains(&scope.as_str()) {

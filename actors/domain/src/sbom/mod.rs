@@ -40,7 +40,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ecosystem::PackageKey;
-use crate::error::{InputError, pointer_token};
+use crate::error::{pointer_token, InputError};
 use crate::purl::Purl;
 
 /// The document format an SBOM was read from.
@@ -170,8 +170,15 @@ impl Sbom {
 
 /// Reads a CycloneDX or SPDX JSON document.
 pub fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
-    let probe: Probe = serde_json::from_slice(bytes)
-        .map_err(|e| InputError::new("", format!("not a JSON object: {e}")))?;
+    // Some Windows tools start UTF-8 files with a byte-order mark, which JSON does not allow.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "an SBOM is a JSON object",
+            _ => "invalid JSON",
+        };
+        InputError::new("", format!("{what}: {e}"))
+    })?;
     match (probe.bom_format, probe.spdx_version) {
         (Some(serde_json::Value::String(f)), _) if f == "CycloneDX" => cyclonedx::parse(bytes),
         (Some(other), _) => Err(InputError::new(

@@ -16,7 +16,7 @@
 
 use serde::Deserialize;
 
-use super::{Entry, Sbom, SbomFormat, inventory, reject, required, typed};
+use super::{inventory, reject, required, typed, Entry, Sbom, SbomFormat};
 use crate::error::InputError;
 use crate::purl::Purl;
 
@@ -98,8 +98,7 @@ pub(crate) fn parse(bytes: &[u8], version: &str) -> Result<Sbom, InputError> {
                 || at("referenceLocator"),
                 "referenceLocator",
             )?;
-            if matches!(category.as_str(), "PACKAGE-MANAGER" | "PACKAGE_MANAGER") && ty == "purl"
-            {
+            if matches!(category.as_str(), "PACKAGE-MANAGER" | "PACKAGE_MANAGER") && ty == "purl" {
                 purls.push(locator);
             }
         }
@@ -119,9 +118,11 @@ pub(crate) fn parse(bytes: &[u8], version: &str) -> Result<Sbom, InputError> {
 
     let mut describes: Vec<String> = doc.document_describes.unwrap_or_default();
     for r in doc.relationships.unwrap_or_default() {
-        let (Some(a), Some(b), Some(ty)) =
-            (r.spdx_element_id, r.related_spdx_element, r.relationship_type)
-        else {
+        let (Some(a), Some(b), Some(ty)) = (
+            r.spdx_element_id,
+            r.related_spdx_element,
+            r.relationship_type,
+        ) else {
             continue;
         };
         let described = match ty.as_str() {
