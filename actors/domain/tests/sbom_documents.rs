@@ -285,6 +285,8 @@ fn spdx_purls_come_from_package_manager_references_and_described_packages_stay()
             None,
         ]
     );
+    assert_eq!(sbom.components[0].version_for_matching(), Some("1.0"));
+    assert_eq!(sbom.components[1].version_for_matching(), Some("1.0.0"));
     assert_eq!(sbom.components[2].status, ComponentStatus::InvalidPurl);
     assert_eq!(sbom.components[2].purl_raw.as_deref(), Some("pkg:/"));
 }

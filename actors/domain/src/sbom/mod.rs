@@ -94,6 +94,17 @@ pub struct Component {
     pub status: ComponentStatus,
 }
 
+impl Component {
+    /// The version to compare with advisory ranges: the purl's (in the ecosystem's own
+    /// spelling, `v0.3.1` for Go), else the document's `version` / `versionInfo`.
+    pub fn version_for_matching(&self) -> Option<&str> {
+        self.purl
+            .as_ref()
+            .and_then(Purl::version)
+            .or(self.version.as_deref())
+    }
+}
+
 /// An SBOM as Stella's scan sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sbom {
