@@ -7,13 +7,23 @@
 //! Layout:
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
 //! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - [`lattice`]: the K4 lattice that joins claims about a finding;
+//! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
+//! - [`policy`]: TOML policies, CVSS scoring, pass / warn / block with explain traces;
 //! - [`purl`]: package URLs parsed, made canonical and turned into [`PackageKey`]s;
-//! - [`sbom`]: CycloneDX and SPDX JSON documents read into one component inventory.
+//! - [`sbom`]: CycloneDX and SPDX JSON documents read into one component inventory;
+//! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
+//! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
 pub mod ecosystem;
 pub mod error;
+pub mod lattice;
+pub mod osv;
+pub mod policy;
 pub mod purl;
 pub mod sbom;
+pub mod scan;
+pub mod vex;
 
 pub use ecosystem::{Ecosystem, PackageKey};
 pub use error::InputError;

@@ -1,0 +1,562 @@
+//! One scan as a pure function: components × advisories (through a package index) ×
+//! VEX × policy at an evaluation time → findings with their K4 assessment, decision and
+//! trace, and a verdict whose inputs hash lets anyone check a replay.
+//!
+//! Matching: the index maps each [`PackageKey`] to the advisories naming it, so a scan
+//! costs one lookup per component instead of a pass over every advisory
+//! ([`naive_matches`] is that pass, kept as the benchmark baseline and as a test oracle).
+//! Whether a version is affected is the caller's function (`is_affected`), so this module
+//! does not depend on any one version ordering.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ecosystem::PackageKey;
+use crate::lattice::{Assessment, Claim, Question};
+use crate::osv::{Advisory, Affected};
+use crate::policy::{self, Decision, Disposition, FindingInput, Policy};
+use crate::vex::{self, Product, VexStatement};
+
+/// A component as the scan sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanComponent {
+    /// The component's package URL as written in the SBOM (with version).
+    pub purl: String,
+    /// The purl without version (the policy's and the impact index's package key).
+    pub package_purl: String,
+    pub package: PackageKey,
+    pub version: Option<String>,
+    pub bom_ref: Option<String>,
+}
+
+/// The SBOM-level facts VEX product references can name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SbomContext {
+    /// `urn:uuid:...` of a CycloneDX BOM.
+    pub serial: Option<String>,
+    /// The `bom-ref` of the BOM's subject (`metadata.component`).
+    pub subject_ref: Option<String>,
+}
+
+/// Which advisories name which packages.
+#[derive(Debug, Clone, Default)]
+pub struct AdvisoryIndex {
+    advisories: Vec<Advisory>,
+    by_package: HashMap<PackageKey, Vec<(usize, usize)>>,
+}
+
+impl AdvisoryIndex {
+    /// Indexes advisories; withdrawn ones are left out (they stop matching).
+    pub fn build(advisories: impl IntoIterator<Item = Advisory>) -> Self {
+        let mut index = AdvisoryIndex::default();
+        for advisory in advisories {
+            if advisory.withdrawn.is_some() {
+                continue;
+            }
+            let a = index.advisories.len();
+            for (i, affected) in advisory.affected.iter().enumerate() {
+                if let Some(key) = &affected.package {
+                    index
+                        .by_package
+                        .entry(key.clone())
+                        .or_default()
+                        .push((a, i));
+                }
+            }
+            index.advisories.push(advisory);
+        }
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.advisories.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.advisories.is_empty()
+    }
+
+    /// The (advisory, affected entry) pairs naming `package`.
+    pub fn candidates(&self, package: &PackageKey) -> impl Iterator<Item = (&Advisory, &Affected)> {
+        self.by_package
+            .get(package)
+            .into_iter()
+            .flatten()
+            .map(|(a, i)| (&self.advisories[*a], &self.advisories[*a].affected[*i]))
+    }
+}
+
+/// A version check: is `version` of this package affected by this entry?
+pub type IsAffected<'f> = dyn Fn(&str, &Affected) -> bool + 'f;
+
+/// Advisories affecting a component, through the index (ids, each once).
+pub fn index_matches<'a>(
+    index: &'a AdvisoryIndex,
+    component: &ScanComponent,
+    is_affected: &IsAffected<'_>,
+) -> Vec<&'a Advisory> {
+    let Some(version) = component.version.as_deref() else {
+        return Vec::new();
+    };
+    let mut seen = BTreeSet::new();
+    index
+        .candidates(&component.package)
+        .filter(|(_, affected)| is_affected(version, affected))
+        .filter(|(advisory, _)| seen.insert(advisory.id.as_str()))
+        .map(|(advisory, _)| advisory)
+        .collect()
+}
+
+/// The same answer as [`index_matches`] by looking at every advisory: the baseline.
+pub fn naive_matches<'a>(
+    advisories: &'a [Advisory],
+    component: &ScanComponent,
+    is_affected: &IsAffected<'_>,
+) -> Vec<&'a Advisory> {
+    let Some(version) = component.version.as_deref() else {
+        return Vec::new();
+    };
+    advisories
+        .iter()
+        .filter(|a| a.withdrawn.is_none())
+        .filter(|a| {
+            a.affected.iter().any(|affected| {
+                affected.package.as_ref() == Some(&component.package)
+                    && is_affected(version, affected)
+            })
+        })
+        .collect()
+}
+
+/// One matched (vulnerability, component) pair, whatever VEX or policy decide about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The advisory's own id.
+    pub vulnerability_id: String,
+    pub aliases: Vec<String>,
+    pub summary: Option<String>,
+    /// The component's purl, with version.
+    pub purl: String,
+    pub bom_ref: Option<String>,
+    pub severity: Option<f64>,
+    pub severity_label: Option<String>,
+    pub assessment: Assessment,
+    pub disposition: Disposition,
+    pub trace: Vec<policy::TraceStep>,
+}
+
+/// Counts of a verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub components: usize,
+    pub findings: usize,
+    pub pass: usize,
+    pub warn: usize,
+    pub block: usize,
+    pub conflicts: usize,
+}
+
+/// The evaluated scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub disposition: Disposition,
+    pub counts: Counts,
+    pub findings: Vec<Finding>,
+    pub policy_digest: String,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// Everything a scan evaluation reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanInputs<'a> {
+    pub components: &'a [ScanComponent],
+    pub sbom: &'a SbomContext,
+    pub index: &'a AdvisoryIndex,
+    /// Each statement with its evidence reference (`vex:<document sha256>#<pointer>`).
+    pub vex: &'a [(VexStatement, String)],
+    pub policy: &'a Policy,
+    pub at: DateTime<Utc>,
+}
+
+fn vex_covers(
+    statement: &VexStatement,
+    component: &ScanComponent,
+    sbom: &SbomContext,
+    compare: &dyn Fn(&str, &str) -> Option<std::cmp::Ordering>,
+) -> bool {
+    match &statement.product {
+        Product::Purl { purl } => {
+            // A purl with a version names that version only.
+            let (base, version) = match purl.rsplit_once('@') {
+                Some((base, version)) if !base.ends_with('/') => (base, Some(version)),
+                _ => (purl.as_str(), None),
+            };
+            let base = base.split(['?', '#']).next().unwrap_or(base);
+            base.eq_ignore_ascii_case(&component.package_purl)
+                && version.is_none_or(|v| component.version.as_deref() == Some(v))
+                && statement.covers_version(component.version.as_deref(), compare)
+        }
+        Product::BomRef { serial, bom_ref } => {
+            let same_bom = serial.is_none() || serial == &sbom.serial;
+            let names_component = component.bom_ref.as_deref() == Some(bom_ref.as_str());
+            let names_subject = sbom.subject_ref.as_deref() == Some(bom_ref.as_str());
+            // Product-level VEX (the subject) covers every component; its version list,
+            // if any, is about the product's versions, which the scan cannot see.
+            same_bom && (names_component || (names_subject && statement.versions.is_empty()))
+        }
+    }
+}
+
+/// Evaluates a scan. `is_affected` decides version ranges; `compare` orders versions for
+/// VEX version lists.
+pub fn evaluate(
+    inputs: &ScanInputs<'_>,
+    is_affected: &IsAffected<'_>,
+    compare: &dyn Fn(&str, &str) -> Option<std::cmp::Ordering>,
+) -> Verdict {
+    let mut findings = Vec::new();
+    for component in inputs.components {
+        for advisory in index_matches(inputs.index, component, is_affected) {
+            let component_evidence = format!(
+                "sbom:{}",
+                component.bom_ref.as_deref().unwrap_or(&component.purl)
+            );
+            let advisory_evidence = format!(
+                "advisory:{}@{}",
+                advisory.id,
+                advisory.modified.to_rfc3339()
+            );
+            // The SBOM says the component is there; the advisory's range says the
+            // vulnerable version is. Whether the vulnerability applies, is fixed or is
+            // mitigated here is VEX's to say: left ⊥ until a statement does.
+            let mut claims = vec![
+                Claim {
+                    question: Question::Present,
+                    value: true,
+                    evidence: component_evidence,
+                },
+                Claim {
+                    question: Question::Present,
+                    value: true,
+                    evidence: advisory_evidence,
+                },
+            ];
+            let aliases: Vec<String> = advisory.aliases.clone();
+            for (statement, evidence) in inputs.vex {
+                if statement.names(&advisory.id, &aliases)
+                    && vex_covers(statement, component, inputs.sbom, compare)
+                {
+                    claims.extend(vex::claims(statement, evidence));
+                }
+            }
+            let assessment = Assessment::from_claims(claims);
+            let vectors = advisory
+                .severity
+                .iter()
+                .chain(advisory.affected.iter().flat_map(|a| a.severity.iter()))
+                .map(|s| s.score.as_str());
+            let severity = policy::cvss_score(vectors).or_else(|| {
+                advisory.severity_label.as_deref().map(|label| match label {
+                    "CRITICAL" => 9.0,
+                    "HIGH" => 7.0,
+                    "MODERATE" | "MEDIUM" => 4.0,
+                    _ => 0.1,
+                })
+            });
+            let input = FindingInput {
+                vulnerability: &advisory.id,
+                aliases: &aliases,
+                ecosystem: Some(component.package.ecosystem),
+                package: &component.package_purl,
+                severity,
+                assessment: &assessment,
+            };
+            let Decision { disposition, trace } =
+                policy::evaluate(inputs.policy, &input, inputs.at);
+            findings.push(Finding {
+                vulnerability_id: advisory.id.clone(),
+                aliases,
+                summary: advisory.summary.clone(),
+                purl: component.purl.clone(),
+                bom_ref: component.bom_ref.clone(),
+                severity,
+                severity_label: advisory.severity_label.clone(),
+                assessment,
+                disposition,
+                trace,
+            });
+        }
+    }
+    // A stable order, whatever order the components and advisories came in.
+    findings.sort_by(|a, b| {
+        (a.purl.as_str(), a.vulnerability_id.as_str())
+            .cmp(&(b.purl.as_str(), b.vulnerability_id.as_str()))
+    });
+    let mut counts = Counts {
+        components: inputs.components.len(),
+        findings: findings.len(),
+        ..Counts::default()
+    };
+    for finding in &findings {
+        match finding.disposition {
+            Disposition::Pass => counts.pass += 1,
+            Disposition::Warn => counts.warn += 1,
+            Disposition::Block => counts.block += 1,
+        }
+        if !finding.assessment.conflicts().is_empty() {
+            counts.conflicts += 1;
+        }
+    }
+    Verdict {
+        disposition: policy::scan_disposition(findings.iter().map(|f| f.disposition)),
+        counts,
+        findings,
+        policy_digest: inputs.policy.digest(),
+        evaluated_at: inputs.at,
+    }
+}
+
+/// Digests of everything a verdict was computed from, in a fixed order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputDigests {
+    pub sbom: String,
+    /// Advisory observation digests (sorted).
+    pub advisories: BTreeSet<String>,
+    /// VEX document digests (sorted).
+    pub vex: BTreeSet<String>,
+    pub policy: String,
+    pub evaluated_at: Option<DateTime<Utc>>,
+}
+
+impl InputDigests {
+    /// sha256 over the canonical JSON of the digests: equal inputs, equal hash.
+    pub fn hash(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        // Struct fields serialize in declaration order and sets sorted: already canonical.
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+    }
+}
+
+/// Counts per key, for summaries (`BTreeMap` keeps them in a stable order).
+pub fn tally<'a>(keys: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for key in keys {
+        *out.entry(key.to_owned()).or_insert(0) += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::ecosystem::Ecosystem;
+    use crate::osv::parse_record;
+
+    fn advisory(id: &str, name: &str, fixed: &str) -> Advisory {
+        parse_record(
+            format!(
+                r#"{{"id": "{id}", "modified": "2024-01-01T00:00:00Z", "aliases": ["CVE-{id}"],
+                "severity": [{{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}}],
+                "affected": [{{"package": {{"ecosystem": "npm", "name": "{name}"}},
+                  "ranges": [{{"type": "SEMVER", "events": [{{"introduced": "0"}}, {{"fixed": "{fixed}"}}]}}]}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn component(name: &str, version: &str) -> ScanComponent {
+        ScanComponent {
+            purl: format!("pkg:npm/{name}@{version}"),
+            package_purl: format!("pkg:npm/{name}"),
+            package: PackageKey::new(Ecosystem::Npm, name),
+            version: Some(version.into()),
+            bom_ref: Some(format!("{name}@{version}")),
+        }
+    }
+
+    /// A toy ordering good enough for these tests: numeric dotted versions.
+    fn below_fixed(version: &str, affected: &Affected) -> bool {
+        affected.ranges.iter().any(|r| {
+            r.events.iter().any(|e| {
+                e.fixed.as_deref().is_some_and(|f| {
+                    vex::generic_compare(version, f) == Some(std::cmp::Ordering::Less)
+                })
+            })
+        })
+    }
+
+    #[test]
+    fn the_index_finds_what_the_linear_scan_finds() {
+        let advisories = vec![
+            advisory("A-1", "lodash", "4.17.21"),
+            advisory("A-2", "lodash", "4.0.0"),
+            advisory("A-3", "minimist", "1.2.6"),
+        ];
+        let index = AdvisoryIndex::build(advisories.clone());
+        for c in [
+            component("lodash", "4.17.20"),
+            component("lodash", "3.0.0"),
+            component("minimist", "1.2.6"),
+            component("Lodash", "1.0.0"),
+        ] {
+            let fast: Vec<&str> = index_matches(&index, &c, &below_fixed)
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            let slow: Vec<&str> = naive_matches(&advisories, &c, &below_fixed)
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            assert_eq!(fast, slow, "{}", c.purl);
+        }
+        assert_eq!(
+            index_matches(&index, &component("lodash", "3.0.0"), &below_fixed).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn withdrawn_advisories_stop_matching() {
+        let mut withdrawn = advisory("A-9", "lodash", "9.0.0");
+        withdrawn.withdrawn = Some(Utc.with_ymd_and_hms(2024, 6, 1, 0, 0, 0).unwrap());
+        let index = AdvisoryIndex::build([withdrawn]);
+        assert!(index_matches(&index, &component("lodash", "1.0.0"), &below_fixed).is_empty());
+    }
+
+    #[test]
+    fn vex_can_rule_a_finding_out_and_disagreeing_statements_stay_a_visible_conflict() {
+        let index = AdvisoryIndex::build([
+            advisory("A-1", "lodash", "4.17.21"),
+            advisory("A-3", "minimist", "1.2.6"),
+        ]);
+        let components = [
+            component("lodash", "4.17.20"),
+            component("minimist", "1.0.0"),
+        ];
+        let policy = Policy::parse(policy::DEFAULT_POLICY).unwrap();
+        let sbom = SbomContext::default();
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let run = |vex: &[(VexStatement, String)]| {
+            evaluate(
+                &ScanInputs {
+                    components: &components,
+                    sbom: &sbom,
+                    index: &index,
+                    vex,
+                    policy: &policy,
+                    at,
+                },
+                &below_fixed,
+                &vex::generic_compare,
+            )
+        };
+        let plain = run(&[]);
+        assert_eq!(plain.counts.findings, 2);
+        assert_eq!(plain.disposition, Disposition::Block);
+        assert!(plain.findings.iter().all(|f| f.severity == Some(9.8)));
+
+        let statements = vex::parse(
+            br#"{"statements": [{"vulnerability": "CVE-A-1", "products": ["pkg:npm/lodash"], "status": "not_affected", "justification": "vulnerable_code_not_present"}]}"#,
+        )
+        .unwrap();
+        let vendor: Vec<(VexStatement, String)> = statements
+            .into_iter()
+            .map(|s| (s, "vex:vendor#/statements/0".to_owned()))
+            .collect();
+        let with_vex = run(&vendor);
+        assert_eq!(
+            with_vex.counts.findings, 2,
+            "a finding exists whatever VEX decides"
+        );
+        let lodash = with_vex
+            .findings
+            .iter()
+            .find(|f| f.vulnerability_id == "A-1")
+            .unwrap();
+        assert_eq!(
+            lodash.assessment.get(Question::Applies),
+            crate::lattice::K4::False
+        );
+        assert_eq!(lodash.disposition, Disposition::Pass);
+        assert!(
+            lodash.trace[0].by.starts_with("rule:not-applicable"),
+            "{:?}",
+            lodash.trace
+        );
+        assert!(lodash
+            .assessment
+            .claims
+            .iter()
+            .any(|c| c.evidence == "vex:vendor#/statements/0"));
+        assert_eq!(
+            with_vex.disposition,
+            Disposition::Block,
+            "minimist still blocks"
+        );
+
+        // A tenant's statement that disagrees: the conflict is shown, not resolved.
+        let tenant = vex::parse(
+            br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/lodash@4.17.20"], "status": "affected"}]}"#,
+        )
+        .unwrap();
+        let mut both = vendor.clone();
+        both.extend(
+            tenant
+                .into_iter()
+                .map(|s| (s, "vex:tenant#/statements/0".to_owned())),
+        );
+        let disputed = run(&both);
+        let lodash = disputed
+            .findings
+            .iter()
+            .find(|f| f.vulnerability_id == "A-1")
+            .unwrap();
+        assert_eq!(
+            lodash.assessment.get(Question::Applies),
+            crate::lattice::K4::Conflict
+        );
+        assert_eq!(lodash.disposition, Disposition::Warn);
+        assert_eq!(disputed.counts.conflicts, 1);
+        // A statement about another version does not apply.
+        let other = vex::parse(
+            br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/lodash@1.0.0"], "status": "affected"}]}"#,
+        )
+        .unwrap();
+        let mut unrelated = vendor.clone();
+        unrelated.extend(other.into_iter().map(|s| (s, "vex:other".to_owned())));
+        let unrelated = run(&unrelated);
+        let lodash = unrelated
+            .findings
+            .iter()
+            .find(|f| f.vulnerability_id == "A-1")
+            .unwrap();
+        assert_eq!(lodash.disposition, Disposition::Pass);
+    }
+
+    #[test]
+    fn equal_inputs_give_equal_hashes_and_any_change_shows() {
+        let mut a = InputDigests {
+            sbom: "sha256:1".into(),
+            policy: "sha256:p".into(),
+            ..InputDigests::default()
+        };
+        a.advisories.insert("sha256:b".into());
+        a.advisories.insert("sha256:a".into());
+        let mut b = a.clone();
+        b.advisories = ["sha256:a".to_owned(), "sha256:b".to_owned()]
+            .into_iter()
+            .collect();
+        assert_eq!(a.hash(), b.hash());
+        b.vex.insert("sha256:v".into());
+        assert_ne!(a.hash(), b.hash());
+    }
+}
