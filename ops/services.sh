@@ -678,6 +678,20 @@ ensure_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# evidence tools: securesystemslib (PyPI), the independent DSSE verifier
+# ---------------------------------------------------------------------------
+
+SECURESYSTEMSLIB_VERSION=1.6.0
+
+ensure_evidence_tools() {
+	if ! "$VENV/bin/python" -c "import securesystemslib, cryptography, sys; sys.exit(securesystemslib.__version__ != '$SECURESYSTEMSLIB_VERSION')" 2>/dev/null; then
+		log "evidence: installing securesystemslib[crypto] $SECURESYSTEMSLIB_VERSION from PyPI into $VENV"
+		pip_install "securesystemslib[crypto]==$SECURESYSTEMSLIB_VERSION" || die "evidence: pip install securesystemslib failed"
+	fi
+	log "evidence: securesystemslib $SECURESYSTEMSLIB_VERSION in $VENV"
+}
+
+# ---------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------
 
@@ -700,6 +714,8 @@ write_env_file() {
 		# Checkers the API tests run against a live server.
 		export_line STELLA_TEST_PROMTOOL "$PROMTOOL_BIN"
 		export_line STELLA_TEST_SCHEMATHESIS "$SCHEMATHESIS_BIN"
+		# A python with securesystemslib, for the independent DSSE verification test.
+		export_line STELLA_TEST_SECURESYSTEMSLIB_PYTHON "$VENV/bin/python"
 	} >"$ENV_FILE.tmp"
 	chmod 600 "$ENV_FILE.tmp"
 	mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -715,6 +731,7 @@ cmd_up() {
 	ensure_smtp
 	ensure_garage
 	ensure_tools
+	ensure_evidence_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
 	write_env_file

@@ -5,8 +5,11 @@
 //! Not here: storage, HTTP, scheduling, anything async.
 //!
 //! Layout:
+//! - [`canonical`]: canonical JSON (RFC 8785) and SHA-256 digests of what is signed;
+//! - [`dsse`]: DSSE envelopes signed and verified with Ed25519, and the key file formats;
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
 //! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - [`intoto`]: in-toto Statement v1, the payload Stella seals in DSSE envelopes;
 //! - [`lattice`]: the K4 lattice that joins claims about a finding;
 //! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
 //! - [`policy`]: TOML policies, CVSS scoring, pass / warn / block with explain traces;
@@ -15,8 +18,11 @@
 //! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
 //! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
+pub mod canonical;
+pub mod dsse;
 pub mod ecosystem;
 pub mod error;
+pub mod intoto;
 pub mod lattice;
 pub mod osv;
 pub mod policy;

@@ -193,33 +193,8 @@ impl Policy {
     /// sha256 of the policy's canonical JSON form: what verdicts record.
     pub fn digest(&self) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
-        let bytes = canonical_bytes(&value);
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+        crate::canonical::Digest::sha256(&crate::canonical::canonical_bytes(&value)).to_string()
     }
-}
-
-use sha2::Digest as _;
-
-/// Sorted-key compact JSON (enough for digests of our own documents).
-fn canonical_bytes(value: &serde_json::Value) -> Vec<u8> {
-    fn sort(value: &serde_json::Value) -> serde_json::Value {
-        match value {
-            serde_json::Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                let mut out = serde_json::Map::new();
-                for key in keys {
-                    out.insert(key.clone(), sort(&map[key]));
-                }
-                serde_json::Value::Object(out)
-            }
-            serde_json::Value::Array(items) => {
-                serde_json::Value::Array(items.iter().map(sort).collect())
-            }
-            other => other.clone(),
-        }
-    }
-    serde_json::to_vec(&sort(value)).unwrap_or_default()
 }
 
 /// The highest base score among CVSS vectors (v3.0, v3.1, v4.0); vectors that do not

@@ -334,11 +334,33 @@ impl InputDigests {
     /// sha256 over the canonical JSON of the digests: equal inputs, equal hash.
     pub fn hash(&self) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
-        // Struct fields serialize in declaration order and sets sorted: already canonical.
-        let bytes = serde_json::to_vec(&value).unwrap_or_default();
-        use sha2::Digest as _;
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+        crate::canonical::Digest::sha256(&crate::canonical::canonical_bytes(&value)).to_string()
     }
+}
+
+/// The in-toto predicate type of Stella's verdicts.
+pub const VERDICT_PREDICATE: &str = "https://stella.dev/attestations/verdict/v1";
+
+/// Seals a verdict: an in-toto Statement whose subject is the SBOM (by its digest) and
+/// whose predicate is the verdict with its findings, traces and input digests, signed
+/// into a DSSE envelope. Equal inputs give a byte-identical payload.
+pub fn seal(
+    verdict: &Verdict,
+    inputs: &InputDigests,
+    sbom_name: &str,
+    sbom_digest: &crate::canonical::Digest,
+    key: &crate::dsse::SigningKey,
+) -> Result<crate::dsse::Envelope, crate::intoto::InTotoError> {
+    let predicate = serde_json::json!({
+        "verdict": verdict,
+        "inputs": inputs,
+        "inputs_hash": inputs.hash(),
+    });
+    let statement = crate::intoto::Statement::builder(VERDICT_PREDICATE)
+        .subject(sbom_name, sbom_digest)
+        .predicate(predicate)
+        .build()?;
+    Ok(statement.sign(key))
 }
 
 /// Counts per key, for summaries (`BTreeMap` keeps them in a stable order).
@@ -540,6 +562,52 @@ mod tests {
             .find(|f| f.vulnerability_id == "A-1")
             .unwrap();
         assert_eq!(lodash.disposition, Disposition::Pass);
+    }
+
+    #[test]
+    fn a_sealed_verdict_verifies_and_equal_inputs_seal_to_the_same_payload() {
+        let index = AdvisoryIndex::build([advisory("A-1", "lodash", "4.17.21")]);
+        let components = [component("lodash", "4.17.20")];
+        let policy = Policy::parse(policy::DEFAULT_POLICY).unwrap();
+        let sbom = SbomContext::default();
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let inputs = ScanInputs {
+            components: &components,
+            sbom: &sbom,
+            index: &index,
+            vex: &[],
+            policy: &policy,
+            at,
+        };
+        let verdict = evaluate(&inputs, &below_fixed, &vex::generic_compare);
+        let digests = InputDigests {
+            sbom: "sha256:00".into(),
+            policy: verdict.policy_digest.clone(),
+            evaluated_at: Some(at),
+            ..InputDigests::default()
+        };
+        let key = crate::dsse::SigningKey::generate([7; 32]);
+        let sbom_digest = crate::canonical::Digest::sha256(b"sbom bytes");
+        let one = seal(&verdict, &digests, "sbom.json", &sbom_digest, &key).unwrap();
+        let again = evaluate(&inputs, &below_fixed, &vex::generic_compare);
+        let two = seal(&again, &digests, "sbom.json", &sbom_digest, &key).unwrap();
+        assert_eq!(one.to_json(), two.to_json(), "byte-identical envelopes");
+        let verified = crate::intoto::Statement::verify(&one, &[key.public_key().clone()]).unwrap();
+        assert_eq!(verified.statement.predicate_type(), VERDICT_PREDICATE);
+        assert_eq!(
+            verified.statement.subjects()[0].sha256(),
+            Some(sbom_digest)
+        );
+        assert_eq!(
+            verified.statement.predicate()["verdict"]["disposition"],
+            "block"
+        );
+        assert_eq!(
+            verified.statement.predicate()["inputs_hash"],
+            digests.hash()
+        );
+        let other = crate::dsse::SigningKey::generate([8; 32]);
+        assert!(crate::intoto::Statement::verify(&one, &[other.public_key().clone()]).is_err());
     }
 
     #[test]
