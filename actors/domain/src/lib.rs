@@ -13,6 +13,8 @@
 //! - [`lattice`]: the K4 lattice that joins claims about a finding;
 //! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
 //! - [`policy`]: TOML policies, CVSS scoring, pass / warn / block with explain traces;
+//! - [`purl`]: package URLs parsed, made canonical and turned into [`PackageKey`]s;
+//! - [`sbom`]: CycloneDX and SPDX JSON documents read into one component inventory;
 //! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
 //! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
@@ -24,8 +26,12 @@ pub mod intoto;
 pub mod lattice;
 pub mod osv;
 pub mod policy;
+pub mod purl;
+pub mod sbom;
 pub mod scan;
 pub mod vex;
 
 pub use ecosystem::{Ecosystem, PackageKey};
 pub use error::InputError;
+pub use purl::Purl;
+pub use sbom::{Component, ComponentStatus, Sbom, SbomFormat};
