@@ -454,11 +454,9 @@ fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let flipped = if sig.starts_with('A') {
-        format!("B{}", &sig[1..])
-    } else {
-        format!("A{}", &sig[1..])
-    };
+    let mut chars: Vec<char> = sig.chars().collect();
+    chars[10] = if chars[10] == 'A' { 'B' } else { 'A' };
+    let flipped: String = chars.into_iter().collect();
     tampered["signatures"][0]["sig"] = flipped.into();
     std::fs::write(&file, tampered.to_string()).unwrap();
     let (code, _, err) = cli("", &["verify", file.to_str().unwrap()]);
