@@ -75,6 +75,39 @@ pub async fn submit(
     .await
 }
 
+/// Submits many jobs of one tenant in one transaction (see `Jobs::submit_many`): the
+/// batch form of [`submit`], with the same guarantees per job. Results are in the order
+/// of `requests`.
+pub async fn submit_batch(
+    store: &Store,
+    handlers: &Handlers,
+    tenant: &TenantId,
+    requests: &[JobRequest],
+    now: DateTime<Utc>,
+) -> Result<Vec<Submitted>, StoreError> {
+    let mut new = Vec::with_capacity(requests.len());
+    for request in requests {
+        let job_kind = handlers
+            .kind(&request.kind)
+            .ok_or_else(|| StoreError::Invalid(format!("unknown job kind {:?}", request.kind)))?;
+        new.push(NewJob {
+            kind: request.kind.clone(),
+            step: job_kind.first_step.to_owned(),
+            params: request.params.clone(),
+            max_attempts: request.max_attempts,
+            idempotency_key: request.idempotency_key.clone(),
+        });
+    }
+    let jobs = store.tenant(tenant).jobs();
+    jobs.submit_many(&new, now, |id, job| {
+        handlers
+            .kind(&job.kind)
+            .map(|kind| vec![step_message(id, &job.step, kind.role.as_str(), 0, now)])
+            .unwrap_or_default()
+    })
+    .await
+}
+
 pub(crate) fn step_message(
     job_id: &JobId,
     step: &str,
@@ -191,7 +224,7 @@ impl StepRunner {
             }
         };
         let jobs = self.store.tenant(&envelope.tenant).jobs();
-        let job = match jobs.get(&message.job_id).await {
+        let job = match jobs.get_grouped(&message.job_id).await {
             Ok(job) => job,
             Err(StoreError::NotFound(_)) => {
                 tracing::warn!(tenant = %envelope.tenant, job_id = %message.job_id, "step message for an unknown job");
@@ -218,7 +251,7 @@ impl StepRunner {
                 });
             }
             Plan::Start(change) | Plan::TakeOver(change) => {
-                match jobs.transition(&job.id, &change, &[], now()).await {
+                match jobs.transition_grouped(&job.id, &change, &[], now()).await {
                     Ok(job) => job,
                     // Another delivery of the same attempt won the race: it runs the step.
                     Err(StoreError::Conflict(_)) => {
@@ -266,7 +299,7 @@ impl StepRunner {
         let finish = match outcome {
             Ok(StepOutcome::Done(result)) => {
                 done.result = Some(result);
-                jobs.transition(&running.id, &done, &[], at).await?;
+                jobs.transition_grouped(&running.id, &done, &[], at).await?;
                 Finish::Completed
             }
             Ok(StepOutcome::Next {
@@ -275,7 +308,8 @@ impl StepRunner {
             }) => {
                 done.step = Some(step.clone());
                 let next = step_message(&running.id, &step, next_role.as_str(), 0, at);
-                jobs.transition(&running.id, &done, &[next], at).await?;
+                jobs.transition_grouped(&running.id, &done, &[next], at)
+                    .await?;
                 Finish::Completed
             }
             Err((err, panicked)) => {
@@ -301,12 +335,13 @@ impl StepRunner {
                             running.attempts,
                             not_before,
                         );
-                        jobs.transition(&running.id, &done, &[next], at).await?;
+                        jobs.transition_grouped(&running.id, &done, &[next], at)
+                            .await?;
                         Finish::Retrying { error, panicked }
                     }
                     None => {
                         done.to = JobState::Failed;
-                        jobs.transition(&running.id, &done, &[], at).await?;
+                        jobs.transition_grouped(&running.id, &done, &[], at).await?;
                         let reason =
                             format!("job failed after {} attempts: {error}", running.attempts);
                         self.mailbox.dead_letter(delivery, &reason, at).await?;
