@@ -1,6 +1,7 @@
-//! `stella diag noop`: submits noop jobs through the normal path (job row and first
-//! message committed together, relayed by whichever processes run workers), waits for
-//! them, and reports what happened as one JSON object.
+//! `stella diag noop`: submits noop jobs through the normal path (job rows and first
+//! messages committed together, in batches of up to 64 jobs of one tenant per
+//! transaction, relayed by whichever processes run workers), waits for them, and
+//! reports what happened as one JSON object.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,9 @@ use stella_store::repo::JobState;
 use stella_store::{StoreError, TenantId};
 
 use crate::{all_roles, Services};
+
+/// Jobs of one tenant submitted in one transaction.
+const SUBMIT_BATCH: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct NoopRun {
@@ -68,24 +72,46 @@ pub async fn noop(services: &Services, run: &NoopRun) -> Result<NoopReport, Stri
 
     let handlers = Handlers::builtin();
     let params = serde_json::to_value(&run.params).map_err(|err| err.to_string())?;
-    let submitted: u64 = stream::iter(0..run.count)
-        .map(|i| {
-            let tenant = &tenants[(i % tenants.len() as u64) as usize];
+    // Job `i` belongs to tenant `i % tenants`; each tenant's jobs are submitted in
+    // batches (one transaction each), the tenants' batches interleaved.
+    let mut per_tenant: Vec<Vec<u64>> = vec![Vec::new(); tenants.len()];
+    for i in 0..run.count {
+        per_tenant[(i % tenants.len() as u64) as usize].push(i);
+    }
+    let mut batches: Vec<(usize, Vec<u64>)> = Vec::new();
+    let chunked: Vec<Vec<Vec<u64>>> = per_tenant
+        .into_iter()
+        .map(|jobs| jobs.chunks(SUBMIT_BATCH).map(<[u64]>::to_vec).collect())
+        .collect();
+    let rounds = chunked.iter().map(Vec::len).max().unwrap_or(0);
+    for round in 0..rounds {
+        for (tenant, chunks) in chunked.iter().enumerate() {
+            if let Some(chunk) = chunks.get(round) {
+                batches.push((tenant, chunk.clone()));
+            }
+        }
+    }
+    let submitted: u64 = stream::iter(batches)
+        .map(|(tenant, indices)| {
+            let tenant = &tenants[tenant];
             let store = &services.store;
             let handlers = &handlers;
-            let request = JobRequest {
-                kind: KIND.to_owned(),
-                params: params.clone(),
-                idempotency_key: Some(format!("diag-{i}")),
-                max_attempts: run.max_attempts,
-            };
+            let requests: Vec<JobRequest> = indices
+                .iter()
+                .map(|i| JobRequest {
+                    kind: KIND.to_owned(),
+                    params: params.clone(),
+                    idempotency_key: Some(format!("diag-{i}")),
+                    max_attempts: run.max_attempts,
+                })
+                .collect();
             async move {
-                stella_actors::submit(store, handlers, tenant, &request, Utc::now())
+                stella_actors::submit_batch(store, handlers, tenant, &requests, Utc::now())
                     .await
-                    .map(|s| u64::from(s.created))
+                    .map(|all| all.iter().map(|s| u64::from(s.created)).sum::<u64>())
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(4)
         .try_fold(0u64, |sum, n| async move { Ok::<_, StoreError>(sum + n) })
         .await
         .map_err(|err| format!("submitting jobs: {err}"))?;

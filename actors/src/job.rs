@@ -2,10 +2,13 @@
 //! point resumes at the last committed step and no effect happens twice.
 //!
 //! A step message carries `{job_id, step}` and the attempt it asks for. Running it:
-//! 1. load the job and decide from its committed state whether this delivery is current
+//! 1. try to start the attempt the delivery asks for with a compare-and-set on state,
+//!    step and attempt count (the common case, no read needed); if that does not match,
+//!    load the job and decide from its committed state whether this delivery is current
 //!    (start the attempt), a redelivery of a run whose process died (take it over), one
 //!    whose failure was committed but not yet dead-lettered (finish that), or stale (ack);
-//! 2. start the attempt with a compare-and-set on state, step and attempt count;
+//! 2. starts, finishes and the reads go through the store's group commit, so concurrent
+//!    deliveries share transactions;
 //! 3. run the handler behind a panic boundary;
 //! 4. commit the outcome together with the next message (outbox), then acknowledge.
 
@@ -75,6 +78,39 @@ pub async fn submit(
     .await
 }
 
+/// Submits many jobs of one tenant in one transaction (see `Jobs::submit_many`): the
+/// batch form of [`submit`], with the same guarantees per job. Results are in the order
+/// of `requests`.
+pub async fn submit_batch(
+    store: &Store,
+    handlers: &Handlers,
+    tenant: &TenantId,
+    requests: &[JobRequest],
+    now: DateTime<Utc>,
+) -> Result<Vec<Submitted>, StoreError> {
+    let mut new = Vec::with_capacity(requests.len());
+    for request in requests {
+        let job_kind = handlers
+            .kind(&request.kind)
+            .ok_or_else(|| StoreError::Invalid(format!("unknown job kind {:?}", request.kind)))?;
+        new.push(NewJob {
+            kind: request.kind.clone(),
+            step: job_kind.first_step.to_owned(),
+            params: request.params.clone(),
+            max_attempts: request.max_attempts,
+            idempotency_key: request.idempotency_key.clone(),
+        });
+    }
+    let jobs = store.tenant(tenant).jobs();
+    jobs.submit_many(&new, now, |id, job| {
+        handlers
+            .kind(&job.kind)
+            .map(|kind| vec![step_message(id, &job.step, kind.role.as_str(), 0, now)])
+            .unwrap_or_default()
+    })
+    .await
+}
+
 pub(crate) fn step_message(
     job_id: &JobId,
     step: &str,
@@ -134,6 +170,27 @@ enum Plan {
     Stale,
 }
 
+enum Started {
+    Running(Box<Job>),
+    Finished(Finish),
+}
+
+/// The start [`plan`] makes for a job waiting for `attempt` of `step`, guessing its state
+/// from the attempt: a first attempt waits `queued`, a retry `retrying`. The
+/// compare-and-set holds exactly when `plan` would have made this same transition.
+fn optimistic_start(step: &str, attempt: u32) -> Transition {
+    let from = if attempt == 0 {
+        JobState::Queued
+    } else {
+        JobState::Retrying
+    };
+    let mut start = Transition::new(from, JobState::Running);
+    start.expect_step = Some(step.to_owned());
+    start.expect_attempts = Some(attempt);
+    start.count_attempt = true;
+    start
+}
+
 fn plan(job: &Job, step: &str, attempt: u32) -> Plan {
     if job.step != step {
         return Plan::Stale;
@@ -191,45 +248,24 @@ impl StepRunner {
             }
         };
         let jobs = self.store.tenant(&envelope.tenant).jobs();
-        let job = match jobs.get(&message.job_id).await {
-            Ok(job) => job,
-            Err(StoreError::NotFound(_)) => {
-                tracing::warn!(tenant = %envelope.tenant, job_id = %message.job_id, "step message for an unknown job");
-                self.mailbox
-                    .ack(role, std::slice::from_ref(&delivery.receipt))
-                    .await?;
-                return Ok(Finish::Stale);
-            }
-            Err(err) => return Err(err),
-        };
         let attempt = envelope.attempt;
-        let running = match plan(&job, &message.step, attempt) {
-            Plan::Stale => {
-                self.mailbox
-                    .ack(role, std::slice::from_ref(&delivery.receipt))
-                    .await?;
-                return Ok(Finish::Stale);
-            }
-            Plan::DeadLetter(error) => {
-                self.mailbox.dead_letter(delivery, &error, now()).await?;
-                return Ok(Finish::Failed {
-                    error,
-                    panicked: false,
-                });
-            }
-            Plan::Start(change) | Plan::TakeOver(change) => {
-                match jobs.transition(&job.id, &change, &[], now()).await {
-                    Ok(job) => job,
-                    // Another delivery of the same attempt won the race: it runs the step.
-                    Err(StoreError::Conflict(_)) => {
-                        self.mailbox
-                            .ack(role, std::slice::from_ref(&delivery.receipt))
-                            .await?;
-                        return Ok(Finish::Stale);
-                    }
-                    Err(err) => return Err(err),
+        // The common case first: the job waits for exactly this attempt, so start it
+        // without reading it (the compare-and-set checks all plan() would). Anything
+        // else (the start lost, a take-over, a stale or unknown job) is decided from the
+        // committed job below.
+        let guess = optimistic_start(&message.step, attempt);
+        let running = match jobs
+            .transition_grouped(&message.job_id, &guess, &[], now())
+            .await
+        {
+            Ok(job) => job,
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                match self.start_from_committed(delivery, &message, &now).await? {
+                    Started::Running(job) => *job,
+                    Started::Finished(finish) => return Ok(finish),
                 }
             }
+            Err(err) => return Err(err),
         };
 
         let outcome = match self.handlers.step(&running.kind, &running.step) {
@@ -266,7 +302,7 @@ impl StepRunner {
         let finish = match outcome {
             Ok(StepOutcome::Done(result)) => {
                 done.result = Some(result);
-                jobs.transition(&running.id, &done, &[], at).await?;
+                jobs.transition_grouped(&running.id, &done, &[], at).await?;
                 Finish::Completed
             }
             Ok(StepOutcome::Next {
@@ -275,7 +311,8 @@ impl StepRunner {
             }) => {
                 done.step = Some(step.clone());
                 let next = step_message(&running.id, &step, next_role.as_str(), 0, at);
-                jobs.transition(&running.id, &done, &[next], at).await?;
+                jobs.transition_grouped(&running.id, &done, &[next], at)
+                    .await?;
                 Finish::Completed
             }
             Err((err, panicked)) => {
@@ -301,12 +338,13 @@ impl StepRunner {
                             running.attempts,
                             not_before,
                         );
-                        jobs.transition(&running.id, &done, &[next], at).await?;
+                        jobs.transition_grouped(&running.id, &done, &[next], at)
+                            .await?;
                         Finish::Retrying { error, panicked }
                     }
                     None => {
                         done.to = JobState::Failed;
-                        jobs.transition(&running.id, &done, &[], at).await?;
+                        jobs.transition_grouped(&running.id, &done, &[], at).await?;
                         let reason =
                             format!("job failed after {} attempts: {error}", running.attempts);
                         self.mailbox.dead_letter(delivery, &reason, at).await?;
@@ -319,6 +357,58 @@ impl StepRunner {
             .ack(role, std::slice::from_ref(&delivery.receipt))
             .await?;
         Ok(finish)
+    }
+
+    /// Reads the committed job and acts on the plan for this delivery: starts or takes
+    /// over the attempt, or ends the delivery (stale, unknown job, committed failure).
+    async fn start_from_committed(
+        &self,
+        delivery: &Delivery,
+        message: &StepMessage,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<Started, StoreError> {
+        let envelope = &delivery.envelope;
+        let role = &envelope.role;
+        let jobs = self.store.tenant(&envelope.tenant).jobs();
+        let job = match jobs.get_grouped(&message.job_id).await {
+            Ok(job) => job,
+            Err(StoreError::NotFound(_)) => {
+                tracing::warn!(tenant = %envelope.tenant, job_id = %message.job_id, "step message for an unknown job");
+                self.mailbox
+                    .ack(role, std::slice::from_ref(&delivery.receipt))
+                    .await?;
+                return Ok(Started::Finished(Finish::Stale));
+            }
+            Err(err) => return Err(err),
+        };
+        match plan(&job, &message.step, envelope.attempt) {
+            Plan::Stale => {
+                self.mailbox
+                    .ack(role, std::slice::from_ref(&delivery.receipt))
+                    .await?;
+                Ok(Started::Finished(Finish::Stale))
+            }
+            Plan::DeadLetter(error) => {
+                self.mailbox.dead_letter(delivery, &error, now()).await?;
+                Ok(Started::Finished(Finish::Failed {
+                    error,
+                    panicked: false,
+                }))
+            }
+            Plan::Start(change) | Plan::TakeOver(change) => {
+                match jobs.transition_grouped(&job.id, &change, &[], now()).await {
+                    Ok(job) => Ok(Started::Running(Box::new(job))),
+                    // Another delivery of the same attempt won the race: it runs the step.
+                    Err(StoreError::Conflict(_)) => {
+                        self.mailbox
+                            .ack(role, std::slice::from_ref(&delivery.receipt))
+                            .await?;
+                        Ok(Started::Finished(Finish::Stale))
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        }
     }
 
     /// A plain message: handled, then acknowledged; failures retry with the same

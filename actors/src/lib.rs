@@ -13,7 +13,7 @@
 //! Layout:
 //! - `runtime`: [`Runtime`], the loops, [`ROLES`];
 //! - `root`, `tenant`, `job_actor`: the supervision tree, one actor per file;
-//! - `job`: durable steps ([`submit`], [`StepRunner`]);
+//! - `job`: durable steps ([`submit`], [`submit_batch`], [`StepRunner`]);
 //! - `handler`: the step handler API ([`StepHandler`], [`Handlers`]);
 //! - `noop`: the built-in `noop` job kind;
 //! - `relay`: the outbox relay;
@@ -33,7 +33,9 @@ mod tenant;
 pub use handler::{
     Handlers, JobKind, MessageHandler, StepContext, StepError, StepHandler, StepOutcome,
 };
-pub use job::{retry_policy, submit, Finish, JobRequest, StepMessage, StepRunner, STEP_MESSAGE};
+pub use job::{
+    retry_policy, submit, submit_batch, Finish, JobRequest, StepMessage, StepRunner, STEP_MESSAGE,
+};
 pub use metrics::RuntimeMetrics;
 pub use relay::relay_once;
 pub use runtime::{Observer, Runtime, RuntimeConfig, ROLES};

@@ -1,4 +1,5 @@
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use sqlx::{AnyPool, Executor};
 use stella_config::{redact_url, DatabaseBackend, DatabaseSettings};
 
 use crate::error::{Backend, Result, StoreError};
+use crate::group::Groups;
 use crate::repo::{Audit, Idempotency, Jobs, Noop, Outbox, Tenants, Tokens};
 use crate::TenantId;
 
@@ -22,6 +24,8 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// Group commit for the runtime's hot path (see `group`), shared by every clone.
+    pub(crate) group: Arc<Groups>,
 }
 
 impl Store {
@@ -69,7 +73,21 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|err| unavailable(describe_connect_error(&err)))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            group: Arc::default(),
+        })
+    }
+
+    /// The same pool without the group-commit tasks: what those tasks themselves hold,
+    /// so they end once every ordinary handle is dropped.
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            backend: self.backend,
+            group: Arc::default(),
+        }
     }
 
     /// Applies the embedded migrations of this backend; safe to call on every start.

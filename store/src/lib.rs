@@ -19,11 +19,14 @@
 //! - [`object`]: the object store port, its folder and S3 adapters, content addressing;
 //! - `valkey`: the Valkey connection pool;
 //! - `ids`: validated identifiers ([`TenantId`], [`JobId`], [`TokenId`]);
+//! - `group`: group commit, concurrent single-job reads and writes of the runtime run
+//!   as one statement or transaction;
 //! - `error`: [`StoreError`], the one error type of this crate.
 
 pub mod bench;
 mod db;
 mod error;
+mod group;
 mod ids;
 pub mod mailbox;
 pub mod object;

@@ -90,6 +90,9 @@ conformance!(
     idempotency_keys_are_claimed_once_per_tenant,
     audit_log_is_append_only_and_filterable,
     job_lists_page_through_everything_exactly_once,
+    a_batch_submission_commits_each_job_with_its_messages_once_per_key,
+    a_batch_of_changes_commits_each_winner_and_rejects_each_loser_alone,
+    grouped_calls_keep_the_single_call_guarantees,
 );
 
 async fn migrations_are_idempotent(db: &TestDb) {
@@ -719,4 +722,245 @@ async fn job_lists_page_through_everything_exactly_once(db: &TestDb) {
         .await
         .unwrap();
     assert!(running.items.is_empty());
+}
+
+async fn a_batch_submission_commits_each_job_with_its_messages_once_per_key(db: &TestDb) {
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let batch = [
+        noop_job(Some("k1")),
+        noop_job(Some("k2")),
+        noop_job(Some("k1")),
+        noop_job(None),
+    ];
+    let submitted = jobs
+        .submit_many(&batch, t0(), |id, job| {
+            vec![message(&format!("{id}:{}", job.step))]
+        })
+        .await
+        .unwrap();
+    let created: Vec<bool> = submitted.iter().map(|s| s.created).collect();
+    assert_eq!(created, [true, true, false, true]);
+    assert_eq!(submitted[2].job, submitted[0].job);
+    for s in &submitted {
+        assert_eq!(jobs.get(&s.job.id).await.unwrap(), s.job);
+        assert_eq!(s.job.state, JobState::Queued);
+        assert_eq!(jobs.events(&s.job.id).await.unwrap().len(), 1);
+    }
+    let pending = db.store.outbox().pending(10).await.unwrap();
+    let mut keys: Vec<String> = pending.iter().map(|r| r.idempotency_key.clone()).collect();
+    keys.sort();
+    let mut expected: Vec<String> = [0, 1, 3]
+        .iter()
+        .map(|&i| format!("{}:run", submitted[i].job.id))
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    for row in &pending {
+        assert_eq!(row.tenant, acme);
+    }
+
+    let again = jobs
+        .submit_many(&[noop_job(Some("k2"))], t0(), |_, _| vec![message("again")])
+        .await
+        .unwrap();
+    assert!(!again[0].created);
+    assert_eq!(again[0].job, submitted[1].job);
+    assert_eq!(db.store.outbox().backlog().await.unwrap(), 3);
+    assert!(matches!(
+        jobs.submit_many(
+            &[
+                noop_job(None),
+                NewJob {
+                    max_attempts: 0,
+                    ..noop_job(None)
+                }
+            ],
+            t0(),
+            |_, _| vec![]
+        )
+        .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        jobs.list(&JobFilter::default(), None, 100)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+}
+
+async fn a_batch_of_changes_commits_each_winner_and_rejects_each_loser_alone(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let acme_jobs = db.store.tenant(&acme).jobs();
+    let globex_jobs = db.store.tenant(&globex).jobs();
+    let a1 = acme_jobs
+        .submit(&noop_job(None), &[], t0())
+        .await
+        .unwrap()
+        .job;
+    let a2 = acme_jobs
+        .submit(&noop_job(None), &[], t0())
+        .await
+        .unwrap()
+        .job;
+    let g1 = globex_jobs
+        .submit(&noop_job(None), &[], t0())
+        .await
+        .unwrap()
+        .job;
+
+    let mut start = Transition::new(JobState::Queued, JobState::Running);
+    start.count_attempt = true;
+    start.expect_step = Some("run".into());
+    start.expect_attempts = Some(0);
+    let stale = Transition::new(JobState::Running, JobState::Succeeded);
+    let mut done = Transition::new(JobState::Running, JobState::Succeeded);
+    done.result = Some(json!({"ok": true}));
+    let invalid = Transition::new(JobState::Succeeded, JobState::Running);
+    let at = t0() + Duration::seconds(5);
+    let changes = vec![
+        acme_jobs.change(&a1.id, &start, &[message("a1-start")], at),
+        acme_jobs.change(&a2.id, &stale, &[message("a2-stale")], at),
+        globex_jobs.change(&g1.id, &start, &[message("g1-start")], at),
+        // Globex cannot reach acme's job, even inside a batch.
+        globex_jobs.change(&a2.id, &start, &[message("cross")], at),
+        // A second change of a1 in the same batch applies after the first.
+        acme_jobs.change(&a1.id, &done, &[], at),
+        acme_jobs.change(&a2.id, &invalid, &[], at),
+    ];
+    let results = db.store.apply_changes(changes).await;
+    assert_eq!(results.len(), 6);
+    let running = results[0].as_ref().unwrap();
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!(running.attempts, 1);
+    assert!(matches!(&results[1], Err(StoreError::Conflict(text)) if text.contains("is queued")));
+    assert_eq!(results[2].as_ref().unwrap().state, JobState::Running);
+    assert!(matches!(&results[3], Err(StoreError::NotFound(_))));
+    let finished = results[4].as_ref().unwrap();
+    assert_eq!(finished.state, JobState::Succeeded);
+    assert_eq!(finished.result, Some(json!({"ok": true})));
+    assert_eq!(finished.finished_at, Some(at));
+    assert!(matches!(&results[5], Err(StoreError::Invalid(_))));
+
+    assert_eq!(acme_jobs.get(&a2.id).await.unwrap(), a2);
+    assert_eq!(acme_jobs.events(&a2.id).await.unwrap().len(), 1);
+    let history: Vec<(Option<JobState>, JobState, u32)> = acme_jobs
+        .events(&a1.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.from_state, e.to_state, e.attempt))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (None, JobState::Queued, 0),
+            (Some(JobState::Queued), JobState::Running, 1),
+            (Some(JobState::Running), JobState::Succeeded, 1),
+        ]
+    );
+    assert_eq!(globex_jobs.events(&g1.id).await.unwrap().len(), 2);
+    let mut relayed: Vec<String> = db
+        .store
+        .outbox()
+        .pending(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{}/{}", r.tenant, r.idempotency_key))
+        .collect();
+    relayed.sort();
+    assert_eq!(relayed, ["acme/a1-start", "globex/g1-start"]);
+}
+
+async fn grouped_calls_keep_the_single_call_guarantees(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            jobs.submit(&noop_job(None), &[], t0())
+                .await
+                .unwrap()
+                .job
+                .id,
+        );
+    }
+    // Twelve workers race for the first job, and one worker each starts the others, all
+    // at once: exactly one racer wins, every other start commits.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = db.store.clone();
+        let id = ids[0].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut claim = Transition::new(JobState::Queued, JobState::Running);
+            claim.count_attempt = true;
+            let acme = tenant("acme");
+            let jobs = store.tenant(&acme).jobs();
+            jobs.transition_grouped(&id, &claim, &[message(&format!("w{i}"))], t0())
+                .await
+        }));
+    }
+    for id in &ids[1..] {
+        let store = db.store.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut claim = Transition::new(JobState::Queued, JobState::Running);
+            claim.count_attempt = true;
+            let acme = tenant("acme");
+            let jobs = store.tenant(&acme).jobs();
+            jobs.transition_grouped(&id, &claim, &[message(id.as_str())], t0())
+                .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(job) => {
+                assert_eq!(job.state, JobState::Running);
+                won += 1;
+            }
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("a grouped claim failed with {other}"),
+        }
+    }
+    assert_eq!(won, 20);
+    assert_eq!(db.store.outbox().backlog().await.unwrap(), 20);
+    for id in &ids {
+        let job = jobs.get_grouped(id).await.unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Running, 1));
+        assert_eq!(&job.id, id);
+    }
+    let globex = tenant("globex");
+    assert!(matches!(
+        db.store.tenant(&globex).jobs().get_grouped(&ids[0]).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Effects of redelivered runs, written at once: one is new, the rest are repeats;
+    // every run is counted.
+    let mut writes = Vec::new();
+    for _ in 0..5 {
+        let store = db.store.clone();
+        let id = ids[0].clone();
+        writes.push(tokio::spawn(async move {
+            let acme = tenant("acme");
+            let noop = store.tenant(&acme).noop();
+            noop.count_execution(&id).await.unwrap();
+            noop.write_effect(&id, t0()).await.unwrap()
+        }));
+    }
+    let mut fresh = 0;
+    for write in writes {
+        fresh += usize::from(write.await.unwrap());
+    }
+    assert_eq!(fresh, 1);
+    let totals = db.store.tenant(&acme).noop().totals().await.unwrap();
+    assert_eq!((totals.effects, totals.executions), (1, 5));
 }

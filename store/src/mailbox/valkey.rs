@@ -674,16 +674,41 @@ impl Mailbox for ValkeyMailbox {
                 .push(&receipt.id);
         }
         let mut conn = self.conn().await?;
-        for (stream, ids) in by_stream {
-            self.scripts
-                .ack
-                .key(&stream)
-                .arg(&ids)
-                .invoke_async::<i64>(&mut conn)
-                .await
-                .map_err(|err| self.err(err))?;
+        if by_stream.len() == 1 {
+            for (stream, ids) in by_stream {
+                self.scripts
+                    .ack
+                    .key(&stream)
+                    .arg(&ids)
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+                    .map_err(|err| self.err(err))?;
+            }
+            return Ok(());
         }
-        Ok(())
+        // Receipts of many tenants: one pipeline of one script call per stream.
+        let mut pipe = redis::pipe();
+        for (stream, ids) in &by_stream {
+            let mut invocation = self.scripts.ack.prepare_invoke();
+            invocation.key(stream).arg(ids);
+            pipe.invoke_script(&invocation);
+        }
+        match pipe.query_async::<Vec<i64>>(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("NOSCRIPT") => {
+                self.scripts
+                    .ack
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|err| self.err(err))?;
+                pipe.query_async::<Vec<i64>>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| self.err(err))
+            }
+            Err(err) => Err(self.err(err)),
+        }
     }
 
     async fn retry_later(

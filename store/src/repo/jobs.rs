@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -196,6 +197,31 @@ pub struct Jobs<'a> {
 const COLUMNS: &str = "tenant_id, id, kind, state, step, params, result, attempts, max_attempts, \
      last_error, idempotency_key, created_at, updated_at, not_before, finished_at";
 
+/// Jobs per INSERT statement of a batch submission (8 bound parameters each).
+const SUBMIT_CHUNK: usize = 500;
+/// Rows per INSERT of job events (8 parameters each) and outbox rows (9 each).
+const INSERT_CHUNK: usize = 500;
+
+/// A job of some tenant, for the group-commit reads (crate-internal: callers go through
+/// the tenant-scoped [`Jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct JobKey {
+    pub(crate) tenant: TenantId,
+    pub(crate) id: JobId,
+}
+
+/// One job's compare-and-set transition with its messages, made by [`Jobs::change`] (so
+/// it is bound to that tenant) and applied, together with others, by
+/// [`Store::apply_changes`].
+#[derive(Debug, Clone)]
+pub struct JobChange {
+    tenant: TenantId,
+    id: JobId,
+    change: Transition,
+    messages: Vec<NewMessage>,
+    now: DateTime<Utc>,
+}
+
 impl<'a> Jobs<'a> {
     /// Stores a new job in `queued` and, in the same transaction, its first messages.
     pub async fn submit(
@@ -214,57 +240,132 @@ impl<'a> Jobs<'a> {
         now: DateTime<Utc>,
         messages: impl FnOnce(&JobId) -> Vec<NewMessage>,
     ) -> Result<Submitted> {
-        if new.kind.is_empty() || new.max_attempts == 0 {
+        let mut messages = Some(messages);
+        let mut submitted = self
+            .submit_many(std::slice::from_ref(new), now, |id, _| {
+                messages.take().map(|build| build(id)).unwrap_or_default()
+            })
+            .await?;
+        submitted
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("submit returned no job".into()))
+    }
+
+    /// Submits many jobs in one transaction (a batch submission): each job row, its
+    /// `queued` event and its first messages (built from the job's id and request) are
+    /// committed together. A job whose idempotency key is already taken, by an earlier
+    /// submission or earlier in the same batch, is returned as it is (`created: false`).
+    /// Results are in the order of `new`.
+    pub async fn submit_many(
+        &self,
+        new: &[NewJob],
+        now: DateTime<Utc>,
+        mut messages: impl FnMut(&JobId, &NewJob) -> Vec<NewMessage>,
+    ) -> Result<Vec<Submitted>> {
+        if new
+            .iter()
+            .any(|job| job.kind.is_empty() || job.max_attempts == 0)
+        {
             return Err(StoreError::Invalid(
                 "job kind must be set and max_attempts at least 1".into(),
             ));
         }
-        let id = JobId::generate();
+        let ids: Vec<JobId> = new.iter().map(|_| JobId::generate()).collect();
         let at = to_millis(now);
         let mut tx = self.begin().await?;
         // ON CONFLICT keeps a duplicate submission from failing the transaction; the
-        // write comes first so SQLite takes its write lock before any read.
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (tenant_id, id, kind, state, step, params, attempts, max_attempts, \
-                 idempotency_key, created_at, updated_at, not_before) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, 0, $6, $7, $8, $8, $8) \
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
-        )
-        .bind(self.tenant.as_str())
-        .bind(id.as_str())
-        .bind(&new.kind)
-        .bind(&new.step)
-        .bind(new.params.to_string())
-        .bind(i64::from(new.max_attempts))
-        .bind(new.idempotency_key.as_deref())
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|err| self.store.err(err, "job"))?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            tx.rollback()
+        // write comes first so SQLite takes its write lock before any read. RETURNING
+        // gives the rows actually inserted, so nothing is read back afterwards.
+        let mut inserted: HashMap<String, Job> = HashMap::new();
+        let mut offset = 0;
+        for chunk in new.chunks(SUBMIT_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 8;
+                    format!(
+                        "(${}, ${}, ${}, 'queued', ${}, ${}, 0, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7,
+                        p + 8,
+                        p + 8,
+                        p + 8
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO jobs (tenant_id, id, kind, state, step, params, attempts, max_attempts, \
+                     idempotency_key, created_at, updated_at, not_before) VALUES {} \
+                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (job, id) in chunk.iter().zip(&ids[offset..]) {
+                query = query
+                    .bind(self.tenant.as_str())
+                    .bind(id.as_str())
+                    .bind(&job.kind)
+                    .bind(&job.step)
+                    .bind(job.params.to_string())
+                    .bind(i64::from(job.max_attempts))
+                    .bind(job.idempotency_key.as_deref())
+                    .bind(at);
+            }
+            let rows = query
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(|err| self.store.err(err, "job"))?;
-            let key = new.idempotency_key.as_deref().unwrap_or_default();
-            let job = self.by_idempotency_key(key).await?;
-            return Ok(Submitted {
-                job,
-                created: false,
-            });
+            for row in &rows {
+                let job = decode(row)?;
+                inserted.insert(job.id.to_string(), job);
+            }
+            offset += chunk.len();
         }
-        self.insert_event(&mut tx, &id, None, JobState::Queued, &new.step, 0, None, at)
-            .await?;
-        self.insert_messages(&mut tx, &id, &messages(&id), at)
-            .await?;
+        let mut events = Vec::with_capacity(inserted.len());
+        let mut outbox = Vec::new();
+        for (job, id) in new.iter().zip(&ids) {
+            if inserted.contains_key(id.as_str()) {
+                events.push(EventRow {
+                    tenant: self.tenant.clone(),
+                    job_id: id.clone(),
+                    from: None,
+                    to: JobState::Queued,
+                    step: job.step.clone(),
+                    attempt: 0,
+                    error: None,
+                    at,
+                });
+                for message in messages(id, job) {
+                    outbox.push((self.tenant.clone(), id.clone(), message));
+                }
+            }
+        }
+        insert_events(self.store, &mut tx, &events).await?;
+        insert_outbox(self.store, &mut tx, &outbox, at).await?;
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;
-        Ok(Submitted {
-            job: self.get(&id).await?,
-            created: true,
-        })
+        let mut submitted = Vec::with_capacity(new.len());
+        for (job, id) in new.iter().zip(&ids) {
+            match inserted.remove(id.as_str()) {
+                Some(created) => submitted.push(Submitted {
+                    job: created,
+                    created: true,
+                }),
+                None => {
+                    let key = job.idempotency_key.as_deref().unwrap_or_default();
+                    submitted.push(Submitted {
+                        job: self.by_idempotency_key(key).await?,
+                        created: false,
+                    });
+                }
+            }
+        }
+        Ok(submitted)
     }
 
     pub async fn get(&self, id: &JobId) -> Result<Job> {
@@ -410,22 +511,68 @@ impl<'a> Jobs<'a> {
             )));
         };
         let job = decode(&row)?;
-        self.insert_event(
-            &mut tx,
-            id,
-            Some(change.from),
-            change.to,
-            &job.step,
-            i64::from(job.attempts),
-            change.error.as_deref(),
+        let event = EventRow {
+            tenant: self.tenant.clone(),
+            job_id: id.clone(),
+            from: Some(change.from),
+            to: change.to,
+            step: job.step.clone(),
+            attempt: i64::from(job.attempts),
+            error: change.error.clone(),
             at,
-        )
-        .await?;
-        self.insert_messages(&mut tx, id, messages, at).await?;
+        };
+        insert_events(self.store, &mut tx, std::slice::from_ref(&event)).await?;
+        let outbox: Vec<_> = messages
+            .iter()
+            .map(|m| (self.tenant.clone(), id.clone(), m.clone()))
+            .collect();
+        insert_outbox(self.store, &mut tx, &outbox, at).await?;
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;
         Ok(job)
+    }
+
+    /// [`Jobs::get`] through group commit: concurrent reads of many jobs (of any tenant)
+    /// become one query.
+    pub async fn get_grouped(&self, id: &JobId) -> Result<Job> {
+        let key = JobKey {
+            tenant: self.tenant.clone(),
+            id: id.clone(),
+        };
+        self.store.group.get_jobs.call(self.store, key).await
+    }
+
+    /// [`Jobs::transition`] through group commit: concurrent transitions (of any tenant)
+    /// are applied in one transaction by [`Store::apply_changes`]. Same guarantees: the
+    /// new state, its event and its messages commit together or not at all, and a lost
+    /// compare-and-set is `Conflict` for this job alone.
+    pub async fn transition_grouped(
+        &self,
+        id: &JobId,
+        change: &Transition,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> Result<Job> {
+        let change = self.change(id, change, messages, now);
+        self.store.group.change_jobs.call(self.store, change).await
+    }
+
+    /// A transition of one of this tenant's jobs, to apply with [`Store::apply_changes`].
+    pub fn change(
+        &self,
+        id: &JobId,
+        change: &Transition,
+        messages: &[NewMessage],
+        now: DateTime<Utc>,
+    ) -> JobChange {
+        JobChange {
+            tenant: self.tenant.clone(),
+            id: id.clone(),
+            change: change.clone(),
+            messages: messages.to_vec(),
+            now,
+        }
     }
 
     /// The job's recorded state changes, oldest first.
@@ -468,63 +615,318 @@ impl<'a> Jobs<'a> {
             .await
             .map_err(|err| self.store.err(err, "transaction"))
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    async fn insert_event(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        id: &JobId,
-        from: Option<JobState>,
-        to: JobState,
-        step: &str,
-        attempt: i64,
-        error: Option<&str>,
-        at: i64,
-    ) -> Result<()> {
-        sqlx::query(
+/// A `job_events` row to insert.
+#[derive(Debug, Clone)]
+struct EventRow {
+    tenant: TenantId,
+    job_id: JobId,
+    from: Option<JobState>,
+    to: JobState,
+    step: String,
+    attempt: i64,
+    error: Option<String>,
+    at: i64,
+}
+
+/// Inserts job events, many rows per statement.
+async fn insert_events(
+    store: &Store,
+    tx: &mut Transaction<'static, Any>,
+    events: &[EventRow],
+) -> Result<()> {
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let sql = format!(
             "INSERT INTO job_events (tenant_id, job_id, from_state, to_state, step, attempt, error, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(self.tenant.as_str())
-        .bind(id.as_str())
-        .bind(from.map(JobState::as_str))
-        .bind(to.as_str())
-        .bind(step)
-        .bind(attempt)
-        .bind(error)
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(|err| self.store.err(err, "job event"))?;
-        Ok(())
-    }
-
-    async fn insert_messages(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        id: &JobId,
-        messages: &[NewMessage],
-        at: i64,
-    ) -> Result<()> {
-        for message in messages {
-            sqlx::query(
-                "INSERT INTO outbox (tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(self.tenant.as_str())
-            .bind(id.as_str())
-            .bind(&message.role)
-            .bind(&message.kind)
-            .bind(message.payload.to_string())
-            .bind(&message.idempotency_key)
-            .bind(i64::from(message.attempt))
-            .bind(to_millis(message.not_before))
-            .bind(at)
+             VALUES {}",
+            placeholders(chunk.len(), 8)
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            query = query
+                .bind(event.tenant.as_str())
+                .bind(event.job_id.as_str())
+                .bind(event.from.map(JobState::as_str))
+                .bind(event.to.as_str())
+                .bind(event.step.clone())
+                .bind(event.attempt)
+                .bind(event.error.clone())
+                .bind(event.at);
+        }
+        query
             .execute(&mut **tx)
             .await
-            .map_err(|err| self.store.err(err, "outbox message"))?;
+            .map_err(|err| store.err(err, "job event"))?;
+    }
+    Ok(())
+}
+
+/// Inserts outbox rows (tenant, job, message), many rows per statement.
+async fn insert_outbox(
+    store: &Store,
+    tx: &mut Transaction<'static, Any>,
+    rows: &[(TenantId, JobId, NewMessage)],
+    at: i64,
+) -> Result<()> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO outbox (tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at) \
+             VALUES {}",
+            placeholders(chunk.len(), 9)
+        );
+        let mut query = sqlx::query(&sql);
+        for (tenant, id, message) in chunk {
+            query = query
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .bind(message.role.clone())
+                .bind(message.kind.clone())
+                .bind(message.payload.to_string())
+                .bind(message.idempotency_key.clone())
+                .bind(i64::from(message.attempt))
+                .bind(to_millis(message.not_before))
+                .bind(at);
         }
-        Ok(())
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "outbox message"))?;
+    }
+    Ok(())
+}
+
+/// `($1, $2, …), ($n+1, …), …`: `rows` tuples of `width` numbered placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 5);
+    for row in 0..rows {
+        if row > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for col in 0..width {
+            if col > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(row * width + col + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Reads many jobs (of any tenants) in one query; each key's result in order, `NotFound`
+/// for a missing one. Every row is matched on tenant and id both.
+pub(crate) async fn get_jobs(store: &Store, keys: &[JobKey]) -> Vec<Result<Job>> {
+    let mut found: HashMap<(String, String), Job> = HashMap::new();
+    for chunk in keys.chunks(crate::group::MAX_BATCH) {
+        let terms: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(tenant_id = ${} AND id = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE {}", terms.join(" OR "));
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(key.tenant.as_str()).bind(key.id.as_str());
+        }
+        let rows = match query.fetch_all(&store.pool).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                let err = store.err(err, "jobs");
+                return keys.iter().map(|_| Err(err.clone())).collect();
+            }
+        };
+        for row in &rows {
+            match decode(row) {
+                Ok(job) => {
+                    found.insert((job.tenant.to_string(), job.id.to_string()), job);
+                }
+                Err(err) => return keys.iter().map(|_| Err(err.clone())).collect(),
+            }
+        }
+    }
+    keys.iter()
+        .map(|key| {
+            found
+                .get(&(key.tenant.to_string(), key.id.to_string()))
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("job {}", key.id)))
+        })
+        .collect()
+}
+
+impl Store {
+    /// Applies many jobs' transitions in one transaction: one compare-and-set `UPDATE`
+    /// for all of them, then their events and outbox rows. Each change gets its own
+    /// result: a lost compare-and-set is `Conflict` for that job only, the others commit.
+    /// A job named twice has its later changes applied after the batch, one by one, in
+    /// order. Should the batch transaction fail as a whole (a deadlock with another
+    /// process, an unreachable database), each change is retried in its own transaction,
+    /// so one change never fails another.
+    pub async fn apply_changes(&self, changes: Vec<JobChange>) -> Vec<Result<Job>> {
+        let mut results: Vec<Option<Result<Job>>> = changes.iter().map(|_| None).collect();
+        let mut batch = Vec::new();
+        let mut later = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, change) in changes.iter().enumerate() {
+            if !change.change.from.can_become(change.change.to) {
+                results[i] = Some(Err(StoreError::Invalid(format!(
+                    "a job cannot go from {} to {}",
+                    change.change.from, change.change.to
+                ))));
+            } else if seen.insert((change.tenant.clone(), change.id.clone())) {
+                batch.push(i);
+            } else {
+                later.push(i);
+            }
+        }
+        for chunk in batch.chunks(crate::group::MAX_BATCH) {
+            let items: Vec<&JobChange> = chunk.iter().map(|&i| &changes[i]).collect();
+            match self.commit_changes(&items).await {
+                Ok(outcomes) => {
+                    let mut lost = Vec::new();
+                    for (&i, outcome) in chunk.iter().zip(outcomes) {
+                        match outcome {
+                            Some(job) => results[i] = Some(Ok(job)),
+                            None => lost.push(i),
+                        }
+                    }
+                    // Say why each lost: one read for all of them.
+                    let keys: Vec<JobKey> = lost
+                        .iter()
+                        .map(|&i| JobKey {
+                            tenant: changes[i].tenant.clone(),
+                            id: changes[i].id.clone(),
+                        })
+                        .collect();
+                    let current = get_jobs(self, &keys).await;
+                    for (&i, current) in lost.iter().zip(current) {
+                        results[i] = Some(Err(conflict(&changes[i], current)));
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, count = chunk.len(), "group commit failed; committing each change alone");
+                    later.extend_from_slice(chunk);
+                }
+            }
+        }
+        later.sort_unstable();
+        for i in later {
+            let c = &changes[i];
+            results[i] = Some(
+                self.tenant(&c.tenant)
+                    .jobs()
+                    .transition(&c.id, &c.change, &c.messages, c.now)
+                    .await,
+            );
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::Corrupt("change not applied".into()))))
+            .collect()
+    }
+
+    /// One transaction for distinct jobs' changes: `Some(job)` where the compare-and-set
+    /// held, `None` where it did not.
+    async fn commit_changes(&self, changes: &[&JobChange]) -> Result<Vec<Option<Job>>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|err| self.err(err, "transaction"))?;
+        // One UPDATE joined to a VALUES list: each row carries its own expected state,
+        // step and attempts (the compare-and-set) and its new values. VALUES columns are
+        // `column1…` on both engines.
+        let sql = format!(
+            "UPDATE jobs SET state = v.column3, step = COALESCE(v.column4, jobs.step), \
+                 attempts = jobs.attempts + v.column5, last_error = COALESCE(v.column6, jobs.last_error), \
+                 result = COALESCE(v.column7, jobs.result), not_before = COALESCE(v.column8, jobs.not_before), \
+                 finished_at = v.column9, updated_at = v.column10 \
+             FROM (VALUES {}) AS v \
+             WHERE jobs.tenant_id = v.column1 AND jobs.id = v.column2 AND jobs.state = v.column11 \
+                 AND (v.column12 = '' OR jobs.step = v.column12) \
+                 AND (v.column13 < 0 OR jobs.attempts = v.column13) \
+             RETURNING {COLUMNS}",
+            placeholders(changes.len(), 13)
+        );
+        let mut query = sqlx::query(&sql);
+        for c in changes {
+            let at = to_millis(c.now);
+            let change = &c.change;
+            query = query
+                .bind(c.tenant.as_str())
+                .bind(c.id.as_str())
+                .bind(change.to.as_str())
+                .bind(change.step.clone())
+                .bind(i64::from(change.count_attempt))
+                .bind(change.error.clone())
+                .bind(change.result.as_ref().map(Value::to_string))
+                .bind(change.not_before.map(to_millis))
+                .bind(change.to.is_terminal().then_some(at))
+                .bind(at)
+                .bind(change.from.as_str())
+                .bind(change.expect_step.clone().unwrap_or_default())
+                .bind(change.expect_attempts.map_or(-1, i64::from));
+        }
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|err| self.err(err, "jobs"))?;
+        let mut updated: HashMap<(String, String), Job> = HashMap::new();
+        for row in &rows {
+            let job = decode(row)?;
+            updated.insert((job.tenant.to_string(), job.id.to_string()), job);
+        }
+        let outcomes: Vec<Option<Job>> = changes
+            .iter()
+            .map(|c| updated.remove(&(c.tenant.to_string(), c.id.to_string())))
+            .collect();
+        let mut events = Vec::new();
+        let mut outbox = Vec::new();
+        for (c, outcome) in changes.iter().zip(&outcomes) {
+            let Some(job) = outcome else { continue };
+            let at = to_millis(c.now);
+            events.push(EventRow {
+                tenant: c.tenant.clone(),
+                job_id: c.id.clone(),
+                from: Some(c.change.from),
+                to: c.change.to,
+                step: job.step.clone(),
+                attempt: i64::from(job.attempts),
+                error: c.change.error.clone(),
+                at,
+            });
+            for message in &c.messages {
+                outbox.push((c.tenant.clone(), c.id.clone(), message.clone()));
+            }
+        }
+        insert_events(self, &mut tx, &events).await?;
+        // The outbox's created_at is the batch's commit time (it orders nothing; `seq`
+        // does).
+        let at = changes.iter().map(|c| to_millis(c.now)).max().unwrap_or(0);
+        insert_outbox(self, &mut tx, &outbox, at).await?;
+        tx.commit().await.map_err(|err| self.err(err, "jobs"))?;
+        Ok(outcomes)
+    }
+}
+
+/// Why a change's compare-and-set matched nothing: the job moved on, or is gone.
+fn conflict(c: &JobChange, current: Result<Job>) -> StoreError {
+    match current {
+        Ok(current) => StoreError::Conflict(format!(
+            "job {} is {} at step {:?} after {} attempts, expected {}{}",
+            c.id,
+            current.state,
+            current.step,
+            current.attempts,
+            c.change.from,
+            c.change
+                .expect_step
+                .as_ref()
+                .map(|s| format!(" at step {s:?}"))
+                .unwrap_or_default()
+        )),
+        Err(err) => err,
     }
 }
 

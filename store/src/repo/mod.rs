@@ -11,9 +11,11 @@ mod tokens;
 
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use idempotency::Idempotency;
+pub(crate) use jobs::{get_jobs, JobKey};
 pub use jobs::{
-    Job, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, Submitted, Transition,
+    Job, JobChange, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, Submitted, Transition,
 };
+pub(crate) use noop::{count_noop_executions, write_noop_effects};
 pub use noop::{Noop, NoopTotals};
 pub use outbox::{Outbox, OutboxRow};
 pub use tenants::{Tenant, TenantStatus, Tenants};

@@ -2,7 +2,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::ids::to_millis;
+use crate::repo::JobKey;
 use crate::{JobId, Store, TenantId};
+use std::collections::{HashMap, HashSet};
 
 /// The built-in `noop` job kind's records: its single effect, an idempotent row keyed by
 /// job id, and a count of handler runs (redeliveries included). The diagnostics compare
@@ -22,32 +24,27 @@ pub struct NoopTotals {
 
 impl Noop<'_> {
     /// Writes the job's effect; `false` if it was already written (a redelivery).
+    /// Concurrent writes share one statement (group commit); each caller still returns
+    /// only once its own row is committed.
     pub async fn write_effect(&self, job: &JobId, now: DateTime<Utc>) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO noop_effects (tenant_id, job_id, written_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (tenant_id, job_id) DO NOTHING",
-        )
-        .bind(self.tenant.as_str())
-        .bind(job.as_str())
-        .bind(to_millis(now))
-        .execute(&self.store.pool)
-        .await
-        .map_err(|err| self.store.err(err, "noop effect"))?;
-        Ok(done.rows_affected() == 1)
+        let key = JobKey {
+            tenant: self.tenant.clone(),
+            id: job.clone(),
+        };
+        self.store
+            .group
+            .noop_effects
+            .call(self.store, (key, to_millis(now)))
+            .await
     }
 
-    /// Counts one handler run of the job.
+    /// Counts one handler run of the job (group commit, like [`Noop::write_effect`]).
     pub async fn count_execution(&self, job: &JobId) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO noop_executions (tenant_id, job_id, runs) VALUES ($1, $2, 1) \
-             ON CONFLICT (tenant_id, job_id) DO UPDATE SET runs = noop_executions.runs + 1",
-        )
-        .bind(self.tenant.as_str())
-        .bind(job.as_str())
-        .execute(&self.store.pool)
-        .await
-        .map_err(|err| self.store.err(err, "noop execution"))?;
-        Ok(())
+        let key = JobKey {
+            tenant: self.tenant.clone(),
+            id: job.clone(),
+        };
+        self.store.group.noop_executions.call(self.store, key).await
     }
 
     pub async fn totals(&self) -> Result<NoopTotals> {
@@ -69,4 +66,69 @@ impl Noop<'_> {
             executions: u64::try_from(runs.0).unwrap_or(0),
         })
     }
+}
+
+/// Writes many jobs' effects in one statement; for each key, whether its row is new.
+/// A key given twice is new at most once.
+pub(crate) async fn write_noop_effects(store: &Store, keys: &[(JobKey, i64)]) -> Vec<Result<bool>> {
+    let mut fresh: HashSet<(String, String)> = HashSet::new();
+    for chunk in keys.chunks(crate::group::MAX_BATCH) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO noop_effects (tenant_id, job_id, written_at) VALUES {} \
+             ON CONFLICT (tenant_id, job_id) DO NOTHING RETURNING tenant_id, job_id",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for (key, at) in chunk {
+            query = query
+                .bind(key.tenant.as_str())
+                .bind(key.id.as_str())
+                .bind(*at);
+        }
+        match query.fetch_all(&store.pool).await {
+            Ok(rows) => fresh.extend(rows),
+            Err(err) => {
+                let err = store.err(err, "noop effect");
+                return keys.iter().map(|_| Err(err.clone())).collect();
+            }
+        }
+    }
+    keys.iter()
+        .map(|(key, _)| Ok(fresh.remove(&(key.tenant.to_string(), key.id.to_string()))))
+        .collect()
+}
+
+/// Counts one handler run per key (a key given twice counts twice), in one statement.
+pub(crate) async fn count_noop_executions(store: &Store, keys: &[JobKey]) -> Vec<Result<()>> {
+    // One row per job: an upsert may not touch the same row twice in one statement.
+    let mut runs: HashMap<&JobKey, i64> = HashMap::new();
+    for key in keys {
+        *runs.entry(key).or_default() += 1;
+    }
+    let runs: Vec<(&JobKey, i64)> = runs.into_iter().collect();
+    for chunk in runs.chunks(crate::group::MAX_BATCH) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO noop_executions (tenant_id, job_id, runs) VALUES {} \
+             ON CONFLICT (tenant_id, job_id) DO UPDATE SET runs = noop_executions.runs + excluded.runs",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (key, n) in chunk {
+            query = query
+                .bind(key.tenant.as_str())
+                .bind(key.id.as_str())
+                .bind(*n);
+        }
+        if let Err(err) = query.execute(&store.pool).await {
+            let err = store.err(err, "noop execution");
+            return keys.iter().map(|_| Err(err.clone())).collect();
+        }
+    }
+    keys.iter().map(|_| Ok(())).collect()
 }

@@ -71,7 +71,7 @@ impl Outbox<'_> {
     /// never a range: a row with a lower number may commit later and must not be marked
     /// unsent.
     pub async fn mark_relayed(&self, seqs: &[i64], now: DateTime<Utc>) -> Result<()> {
-        for chunk in seqs.chunks(100) {
+        for chunk in seqs.chunks(1000) {
             let placeholders: Vec<String> =
                 (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
