@@ -391,6 +391,7 @@ async fn transitions_follow_the_state_machine_and_record_history(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(queued.step, "seal");
+    assert_eq!(queued.attempts, 0, "attempts count per step");
     assert!(queued.finished_at.is_none());
 
     jobs.transition(
@@ -434,9 +435,9 @@ async fn transitions_follow_the_state_machine_and_record_history(db: &TestDb) {
             (JobState::Running, "run".into(), 1),
             (JobState::Retrying, "run".into(), 1),
             (JobState::Running, "run".into(), 2),
-            (JobState::Queued, "seal".into(), 2),
-            (JobState::Running, "seal".into(), 2),
-            (JobState::Succeeded, "seal".into(), 2),
+            (JobState::Queued, "seal".into(), 0),
+            (JobState::Running, "seal".into(), 0),
+            (JobState::Succeeded, "seal".into(), 0),
         ]
     );
     let counts = jobs.count_by_state().await.unwrap();

@@ -28,7 +28,40 @@ pub struct ScanComponent {
     pub package_purl: String,
     pub package: PackageKey,
     pub version: Option<String>,
-    pub bom_ref: Option<String>,
+    /// Every `bom-ref` / SPDX id the component appears under.
+    pub bom_refs: Vec<String>,
+}
+
+impl ScanComponent {
+    /// The scan's view of an SBOM component; `None` for components that cannot be
+    /// matched (no purl, invalid purl, unsupported ecosystem: counted in the SBOM summary).
+    pub fn from_component(component: &crate::sbom::Component) -> Option<Self> {
+        let purl = component.purl.as_ref()?;
+        Some(Self {
+            purl: purl.as_str().to_owned(),
+            package_purl: purl.without_version(),
+            package: component.package_key.clone()?,
+            version: component.version_for_matching().map(str::to_owned),
+            bom_refs: component.refs.clone(),
+        })
+    }
+
+    /// Every matchable component of an SBOM.
+    pub fn all_of(sbom: &crate::sbom::Sbom) -> Vec<Self> {
+        sbom.scan_targets()
+            .into_iter()
+            .filter_map(Self::from_component)
+            .collect()
+    }
+}
+
+impl SbomContext {
+    pub fn of(sbom: &crate::sbom::Sbom) -> Self {
+        Self {
+            serial: sbom.serial.clone(),
+            subject_ref: sbom.subject.as_ref().and_then(|s| s.refs.first().cloned()),
+        }
+    }
 }
 
 /// The SBOM-level facts VEX product references can name.
@@ -139,7 +172,7 @@ pub struct Finding {
     pub summary: Option<String>,
     /// The component's purl, with version.
     pub purl: String,
-    pub bom_ref: Option<String>,
+    pub bom_refs: Vec<String>,
     pub severity: Option<f64>,
     pub severity_label: Option<String>,
     pub assessment: Assessment,
@@ -200,7 +233,7 @@ fn vex_covers(
         }
         Product::BomRef { serial, bom_ref } => {
             let same_bom = serial.is_none() || serial == &sbom.serial;
-            let names_component = component.bom_ref.as_deref() == Some(bom_ref.as_str());
+            let names_component = component.bom_refs.iter().any(|r| r == bom_ref);
             let names_subject = sbom.subject_ref.as_deref() == Some(bom_ref.as_str());
             // Product-level VEX (the subject) covers every component; its version list,
             // if any, is about the product's versions, which the scan cannot see.
@@ -221,7 +254,7 @@ pub fn evaluate(
         for advisory in index_matches(inputs.index, component, is_affected) {
             let component_evidence = format!(
                 "sbom:{}",
-                component.bom_ref.as_deref().unwrap_or(&component.purl)
+                component.bom_refs.first().unwrap_or(&component.purl)
             );
             let advisory_evidence = format!(
                 "advisory:{}@{}",
@@ -280,7 +313,7 @@ pub fn evaluate(
                 aliases,
                 summary: advisory.summary.clone(),
                 purl: component.purl.clone(),
-                bom_ref: component.bom_ref.clone(),
+                bom_refs: component.bom_refs.clone(),
                 severity,
                 severity_label: advisory.severity_label.clone(),
                 assessment,
@@ -401,7 +434,7 @@ mod tests {
             package_purl: format!("pkg:npm/{name}"),
             package: PackageKey::new(Ecosystem::Npm, name),
             version: Some(version.into()),
-            bom_ref: Some(format!("{name}@{version}")),
+            bom_refs: vec![format!("{name}@{version}")],
         }
     }
 
