@@ -6,10 +6,12 @@
 //!
 //! Layout:
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
-//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault.
+//! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - [`version`]: version ordering per ecosystem and OSV affected-range evaluation.
 
 pub mod ecosystem;
 pub mod error;
+pub mod version;
 
 pub use ecosystem::{Ecosystem, PackageKey};
 pub use error::InputError;
