@@ -13,7 +13,8 @@ use stella_domain::version::{compare, Version};
 use stella_domain::Ecosystem;
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/version-vectors");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/version-vectors");
     if dir.is_dir() {
         Some(dir)
     } else {
@@ -90,7 +91,12 @@ fn run_cmp_file(
         failures.len(),
         cases.len()
     );
-    assert!(failures.is_empty(), "{file}: {} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{file}: {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(passed + skipped, cases.len());
     Some((passed, skipped))
 }
@@ -138,7 +144,10 @@ fn apk_tools_version_data() {
             got => failures.push(format!("{line}: got {got:?}")),
         }
     }
-    eprintln!("alpine_test.txt: {checked} passed, {} failed", failures.len());
+    eprintln!(
+        "alpine_test.txt: {checked} passed, {} failed",
+        failures.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked > 700);
 }
@@ -246,7 +255,9 @@ fn range_vectors_versions_parse_and_are_in_vers_order() {
             }
             total_versions += parsed.len();
             if parsed.len() == constraints.len() && parsed.windows(2).any(|w| w[0] > w[1]) {
-                failures.push(format!("{file}: {vers}: constraints not ascending in our order"));
+                failures.push(format!(
+                    "{file}: {vers}: constraints not ascending in our order"
+                ));
             }
             ranges += 1;
         }
@@ -254,7 +265,12 @@ fn range_vectors_versions_parse_and_are_in_vers_order() {
         total_ranges += ranges;
     }
     eprintln!("range vectors: {total_ranges} ranges, {total_versions} versions parsed");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The vers containment algorithm over our ordering, for the `*_range_containment`
@@ -297,10 +313,12 @@ fn vers_contains(ecosystem: Ecosystem, vers: &str, version: &str) -> bool {
             return true;
         }
         if let Some((next_op, next_c)) = rest.get(i + 1) {
-            if op.starts_with('>') && next_op.starts_with('<') {
-                if contains(op, c) && contains(next_op, next_c) {
-                    return true;
-                }
+            if op.starts_with('>')
+                && next_op.starts_with('<')
+                && contains(op, c)
+                && contains(next_op, next_c)
+            {
+                return true;
             }
         }
     }
@@ -309,12 +327,18 @@ fn vers_contains(ecosystem: Ecosystem, vers: &str, version: &str) -> bool {
 
 #[test]
 fn pypi_range_containment_vectors() {
-    let Some(cases) = load("range/pypi_range_containment.json") else { return };
+    let Some(cases) = load("range/pypi_range_containment.json") else {
+        return;
+    };
     for case in &cases {
         let vers = case["input"]["vers"].as_str().unwrap();
         let version = case["input"]["version"].as_str().unwrap();
         let want = case["expected_output"].as_bool().unwrap();
-        assert_eq!(vers_contains(Ecosystem::PyPI, vers, version), want, "{vers} ∋ {version}");
+        assert_eq!(
+            vers_contains(Ecosystem::PyPI, vers, version),
+            want,
+            "{vers} ∋ {version}"
+        );
     }
     eprintln!("pypi_range_containment.json: {} passed", cases.len());
     // `npm_range_containment.json` holds a single case whose range is `vers:nginx/*`:

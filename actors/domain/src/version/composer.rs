@@ -98,9 +98,10 @@ fn normalize(version: &str) -> Result<String, String> {
             if let Some(b) = pattern(&NUMERIC_BRANCH)?.captures(name) {
                 let mut out = String::new();
                 for k in 1..5 {
-                    out.push_str(&b.get(k).map_or(".x".to_owned(), |m| {
-                        m.as_str().replace(['*', 'X'], "x")
-                    }));
+                    out.push_str(
+                        &b.get(k)
+                            .map_or(".x".to_owned(), |m| m.as_str().replace(['*', 'X'], "x")),
+                    );
                 }
                 return Ok(out.replace('x', "9999999") + "-dev");
             }

@@ -66,13 +66,17 @@ impl DpkgVersion {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || ".+~-:".contains(*c)))
         {
-            return Err(invalid(&format!("invalid character {c:?} in version number")));
+            return Err(invalid(&format!(
+                "invalid character {c:?} in version number"
+            )));
         }
         if let Some(c) = revision
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || ".+~".contains(*c)))
         {
-            return Err(invalid(&format!("invalid character {c:?} in revision number")));
+            return Err(invalid(&format!(
+                "invalid character {c:?} in revision number"
+            )));
         }
         Ok(DpkgVersion {
             epoch,
@@ -209,15 +213,7 @@ mod tests {
     #[test]
     fn tilde_sorts_before_everything_even_the_end() {
         let ordered = [
-            "1.0~~",
-            "1.0~~a",
-            "1.0~",
-            "1.0~rc1",
-            "1.0",
-            "1.0a",
-            "1.0+dfsg",
-            "1.0.1",
-            "1.0-1",
+            "1.0~~", "1.0~~a", "1.0~", "1.0~rc1", "1.0", "1.0a", "1.0+dfsg", "1.0.1", "1.0-1",
         ];
         // `1.0.1` vs `1.0-1`: the upstream `1.0.1` is greater than `1.0`.
         for w in ordered[..8].windows(2) {
@@ -242,7 +238,9 @@ mod tests {
 
     #[test]
     fn malformed_versions_are_rejected() {
-        for bad in ["", ":1.0", "1:", "1.0-", "a:1.0", "1.0 2", "1.0_1", "1.0-1:2"] {
+        for bad in [
+            "", ":1.0", "1:", "1.0-", "a:1.0", "1.0 2", "1.0_1", "1.0-1:2",
+        ] {
             assert!(DpkgVersion::parse(bad).is_err(), "{bad:?}");
         }
     }

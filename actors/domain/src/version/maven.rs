@@ -284,7 +284,10 @@ mod tests {
         assert_eq!(v("1-cr1"), v("1-rc1"));
         assert_eq!(v("1a1"), v("1-alpha-1"));
         assert_eq!(v("1.0-SNAPSHOT"), v("1-snapshot"));
-        assert!(v("1.0.0.RELEASE") > v("1.0.0"), "unknown qualifier after release");
+        assert!(
+            v("1.0.0.RELEASE") > v("1.0.0"),
+            "unknown qualifier after release"
+        );
         assert!(v("2.0.0-M1") < v("2.0.0-RC1"));
         assert!(v("99999999999999999999") > v("9999999999"));
     }

@@ -33,7 +33,9 @@ impl NuGetVersion {
         };
         if let Some(m) = metadata {
             if m.split('.').any(|p| !is_label(p)) {
-                return Err(invalid("build metadata must be dot-separated [0-9A-Za-z-] labels"));
+                return Err(invalid(
+                    "build metadata must be dot-separated [0-9A-Za-z-] labels",
+                ));
             }
         }
         let (numbers, labels) = match rest.split_once('-') {
@@ -182,7 +184,16 @@ mod tests {
 
     #[test]
     fn malformed_versions_are_rejected() {
-        for bad in ["", "1.2.3.4.5", "1..2", "a.b", "1.0-", "1.0-beta..1", "1.0+", "1.0-be_ta"] {
+        for bad in [
+            "",
+            "1.2.3.4.5",
+            "1..2",
+            "a.b",
+            "1.0-",
+            "1.0-beta..1",
+            "1.0+",
+            "1.0-be_ta",
+        ] {
             assert!(NuGetVersion::parse(bad).is_err(), "{bad:?}");
         }
     }

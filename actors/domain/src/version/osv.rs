@@ -103,8 +103,7 @@ impl TryFrom<RawEvent> for OsvEvent {
                 reason: "needs one of introduced, fixed, last_affected, limit".to_owned(),
             }),
             (Some(_), Some(_)) => Err(VersionError::InvalidEvent {
-                reason: "has more than one of introduced, fixed, last_affected, limit"
-                    .to_owned(),
+                reason: "has more than one of introduced, fixed, last_affected, limit".to_owned(),
             }),
         }
     }
@@ -238,7 +237,11 @@ mod tests {
             assert_eq!(is_affected(e, v, a), Ok(true), "{v} should be affected");
         }
         for v in no {
-            assert_eq!(is_affected(e, v, a), Ok(false), "{v} should not be affected");
+            assert_eq!(
+                is_affected(e, v, a),
+                Ok(false),
+                "{v} should not be affected"
+            );
         }
     }
 
@@ -247,7 +250,12 @@ mod tests {
         let a = affected(
             r#"{"ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2.3"}]}]}"#,
         );
-        check(Ecosystem::PyPI, &a, &["0.0.1", "1.2.2", "1.2.3rc1"], &["1.2.3", "2.0"]);
+        check(
+            Ecosystem::PyPI,
+            &a,
+            &["0.0.1", "1.2.2", "1.2.3rc1"],
+            &["1.2.3", "2.0"],
+        );
     }
 
     #[test]
@@ -270,7 +278,12 @@ mod tests {
         let a = affected(
             r#"{"ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"last_affected": "2.1.214"}]}]}"#,
         );
-        check(Ecosystem::Maven, &a, &["1.0", "2.1.214", "2.1.214.0"], &["0.9", "2.1.215"]);
+        check(
+            Ecosystem::Maven,
+            &a,
+            &["1.0", "2.1.214", "2.1.214.0"],
+            &["0.9", "2.1.215"],
+        );
     }
 
     #[test]
@@ -294,7 +307,12 @@ mod tests {
                 "versions": ["1.0", "1.1.post1", "some-git-tag"],
                 "database_specific": {"anything": true}}"#,
         );
-        check(Ecosystem::PyPI, &a, &["1.0", "1.0.0", "1.1.post1"], &["1.1", "0.1"]);
+        check(
+            Ecosystem::PyPI,
+            &a,
+            &["1.0", "1.0.0", "1.1.post1"],
+            &["1.1", "0.1"],
+        );
     }
 
     #[test]
@@ -323,11 +341,21 @@ mod tests {
         let deb = affected(
             r#"{"ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2.3-4+deb12u1"}]}]}"#,
         );
-        check(Ecosystem::Debian, &deb, &["1.2.3-4", "1.2.3-4+deb12u1~pre"], &["1.2.3-4+deb12u1", "1:0.1"]);
+        check(
+            Ecosystem::Debian,
+            &deb,
+            &["1.2.3-4", "1.2.3-4+deb12u1~pre"],
+            &["1.2.3-4+deb12u1", "1:0.1"],
+        );
         let apk = affected(
             r#"{"ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2.3-r2"}]}]}"#,
         );
-        check(Ecosystem::Alpine, &apk, &["1.2.3-r1", "1.2.3_rc1"], &["1.2.3-r2", "1.2.3_p1"]);
+        check(
+            Ecosystem::Alpine,
+            &apk,
+            &["1.2.3-r1", "1.2.3_rc1"],
+            &["1.2.3-r2", "1.2.3_p1"],
+        );
     }
 
     #[test]
@@ -340,7 +368,8 @@ mod tests {
             Err(VersionError::Invalid { .. })
         ));
         assert!(is_affected(Ecosystem::PyPI, "garbage!", &OsvAffected::default()).is_err());
-        let unknown = affected(r#"{"ranges": [{"type": "FANCY", "events": [{"introduced": "0"}]}]}"#);
+        let unknown =
+            affected(r#"{"ranges": [{"type": "FANCY", "events": [{"introduced": "0"}]}]}"#);
         assert!(matches!(
             is_affected(Ecosystem::PyPI, "1.0", &unknown),
             Err(VersionError::UnsupportedRange { .. })

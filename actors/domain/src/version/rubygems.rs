@@ -53,7 +53,9 @@ impl GemVersion {
                     i += 1;
                 }
                 let n = s[start..i].trim_start_matches('0');
-                segments.push(Segment::Number(if n.is_empty() { "0" } else { n }.to_owned()));
+                segments.push(Segment::Number(
+                    if n.is_empty() { "0" } else { n }.to_owned(),
+                ));
             } else if bytes[i].is_ascii_alphabetic() {
                 while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
                     i += 1;
@@ -104,9 +106,8 @@ fn valid(s: &str) -> bool {
         .is_some_and(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
     let rest_ok = fields.all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric()));
     let pre_ok = pre.is_none_or(|p| {
-        p.split('.').all(|f| {
-            !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        p.split('.')
+            .all(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
     });
     first_ok && rest_ok && pre_ok
 }

@@ -19,15 +19,25 @@ use super::VersionError;
 pub struct SemVer(pub ::semver::Version);
 
 impl SemVer {
-    /// npm as node `semver` reads a version: surrounding whitespace and one leading `v`
-    /// or `=` are allowed.
+    /// npm as node `semver` (strict mode) reads a version: surrounding whitespace and one
+    /// leading `v` are allowed, at most 256 characters, and the three numbers must be
+    /// below 2^53 (JavaScript's safe integers).
     pub fn parse_npm(version: &str) -> Result<Self, VersionError> {
+        let invalid = |reason: &str| VersionError::invalid("npm", version, reason);
+        if version.len() > 256 {
+            return Err(invalid("longer than 256 characters"));
+        }
         let trimmed = version.trim();
-        let bare = trimmed
-            .strip_prefix('v')
-            .or_else(|| trimmed.strip_prefix('='))
-            .unwrap_or(trimmed);
-        Self::parse_strict(bare).map_err(|reason| VersionError::invalid("npm", version, reason))
+        let bare = trimmed.strip_prefix('v').unwrap_or(trimmed);
+        let parsed = Self::parse_strict(bare).map_err(|reason| invalid(&reason))?;
+        const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+        if [parsed.0.major, parsed.0.minor, parsed.0.patch]
+            .iter()
+            .any(|n| *n > MAX_SAFE_INTEGER)
+        {
+            return Err(invalid("a number is above 2^53 - 1"));
+        }
+        Ok(parsed)
     }
 
     /// crates.io: exactly SemVer 2.0, as Cargo reads it.
@@ -163,7 +173,9 @@ mod tests {
     fn build_metadata_and_prefixes_do_not_change_the_order() {
         assert_eq!(npm("1.0.0+build.1"), npm("1.0.0+build.2"));
         assert_eq!(npm("v1.2.3"), npm("1.2.3"));
-        assert_eq!(npm("=1.2.3"), npm(" 1.2.3 "));
+        assert_eq!(npm("v1.2.3"), npm(" 1.2.3 "));
+        assert!(SemVer::parse_npm("=1.2.3").is_err());
+        assert!(SemVer::parse_npm("9007199254740992.0.0").is_err());
         assert!(SemVer::parse_cargo("v1.2.3").is_err());
         assert!(SemVer::parse_npm("1.2").is_err());
         assert!(SemVer::parse_npm("01.2.3").is_err());
