@@ -7,6 +7,15 @@
 //! walk is the answer. Events at the same version keep `introduced` before `fixed` and
 //! `last_affected`, so `introduced == fixed` is an empty range, not an open one.
 //!
+//! Beyond the schema's pseudocode, a version is also affected when it lies in an
+//! interval that an `introduced` and the next `fixed`/`last_affected` form in the order
+//! the events are listed. For ranges whose intervals do not overlap, as the schema asks,
+//! this changes nothing; real records break that rule (PyPI's PYSEC-2021-114 lists
+//! `[2.11, 2.11.7)` and `[0, 2.11.6)`, PYSEC-2022-236 lists `[0, 3.1.1)` and
+//! `[3.1.1, 3.1.3)`), and there the sorted walk alone would call `2.11.6` and `3.1.1`
+//! unaffected, while the record, and the `versions` list OSV.dev enumerated from it, say
+//! affected. A missed finding costs more than a spurious one, so both readings count.
+//!
 //! `GIT` ranges need the repository's commit graph and are skipped. `SEMVER` ranges use
 //! SemVer 2.0 precedence whatever the ecosystem (a leading `v` tolerated, as Go's records
 //! need); `ECOSYSTEM` ranges use the ecosystem's ordering ([`super::Version::parse`]).
@@ -211,17 +220,48 @@ fn in_range(
     if !limits.is_empty() && !limits.iter().any(|limit| v < *limit) {
         return Ok(false);
     }
+    Ok(in_listed_pairs(&v, &walk) || in_sorted_walk(&v, walk))
+}
+
+/// The schema's walk over the events sorted by version.
+fn in_sorted_walk(v: &Bound, mut walk: Vec<(Bound, Kind)>) -> bool {
     walk.sort();
     let mut vulnerable = false;
     for (at, kind) in &walk {
         match kind {
-            Kind::Introduced if v >= *at => vulnerable = true,
-            Kind::Fixed if v >= *at => vulnerable = false,
+            Kind::Introduced if v >= at => vulnerable = true,
+            Kind::Fixed if v >= at => vulnerable = false,
             Kind::LastAffected if v.cmp(at) == Ordering::Greater => vulnerable = false,
             _ => {}
         }
     }
-    Ok(vulnerable)
+    vulnerable
+}
+
+/// The events read in the order listed, each `introduced` opening an interval that the
+/// next `fixed` or `last_affected` closes (an open one runs to infinity).
+fn in_listed_pairs(v: &Bound, walk: &[(Bound, Kind)]) -> bool {
+    let mut open: Option<&Bound> = None;
+    for (at, kind) in walk {
+        match (kind, open) {
+            (Kind::Introduced, None) => open = Some(at),
+            (Kind::Introduced, Some(_)) => {}
+            (Kind::Fixed, Some(start)) => {
+                if start <= v && v < at {
+                    return true;
+                }
+                open = None;
+            }
+            (Kind::LastAffected, Some(start)) => {
+                if start <= v && v <= at {
+                    return true;
+                }
+                open = None;
+            }
+            (Kind::Fixed | Kind::LastAffected, None) => {}
+        }
+    }
+    open.is_some_and(|start| start <= v)
 }
 
 #[cfg(test)]
@@ -318,9 +358,37 @@ mod tests {
     #[test]
     fn introduced_equal_to_fixed_is_empty() {
         let a = affected(
-            r#"{"ranges": [{"type": "ECOSYSTEM", "events": [{"fixed": "1.0"}, {"introduced": "1.0"}]}]}"#,
+            r#"{"ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.0"}, {"fixed": "1.0"}]}]}"#,
         );
         check(Ecosystem::PyPI, &a, &[], &["0.9", "1.0", "1.1"]);
+    }
+
+    #[test]
+    fn overlapping_and_touching_intervals_as_listed() {
+        // PYSEC-2021-114 (wagtail): the 2.11 branch is affected until 2.11.7.
+        let a = affected(
+            r#"{"ranges": [{"type": "ECOSYSTEM", "events": [
+                {"introduced": "2.11"}, {"fixed": "2.11.7"}, {"introduced": "0"},
+                {"fixed": "2.11.6"}, {"introduced": "2.12"}, {"fixed": "2.12.4"}]}]}"#,
+        );
+        check(
+            Ecosystem::PyPI,
+            &a,
+            &["1.0", "2.11.5", "2.11.6", "2.12.3"],
+            &["2.11.7", "2.12.4", "3.0"],
+        );
+        // PYSEC-2022-236 (pyspark): [0, 3.1.1) and [3.1.1, 3.1.3) touch at 3.1.1.
+        let b = affected(
+            r#"{"ranges": [{"type": "ECOSYSTEM", "events": [
+                {"introduced": "0"}, {"fixed": "3.1.1"}, {"introduced": "3.2.0"},
+                {"fixed": "3.2.2"}, {"introduced": "3.1.1"}, {"fixed": "3.1.3"}]}]}"#,
+        );
+        check(
+            Ecosystem::PyPI,
+            &b,
+            &["3.1.0", "3.1.1", "3.1.2", "3.2.1"],
+            &["3.1.3", "3.2.2"],
+        );
     }
 
     #[test]
