@@ -5,6 +5,11 @@
 //! (`ga`, `final`) < `sp`, and unknown qualifiers come after them in lexical order.
 //! Trailing zeros and empty qualifiers are dropped (`1.0.0 == 1`, `1-ga == 1`), numbers
 //! have no size limit, and a number always beats a qualifier (`1.1 > 1-sp`).
+//!
+//! `ComparableVersion` is not transitive for some mixes (`1.foo` < `1-rc1` < `1` <
+//! `1.foo`), and Rust's sorts may panic on such an order, so `Ord` is a total order that
+//! agrees with it on every pair it orders consistently (all 977 peer vectors included);
+//! [`MavenVersion::compare_maven`] gives Maven's exact answer.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -96,6 +101,76 @@ fn cmp_lists(a: &[Item], b: &[Item]) -> Ordering {
             (Some(l), r) => l.compare(r),
             (None, Some(r)) => r.compare(None).reverse(),
             (None, None) => Ordering::Equal,
+        };
+        if r != Ordering::Equal {
+            return r;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Where an item sits relative to a missing one (a release): below (`-rc1`, `alpha`),
+/// level with it (`0`, `ga`), or above (`1`, `sp`, `-1`). Level items (zeros and empty
+/// qualifiers inside a version) take the side of what follows them.
+fn item_side(item: &Item) -> Ordering {
+    match item {
+        Item::Int(n) => {
+            if n == "0" {
+                Ordering::Equal
+            } else {
+                Ordering::Greater
+            }
+        }
+        Item::Str(s) => comparable_qualifier(s).as_str().cmp(RELEASE_VERSION_INDEX),
+        Item::List(l) => suffix_sides(l).first().copied().unwrap_or(Ordering::Equal),
+    }
+}
+
+/// For each position, the side of the items from there on (the first non-level one).
+fn suffix_sides(items: &[Item]) -> Vec<Ordering> {
+    let mut sides = vec![Ordering::Equal; items.len()];
+    let mut next = Ordering::Equal;
+    for (k, item) in items.iter().enumerate().rev() {
+        let own = item_side(item);
+        if own != Ordering::Equal {
+            next = own;
+        }
+        sides[k] = next;
+    }
+    sides
+}
+
+/// The total order [`MavenVersion`]'s `Ord` uses. Position by position: first the side
+/// of the rest of each version relative to a release (so `1.0.alpha` < `1` < `1.0.1`,
+/// `1-rc1` < `1`), then, on the same side, Maven's ranking qualifier < list < number,
+/// then the values. This equals `ComparableVersion` except where that one is not
+/// transitive (see [`MavenVersion::compare_maven`]).
+fn cmp_lists_total(a: &[Item], b: &[Item]) -> Ordering {
+    let (sa, sb) = (suffix_sides(a), suffix_sides(b));
+    let rank = |i: &Item| match i {
+        Item::Str(_) => 0,
+        Item::List(_) => 1,
+        Item::Int(_) => 2,
+    };
+    for k in 0..a.len().max(b.len()) {
+        let side_a = sa.get(k).copied().unwrap_or(Ordering::Equal);
+        let side_b = sb.get(k).copied().unwrap_or(Ordering::Equal);
+        if side_a != side_b {
+            return side_a.cmp(&side_b);
+        }
+        if side_a == Ordering::Equal {
+            // Both rests are level with a release: equal from here on.
+            return Ordering::Equal;
+        }
+        // Both sides are non-level, so both items exist.
+        let (Some(x), Some(y)) = (a.get(k), b.get(k)) else {
+            return Ordering::Equal;
+        };
+        let r = match (x, y) {
+            (Item::Int(m), Item::Int(n)) => cmp_numbers(m, n),
+            (Item::Str(m), Item::Str(n)) => comparable_qualifier(m).cmp(&comparable_qualifier(n)),
+            (Item::List(m), Item::List(n)) => cmp_lists_total(m, n),
+            _ => rank(x).cmp(&rank(y)),
         };
         if r != Ordering::Equal {
             return r;
@@ -201,10 +276,19 @@ impl MavenVersion {
     }
 }
 
+impl MavenVersion {
+    /// Exactly `ComparableVersion.compareTo`. That relation is not transitive for some
+    /// mixes of a qualifier and a `-` list at one position: `1.foo` < `1-rc1` < `1` <
+    /// `1.foo`. Sorting with it can fail (Rust's sorts may panic), so `Ord` uses a total
+    /// order that agrees with it everywhere else.
+    pub fn compare_maven(&self, other: &Self) -> Ordering {
+        cmp_lists(&self.items, &other.items)
+    }
+}
+
 impl Ord for MavenVersion {
     fn cmp(&self, other: &Self) -> Ordering {
-        // `ComparableVersion.compareTo` compares the two top-level lists.
-        cmp_lists(&self.items, &other.items)
+        cmp_lists_total(&self.items, &other.items)
     }
 }
 
@@ -290,5 +374,27 @@ mod tests {
         );
         assert!(v("2.0.0-M1") < v("2.0.0-RC1"));
         assert!(v("99999999999999999999") > v("9999999999"));
+    }
+
+    #[test]
+    fn ord_is_total_where_comparable_version_cycles() {
+        // ComparableVersion: 1.foo < 1-rc1 < 1 < 1.foo.
+        let (foo, rc, release) = (v("1.foo"), v("1-rc1"), v("1"));
+        assert_eq!(foo.compare_maven(&rc), Ordering::Less);
+        assert_eq!(rc.compare_maven(&release), Ordering::Less);
+        assert_eq!(release.compare_maven(&foo), Ordering::Less);
+        // Ord keeps the two comparisons with the release and breaks the cycle there.
+        assert!(rc < release && release < foo && rc < foo);
+        let mut all = vec![
+            v("1.foo"),
+            v("1-rc1"),
+            v("1"),
+            v("1.0.alpha"),
+            v("1.sp"),
+            v("1-1"),
+        ];
+        all.sort();
+        let names: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["1-rc1", "1.0.alpha", "1", "1.sp", "1.foo", "1-1"]);
     }
 }

@@ -13,7 +13,7 @@
 //! | PyPI | [`Pep440`] | PEP 440 as Python `packaging` implements it | `pep440_rs` crate |
 //! | Debian, Ubuntu | [`DpkgVersion`] | dpkg's `verrevcmp` (epoch, `~`, revision) | own code |
 //! | Alpine | [`ApkVersion`] | apk-tools 2 `version.c` (`_alpha`…`_p` suffixes, `-rN`) | own code |
-//! | Maven | [`MavenVersion`] | Maven's `ComparableVersion` | own code |
+//! | Maven | [`MavenVersion`] | Maven's `ComparableVersion` (made transitive where it cycles) | own code |
 //! | NuGet | [`NuGetVersion`] | `NuGet.Versioning` (four parts, case-insensitive labels) | own code |
 //! | RubyGems | [`GemVersion`] | `Gem::Version#<=>` | own code |
 //! | Packagist | [`ComposerVersion`] | Composer's `VersionParser::normalize` + PHP `version_compare` | own code |
@@ -160,6 +160,114 @@ mod tests {
         for e in Ecosystem::ALL {
             assert_eq!(compare(e, "1.2.3", "1.10.0"), Ok(Ordering::Less), "{e}");
             assert_eq!(compare(e, "2.0.0", "2.0.0"), Ok(Ordering::Equal), "{e}");
+        }
+    }
+
+    /// Random strings over the characters versions are made of: parsing never panics,
+    /// and what parses is a total order whose equality agrees with `Hash`.
+    #[test]
+    fn random_strings_never_panic_and_order_consistently() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+
+        const ALPHABET: &[u8] = b"0123456789000111...---__++~~:abcdeprvxAZ@*# \xc3";
+        const SUFFIXES: [&str; 24] = [
+            "-alpha",
+            "-alpha.1",
+            "-beta.2",
+            "-rc.1",
+            "-0",
+            "-1",
+            "-r1",
+            "-r0",
+            "_p1",
+            "_rc2",
+            "_alpha",
+            "~rc1",
+            "~",
+            "+dfsg",
+            "+build.5",
+            ".post1",
+            ".dev0",
+            "a1",
+            "b2",
+            "rc1",
+            "-SNAPSHOT",
+            "-sp",
+            ".0",
+            "-dev",
+        ];
+        let mut state: u64 = 0x5eed_5eed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let hash = |v: &Version| {
+            let mut h = DefaultHasher::new();
+            v.hash(&mut h);
+            h.finish()
+        };
+        for e in Ecosystem::ALL {
+            let mut parsed = Vec::new();
+            for _ in 0..4000 {
+                let s = if next() % 3 == 0 {
+                    let len = (next() % 12) as usize;
+                    let bytes: Vec<u8> = (0..len)
+                        .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                        .collect();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    // Version-shaped: numbers, then suffixes of the various schemes.
+                    let parts = 1 + next() % 4;
+                    let mut s = (0..parts)
+                        .map(|_| (next() % 12).to_string())
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    for _ in 0..next() % 3 {
+                        s.push_str(SUFFIXES[(next() % SUFFIXES.len() as u64) as usize]);
+                    }
+                    s
+                };
+                if let Ok(v) = Version::parse(e, &s) {
+                    parsed.push(v);
+                }
+            }
+            assert!(
+                parsed.len() > 20,
+                "{e}: only {} random strings parsed",
+                parsed.len()
+            );
+            for a in &parsed {
+                for b in parsed.iter().take(200) {
+                    assert_eq!(a.cmp(b), b.cmp(a).reverse(), "{e}: {a:?} vs {b:?}");
+                    if a == b {
+                        assert_eq!(hash(a), hash(b), "{e}: {a:?} == {b:?} but hashes differ");
+                    }
+                }
+            }
+            let few = &parsed[..parsed.len().min(120)];
+            for a in few {
+                for b in few {
+                    if a > b {
+                        continue;
+                    }
+                    for c in few {
+                        assert!(
+                            !(b <= c && a > c),
+                            "{e}: {a:?} <= {b:?} <= {c:?} but {a:?} > {c:?}"
+                        );
+                    }
+                }
+            }
+            let mut sorted = parsed.clone();
+            sorted.sort();
+            for (i, a) in sorted.iter().enumerate().step_by(7) {
+                for b in &sorted[i..] {
+                    assert!(a <= b, "{e}: sort is not transitive at {a:?} > {b:?}");
+                }
+            }
         }
     }
 
