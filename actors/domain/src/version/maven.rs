@@ -385,7 +385,7 @@ mod tests {
         assert_eq!(release.compare_maven(&foo), Ordering::Less);
         // Ord keeps the two comparisons with the release and breaks the cycle there.
         assert!(rc < release && release < foo && rc < foo);
-        let mut all = vec![
+        let mut all = [
             v("1.foo"),
             v("1-rc1"),
             v("1"),
