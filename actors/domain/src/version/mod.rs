@@ -116,6 +116,22 @@ impl Version {
     }
 }
 
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Version::SemVer(v) => v.fmt(f),
+            Version::Go(v) => v.fmt(f),
+            Version::Pep440(v) => v.fmt(f),
+            Version::Dpkg(v) => v.fmt(f),
+            Version::Apk(v) => v.fmt(f),
+            Version::Maven(v) => v.fmt(f),
+            Version::NuGet(v) => v.fmt(f),
+            Version::Gem(v) => v.fmt(f),
+            Version::Composer(v) => v.fmt(f),
+        }
+    }
+}
+
 /// Orders two version strings of `ecosystem`; an error names the first one that does not
 /// parse.
 pub fn compare(ecosystem: Ecosystem, a: &str, b: &str) -> Result<Ordering, VersionError> {

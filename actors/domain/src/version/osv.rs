@@ -62,14 +62,35 @@ pub struct OsvRange {
 
 /// `affected[].ranges[].type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[serde(from = "String", into = "String")]
 pub enum RangeType {
     Semver,
     Ecosystem,
     Git,
-    /// A type this version of the schema does not define; evaluating it is an error.
-    #[serde(other)]
-    Unknown,
+    /// A type the schema does not define (kept as written); evaluating it is an error.
+    Other(String),
+}
+
+impl From<String> for RangeType {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "SEMVER" => RangeType::Semver,
+            "ECOSYSTEM" => RangeType::Ecosystem,
+            "GIT" => RangeType::Git,
+            _ => RangeType::Other(s),
+        }
+    }
+}
+
+impl From<RangeType> for String {
+    fn from(t: RangeType) -> Self {
+        match t {
+            RangeType::Semver => "SEMVER".to_owned(),
+            RangeType::Ecosystem => "ECOSYSTEM".to_owned(),
+            RangeType::Git => "GIT".to_owned(),
+            RangeType::Other(s) => s,
+        }
+    }
 }
 
 /// One event of a range: an object with exactly one of the four keys.
@@ -171,7 +192,7 @@ pub fn is_affected(
         }
     }
     for range in &affected.ranges {
-        let included = match range.kind {
+        let included = match &range.kind {
             RangeType::Git => continue,
             RangeType::Semver => {
                 let parse = |v: &str| SemVer::parse_osv(v).map(Version::SemVer);
@@ -180,10 +201,8 @@ pub fn is_affected(
             RangeType::Ecosystem => {
                 in_range(&parsed, &range.events, |v| Version::parse(ecosystem, v))?
             }
-            RangeType::Unknown => {
-                return Err(VersionError::UnsupportedRange {
-                    kind: "unknown".to_owned(),
-                })
+            RangeType::Other(kind) => {
+                return Err(VersionError::UnsupportedRange { kind: kind.clone() })
             }
         };
         if included {
@@ -438,10 +457,12 @@ mod tests {
         assert!(is_affected(Ecosystem::PyPI, "garbage!", &OsvAffected::default()).is_err());
         let unknown =
             affected(r#"{"ranges": [{"type": "FANCY", "events": [{"introduced": "0"}]}]}"#);
-        assert!(matches!(
+        assert_eq!(
             is_affected(Ecosystem::PyPI, "1.0", &unknown),
-            Err(VersionError::UnsupportedRange { .. })
-        ));
+            Err(VersionError::UnsupportedRange {
+                kind: "FANCY".to_owned()
+            })
+        );
         let two_keys = serde_json::from_str::<OsvRange>(
             r#"{"type": "SEMVER", "events": [{"introduced": "0", "fixed": "1.0.0"}]}"#,
         );
