@@ -692,6 +692,29 @@ ensure_evidence_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# version-ordering references: Python `packaging` (PEP 440), node `semver` (npm)
+# ---------------------------------------------------------------------------
+
+VERSION_PYTHON=""
+NODE_SEMVER_DIR=""
+
+ensure_version_tools() {
+	VERSION_PYTHON="$VENV/bin/python"
+	if ! "$VERSION_PYTHON" -c 'import packaging.version' >/dev/null 2>&1; then
+		log "tools: installing packaging from PyPI into $VENV"
+		pip_install packaging || die "tools: pip install packaging failed"
+	fi
+	NODE_SEMVER_DIR="$STATE_DIR/node/node_modules/semver"
+	if ! [[ -f $NODE_SEMVER_DIR/package.json ]]; then
+		command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+		log "tools: installing semver@7 from npm into $STATE_DIR/node"
+		npm install --silent --no-audit --no-fund --prefix "$STATE_DIR/node" semver@7 >&2 ||
+			die "tools: npm install semver@7 failed"
+	fi
+	log "tools: packaging via $VERSION_PYTHON, node semver in $NODE_SEMVER_DIR"
+}
+
+# ---------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------
 
@@ -716,6 +739,9 @@ write_env_file() {
 		export_line STELLA_TEST_SCHEMATHESIS "$SCHEMATHESIS_BIN"
 		# A python with securesystemslib, for the independent DSSE verification test.
 		export_line STELLA_TEST_SECURESYSTEMSLIB_PYTHON "$VENV/bin/python"
+		# Reference implementations the version-ordering tests compare against.
+		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
+		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
 	} >"$ENV_FILE.tmp"
 	chmod 600 "$ENV_FILE.tmp"
 	mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -732,6 +758,7 @@ cmd_up() {
 	ensure_garage
 	ensure_tools
 	ensure_evidence_tools
+	ensure_version_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
 	write_env_file

@@ -16,6 +16,7 @@
 //! - [`purl`]: package URLs parsed, made canonical and turned into [`PackageKey`]s;
 //! - [`sbom`]: CycloneDX and SPDX JSON documents read into one component inventory;
 //! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
+//! - [`version`]: version ordering per ecosystem and OSV affected-range evaluation;
 //! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
 pub mod canonical;
@@ -29,6 +30,7 @@ pub mod policy;
 pub mod purl;
 pub mod sbom;
 pub mod scan;
+pub mod version;
 pub mod vex;
 
 pub use ecosystem::{Ecosystem, PackageKey};
