@@ -7,7 +7,7 @@
 //!
 //! | ecosystem | type | follows | built on |
 //! |---|---|---|---|
-//! | npm | [`SemVer`] | node `semver` (SemVer 2.0 precedence; a leading `v` or `=` is accepted) | `semver` crate |
+//! | npm | [`SemVer`] | node `semver` strict mode (SemVer 2.0 precedence; a leading `v` accepted) | `semver` crate |
 //! | crates.io | [`SemVer`] | Cargo (SemVer 2.0 precedence, build metadata ignored) | `semver` crate |
 //! | Go | [`GoVersion`] | `golang.org/x/mod/semver` (`v` prefix, `vX`/`vX.Y` shorthands, pseudo-versions) | `semver` crate |
 //! | PyPI | [`Pep440`] | PEP 440 as Python `packaging` implements it | `pep440_rs` crate |
