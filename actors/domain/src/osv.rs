@@ -14,31 +14,7 @@ use serde_json::Value;
 
 use crate::ecosystem::{Ecosystem, PackageKey};
 use crate::error::InputError;
-
-/// An OSV `affected[].ranges[]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OsvRange {
-    /// `SEMVER`, `ECOSYSTEM` or `GIT`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repo: Option<String>,
-    #[serde(default)]
-    pub events: Vec<OsvEvent>,
-}
-
-/// One event of a range; exactly one field is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OsvEvent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub introduced: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fixed: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_affected: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<String>,
-}
+use crate::version::{OsvAffected, OsvRange, RangeType, VersionError};
 
 /// A severity score: a CVSS vector (`CVSS_V3`, `CVSS_V4`, ...) or an ecosystem rating.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,9 +73,20 @@ pub struct Affected {
     pub ecosystem: String,
     pub name: String,
     pub purl: Option<String>,
-    pub ranges: Vec<OsvRange>,
-    pub versions: Vec<String>,
+    /// The ranges and listed versions, as the version module evaluates them.
+    pub matcher: OsvAffected,
     pub severity: Vec<Severity>,
+}
+
+impl Affected {
+    /// Whether `version` of this package is affected (OSV range semantics in the
+    /// package's ecosystem). Errors name a version that does not parse.
+    pub fn is_affected(&self, version: &str) -> Result<bool, VersionError> {
+        match &self.package {
+            Some(key) => crate::version::is_affected(key.ecosystem, version, &self.matcher),
+            None => Ok(false),
+        }
+    }
 }
 
 /// A normalized OSV advisory.
@@ -194,10 +181,10 @@ fn from_raw(raw: RawRecord) -> Result<Advisory, InputError> {
             continue;
         };
         for (j, range) in entry.ranges.iter().enumerate() {
-            if !matches!(range.kind.as_str(), "SEMVER" | "ECOSYSTEM" | "GIT") {
+            if let RangeType::Other(kind) = &range.kind {
                 return Err(InputError::new(
                     format!("/affected/{i}/ranges/{j}/type"),
-                    format!("unknown range type {:?}", range.kind),
+                    format!("unknown range type {kind:?}"),
                 ));
             }
         }
@@ -208,8 +195,11 @@ fn from_raw(raw: RawRecord) -> Result<Advisory, InputError> {
             ecosystem: package.ecosystem,
             name: package.name,
             purl: package.purl,
-            ranges: entry.ranges,
-            versions: entry.versions,
+            matcher: OsvAffected {
+                package: None,
+                ranges: entry.ranges,
+                versions: entry.versions,
+            },
             severity: entry.severity,
         });
     }

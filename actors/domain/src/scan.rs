@@ -438,15 +438,8 @@ mod tests {
         }
     }
 
-    /// A toy ordering good enough for these tests: numeric dotted versions.
     fn below_fixed(version: &str, affected: &Affected) -> bool {
-        affected.ranges.iter().any(|r| {
-            r.events.iter().any(|e| {
-                e.fixed.as_deref().is_some_and(|f| {
-                    vex::generic_compare(version, f) == Some(std::cmp::Ordering::Less)
-                })
-            })
-        })
+        affected.is_affected(version).unwrap()
     }
 
     #[test]
