@@ -14,6 +14,7 @@
 //! - [`StartupError`]: a failed start, naming the setting to look at.
 
 pub mod bench;
+pub mod bench_match;
 mod bootstrap;
 pub mod client;
 pub mod diag;

@@ -475,3 +475,40 @@ fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
         .status();
     let _ = server.wait();
 }
+
+#[test]
+fn bench_match_reports_the_index_against_the_linear_baseline_on_real_data() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .args(["bench", "match", "--runs", "3", "--json", "--sbom"])
+        .arg(data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json"))
+        .arg("--advisories")
+        .arg(data.join("advisories/Go-all.zip"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["components"], 202);
+    assert_eq!(report["advisories"], 4291);
+    assert_eq!(report["findings"], 58);
+    assert_eq!(report["runs"], 3);
+    for key in [
+        "index_build_seconds",
+        "matches_per_sec",
+        "baseline_matches_per_sec",
+        "ratio",
+        "evaluate_p50_ms",
+        "evaluate_p99_ms",
+    ] {
+        assert!(report[key].as_f64().is_some(), "{key}: {report}");
+    }
+}
