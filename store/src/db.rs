@@ -144,6 +144,11 @@ impl Store {
         Audit { store: self }
     }
 
+    /// Advisories: global to every tenant.
+    pub fn advisories(&self) -> crate::repo::Advisories<'_> {
+        crate::repo::Advisories { store: self }
+    }
+
     /// The outbox relay's view: pending messages of every tenant, by design.
     pub fn outbox(&self) -> Outbox<'_> {
         Outbox { store: self }

@@ -93,6 +93,7 @@ conformance!(
     a_batch_submission_commits_each_job_with_its_messages_once_per_key,
     a_batch_of_changes_commits_each_winner_and_rejects_each_loser_alone,
     grouped_calls_keep_the_single_call_guarantees,
+    advisory_imports_are_idempotent_and_report_the_delta,
 );
 
 async fn migrations_are_idempotent(db: &TestDb) {
@@ -964,4 +965,100 @@ async fn grouped_calls_keep_the_single_call_guarantees(db: &TestDb) {
     assert_eq!(fresh, 1);
     let totals = db.store.tenant(&acme).noop().totals().await.unwrap();
     assert_eq!((totals.effects, totals.executions), (1, 5));
+}
+
+fn advisory(
+    source: &str,
+    id: &str,
+    sha: char,
+    packages: &[(&str, &str)],
+) -> stella_store::repo::AdvisoryRecord {
+    stella_store::repo::AdvisoryRecord {
+        source: source.into(),
+        id: id.into(),
+        sha256: sha.to_string().repeat(64),
+        modified: t0(),
+        withdrawn: None,
+        normalized: json!({"id": id, "packages": packages}),
+        packages: packages
+            .iter()
+            .map(|(e, n)| ((*e).to_owned(), (*n).to_owned()))
+            .collect(),
+    }
+}
+
+async fn advisory_imports_are_idempotent_and_report_the_delta(db: &TestDb) {
+    let advisories = db.store.advisories();
+    let first = [
+        advisory("osv:Go", "GO-1", 'a', &[("Go", "golang.org/x/net")]),
+        advisory("osv:Go", "GO-2", 'b', &[("Go", "golang.org/x/text")]),
+    ];
+    let summary = advisories.import(&first, t0()).await.unwrap();
+    assert_eq!((summary.new, summary.changed, summary.unchanged), (2, 0, 0));
+    assert_eq!(summary.delta_packages.len(), 2);
+
+    // Re-importing unchanged records is a no-op with an empty delta.
+    let again = advisories.import(&first, t0()).await.unwrap();
+    assert_eq!((again.new, again.changed, again.unchanged), (0, 0, 2));
+    assert!(again.delta_ids.is_empty() && again.delta_packages.is_empty());
+
+    // A changed record names the packages it named before and names now.
+    let changed = [advisory(
+        "osv:Go",
+        "GO-1",
+        'c',
+        &[("Go", "golang.org/x/crypto")],
+    )];
+    let summary = advisories.import(&changed, t0()).await.unwrap();
+    assert_eq!((summary.new, summary.changed), (0, 1));
+    assert_eq!(summary.delta_ids, ["osv:Go:GO-1"]);
+    let packages: Vec<&str> = summary
+        .delta_packages
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert_eq!(packages, ["golang.org/x/crypto", "golang.org/x/net"]);
+    assert_eq!(
+        advisories.observations("osv:Go", "GO-1").await.unwrap(),
+        2,
+        "both observations kept"
+    );
+
+    // Lookups by package see the current form only; the same id from another source
+    // stays beside it.
+    let net = advisories
+        .for_packages(&[("Go".into(), "golang.org/x/net".into())])
+        .await
+        .unwrap();
+    assert!(net.is_empty(), "GO-1 no longer names x/net");
+    advisories
+        .import(
+            &[advisory(
+                "ghsa",
+                "GO-1",
+                'd',
+                &[("Go", "golang.org/x/crypto")],
+            )],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let crypto = advisories
+        .for_packages(&[("Go".into(), "golang.org/x/crypto".into())])
+        .await
+        .unwrap();
+    let keys: Vec<(&str, &str)> = crypto
+        .iter()
+        .map(|a| (a.source.as_str(), a.id.as_str()))
+        .collect();
+    assert_eq!(keys, [("ghsa", "GO-1"), ("osv:Go", "GO-1")]);
+    assert_eq!(crypto[1].sha256, "c".repeat(64));
+    assert_eq!(advisories.all().await.unwrap().len(), 3);
+
+    // A bad record fails the whole import: nothing half-stored.
+    let mut bad = advisory("osv:Go", "GO-9", 'e', &[("Go", "x")]);
+    bad.sha256 = "short".into();
+    let batch = [advisory("osv:Go", "GO-8", 'f', &[("Go", "y")]), bad];
+    assert!(advisories.import(&batch, t0()).await.is_err());
+    assert_eq!(advisories.all().await.unwrap().len(), 3);
 }

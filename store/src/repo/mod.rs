@@ -1,6 +1,7 @@
 //! Repositories: one per record family. Each holds a reference to the [`Store`] and, for
 //! tenant-owned records, the tenant id it binds into every statement.
 
+mod advisories;
 mod audit;
 mod idempotency;
 mod jobs;
@@ -9,6 +10,7 @@ mod outbox;
 mod tenants;
 mod tokens;
 
+pub use advisories::{Advisories, AdvisoryRecord, ImportSummary, StoredAdvisory};
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use idempotency::Idempotency;
 pub(crate) use jobs::{get_jobs, JobKey};

@@ -1,0 +1,239 @@
+//! Advisories, shared by every tenant: immutable observations of raw records, the current
+//! normalized form per (source, id), and the packages each names.
+//!
+//! Importing is idempotent: a record whose digest is already current is unchanged and
+//! costs one read; a new or changed record adds an observation, replaces the current form
+//! and its package rows, and reports every package it names now or named before (the
+//! `advisory.delta` the scheduler re-evaluates from). Conflicting sources stay side by
+//! side: the key is (source, id), never id alone.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::error::{Result, StoreError};
+use crate::ids::{from_millis, to_millis};
+use crate::Store;
+
+/// One record to import, already parsed and normalized by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdvisoryRecord {
+    pub source: String,
+    pub id: String,
+    /// Hex SHA-256 of the raw record bytes (the observation's content address).
+    pub sha256: String,
+    pub modified: DateTime<Utc>,
+    pub withdrawn: Option<DateTime<Utc>>,
+    /// The normalized advisory (JSON of the domain type).
+    pub normalized: Value,
+    /// `(ecosystem, normalized name)` of every package the record names.
+    pub packages: Vec<(String, String)>,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Ids (`source:id`) of new or changed records.
+    pub delta_ids: Vec<String>,
+    /// Packages named by new or changed records, before or after the change.
+    pub delta_packages: BTreeSet<(String, String)>,
+}
+
+/// A stored advisory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredAdvisory {
+    pub source: String,
+    pub id: String,
+    pub sha256: String,
+    pub modified: DateTime<Utc>,
+    pub withdrawn: Option<DateTime<Utc>>,
+    pub normalized: Value,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Advisories<'a> {
+    pub(crate) store: &'a Store,
+}
+
+impl Advisories<'_> {
+    /// Imports records in one transaction.
+    pub async fn import(
+        &self,
+        records: &[AdvisoryRecord],
+        now: DateTime<Utc>,
+    ) -> Result<ImportSummary> {
+        let at = to_millis(now);
+        let err = |e| self.store.err(e, "advisories");
+        let mut tx = self.store.pool.begin().await.map_err(err)?;
+        let mut summary = ImportSummary::default();
+        for record in records {
+            if record.source.is_empty() || record.id.is_empty() || record.sha256.len() != 64 {
+                return Err(StoreError::Invalid(format!(
+                    "advisory {:?} from {:?} needs a source, an id and a sha256",
+                    record.id, record.source
+                )));
+            }
+            let current: Option<(String,)> = sqlx::query_as(
+                "SELECT sha256 FROM advisories WHERE source = $1 AND advisory_id = $2",
+            )
+            .bind(&record.source)
+            .bind(&record.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+            match &current {
+                Some((sha,)) if *sha == record.sha256 => {
+                    summary.unchanged += 1;
+                    continue;
+                }
+                Some(_) => summary.changed += 1,
+                None => summary.new += 1,
+            }
+            summary
+                .delta_ids
+                .push(format!("{}:{}", record.source, record.id));
+            sqlx::query(
+                "INSERT INTO advisory_observations (source, advisory_id, sha256, modified_at, fetched_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, advisory_id, sha256) DO NOTHING",
+            )
+            .bind(&record.source)
+            .bind(&record.id)
+            .bind(&record.sha256)
+            .bind(to_millis(record.modified))
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            let before = sqlx::query(
+                "SELECT ecosystem, name FROM advisory_packages WHERE source = $1 AND advisory_id = $2",
+            )
+            .bind(&record.source)
+            .bind(&record.id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+            for row in before {
+                let ecosystem: String = row.try_get("ecosystem").map_err(err)?;
+                let name: String = row.try_get("name").map_err(err)?;
+                summary.delta_packages.insert((ecosystem, name));
+            }
+            sqlx::query("DELETE FROM advisory_packages WHERE source = $1 AND advisory_id = $2")
+                .bind(&record.source)
+                .bind(&record.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let packages: BTreeSet<&(String, String)> = record.packages.iter().collect();
+            for (ecosystem, name) in packages {
+                sqlx::query(
+                    "INSERT INTO advisory_packages (ecosystem, name, source, advisory_id) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(ecosystem)
+                .bind(name)
+                .bind(&record.source)
+                .bind(&record.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                summary
+                    .delta_packages
+                    .insert((ecosystem.clone(), name.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO advisories (source, advisory_id, sha256, modified_at, withdrawn, normalized, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (source, advisory_id) DO UPDATE SET sha256 = excluded.sha256, \
+                 modified_at = excluded.modified_at, withdrawn = excluded.withdrawn, \
+                 normalized = excluded.normalized, updated_at = excluded.updated_at",
+            )
+            .bind(&record.source)
+            .bind(&record.id)
+            .bind(&record.sha256)
+            .bind(to_millis(record.modified))
+            .bind(record.withdrawn.map(to_millis))
+            .bind(record.normalized.to_string())
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(summary)
+    }
+
+    /// The current advisories naming any of `packages` (withdrawn ones included: the
+    /// caller decides), ordered by (source, id).
+    pub async fn for_packages(&self, packages: &[(String, String)]) -> Result<Vec<StoredAdvisory>> {
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (ecosystem, name) in packages {
+            let rows = sqlx::query(
+                "SELECT a.source, a.advisory_id, a.sha256, a.modified_at, a.withdrawn, a.normalized \
+                 FROM advisory_packages p JOIN advisories a \
+                   ON a.source = p.source AND a.advisory_id = p.advisory_id \
+                 WHERE p.ecosystem = $1 AND p.name = $2",
+            )
+            .bind(ecosystem)
+            .bind(name)
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(|e| self.store.err(e, "advisories"))?;
+            for row in &rows {
+                let advisory = self.decode(row)?;
+                if seen.insert((advisory.source.clone(), advisory.id.clone())) {
+                    out.push(advisory);
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.source, &a.id).cmp(&(&b.source, &b.id)));
+        Ok(out)
+    }
+
+    /// Every current advisory, ordered by (source, id): what an index is built from.
+    pub async fn all(&self) -> Result<Vec<StoredAdvisory>> {
+        let rows = sqlx::query(
+            "SELECT source, advisory_id, sha256, modified_at, withdrawn, normalized FROM advisories \
+             ORDER BY source, advisory_id",
+        )
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "advisories"))?;
+        rows.iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// Number of observations of one advisory (every distinct raw record seen).
+    pub async fn observations(&self, source: &str, id: &str) -> Result<u64> {
+        let row: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM advisory_observations WHERE source = $1 AND advisory_id = $2",
+        )
+        .bind(source)
+        .bind(id)
+        .fetch_one(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "advisory observations"))?;
+        Ok(u64::try_from(row.0).unwrap_or(0))
+    }
+
+    fn decode(&self, row: &sqlx::any::AnyRow) -> Result<StoredAdvisory> {
+        let get = |e| self.store.err(e, "advisory");
+        let normalized: String = row.try_get("normalized").map_err(get)?;
+        Ok(StoredAdvisory {
+            source: row.try_get("source").map_err(get)?,
+            id: row.try_get("advisory_id").map_err(get)?,
+            sha256: row.try_get("sha256").map_err(get)?,
+            modified: from_millis(row.try_get("modified_at").map_err(get)?),
+            withdrawn: row
+                .try_get::<Option<i64>, _>("withdrawn")
+                .map_err(get)?
+                .map(from_millis),
+            normalized: serde_json::from_str(&normalized)
+                .map_err(|e| StoreError::Corrupt(format!("advisory JSON: {e}")))?,
+        })
+    }
+}
