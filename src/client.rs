@@ -198,7 +198,7 @@ impl Client {
         }
         spinner.enable_steady_tick(Duration::from_millis(120));
         loop {
-            let job = self.get(&format!("/jobs/{id}"), &[])?;
+            let job = self.get(&format!("/jobs/{}", segment(id)), &[])?;
             let state = job.get("state").and_then(Value::as_str).unwrap_or("");
             let attempts = job.get("attempts").and_then(Value::as_u64).unwrap_or(0);
             spinner.set_message(format!("job {id}: {state} (attempt {attempts})"));
@@ -238,6 +238,21 @@ impl Client {
             Format::Table => print_table(value, columns),
         }
     }
+}
+
+/// Percent-encodes one URL path segment, so an id can never add or climb segments.
+pub fn segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'.' | b'~') && raw != "." && raw != ".."
+        {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn decode(response: Response) -> Result<Value> {

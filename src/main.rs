@@ -745,6 +745,7 @@ fn client_command(
 ) -> Result<(), stella::client::ClientError> {
     use serde_json::json;
     use std::time::Duration;
+    use stella::client::segment as seg;
     match command {
         Command::Tenants { action } => match action {
             TenantsAction::Create { id, name } => client.print(
@@ -755,19 +756,20 @@ fn client_command(
                 &client.list("/tenants", page.query(), page.all)?,
                 TENANT_COLUMNS,
             ),
-            TenantsAction::Get { id } => {
-                client.print(&client.get(&format!("/tenants/{id}"), &[])?, TENANT_COLUMNS)
-            }
+            TenantsAction::Get { id } => client.print(
+                &client.get(&format!("/tenants/{}", seg(id)), &[])?,
+                TENANT_COLUMNS,
+            ),
             TenantsAction::Rename { id, name } => client.print(
-                &client.patch(&format!("/tenants/{id}"), &json!({ "name": name }))?,
+                &client.patch(&format!("/tenants/{}", seg(id)), &json!({ "name": name }))?,
                 TENANT_COLUMNS,
             ),
             TenantsAction::Disable { id } => client.print(
-                &client.post_empty(&format!("/tenants/{id}/disable"))?,
+                &client.post_empty(&format!("/tenants/{}/disable", seg(id)))?,
                 TENANT_COLUMNS,
             ),
             TenantsAction::Enable { id } => client.print(
-                &client.post_empty(&format!("/tenants/{id}/enable"))?,
+                &client.post_empty(&format!("/tenants/{}/enable", seg(id)))?,
                 TENANT_COLUMNS,
             ),
         },
@@ -796,12 +798,14 @@ fn client_command(
                 }
                 client.print(&client.list("/tokens", query, page.all)?, TOKEN_COLUMNS);
             }
-            TokensAction::Get { id } => {
-                client.print(&client.get(&format!("/tokens/{id}"), &[])?, TOKEN_COLUMNS)
-            }
-            TokensAction::Revoke { id } => {
-                client.print(&client.delete(&format!("/tokens/{id}"))?, TOKEN_COLUMNS)
-            }
+            TokensAction::Get { id } => client.print(
+                &client.get(&format!("/tokens/{}", seg(id)), &[])?,
+                TOKEN_COLUMNS,
+            ),
+            TokensAction::Revoke { id } => client.print(
+                &client.delete(&format!("/tokens/{}", seg(id)))?,
+                TOKEN_COLUMNS,
+            ),
         },
         Command::Jobs { action } => match action {
             JobsAction::Submit {
@@ -838,7 +842,7 @@ fn client_command(
                 client.print(&client.list("/jobs", query, page.all)?, JOB_COLUMNS);
             }
             JobsAction::Get { id } => {
-                let job = client.get(&format!("/jobs/{id}"), &[])?;
+                let job = client.get(&format!("/jobs/{}", seg(id)), &[])?;
                 client.print(&job, JOB_COLUMNS);
                 if client.format == stella::client::Format::Table {
                     println!();
@@ -857,7 +861,7 @@ fn client_command(
                 }
             }
             JobsAction::Cancel { id } => client.print(
-                &client.post_empty(&format!("/jobs/{id}/cancel"))?,
+                &client.post_empty(&format!("/jobs/{}/cancel", seg(id)))?,
                 JOB_COLUMNS,
             ),
             JobsAction::Wait { id, timeout_secs } => client.print(
@@ -877,11 +881,11 @@ fn client_command(
                 );
             }
             DeadLettersAction::Replay { role, id } => client.print(
-                &client.post_empty(&format!("/dead-letters/{role}/{id}/replay"))?,
+                &client.post_empty(&format!("/dead-letters/{}/{}/replay", seg(role), seg(id)))?,
                 DEAD_COLUMNS,
             ),
             DeadLettersAction::Discard { role, id } => client.print(
-                &client.delete(&format!("/dead-letters/{role}/{id}"))?,
+                &client.delete(&format!("/dead-letters/{}/{}", seg(role), seg(id)))?,
                 DEAD_COLUMNS,
             ),
         },

@@ -284,6 +284,14 @@ impl StepRunner {
                     now: now(),
                 };
                 match run_guarded(handler.run(&ctx)).await {
+                    // The next step's message is deduplicated by `{job}:{step}`: a step
+                    // naming itself would be dropped, so it is refused loudly instead.
+                    Ok(Ok(StepOutcome::Next { step, .. })) if step == running.step => Err((
+                        StepError::Abort(format!(
+                            "step {step:?} names itself as the next step; use a retry instead"
+                        )),
+                        false,
+                    )),
                     Ok(Ok(outcome)) => Ok(outcome),
                     Ok(Err(err)) => Err((err, false)),
                     Err(panic) => Err((StepError::Retry(panic.to_string()), true)),

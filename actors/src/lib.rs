@@ -15,10 +15,12 @@
 //! - `root`, `tenant`, `job_actor`: the supervision tree, one actor per file;
 //! - `job`: durable steps ([`submit`], [`submit_batch`], [`StepRunner`]);
 //! - `handler`: the step handler API ([`StepHandler`], [`Handlers`]);
+//! - `fetcher`: importing advisory collections into the store;
 //! - `noop`: the built-in `noop` job kind;
 //! - `relay`: the outbox relay;
 //! - `metrics`: [`RuntimeMetrics`].
 
+pub mod fetcher;
 mod handler;
 mod job;
 mod job_actor;

@@ -71,6 +71,36 @@ struct Operation {
     rule: Rule,
 }
 
+/// Reads one operation's `security`, strictly: `[{}]` is public, `[{"bearer": [scope]}]`
+/// needs that scope, anything else (absent, other schemes, several scopes or
+/// requirements) is undeclared and refused.
+fn rule_of(security: Option<&Value>) -> Rule {
+    let Some(requirements) = security.and_then(Value::as_array) else {
+        return Rule::Undeclared;
+    };
+    let [requirement] = requirements.as_slice() else {
+        return Rule::Undeclared;
+    };
+    let Some(requirement) = requirement.as_object() else {
+        return Rule::Undeclared;
+    };
+    if requirement.is_empty() {
+        return Rule::Public;
+    }
+    match (
+        requirement.len(),
+        requirement.get("bearer").and_then(Value::as_array),
+    ) {
+        (1, Some(scopes)) => match scopes.as_slice() {
+            [Value::String(scope)] if SCOPES.contains(&scope.as_str()) => {
+                Rule::Scope(scope.clone())
+            }
+            _ => Rule::Undeclared,
+        },
+        _ => Rule::Undeclared,
+    }
+}
+
 /// The access rule of every documented operation, by path template and method.
 #[derive(Debug, Default)]
 pub struct AccessTable {
@@ -95,24 +125,7 @@ impl AccessTable {
                     .and_then(Value::as_str)
                     .unwrap_or("unnamed")
                     .to_owned();
-                let rule = match op.get("security").and_then(Value::as_array) {
-                    None => Rule::Undeclared,
-                    Some(requirements) => match requirements
-                        .first()
-                        .and_then(|req| req.get("bearer"))
-                        .and_then(Value::as_array)
-                    {
-                        // `security(())`: one empty requirement, nothing needed.
-                        None => Rule::Public,
-                        Some(scopes) => Rule::Scope(
-                            scopes
-                                .first()
-                                .and_then(Value::as_str)
-                                .unwrap_or(ADMIN)
-                                .to_owned(),
-                        ),
-                    },
-                };
+                let rule = rule_of(op.get("security"));
                 operations.insert((path.clone(), method), Operation { id, rule });
             }
         }
@@ -257,6 +270,13 @@ async fn authorize(
             )
         })?;
     let admin = token.tenant.is_none() && token.scopes.iter().any(|s| s == ADMIN);
+    // `admin` routes need an administrator token: a tenant token never passes them, even
+    // if a row somehow carried the scope.
+    if scope == ADMIN && !admin {
+        return Err(Problem::forbidden(
+            "this operation needs an administrator token (the `admin` scope, no tenant)",
+        ));
+    }
     if !admin && !token.scopes.iter().any(|s| s == scope) {
         return Err(Problem::forbidden(format!(
             "this operation needs the `{scope}` scope, which the token does not have"
@@ -422,11 +442,20 @@ mod tests {
             .iter()
             .all(|((path, _), op)| path == "/api/v1/keys"
                 || matches!(&op.rule, Rule::Scope(s) if SCOPES.contains(&s.as_str()))));
-        let undeclared = serde_json::json!({"paths": {"/x": {"get": {"operationId": "x"}}}});
-        assert_eq!(
-            AccessTable::from_openapi(&undeclared).rule("/x", &Method::GET),
-            Some(&Rule::Undeclared)
-        );
+        for security in [
+            serde_json::json!(null),
+            serde_json::json!([{"Bearer": ["admin"]}]),
+            serde_json::json!([{"bearer": ["jobs:read", "jobs:write"]}]),
+            serde_json::json!([{}, {"bearer": ["admin"]}]),
+            serde_json::json!([{"bearer": ["root"]}]),
+        ] {
+            let doc = serde_json::json!({"paths": {"/x": {"get": {"operationId": "x", "security": security}}}});
+            assert_eq!(
+                AccessTable::from_openapi(&doc).rule("/x", &Method::GET),
+                Some(&Rule::Undeclared),
+                "{security}"
+            );
+        }
         assert!(table.operations.len() >= 19);
     }
 }

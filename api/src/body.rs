@@ -73,23 +73,51 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     Ok(value)
 }
 
+fn limit_of(req: &HttpRequest) -> usize {
+    req.app_data::<web::Data<Context>>()
+        .map_or(1024 * 1024, |ctx| {
+            usize::try_from(ctx.settings.max_body_bytes).unwrap_or(usize::MAX)
+        })
+}
+
+/// Reads the whole body within the size limit.
+async fn read_limited(
+    mut payload: Payload,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<web::Bytes, Problem> {
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| {
+            Problem::bad_request(format!("could not read the request body: {err}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok())
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Error = Problem;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<Context>>()
-            .map_or(1024 * 1024, |ctx| {
-                usize::try_from(ctx.settings.max_body_bytes).unwrap_or(usize::MAX)
-            });
+        let limit = limit_of(req);
         let json = is_json(req);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.parse::<u64>().ok());
-        let mut payload = payload.take();
+        let declared = declared_length(req);
+        let payload = payload.take();
         Box::pin(async move {
             if !json {
                 return Err(Problem::new(
@@ -98,20 +126,43 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     "the request body must be JSON (Content-Type: application/json)",
                 ));
             }
-            if declared.is_some_and(|length| length > limit as u64) {
-                return Err(too_large(limit));
-            }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|err| {
-                    Problem::bad_request(format!("could not read the request body: {err}"))
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_limited(payload, declared, limit).await?;
             parse(&body).map(JsonBody)
+        })
+    }
+}
+
+/// A document body: JSON or a zip archive, size-limited like [`JsonBody`].
+#[derive(Debug)]
+pub struct DocumentBody(pub web::Bytes);
+
+impl FromRequest for DocumentBody {
+    type Error = Problem;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = limit_of(req);
+        let accepted = is_json(req)
+            || req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.starts_with("application/zip") || v.starts_with("application/octet-stream")
+                });
+        let declared = declared_length(req);
+        let payload = payload.take();
+        Box::pin(async move {
+            if !accepted {
+                return Err(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "the body must be application/json, application/zip or application/octet-stream",
+                ));
+            }
+            read_limited(payload, declared, limit)
+                .await
+                .map(DocumentBody)
         })
     }
 }

@@ -128,12 +128,20 @@ impl From<StoreError> for Problem {
             StoreError::NotFound(what) => Problem::not_found(format!("{what} not found")),
             StoreError::Conflict(reason) => Problem::conflict(reason),
             StoreError::Invalid(reason) => Problem::bad_request(reason),
-            err @ StoreError::Unavailable { .. } => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                err.to_string(),
-            ),
-            err => Problem::internal(err.to_string()),
+            // Backend details (hosts, driver messages) go to the log with the request id,
+            // never into a response body.
+            StoreError::Unavailable { backend, reason } => {
+                tracing::warn!(%backend, %reason, "a backend is unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("{backend} is unavailable; retry later"),
+                )
+            }
+            err => {
+                tracing::error!(error = %err, "store error");
+                Problem::internal("an internal error occurred; the request id finds it in the log")
+            }
         }
     }
 }

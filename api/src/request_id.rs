@@ -45,7 +45,12 @@ pub async fn middleware(
         .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
     let started = std::time::Instant::now();
-    let method = req.method().to_string();
+    // A fixed label set: any other method name (callers can invent them) is `other`.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     // Route templates, not paths, keep the label set small.
     let route = req
         .match_pattern()

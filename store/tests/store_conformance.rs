@@ -977,6 +977,8 @@ fn advisory(
         source: source.into(),
         id: id.into(),
         sha256: sha.to_string().repeat(64),
+        collection_sha256: "0".repeat(64),
+        entry: format!("{id}.json"),
         modified: t0(),
         withdrawn: None,
         normalized: json!({"id": id, "packages": packages}),

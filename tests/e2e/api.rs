@@ -837,3 +837,73 @@ async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     assert!(tested.trim().parse::<u32>().unwrap() >= 19, "{stdout}");
     server.handle.stop(true).await;
 }
+
+#[actix_web::test]
+async fn advisories_import_over_http_idempotently_and_refuse_bad_records_whole() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/advisories/Go-all.zip");
+    let Ok(zip) = std::fs::read(&data) else {
+        println!("skipping: {} not found", data.display());
+        return;
+    };
+    let server = start(|_| {}).await;
+    let url = format!(
+        "http://{}/api/v1/advisories/imports?source=osv:Go",
+        server.addr
+    );
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        let request = server
+            .http
+            .post(&url)
+            .bearer_auth(ADMIN)
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response.text().await.unwrap();
+            Reply {
+                status,
+                headers,
+                body: serde_json::from_str(&text).unwrap_or(Value::Null),
+                text,
+            }
+        }
+    };
+    let first = post(zip.clone(), "application/zip").await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.body["records"], 4291);
+    assert_eq!(first.body["new"], 4291);
+    assert!(first.body["delta_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "Go/golang.org/x/net"));
+    let again = post(zip, "application/zip").await;
+    assert_eq!(again.body["unchanged"], 4291, "{}", again.text);
+    assert_eq!(again.body["delta_packages"], json!([]));
+
+    // One bad record in a collection refuses the whole collection and names it.
+    let bad = json!([
+        {"id": "X-1", "modified": "2024-01-01T00:00:00Z"},
+        {"id": "X-2", "modified": "not a time"}
+    ]);
+    let reply = post(bad.to_string().into_bytes(), "application/json").await;
+    assert_problem(&reply, 400, "bad record");
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("[1]"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.body["location"], "/modified");
+    let reply = post(b"PK\x03\x04 not really a zip".to_vec(), "application/zip").await;
+    assert_problem(&reply, 400, "broken zip");
+    let reply = post(b"{}".to_vec(), "text/plain").await;
+    assert_problem(&reply, 415, "wrong type");
+    let stored = server
+        .call(Method::GET, "/api/v1/jobs", Some(ADMIN), None, None)
+        .await;
+    assert_problem(&stored, 400, "admin must name a tenant for jobs");
+    server.handle.stop(true).await;
+}

@@ -83,7 +83,7 @@ impl Question {
 }
 
 /// One source's answer to one question, with the evidence it rests on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Claim {
     pub question: Question,
     pub value: bool,

@@ -221,18 +221,21 @@ fn vex_covers(
 ) -> bool {
     match &statement.product {
         Product::Purl { purl } => {
-            // A purl with a version names that version only.
-            let (base, version) = match purl.rsplit_once('@') {
-                Some((base, version)) if !base.ends_with('/') => (base, Some(version)),
-                _ => (purl.as_str(), None),
+            // Compared as parsed purls: qualifiers and encoding do not matter, the
+            // ecosystem's name rules do. A purl with a version names that version only.
+            let Ok(parsed) = crate::purl::Purl::parse(purl) else {
+                return false;
             };
-            let base = base.split(['?', '#']).next().unwrap_or(base);
-            base.eq_ignore_ascii_case(&component.package_purl)
-                && version.is_none_or(|v| component.version.as_deref() == Some(v))
+            parsed.without_version() == component.package_purl
+                && parsed
+                    .version()
+                    .is_none_or(|v| component.version.as_deref() == Some(v))
                 && statement.covers_version(component.version.as_deref(), compare)
         }
         Product::BomRef { serial, bom_ref } => {
-            let same_bom = serial.is_none() || serial == &sbom.serial;
+            // A ref only means something inside a known BOM: the VEX document's serial
+            // (or the one its ref names) must be the scanned SBOM's.
+            let same_bom = serial.is_some() && serial == &sbom.serial;
             let names_component = component.bom_refs.iter().any(|r| r == bom_ref);
             let names_subject = sbom.subject_ref.as_deref() == Some(bom_ref.as_str());
             // Product-level VEX (the subject) covers every component; its version list,
@@ -284,6 +287,9 @@ pub fn evaluate(
                     claims.extend(vex::claims(statement, evidence));
                 }
             }
+            // Claims in a fixed order, so sealed bytes do not depend on input order.
+            claims.sort();
+            claims.dedup();
             let assessment = Assessment::from_claims(claims);
             let vectors = advisory
                 .severity
@@ -324,8 +330,12 @@ pub fn evaluate(
     }
     // A stable order, whatever order the components and advisories came in.
     findings.sort_by(|a, b| {
-        (a.purl.as_str(), a.vulnerability_id.as_str())
-            .cmp(&(b.purl.as_str(), b.vulnerability_id.as_str()))
+        (&a.purl, &a.vulnerability_id, &a.bom_refs, &a.summary).cmp(&(
+            &b.purl,
+            &b.vulnerability_id,
+            &b.bom_refs,
+            &b.summary,
+        ))
     });
     let mut counts = Counts {
         components: inputs.components.len(),
@@ -470,6 +480,63 @@ mod tests {
             index_matches(&index, &component("lodash", "3.0.0"), &below_fixed).len(),
             2
         );
+    }
+
+    #[test]
+    fn vex_products_match_as_parsed_purls_and_refs_only_in_their_own_bom() {
+        let index = AdvisoryIndex::build([advisory("A-1", "@angular/core", "2.0.0")]);
+        let components = [ScanComponent {
+            purl: "pkg:npm/%40angular/core@1.0.0".into(),
+            package_purl: "pkg:npm/%40angular/core".into(),
+            package: PackageKey::new(Ecosystem::Npm, "@angular/core"),
+            version: Some("1.0.0".into()),
+            bom_refs: vec!["root".into()],
+        }];
+        let policy = Policy::parse(policy::DEFAULT_POLICY).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let run = |sbom: &SbomContext, doc: &[u8]| {
+            let vex: Vec<(VexStatement, String)> = vex::parse(doc)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s, "vex:t".to_owned()))
+                .collect();
+            evaluate(
+                &ScanInputs {
+                    components: &components,
+                    sbom,
+                    index: &index,
+                    vex: &vex,
+                    policy: &policy,
+                    at,
+                },
+                &below_fixed,
+                &vex::generic_compare,
+            )
+            .findings[0]
+                .disposition
+        };
+        let plain = SbomContext::default();
+        // An encoded `@` and qualifiers do not stop a purl from matching.
+        let by_purl = br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/%40angular/core@1.0.0?foo=bar"], "status": "not_affected"}]}"#;
+        assert_eq!(run(&plain, by_purl), Disposition::Pass);
+        let other_version = br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/%40angular/core@1.0.1"], "status": "not_affected"}]}"#;
+        assert_eq!(run(&plain, other_version), Disposition::Block);
+        // A bare ref from a stand-alone document matches no SBOM; with the SBOM's serial
+        // it matches that SBOM only.
+        let bare = br#"{"statements": [{"vulnerability": "A-1", "products": ["root"], "status": "not_affected"}]}"#;
+        assert_eq!(run(&plain, bare), Disposition::Block);
+        let cdx = br#"{"bomFormat": "CycloneDX", "vulnerabilities": [{"id": "A-1", "analysis": {"state": "not_affected"},
+          "affects": [{"ref": "urn:cdx:1111/1#root"}]}]}"#;
+        let mine = SbomContext {
+            serial: Some("urn:uuid:1111".into()),
+            subject_ref: None,
+        };
+        let theirs = SbomContext {
+            serial: Some("urn:uuid:2222".into()),
+            subject_ref: None,
+        };
+        assert_eq!(run(&mine, cdx), Disposition::Pass);
+        assert_eq!(run(&theirs, cdx), Disposition::Block);
     }
 
     #[test]

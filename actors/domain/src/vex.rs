@@ -172,7 +172,9 @@ pub fn vers_contains(
         .iter()
         .filter(|(op, _)| matches!(*op, "<" | "<=" | ">" | ">="))
         .collect();
-    ranges.sort_by(|a, b| compare(a.1, b.1).unwrap_or(Ordering::Equal));
+    // Incomparable versions fall back to text order, so the sort always sees a total
+    // order whatever `compare` says.
+    ranges.sort_by(|a, b| compare(a.1, b.1).unwrap_or_else(|| a.1.cmp(b.1)));
     let satisfies = |op: &str, v: &str| {
         matches!(
             (op, cmp(v)),
@@ -214,6 +216,8 @@ pub fn vers_contains(
 /// Compares dotted versions segment by segment, numbers numerically: the `generic` vers
 /// scheme, used when a product's ecosystem is unknown.
 pub fn generic_compare(a: &str, b: &str) -> Option<Ordering> {
+    // A total order: per segment, numbers (numerically) before words (as text), so no
+    // input can make a sort see an inconsistent order.
     let split = |s: &str| -> Vec<String> {
         s.trim_start_matches(['v', 'V'])
             .split(['.', '-', '+', '_'])
@@ -226,7 +230,9 @@ pub fn generic_compare(a: &str, b: &str) -> Option<Ordering> {
         let y = b.get(i).map_or("0", String::as_str);
         let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
             (Ok(x), Ok(y)) => x.cmp(&y),
-            _ => x.cmp(y),
+            (Ok(_), Err(_)) => Ordering::Less,
+            (Err(_), Ok(_)) => Ordering::Greater,
+            (Err(_), Err(_)) => x.cmp(y),
         };
         if ord != Ordering::Equal {
             return Some(ord);
@@ -397,6 +403,7 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
             .as_array()
             .ok_or_else(|| InputError::new("/vulnerabilities", "must be an array"))?,
     };
+    let own_serial = text(doc, "serialNumber");
     // A `bom-ref` in this document that is a component with a purl stands for that purl.
     let mut purls = std::collections::BTreeMap::new();
     let mut stack: Vec<&Value> = doc
@@ -404,6 +411,9 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
         .and_then(Value::as_array)
         .map(|c| c.iter().collect())
         .unwrap_or_default();
+    if let Some(subject) = doc.get("metadata").and_then(|m| m.get("component")) {
+        stack.push(subject);
+    }
     while let Some(component) = stack.pop() {
         if let (Some(r), Some(p)) = (text(component, "bom-ref"), text(component, "purl")) {
             purls.insert(r, p);
@@ -442,6 +452,9 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
         for (j, affect) in affects.iter().enumerate() {
             let reference = text(affect, "ref")
                 .ok_or_else(|| InputError::new(format!("{at}/affects/{j}/ref"), "missing ref"))?;
+            // An unqualified ref names a component of this document: its purl if it has
+            // one, else the ref within this document's serial. A document without a
+            // serial cannot be matched to any SBOM by ref (see `vex_covers`).
             let product = match cdx_ref(&reference) {
                 Product::BomRef {
                     serial: None,
@@ -449,7 +462,7 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
                 } => match purls.get(&bom_ref) {
                     Some(purl) => Product::Purl { purl: purl.clone() },
                     None => Product::BomRef {
-                        serial: None,
+                        serial: own_serial.clone(),
                         bom_ref,
                     },
                 },
@@ -473,10 +486,18 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
                         ))
                     }
                 };
-                let entry_status = match text(entry, "status").as_deref() {
-                    Some("unaffected") => VexStatus::NotAffected,
-                    Some("unknown") => VexStatus::UnderInvestigation,
-                    _ => status,
+                // The per-version status qualifies the analysis: versions marked
+                // `unaffected` are not affected whatever the state; versions marked
+                // `affected` take the state only when it says affected or in triage (a
+                // "resolved" or "not affected" analysis says nothing about them).
+                let entry_status = match (text(entry, "status").as_deref(), status) {
+                    (Some("unaffected"), _) => VexStatus::NotAffected,
+                    (Some("unknown"), _) => VexStatus::UnderInvestigation,
+                    (Some("affected"), VexStatus::NotAffected | VexStatus::Fixed) => {
+                        VexStatus::UnderInvestigation
+                    }
+                    (Some("affected"), _) => VexStatus::Affected,
+                    (_, status) => status,
                 };
                 match by_status.iter_mut().find(|(s, _)| *s == entry_status) {
                     Some((_, list)) => list.push(sel),
@@ -575,6 +596,62 @@ mod tests {
             Some(true)
         );
         assert_eq!(vers_contains("generic/>=1", "2", &c), None);
+    }
+
+    #[test]
+    fn per_version_statuses_never_borrow_a_resolved_or_not_affected_state() {
+        let doc = br#"{"bomFormat": "CycloneDX", "vulnerabilities": [{"id": "CVE-1",
+          "analysis": {"state": "resolved"},
+          "affects": [{"ref": "pkg:npm/a", "versions": [
+            {"range": "vers:npm/<2.0.0", "status": "affected"},
+            {"version": "2.0.0", "status": "unaffected"}]}]}]}"#;
+        let statements = parse(doc).unwrap();
+        let status_of = |v: &str| {
+            statements
+                .iter()
+                .filter(|s| s.covers_version(Some(v), generic_compare))
+                .map(|s| s.status)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(status_of("1.0.0"), vec![VexStatus::UnderInvestigation]);
+        assert_eq!(status_of("2.0.0"), vec![VexStatus::NotAffected]);
+    }
+
+    #[test]
+    fn refs_are_qualified_by_the_document_serial_or_by_nothing() {
+        let with_serial = br#"{"bomFormat": "CycloneDX", "serialNumber": "urn:uuid:1111",
+          "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected"}, "affects": [{"ref": "root"}]}]}"#;
+        let statements = parse(with_serial).unwrap();
+        assert_eq!(
+            statements[0].product,
+            Product::BomRef {
+                serial: Some("urn:uuid:1111".into()),
+                bom_ref: "root".into()
+            }
+        );
+        let without = br#"{"bomFormat": "CycloneDX",
+          "metadata": {"component": {"bom-ref": "root", "name": "x", "purl": "pkg:npm/x@1.0.0"}},
+          "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected"}, "affects": [{"ref": "root"}]}]}"#;
+        let statements = parse(without).unwrap();
+        assert_eq!(
+            statements[0].product,
+            Product::Purl {
+                purl: "pkg:npm/x@1.0.0".into()
+            },
+            "the document's own subject resolves to its purl"
+        );
+    }
+
+    #[test]
+    fn generic_order_is_total_even_for_odd_versions() {
+        let mut versions = vec!["10a", "9", "10", "1.0", "1", "v2", "2.a", "2.0"];
+        versions.sort_by(|a, b| generic_compare(a, b).unwrap());
+        assert_eq!(versions, ["1.0", "1", "v2", "2.0", "2.a", "9", "10", "10a"]);
+        let c = generic_compare;
+        assert_eq!(
+            vers_contains("vers:generic/>=10a|<9|>=zz", "5", &c),
+            Some(true)
+        );
     }
 
     fn data(path: &str) -> Option<Vec<u8>> {

@@ -151,10 +151,30 @@ fn role_index(role: &str) -> usize {
     ROLES.iter().position(|r| *r == role).unwrap_or(0)
 }
 
-/// Whether dead letter `id` comes after `cursor` in its role's order (ids are ordered
-/// first by length, then as text, which orders both stream ids and sequence numbers).
+/// Whether dead letter `id` comes after `cursor` in its role's order: stream ids
+/// (`<ms>-<seq>`) and sequence numbers compare as numbers, anything else as text.
 fn after_id(id: &str, cursor: &str) -> bool {
-    (id.len(), id) > (cursor.len(), cursor)
+    fn key(id: &str) -> (u64, u64, &str) {
+        let mut parts = id.splitn(2, '-');
+        let first = parts.next().and_then(|p| p.parse().ok());
+        let second = parts.next().map_or(Some(0), |p| p.parse().ok());
+        match (first, second) {
+            (Some(a), Some(b)) => (a, b, ""),
+            _ => (u64::MAX, u64::MAX, id),
+        }
+    }
+    key(id) > key(cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_ids_order_as_numbers() {
+        assert!(super::after_id("1700000000001-0", "1700000000000-10"));
+        assert!(super::after_id("1700000000000-10", "1700000000000-9"));
+        assert!(!super::after_id("1700000000000-9", "1700000000000-10"));
+        assert!(super::after_id("12", "9"));
+    }
 }
 
 /// Send a dead letter again as a fresh attempt.

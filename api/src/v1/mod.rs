@@ -4,6 +4,7 @@
 //! Layout: one module per resource; shared here: list pages and the problem responses
 //! every route documents.
 
+pub mod advisories;
 pub mod audit;
 pub mod dead_letters;
 pub mod jobs;
@@ -20,7 +21,8 @@ use crate::problem::{Problem, ProblemBody};
 
 /// Mounts every `/api/v1` route (relative to the scope).
 pub fn mount(cfg: &mut ServiceConfig) {
-    cfg.service(tenants::create)
+    cfg.service(advisories::import)
+        .service(tenants::create)
         .service(tenants::list)
         .service(tenants::get)
         .service(tenants::update)

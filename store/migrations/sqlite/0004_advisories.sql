@@ -1,5 +1,6 @@
 -- Advisories, global to every tenant. Each distinct raw record is an immutable
--- observation (its bytes live in the object store under sha256/<hex>); `advisories` holds
+-- observation: its own digest, and where its bytes are (the imported collection, stored
+-- whole in the object store under sha256/<hex>, and the entry in it); `advisories` holds
 -- the current normalized form per (source, id), and `advisory_packages` the packages it
 -- names, for matching and for the impact of a change.
 
@@ -7,6 +8,8 @@ CREATE TABLE advisory_observations (
     source      TEXT NOT NULL,
     advisory_id TEXT NOT NULL,
     sha256      TEXT NOT NULL,
+    collection_sha256 TEXT NOT NULL,
+    entry       TEXT NOT NULL,
     modified_at BIGINT NOT NULL,
     fetched_at  BIGINT NOT NULL,
     PRIMARY KEY (source, advisory_id, sha256)

@@ -23,8 +23,12 @@ use crate::Store;
 pub struct AdvisoryRecord {
     pub source: String,
     pub id: String,
-    /// Hex SHA-256 of the raw record bytes (the observation's content address).
+    /// Hex SHA-256 of the raw record bytes.
     pub sha256: String,
+    /// Where the raw bytes are: the collection object (`sha256/<hex>`) and the entry in it
+    /// (an archive entry name, `[i]` in a JSON array, or empty for a single record).
+    pub collection_sha256: String,
+    pub entry: String,
     pub modified: DateTime<Utc>,
     pub withdrawn: Option<DateTime<Utc>>,
     /// The normalized advisory (JSON of the domain type).
@@ -62,16 +66,16 @@ pub struct Advisories<'a> {
 }
 
 impl Advisories<'_> {
-    /// Imports records in one transaction.
+    /// Imports records in one transaction: one read of the source's current digests, then
+    /// multi-row statements for the new and changed records only.
     pub async fn import(
         &self,
         records: &[AdvisoryRecord],
         now: DateTime<Utc>,
     ) -> Result<ImportSummary> {
+        const CHUNK: usize = 400;
         let at = to_millis(now);
         let err = |e| self.store.err(e, "advisories");
-        let mut tx = self.store.pool.begin().await.map_err(err)?;
-        let mut summary = ImportSummary::default();
         for record in records {
             if record.source.is_empty() || record.id.is_empty() || record.sha256.len() != 64 {
                 return Err(StoreError::Invalid(format!(
@@ -79,89 +83,134 @@ impl Advisories<'_> {
                     record.id, record.source
                 )));
             }
-            let current: Option<(String,)> = sqlx::query_as(
-                "SELECT sha256 FROM advisories WHERE source = $1 AND advisory_id = $2",
-            )
-            .bind(&record.source)
-            .bind(&record.id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?;
-            match &current {
-                Some((sha,)) if *sha == record.sha256 => {
-                    summary.unchanged += 1;
-                    continue;
-                }
+        }
+        let mut tx = self.store.pool.begin().await.map_err(err)?;
+        let sources: BTreeSet<&str> = records.iter().map(|r| r.source.as_str()).collect();
+        let mut current = std::collections::HashMap::new();
+        for source in sources {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT advisory_id, sha256 FROM advisories WHERE source = $1")
+                    .bind(source)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            for (id, sha) in rows {
+                current.insert((source.to_owned(), id), sha);
+            }
+        }
+        let mut summary = ImportSummary::default();
+        let mut changed: Vec<&AdvisoryRecord> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for record in records {
+            // The last of several records with one key in a batch wins, like sequential
+            // imports would.
+            let key = (record.source.clone(), record.id.clone());
+            match current.get(&key) {
+                Some(sha) if *sha == record.sha256 => summary.unchanged += 1,
                 Some(_) => summary.changed += 1,
+                None if seen.contains(&key) => summary.changed += 1,
                 None => summary.new += 1,
             }
-            summary
-                .delta_ids
-                .push(format!("{}:{}", record.source, record.id));
-            sqlx::query(
-                "INSERT INTO advisory_observations (source, advisory_id, sha256, modified_at, fetched_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, advisory_id, sha256) DO NOTHING",
-            )
-            .bind(&record.source)
-            .bind(&record.id)
-            .bind(&record.sha256)
-            .bind(to_millis(record.modified))
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            let before = sqlx::query(
-                "SELECT ecosystem, name FROM advisory_packages WHERE source = $1 AND advisory_id = $2",
-            )
-            .bind(&record.source)
-            .bind(&record.id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(err)?;
-            for row in before {
-                let ecosystem: String = row.try_get("ecosystem").map_err(err)?;
-                let name: String = row.try_get("name").map_err(err)?;
-                summary.delta_packages.insert((ecosystem, name));
-            }
-            sqlx::query("DELETE FROM advisory_packages WHERE source = $1 AND advisory_id = $2")
-                .bind(&record.source)
-                .bind(&record.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            let packages: BTreeSet<&(String, String)> = record.packages.iter().collect();
-            for (ecosystem, name) in packages {
-                sqlx::query(
-                    "INSERT INTO advisory_packages (ecosystem, name, source, advisory_id) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(ecosystem)
-                .bind(name)
-                .bind(&record.source)
-                .bind(&record.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            if current.get(&key) != Some(&record.sha256) {
                 summary
-                    .delta_packages
-                    .insert((ecosystem.clone(), name.clone()));
+                    .delta_ids
+                    .push(format!("{}:{}", record.source, record.id));
+                changed.retain(|r| {
+                    (r.source.as_str(), r.id.as_str())
+                        != (record.source.as_str(), record.id.as_str())
+                });
+                changed.push(record);
             }
-            sqlx::query(
-                "INSERT INTO advisories (source, advisory_id, sha256, modified_at, withdrawn, normalized, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (source, advisory_id) DO UPDATE SET sha256 = excluded.sha256, \
-                 modified_at = excluded.modified_at, withdrawn = excluded.withdrawn, \
-                 normalized = excluded.normalized, updated_at = excluded.updated_at",
-            )
-            .bind(&record.source)
-            .bind(&record.id)
-            .bind(&record.sha256)
-            .bind(to_millis(record.modified))
-            .bind(record.withdrawn.map(to_millis))
-            .bind(record.normalized.to_string())
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+            seen.insert(key);
+        }
+        for chunk in changed.chunks(CHUNK) {
+            // Packages named before the change are part of the delta (new records named
+            // none), and are replaced below.
+            let existing: Vec<&&AdvisoryRecord> = chunk
+                .iter()
+                .filter(|r| current.contains_key(&(r.source.clone(), r.id.clone())))
+                .collect();
+            for record in &existing {
+                let before: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT ecosystem, name FROM advisory_packages WHERE source = $1 AND advisory_id = $2",
+                )
+                .bind(&record.source)
+                .bind(&record.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+                summary.delta_packages.extend(before);
+            }
+            let sql = format!(
+                "INSERT INTO advisory_observations \
+                 (source, advisory_id, sha256, collection_sha256, entry, modified_at, fetched_at) \
+                 VALUES {} ON CONFLICT (source, advisory_id, sha256) DO NOTHING",
+                crate::repo::jobs::placeholders(chunk.len(), 7)
+            );
+            let mut query = sqlx::query(&sql);
+            for record in chunk {
+                query = query
+                    .bind(&record.source)
+                    .bind(&record.id)
+                    .bind(&record.sha256)
+                    .bind(&record.collection_sha256)
+                    .bind(&record.entry)
+                    .bind(to_millis(record.modified))
+                    .bind(at);
+            }
+            query.execute(&mut *tx).await.map_err(err)?;
+            for record in &existing {
+                sqlx::query("DELETE FROM advisory_packages WHERE source = $1 AND advisory_id = $2")
+                    .bind(&record.source)
+                    .bind(&record.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            let packages: BTreeSet<(&str, &str, &str, &str)> = chunk
+                .iter()
+                .flat_map(|r| {
+                    r.packages
+                        .iter()
+                        .map(|(e, n)| (e.as_str(), n.as_str(), r.source.as_str(), r.id.as_str()))
+                })
+                .collect();
+            let packages: Vec<_> = packages.into_iter().collect();
+            for rows in packages.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO advisory_packages (ecosystem, name, source, advisory_id) VALUES {}",
+                    crate::repo::jobs::placeholders(rows.len(), 4)
+                );
+                let mut query = sqlx::query(&sql);
+                for (ecosystem, name, source, id) in rows {
+                    query = query.bind(*ecosystem).bind(*name).bind(*source).bind(*id);
+                    summary
+                        .delta_packages
+                        .insert(((*ecosystem).to_owned(), (*name).to_owned()));
+                }
+                query.execute(&mut *tx).await.map_err(err)?;
+            }
+            let sql = format!(
+                "INSERT INTO advisories \
+                 (source, advisory_id, sha256, modified_at, withdrawn, normalized, updated_at) \
+                 VALUES {} ON CONFLICT (source, advisory_id) DO UPDATE SET \
+                 sha256 = excluded.sha256, modified_at = excluded.modified_at, \
+                 withdrawn = excluded.withdrawn, normalized = excluded.normalized, \
+                 updated_at = excluded.updated_at",
+                crate::repo::jobs::placeholders(chunk.len(), 7)
+            );
+            let mut query = sqlx::query(&sql);
+            for record in chunk {
+                query = query
+                    .bind(&record.source)
+                    .bind(&record.id)
+                    .bind(&record.sha256)
+                    .bind(to_millis(record.modified))
+                    .bind(record.withdrawn.map(to_millis))
+                    .bind(record.normalized.to_string())
+                    .bind(at);
+            }
+            query.execute(&mut *tx).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
         Ok(summary)
@@ -205,6 +254,20 @@ impl Advisories<'_> {
         .await
         .map_err(|e| self.store.err(e, "advisories"))?;
         rows.iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// The current digest of every advisory of `source`, by id.
+    pub async fn current_digests(
+        &self,
+        source: &str,
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT advisory_id, sha256 FROM advisories WHERE source = $1")
+                .bind(source)
+                .fetch_all(&self.store.pool)
+                .await
+                .map_err(|e| self.store.err(e, "advisories"))?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Number of observations of one advisory (every distinct raw record seen).

@@ -96,7 +96,8 @@ pub struct Job {
     pub step: String,
     pub params: Value,
     pub result: Option<Value>,
-    /// Attempts of the current step (a new step starts at 0).
+    /// Attempts of the current step (a transition that names a step, even the same one,
+    /// starts it at 0).
     pub attempts: u32,
     pub max_attempts: u32,
     pub last_error: Option<String>,
@@ -471,7 +472,7 @@ impl<'a> Jobs<'a> {
         let mut tx = self.begin().await?;
         let updated = sqlx::query(&format!(
             "UPDATE jobs SET state = $1, step = COALESCE($2, step), \
-                 attempts = CASE WHEN COALESCE($2, step) <> step THEN 0 ELSE attempts END + $3, last_error = COALESCE($4, last_error), \
+                 attempts = CASE WHEN $2 IS NULL THEN attempts ELSE 0 END + $3, last_error = COALESCE($4, last_error), \
                  result = COALESCE($5, result), not_before = COALESCE($6, not_before), \
                  finished_at = $7, updated_at = $8 \
              WHERE tenant_id = $9 AND id = $10 AND state = $11 AND ($12 = '' OR step = $12) \
@@ -698,7 +699,7 @@ async fn insert_outbox(
 }
 
 /// `($1, $2, …), ($n+1, …), …`: `rows` tuples of `width` numbered placeholders.
-fn placeholders(rows: usize, width: usize) -> String {
+pub(crate) fn placeholders(rows: usize, width: usize) -> String {
     let mut out = String::with_capacity(rows * width * 5);
     for row in 0..rows {
         if row > 0 {
@@ -840,7 +841,7 @@ impl Store {
         // `column1…` on both engines.
         let sql = format!(
             "UPDATE jobs SET state = v.column3, step = COALESCE(v.column4, jobs.step), \
-                 attempts = CASE WHEN COALESCE(v.column4, jobs.step) <> jobs.step THEN 0 ELSE jobs.attempts END + v.column5, last_error = COALESCE(v.column6, jobs.last_error), \
+                 attempts = CASE WHEN v.column4 IS NULL THEN jobs.attempts ELSE 0 END + v.column5, last_error = COALESCE(v.column6, jobs.last_error), \
                  result = COALESCE(v.column7, jobs.result), not_before = COALESCE(v.column8, jobs.not_before), \
                  finished_at = v.column9, updated_at = v.column10 \
              FROM (VALUES {}) AS v \

@@ -1,0 +1,111 @@
+//! The fetcher's work: import an advisory collection (an OSV zip such as `all.zip`, a
+//! JSON array, or one record) into the store. Every record is parsed first (one bad record
+//! rejects the import, naming the archive entry and the JSON pointer); the collection's
+//! raw bytes are stored whole, content-addressed (`sha256/<hex>`, one object however many
+//! records), before the observations (record digest, collection digest, entry) and the
+//! normalized forms are committed in one transaction: a crash leaves at most an unused
+//! object, never an observation without its bytes.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use stella_domain::osv::{parse_record, split_collection, CollectionError, Limits};
+use stella_domain::InputError;
+use stella_store::object::Objects;
+use stella_store::repo::AdvisoryRecord;
+use stella_store::{Store, StoreError};
+
+/// Why an import was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Collection(#[from] CollectionError),
+    #[error("record {entry}: {error}")]
+    Record { entry: String, error: InputError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub source: String,
+    pub records: u64,
+    pub new: u64,
+    pub changed: u64,
+    pub unchanged: u64,
+    /// Packages named by new or changed records (the `advisory.delta`), as
+    /// `ecosystem/name`.
+    pub delta_packages: Vec<String>,
+}
+
+/// Imports `bytes` (a collection) from `source`.
+pub async fn import_advisories(
+    store: &Store,
+    objects: &Objects,
+    source: &str,
+    bytes: &[u8],
+    limits: Limits,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, ImportError> {
+    if source.trim().is_empty() || source.len() > 200 {
+        return Err(ImportError::Record {
+            entry: String::new(),
+            error: InputError::new("", "the source name must be 1-200 characters"),
+        });
+    }
+    let entries = split_collection(bytes, limits)?;
+    let mut parsed = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let advisory = parse_record(&entry.bytes).map_err(|error| ImportError::Record {
+            entry: entry.name.clone(),
+            error,
+        })?;
+        let sha256 = stella_domain::canonical::sha256_hex(&entry.bytes);
+        parsed.push((entry, advisory, sha256));
+    }
+    let current = store.advisories().current_digests(source).await?;
+    let any_change = parsed
+        .iter()
+        .any(|(_, advisory, sha256)| current.get(&advisory.id) != Some(sha256));
+    let collection_sha256 = if any_change {
+        objects
+            .put_content(Bytes::copy_from_slice(bytes))
+            .await?
+            .digest
+            .to_string()
+    } else {
+        stella_domain::canonical::sha256_hex(bytes)
+    };
+    let mut records = Vec::with_capacity(parsed.len());
+    for (entry, advisory, sha256) in parsed {
+        let packages = advisory
+            .packages()
+            .map(|key| (key.ecosystem.osv_name().to_owned(), key.name.clone()))
+            .collect();
+        records.push(AdvisoryRecord {
+            source: source.to_owned(),
+            id: advisory.id.clone(),
+            sha256,
+            collection_sha256: collection_sha256.clone(),
+            entry: entry.name.clone(),
+            modified: advisory.modified,
+            withdrawn: advisory.withdrawn,
+            normalized: serde_json::to_value(&advisory).unwrap_or_default(),
+            packages,
+        });
+    }
+    let summary = store.advisories().import(&records, now).await?;
+    Ok(ImportReport {
+        source: source.to_owned(),
+        records: records.len() as u64,
+        new: summary.new,
+        changed: summary.changed,
+        unchanged: summary.unchanged,
+        delta_packages: summary
+            .delta_packages
+            .into_iter()
+            .map(|(ecosystem, name)| format!("{ecosystem}/{name}"))
+            .collect(),
+    })
+}
