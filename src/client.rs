@@ -145,6 +145,78 @@ impl Client {
         }
     }
 
+    /// Reads an advisory collection from a file, a folder of JSON records or a URL, and
+    /// posts it to `/advisories/imports`.
+    pub fn import_advisories(&self, from: &str, source: Option<&str>) -> Result<Value> {
+        let invalid = |message: String| ClientError::new(ExitKind::Invalid, message);
+        let (bytes, default_name) = if from.starts_with("http://") || from.starts_with("https://") {
+            let response = self.http.get(from).send().map_err(|err| {
+                ClientError::new(ExitKind::Unavailable, format!("cannot fetch {from}: {err}"))
+            })?;
+            if !response.status().is_success() {
+                return Err(ClientError::new(
+                    ExitKind::Unavailable,
+                    format!("{from} answered {}", response.status()),
+                ));
+            }
+            let name = from.rsplit('/').next().unwrap_or(from).to_owned();
+            let body = response
+                .bytes()
+                .map_err(|err| ClientError::new(ExitKind::Unavailable, err.to_string()))?;
+            (body.to_vec(), name)
+        } else {
+            let path = std::path::Path::new(from);
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| from.to_owned());
+            if path.is_dir() {
+                // A folder of records: sent as one JSON array, in name order.
+                let mut files: Vec<_> = std::fs::read_dir(path)
+                    .map_err(|err| invalid(format!("cannot read {from}: {err}")))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect();
+                files.sort();
+                let mut records = Vec::with_capacity(files.len());
+                for file in files {
+                    let text = std::fs::read(&file)
+                        .map_err(|err| invalid(format!("cannot read {}: {err}", file.display())))?;
+                    let record: Value = serde_json::from_slice(&text)
+                        .map_err(|err| invalid(format!("{}: {err}", file.display())))?;
+                    records.push(record);
+                }
+                (serde_json::to_vec(&records).unwrap_or_default(), name)
+            } else {
+                let bytes = std::fs::read(path)
+                    .map_err(|err| invalid(format!("cannot read {from}: {err}")))?;
+                (bytes, name)
+            }
+        };
+        let source = source.map_or_else(
+            || {
+                format!(
+                    "osv:{}",
+                    default_name
+                        .trim_end_matches(".zip")
+                        .trim_end_matches(".json")
+                )
+            },
+            str::to_owned,
+        );
+        let content_type = if bytes.starts_with(b"PK") {
+            "application/zip"
+        } else {
+            "application/json"
+        };
+        self.send(
+            self.request(reqwest::Method::POST, "/advisories/imports")
+                .query(&[("source", source.as_str())])
+                .header("content-type", content_type)
+                .body(bytes),
+        )
+    }
+
     /// Verifies a DSSE envelope file with a PEM public key, or with the server's keys.
     pub fn verify(&self, file: &std::path::Path, key: Option<&std::path::Path>) -> Result<Value> {
         use stella_domain::dsse::{Envelope, PublicKey};

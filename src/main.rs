@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         action: DeadLettersAction,
     },
+    /// Advisories (OSV), shared by every tenant.
+    Advisories {
+        #[command(subcommand)]
+        action: AdvisoriesAction,
+    },
     /// The server's supervision tree (administrator token).
     Actors,
     /// The audit log (administrator token).
@@ -252,6 +257,19 @@ enum JobsAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum AdvisoriesAction {
+    /// Import an OSV collection: a zip such as `all.zip`, a JSON file (one record or an
+    /// array), a folder of JSON records, or an http(s) URL of any of those.
+    Import {
+        /// File, folder or URL.
+        from: String,
+        /// Source name the records are kept under (default: `osv:` + the file name).
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DeadLettersAction {
     List {
         #[arg(long)]
@@ -391,6 +409,7 @@ fn main() -> ExitCode {
         | Command::Actors
         | Command::Audit { .. }
         | Command::Verify { .. }
+        | Command::Advisories { .. }
         | Command::Completions { .. } => Ok(()),
         Command::Migrate => actix_web::rt::System::new().block_on(migrate(&loaded)),
         Command::Serve => actix_web::rt::System::new().block_on(serve(&loaded)),
@@ -713,6 +732,7 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
     let is_client = matches!(
         cli.command,
         Command::Verify { .. }
+            | Command::Advisories { .. }
             | Command::Tenants { .. }
             | Command::Tokens { .. }
             | Command::Jobs { .. }
@@ -889,6 +909,15 @@ fn client_command(
                 DEAD_COLUMNS,
             ),
         },
+        Command::Advisories {
+            action: AdvisoriesAction::Import { from, source },
+        } => {
+            let report = client.import_advisories(from, source.as_deref())?;
+            client.print(
+                &report,
+                &["source", "records", "new", "changed", "unchanged"],
+            );
+        }
         Command::Verify { file, key } => {
             let report = client.verify(file, key.as_deref())?;
             match client.format {

@@ -409,6 +409,34 @@ fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
         .unwrap();
     assert_eq!(output.status.code(), Some(7));
 
+    // Advisories: a folder of records imports under a source named after it.
+    let folder = dir.path().join("advisories");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(
+        folder.join("GO-1.json"),
+        r#"{"id": "GO-1", "modified": "2024-01-01T00:00:00Z", "affected": [{"package": {"ecosystem": "Go", "name": "example.com/m"}, "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.2.0"}]}]}]}"#,
+    )
+    .unwrap();
+    let (code, out, err) = cli(
+        &admin,
+        &[
+            "advisories",
+            "import",
+            folder.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["source"].as_str(), report["new"].as_u64()),
+        (Some("osv:advisories"), Some(1))
+    );
+    std::fs::write(folder.join("bad.json"), "{").unwrap();
+    let (code, _, err) = cli(&admin, &["advisories", "import", folder.to_str().unwrap()]);
+    assert_eq!(code, Some(6), "{err}");
+
     // An attestation signed with the server's key verifies against its published keys
     // (no token needed) and against the key file; one flipped byte fails.
     let pem = std::fs::read_to_string(dir.path().join("data/signing-key.pem")).unwrap();
