@@ -123,8 +123,10 @@ fn start_diag(cluster: &Cluster, count: u64) -> Child {
             &count.to_string(),
             "--tenants",
             "50",
+            // Long enough that a killed worker surely holds attempts that counted their
+            // execution but wrote no effect yet: their redelivery is what the test proves.
             "--sleep-ms",
-            "5",
+            "25",
             "--timeout-secs",
             "900",
         ])
