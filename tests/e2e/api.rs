@@ -73,6 +73,20 @@ struct Reply {
     text: String,
 }
 
+impl Reply {
+    async fn of(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+}
+
 impl Server {
     async fn call(
         &self,
@@ -94,17 +108,7 @@ impl Server {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Reply::of(request.send().await.unwrap()).await
     }
 
     async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
@@ -622,18 +626,7 @@ async fn bad_input_gets_a_precise_problem_never_a_500() {
             .bearer_auth(ADMIN)
             .header("content-type", content_type)
             .body(body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.text().await.unwrap();
-            Reply {
-                status,
-                headers,
-                body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                text,
-            }
-        }
+        async move { Reply::of(request.send().await.unwrap()).await }
     };
     let reply = send("{\"id\": \"x\",\n \"name\": }", "application/json").await;
     assert_problem(&reply, 400, "malformed JSON");
@@ -858,18 +851,7 @@ async fn advisories_import_over_http_idempotently_and_refuse_bad_records_whole()
             .bearer_auth(ADMIN)
             .header("content-type", content_type)
             .body(body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.text().await.unwrap();
-            Reply {
-                status,
-                headers,
-                body: serde_json::from_str(&text).unwrap_or(Value::Null),
-                text,
-            }
-        }
+        async move { Reply::of(request.send().await.unwrap()).await }
     };
     let first = post(zip.clone(), "application/zip").await;
     assert_eq!(first.status, 200, "{}", first.text);
