@@ -8,7 +8,7 @@
 //! Whether a version is affected is the caller's function (`is_affected`), so this module
 //! does not depend on any one version ordering.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -404,15 +404,6 @@ pub fn seal(
         .predicate(predicate)
         .build()?;
     Ok(statement.sign(key))
-}
-
-/// Counts per key, for summaries (`BTreeMap` keeps them in a stable order).
-pub fn tally<'a>(keys: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for key in keys {
-        *out.entry(key.to_owned()).or_insert(0) += 1;
-    }
-    out
 }
 
 #[cfg(test)]
