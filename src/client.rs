@@ -124,6 +124,101 @@ impl Client {
         self.send(self.request(reqwest::Method::DELETE, path))
     }
 
+    /// Posts raw bytes (an SBOM, a VEX document) with a content type.
+    pub fn post_bytes(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Value> {
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .query(query)
+                .header("content-type", content_type)
+                .body(body),
+        )
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+    }
+
+    /// The body of a successful GET as the server sent it, byte for byte.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .map_err(|err| {
+                ClientError::new(
+                    ExitKind::Unavailable,
+                    format!("cannot reach {}: {err}", self.server),
+                )
+            })?;
+        if !response.status().is_success() {
+            return decode(response).map(|_| Vec::new());
+        }
+        response
+            .bytes()
+            .map(|b| b.to_vec())
+            .map_err(|err| ClientError::new(ExitKind::Unavailable, err.to_string()))
+    }
+
+    /// Submits a scan of an SBOM file and, with `wait`, polls until it ends.
+    pub fn scan(
+        &self,
+        file: &std::path::Path,
+        query: &[(&str, String)],
+        wait: Option<Duration>,
+    ) -> Result<Value> {
+        let bytes = std::fs::read(file).map_err(|err| {
+            ClientError::new(
+                ExitKind::Invalid,
+                format!("cannot read {}: {err}", file.display()),
+            )
+        })?;
+        let accepted = self.post_bytes("/scans", query, "application/json", bytes)?;
+        let (Some(timeout), Some(id)) = (wait, accepted.get("job_id").and_then(Value::as_str))
+        else {
+            return Ok(accepted);
+        };
+        let started = Instant::now();
+        let spinner = indicatif::ProgressBar::new_spinner();
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        loop {
+            let scan = self.get(&format!("/scans/{}", segment(id)), &[])?;
+            let status = scan.get("status").and_then(Value::as_str).unwrap_or("");
+            let step = scan.get("step").and_then(Value::as_str).unwrap_or("");
+            spinner.set_message(format!("scan {id}: {status} ({step})"));
+            match status {
+                "completed" => {
+                    spinner.finish_and_clear();
+                    return Ok(scan);
+                }
+                "failed" | "cancelled" => {
+                    spinner.finish_and_clear();
+                    let error = scan.get("error").and_then(Value::as_str).unwrap_or("");
+                    return Err(ClientError::new(
+                        ExitKind::Failure,
+                        format!("scan {id} {status}: {error}"),
+                    ));
+                }
+                _ => {}
+            }
+            if started.elapsed() > timeout {
+                spinner.finish_and_clear();
+                return Err(ClientError::new(
+                    ExitKind::Failure,
+                    format!("scan {id} still {status} after {} s", timeout.as_secs()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Every page of a list (with `all`), or one page.
     pub fn list(&self, path: &str, mut query: Vec<(&str, String)>, all: bool) -> Result<Value> {
         let mut items = Vec::new();

@@ -15,6 +15,7 @@
 
 pub mod bench;
 pub mod bench_match;
+pub mod bench_scan;
 mod bootstrap;
 pub mod client;
 pub mod diag;
@@ -64,6 +65,9 @@ pub struct Services {
     pub objects: Objects,
     /// Signs attestations.
     pub signing_key: Arc<stella_domain::dsse::SigningKey>,
+    /// Every job kind this process runs (the scan kind holds the object store, the key
+    /// and the advisory index cache, shared by all its steps).
+    pub handlers: Handlers,
 }
 
 impl Services {
@@ -88,12 +92,17 @@ impl Services {
         let mailbox = connect_mailbox(settings, &store).await?;
         let objects = connect_objects(settings).await?;
         let signing_key = Arc::new(signing::load_or_create(settings)?);
+        let handlers = Handlers::with_scan(stella_actors::scan::ScanDeps::new(
+            objects.clone(),
+            signing_key.clone(),
+        ));
         Ok(Self {
             settings: settings.clone(),
             store,
             mailbox,
             objects,
             signing_key,
+            handlers,
         })
     }
 
@@ -114,7 +123,7 @@ impl Services {
             mailbox: self.mailbox.clone(),
             settings: self.settings.runtime.clone(),
             roles: roles.to_vec(),
-            handlers: Handlers::builtin(),
+            handlers: self.handlers.clone(),
             metrics,
             consumer,
         })
@@ -163,7 +172,7 @@ impl Application {
             objects: services.objects.clone(),
             mailbox: services.mailbox.clone(),
             metrics: Arc::new(metrics),
-            handlers: Handlers::builtin(),
+            handlers: services.handlers.clone(),
             observer: Some(runtime.observer()),
             public_keys: vec![services.signing_key.public_key().clone()],
             settings: settings.api.clone(),

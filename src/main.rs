@@ -98,6 +98,45 @@ enum Command {
         #[command(subcommand)]
         action: AdvisoriesAction,
     },
+    /// Scan an SBOM (CycloneDX or SPDX JSON): submit it, and with `--wait` print the
+    /// verdict and findings; exit code 1 when the policy blocks, so CI can gate on it.
+    Scan {
+        /// The SBOM file.
+        sbom: PathBuf,
+        /// What the SBOM describes (default: its own subject or document name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Evaluation time, RFC 3339 (default: now); fix it to replay a scan exactly.
+        #[arg(long)]
+        evaluated_at: Option<String>,
+        /// Wait for the verdict.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+    /// Scans of a tenant: status, findings, attestation.
+    Scans {
+        #[command(subcommand)]
+        action: ScansAction,
+    },
+    /// VEX statements (OpenVEX or CycloneDX VEX).
+    Vex {
+        #[command(subcommand)]
+        action: VexAction,
+    },
+    /// The tenant's policy (TOML).
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// The events stream (`scan.completed`, `advisory.delta`, `vex.imported`).
+    Events {
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// The server's supervision tree (administrator token).
     Actors,
     /// The audit log (administrator token).
@@ -270,6 +309,45 @@ enum AdvisoriesAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum ScansAction {
+    /// A scan's status and verdict.
+    Get { id: String },
+    /// A scan's findings, with their traces in JSON output.
+    Findings {
+        id: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// A scan's attestation (DSSE envelope), byte for byte, to stdout or a file.
+    Attestation {
+        id: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VexAction {
+    /// Import a VEX document: for the tenant, or global with an administrator token and
+    /// no tenant.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyAction {
+    /// The active policy (the built-in default until one is set).
+    Get,
+    /// Set the policy from a TOML file (a new version unless unchanged).
+    Set { file: PathBuf },
+    /// Every version, newest first.
+    Versions {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DeadLettersAction {
     List {
         #[arg(long)]
@@ -305,6 +383,21 @@ enum BenchAction {
         sbom: PathBuf,
         /// OSV collections (zip, JSON array or one record); repeat for several.
         #[arg(long = "advisories", required = true)]
+        advisories: Vec<PathBuf>,
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A warm scan end to end (HTTP submit → analyze → evaluate → seal → completed) on
+    /// the configured backends (a fresh data folder), against the same scan as pure
+    /// domain work in-process: p50 / p99 of both.
+    Scan {
+        /// The SBOM (CycloneDX or SPDX JSON).
+        #[arg(long)]
+        sbom: PathBuf,
+        /// OSV collections to import first; repeat for several.
+        #[arg(long = "advisories")]
         advisories: Vec<PathBuf>,
         #[arg(long, default_value_t = 50)]
         runs: usize,
@@ -410,6 +503,11 @@ fn main() -> ExitCode {
         | Command::Audit { .. }
         | Command::Verify { .. }
         | Command::Advisories { .. }
+        | Command::Scan { .. }
+        | Command::Scans { .. }
+        | Command::Vex { .. }
+        | Command::Policy { .. }
+        | Command::Events { .. }
         | Command::Completions { .. } => Ok(()),
         Command::Migrate => actix_web::rt::System::new().block_on(migrate(&loaded)),
         Command::Serve => actix_web::rt::System::new().block_on(serve(&loaded)),
@@ -441,6 +539,21 @@ fn main() -> ExitCode {
                     json,
                 },
         } => bench_match(&sbom, &advisories, runs, json),
+        Command::Bench {
+            action:
+                BenchAction::Scan {
+                    sbom,
+                    advisories,
+                    runs,
+                    json,
+                },
+        } => actix_web::rt::System::new().block_on(bench_scan(
+            &loaded,
+            &sbom,
+            &advisories,
+            runs,
+            json,
+        )),
         Command::Bench {
             action:
                 BenchAction::Jobs {
@@ -661,6 +774,37 @@ fn bench_match(
     Ok(())
 }
 
+async fn bench_scan(
+    loaded: &Loaded,
+    sbom: &std::path::PathBuf,
+    advisories: &[std::path::PathBuf],
+    runs: usize,
+    json: bool,
+) -> Result<(), String> {
+    let report = stella::bench_scan::run(loaded.settings.clone(), sbom, advisories, runs).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "{} ({} components, {} findings) on {}: submit → sealed verdict p50 {:.1} ms, p99 {:.1} ms over {} runs; the scan alone in-process p50 {:.1} ms, p99 {:.1} ms (ratio {:.2})",
+            report.sbom,
+            report.components,
+            report.findings,
+            report.store,
+            report.p50_ms,
+            report.p99_ms,
+            report.runs,
+            report.baseline_p50_ms,
+            report.baseline_p99_ms,
+            report.ratio
+        );
+    }
+    Ok(())
+}
+
 async fn bench_jobs(loaded: &Loaded, jobs: u64, tenants: u32, json: bool) -> Result<(), String> {
     let services = stella::Services::connect(&loaded.settings)
         .await
@@ -733,6 +877,11 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
         cli.command,
         Command::Verify { .. }
             | Command::Advisories { .. }
+            | Command::Scan { .. }
+            | Command::Scans { .. }
+            | Command::Vex { .. }
+            | Command::Policy { .. }
+            | Command::Events { .. }
             | Command::Tenants { .. }
             | Command::Tokens { .. }
             | Command::Jobs { .. }
@@ -757,6 +906,76 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
 const TENANT_COLUMNS: &[&str] = &["id", "name", "status", "created_at"];
 const TOKEN_COLUMNS: &[&str] = &["id", "tenant", "name", "scopes", "expires_at", "revoked_at"];
 const JOB_COLUMNS: &[&str] = &["id", "kind", "state", "step", "attempts", "last_error"];
+const FINDING_COLUMNS: &[&str] = &[
+    "vulnerability_id",
+    "purl",
+    "severity",
+    "disposition",
+    "aliases",
+];
+const POLICY_COLUMNS: &[&str] = &["version", "digest", "created_by", "created_at"];
+
+/// A scan as a summary, then (table output, once evaluated) its findings.
+fn print_scan(
+    client: &stella::client::Client,
+    scan: &serde_json::Value,
+) -> Result<(), stella::client::ClientError> {
+    if client.format == stella::client::Format::Json {
+        client.print(scan, &[]);
+        return Ok(());
+    }
+    let counts = &scan["counts"];
+    let summary = &scan["sbom_summary"];
+    let field = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (label, value) in [
+        ("scan", field(&scan["id"])),
+        ("name", field(&scan["name"])),
+        ("status", field(&scan["status"])),
+        ("disposition", field(&scan["disposition"])),
+        ("components", field(&counts["components"])),
+        (
+            "not matchable",
+            format!(
+                "{} without purl, {} invalid purl, {} unsupported ecosystem",
+                field(&summary["no_purl"]),
+                field(&summary["invalid_purl"]),
+                field(&summary["unsupported_ecosystem"])
+            ),
+        ),
+        (
+            "findings",
+            format!(
+                "{} ({} block, {} warn, {} pass, {} with conflicts)",
+                field(&counts["findings"]),
+                field(&counts["block"]),
+                field(&counts["warn"]),
+                field(&counts["pass"]),
+                field(&counts["conflicts"])
+            ),
+        ),
+        ("inputs hash", field(&scan["inputs_hash"])),
+        ("attestation", field(&scan["attestation_sha256"])),
+    ] {
+        println!("{label:14} {value}");
+    }
+    if scan["counts"]["findings"].as_u64().unwrap_or(0) > 0 {
+        if let Some(id) = scan["id"].as_str() {
+            println!();
+            let findings = client.list(
+                &format!("/scans/{}/findings", stella::client::segment(id)),
+                vec![("limit", "500".to_owned())],
+                true,
+            )?;
+            client.print(&findings, FINDING_COLUMNS);
+        }
+    }
+    Ok(())
+}
+
 const DEAD_COLUMNS: &[&str] = &["id", "role", "job_id", "kind", "deliveries", "error"];
 
 fn client_command(
@@ -931,6 +1150,123 @@ fn client_command(
                     report["disposition"].as_str().unwrap_or("-"),
                 ),
             }
+        }
+        Command::Scan {
+            sbom,
+            name,
+            evaluated_at,
+            wait,
+            timeout_secs,
+        } => {
+            let mut query = Vec::new();
+            if let Some(name) = name {
+                query.push(("name", name.clone()));
+            }
+            if let Some(at) = evaluated_at {
+                query.push(("evaluated_at", at.clone()));
+            }
+            let wait = wait.then(|| Duration::from_secs(*timeout_secs));
+            let scan = client.scan(sbom, &query, wait)?;
+            if wait.is_none() {
+                client.print(&scan, &["job_id", "status", "sbom_sha256"]);
+                return Ok(());
+            }
+            print_scan(client, &scan)?;
+            if scan.get("disposition").and_then(|d| d.as_str()) == Some("block") {
+                return Err(stella::client::ClientError {
+                    kind: stella::client::ExitKind::Failure,
+                    message: format!(
+                        "scan {} is blocked by the policy",
+                        scan["id"].as_str().unwrap_or("?")
+                    ),
+                });
+            }
+        }
+        Command::Scans { action } => match action {
+            ScansAction::Get { id } => {
+                print_scan(client, &client.get(&format!("/scans/{}", seg(id)), &[])?)?;
+            }
+            ScansAction::Findings { id, page } => client.print(
+                &client.list(
+                    &format!("/scans/{}/findings", seg(id)),
+                    page.query(),
+                    page.all,
+                )?,
+                FINDING_COLUMNS,
+            ),
+            ScansAction::Attestation { id, output_file } => {
+                let bytes = client.get_bytes(&format!("/scans/{}/attestation", seg(id)))?;
+                match output_file {
+                    Some(path) => {
+                        std::fs::write(path, &bytes).map_err(|err| stella::client::ClientError {
+                            kind: stella::client::ExitKind::Failure,
+                            message: format!("cannot write {}: {err}", path.display()),
+                        })?
+                    }
+                    None => {
+                        use std::io::Write;
+                        let _ = std::io::stdout().write_all(&bytes);
+                    }
+                }
+            }
+        },
+        Command::Vex {
+            action: VexAction::Import { file },
+        } => {
+            let bytes = std::fs::read(file).map_err(|err| stella::client::ClientError {
+                kind: stella::client::ExitKind::Invalid,
+                message: format!("cannot read {}: {err}", file.display()),
+            })?;
+            client.print(
+                &client.post_bytes("/vex", &[], "application/json", bytes)?,
+                &["sha256", "format", "statements", "scope", "created"],
+            );
+        }
+        Command::Policy { action } => match action {
+            PolicyAction::Get => {
+                let policy = client.get("/policy", &[])?;
+                match client.format {
+                    stella::client::Format::Json => client.print(&policy, &[]),
+                    stella::client::Format::Table => {
+                        eprintln!(
+                            "# version {} ({}){}",
+                            policy["version"],
+                            policy["digest"].as_str().unwrap_or("?"),
+                            if policy["default"] == json!(true) {
+                                ", the built-in default"
+                            } else {
+                                ""
+                            }
+                        );
+                        print!("{}", policy["document"].as_str().unwrap_or(""));
+                    }
+                }
+            }
+            PolicyAction::Set { file } => {
+                let document =
+                    std::fs::read_to_string(file).map_err(|err| stella::client::ClientError {
+                        kind: stella::client::ExitKind::Invalid,
+                        message: format!("cannot read {}: {err}", file.display()),
+                    })?;
+                client.print(
+                    &client.put("/policy", &json!({ "document": document }))?,
+                    POLICY_COLUMNS,
+                );
+            }
+            PolicyAction::Versions { page } => client.print(
+                &client.list("/policy/versions", page.query(), page.all)?,
+                POLICY_COLUMNS,
+            ),
+        },
+        Command::Events { kind, page } => {
+            let mut query = page.query();
+            if let Some(kind) = kind {
+                query.push(("kind", kind.clone()));
+            }
+            client.print(
+                &client.list("/events", query, page.all)?,
+                &["seq", "kind", "tenant", "created_at", "payload"],
+            );
         }
         Command::Actors => {
             let tree = client.get("/system/actors", &[])?;

@@ -99,10 +99,17 @@ impl Handlers {
         self.kinds.get(kind)?.steps.get(step).cloned()
     }
 
-    /// The built-in kinds.
+    /// The built-in kinds that need nothing but the store (`noop`).
     pub fn builtin() -> Self {
         let mut handlers = Self::default();
         handlers.register(crate::noop::kind());
+        handlers
+    }
+
+    /// Every kind a Stella process runs: the built-in ones and the scan pipeline.
+    pub fn with_scan(deps: crate::scan::ScanDeps) -> Self {
+        let mut handlers = Self::builtin();
+        handlers.register(crate::scan::kind(deps));
         handlers
     }
 }

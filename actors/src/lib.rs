@@ -17,6 +17,7 @@
 //! - `handler`: the step handler API ([`StepHandler`], [`Handlers`]);
 //! - `fetcher`: importing advisory collections into the store;
 //! - `noop`: the built-in `noop` job kind;
+//! - `scan`: the `scan` job kind (analyze → evaluate → seal) and the advisory index cache;
 //! - `relay`: the outbox relay;
 //! - `metrics`: [`RuntimeMetrics`].
 
@@ -29,6 +30,7 @@ pub mod noop;
 mod relay;
 mod root;
 mod runtime;
+pub mod scan;
 mod shared;
 mod tenant;
 

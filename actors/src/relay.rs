@@ -8,31 +8,44 @@ use std::time::Duration;
 use chrono::Utc;
 use stella_store::mailbox::{Envelope, Mailbox, Role};
 use stella_store::{Store, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::metrics::RuntimeMetrics;
 
 const BATCH: u32 = 500;
 
 /// Relays until `stop` turns true. Store or mailbox outages are logged and retried.
+///
+/// It moves rows as soon as this process commits them (the store's outbox signal) and
+/// polls every `poll` for rows other processes committed; after moving rows it wakes
+/// this process's consumers (`wake`), so a step's next step starts without waiting for
+/// either poll.
 pub(crate) async fn run(
     store: Store,
     mailbox: Arc<dyn Mailbox>,
     metrics: RuntimeMetrics,
     poll: Duration,
+    wake: Vec<Arc<Notify>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let written = store.outbox_written();
     let mut backoff = poll;
     loop {
         if *stop.borrow() {
             return;
         }
         match relay_once(&store, mailbox.as_ref(), &metrics).await {
-            Ok(moved) if moved >= BATCH as usize => {
+            Ok(moved) => {
                 backoff = poll;
-                continue;
+                if moved > 0 {
+                    for consumer in &wake {
+                        consumer.notify_one();
+                    }
+                }
+                if moved >= BATCH as usize {
+                    continue;
+                }
             }
-            Ok(_) => backoff = poll,
             Err(err) => {
                 tracing::warn!(error = %err, "outbox relay failed; retrying");
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -40,6 +53,7 @@ pub(crate) async fn run(
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
+            () = written.notified() => {}
             _ = stop.changed() => {}
         }
     }

@@ -81,18 +81,22 @@ impl Runtime {
         let (stop, stop_rx) = watch::channel(false);
         let poll = Duration::from_millis(config.settings.poll_interval_ms);
         let mut tasks = Vec::new();
+        let wake: Vec<Arc<tokio::sync::Notify>> =
+            config.roles.iter().map(|_| Arc::default()).collect();
         tasks.push(actix_rt::spawn(crate::relay::run(
             config.store.clone(),
             config.mailbox.clone(),
             config.metrics.clone(),
             poll,
+            wake.clone(),
             stop_rx.clone(),
         )));
-        for role in &config.roles {
+        for (role, wake) in config.roles.iter().zip(wake) {
             tasks.push(actix_rt::spawn(consume(
                 shared.clone(),
                 role.clone(),
                 root.clone(),
+                wake,
                 stop_rx.clone(),
             )));
             tasks.push(actix_rt::spawn(janitor(
@@ -217,6 +221,7 @@ async fn consume(
     shared: Arc<Shared>,
     role: Role,
     root: Addr<RootSupervisor>,
+    wake: Arc<tokio::sync::Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
     let poll = Duration::from_millis(shared.settings.poll_interval_ms);
@@ -248,8 +253,11 @@ async fn consume(
                     own_pending = false;
                     continue;
                 }
+                // The relay wakes us when it moved entries; the poll finds what other
+                // processes' relays sent.
                 tokio::select! {
                     () = tokio::time::sleep(poll) => {}
+                    () = wake.notified() => {}
                     _ = stop.changed() => {}
                 }
             }

@@ -166,7 +166,7 @@ pub struct ApiSettings {
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
-            max_body_bytes: 32 * 1024 * 1024,
+            max_body_bytes: 50 * 1024 * 1024,
             shutdown_timeout_secs: 5,
             rate_limit_per_second: 50,
             rate_limit_burst: 200,

@@ -26,6 +26,9 @@ pub struct Store {
     pub(crate) backend: Backend,
     /// Group commit for the runtime's hot path (see `group`), shared by every clone.
     pub(crate) group: Arc<Groups>,
+    /// Signalled after every commit that may have written outbox rows, so this process's
+    /// relay moves them at once instead of at its next poll.
+    pub(crate) outbox_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -77,6 +80,7 @@ impl Store {
             pool,
             backend,
             group: Arc::default(),
+            outbox_signal: Arc::default(),
         })
     }
 
@@ -87,6 +91,7 @@ impl Store {
             pool: self.pool.clone(),
             backend: self.backend,
             group: Arc::default(),
+            outbox_signal: Arc::default(),
         }
     }
 
@@ -149,9 +154,25 @@ impl Store {
         crate::repo::Advisories { store: self }
     }
 
+    /// VEX documents, global and per tenant.
+    pub fn vex(&self) -> crate::repo::VexDocuments<'_> {
+        crate::repo::VexDocuments { store: self }
+    }
+
     /// The outbox relay's view: pending messages of every tenant, by design.
     pub fn outbox(&self) -> Outbox<'_> {
         Outbox { store: self }
+    }
+
+    /// Resolves when outbox rows were committed through this store (by any clone) since
+    /// the last wait: the relay's wake-up. Other processes' rows are found by polling.
+    pub fn outbox_written(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_signal.clone()
+    }
+
+    pub(crate) fn signal_outbox(&self) {
+        // One stored permit: a relay that is busy finds it on its next wait.
+        self.outbox_signal.notify_one();
     }
 
     /// The only door to tenant-owned data: every query made through the handle is scoped
@@ -189,6 +210,28 @@ impl<'a> TenantScope<'a> {
 
     pub fn noop(&self) -> Noop<'a> {
         Noop {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    pub fn scans(&self) -> crate::repo::Scans<'a> {
+        crate::repo::Scans {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    pub fn policies(&self) -> crate::repo::Policies<'a> {
+        crate::repo::Policies {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    /// The tenant's events and the global ones.
+    pub fn events(&self) -> crate::repo::Events<'a> {
+        crate::repo::Events {
             store: self.store,
             tenant: self.tenant,
         }

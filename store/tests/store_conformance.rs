@@ -94,7 +94,159 @@ conformance!(
     a_batch_of_changes_commits_each_winner_and_rejects_each_loser_alone,
     grouped_calls_keep_the_single_call_guarantees,
     advisory_imports_are_idempotent_and_report_the_delta,
+    policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions,
+    vex_documents_are_global_or_per_tenant_and_imported_once,
+    events_are_deduplicated_and_scoped_to_their_tenant,
 );
+
+async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions(db: &TestDb) {
+    let store = &db.store;
+    with_tenants(store, &["a", "b"]).await;
+    let a = tenant("a");
+    let policies = store.tenant(&a).policies();
+    assert!(policies.active().await.unwrap().is_none());
+    let (first, created) = policies.put("doc 1", "d1", "alice", t0()).await.unwrap();
+    assert!(created);
+    assert_eq!(first.version, 1);
+    let (same, created) = policies.put("doc 1", "d1", "bob", t0()).await.unwrap();
+    assert!(!created, "the active document again creates nothing");
+    assert_eq!(same, first);
+    // Eight writers at once: every document gets its own version.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = tenant("a");
+            store
+                .tenant(&a)
+                .policies()
+                .put(&format!("doc {i}x"), &format!("x{i}"), "w", t0())
+                .await
+                .unwrap()
+                .0
+                .version
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=9).collect::<Vec<u64>>());
+    assert_eq!(policies.active().await.unwrap().unwrap().version, 9);
+    assert_eq!(policies.get(1).await.unwrap().document, "doc 1");
+    let page = policies.list(None, 4).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|p| p.version).collect::<Vec<_>>(),
+        [9, 8, 7, 6]
+    );
+    let rest = policies
+        .list(page.next_cursor.as_deref(), 50)
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 5);
+    assert!(rest.next_cursor.is_none());
+    // Tenant b has none of them.
+    let b = tenant("b");
+    assert!(store
+        .tenant(&b)
+        .policies()
+        .active()
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        store.tenant(&b).policies().get(1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn vex_documents_are_global_or_per_tenant_and_imported_once(db: &TestDb) {
+    use stella_store::repo::{generation, VexDocumentRecord};
+    let store = &db.store;
+    with_tenants(store, &["a", "b"]).await;
+    let doc = |sha: &str| VexDocumentRecord {
+        tenant: None,
+        sha256: sha.repeat(64),
+        format: "openvex".into(),
+        statements: json!([{"vulnerability": "CVE-1"}]),
+        statement_count: 1,
+        created_at: t0(),
+    };
+    let before = generation(store, "vex").await.unwrap();
+    assert!(store.vex().import(None, &doc("0")).await.unwrap());
+    assert!(
+        !store.vex().import(None, &doc("0")).await.unwrap(),
+        "again: no-op"
+    );
+    assert!(store
+        .vex()
+        .import(Some(&tenant("a")), &doc("1"))
+        .await
+        .unwrap());
+    assert_eq!(generation(store, "vex").await.unwrap(), before + 2);
+    let for_a = store.vex().for_tenant(&tenant("a")).await.unwrap();
+    assert_eq!(for_a.len(), 2);
+    assert_eq!(for_a[0].tenant, None, "global first");
+    assert_eq!(for_a[1].tenant.as_deref(), Some("a"));
+    assert_eq!(for_a[1].statements, json!([{"vulnerability": "CVE-1"}]));
+    let for_b = store.vex().for_tenant(&tenant("b")).await.unwrap();
+    assert_eq!(for_b.len(), 1, "b sees the global document only");
+}
+
+async fn events_are_deduplicated_and_scoped_to_their_tenant(db: &TestDb) {
+    use stella_store::repo::VexDocumentRecord;
+    let store = &db.store;
+    with_tenants(store, &["a", "b"]).await;
+    let record = |sha: &str| VexDocumentRecord {
+        tenant: None,
+        sha256: sha.repeat(64),
+        format: "openvex".into(),
+        statements: json!([]),
+        statement_count: 0,
+        created_at: t0(),
+    };
+    // A global event (every tenant sees it) and one of a's.
+    store.vex().import(None, &record("2")).await.unwrap();
+    store
+        .vex()
+        .import(Some(&tenant("a")), &record("3"))
+        .await
+        .unwrap();
+    let a_events = store
+        .tenant(&tenant("a"))
+        .events()
+        .list(None, None, 50)
+        .await
+        .unwrap();
+    assert_eq!(a_events.items.len(), 2);
+    assert!(a_events.items[0].seq < a_events.items[1].seq);
+    assert_eq!(a_events.items[0].tenant, None);
+    assert_eq!(a_events.items[1].tenant.as_deref(), Some("a"));
+    let b_events = store
+        .tenant(&tenant("b"))
+        .events()
+        .list(None, None, 50)
+        .await
+        .unwrap();
+    assert_eq!(b_events.items.len(), 1, "b sees the global event only");
+    let after = a_events.items[0].seq.to_string();
+    let newer = store
+        .tenant(&tenant("a"))
+        .events()
+        .list(Some(&after), Some("vex.imported"), 50)
+        .await
+        .unwrap();
+    assert_eq!(newer.items.len(), 1);
+    assert!(store
+        .tenant(&tenant("a"))
+        .events()
+        .list(None, Some("scan.completed"), 50)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
 
 async fn migrations_are_idempotent(db: &TestDb) {
     db.store.migrate().await.unwrap();

@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use stella::Application;
 use stella_config::{Secret, Settings};
 
-const ADMIN: &str = "api-test-admin-token-0123456789";
+pub(crate) const ADMIN: &str = "api-test-admin-token-0123456789";
 
 /// Routes anyone may call: the signing keys, so anyone can verify an attestation.
 const PUBLIC: &[&str] = &["/api/v1/keys"];
 
 /// Every scope a tenant token can have.
-const TENANT_SCOPES: &[&str] = &[
+pub(crate) const TENANT_SCOPES: &[&str] = &[
     "scans:read",
     "scans:write",
     "advisories:write",
@@ -31,10 +31,10 @@ const TENANT_SCOPES: &[&str] = &[
     "jobs:write",
 ];
 
-struct Server {
-    addr: SocketAddr,
-    handle: actix_web::dev::ServerHandle,
-    http: reqwest::Client,
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) handle: actix_web::dev::ServerHandle,
+    pub(crate) http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -50,7 +50,7 @@ fn settings(dir: &std::path::Path) -> Settings {
     settings
 }
 
-async fn start(configure: impl FnOnce(&mut Settings)) -> Server {
+pub(crate) async fn start(configure: impl FnOnce(&mut Settings)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(dir.path());
     configure(&mut settings);
@@ -66,15 +66,15 @@ async fn start(configure: impl FnOnce(&mut Settings)) -> Server {
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-    text: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Value,
+    pub(crate) text: String,
 }
 
 impl Reply {
-    async fn of(response: reqwest::Response) -> Reply {
+    pub(crate) async fn of(response: reqwest::Response) -> Reply {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
@@ -88,7 +88,7 @@ impl Reply {
 }
 
 impl Server {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -111,11 +111,11 @@ impl Server {
         Reply::of(request.send().await.unwrap()).await
     }
 
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.call(method, path, Some(ADMIN), None, body).await
     }
 
-    async fn create_tenant(&self, id: &str) {
+    pub(crate) async fn create_tenant(&self, id: &str) {
         let reply = self
             .admin(
                 Method::POST,
@@ -126,7 +126,7 @@ impl Server {
         assert_eq!(reply.status, 201, "{}", reply.text);
     }
 
-    async fn token(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
+    pub(crate) async fn token(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
         let reply = self
             .admin(
                 Method::POST,
@@ -141,7 +141,7 @@ impl Server {
         )
     }
 
-    async fn submit(&self, token: &str, params: Value, max_attempts: u32) -> String {
+    pub(crate) async fn submit(&self, token: &str, params: Value, max_attempts: u32) -> String {
         let reply = self
             .call(
                 Method::POST,
@@ -155,7 +155,7 @@ impl Server {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
-    async fn wait_job(&self, token: &str, id: &str, state: &str) -> Value {
+    pub(crate) async fn wait_job(&self, token: &str, id: &str, state: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let reply = self
@@ -182,7 +182,7 @@ impl Server {
 }
 
 /// A problem body and nothing else: no resource data leaks through an error.
-fn assert_problem(reply: &Reply, status: u16, context: &str) {
+pub(crate) fn assert_problem(reply: &Reply, status: u16, context: &str) {
     assert_eq!(reply.status.as_u16(), status, "{context}: {}", reply.text);
     assert_eq!(
         reply.headers["content-type"], "application/problem+json",
@@ -225,6 +225,7 @@ fn assert_problem(reply: &Reply, status: u16, context: &str) {
 /// The resources of tenant `a` the matrix points routes at.
 struct Fixture {
     job: String,
+    scan: String,
     token_id: String,
     dead: (String, String),
 }
@@ -234,6 +235,8 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         path.replace("{id}", "a")
     } else if path.starts_with("/api/v1/tokens/") {
         path.replace("{id}", &fixture.token_id)
+    } else if path.starts_with("/api/v1/scans/") {
+        path.replace("{id}", &fixture.scan)
     } else if path.starts_with("/api/v1/jobs/") {
         path.replace("{id}", &fixture.job)
     } else if path.starts_with("/api/v1/dead-letters/") {
@@ -285,8 +288,11 @@ async fn isolation_matrix(server: &Server) {
         assert!(Instant::now() < deadline, "no dead letter appeared");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let scan = crate::scans::scan_of(server, &a_all, crate::scans::tiny_sbom(), &[]).await;
+    crate::scans::wait_scan(server, &a_all, &scan, "completed").await;
     let fixture = Fixture {
         job: job.clone(),
+        scan: scan.clone(),
         token_id: a_token_id,
         dead: dead.clone(),
     };
@@ -337,7 +343,7 @@ async fn isolation_matrix(server: &Server) {
                     assert_problem(&reply, 404, &format!("{what} with tenant b's token"));
                 } else if method == Method::GET {
                     assert_eq!(reply.status, 200, "{what}: {}", reply.text);
-                    for secret in [&job, &dead_job, &dead.1] {
+                    for secret in [&job, &dead_job, &dead.1, &scan] {
                         assert!(
                             !reply.text.contains(secret.as_str()),
                             "{what} leaks {secret}: {}",

@@ -548,3 +548,148 @@ fn bench_match_reports_the_index_against_the_linear_baseline_on_real_data() {
         assert!(report[key].as_f64().is_some(), "{key}: {report}");
     }
 }
+
+#[test]
+fn scan_gates_a_pipeline_with_its_exit_code_and_the_attestation_verifies() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = stella(dir.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let output = stella(dir.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", &admin)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        (output.status.code(), stdout, stderr)
+    };
+    let sbom = data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json");
+    let sbom = sbom.to_str().unwrap();
+    let (code, _, err) = cli(&["tenants", "create", "acme", "--name", "Acme"]);
+    assert_eq!(code, Some(0), "{err}");
+    let go = data.join("advisories/Go-all.zip");
+    let (code, out, err) = cli(&["advisories", "import", go.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("4291"), "{out}");
+
+    // Warnings only: exit 0, with the summary and the findings table.
+    let (code, out, err) = cli(&["--tenant", "acme", "scan", sbom, "--wait"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("disposition    warn"), "{out}");
+    assert!(out.contains("GO-2022-1031"), "{out}");
+    let scan_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("scan "))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // The attestation, byte for byte, verifies against the server's keys.
+    let file = dir.path().join("verdict.dsse.json");
+    let (code, _, err) = cli(&[
+        "--tenant",
+        "acme",
+        "scans",
+        "attestation",
+        &scan_id,
+        "--output-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(&["verify", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("verified") && out.contains("disposition warn"),
+        "{out}"
+    );
+
+    // A policy that blocks gin: the same scan now exits 1.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "name = \"strict\"\nversion = 1\ndefault = \"warn\"\n\n[[rules]]\nid = \"no-gin\"\nwhen = { packages = [\"pkg:golang/github.com/gin-gonic/gin\"] }\noutcome = \"block\"\nbecause = \"banned\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = cli(&[
+        "--tenant",
+        "acme",
+        "policy",
+        "set",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("VERSION"), "{out}");
+    let (code, out, err) = cli(&["--tenant", "acme", "scan", sbom, "--wait"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("disposition    block"), "{out}");
+    assert!(err.contains("blocked by the policy"), "{err}");
+
+    // A malformed SBOM is exit 6 with the pointer.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"type": "library"}]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["--tenant", "acme", "scan", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("/components/0/name"), "{err}");
+    let _ = server.kill();
+}
+
+#[test]
+fn bench_scan_reports_end_to_end_against_the_in_process_scan() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .args(["bench", "scan", "--runs", "3", "--json", "--sbom"])
+        .arg(data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json"))
+        .arg("--advisories")
+        .arg(data.join("advisories/Go-all.zip"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["findings"], 58, "{report}");
+    assert_eq!(report["runs"], 3);
+    for key in [
+        "p50_ms",
+        "p99_ms",
+        "baseline_p50_ms",
+        "baseline_p99_ms",
+        "ratio",
+    ] {
+        assert!(
+            report[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {report}"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "the benchmark uses its own data folder"
+    );
+}

@@ -9,4 +9,5 @@ mod common;
 mod api;
 mod binary;
 mod crash;
+mod scans;
 mod serve;

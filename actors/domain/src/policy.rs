@@ -50,6 +50,17 @@ pub enum Disposition {
     Block,
 }
 
+impl Disposition {
+    /// The lowercase name, as serialized (`pass`, `warn`, `block`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Pass => "pass",
+            Disposition::Warn => "warn",
+            Disposition::Block => "block",
+        }
+    }
+}
+
 /// The K4 values a condition accepts for one question.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -7,11 +7,15 @@
 pub mod advisories;
 pub mod audit;
 pub mod dead_letters;
+pub mod events;
 pub mod jobs;
 pub mod keys;
+pub mod policy;
+pub mod scans;
 pub mod system;
 pub mod tenants;
 pub mod tokens;
+pub mod vex;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -41,7 +45,17 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(dead_letters::discard)
         .service(keys::list)
         .service(system::actors)
-        .service(audit::list);
+        .service(audit::list)
+        .service(scans::upload)
+        .service(scans::submit)
+        .service(scans::get)
+        .service(scans::findings)
+        .service(scans::attestation)
+        .service(vex::import)
+        .service(policy::get)
+        .service(policy::set)
+        .service(policy::versions)
+        .service(events::list);
 }
 
 /// `?limit=&cursor=` of every list.

@@ -212,6 +212,30 @@ impl Advisories<'_> {
             }
             query.execute(&mut *tx).await.map_err(err)?;
         }
+        if !changed.is_empty() {
+            // The delta, once per import that changed anything, for the scheduler; the
+            // generation tells every process its cached advisory index is stale.
+            crate::repo::bump_generation(&mut *tx, self.store, "advisories").await?;
+            let (generation,): (i64,) =
+                sqlx::query_as("SELECT value FROM generations WHERE name = 'advisories'")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            let event = crate::repo::NewEvent {
+                kind: "advisory.delta".into(),
+                dedupe_key: format!("advisory.delta:{generation}"),
+                payload: serde_json::json!({
+                    "generation": generation,
+                    "advisories": summary.delta_ids,
+                    "packages": summary
+                        .delta_packages
+                        .iter()
+                        .map(|(ecosystem, name)| format!("{ecosystem}/{name}"))
+                        .collect::<Vec<_>>(),
+                }),
+            };
+            crate::repo::insert_event(&mut *tx, self.store, None, &event, at).await?;
+        }
         tx.commit().await.map_err(err)?;
         Ok(summary)
     }

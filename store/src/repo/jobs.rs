@@ -351,6 +351,7 @@ impl<'a> Jobs<'a> {
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;
+        self.store.signal_outbox();
         let mut submitted = Vec::with_capacity(new.len());
         for (job, id) in new.iter().zip(&ids) {
             match inserted.remove(id.as_str()) {
@@ -532,6 +533,7 @@ impl<'a> Jobs<'a> {
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;
+        self.store.signal_outbox();
         Ok(job)
     }
 
@@ -908,6 +910,7 @@ impl Store {
         let at = changes.iter().map(|c| to_millis(c.now)).max().unwrap_or(0);
         insert_outbox(self, &mut tx, &outbox, at).await?;
         tx.commit().await.map_err(|err| self.err(err, "jobs"))?;
+        self.signal_outbox();
         Ok(outcomes)
     }
 }

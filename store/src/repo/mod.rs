@@ -7,6 +7,7 @@ mod idempotency;
 mod jobs;
 mod noop;
 mod outbox;
+mod scans;
 mod tenants;
 mod tokens;
 
@@ -20,6 +21,11 @@ pub use jobs::{
 pub(crate) use noop::{count_noop_executions, write_noop_effects};
 pub use noop::{Noop, NoopTotals};
 pub use outbox::{Outbox, OutboxRow};
+pub(crate) use scans::{bump_generation, insert_event};
+pub use scans::{
+    generation, EventRecord, Events, FindingRecord, NewEvent, Policies, PolicyRecord, SbomRecord,
+    ScanRecord, Scans, VerdictRecord, VexDocumentRecord, VexDocuments,
+};
 pub use tenants::{Tenant, TenantStatus, Tenants};
 pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};
 

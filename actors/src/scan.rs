@@ -1,0 +1,412 @@
+//! The `scan` job kind: an SBOM in, a sealed verdict out, in three durable steps run by
+//! three roles: `analyze` (analyzer: parse the SBOM, keep its matchable components),
+//! `evaluate` (evaluator: match against the advisories, join VEX, apply the tenant's
+//! policy at the scan's evaluation time) and `seal` (sealer: sign the verdict as an
+//! in-toto statement in a DSSE envelope, store it, emit `scan.completed`).
+//!
+//! The handlers are thin: the work is `stella_domain`'s pure functions, run on the
+//! blocking pool because parsing and matching are CPU work. Each step's effect is
+//! idempotent (the analysis is written once, the verdict is replaced until sealed, the
+//! attestation digest and its event are set once), and signing is deterministic
+//! (Ed25519, canonical JSON), so a redelivered or resumed step yields the same bytes and
+//! never a second attestation.
+//!
+//! The advisory index is cached per process and rebuilt when the store's `advisories`
+//! generation moves (every import that changes a record bumps it), so a warm scan costs
+//! one counter read instead of reading the advisory database.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use stella_domain::canonical::Digest;
+use stella_domain::dsse::SigningKey;
+use stella_domain::osv::{Advisory, Affected};
+use stella_domain::policy::{Policy, DEFAULT_POLICY};
+use stella_domain::sbom::{self, SbomSummary};
+use stella_domain::scan::{
+    self, AdvisoryIndex, InputDigests, SbomContext, ScanComponent, ScanInputs, Verdict,
+};
+use stella_domain::vex::{self, VexStatement};
+use stella_store::mailbox::Role;
+use stella_store::object::{Objects, Sha256Digest};
+use stella_store::repo::{FindingRecord, NewEvent, VerdictRecord};
+use stella_store::{Store, StoreError};
+use tokio::sync::Mutex;
+
+use crate::handler::{JobKind, StepContext, StepError, StepHandler, StepOutcome};
+
+pub const KIND: &str = "scan";
+
+/// A scan job's parameters, fixed at submission so every attempt evaluates the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanParams {
+    /// Hex SHA-256 of the SBOM (the object `sha256/<hex>`).
+    pub sbom_sha256: String,
+    /// What the SBOM describes, for the attestation's subject name.
+    pub name: String,
+    /// The evaluation time: exceptions expire against it, and it is part of the inputs
+    /// hash. Never read from the clock during the scan.
+    pub evaluated_at: DateTime<Utc>,
+}
+
+/// What the analyzer keeps of an SBOM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub format: String,
+    pub spec_version: String,
+    pub summary: SbomSummary,
+    pub context: SbomContext,
+    pub components: Vec<ScanComponent>,
+}
+
+impl Analysis {
+    /// Analyzes SBOM bytes (CycloneDX or SPDX JSON).
+    pub fn of(bytes: &[u8]) -> Result<Self, stella_domain::InputError> {
+        Ok(Self::of_parsed(&sbom::parse(bytes)?))
+    }
+
+    pub fn of_parsed(parsed: &sbom::Sbom) -> Self {
+        Self {
+            format: parsed.format.to_string(),
+            spec_version: parsed.spec_version.clone(),
+            summary: parsed.summary(),
+            context: SbomContext::of(parsed),
+            components: ScanComponent::all_of(parsed),
+        }
+    }
+}
+
+/// What a scan needs besides the store.
+#[derive(Debug, Clone)]
+pub struct ScanDeps {
+    pub objects: Objects,
+    pub signing_key: Arc<SigningKey>,
+    pub advisories: Arc<AdvisoryCache>,
+}
+
+impl ScanDeps {
+    pub fn new(objects: Objects, signing_key: Arc<SigningKey>) -> Self {
+        Self {
+            objects,
+            signing_key,
+            advisories: Arc::new(AdvisoryCache::default()),
+        }
+    }
+}
+
+/// The role of each step.
+fn role(name: &str) -> Role {
+    Role::parse(name).unwrap_or_else(|_| unreachable!("a valid role literal"))
+}
+
+pub fn kind(deps: ScanDeps) -> JobKind {
+    let deps = Arc::new(deps);
+    let mut steps: BTreeMap<&'static str, Arc<dyn StepHandler>> = BTreeMap::new();
+    steps.insert("analyze", Arc::new(Analyze(deps.clone())));
+    steps.insert("evaluate", Arc::new(Evaluate(deps.clone())));
+    steps.insert("seal", Arc::new(Seal(deps)));
+    JobKind {
+        name: KIND,
+        first_step: "analyze",
+        role: role("analyzer"),
+        steps,
+    }
+}
+
+fn params(ctx: &StepContext<'_>) -> Result<ScanParams, StepError> {
+    serde_json::from_value(ctx.job.params.clone())
+        .map_err(|err| StepError::Abort(format!("invalid scan parameters: {err}")))
+}
+
+/// Runs CPU work off the actor thread; a panic inside is a failed attempt.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StepError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| StepError::Retry(format!("scan work did not finish: {err}")))
+}
+
+#[derive(Debug)]
+struct Analyze(Arc<ScanDeps>);
+
+#[async_trait]
+impl StepHandler for Analyze {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+        let params = params(ctx)?;
+        let digest = Sha256Digest::parse(&params.sbom_sha256)
+            .map_err(|err| StepError::Abort(format!("invalid sbom digest: {err}")))?;
+        // Verified against its digest while read: a tampered object is an error here.
+        let bytes = self.0.objects.read_content(&digest).await?;
+        let analysis = blocking(move || Analysis::of(&bytes))
+            .await?
+            .map_err(|err| StepError::Abort(format!("the stored SBOM does not parse: {err}")))?;
+        let value = serde_json::to_value(&analysis)
+            .map_err(|err| StepError::Abort(format!("analysis: {err}")))?;
+        ctx.store
+            .tenant(&ctx.job.tenant)
+            .scans()
+            .record_analysis(
+                &ctx.job.id,
+                &params.sbom_sha256,
+                &params.name,
+                params.evaluated_at,
+                &value,
+                ctx.now,
+            )
+            .await?;
+        Ok(StepOutcome::Next {
+            step: "evaluate".into(),
+            role: role("evaluator"),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Evaluate(Arc<ScanDeps>);
+
+fn is_affected(version: &str, affected: &Affected) -> bool {
+    affected.is_affected(version).unwrap_or(false)
+}
+
+/// The tenant's active policy, or the shipped default.
+pub async fn active_policy(
+    store: &Store,
+    tenant: &stella_store::TenantId,
+) -> Result<Policy, StepError> {
+    let text = match store.tenant(tenant).policies().active().await? {
+        Some(record) => record.document,
+        None => DEFAULT_POLICY.to_owned(),
+    };
+    Policy::parse(&text).map_err(|err| StepError::Abort(format!("the stored policy: {err}")))
+}
+
+#[async_trait]
+impl StepHandler for Evaluate {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+        let params = params(ctx)?;
+        let scans = ctx.store.tenant(&ctx.job.tenant).scans();
+        let scan = scans
+            .get(&ctx.job.id)
+            .await?
+            .ok_or_else(|| StepError::Retry("the scan's analysis is not committed".into()))?;
+        if scan.attestation_sha256.is_some() {
+            // Sealed by an earlier delivery: the verdict stays what was signed.
+            return Ok(next_seal());
+        }
+        let analysis: Analysis = scan
+            .analysis
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|err| StepError::Abort(format!("stored analysis: {err}")))?
+            .ok_or_else(|| StepError::Abort("the scan has no analysis".into()))?;
+        let index = self.0.advisories.current(ctx.store).await?;
+        let documents = ctx.store.vex().for_tenant(&ctx.job.tenant).await?;
+        let mut statements = Vec::new();
+        let mut vex_digests = BTreeSet::new();
+        for document in documents {
+            let parsed: Vec<VexStatement> = serde_json::from_value(document.statements)
+                .map_err(|err| StepError::Abort(format!("stored VEX statements: {err}")))?;
+            for statement in parsed {
+                let evidence = format!("vex:sha256:{}#{}", document.sha256, statement.pointer);
+                statements.push((statement, evidence));
+            }
+            vex_digests.insert(format!("sha256:{}", document.sha256));
+        }
+        let policy = active_policy(ctx.store, &ctx.job.tenant).await?;
+        let sbom_digest = format!("sha256:{}", params.sbom_sha256);
+        let at = params.evaluated_at;
+        let (verdict, inputs) = blocking(move || {
+            let inputs = ScanInputs {
+                components: &analysis.components,
+                sbom: &analysis.context,
+                index: &index.index,
+                vex: &statements,
+                policy: &policy,
+                at,
+            };
+            let verdict = scan::evaluate(&inputs, &is_affected, &vex::generic_compare);
+            let digests = InputDigests {
+                sbom: sbom_digest,
+                advisories: index.candidate_digests(&analysis.components),
+                vex: vex_digests,
+                policy: policy.digest(),
+                evaluated_at: Some(at),
+            };
+            (verdict, digests)
+        })
+        .await?;
+        let record = verdict_record(&verdict, &inputs)?;
+        scans.record_verdict(&ctx.job.id, &record).await?;
+        Ok(next_seal())
+    }
+}
+
+fn next_seal() -> StepOutcome {
+    StepOutcome::Next {
+        step: "seal".into(),
+        role: role("sealer"),
+    }
+}
+
+fn to_value<T: Serialize>(value: &T, what: &str) -> Result<Value, StepError> {
+    serde_json::to_value(value).map_err(|err| StepError::Abort(format!("{what}: {err}")))
+}
+
+fn verdict_record(verdict: &Verdict, inputs: &InputDigests) -> Result<VerdictRecord, StepError> {
+    let findings = verdict
+        .findings
+        .iter()
+        .enumerate()
+        .map(|(i, finding)| {
+            Ok(FindingRecord {
+                ordinal: i as u64,
+                vulnerability_id: finding.vulnerability_id.clone(),
+                purl: finding.purl.clone(),
+                disposition: finding.disposition.as_str().to_owned(),
+                finding: to_value(finding, "finding")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StepError>>()?;
+    Ok(VerdictRecord {
+        verdict: to_value(verdict, "verdict")?,
+        disposition: verdict.disposition.as_str().to_owned(),
+        counts: to_value(&verdict.counts, "counts")?,
+        inputs: to_value(inputs, "inputs")?,
+        inputs_hash: inputs.hash(),
+        findings,
+    })
+}
+
+#[derive(Debug)]
+struct Seal(Arc<ScanDeps>);
+
+#[async_trait]
+impl StepHandler for Seal {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
+        let params = params(ctx)?;
+        let scans = ctx.store.tenant(&ctx.job.tenant).scans();
+        let scan = scans
+            .get(&ctx.job.id)
+            .await?
+            .ok_or_else(|| StepError::Abort("the scan has no row".into()))?;
+        let verdict: Verdict = scan
+            .verdict
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|err| StepError::Abort(format!("stored verdict: {err}")))?
+            .ok_or_else(|| StepError::Abort("the scan has no verdict".into()))?;
+        let inputs: InputDigests = scan
+            .inputs
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|err| StepError::Abort(format!("stored inputs: {err}")))?
+            .ok_or_else(|| StepError::Abort("the scan has no inputs".into()))?;
+        let sbom_digest = Digest::from_hex(&params.sbom_sha256)
+            .map_err(|err| StepError::Abort(format!("invalid sbom digest: {err}")))?;
+        let key = self.0.signing_key.clone();
+        let name = params.name.clone();
+        let disposition = verdict.disposition;
+        let counts = verdict.counts.clone();
+        let inputs_hash = inputs.hash();
+        let envelope = blocking(move || {
+            scan::seal(&verdict, &inputs, &name, &sbom_digest, &key).map(|e| e.to_json())
+        })
+        .await?
+        .map_err(|err| StepError::Abort(format!("sealing: {err}")))?;
+        let stored = self.0.objects.put_content(Bytes::from(envelope)).await?;
+        let sha256 = stored.digest.to_string();
+        let event = NewEvent {
+            kind: "scan.completed".into(),
+            dedupe_key: format!("scan.completed:{}", ctx.job.id),
+            payload: json!({
+                "scan_id": ctx.job.id.as_str(),
+                "sbom_sha256": params.sbom_sha256,
+                "name": params.name,
+                "disposition": disposition.as_str(),
+                "counts": counts,
+                "inputs_hash": inputs_hash,
+                "attestation_sha256": sha256,
+            }),
+        };
+        let attestation = scans
+            .record_attestation(&ctx.job.id, &sha256, &event, ctx.now)
+            .await?;
+        Ok(StepOutcome::Done(json!({
+            "disposition": disposition.as_str(),
+            "counts": counts,
+            "inputs_hash": inputs_hash,
+            "attestation_sha256": attestation,
+        })))
+    }
+}
+
+/// The advisory index of one generation of the advisory store.
+#[derive(Debug)]
+pub struct CachedIndex {
+    pub generation: i64,
+    pub index: AdvisoryIndex,
+    /// Advisory id → the digests of the current records with that id (one per source).
+    digests: HashMap<String, Vec<String>>,
+}
+
+impl CachedIndex {
+    /// The digests of every advisory naming one of `components`' packages, matched or
+    /// not: together they decide the findings, so they are the scan's advisory inputs.
+    pub fn candidate_digests(&self, components: &[ScanComponent]) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for component in components {
+            for (advisory, _) in self.index.candidates(&component.package) {
+                for digest in self.digests.get(&advisory.id).into_iter().flatten() {
+                    out.insert(format!("sha256:{digest}"));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The per-process advisory index, rebuilt when the store's generation moves.
+#[derive(Debug, Default)]
+pub struct AdvisoryCache {
+    current: Mutex<Option<Arc<CachedIndex>>>,
+}
+
+impl AdvisoryCache {
+    /// The index of the store's current advisories. Concurrent callers share one rebuild.
+    pub async fn current(&self, store: &Store) -> Result<Arc<CachedIndex>, StoreError> {
+        let mut slot = self.current.lock().await;
+        // Read before the data: the cached index is never older than its generation.
+        let generation = stella_store::repo::generation(store, "advisories").await?;
+        if let Some(cached) = slot.as_ref().filter(|c| c.generation == generation) {
+            return Ok(cached.clone());
+        }
+        let stored = store.advisories().all().await?;
+        let built = tokio::task::spawn_blocking(move || {
+            let mut digests: HashMap<String, Vec<String>> = HashMap::new();
+            let mut advisories = Vec::with_capacity(stored.len());
+            for record in stored {
+                let advisory: Advisory = serde_json::from_value(record.normalized)
+                    .map_err(|err| StoreError::Corrupt(format!("advisory {}: {err}", record.id)))?;
+                digests.entry(record.id).or_default().push(record.sha256);
+                advisories.push(advisory);
+            }
+            Ok::<_, StoreError>(CachedIndex {
+                generation,
+                index: AdvisoryIndex::build(advisories),
+                digests,
+            })
+        })
+        .await
+        .map_err(|err| StoreError::Corrupt(format!("building the advisory index: {err}")))??;
+        let built = Arc::new(built);
+        *slot = Some(built.clone());
+        Ok(built)
+    }
+}

@@ -1,0 +1,195 @@
+//! The `scan` job kind's steps run one by one, as a crash and a redelivery would run them:
+//! each step run twice changes nothing the first run committed, a sealed scan keeps its
+//! verdict when advisories change, and there is exactly one attestation and one
+//! `scan.completed` event. On SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../store/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use stella_actors::scan::{ScanDeps, ScanParams, KIND};
+use stella_actors::{submit, Handlers, JobRequest, StepContext, StepOutcome};
+use stella_domain::dsse::SigningKey;
+use stella_domain::osv::Limits;
+use stella_store::object::{FolderStore, Objects};
+use stella_store::{JobId, Store, TenantId};
+
+fn advisory(id: &str, name: &str, fixed: &str) -> Vec<u8> {
+    json!([{
+        "id": id,
+        "modified": "2024-01-01T00:00:00Z",
+        "affected": [{
+            "package": {"ecosystem": "npm", "name": name},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
+        }]
+    }])
+    .to_string()
+    .into_bytes()
+}
+
+async fn run(
+    store: &Store,
+    handlers: &Handlers,
+    tenant: &TenantId,
+    id: &JobId,
+    step: &str,
+) -> StepOutcome {
+    let job = store.tenant(tenant).jobs().get(id).await.unwrap();
+    let ctx = StepContext {
+        store,
+        job: &job,
+        attempt: 1,
+        now: Utc::now(),
+    };
+    handlers
+        .step(KIND, step)
+        .expect("a scan step")
+        .run(&ctx)
+        .await
+        .unwrap_or_else(|err| panic!("{step}: {err}"))
+}
+
+async fn redelivered_steps_change_nothing(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
+    let tenant = TenantId::parse("acme").unwrap();
+    store
+        .tenants()
+        .ensure(&tenant, "Acme", Utc::now())
+        .await
+        .unwrap();
+    let handlers = Handlers::with_scan(ScanDeps::new(
+        objects.clone(),
+        Arc::new(SigningKey::generate([3; 32])),
+    ));
+    stella_actors::fetcher::import_advisories(
+        &store,
+        &objects,
+        "osv:test",
+        &advisory("T-1", "left-pad", "1.3.1"),
+        Limits::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let sbom = json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5",
+        "components": [
+            {"type": "library", "name": "left-pad", "version": "1.3.0", "purl": "pkg:npm/left-pad@1.3.0"},
+            {"type": "library", "name": "chalk", "version": "2.0.0", "purl": "pkg:npm/chalk@2.0.0"}
+        ]
+    });
+    let stored = objects
+        .put_content(Bytes::from(sbom.to_string()))
+        .await
+        .unwrap();
+    let params = ScanParams {
+        sbom_sha256: stored.digest.to_string(),
+        name: "app".into(),
+        evaluated_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+    };
+    let request = JobRequest {
+        kind: KIND.into(),
+        params: serde_json::to_value(&params).unwrap(),
+        idempotency_key: None,
+        max_attempts: 3,
+    };
+    let id = submit(&store, &handlers, &tenant, &request, Utc::now())
+        .await
+        .unwrap()
+        .job
+        .id;
+    let scans = store.tenant(&tenant).scans();
+
+    for _ in 0..2 {
+        let next = run(&store, &handlers, &tenant, &id, "analyze").await;
+        assert!(matches!(next, StepOutcome::Next { ref step, .. } if step == "evaluate"));
+    }
+    let analysis = scans.get(&id).await.unwrap().unwrap().analysis.unwrap();
+    assert_eq!(analysis["components"].as_array().unwrap().len(), 2);
+
+    for _ in 0..2 {
+        let next = run(&store, &handlers, &tenant, &id, "evaluate").await;
+        assert!(matches!(next, StepOutcome::Next { ref step, .. } if step == "seal"));
+    }
+    let evaluated = scans.get(&id).await.unwrap().unwrap();
+    assert_eq!(evaluated.counts.as_ref().unwrap()["findings"], 1);
+    let page = scans.findings(&id, None, 50).await.unwrap();
+    assert_eq!(page.items.len(), 1, "a re-run replaces the findings");
+    assert_eq!(page.items[0].vulnerability_id, "T-1");
+
+    let first = run(&store, &handlers, &tenant, &id, "seal").await;
+    let objects_after_seal = objects.store().list("").await.unwrap().len();
+    // The process died after committing the seal and before acknowledging: the step is
+    // delivered again, and so is the evaluation before it.
+    let second = run(&store, &handlers, &tenant, &id, "seal").await;
+    assert_eq!(first, second, "a resumed seal returns the same attestation");
+    let StepOutcome::Done(result) = &first else {
+        panic!("seal ends the job: {first:?}");
+    };
+    assert_eq!(result["disposition"], "warn");
+    assert_eq!(
+        objects.store().list("").await.unwrap().len(),
+        objects_after_seal
+    );
+
+    // New advisories do not change a sealed verdict, even on a late redelivery.
+    stella_actors::fetcher::import_advisories(
+        &store,
+        &objects,
+        "osv:test",
+        &advisory("T-2", "chalk", "9.0.0"),
+        Limits::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    run(&store, &handlers, &tenant, &id, "evaluate").await;
+    let sealed = scans.get(&id).await.unwrap().unwrap();
+    assert_eq!(sealed.verdict, evaluated.verdict);
+    assert_eq!(
+        Some(result["attestation_sha256"].as_str().unwrap()),
+        sealed.attestation_sha256.as_deref()
+    );
+    let events = store
+        .tenant(&tenant)
+        .events()
+        .list(None, Some("scan.completed"), 50)
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1, "one completion event");
+    assert_eq!(events.items[0].payload["scan_id"], id.as_str());
+
+    // A new scan sees the new advisory: the index follows the store's generation.
+    let id2 = submit(&store, &handlers, &tenant, &request, Utc::now())
+        .await
+        .unwrap()
+        .job
+        .id;
+    run(&store, &handlers, &tenant, &id2, "analyze").await;
+    run(&store, &handlers, &tenant, &id2, "evaluate").await;
+    let rescanned = scans.get(&id2).await.unwrap().unwrap();
+    assert_eq!(rescanned.counts.unwrap()["findings"], 2);
+}
+
+#[tokio::test]
+async fn redelivered_scan_steps_change_nothing_sqlite() {
+    let db = common::sqlite().await;
+    redelivered_steps_change_nothing(db.store.clone()).await;
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn redelivered_scan_steps_change_nothing_postgres() {
+    let Some(db) = common::postgres().await else {
+        return;
+    };
+    redelivered_steps_change_nothing(db.store.clone()).await;
+    db.finish().await;
+}

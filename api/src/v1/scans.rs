@@ -1,0 +1,466 @@
+//! Scans of the caller's tenant: submit an SBOM (or name one submitted before), read the
+//! scan's status and verdict, its findings page by page with their traces, and the
+//! signed attestation. A scan is a `scan` job (same id) run by the analyzer, evaluator
+//! and sealer roles; this module only validates, stores the SBOM and submits.
+//!
+//! The SBOM is parsed here before anything is stored, so a malformed one is a 400 naming
+//! the JSON pointer of the first error and leaves nothing behind; its raw bytes are then
+//! stored content-addressed (`sha256/<hex>`) and recorded for the tenant.
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stella_actors::scan::{Analysis, ScanParams, KIND};
+use stella_actors::JobRequest;
+use stella_store::object::Sha256Digest;
+use stella_store::repo::{Job, JobState, SbomRecord, ScanRecord};
+use stella_store::{JobId, TenantId};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{not_found_unless, BodyProblems, Page, PageQuery, Problems};
+use crate::auth::Caller;
+use crate::body::DocumentBody;
+use crate::problem::{ApiResult, Problem};
+use crate::Context;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitScanQuery {
+    /// Scan an SBOM this tenant submitted before (its `sha256`) instead of a body.
+    pub sbom: Option<String>,
+    /// What the SBOM describes (the attestation's subject name); default: the SBOM's own
+    /// subject or document name.
+    pub name: Option<String>,
+    /// The evaluation time (RFC 3339; default: now). Equal inputs and an equal time give a
+    /// byte-identical verdict and attestation payload.
+    pub evaluated_at: Option<DateTime<Utc>>,
+}
+
+/// A stored SBOM.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SbomView {
+    pub sha256: String,
+    pub name: String,
+    /// `cyclonedx` or `spdx`.
+    pub format: String,
+    pub spec_version: String,
+    pub size_bytes: u64,
+    pub created_at: DateTime<Utc>,
+    /// Components per status (`matched_ecosystem`, `no_purl`, `invalid_purl`,
+    /// `unsupported_ecosystem`): none is dropped silently.
+    #[schema(value_type = Object)]
+    pub summary: Value,
+}
+
+/// A submitted scan.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScanAccepted {
+    /// The scan's id: also the id of the job that runs it.
+    pub job_id: String,
+    /// `queued`.
+    pub status: String,
+    pub sbom_sha256: String,
+}
+
+/// A scan: its status, and once evaluated its verdict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScanView {
+    pub id: String,
+    pub job_id: String,
+    /// `queued`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// The step the job is at (`analyze`, `evaluate`, `seal`).
+    pub step: String,
+    pub sbom_sha256: String,
+    pub name: String,
+    pub evaluated_at: DateTime<Utc>,
+    /// `pass`, `warn` or `block` once evaluated.
+    pub disposition: Option<String>,
+    /// Components, findings, and findings per disposition, once evaluated.
+    #[schema(value_type = Option<Object>)]
+    pub counts: Option<Value>,
+    /// The SBOM's inventory per component status, once analyzed.
+    #[schema(value_type = Option<Object>)]
+    pub sbom_summary: Option<Value>,
+    pub policy_digest: Option<String>,
+    /// The digests of every input (SBOM, advisories, VEX documents, policy).
+    #[schema(value_type = Option<Object>)]
+    pub inputs: Option<Value>,
+    /// sha256 over the canonical JSON of `inputs`: equal hashes mean a replayable scan.
+    pub inputs_hash: Option<String>,
+    /// The DSSE envelope's digest, once sealed (`GET .../attestation`).
+    pub attestation_sha256: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+fn status(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running | JobState::Retrying => "running",
+        JobState::Succeeded => "completed",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
+    let params: ScanParams = serde_json::from_value(job.params.clone())
+        .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?;
+    let scan = scan.unwrap_or(ScanRecord {
+        id: job.id.clone(),
+        sbom_sha256: params.sbom_sha256.clone(),
+        sbom_name: params.name.clone(),
+        evaluated_at: params.evaluated_at,
+        analysis: None,
+        verdict: None,
+        disposition: None,
+        counts: None,
+        inputs: None,
+        inputs_hash: None,
+        attestation_sha256: None,
+        created_at: job.created_at,
+        completed_at: None,
+    });
+    let policy_digest = scan
+        .inputs
+        .as_ref()
+        .and_then(|i| i.get("policy"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(ScanView {
+        id: job.id.to_string(),
+        job_id: job.id.to_string(),
+        status: status(job.state).to_owned(),
+        step: job.step,
+        sbom_sha256: scan.sbom_sha256,
+        name: scan.sbom_name,
+        evaluated_at: scan.evaluated_at,
+        disposition: scan.disposition,
+        counts: scan.counts,
+        sbom_summary: scan.analysis.and_then(|a| a.get("summary").cloned()),
+        policy_digest,
+        inputs: scan.inputs,
+        inputs_hash: scan.inputs_hash,
+        attestation_sha256: scan.attestation_sha256,
+        error: job.last_error,
+        created_at: job.created_at,
+        completed_at: scan.completed_at,
+    })
+}
+
+fn bad_sbom(err: stella_domain::InputError) -> Problem {
+    Problem::new(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        "invalid-sbom",
+        format!("not a CycloneDX or SPDX JSON SBOM: {}", err.message),
+    )
+    .at(err.pointer)
+}
+
+/// Parses and stores an SBOM for the tenant: nothing is stored unless it parses.
+async fn store_sbom(
+    ctx: &Context,
+    tenant: &TenantId,
+    bytes: Bytes,
+    name: Option<&str>,
+) -> ApiResult<(SbomRecord, Analysis, String)> {
+    let parse_bytes = bytes.clone();
+    let (analysis, own_name) = web::block(move || {
+        let parsed = stella_domain::sbom::parse(&parse_bytes)?;
+        let name = parsed
+            .subject
+            .as_ref()
+            .map(|s| s.name.clone())
+            .or_else(|| parsed.name.clone());
+        Ok::<_, stella_domain::InputError>((Analysis::of_parsed(&parsed), name))
+    })
+    .await
+    .map_err(|err| Problem::internal(format!("parsing the SBOM: {err}")))?
+    .map_err(bad_sbom)?;
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => own_name.unwrap_or_else(|| "sbom".to_owned()),
+    };
+    if name.trim().is_empty() || name.len() > 500 {
+        return Err(Problem::bad_request("name must be 1-500 characters").at("name"));
+    }
+    let size = bytes.len() as u64;
+    let stored = ctx.objects.put_content(bytes).await?;
+    let record = SbomRecord {
+        sha256: stored.digest.to_string(),
+        name: name.clone(),
+        format: analysis.format.clone(),
+        spec_version: analysis.spec_version.clone(),
+        size_bytes: size,
+        created_at: Utc::now(),
+    };
+    ctx.store
+        .tenant(tenant)
+        .scans()
+        .record_sbom(&record)
+        .await?;
+    Ok((record, analysis, name))
+}
+
+fn sbom_view(record: SbomRecord, analysis: &Analysis) -> SbomView {
+    SbomView {
+        sha256: record.sha256,
+        name: record.name,
+        format: record.format,
+        spec_version: record.spec_version,
+        size_bytes: record.size_bytes,
+        created_at: record.created_at,
+        summary: serde_json::to_value(analysis.summary).unwrap_or_default(),
+    }
+}
+
+/// Store an SBOM without scanning it (scan it later with `POST /scans?sbom=<sha256>`).
+#[utoipa::path(
+    operation_id = "upload_sbom",
+    tag = "scans",
+    request_body(content = Object, description = "A CycloneDX (1.2–1.6) or SPDX (2.2, 2.3) JSON SBOM", content_type = "application/json"),
+    responses((status = 201, body = SbomView), Problems, BodyProblems),
+    security(("bearer" = ["scans:write"]))
+)]
+#[post("/sboms")]
+pub(crate) async fn upload(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    body: DocumentBody,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?;
+    let (record, analysis, _) = store_sbom(&ctx, tenant, body.0, None).await?;
+    Ok(HttpResponse::Created().json(sbom_view(record, &analysis)))
+}
+
+/// Submit a scan of the SBOM in the body (or of a stored one, `?sbom=`); `202` with the
+/// job id. An `Idempotency-Key` header makes a retried submission return the same scan.
+#[utoipa::path(
+    operation_id = "submit_scan",
+    tag = "scans",
+    params(SubmitScanQuery, ("Idempotency-Key" = Option<String>, Header, description = "Submitting again with the same key returns the first scan")),
+    request_body(content = Object, description = "A CycloneDX (1.2–1.6) or SPDX (2.2, 2.3) JSON SBOM; empty with `?sbom=`", content_type = "application/json"),
+    responses((status = 202, body = ScanAccepted), Problems, BodyProblems),
+    security(("bearer" = ["scans:write"]))
+)]
+#[post("/scans")]
+pub(crate) async fn submit(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    query: web::Query<SubmitScanQuery>,
+    body: DocumentBody,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?;
+    let query = query.into_inner();
+    let (sha256, name) = match query.sbom.as_deref() {
+        Some(reference) => {
+            if !body.0.is_empty() {
+                return Err(Problem::bad_request(
+                    "give either an SBOM body or ?sbom=<sha256>, not both",
+                ));
+            }
+            let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+            Sha256Digest::parse(hex)
+                .map_err(|err| Problem::bad_request(err.to_string()).at("sbom"))?;
+            let record = ctx.store.tenant(tenant).scans().sbom(hex).await?;
+            (record.sha256, query.name.unwrap_or(record.name))
+        }
+        None => {
+            if body.0.is_empty() {
+                return Err(Problem::bad_request(
+                    "the request body is empty; send a CycloneDX or SPDX JSON SBOM",
+                ));
+            }
+            let (record, _, name) = store_sbom(&ctx, tenant, body.0, query.name.as_deref()).await?;
+            (record.sha256, name)
+        }
+    };
+    let idempotency_key = match req.headers().get("Idempotency-Key") {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    Problem::bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
+                })?;
+            Some(format!("scan:{key}"))
+        }
+    };
+    let params = ScanParams {
+        sbom_sha256: sha256.clone(),
+        name,
+        evaluated_at: query.evaluated_at.unwrap_or_else(Utc::now),
+    };
+    let request = JobRequest {
+        kind: KIND.to_owned(),
+        params: serde_json::to_value(&params)
+            .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?,
+        idempotency_key,
+        max_attempts: ctx.job_max_attempts,
+    };
+    let submitted =
+        stella_actors::submit(&ctx.store, &ctx.handlers, tenant, &request, Utc::now()).await?;
+    let job = submitted.job;
+    let sbom_sha256 = serde_json::from_value::<ScanParams>(job.params.clone())
+        .map(|p| p.sbom_sha256)
+        .unwrap_or(sha256);
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/v1/scans/{}", job.id)))
+        .json(ScanAccepted {
+            job_id: job.id.to_string(),
+            status: status(job.state).to_owned(),
+            sbom_sha256,
+        }))
+}
+
+async fn scan_job(ctx: &Context, tenant: &TenantId, raw: &str) -> ApiResult<Job> {
+    let id = not_found_unless(JobId::parse(raw), "scan", raw)?;
+    let job = ctx
+        .store
+        .tenant(tenant)
+        .jobs()
+        .get(&id)
+        .await
+        .map_err(|_| Problem::not_found(format!("scan {raw} not found")))?;
+    if job.kind != KIND {
+        return Err(Problem::not_found(format!("scan {raw} not found")));
+    }
+    Ok(job)
+}
+
+/// Get a scan: status, verdict, counts and inputs hash.
+#[utoipa::path(
+    operation_id = "get_scan",
+    tag = "scans",
+    params(("id" = String, Path, description = "Scan id (the job id)")),
+    responses((status = 200, body = ScanView), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/scans/{id}")]
+pub(crate) async fn get(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<ScanView>> {
+    let tenant = caller.tenant()?;
+    let job = scan_job(&ctx, tenant, &id).await?;
+    let scan = ctx.store.tenant(tenant).scans().get(&job.id).await?;
+    Ok(web::Json(view(job, scan)?))
+}
+
+/// One finding: a matched (vulnerability, component) pair with its assessment, decision
+/// and explain trace.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingView {
+    /// The advisory's own id.
+    pub vulnerability_id: String,
+    pub aliases: Vec<String>,
+    /// The component's purl, with version.
+    pub purl: String,
+    /// `pass`, `warn` or `block`.
+    pub disposition: String,
+    /// The rest of the finding: summary, severity, K4 assessment, trace.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+/// The findings of an evaluated scan, in a stable order, with their traces.
+#[utoipa::path(
+    operation_id = "list_scan_findings",
+    tag = "scans",
+    params(("id" = String, Path, description = "Scan id"), PageQuery),
+    responses((status = 200, body = Page<FindingView>), (status = 409, description = "Not evaluated yet", content_type = "application/problem+json"), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/scans/{id}/findings")]
+pub(crate) async fn findings(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<FindingView>>> {
+    let tenant = caller.tenant()?;
+    let job = scan_job(&ctx, tenant, &id).await?;
+    let scans = ctx.store.tenant(tenant).scans();
+    let evaluated = scans
+        .get(&job.id)
+        .await?
+        .is_some_and(|scan| scan.verdict.is_some());
+    if !evaluated {
+        return Err(Problem::conflict(format!(
+            "scan {} is {} and not evaluated yet",
+            job.id,
+            status(job.state)
+        )));
+    }
+    let page = scans
+        .findings(&job.id, query.cursor(), query.limit())
+        .await
+        .map_err(|err| Problem::from(err).at("cursor"))?;
+    Ok(web::Json(Page::from_store(page, |record| {
+        let mut detail = record.finding;
+        let aliases = detail
+            .get("aliases")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default();
+        if let Some(object) = detail.as_object_mut() {
+            for key in ["vulnerability_id", "aliases", "purl", "disposition"] {
+                object.remove(key);
+            }
+        }
+        FindingView {
+            vulnerability_id: record.vulnerability_id,
+            aliases,
+            purl: record.purl,
+            disposition: record.disposition,
+            detail,
+        }
+    })))
+}
+
+/// The scan's attestation: a DSSE envelope (in-toto Statement v1, signed Ed25519) over
+/// the verdict; verify it with `GET /keys` and any DSSE tool, or `stella verify`.
+#[utoipa::path(
+    operation_id = "get_scan_attestation",
+    tag = "scans",
+    params(("id" = String, Path, description = "Scan id")),
+    responses((status = 200, description = "The DSSE envelope", content_type = "application/json", body = Object), (status = 409, description = "Not sealed yet", content_type = "application/problem+json"), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/scans/{id}/attestation")]
+pub(crate) async fn attestation(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?;
+    let job = scan_job(&ctx, tenant, &id).await?;
+    let sealed = ctx
+        .store
+        .tenant(tenant)
+        .scans()
+        .get(&job.id)
+        .await?
+        .and_then(|scan| scan.attestation_sha256);
+    let Some(sha256) = sealed else {
+        return Err(Problem::conflict(format!(
+            "scan {} is {} and not sealed yet",
+            job.id,
+            status(job.state)
+        )));
+    };
+    let digest = Sha256Digest::parse(&sha256)?;
+    let bytes = ctx.objects.read_content(&digest).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(bytes))
+}
