@@ -115,6 +115,12 @@ pub async fn run(
     settings.data_dir = data.path().to_path_buf();
     settings.listen = "127.0.0.1:0".parse().map_err(|err| format!("{err}"))?;
     settings.api.rate_limit_per_second = 0;
+    // Set, so a fresh database does not generate (and print) an administrator token into
+    // the report's stdout; the benchmark makes its own below.
+    settings.bootstrap_token = Some(stella_config::Secret::new(format!(
+        "bench-bootstrap-{}",
+        uuid_like()
+    )));
     let app = Application::build(settings)
         .await
         .map_err(|err| err.to_string())?;

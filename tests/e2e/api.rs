@@ -343,7 +343,12 @@ async fn isolation_matrix(server: &Server) {
                     assert_problem(&reply, 404, &format!("{what} with tenant b's token"));
                 } else if method == Method::GET {
                     assert_eq!(reply.status, 200, "{what}: {}", reply.text);
-                    for secret in [&job, &dead_job, &dead.1, &scan] {
+                    // Ids long enough to mean something in a body (an embedded dead
+                    // letter's id is a small number; its job id stands for it).
+                    for secret in [&job, &dead_job, &dead.1, &scan]
+                        .into_iter()
+                        .filter(|s| s.len() >= 8)
+                    {
                         assert!(
                             !reply.text.contains(secret.as_str()),
                             "{what} leaks {secret}: {}",
