@@ -85,6 +85,15 @@ impl StoreError {
                 backend,
                 reason: err.to_string(),
             },
+            // Lock contention and a server going away are worth retrying: SQLite busy or
+            // locked (5, 6 and their extended codes), PostgreSQL serialization failures,
+            // deadlocks, shutdowns and connection failures (classes 40, 57P, 08).
+            sqlx::Error::Database(db) if is_transient_code(backend, db.code().as_deref()) => {
+                StoreError::Unavailable {
+                    backend,
+                    reason: db.to_string(),
+                }
+            }
             sqlx::Error::Database(db) => StoreError::Backend {
                 backend,
                 reason: db.to_string(),
@@ -100,4 +109,37 @@ impl StoreError {
     }
 }
 
+fn is_transient_code(backend: Backend, code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    match backend {
+        Backend::Sqlite => code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        Backend::Postgres => {
+            code == "40001" || code == "40P01" || code.starts_with("57P") || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contention_and_lost_servers_are_transient_other_errors_are_not() {
+        for code in ["5", "6", "517", "261", "773"] {
+            assert!(is_transient_code(Backend::Sqlite, Some(code)), "{code}");
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(!is_transient_code(Backend::Sqlite, Some(code)), "{code}");
+        }
+        for code in ["40001", "40P01", "57P01", "08006"] {
+            assert!(is_transient_code(Backend::Postgres, Some(code)), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02"] {
+            assert!(!is_transient_code(Backend::Postgres, Some(code)), "{code}");
+        }
+        assert!(!is_transient_code(Backend::Postgres, None));
+    }
+}

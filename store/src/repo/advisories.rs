@@ -85,6 +85,14 @@ impl Advisories<'_> {
             }
         }
         let mut tx = self.store.pool.begin().await.map_err(err)?;
+        // Write first: on SQLite the transaction takes the write lock here (waiting for it
+        // under `busy_timeout`) instead of failing a read-to-write upgrade when another
+        // connection wrote since its first read; on PostgreSQL the row lock orders
+        // concurrent imports, so each computes its delta against the other's result.
+        sqlx::query("UPDATE generations SET value = value WHERE name = 'advisories'")
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         let sources: BTreeSet<&str> = records.iter().map(|r| r.source.as_str()).collect();
         let mut current = std::collections::HashMap::new();
         for source in sources {
