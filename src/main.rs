@@ -310,6 +310,11 @@ enum AdvisoriesAction {
 
 #[derive(Debug, Subcommand)]
 enum ScansAction {
+    /// The tenant's scans.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// A scan's status and verdict.
     Get { id: String },
     /// A scan's findings, with their traces in JSON output.
@@ -1183,6 +1188,10 @@ fn client_command(
             }
         }
         Command::Scans { action } => match action {
+            ScansAction::List { page } => client.print(
+                &client.list("/scans", page.query(), page.all)?,
+                &["id", "name", "status", "disposition", "created_at"],
+            ),
             ScansAction::Get { id } => {
                 print_scan(client, &client.get(&format!("/scans/{}", seg(id)), &[])?)?;
             }

@@ -310,6 +310,24 @@ async fn pipeline(server: &Server) {
     .await;
     assert_problem(&reply, 404, "another tenant's sbom");
 
+    // The tenant's scans are listed, the other tenant's list is empty.
+    let reply = server
+        .call(
+            Method::GET,
+            "/api/v1/scans?limit=1",
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.body["items"][0]["id"], id.as_str(), "{}", reply.text);
+    assert_eq!(reply.body["items"][0]["disposition"], "warn");
+    assert!(reply.body["next_cursor"].is_string());
+    let reply = server
+        .call(Method::GET, "/api/v1/scans", Some(&other), None, None)
+        .await;
+    assert_eq!(reply.body["items"], json!([]));
+
     // The events stream has the completion and the advisory delta.
     let reply = server
         .call(

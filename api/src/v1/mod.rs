@@ -48,6 +48,7 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(audit::list)
         .service(scans::upload)
         .service(scans::submit)
+        .service(scans::list)
         .service(scans::get)
         .service(scans::findings)
         .service(scans::attestation)

@@ -336,6 +336,42 @@ async fn scan_job(ctx: &Context, tenant: &TenantId, raw: &str) -> ApiResult<Job>
     Ok(job)
 }
 
+/// List the tenant's scans, newest last (creation order), with their status and verdict.
+#[utoipa::path(
+    operation_id = "list_scans",
+    tag = "scans",
+    params(PageQuery),
+    responses((status = 200, body = Page<ScanView>), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/scans")]
+pub(crate) async fn list(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<ScanView>>> {
+    let tenant = caller.tenant()?;
+    let filter = stella_store::repo::JobFilter {
+        state: None,
+        kind: Some(KIND.to_owned()),
+    };
+    let scope = ctx.store.tenant(tenant);
+    let page = scope
+        .jobs()
+        .list(&filter, query.cursor(), query.limit())
+        .await
+        .map_err(|err| Problem::from(err).at("cursor"))?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for job in page.items {
+        let scan = scope.scans().get(&job.id).await?;
+        items.push(view(job, scan)?);
+    }
+    Ok(web::Json(Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
 /// Get a scan: status, verdict, counts and inputs hash.
 #[utoipa::path(
     operation_id = "get_scan",
