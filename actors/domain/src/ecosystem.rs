@@ -62,6 +62,75 @@ impl Ecosystem {
         Self::ALL.into_iter().find(|e| e.osv_name() == base)
     }
 
+    /// The distribution release an OSV ecosystem names, normalized so it compares with
+    /// [`Ecosystem::release_of_distro`]: `Debian:12` → `12`, `Ubuntu:22.04:LTS` →
+    /// `22.04`, `Alpine:v3.18` → `3.18`. `None` for ecosystems without releases or an
+    /// ecosystem written without one (which then covers every release).
+    pub fn release_of_osv(self, ecosystem: &str) -> Option<String> {
+        let release = ecosystem.split(':').nth(1)?.trim();
+        self.normalize_release(release)
+    }
+
+    /// The release a purl's `distro` qualifier names, normalized like
+    /// [`Ecosystem::release_of_osv`]: `debian-12`, `debian-12.4` and `bookworm` are
+    /// `12`; `ubuntu-22.04` and `jammy` are `22.04`; `alpine-3.18.4` and `3.18` are `3.18`.
+    pub fn release_of_distro(self, distro: &str) -> Option<String> {
+        let distro = distro.trim().to_ascii_lowercase();
+        let bare = match self {
+            Ecosystem::Debian => distro.strip_prefix("debian-").unwrap_or(&distro),
+            Ecosystem::Ubuntu => distro.strip_prefix("ubuntu-").unwrap_or(&distro),
+            Ecosystem::Alpine => distro.strip_prefix("alpine-").unwrap_or(&distro),
+            _ => return None,
+        };
+        self.normalize_release(bare)
+    }
+
+    fn normalize_release(self, release: &str) -> Option<String> {
+        const DEBIAN: &[(&str, &str)] = &[
+            ("jessie", "8"),
+            ("stretch", "9"),
+            ("buster", "10"),
+            ("bullseye", "11"),
+            ("bookworm", "12"),
+            ("trixie", "13"),
+            ("forky", "14"),
+        ];
+        const UBUNTU: &[(&str, &str)] = &[
+            ("xenial", "16.04"),
+            ("bionic", "18.04"),
+            ("focal", "20.04"),
+            ("jammy", "22.04"),
+            ("noble", "24.04"),
+            ("oracular", "24.10"),
+            ("plucky", "25.04"),
+        ];
+        let release = release.trim().to_ascii_lowercase();
+        if release.is_empty() {
+            return None;
+        }
+        let numeric = |parts: usize| {
+            let digits = release.strip_prefix('v').unwrap_or(&release);
+            let kept: Vec<&str> = digits.split('.').take(parts).collect();
+            kept.iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| kept.join("."))
+        };
+        match self {
+            Ecosystem::Debian => DEBIAN
+                .iter()
+                .find(|(name, _)| *name == release)
+                .map(|(_, number)| (*number).to_owned())
+                .or_else(|| numeric(1)),
+            Ecosystem::Ubuntu => UBUNTU
+                .iter()
+                .find(|(name, _)| *name == release)
+                .map(|(_, number)| (*number).to_owned())
+                .or_else(|| numeric(2)),
+            Ecosystem::Alpine => numeric(2),
+            _ => None,
+        }
+    }
+
     /// The ecosystem of a package URL type (and, for `deb`, its namespace: `debian` or
     /// `ubuntu`).
     pub fn from_purl(ty: &str, namespace: Option<&str>) -> Option<Self> {
@@ -174,6 +243,31 @@ mod tests {
     fn osv_and_purl_names_map_to_the_same_ecosystem() {
         assert_eq!(Ecosystem::from_osv("Debian:12"), Some(Ecosystem::Debian));
         assert_eq!(Ecosystem::from_osv("Alpine:v3.18"), Some(Ecosystem::Alpine));
+    }
+
+    #[test]
+    fn releases_of_osv_ecosystems_and_purl_distros_compare() {
+        let pairs = [
+            (Ecosystem::Debian, "Debian:12", "debian-12"),
+            (Ecosystem::Debian, "Debian:12", "bookworm"),
+            (Ecosystem::Debian, "Debian:11", "debian-11.8"),
+            (Ecosystem::Ubuntu, "Ubuntu:22.04:LTS", "ubuntu-22.04"),
+            (Ecosystem::Ubuntu, "Ubuntu:22.04:LTS", "jammy"),
+            (Ecosystem::Alpine, "Alpine:v3.18", "alpine-3.18.4"),
+            (Ecosystem::Alpine, "Alpine:v3.18", "3.18"),
+        ];
+        for (ecosystem, osv, distro) in pairs {
+            let a = ecosystem.release_of_osv(osv);
+            assert!(a.is_some(), "{osv}");
+            assert_eq!(a, ecosystem.release_of_distro(distro), "{osv} vs {distro}");
+        }
+        assert_ne!(
+            Ecosystem::Debian.release_of_osv("Debian:11"),
+            Ecosystem::Debian.release_of_distro("bookworm")
+        );
+        assert_eq!(Ecosystem::Debian.release_of_osv("Debian"), None);
+        assert_eq!(Ecosystem::Npm.release_of_distro("debian-12"), None);
+        assert_eq!(Ecosystem::Alpine.release_of_distro("edge"), None);
         assert_eq!(Ecosystem::from_osv("Hackage"), None);
         assert_eq!(
             Ecosystem::from_purl("deb", Some("ubuntu")),

@@ -30,6 +30,11 @@ pub struct ScanComponent {
     pub version: Option<String>,
     /// Every `bom-ref` / SPDX id the component appears under.
     pub bom_refs: Vec<String>,
+    /// The distribution release (Debian, Ubuntu, Alpine) from the purl's `distro`
+    /// qualifier, normalized (`12`, `22.04`, `3.18`); advisories for another release of
+    /// the distribution do not match. `None`: unknown, every release's advisories match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 impl ScanComponent {
@@ -37,12 +42,18 @@ impl ScanComponent {
     /// matched (no purl, invalid purl, unsupported ecosystem: counted in the SBOM summary).
     pub fn from_component(component: &crate::sbom::Component) -> Option<Self> {
         let purl = component.purl.as_ref()?;
+        let package = component.package_key.clone()?;
+        let release = purl
+            .qualifiers()
+            .get("distro")
+            .and_then(|distro| package.ecosystem.release_of_distro(distro));
         Some(Self {
             purl: purl.as_str().to_owned(),
             package_purl: purl.without_version(),
-            package: component.package_key.clone()?,
+            package,
             version: component.version_for_matching().map(str::to_owned),
             bom_refs: component.refs.clone(),
+            release,
         })
     }
 
@@ -136,10 +147,28 @@ pub fn index_matches<'a>(
     let mut seen = BTreeSet::new();
     index
         .candidates(&component.package)
+        .filter(|(_, affected)| same_release(component, affected))
         .filter(|(_, affected)| is_affected(version, affected))
         .filter(|(advisory, _)| seen.insert(advisory.id.as_str()))
         .map(|(advisory, _)| advisory)
         .collect()
+}
+
+/// Whether an affected entry is about the component's distribution release: entries of
+/// another release (`Debian:11` for a bookworm package) are not; an entry without a
+/// release, or a component whose release is unknown, matches (missing a finding is worse
+/// than reporting one that VEX can rule out).
+fn same_release(component: &ScanComponent, affected: &Affected) -> bool {
+    match (
+        &component.release,
+        component
+            .package
+            .ecosystem
+            .release_of_osv(&affected.ecosystem),
+    ) {
+        (Some(ours), Some(theirs)) => *ours == theirs,
+        _ => true,
+    }
 }
 
 /// The same answer as [`index_matches`] by looking at every advisory: the baseline.
@@ -157,6 +186,7 @@ pub fn naive_matches<'a>(
         .filter(|a| {
             a.affected.iter().any(|affected| {
                 affected.package.as_ref() == Some(&component.package)
+                    && same_release(component, affected)
                     && is_affected(version, affected)
             })
         })
@@ -436,6 +466,7 @@ mod tests {
             package: PackageKey::new(Ecosystem::Npm, name),
             version: Some(version.into()),
             bom_refs: vec![format!("{name}@{version}")],
+            release: None,
         }
     }
 
@@ -474,6 +505,56 @@ mod tests {
     }
 
     #[test]
+    fn distribution_advisories_match_their_own_release_only() {
+        let record = |id: &str, ecosystem: &str| {
+            parse_record(
+                format!(
+                    r#"{{"id": "{id}", "modified": "2024-01-01T00:00:00Z",
+                    "affected": [{{"package": {{"ecosystem": "{ecosystem}", "name": "openssl"}},
+                      "ranges": [{{"type": "ECOSYSTEM", "events": [{{"introduced": "0"}}, {{"fixed": "3.0.13-1"}}]}}]}}]}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let advisories = vec![
+            record("DSA-11", "Debian:11"),
+            record("DSA-12", "Debian:12"),
+            record("DEB-ANY", "Debian"),
+        ];
+        let index = AdvisoryIndex::build(advisories.clone());
+        let sbom = |purl: &str| {
+            let doc = format!(
+                r#"{{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [
+                    {{"type": "library", "name": "openssl", "version": "3.0.11-1", "purl": "{purl}"}}]}}"#
+            );
+            ScanComponent::all_of(&crate::sbom::parse(doc.as_bytes()).unwrap())
+                .pop()
+                .unwrap()
+        };
+        let ids = |component: &ScanComponent| {
+            let fast: Vec<&str> = index_matches(&index, component, &below_fixed)
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            let slow: Vec<&str> = naive_matches(&advisories, component, &below_fixed)
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect();
+            assert_eq!(fast, slow);
+            fast
+        };
+        let bookworm = sbom("pkg:deb/debian/openssl@3.0.11-1?distro=debian-12");
+        assert_eq!(bookworm.release.as_deref(), Some("12"));
+        assert_eq!(ids(&bookworm), ["DSA-12", "DEB-ANY"]);
+        let codename = sbom("pkg:deb/debian/openssl@3.0.11-1?distro=bookworm");
+        assert_eq!(ids(&codename), ["DSA-12", "DEB-ANY"]);
+        let unknown = sbom("pkg:deb/debian/openssl@3.0.11-1");
+        assert_eq!(unknown.release, None);
+        assert_eq!(ids(&unknown), ["DSA-11", "DSA-12", "DEB-ANY"]);
+    }
+
+    #[test]
     fn vex_products_match_as_parsed_purls_and_refs_only_in_their_own_bom() {
         let index = AdvisoryIndex::build([advisory("A-1", "@angular/core", "2.0.0")]);
         let components = [ScanComponent {
@@ -482,6 +563,7 @@ mod tests {
             package: PackageKey::new(Ecosystem::Npm, "@angular/core"),
             version: Some("1.0.0".into()),
             bom_refs: vec!["root".into()],
+            release: None,
         }];
         let policy = Policy::parse(policy::DEFAULT_POLICY).unwrap();
         let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
