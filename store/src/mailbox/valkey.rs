@@ -80,6 +80,9 @@ if sent > 0 then redis.call('SADD', KEYS[2], ARGV[1]) end
 return sent
 "#;
 
+/// Entries touched per pipeline at most.
+const TOUCH_CHUNK: usize = 1000;
+
 /// Envelopes per [`SEND_MANY`] call at most.
 const SEND_CHUNK: usize = 256;
 
@@ -863,22 +866,28 @@ impl Mailbox for ValkeyMailbox {
             return Ok(());
         }
         let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for receipt in receipts {
-            // XCLAIM to ourselves with JUSTID resets the idle time without counting a
-            // delivery.
-            pipe.cmd("XCLAIM")
-                .arg(self.stream(role, receipt.tenant.as_str()))
-                .arg(GROUP)
-                .arg(consumer.as_str())
-                .arg(0)
-                .arg(&receipt.id)
-                .arg("JUSTID")
-                .ignore();
+        // In pipelines of a bounded size: a process may hold 100,000 entries, and one
+        // pipeline for all of them would build (and hold) tens of megabytes of commands
+        // and replies at once.
+        for chunk in receipts.chunks(TOUCH_CHUNK) {
+            let mut pipe = redis::pipe();
+            for receipt in chunk {
+                // XCLAIM to ourselves with JUSTID resets the idle time without counting
+                // a delivery.
+                pipe.cmd("XCLAIM")
+                    .arg(self.stream(role, receipt.tenant.as_str()))
+                    .arg(GROUP)
+                    .arg(consumer.as_str())
+                    .arg(0)
+                    .arg(&receipt.id)
+                    .arg("JUSTID")
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|err| self.err(err))?;
         }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|err| self.err(err))
+        Ok(())
     }
 
     async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize> {
