@@ -46,18 +46,29 @@ impl Handler<Dispatch> for RootSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) {
-        let tenant = msg.delivery.envelope.tenant.clone();
-        let addr = match self.tenants.get(&tenant) {
-            Some(addr) if addr.connected() => addr.clone(),
-            _ => {
-                let addr =
-                    TenantSupervisor::new(tenant.clone(), self.shared.clone(), ctx.address())
-                        .start();
-                self.tenants.insert(tenant, addr.clone());
-                addr
+        // One message per tenant, in the order the tenants first appear in the batch (the
+        // mailbox interleaves tenants rank by rank, so that order is already fair).
+        let mut by_tenant: Vec<(TenantId, Vec<_>)> = Vec::new();
+        for (delivery, permit) in msg.deliveries {
+            let tenant = &delivery.envelope.tenant;
+            match by_tenant.iter_mut().find(|(t, _)| t == tenant) {
+                Some((_, batch)) => batch.push((delivery, permit)),
+                None => by_tenant.push((tenant.clone(), vec![(delivery, permit)])),
             }
-        };
-        addr.do_send(msg);
+        }
+        for (tenant, deliveries) in by_tenant {
+            let addr = match self.tenants.get(&tenant) {
+                Some(addr) if addr.connected() => addr.clone(),
+                _ => {
+                    let addr =
+                        TenantSupervisor::new(tenant.clone(), self.shared.clone(), ctx.address())
+                            .start();
+                    self.tenants.insert(tenant, addr.clone());
+                    addr
+                }
+            };
+            addr.do_send(Dispatch { deliveries });
+        }
     }
 }
 

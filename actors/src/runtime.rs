@@ -200,21 +200,28 @@ async fn reserve(
     Some(permits)
 }
 
+/// Hands received deliveries to the root supervisor in one message (the root splits
+/// them by tenant), so a batch costs a couple of actor messages, not two per delivery.
 fn dispatch(
     shared: &Shared,
     root: &Addr<RootSupervisor>,
     deliveries: Vec<Delivery>,
     permits: &mut Vec<OwnedSemaphorePermit>,
 ) {
+    let mut batch = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         let Some(permit) = permits.pop() else {
             // Cannot happen (receive is capped by the permits); never drop a delivery.
             tracing::error!("received more deliveries than reserved slots");
             break;
         };
-        shared.hold(&delivery.envelope.role, &delivery.receipt);
-        root.do_send(Dispatch { delivery, permit });
+        batch.push((delivery, permit));
     }
+    if batch.is_empty() {
+        return;
+    }
+    shared.hold(batch.iter().map(|(d, _)| d));
+    root.do_send(Dispatch { deliveries: batch });
 }
 
 async fn consume(

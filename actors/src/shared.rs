@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use stella_config::RuntimeSettings;
-use stella_store::mailbox::{ConsumerName, Mailbox, Receipt, Role};
+use stella_store::mailbox::{ConsumerName, Delivery, Mailbox, Receipt, Role};
 use tokio::sync::Semaphore;
 
 use crate::job::StepRunner;
@@ -41,9 +41,15 @@ impl Shared {
         }
     }
 
-    pub(crate) fn hold(&self, role: &Role, receipt: &Receipt) {
+    pub(crate) fn hold<'a>(&self, deliveries: impl IntoIterator<Item = &'a Delivery>) {
         if let Ok(mut held) = self.held.lock() {
-            held.insert((role.clone(), receipt.id().to_owned()), receipt.clone());
+            for delivery in deliveries {
+                let receipt = &delivery.receipt;
+                held.insert(
+                    (delivery.envelope.role.clone(), receipt.id().to_owned()),
+                    receipt.clone(),
+                );
+            }
             self.metrics
                 .in_flight
                 .set(i64::try_from(held.len()).unwrap_or(i64::MAX));

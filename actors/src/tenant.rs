@@ -24,12 +24,12 @@ use crate::job_actor::JobActor;
 use crate::root::{RootSupervisor, TenantIdle};
 use crate::shared::Shared;
 
-/// A delivery for this tenant, with the capacity permit it holds.
+/// Deliveries, each with the capacity permit it holds: to the root from the consumer
+/// loops (any tenants), and from the root to a tenant supervisor (its own).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Dispatch {
-    pub(crate) delivery: Delivery,
-    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) deliveries: Vec<(Delivery, OwnedSemaphorePermit)>,
 }
 
 /// Sent by the root once it routes no more work here: stop unless work arrived meanwhile.
@@ -152,7 +152,7 @@ impl Handler<Dispatch> for TenantSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) {
-        self.queue.push_back((msg.delivery, msg.permit));
+        self.queue.extend(msg.deliveries);
         self.pump(ctx);
     }
 }

@@ -217,9 +217,13 @@ pub struct RuntimeSettings {
 impl Default for RuntimeSettings {
     fn default() -> Self {
         Self {
-            batch_size: 64,
-            concurrency: 64,
-            tenant_concurrency: 8,
+            // A delivery's latency is a few round trips (receive, commit, acknowledge),
+            // so throughput is about `concurrency / latency`: hold enough deliveries to
+            // keep the backends busy. A held delivery costs a few hundred bytes; a
+            // tenant may use an eighth of the process, so eight busy tenants share it.
+            batch_size: 256,
+            concurrency: 512,
+            tenant_concurrency: 64,
             min_idle_ms: 30_000,
             max_deliveries: 5,
             max_attempts: 5,

@@ -51,8 +51,44 @@ return 1
 /// Sends one envelope (see [`send_body!`]).
 const SEND: &str = concat!("local S, A = 1, 1\n", send_body!());
 
-/// Acknowledges one entry and deletes it from its stream, so acknowledged entries never
-/// accumulate and trimming can never touch an unacknowledged one.
+/// Sends many envelopes of one (role, tenant) stream in one call: the body of
+/// [`send_body!`] in a loop, so a batch costs one script call per tenant stream instead
+/// of one per envelope (a script call's fixed cost dominates an XADD's).
+/// KEYS: stream, tenants set, delayed set, then one dedupe key per envelope;
+/// ARGV: tenant, dedupe ttl ms (0 = none), now ms, then (envelope, not_before ms) per
+/// envelope. Returns how many were new.
+const SEND_MANY: &str = r#"
+local ttl, now = tonumber(ARGV[2]), tonumber(ARGV[3])
+local sent, ready = 0, false
+for i = 4, #KEYS do
+  local a = 4 + (i - 4) * 2
+  if ttl <= 0 or redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[2]) then
+    local due = tonumber(ARGV[a + 1])
+    if due > now then
+      redis.call('ZADD', KEYS[3], due, ARGV[1] .. '|' .. ARGV[a])
+    else
+      if not ready and redis.call('EXISTS', KEYS[1]) == 0 then
+        redis.call('XGROUP', 'CREATE', KEYS[1], 'stella', '0', 'MKSTREAM')
+      end
+      ready = true
+      redis.call('XADD', KEYS[1], '*', 'e', ARGV[a])
+    end
+    sent = sent + 1
+  end
+end
+if sent > 0 then redis.call('SADD', KEYS[2], ARGV[1]) end
+return sent
+"#;
+
+/// Entries touched per pipeline at most.
+const TOUCH_CHUNK: usize = 1000;
+
+/// Envelopes per [`SEND_MANY`] call at most.
+const SEND_CHUNK: usize = 256;
+
+/// Acknowledges entries and deletes them from their stream, so acknowledged entries never
+/// accumulate and trimming can never touch an unacknowledged one. Used for ghost entries;
+/// `ack` sends the same two commands in a MULTI/EXEC.
 const ACK: &str = r#"
 -- KEYS: stream; ARGV: ids
 redis.call('XACK', KEYS[1], 'stella', unpack(ARGV))
@@ -137,6 +173,7 @@ pub struct ValkeyMailbox {
 #[derive(Debug)]
 struct Scripts {
     send: Script,
+    send_many: Script,
     ack: Script,
     bury: Script,
     retry: Script,
@@ -163,6 +200,7 @@ impl ValkeyMailbox {
             config,
             scripts: Scripts {
                 send: Script::new(SEND),
+                send_many: Script::new(SEND_MANY),
                 ack: Script::new(ACK),
                 bury: Script::new(BURY),
                 retry: Script::new(RETRY),
@@ -594,32 +632,52 @@ impl Mailbox for ValkeyMailbox {
         if envelopes.is_empty() {
             return Ok(0);
         }
-        let mut conn = self.conn().await?;
-        // Make sure the script is cached, then send the batch as one pipeline of EVALSHA.
-        let mut sent = 0usize;
-        for chunk in envelopes.chunks(512) {
-            let mut pipe = redis::pipe();
-            for envelope in chunk {
-                let invocation = self.send_invocation(envelope, true, now)?;
+        // Group by stream, keeping each stream's order; one SEND_MANY call per stream
+        // (and chunk), all calls in one pipeline, then one WAITAOF for the whole batch.
+        let mut by_stream: BTreeMap<(&Role, &str), Vec<&Envelope>> = BTreeMap::new();
+        for envelope in envelopes {
+            by_stream
+                .entry((&envelope.role, envelope.tenant.as_str()))
+                .or_default()
+                .push(envelope);
+        }
+        let mut pipe = redis::pipe();
+        for ((role, tenant), group) in &by_stream {
+            for chunk in group.chunks(SEND_CHUNK) {
+                let mut invocation = self.scripts.send_many.prepare_invoke();
+                invocation
+                    .key(self.stream(role, tenant))
+                    .key(self.tenants_key(role))
+                    .key(self.delayed_key(role))
+                    .arg(*tenant)
+                    .arg(self.dedupe_ttl())
+                    .arg(to_millis(now));
+                for envelope in chunk {
+                    invocation
+                        .key(self.dedupe_key(envelope))
+                        .arg(envelope.to_json()?)
+                        .arg(to_millis(envelope.not_before));
+                }
                 pipe.invoke_script(&invocation);
             }
-            let replies: Vec<i64> = match pipe.query_async(&mut conn).await {
-                Ok(replies) => replies,
-                Err(err) if err.code() == Some("NOSCRIPT") => {
-                    self.scripts
-                        .send
-                        .prepare_invoke()
-                        .load_async(&mut conn)
-                        .await
-                        .map_err(|err| self.err(err))?;
-                    pipe.query_async(&mut conn)
-                        .await
-                        .map_err(|err| self.err(err))?
-                }
-                Err(err) => return Err(self.err(err)),
-            };
-            sent += replies.iter().filter(|r| **r == 1).count();
         }
+        let mut conn = self.conn().await?;
+        let replies: Vec<i64> = match pipe.query_async(&mut conn).await {
+            Ok(replies) => replies,
+            Err(err) if err.code() == Some("NOSCRIPT") => {
+                self.scripts
+                    .send_many
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|err| self.err(err))?;
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(|err| self.err(err))?
+            }
+            Err(err) => return Err(self.err(err)),
+        };
+        let sent = usize::try_from(replies.iter().sum::<i64>()).unwrap_or(0);
         self.wait_durable(&mut conn).await?;
         Ok(sent)
     }
@@ -673,42 +731,19 @@ impl Mailbox for ValkeyMailbox {
                 .or_default()
                 .push(&receipt.id);
         }
-        let mut conn = self.conn().await?;
-        if by_stream.len() == 1 {
-            for (stream, ids) in by_stream {
-                self.scripts
-                    .ack
-                    .key(&stream)
-                    .arg(&ids)
-                    .invoke_async::<i64>(&mut conn)
-                    .await
-                    .map_err(|err| self.err(err))?;
-            }
-            return Ok(());
-        }
-        // Receipts of many tenants: one pipeline of one script call per stream.
+        // XACK + XDEL per stream, every stream of the batch in one MULTI/EXEC: atomic
+        // like the ACK script, without a script call's fixed cost per stream (the two
+        // commands need no condition between them, so they need no script).
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for (stream, ids) in &by_stream {
-            let mut invocation = self.scripts.ack.prepare_invoke();
-            invocation.key(stream).arg(ids);
-            pipe.invoke_script(&invocation);
+            pipe.cmd("XACK").arg(stream).arg(GROUP).arg(ids).ignore();
+            pipe.cmd("XDEL").arg(stream).arg(ids).ignore();
         }
-        match pipe.query_async::<Vec<i64>>(&mut conn).await {
-            Ok(_) => Ok(()),
-            Err(err) if err.code() == Some("NOSCRIPT") => {
-                self.scripts
-                    .ack
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(|err| self.err(err))?;
-                pipe.query_async::<Vec<i64>>(&mut conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| self.err(err))
-            }
-            Err(err) => Err(self.err(err)),
-        }
+        let mut conn = self.conn().await?;
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|err| self.err(err))
     }
 
     async fn retry_later(
@@ -831,22 +866,28 @@ impl Mailbox for ValkeyMailbox {
             return Ok(());
         }
         let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for receipt in receipts {
-            // XCLAIM to ourselves with JUSTID resets the idle time without counting a
-            // delivery.
-            pipe.cmd("XCLAIM")
-                .arg(self.stream(role, receipt.tenant.as_str()))
-                .arg(GROUP)
-                .arg(consumer.as_str())
-                .arg(0)
-                .arg(&receipt.id)
-                .arg("JUSTID")
-                .ignore();
+        // In pipelines of a bounded size: a process may hold 100,000 entries, and one
+        // pipeline for all of them would build (and hold) tens of megabytes of commands
+        // and replies at once.
+        for chunk in receipts.chunks(TOUCH_CHUNK) {
+            let mut pipe = redis::pipe();
+            for receipt in chunk {
+                // XCLAIM to ourselves with JUSTID resets the idle time without counting
+                // a delivery.
+                pipe.cmd("XCLAIM")
+                    .arg(self.stream(role, receipt.tenant.as_str()))
+                    .arg(GROUP)
+                    .arg(consumer.as_str())
+                    .arg(0)
+                    .arg(&receipt.id)
+                    .arg("JUSTID")
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|err| self.err(err))?;
         }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(|err| self.err(err))
+        Ok(())
     }
 
     async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize> {

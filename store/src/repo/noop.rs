@@ -71,7 +71,26 @@ impl Noop<'_> {
 /// Writes many jobs' effects in one statement; for each key, whether its row is new.
 /// A key given twice is new at most once.
 pub(crate) async fn write_noop_effects(store: &Store, keys: &[(JobKey, i64)]) -> Vec<Result<bool>> {
-    let mut fresh: HashSet<(String, String)> = HashSet::new();
+    let inserted = if store.backend() == crate::Backend::Postgres {
+        insert_effects_pg(store, keys).await
+    } else {
+        insert_effects(store, keys).await
+    };
+    match inserted {
+        Ok(mut fresh) => keys
+            .iter()
+            .map(|(key, _)| Ok(fresh.remove(&(key.tenant.to_string(), key.id.to_string()))))
+            .collect(),
+        Err(err) => keys.iter().map(|_| Err(err.clone())).collect(),
+    }
+}
+
+/// The effect rows that were new, as (tenant, job).
+async fn insert_effects(
+    store: &Store,
+    keys: &[(JobKey, i64)],
+) -> Result<HashSet<(String, String)>> {
+    let mut fresh = HashSet::new();
     for chunk in keys.chunks(crate::group::MAX_BATCH) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
@@ -88,17 +107,35 @@ pub(crate) async fn write_noop_effects(store: &Store, keys: &[(JobKey, i64)]) ->
                 .bind(key.id.as_str())
                 .bind(*at);
         }
-        match query.fetch_all(&store.pool).await {
-            Ok(rows) => fresh.extend(rows),
-            Err(err) => {
-                let err = store.err(err, "noop effect");
-                return keys.iter().map(|_| Err(err.clone())).collect();
-            }
-        }
+        let rows = query
+            .fetch_all(&store.pool)
+            .await
+            .map_err(|err| store.err(err, "noop effect"))?;
+        fresh.extend(rows);
     }
-    keys.iter()
-        .map(|(key, _)| Ok(fresh.remove(&(key.tenant.to_string(), key.id.to_string()))))
-        .collect()
+    Ok(fresh)
+}
+
+/// [`insert_effects`] on PostgreSQL: the rows as one JSON parameter, so the statement
+/// text is the same for every batch size and stays prepared on each connection.
+async fn insert_effects_pg(
+    store: &Store,
+    keys: &[(JobKey, i64)],
+) -> Result<HashSet<(String, String)>> {
+    let rows: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|(key, at)| serde_json::json!([key.tenant.as_str(), key.id.as_str(), at]))
+        .collect();
+    let rows = sqlx::query_as::<_, (String, String)>(
+        "INSERT INTO noop_effects (tenant_id, job_id, written_at) \
+         SELECT r->>0, r->>1, CAST(r->>2 AS BIGINT) FROM json_array_elements($1::json) AS x(r) \
+         ON CONFLICT (tenant_id, job_id) DO NOTHING RETURNING tenant_id, job_id",
+    )
+    .bind(serde_json::Value::Array(rows).to_string())
+    .fetch_all(&store.pool)
+    .await
+    .map_err(|err| store.err(err, "noop effect"))?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Counts one handler run per key (a key given twice counts twice), in one statement.
@@ -109,6 +146,28 @@ pub(crate) async fn count_noop_executions(store: &Store, keys: &[JobKey]) -> Vec
         *runs.entry(key).or_default() += 1;
     }
     let runs: Vec<(&JobKey, i64)> = runs.into_iter().collect();
+    if store.backend() == crate::Backend::Postgres {
+        // One statement text for every batch size, as in `write_noop_effects`.
+        let rows: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|(key, n)| serde_json::json!([key.tenant.as_str(), key.id.as_str(), n]))
+            .collect();
+        let counted = sqlx::query(
+            "INSERT INTO noop_executions (tenant_id, job_id, runs) \
+             SELECT r->>0, r->>1, CAST(r->>2 AS BIGINT) FROM json_array_elements($1::json) AS x(r) \
+             ON CONFLICT (tenant_id, job_id) DO UPDATE SET runs = noop_executions.runs + excluded.runs",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&store.pool)
+        .await;
+        return match counted {
+            Ok(_) => keys.iter().map(|_| Ok(())).collect(),
+            Err(err) => {
+                let err = store.err(err, "noop execution");
+                keys.iter().map(|_| Err(err.clone())).collect()
+            }
+        };
+    }
     for chunk in runs.chunks(crate::group::MAX_BATCH) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))

@@ -71,6 +71,24 @@ impl Outbox<'_> {
     /// never a range: a row with a lower number may commit later and must not be marked
     /// unsent.
     pub async fn mark_relayed(&self, seqs: &[i64], now: DateTime<Utc>) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        if self.store.backend() == crate::Backend::Postgres {
+            // One statement text whatever the count, so it stays prepared.
+            let list = serde_json::to_string(seqs)
+                .map_err(|err| StoreError::Invalid(format!("outbox sequence numbers: {err}")))?;
+            sqlx::query(
+                "UPDATE outbox SET relayed_at = $1 WHERE relayed_at IS NULL AND seq IN \
+                 (SELECT CAST(value AS BIGINT) FROM json_array_elements_text($2::json))",
+            )
+            .bind(to_millis(now))
+            .bind(list)
+            .execute(&self.store.pool)
+            .await
+            .map_err(|err| self.store.err(err, "outbox"))?;
+            return Ok(());
+        }
         for chunk in seqs.chunks(1000) {
             let placeholders: Vec<String> =
                 (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
