@@ -857,7 +857,9 @@ impl Store {
     /// held, `None` where it did not.
     async fn commit_changes(&self, changes: &[&JobChange]) -> Result<Vec<Option<Job>>> {
         if self.backend() == crate::Backend::Postgres {
-            return self.commit_changes_pg(changes).await;
+            let outcomes = self.commit_changes_pg(changes).await?;
+            self.signal_outbox();
+            return Ok(outcomes);
         }
         let mut tx = self
             .pool
