@@ -472,34 +472,28 @@ impl Policies<'_> {
             }
         }
         let err = |e| self.store.err(e, "policy");
-        // Two writers racing for one version: the primary key lets one win; the loser
-        // reads the new active version and tries the next.
-        for _ in 0..5 {
-            let next: (i64,) = sqlx::query_as(
-                "SELECT CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT) FROM policies WHERE tenant_id = $1",
-            )
-            .bind(self.tenant.as_str())
-            .fetch_one(&self.store.pool)
-            .await
-            .map_err(err)?;
-            let inserted = sqlx::query(
+        // The next version is computed in the insert itself. Two writers racing for one
+        // version: the primary key lets one win and the other inserts nothing; it tries
+        // again and sees the winner, so every round lets at least one writer through.
+        for _ in 0..64 {
+            let inserted: Option<(i64,)> = sqlx::query_as(
                 "INSERT INTO policies (tenant_id, version, digest, document, created_by, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, version) DO NOTHING",
+                 SELECT $1, CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT), $2, $3, $4, $5 \
+                 FROM policies WHERE tenant_id = $1 \
+                 ON CONFLICT (tenant_id, version) DO NOTHING RETURNING version",
             )
             .bind(self.tenant.as_str())
-            .bind(next.0)
             .bind(digest)
             .bind(document)
             .bind(created_by)
             .bind(to_millis(now))
-            .execute(&self.store.pool)
+            .fetch_optional(&self.store.pool)
             .await
-            .map_err(err)?
-            .rows_affected();
-            if inserted == 1 {
+            .map_err(err)?;
+            if let Some((version,)) = inserted {
                 return Ok((
                     PolicyRecord {
-                        version: u64::try_from(next.0).unwrap_or(0),
+                        version: u64::try_from(version).unwrap_or(0),
                         digest: digest.to_owned(),
                         document: document.to_owned(),
                         created_by: created_by.to_owned(),
