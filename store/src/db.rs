@@ -85,13 +85,14 @@ impl Store {
     }
 
     /// The same pool without the group-commit tasks: what those tasks themselves hold,
-    /// so they end once every ordinary handle is dropped.
+    /// so they end once every ordinary handle is dropped. It shares the outbox signal:
+    /// group commits wake this process's relay like direct ones.
     pub(crate) fn detached(&self) -> Self {
         Self {
             pool: self.pool.clone(),
             backend: self.backend,
             group: Arc::default(),
-            outbox_signal: Arc::default(),
+            outbox_signal: self.outbox_signal.clone(),
         }
     }
 
