@@ -32,11 +32,12 @@ pub struct MatchReport {
     pub runs: usize,
 }
 
-fn is_affected(version: &str, affected: &Affected) -> bool {
+pub(crate) fn is_affected(version: &str, affected: &Affected) -> bool {
     affected.is_affected(version).unwrap_or(false)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`th percentile of sorted samples (nearest rank).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -18,13 +18,14 @@ use serde_json::Value;
 use stella_config::Settings;
 use stella_domain::canonical::Digest;
 use stella_domain::dsse::SigningKey;
-use stella_domain::osv::{parse_record, split_collection, Affected, Limits};
+use stella_domain::osv::{parse_record, split_collection, Limits};
 use stella_domain::policy::{Policy, DEFAULT_POLICY};
 use stella_domain::scan::{
     self, AdvisoryIndex, InputDigests, SbomContext, ScanComponent, ScanInputs,
 };
 use stella_domain::{sbom, vex};
 
+use crate::bench_match::{is_affected, percentile};
 use crate::Application;
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,18 +44,6 @@ pub struct ScanBenchReport {
     pub baseline_p99_ms: f64,
     /// `baseline_p50_ms / p50_ms`.
     pub ratio: f64,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn is_affected(version: &str, affected: &Affected) -> bool {
-    affected.is_affected(version).unwrap_or(false)
 }
 
 /// The pure-domain baseline: per run, parse + match + evaluate + seal.

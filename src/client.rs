@@ -183,11 +183,7 @@ impl Client {
             return Ok(accepted);
         };
         let started = Instant::now();
-        let spinner = indicatif::ProgressBar::new_spinner();
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        spinner.enable_steady_tick(Duration::from_millis(120));
+        let spinner = spinner();
         loop {
             let scan = self.get(&format!("/scans/{}", segment(id)), &[])?;
             let status = scan.get("status").and_then(Value::as_str).unwrap_or("");
@@ -359,11 +355,7 @@ impl Client {
     /// Polls a job until it finishes, with a progress spinner on a terminal.
     pub fn wait_job(&self, id: &str, timeout: Duration) -> Result<Value> {
         let started = Instant::now();
-        let spinner = indicatif::ProgressBar::new_spinner();
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        spinner.enable_steady_tick(Duration::from_millis(120));
+        let spinner = spinner();
         loop {
             let job = self.get(&format!("/jobs/{}", segment(id)), &[])?;
             let state = job.get("state").and_then(Value::as_str).unwrap_or("");
@@ -405,6 +397,16 @@ impl Client {
             Format::Table => print_table(value, columns),
         }
     }
+}
+
+/// A progress spinner on stderr when it is a terminal, hidden otherwise.
+fn spinner() -> indicatif::ProgressBar {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        spinner.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
 }
 
 /// Percent-encodes one URL path segment, so an id can never add or climb segments.

@@ -200,12 +200,7 @@ impl StepHandler for Evaluate {
             // Sealed by an earlier delivery: the verdict stays what was signed.
             return Ok(next_seal());
         }
-        let analysis: Analysis = scan
-            .analysis
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|err| StepError::Abort(format!("stored analysis: {err}")))?
-            .ok_or_else(|| StepError::Abort("the scan has no analysis".into()))?;
+        let analysis: Analysis = stored(scan.analysis, "analysis")?;
         let index = self.0.advisories.current(ctx.store).await?;
         let documents = ctx.store.vex().for_tenant(&ctx.job.tenant).await?;
         let mut statements = Vec::new();
@@ -246,6 +241,16 @@ impl StepHandler for Evaluate {
         scans.record_verdict(&ctx.job.id, &record).await?;
         Ok(next_seal())
     }
+}
+
+/// A part of the scan row an earlier step committed, decoded; missing or undecodable is
+/// permanent (retrying cannot make it appear).
+fn stored<T: serde::de::DeserializeOwned>(
+    value: Option<Value>,
+    what: &str,
+) -> Result<T, StepError> {
+    let value = value.ok_or_else(|| StepError::Abort(format!("the scan has no {what}")))?;
+    serde_json::from_value(value).map_err(|err| StepError::Abort(format!("stored {what}: {err}")))
 }
 
 fn next_seal() -> StepOutcome {
@@ -296,18 +301,8 @@ impl StepHandler for Seal {
             .get(&ctx.job.id)
             .await?
             .ok_or_else(|| StepError::Abort("the scan has no row".into()))?;
-        let verdict: Verdict = scan
-            .verdict
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|err| StepError::Abort(format!("stored verdict: {err}")))?
-            .ok_or_else(|| StepError::Abort("the scan has no verdict".into()))?;
-        let inputs: InputDigests = scan
-            .inputs
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|err| StepError::Abort(format!("stored inputs: {err}")))?
-            .ok_or_else(|| StepError::Abort("the scan has no inputs".into()))?;
+        let verdict: Verdict = stored(scan.verdict, "verdict")?;
+        let inputs: InputDigests = stored(scan.inputs, "inputs")?;
         let sbom_digest = Digest::from_hex(&params.sbom_sha256)
             .map_err(|err| StepError::Abort(format!("invalid sbom digest: {err}")))?;
         let key = self.0.signing_key.clone();
