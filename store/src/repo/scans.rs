@@ -130,6 +130,16 @@ fn opt_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
     text.map(|t| parse_json(&t, what)).transpose()
 }
 
+/// A list cursor that is a number (an ordinal, version or sequence); `start` without one.
+fn numeric_cursor(cursor: Option<&str>, start: i64, what: &str) -> Result<i64> {
+    match cursor {
+        None => Ok(start),
+        Some(c) => c
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("cursor {c:?} is not a valid {what} cursor"))),
+    }
+}
+
 pub(crate) async fn insert_event<'c, E>(
     executor: E,
     store: &Store,
@@ -414,12 +424,7 @@ impl Scans<'_> {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<FindingRecord>> {
-        let after: i64 = match cursor {
-            None => -1,
-            Some(c) => c.parse().map_err(|_| {
-                StoreError::Invalid(format!("cursor {c:?} is not a finding cursor"))
-            })?,
-        };
+        let after = numeric_cursor(cursor, -1, "finding")?;
         let limit = clamp_limit(limit);
         let rows = sqlx::query(
             "SELECT ordinal, vulnerability_id, purl, disposition, finding FROM scan_findings \
@@ -540,12 +545,7 @@ impl Policies<'_> {
 
     /// Every version, newest first; the cursor is the last version seen.
     pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page<PolicyRecord>> {
-        let before: i64 = match cursor {
-            None => i64::MAX,
-            Some(c) => c
-                .parse()
-                .map_err(|_| StoreError::Invalid(format!("cursor {c:?} is not a policy cursor")))?,
-        };
+        let before = numeric_cursor(cursor, i64::MAX, "policy")?;
         let limit = clamp_limit(limit);
         let rows = sqlx::query(
             "SELECT version, digest, document, created_by, created_at FROM policies \
@@ -676,12 +676,7 @@ impl Events<'_> {
         kind: Option<&str>,
         limit: u32,
     ) -> Result<Page<EventRecord>> {
-        let after: i64 = match after {
-            None => 0,
-            Some(c) => c
-                .parse()
-                .map_err(|_| StoreError::Invalid(format!("cursor {c:?} is not an event cursor")))?,
-        };
+        let after = numeric_cursor(after, 0, "event")?;
         let limit = clamp_limit(limit);
         let rows = sqlx::query(
             "SELECT seq, tenant_id, kind, payload, created_at FROM events \
