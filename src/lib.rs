@@ -132,6 +132,66 @@ impl Services {
     }
 }
 
+/// A running scheduler loop; [`SchedulerHandle::stop`] ends it and gives up the lease.
+#[derive(Debug)]
+pub struct SchedulerHandle {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: actix_web::rt::task::JoinHandle<()>,
+    pub holder: String,
+}
+
+impl SchedulerHandle {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+impl Services {
+    /// Starts the scheduler loop on these services (see `stella_scheduler`). Several
+    /// processes may run one: the leader lease decides which fires.
+    pub fn start_scheduler(
+        &self,
+        registry: &prometheus::Registry,
+    ) -> Result<SchedulerHandle, StartupError> {
+        let s = &self.settings.scheduler;
+        let clock: Arc<dyn stella_scheduler::Clock> = match &s.clock_origin {
+            Some(origin) => Arc::new(stella_scheduler::AcceleratedClock {
+                origin: chrono::DateTime::parse_from_rfc3339(origin)
+                    .map_err(|err| StartupError::new("scheduler.clock_origin", err))?
+                    .with_timezone(&chrono::Utc),
+                speed: u32::try_from(s.clock_speed).unwrap_or(u32::MAX),
+            }),
+            None => Arc::new(stella_scheduler::SystemClock),
+        };
+        let metrics = stella_scheduler::SchedulerMetrics::new(registry)
+            .map_err(|err| StartupError::new("log", err))?;
+        let holder = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "stella".into()),
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let scheduler = stella_scheduler::Scheduler::new(
+            self.store.clone(),
+            self.handlers.clone(),
+            holder.clone(),
+            stella_scheduler::SchedulerConfig::from_settings(&self.settings),
+        )
+        .with_metrics(metrics);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = actix_web::rt::spawn(async move {
+            scheduler
+                .run(clock, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        tracing::info!(%holder, "scheduler started");
+        Ok(SchedulerHandle { stop, task, holder })
+    }
+}
+
 /// Every role, parsed.
 pub fn all_roles() -> Vec<Role> {
     ROLES.iter().filter_map(|r| Role::parse(r).ok()).collect()
@@ -144,6 +204,7 @@ pub struct Application {
     context: Context,
     admin_token: AdminToken,
     runtime: Runtime,
+    scheduler: Option<SchedulerHandle>,
     shutdown_timeout: Duration,
 }
 
@@ -167,6 +228,11 @@ impl Application {
         let runtime = services
             .start_runtime(&all_roles(), &metrics.registry)
             .await?;
+        let scheduler = if settings.scheduler.enabled {
+            Some(services.start_scheduler(&metrics.registry)?)
+        } else {
+            None
+        };
         let context = Context::new(Parts {
             store: services.store.clone(),
             objects: services.objects.clone(),
@@ -177,6 +243,8 @@ impl Application {
             public_keys: vec![services.signing_key.public_key().clone()],
             settings: settings.api.clone(),
             job_max_attempts: settings.runtime.max_attempts,
+            default_jitter_secs: u32::try_from(settings.scheduler.default_jitter_secs)
+                .unwrap_or(60),
         });
         let routes = stella_api::configure(context.clone());
         let max_body = usize::try_from(settings.api.max_body_bytes).unwrap_or(usize::MAX);
@@ -212,6 +280,7 @@ impl Application {
             context,
             admin_token,
             runtime,
+            scheduler,
             shutdown_timeout: Duration::from_secs(settings.runtime.shutdown_timeout_secs),
         })
     }
@@ -249,6 +318,9 @@ impl Application {
                 result
             }
         };
+        if let Some(scheduler) = self.scheduler {
+            scheduler.stop().await;
+        }
         self.runtime.shutdown(self.shutdown_timeout).await;
         // Bounded: a wedged pool must not hold the process past its stop deadline.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.context.store.close()).await;

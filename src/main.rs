@@ -56,6 +56,9 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
         roles: Vec<String>,
     },
+    /// Run only the scheduler (no API, no workers): cron firings, drift re-evaluation,
+    /// run tracking. Several may run against one database; one leads at a time.
+    Scheduler,
     /// Benchmarks that measure a baseline in the same run and report the ratio.
     Bench {
         #[command(subcommand)]
@@ -136,6 +139,21 @@ enum Command {
         kind: Option<String>,
         #[command(flatten)]
         page: PageArgs,
+    },
+    /// Targets of a tenant: named images or applications re-scans evaluate.
+    Targets {
+        #[command(subcommand)]
+        action: TargetsAction,
+    },
+    /// Schedules of a tenant: cron re-scans and advisory syncs.
+    Schedules {
+        #[command(subcommand)]
+        action: SchedulesAction,
+    },
+    /// Runs of a tenant's schedules and of drift re-evaluations.
+    Runs {
+        #[command(subcommand)]
+        action: RunsAction,
     },
     /// The server's supervision tree (administrator token).
     Actors,
@@ -333,6 +351,94 @@ enum ScansAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum TargetsAction {
+    /// The tenant's targets.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One target, by name or id.
+    Get { target: String },
+    /// Register a target (or point it at a new SBOM): from a scan, or a stored SBOM.
+    Set {
+        name: String,
+        /// A scan of this tenant (its SBOM; it becomes the target's latest scan).
+        #[arg(long, conflicts_with = "sbom", required_unless_present = "sbom")]
+        scan: Option<String>,
+        /// The sha256 of an SBOM this tenant stored.
+        #[arg(long)]
+        sbom: Option<String>,
+    },
+    /// Remove a target.
+    Delete { target: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchedulesAction {
+    /// The tenant's schedules with their next fire times.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One schedule, by name or id.
+    Get { schedule: String },
+    /// Create a schedule.
+    Create {
+        name: String,
+        /// Cron expression: 5 fields (`minute hour day-of-month month day-of-week`), 6
+        /// with seconds first, or @daily, @hourly...
+        #[arg(long)]
+        cron: String,
+        /// IANA timezone the cron is read in.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// `rescan` or `advisory-sync`.
+        #[arg(long, default_value = "rescan")]
+        kind: String,
+        /// Target names (comma-separated); default: every target.
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+        /// Source URLs for `advisory-sync` (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<String>,
+        /// Jitter window in seconds (0 disables); default: the server's.
+        #[arg(long)]
+        jitter_seconds: Option<i64>,
+        /// Missed-fire policy: `skip` or `fire-once`.
+        #[arg(long)]
+        missed: Option<String>,
+        /// Overlap policy: `skip` or `queue`.
+        #[arg(long)]
+        overlap: Option<String>,
+        /// Create it paused.
+        #[arg(long)]
+        paused: bool,
+    },
+    /// Pause a schedule.
+    Pause { schedule: String },
+    /// Resume a paused schedule.
+    Resume { schedule: String },
+    /// Run a schedule now.
+    Run { schedule: String },
+    /// Delete a schedule (its runs stay).
+    Delete { schedule: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsAction {
+    /// Runs, newest first.
+    List {
+        /// Only this schedule's runs.
+        #[arg(long)]
+        schedule: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One run with its per-target results.
+    Get { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum VexAction {
     /// Import a VEX document: for the tenant, or global with an administrator token and
     /// no tenant.
@@ -513,10 +619,14 @@ fn main() -> ExitCode {
         | Command::Vex { .. }
         | Command::Policy { .. }
         | Command::Events { .. }
+        | Command::Targets { .. }
+        | Command::Schedules { .. }
+        | Command::Runs { .. }
         | Command::Completions { .. } => Ok(()),
         Command::Migrate => actix_web::rt::System::new().block_on(migrate(&loaded)),
         Command::Serve => actix_web::rt::System::new().block_on(serve(&loaded)),
         Command::Worker { roles } => actix_web::rt::System::new().block_on(worker(&loaded, &roles)),
+        Command::Scheduler => actix_web::rt::System::new().block_on(scheduler(&loaded)),
         Command::Bench {
             action:
                 BenchAction::Mailbox {
@@ -719,6 +829,23 @@ async fn worker(loaded: &Loaded, roles: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+async fn scheduler(loaded: &Loaded) -> Result<(), String> {
+    let services = stella::Services::connect(&loaded.settings)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    let registry = prometheus::Registry::new();
+    let handle = services
+        .start_scheduler(&registry)
+        .map_err(|err| explain(loaded, err))?;
+    tracing::info!(holder = %handle.holder, "stella scheduler is running");
+    stella::shutdown_signal().await;
+    tracing::info!("shutdown signal received; stopping");
+    handle.stop().await;
+    services.store.close().await;
+    tracing::info!("stella scheduler stopped");
+    Ok(())
+}
+
 async fn bench_mailbox(
     loaded: &Loaded,
     backend: stella::bench::BenchBackend,
@@ -866,6 +993,19 @@ async fn serve(loaded: &Loaded) -> Result<(), String> {
     Ok(())
 }
 
+const TARGET_COLUMNS: &[&str] = &["id", "name", "sbom_sha256", "last_scan_id", "updated_at"];
+const SCHEDULE_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "cron",
+    "timezone",
+    "kind",
+    "enabled",
+    "next_fire_at",
+    "last_run_id",
+];
+const RUN_COLUMNS: &[&str] = &["id", "trigger", "state", "due_at", "counts", "error"];
+
 /// Runs a client command (over HTTP); `None` for the commands that run Stella itself.
 fn run_client(cli: &Cli) -> Option<ExitCode> {
     use stella::client::{Client, Format};
@@ -887,6 +1027,9 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
             | Command::Vex { .. }
             | Command::Policy { .. }
             | Command::Events { .. }
+            | Command::Targets { .. }
+            | Command::Schedules { .. }
+            | Command::Runs { .. }
             | Command::Tenants { .. }
             | Command::Tokens { .. }
             | Command::Jobs { .. }
@@ -1277,6 +1420,109 @@ fn client_command(
                 &["seq", "kind", "tenant", "created_at", "payload"],
             );
         }
+        Command::Targets { action } => match action {
+            TargetsAction::List { page } => client.print(
+                &client.list("/targets", page.query(), page.all)?,
+                TARGET_COLUMNS,
+            ),
+            TargetsAction::Get { target } => client.print(
+                &client.get(&format!("/targets/{}", seg(target)), &[])?,
+                TARGET_COLUMNS,
+            ),
+            TargetsAction::Set { name, scan, sbom } => {
+                let mut body = serde_json::json!({ "name": name });
+                if let Some(scan) = scan {
+                    body["scan_id"] = scan.clone().into();
+                }
+                if let Some(sbom) = sbom {
+                    body["sbom_sha256"] = sbom.clone().into();
+                }
+                client.print(&client.post("/targets", &body)?, TARGET_COLUMNS);
+            }
+            TargetsAction::Delete { target } => {
+                client.delete(&format!("/targets/{}", seg(target)))?;
+            }
+        },
+        Command::Schedules { action } => match action {
+            SchedulesAction::List { page } => client.print(
+                &client.list("/schedules", page.query(), page.all)?,
+                SCHEDULE_COLUMNS,
+            ),
+            SchedulesAction::Get { schedule } => client.print(
+                &client.get(&format!("/schedules/{}", seg(schedule)), &[])?,
+                SCHEDULE_COLUMNS,
+            ),
+            SchedulesAction::Create {
+                name,
+                cron,
+                timezone,
+                kind,
+                targets,
+                sources,
+                jitter_seconds,
+                missed,
+                overlap,
+                paused,
+            } => {
+                let mut body = serde_json::json!({
+                    "name": name, "cron": cron, "timezone": timezone, "kind": kind,
+                    "enabled": !paused,
+                });
+                if !targets.is_empty() {
+                    body["targets"] = serde_json::json!(targets);
+                }
+                if !sources.is_empty() {
+                    body["sources"] = serde_json::json!(sources);
+                }
+                if let Some(jitter) = jitter_seconds {
+                    body["jitter_seconds"] = (*jitter).into();
+                }
+                if let Some(missed) = missed {
+                    body["missed"] = missed.clone().into();
+                }
+                if let Some(overlap) = overlap {
+                    body["overlap"] = overlap.clone().into();
+                }
+                client.print(&client.post("/schedules", &body)?, SCHEDULE_COLUMNS);
+            }
+            SchedulesAction::Pause { schedule } => client.print(
+                &client.post_empty(&format!("/schedules/{}/pause", seg(schedule)))?,
+                SCHEDULE_COLUMNS,
+            ),
+            SchedulesAction::Resume { schedule } => client.print(
+                &client.post_empty(&format!("/schedules/{}/resume", seg(schedule)))?,
+                SCHEDULE_COLUMNS,
+            ),
+            SchedulesAction::Run { schedule } => client.print(
+                &client.post_empty(&format!("/schedules/{}/run", seg(schedule)))?,
+                RUN_COLUMNS,
+            ),
+            SchedulesAction::Delete { schedule } => {
+                client.delete(&format!("/schedules/{}", seg(schedule)))?;
+            }
+        },
+        Command::Runs { action } => match action {
+            RunsAction::List { schedule, page } => {
+                let mut query = page.query();
+                if let Some(schedule) = schedule {
+                    query.push(("schedule_id", schedule.clone()));
+                }
+                client.print(&client.list("/runs", query, page.all)?, RUN_COLUMNS);
+            }
+            RunsAction::Get { id } => {
+                let run = client.get(&format!("/runs/{}", seg(id)), &[])?;
+                client.print(&run, RUN_COLUMNS);
+                if client.format == stella::client::Format::Table {
+                    if let Some(results) = run.get("results") {
+                        println!();
+                        client.print(
+                            &serde_json::json!({ "items": results }),
+                            &["target_name", "state", "scan_id", "diff"],
+                        );
+                    }
+                }
+            }
+        },
         Command::Actors => {
             let tree = client.get("/system/actors", &[])?;
             match client.format {

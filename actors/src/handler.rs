@@ -106,9 +106,11 @@ impl Handlers {
         handlers
     }
 
-    /// Every kind a Stella process runs: the built-in ones and the scan pipeline.
+    /// Every kind a Stella process runs: the built-in ones, the scan pipeline and
+    /// advisory syncs.
     pub fn with_scan(deps: crate::scan::ScanDeps) -> Self {
         let mut handlers = Self::builtin();
+        handlers.register(crate::sync::kind(deps.objects.clone()));
         handlers.register(crate::scan::kind(deps));
         handlers
     }

@@ -32,6 +32,7 @@ mod root;
 mod runtime;
 pub mod scan;
 mod shared;
+pub mod sync;
 mod tenant;
 
 pub use handler::{

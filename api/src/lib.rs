@@ -54,6 +54,8 @@ pub struct Context {
     pub public_keys: Vec<stella_domain::dsse::PublicKey>,
     /// Attempts a submitted job gets unless it asks otherwise (`runtime.max_attempts`).
     pub job_max_attempts: u32,
+    /// The jitter window of a schedule created without one (`scheduler.default_jitter_secs`).
+    pub default_jitter_secs: u32,
     pub limiter: Arc<RateLimiter>,
     pub access: Arc<AccessTable>,
     openapi_json: Arc<String>,
@@ -71,6 +73,7 @@ pub struct Parts {
     pub public_keys: Vec<stella_domain::dsse::PublicKey>,
     pub settings: ApiSettings,
     pub job_max_attempts: u32,
+    pub default_jitter_secs: u32,
 }
 
 impl Context {
@@ -93,6 +96,7 @@ impl Context {
             public_keys: parts.public_keys,
             settings: parts.settings,
             job_max_attempts: parts.job_max_attempts,
+            default_jitter_secs: parts.default_jitter_secs,
         }
     }
 }

@@ -60,6 +60,7 @@ pub struct Settings {
     pub s3: S3Settings,
     pub api: ApiSettings,
     pub runtime: RuntimeSettings,
+    pub scheduler: SchedulerSettings,
 }
 
 impl Default for Settings {
@@ -76,6 +77,7 @@ impl Default for Settings {
             s3: S3Settings::default(),
             api: ApiSettings::default(),
             runtime: RuntimeSettings::default(),
+            scheduler: SchedulerSettings::default(),
         }
     }
 }
@@ -236,6 +238,43 @@ impl Default for RuntimeSettings {
             poll_interval_ms: 20,
             shutdown_timeout_secs: 5,
             consumer_name: None,
+        }
+    }
+}
+
+/// The scheduler: cron firings, drift re-evaluation, the leader lease.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// Whether `stella serve` runs the scheduler (`stella scheduler` always does).
+    pub enabled: bool,
+    /// How long a leader's lease lasts without renewal: when the leader dies, another
+    /// process takes over within this time.
+    pub lease_ttl_secs: u64,
+    /// How often the scheduler looks for due schedules, new events and ended scans.
+    pub poll_interval_ms: u64,
+    /// A due time whose fire time passed longer ago than this is *missed* (no scheduler
+    /// ran then): the schedule's missed-fire policy decides.
+    pub misfire_grace_secs: u64,
+    /// The jitter window of a schedule created without `jitter_seconds`.
+    pub default_jitter_secs: u64,
+    /// Clock speed factor for demos and tests: `60` makes a minute pass in a second.
+    /// Only with `clock_origin`, the real instant from which the clock runs faster (so
+    /// several processes agree on the time).
+    pub clock_speed: u64,
+    pub clock_origin: Option<String>,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lease_ttl_secs: 15,
+            poll_interval_ms: 500,
+            misfire_grace_secs: 60,
+            default_jitter_secs: 60,
+            clock_speed: 1,
+            clock_origin: None,
         }
     }
 }
@@ -546,6 +585,33 @@ pub const KEYS: &[KeyDef] = &[
         Int
     ),
     key!("runtime.consumer_name", "STELLA_RUNTIME_CONSUMER_NAME", Str),
+    key!("scheduler.enabled", "STELLA_SCHEDULER_ENABLED", Bool),
+    key!(
+        "scheduler.lease_ttl_secs",
+        "STELLA_SCHEDULER_LEASE_TTL_SECS",
+        Int
+    ),
+    key!(
+        "scheduler.poll_interval_ms",
+        "STELLA_SCHEDULER_POLL_INTERVAL_MS",
+        Int
+    ),
+    key!(
+        "scheduler.misfire_grace_secs",
+        "STELLA_SCHEDULER_MISFIRE_GRACE_SECS",
+        Int
+    ),
+    key!(
+        "scheduler.default_jitter_secs",
+        "STELLA_SCHEDULER_DEFAULT_JITTER_SECS",
+        Int
+    ),
+    key!("scheduler.clock_speed", "STELLA_SCHEDULER_CLOCK_SPEED", Int),
+    key!(
+        "scheduler.clock_origin",
+        "STELLA_SCHEDULER_CLOCK_ORIGIN",
+        Str
+    ),
 ];
 
 /// What went wrong while loading settings. Every variant names the key (or file) and the
@@ -846,6 +912,30 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             return Err(invalid(key, "must be at least 1".into()));
         }
     }
+    let sch = &s.scheduler;
+    for (key, value) in [
+        ("scheduler.lease_ttl_secs", sch.lease_ttl_secs),
+        ("scheduler.poll_interval_ms", sch.poll_interval_ms),
+        ("scheduler.clock_speed", sch.clock_speed),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be at least 1".into()));
+        }
+    }
+    if sch.default_jitter_secs > 3600 {
+        return Err(invalid(
+            "scheduler.default_jitter_secs",
+            "must be at most 3600".into(),
+        ));
+    }
+    if let Some(origin) = &sch.clock_origin {
+        if chrono::DateTime::parse_from_rfc3339(origin).is_err() {
+            return Err(invalid(
+                "scheduler.clock_origin",
+                format!("expected an RFC 3339 time such as 2026-01-01T00:00:00Z, got {origin:?}"),
+            ));
+        }
+    }
     if r.retry_max_delay_ms < r.retry_min_delay_ms {
         return Err(invalid(
             "runtime.retry_max_delay_ms",
@@ -1105,6 +1195,7 @@ mod tests {
                 (Kind::Str, "valkey.url") => "redis://h",
                 (Kind::Str, "log_format") => "json",
                 (Kind::Str, "s3.endpoint") => continue,
+                (Kind::Str, "scheduler.clock_origin") => "2026-01-01T00:00:00Z",
                 (Kind::Str, _) => "v",
             };
             let loaded = load(None, &env(&[(def.env, value)]))

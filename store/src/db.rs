@@ -160,6 +160,12 @@ impl Store {
         crate::repo::VexDocuments { store: self }
     }
 
+    /// The leading scheduler's view: due schedules, runs and the impact index of every
+    /// tenant, by design; its writes are fenced by its lease.
+    pub fn scheduling(&self) -> crate::repo::Scheduling<'_> {
+        crate::repo::Scheduling { store: self }
+    }
+
     /// The outbox relay's view: pending messages of every tenant, by design.
     pub fn outbox(&self) -> Outbox<'_> {
         Outbox { store: self }
@@ -225,6 +231,27 @@ impl<'a> TenantScope<'a> {
 
     pub fn policies(&self) -> crate::repo::Policies<'a> {
         crate::repo::Policies {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    pub fn targets(&self) -> crate::repo::Targets<'a> {
+        crate::repo::Targets {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    pub fn schedules(&self) -> crate::repo::Schedules<'a> {
+        crate::repo::Schedules {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    pub fn runs(&self) -> crate::repo::Runs<'a> {
+        crate::repo::Runs {
             store: self.store,
             tenant: self.tenant,
         }

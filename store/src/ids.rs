@@ -111,6 +111,9 @@ macro_rules! uuid_id {
 
 uuid_id!(JobId, "job");
 uuid_id!(TokenId, "tok");
+uuid_id!(TargetId, "tgt");
+uuid_id!(ScheduleId, "sch");
+uuid_id!(RunId, "run");
 
 /// Converts a time to the stored representation: Unix epoch milliseconds, UTC.
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {

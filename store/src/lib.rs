@@ -35,5 +35,5 @@ mod valkey;
 
 pub use db::{Store, TenantScope};
 pub use error::{Backend, Result, StoreError};
-pub use ids::{JobId, TenantId, TokenId};
+pub use ids::{JobId, RunId, ScheduleId, TargetId, TenantId, TokenId};
 pub use valkey::Valkey;

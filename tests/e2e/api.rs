@@ -228,6 +228,9 @@ struct Fixture {
     scan: String,
     token_id: String,
     dead: (String, String),
+    target: String,
+    schedule: String,
+    run: String,
 }
 
 fn fill(path: &str, fixture: &Fixture) -> String {
@@ -239,6 +242,12 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         path.replace("{id}", &fixture.scan)
     } else if path.starts_with("/api/v1/jobs/") {
         path.replace("{id}", &fixture.job)
+    } else if path.starts_with("/api/v1/targets/") {
+        path.replace("{target}", &fixture.target)
+    } else if path.starts_with("/api/v1/schedules/") {
+        path.replace("{schedule}", &fixture.schedule)
+    } else if path.starts_with("/api/v1/runs/") {
+        path.replace("{id}", &fixture.run)
     } else if path.starts_with("/api/v1/dead-letters/") {
         path.replace("{role}", &fixture.dead.0)
             .replace("{id}", &fixture.dead.1)
@@ -290,11 +299,47 @@ async fn isolation_matrix(server: &Server) {
     };
     let scan = crate::scans::scan_of(server, &a_all, crate::scans::tiny_sbom(), &[]).await;
     crate::scans::wait_scan(server, &a_all, &scan, "completed").await;
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/targets",
+            Some(&a_all),
+            None,
+            Some(json!({"name": "web", "scan_id": scan})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let target = reply.body["id"].as_str().unwrap().to_owned();
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/schedules",
+            Some(&a_all),
+            None,
+            Some(json!({"name": "nightly", "cron": "0 2 * * *"})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let schedule = reply.body["id"].as_str().unwrap().to_owned();
+    let reply = server
+        .call(
+            Method::POST,
+            &format!("/api/v1/schedules/{schedule}/run"),
+            Some(&a_all),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let run = reply.body["id"].as_str().unwrap().to_owned();
     let fixture = Fixture {
         job: job.clone(),
         scan: scan.clone(),
         token_id: a_token_id,
         dead: dead.clone(),
+        target: target.clone(),
+        schedule: schedule.clone(),
+        run: run.clone(),
     };
 
     let doc = server
@@ -345,7 +390,7 @@ async fn isolation_matrix(server: &Server) {
                     assert_eq!(reply.status, 200, "{what}: {}", reply.text);
                     // Ids long enough to mean something in a body (an embedded dead
                     // letter's id is a small number; its job id stands for it).
-                    for secret in [&job, &dead_job, &dead.1, &scan]
+                    for secret in [&job, &dead_job, &dead.1, &scan, &target, &schedule, &run]
                         .into_iter()
                         .filter(|s| s.len() >= 8)
                     {

@@ -10,4 +10,5 @@ mod api;
 mod binary;
 mod crash;
 mod scans;
+mod schedules;
 mod serve;

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod keys;
 pub mod policy;
 pub mod scans;
+pub mod schedules;
 pub mod system;
 pub mod tenants;
 pub mod tokens;
@@ -56,7 +57,21 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(policy::get)
         .service(policy::set)
         .service(policy::versions)
-        .service(events::list);
+        .service(events::list)
+        .service(schedules::put_target)
+        .service(schedules::list_targets)
+        .service(schedules::get_target)
+        .service(schedules::delete_target)
+        .service(schedules::create_schedule)
+        .service(schedules::list_schedules)
+        .service(schedules::get_schedule)
+        .service(schedules::update_schedule)
+        .service(schedules::delete_schedule)
+        .service(schedules::pause_schedule)
+        .service(schedules::resume_schedule)
+        .service(schedules::run_schedule)
+        .service(schedules::list_runs)
+        .service(schedules::get_run);
 }
 
 /// `?limit=&cursor=` of every list.

@@ -8,6 +8,7 @@ mod jobs;
 mod noop;
 mod outbox;
 mod scans;
+mod schedules;
 mod tenants;
 mod tokens;
 
@@ -25,6 +26,11 @@ pub(crate) use scans::{bump_generation, insert_event};
 pub use scans::{
     generation, EventRecord, Events, FindingRecord, NewEvent, Policies, PolicyRecord, SbomRecord,
     ScanRecord, Scans, VerdictRecord, VexDocumentRecord, VexDocuments,
+};
+pub use schedules::{
+    Applied, EndedRunTarget, ImpactedTarget, Lease, NewRun, RunRecord, RunTargetRecord, RunUpdate,
+    Runs, ScheduleAdvance, ScheduleRecord, SchedulerChanges, Schedules, Scheduling, TargetOutcome,
+    TargetRecord, Targets, SCHEDULER_LEASE,
 };
 pub use tenants::{Tenant, TenantStatus, Tenants};
 pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};

@@ -481,6 +481,7 @@ impl Policies<'_> {
         // version: the primary key lets one win and the other inserts nothing; it tries
         // again and sees the winner, so every round lets at least one writer through.
         for _ in 0..64 {
+            let mut tx = self.store.pool.begin().await.map_err(err)?;
             let inserted: Option<(i64,)> = sqlx::query_as(
                 "INSERT INTO policies (tenant_id, version, digest, document, created_by, created_at) \
                  SELECT $1, CAST(COALESCE(MAX(version), 0) + 1 AS BIGINT), $2, $3, $4, $5 \
@@ -492,10 +493,25 @@ impl Policies<'_> {
             .bind(document)
             .bind(created_by)
             .bind(to_millis(now))
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(err)?;
             if let Some((version,)) = inserted {
+                // The scheduler re-evaluates the tenant's targets on this event.
+                let event = NewEvent {
+                    kind: "policy.updated".into(),
+                    dedupe_key: format!("policy.updated:{}:{version}", self.tenant),
+                    payload: serde_json::json!({"version": version, "digest": digest}),
+                };
+                insert_event(
+                    &mut *tx,
+                    self.store,
+                    Some(self.tenant),
+                    &event,
+                    to_millis(now),
+                )
+                .await?;
+                tx.commit().await.map_err(err)?;
                 return Ok((
                     PolicyRecord {
                         version: u64::try_from(version).unwrap_or(0),

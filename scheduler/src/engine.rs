@@ -1,0 +1,735 @@
+//! The scheduler loop. Each pass ([`Scheduler::tick`], given `now`):
+//!
+//! 1. takes or renews the leader lease (a follower stops here);
+//! 2. fires due schedules: one run per (schedule, due time), the missed-fire and overlap
+//!    policies applied, the schedule moved to its next due time, in one fenced commit;
+//! 3. follows the events stream: an `advisory.delta` creates an `advisory` run per tenant
+//!    for the targets whose SBOM contains a named package (the impact index), a VEX
+//!    import a `vex` run, a policy change a `policy` run;
+//! 4. plans runs in `planning`: resolves their targets and submits one scan job per
+//!    target (idempotency key `run:<run>:<target>`, so a re-plan after a crash or a
+//!    takeover submits nothing twice), then marks them `queued`;
+//! 5. tracks queued and running runs: a target whose scan ended gets its diff against the
+//!    target's previous scan; a run whose targets all ended is `completed`.
+//!
+//! Every write of steps 2–5 is fenced by the lease token (see `stella_store::repo`), so a
+//! process that lost the lease without knowing writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use stella_actors::scan::{ScanParams, KIND as SCAN_KIND};
+use stella_actors::{submit_batch, Handlers, JobRequest};
+use stella_store::repo::{
+    NewRun, RunRecord, RunTargetRecord, RunUpdate, ScheduleAdvance, SchedulerChanges,
+    TargetOutcome, SCHEDULER_LEASE,
+};
+use stella_store::{RunId, Store, StoreError, TenantId};
+
+use crate::clock::Clock;
+use crate::cron::CronSchedule;
+use crate::diff::{diff, Finding};
+use crate::metrics::SchedulerMetrics;
+use crate::spec::{decide, jitter_offset, FirePolicy, Missed, Overlap, ADVISORY_SYNC, RESCAN};
+
+/// Where the leader has read the events stream to.
+const EVENTS_CURSOR: &str = "scheduler.events";
+/// Schedules fired, events read, runs planned or targets tracked per commit.
+const BATCH: u32 = 500;
+/// Jobs per submission transaction.
+const SUBMIT_CHUNK: usize = 64;
+
+/// The scheduler's knobs (from `[scheduler]` settings).
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub lease_ttl: StdDuration,
+    pub poll_interval: StdDuration,
+    pub misfire_grace: Duration,
+    /// Attempts of the scan jobs runs submit.
+    pub job_max_attempts: u32,
+}
+
+impl SchedulerConfig {
+    pub fn from_settings(settings: &stella_config::Settings) -> Self {
+        let s = &settings.scheduler;
+        Self {
+            lease_ttl: StdDuration::from_secs(s.lease_ttl_secs),
+            poll_interval: StdDuration::from_millis(s.poll_interval_ms),
+            misfire_grace: Duration::seconds(i64::try_from(s.misfire_grace_secs).unwrap_or(60)),
+            job_max_attempts: settings.runtime.max_attempts,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// This process held the lease for the pass.
+    pub leader: bool,
+    /// The lease token it held.
+    pub token: Option<i64>,
+    /// Runs created by schedules (cancelled ones included).
+    pub fired: usize,
+    /// Runs created by events.
+    pub triggered: usize,
+    /// Runs moved from planning to queued (or straight to completed).
+    pub planned: usize,
+    /// Run targets whose scan ended.
+    pub tracked: usize,
+    /// Runs completed.
+    pub completed: usize,
+}
+
+/// One scheduler process.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    store: Store,
+    handlers: Handlers,
+    holder: String,
+    config: SchedulerConfig,
+    metrics: Option<SchedulerMetrics>,
+}
+
+impl Scheduler {
+    /// `holder` names this process in the lease (unique per process).
+    pub fn new(
+        store: Store,
+        handlers: Handlers,
+        holder: impl Into<String>,
+        config: SchedulerConfig,
+    ) -> Self {
+        Self {
+            store,
+            handlers,
+            holder: holder.into(),
+            config,
+            metrics: None,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: SchedulerMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Runs passes every poll interval until `stop` resolves, reading the time from
+    /// `clock`; gives the lease up on the way out.
+    pub async fn run(&self, clock: Arc<dyn Clock>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut token = None;
+        loop {
+            match self.tick(clock.now()).await {
+                Ok(report) => {
+                    if report.leader != token.is_some() {
+                        tracing::info!(holder = %self.holder, leader = report.leader, token = ?report.token, "scheduler leadership changed");
+                    }
+                    token = report.token;
+                }
+                Err(err) => {
+                    tracing::warn!(holder = %self.holder, error = %err, "scheduler pass failed; retrying")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = &mut stop => break,
+            }
+        }
+        if let Some(token) = token {
+            let _ = self
+                .store
+                .scheduling()
+                .release_lease(SCHEDULER_LEASE, &self.holder, token)
+                .await;
+        }
+    }
+
+    /// One pass at `now` (see the module documentation).
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
+        let lease = self
+            .store
+            .scheduling()
+            .acquire_lease(SCHEDULER_LEASE, &self.holder, self.config.lease_ttl, now)
+            .await?;
+        if let Some(m) = &self.metrics {
+            m.leader.set(i64::from(lease.is_some()));
+        }
+        let Some(lease) = lease else {
+            return Ok(TickReport::default());
+        };
+        let mut report = TickReport {
+            leader: true,
+            token: Some(lease.token),
+            ..TickReport::default()
+        };
+        let result = async {
+            report.fired = self.fire_due(lease.token, now).await?;
+            report.triggered = self.follow_events(lease.token, now).await?;
+            report.planned = self.plan(lease.token, now).await?;
+            let (tracked, completed) = self.track(lease.token, now).await?;
+            report.tracked = tracked;
+            report.completed = completed;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(report),
+            // Fenced out mid-pass: another process leads now; nothing of ours committed
+            // after the takeover.
+            Err(StoreError::Conflict(reason)) if reason.contains("lease") => {
+                tracing::info!(holder = %self.holder, %reason, "lost the scheduler lease");
+                Ok(TickReport::default())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Fires every schedule whose fire time has come.
+    async fn fire_due(&self, token: i64, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut fired = 0;
+        loop {
+            let due = self.store.scheduling().due_schedules(now, BATCH).await?;
+            if due.is_empty() {
+                return Ok(fired);
+            }
+            let active = self.active_schedule_runs().await?;
+            let mut changes = SchedulerChanges::default();
+            for (tenant, schedule) in &due {
+                let Some(due_at) = schedule.next_due_at else {
+                    continue;
+                };
+                let offset = jitter_offset(schedule.id.as_str(), schedule.jitter_seconds);
+                let parsed = CronSchedule::parse(&schedule.cron, &schedule.timezone, now);
+                let (cron, policy) = match (
+                    parsed,
+                    Missed::parse(&schedule.missed),
+                    Overlap::parse(&schedule.overlap),
+                ) {
+                    (Ok(cron), Ok(missed), Ok(overlap)) => (
+                        cron,
+                        FirePolicy {
+                            missed,
+                            overlap,
+                            grace: self.config.misfire_grace,
+                        },
+                    ),
+                    _ => {
+                        // Validated on the way in; a row that no longer parses (a
+                        // timezone database change) stops firing rather than loop.
+                        tracing::error!(tenant = %tenant, schedule = %schedule.id, "stored schedule does not parse; it stops firing");
+                        changes.advances.push(ScheduleAdvance {
+                            tenant: tenant.clone(),
+                            id: schedule.id.clone(),
+                            expected_due: due_at,
+                            next_due_at: None,
+                            next_fire_at: None,
+                            last_run_id: None,
+                        });
+                        continue;
+                    }
+                };
+                let previous = active
+                    .get(&(tenant.clone(), schedule.id.to_string()))
+                    .map(RunId::as_str);
+                let decision = decide(&cron, offset, due_at, now, policy, previous);
+                let mut last_run = None;
+                for firing in &decision.firings {
+                    let run_id = RunId::generate();
+                    let mut reason = json!({
+                        "schedule": schedule.name,
+                        "fire_at": (firing.due_at + offset).to_rfc3339(),
+                    });
+                    if firing.missed > 0 {
+                        reason["missed"] = json!(firing.missed);
+                        reason["first_missed"] = json!(firing.first_missed.map(|t| t.to_rfc3339()));
+                    }
+                    if let (Some(previous), "planning") = (previous, firing.state) {
+                        reason["waiting_for"] = json!(previous);
+                    }
+                    if let Some(m) = &self.metrics {
+                        m.missed.inc_by(firing.missed);
+                    }
+                    changes.new_runs.push(NewRun {
+                        tenant: tenant.clone(),
+                        id: run_id.clone(),
+                        schedule_id: Some(schedule.id.clone()),
+                        trigger: "cron".into(),
+                        kind: schedule.kind.clone(),
+                        state: firing.state.into(),
+                        due_at: firing.due_at,
+                        dedupe_key: format!(
+                            "cron:{}:{}",
+                            schedule.id,
+                            firing.due_at.timestamp_millis()
+                        ),
+                        targets: schedule.targets.clone(),
+                        sources: schedule.sources.clone(),
+                        reason,
+                        counts: json!({}),
+                        error: firing.error.clone(),
+                    });
+                    last_run = Some(run_id);
+                }
+                changes.advances.push(ScheduleAdvance {
+                    tenant: tenant.clone(),
+                    id: schedule.id.clone(),
+                    expected_due: due_at,
+                    next_due_at: decision.next_due_at,
+                    next_fire_at: decision.next_fire_at,
+                    last_run_id: last_run,
+                });
+            }
+            let applied = self.store.scheduling().apply(token, &changes, now).await?;
+            fired += applied.created_runs.len();
+            if let Some(m) = &self.metrics {
+                m.runs_created
+                    .with_label_values(&["cron"])
+                    .inc_by(applied.created_runs.len() as u64);
+            }
+            if due.len() < BATCH as usize {
+                return Ok(fired);
+            }
+        }
+    }
+
+    /// Each schedule's oldest active run, keyed by (tenant, schedule id).
+    async fn active_schedule_runs(&self) -> Result<HashMap<(TenantId, String), RunId>, StoreError> {
+        let mut active = HashMap::new();
+        for state in ["planning", "queued", "running"] {
+            for run in self
+                .store
+                .scheduling()
+                .runs_in_state(state, 100_000)
+                .await?
+            {
+                if let Some(schedule) = &run.schedule_id {
+                    let key = (run.tenant.clone(), schedule.to_string());
+                    let entry = active.entry(key).or_insert_with(|| run.id.clone());
+                    if run.id < *entry {
+                        *entry = run.id.clone();
+                    }
+                }
+            }
+        }
+        Ok(active)
+    }
+
+    /// Turns new events into runs of the targets they impact.
+    async fn follow_events(&self, token: i64, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let scheduling = self.store.scheduling();
+        let mut triggered = 0;
+        loop {
+            let cursor = scheduling.cursor(EVENTS_CURSOR).await?;
+            let events = scheduling.events_after(cursor, BATCH).await?;
+            let Some((last, ..)) = events.last() else {
+                return Ok(triggered);
+            };
+            let last = *last;
+            let mut changes = SchedulerChanges {
+                cursor: Some((EVENTS_CURSOR.into(), last)),
+                ..SchedulerChanges::default()
+            };
+            for (seq, tenant, kind, payload) in &events {
+                let (trigger, impacted, reason) = match kind.as_str() {
+                    "advisory.delta" => {
+                        let packages: Vec<String> = payload["packages"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|p| p.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let impacted = scheduling.impacted_targets(&packages).await?;
+                        let reason = json!({
+                            "event": seq,
+                            "advisories": first(&payload["advisories"], 50),
+                            "packages": packages.iter().take(50).collect::<Vec<_>>(),
+                        });
+                        ("advisory", impacted, reason)
+                    }
+                    "vex.imported" => {
+                        let impacted = match tenant {
+                            Some(t) => tenant_targets(&self.store, t).await?,
+                            None => scheduling.all_targets().await?,
+                        };
+                        let reason = json!({"event": seq, "vex": payload["sha256"]});
+                        ("vex", impacted, reason)
+                    }
+                    "policy.updated" => {
+                        let Some(t) = tenant else { continue };
+                        let impacted = tenant_targets(&self.store, t).await?;
+                        let reason = json!({"event": seq, "policy_version": payload["version"]});
+                        ("policy", impacted, reason)
+                    }
+                    _ => continue,
+                };
+                let mut by_tenant: BTreeMap<TenantId, Vec<String>> = BTreeMap::new();
+                for target in impacted {
+                    by_tenant
+                        .entry(target.tenant)
+                        .or_default()
+                        .push(target.name);
+                }
+                for (tenant, names) in by_tenant {
+                    changes.new_runs.push(NewRun {
+                        dedupe_key: format!("{trigger}:{seq}:{tenant}"),
+                        tenant,
+                        id: RunId::generate(),
+                        schedule_id: None,
+                        trigger: trigger.into(),
+                        kind: RESCAN.into(),
+                        state: "planning".into(),
+                        due_at: now,
+                        targets: Some(names),
+                        sources: None,
+                        reason: reason.clone(),
+                        counts: json!({}),
+                        error: None,
+                    });
+                }
+            }
+            let applied = scheduling.apply(token, &changes, now).await?;
+            triggered += applied.created_runs.len();
+            if let Some(m) = &self.metrics {
+                for run in &changes.new_runs {
+                    if applied.created_runs.contains(&run.id) {
+                        m.runs_created
+                            .with_label_values(&[run.trigger.as_str()])
+                            .inc();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Plans runs in `planning`: submits their scan jobs and marks them queued.
+    async fn plan(&self, token: i64, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let runs = self
+            .store
+            .scheduling()
+            .runs_in_state("planning", BATCH)
+            .await?;
+        let mut planned = 0;
+        for run in runs {
+            if self.waits(&run).await? {
+                continue;
+            }
+            let changes = match run.kind.as_str() {
+                RESCAN => self.plan_rescan(&run).await?,
+                ADVISORY_SYNC => self.plan_sync(&run).await?,
+                other => finish(
+                    &run,
+                    "error",
+                    json!({}),
+                    Some(format!("kind {other:?} is not supported by this scheduler")),
+                ),
+            };
+            self.store.scheduling().apply(token, &changes, now).await?;
+            planned += 1;
+        }
+        Ok(planned)
+    }
+
+    /// A queued firing (overlap `queue`) waits while the run it follows is active.
+    async fn waits(&self, run: &RunRecord) -> Result<bool, StoreError> {
+        let Some(previous) = run.reason["waiting_for"].as_str() else {
+            return Ok(false);
+        };
+        let Ok(previous) = RunId::parse(previous) else {
+            return Ok(false);
+        };
+        match self.store.tenant(&run.tenant).runs().get(&previous).await {
+            Ok(p) => Ok(matches!(
+                p.state.as_str(),
+                "planning" | "queued" | "running"
+            )),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One advisory-sync job for the run's sources.
+    async fn plan_sync(&self, run: &RunRecord) -> Result<SchedulerChanges, StoreError> {
+        let sources = run.sources.clone().unwrap_or_default();
+        if sources.is_empty() {
+            return Ok(finish(
+                run,
+                "error",
+                json!({}),
+                Some("no sources to sync".into()),
+            ));
+        }
+        let request = JobRequest {
+            kind: stella_actors::sync::KIND.to_owned(),
+            params: serde_json::to_value(stella_actors::sync::SyncParams { sources })
+                .unwrap_or(Value::Null),
+            idempotency_key: Some(format!("run:{}:sources", run.id)),
+            max_attempts: self.config.job_max_attempts,
+        };
+        let submitted = submit_batch(
+            &self.store,
+            &self.handlers,
+            &run.tenant,
+            &[request],
+            run.due_at,
+        )
+        .await?;
+        let mut changes = SchedulerChanges::default();
+        for submitted in submitted {
+            changes.run_targets.push((
+                run.tenant.clone(),
+                run.id.clone(),
+                RunTargetRecord {
+                    target_id: "sources".into(),
+                    target_name: "advisory sources".into(),
+                    scan_id: submitted.job.id,
+                    previous_scan_id: None,
+                    state: "queued".into(),
+                    diff: None,
+                },
+            ));
+        }
+        changes.run_updates.push(RunUpdate {
+            tenant: run.tenant.clone(),
+            id: run.id.clone(),
+            from: "planning".into(),
+            to: "queued".into(),
+            counts: json!({"targets": 1, "queued": 1, "completed": 0, "failed": 0}),
+            error: None,
+            finished: false,
+        });
+        Ok(changes)
+    }
+
+    async fn plan_rescan(&self, run: &RunRecord) -> Result<SchedulerChanges, StoreError> {
+        let scope = self.store.tenant(&run.tenant);
+        let targets = scope.targets().resolve(run.targets.as_deref()).await?;
+        let missing: Vec<&String> = run
+            .targets
+            .iter()
+            .flatten()
+            .filter(|n| {
+                !targets
+                    .iter()
+                    .any(|t| t.name == **n || t.id.as_str() == n.as_str())
+            })
+            .collect();
+        let requests: Vec<JobRequest> = targets
+            .iter()
+            .map(|target| JobRequest {
+                kind: SCAN_KIND.to_owned(),
+                params: serde_json::to_value(ScanParams {
+                    sbom_sha256: target.sbom_sha256.clone(),
+                    name: target.name.clone(),
+                    evaluated_at: run.due_at,
+                })
+                .unwrap_or(Value::Null),
+                idempotency_key: Some(format!("run:{}:{}", run.id, target.id)),
+                max_attempts: self.config.job_max_attempts,
+            })
+            .collect();
+        let mut submitted = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(SUBMIT_CHUNK) {
+            submitted.extend(
+                submit_batch(&self.store, &self.handlers, &run.tenant, chunk, run.due_at).await?,
+            );
+        }
+        let mut counts =
+            json!({"targets": targets.len(), "queued": targets.len(), "completed": 0, "failed": 0});
+        if !missing.is_empty() {
+            counts["missing_targets"] = json!(missing);
+        }
+        if targets.is_empty() {
+            let error = (!missing.is_empty()).then(|| "none of the run's targets exist".to_owned());
+            let state = if error.is_some() {
+                "error"
+            } else {
+                "completed"
+            };
+            return Ok(finish(run, state, counts, error));
+        }
+        let mut changes = SchedulerChanges::default();
+        for (target, submitted) in targets.iter().zip(submitted) {
+            changes.run_targets.push((
+                run.tenant.clone(),
+                run.id.clone(),
+                RunTargetRecord {
+                    target_id: target.id.to_string(),
+                    target_name: target.name.clone(),
+                    scan_id: submitted.job.id,
+                    previous_scan_id: target.last_scan_id.clone(),
+                    state: "queued".into(),
+                    diff: None,
+                },
+            ));
+        }
+        changes.run_updates.push(RunUpdate {
+            tenant: run.tenant.clone(),
+            id: run.id.clone(),
+            from: "planning".into(),
+            to: "queued".into(),
+            counts,
+            error: None,
+            finished: false,
+        });
+        Ok(changes)
+    }
+
+    /// Records ended scans with their diffs; completes runs with nothing left to wait for.
+    async fn track(&self, token: i64, now: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
+        let scheduling = self.store.scheduling();
+        scheduling.start_running_runs(token, now).await?;
+        let ended = scheduling.ended_run_targets(BATCH).await?;
+        if ended.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut changes = SchedulerChanges::default();
+        let mut runs = BTreeSet::new();
+        for e in &ended {
+            let is_target = e.target.target_id.starts_with("tgt_");
+            let (state, diff) = if e.job_state == "succeeded" && !is_target {
+                // Not a target's scan (an advisory sync): its result is the outcome.
+                let job = self
+                    .store
+                    .tenant(&e.tenant)
+                    .jobs()
+                    .get(&e.target.scan_id)
+                    .await?;
+                ("completed", job.result.unwrap_or(Value::Null))
+            } else if e.job_state == "succeeded" {
+                let current = findings(&self.store, &e.tenant, &e.target.scan_id).await?;
+                let previous = match &e.target.previous_scan_id {
+                    Some(p) => Some(findings(&self.store, &e.tenant, p).await?),
+                    None => None,
+                };
+                ("completed", diff(previous.as_deref(), &current))
+            } else {
+                (
+                    "failed",
+                    json!({"error": format!("the scan job {}", e.job_state)}),
+                )
+            };
+            changes.outcomes.push(TargetOutcome {
+                tenant: e.tenant.clone(),
+                run_id: e.run_id.clone(),
+                target_id: e.target.target_id.clone(),
+                scan_id: e.target.scan_id.clone(),
+                state: state.into(),
+                diff,
+            });
+            runs.insert((e.tenant.clone(), e.run_id.clone()));
+        }
+        scheduling.apply(token, &changes, now).await?;
+        let mut updates = SchedulerChanges::default();
+        for (tenant, id) in &runs {
+            if scheduling.queued_targets_of(tenant, id).await? > 0 {
+                continue;
+            }
+            let scope = self.store.tenant(tenant);
+            let run = scope.runs().get(id).await?;
+            if !matches!(run.state.as_str(), "queued" | "running") {
+                continue;
+            }
+            let targets = scope.runs().targets(id).await?;
+            let count = |state: &str| targets.iter().filter(|t| t.state == state).count();
+            let sum = |field: &str| {
+                targets
+                    .iter()
+                    .filter_map(|t| t.diff.as_ref()?.get(field)?.as_u64())
+                    .sum::<u64>()
+            };
+            let mut counts = run.counts.clone();
+            counts["queued"] = json!(0);
+            counts["completed"] = json!(count("completed"));
+            counts["failed"] = json!(count("failed"));
+            counts["new_findings"] = json!(sum("new_count"));
+            counts["resolved_findings"] = json!(sum("resolved_count"));
+            counts["changed_findings"] = json!(sum("changed_count"));
+            updates.run_updates.push(RunUpdate {
+                tenant: tenant.clone(),
+                id: id.clone(),
+                from: run.state.clone(),
+                to: "completed".into(),
+                counts,
+                error: None,
+                finished: true,
+            });
+        }
+        let completed = updates.run_updates.len();
+        if completed > 0 {
+            scheduling.apply(token, &updates, now).await?;
+        }
+        Ok((ended.len(), completed))
+    }
+}
+
+/// A run ended at planning time (nothing to do, or an error).
+fn finish(run: &RunRecord, state: &str, counts: Value, error: Option<String>) -> SchedulerChanges {
+    SchedulerChanges {
+        run_updates: vec![RunUpdate {
+            tenant: run.tenant.clone(),
+            id: run.id.clone(),
+            from: "planning".into(),
+            to: state.into(),
+            counts,
+            error,
+            finished: true,
+        }],
+        ..SchedulerChanges::default()
+    }
+}
+
+fn first(value: &Value, n: usize) -> Value {
+    value
+        .as_array()
+        .map(|a| Value::from(a.iter().take(n).cloned().collect::<Vec<_>>()))
+        .unwrap_or(Value::Null)
+}
+
+async fn tenant_targets(
+    store: &Store,
+    tenant: &TenantId,
+) -> Result<Vec<stella_store::repo::ImpactedTarget>, StoreError> {
+    Ok(store
+        .tenant(tenant)
+        .targets()
+        .resolve(None)
+        .await?
+        .into_iter()
+        .map(|t| stella_store::repo::ImpactedTarget {
+            tenant: tenant.clone(),
+            target_id: t.id,
+            name: t.name,
+        })
+        .collect())
+}
+
+/// Every finding of a scan (none if it has no verdict).
+async fn findings(
+    store: &Store,
+    tenant: &TenantId,
+    scan: &stella_store::JobId,
+) -> Result<Vec<Finding>, StoreError> {
+    let scans = store.tenant(tenant).scans();
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = scans.findings(scan, cursor.as_deref(), 500).await?;
+        out.extend(page.items.into_iter().map(|f| Finding {
+            vulnerability_id: f.vulnerability_id,
+            purl: f.purl,
+            disposition: f.disposition,
+        }));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(out),
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The scheduler against a real store (SQLite and PostgreSQL) with a fake clock, no
+//! sleeps: two scheduler instances share one database and every due time fires exactly
+//! once, across a leader's death; a fenced-out leader writes nothing; missed-fire
+//! policies after downtime; a DST gap in the schedule's timezone; drift runs only for the
+//! targets an advisory touches; run tracking with diffs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../store/tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use stella_actors::scan::ScanDeps;
+use stella_actors::Handlers;
+use stella_domain::dsse::SigningKey;
+use stella_domain::osv::Limits;
+use stella_scheduler::manage::{self, ScheduleInput, TargetSource};
+use stella_scheduler::{Scheduler, SchedulerConfig};
+use stella_store::object::{FolderStore, Objects};
+use stella_store::repo::{RunRecord, SbomRecord, SchedulerChanges};
+use stella_store::{Store, StoreError, TenantId};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+struct World {
+    store: Store,
+    objects: Objects,
+    handlers: Handlers,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new(store: Store) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
+        let handlers = Handlers::with_scan(ScanDeps::new(
+            objects.clone(),
+            Arc::new(SigningKey::generate([5; 32])),
+        ));
+        Self {
+            store,
+            objects,
+            handlers,
+            _dir: dir,
+        }
+    }
+
+    fn scheduler(&self, holder: &str) -> Scheduler {
+        Scheduler::new(
+            self.store.clone(),
+            self.handlers.clone(),
+            holder,
+            SchedulerConfig {
+                lease_ttl: StdDuration::from_secs(15),
+                poll_interval: StdDuration::from_millis(100),
+                misfire_grace: Duration::seconds(60),
+                job_max_attempts: 3,
+            },
+        )
+    }
+
+    async fn tenant(&self, name: &str) -> TenantId {
+        let tenant = TenantId::parse(name).unwrap();
+        self.store
+            .tenants()
+            .ensure(&tenant, name, Utc::now())
+            .await
+            .unwrap();
+        tenant
+    }
+
+    async fn schedule(
+        &self,
+        tenant: &TenantId,
+        input: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> String {
+        let input: ScheduleInput = serde_json::from_value(input).unwrap();
+        manage::create_schedule(&self.store, tenant, input, "test", 0, now)
+            .await
+            .unwrap()
+            .id
+            .to_string()
+    }
+
+    /// Stores an SBOM of npm packages for `tenant` and registers it as target `name`.
+    async fn target(&self, tenant: &TenantId, name: &str, packages: &[(&str, &str)]) {
+        let components: Vec<_> = packages
+            .iter()
+            .map(|(n, v)| json!({"type": "library", "name": n, "version": v, "purl": format!("pkg:npm/{n}@{v}")}))
+            .collect();
+        let sbom =
+            json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": components});
+        let bytes = sbom.to_string();
+        let stored = self
+            .objects
+            .put_content(Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
+        let sha256 = stored.digest.to_string();
+        self.store
+            .tenant(tenant)
+            .scans()
+            .record_sbom(&SbomRecord {
+                sha256: sha256.clone(),
+                name: name.into(),
+                format: "CycloneDX".into(),
+                spec_version: "1.5".into(),
+                size_bytes: bytes.len() as u64,
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        manage::put_target(
+            &self.store,
+            &self.objects,
+            tenant,
+            name,
+            TargetSource::Sbom(sha256),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn runs(&self, tenant: &TenantId) -> Vec<RunRecord> {
+        let mut runs = self
+            .store
+            .tenant(tenant)
+            .runs()
+            .list(None, None, 500)
+            .await
+            .unwrap()
+            .items;
+        runs.reverse();
+        runs
+    }
+}
+
+/// Two schedulers tick every 10 fake seconds over an hour of `*/5 * * * *`; the first
+/// dies at 00:22. Every due time has exactly one run, none missed.
+async fn each_due_time_fires_once_across_a_leader_death(store: Store) {
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    let start = t("2026-12-01T00:00:00Z");
+    w.schedule(
+        &tenant,
+        json!({"name": "every-5", "cron": "*/5 * * * *", "jitter_seconds": 0}),
+        start,
+    )
+    .await;
+    let a = w.scheduler("process-a");
+    let b = w.scheduler("process-b");
+    let mut now = start;
+    let mut leaders = BTreeMap::new();
+    while now < t("2026-12-01T01:00:00Z") {
+        now += Duration::seconds(10);
+        let a_alive = now < t("2026-12-01T00:22:00Z");
+        if a_alive {
+            let report = a.tick(now).await.unwrap();
+            if report.leader {
+                *leaders.entry("a").or_insert(0) += 1;
+            }
+        }
+        let report = b.tick(now).await.unwrap();
+        if report.leader {
+            *leaders.entry("b").or_insert(0) += 1;
+        }
+    }
+    // A led until it died; B took over.
+    assert!(leaders["a"] > 0 && leaders["b"] > 0, "{leaders:?}");
+    let runs = w.runs(&tenant).await;
+    let dues: Vec<String> = runs
+        .iter()
+        .map(|r| r.due_at.format("%H:%M").to_string())
+        .collect();
+    let expected: Vec<String> = (1..=12)
+        .map(|i| {
+            (start + Duration::minutes(5 * i))
+                .format("%H:%M")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(dues, expected, "each due time once, none missed");
+    assert!(runs
+        .iter()
+        .all(|r| r.trigger == "cron" && r.error.is_none()));
+    // No targets: each run completes at once.
+    assert!(runs.iter().all(|r| r.state == "completed"), "{runs:?}");
+}
+
+/// A process that lost the lease (it paused past its expiry) cannot write with its old
+/// token, even in the middle of a pass.
+async fn a_fenced_out_leader_writes_nothing(store: Store) {
+    let w = World::new(store).await;
+    let now = t("2026-12-01T00:00:00Z");
+    let scheduling = w.store.scheduling();
+    let ttl = StdDuration::from_secs(15);
+    let old = scheduling
+        .acquire_lease("scheduler", "a", ttl, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(scheduling
+        .acquire_lease("scheduler", "b", ttl, now)
+        .await
+        .unwrap()
+        .is_none());
+    let later = now + Duration::seconds(16);
+    let new = scheduling
+        .acquire_lease("scheduler", "b", ttl, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(new.token > old.token);
+    let changes = SchedulerChanges {
+        cursor: Some(("scheduler.events".into(), 1_000_000)),
+        ..SchedulerChanges::default()
+    };
+    let refused = scheduling.apply(old.token, &changes, later).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_ne!(
+        scheduling.cursor("scheduler.events").await.unwrap(),
+        1_000_000
+    );
+    scheduling.apply(new.token, &changes, later).await.unwrap();
+    assert_eq!(
+        scheduling.cursor("scheduler.events").await.unwrap(),
+        1_000_000
+    );
+    // Renewing keeps the token; the old holder gets nothing while it is valid.
+    let renewed = scheduling
+        .acquire_lease("scheduler", "b", ttl, later + Duration::seconds(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.token, new.token);
+    assert!(scheduling
+        .acquire_lease("scheduler", "a", ttl, later + Duration::seconds(5))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// Down from 00:30 to 04:30 over an hourly schedule: `fire-once` runs the 04:00 due time
+/// once and says three were missed; `skip` records a cancelled run and fires nothing.
+async fn missed_fire_policies_after_downtime(store: Store) {
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    let start = t("2026-12-01T00:30:00Z");
+    w.schedule(
+        &tenant,
+        json!({"name": "once", "cron": "0 * * * *", "jitter_seconds": 0, "missed": "fire-once"}),
+        start,
+    )
+    .await;
+    w.schedule(
+        &tenant,
+        json!({"name": "skip", "cron": "0 * * * *", "jitter_seconds": 0, "missed": "skip"}),
+        start,
+    )
+    .await;
+    let s = w.scheduler("p");
+    s.tick(start).await.unwrap();
+    s.tick(t("2026-12-01T04:30:00Z")).await.unwrap();
+    let runs = w.runs(&tenant).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let by_name = |name: &str| {
+        runs.iter()
+            .find(|r| r.reason["schedule"] == name)
+            .unwrap()
+            .clone()
+    };
+    let once = by_name("once");
+    assert_eq!(once.due_at, t("2026-12-01T04:00:00Z"));
+    assert_eq!(once.reason["missed"], 3);
+    assert_eq!(once.state, "completed");
+    let skip = by_name("skip");
+    assert_eq!(skip.state, "cancelled");
+    assert!(
+        skip.error.as_deref().unwrap().contains("4 due time(s)"),
+        "{skip:?}"
+    );
+    // Both continue at 05:00.
+    let schedule = w
+        .store
+        .tenant(&tenant)
+        .schedules()
+        .get("skip")
+        .await
+        .unwrap();
+    assert_eq!(schedule.next_due_at, Some(t("2026-12-01T05:00:00Z")));
+    s.tick(t("2026-12-01T05:00:01Z")).await.unwrap();
+    assert_eq!(w.runs(&tenant).await.len(), 4);
+}
+
+/// `30 2 * * *` in Europe/Berlin across the spring-forward night (02:00 → 03:00 on
+/// 2026-03-29): that day's run fires once, at 03:00 local (01:00Z), ticking every five minutes.
+async fn a_dst_gap_fires_once_when_the_gap_ends(store: Store) {
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    let start = t("2026-03-27T12:00:00Z");
+    w.schedule(&tenant, json!({"name": "nightly", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "jitter_seconds": 0}), start).await;
+    let s = w.scheduler("p");
+    let mut now = start;
+    while now < t("2026-03-30T12:00:00Z") {
+        now += Duration::minutes(5);
+        s.tick(now).await.unwrap();
+    }
+    let dues: Vec<DateTime<Utc>> = w.runs(&tenant).await.iter().map(|r| r.due_at).collect();
+    assert_eq!(
+        dues,
+        [
+            t("2026-03-28T01:30:00Z"),
+            t("2026-03-29T01:00:00Z"),
+            t("2026-03-30T00:30:00Z")
+        ]
+    );
+}
+
+/// An advisory for `left-pad` re-evaluates, in each tenant, only the targets whose SBOM
+/// contains it; the run plans one scan per impacted target.
+async fn drift_runs_only_impacted_targets(store: Store) {
+    let w = World::new(store).await;
+    let acme = w.tenant("acme").await;
+    let globex = w.tenant("globex").await;
+    w.target(&acme, "web", &[("left-pad", "1.3.0"), ("chalk", "2.0.0")])
+        .await;
+    w.target(&acme, "api", &[("chalk", "2.0.0")]).await;
+    w.target(&globex, "shop", &[("left-pad", "1.1.0")]).await;
+    w.target(&globex, "blog", &[("express", "4.0.0")]).await;
+    let s = w.scheduler("p");
+    let now = Utc::now();
+    s.tick(now).await.unwrap();
+    let advisory = json!([{
+        "id": "T-1", "modified": "2024-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+                      "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]
+    }]);
+    stella_actors::fetcher::import_advisories(
+        &w.store,
+        &w.objects,
+        "osv:test",
+        advisory.to_string().as_bytes(),
+        Limits::default(),
+        now,
+    )
+    .await
+    .unwrap();
+    let report = s.tick(now + Duration::seconds(1)).await.unwrap();
+    assert_eq!(report.triggered, 2, "{report:?}");
+    for (tenant, impacted) in [(&acme, "web"), (&globex, "shop")] {
+        let runs = w.runs(tenant).await;
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let run = &runs[0];
+        assert_eq!(run.trigger, "advisory");
+        assert_eq!(run.targets.as_deref(), Some(&[impacted.to_string()][..]));
+        assert_eq!(run.state, "queued");
+        assert_eq!(run.reason["advisories"][0], "osv:test:T-1");
+        let results = w
+            .store
+            .tenant(tenant)
+            .runs()
+            .targets(&run.id)
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].target_name, impacted);
+        // One scan job, idempotent per (run, target).
+        let job = w
+            .store
+            .tenant(tenant)
+            .jobs()
+            .get(&results[0].scan_id)
+            .await
+            .unwrap();
+        assert_eq!(job.kind, "scan");
+        assert_eq!(job.params["name"], impacted);
+    }
+    // The same event is not turned into runs twice.
+    let again = s.tick(now + Duration::seconds(2)).await.unwrap();
+    assert_eq!(again.triggered, 0);
+    // Re-importing the same advisory changes nothing and triggers nothing.
+    stella_actors::fetcher::import_advisories(
+        &w.store,
+        &w.objects,
+        "osv:test",
+        advisory.to_string().as_bytes(),
+        Limits::default(),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.tick(now + Duration::seconds(3)).await.unwrap().triggered,
+        0
+    );
+}
+
+/// Overlap `skip` records a firing while the previous run is active as cancelled; `queue`
+/// makes it wait in planning until the previous run ends.
+async fn overlap_policies(store: Store) {
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    w.target(&tenant, "web", &[("left-pad", "1.3.0")]).await;
+    let start = t("2026-12-01T00:00:30Z");
+    w.schedule(
+        &tenant,
+        json!({"name": "skip", "cron": "* * * * *", "jitter_seconds": 0, "overlap": "skip"}),
+        start,
+    )
+    .await;
+    w.schedule(
+        &tenant,
+        json!({"name": "queue", "cron": "* * * * *", "jitter_seconds": 0, "overlap": "queue"}),
+        start,
+    )
+    .await;
+    let s = w.scheduler("p");
+    // 00:01 fires both; their scans never run here, so the runs stay queued.
+    s.tick(t("2026-12-01T00:01:00Z")).await.unwrap();
+    s.tick(t("2026-12-01T00:02:00Z")).await.unwrap();
+    let runs = w.runs(&tenant).await;
+    let of = |name: &str| -> Vec<(String, String)> {
+        runs.iter()
+            .filter(|r| r.reason["schedule"] == name)
+            .map(|r| (r.due_at.format("%H:%M").to_string(), r.state.clone()))
+            .collect()
+    };
+    assert_eq!(
+        of("skip"),
+        [
+            ("00:01".into(), "queued".into()),
+            ("00:02".into(), "cancelled".into())
+        ]
+    );
+    assert_eq!(
+        of("queue"),
+        [
+            ("00:01".into(), "queued".into()),
+            ("00:02".into(), "planning".into())
+        ]
+    );
+}
+
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let db = super::common::sqlite().await;
+                super::$name(db.store.clone()).await;
+                db.finish().await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(db) = super::common::postgres().await else {
+                    return;
+                };
+                super::$name(db.store.clone()).await;
+                db.finish().await;
+            }
+        }
+    };
+}
+
+on_both!(each_due_time_fires_once_across_a_leader_death);
+on_both!(a_fenced_out_leader_writes_nothing);
+on_both!(missed_fire_policies_after_downtime);
+on_both!(a_dst_gap_fires_once_when_the_gap_ends);
+on_both!(drift_runs_only_impacted_targets);
+on_both!(overlap_policies);
