@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stella_store::mailbox::{Delivery, Mailbox};
-use stella_store::repo::{Job, JobState, NewJob, NewMessage, Submitted, Transition};
+use stella_store::repo::{Job, JobState, NewJob, NewMessage, NewTenantJob, Submitted, Transition};
 use stella_store::{JobId, Store, StoreError, TenantId};
 use stella_supervisor::{run_guarded, RetryPolicy};
 
@@ -109,6 +109,33 @@ pub async fn submit_batch(
             .unwrap_or_default()
     })
     .await
+}
+
+/// A job of `tenant` ready to be inserted inside another transaction (the scheduler
+/// plans runs and submits their jobs in one commit): its id, row and first message.
+pub fn prepare(
+    handlers: &Handlers,
+    tenant: &TenantId,
+    request: &JobRequest,
+    now: DateTime<Utc>,
+) -> Result<NewTenantJob, StoreError> {
+    let job_kind = handlers
+        .kind(&request.kind)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown job kind {:?}", request.kind)))?;
+    let id = JobId::generate();
+    let message = step_message(&id, job_kind.first_step, job_kind.role.as_str(), 0, now);
+    Ok(NewTenantJob {
+        tenant: tenant.clone(),
+        id,
+        job: NewJob {
+            kind: request.kind.clone(),
+            step: job_kind.first_step.to_owned(),
+            params: request.params.clone(),
+            max_attempts: request.max_attempts,
+            idempotency_key: request.idempotency_key.clone(),
+        },
+        messages: vec![message],
+    })
 }
 
 pub(crate) fn step_message(

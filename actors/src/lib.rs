@@ -39,7 +39,8 @@ pub use handler::{
     Handlers, JobKind, MessageHandler, StepContext, StepError, StepHandler, StepOutcome,
 };
 pub use job::{
-    retry_policy, submit, submit_batch, Finish, JobRequest, StepMessage, StepRunner, STEP_MESSAGE,
+    prepare, retry_policy, submit, submit_batch, Finish, JobRequest, StepMessage, StepRunner,
+    STEP_MESSAGE,
 };
 pub use metrics::RuntimeMetrics;
 pub use relay::relay_once;

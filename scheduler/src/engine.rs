@@ -15,19 +15,19 @@
 //! Every write of steps 2–5 is fenced by the lease token (see `stella_store::repo`), so a
 //! process that lost the lease without knowing writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use stella_actors::scan::{ScanParams, KIND as SCAN_KIND};
-use stella_actors::{submit_batch, Handlers, JobRequest};
+use stella_actors::{prepare, Handlers, JobRequest};
 use stella_store::repo::{
     NewRun, RunRecord, RunTargetRecord, RunUpdate, ScheduleAdvance, SchedulerChanges,
-    TargetOutcome, SCHEDULER_LEASE,
+    TargetOutcome, TargetRecord, SCHEDULER_LEASE,
 };
-use stella_store::{RunId, Store, StoreError, TenantId};
+use stella_store::{RunId, ScheduleId, Store, StoreError, TenantId};
 
 use crate::clock::Clock;
 use crate::cron::CronSchedule;
@@ -39,8 +39,6 @@ use crate::spec::{decide, jitter_offset, FirePolicy, Missed, Overlap, ADVISORY_S
 const EVENTS_CURSOR: &str = "scheduler.events";
 /// Schedules fired, events read, runs planned or targets tracked per commit.
 const BATCH: u32 = 500;
-/// Jobs per submission transaction.
-const SUBMIT_CHUNK: usize = 64;
 
 /// The scheduler's knobs (from `[scheduler]` settings).
 #[derive(Debug, Clone)]
@@ -198,7 +196,8 @@ impl Scheduler {
             if due.is_empty() {
                 return Ok(fired);
             }
-            let active = self.active_schedule_runs().await?;
+            let ids: Vec<&ScheduleId> = due.iter().map(|(_, s)| &s.id).collect();
+            let active = self.store.scheduling().active_runs_of(&ids).await?;
             let mut changes = SchedulerChanges::default();
             for (tenant, schedule) in &due {
                 let Some(due_at) = schedule.next_due_at else {
@@ -234,9 +233,7 @@ impl Scheduler {
                         continue;
                     }
                 };
-                let previous = active
-                    .get(&(tenant.clone(), schedule.id.to_string()))
-                    .map(RunId::as_str);
+                let previous = active.get(&schedule.id).map(RunId::as_str);
                 let decision = decide(&cron, offset, due_at, now, policy, previous);
                 let mut last_run = None;
                 for firing in &decision.firings {
@@ -296,28 +293,6 @@ impl Scheduler {
                 return Ok(fired);
             }
         }
-    }
-
-    /// Each schedule's oldest active run, keyed by (tenant, schedule id).
-    async fn active_schedule_runs(&self) -> Result<HashMap<(TenantId, String), RunId>, StoreError> {
-        let mut active = HashMap::new();
-        for state in ["planning", "queued", "running"] {
-            for run in self
-                .store
-                .scheduling()
-                .runs_in_state(state, 100_000)
-                .await?
-            {
-                if let Some(schedule) = &run.schedule_id {
-                    let key = (run.tenant.clone(), schedule.to_string());
-                    let entry = active.entry(key).or_insert_with(|| run.id.clone());
-                    if run.id < *entry {
-                        *entry = run.id.clone();
-                    }
-                }
-            }
-        }
-        Ok(active)
     }
 
     /// Turns new events into runs of the targets they impact.
@@ -409,32 +384,53 @@ impl Scheduler {
         }
     }
 
-    /// Plans runs in `planning`: submits their scan jobs and marks them queued.
+    /// Plans runs in `planning`, a batch at a time: their jobs, run targets and new state
+    /// are one commit per batch, across tenants.
     async fn plan(&self, token: i64, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let runs = self
-            .store
-            .scheduling()
-            .runs_in_state("planning", BATCH)
-            .await?;
+        let scheduling = self.store.scheduling();
         let mut planned = 0;
-        for run in runs {
-            if self.waits(&run).await? {
-                continue;
-            }
-            let changes = match run.kind.as_str() {
-                RESCAN => self.plan_rescan(&run).await?,
-                ADVISORY_SYNC => self.plan_sync(&run).await?,
-                other => finish(
-                    &run,
-                    "error",
-                    json!({}),
-                    Some(format!("kind {other:?} is not supported by this scheduler")),
-                ),
+        let mut after: Option<RunId> = None;
+        loop {
+            let runs = scheduling
+                .runs_in_state("planning", after.as_ref(), BATCH)
+                .await?;
+            let Some(last) = runs.last() else {
+                return Ok(planned);
             };
-            self.store.scheduling().apply(token, &changes, now).await?;
-            planned += 1;
+            after = Some(last.id.clone());
+            let tenants: BTreeSet<&TenantId> = runs
+                .iter()
+                .filter(|r| r.kind == RESCAN)
+                .map(|r| &r.tenant)
+                .collect();
+            let tenants: Vec<&TenantId> = tenants.into_iter().collect();
+            let targets = scheduling.targets_of(&tenants).await?;
+            let mut changes = SchedulerChanges::default();
+            for run in &runs {
+                if self.waits(run).await? {
+                    continue;
+                }
+                match run.kind.as_str() {
+                    RESCAN => {
+                        let of_tenant = targets.get(&run.tenant).map_or(&[][..], Vec::as_slice);
+                        self.plan_rescan(run, of_tenant, &mut changes)?;
+                    }
+                    ADVISORY_SYNC => self.plan_sync(run, &mut changes)?,
+                    other => finish(
+                        run,
+                        "error",
+                        json!({}),
+                        Some(format!("kind {other:?} is not supported by this scheduler")),
+                        &mut changes,
+                    ),
+                }
+                planned += 1;
+            }
+            scheduling.apply(token, &changes, now).await?;
+            if runs.len() < BATCH as usize {
+                return Ok(planned);
+            }
         }
-        Ok(planned)
     }
 
     /// A queued firing (overlap `queue`) waits while the run it follows is active.
@@ -455,16 +451,47 @@ impl Scheduler {
         }
     }
 
+    /// The run's job (`<run>:<what>` idempotency key), its run-target row, and the run
+    /// queued.
+    fn queue(
+        &self,
+        run: &RunRecord,
+        jobs: Vec<(JobRequest, RunTargetRecord)>,
+        counts: Value,
+        changes: &mut SchedulerChanges,
+    ) -> Result<(), StoreError> {
+        for (request, mut target) in jobs {
+            let job = prepare(&self.handlers, &run.tenant, &request, run.due_at)?;
+            target.scan_id = job.id.clone();
+            changes.jobs.push(job);
+            changes
+                .run_targets
+                .push((run.tenant.clone(), run.id.clone(), target));
+        }
+        changes.run_updates.push(RunUpdate {
+            tenant: run.tenant.clone(),
+            id: run.id.clone(),
+            from: "planning".into(),
+            to: "queued".into(),
+            counts,
+            error: None,
+            finished: false,
+        });
+        Ok(())
+    }
+
     /// One advisory-sync job for the run's sources.
-    async fn plan_sync(&self, run: &RunRecord) -> Result<SchedulerChanges, StoreError> {
+    fn plan_sync(&self, run: &RunRecord, changes: &mut SchedulerChanges) -> Result<(), StoreError> {
         let sources = run.sources.clone().unwrap_or_default();
         if sources.is_empty() {
-            return Ok(finish(
+            finish(
                 run,
                 "error",
                 json!({}),
                 Some("no sources to sync".into()),
-            ));
+                changes,
+            );
+            return Ok(());
         }
         let request = JobRequest {
             kind: stella_actors::sync::KIND.to_owned(),
@@ -473,74 +500,40 @@ impl Scheduler {
             idempotency_key: Some(format!("run:{}:sources", run.id)),
             max_attempts: self.config.job_max_attempts,
         };
-        let submitted = submit_batch(
-            &self.store,
-            &self.handlers,
-            &run.tenant,
-            &[request],
-            run.due_at,
-        )
-        .await?;
-        let mut changes = SchedulerChanges::default();
-        for submitted in submitted {
-            changes.run_targets.push((
-                run.tenant.clone(),
-                run.id.clone(),
-                RunTargetRecord {
-                    target_id: "sources".into(),
-                    target_name: "advisory sources".into(),
-                    scan_id: submitted.job.id,
-                    previous_scan_id: None,
-                    state: "queued".into(),
-                    diff: None,
-                },
-            ));
-        }
-        changes.run_updates.push(RunUpdate {
-            tenant: run.tenant.clone(),
-            id: run.id.clone(),
-            from: "planning".into(),
-            to: "queued".into(),
-            counts: json!({"targets": 1, "queued": 1, "completed": 0, "failed": 0}),
-            error: None,
-            finished: false,
-        });
-        Ok(changes)
+        let target = RunTargetRecord {
+            target_id: "sources".into(),
+            target_name: "advisory sources".into(),
+            scan_id: stella_store::JobId::generate(),
+            previous_scan_id: None,
+            state: "queued".into(),
+            diff: None,
+        };
+        let counts = json!({"targets": 1, "queued": 1, "completed": 0, "failed": 0});
+        self.queue(run, vec![(request, target)], counts, changes)
     }
 
-    async fn plan_rescan(&self, run: &RunRecord) -> Result<SchedulerChanges, StoreError> {
-        let scope = self.store.tenant(&run.tenant);
-        let targets = scope.targets().resolve(run.targets.as_deref()).await?;
+    /// One scan job per target the run names (all the tenant's when it names none).
+    fn plan_rescan(
+        &self,
+        run: &RunRecord,
+        all: &[TargetRecord],
+        changes: &mut SchedulerChanges,
+    ) -> Result<(), StoreError> {
+        let named = |t: &TargetRecord| {
+            run.targets
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| *n == t.name || n == t.id.as_str()))
+        };
+        let targets: Vec<&TargetRecord> = all.iter().filter(|t| named(t)).collect();
         let missing: Vec<&String> = run
             .targets
             .iter()
             .flatten()
             .filter(|n| {
-                !targets
-                    .iter()
+                !all.iter()
                     .any(|t| t.name == **n || t.id.as_str() == n.as_str())
             })
             .collect();
-        let requests: Vec<JobRequest> = targets
-            .iter()
-            .map(|target| JobRequest {
-                kind: SCAN_KIND.to_owned(),
-                params: serde_json::to_value(ScanParams {
-                    sbom_sha256: target.sbom_sha256.clone(),
-                    name: target.name.clone(),
-                    evaluated_at: run.due_at,
-                })
-                .unwrap_or(Value::Null),
-                idempotency_key: Some(format!("run:{}:{}", run.id, target.id)),
-                max_attempts: self.config.job_max_attempts,
-            })
-            .collect();
-        let mut submitted = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(SUBMIT_CHUNK) {
-            submitted.extend(
-                submit_batch(&self.store, &self.handlers, &run.tenant, chunk, run.due_at).await?,
-            );
-        }
         let mut counts =
             json!({"targets": targets.len(), "queued": targets.len(), "completed": 0, "failed": 0});
         if !missing.is_empty() {
@@ -553,33 +546,35 @@ impl Scheduler {
             } else {
                 "completed"
             };
-            return Ok(finish(run, state, counts, error));
+            finish(run, state, counts, error, changes);
+            return Ok(());
         }
-        let mut changes = SchedulerChanges::default();
-        for (target, submitted) in targets.iter().zip(submitted) {
-            changes.run_targets.push((
-                run.tenant.clone(),
-                run.id.clone(),
-                RunTargetRecord {
+        let jobs = targets
+            .iter()
+            .map(|target| {
+                let request = JobRequest {
+                    kind: SCAN_KIND.to_owned(),
+                    params: serde_json::to_value(ScanParams {
+                        sbom_sha256: target.sbom_sha256.clone(),
+                        name: target.name.clone(),
+                        evaluated_at: run.due_at,
+                    })
+                    .unwrap_or(Value::Null),
+                    idempotency_key: Some(format!("run:{}:{}", run.id, target.id)),
+                    max_attempts: self.config.job_max_attempts,
+                };
+                let row = RunTargetRecord {
                     target_id: target.id.to_string(),
                     target_name: target.name.clone(),
-                    scan_id: submitted.job.id,
+                    scan_id: stella_store::JobId::generate(),
                     previous_scan_id: target.last_scan_id.clone(),
                     state: "queued".into(),
                     diff: None,
-                },
-            ));
-        }
-        changes.run_updates.push(RunUpdate {
-            tenant: run.tenant.clone(),
-            id: run.id.clone(),
-            from: "planning".into(),
-            to: "queued".into(),
-            counts,
-            error: None,
-            finished: false,
-        });
-        Ok(changes)
+                };
+                (request, row)
+            })
+            .collect();
+        self.queue(run, jobs, counts, changes)
     }
 
     /// Records ended scans with their diffs; completes runs with nothing left to wait for.
@@ -671,19 +666,22 @@ impl Scheduler {
 }
 
 /// A run ended at planning time (nothing to do, or an error).
-fn finish(run: &RunRecord, state: &str, counts: Value, error: Option<String>) -> SchedulerChanges {
-    SchedulerChanges {
-        run_updates: vec![RunUpdate {
-            tenant: run.tenant.clone(),
-            id: run.id.clone(),
-            from: "planning".into(),
-            to: state.into(),
-            counts,
-            error,
-            finished: true,
-        }],
-        ..SchedulerChanges::default()
-    }
+fn finish(
+    run: &RunRecord,
+    state: &str,
+    counts: Value,
+    error: Option<String>,
+    changes: &mut SchedulerChanges,
+) {
+    changes.run_updates.push(RunUpdate {
+        tenant: run.tenant.clone(),
+        id: run.id.clone(),
+        from: "planning".into(),
+        to: state.into(),
+        counts,
+        error,
+        finished: true,
+    });
 }
 
 fn first(value: &Value, n: usize) -> Value {

@@ -264,103 +264,32 @@ impl<'a> Jobs<'a> {
         now: DateTime<Utc>,
         mut messages: impl FnMut(&JobId, &NewJob) -> Vec<NewMessage>,
     ) -> Result<Vec<Submitted>> {
-        if new
-            .iter()
-            .any(|job| job.kind.is_empty() || job.max_attempts == 0)
-        {
-            return Err(StoreError::Invalid(
-                "job kind must be set and max_attempts at least 1".into(),
-            ));
-        }
-        let ids: Vec<JobId> = new.iter().map(|_| JobId::generate()).collect();
         let at = to_millis(now);
-        let mut tx = self.begin().await?;
-        // ON CONFLICT keeps a duplicate submission from failing the transaction; the
-        // write comes first so SQLite takes its write lock before any read. RETURNING
-        // gives the rows actually inserted, so nothing is read back afterwards.
-        let mut inserted: HashMap<String, Job> = HashMap::new();
-        let mut offset = 0;
-        for chunk in new.chunks(SUBMIT_CHUNK) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p = i * 8;
-                    format!(
-                        "(${}, ${}, ${}, 'queued', ${}, ${}, 0, ${}, ${}, ${}, ${}, ${})",
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 6,
-                        p + 7,
-                        p + 8,
-                        p + 8,
-                        p + 8
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO jobs (tenant_id, id, kind, state, step, params, attempts, max_attempts, \
-                     idempotency_key, created_at, updated_at, not_before) VALUES {} \
-                 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(&sql);
-            for (job, id) in chunk.iter().zip(&ids[offset..]) {
-                query = query
-                    .bind(self.tenant.as_str())
-                    .bind(id.as_str())
-                    .bind(&job.kind)
-                    .bind(&job.step)
-                    .bind(job.params.to_string())
-                    .bind(i64::from(job.max_attempts))
-                    .bind(job.idempotency_key.as_deref())
-                    .bind(at);
-            }
-            let rows = query
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|err| self.store.err(err, "job"))?;
-            for row in &rows {
-                let job = decode(row)?;
-                inserted.insert(job.id.to_string(), job);
-            }
-            offset += chunk.len();
-        }
-        let mut events = Vec::with_capacity(inserted.len());
-        let mut outbox = Vec::new();
-        for (job, id) in new.iter().zip(&ids) {
-            if inserted.contains_key(id.as_str()) {
-                events.push(EventRow {
+        let rows: Vec<NewTenantJob> = new
+            .iter()
+            .map(|job| {
+                let id = JobId::generate();
+                let first = messages(&id, job);
+                NewTenantJob {
                     tenant: self.tenant.clone(),
-                    job_id: id.clone(),
-                    from: None,
-                    to: JobState::Queued,
-                    step: job.step.clone(),
-                    attempt: 0,
-                    error: None,
-                    at,
-                });
-                for message in messages(id, job) {
-                    outbox.push((self.tenant.clone(), id.clone(), message));
+                    id,
+                    job: job.clone(),
+                    messages: first,
                 }
-            }
-        }
-        insert_events(self.store, &mut tx, &events).await?;
-        insert_outbox(self.store, &mut tx, &outbox, at).await?;
+            })
+            .collect();
+        let mut tx = self.begin().await?;
+        let inserted = insert_jobs(self.store, &mut tx, &rows, at).await?;
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;
         self.store.signal_outbox();
         let mut submitted = Vec::with_capacity(new.len());
-        for (job, id) in new.iter().zip(&ids) {
-            match inserted.remove(id.as_str()) {
-                Some(created) => submitted.push(Submitted {
-                    job: created,
-                    created: true,
-                }),
+        for (row, created) in rows.iter().zip(inserted) {
+            match created {
+                Some(job) => submitted.push(Submitted { job, created: true }),
                 None => {
-                    let key = job.idempotency_key.as_deref().unwrap_or_default();
+                    let key = row.job.idempotency_key.as_deref().unwrap_or_default();
                     submitted.push(Submitted {
                         job: self.by_idempotency_key(key).await?,
                         created: false,
@@ -619,6 +548,109 @@ impl<'a> Jobs<'a> {
             .await
             .map_err(|err| self.store.err(err, "transaction"))
     }
+}
+
+/// A job of some tenant to insert, with the id it gets and its first messages (sent only
+/// if it is new).
+#[derive(Debug, Clone)]
+pub struct NewTenantJob {
+    pub tenant: TenantId,
+    pub id: JobId,
+    pub job: NewJob,
+    pub messages: Vec<NewMessage>,
+}
+
+/// Inserts jobs of any tenants with their `queued` events and first messages, many rows
+/// per statement, inside `tx`. Per row: the job as inserted, or `None` where the tenant
+/// already has a job with that idempotency key (nothing is written for it). `ON CONFLICT`
+/// keeps a duplicate from failing the transaction; the write comes first so SQLite takes
+/// its write lock before any read; `RETURNING` gives the rows actually inserted.
+pub(crate) async fn insert_jobs(
+    store: &Store,
+    tx: &mut Transaction<'static, Any>,
+    rows: &[NewTenantJob],
+    at: i64,
+) -> Result<Vec<Option<Job>>> {
+    if rows
+        .iter()
+        .any(|r| r.job.kind.is_empty() || r.job.max_attempts == 0)
+    {
+        return Err(StoreError::Invalid(
+            "job kind must be set and max_attempts at least 1".into(),
+        ));
+    }
+    let mut inserted: HashMap<String, Job> = HashMap::new();
+    for chunk in rows.chunks(SUBMIT_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 8;
+                format!(
+                    "(${}, ${}, ${}, 'queued', ${}, ${}, 0, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 8,
+                    p + 8
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (tenant_id, id, kind, state, step, params, attempts, max_attempts, \
+                 idempotency_key, created_at, updated_at, not_before) VALUES {} \
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query
+                .bind(row.tenant.as_str())
+                .bind(row.id.as_str())
+                .bind(&row.job.kind)
+                .bind(&row.job.step)
+                .bind(row.job.params.to_string())
+                .bind(i64::from(row.job.max_attempts))
+                .bind(row.job.idempotency_key.as_deref())
+                .bind(at);
+        }
+        let returned = query
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "job"))?;
+        for r in &returned {
+            let job = decode(r)?;
+            inserted.insert(job.id.to_string(), job);
+        }
+    }
+    let mut events = Vec::with_capacity(inserted.len());
+    let mut outbox = Vec::new();
+    for row in rows {
+        if inserted.contains_key(row.id.as_str()) {
+            events.push(EventRow {
+                tenant: row.tenant.clone(),
+                job_id: row.id.clone(),
+                from: None,
+                to: JobState::Queued,
+                step: row.job.step.clone(),
+                attempt: 0,
+                error: None,
+                at,
+            });
+            for message in &row.messages {
+                outbox.push((row.tenant.clone(), row.id.clone(), message.clone()));
+            }
+        }
+    }
+    insert_events(store, tx, &events).await?;
+    insert_outbox(store, tx, &outbox, at).await?;
+    Ok(rows
+        .iter()
+        .map(|row| inserted.remove(row.id.as_str()))
+        .collect())
 }
 
 /// A `job_events` row to insert.

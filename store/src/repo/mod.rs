@@ -15,9 +15,10 @@ mod tokens;
 pub use advisories::{Advisories, AdvisoryRecord, ImportSummary, StoredAdvisory};
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use idempotency::Idempotency;
-pub(crate) use jobs::{get_jobs, JobKey};
+pub(crate) use jobs::{get_jobs, insert_jobs, JobKey};
 pub use jobs::{
-    Job, JobChange, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, Submitted, Transition,
+    Job, JobChange, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, NewTenantJob,
+    Submitted, Transition,
 };
 pub(crate) use noop::{count_noop_executions, write_noop_effects};
 pub use noop::{Noop, NoopTotals};

@@ -13,6 +13,8 @@
 //! The store keeps kinds, states and policies as the scheduler names them; it does not
 //! interpret them beyond the few states its queries select.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -184,9 +186,12 @@ pub struct TargetOutcome {
 }
 
 /// Everything one pass of the leader writes, committed together under its lease.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct SchedulerChanges {
     pub new_runs: Vec<NewRun>,
+    /// Jobs to submit (the planner's scans); a job whose idempotency key exists is not
+    /// submitted again, and run targets naming it get the existing job.
+    pub jobs: Vec<crate::repo::NewTenantJob>,
     pub advances: Vec<ScheduleAdvance>,
     /// Run targets to add (the planner's output), with their run.
     pub run_targets: Vec<(TenantId, RunId, RunTargetRecord)>,
@@ -199,6 +204,7 @@ pub struct SchedulerChanges {
 impl SchedulerChanges {
     pub fn is_empty(&self) -> bool {
         self.new_runs.is_empty()
+            && self.jobs.is_empty()
             && self.advances.is_empty()
             && self.run_targets.is_empty()
             && self.outcomes.is_empty()
@@ -878,17 +884,83 @@ impl Scheduling<'_> {
         Ok(opt_time(next))
     }
 
-    /// Runs in `state` (e.g. `planning`), oldest first.
-    pub async fn runs_in_state(&self, state: &str, limit: u32) -> Result<Vec<RunRecord>> {
+    /// Runs in `state` (e.g. `planning`) with ids after `after`, oldest first.
+    pub async fn runs_in_state(
+        &self,
+        state: &str,
+        after: Option<&RunId>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE state = $1 ORDER BY id LIMIT $2"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE state = $1 AND id > $2 ORDER BY id LIMIT $3"
         ))
         .bind(state)
+        .bind(after.map_or("", RunId::as_str))
         .bind(i64::from(limit))
         .fetch_all(&self.store.pool)
         .await
         .map_err(self.err("runs"))?;
         rows.iter().map(|row| run_of(self.store, row)).collect()
+    }
+
+    /// The oldest run that has not ended (`planning`, `queued`, `running`) of each of
+    /// `schedules` that has one.
+    pub async fn active_runs_of(
+        &self,
+        schedules: &[&ScheduleId],
+    ) -> Result<HashMap<ScheduleId, RunId>> {
+        let mut active = HashMap::new();
+        for chunk in schedules.chunks(CHUNK) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT schedule_id, MIN(id) FROM runs WHERE schedule_id IN ({}) \
+                 AND state IN ('planning', 'queued', 'running') GROUP BY schedule_id",
+                list.join(", ")
+            );
+            let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for (schedule, run) in query
+                .fetch_all(&self.store.pool)
+                .await
+                .map_err(self.err("runs"))?
+            {
+                active.insert(ScheduleId::parse(&schedule)?, RunId::parse(&run)?);
+            }
+        }
+        Ok(active)
+    }
+
+    /// The targets of each of `tenants`, by name.
+    pub async fn targets_of(
+        &self,
+        tenants: &[&TenantId],
+    ) -> Result<HashMap<TenantId, Vec<TargetRecord>>> {
+        let mut out: HashMap<TenantId, Vec<TargetRecord>> = HashMap::new();
+        for chunk in tenants.chunks(CHUNK) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT tenant_id, {TARGET_COLUMNS} FROM targets WHERE tenant_id IN ({}) \
+                 ORDER BY tenant_id, name",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for tenant in chunk {
+                query = query.bind(tenant.as_str());
+            }
+            for row in query
+                .fetch_all(&self.store.pool)
+                .await
+                .map_err(self.err("targets"))?
+            {
+                let tenant: String = row.try_get("tenant_id").map_err(self.err("target"))?;
+                out.entry(TenantId::parse(&tenant)?)
+                    .or_default()
+                    .push(target_of(self.store, &row)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Run targets still `queued` whose scan job has ended.
@@ -1065,23 +1137,44 @@ impl Scheduling<'_> {
             .map_err(&err)?;
             advanced += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
-        for (tenant, run, target) in &changes.run_targets {
-            sqlx::query(
+        let mut existing: HashMap<JobId, JobId> = HashMap::new();
+        if !changes.jobs.is_empty() {
+            let inserted = crate::repo::insert_jobs(self.store, &mut tx, &changes.jobs, at).await?;
+            for (row, created) in changes.jobs.iter().zip(inserted) {
+                if created.is_none() {
+                    let (id,): (String,) = sqlx::query_as(
+                        "SELECT id FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2",
+                    )
+                    .bind(row.tenant.as_str())
+                    .bind(row.job.idempotency_key.as_deref())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(&err)?;
+                    existing.insert(row.id.clone(), JobId::parse(&id)?);
+                }
+            }
+        }
+        for chunk in changes.run_targets.chunks(CHUNK) {
+            let sql = format!(
                 "INSERT INTO run_targets (tenant_id, run_id, target_id, target_name, scan_id, \
-                 previous_scan_id, state, diff) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 previous_scan_id, state, diff) VALUES {} \
                  ON CONFLICT (tenant_id, run_id, target_id) DO NOTHING",
-            )
-            .bind(tenant.as_str())
-            .bind(run.as_str())
-            .bind(&target.target_id)
-            .bind(&target.target_name)
-            .bind(target.scan_id.as_str())
-            .bind(target.previous_scan_id.as_ref().map(JobId::as_str))
-            .bind(&target.state)
-            .bind(target.diff.as_ref().map(Value::to_string))
-            .execute(&mut *tx)
-            .await
-            .map_err(&err)?;
+                placeholders(chunk.len(), 8)
+            );
+            let mut query = sqlx::query(&sql);
+            for (tenant, run, target) in chunk {
+                let scan = existing.get(&target.scan_id).unwrap_or(&target.scan_id);
+                query = query
+                    .bind(tenant.as_str())
+                    .bind(run.as_str())
+                    .bind(&target.target_id)
+                    .bind(&target.target_name)
+                    .bind(scan.as_str())
+                    .bind(target.previous_scan_id.as_ref().map(JobId::as_str))
+                    .bind(&target.state)
+                    .bind(target.diff.as_ref().map(Value::to_string));
+            }
+            query.execute(&mut *tx).await.map_err(&err)?;
         }
         for o in &changes.outcomes {
             let done = sqlx::query(
@@ -1138,6 +1231,9 @@ impl Scheduling<'_> {
                 .map_err(&err)?;
         }
         tx.commit().await.map_err(&err)?;
+        if !changes.jobs.is_empty() {
+            self.store.signal_outbox();
+        }
         Ok(Applied {
             created_runs,
             advanced,
