@@ -76,6 +76,8 @@ pub trait MessageHandler: Send + Sync + std::fmt::Debug {
 pub struct Handlers {
     kinds: BTreeMap<&'static str, JobKind>,
     messages: BTreeMap<String, Arc<dyn MessageHandler>>,
+    /// What the scan kind's steps share, for the API to hand its SBOM analyses over.
+    scan: Option<crate::scan::ScanDeps>,
 }
 
 impl Handlers {
@@ -111,7 +113,13 @@ impl Handlers {
     pub fn with_scan(deps: crate::scan::ScanDeps) -> Self {
         let mut handlers = Self::builtin();
         handlers.register(crate::sync::kind(deps.objects.clone()));
-        handlers.register(crate::scan::kind(deps));
+        handlers.register(crate::scan::kind(deps.clone()));
+        handlers.scan = Some(deps);
         handlers
+    }
+
+    /// The scan kind's shared state (caches included), if this process has the kind.
+    pub fn scan(&self) -> Option<&crate::scan::ScanDeps> {
+        self.scan.as_ref()
     }
 }

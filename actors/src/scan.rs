@@ -14,8 +14,15 @@
 //! The advisory index is cached per process and rebuilt when the store's `advisories`
 //! generation moves (every import that changes a record bumps it), so a warm scan costs
 //! one counter read instead of reading the advisory database.
+//!
+//! An SBOM is parsed once per process: whoever parsed it (the API, which validates every
+//! SBOM it receives) leaves its analysis in the [`AnalysisCache`], and the steps take it
+//! from there instead of reading and parsing the SBOM again (`analyze`) or decoding the
+//! stored analysis (`evaluate`). The analysis is a pure function of the SBOM's bytes, so
+//! the cached one is the stored one; a miss (another process, a restart, an evicted
+//! entry) falls back to the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -88,6 +95,7 @@ pub struct ScanDeps {
     pub objects: Objects,
     pub signing_key: Arc<SigningKey>,
     pub advisories: Arc<AdvisoryCache>,
+    pub analyses: Arc<AnalysisCache>,
 }
 
 impl ScanDeps {
@@ -96,7 +104,37 @@ impl ScanDeps {
             objects,
             signing_key,
             advisories: Arc::new(AdvisoryCache::default()),
+            analyses: Arc::new(AnalysisCache::default()),
         }
+    }
+}
+
+/// The analyses of the SBOMs this process parsed last, by SBOM digest (hex SHA-256): the
+/// hand-off from the parse at submission to the steps (see the module docs).
+#[derive(Debug, Default)]
+pub struct AnalysisCache {
+    /// Oldest first; a handful of entries covers the scans in flight.
+    recent: std::sync::Mutex<VecDeque<(String, Arc<Analysis>)>>,
+}
+
+impl AnalysisCache {
+    const CAPACITY: usize = 16;
+
+    pub fn insert(&self, sbom_sha256: &str, analysis: Arc<Analysis>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|(digest, _)| digest != sbom_sha256);
+        if recent.len() == Self::CAPACITY {
+            recent.pop_front();
+        }
+        recent.push_back((sbom_sha256.to_owned(), analysis));
+    }
+
+    pub fn get(&self, sbom_sha256: &str) -> Option<Arc<Analysis>> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent
+            .iter()
+            .find(|(digest, _)| digest == sbom_sha256)
+            .map(|(_, analysis)| analysis.clone())
     }
 }
 
@@ -140,14 +178,12 @@ struct Analyze(Arc<ScanDeps>);
 impl StepHandler for Analyze {
     async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
         let params = params(ctx)?;
-        let digest = Sha256Digest::parse(&params.sbom_sha256)
-            .map_err(|err| StepError::Abort(format!("invalid sbom digest: {err}")))?;
-        // Verified against its digest while read: a tampered object is an error here.
-        let bytes = self.0.objects.read_content(&digest).await?;
-        let analysis = blocking(move || Analysis::of(&bytes))
+        let analysis = match self.0.analyses.get(&params.sbom_sha256) {
+            Some(analysis) => analysis,
+            None => self.analyze(&params.sbom_sha256).await?,
+        };
+        let text = blocking(move || serde_json::to_string(analysis.as_ref()))
             .await?
-            .map_err(|err| StepError::Abort(format!("the stored SBOM does not parse: {err}")))?;
-        let value = serde_json::to_value(&analysis)
             .map_err(|err| StepError::Abort(format!("analysis: {err}")))?;
         ctx.store
             .tenant(&ctx.job.tenant)
@@ -157,7 +193,7 @@ impl StepHandler for Analyze {
                 &params.sbom_sha256,
                 &params.name,
                 params.evaluated_at,
-                &value,
+                &text,
                 ctx.now,
             )
             .await?;
@@ -165,6 +201,22 @@ impl StepHandler for Analyze {
             step: "evaluate".into(),
             role: role("evaluator"),
         })
+    }
+}
+
+impl Analyze {
+    /// Reads the stored SBOM and analyzes it (and caches the analysis for `evaluate`).
+    async fn analyze(&self, sbom_sha256: &str) -> Result<Arc<Analysis>, StepError> {
+        let digest = Sha256Digest::parse(sbom_sha256)
+            .map_err(|err| StepError::Abort(format!("invalid sbom digest: {err}")))?;
+        // Verified against its digest while read: a tampered object is an error here.
+        let bytes = self.0.objects.read_content(&digest).await?;
+        let analysis = blocking(move || Analysis::of(&bytes))
+            .await?
+            .map_err(|err| StepError::Abort(format!("the stored SBOM does not parse: {err}")))?;
+        let analysis = Arc::new(analysis);
+        self.0.analyses.insert(sbom_sha256, analysis.clone());
+        Ok(analysis)
     }
 }
 
@@ -200,7 +252,10 @@ impl StepHandler for Evaluate {
             // Sealed by an earlier delivery: the verdict stays what was signed.
             return Ok(next_seal());
         }
-        let analysis: Analysis = stored(scan.analysis, "analysis")?;
+        let analysis = match self.0.analyses.get(&params.sbom_sha256) {
+            Some(analysis) => analysis,
+            None => Arc::new(stored(scan.analysis, "analysis")?),
+        };
         let index = self.0.advisories.current(ctx.store).await?;
         let documents = ctx.store.vex().for_tenant(&ctx.job.tenant).await?;
         let mut statements = Vec::new();
@@ -246,11 +301,11 @@ impl StepHandler for Evaluate {
 /// A part of the scan row an earlier step committed, decoded; missing or undecodable is
 /// permanent (retrying cannot make it appear).
 fn stored<T: serde::de::DeserializeOwned>(
-    value: Option<Value>,
+    value: Option<String>,
     what: &str,
 ) -> Result<T, StepError> {
-    let value = value.ok_or_else(|| StepError::Abort(format!("the scan has no {what}")))?;
-    serde_json::from_value(value).map_err(|err| StepError::Abort(format!("stored {what}: {err}")))
+    let text = value.ok_or_else(|| StepError::Abort(format!("the scan has no {what}")))?;
+    serde_json::from_str(&text).map_err(|err| StepError::Abort(format!("stored {what}: {err}")))
 }
 
 fn next_seal() -> StepOutcome {
@@ -302,7 +357,7 @@ impl StepHandler for Seal {
             .await?
             .ok_or_else(|| StepError::Abort("the scan has no row".into()))?;
         let verdict: Verdict = stored(scan.verdict, "verdict")?;
-        let inputs: InputDigests = stored(scan.inputs, "inputs")?;
+        let inputs: InputDigests = stored(scan.inputs.as_ref().map(Value::to_string), "inputs")?;
         let sbom_digest = Digest::from_hex(&params.sbom_sha256)
             .map_err(|err| StepError::Abort(format!("invalid sbom digest: {err}")))?;
         let key = self.0.signing_key.clone();

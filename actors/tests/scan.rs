@@ -112,12 +112,22 @@ async fn redelivered_steps_change_nothing(store: Store) {
         assert!(matches!(next, StepOutcome::Next { ref step, .. } if step == "evaluate"));
     }
     let analysis = scans.get(&id).await.unwrap().unwrap().analysis.unwrap();
+    let analysis: serde_json::Value = serde_json::from_str(&analysis).unwrap();
     assert_eq!(analysis["components"].as_array().unwrap().len(), 2);
 
-    for _ in 0..2 {
-        let next = run(&store, &handlers, &tenant, &id, "evaluate").await;
+    // The first evaluation takes the analysis this process cached; the second runs as in
+    // a restarted process, which decodes the stored one: the verdicts are the same.
+    let restarted = Handlers::with_scan(ScanDeps::new(
+        objects.clone(),
+        Arc::new(SigningKey::generate([3; 32])),
+    ));
+    let mut verdicts = Vec::new();
+    for handlers in [&handlers, &restarted] {
+        let next = run(&store, handlers, &tenant, &id, "evaluate").await;
         assert!(matches!(next, StepOutcome::Next { ref step, .. } if step == "seal"));
+        verdicts.push(scans.get(&id).await.unwrap().unwrap().verdict.unwrap());
     }
+    assert_eq!(verdicts[0], verdicts[1]);
     let evaluated = scans.get(&id).await.unwrap().unwrap();
     assert_eq!(evaluated.counts.as_ref().unwrap()["findings"], 1);
     let page = scans.findings(&id, None, 50).await.unwrap();

@@ -5,7 +5,11 @@
 //!
 //! The SBOM is parsed here before anything is stored, so a malformed one is a 400 naming
 //! the JSON pointer of the first error and leaves nothing behind; its raw bytes are then
-//! stored content-addressed (`sha256/<hex>`) and recorded for the tenant.
+//! stored content-addressed (`sha256/<hex>`) and recorded for the tenant, and its analysis
+//! is handed to this process's scan steps (`AnalysisCache`), which then need not parse
+//! it again.
+
+use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
@@ -142,7 +146,7 @@ fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
         evaluated_at: scan.evaluated_at,
         disposition: scan.disposition,
         counts: scan.counts,
-        sbom_summary: scan.analysis.and_then(|a| a.get("summary").cloned()),
+        sbom_summary: scan.analysis.as_deref().and_then(sbom_summary),
         policy_digest,
         inputs: scan.inputs,
         inputs_hash: scan.inputs_hash,
@@ -151,6 +155,18 @@ fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
         created_at: job.created_at,
         completed_at: scan.completed_at,
     })
+}
+
+/// The summary of a stored analysis, decoded without building the rest (the analysis
+/// holds every component, and a scan's status is read often while it runs).
+fn sbom_summary(analysis: &str) -> Option<Value> {
+    #[derive(Deserialize)]
+    struct Summary {
+        summary: Value,
+    }
+    serde_json::from_str::<Summary>(analysis)
+        .ok()
+        .map(|a| a.summary)
 }
 
 fn bad_sbom(err: stella_domain::InputError) -> Problem {
@@ -168,7 +184,7 @@ async fn store_sbom(
     tenant: &TenantId,
     bytes: Bytes,
     name: Option<&str>,
-) -> ApiResult<(SbomRecord, Analysis, String)> {
+) -> ApiResult<(SbomRecord, Arc<Analysis>, String)> {
     let parse_bytes = bytes.clone();
     let (analysis, own_name) = web::block(move || {
         let parsed = stella_domain::sbom::parse(&parse_bytes)?;
@@ -191,6 +207,11 @@ async fn store_sbom(
     }
     let size = bytes.len() as u64;
     let stored = ctx.objects.put_content(bytes).await?;
+    let analysis = Arc::new(analysis);
+    if let Some(scan) = ctx.handlers.scan() {
+        scan.analyses
+            .insert(&stored.digest.to_string(), analysis.clone());
+    }
     let record = SbomRecord {
         sha256: stored.digest.to_string(),
         name: name.clone(),

@@ -41,10 +41,12 @@ pub struct ScanRecord {
     pub sbom_sha256: String,
     pub sbom_name: String,
     pub evaluated_at: DateTime<Utc>,
-    /// The analyzer's output (components and SBOM summary).
-    pub analysis: Option<Value>,
-    /// The evaluator's verdict, findings included.
-    pub verdict: Option<Value>,
+    /// The analyzer's output (components and SBOM summary), as the JSON text it was
+    /// recorded with. It and the verdict are the large parts of the row, so they are left
+    /// for the readers that need them to decode.
+    pub analysis: Option<String>,
+    /// The evaluator's verdict, findings included, as JSON text.
+    pub verdict: Option<String>,
     pub disposition: Option<String>,
     pub counts: Option<Value>,
     /// The digests of every input, and their hash.
@@ -247,8 +249,8 @@ impl Scans<'_> {
         })
     }
 
-    /// Creates the scan's row with the analysis; a second call (a redelivered analyze
-    /// step) keeps the first.
+    /// Creates the scan's row with the analysis (JSON text); a second call (a redelivered
+    /// analyze step) keeps the first.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_analysis(
         &self,
@@ -256,7 +258,7 @@ impl Scans<'_> {
         sbom_sha256: &str,
         sbom_name: &str,
         evaluated_at: DateTime<Utc>,
-        analysis: &Value,
+        analysis: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
@@ -268,7 +270,7 @@ impl Scans<'_> {
         .bind(sbom_sha256)
         .bind(sbom_name)
         .bind(to_millis(evaluated_at))
-        .bind(json_text(analysis))
+        .bind(analysis)
         .bind(to_millis(now))
         .execute(&self.store.pool)
         .await
@@ -296,8 +298,8 @@ impl Scans<'_> {
             sbom_sha256: row.try_get("sbom_sha256").map_err(&get)?,
             sbom_name: row.try_get("sbom_name").map_err(&get)?,
             evaluated_at: from_millis(row.try_get("evaluated_at").map_err(&get)?),
-            analysis: opt_json(row.try_get("analysis").map_err(&get)?, "scan analysis")?,
-            verdict: opt_json(row.try_get("verdict").map_err(&get)?, "scan verdict")?,
+            analysis: row.try_get("analysis").map_err(&get)?,
+            verdict: row.try_get("verdict").map_err(&get)?,
             disposition: row.try_get("disposition").map_err(&get)?,
             counts: opt_json(row.try_get("counts").map_err(&get)?, "scan counts")?,
             inputs: opt_json(row.try_get("inputs").map_err(&get)?, "scan inputs")?,

@@ -14,6 +14,9 @@ use crate::{Store, TenantId};
 /// secret scanners.
 pub const TOKEN_PREFIX: &str = "stella_";
 
+/// How fresh a token's `last_used_at` is kept.
+const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// An API token as stored: never the secret, only its SHA-256. Secrets are 256 random bits,
 /// so a fast hash is enough (no password stretching is needed for high-entropy secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -117,7 +120,9 @@ impl Tokens<'_> {
     }
 
     /// The active token with this secret, if any: not revoked, not expired, and (for a
-    /// tenant token) its tenant not disabled. Records the use.
+    /// tenant token) its tenant not disabled. Records the use, at most once a minute: a
+    /// write per request would make every read a write, and on SQLite every writer waits
+    /// for the one before.
     pub async fn authenticate(
         &self,
         secret: &str,
@@ -137,6 +142,12 @@ impl Tokens<'_> {
         };
         if !record.is_active(now) {
             return Ok(None);
+        }
+        if record
+            .last_used_at
+            .is_some_and(|at| now - at < LAST_USED_RESOLUTION)
+        {
+            return Ok(Some(record));
         }
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(to_millis(now))
