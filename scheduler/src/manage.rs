@@ -266,28 +266,37 @@ pub enum TargetSource {
     Scan(JobId),
     /// An SBOM the tenant stored (hex sha256).
     Sbom(String),
+    /// A scan being submitted now (`POST /scans?target=`): its SBOM and id.
+    Submitted { sbom_sha256: String, scan: JobId },
 }
 
-/// Registers (or re-points) the target `name`; reads and analyzes its SBOM to index
-/// its packages.
+/// A target name: 1–200 characters without control characters.
+pub fn check_target_name(name: &str) -> Result<(), SpecError> {
+    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(SpecError::new(
+            "name",
+            "must be 1-200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Registers (or re-points) the target `name`; indexes the packages of its SBOM, from
+/// `analysis` when the caller has it, otherwise by reading and analyzing the SBOM.
 pub async fn put_target(
     store: &Store,
     objects: &Objects,
     tenant: &TenantId,
     name: &str,
     source: TargetSource,
+    analysis: Option<std::sync::Arc<Analysis>>,
     now: DateTime<Utc>,
 ) -> Result<TargetRecord, ManageError> {
-    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-        return Err(SpecError::new(
-            "name",
-            "must be 1-200 characters without control characters",
-        )
-        .into());
-    }
+    check_target_name(name)?;
     let scope = store.tenant(tenant);
     let (sha256, scan) = match source {
         TargetSource::Sbom(sha256) => (sha256, None),
+        TargetSource::Submitted { sbom_sha256, scan } => (sbom_sha256, Some(scan)),
         TargetSource::Scan(id) => {
             let scan = scope
                 .scans()
@@ -298,19 +307,24 @@ pub async fn put_target(
         }
     };
     scope.scans().sbom(&sha256).await?;
-    let digest = stella_store::object::Sha256Digest::parse(&sha256)
-        .map_err(|err| SpecError::new("sbom_sha256", err.to_string()))?;
-    let bytes = objects.read_content(&digest).await?;
-    let analysis = tokio::task::spawn_blocking(move || Analysis::of(&bytes))
-        .await
-        .map_err(|err| StoreError::Corrupt(format!("SBOM analysis panicked: {err}")))?
-        .map_err(|err| {
-            SpecError::new(
-                "sbom_sha256",
-                format!("the stored SBOM does not parse: {err}"),
-            )
-        })?;
-    let packages = packages_of(&analysis);
+    let packages = match analysis {
+        Some(analysis) => packages_of(&analysis),
+        None => {
+            let digest = stella_store::object::Sha256Digest::parse(&sha256)
+                .map_err(|err| SpecError::new("sbom_sha256", err.to_string()))?;
+            let bytes = objects.read_content(&digest).await?;
+            let analysis = tokio::task::spawn_blocking(move || Analysis::of(&bytes))
+                .await
+                .map_err(|err| StoreError::Corrupt(format!("SBOM analysis panicked: {err}")))?
+                .map_err(|err| {
+                    SpecError::new(
+                        "sbom_sha256",
+                        format!("the stored SBOM does not parse: {err}"),
+                    )
+                })?;
+            packages_of(&analysis)
+        }
+    };
     let target = scope.targets().put(name, &sha256, &packages, now).await?;
     if let Some(scan) = scan {
         scope.targets().set_last_scan(&target.id, &scan).await?;

@@ -125,6 +125,7 @@ impl World {
             tenant,
             name,
             TargetSource::Sbom(sha256),
+            None,
             Utc::now(),
         )
         .await

@@ -310,23 +310,44 @@ fn chalk_sbom() -> Vec<u8> {
 async fn an_advisory_rescans_only_the_targets_it_touches() {
     let server = start(|_| {}).await;
     let token = tenant(&server, "acme").await;
-    let web_scan = scan_of(&server, &token, tiny_sbom(), &[("name", "web")]).await;
+    // `web` is registered by its scan (`?target=`), `api` afterwards from its scan.
+    let web_scan = scan_of(
+        &server,
+        &token,
+        tiny_sbom(),
+        &[("name", "web"), ("target", "web")],
+    )
+    .await;
     let api_scan = scan_of(&server, &token, chalk_sbom(), &[("name", "api")]).await;
     let web = wait_scan(&server, &token, &web_scan, "completed").await;
     assert_eq!(web["counts"]["findings"], 0, "no advisory yet: {web}");
     wait_scan(&server, &token, &api_scan, "completed").await;
-    for (name, scan) in [("web", &web_scan), ("api", &api_scan)] {
-        let reply = call(
-            &server,
-            &token,
-            Method::POST,
-            "/targets",
-            Some(json!({"name": name, "scan_id": scan})),
-        )
-        .await;
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        assert_eq!(reply.body["last_scan_id"], scan.as_str());
-    }
+    let reply = call(
+        &server,
+        &token,
+        Method::POST,
+        "/targets",
+        Some(json!({"name": "api", "scan_id": api_scan})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["last_scan_id"], api_scan.as_str());
+    let reply = call(&server, &token, Method::GET, "/targets/web", None).await;
+    assert_eq!(
+        reply.body["last_scan_id"],
+        web_scan.as_str(),
+        "{}",
+        reply.text
+    );
+    let bad = call(
+        &server,
+        &token,
+        Method::POST,
+        "/targets",
+        Some(json!({"name": "x", "scan_id": api_scan, "sbom_sha256": "00"})),
+    )
+    .await;
+    assert_problem(&bad, 400, "both sources");
     let targets = call(&server, &token, Method::GET, "/targets", None).await;
     assert_eq!(targets.body["items"].as_array().unwrap().len(), 2);
 

@@ -41,6 +41,9 @@ pub struct SubmitScanQuery {
     /// The evaluation time (RFC 3339; default: now). Equal inputs and an equal time give a
     /// byte-identical verdict and attestation payload.
     pub evaluated_at: Option<DateTime<Utc>>,
+    /// Register (or re-point) the target of this name with this SBOM; the scan becomes
+    /// its latest (what scheduled re-scans evaluate and diff against).
+    pub target: Option<String>,
 }
 
 /// A stored SBOM.
@@ -279,6 +282,10 @@ pub(crate) async fn submit(
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
     let query = query.into_inner();
+    if let Some(target) = &query.target {
+        stella_scheduler::manage::check_target_name(target)
+            .map_err(|err| Problem::bad_request(format!("target: {}", err.message)).at("target"))?;
+    }
     let (sha256, name) = match query.sbom.as_deref() {
         Some(reference) => {
             if !body.0.is_empty() {
@@ -333,6 +340,26 @@ pub(crate) async fn submit(
     let sbom_sha256 = serde_json::from_value::<ScanParams>(job.params.clone())
         .map(|p| p.sbom_sha256)
         .unwrap_or(sha256);
+    if let Some(target) = &query.target {
+        let analysis = ctx
+            .handlers
+            .scan()
+            .and_then(|s| s.analyses.get(&sbom_sha256));
+        let source = stella_scheduler::manage::TargetSource::Submitted {
+            sbom_sha256: sbom_sha256.clone(),
+            scan: job.id.clone(),
+        };
+        stella_scheduler::manage::put_target(
+            &ctx.store,
+            &ctx.objects,
+            tenant,
+            target,
+            source,
+            analysis,
+            Utc::now(),
+        )
+        .await?;
+    }
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/scans/{}", job.id)))
         .json(ScanAccepted {

@@ -101,6 +101,7 @@ pub(crate) async fn put_target(
         tenant,
         &body.name,
         source,
+        None,
         Utc::now(),
     )
     .await?;
