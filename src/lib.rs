@@ -16,6 +16,7 @@
 pub mod bench;
 pub mod bench_match;
 pub mod bench_scan;
+pub mod bench_schedule;
 mod bootstrap;
 pub mod client;
 pub mod diag;

@@ -517,6 +517,20 @@ enum BenchAction {
     },
     /// Single-step durable noop jobs on the configured store, against its raw commit
     /// rate.
+    /// The scheduler: 10,000 tenants due in the same minute, and an advisory touching
+    /// 1 % of their targets; against inserting the same jobs straight into the store.
+    Scheduler {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: u32,
+        /// The schedules' jitter window, in seconds.
+        #[arg(long, default_value_t = 60)]
+        jitter: u32,
+        /// Share of the targets the advisory touches, in percent.
+        #[arg(long, default_value_t = 1.0)]
+        impacted_percent: f64,
+        #[arg(long)]
+        json: bool,
+    },
     Jobs {
         #[arg(long, default_value_t = 20_000)]
         jobs: u64,
@@ -667,6 +681,21 @@ fn main() -> ExitCode {
             &sbom,
             &advisories,
             runs,
+            json,
+        )),
+        Command::Bench {
+            action:
+                BenchAction::Scheduler {
+                    tenants,
+                    jitter,
+                    impacted_percent,
+                    json,
+                },
+        } => actix_web::rt::System::new().block_on(bench_scheduler(
+            &loaded,
+            tenants,
+            jitter,
+            impacted_percent,
             json,
         )),
         Command::Bench {
@@ -956,6 +985,50 @@ async fn bench_jobs(loaded: &Loaded, jobs: u64, tenants: u32, json: bool) -> Res
             report.jobs_per_sec,
             report.baseline_commits_per_sec,
             report.ratio
+        );
+    }
+    Ok(())
+}
+
+async fn bench_scheduler(
+    loaded: &Loaded,
+    tenants: u32,
+    jitter: u32,
+    impacted_percent: f64,
+    json: bool,
+) -> Result<(), String> {
+    if tenants == 0 {
+        return Err("--tenants must be at least 1".into());
+    }
+    let services = stella::Services::connect(&loaded.settings)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    eprintln!("setting up {tenants} tenants (targets and schedules)...");
+    let r = stella::bench_schedule::run(&services, tenants, jitter, impacted_percent).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&r).map_err(|err| err.to_string())?
+        );
+    } else {
+        println!(
+            "{} on {}: {} runs fired, {} queued in {:.3} s after the {} s window \
+             (baseline {:.3} s, ratio {:.2}); drift: {} impacted targets, {} runs queued \
+             {:.3} s after a {:.3} s import (baseline {:.3} s, ratio {:.2})",
+            r.tenants,
+            r.store,
+            r.fired_runs,
+            r.queued_runs,
+            r.fire_seconds,
+            r.jitter_seconds,
+            r.fire_baseline_seconds,
+            r.fire_ratio,
+            r.impacted_targets,
+            r.drift_runs,
+            r.drift_enqueue_seconds,
+            r.drift_import_seconds,
+            r.drift_baseline_seconds,
+            r.drift_ratio
         );
     }
     Ok(())

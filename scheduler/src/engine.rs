@@ -15,7 +15,7 @@
 //! Every write of steps 2–5 is fenced by the lease token (see `stella_store::repo`), so a
 //! process that lost the lease without knowing writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -139,12 +139,20 @@ impl Scheduler {
                 () = &mut stop => break,
             }
         }
-        if let Some(token) = token {
-            let _ = self
-                .store
-                .scheduling()
-                .release_lease(SCHEDULER_LEASE, &self.holder, token)
-                .await;
+        if token.is_some() {
+            self.release().await;
+        }
+    }
+
+    /// Gives the lease up, if this process holds it.
+    pub async fn release(&self) {
+        let released = self
+            .store
+            .scheduling()
+            .release_lease(SCHEDULER_LEASE, &self.holder)
+            .await;
+        if let Err(err) = released {
+            tracing::warn!(holder = %self.holder, error = %err, "could not give the scheduler lease up; it expires by itself");
         }
     }
 
@@ -191,6 +199,8 @@ impl Scheduler {
     /// Fires every schedule whose fire time has come.
     async fn fire_due(&self, token: i64, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut fired = 0;
+        let mut crons: HashMap<(String, String), Result<CronSchedule, crate::cron::CronError>> =
+            HashMap::new();
         loop {
             let due = self.store.scheduling().due_schedules(now, BATCH).await?;
             if due.is_empty() {
@@ -204,7 +214,17 @@ impl Scheduler {
                     continue;
                 };
                 let offset = jitter_offset(schedule.id.as_str(), schedule.jitter_seconds);
-                let parsed = CronSchedule::parse(&schedule.cron, &schedule.timezone, now);
+                // Parsed once per pass per (cron, timezone): ten thousand tenants at
+                // `0 0 * * *` share one.
+                let key = (schedule.cron.clone(), schedule.timezone.clone());
+                let parsed = match crons.get(&key) {
+                    Some(parsed) => parsed.clone(),
+                    None => {
+                        let parsed = CronSchedule::parse(&schedule.cron, &schedule.timezone, now);
+                        crons.insert(key, parsed.clone());
+                        parsed
+                    }
+                };
                 let (cron, policy) = match (
                     parsed,
                     Missed::parse(&schedule.missed),

@@ -73,6 +73,7 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_state ON runs (state, id);
 CREATE INDEX runs_by_schedule ON runs (tenant_id, schedule_id, id);
+CREATE INDEX runs_active_by_schedule ON runs (schedule_id, state);
 
 CREATE TABLE run_targets (
     tenant_id        TEXT NOT NULL,

@@ -837,17 +837,15 @@ impl Scheduling<'_> {
         }))
     }
 
-    /// Gives the lease up (on shutdown), so another process takes over at once.
-    pub async fn release_lease(&self, name: &str, holder: &str, token: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND token = $3",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(token)
-        .execute(&self.store.pool)
-        .await
-        .map_err(self.err("lease"))?;
+    /// Gives the lease up if `holder` (unique per process) holds it, so another process
+    /// takes over at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.store.pool)
+            .await
+            .map_err(self.err("lease"))?;
         Ok(())
     }
 
@@ -1119,22 +1117,31 @@ impl Scheduling<'_> {
         let mut tx = self.store.pool.begin().await.map_err(&err)?;
         fence(&mut tx, self.store, token).await?;
         let created_runs = insert_runs(&mut tx, self.store, &changes.new_runs, at).await?;
+        // Many rows per statement: `UPDATE … FROM (VALUES …)`, each row carrying its own
+        // compare-and-set (the due time it expects).
         let mut advanced = 0;
-        for a in &changes.advances {
-            let done = sqlx::query(
-                "UPDATE schedules SET next_due_at = $3, next_fire_at = $4, \
-                 last_run_id = COALESCE($5, last_run_id) \
-                 WHERE tenant_id = $1 AND id = $2 AND next_due_at = $6",
-            )
-            .bind(a.tenant.as_str())
-            .bind(a.id.as_str())
-            .bind(a.next_due_at.map(to_millis))
-            .bind(a.next_fire_at.map(to_millis))
-            .bind(a.last_run_id.as_ref().map(RunId::as_str))
-            .bind(to_millis(a.expected_due))
-            .execute(&mut *tx)
-            .await
-            .map_err(&err)?;
+        for chunk in changes.advances.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE schedules SET next_due_at = v.column3, next_fire_at = v.column4, \
+                 last_run_id = COALESCE(v.column5, schedules.last_run_id) FROM (VALUES {}) AS v \
+                 WHERE schedules.tenant_id = v.column1 AND schedules.id = v.column2 \
+                 AND schedules.next_due_at = v.column6",
+                typed_rows(
+                    chunk.len(),
+                    &["TEXT", "TEXT", "BIGINT", "BIGINT", "TEXT", "BIGINT"]
+                )
+            );
+            let mut query = sqlx::query(&sql);
+            for a in chunk {
+                query = query
+                    .bind(a.tenant.as_str())
+                    .bind(a.id.as_str())
+                    .bind(a.next_due_at.map(to_millis))
+                    .bind(a.next_fire_at.map(to_millis))
+                    .bind(a.last_run_id.as_ref().map(RunId::as_str))
+                    .bind(to_millis(a.expected_due));
+            }
+            let done = query.execute(&mut *tx).await.map_err(&err)?;
             advanced += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
         let mut existing: HashMap<JobId, JobId> = HashMap::new();
@@ -1204,23 +1211,31 @@ impl Scheduling<'_> {
                 .map_err(&err)?;
             }
         }
-        for u in &changes.run_updates {
-            sqlx::query(
-                "UPDATE runs SET state = $4, counts = $5, error = $6, updated_at = $7, \
-                 finished_at = CASE WHEN $8 = 1 THEN $7 ELSE finished_at END \
-                 WHERE tenant_id = $1 AND id = $2 AND state = $3",
-            )
-            .bind(u.tenant.as_str())
-            .bind(u.id.as_str())
-            .bind(&u.from)
-            .bind(&u.to)
-            .bind(u.counts.to_string())
-            .bind(u.error.as_deref())
-            .bind(at)
-            .bind(i64::from(u.finished))
-            .execute(&mut *tx)
-            .await
-            .map_err(&err)?;
+        for chunk in changes.run_updates.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE runs SET state = v.column4, counts = v.column5, error = v.column6, \
+                 updated_at = v.column7, \
+                 finished_at = CASE WHEN v.column8 = 1 THEN v.column7 ELSE runs.finished_at END \
+                 FROM (VALUES {}) AS v \
+                 WHERE runs.tenant_id = v.column1 AND runs.id = v.column2 AND runs.state = v.column3",
+                typed_rows(
+                    chunk.len(),
+                    &["TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "BIGINT"]
+                )
+            );
+            let mut query = sqlx::query(&sql);
+            for u in chunk {
+                query = query
+                    .bind(u.tenant.as_str())
+                    .bind(u.id.as_str())
+                    .bind(&u.from)
+                    .bind(&u.to)
+                    .bind(u.counts.to_string())
+                    .bind(u.error.as_deref())
+                    .bind(at)
+                    .bind(i64::from(u.finished));
+            }
+            query.execute(&mut *tx).await.map_err(&err)?;
         }
         if let Some((name, position)) = &changes.cursor {
             sqlx::query("UPDATE cursors SET position = $2 WHERE name = $1 AND position < $2")
@@ -1239,6 +1254,24 @@ impl Scheduling<'_> {
             advanced,
         })
     }
+}
+
+/// `rows` rows of `(CAST($1 AS T1), CAST($2 AS T2), …)` for a `VALUES` list: the casts
+/// give PostgreSQL the column types (a bare parameter there would be text) and are no-ops
+/// for SQLite; both engines name the columns `column1…`.
+fn typed_rows(rows: usize, types: &[&str]) -> String {
+    let width = types.len();
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(c, t)| format!("CAST(${} AS {t})", r * width + c + 1))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Proceeds only if `token` is the scheduler lease's current token; holds the lease row
