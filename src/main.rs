@@ -112,6 +112,10 @@ enum Command {
         /// Evaluation time, RFC 3339 (default: now); fix it to replay a scan exactly.
         #[arg(long)]
         evaluated_at: Option<String>,
+        /// Register (or re-point) this target with the SBOM; scheduled re-scans and
+        /// drift re-evaluations then cover it.
+        #[arg(long)]
+        target: Option<String>,
         /// Wait for the verdict.
         #[arg(long)]
         wait: bool,
@@ -1376,10 +1380,14 @@ fn client_command(
             sbom,
             name,
             evaluated_at,
+            target,
             wait,
             timeout_secs,
         } => {
             let mut query = Vec::new();
+            if let Some(target) = target {
+                query.push(("target", target.clone()));
+            }
             if let Some(name) = name {
                 query.push(("name", name.clone()));
             }

@@ -165,6 +165,11 @@ impl Caller {
         })
     }
 
+    /// Whether the token carries `scope` (an administrator token carries every scope).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.token.scopes.iter().any(|s| s == scope || s == ADMIN)
+    }
+
     /// How the audit log names this caller.
     pub fn actor(&self) -> String {
         format!("token:{} ({})", self.token.id, self.token.name)

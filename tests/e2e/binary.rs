@@ -693,3 +693,164 @@ fn bench_scan_reports_end_to_end_against_the_in_process_scan() {
         "the benchmark uses its own data folder"
     );
 }
+
+/// Targets, schedules and runs with the CLI against a real server: a scan registers its
+/// target, a bad cron is one clear error line, a schedule runs on demand and its run
+/// re-scans the target.
+#[test]
+fn cli_manages_targets_schedules_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = stella(dir.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |args: &[&str]| {
+        stella(dir.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", &admin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let output = cli(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    ok(&["tenants", "create", "acme", "--name", "Acme"]);
+    let sbom = dir.path().join("app.json");
+    std::fs::write(&sbom, crate::scans::tiny_sbom()).unwrap();
+    let out = ok(&[
+        "--tenant",
+        "acme",
+        "scan",
+        sbom.to_str().unwrap(),
+        "--target",
+        "web",
+        "--wait",
+    ]);
+    assert!(out.contains("disposition"), "{out}");
+    let out = ok(&["--tenant", "acme", "targets", "list"]);
+    assert!(out.contains("web"), "{out}");
+
+    let bad = cli(&[
+        "--tenant",
+        "acme",
+        "schedules",
+        "create",
+        "nightly",
+        "--cron",
+        "61 * * * *",
+    ]);
+    assert_one_line_error(&bad, &["minute field", "61", "0-59"]);
+    let out = ok(&[
+        "--tenant",
+        "acme",
+        "--output",
+        "json",
+        "schedules",
+        "create",
+        "nightly",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--jitter-seconds",
+        "0",
+    ]);
+    let schedule: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(schedule["timezone"], "Europe/Berlin");
+    assert!(schedule["next_fire_at"].is_string(), "{schedule}");
+    let out = ok(&["--tenant", "acme", "schedules", "list"]);
+    assert!(
+        out.contains("nightly") && out.contains("0 2 * * *"),
+        "{out}"
+    );
+
+    let out = ok(&[
+        "--tenant",
+        "acme",
+        "--output",
+        "json",
+        "schedules",
+        "run",
+        "nightly",
+    ]);
+    let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let out = ok(&[
+            "--tenant", "acme", "--output", "json", "runs", "get", &run_id,
+        ]);
+        let run: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if run["state"] == "completed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "run never completed: {run}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["trigger"], "manual");
+    assert_eq!(done["results"][0]["target_name"], "web");
+    assert_eq!(done["results"][0]["state"], "completed");
+    let out = ok(&[
+        "--tenant",
+        "acme",
+        "runs",
+        "list",
+        "--schedule",
+        schedule["id"].as_str().unwrap(),
+    ]);
+    assert!(out.contains(&run_id) && out.contains("manual"), "{out}");
+    let out = ok(&["--tenant", "acme", "schedules", "pause", "nightly"]);
+    assert!(out.contains("false"), "{out}");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}
+
+#[test]
+fn bench_scheduler_reports_both_targets_against_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .args(["bench", "scheduler", "--tenants", "200", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["store"], "sqlite");
+    assert_eq!(report["fired_runs"], 200);
+    assert_eq!(report["queued_runs"], 200);
+    assert_eq!(report["impacted_targets"], 2);
+    assert_eq!(
+        report["drift_runs"], 2,
+        "one run per impacted tenant: {report}"
+    );
+    for key in [
+        "fire_seconds",
+        "fire_baseline_seconds",
+        "fire_ratio",
+        "drift_enqueue_seconds",
+        "drift_ratio",
+    ] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+}

@@ -587,3 +587,111 @@ async fn two_scheduler_processes_fire_each_due_time_once_across_a_leader_kill() 
     );
     db.finish().await;
 }
+
+/// Serves `body` at `/osv.json` (404 elsewhere) on a free port: an advisory source.
+fn serve_source(body: Vec<u8>) -> String {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(move || {
+        let body = body.clone();
+        App::new().route(
+            "/osv.json",
+            web::get().to(move || {
+                let body = body.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    format!("http://{addr}")
+}
+
+#[actix_web::test]
+async fn an_advisory_sync_schedule_imports_its_sources_and_drift_follows() {
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let (_, token) = server.token("acme", TENANT_SCOPES).await;
+    let without: Vec<&str> = TENANT_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| *s != "advisories:write")
+        .collect();
+    let (_, narrow) = server.token("acme", &without).await;
+    let base = serve_source(left_pad_advisory());
+    let web_scan = scan_of(&server, &token, tiny_sbom(), &[("target", "web")]).await;
+    wait_scan(&server, &token, &web_scan, "completed").await;
+
+    // Importing advisories for every tenant takes the scope that imports them.
+    let body = json!({"name": "sync", "cron": "@hourly", "kind": "advisory-sync", "sources": [format!("{base}/osv.json")]});
+    let refused = call(
+        &server,
+        &narrow,
+        Method::POST,
+        "/schedules",
+        Some(body.clone()),
+    )
+    .await;
+    assert_problem(&refused, 403, "advisory-sync without advisories:write");
+    let created = call(&server, &token, Method::POST, "/schedules", Some(body)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+
+    let run = call(&server, &token, Method::POST, "/schedules/sync/run", None).await;
+    assert_eq!(run.status, 202, "{}", run.text);
+    let done = wait_run(
+        &server,
+        &token,
+        run.body["id"].as_str().unwrap(),
+        "completed",
+    )
+    .await;
+    let result = &done["results"][0];
+    assert_eq!(result["state"], "completed", "{done}");
+    assert_eq!(result["diff"]["imports"][0]["new"], 1, "{done}");
+    // The import's delta re-scans the target that has left-pad.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = call(&server, &token, Method::GET, "/runs", None).await;
+        if let Some(drift) = runs.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["trigger"] == "advisory")
+        {
+            assert_eq!(drift["targets"], json!(["web"]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no drift run after the sync: {}",
+            runs.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A source that answers 404 fails its run's job without retrying, with the reason.
+    let missing = json!({"name": "broken", "cron": "@hourly", "kind": "advisory-sync", "sources": [format!("{base}/missing.json")]});
+    assert_eq!(
+        call(&server, &token, Method::POST, "/schedules", Some(missing))
+            .await
+            .status,
+        201
+    );
+    let run = call(&server, &token, Method::POST, "/schedules/broken/run", None).await;
+    let done = wait_run(
+        &server,
+        &token,
+        run.body["id"].as_str().unwrap(),
+        "completed",
+    )
+    .await;
+    assert_eq!(done["results"][0]["state"], "failed", "{done}");
+    assert_eq!(done["counts"]["failed"], 1, "{done}");
+}

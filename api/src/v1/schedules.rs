@@ -261,6 +261,18 @@ impl From<ScheduleBody> for ScheduleInput {
     }
 }
 
+/// An advisory-sync schedule imports advisories every tenant sees: it takes the scope
+/// importing them takes.
+fn may_sync(caller: &Caller, kind: Option<&str>) -> ApiResult<()> {
+    if kind == Some(stella_scheduler::spec::ADVISORY_SYNC) && !caller.has_scope("advisories:write")
+    {
+        return Err(Problem::forbidden(
+            "an advisory-sync schedule imports advisories for every tenant; it needs the advisories:write scope",
+        ));
+    }
+    Ok(())
+}
+
 /// Create a schedule.
 #[utoipa::path(
     operation_id = "create_schedule",
@@ -276,6 +288,7 @@ pub(crate) async fn create_schedule(
     body: JsonBody<ScheduleBody>,
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
+    may_sync(&caller, body.0.kind.as_deref())?;
     let schedule = manage::create_schedule(
         &ctx.store,
         tenant,
@@ -348,6 +361,11 @@ pub(crate) async fn update_schedule(
     body: JsonBody<ScheduleBody>,
 ) -> ApiResult<web::Json<ScheduleView>> {
     let tenant = caller.tenant()?;
+    let current = ctx.store.tenant(tenant).schedules().get(&path).await?;
+    may_sync(
+        &caller,
+        Some(body.0.kind.as_deref().unwrap_or(&current.kind)),
+    )?;
     let schedule =
         manage::update_schedule(&ctx.store, tenant, &path, body.0.into(), Utc::now()).await?;
     Ok(web::Json(schedule.into()))
