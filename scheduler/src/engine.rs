@@ -642,11 +642,10 @@ impl Scheduler {
             runs.insert((e.tenant.clone(), e.run_id.clone()));
         }
         scheduling.apply(token, &changes, now).await?;
+        // Each touched run's progress; a run with nothing left to wait for completes.
         let mut updates = SchedulerChanges::default();
+        let mut completed = 0;
         for (tenant, id) in &runs {
-            if scheduling.queued_targets_of(tenant, id).await? > 0 {
-                continue;
-            }
             let scope = self.store.tenant(tenant);
             let run = scope.runs().get(id).await?;
             if !matches!(run.state.as_str(), "queued" | "running") {
@@ -660,25 +659,31 @@ impl Scheduler {
                     .filter_map(|t| t.diff.as_ref()?.get(field)?.as_u64())
                     .sum::<u64>()
             };
+            let waiting = count("queued");
             let mut counts = run.counts.clone();
-            counts["queued"] = json!(0);
+            counts["queued"] = json!(waiting);
             counts["completed"] = json!(count("completed"));
             counts["failed"] = json!(count("failed"));
             counts["new_findings"] = json!(sum("new_count"));
             counts["resolved_findings"] = json!(sum("resolved_count"));
             counts["changed_findings"] = json!(sum("changed_count"));
+            let done = waiting == 0;
+            completed += usize::from(done);
             updates.run_updates.push(RunUpdate {
                 tenant: tenant.clone(),
                 id: id.clone(),
                 from: run.state.clone(),
-                to: "completed".into(),
+                to: if done {
+                    "completed".into()
+                } else {
+                    run.state.clone()
+                },
                 counts,
                 error: None,
-                finished: true,
+                finished: done,
             });
         }
-        let completed = updates.run_updates.len();
-        if completed > 0 {
+        if !updates.run_updates.is_empty() {
             scheduling.apply(token, &updates, now).await?;
         }
         Ok((ended.len(), completed))

@@ -455,6 +455,60 @@ async fn overlap_policies(store: Store) {
     );
 }
 
+/// A run's counts follow its targets' scans as they end; a failed scan is a failed
+/// target, and the run completes when none is left waiting.
+async fn run_progress_follows_the_scans(store: Store) {
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    w.target(&tenant, "api", &[("chalk", "2.0.0")]).await;
+    w.target(&tenant, "web", &[("left-pad", "1.3.0")]).await;
+    let now = t("2026-12-01T00:00:00Z");
+    let id = w
+        .schedule(&tenant, json!({"name": "all", "cron": "@daily"}), now)
+        .await;
+    let run = manage::trigger(&w.store, &tenant, &id, now).await.unwrap();
+    let s = w.scheduler("p");
+    s.tick(now).await.unwrap();
+    let runs = w.store.tenant(&tenant).runs();
+    let results = runs.targets(&run.id).await.unwrap();
+    assert_eq!(results.len(), 2);
+    let cancel = |job: stella_store::JobId| {
+        let store = w.store.clone();
+        let tenant = tenant.clone();
+        async move {
+            let transition = stella_store::repo::Transition::new(
+                stella_store::repo::JobState::Queued,
+                stella_store::repo::JobState::Cancelled,
+            );
+            store
+                .tenant(&tenant)
+                .jobs()
+                .transition(&job, &transition, &[], Utc::now())
+                .await
+                .unwrap();
+        }
+    };
+    cancel(results[0].scan_id.clone()).await;
+    s.tick(now + Duration::seconds(1)).await.unwrap();
+    let mid = runs.get(&run.id).await.unwrap();
+    assert!(
+        ["queued", "running"].contains(&mid.state.as_str()),
+        "{mid:?}"
+    );
+    assert_eq!(
+        (mid.counts["failed"].as_u64(), mid.counts["queued"].as_u64()),
+        (Some(1), Some(1)),
+        "{mid:?}"
+    );
+    cancel(results[1].scan_id.clone()).await;
+    s.tick(now + Duration::seconds(2)).await.unwrap();
+    let end = runs.get(&run.id).await.unwrap();
+    assert_eq!(end.state, "completed");
+    assert_eq!(end.counts["failed"], 2);
+    assert_eq!(end.counts["queued"], 0);
+    assert!(end.finished_at.is_some());
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -483,3 +537,4 @@ on_both!(missed_fire_policies_after_downtime);
 on_both!(a_dst_gap_fires_once_when_the_gap_ends);
 on_both!(drift_runs_only_impacted_targets);
 on_both!(overlap_policies);
+on_both!(run_progress_follows_the_scans);

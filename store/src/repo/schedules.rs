@@ -849,7 +849,8 @@ impl Scheduling<'_> {
         Ok(())
     }
 
-    /// Active schedules whose fire time has come, earliest first.
+    /// Active schedules of active tenants whose fire time has come, earliest first (a
+    /// disabled tenant's schedules wait; re-enabled, their missed-fire policy decides).
     pub async fn due_schedules(
         &self,
         now: DateTime<Utc>,
@@ -857,7 +858,9 @@ impl Scheduling<'_> {
     ) -> Result<Vec<(TenantId, ScheduleRecord)>> {
         let rows = sqlx::query(&format!(
             "SELECT tenant_id, {SCHEDULE_COLUMNS} FROM schedules \
-             WHERE next_fire_at <= $1 AND state = 'active' ORDER BY next_fire_at LIMIT $2"
+             WHERE next_fire_at <= $1 AND state = 'active' \
+             AND tenant_id IN (SELECT id FROM tenants WHERE status = 'active') \
+             ORDER BY next_fire_at LIMIT $2"
         ))
         .bind(to_millis(now))
         .bind(i64::from(limit))
@@ -1001,19 +1004,6 @@ impl Scheduling<'_> {
         .map_err(self.err("runs"))?;
         tx.commit().await.map_err(self.err("runs"))?;
         Ok(done.rows_affected())
-    }
-
-    /// The run targets of one run still waiting for their scan.
-    pub async fn queued_targets_of(&self, tenant: &TenantId, run: &RunId) -> Result<u64> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM run_targets WHERE tenant_id = $1 AND run_id = $2 AND state = 'queued'",
-        )
-        .bind(tenant.as_str())
-        .bind(run.as_str())
-        .fetch_one(&self.store.pool)
-        .await
-        .map_err(self.err("run targets"))?;
-        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The targets, of any tenant, whose SBOM contains one of `packages`
