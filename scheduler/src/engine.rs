@@ -350,11 +350,23 @@ impl Scheduler {
                         ("advisory", impacted, reason)
                     }
                     "vex.imported" => {
-                        let impacted = match tenant {
-                            Some(t) => tenant_targets(&self.store, t).await?,
-                            None => scheduling.all_targets().await?,
+                        // The packages the statements name; a statement about a
+                        // `bom-ref` could concern any target, so then all of them.
+                        let sha256 = payload["sha256"].as_str().unwrap_or_default();
+                        let document = self.store.vex().get(tenant.as_ref(), sha256).await?;
+                        let packages = document.as_ref().and_then(|d| vex_packages(&d.statements));
+                        let impacted = match (&packages, tenant) {
+                            (Some(packages), Some(t)) => scheduling
+                                .impacted_targets(packages)
+                                .await?
+                                .into_iter()
+                                .filter(|i| i.tenant == *t)
+                                .collect(),
+                            (Some(packages), None) => scheduling.impacted_targets(packages).await?,
+                            (None, Some(t)) => tenant_targets(&self.store, t).await?,
+                            (None, None) => scheduling.all_targets().await?,
                         };
-                        let reason = json!({"event": seq, "vex": payload["sha256"]});
+                        let reason = json!({"event": seq, "vex": sha256, "packages": packages});
                         ("vex", impacted, reason)
                     }
                     "policy.updated" => {
@@ -707,6 +719,23 @@ fn finish(
         error,
         finished: true,
     });
+}
+
+/// The impact-index keys (`ecosystem/name`) of the packages a VEX document's statements
+/// name; `None` when a statement names its product otherwise (a `bom-ref`) or a purl
+/// outside the supported ecosystems.
+fn vex_packages(statements: &Value) -> Option<Vec<String>> {
+    use stella_domain::vex::{Product, VexStatement};
+    let statements: Vec<VexStatement> = serde_json::from_value(statements.clone()).ok()?;
+    let mut packages = BTreeSet::new();
+    for statement in &statements {
+        let Product::Purl { purl } = &statement.product else {
+            return None;
+        };
+        let key = stella_domain::purl::Purl::parse(purl).ok()?.package_key()?;
+        packages.insert(format!("{}/{}", key.ecosystem.osv_name(), key.name));
+    }
+    Some(packages.into_iter().collect())
 }
 
 fn first(value: &Value, n: usize) -> Value {

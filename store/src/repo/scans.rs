@@ -657,24 +657,40 @@ impl VexDocuments<'_> {
         .fetch_all(&self.store.pool)
         .await
         .map_err(|e| self.store.err(e, "vex documents"))?;
+        rows.iter().map(|row| self.decode(row)).collect()
+    }
+
+    /// One document of `owner` (`None`: global) by digest.
+    pub async fn get(
+        &self,
+        owner: Option<&TenantId>,
+        sha256: &str,
+    ) -> Result<Option<VexDocumentRecord>> {
+        let row = sqlx::query(
+            "SELECT tenant_id, sha256, format, statements, statement_count, created_at \
+             FROM vex_documents WHERE tenant_id = $1 AND sha256 = $2",
+        )
+        .bind(owner.map_or(GLOBAL, TenantId::as_str))
+        .bind(sha256)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "vex document"))?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    fn decode(&self, row: &sqlx::any::AnyRow) -> Result<VexDocumentRecord> {
         let get = |e| self.store.err(e, "vex document");
-        rows.iter()
-            .map(|row| {
-                let owner: String = row.try_get("tenant_id").map_err(get)?;
-                let statements: String = row.try_get("statements").map_err(get)?;
-                Ok(VexDocumentRecord {
-                    tenant: (!owner.is_empty()).then_some(owner),
-                    sha256: row.try_get("sha256").map_err(get)?,
-                    format: row.try_get("format").map_err(get)?,
-                    statements: parse_json(&statements, "vex statements")?,
-                    statement_count: u64::try_from(
-                        row.try_get::<i64, _>("statement_count").map_err(get)?,
-                    )
-                    .unwrap_or(0),
-                    created_at: from_millis(row.try_get("created_at").map_err(get)?),
-                })
-            })
-            .collect()
+        let owner: String = row.try_get("tenant_id").map_err(get)?;
+        let statements: String = row.try_get("statements").map_err(get)?;
+        Ok(VexDocumentRecord {
+            tenant: (!owner.is_empty()).then_some(owner),
+            sha256: row.try_get("sha256").map_err(get)?,
+            format: row.try_get("format").map_err(get)?,
+            statements: parse_json(&statements, "vex statements")?,
+            statement_count: u64::try_from(row.try_get::<i64, _>("statement_count").map_err(get)?)
+                .unwrap_or(0),
+            created_at: from_millis(row.try_get("created_at").map_err(get)?),
+        })
     }
 }
 
