@@ -331,6 +331,83 @@ fn run_target_of(store: &Store, row: &AnyRow) -> Result<RunTargetRecord> {
     })
 }
 
+/// A tenant-owned table of `T`s as the generic readers below see it.
+struct Table<T> {
+    name: &'static str,
+    columns: &'static str,
+    /// What one row is called in errors.
+    what: &'static str,
+    decode: fn(&Store, &AnyRow) -> Result<T>,
+    /// The unique text column lists are ordered by, and its value for a row (the cursor).
+    order: &'static str,
+    cursor_of: fn(&T) -> String,
+}
+
+const TARGETS: Table<TargetRecord> = Table {
+    name: "targets",
+    columns: TARGET_COLUMNS,
+    what: "target",
+    decode: target_of,
+    order: "name",
+    cursor_of: |t| t.name.clone(),
+};
+
+const SCHEDULES: Table<ScheduleRecord> = Table {
+    name: "schedules",
+    columns: SCHEDULE_COLUMNS,
+    what: "schedule",
+    decode: schedule_of,
+    order: "id",
+    cursor_of: |s| s.id.to_string(),
+};
+
+/// A tenant's row by id or by (unique) name.
+async fn by_id_or_name<T>(
+    store: &Store,
+    tenant: &TenantId,
+    table: &Table<T>,
+    id_or_name: &str,
+) -> Result<T> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM {} WHERE tenant_id = $1 AND (id = $2 OR name = $2)",
+        table.columns, table.name
+    ))
+    .bind(tenant.as_str())
+    .bind(id_or_name)
+    .fetch_optional(&store.pool)
+    .await
+    .map_err(|e| store.err(e, table.what))?
+    .ok_or_else(|| StoreError::NotFound(format!("{} {id_or_name}", table.what)))?;
+    (table.decode)(store, &row)
+}
+
+/// A page of a tenant's rows in the table's list order, after `cursor`.
+async fn tenant_page<T>(
+    store: &Store,
+    tenant: &TenantId,
+    table: &Table<T>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<Page<T>> {
+    let limit = clamp_limit(limit);
+    let order = table.order;
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM {} WHERE tenant_id = $1 AND {order} > $2 ORDER BY {order} LIMIT $3",
+        table.columns, table.name
+    ))
+    .bind(tenant.as_str())
+    .bind(cursor.unwrap_or(""))
+    .bind(limit + 1)
+    .fetch_all(&store.pool)
+    .await
+    .map_err(|e| store.err(e, table.what))?;
+    let items = rows
+        .iter()
+        .map(|row| (table.decode)(store, row))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(page(items, limit, table.cursor_of))
+}
+
 /// A tenant's targets. Obtained from [`crate::TenantScope::targets`].
 #[derive(Debug, Clone, Copy)]
 pub struct Targets<'a> {
@@ -406,36 +483,12 @@ impl Targets<'_> {
 
     /// A target by id or by name.
     pub async fn get(&self, id_or_name: &str) -> Result<TargetRecord> {
-        let row = sqlx::query(&format!(
-            "SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
-        ))
-        .bind(self.tenant.as_str())
-        .bind(id_or_name)
-        .fetch_optional(&self.store.pool)
-        .await
-        .map_err(|e| self.store.err(e, "target"))?
-        .ok_or_else(|| StoreError::NotFound(format!("target {id_or_name}")))?;
-        target_of(self.store, &row)
+        by_id_or_name(self.store, self.tenant, &TARGETS, id_or_name).await
     }
 
     /// Targets by name, in name order.
     pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page<TargetRecord>> {
-        let limit = clamp_limit(limit);
-        let rows = sqlx::query(&format!(
-            "SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 AND name > $2 \
-             ORDER BY name LIMIT $3"
-        ))
-        .bind(self.tenant.as_str())
-        .bind(cursor.unwrap_or(""))
-        .bind(limit + 1)
-        .fetch_all(&self.store.pool)
-        .await
-        .map_err(|e| self.store.err(e, "targets"))?;
-        let items = rows
-            .iter()
-            .map(|row| target_of(self.store, row))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, limit, |t| t.name.clone()))
+        tenant_page(self.store, self.tenant, &TARGETS, cursor, limit).await
     }
 
     /// Every target, or those named (a name that does not exist is left out: the caller
@@ -580,36 +633,12 @@ impl Schedules<'_> {
 
     /// A schedule by id or by name.
     pub async fn get(&self, id_or_name: &str) -> Result<ScheduleRecord> {
-        let row = sqlx::query(&format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
-        ))
-        .bind(self.tenant.as_str())
-        .bind(id_or_name)
-        .fetch_optional(&self.store.pool)
-        .await
-        .map_err(|e| self.store.err(e, "schedule"))?
-        .ok_or_else(|| StoreError::NotFound(format!("schedule {id_or_name}")))?;
-        schedule_of(self.store, &row)
+        by_id_or_name(self.store, self.tenant, &SCHEDULES, id_or_name).await
     }
 
     /// Schedules in creation order.
     pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page<ScheduleRecord>> {
-        let limit = clamp_limit(limit);
-        let rows = sqlx::query(&format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE tenant_id = $1 AND id > $2 \
-             ORDER BY id LIMIT $3"
-        ))
-        .bind(self.tenant.as_str())
-        .bind(cursor.unwrap_or(""))
-        .bind(limit + 1)
-        .fetch_all(&self.store.pool)
-        .await
-        .map_err(|e| self.store.err(e, "schedules"))?;
-        let items = rows
-            .iter()
-            .map(|row| schedule_of(self.store, row))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page(items, limit, |s| s.id.to_string()))
+        tenant_page(self.store, self.tenant, &SCHEDULES, cursor, limit).await
     }
 
     /// Deletes a schedule (its runs stay, naming it).
