@@ -549,38 +549,25 @@ pub struct Schedules<'a> {
 impl Schedules<'_> {
     /// Creates a schedule; a second one with the same name is `Conflict`.
     pub async fn create(&self, schedule: &ScheduleRecord) -> Result<()> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO schedules (tenant_id, id, name, cron, timezone, kind, targets, sources, \
              jitter_seconds, missed, overlap, state, next_due_at, next_fire_at, last_run_id, \
              created_by, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )
-        .bind(self.tenant.as_str())
-        .bind(schedule.id.as_str())
-        .bind(&schedule.name)
-        .bind(&schedule.cron)
-        .bind(&schedule.timezone)
-        .bind(&schedule.kind)
-        .bind(json_list(schedule.targets.as_ref()))
-        .bind(json_list(schedule.sources.as_ref()))
-        .bind(i64::from(schedule.jitter_seconds))
-        .bind(&schedule.missed)
-        .bind(&schedule.overlap)
-        .bind(&schedule.state)
-        .bind(schedule.next_due_at.map(to_millis))
-        .bind(schedule.next_fire_at.map(to_millis))
-        .bind(schedule.last_run_id.as_ref().map(RunId::as_str))
-        .bind(&schedule.created_by)
-        .bind(to_millis(schedule.created_at))
-        .bind(to_millis(schedule.updated_at))
-        .execute(&self.store.pool)
-        .await
-        .map_err(|e| match self.store.err(e, "schedule") {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("a schedule named {:?} exists", schedule.name))
-            }
-            other => other,
-        })?;
+        );
+        bind_schedule(query, self.tenant, schedule)
+            .bind(schedule.last_run_id.as_ref().map(RunId::as_str))
+            .bind(&schedule.created_by)
+            .bind(to_millis(schedule.created_at))
+            .bind(to_millis(schedule.updated_at))
+            .execute(&self.store.pool)
+            .await
+            .map_err(|e| match self.store.err(e, "schedule") {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("a schedule named {:?} exists", schedule.name))
+                }
+                other => other,
+            })?;
         Ok(())
     }
 
@@ -591,36 +578,23 @@ impl Schedules<'_> {
         schedule: &ScheduleRecord,
         expected_updated_at: DateTime<Utc>,
     ) -> Result<()> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE schedules SET name = $3, cron = $4, timezone = $5, kind = $6, targets = $7, \
              sources = $8, jitter_seconds = $9, missed = $10, overlap = $11, state = $12, \
              next_due_at = $13, next_fire_at = $14, updated_at = $15 \
              WHERE tenant_id = $1 AND id = $2 AND updated_at = $16",
-        )
-        .bind(self.tenant.as_str())
-        .bind(schedule.id.as_str())
-        .bind(&schedule.name)
-        .bind(&schedule.cron)
-        .bind(&schedule.timezone)
-        .bind(&schedule.kind)
-        .bind(json_list(schedule.targets.as_ref()))
-        .bind(json_list(schedule.sources.as_ref()))
-        .bind(i64::from(schedule.jitter_seconds))
-        .bind(&schedule.missed)
-        .bind(&schedule.overlap)
-        .bind(&schedule.state)
-        .bind(schedule.next_due_at.map(to_millis))
-        .bind(schedule.next_fire_at.map(to_millis))
-        .bind(to_millis(schedule.updated_at))
-        .bind(to_millis(expected_updated_at))
-        .execute(&self.store.pool)
-        .await
-        .map_err(|e| match self.store.err(e, "schedule") {
-            StoreError::Conflict(_) => {
-                StoreError::Conflict(format!("a schedule named {:?} exists", schedule.name))
-            }
-            other => other,
-        })?;
+        );
+        let done = bind_schedule(query, self.tenant, schedule)
+            .bind(to_millis(schedule.updated_at))
+            .bind(to_millis(expected_updated_at))
+            .execute(&self.store.pool)
+            .await
+            .map_err(|e| match self.store.err(e, "schedule") {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("a schedule named {:?} exists", schedule.name))
+                }
+                other => other,
+            })?;
         if done.rows_affected() == 0 {
             self.get(schedule.id.as_str()).await?;
             return Err(StoreError::Conflict(format!(
@@ -654,6 +628,32 @@ impl Schedules<'_> {
         }
         Ok(())
     }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds `$1` tenant, `$2` id and `$3`–`$14` a schedule's definition and next times, the
+/// order `create` and `update` share.
+fn bind_schedule<'q>(
+    query: AnyQuery<'q>,
+    tenant: &'q TenantId,
+    schedule: &'q ScheduleRecord,
+) -> AnyQuery<'q> {
+    query
+        .bind(tenant.as_str())
+        .bind(schedule.id.as_str())
+        .bind(&schedule.name)
+        .bind(&schedule.cron)
+        .bind(&schedule.timezone)
+        .bind(&schedule.kind)
+        .bind(json_list(schedule.targets.as_ref()))
+        .bind(json_list(schedule.sources.as_ref()))
+        .bind(i64::from(schedule.jitter_seconds))
+        .bind(&schedule.missed)
+        .bind(&schedule.overlap)
+        .bind(&schedule.state)
+        .bind(schedule.next_due_at.map(to_millis))
+        .bind(schedule.next_fire_at.map(to_millis))
 }
 
 /// A tenant's runs. Obtained from [`crate::TenantScope::runs`].
