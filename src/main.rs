@@ -137,7 +137,7 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
-    /// The events stream (`scan.completed`, `advisory.delta`, `vex.imported`).
+    /// The events stream (`scan.completed`, `advisory.delta`, `vex.imported`, `policy.updated`).
     Events {
         #[arg(long)]
         kind: Option<String>,

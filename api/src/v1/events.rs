@@ -1,4 +1,4 @@
-//! The events stream a tenant sees: its own (`scan.completed`, `vex.imported`) and the
+//! The events stream a tenant sees: its own (`scan.completed`, `vex.imported`, `policy.updated`) and the
 //! global ones (`advisory.delta`, global `vex.imported`), oldest first. Poll with the
 //! last `next_cursor` (or the last `seq`) to read what happened since.
 
@@ -17,7 +17,7 @@ use crate::Context;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     pub seq: i64,
-    /// `scan.completed`, `advisory.delta`, `vex.imported`.
+    /// `scan.completed`, `advisory.delta`, `vex.imported`, `policy.updated`.
     pub kind: String,
     /// Absent for global events.
     pub tenant: Option<String>,
