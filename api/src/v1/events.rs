@@ -1,7 +1,7 @@
 //! The events stream a tenant sees: its own (`scan.completed`, `vex.imported`,
 //! `policy.updated`) and the global ones (`advisory.delta`, global `vex.imported`), oldest
-//! first. Poll with the
-//! last `next_cursor` (or the last `seq`) to read what happened since.
+//! first. Poll with the last `next_cursor` (or the last `seq`) to read what happened
+//! since.
 
 use actix_web::{get, web};
 use chrono::{DateTime, Utc};
