@@ -612,7 +612,9 @@ impl Scheduler {
     /// Records ended scans with their diffs; completes runs with nothing left to wait for.
     async fn track(&self, token: i64, now: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
         let scheduling = self.store.scheduling();
-        scheduling.start_running_runs(token, now).await?;
+        if !scheduling.runs_in_state("queued", None, 1).await?.is_empty() {
+            scheduling.start_running_runs(token, now).await?;
+        }
         let ended = scheduling.ended_run_targets(BATCH).await?;
         if ended.is_empty() {
             return Ok((0, 0));
