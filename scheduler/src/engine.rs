@@ -612,7 +612,11 @@ impl Scheduler {
     /// Records ended scans with their diffs; completes runs with nothing left to wait for.
     async fn track(&self, token: i64, now: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
         let scheduling = self.store.scheduling();
-        if !scheduling.runs_in_state("queued", None, 1).await?.is_empty() {
+        if !scheduling
+            .runs_in_state("queued", None, 1)
+            .await?
+            .is_empty()
+        {
             scheduling.start_running_runs(token, now).await?;
         }
         let ended = scheduling.ended_run_targets(BATCH).await?;
