@@ -139,10 +139,8 @@ impl Field {
                 // `N/S` runs from N to the end of the field.
                 (low, if step.is_some() { spec.max } else { low })
             };
-            let mut v = low;
-            while v <= high {
+            for v in (low..=high).step_by(step.unwrap_or(1) as usize) {
                 values[v as usize] = true;
-                v += step.unwrap_or(1);
             }
         }
         if spec.name == "day-of-week" && values[7] {
@@ -629,6 +627,9 @@ mod tests {
         ));
         assert!(error("0 0 * *").contains("expected 5 fields"));
         assert!(error("*/0 * * * *").contains("step"));
+        // A step past the field's end keeps only the start.
+        let huge: CronExpr = "*/4294967295 * * * *".parse().expect("valid");
+        assert_eq!(huge.minute.values, [0]);
         assert!(error("5-2 * * * *").contains("runs backwards"));
         assert!(error("60 0 0 * * *").contains("second field (field 1 of 6)"));
         assert!(error("@reboot").contains("not a supported macro"));
