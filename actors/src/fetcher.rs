@@ -9,7 +9,9 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use stella_domain::osv::{parse_record, split_collection, CollectionError, Limits};
+use stella_domain::osv::{
+    parse_record, split_collection, Advisory, CollectionError, Limits, RawEntry,
+};
 use stella_domain::InputError;
 use stella_store::object::Objects;
 use stella_store::repo::AdvisoryRecord;
@@ -39,6 +41,24 @@ pub struct ImportReport {
     pub delta_packages: Vec<String>,
 }
 
+/// Every record of a collection, parsed, with its digest; the first bad one refuses all.
+fn parse_collection(
+    bytes: &[u8],
+    limits: Limits,
+) -> Result<Vec<(RawEntry, Advisory, String)>, ImportError> {
+    let entries = split_collection(bytes, limits)?;
+    let mut parsed = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let advisory = parse_record(&entry.bytes).map_err(|error| ImportError::Record {
+            entry: entry.name.clone(),
+            error,
+        })?;
+        let sha256 = stella_domain::canonical::sha256_hex(&entry.bytes);
+        parsed.push((entry, advisory, sha256));
+    }
+    Ok(parsed)
+}
+
 /// Imports `bytes` (a collection) from `source`.
 pub async fn import_advisories(
     store: &Store,
@@ -54,16 +74,15 @@ pub async fn import_advisories(
             error: InputError::new("", "the source name must be 1-200 characters"),
         });
     }
-    let entries = split_collection(bytes, limits)?;
-    let mut parsed = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        let advisory = parse_record(&entry.bytes).map_err(|error| ImportError::Record {
-            entry: entry.name.clone(),
-            error,
-        })?;
-        let sha256 = stella_domain::canonical::sha256_hex(&entry.bytes);
-        parsed.push((entry, advisory, sha256));
-    }
+    // Unpacking and parsing a collection (an `all.zip` is hundreds of MB) is CPU work:
+    // it runs on the blocking pool, not on the caller's (actor or HTTP) thread.
+    let owned = Bytes::copy_from_slice(bytes);
+    let parsed = tokio::task::spawn_blocking(move || parse_collection(&owned, limits))
+        .await
+        .map_err(|err| ImportError::Record {
+            entry: String::new(),
+            error: InputError::new("", format!("parsing the collection did not finish: {err}")),
+        })??;
     let current = store.advisories().current_digests(source).await?;
     let any_change = parsed
         .iter()
