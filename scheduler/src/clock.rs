@@ -1,9 +1,7 @@
 //! The scheduler's clock. Scheduling logic takes `now` as an argument; only the loop in
 //! [`crate::Scheduler::run`] asks a [`Clock`], so tests drive time by hand.
 
-use std::sync::{Arc, Mutex};
-
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 /// Where the scheduler loop reads the time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -34,30 +32,5 @@ impl Clock for AcceleratedClock {
         let real = Utc::now();
         let elapsed = real - self.origin;
         self.origin + elapsed * i32::try_from(self.speed).unwrap_or(i32::MAX)
-    }
-}
-
-/// A clock that moves only when told to.
-#[derive(Debug, Clone)]
-pub struct FakeClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl FakeClock {
-    pub fn new(at: DateTime<Utc>) -> Self {
-        Self(Arc::new(Mutex::new(at)))
-    }
-
-    pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
-    }
-
-    pub fn advance(&self, by: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -373,10 +373,6 @@ impl CronSchedule {
         Ok(schedule)
     }
 
-    pub fn expr(&self) -> &CronExpr {
-        &self.expr
-    }
-
     pub fn timezone(&self) -> Tz {
         self.tz
     }

@@ -37,6 +37,8 @@ use crate::spec::{decide, jitter_offset, FirePolicy, Missed, Overlap, ADVISORY_S
 
 /// Where the leader has read the events stream to.
 const EVENTS_CURSOR: &str = "scheduler.events";
+/// The run-target id of an advisory-sync run's one job (its sources).
+const SOURCES: &str = "sources";
 /// Schedules fired, events read, runs planned or targets tracked per commit.
 const BATCH: u32 = 500;
 
@@ -111,10 +113,6 @@ impl Scheduler {
     pub fn with_metrics(mut self, metrics: SchedulerMetrics) -> Self {
         self.metrics = Some(metrics);
         self
-    }
-
-    pub fn holder(&self) -> &str {
-        &self.holder
     }
 
     /// Runs passes every poll interval until `stop` resolves, reading the time from
@@ -363,15 +361,14 @@ impl Scheduler {
                                 .filter(|i| i.tenant == *t)
                                 .collect(),
                             (Some(packages), None) => scheduling.impacted_targets(packages).await?,
-                            (None, Some(t)) => tenant_targets(&self.store, t).await?,
-                            (None, None) => scheduling.all_targets().await?,
+                            (None, t) => scheduling.all_targets(t.as_ref()).await?,
                         };
                         let reason = json!({"event": seq, "vex": sha256, "packages": packages});
                         ("vex", impacted, reason)
                     }
                     "policy.updated" => {
                         let Some(t) = tenant else { continue };
-                        let impacted = tenant_targets(&self.store, t).await?;
+                        let impacted = scheduling.all_targets(Some(t)).await?;
                         let reason = json!({"event": seq, "policy_version": payload["version"]});
                         ("policy", impacted, reason)
                     }
@@ -533,7 +530,7 @@ impl Scheduler {
             max_attempts: self.config.job_max_attempts,
         };
         let target = RunTargetRecord {
-            target_id: "sources".into(),
+            target_id: SOURCES.into(),
             target_name: "advisory sources".into(),
             scan_id: stella_store::JobId::generate(),
             previous_scan_id: None,
@@ -626,8 +623,7 @@ impl Scheduler {
         let mut changes = SchedulerChanges::default();
         let mut runs = BTreeSet::new();
         for e in &ended {
-            let is_target = e.target.target_id.starts_with("tgt_");
-            let (state, diff) = if e.job_state == "succeeded" && !is_target {
+            let (state, diff) = if e.job_state == "succeeded" && e.target.target_id == SOURCES {
                 // Not a target's scan (an advisory sync): its result is the outcome.
                 let job = self
                     .store
@@ -749,24 +745,6 @@ fn first(value: &Value, n: usize) -> Value {
         .as_array()
         .map(|a| Value::from(a.iter().take(n).cloned().collect::<Vec<_>>()))
         .unwrap_or(Value::Null)
-}
-
-async fn tenant_targets(
-    store: &Store,
-    tenant: &TenantId,
-) -> Result<Vec<stella_store::repo::ImpactedTarget>, StoreError> {
-    Ok(store
-        .tenant(tenant)
-        .targets()
-        .resolve(None)
-        .await?
-        .into_iter()
-        .map(|t| stella_store::repo::ImpactedTarget {
-            tenant: tenant.clone(),
-            target_id: t.id,
-            name: t.name,
-        })
-        .collect())
 }
 
 /// Every finding of a scan (none if it has no verdict).

@@ -19,6 +19,6 @@ pub mod manage;
 mod metrics;
 pub mod spec;
 
-pub use clock::{AcceleratedClock, Clock, FakeClock, SystemClock};
+pub use clock::{AcceleratedClock, Clock, SystemClock};
 pub use engine::{Scheduler, SchedulerConfig, TickReport};
 pub use metrics::SchedulerMetrics;

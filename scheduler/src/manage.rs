@@ -247,16 +247,13 @@ pub async fn trigger(
 }
 
 /// The impact-index keys of an SBOM's components: `ecosystem/name`, as advisory deltas
-/// name packages.
+/// name packages (duplicates included: the store keeps each once).
 pub fn packages_of(analysis: &Analysis) -> Vec<String> {
-    let mut packages: Vec<String> = analysis
+    analysis
         .components
         .iter()
         .map(|c| format!("{}/{}", c.package.ecosystem.osv_name(), c.package.name))
-        .collect();
-    packages.sort();
-    packages.dedup();
-    packages
+        .collect()
 }
 
 /// Where a target's SBOM comes from.

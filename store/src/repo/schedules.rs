@@ -201,25 +201,11 @@ pub struct SchedulerChanges {
     pub cursor: Option<(String, i64)>,
 }
 
-impl SchedulerChanges {
-    pub fn is_empty(&self) -> bool {
-        self.new_runs.is_empty()
-            && self.jobs.is_empty()
-            && self.advances.is_empty()
-            && self.run_targets.is_empty()
-            && self.outcomes.is_empty()
-            && self.run_updates.is_empty()
-            && self.cursor.is_none()
-    }
-}
-
 /// What [`Scheduling::apply`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// The runs created (a run whose dedupe key existed is not among them).
     pub created_runs: Vec<RunId>,
-    /// The schedules advanced (one whose due time had moved on is not among them).
-    pub advanced: usize,
 }
 
 fn json_list(value: Option<&Vec<String>>) -> Option<String> {
@@ -491,29 +477,6 @@ impl Targets<'_> {
         tenant_page(self.store, self.tenant, &TARGETS, cursor, limit).await
     }
 
-    /// Every target, or those named (a name that does not exist is left out: the caller
-    /// compares).
-    pub async fn resolve(&self, names: Option<&[String]>) -> Result<Vec<TargetRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TARGET_COLUMNS} FROM targets WHERE tenant_id = $1 ORDER BY name"
-        ))
-        .bind(self.tenant.as_str())
-        .fetch_all(&self.store.pool)
-        .await
-        .map_err(|e| self.store.err(e, "targets"))?;
-        let all = rows
-            .iter()
-            .map(|row| target_of(self.store, row))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(match names {
-            None => all,
-            Some(names) => all
-                .into_iter()
-                .filter(|t| names.iter().any(|n| *n == t.name || *n == t.id.as_str()))
-                .collect(),
-        })
-    }
-
     /// Removes a target and its impact-index entries (its runs' results stay).
     pub async fn delete(&self, id_or_name: &str) -> Result<()> {
         let target = self.get(id_or_name).await?;
@@ -749,21 +712,6 @@ impl Runs<'_> {
         rows.iter()
             .map(|row| run_target_of(self.store, row))
             .collect()
-    }
-
-    /// The schedule's runs that have not ended (`planning`, `queued`, `running`), oldest
-    /// first.
-    pub async fn active_for_schedule(&self, schedule: &ScheduleId) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND schedule_id = $2 \
-             AND state IN ('planning', 'queued', 'running') ORDER BY id"
-        ))
-        .bind(self.tenant.as_str())
-        .bind(schedule.as_str())
-        .fetch_all(&self.store.pool)
-        .await
-        .map_err(|e| self.store.err(e, "runs"))?;
-        rows.iter().map(|row| run_of(self.store, row)).collect()
     }
 }
 
@@ -1068,13 +1016,17 @@ impl Scheduling<'_> {
         Ok(out)
     }
 
-    /// Every target of every tenant (a global VEX change concerns them all).
-    pub async fn all_targets(&self) -> Result<Vec<ImpactedTarget>> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT tenant_id, id, name FROM targets ORDER BY tenant_id, name")
-                .fetch_all(&self.store.pool)
-                .await
-                .map_err(self.err("targets"))?;
+    /// Every target of `tenant`, or of every tenant (a global VEX change concerns them
+    /// all).
+    pub async fn all_targets(&self, tenant: Option<&TenantId>) -> Result<Vec<ImpactedTarget>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT tenant_id, id, name FROM targets WHERE ($1 = '' OR tenant_id = $1) \
+             ORDER BY tenant_id, name",
+        )
+        .bind(tenant.map_or("", TenantId::as_str))
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(self.err("targets"))?;
         rows.into_iter()
             .map(|(tenant, id, name)| {
                 Ok(ImpactedTarget {
@@ -1138,7 +1090,6 @@ impl Scheduling<'_> {
         let created_runs = insert_runs(&mut tx, self.store, &changes.new_runs, at).await?;
         // Many rows per statement: `UPDATE … FROM (VALUES …)`, each row carrying its own
         // compare-and-set (the due time it expects).
-        let mut advanced = 0;
         for chunk in changes.advances.chunks(CHUNK) {
             let sql = format!(
                 "UPDATE schedules SET next_due_at = v.column3, next_fire_at = v.column4, \
@@ -1160,8 +1111,7 @@ impl Scheduling<'_> {
                     .bind(a.last_run_id.as_ref().map(RunId::as_str))
                     .bind(to_millis(a.expected_due));
             }
-            let done = query.execute(&mut *tx).await.map_err(&err)?;
-            advanced += usize::try_from(done.rows_affected()).unwrap_or(0);
+            query.execute(&mut *tx).await.map_err(&err)?;
         }
         let mut existing: HashMap<JobId, JobId> = HashMap::new();
         if !changes.jobs.is_empty() {
@@ -1268,10 +1218,7 @@ impl Scheduling<'_> {
         if !changes.jobs.is_empty() {
             self.store.signal_outbox();
         }
-        Ok(Applied {
-            created_runs,
-            advanced,
-        })
+        Ok(Applied { created_runs })
     }
 }
 
