@@ -1,4 +1,5 @@
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Once;
 use std::time::Duration;
@@ -29,6 +30,48 @@ pub struct Store {
     /// Signalled after every commit that may have written outbox rows, so this process's
     /// relay moves them at once instead of at its next poll.
     pub(crate) outbox_signal: Arc<tokio::sync::Notify>,
+    /// The SQLite file this store opened, to tell "the file is gone" from other errors.
+    file: Option<Arc<SqliteFile>>,
+}
+
+/// The SQLite file a store was opened on, by identity. An open connection keeps writing
+/// to a file that was deleted (or replaced) under it, and every such write is lost on
+/// restart; checking the path still names the same file before a connection is handed
+/// out turns that into `Unavailable` instead of a success.
+#[derive(Debug, Clone)]
+struct SqliteFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SqliteFile {
+    fn identify(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        let gone = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "database file {} was {what}; writes would be lost, restart the server",
+                    self.path.display()
+                ),
+            )
+        };
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => Ok(()),
+            Ok(_) => Err(gone("replaced")),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(gone("removed")),
+            Err(err) => Err(err),
+        }
+    }
 }
 
 impl Store {
@@ -38,11 +81,11 @@ impl Store {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
-        let (backend, url) = match target {
-            DatabaseBackend::Postgres { url } => (Backend::Postgres, url.clone()),
+        let (backend, url, file) = match target {
+            DatabaseBackend::Postgres { url } => (Backend::Postgres, url.clone(), None),
             DatabaseBackend::Sqlite { url } => {
-                prepare_sqlite_dir(url)?;
-                (Backend::Sqlite, sqlite_url_with_create(url))
+                let file = prepare_sqlite_file(url)?;
+                (Backend::Sqlite, sqlite_url_without_create(url), file)
             }
         };
         let unavailable = |reason: String| StoreError::Unavailable {
@@ -53,6 +96,7 @@ impl Store {
             StoreError::Invalid(format!("database URL {}: {err}", redact_url(&url)))
         })?;
         let is_sqlite = backend == Backend::Sqlite;
+        let file_for_errors = file.clone().map(Arc::new);
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite {
                 // One writer at a time is SQLite's model; a small pool avoids busy storms.
@@ -61,8 +105,19 @@ impl Store {
                 settings.max_connections
             })
             .acquire_timeout(Duration::from_secs(settings.connect_timeout_secs))
+            .before_acquire({
+                let file = file.clone();
+                move |_conn, _meta| {
+                    let checked = file.as_ref().map_or(Ok(()), SqliteFile::check);
+                    // An error closes the connection; the pool then opens a new one,
+                    // which fails on a missing file (`mode=rw`): the caller gets that.
+                    Box::pin(async move { checked.map(|()| true).map_err(sqlx::Error::Io) })
+                }
+            })
             .after_connect(move |conn, _meta| {
+                let checked = file.as_ref().map_or(Ok(()), SqliteFile::check);
                 Box::pin(async move {
+                    checked.map_err(sqlx::Error::Io)?;
                     if is_sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
@@ -81,6 +136,7 @@ impl Store {
             backend,
             group: Arc::default(),
             outbox_signal: Arc::default(),
+            file: file_for_errors,
         })
     }
 
@@ -93,6 +149,7 @@ impl Store {
             backend: self.backend,
             group: Arc::default(),
             outbox_signal: self.outbox_signal.clone(),
+            file: self.file.clone(),
         }
     }
 
@@ -121,13 +178,20 @@ impl Store {
         Ok(row.0)
     }
 
-    /// Round-trips a trivial query: the readiness check.
+    /// The readiness check: a small committed write (one row of `store_probe`), so a
+    /// store that answers reads but cannot take writes (read-only files, a full disk, a
+    /// standby, a deleted SQLite file) is not ready.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|err| self.err(err, "ping"))
+        let now = chrono::Utc::now().timestamp_millis();
+        sqlx::query(
+            "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(|err| self.err(err, "write probe"))
     }
 
     pub fn backend(&self) -> Backend {
@@ -192,7 +256,17 @@ impl Store {
     }
 
     pub(crate) fn err(&self, err: sqlx::Error, what: &str) -> StoreError {
-        StoreError::from_sqlx(self.backend, err, what)
+        match StoreError::from_sqlx(self.backend, err, what) {
+            // "unable to open database file" says less than why: the file went away.
+            StoreError::Unavailable { backend, reason } => StoreError::Unavailable {
+                backend,
+                reason: match self.file.as_deref().map(SqliteFile::check) {
+                    Some(Err(gone)) => gone.to_string(),
+                    _ => reason,
+                },
+            },
+            other => other,
+        }
     }
 }
 
@@ -281,27 +355,64 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
-fn prepare_sqlite_dir(url: &str) -> Result<()> {
-    if let Some(parent) = sqlite_path(url).and_then(|path| Path::new(path).parent()) {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|err| StoreError::Unavailable {
-                backend: Backend::Sqlite,
-                reason: format!("cannot create folder {}: {err}", parent.display()),
-            })?;
-        }
+/// Creates the SQLite file's folder (0700) and the file itself (0600, an empty file is
+/// an empty database) if missing, and identifies the file. SQLite gives its `-wal` and
+/// `-shm` files the mode of the database file, so they are private too.
+fn prepare_sqlite_file(url: &str) -> Result<Option<SqliteFile>> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let Some(path) = sqlite_path(url).map(Path::new) else {
+        return Ok(None);
+    };
+    let unavailable = |what: &str, at: &Path, err: std::io::Error| StoreError::Unavailable {
+        backend: Backend::Sqlite,
+        reason: format!("cannot {what} {}: {err}", at.display()),
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|err| unavailable("create folder", parent, err))?;
     }
-    Ok(())
+    if !creates(url) {
+        // The URL chose another mode (read-only, read-write, memory): the file is as given.
+        return Ok(SqliteFile::identify(path).ok());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|err| unavailable("create", path, err))?;
+    SqliteFile::identify(path)
+        .map(Some)
+        .map_err(|err| unavailable("open", path, err))
 }
 
-/// SQLite refuses to create a missing file unless asked; Stella always wants it created.
-fn sqlite_url_with_create(url: &str) -> String {
-    if url.contains("mode=") || sqlite_path(url).is_none() {
+/// The file exists by now (`prepare_sqlite_file`); connections open it without creating
+/// it, so a file deleted later is an error on the next connection, not a new empty
+/// database.
+fn sqlite_url_without_create(url: &str) -> String {
+    if sqlite_path(url).is_none() || !creates(url) {
         url.to_owned()
+    } else if url.contains("mode=rwc") {
+        url.replacen("mode=rwc", "mode=rw", 1)
     } else if url.contains('?') {
-        format!("{url}&mode=rwc")
+        format!("{url}&mode=rw")
     } else {
-        format!("{url}?mode=rwc")
+        format!("{url}?mode=rw")
     }
+}
+
+/// Whether the URL asks for the file to be created: `mode=rwc`, or no mode at all (Stella
+/// always wants the file created then).
+fn creates(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("mode="))
+        .all(|mode| mode == "rwc")
 }
 
 fn describe_connect_error(err: &sqlx::Error) -> String {
@@ -316,15 +427,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_urls_get_create_mode() {
+    fn sqlite_urls_open_without_create_mode() {
         assert_eq!(
-            sqlite_url_with_create("sqlite://d/s.db"),
-            "sqlite://d/s.db?mode=rwc"
+            sqlite_url_without_create("sqlite://d/s.db"),
+            "sqlite://d/s.db?mode=rw"
         );
         assert_eq!(
-            sqlite_url_with_create("sqlite://d/s.db?mode=ro"),
+            sqlite_url_without_create("sqlite://d/s.db?mode=rwc"),
+            "sqlite://d/s.db?mode=rw"
+        );
+        assert_eq!(
+            sqlite_url_without_create("sqlite://d/s.db?mode=ro"),
             "sqlite://d/s.db?mode=ro"
         );
-        assert_eq!(sqlite_url_with_create("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            sqlite_url_without_create("sqlite::memory:"),
+            "sqlite::memory:"
+        );
     }
 }

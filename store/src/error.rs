@@ -85,9 +85,13 @@ impl StoreError {
                 backend,
                 reason: err.to_string(),
             },
-            // Lock contention and a server going away are worth retrying: SQLite busy or
-            // locked (5, 6 and their extended codes), PostgreSQL serialization failures,
-            // deadlocks, shutdowns and connection failures (classes 40, 57P, 08).
+            // Lock contention, a server going away and storage that cannot take writes
+            // now are worth retrying and are the operator's to fix, not the caller's:
+            // SQLite busy or locked (5, 6), read-only (8), I/O error (10), disk full (13)
+            // and cannot open (14), with their extended codes; PostgreSQL serialization
+            // failures, deadlocks, shutdowns, connection failures (classes 40, 57P, 08),
+            // insufficient resources such as a full disk (53), system I/O errors (58)
+            // and a read-only transaction on a standby (25006).
             sqlx::Error::Database(db) if is_transient_code(backend, db.code().as_deref()) => {
                 StoreError::Unavailable {
                     backend,
@@ -112,9 +116,16 @@ impl StoreError {
 fn is_transient_code(backend: Backend, code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
     match backend {
-        Backend::Sqlite => code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        Backend::Sqlite => code
+            .parse::<u32>()
+            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14)),
         Backend::Postgres => {
-            code == "40001" || code == "40P01" || code.starts_with("57P") || code.starts_with("08")
+            code == "40001"
+                || code == "40P01"
+                || code == "25006"
+                || ["57P", "08", "53", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
         }
         _ => false,
     }
@@ -128,13 +139,18 @@ mod tests {
 
     #[test]
     fn contention_and_lost_servers_are_transient_other_errors_are_not() {
-        for code in ["5", "6", "517", "261", "773"] {
+        // Busy, locked, read-only (8, 1032 readonly-dbmoved), I/O (778 write), full, cannot open.
+        for code in [
+            "5", "6", "517", "261", "773", "8", "1032", "778", "13", "14",
+        ] {
             assert!(is_transient_code(Backend::Sqlite, Some(code)), "{code}");
         }
         for code in ["19", "2067", "1"] {
             assert!(!is_transient_code(Backend::Sqlite, Some(code)), "{code}");
         }
-        for code in ["40001", "40P01", "57P01", "08006"] {
+        for code in [
+            "40001", "40P01", "57P01", "08006", "53100", "58030", "25006",
+        ] {
             assert!(is_transient_code(Backend::Postgres, Some(code)), "{code}");
         }
         for code in ["23505", "42P01", "22P02"] {

@@ -1216,3 +1216,142 @@ async fn advisory_imports_are_idempotent_and_report_the_delta(db: &TestDb) {
     assert!(advisories.import(&batch, t0()).await.is_err());
     assert_eq!(advisories.all().await.unwrap().len(), 3);
 }
+
+/// Storage that cannot take writes: every engine's way of saying so is `Unavailable`
+/// (the API's 503), and the readiness probe, a write, fails with it.
+mod unwritable {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use stella_config::{DatabaseBackend, DatabaseSettings};
+    use stella_store::{Store, StoreError};
+
+    use super::{t0, tenant};
+
+    fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+        match result {
+            Err(StoreError::Unavailable { .. }) => {}
+            other => panic!("{what}: expected unavailable, got {other:?}"),
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    async fn sqlite_at(url: &str) -> Store {
+        let store = Store::connect(
+            &DatabaseBackend::Sqlite { url: url.into() },
+            &DatabaseSettings::default(),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn sqlite_files_and_their_folder_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("data");
+        let db = folder.join("stella.db");
+        let store = sqlite_at(&format!("sqlite://{}?mode=rwc", db.display())).await;
+        store
+            .tenants()
+            .create(&tenant("a"), "A", t0())
+            .await
+            .unwrap();
+        assert_eq!(mode(&folder), 0o700);
+        for name in ["stella.db", "stella.db-wal", "stella.db-shm"] {
+            assert_eq!(mode(&folder.join(name)), 0o600, "{name}");
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_only_sqlite_database_is_unavailable_and_fails_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("stella.db");
+        let writable = sqlite_at(&format!("sqlite://{}", db.display())).await;
+        writable.ping().await.unwrap();
+        let read_only = Store::connect(
+            &DatabaseBackend::Sqlite {
+                url: format!("sqlite://{}?mode=ro", db.display()),
+            },
+            &DatabaseSettings::default(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            read_only.tenants().list(None, 10).await.is_ok(),
+            "reads work"
+        );
+        assert_unavailable(
+            read_only.tenants().create(&tenant("a"), "A", t0()).await,
+            "a write",
+        );
+        assert_unavailable(read_only.ping().await, "the probe");
+        read_only.close().await;
+        writable.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_deleted_sqlite_file_refuses_every_call_and_is_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("stella.db");
+        let store = sqlite_at(&format!("sqlite://{}", db.display())).await;
+        store
+            .tenants()
+            .create(&tenant("a"), "A", t0())
+            .await
+            .unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        // The pool's open connections would write on into the unlinked file.
+        assert_unavailable(
+            store.tenants().create(&tenant("b"), "B", t0()).await,
+            "a write",
+        );
+        assert_unavailable(store.tenants().get(&tenant("a")).await, "a read");
+        match store.ping().await {
+            Err(err @ StoreError::Unavailable { .. }) => {
+                assert!(err.to_string().contains("stella.db"), "{err}")
+            }
+            other => panic!("the probe: {other:?}"),
+        }
+        assert!(!db.exists(), "no empty database in its place");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_only_postgres_database_is_unavailable_and_fails_the_probe() {
+        let Some(db) = crate::common::postgres().await else {
+            return;
+        };
+        let name = db.url.rsplit('/').next().unwrap().to_owned();
+        let mut raw = db.raw().await;
+        sqlx::Executor::execute(
+            &mut raw,
+            format!("ALTER DATABASE {name} SET default_transaction_read_only = on").as_str(),
+        )
+        .await
+        .unwrap();
+        // The setting applies to sessions opened from now on.
+        let store = Store::connect(
+            &DatabaseBackend::Postgres {
+                url: db.url.clone(),
+            },
+            &DatabaseSettings::default(),
+        )
+        .await
+        .unwrap();
+        assert_unavailable(
+            store.tenants().create(&tenant("a"), "A", t0()).await,
+            "a write",
+        );
+        assert_unavailable(store.ping().await, "the probe");
+        store.close().await;
+        db.finish().await;
+    }
+}

@@ -88,6 +88,11 @@ impl Reply {
 }
 
 impl Server {
+    /// The server's data dir (SQLite file, object folder, admin token).
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub(crate) async fn call(
         &self,
         method: Method,

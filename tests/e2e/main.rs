@@ -9,6 +9,7 @@ mod common;
 mod api;
 mod binary;
 mod crash;
+mod hardening;
 mod scans;
 mod schedules;
 mod serve;

@@ -130,9 +130,14 @@ pub enum Problems {
     /// No such resource in this tenant.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(ProblemBody),
-    /// The tenant sent too many requests; see `Retry-After`.
+    /// The tenant sent too many requests, or this address failed authentication too
+    /// often; see `Retry-After`.
     #[response(status = 429, content_type = "application/problem+json")]
     TooManyRequests(ProblemBody),
+    /// A backend (database, object store, mailbox) cannot serve the request now; nothing
+    /// was stored. Retry later.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(ProblemBody),
 }
 
 /// The error responses of routes that take a body, on top of [`Problems`].

@@ -1,0 +1,83 @@
+//! What a user meets when things go wrong around the API: storage that fails under a
+//! running server (503 and not ready, never a 2xx for work that was not stored), private
+//! file modes in the data dir, throttled failed authentication, slow bodies, bad page
+//! parameters, and the audit trail of an administrator's work on a tenant.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api::{assert_problem, start, Reply, Server};
+
+async fn readyz(server: &Server) -> (u16, Value) {
+    let reply = server.call(Method::GET, "/readyz", None, None, None).await;
+    (reply.status.as_u16(), reply.body)
+}
+
+fn assert_unavailable(reply: &Reply, context: &str) {
+    assert_problem(reply, 503, context);
+    assert_eq!(
+        reply.body["type"], "urn:stella:problem:unavailable",
+        "{context}: {}",
+        reply.text
+    );
+}
+
+/// `chattr +i` on the files, undone on drop (also when the test fails), so the temp dir
+/// can be removed. `None` where the filesystem or the user cannot set the flag.
+struct Immutable(Vec<PathBuf>);
+
+impl Immutable {
+    fn set(paths: &[PathBuf]) -> Option<Self> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .args(paths)
+            .status()
+            .is_ok_and(|status| status.success());
+        let guard = Self(paths.to_vec());
+        ok.then_some(guard)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").args(&self.0).status();
+    }
+}
+
+fn sqlite_files(dir: &Path) -> Vec<PathBuf> {
+    ["stella.db", "stella.db-wal"]
+        .iter()
+        .map(|name| dir.join(name))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+#[actix_web::test]
+async fn immutable_sqlite_files_answer_503_and_readyz_says_not_ready() {
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let (status, ready) = readyz(&server).await;
+    assert_eq!(status, 200, "{ready}");
+
+    // Not the -shm file: SQLite maps it, and a write fault there is a SIGBUS.
+    let Some(_guard) = Immutable::set(&sqlite_files(server.data_dir())) else {
+        eprintln!("skipping: chattr +i is not available here");
+        return;
+    };
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(json!({"id": "beta", "name": "Beta"})),
+        )
+        .await;
+    assert_unavailable(&reply, "a write to read-only files");
+    let (status, ready) = readyz(&server).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["status"], "not_ready", "{ready}");
+    assert_eq!(ready["checks"]["store"]["ready"], false, "{ready}");
+    server.handle.stop(true).await;
+}
