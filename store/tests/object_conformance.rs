@@ -263,3 +263,81 @@ async fn s3_that_is_not_listening_is_unavailable() {
     assert!(err.is_transient(), "{err}");
     assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn folder_objects_and_their_folders_are_private() {
+    let objects = common::folder();
+    let root = objects.root.clone().unwrap();
+    let store = Objects::new(objects.store.clone());
+    let stored = store
+        .put_content(Bytes::from_static(b"a tenant's sbom"))
+        .await
+        .unwrap();
+    let spooled = store
+        .put_content_stream(&b"a streamed document"[..])
+        .await
+        .unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    store
+        .put_tenant(&tenant, "reports/r.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    for dir in [
+        root.clone(),
+        root.join(".tmp"),
+        root.join("sha256"),
+        root.join("tenants/acme/reports"),
+    ] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    for file in [
+        root.join(format!("sha256/{}", stored.digest)),
+        root.join(format!("sha256/{}", spooled.digest)),
+        root.join("tenants/acme/reports/r.json"),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    objects.finish().await;
+}
+
+#[tokio::test]
+async fn a_removed_folder_root_is_unavailable_not_a_missing_object() {
+    let objects = common::folder();
+    let root = objects.root.clone().unwrap();
+    let store = objects.store.clone();
+    store
+        .put(&key("sha256/present"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    // Under an intact root, an absent object is absent.
+    assert!(matches!(
+        store.get(&key("sha256/absent")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    std::fs::remove_dir_all(&root).unwrap();
+    for (what, result) in [
+        ("get", store.get(&key("sha256/present")).await.map(|_| ())),
+        ("head", store.head(&key("sha256/present")).await.map(|_| ())),
+        (
+            "put",
+            store
+                .put(&key("sha256/new"), Bytes::from_static(b"y"))
+                .await,
+        ),
+        ("list", store.list("sha256/").await.map(|_| ())),
+        ("ping", store.ping().await),
+    ] {
+        match result {
+            Err(err @ StoreError::Unavailable { .. }) => {
+                assert!(err.to_string().contains("removed"), "{what}: {err}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert!(!root.exists(), "a put must not re-create the root");
+}

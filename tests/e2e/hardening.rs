@@ -81,3 +81,63 @@ async fn immutable_sqlite_files_answer_503_and_readyz_says_not_ready() {
     assert_eq!(ready["checks"]["store"]["ready"], false, "{ready}");
     server.handle.stop(true).await;
 }
+
+#[actix_web::test]
+async fn a_deleted_data_dir_answers_503_for_writes_and_object_reads() {
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let (_, acme) = server
+        .token(
+            "acme",
+            &["scans:read", "scans:write", "jobs:read", "jobs:write"],
+        )
+        .await;
+    let scan = crate::scans::scan_of(&server, &acme, crate::scans::tiny_sbom(), &[]).await;
+    crate::scans::wait_scan(&server, &acme, &scan, "completed").await;
+    let attestation = format!("/api/v1/scans/{scan}/attestation");
+
+    // The object folder goes first: the scan's record is there, its evidence is not.
+    std::fs::remove_dir_all(server.data_dir().join("objects")).unwrap();
+    let reply = server
+        .call(Method::GET, &attestation, Some(&acme), None, None)
+        .await;
+    assert_unavailable(&reply, "an object read without the object folder");
+    assert!(
+        !server.data_dir().join("objects").exists(),
+        "a write must not re-create the object folder"
+    );
+
+    // Then the database: open connections would keep writing to the deleted file.
+    for name in ["stella.db", "stella.db-wal", "stella.db-shm"] {
+        let _ = std::fs::remove_file(server.data_dir().join(name));
+    }
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&acme),
+            None,
+            Some(json!({"kind": "noop", "params": {}})),
+        )
+        .await;
+    assert_unavailable(
+        &reply,
+        "a job submitted after the database file was deleted",
+    );
+    assert!(
+        !server.data_dir().join("stella.db").exists(),
+        "no new empty database in its place"
+    );
+    let (status, ready) = readyz(&server).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["checks"]["store"]["ready"], false, "{ready}");
+    assert_eq!(ready["checks"]["objects"]["ready"], false, "{ready}");
+    assert!(
+        ready["checks"]["store"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("removed"),
+        "{ready}"
+    );
+    server.handle.stop(true).await;
+}

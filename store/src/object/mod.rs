@@ -177,11 +177,19 @@ impl Objects {
         &self,
         mut reader: impl AsyncRead + Unpin + Send,
     ) -> Result<ContentRef> {
-        let spool = tempfile::NamedTempFile::new()
-            .map_err(|err| StoreError::Invalid(format!("cannot create spool file: {err}")))?;
+        // The spool is local disk whatever the adapter: failing to use it is the server's
+        // trouble (503), while failing to read the upload is the caller's (400).
+        let backend = self.inner.backend();
+        let spool_err = |what: &str, err: std::io::Error| StoreError::Unavailable {
+            backend,
+            reason: format!("{what} spool file: {err}"),
+        };
+        // `tempfile` creates the spool 0600.
+        let spool =
+            tempfile::NamedTempFile::new().map_err(|err| spool_err("cannot create", err))?;
         let mut file = tokio::fs::File::create(spool.path())
             .await
-            .map_err(|err| StoreError::Invalid(format!("cannot write spool file: {err}")))?;
+            .map_err(|err| spool_err("cannot write", err))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; 64 * 1024];
@@ -197,11 +205,11 @@ impl Objects {
             size += n as u64;
             file.write_all(&buf[..n])
                 .await
-                .map_err(|err| StoreError::Invalid(format!("writing spool file: {err}")))?;
+                .map_err(|err| spool_err("writing", err))?;
         }
         file.flush()
             .await
-            .map_err(|err| StoreError::Invalid(format!("writing spool file: {err}")))?;
+            .map_err(|err| spool_err("writing", err))?;
         drop(file);
         let digest = Sha256Digest(hasher.finalize().into());
         let key = ObjectKey::content(&digest);

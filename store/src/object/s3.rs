@@ -112,7 +112,13 @@ impl S3Store {
                     reason: format!("{context}: {detail}"),
                 }
             }
-            (_, Some("NoSuchKey" | "NoSuchBucket" | "NotFound"), _) | (_, _, Some(404)) => {
+            // The bucket is the object store's root: without it nothing is stored, which is
+            // the store being unavailable, not the object being absent.
+            (_, Some("NoSuchBucket"), _) => StoreError::Unavailable {
+                backend: Backend::S3,
+                reason: format!("{context}: the bucket does not exist ({detail})"),
+            },
+            (_, Some("NoSuchKey" | "NotFound"), _) | (_, _, Some(404)) => {
                 StoreError::NotFound(format!("{context}: {detail}"))
             }
             (
@@ -355,6 +361,9 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
+    /// The bucket exists (`NotFound` otherwise, which `ensure_bucket` reads) and takes a
+    /// write: a probe object is put and deleted, so read-only credentials, a full or
+    /// read-only server fail readiness.
     async fn ping(&self) -> Result<()> {
         self.client
             .head_bucket()
@@ -362,6 +371,8 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|err| self.sdk_err(err, "head bucket"))?;
-        Ok(())
+        let key = ObjectKey::parse(&format!(".stella-probe/{}", uuid::Uuid::new_v4().simple()))?;
+        self.put(&key, Bytes::from_static(b"ok")).await?;
+        self.delete(&key).await
     }
 }
