@@ -141,3 +141,62 @@ async fn a_deleted_data_dir_answers_503_for_writes_and_object_reads() {
     );
     server.handle.stop(true).await;
 }
+
+/// Every documented list without path parameters (the routes taking `limit`).
+async fn list_routes(server: &Server) -> Vec<String> {
+    let doc = server
+        .call(Method::GET, "/api/v1/openapi.json", None, None, None)
+        .await
+        .body;
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(get) = item.get("get") else { continue };
+        let params = get["parameters"].as_array().cloned().unwrap_or_default();
+        let takes_limit = params.iter().any(|p| p["name"] == "limit");
+        let in_path = params.iter().any(|p| p["in"] == "path");
+        if takes_limit && !in_path {
+            routes.push(path.clone());
+        }
+    }
+    routes
+}
+
+#[actix_web::test]
+async fn limit_zero_and_garbage_cursors_are_400_on_every_list() {
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let routes = list_routes(&server).await;
+    assert!(routes.len() >= 10, "{routes:?}");
+    for route in &routes {
+        let call = |query: String| {
+            let server = &server;
+            let route = route.clone();
+            async move {
+                server
+                    .call(
+                        Method::GET,
+                        &format!("{route}?{query}"),
+                        Some(crate::api::ADMIN),
+                        Some("acme"),
+                        None,
+                    )
+                    .await
+            }
+        };
+        let reply = call("limit=1".into()).await;
+        assert_eq!(reply.status, 200, "{route}: {}", reply.text);
+        let reply = call("limit=0".into()).await;
+        assert_problem(&reply, 400, &format!("{route} limit=0"));
+        // A control character is never a position in any list; `!garbage!` is not one
+        // in any list but targets', whose cursor is a (free-text) target name.
+        let mut garbage = vec!["%01"];
+        if route != "/api/v1/targets" {
+            garbage.push("%21garbage%21");
+        }
+        for cursor in garbage {
+            let reply = call(format!("cursor={cursor}")).await;
+            assert_problem(&reply, 400, &format!("{route} cursor={cursor}"));
+        }
+    }
+    server.handle.stop(true).await;
+}

@@ -100,7 +100,10 @@ pub(crate) async fn list(
     query: web::Query<DeadLetterQuery>,
 ) -> ApiResult<web::Json<Page<DeadLetterView>>> {
     let tenant = caller.tenant()?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 500) as usize;
+    let limit = match query.limit.unwrap_or(50) {
+        0 => return Err(Problem::bad_request("limit must be between 1 and 500").at("limit")),
+        limit => limit.min(500) as usize,
+    };
     let roles: Vec<&str> = match query.role.as_deref().filter(|r| !r.is_empty()) {
         Some(role) if ROLES.contains(&role) => vec![role],
         Some(role) => {
@@ -116,9 +119,17 @@ pub(crate) async fn list(
     let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(cursor) => {
+            // A role that exists and a dead letter id (a stream id `<ms>-<seq>` or a
+            // sequence number): anything else was never a `next_cursor`.
+            let is_id = |id: &str| {
+                let mut parts = id.splitn(2, '-');
+                parts.next().is_some_and(|p| p.parse::<u64>().is_ok())
+                    && parts.next().is_none_or(|p| p.parse::<u64>().is_ok())
+            };
             let parsed = cursor
                 .split_once('/')
-                .and_then(|(i, id)| Some((i.parse::<usize>().ok()?, id.to_owned())));
+                .and_then(|(i, id)| Some((i.parse::<usize>().ok()?, id.to_owned())))
+                .filter(|(i, id)| *i < ROLES.len() && is_id(id));
             Some(parsed.ok_or_else(|| Problem::bad_request("malformed cursor").at("cursor"))?)
         }
     };

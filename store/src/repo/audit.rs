@@ -3,7 +3,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{clamp_limit, page, Page};
+use super::{check_limit, numeric_cursor, page, Page};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
 use crate::{Store, TenantId};
@@ -60,13 +60,8 @@ impl Audit<'_> {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<AuditRecord>> {
-        let limit = clamp_limit(limit);
-        let after: i64 = match cursor {
-            None => 0,
-            Some(text) => text
-                .parse()
-                .map_err(|_| StoreError::Invalid(format!("audit cursor {text:?}")))?,
-        };
+        let limit = check_limit(limit)?;
+        let after = numeric_cursor(cursor, 0, "audit")?;
         let rows = sqlx::query(
             "SELECT seq, tenant_id, actor, action, target, request_id, details, at FROM audit_log \
              WHERE seq > $1 AND ($2 = '' OR tenant_id = $2) ORDER BY seq LIMIT $3",

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{clamp_limit, page, Page};
+use super::{check_limit, page, text_cursor, Page};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis, JobId};
 use crate::{Store, TenantId};
@@ -331,13 +331,14 @@ impl<'a> Jobs<'a> {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<Job>> {
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
+        let cursor = text_cursor(cursor, "job", |c| JobId::parse(c).is_ok())?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND id > $2 \
              AND ($3 = '' OR state = $3) AND ($4 = '' OR kind = $4) ORDER BY id LIMIT $5"
         ))
         .bind(self.tenant.as_str())
-        .bind(cursor.unwrap_or(""))
+        .bind(cursor)
         .bind(filter.state.map(JobState::as_str).unwrap_or(""))
         .bind(filter.kind.as_deref().unwrap_or(""))
         .bind(limit + 1)

@@ -38,6 +38,7 @@ pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};
 
 use serde::Serialize;
 
+use crate::error::{Result, StoreError};
 #[allow(unused_imports)]
 use crate::Store;
 
@@ -51,8 +52,41 @@ pub struct Page<T> {
 /// Largest page any list returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 500;
 
-pub(crate) fn clamp_limit(limit: u32) -> i64 {
-    i64::from(limit.clamp(1, MAX_PAGE))
+/// A page size: 0 is refused (it would read as "no page" and return one item), anything
+/// over [`MAX_PAGE`] is capped.
+pub(crate) fn check_limit(limit: u32) -> Result<i64> {
+    if limit == 0 {
+        return Err(StoreError::Invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok(i64::from(limit.min(MAX_PAGE)))
+}
+
+/// A list cursor that is a key of the list (an id or a name): one that `valid` refuses
+/// was never a `next_cursor`, and is refused rather than read as a position.
+pub(crate) fn text_cursor<'c>(
+    cursor: Option<&'c str>,
+    what: &str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<&'c str> {
+    match cursor {
+        None => Ok(""),
+        Some(text) if valid(text) => Ok(text),
+        Some(text) => Err(StoreError::Invalid(format!(
+            "cursor {text:?} is not a valid {what} cursor"
+        ))),
+    }
+}
+
+/// A list cursor that is a number (an ordinal, version or sequence); `start` without one.
+pub(crate) fn numeric_cursor(cursor: Option<&str>, start: i64, what: &str) -> Result<i64> {
+    match cursor {
+        None => Ok(start),
+        Some(text) => text.parse().map_err(|_| {
+            StoreError::Invalid(format!("cursor {text:?} is not a valid {what} cursor"))
+        }),
+    }
 }
 
 /// Builds a page from `limit + 1` fetched rows: the extra row only proves a next page.

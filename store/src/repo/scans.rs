@@ -16,7 +16,7 @@ use sqlx::Row;
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
 use crate::repo::jobs::placeholders;
-use crate::repo::{clamp_limit, page, Page};
+use crate::repo::{check_limit, numeric_cursor, page, Page};
 use crate::{JobId, Store, TenantId};
 
 /// The `tenant_id` of global rows (VEX documents from vendors, advisory events). Never a
@@ -130,16 +130,6 @@ fn parse_json(text: &str, what: &str) -> Result<Value> {
 
 fn opt_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
     text.map(|t| parse_json(&t, what)).transpose()
-}
-
-/// A list cursor that is a number (an ordinal, version or sequence); `start` without one.
-fn numeric_cursor(cursor: Option<&str>, start: i64, what: &str) -> Result<i64> {
-    match cursor {
-        None => Ok(start),
-        Some(c) => c
-            .parse()
-            .map_err(|_| StoreError::Invalid(format!("cursor {c:?} is not a valid {what} cursor"))),
-    }
 }
 
 pub(crate) async fn insert_event<'c, E>(
@@ -427,7 +417,7 @@ impl Scans<'_> {
         limit: u32,
     ) -> Result<Page<FindingRecord>> {
         let after = numeric_cursor(cursor, -1, "finding")?;
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
         let rows = sqlx::query(
             "SELECT ordinal, vulnerability_id, purl, disposition, finding FROM scan_findings \
              WHERE tenant_id = $1 AND scan_id = $2 AND ordinal > $3 ORDER BY ordinal LIMIT $4",
@@ -564,7 +554,7 @@ impl Policies<'_> {
     /// Every version, newest first; the cursor is the last version seen.
     pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page<PolicyRecord>> {
         let before = numeric_cursor(cursor, i64::MAX, "policy")?;
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
         let rows = sqlx::query(
             "SELECT version, digest, document, created_by, created_at FROM policies \
              WHERE tenant_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
@@ -711,7 +701,7 @@ impl Events<'_> {
         limit: u32,
     ) -> Result<Page<EventRecord>> {
         let after = numeric_cursor(after, 0, "event")?;
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
         let rows = sqlx::query(
             "SELECT seq, tenant_id, kind, payload, created_at FROM events \
              WHERE (tenant_id = $1 OR tenant_id = $2) AND seq > $3 AND ($4 = '' OR kind = $4) \

@@ -24,7 +24,7 @@ use sqlx::Row;
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
 use crate::repo::jobs::placeholders;
-use crate::repo::{clamp_limit, page, Page};
+use crate::repo::{check_limit, page, text_cursor, Page};
 use crate::{JobId, RunId, ScheduleId, Store, TargetId, TenantId};
 
 /// Rows per multi-row statement.
@@ -327,6 +327,8 @@ struct Table<T> {
     /// The unique text column lists are ordered by, and its value for a row (the cursor).
     order: &'static str,
     cursor_of: fn(&T) -> String,
+    /// Whether a text could be a `cursor_of` value.
+    cursor_valid: fn(&str) -> bool,
 }
 
 const TARGETS: Table<TargetRecord> = Table {
@@ -336,6 +338,8 @@ const TARGETS: Table<TargetRecord> = Table {
     decode: target_of,
     order: "name",
     cursor_of: |t| t.name.clone(),
+    // A target name: 1-200 characters, no control characters.
+    cursor_valid: |c| !c.trim().is_empty() && c.len() <= 200 && !c.chars().any(char::is_control),
 };
 
 const SCHEDULES: Table<ScheduleRecord> = Table {
@@ -345,6 +349,7 @@ const SCHEDULES: Table<ScheduleRecord> = Table {
     decode: schedule_of,
     order: "id",
     cursor_of: |s| s.id.to_string(),
+    cursor_valid: |c| ScheduleId::parse(c).is_ok(),
 };
 
 /// A tenant's row by id or by (unique) name.
@@ -375,14 +380,15 @@ async fn tenant_page<T>(
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<Page<T>> {
-    let limit = clamp_limit(limit);
+    let limit = check_limit(limit)?;
+    let cursor = text_cursor(cursor, table.what, table.cursor_valid)?;
     let order = table.order;
     let rows = sqlx::query(&format!(
         "SELECT {} FROM {} WHERE tenant_id = $1 AND {order} > $2 ORDER BY {order} LIMIT $3",
         table.columns, table.name
     ))
     .bind(tenant.as_str())
-    .bind(cursor.unwrap_or(""))
+    .bind(cursor)
     .bind(limit + 1)
     .fetch_all(&store.pool)
     .await
@@ -678,7 +684,8 @@ impl Runs<'_> {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<RunRecord>> {
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
+        let cursor = text_cursor(cursor, "run", |c| RunId::parse(c).is_ok())?;
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 \
              AND ($2 = '' OR schedule_id = $2) AND ($3 = '' OR id < $3) \
@@ -686,7 +693,7 @@ impl Runs<'_> {
         ))
         .bind(self.tenant.as_str())
         .bind(schedule.map_or("", ScheduleId::as_str))
-        .bind(cursor.unwrap_or(""))
+        .bind(cursor)
         .bind(limit + 1)
         .fetch_all(&self.store.pool)
         .await

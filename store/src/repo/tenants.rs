@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{clamp_limit, page, Page};
+use super::{check_limit, page, text_cursor, Page};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
 use crate::{Store, TenantId};
@@ -94,11 +94,12 @@ impl Tenants<'_> {
 
     /// Tenants ordered by id, `limit` at a time, starting after `cursor` (a tenant id).
     pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page<Tenant>> {
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
+        let cursor = text_cursor(cursor, "tenant", |c| TenantId::parse(c).is_ok())?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM tenants WHERE id > $1 ORDER BY id LIMIT $2"
         ))
-        .bind(cursor.unwrap_or(""))
+        .bind(cursor)
         .bind(limit + 1)
         .fetch_all(&self.store.pool)
         .await

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{clamp_limit, page, Page};
+use super::{check_limit, page, text_cursor, Page};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis, TokenId};
 use crate::{Store, TenantId};
@@ -180,12 +180,13 @@ impl Tokens<'_> {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<TokenRecord>> {
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
+        let cursor = text_cursor(cursor, "token", |c| TokenId::parse(c).is_ok())?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM api_tokens WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         ))
         .bind(tenant.as_str())
-        .bind(cursor.unwrap_or(""))
+        .bind(cursor)
         .bind(limit + 1)
         .fetch_all(&self.store.pool)
         .await
@@ -196,11 +197,12 @@ impl Tokens<'_> {
 
     /// Administrator tokens (no tenant), ordered by id.
     pub async fn list_admin(&self, cursor: Option<&str>, limit: u32) -> Result<Page<TokenRecord>> {
-        let limit = clamp_limit(limit);
+        let limit = check_limit(limit)?;
+        let cursor = text_cursor(cursor, "token", |c| TokenId::parse(c).is_ok())?;
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM api_tokens WHERE tenant_id IS NULL AND id > $1 ORDER BY id LIMIT $2"
         ))
-        .bind(cursor.unwrap_or(""))
+        .bind(cursor)
         .bind(limit + 1)
         .fetch_all(&self.store.pool)
         .await
