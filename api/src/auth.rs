@@ -314,6 +314,17 @@ async fn authorize(
     Ok(Some(Caller { token, tenant }))
 }
 
+/// The tenant an administrator's call acted on (creating it, renaming it, a token for
+/// it), set by the handler: the call is audited under that tenant, so the tenant's audit
+/// trail shows what was done to it from outside.
+#[derive(Debug, Clone)]
+struct AuditTenant(TenantId);
+
+/// Records that this request acts on `tenant`, for its audit entry.
+pub fn audit_tenant(req: &HttpRequest, tenant: &TenantId) {
+    req.extensions_mut().insert(AuditTenant(tenant.clone()));
+}
+
 fn is_mutating(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -379,8 +390,13 @@ pub async fn middleware(
     let path = req.path().to_owned();
     let response = next.call(req).await?;
     if let (Some(caller), true) = (caller, is_mutating(&method)) {
+        let subject = response
+            .request()
+            .extensions()
+            .get::<AuditTenant>()
+            .map(|subject| subject.0.clone());
         let entry = AuditEntry {
-            tenant: caller.tenant.clone(),
+            tenant: caller.tenant.clone().or(subject),
             actor: caller.actor(),
             action: operation.id.clone(),
             target: path,

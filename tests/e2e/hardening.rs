@@ -200,3 +200,55 @@ async fn limit_zero_and_garbage_cursors_are_400_on_every_list() {
     }
     server.handle.stop(true).await;
 }
+
+#[actix_web::test]
+async fn a_created_token_names_its_id_once_and_admin_work_on_a_tenant_is_in_its_audit() {
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"tenant": "acme", "name": "ci", "scopes": ["jobs:read"]})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.text.matches("\"id\"").count(), 1, "{}", reply.text);
+    let token_id = reply.body["id"].as_str().unwrap().to_owned();
+    let reply = server
+        .admin(Method::DELETE, &format!("/api/v1/tokens/{token_id}"), None)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = server
+        .admin(
+            Method::PATCH,
+            "/api/v1/tenants/acme",
+            Some(json!({"name": "Acme Corp"})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    server.create_tenant("globex").await;
+
+    let reply = server
+        .admin(Method::GET, "/api/v1/audit?tenant=acme", None)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let actions: Vec<&str> = reply.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create_tenant",
+            "create_token",
+            "revoke_token",
+            "update_tenant"
+        ],
+        "{}",
+        reply.text
+    );
+    server.handle.stop(true).await;
+}

@@ -1,7 +1,7 @@
 //! Tenants: create, list, get, rename, disable and enable (administrators only). A
 //! disabled tenant's tokens stop working at once; its data is kept.
 
-use actix_web::{get, patch, post, web, HttpResponse};
+use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_store::repo::{Tenant, TenantStatus};
@@ -9,6 +9,7 @@ use stella_store::TenantId;
 use utoipa::ToSchema;
 
 use super::{not_found_unless, BodyProblems, Page, PageQuery, Problems};
+use crate::auth::audit_tenant;
 use crate::body::JsonBody;
 use crate::problem::{ApiResult, Problem};
 use crate::Context;
@@ -78,10 +79,12 @@ fn tenant_id(raw: &str) -> Result<TenantId, Problem> {
 #[post("/tenants")]
 pub(crate) async fn create(
     ctx: web::Data<Context>,
+    req: HttpRequest,
     body: JsonBody<CreateTenant>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let id = TenantId::parse(&body.id).map_err(|err| Problem::from(err).at("id"))?;
+    audit_tenant(&req, &id);
     let tenant = ctx
         .store
         .tenants()
@@ -140,10 +143,12 @@ pub(crate) async fn get(
 #[patch("/tenants/{id}")]
 pub(crate) async fn update(
     ctx: web::Data<Context>,
+    req: HttpRequest,
     id: web::Path<String>,
     body: JsonBody<UpdateTenant>,
 ) -> ApiResult<web::Json<TenantView>> {
     let id = tenant_id(&id)?;
+    audit_tenant(&req, &id);
     let tenant = ctx
         .store
         .tenants()
@@ -164,9 +169,10 @@ pub(crate) async fn update(
 #[post("/tenants/{id}/disable")]
 pub(crate) async fn disable(
     ctx: web::Data<Context>,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> ApiResult<web::Json<TenantView>> {
-    set_status(&ctx, &id, TenantStatus::Disabled).await
+    set_status(&ctx, &req, &id, TenantStatus::Disabled).await
 }
 
 /// Enable a disabled tenant again.
@@ -180,20 +186,24 @@ pub(crate) async fn disable(
 #[post("/tenants/{id}/enable")]
 pub(crate) async fn enable(
     ctx: web::Data<Context>,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> ApiResult<web::Json<TenantView>> {
-    set_status(&ctx, &id, TenantStatus::Active).await
+    set_status(&ctx, &req, &id, TenantStatus::Active).await
 }
 
 async fn set_status(
     ctx: &Context,
+    req: &HttpRequest,
     raw: &str,
     status: TenantStatus,
 ) -> ApiResult<web::Json<TenantView>> {
+    let id = tenant_id(raw)?;
+    audit_tenant(req, &id);
     let tenant = ctx
         .store
         .tenants()
-        .set_status(&tenant_id(raw)?, status, Utc::now())
+        .set_status(&id, status, Utc::now())
         .await?;
     Ok(web::Json(tenant.into()))
 }

@@ -4,7 +4,7 @@
 //! A token with a tenant acts on that tenant only and cannot carry `admin`; a token
 //! without one is an administrator token and must carry `admin`.
 
-use actix_web::{delete, get, post, web, HttpResponse};
+use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_store::repo::{NewToken, TokenRecord};
@@ -12,7 +12,7 @@ use stella_store::{TenantId, TokenId};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{not_found_unless, BodyProblems, Page, Problems};
-use crate::auth::{ADMIN, SCOPES};
+use crate::auth::{audit_tenant, ADMIN, SCOPES};
 use crate::body::JsonBody;
 use crate::problem::{ApiResult, Problem};
 use crate::Context;
@@ -58,9 +58,9 @@ pub struct CreateToken {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// The token's record (its `id` included, once) and its secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedToken {
-    pub id: String,
     /// The secret: shown here once, never again.
     pub token: String,
     #[serde(flatten)]
@@ -120,11 +120,13 @@ fn validate(body: &CreateToken) -> Result<Option<TenantId>, Problem> {
 #[post("/tokens")]
 pub(crate) async fn create(
     ctx: web::Data<Context>,
+    req: HttpRequest,
     body: JsonBody<CreateToken>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let tenant = validate(&body)?;
     if let Some(tenant) = &tenant {
+        audit_tenant(&req, tenant);
         ctx.store
             .tenants()
             .get(tenant)
@@ -144,7 +146,6 @@ pub(crate) async fn create(
         .await
         .map_err(|err| Problem::from(err).at("name"))?;
     Ok(HttpResponse::Created().json(CreatedToken {
-        id: record.id.to_string(),
         token: secret,
         record: record.into(),
     }))
@@ -204,10 +205,13 @@ pub(crate) async fn get(
 #[delete("/tokens/{id}")]
 pub(crate) async fn revoke(
     ctx: web::Data<Context>,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> ApiResult<web::Json<TokenView>> {
     let id = not_found_unless(TokenId::parse(&id), "token", &id)?;
-    Ok(web::Json(
-        ctx.store.tokens().revoke(&id, Utc::now()).await?.into(),
-    ))
+    let revoked = ctx.store.tokens().revoke(&id, Utc::now()).await?;
+    if let Some(tenant) = &revoked.tenant {
+        audit_tenant(&req, tenant);
+    }
+    Ok(web::Json(revoked.into()))
 }

@@ -11,7 +11,8 @@ use crate::{Store, TenantId};
 /// One mutating action: who did what to which target, under which request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
-    /// `None` for actions outside any tenant (creating a tenant, an admin token).
+    /// The tenant acted on (creating or renaming it and its tokens included); `None` for
+    /// actions outside any tenant (an administrator token, an advisory import).
     pub tenant: Option<TenantId>,
     pub actor: String,
     pub action: String,
