@@ -3,9 +3,14 @@
 //! limit (checked on `Content-Length` and while reading), and `400` naming the line,
 //! column and field path of malformed or unexpected JSON (unknown fields included: every
 //! request type denies them).
+//!
+//! The whole body must arrive within `api.body_read_timeout_secs`, or the request ends
+//! with `408`: a client trickling a body cannot hold a connection (and the memory it
+//! buffers) open for as long as it likes.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -73,22 +78,52 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     Ok(value)
 }
 
-fn limit_of(req: &HttpRequest) -> usize {
-    req.app_data::<web::Data<Context>>()
-        .map_or(1024 * 1024, |ctx| {
-            usize::try_from(ctx.settings.max_body_bytes).unwrap_or(usize::MAX)
-        })
+/// The size limit and the time limit of a body.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    bytes: usize,
+    time: Duration,
 }
 
-/// Reads the whole body within the size limit.
+fn limits_of(req: &HttpRequest) -> Limits {
+    req.app_data::<web::Data<Context>>().map_or(
+        Limits {
+            bytes: 1024 * 1024,
+            time: Duration::from_secs(30),
+        },
+        |ctx| Limits {
+            bytes: usize::try_from(ctx.settings.max_body_bytes).unwrap_or(usize::MAX),
+            time: Duration::from_secs(ctx.settings.body_read_timeout_secs),
+        },
+    )
+}
+
+fn too_slow(time: Duration) -> Problem {
+    Problem::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request-timeout",
+        format!(
+            "the request body did not arrive within {} s (api.body_read_timeout_secs)",
+            time.as_secs()
+        ),
+    )
+}
+
+/// Reads the whole body within the size and time limits.
 async fn read_limited(
-    mut payload: Payload,
+    payload: Payload,
     declared: Option<u64>,
-    limit: usize,
+    limits: Limits,
 ) -> Result<web::Bytes, Problem> {
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large(limit));
+    if declared.is_some_and(|length| length > limits.bytes as u64) {
+        return Err(too_large(limits.bytes));
     }
+    tokio::time::timeout(limits.time, read_all(payload, limits.bytes))
+        .await
+        .map_err(|_| too_slow(limits.time))?
+}
+
+async fn read_all(mut payload: Payload, limit: usize) -> Result<web::Bytes, Problem> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|err| {
@@ -114,7 +149,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = limit_of(req);
+        let limits = limits_of(req);
         let json = is_json(req);
         let declared = declared_length(req);
         let payload = payload.take();
@@ -126,7 +161,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     "the request body must be JSON (Content-Type: application/json)",
                 ));
             }
-            let body = read_limited(payload, declared, limit).await?;
+            let body = read_limited(payload, declared, limits).await?;
             parse(&body).map(JsonBody)
         })
     }
@@ -141,7 +176,7 @@ impl FromRequest for DocumentBody {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Problem>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = limit_of(req);
+        let limits = limits_of(req);
         let accepted = is_json(req)
             || req
                 .headers()
@@ -160,7 +195,7 @@ impl FromRequest for DocumentBody {
                     "the body must be application/json, application/zip or application/octet-stream",
                 ));
             }
-            read_limited(payload, declared, limit)
+            read_limited(payload, declared, limits)
                 .await
                 .map(DocumentBody)
         })

@@ -163,6 +163,12 @@ pub struct ApiSettings {
     pub rate_limit_per_second: u64,
     /// Requests a tenant may make at once above the sustained rate.
     pub rate_limit_burst: u64,
+    /// Seconds a request body may take to arrive in full (then 408).
+    pub body_read_timeout_secs: u64,
+    /// Failed authentications per minute one client address may make (0: no limit).
+    pub auth_failures_per_minute: u64,
+    /// Failed authentications a client address may make at once above that rate.
+    pub auth_failure_burst: u64,
 }
 
 impl Default for ApiSettings {
@@ -172,6 +178,9 @@ impl Default for ApiSettings {
             shutdown_timeout_secs: 5,
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
+            body_read_timeout_secs: 30,
+            auth_failures_per_minute: 60,
+            auth_failure_burst: 20,
         }
     }
 }
@@ -534,6 +543,21 @@ pub const KEYS: &[KeyDef] = &[
         Int
     ),
     key!("api.rate_limit_burst", "STELLA_API_RATE_LIMIT_BURST", Int),
+    key!(
+        "api.body_read_timeout_secs",
+        "STELLA_API_BODY_READ_TIMEOUT_SECS",
+        Int
+    ),
+    key!(
+        "api.auth_failures_per_minute",
+        "STELLA_API_AUTH_FAILURES_PER_MINUTE",
+        Int
+    ),
+    key!(
+        "api.auth_failure_burst",
+        "STELLA_API_AUTH_FAILURE_BURST",
+        Int
+    ),
     key!("runtime.batch_size", "STELLA_RUNTIME_BATCH_SIZE", Int),
     key!("runtime.concurrency", "STELLA_RUNTIME_CONCURRENCY", Int),
     key!(
@@ -907,6 +931,7 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         ("runtime.max_deliveries", u64::from(r.max_deliveries)),
         ("runtime.max_attempts", u64::from(r.max_attempts)),
         ("runtime.poll_interval_ms", r.poll_interval_ms),
+        ("api.body_read_timeout_secs", s.api.body_read_timeout_secs),
     ] {
         if value == 0 {
             return Err(invalid(key, "must be at least 1".into()));

@@ -146,6 +146,9 @@ pub enum BodyProblems {
     /// The state does not allow it, or the id is taken.
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(ProblemBody),
+    /// The body did not arrive within `api.body_read_timeout_secs`.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(ProblemBody),
     /// The body is over `api.max_body_bytes`.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemBody),
