@@ -252,12 +252,10 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(actix_web::web::PayloadConfig::new(max_body))
+                // The access log is written by the request-id middleware.
                 .wrap(actix_web::middleware::from_fn(
                     stella_api::request_id::middleware,
                 ))
-                .wrap(
-                    actix_web::middleware::Logger::new("%r %s %b %Dms").log_target("stella::http"),
-                )
                 .configure(routes.clone())
         })
         .disable_signals()

@@ -12,10 +12,16 @@
 //! naming an unknown or another tenant → 404); the tenant's request rate (→ 429 with
 //! `Retry-After`; administration outside any tenant is not limited). Every mutating call that got past authentication is audited with its
 //! outcome.
+//!
+//! Failed authentications are limited per client address ([`AuthFailures`]): once an
+//! address has used up its failures, every call from it that needs a token is `429`
+//! until the bucket refills, so guessing tokens is slow. Failures are logged in
+//! aggregate, one line per interval with a count, not one line per guess.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -198,10 +204,19 @@ pub struct RateLimiter {
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
+/// Buckets kept before full ones (which hold no information) are dropped: a flood of
+/// distinct keys (addresses) cannot grow the map without bound.
+const MAX_BUCKETS: usize = 10_000;
+
 impl RateLimiter {
     pub fn new(per_second: u64, burst: u64) -> Self {
+        Self::with_rate(per_second as f64, burst)
+    }
+
+    /// A limiter refilling `per_second` (may be a fraction) up to `burst`.
+    pub fn with_rate(per_second: f64, burst: u64) -> Self {
         Self {
-            per_second: per_second as f64,
+            per_second,
             burst: burst.max(1) as f64,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -209,6 +224,15 @@ impl RateLimiter {
 
     /// Takes one request from `key`'s bucket, or says how many seconds until one is free.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), u64> {
+        self.bucket(key, now, true)
+    }
+
+    /// Whether `key`'s bucket holds a request, without taking it.
+    pub fn peek(&self, key: &str, now: Instant) -> Result<(), u64> {
+        self.bucket(key, now, false)
+    }
+
+    fn bucket(&self, key: &str, now: Instant, take: bool) -> Result<(), u64> {
         if self.per_second <= 0.0 {
             return Ok(());
         }
@@ -216,12 +240,20 @@ impl RateLimiter {
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+            let (per_second, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, last)| {
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * per_second < burst
+            });
+        }
         let (tokens, last) = buckets.entry(key.to_owned()).or_insert((self.burst, now));
         let refill = now.saturating_duration_since(*last).as_secs_f64() * self.per_second;
         *tokens = (*tokens + refill).min(self.burst);
         *last = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            if take {
+                *tokens -= 1.0;
+            }
             Ok(())
         } else {
             let wait = (1.0 - *tokens) / self.per_second;
@@ -229,6 +261,108 @@ impl RateLimiter {
         }
     }
 }
+
+/// How often failed authentications are summarised in the log.
+pub const AUTH_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Failed authentications: a token bucket per client address, and a running count that
+/// is logged once per [`AUTH_FAILURE_LOG_INTERVAL`].
+#[derive(Debug)]
+pub struct AuthFailures {
+    limiter: RateLimiter,
+    window: Mutex<FailureWindow>,
+}
+
+#[derive(Debug, Default)]
+struct FailureWindow {
+    failures: u64,
+    addresses: HashSet<IpAddr>,
+}
+
+/// Failed authentications since the last summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureSummary {
+    pub failures: u64,
+    pub addresses: usize,
+}
+
+impl AuthFailures {
+    /// `per_minute` failures per address (0: no limit), `burst` at once.
+    pub fn new(per_minute: u64, burst: u64) -> Self {
+        Self {
+            limiter: RateLimiter::with_rate(per_minute as f64 / 60.0, burst),
+            window: Mutex::new(FailureWindow::default()),
+        }
+    }
+
+    /// Whether `address` may try to authenticate now; seconds to wait otherwise.
+    pub fn admit(&self, address: Option<IpAddr>, now: Instant) -> Result<(), u64> {
+        match address {
+            Some(address) => self.limiter.peek(&address.to_string(), now),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication from `address`.
+    pub fn record(&self, address: Option<IpAddr>, now: Instant) {
+        if let Some(address) = address {
+            let _ = self.limiter.check(&address.to_string(), now);
+        }
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        window.failures += 1;
+        // Bounded like the buckets: the summary says "at least" past the bound.
+        if let Some(address) = address.filter(|_| window.addresses.len() < MAX_BUCKETS) {
+            window.addresses.insert(address);
+        }
+    }
+
+    /// The failures since the last call, if there were any.
+    pub fn take_summary(&self) -> Option<FailureSummary> {
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let taken = std::mem::take(&mut *window);
+        (taken.failures > 0).then_some(FailureSummary {
+            failures: taken.failures,
+            addresses: taken.addresses.len(),
+        })
+    }
+
+    /// Logs a summary every interval while `failures` is alive; needs a tokio runtime.
+    pub fn spawn_logger(failures: &std::sync::Arc<Self>) {
+        let weak = std::sync::Arc::downgrade(failures);
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(AUTH_FAILURE_LOG_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(failures) = weak.upgrade() else {
+                    return;
+                };
+                if let Some(summary) = failures.take_summary() {
+                    tracing::warn!(
+                        failures = summary.failures,
+                        addresses = summary.addresses,
+                        interval_secs = AUTH_FAILURE_LOG_INTERVAL.as_secs(),
+                        "failed authentications"
+                    );
+                }
+            }
+        });
+    }
+}
+
+/// Marks a response as a refused authentication, which the access log leaves out: those
+/// are counted and summarised by [`AuthFailures`] instead.
+#[derive(Debug, Clone, Copy)]
+pub struct QuietResponse;
 
 fn bearer(req: &ServiceRequest) -> Result<&str, Problem> {
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
@@ -359,12 +493,35 @@ pub async fn middleware(
             .into_response(problem.error_response())
             .map_into_right_body());
     };
+    let address = req.peer_addr().map(|addr| addr.ip());
+    if matches!(operation.rule, Rule::Scope(_)) {
+        if let Err(seconds) = ctx.auth_failures.admit(address, Instant::now()) {
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!(
+                    "too many failed authentications from this address; retry in {seconds} s \
+                     (api.auth_failures_per_minute)"
+                ),
+            );
+            problem.retry_after = Some(seconds);
+            let mut response = problem.error_response();
+            response.extensions_mut().insert(QuietResponse);
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+    }
     let caller = match authorize(&ctx, &req, &operation.rule).await {
         Ok(caller) => caller,
         Err(problem) => {
-            return Ok(req
-                .into_response(problem.error_response())
-                .map_into_right_body());
+            let mut response = problem.error_response();
+            // A token was presented and refused: a guess, counted against the address.
+            if problem.status == StatusCode::UNAUTHORIZED
+                && req.headers().contains_key(header::AUTHORIZATION)
+            {
+                ctx.auth_failures.record(address, Instant::now());
+                response.extensions_mut().insert(QuietResponse);
+            }
+            return Ok(req.into_response(response).map_into_right_body());
         }
     };
     if let Some(caller) = &caller {
@@ -437,6 +594,42 @@ mod tests {
         assert_eq!(limiter.check("t", later), Ok(()));
         assert_eq!(limiter.check("t", later), Err(1));
         assert_eq!(RateLimiter::new(0, 0).check("t", start), Ok(()));
+    }
+
+    #[test]
+    fn failed_authentications_are_limited_per_address_and_summarised_once() {
+        let failures = AuthFailures::new(60, 2);
+        let start = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert_eq!(failures.take_summary(), None, "nothing to say yet");
+        assert_eq!(failures.admit(Some(a), start), Ok(()));
+        failures.record(Some(a), start);
+        failures.record(Some(a), start);
+        // Two failures used the burst: a is refused, b is not.
+        assert_eq!(failures.admit(Some(a), start), Err(1));
+        assert_eq!(failures.admit(Some(b), start), Ok(()));
+        // One failure a second (60 a minute) comes back.
+        assert_eq!(
+            failures.admit(Some(a), start + Duration::from_secs(1)),
+            Ok(())
+        );
+        for _ in 0..998 {
+            failures.record(Some(b), start);
+        }
+        assert_eq!(
+            failures.take_summary(),
+            Some(FailureSummary {
+                failures: 1000,
+                addresses: 2
+            }),
+            "one summary for a thousand failures"
+        );
+        assert_eq!(
+            failures.take_summary(),
+            None,
+            "and then nothing until more fail"
+        );
+        assert_eq!(AuthFailures::new(0, 0).admit(Some(a), start), Ok(()));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use stella_store::Store;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_actix_web::AppExt;
 
-pub use auth::{AccessTable, Caller, RateLimiter};
+pub use auth::{AccessTable, AuthFailures, Caller, RateLimiter};
 pub use metrics::Metrics;
 pub use problem::Problem;
 
@@ -57,6 +57,8 @@ pub struct Context {
     /// The jitter window of a schedule created without one (`scheduler.default_jitter_secs`).
     pub default_jitter_secs: u32,
     pub limiter: Arc<RateLimiter>,
+    /// Failed authentications per client address, and their summary in the log.
+    pub auth_failures: Arc<AuthFailures>,
     pub access: Arc<AccessTable>,
     openapi_json: Arc<String>,
 }
@@ -79,7 +81,13 @@ pub struct Parts {
 impl Context {
     pub fn new(parts: Parts) -> Self {
         let doc = serde_json::to_value(openapi()).unwrap_or_default();
+        let auth_failures = Arc::new(AuthFailures::new(
+            parts.settings.auth_failures_per_minute,
+            parts.settings.auth_failure_burst,
+        ));
+        AuthFailures::spawn_logger(&auth_failures);
         Self {
+            auth_failures,
             access: Arc::new(AccessTable::from_openapi(&doc)),
             openapi_json: Arc::new(doc.to_string()),
             limiter: Arc::new(RateLimiter::new(

@@ -2,7 +2,9 @@
 //! correlate) or generated, returned in the `X-Request-Id` response header, recorded on
 //! the request's `tracing` span, and readable by any code serving the request through
 //! [`current`] (error bodies use it). It also counts and times every request
-//! (`stella_http_requests_total`, `stella_http_request_duration_seconds`).
+//! (`stella_http_requests_total`, `stella_http_request_duration_seconds`) and writes the
+//! access log line (target `stella::http`), except for refused authentications, which
+//! `auth` summarises instead of logging each guess.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -65,8 +67,23 @@ pub async fn middleware(
         path = %req.path()
     );
     let mut response = REQUEST_ID
-        .scope(id.clone(), next.call(req).instrument(span))
+        .scope(id.clone(), next.call(req).instrument(span.clone()))
         .await?;
+    let quiet = response
+        .response()
+        .extensions()
+        .get::<crate::auth::QuietResponse>()
+        .is_some();
+    if !quiet {
+        span.in_scope(|| {
+            tracing::info!(
+                target: "stella::http",
+                status = response.status().as_u16(),
+                duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "request served"
+            );
+        });
+    }
     if let Some(metrics) = metrics {
         let status = response.status().as_u16().to_string();
         metrics

@@ -254,6 +254,44 @@ async fn a_created_token_names_its_id_once_and_admin_work_on_a_tenant_is_in_its_
 }
 
 #[actix_web::test]
+async fn failed_authentications_are_throttled_per_address() {
+    let server = start(|s| {
+        s.api.auth_failures_per_minute = 1;
+        s.api.auth_failure_burst = 3;
+    })
+    .await;
+    let guess = |secret: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .call(Method::GET, "/api/v1/tenants", Some(secret), None, None)
+                .await
+        }
+    };
+    for _ in 0..3 {
+        assert_problem(&guess("stella_wrong").await, 401, "a wrong token");
+    }
+    let reply = guess("stella_wrong").await;
+    assert_problem(&reply, 429, "a guess over the limit");
+    let retry: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // The address is refused before its token is looked at: a right guess now tells
+    // nothing either.
+    let reply = guess(crate::api::ADMIN).await;
+    assert_problem(&reply, 429, "even the right token from that address");
+    // Public routes and health checks need no token and stay open.
+    let reply = server
+        .call(Method::GET, "/api/v1/keys", None, None, None)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    server.handle.stop(true).await;
+}
+
+#[actix_web::test]
 async fn a_body_that_does_not_arrive_in_time_is_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = start(|s| s.api.body_read_timeout_secs = 1).await;
