@@ -1,4 +1,4 @@
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use chrono::Utc;
@@ -15,7 +15,8 @@ pub enum AdminToken {
     Existing,
     /// Created from `STELLA_BOOTSTRAP_TOKEN`.
     FromBootstrap,
-    /// Generated, printed once and written to this file (mode 0600).
+    /// Generated, written to this file (mode 0600) and printed once if stdout is a
+    /// terminal.
     Generated { file: PathBuf },
 }
 
@@ -62,12 +63,20 @@ pub(crate) async fn ensure_admin_token(
             format!("cannot write {}: {err}", file.display()),
         )
     })?;
-    // Printed once, on stdout, so a newcomer can use the API right away.
-    println!(
-        "admin token (shown once; also saved in {}):",
-        file.display()
-    );
-    println!("{secret}");
+    // Shown once to a person at a terminal, so a newcomer can use the API right away;
+    // never into a pipe or a file, where stdout is a log that others read and keep.
+    if std::io::stdout().is_terminal() {
+        println!(
+            "admin token (shown once; also saved in {}):",
+            file.display()
+        );
+        println!("{secret}");
+    } else {
+        println!(
+            "admin token created and saved in {} (mode 0600); it is printed only to a terminal",
+            file.display()
+        );
+    }
     Ok(AdminToken::Generated { file })
 }
 

@@ -74,15 +74,21 @@ pub struct Services {
 impl Services {
     /// Connects the store (migrating it), the mailbox and the object store.
     pub async fn connect(settings: &Settings) -> Result<Self, StartupError> {
-        std::fs::create_dir_all(&settings.data_dir).map_err(|err| {
-            StartupError::new(
-                "data_dir",
-                format!(
-                    "cannot create data dir {}: {err}",
-                    settings.data_dir.display()
-                ),
-            )
-        })?;
+        use std::os::unix::fs::DirBuilderExt;
+        // Private: it holds the database, tenants' documents and the admin token.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&settings.data_dir)
+            .map_err(|err| {
+                StartupError::new(
+                    "data_dir",
+                    format!(
+                        "cannot create data dir {}: {err}",
+                        settings.data_dir.display()
+                    ),
+                )
+            })?;
         let store = Store::connect(&settings.database_backend(), &settings.database)
             .await
             .map_err(|err| StartupError::new("database.url", err))?;

@@ -87,11 +87,38 @@ fn serve_runs_with_no_settings_and_exits_zero_on_sigterm_within_10s() {
     };
     assert!(exit.success(), "{exit:?}");
 
-    // The first start printed the admin token once, and saved the same token privately.
+    // The first start saved the admin token privately and said where; stdout is a pipe
+    // here (a log), so the secret itself is not in it.
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
-    let saved = std::fs::read_to_string(dir.path().join("data/admin-token")).unwrap();
-    assert!(stdout.contains(saved.trim()), "{stdout}");
+    let data = dir.path().join("data");
+    let saved = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    assert!(!stdout.contains(saved.trim()), "{stdout}");
+    assert!(
+        stdout.contains(&data.join("admin-token").display().to_string()),
+        "{stdout}"
+    );
+    // Everything in the data dir is private to the server's user.
+    let mode = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&data), 0o700);
+    for folder in ["objects", "objects/.tmp"] {
+        assert_eq!(mode(&data.join(folder)), 0o700, "{folder}");
+    }
+    for file in [
+        "stella.db",
+        "stella.db-wal",
+        "stella.db-shm",
+        "admin-token",
+        "signing-key.pem",
+    ] {
+        if file.starts_with("stella.db-") && !data.join(file).exists() {
+            continue; // SQLite removes them on a clean close
+        }
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
 }
 
 #[test]
