@@ -590,15 +590,15 @@ mod tests {
         };
         let plain = SbomContext::default();
         // An encoded `@` and qualifiers do not stop a purl from matching.
-        let by_purl = br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/%40angular/core@1.0.0?foo=bar"], "status": "not_affected"}]}"#;
+        let by_purl = br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/%40angular/core@1.0.0?foo=bar"], "status": "not_affected", "justification": "vulnerable_code_not_present"}]}"#;
         assert_eq!(run(&plain, by_purl), Disposition::Pass);
-        let other_version = br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/%40angular/core@1.0.1"], "status": "not_affected"}]}"#;
+        let other_version = br#"{"statements": [{"vulnerability": "A-1", "products": ["pkg:npm/%40angular/core@1.0.1"], "status": "not_affected", "justification": "vulnerable_code_not_present"}]}"#;
         assert_eq!(run(&plain, other_version), Disposition::Block);
         // A bare ref from a stand-alone document matches no SBOM; with the SBOM's serial
         // it matches that SBOM only.
-        let bare = br#"{"statements": [{"vulnerability": "A-1", "products": ["root"], "status": "not_affected"}]}"#;
+        let bare = br#"{"statements": [{"vulnerability": "A-1", "products": ["root"], "status": "not_affected", "justification": "vulnerable_code_not_present"}]}"#;
         assert_eq!(run(&plain, bare), Disposition::Block);
-        let cdx = br#"{"bomFormat": "CycloneDX", "vulnerabilities": [{"id": "A-1", "analysis": {"state": "not_affected"},
+        let cdx = br#"{"bomFormat": "CycloneDX", "vulnerabilities": [{"id": "A-1", "analysis": {"state": "not_affected", "justification": "code_not_present"},
           "affects": [{"ref": "urn:cdx:1111/1#root"}]}]}"#;
         let mine = SbomContext {
             serial: Some("urn:uuid:1111".into()),

@@ -245,6 +245,67 @@ fn text(value: &Value, key: &str) -> Option<String> {
     value.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// The justifications OpenVEX v0.2 defines for `not_affected`.
+const OPENVEX_JUSTIFICATIONS: &[&str] = &[
+    "component_not_present",
+    "vulnerable_code_not_present",
+    "vulnerable_code_not_in_execute_path",
+    "vulnerable_code_cannot_be_controlled_by_adversary",
+    "inline_mitigations_already_exist",
+];
+
+/// The `analysis.justification` values CycloneDX 1.4-1.6 define.
+const CYCLONEDX_JUSTIFICATIONS: &[&str] = &[
+    "code_not_present",
+    "code_not_reachable",
+    "requires_configuration",
+    "requires_dependency",
+    "requires_environment",
+    "protected_by_compiler",
+    "protected_at_runtime",
+    "protected_at_perimeter",
+    "protected_by_mitigating_control",
+];
+
+/// The members of `value` named in `keys`, when present, must be RFC 3339 date-times
+/// (both formats' timestamps are `date-time`): a time that does not parse cannot order
+/// statements, so the document is refused, naming the member.
+fn check_times(value: &Value, at: &str, keys: &[&str]) -> Result<(), InputError> {
+    for key in keys {
+        let Some(member) = value.get(*key) else {
+            continue;
+        };
+        let ok = member
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok());
+        if !ok {
+            return Err(InputError::new(
+                format!("{at}/{}", pointer_token(key)),
+                format!("must be an RFC 3339 date-time such as 2024-01-31T12:00:00Z, not {member}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A justification, if present, must be one the format defines.
+fn check_justification(
+    justification: Option<&str>,
+    at: &str,
+    known: &[&str],
+) -> Result<(), InputError> {
+    match justification {
+        Some(value) if !known.contains(&value) => Err(InputError::new(
+            at,
+            format!(
+                "unknown justification {value:?}; expected one of {}",
+                known.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads an OpenVEX or CycloneDX VEX document.
 pub fn parse(bytes: &[u8]) -> Result<Vec<VexStatement>, InputError> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|err| {
@@ -287,9 +348,15 @@ fn parse_openvex(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
         .get("statements")
         .and_then(Value::as_array)
         .ok_or_else(|| InputError::new("/statements", "must be an array"))?;
+    check_times(doc, "", &["timestamp", "last_updated"])?;
     let mut out = Vec::new();
     for (i, statement) in statements.iter().enumerate() {
         let at = format!("/statements/{i}");
+        check_times(
+            statement,
+            &at,
+            &["timestamp", "last_updated", "action_statement_timestamp"],
+        )?;
         // v0.2: {"name", "aliases"}; v0.0.x: a plain string.
         let vuln = statement.get("vulnerability");
         let (vulnerability, aliases) = match vuln {
@@ -327,6 +394,23 @@ fn parse_openvex(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
                 format!("unknown status {status_text:?}; expected not_affected, affected, fixed or under_investigation"),
             )
         })?;
+        let justification = text(statement, "justification");
+        check_justification(
+            justification.as_deref(),
+            &format!("{at}/justification"),
+            OPENVEX_JUSTIFICATIONS,
+        )?;
+        // OpenVEX: a `not_affected` statement MUST carry a justification or an impact
+        // statement; without one it is a bare assertion that would silence a finding.
+        if status == VexStatus::NotAffected
+            && justification.is_none()
+            && text(statement, "impact_statement").is_none()
+        {
+            return Err(InputError::new(
+                format!("{at}/justification"),
+                "a not_affected statement needs a `justification` or an `impact_statement`",
+            ));
+        }
         let products = statement
             .get("products")
             .and_then(Value::as_array)
@@ -354,7 +438,7 @@ fn parse_openvex(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
                 product,
                 versions: Vec::new(),
                 status,
-                justification: text(statement, "justification"),
+                justification: justification.clone(),
                 detail: text(statement, "impact_statement")
                     .or_else(|| text(statement, "status_notes")),
                 pointer: format!("{at}/products/{j}"),
@@ -403,6 +487,9 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
             .as_array()
             .ok_or_else(|| InputError::new("/vulnerabilities", "must be an array"))?,
     };
+    if let Some(metadata) = doc.get("metadata") {
+        check_times(metadata, "/metadata", &["timestamp"])?;
+    }
     let own_serial = text(doc, "serialNumber");
     // A `bom-ref` in this document that is a component with a purl stands for that purl.
     let mut purls = std::collections::BTreeMap::new();
@@ -438,7 +525,32 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
             .and_then(Value::as_str);
         let status = cyclonedx_status(state)
             .map_err(|message| InputError::new(format!("{at}/analysis/state"), message))?;
+        check_times(
+            vulnerability,
+            &at,
+            &["created", "published", "updated", "rejected"],
+        )?;
+        if let Some(analysis) = analysis {
+            check_times(
+                analysis,
+                &format!("{at}/analysis"),
+                &["firstIssued", "lastUpdated"],
+            )?;
+        }
         let justification = analysis.and_then(|a| text(a, "justification"));
+        check_justification(
+            justification.as_deref(),
+            &format!("{at}/analysis/justification"),
+            CYCLONEDX_JUSTIFICATIONS,
+        )?;
+        // As CISA's minimum VEX requirements and OpenVEX do: `not_affected` says why.
+        // (`false_positive` needs none: the finding itself is wrong.)
+        if state == Some("not_affected") && justification.is_none() {
+            return Err(InputError::new(
+                format!("{at}/analysis/justification"),
+                "an analysis with state not_affected needs a `justification`",
+            ));
+        }
         let detail = analysis.and_then(|a| text(a, "detail"));
         let affects = vulnerability
             .get("affects")
@@ -571,11 +683,71 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.pointer, "/statements/0/status");
-        let err = parse(br#"{"bomFormat": "CycloneDX", "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected"}}]}"#)
+        let err = parse(br#"{"bomFormat": "CycloneDX", "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected", "justification": "code_not_present"}}]}"#)
             .unwrap_err();
         assert_eq!(err.pointer, "/vulnerabilities/0/affects");
         assert_eq!(parse(b"[1]").unwrap_err().pointer, "");
         assert!(parse(b"{").unwrap_err().message.contains("line 1"));
+    }
+
+    #[test]
+    fn not_affected_without_a_reason_and_bad_times_are_refused_where_they_are() {
+        // OpenVEX: not_affected needs a justification or an impact statement.
+        let openvex = |statement: &str| {
+            format!(
+                r#"{{"timestamp": "2024-01-01T00:00:00Z", "statements": [
+                  {{"vulnerability": "CVE-1", "products": ["pkg:npm/a"], "status": "fixed"}},
+                  {{"vulnerability": "CVE-2", "products": ["pkg:npm/a"], {statement}}}]}}"#
+            )
+        };
+        let err = parse(openvex(r#""status": "not_affected""#).as_bytes()).unwrap_err();
+        assert_eq!(err.pointer, "/statements/1/justification");
+        assert!(err.message.contains("impact_statement"), "{}", err.message);
+        assert!(parse(
+            openvex(r#""status": "not_affected", "impact_statement": "never called""#).as_bytes()
+        )
+        .is_ok());
+        let err =
+            parse(openvex(r#""status": "not_affected", "justification": "trust_me""#).as_bytes())
+                .unwrap_err();
+        assert_eq!(err.pointer, "/statements/1/justification");
+        let err = parse(openvex(r#""status": "fixed", "timestamp": "last tuesday""#).as_bytes())
+            .unwrap_err();
+        assert_eq!(err.pointer, "/statements/1/timestamp");
+        let err = parse(br#"{"timestamp": "2024-13-01", "statements": []}"#).unwrap_err();
+        assert_eq!(err.pointer, "/timestamp");
+
+        // CycloneDX: analysis.state not_affected needs analysis.justification.
+        let cdx = |analysis: &str, extra: &str| {
+            format!(
+                r#"{{"bomFormat": "CycloneDX", "metadata": {{"timestamp": "2024-01-01T00:00:00Z"}},
+                  "vulnerabilities": [{{"id": "CVE-1", "analysis": {analysis}{extra},
+                  "affects": [{{"ref": "pkg:npm/a"}}]}}]}}"#
+            )
+        };
+        let err = parse(cdx(r#"{"state": "not_affected"}"#, "").as_bytes()).unwrap_err();
+        assert_eq!(err.pointer, "/vulnerabilities/0/analysis/justification");
+        let err = parse(
+            cdx(
+                r#"{"state": "not_affected", "justification": "because"}"#,
+                "",
+            )
+            .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(err.pointer, "/vulnerabilities/0/analysis/justification");
+        assert!(parse(cdx(r#"{"state": "false_positive"}"#, "").as_bytes()).is_ok());
+        let err = parse(cdx(r#"{"state": "resolved", "lastUpdated": "yesterday"}"#, "").as_bytes())
+            .unwrap_err();
+        assert_eq!(err.pointer, "/vulnerabilities/0/analysis/lastUpdated");
+        let err = parse(cdx(r#"{"state": "resolved"}"#, r#", "published": 2024"#).as_bytes())
+            .unwrap_err();
+        assert_eq!(err.pointer, "/vulnerabilities/0/published");
+        let err = parse(
+            br#"{"bomFormat": "CycloneDX", "metadata": {"timestamp": "2024-01-01"}, "vulnerabilities": []}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.pointer, "/metadata/timestamp");
     }
 
     #[test]
@@ -620,7 +792,7 @@ mod tests {
     #[test]
     fn refs_are_qualified_by_the_document_serial_or_by_nothing() {
         let with_serial = br#"{"bomFormat": "CycloneDX", "serialNumber": "urn:uuid:1111",
-          "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected"}, "affects": [{"ref": "root"}]}]}"#;
+          "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected", "justification": "code_not_present"}, "affects": [{"ref": "root"}]}]}"#;
         let statements = parse(with_serial).unwrap();
         assert_eq!(
             statements[0].product,
@@ -631,7 +803,7 @@ mod tests {
         );
         let without = br#"{"bomFormat": "CycloneDX",
           "metadata": {"component": {"bom-ref": "root", "name": "x", "purl": "pkg:npm/x@1.0.0"}},
-          "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected"}, "affects": [{"ref": "root"}]}]}"#;
+          "vulnerabilities": [{"id": "CVE-1", "analysis": {"state": "not_affected", "justification": "code_not_present"}, "affects": [{"ref": "root"}]}]}"#;
         let statements = parse(without).unwrap();
         assert_eq!(
             statements[0].product,
