@@ -41,10 +41,10 @@ impl World {
     async fn new(store: Store) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
-        let handlers = Handlers::with_scan(ScanDeps::new(
-            objects.clone(),
-            Arc::new(SigningKey::generate([5; 32])),
-        ));
+        let handlers = Handlers::with_scan(
+            ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
+            stella_actors::outbound::Outbound::new(&Default::default()),
+        );
         Self {
             store,
             objects,

@@ -373,10 +373,13 @@ fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
 
+    // The diagnostic kind is for administrators (a tenant token is refused, exit 3).
+    let (code, _, err) = cli(&token, &["jobs", "submit", "--kind", "noop"]);
+    assert_eq!(code, Some(3), "{err}");
     let (code, out, err) = cli(
-        &token,
+        &admin,
         &[
-            "jobs", "submit", "--kind", "noop", "--wait", "--output", "json",
+            "--tenant", "acme", "jobs", "submit", "--kind", "noop", "--wait", "--output", "json",
         ],
     );
     assert_eq!(code, Some(0), "{err}");

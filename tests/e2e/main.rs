@@ -9,6 +9,7 @@ mod common;
 mod api;
 mod binary;
 mod crash;
+mod hostile;
 mod scans;
 mod schedules;
 mod serve;

@@ -1,6 +1,7 @@
 //! Advisory imports over HTTP: an OSV collection (zip archive, JSON array or one record)
 //! imported into the shared advisory store. Advisories are global: every tenant's scans
-//! match against them.
+//! match against them, so importing them is for administrator tokens only
+//! (`advisories:write` is a [global scope](crate::auth::GLOBAL_SCOPES)).
 
 use actix_web::{post, web};
 use chrono::Utc;

@@ -12,7 +12,7 @@ use stella_store::{TenantId, TokenId};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{not_found_unless, BodyProblems, Page, Problems};
-use crate::auth::{ADMIN, SCOPES};
+use crate::auth::{ADMIN, GLOBAL_SCOPES, SCOPES};
 use crate::body::JsonBody;
 use crate::problem::{ApiResult, Problem};
 use crate::Context;
@@ -91,6 +91,12 @@ fn validate(body: &CreateToken) -> Result<Option<TenantId>, Problem> {
             return Err(Problem::bad_request(format!(
                 "unknown scope {scope:?}; known scopes: {}",
                 SCOPES.join(", ")
+            ))
+            .at(format!("scopes[{i}]")));
+        }
+        if tenant.is_some() && scope != ADMIN && GLOBAL_SCOPES.contains(&scope.as_str()) {
+            return Err(Problem::bad_request(format!(
+                "a tenant token cannot carry {scope:?}: it changes data every tenant shares"
             ))
             .at(format!("scopes[{i}]")));
         }
