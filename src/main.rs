@@ -432,7 +432,7 @@ enum SchedulesAction {
 enum RunsAction {
     /// Runs, newest first.
     List {
-        /// Only this schedule's runs.
+        /// Only this schedule's runs, by name or id.
         #[arg(long)]
         schedule: Option<String>,
         #[command(flatten)]

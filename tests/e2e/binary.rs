@@ -814,6 +814,11 @@ fn cli_manages_targets_schedules_and_runs() {
         schedule["id"].as_str().unwrap(),
     ]);
     assert!(out.contains(&run_id) && out.contains("manual"), "{out}");
+    // By name, as `schedules run` takes it.
+    let out = ok(&["--tenant", "acme", "runs", "list", "--schedule", "nightly"]);
+    assert!(out.contains(&run_id) && out.contains("manual"), "{out}");
+    let missing = cli(&["--tenant", "acme", "runs", "list", "--schedule", "weekly"]);
+    assert_eq!(missing.status.code(), Some(4));
     let out = ok(&["--tenant", "acme", "schedules", "pause", "nightly"]);
     assert!(out.contains("false"), "{out}");
 
