@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use stella::{Application, StartupError};
+use stella::client::ClientError;
+use stella::{errln, out, outln, Application, StartupError};
 use stella_config::Loaded;
 use stella_store::Store;
 
@@ -740,14 +741,14 @@ fn main() -> ExitCode {
             actix_web::rt::System::new().block_on(diag_noop(&loaded, &run))
         }
     };
-    match result {
+    match result.and_then(|()| stella::client::stdout_error().map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
     }
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {}", message.replace('\n', " "));
+    errln!("error: {}", message.replace('\n', " "));
     ExitCode::FAILURE
 }
 
@@ -788,13 +789,13 @@ fn show_config(loaded: &Loaded, output: Output) {
     match output {
         Output::Json => {
             let json = serde_json::to_string_pretty(&rows).unwrap_or_default();
-            println!("{json}");
+            outln!("{json}");
         }
         Output::Table => {
             let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
             for row in rows {
                 let value = row.value.as_deref().unwrap_or("(unset)");
-                println!("{:width$} = {value}    # {}", row.key, row.source);
+                outln!("{:width$} = {value}    # {}", row.key, row.source);
             }
         }
     }
@@ -824,7 +825,7 @@ async fn migrate(loaded: &Loaded) -> Result<(), String> {
         .map_err(startup)?;
     store.migrate().await.map_err(startup)?;
     let version = store.schema_version().await.map_err(startup)?;
-    println!(
+    outln!(
         "database ({}) is at schema version {version}",
         store.backend()
     );
@@ -891,12 +892,12 @@ async fn bench_mailbox(
         .map_err(|err| explain(loaded, err))?;
     let report = stella::bench::mailbox(&services, backend, messages, tenants).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} messages on {} over {} tenants: {:.0} msgs/s through the runtime, {:.0} msgs/s raw ceiling, ratio {:.3}",
             report.messages,
             report.backend,
@@ -917,12 +918,12 @@ fn bench_match(
 ) -> Result<(), String> {
     let report = stella::bench_match::run(sbom, advisories, runs)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} components × {} advisories: {} findings; index built in {:.3} s; {:.0} components/s through the index vs {:.0}/s linear (ratio {:.1}); whole scan p50 {:.2} ms, p99 {:.2} ms over {} runs",
             report.components,
             report.advisories,
@@ -948,12 +949,12 @@ async fn bench_scan(
 ) -> Result<(), String> {
     let report = stella::bench_scan::run(loaded.settings.clone(), sbom, advisories, runs).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} ({} components, {} findings) on {}: submit → sealed verdict p50 {:.1} ms, p99 {:.1} ms over {} runs; the scan alone in-process p50 {:.1} ms, p99 {:.1} ms (ratio {:.2})",
             report.sbom,
             report.components,
@@ -976,12 +977,12 @@ async fn bench_jobs(loaded: &Loaded, jobs: u64, tenants: u32, json: bool) -> Res
         .map_err(|err| explain(loaded, err))?;
     let report = stella::bench::jobs(&services, jobs, tenants).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} jobs on {} over {} tenants: {:.0} jobs/s, raw commits {:.0}/s, ratio {:.3}",
             report.jobs,
             report.store,
@@ -1007,15 +1008,15 @@ async fn bench_scheduler(
     let services = stella::Services::connect(&loaded.settings)
         .await
         .map_err(|err| explain(loaded, err))?;
-    eprintln!("setting up {tenants} tenants (targets and schedules)...");
+    errln!("setting up {tenants} tenants (targets and schedules)...");
     let r = stella::bench_schedule::run(&services, tenants, jitter, impacted_percent).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&r).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} on {}: {} runs fired, {} queued in {:.3} s after the {} s window \
              (baseline {:.3} s, ratio {:.2}); drift: {} impacted targets, {} runs queued \
              {:.3} s after a {:.3} s import (baseline {:.3} s, ratio {:.2})",
@@ -1043,7 +1044,7 @@ async fn diag_noop(loaded: &Loaded, run: &stella::diag::NoopRun) -> Result<(), S
         .await
         .map_err(|err| explain(loaded, err))?;
     let report = stella::diag::noop(&services, run).await?;
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(&report).map_err(|err| err.to_string())?
     );
@@ -1092,8 +1093,15 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
     };
     if let Command::Completions { shell } = &cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(*shell, &mut command, "stella", &mut std::io::stdout());
-        return Some(ExitCode::SUCCESS);
+        // Generated into memory first: clap_complete panics when its writer fails, as
+        // stdout does once the reader of a pipe has gone.
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut command, "stella", &mut script);
+        stella::client::write_out_bytes(&script);
+        return Some(match stella::client::stdout_error() {
+            Some(message) => fail(&message),
+            None => ExitCode::SUCCESS,
+        });
     }
     let is_client = matches!(
         cli.command,
@@ -1118,11 +1126,18 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
         return None;
     }
     let result = Client::new(&cli.server, cli.token.clone(), cli.tenant.clone(), format)
-        .and_then(|client| client_command(&client, &cli.command));
+        .and_then(|client| client_command(&client, &cli.command))
+        .and_then(|()| match stella::client::stdout_error() {
+            Some(message) => Err(ClientError::new(stella::client::ExitKind::Failure, message)),
+            None => Ok(()),
+        });
     Some(match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", err.message.replace('\n', " "));
+            errln!(
+                "error: {}",
+                stella::client::terminal_safe(&err.message.replace('\n', " "))
+            );
             ExitCode::from(err.kind as u8)
         }
     })
@@ -1153,7 +1168,8 @@ fn print_scan(
     let summary = &scan["sbom_summary"];
     let field = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_owned(),
-        serde_json::Value::String(s) => s.clone(),
+        // A scan's name comes from the SBOM: whoever wrote it chose the characters.
+        serde_json::Value::String(s) => stella::client::terminal_safe(s).into_owned(),
         other => other.to_string(),
     };
     for (label, value) in [
@@ -1185,11 +1201,11 @@ fn print_scan(
         ("inputs hash", field(&scan["inputs_hash"])),
         ("attestation", field(&scan["attestation_sha256"])),
     ] {
-        println!("{label:14} {value}");
+        outln!("{label:14} {value}");
     }
     if scan["counts"]["findings"].as_u64().unwrap_or(0) > 0 {
         if let Some(id) = scan["id"].as_str() {
-            println!();
+            outln!();
             let findings = client.list(
                 &format!("/scans/{}/findings", stella::client::segment(id)),
                 vec![("limit", "500".to_owned())],
@@ -1252,7 +1268,7 @@ fn client_command(
                 )?;
                 client.print(&created, &["id", "tenant", "name", "scopes", "token"]);
                 if client.format == stella::client::Format::Table {
-                    eprintln!("the token is shown once; store it now");
+                    errln!("the token is shown once; store it now");
                 }
             }
             TokensAction::List { for_tenant, page } => {
@@ -1280,11 +1296,12 @@ fn client_command(
                 wait,
                 timeout_secs,
             } => {
-                let params: serde_json::Value =
-                    serde_json::from_str(params).map_err(|err| stella::client::ClientError {
-                        kind: stella::client::ExitKind::Invalid,
-                        message: format!("--params is not JSON: {err}"),
-                    })?;
+                let params: serde_json::Value = serde_json::from_str(params).map_err(|err| {
+                    ClientError::new(
+                        stella::client::ExitKind::Invalid,
+                        format!("--params is not JSON: {err}"),
+                    )
+                })?;
                 let job = client.post(
                     "/jobs",
                     &json!({ "kind": kind, "params": params, "idempotency_key": idempotency_key, "max_attempts": max_attempts }),
@@ -1309,7 +1326,7 @@ fn client_command(
                 let job = client.get(&format!("/jobs/{}", seg(id)), &[])?;
                 client.print(&job, JOB_COLUMNS);
                 if client.format == stella::client::Format::Table {
-                    println!();
+                    outln!();
                     client.print(
                         &json!({ "items": job.get("events").cloned().unwrap_or_default() }),
                         &[
@@ -1366,14 +1383,20 @@ fn client_command(
             let report = client.verify(file, key.as_deref())?;
             match client.format {
                 stella::client::Format::Json => client.print(&report, &[]),
-                stella::client::Format::Table => println!(
-                    "verified: signed by key {}; subject {} {}; {} disposition {}",
-                    report["key_ids"][0].as_str().unwrap_or("?"),
-                    report["subject"]["name"].as_str().unwrap_or("?"),
-                    report["subject"]["digest"].as_str().unwrap_or("?"),
-                    report["predicate_type"].as_str().unwrap_or("?"),
-                    report["disposition"].as_str().unwrap_or("-"),
-                ),
+                stella::client::Format::Table => {
+                    // The envelope is the file's author's text, signed or not.
+                    let text = |v: &serde_json::Value, default| {
+                        stella::client::terminal_safe(v.as_str().unwrap_or(default)).into_owned()
+                    };
+                    outln!(
+                        "verified: signed by key {}; subject {} {}; {} disposition {}",
+                        text(&report["key_ids"][0], "?"),
+                        text(&report["subject"]["name"], "?"),
+                        text(&report["subject"]["digest"], "?"),
+                        text(&report["predicate_type"], "?"),
+                        text(&report["disposition"], "-"),
+                    )
+                }
             }
         }
         Command::Scan {
@@ -1402,13 +1425,13 @@ fn client_command(
             }
             print_scan(client, &scan)?;
             if scan.get("disposition").and_then(|d| d.as_str()) == Some("block") {
-                return Err(stella::client::ClientError {
-                    kind: stella::client::ExitKind::Failure,
-                    message: format!(
+                return Err(ClientError::new(
+                    stella::client::ExitKind::Failure,
+                    format!(
                         "scan {} is blocked by the policy",
                         scan["id"].as_str().unwrap_or("?")
                     ),
-                });
+                ));
             }
         }
         Command::Scans { action } => match action {
@@ -1430,25 +1453,24 @@ fn client_command(
             ScansAction::Attestation { id, output_file } => {
                 let bytes = client.get_bytes(&format!("/scans/{}/attestation", seg(id)))?;
                 match output_file {
-                    Some(path) => {
-                        std::fs::write(path, &bytes).map_err(|err| stella::client::ClientError {
-                            kind: stella::client::ExitKind::Failure,
-                            message: format!("cannot write {}: {err}", path.display()),
-                        })?
-                    }
-                    None => {
-                        use std::io::Write;
-                        let _ = std::io::stdout().write_all(&bytes);
-                    }
+                    Some(path) => std::fs::write(path, &bytes).map_err(|err| {
+                        ClientError::new(
+                            stella::client::ExitKind::Failure,
+                            format!("cannot write {}: {err}", path.display()),
+                        )
+                    })?,
+                    None => stella::client::write_out_bytes(&bytes),
                 }
             }
         },
         Command::Vex {
             action: VexAction::Import { file },
         } => {
-            let bytes = std::fs::read(file).map_err(|err| stella::client::ClientError {
-                kind: stella::client::ExitKind::Invalid,
-                message: format!("cannot read {}: {err}", file.display()),
+            let bytes = std::fs::read(file).map_err(|err| {
+                ClientError::new(
+                    stella::client::ExitKind::Invalid,
+                    format!("cannot read {}: {err}", file.display()),
+                )
             })?;
             client.print(
                 &client.post_bytes("/vex", &[], "application/json", bytes)?,
@@ -1461,7 +1483,7 @@ fn client_command(
                 match client.format {
                     stella::client::Format::Json => client.print(&policy, &[]),
                     stella::client::Format::Table => {
-                        eprintln!(
+                        errln!(
                             "# version {} ({}){}",
                             policy["version"],
                             policy["digest"].as_str().unwrap_or("?"),
@@ -1471,16 +1493,22 @@ fn client_command(
                                 ""
                             }
                         );
-                        print!("{}", policy["document"].as_str().unwrap_or(""));
+                        out!(
+                            "{}",
+                            stella::client::terminal_safe_lines(
+                                policy["document"].as_str().unwrap_or("")
+                            )
+                        );
                     }
                 }
             }
             PolicyAction::Set { file } => {
-                let document =
-                    std::fs::read_to_string(file).map_err(|err| stella::client::ClientError {
-                        kind: stella::client::ExitKind::Invalid,
-                        message: format!("cannot read {}: {err}", file.display()),
-                    })?;
+                let document = std::fs::read_to_string(file).map_err(|err| {
+                    ClientError::new(
+                        stella::client::ExitKind::Invalid,
+                        format!("cannot read {}: {err}", file.display()),
+                    )
+                })?;
                 client.print(
                     &client.put("/policy", &json!({ "document": document }))?,
                     POLICY_COLUMNS,
@@ -1595,7 +1623,7 @@ fn client_command(
                 client.print(&run, RUN_COLUMNS);
                 if client.format == stella::client::Format::Table {
                     if let Some(results) = run.get("results") {
-                        println!();
+                        outln!();
                         client.print(
                             &serde_json::json!({ "items": results }),
                             &["target_name", "state", "scan_id", "diff"],
