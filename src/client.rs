@@ -70,6 +70,8 @@ pub enum ExitKind {
 pub struct ClientError {
     pub kind: ExitKind,
     pub message: String,
+    /// The server's problem document (RFC 9457), when the server answered with one.
+    pub problem: Option<Value>,
 }
 
 impl ClientError {
@@ -77,6 +79,28 @@ impl ClientError {
         Self {
             kind,
             message: message.into(),
+            problem: None,
+        }
+    }
+
+    /// The error as JSON output prints it: the problem's fields (`type`, `status`,
+    /// `detail`, `request_id`, `location`) when there is one, plus the one-line
+    /// `message` and the process's `exit_code`.
+    pub fn to_json(&self) -> Value {
+        let mut error = match &self.problem {
+            Some(Value::Object(fields)) => fields.clone(),
+            _ => serde_json::Map::new(),
+        };
+        error.insert("message".into(), self.message.clone().into());
+        error.insert("exit_code".into(), (self.kind as u8).into());
+        json!({ "error": error })
+    }
+
+    /// Prints the error on stderr: one `error:` line, or one JSON object with `json`.
+    pub fn report(&self, format: Format) {
+        match format {
+            Format::Json => errln!("{}", self.to_json()),
+            Format::Table => errln!("error: {}", terminal_safe(&self.message.replace('\n', " "))),
         }
     }
 }
@@ -491,10 +515,10 @@ fn decode(response: Response) -> Result<Value> {
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => ExitKind::Unavailable,
         _ => ExitKind::Failure,
     };
-    Err(ClientError::new(
-        kind,
-        format!("{} {}{location}", status.as_u16(), detail),
-    ))
+    Err(ClientError {
+        problem: body.is_object().then_some(body.clone()),
+        ..ClientError::new(kind, format!("{} {}{location}", status.as_u16(), detail))
+    })
 }
 
 fn cell(value: Option<&Value>) -> String {
@@ -782,5 +806,27 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("\\u{1b}]0;pwned\\u{7}evil"), "{table}");
+    }
+
+    #[test]
+    fn an_error_in_json_carries_the_problem_and_the_exit_code() {
+        let err = ClientError {
+            problem: Some(json!({
+                "type": "urn:stella:problem:not-found", "status": 404,
+                "detail": "tenant nope not found", "request_id": "r1"
+            })),
+            ..ClientError::new(ExitKind::NotFound, "404 tenant nope not found")
+        };
+        let json = err.to_json();
+        assert_eq!(json["error"]["type"], "urn:stella:problem:not-found");
+        assert_eq!(json["error"]["status"], 404);
+        assert_eq!(json["error"]["request_id"], "r1");
+        assert_eq!(json["error"]["exit_code"], 4);
+        assert_eq!(json["error"]["message"], "404 tenant nope not found");
+        let plain = ClientError::new(ExitKind::Unavailable, "cannot reach x").to_json();
+        assert_eq!(
+            plain,
+            json!({"error": {"message": "cannot reach x", "exit_code": 7}})
+        );
     }
 }

@@ -1,5 +1,9 @@
 //! `stella`: the command line. Parses arguments, loads settings, and runs one command;
-//! every failure ends as one `error:` line on stderr and a non-zero exit code.
+//! every failure ends as one `error:` line on stderr (a JSON object with `--output
+//! json`) and a non-zero exit code.
+
+// Every write goes through `outln!`/`errln!`: `println!` panics on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -599,7 +603,10 @@ enum Output {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     if let Some(code) = run_client(&cli) {
         return code;
     }
@@ -608,10 +615,10 @@ fn main() -> ExitCode {
         .collect();
     let loaded = match stella_config::load(cli.config.as_deref(), &env) {
         Ok(loaded) => loaded,
-        Err(err) => return fail(&err.to_string()),
+        Err(err) => return fail(&err.to_string(), cli.output),
     };
     if let Err(message) = init_logging(&loaded, &env) {
-        return fail(&message);
+        return fail(&message, cli.output);
     }
     // Handler panics are caught and retried by the runtime; log them as one line
     // instead of the default hook's stderr dump.
@@ -743,13 +750,57 @@ fn main() -> ExitCode {
     };
     match result.and_then(|()| stella::client::stdout_error().map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
+        Err(message) => fail(&message, cli.output),
     }
 }
 
-fn fail(message: &str) -> ExitCode {
-    errln!("error: {}", message.replace('\n', " "));
+fn fail(message: &str, output: Output) -> ExitCode {
+    match output {
+        Output::Json => errln!(
+            "{}",
+            serde_json::json!({ "error": { "message": message, "exit_code": 1 } })
+        ),
+        Output::Table => errln!("error: {}", message.replace('\n', " ")),
+    }
     ExitCode::FAILURE
+}
+
+/// A command line clap refused: its own message and exit code 2, or with JSON output
+/// asked for, one JSON object (the arguments did not parse, so `--output` is looked for
+/// by hand).
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = {
+        let args: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        args.windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json")
+            || args.iter().any(|a| a == "--output=json")
+            || std::env::var("STELLA_OUTPUT").is_ok_and(|v| v == "json")
+    };
+    let informational = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !wants_json || informational {
+        // clap writes help and errors itself, and ignores a closed pipe.
+        err.exit();
+    }
+    // The first line says what is wrong; the rest is usage help for a human.
+    let rendered = err.render().to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ");
+    errln!(
+        "{}",
+        serde_json::json!({ "error": { "type": "usage", "message": message, "exit_code": 2 } })
+    );
+    ExitCode::from(2)
 }
 
 /// Appends which setting to check, and where its value came from, to a startup error.
@@ -1099,7 +1150,7 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
         clap_complete::generate(*shell, &mut command, "stella", &mut script);
         stella::client::write_out_bytes(&script);
         return Some(match stella::client::stdout_error() {
-            Some(message) => fail(&message),
+            Some(message) => fail(&message, cli.output),
             None => ExitCode::SUCCESS,
         });
     }
@@ -1134,10 +1185,7 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
     Some(match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            errln!(
-                "error: {}",
-                stella::client::terminal_safe(&err.message.replace('\n', " "))
-            );
+            err.report(format);
             ExitCode::from(err.kind as u8)
         }
     })

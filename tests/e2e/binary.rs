@@ -705,6 +705,63 @@ fn tables_cut_wide_cells_and_escape_what_a_terminal_would_act_on() {
 }
 
 #[test]
+fn errors_are_json_when_json_output_was_asked_for() {
+    let server = CliServer::start();
+    let (code, out, err) = server.run(&["--output", "json", "tenants", "get", "nope"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(out.is_empty(), "{out}");
+    let error: serde_json::Value =
+        serde_json::from_str(&err).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(error["error"]["status"], 404, "{error}");
+    assert_eq!(error["error"]["type"], "urn:stella:problem:not-found");
+    assert_eq!(error["error"]["exit_code"], 4);
+    assert!(error["error"]["request_id"].is_string(), "{error}");
+    assert!(error["error"]["detail"].as_str().unwrap().contains("nope"));
+    // The same failure in a table is the usual line, with the same exit code.
+    let (code, _, err) = server.run(&["tenants", "get", "nope"]);
+    assert_eq!(code, Some(4));
+    assert!(err.starts_with("error: 404"), "{err}");
+
+    let (code, _, err) = server.run(&[
+        "--output", "json", "tenants", "create", "Bad Id", "--name", "x",
+    ]);
+    assert_eq!(code, Some(6), "{err}");
+    let error: serde_json::Value = serde_json::from_str(&err).unwrap();
+    assert_eq!(error["error"]["status"], 400, "{error}");
+
+    let output = stella(server.dir.path())
+        .env("STELLA_SERVER", "http://127.0.0.1:9")
+        .env("STELLA_OUTPUT", "json")
+        .args(["tenants", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
+        "{error}"
+    );
+    assert_eq!(error["error"]["exit_code"], 7);
+
+    // A command line clap refuses is exit code 2 either way.
+    let (code, _, err) = server.run(&["--output", "json", "jobs", "list", "--limit", "lots"]);
+    assert_eq!(code, Some(2), "{err}");
+    let error: serde_json::Value =
+        serde_json::from_str(&err).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--limit"),
+        "{error}"
+    );
+    assert_eq!(error["error"]["exit_code"], 2);
+}
+
+#[test]
 fn bench_match_reports_the_index_against_the_linear_baseline_on_real_data() {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
     if !data.is_dir() {
