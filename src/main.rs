@@ -15,6 +15,28 @@ use stella::{errln, out, outln, Application, StartupError};
 use stella_config::Loaded;
 use stella_store::Store;
 
+// Every number on the command line is range-checked where it is parsed: a typo is exit
+// code 2 naming the allowed range, never an overflow (or a panic) further in.
+/// The longest any `--timeout-secs` waits: a day.
+const MAX_WAIT_SECS: u64 = 86_400;
+/// The furthest a token's expiry may be: 100 years (the server refuses beyond).
+const MAX_EXPIRY_DAYS: i64 = 36_500;
+const MAX_JITTER_SECS: i64 = stella_scheduler::spec::MAX_JITTER_SECS as i64;
+/// Jobs, messages or tenants a benchmark or diagnostic creates.
+const MAX_COUNT: u64 = 100_000_000;
+const MAX_TENANTS: i64 = 1_000_000;
+const MAX_RUNS: u64 = 100_000;
+
+/// A percentage from 0 to 100.
+fn percent(raw: &str) -> Result<f64, String> {
+    let value: f64 = raw.parse().map_err(|err| format!("{err}"))?;
+    if (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{raw} is not in 0..=100"))
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stella",
@@ -124,7 +146,7 @@ enum Command {
         /// Wait for the verdict.
         #[arg(long)]
         wait: bool,
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
     },
     /// Scans of a tenant: status, findings, attestation.
@@ -193,7 +215,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct PageArgs {
     /// Items per page (1-500).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
     limit: Option<u32>,
     /// Continue after this cursor (printed after a partial page).
     #[arg(long)]
@@ -260,7 +282,7 @@ enum TokensAction {
         #[arg(long = "for-tenant", value_name = "TENANT")]
         for_tenant: Option<String>,
         /// Expire after this many days.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRY_DAYS))]
         expires_in_days: Option<u32>,
     },
     /// List a tenant's tokens, or administrator tokens.
@@ -291,12 +313,12 @@ enum JobsAction {
         params: String,
         #[arg(long)]
         idempotency_key: Option<String>,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         max_attempts: Option<u32>,
         /// Wait for the job to finish (exit code 1 unless it succeeded).
         #[arg(long)]
         wait: bool,
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
     },
     List {
@@ -317,7 +339,7 @@ enum JobsAction {
     /// Wait until a job finishes (exit code 1 unless it succeeded).
     Wait {
         id: String,
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
     },
 }
@@ -411,7 +433,7 @@ enum SchedulesAction {
         #[arg(long, value_delimiter = ',')]
         sources: Vec<String>,
         /// Jitter window in seconds (0 disables); default: the server's.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..=MAX_JITTER_SECS))]
         jitter_seconds: Option<i64>,
         /// Missed-fire policy: `skip` or `fire-once`.
         #[arg(long)]
@@ -487,9 +509,9 @@ enum BenchAction {
     Mailbox {
         #[arg(long, value_enum)]
         backend: BenchBackendArg,
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
         messages: u64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         /// Print the report as JSON (default: a table).
         #[arg(long)]
@@ -504,7 +526,7 @@ enum BenchAction {
         /// OSV collections (zip, JSON array or one record); repeat for several.
         #[arg(long = "advisories", required = true)]
         advisories: Vec<PathBuf>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
         runs: usize,
         #[arg(long)]
         json: bool,
@@ -519,7 +541,7 @@ enum BenchAction {
         /// OSV collections to import first; repeat for several.
         #[arg(long = "advisories")]
         advisories: Vec<PathBuf>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
         runs: usize,
         #[arg(long)]
         json: bool,
@@ -529,21 +551,21 @@ enum BenchAction {
     /// The scheduler: 10,000 tenants due in the same minute, and an advisory touching
     /// 1 % of their targets; against inserting the same jobs straight into the store.
     Scheduler {
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         /// The schedules' jitter window, in seconds.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=MAX_JITTER_SECS))]
         jitter: u32,
         /// Share of the targets the advisory touches, in percent.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, value_parser = percent)]
         impacted_percent: f64,
         #[arg(long)]
         json: bool,
     },
     Jobs {
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
         jobs: u64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         #[arg(long)]
         json: bool,
@@ -561,27 +583,27 @@ enum DiagAction {
     /// Submit noop jobs through the normal path, wait for them, print a JSON report
     /// (`submitted`, `completed`, `effects`, `executions`, `dead_lettered`, `seconds`).
     Noop {
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
         count: u64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         /// Each job sleeps this long.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
         sleep_ms: u64,
         /// Each job fails its first K attempts (retryable).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
         fail_first: u32,
         /// Each job panics on attempt K.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
         panic_on: u32,
         /// Each job panics on every attempt.
         #[arg(long)]
         panic_always: bool,
         /// Attempts per job before it fails.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
         max_attempts: u32,
         /// Give up waiting after this long (exit code 1).
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
         /// Also run workers in this process (otherwise `stella serve`/`stella worker`
         /// processes do the work).
@@ -1308,8 +1330,20 @@ fn client_command(
                 for_tenant,
                 expires_in_days,
             } => {
+                // clap checks the range; checked_add keeps any day count from panicking
+                // on a date past chrono's last year all the same.
                 let expires_at = expires_in_days
-                    .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
+                    .map(|days| {
+                        chrono::Utc::now()
+                            .checked_add_signed(chrono::Duration::days(i64::from(days)))
+                            .ok_or_else(|| {
+                                ClientError::new(
+                                    stella::client::ExitKind::Invalid,
+                                    format!("--expires-in-days {days} is out of range"),
+                                )
+                            })
+                    })
+                    .transpose()?;
                 let created = client.post(
                     "/tokens",
                     &json!({ "tenant": for_tenant, "name": name, "scopes": scopes, "expires_at": expires_at }),

@@ -762,6 +762,67 @@ fn errors_are_json_when_json_output_was_asked_for() {
 }
 
 #[test]
+fn every_number_on_the_command_line_is_range_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let u64_max = u64::MAX.to_string();
+    let token = ["tokens", "create", "--name", "ci", "--scopes", "admin"];
+    let cases: Vec<Vec<&str>> = vec![
+        [&token[..], &["--expires-in-days", "100000000"]].concat(),
+        [&token[..], &["--expires-in-days", "0"]].concat(),
+        vec!["jobs", "list", "--limit", "0"],
+        vec!["jobs", "list", "--limit", "501"],
+        vec!["jobs", "submit", "--kind", "noop", "--max-attempts", "0"],
+        vec!["jobs", "wait", "job_x", "--timeout-secs", &u64_max],
+        vec!["scan", "sbom.json", "--wait", "--timeout-secs", "0"],
+        vec![
+            "schedules",
+            "create",
+            "n",
+            "--cron",
+            "@daily",
+            "--jitter-seconds=-1",
+        ],
+        vec![
+            "schedules",
+            "create",
+            "n",
+            "--cron",
+            "@daily",
+            "--jitter-seconds",
+            "3601",
+        ],
+        vec!["diag", "noop", "--sleep-ms", &u64_max],
+        vec!["diag", "noop", "--tenants", "0"],
+        vec![
+            "bench",
+            "match",
+            "--sbom",
+            "s",
+            "--advisories",
+            "a",
+            "--runs",
+            "0",
+        ],
+        vec!["bench", "scheduler", "--impacted-percent", "NaN"],
+    ];
+    for args in cases {
+        let output = stella(dir.path())
+            .env("STELLA_SERVER", "http://127.0.0.1:9")
+            .env("STELLA_TOKEN", "stella_x")
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: invalid value") && stderr.contains("is not in"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn bench_match_reports_the_index_against_the_linear_baseline_on_real_data() {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
     if !data.is_dir() {
