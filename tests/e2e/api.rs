@@ -794,6 +794,30 @@ async fn a_tenant_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
     server.handle.stop(true).await;
 }
 
+#[actix_web::test]
+async fn a_token_expiry_in_the_past_or_beyond_100_years_is_a_400_problem() {
+    let server = start(|_| {}).await;
+    let create = |expires_at: &str| {
+        server.admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "ci", "scopes": ["admin"], "expires_at": expires_at})),
+        )
+    };
+    for (expires_at, context) in [
+        ("9999-12-31T23:59:59Z", "the year 9999"),
+        ("2001-01-01T00:00:00Z", "in the past"),
+    ] {
+        let reply = create(expires_at).await;
+        assert_problem(&reply, 400, context);
+        assert_eq!(reply.body["location"], "expires_at", "{context}");
+    }
+    let in_a_year = (chrono::Utc::now() + chrono::Duration::days(365)).to_rfc3339();
+    let reply = create(&in_a_year).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    server.handle.stop(true).await;
+}
+
 fn tool(name: &str) -> Option<String> {
     let var = format!("STELLA_TEST_{}", name.to_uppercase());
     match std::env::var(&var) {

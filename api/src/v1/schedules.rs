@@ -545,7 +545,7 @@ impl RunView {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
-    /// Only this schedule's runs.
+    /// Only this schedule's runs: its id, or its name (as `/schedules/{id}` takes).
     pub schedule_id: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -566,16 +566,14 @@ pub(crate) async fn list_runs(
     query: web::Query<RunsQuery>,
 ) -> ApiResult<web::Json<Page<RunView>>> {
     let tenant = caller.tenant()?;
-    let schedule = query
-        .schedule_id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            ScheduleId::parse(s).map_err(|_| {
-                Problem::bad_request(format!("{s:?} is not a schedule id")).at("schedule_id")
-            })
-        })
-        .transpose()?;
+    let schedule = match query.schedule_id.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        // An id is taken as it is: the runs of a deleted schedule stay listable.
+        Some(raw) => match ScheduleId::parse(raw) {
+            Ok(id) => Some(id),
+            Err(_) => Some(ctx.store.tenant(tenant).schedules().get(raw).await?.id),
+        },
+    };
     let page = ctx
         .store
         .tenant(tenant)
