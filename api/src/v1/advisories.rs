@@ -6,7 +6,7 @@
 use actix_web::{post, web};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use stella_actors::fetcher::{import_advisories, ImportError};
+use stella_actors::fetcher::{import_collection, Collection, ImportError};
 use stella_domain::osv::Limits;
 use utoipa::{IntoParams, ToSchema};
 
@@ -49,11 +49,12 @@ pub(crate) async fn import(
     query: web::Query<ImportQuery>,
     body: DocumentBody,
 ) -> ApiResult<web::Json<ImportView>> {
-    let report = import_advisories(
+    // The body is handed over as it is (no copy): the reader takes one record at a time.
+    let report = import_collection(
         &ctx.store,
         &ctx.objects,
         &query.source,
-        &body.0,
+        Collection::Bytes(body.0),
         Limits::default(),
         Utc::now(),
     )
