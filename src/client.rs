@@ -1,12 +1,52 @@
 //! The HTTP client half of the `stella` command line: every admin API resource as a
 //! subcommand, output as a table or JSON, and exit codes scripts can rely on
 //! ([`ExitKind`]).
+//!
+//! Everything the command line prints goes through [`write_out`] and [`write_err`]
+//! (the [`outln!`](crate::outln) and [`errln!`](crate::errln) macros): `println!` panics
+//! when the reader of a pipe went away (`stella … | head`), and these do not. Text from
+//! the server reaches a terminal only through [`terminal_safe`], and table cells are at
+//! most [`MAX_CELL_WIDTH`] columns wide.
 
+// `println!` and `eprintln!` panic on a closed pipe; `outln!` and `errln!` do not.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+/// `println!` that survives a closed pipe (see [`write_out`]).
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::client::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::client::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that survives a closed pipe (see [`write_out`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::client::write_out(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that survives a closed stderr.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::client::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 /// Exit codes of client commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,13 +70,37 @@ pub enum ExitKind {
 pub struct ClientError {
     pub kind: ExitKind,
     pub message: String,
+    /// The server's problem document (RFC 9457), when the server answered with one.
+    pub problem: Option<Value>,
 }
 
 impl ClientError {
-    fn new(kind: ExitKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: ExitKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
+            problem: None,
+        }
+    }
+
+    /// The error as JSON output prints it: the problem's fields (`type`, `status`,
+    /// `detail`, `request_id`, `location`) when there is one, plus the one-line
+    /// `message` and the process's `exit_code`.
+    pub fn to_json(&self) -> Value {
+        let mut error = match &self.problem {
+            Some(Value::Object(fields)) => fields.clone(),
+            _ => serde_json::Map::new(),
+        };
+        error.insert("message".into(), self.message.clone().into());
+        error.insert("exit_code".into(), (self.kind as u8).into());
+        json!({ "error": error })
+    }
+
+    /// Prints the error on stderr: one `error:` line, or one JSON object with `json`.
+    pub fn report(&self, format: Format) {
+        match format {
+            Format::Json => errln!("{}", self.to_json()),
+            Format::Table => errln!("error: {}", terminal_safe(&self.message.replace('\n', " "))),
         }
     }
 }
@@ -389,7 +453,7 @@ impl Client {
     pub fn print(&self, value: &Value, columns: &[&str]) {
         match self.format {
             Format::Json => {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(value).unwrap_or_default()
                 );
@@ -451,10 +515,10 @@ fn decode(response: Response) -> Result<Value> {
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => ExitKind::Unavailable,
         _ => ExitKind::Failure,
     };
-    Err(ClientError::new(
-        kind,
-        format!("{} {}{location}", status.as_u16(), detail),
-    ))
+    Err(ClientError {
+        problem: body.is_object().then_some(body.clone()),
+        ..ClientError::new(kind, format!("{} {}{location}", status.as_u16(), detail))
+    })
 }
 
 fn cell(value: Option<&Value>) -> String {
@@ -476,49 +540,138 @@ fn print_table(value: &Value, columns: &[&str]) {
         None => vec![value],
     };
     if columns.is_empty() {
-        println!(
+        // Read by a person, not a parser: JSON escapes C0 controls but leaves C1 and
+        // bidirectional controls as they are.
+        outln!(
             "{}",
-            serde_json::to_string_pretty(value).unwrap_or_default()
+            terminal_safe_lines(&serde_json::to_string_pretty(value).unwrap_or_default())
         );
         return;
     }
+    outln!("{}", render_table(&rows, columns).trim_end_matches('\n'));
+    if let Some(cursor) = value.get("next_cursor").and_then(Value::as_str) {
+        errln!("(more: --cursor {}, or --all)", terminal_safe(cursor));
+    }
+}
+
+/// The widest a table cell gets, in terminal columns: wide enough for an id, a
+/// `sha256:` digest or a timestamp, narrow enough that a JSON payload or a long error
+/// does not push the other columns off the screen (the whole value is in `--output json`).
+pub const MAX_CELL_WIDTH: usize = 80;
+
+/// `rows` as a table of `columns`, a header line first: every cell made terminal-safe
+/// and cut to [`MAX_CELL_WIDTH`], the columns padded by display width.
+fn render_table(rows: &[&Value], columns: &[&str]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| columns.iter().map(|c| cell(row.get(*c))).collect())
+        .map(|row| {
+            columns
+                .iter()
+                .map(|c| truncate(&terminal_safe(&cell(row.get(*c))), MAX_CELL_WIDTH))
+                .collect()
+        })
         .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
+    let header: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
             cells
                 .iter()
-                .map(|r| r[i].chars().count())
-                .chain([c.len()])
+                .chain([&header])
+                .map(|r| display_width(&r[i]))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let line = |values: Vec<String>| {
-        let text: Vec<String> = values
-            .iter()
-            .zip(&widths)
-            .map(|(v, w)| format!("{v:w$}"))
-            .collect();
-        println!("{}", text.join("  ").trim_end());
-    };
-    line(columns.iter().map(|c| c.to_uppercase()).collect());
-    for row in cells {
-        line(row);
+    let mut out = String::new();
+    for row in [&header].into_iter().chain(&cells) {
+        let mut line = String::new();
+        for (i, (value, width)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(value);
+            // Padded by hand: `format!("{v:w$}")` counts chars, not columns, and panics
+            // on a width above 65,535.
+            line.extend(std::iter::repeat_n(' ', width - display_width(value)));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
-    if let Some(cursor) = value.get("next_cursor").and_then(Value::as_str) {
-        eprintln!("(more: --cursor {cursor}, or --all)");
+    out
+}
+
+fn display_width(text: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(text)
+}
+
+/// `text` cut to at most `max` terminal columns, ending in `…` when it was cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if display_width(text) <= max {
+        return text.to_owned();
     }
+    let mut out = String::new();
+    let mut width = 0;
+    for c in text.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        // One column is kept for the ellipsis.
+        if width + w > max.saturating_sub(1) {
+            break;
+        }
+        width += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+/// Characters a terminal acts on rather than shows: C0 and C1 controls and DEL (ANSI
+/// escape sequences start with ESC or CSI), the bidirectional controls that reorder
+/// what follows them (U+202E RLO shows `exe.txt` for `txt.exe`), invisible spaces and
+/// joiners that make two different names look alike, and line separators.
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// `text` with every character a terminal would act on shown as a `\u{..}` escape, so a
+/// tenant's names, errors and documents cannot rewrite the screen of whoever lists them.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    escape_for_terminal(text, &[])
+}
+
+/// [`terminal_safe`] for multi-line text (a policy document): keeps `\n` and `\t`.
+pub fn terminal_safe_lines(text: &str) -> Cow<'_, str> {
+    escape_for_terminal(text, &['\n', '\t'])
+}
+
+fn escape_for_terminal<'a>(text: &'a str, keep: &[char]) -> Cow<'a, str> {
+    let unsafe_char = |c: char| acts_on_terminal(c) && !keep.contains(&c);
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Prints the actor tree as an indented outline.
 pub fn print_tree(node: &Value, depth: usize) {
-    let name = cell(node.get("name"));
-    let kind = cell(node.get("kind"));
+    let name = terminal_safe(&cell(node.get("name"))).into_owned();
+    let kind = terminal_safe(&cell(node.get("kind"))).into_owned();
     let mut line = format!("{}{kind} {name}", "  ".repeat(depth));
     for key in ["queue_depth", "in_flight", "restarts"] {
         if let Some(n) = node.get(key).and_then(Value::as_u64).filter(|n| *n > 0) {
@@ -529,9 +682,12 @@ pub fn print_tree(node: &Value, depth: usize) {
         line.push_str(" QUARANTINED");
     }
     if let Some(error) = node.get("last_error").and_then(Value::as_str) {
-        line.push_str(&format!(" last_error={error:?}"));
+        line.push_str(&format!(
+            " last_error=\"{}\"",
+            truncate(&terminal_safe(error), MAX_CELL_WIDTH)
+        ));
     }
-    println!("{line}");
+    outln!("{line}");
     for child in node
         .get("children")
         .and_then(Value::as_array)
@@ -539,5 +695,138 @@ pub fn print_tree(node: &Value, depth: usize) {
         .flatten()
     {
         print_tree(child, depth + 1);
+    }
+}
+
+/// Set once a write to stdout failed.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// The first stdout write error that was not a closed pipe (a full disk, say).
+static STDOUT_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Writes to stdout. When the reader has gone away (`EPIPE`, as after `| head`) the rest
+/// of the output is dropped quietly and the command runs on, so its exit code still says
+/// what happened (a blocked scan piped into `head` still exits 1); any other write error
+/// is kept for [`stdout_error`].
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    write_out_bytes(args.to_string().as_bytes());
+}
+
+/// [`write_out`] for bytes (an attestation, byte for byte).
+pub fn write_out_bytes(bytes: &[u8]) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            if let Ok(mut first) = STDOUT_ERROR.lock() {
+                first.get_or_insert_with(|| format!("cannot write to stdout: {err}"));
+            }
+        }
+    }
+}
+
+/// A stdout write error other than a closed pipe, if one happened: the output is
+/// incomplete, so the command must not end with exit code 0.
+pub fn stdout_error() -> Option<String> {
+    STDOUT_ERROR.lock().ok().and_then(|first| first.clone())
+}
+
+/// Writes to stderr; a closed stderr is ignored (there is nowhere left to say so).
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(args.to_string().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_wider_than_the_limit_is_cut_with_an_ellipsis_and_the_rest_stays_aligned() {
+        let payload = json!({ "advisories": vec!["GO-2024-0001"; 10_000] });
+        let rows = [
+            json!({ "seq": 1, "kind": "advisory.delta", "payload": payload }),
+            json!({ "seq": 22, "kind": "scan.completed", "payload": "small" }),
+        ];
+        let rows: Vec<&Value> = rows.iter().collect();
+        let table = render_table(&rows, &["seq", "kind", "payload"]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let widest = lines.iter().map(|l| display_width(l)).max().unwrap();
+        assert!(
+            widest <= 3 * MAX_CELL_WIDTH,
+            "a line is {widest} columns wide"
+        );
+        assert!(lines[1].ends_with('…'), "{}", lines[1]);
+        assert!(lines[1].starts_with("1    advisory.delta  {\"advisories\""));
+        assert_eq!(
+            lines[2].find("small"),
+            lines[1].find('{'),
+            "columns align: {table}"
+        );
+    }
+
+    #[test]
+    fn truncation_counts_terminal_columns_not_bytes() {
+        assert_eq!(truncate("short", 80), "short");
+        let wide = "漢".repeat(100);
+        let cut = truncate(&wide, 11);
+        assert_eq!(cut, format!("{}…", "漢".repeat(5)));
+        assert!(display_width(&cut) <= 11);
+        let cut = truncate(&"é".repeat(100), 10);
+        assert_eq!(cut.chars().count(), 10);
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_shown_as_escapes() {
+        let name = "\u{1b}[31mred\u{1b}[0m \u{202e}txt.exe \u{9b}2J \u{2066}x\u{2069}\u{7}";
+        let safe = terminal_safe(name);
+        assert_eq!(
+            safe,
+            "\\u{1b}[31mred\\u{1b}[0m \\u{202e}txt.exe \\u{9b}2J \\u{2066}x\\u{2069}\\u{7}"
+        );
+        assert!(!safe.chars().any(acts_on_terminal));
+        assert!(matches!(
+            terminal_safe("Acme Corp, ünïcødé 漢字"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(terminal_safe_lines("a\n\tb\u{1b}c"), "a\n\tb\\u{1b}c");
+        assert_eq!(terminal_safe("two\nlines"), "two\\u{a}lines");
+    }
+
+    #[test]
+    fn table_cells_reach_the_terminal_escaped() {
+        let row = json!({ "name": "\u{1b}]0;pwned\u{7}evil", "status": "active" });
+        let table = render_table(&[&row], &["name", "status"]);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{7}'),
+            "{table}"
+        );
+        assert!(table.contains("\\u{1b}]0;pwned\\u{7}evil"), "{table}");
+    }
+
+    #[test]
+    fn an_error_in_json_carries_the_problem_and_the_exit_code() {
+        let err = ClientError {
+            problem: Some(json!({
+                "type": "urn:stella:problem:not-found", "status": 404,
+                "detail": "tenant nope not found", "request_id": "r1"
+            })),
+            ..ClientError::new(ExitKind::NotFound, "404 tenant nope not found")
+        };
+        let json = err.to_json();
+        assert_eq!(json["error"]["type"], "urn:stella:problem:not-found");
+        assert_eq!(json["error"]["status"], 404);
+        assert_eq!(json["error"]["request_id"], "r1");
+        assert_eq!(json["error"]["exit_code"], 4);
+        assert_eq!(json["error"]["message"], "404 tenant nope not found");
+        let plain = ClientError::new(ExitKind::Unavailable, "cannot reach x").to_json();
+        assert_eq!(
+            plain,
+            json!({"error": {"message": "cannot reach x", "exit_code": 7}})
+        );
     }
 }

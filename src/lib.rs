@@ -99,10 +99,10 @@ impl Services {
         let mailbox = connect_mailbox(settings, &store).await?;
         let objects = connect_objects(settings).await?;
         let signing_key = Arc::new(signing::load_or_create(settings)?);
-        let handlers = Handlers::with_scan(stella_actors::scan::ScanDeps::new(
-            objects.clone(),
-            signing_key.clone(),
-        ));
+        let handlers = Handlers::with_scan(
+            stella_actors::scan::ScanDeps::new(objects.clone(), signing_key.clone()),
+            stella_actors::outbound::Outbound::new(&settings.outbound),
+        );
         Ok(Self {
             settings: settings.clone(),
             store,

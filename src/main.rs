@@ -1,14 +1,41 @@
 //! `stella`: the command line. Parses arguments, loads settings, and runs one command;
-//! every failure ends as one `error:` line on stderr and a non-zero exit code.
+//! every failure ends as one `error:` line on stderr (a JSON object with `--output
+//! json`) and a non-zero exit code.
+
+// Every write goes through `outln!`/`errln!`: `println!` panics on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use stella::{Application, StartupError};
+use stella::client::ClientError;
+use stella::{errln, out, outln, Application, StartupError};
 use stella_config::Loaded;
 use stella_store::Store;
+
+// Every number on the command line is range-checked where it is parsed: a typo is exit
+// code 2 naming the allowed range, never an overflow (or a panic) further in.
+/// The longest any `--timeout-secs` waits: a day.
+const MAX_WAIT_SECS: u64 = 86_400;
+/// The furthest a token's expiry may be: 100 years (the server refuses beyond).
+const MAX_EXPIRY_DAYS: i64 = 36_500;
+const MAX_JITTER_SECS: i64 = stella_scheduler::spec::MAX_JITTER_SECS as i64;
+/// Jobs, messages or tenants a benchmark or diagnostic creates.
+const MAX_COUNT: u64 = 100_000_000;
+const MAX_TENANTS: i64 = 1_000_000;
+const MAX_RUNS: u64 = 100_000;
+
+/// A percentage from 0 to 100.
+fn percent(raw: &str) -> Result<f64, String> {
+    let value: f64 = raw.parse().map_err(|err| format!("{err}"))?;
+    if (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{raw} is not in 0..=100"))
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,7 +146,7 @@ enum Command {
         /// Wait for the verdict.
         #[arg(long)]
         wait: bool,
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
     },
     /// Scans of a tenant: status, findings, attestation.
@@ -188,7 +215,7 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct PageArgs {
     /// Items per page (1-500).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
     limit: Option<u32>,
     /// Continue after this cursor (printed after a partial page).
     #[arg(long)]
@@ -255,7 +282,7 @@ enum TokensAction {
         #[arg(long = "for-tenant", value_name = "TENANT")]
         for_tenant: Option<String>,
         /// Expire after this many days.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_EXPIRY_DAYS))]
         expires_in_days: Option<u32>,
     },
     /// List a tenant's tokens, or administrator tokens.
@@ -286,12 +313,12 @@ enum JobsAction {
         params: String,
         #[arg(long)]
         idempotency_key: Option<String>,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         max_attempts: Option<u32>,
         /// Wait for the job to finish (exit code 1 unless it succeeded).
         #[arg(long)]
         wait: bool,
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
     },
     List {
@@ -312,7 +339,7 @@ enum JobsAction {
     /// Wait until a job finishes (exit code 1 unless it succeeded).
     Wait {
         id: String,
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
     },
 }
@@ -406,7 +433,7 @@ enum SchedulesAction {
         #[arg(long, value_delimiter = ',')]
         sources: Vec<String>,
         /// Jitter window in seconds (0 disables); default: the server's.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..=MAX_JITTER_SECS))]
         jitter_seconds: Option<i64>,
         /// Missed-fire policy: `skip` or `fire-once`.
         #[arg(long)]
@@ -432,7 +459,7 @@ enum SchedulesAction {
 enum RunsAction {
     /// Runs, newest first.
     List {
-        /// Only this schedule's runs.
+        /// Only this schedule's runs, by name or id.
         #[arg(long)]
         schedule: Option<String>,
         #[command(flatten)]
@@ -482,9 +509,9 @@ enum BenchAction {
     Mailbox {
         #[arg(long, value_enum)]
         backend: BenchBackendArg,
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
         messages: u64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         /// Print the report as JSON (default: a table).
         #[arg(long)]
@@ -499,7 +526,7 @@ enum BenchAction {
         /// OSV collections (zip, JSON array or one record); repeat for several.
         #[arg(long = "advisories", required = true)]
         advisories: Vec<PathBuf>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
         runs: usize,
         #[arg(long)]
         json: bool,
@@ -514,7 +541,7 @@ enum BenchAction {
         /// OSV collections to import first; repeat for several.
         #[arg(long = "advisories")]
         advisories: Vec<PathBuf>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
         runs: usize,
         #[arg(long)]
         json: bool,
@@ -524,21 +551,21 @@ enum BenchAction {
     /// The scheduler: 10,000 tenants due in the same minute, and an advisory touching
     /// 1 % of their targets; against inserting the same jobs straight into the store.
     Scheduler {
-        #[arg(long, default_value_t = 10_000)]
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         /// The schedules' jitter window, in seconds.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=MAX_JITTER_SECS))]
         jitter: u32,
         /// Share of the targets the advisory touches, in percent.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, value_parser = percent)]
         impacted_percent: f64,
         #[arg(long)]
         json: bool,
     },
     Jobs {
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
         jobs: u64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         #[arg(long)]
         json: bool,
@@ -556,27 +583,27 @@ enum DiagAction {
     /// Submit noop jobs through the normal path, wait for them, print a JSON report
     /// (`submitted`, `completed`, `effects`, `executions`, `dead_lettered`, `seconds`).
     Noop {
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
         count: u64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
         /// Each job sleeps this long.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
         sleep_ms: u64,
         /// Each job fails its first K attempts (retryable).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
         fail_first: u32,
         /// Each job panics on attempt K.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
         panic_on: u32,
         /// Each job panics on every attempt.
         #[arg(long)]
         panic_always: bool,
         /// Attempts per job before it fails.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
         max_attempts: u32,
         /// Give up waiting after this long (exit code 1).
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
         /// Also run workers in this process (otherwise `stella serve`/`stella worker`
         /// processes do the work).
@@ -598,7 +625,10 @@ enum Output {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     if let Some(code) = run_client(&cli) {
         return code;
     }
@@ -607,10 +637,10 @@ fn main() -> ExitCode {
         .collect();
     let loaded = match stella_config::load(cli.config.as_deref(), &env) {
         Ok(loaded) => loaded,
-        Err(err) => return fail(&err.to_string()),
+        Err(err) => return fail(&err.to_string(), cli.output),
     };
     if let Err(message) = init_logging(&loaded, &env) {
-        return fail(&message);
+        return fail(&message, cli.output);
     }
     // Handler panics are caught and retried by the runtime; log them as one line
     // instead of the default hook's stderr dump.
@@ -740,15 +770,59 @@ fn main() -> ExitCode {
             actix_web::rt::System::new().block_on(diag_noop(&loaded, &run))
         }
     };
-    match result {
+    match result.and_then(|()| stella::client::stdout_error().map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
+        Err(message) => fail(&message, cli.output),
     }
 }
 
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {}", message.replace('\n', " "));
+fn fail(message: &str, output: Output) -> ExitCode {
+    match output {
+        Output::Json => errln!(
+            "{}",
+            serde_json::json!({ "error": { "message": message, "exit_code": 1 } })
+        ),
+        Output::Table => errln!("error: {}", message.replace('\n', " ")),
+    }
     ExitCode::FAILURE
+}
+
+/// A command line clap refused: its own message and exit code 2, or with JSON output
+/// asked for, one JSON object (the arguments did not parse, so `--output` is looked for
+/// by hand).
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let wants_json = {
+        let args: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        args.windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json")
+            || args.iter().any(|a| a == "--output=json")
+            || std::env::var("STELLA_OUTPUT").is_ok_and(|v| v == "json")
+    };
+    let informational = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !wants_json || informational {
+        // clap writes help and errors itself, and ignores a closed pipe.
+        err.exit();
+    }
+    // The first line says what is wrong; the rest is usage help for a human.
+    let rendered = err.render().to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ");
+    errln!(
+        "{}",
+        serde_json::json!({ "error": { "type": "usage", "message": message, "exit_code": 2 } })
+    );
+    ExitCode::from(2)
 }
 
 /// Appends which setting to check, and where its value came from, to a startup error.
@@ -788,13 +862,13 @@ fn show_config(loaded: &Loaded, output: Output) {
     match output {
         Output::Json => {
             let json = serde_json::to_string_pretty(&rows).unwrap_or_default();
-            println!("{json}");
+            outln!("{json}");
         }
         Output::Table => {
             let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
             for row in rows {
                 let value = row.value.as_deref().unwrap_or("(unset)");
-                println!("{:width$} = {value}    # {}", row.key, row.source);
+                outln!("{:width$} = {value}    # {}", row.key, row.source);
             }
         }
     }
@@ -824,7 +898,7 @@ async fn migrate(loaded: &Loaded) -> Result<(), String> {
         .map_err(startup)?;
     store.migrate().await.map_err(startup)?;
     let version = store.schema_version().await.map_err(startup)?;
-    println!(
+    outln!(
         "database ({}) is at schema version {version}",
         store.backend()
     );
@@ -891,12 +965,12 @@ async fn bench_mailbox(
         .map_err(|err| explain(loaded, err))?;
     let report = stella::bench::mailbox(&services, backend, messages, tenants).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} messages on {} over {} tenants: {:.0} msgs/s through the runtime, {:.0} msgs/s raw ceiling, ratio {:.3}",
             report.messages,
             report.backend,
@@ -917,12 +991,12 @@ fn bench_match(
 ) -> Result<(), String> {
     let report = stella::bench_match::run(sbom, advisories, runs)?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} components × {} advisories: {} findings; index built in {:.3} s; {:.0} components/s through the index vs {:.0}/s linear (ratio {:.1}); whole scan p50 {:.2} ms, p99 {:.2} ms over {} runs",
             report.components,
             report.advisories,
@@ -948,12 +1022,12 @@ async fn bench_scan(
 ) -> Result<(), String> {
     let report = stella::bench_scan::run(loaded.settings.clone(), sbom, advisories, runs).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} ({} components, {} findings) on {}: submit → sealed verdict p50 {:.1} ms, p99 {:.1} ms over {} runs; the scan alone in-process p50 {:.1} ms, p99 {:.1} ms (ratio {:.2})",
             report.sbom,
             report.components,
@@ -976,12 +1050,12 @@ async fn bench_jobs(loaded: &Loaded, jobs: u64, tenants: u32, json: bool) -> Res
         .map_err(|err| explain(loaded, err))?;
     let report = stella::bench::jobs(&services, jobs, tenants).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&report).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} jobs on {} over {} tenants: {:.0} jobs/s, raw commits {:.0}/s, ratio {:.3}",
             report.jobs,
             report.store,
@@ -1007,15 +1081,15 @@ async fn bench_scheduler(
     let services = stella::Services::connect(&loaded.settings)
         .await
         .map_err(|err| explain(loaded, err))?;
-    eprintln!("setting up {tenants} tenants (targets and schedules)...");
+    errln!("setting up {tenants} tenants (targets and schedules)...");
     let r = stella::bench_schedule::run(&services, tenants, jitter, impacted_percent).await?;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&r).map_err(|err| err.to_string())?
         );
     } else {
-        println!(
+        outln!(
             "{} on {}: {} runs fired, {} queued in {:.3} s after the {} s window \
              (baseline {:.3} s, ratio {:.2}); drift: {} impacted targets, {} runs queued \
              {:.3} s after a {:.3} s import (baseline {:.3} s, ratio {:.2})",
@@ -1043,7 +1117,7 @@ async fn diag_noop(loaded: &Loaded, run: &stella::diag::NoopRun) -> Result<(), S
         .await
         .map_err(|err| explain(loaded, err))?;
     let report = stella::diag::noop(&services, run).await?;
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(&report).map_err(|err| err.to_string())?
     );
@@ -1092,8 +1166,15 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
     };
     if let Command::Completions { shell } = &cli.command {
         let mut command = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(*shell, &mut command, "stella", &mut std::io::stdout());
-        return Some(ExitCode::SUCCESS);
+        // Generated into memory first: clap_complete panics when its writer fails, as
+        // stdout does once the reader of a pipe has gone.
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut command, "stella", &mut script);
+        stella::client::write_out_bytes(&script);
+        return Some(match stella::client::stdout_error() {
+            Some(message) => fail(&message, cli.output),
+            None => ExitCode::SUCCESS,
+        });
     }
     let is_client = matches!(
         cli.command,
@@ -1118,11 +1199,15 @@ fn run_client(cli: &Cli) -> Option<ExitCode> {
         return None;
     }
     let result = Client::new(&cli.server, cli.token.clone(), cli.tenant.clone(), format)
-        .and_then(|client| client_command(&client, &cli.command));
+        .and_then(|client| client_command(&client, &cli.command))
+        .and_then(|()| match stella::client::stdout_error() {
+            Some(message) => Err(ClientError::new(stella::client::ExitKind::Failure, message)),
+            None => Ok(()),
+        });
     Some(match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", err.message.replace('\n', " "));
+            err.report(format);
             ExitCode::from(err.kind as u8)
         }
     })
@@ -1153,7 +1238,8 @@ fn print_scan(
     let summary = &scan["sbom_summary"];
     let field = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_owned(),
-        serde_json::Value::String(s) => s.clone(),
+        // A scan's name comes from the SBOM: whoever wrote it chose the characters.
+        serde_json::Value::String(s) => stella::client::terminal_safe(s).into_owned(),
         other => other.to_string(),
     };
     for (label, value) in [
@@ -1185,11 +1271,11 @@ fn print_scan(
         ("inputs hash", field(&scan["inputs_hash"])),
         ("attestation", field(&scan["attestation_sha256"])),
     ] {
-        println!("{label:14} {value}");
+        outln!("{label:14} {value}");
     }
     if scan["counts"]["findings"].as_u64().unwrap_or(0) > 0 {
         if let Some(id) = scan["id"].as_str() {
-            println!();
+            outln!();
             let findings = client.list(
                 &format!("/scans/{}/findings", stella::client::segment(id)),
                 vec![("limit", "500".to_owned())],
@@ -1244,15 +1330,27 @@ fn client_command(
                 for_tenant,
                 expires_in_days,
             } => {
+                // clap checks the range; checked_add keeps any day count from panicking
+                // on a date past chrono's last year all the same.
                 let expires_at = expires_in_days
-                    .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
+                    .map(|days| {
+                        chrono::Utc::now()
+                            .checked_add_signed(chrono::Duration::days(i64::from(days)))
+                            .ok_or_else(|| {
+                                ClientError::new(
+                                    stella::client::ExitKind::Invalid,
+                                    format!("--expires-in-days {days} is out of range"),
+                                )
+                            })
+                    })
+                    .transpose()?;
                 let created = client.post(
                     "/tokens",
                     &json!({ "tenant": for_tenant, "name": name, "scopes": scopes, "expires_at": expires_at }),
                 )?;
                 client.print(&created, &["id", "tenant", "name", "scopes", "token"]);
                 if client.format == stella::client::Format::Table {
-                    eprintln!("the token is shown once; store it now");
+                    errln!("the token is shown once; store it now");
                 }
             }
             TokensAction::List { for_tenant, page } => {
@@ -1280,11 +1378,12 @@ fn client_command(
                 wait,
                 timeout_secs,
             } => {
-                let params: serde_json::Value =
-                    serde_json::from_str(params).map_err(|err| stella::client::ClientError {
-                        kind: stella::client::ExitKind::Invalid,
-                        message: format!("--params is not JSON: {err}"),
-                    })?;
+                let params: serde_json::Value = serde_json::from_str(params).map_err(|err| {
+                    ClientError::new(
+                        stella::client::ExitKind::Invalid,
+                        format!("--params is not JSON: {err}"),
+                    )
+                })?;
                 let job = client.post(
                     "/jobs",
                     &json!({ "kind": kind, "params": params, "idempotency_key": idempotency_key, "max_attempts": max_attempts }),
@@ -1309,7 +1408,7 @@ fn client_command(
                 let job = client.get(&format!("/jobs/{}", seg(id)), &[])?;
                 client.print(&job, JOB_COLUMNS);
                 if client.format == stella::client::Format::Table {
-                    println!();
+                    outln!();
                     client.print(
                         &json!({ "items": job.get("events").cloned().unwrap_or_default() }),
                         &[
@@ -1366,14 +1465,20 @@ fn client_command(
             let report = client.verify(file, key.as_deref())?;
             match client.format {
                 stella::client::Format::Json => client.print(&report, &[]),
-                stella::client::Format::Table => println!(
-                    "verified: signed by key {}; subject {} {}; {} disposition {}",
-                    report["key_ids"][0].as_str().unwrap_or("?"),
-                    report["subject"]["name"].as_str().unwrap_or("?"),
-                    report["subject"]["digest"].as_str().unwrap_or("?"),
-                    report["predicate_type"].as_str().unwrap_or("?"),
-                    report["disposition"].as_str().unwrap_or("-"),
-                ),
+                stella::client::Format::Table => {
+                    // The envelope is the file's author's text, signed or not.
+                    let text = |v: &serde_json::Value, default| {
+                        stella::client::terminal_safe(v.as_str().unwrap_or(default)).into_owned()
+                    };
+                    outln!(
+                        "verified: signed by key {}; subject {} {}; {} disposition {}",
+                        text(&report["key_ids"][0], "?"),
+                        text(&report["subject"]["name"], "?"),
+                        text(&report["subject"]["digest"], "?"),
+                        text(&report["predicate_type"], "?"),
+                        text(&report["disposition"], "-"),
+                    )
+                }
             }
         }
         Command::Scan {
@@ -1402,13 +1507,13 @@ fn client_command(
             }
             print_scan(client, &scan)?;
             if scan.get("disposition").and_then(|d| d.as_str()) == Some("block") {
-                return Err(stella::client::ClientError {
-                    kind: stella::client::ExitKind::Failure,
-                    message: format!(
+                return Err(ClientError::new(
+                    stella::client::ExitKind::Failure,
+                    format!(
                         "scan {} is blocked by the policy",
                         scan["id"].as_str().unwrap_or("?")
                     ),
-                });
+                ));
             }
         }
         Command::Scans { action } => match action {
@@ -1430,25 +1535,24 @@ fn client_command(
             ScansAction::Attestation { id, output_file } => {
                 let bytes = client.get_bytes(&format!("/scans/{}/attestation", seg(id)))?;
                 match output_file {
-                    Some(path) => {
-                        std::fs::write(path, &bytes).map_err(|err| stella::client::ClientError {
-                            kind: stella::client::ExitKind::Failure,
-                            message: format!("cannot write {}: {err}", path.display()),
-                        })?
-                    }
-                    None => {
-                        use std::io::Write;
-                        let _ = std::io::stdout().write_all(&bytes);
-                    }
+                    Some(path) => std::fs::write(path, &bytes).map_err(|err| {
+                        ClientError::new(
+                            stella::client::ExitKind::Failure,
+                            format!("cannot write {}: {err}", path.display()),
+                        )
+                    })?,
+                    None => stella::client::write_out_bytes(&bytes),
                 }
             }
         },
         Command::Vex {
             action: VexAction::Import { file },
         } => {
-            let bytes = std::fs::read(file).map_err(|err| stella::client::ClientError {
-                kind: stella::client::ExitKind::Invalid,
-                message: format!("cannot read {}: {err}", file.display()),
+            let bytes = std::fs::read(file).map_err(|err| {
+                ClientError::new(
+                    stella::client::ExitKind::Invalid,
+                    format!("cannot read {}: {err}", file.display()),
+                )
             })?;
             client.print(
                 &client.post_bytes("/vex", &[], "application/json", bytes)?,
@@ -1461,7 +1565,7 @@ fn client_command(
                 match client.format {
                     stella::client::Format::Json => client.print(&policy, &[]),
                     stella::client::Format::Table => {
-                        eprintln!(
+                        errln!(
                             "# version {} ({}){}",
                             policy["version"],
                             policy["digest"].as_str().unwrap_or("?"),
@@ -1471,16 +1575,22 @@ fn client_command(
                                 ""
                             }
                         );
-                        print!("{}", policy["document"].as_str().unwrap_or(""));
+                        out!(
+                            "{}",
+                            stella::client::terminal_safe_lines(
+                                policy["document"].as_str().unwrap_or("")
+                            )
+                        );
                     }
                 }
             }
             PolicyAction::Set { file } => {
-                let document =
-                    std::fs::read_to_string(file).map_err(|err| stella::client::ClientError {
-                        kind: stella::client::ExitKind::Invalid,
-                        message: format!("cannot read {}: {err}", file.display()),
-                    })?;
+                let document = std::fs::read_to_string(file).map_err(|err| {
+                    ClientError::new(
+                        stella::client::ExitKind::Invalid,
+                        format!("cannot read {}: {err}", file.display()),
+                    )
+                })?;
                 client.print(
                     &client.put("/policy", &json!({ "document": document }))?,
                     POLICY_COLUMNS,
@@ -1595,7 +1705,7 @@ fn client_command(
                 client.print(&run, RUN_COLUMNS);
                 if client.format == stella::client::Format::Table {
                     if let Some(results) = run.get("results") {
-                        println!();
+                        outln!();
                         client.print(
                             &serde_json::json!({ "items": results }),
                             &["target_name", "state", "scan_id", "diff"],

@@ -9,11 +9,13 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::path::{Path, PathBuf};
+
 use stella_domain::osv::{
-    parse_record, split_collection, Advisory, CollectionError, Limits, RawEntry,
+    parse_record, visit_collection, Advisory, CollectionError, Limits, RawEntry,
 };
 use stella_domain::InputError;
-use stella_store::object::Objects;
+use stella_store::object::{Objects, Sha256Digest};
 use stella_store::repo::AdvisoryRecord;
 use stella_store::{Store, StoreError};
 
@@ -41,20 +43,44 @@ pub struct ImportReport {
     pub delta_packages: Vec<String>,
 }
 
+/// Where a collection's bytes are: in memory (an HTTP upload, bounded by the body limit)
+/// or in a file (a download, bounded only by `outbound.max_bytes`).
+#[derive(Debug, Clone)]
+pub enum Collection {
+    Bytes(Bytes),
+    File(PathBuf),
+}
+
 /// Every record of a collection, parsed, with its digest; the first bad one refuses all.
+/// The collection is read one record at a time ([`visit_collection`]): what stays in
+/// memory is the parsed records, never the inflated archive.
 fn parse_collection(
-    bytes: &[u8],
+    collection: &Collection,
     limits: Limits,
-) -> Result<Vec<(RawEntry, Advisory, String)>, ImportError> {
-    let entries = split_collection(bytes, limits)?;
-    let mut parsed = Vec::with_capacity(entries.len());
-    for entry in entries {
+) -> Result<Vec<(String, Advisory, String)>, ImportError> {
+    let mut parsed = Vec::new();
+    let mut visit = |entry: RawEntry| {
         let advisory = parse_record(&entry.bytes).map_err(|error| ImportError::Record {
             entry: entry.name.clone(),
             error,
         })?;
         let sha256 = stella_domain::canonical::sha256_hex(&entry.bytes);
-        parsed.push((entry, advisory, sha256));
+        parsed.push((entry.name, advisory, sha256));
+        Ok::<(), ImportError>(())
+    };
+    match collection {
+        Collection::Bytes(bytes) => {
+            visit_collection(std::io::Cursor::new(bytes.as_ref()), limits, &mut visit)?;
+        }
+        Collection::File(path) => {
+            let file = std::fs::File::open(path).map_err(|err| {
+                ImportError::Collection(CollectionError::BadEntry {
+                    name: String::new(),
+                    reason: format!("cannot read the downloaded collection: {err}"),
+                })
+            })?;
+            visit_collection(std::io::BufReader::new(file), limits, &mut visit)?;
+        }
     }
     Ok(parsed)
 }
@@ -68,6 +94,19 @@ pub async fn import_advisories(
     limits: Limits,
     now: DateTime<Utc>,
 ) -> Result<ImportReport, ImportError> {
+    let collection = Collection::Bytes(Bytes::copy_from_slice(bytes));
+    import_collection(store, objects, source, collection, limits, now).await
+}
+
+/// Imports a collection from `source`.
+pub async fn import_collection(
+    store: &Store,
+    objects: &Objects,
+    source: &str,
+    collection: Collection,
+    limits: Limits,
+    now: DateTime<Utc>,
+) -> Result<ImportReport, ImportError> {
     if source.trim().is_empty() || source.len() > 200 {
         return Err(ImportError::Record {
             entry: String::new(),
@@ -76,8 +115,8 @@ pub async fn import_advisories(
     }
     // Unpacking and parsing a collection (an `all.zip` is hundreds of MB) is CPU work:
     // it runs on the blocking pool, not on the caller's (actor or HTTP) thread.
-    let owned = Bytes::copy_from_slice(bytes);
-    let parsed = tokio::task::spawn_blocking(move || parse_collection(&owned, limits))
+    let reading = collection.clone();
+    let parsed = tokio::task::spawn_blocking(move || parse_collection(&reading, limits))
         .await
         .map_err(|err| ImportError::Record {
             entry: String::new(),
@@ -87,15 +126,13 @@ pub async fn import_advisories(
     let any_change = parsed
         .iter()
         .any(|(_, advisory, sha256)| current.get(&advisory.id) != Some(sha256));
-    let collection_sha256 = if any_change {
-        objects
-            .put_content(Bytes::copy_from_slice(bytes))
-            .await?
-            .digest
-            .to_string()
-    } else {
-        stella_domain::canonical::sha256_hex(bytes)
-    };
+    let collection_sha256 = match (&collection, any_change) {
+        (Collection::Bytes(bytes), true) => objects.put_content(bytes.clone()).await?.digest,
+        (Collection::File(path), true) => objects.put_content_file(path).await?.digest,
+        (Collection::Bytes(bytes), false) => Sha256Digest::of(bytes),
+        (Collection::File(path), false) => file_digest(path).await?,
+    }
+    .to_string();
     let mut records = Vec::with_capacity(parsed.len());
     for (entry, advisory, sha256) in parsed {
         let packages = advisory
@@ -107,7 +144,7 @@ pub async fn import_advisories(
             id: advisory.id.clone(),
             sha256,
             collection_sha256: collection_sha256.clone(),
-            entry: entry.name.clone(),
+            entry,
             modified: advisory.modified,
             withdrawn: advisory.withdrawn,
             normalized: serde_json::to_value(&advisory).unwrap_or_default(),
@@ -126,5 +163,23 @@ pub async fn import_advisories(
             .into_iter()
             .map(|(ecosystem, name)| format!("{ecosystem}/{name}"))
             .collect(),
+    })
+}
+
+/// The digest of a file, read in chunks on the blocking pool.
+async fn file_digest(path: &Path) -> Result<Sha256Digest, ImportError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest as _;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok::<_, std::io::Error>(hasher.finalize().into())
+    })
+    .await
+    .map_err(|err| StoreError::Invalid(format!("hashing the collection did not finish: {err}")))?
+    .map(Sha256Digest)
+    .map_err(|err| {
+        StoreError::Invalid(format!("cannot read the downloaded collection: {err}")).into()
     })
 }

@@ -55,6 +55,27 @@ pub trait StepHandler: Send + Sync + std::fmt::Debug {
     async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError>;
 }
 
+/// Who may submit a job kind through `POST /api/v1/jobs`. A kind says so itself, so a
+/// new kind cannot be opened to tenants by forgetting a check in the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitters {
+    /// Nobody: Stella starts these itself or through their own route (a scan through
+    /// `POST /scans`, an advisory sync from a schedule).
+    Internal,
+    /// Administrator tokens only (acting on a tenant they name).
+    Administrators,
+    /// Any token with `jobs:write`.
+    Tenants,
+}
+
+/// Checks a submitted job's parameters before it is accepted, so a bad request is a 400
+/// at once rather than a job that fails later.
+pub trait CheckParams: Send + Sync + std::fmt::Debug {
+    /// `Err` names what is wrong, as `(field, message)`: the field's path inside the
+    /// parameters (`sources[0]`), empty for the parameters as a whole.
+    fn check(&self, params: &Value) -> Result<(), (String, String)>;
+}
+
 /// A job kind: its first step, the role that runs each step, and the handlers.
 #[derive(Debug, Clone)]
 pub struct JobKind {
@@ -62,6 +83,18 @@ pub struct JobKind {
     pub first_step: &'static str,
     pub role: Role,
     pub steps: BTreeMap<&'static str, Arc<dyn StepHandler>>,
+    pub submitters: Submitters,
+    pub params: Option<Arc<dyn CheckParams>>,
+}
+
+impl JobKind {
+    /// Checks parameters with the kind's own check (none: anything goes).
+    pub fn check_params(&self, params: &Value) -> Result<(), (String, String)> {
+        match &self.params {
+            Some(check) => check.check(params),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Handles a plain message (one that is not a job step): no job state, just the
@@ -109,10 +142,10 @@ impl Handlers {
     }
 
     /// Every kind a Stella process runs: the built-in ones, the scan pipeline and
-    /// advisory syncs.
-    pub fn with_scan(deps: crate::scan::ScanDeps) -> Self {
+    /// advisory syncs (fetching through `outbound`).
+    pub fn with_scan(deps: crate::scan::ScanDeps, outbound: crate::outbound::Outbound) -> Self {
         let mut handlers = Self::builtin();
-        handlers.register(crate::sync::kind(deps.objects.clone()));
+        handlers.register(crate::sync::kind(deps.objects.clone(), outbound));
         handlers.register(crate::scan::kind(deps.clone()));
         handlers.scan = Some(deps);
         handlers

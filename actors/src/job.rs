@@ -170,6 +170,31 @@ pub enum Finish {
     Failed { error: String, panicked: bool },
     /// Nothing to do (the step was already done, or superseded).
     Stale,
+    /// The job was cancelled while its step ran; the step was stopped.
+    Cancelled,
+}
+
+/// When a running step first looks whether its job was cancelled, and the longest it
+/// waits between looks: the wait doubles from the first to the last, so a short step
+/// reads nothing extra and a process holding many long steps (100,000 sleeping `noop`s)
+/// reads each at most every 8 s, through the group commit.
+const CANCEL_FIRST_CHECK: Duration = Duration::from_millis(500);
+const CANCEL_MAX_CHECK: Duration = Duration::from_secs(8);
+
+/// Returns once the job is no longer running at `attempts` (cancelled through the API,
+/// from any process).
+async fn until_cancelled(jobs: &stella_store::repo::Jobs<'_>, id: &JobId, attempts: u32) {
+    let mut wait = CANCEL_FIRST_CHECK;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(CANCEL_MAX_CHECK);
+        match jobs.get_grouped(id).await {
+            Ok(job) if job.state == JobState::Running && job.attempts == attempts => {}
+            Ok(_) | Err(StoreError::NotFound(_)) => return,
+            // A store hiccup is no reason to stop a step: look again next time.
+            Err(_) => {}
+        }
+    }
 }
 
 impl Finish {
@@ -310,7 +335,22 @@ impl StepRunner {
                     attempt: running.attempts,
                     now: now(),
                 };
-                match run_guarded(handler.run(&ctx)).await {
+                let work = run_guarded(handler.run(&ctx));
+                let cancelled = until_cancelled(&jobs, &running.id, running.attempts);
+                let result = tokio::select! {
+                    result = work => result,
+                    () = cancelled => {
+                        // The job was cancelled (or otherwise ended) while the step ran:
+                        // the handler was dropped at its next await point, nothing of it
+                        // is committed, and the delivery is done.
+                        tracing::info!(tenant = %envelope.tenant, job_id = %running.id, step = %running.step, "running step cancelled");
+                        self.mailbox
+                            .ack(role, std::slice::from_ref(&delivery.receipt))
+                            .await?;
+                        return Ok(Finish::Cancelled);
+                    }
+                };
+                match result {
                     // The next step's message is deduplicated by `{job}:{step}`: a step
                     // naming itself would be dropped, so it is refused loudly instead.
                     Ok(Ok(StepOutcome::Next { step, .. })) if step == running.step => Err((

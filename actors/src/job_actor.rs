@@ -78,6 +78,7 @@ impl Actor for JobActor {
                         Ok(Finish::Retrying { .. }) => "retrying",
                         Ok(Finish::Failed { .. }) => "failed",
                         Ok(Finish::Stale) => "stale",
+                        Ok(Finish::Cancelled) => "cancelled",
                         Err(_) => "error",
                     };
                     act.shared

@@ -17,6 +17,7 @@
 //! - `handler`: the step handler API ([`StepHandler`], [`Handlers`]);
 //! - `fetcher`: importing advisory collections into the store;
 //! - `noop`: the built-in `noop` job kind;
+//! - `outbound`: the guard every URL fetched on someone's behalf goes through;
 //! - `scan`: the `scan` job kind (analyze → evaluate → seal) and the advisory index cache;
 //! - `relay`: the outbox relay;
 //! - `metrics`: [`RuntimeMetrics`].
@@ -27,6 +28,7 @@ mod job;
 mod job_actor;
 mod metrics;
 pub mod noop;
+pub mod outbound;
 mod relay;
 mod root;
 mod runtime;
@@ -36,7 +38,8 @@ pub mod sync;
 mod tenant;
 
 pub use handler::{
-    Handlers, JobKind, MessageHandler, StepContext, StepError, StepHandler, StepOutcome,
+    CheckParams, Handlers, JobKind, MessageHandler, StepContext, StepError, StepHandler,
+    StepOutcome, Submitters,
 };
 pub use job::{
     prepare, retry_policy, submit, submit_batch, Finish, JobRequest, StepMessage, StepRunner,

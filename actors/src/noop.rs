@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stella_store::mailbox::Role;
 
-use crate::handler::{JobKind, StepContext, StepError, StepHandler, StepOutcome};
+use crate::handler::{
+    CheckParams, JobKind, StepContext, StepError, StepHandler, StepOutcome, Submitters,
+};
 
 pub const KIND: &str = "noop";
 
@@ -32,6 +34,36 @@ pub struct NoopParams {
     pub panic_always: bool,
 }
 
+/// The longest sleep a noop job may ask for: long enough for any diagnostic, short
+/// enough that a forgotten job does not hold a slot for days.
+pub const MAX_SLEEP_MS: u64 = 3_600_000;
+
+/// The most attempts a noop job may ask to fail.
+pub const MAX_FAIL_FIRST: u32 = 100;
+
+#[derive(Debug)]
+struct Check;
+
+impl CheckParams for Check {
+    fn check(&self, params: &serde_json::Value) -> Result<(), (String, String)> {
+        let params: NoopParams = serde_json::from_value(params.clone())
+            .map_err(|err| (String::new(), format!("invalid noop parameters: {err}")))?;
+        if params.sleep_ms > MAX_SLEEP_MS {
+            return Err((
+                "sleep_ms".into(),
+                format!("sleep_ms must be at most {MAX_SLEEP_MS} (one hour)"),
+            ));
+        }
+        if params.fail_first > MAX_FAIL_FIRST {
+            return Err((
+                "fail_first".into(),
+                format!("fail_first must be at most {MAX_FAIL_FIRST}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct Run;
 
@@ -43,7 +75,8 @@ impl StepHandler for Run {
         let noop = ctx.store.tenant(&ctx.job.tenant).noop();
         noop.count_execution(&ctx.job.id).await?;
         if params.sleep_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(params.sleep_ms)).await;
+            let sleep = params.sleep_ms.min(MAX_SLEEP_MS);
+            tokio::time::sleep(Duration::from_millis(sleep)).await;
         }
         if params.panic_always || params.panic_on_attempt == ctx.attempt {
             panic!("noop job panics on attempt {} as asked", ctx.attempt);
@@ -67,5 +100,9 @@ pub fn kind() -> JobKind {
         first_step: "run",
         role: role(),
         steps,
+        // A diagnostic that can panic and sleep on request: administrators only, unless
+        // `api.tenant_noop_jobs` opens it to tenants (the API decides).
+        submitters: Submitters::Administrators,
+        params: Some(Arc::new(Check)),
     }
 }

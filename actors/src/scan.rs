@@ -154,6 +154,9 @@ pub fn kind(deps: ScanDeps) -> JobKind {
         first_step: "analyze",
         role: role("analyzer"),
         steps,
+        // Submitted through `POST /scans`, which stores and analyzes the SBOM first.
+        submitters: crate::handler::Submitters::Internal,
+        params: None,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The `advisory-sync` job kind: the fetcher downloads each source URL (an OSV
-//! `all.zip`, a JSON array or one record) and imports it (see [`crate::fetcher`]). An
-//! import of unchanged records is a no-op, so a redelivered or retried step changes
-//! nothing twice; changed records raise the `advisory.delta` the scheduler re-evaluates
-//! from. The job's result is one import report per source.
+//! `all.zip`, a JSON array or one record) through the outbound guard and imports it (see
+//! [`crate::fetcher`]). Advisories are shared by every tenant, so only administrators
+//! start a sync: through an advisory-sync schedule or `POST /jobs` with an administrator
+//! token. An import of unchanged records is a no-op, so a redelivered or retried step
+//! changes nothing twice; changed records raise the `advisory.delta` the scheduler
+//! re-evaluates from. The job's result is one import report per source.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,13 +15,16 @@ use stella_domain::osv::Limits;
 use stella_store::mailbox::Role;
 use stella_store::object::Objects;
 
-use crate::fetcher::{import_advisories, ImportError};
-use crate::handler::{JobKind, StepContext, StepError, StepHandler, StepOutcome};
+use crate::fetcher::{import_collection, Collection, ImportError};
+use crate::handler::{
+    CheckParams, JobKind, StepContext, StepError, StepHandler, StepOutcome, Submitters,
+};
+use crate::outbound::{FetchError, Outbound};
 
 pub const KIND: &str = "advisory-sync";
 
-/// The largest download accepted from one source (compressed bytes).
-const MAX_DOWNLOAD_BYTES: u64 = 1024 * 1024 * 1024;
+/// The most sources one sync may name.
+pub const MAX_SOURCES: usize = 32;
 
 /// An advisory-sync job's parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,16 +34,47 @@ pub struct SyncParams {
     pub sources: Vec<String>,
 }
 
-pub fn kind(objects: Objects) -> JobKind {
+impl SyncParams {
+    /// Checks the sources as the fetcher will: 1 to [`MAX_SOURCES`] URLs, each one the
+    /// outbound guard accepts before resolving it.
+    pub fn check(&self, outbound: &Outbound) -> Result<(), (String, String)> {
+        if self.sources.is_empty() || self.sources.len() > MAX_SOURCES {
+            return Err((
+                "sources".into(),
+                format!("an advisory sync needs 1 to {MAX_SOURCES} source URLs"),
+            ));
+        }
+        for (i, url) in self.sources.iter().enumerate() {
+            outbound
+                .check(url)
+                .map_err(|err| (format!("sources[{i}]"), err.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Check(Outbound);
+
+impl CheckParams for Check {
+    fn check(&self, params: &serde_json::Value) -> Result<(), (String, String)> {
+        let params: SyncParams = serde_json::from_value(params.clone()).map_err(|err| {
+            (
+                String::new(),
+                format!("invalid advisory-sync parameters: {err}"),
+            )
+        })?;
+        params.check(&self.0)
+    }
+}
+
+pub fn kind(objects: Objects, outbound: Outbound) -> JobKind {
     let mut steps: BTreeMap<&'static str, Arc<dyn StepHandler>> = BTreeMap::new();
     steps.insert(
         "fetch",
         Arc::new(Fetch {
             objects,
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(600))
-                .build()
-                .unwrap_or_default(),
+            outbound: outbound.clone(),
         }),
     );
     JobKind {
@@ -46,47 +82,15 @@ pub fn kind(objects: Objects) -> JobKind {
         first_step: "fetch",
         role: Role::parse("fetcher").unwrap_or_else(|_| unreachable!("a valid role literal")),
         steps,
+        submitters: Submitters::Administrators,
+        params: Some(Arc::new(Check(outbound))),
     }
 }
 
 #[derive(Debug)]
 struct Fetch {
     objects: Objects,
-    http: reqwest::Client,
-}
-
-impl Fetch {
-    /// The body of `url`, at most [`MAX_DOWNLOAD_BYTES`]; server and network failures are
-    /// worth a retry, a client error (404, 403) is not.
-    async fn download(&self, url: &str) -> Result<Vec<u8>, StepError> {
-        let mut response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|err| StepError::Retry(format!("cannot fetch {url}: {err}")))?;
-        let status = response.status();
-        if status.is_client_error() {
-            return Err(StepError::Abort(format!("{url} answered {status}")));
-        }
-        if !status.is_success() {
-            return Err(StepError::Retry(format!("{url} answered {status}")));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| StepError::Retry(format!("reading {url}: {err}")))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() as u64 > MAX_DOWNLOAD_BYTES {
-                return Err(StepError::Abort(format!(
-                    "{url} is larger than {MAX_DOWNLOAD_BYTES} bytes"
-                )));
-            }
-        }
-        Ok(body)
-    }
+    outbound: Outbound,
 }
 
 #[async_trait]
@@ -95,21 +99,37 @@ impl StepHandler for Fetch {
         let params: SyncParams = serde_json::from_value(ctx.job.params.clone())
             .map_err(|err| StepError::Abort(format!("invalid advisory-sync parameters: {err}")))?;
         let mut reports = Vec::with_capacity(params.sources.len());
-        for url in &params.sources {
-            let bytes = self.download(url).await?;
-            let report = import_advisories(
+        for (i, url) in params.sources.iter().enumerate() {
+            let source = i + 1;
+            // A download is spooled to a temporary file and read from there one record
+            // at a time: its size is bounded by `outbound.max_bytes`, not by memory.
+            let download = self
+                .outbound
+                .download(url, &std::env::temp_dir())
+                .await
+                .map_err(|err| {
+                    let message = format!("source {source}: {err}");
+                    match err {
+                        FetchError::Transient(_) => StepError::Retry(message),
+                        FetchError::Forbidden(_) | FetchError::Refused(_) => {
+                            StepError::Abort(message)
+                        }
+                    }
+                })?;
+            let report = import_collection(
                 ctx.store,
                 &self.objects,
                 url,
-                &bytes,
+                Collection::File(download.file.path().to_owned()),
                 Limits::default(),
                 ctx.now,
             )
             .await
             .map_err(|err| match err {
                 ImportError::Store(err) => StepError::from(err),
-                other => StepError::Abort(format!("{url}: {other}")),
+                other => StepError::Abort(format!("source {source}: {other}")),
             })?;
+            drop(download);
             reports.push(serde_json::json!({
                 "source": report.source,
                 "records": report.records,

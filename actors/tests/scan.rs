@@ -64,10 +64,10 @@ async fn redelivered_steps_change_nothing(store: Store) {
         .ensure(&tenant, "Acme", Utc::now())
         .await
         .unwrap();
-    let handlers = Handlers::with_scan(ScanDeps::new(
-        objects.clone(),
-        Arc::new(SigningKey::generate([3; 32])),
-    ));
+    let handlers = Handlers::with_scan(
+        ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([3; 32]))),
+        stella_actors::outbound::Outbound::new(&Default::default()),
+    );
     stella_actors::fetcher::import_advisories(
         &store,
         &objects,
@@ -117,10 +117,10 @@ async fn redelivered_steps_change_nothing(store: Store) {
 
     // The first evaluation takes the analysis this process cached; the second runs as in
     // a restarted process, which decodes the stored one: the verdicts are the same.
-    let restarted = Handlers::with_scan(ScanDeps::new(
-        objects.clone(),
-        Arc::new(SigningKey::generate([3; 32])),
-    ));
+    let restarted = Handlers::with_scan(
+        ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([3; 32]))),
+        stella_actors::outbound::Outbound::new(&Default::default()),
+    );
     let mut verdicts = Vec::new();
     for handlers in [&handlers, &restarted] {
         let next = run(&store, handlers, &tenant, &id, "evaluate").await;

@@ -61,6 +61,11 @@ pub const SCOPES: &[&str] = &[
     "jobs:write",
 ];
 
+/// Scopes over data every tenant shares (advisories are global: every tenant's scans
+/// match against them). Only administrator tokens (no tenant) carry them, so no tenant
+/// can change what another tenant's scan reads.
+pub const GLOBAL_SCOPES: &[&str] = &[ADMIN, "advisories:write"];
+
 /// What an operation requires, from the OpenAPI document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -172,8 +177,18 @@ impl Caller {
     }
 
     /// Whether the token carries `scope` (an administrator token carries every scope).
+    /// A tenant token never carries a [global scope](GLOBAL_SCOPES), even if its row
+    /// says so (rows written before the rule).
     pub fn has_scope(&self, scope: &str) -> bool {
+        if GLOBAL_SCOPES.contains(&scope) && self.token.tenant.is_some() {
+            return false;
+        }
         self.token.scopes.iter().any(|s| s == scope || s == ADMIN)
+    }
+
+    /// Whether the caller may change the advisories every tenant shares.
+    pub fn may_write_global_advisories(&self) -> bool {
+        self.has_scope("advisories:write")
     }
 
     /// How the audit log names this caller.
@@ -415,6 +430,19 @@ async fn authorize(
         return Err(Problem::forbidden(
             "this operation needs an administrator token (the `admin` scope, no tenant)",
         ));
+    }
+    // The other global scopes change what every tenant sees: a token bound to one tenant
+    // never passes them (tokens created before the rule may still carry them).
+    if GLOBAL_SCOPES.contains(&scope.as_str()) && token.tenant.is_some() {
+        return Err(Problem::forbidden(format!(
+            "`{scope}` changes data every tenant shares; it needs a token without a tenant, \
+             not one of tenant {}",
+            token
+                .tenant
+                .as_ref()
+                .map(TenantId::as_str)
+                .unwrap_or_default()
+        )));
     }
     if !admin && !token.scopes.iter().any(|s| s == scope) {
         return Err(Problem::forbidden(format!(

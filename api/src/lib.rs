@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod body;
 mod health;
+mod idempotency;
 mod metrics;
 pub mod problem;
 pub mod request_id;

@@ -61,6 +61,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub runtime: RuntimeSettings,
     pub scheduler: SchedulerSettings,
+    pub outbound: OutboundSettings,
 }
 
 impl Default for Settings {
@@ -78,6 +79,7 @@ impl Default for Settings {
             api: ApiSettings::default(),
             runtime: RuntimeSettings::default(),
             scheduler: SchedulerSettings::default(),
+            outbound: OutboundSettings::default(),
         }
     }
 }
@@ -169,6 +171,9 @@ pub struct ApiSettings {
     pub auth_failures_per_minute: u64,
     /// Failed authentications a client address may make at once above that rate.
     pub auth_failure_burst: u64,
+    /// Whether tenant tokens may submit the diagnostic `noop` job kind through
+    /// `POST /jobs` (administrators always may).
+    pub tenant_noop_jobs: bool,
 }
 
 impl Default for ApiSettings {
@@ -181,6 +186,7 @@ impl Default for ApiSettings {
             body_read_timeout_secs: 30,
             auth_failures_per_minute: 60,
             auth_failure_burst: 20,
+            tenant_noop_jobs: false,
         }
     }
 }
@@ -285,6 +291,53 @@ impl Default for SchedulerSettings {
             clock_speed: 1,
             clock_origin: None,
         }
+    }
+}
+
+/// URLs Stella fetches on someone's behalf (advisory sources today, webhooks later): every
+/// such fetch goes through one guard with these limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSettings {
+    /// Comma-separated host names or IP addresses that may be fetched from even though
+    /// they are (or resolve to) loopback, private, link-local or other internal
+    /// addresses, on any port. Empty: only public addresses.
+    pub allow_hosts: String,
+    /// Seconds to wait for a TCP (and TLS) connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds one fetch may take in all, body included.
+    pub timeout_secs: u64,
+    /// Largest body accepted from one URL.
+    pub max_bytes: u64,
+    /// Redirects followed per fetch (each one checked like the first URL).
+    pub max_redirects: u32,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            allow_hosts: String::new(),
+            connect_timeout_secs: 5,
+            timeout_secs: 120,
+            max_bytes: 512 * 1024 * 1024,
+            max_redirects: 5,
+        }
+    }
+}
+
+impl OutboundSettings {
+    /// The allow-listed hosts, lowercased, without empty entries.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.allow_hosts
+            .split(',')
+            .map(|h| {
+                h.trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
+            .filter(|h| !h.is_empty())
+            .collect()
     }
 }
 
@@ -558,6 +611,7 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_API_AUTH_FAILURE_BURST",
         Int
     ),
+    key!("api.tenant_noop_jobs", "STELLA_API_TENANT_NOOP_JOBS", Bool),
     key!("runtime.batch_size", "STELLA_RUNTIME_BATCH_SIZE", Int),
     key!("runtime.concurrency", "STELLA_RUNTIME_CONCURRENCY", Int),
     key!(
@@ -635,6 +689,19 @@ pub const KEYS: &[KeyDef] = &[
         "scheduler.clock_origin",
         "STELLA_SCHEDULER_CLOCK_ORIGIN",
         Str
+    ),
+    key!("outbound.allow_hosts", "STELLA_OUTBOUND_ALLOW_HOSTS", Str),
+    key!(
+        "outbound.connect_timeout_secs",
+        "STELLA_OUTBOUND_CONNECT_TIMEOUT_SECS",
+        Int
+    ),
+    key!("outbound.timeout_secs", "STELLA_OUTBOUND_TIMEOUT_SECS", Int),
+    key!("outbound.max_bytes", "STELLA_OUTBOUND_MAX_BYTES", Int),
+    key!(
+        "outbound.max_redirects",
+        "STELLA_OUTBOUND_MAX_REDIRECTS",
+        Int
     ),
 ];
 
@@ -888,6 +955,21 @@ fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     }
     if s.valkey.pool_size == 0 {
         return Err(invalid("valkey.pool_size", "must be at least 1".into()));
+    }
+    let o = &s.outbound;
+    for (key, value, max) in [
+        ("outbound.connect_timeout_secs", o.connect_timeout_secs, 300),
+        ("outbound.timeout_secs", o.timeout_secs, 3_600),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err(invalid(key, format!("must be 1 to {max} seconds")));
+        }
+    }
+    if o.max_bytes == 0 {
+        return Err(invalid("outbound.max_bytes", "must be at least 1".into()));
+    }
+    if o.max_redirects > 20 {
+        return Err(invalid("outbound.max_redirects", "must be 0 to 20".into()));
     }
     if let Some(endpoint) = &s.s3.endpoint {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {

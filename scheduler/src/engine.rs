@@ -10,7 +10,8 @@
 //!    target (idempotency key `run:<run>:<target>`, so a re-plan after a crash or a
 //!    takeover submits nothing twice), then marks them `queued`;
 //! 5. tracks queued and running runs: a target whose scan ended gets its diff against the
-//!    target's previous scan; a run whose targets all ended is `completed`.
+//!    target's previous scan; a run whose targets all ended is `completed`, or `error`
+//!    when none of its jobs succeeded.
 //!
 //! Every write of steps 2–5 is fenced by the lease token (see `stella_store::repo`), so a
 //! process that lost the lease without knowing writes nothing.
@@ -640,10 +641,23 @@ impl Scheduler {
                 };
                 ("completed", diff(previous.as_deref(), &current))
             } else {
-                (
-                    "failed",
-                    json!({"error": format!("the scan job {}", e.job_state)}),
-                )
+                // Say which job it was and why it ended, as the job itself records it.
+                let what = if e.target.target_id == SOURCES {
+                    "advisory-sync"
+                } else {
+                    "scan"
+                };
+                let job = self
+                    .store
+                    .tenant(&e.tenant)
+                    .jobs()
+                    .get(&e.target.scan_id)
+                    .await?;
+                let error = match job.last_error {
+                    Some(reason) => format!("the {what} job {}: {reason}", e.job_state),
+                    None => format!("the {what} job {}", e.job_state),
+                };
+                ("failed", json!({ "error": error }))
             };
             changes.outcomes.push(TargetOutcome {
                 tenant: e.tenant.clone(),
@@ -683,17 +697,32 @@ impl Scheduler {
             counts["changed_findings"] = json!(sum("changed_count"));
             let done = waiting == 0;
             completed += usize::from(done);
+            // A run none of whose jobs succeeded did not complete: it ended in error, with
+            // the first job's reason (an advisory sync has one job; a re-scan says how
+            // many of its targets failed).
+            let all_failed = done && count("completed") == 0 && count("failed") > 0;
+            let error = all_failed.then(|| {
+                let first = targets
+                    .iter()
+                    .find_map(|t| t.diff.as_ref()?.get("error")?.as_str())
+                    .unwrap_or("the job failed");
+                if targets.len() == 1 {
+                    first.to_owned()
+                } else {
+                    format!("all {} targets failed; the first: {first}", targets.len())
+                }
+            });
             updates.run_updates.push(RunUpdate {
                 tenant: tenant.clone(),
                 id: id.clone(),
                 from: run.state.clone(),
-                to: if done {
-                    "completed".into()
-                } else {
-                    run.state.clone()
+                to: match (done, all_failed) {
+                    (true, true) => "error".into(),
+                    (true, false) => "completed".into(),
+                    (false, _) => run.state.clone(),
                 },
                 counts,
-                error: None,
+                error,
                 finished: done,
             });
         }

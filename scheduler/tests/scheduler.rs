@@ -41,10 +41,10 @@ impl World {
     async fn new(store: Store) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
-        let handlers = Handlers::with_scan(ScanDeps::new(
-            objects.clone(),
-            Arc::new(SigningKey::generate([5; 32])),
-        ));
+        let handlers = Handlers::with_scan(
+            ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
+            stella_actors::outbound::Outbound::new(&Default::default()),
+        );
         Self {
             store,
             objects,
@@ -456,7 +456,8 @@ async fn overlap_policies(store: Store) {
 }
 
 /// A run's counts follow its targets' scans as they end; a failed scan is a failed
-/// target, and the run completes when none is left waiting.
+/// target, and the run ends when none is left waiting: in error when none succeeded,
+/// saying so.
 async fn run_progress_follows_the_scans(store: Store) {
     let w = World::new(store).await;
     let tenant = w.tenant("acme").await;
@@ -503,7 +504,12 @@ async fn run_progress_follows_the_scans(store: Store) {
     cancel(results[1].scan_id.clone()).await;
     s.tick(now + Duration::seconds(2)).await.unwrap();
     let end = runs.get(&run.id).await.unwrap();
-    assert_eq!(end.state, "completed");
+    assert_eq!(end.state, "error");
+    assert_eq!(
+        end.error.as_deref(),
+        Some("all 2 targets failed; the first: the scan job cancelled"),
+        "{end:?}"
+    );
     assert_eq!(end.counts["failed"], 2);
     assert_eq!(end.counts["queued"], 0);
     assert!(end.finished_at.is_some());

@@ -400,10 +400,13 @@ fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
 
+    // The diagnostic kind is for administrators (a tenant token is refused, exit 3).
+    let (code, _, err) = cli(&token, &["jobs", "submit", "--kind", "noop"]);
+    assert_eq!(code, Some(3), "{err}");
     let (code, out, err) = cli(
-        &token,
+        &admin,
         &[
-            "jobs", "submit", "--kind", "noop", "--wait", "--output", "json",
+            "--tenant", "acme", "jobs", "submit", "--kind", "noop", "--wait", "--output", "json",
         ],
     );
     assert_eq!(code, Some(0), "{err}");
@@ -537,6 +540,316 @@ fn cli_manages_tenants_tokens_and_jobs_with_reliable_exit_codes() {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+}
+
+/// Runs `command` with stdout a pipe whose reader is already gone, as `stella … | head`
+/// is once `head` has read its lines and exited.
+fn run_with_closed_stdout(command: &mut Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+/// A `stella serve` on a fresh data folder, and a client command line against it with
+/// the administrator token.
+struct CliServer {
+    dir: tempfile::TempDir,
+    addr: String,
+    admin: String,
+    server: Child,
+}
+
+impl CliServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = stella(dir.path())
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = wait_for_addr(&mut server);
+        let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            dir,
+            addr,
+            admin,
+            server,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = stella(self.dir.path());
+        command
+            .env("STELLA_SERVER", format!("http://{}", self.addr))
+            .env("STELLA_TOKEN", &self.admin)
+            .args(args);
+        command
+    }
+
+    /// Exit code, stdout, stderr.
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = self.command(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    }
+}
+
+impl Drop for CliServer {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly_and_keeps_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_with_closed_stdout(stella(dir.path()).args(["completions", "bash"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    let server = CliServer::start();
+    server.ok(&["tenants", "create", "acme", "--name", "Acme"]);
+    let advisories = server.dir.path().join("advisories");
+    std::fs::create_dir(&advisories).unwrap();
+    std::fs::write(
+        advisories.join("NPM-1.json"),
+        r#"{"id": "NPM-1", "modified": "2024-01-01T00:00:00Z", "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"}, "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "9.0.0"}]}]}]}"#,
+    )
+    .unwrap();
+    server.ok(&["advisories", "import", advisories.to_str().unwrap()]);
+    let sbom = server.dir.path().join("app.json");
+    std::fs::write(&sbom, crate::scans::tiny_sbom()).unwrap();
+    let scan = ["--tenant", "acme", "scan", sbom.to_str().unwrap(), "--wait"];
+    let out = server.ok(&scan);
+    assert!(out.contains("NPM-1"), "{out}");
+
+    let output = run_with_closed_stdout(&mut server.command(&scan));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A blocked scan still exits 1 when nobody reads its output: a CI gate piping the
+    // verdict into `head` must not pass.
+    let policy = server.dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "name = \"strict\"\nversion = 1\ndefault = \"block\"\nrules = []\n",
+    )
+    .unwrap();
+    server.ok(&[
+        "--tenant",
+        "acme",
+        "policy",
+        "set",
+        policy.to_str().unwrap(),
+    ]);
+    let output = run_with_closed_stdout(&mut server.command(&scan));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("blocked by the policy"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn tables_cut_wide_cells_and_escape_what_a_terminal_would_act_on() {
+    let server = CliServer::start();
+    server.ok(&["tenants", "create", "acme", "--name", "Acme"]);
+    // One import of 2,000 advisories: its `advisory.delta` payload is far wider than
+    // the 65,535 columns `format!` can pad to.
+    let records: Vec<serde_json::Value> = (0..2000)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("GO-2024-{i:04}"), "modified": "2024-01-01T00:00:00Z",
+                "affected": [{"package": {"ecosystem": "Go", "name": format!("example.com/org/module-{i:04}")},
+                    "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.0.0"}]}]}]
+            })
+        })
+        .collect();
+    let file = server.dir.path().join("many.json");
+    std::fs::write(&file, serde_json::to_vec(&records).unwrap()).unwrap();
+    server.ok(&["advisories", "import", file.to_str().unwrap()]);
+    let (code, out, err) = server.run(&["--tenant", "acme", "events"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let delta = out
+        .lines()
+        .find(|l| l.contains("advisory.delta"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(delta.ends_with('…'), "{delta}");
+    assert!(delta.chars().count() < 300, "{delta}");
+    // JSON output keeps the whole payload.
+    let out = server.ok(&["--tenant", "acme", "--output", "json", "events"]);
+    let events: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let delta = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "advisory.delta")
+        .unwrap();
+    assert_eq!(
+        delta["payload"]["advisories"].as_array().unwrap().len(),
+        2000
+    );
+
+    // A name that clears the screen, colours the line and reverses what follows.
+    let hostile = "\u{1b}[2J\u{1b}[31mred\u{202e}txt.exe\u{9b}0m";
+    server.ok(&["tenants", "create", "evil", "--name", hostile]);
+    let out = server.ok(&["tenants", "list"]);
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{202e}') && !out.contains('\u{9b}'),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("\\u{1b}[2J\\u{1b}[31mred\\u{202e}txt.exe\\u{9b}0m"),
+        "{out}"
+    );
+    let out = server.ok(&["--output", "json", "tenants", "get", "evil"]);
+    let tenant: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(tenant["name"], hostile, "JSON output is untouched");
+    // The server's error text, which may quote what it was sent, is escaped too.
+    let (code, _, err) = server.run(&["tenants", "get", "\u{1b}[2Jx"]);
+    assert!(matches!(code, Some(4 | 6)), "{err}");
+    assert!(
+        err.starts_with("error: ") && !err.contains('\u{1b}'),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn errors_are_json_when_json_output_was_asked_for() {
+    let server = CliServer::start();
+    let (code, out, err) = server.run(&["--output", "json", "tenants", "get", "nope"]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(out.is_empty(), "{out}");
+    let error: serde_json::Value =
+        serde_json::from_str(&err).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(error["error"]["status"], 404, "{error}");
+    assert_eq!(error["error"]["type"], "urn:stella:problem:not-found");
+    assert_eq!(error["error"]["exit_code"], 4);
+    assert!(error["error"]["request_id"].is_string(), "{error}");
+    assert!(error["error"]["detail"].as_str().unwrap().contains("nope"));
+    // The same failure in a table is the usual line, with the same exit code.
+    let (code, _, err) = server.run(&["tenants", "get", "nope"]);
+    assert_eq!(code, Some(4));
+    assert!(err.starts_with("error: 404"), "{err}");
+
+    let (code, _, err) = server.run(&[
+        "--output", "json", "tenants", "create", "Bad Id", "--name", "x",
+    ]);
+    assert_eq!(code, Some(6), "{err}");
+    let error: serde_json::Value = serde_json::from_str(&err).unwrap();
+    assert_eq!(error["error"]["status"], 400, "{error}");
+
+    let output = stella(server.dir.path())
+        .env("STELLA_SERVER", "http://127.0.0.1:9")
+        .env("STELLA_OUTPUT", "json")
+        .args(["tenants", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
+        "{error}"
+    );
+    assert_eq!(error["error"]["exit_code"], 7);
+
+    // A command line clap refuses is exit code 2 either way.
+    let (code, _, err) = server.run(&["--output", "json", "jobs", "list", "--limit", "lots"]);
+    assert_eq!(code, Some(2), "{err}");
+    let error: serde_json::Value =
+        serde_json::from_str(&err).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--limit"),
+        "{error}"
+    );
+    assert_eq!(error["error"]["exit_code"], 2);
+}
+
+#[test]
+fn every_number_on_the_command_line_is_range_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let u64_max = u64::MAX.to_string();
+    let token = ["tokens", "create", "--name", "ci", "--scopes", "admin"];
+    let cases: Vec<Vec<&str>> = vec![
+        [&token[..], &["--expires-in-days", "100000000"]].concat(),
+        [&token[..], &["--expires-in-days", "0"]].concat(),
+        vec!["jobs", "list", "--limit", "0"],
+        vec!["jobs", "list", "--limit", "501"],
+        vec!["jobs", "submit", "--kind", "noop", "--max-attempts", "0"],
+        vec!["jobs", "wait", "job_x", "--timeout-secs", &u64_max],
+        vec!["scan", "sbom.json", "--wait", "--timeout-secs", "0"],
+        vec![
+            "schedules",
+            "create",
+            "n",
+            "--cron",
+            "@daily",
+            "--jitter-seconds=-1",
+        ],
+        vec![
+            "schedules",
+            "create",
+            "n",
+            "--cron",
+            "@daily",
+            "--jitter-seconds",
+            "3601",
+        ],
+        vec!["diag", "noop", "--sleep-ms", &u64_max],
+        vec!["diag", "noop", "--tenants", "0"],
+        vec![
+            "bench",
+            "match",
+            "--sbom",
+            "s",
+            "--advisories",
+            "a",
+            "--runs",
+            "0",
+        ],
+        vec!["bench", "scheduler", "--impacted-percent", "NaN"],
+    ];
+    for args in cases {
+        let output = stella(dir.path())
+            .env("STELLA_SERVER", "http://127.0.0.1:9")
+            .env("STELLA_TOKEN", "stella_x")
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: invalid value") && stderr.contains("is not in"),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -841,6 +1154,11 @@ fn cli_manages_targets_schedules_and_runs() {
         schedule["id"].as_str().unwrap(),
     ]);
     assert!(out.contains(&run_id) && out.contains("manual"), "{out}");
+    // By name, as `schedules run` takes it.
+    let out = ok(&["--tenant", "acme", "runs", "list", "--schedule", "nightly"]);
+    assert!(out.contains(&run_id) && out.contains("manual"), "{out}");
+    let missing = cli(&["--tenant", "acme", "runs", "list", "--schedule", "weekly"]);
+    assert_eq!(missing.status.code(), Some(4));
     let out = ok(&["--tenant", "acme", "schedules", "pause", "nightly"]);
     assert!(out.contains("false"), "{out}");
 

@@ -10,6 +10,7 @@ mod api;
 mod binary;
 mod crash;
 mod hardening;
+mod hostile;
 mod scans;
 mod schedules;
 mod serve;

@@ -98,14 +98,27 @@ async fn schedules_are_validated_managed_and_run_on_demand() {
         ),
         (json!({"name": "n"}), "cron", "is required"),
     ] {
-        let reply = call(
-            &server,
-            &token,
-            Method::POST,
-            "/schedules",
-            Some(body.clone()),
-        )
-        .await;
+        // An advisory sync is an administrator's (acting on the tenant).
+        let reply = if body["kind"] == "advisory-sync" {
+            server
+                .call(
+                    Method::POST,
+                    "/api/v1/schedules",
+                    Some(crate::api::ADMIN),
+                    Some("acme"),
+                    Some(body.clone()),
+                )
+                .await
+        } else {
+            call(
+                &server,
+                &token,
+                Method::POST,
+                "/schedules",
+                Some(body.clone()),
+            )
+            .await
+        };
         assert_problem(&reply, 400, &body.to_string());
         assert_eq!(reply.body["location"], location, "{}", reply.text);
         assert!(
@@ -357,7 +370,7 @@ async fn an_advisory_rescans_only_the_targets_it_touches() {
             "http://{}/api/v1/advisories/imports?source=osv:drift",
             server.addr
         ))
-        .bearer_auth(&token)
+        .bearer_auth(crate::api::ADMIN)
         .header("content-type", "application/json")
         .body(left_pad_advisory())
         .send()
@@ -616,31 +629,51 @@ fn serve_source(body: Vec<u8>) -> String {
 
 #[actix_web::test]
 async fn an_advisory_sync_schedule_imports_its_sources_and_drift_follows() {
-    let server = start(|_| {}).await;
+    // The source listens on loopback, which the outbound guard refuses unless an
+    // administrator allow-lists it.
+    let server = start(|s| s.outbound.allow_hosts = "127.0.0.1".into()).await;
     server.create_tenant("acme").await;
     let (_, token) = server.token("acme", TENANT_SCOPES).await;
-    let without: Vec<&str> = TENANT_SCOPES
-        .iter()
-        .copied()
-        .filter(|s| *s != "advisories:write")
-        .collect();
-    let (_, narrow) = server.token("acme", &without).await;
     let base = serve_source(left_pad_advisory());
     let web_scan = scan_of(&server, &token, tiny_sbom(), &[("target", "web")]).await;
     wait_scan(&server, &token, &web_scan, "completed").await;
 
-    // Importing advisories for every tenant takes the scope that imports them.
+    // Advisories are shared by every tenant: a tenant token cannot create a sync, and
+    // cannot even be given the scope that imports them.
     let body = json!({"name": "sync", "cron": "@hourly", "kind": "advisory-sync", "sources": [format!("{base}/osv.json")]});
     let refused = call(
         &server,
-        &narrow,
+        &token,
         Method::POST,
         "/schedules",
         Some(body.clone()),
     )
     .await;
-    assert_problem(&refused, 403, "advisory-sync without advisories:write");
-    let created = call(&server, &token, Method::POST, "/schedules", Some(body)).await;
+    assert_problem(&refused, 403, "advisory-sync with a tenant token");
+    let scoped = server
+        .admin(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"tenant": "acme", "name": "t", "scopes": ["advisories:write"]})),
+        )
+        .await;
+    assert_problem(&scoped, 400, "a tenant token with advisories:write");
+    assert_eq!(scoped.body["location"], "scopes[0]", "{}", scoped.text);
+    let admin = |method: Method, path: &str, body: Option<Value>| {
+        let path = format!("/api/v1{path}");
+        let server = &server;
+        async move {
+            server
+                .call(method, &path, Some(crate::api::ADMIN), Some("acme"), body)
+                .await
+        }
+    };
+    // A source the guard refuses is refused when the schedule is made, not at 2 a.m.
+    let metadata = json!({"name": "meta", "cron": "@hourly", "kind": "advisory-sync", "sources": ["http://169.254.169.254/latest/meta-data/"]});
+    let refused = admin(Method::POST, "/schedules", Some(metadata)).await;
+    assert_problem(&refused, 400, "a metadata-address source");
+    assert_eq!(refused.body["location"], "sources[0]", "{}", refused.text);
+    let created = admin(Method::POST, "/schedules", Some(body)).await;
     assert_eq!(created.status, 201, "{}", created.text);
 
     let run = call(&server, &token, Method::POST, "/schedules/sync/run", None).await;
@@ -679,19 +712,19 @@ async fn an_advisory_sync_schedule_imports_its_sources_and_drift_follows() {
     // A source that answers 404 fails its run's job without retrying, with the reason.
     let missing = json!({"name": "broken", "cron": "@hourly", "kind": "advisory-sync", "sources": [format!("{base}/missing.json")]});
     assert_eq!(
-        call(&server, &token, Method::POST, "/schedules", Some(missing))
+        admin(Method::POST, "/schedules", Some(missing))
             .await
             .status,
         201
     );
     let run = call(&server, &token, Method::POST, "/schedules/broken/run", None).await;
-    let done = wait_run(
-        &server,
-        &token,
-        run.body["id"].as_str().unwrap(),
-        "completed",
-    )
-    .await;
+    // The run did not complete: it ended in error, saying which job failed and why.
+    let done = wait_run(&server, &token, run.body["id"].as_str().unwrap(), "error").await;
     assert_eq!(done["results"][0]["state"], "failed", "{done}");
     assert_eq!(done["counts"]["failed"], 1, "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the advisory-sync job failed") && error.contains("404"),
+        "{done}"
+    );
 }

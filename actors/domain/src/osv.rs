@@ -6,7 +6,7 @@
 //! content-addressed by the fetcher); the normalized [`Advisory`] keeps what matching,
 //! policy and explain traces need.
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -216,7 +216,9 @@ fn from_raw(raw: RawRecord) -> Result<Advisory, InputError> {
     })
 }
 
-/// Limits on an untrusted collection of advisories.
+/// Limits on an untrusted collection of advisories. Real OSV records are a few KiB
+/// (the largest of the Go and PyPI databases is 25 KiB), so the defaults leave a wide
+/// margin while bounding what a hostile archive can make the server inflate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Entries in an archive (or records in an array).
@@ -231,8 +233,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_entries: 200_000,
-            max_total_bytes: 2 * 1024 * 1024 * 1024,
-            max_entry_bytes: 16 * 1024 * 1024,
+            max_total_bytes: 1024 * 1024 * 1024,
+            max_entry_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -250,11 +252,11 @@ pub struct RawEntry {
 pub enum CollectionError {
     #[error("the archive is not a readable zip file: {0}")]
     NotZip(String),
-    #[error("the archive has more than {limit} entries")]
+    #[error("the collection has more than {limit} entries")]
     TooManyEntries { limit: usize },
     #[error("entry {name:?} is larger than {limit} bytes uncompressed")]
     EntryTooLarge { name: String, limit: u64 },
-    #[error("the archive is larger than {limit} bytes uncompressed")]
+    #[error("the collection is larger than {limit} bytes uncompressed")]
     TooLarge { limit: u64 },
     #[error("entry {name:?} has an unsafe path (absolute, or `..`)")]
     UnsafePath { name: String },
@@ -269,64 +271,291 @@ pub fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
 }
 
-/// Splits a collection into raw records: a zip archive of `.json` files (other entries
-/// and folders are skipped), a JSON array of records, or one record.
+/// Splits an in-memory collection into raw records (see [`visit_collection`]).
 pub fn split_collection(bytes: &[u8], limits: Limits) -> Result<Vec<RawEntry>, CollectionError> {
-    if is_zip(bytes) {
-        return read_zip(bytes, limits);
-    }
-    let trimmed = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(&[][..], |i| &bytes[i..]);
-    if trimmed.starts_with(b"[") {
-        let values: Vec<Value> = serde_json::from_slice(bytes).map_err(|err| {
-            InputError::new(
-                "",
-                format!(
-                    "not a JSON array of OSV records (line {} column {}): {err}",
-                    err.line(),
-                    err.column()
-                ),
-            )
-        })?;
-        if values.len() > limits.max_entries {
-            return Err(CollectionError::TooManyEntries {
-                limit: limits.max_entries,
-            });
-        }
-        return Ok(values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| RawEntry {
-                name: format!("[{i}]"),
-                bytes: v.to_string().into_bytes(),
-            })
-            .collect());
-    }
-    Ok(vec![RawEntry {
-        name: String::new(),
-        bytes: bytes.to_vec(),
-    }])
+    let mut out = Vec::new();
+    visit_collection(Cursor::new(bytes), limits, |entry| {
+        out.push(entry);
+        Ok::<(), CollectionError>(())
+    })?;
+    Ok(out)
 }
 
-fn read_zip(bytes: &[u8], limits: Limits) -> Result<Vec<RawEntry>, CollectionError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+/// Reads a collection one record at a time and hands each to `visit`: a zip archive of
+/// `.json` files (other entries and folders are skipped), a JSON array of records, or one
+/// record. Only one record's bytes are in memory at a time: an archive is inflated entry
+/// by entry and an array decoded element by element, every byte is counted as it comes,
+/// and the first limit crossed stops the read. An archive's entry count is read from its
+/// end record before its central directory is, so a million-entry archive is refused
+/// without building a million-entry index. The first error (a limit, a malformed
+/// collection, or one `visit` returns) ends the read.
+pub fn visit_collection<R, E>(
+    mut reader: R,
+    limits: Limits,
+    mut visit: impl FnMut(RawEntry) -> Result<(), E>,
+) -> Result<(), E>
+where
+    R: Read + Seek,
+    E: From<CollectionError>,
+{
+    let mut head = [0u8; 4];
+    let got = read_up_to(&mut reader, &mut head).map_err(|err| bad_input(&err))?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|err| bad_input(&err))?;
+    if is_zip(&head[..got]) {
+        return visit_zip(reader, limits, visit);
+    }
+    let mut first = [0u8; 1];
+    loop {
+        if read_up_to(&mut reader, &mut first).map_err(|err| bad_input(&err))? == 0 {
+            break;
+        }
+        if !first[0].is_ascii_whitespace() {
+            break;
+        }
+    }
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|err| bad_input(&err))?;
+    let mut counted = Counted {
+        inner: reader.take(limits.max_total_bytes + 1),
+        read: 0,
+    };
+    if first[0] == b'[' {
+        let result = visit_array(&mut counted, limits, &mut visit);
+        // Past the limit the array was cut short: that is the reason, not its syntax.
+        if counted.read > limits.max_total_bytes {
+            return Err(CollectionError::TooLarge {
+                limit: limits.max_total_bytes,
+            }
+            .into());
+        }
+        result?;
+    } else {
+        let mut bytes = Vec::new();
+        counted
+            .read_to_end(&mut bytes)
+            .map_err(|err| bad_input(&err))?;
+        if counted.read > limits.max_total_bytes {
+            return Err(CollectionError::TooLarge {
+                limit: limits.max_total_bytes,
+            }
+            .into());
+        }
+        visit(RawEntry {
+            name: String::new(),
+            bytes,
+        })?;
+    }
+    if counted.read > limits.max_total_bytes {
+        return Err(CollectionError::TooLarge {
+            limit: limits.max_total_bytes,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn bad_input(err: &std::io::Error) -> CollectionError {
+    CollectionError::BadEntry {
+        name: String::new(),
+        reason: err.to_string(),
+    }
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+/// A reader that counts the bytes it passed on.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Decodes a JSON array element by element, never holding the whole array.
+fn visit_array<R: Read, E: From<CollectionError>>(
+    reader: R,
+    limits: Limits,
+    visit: &mut impl FnMut(RawEntry) -> Result<(), E>,
+) -> Result<(), E> {
+    use serde::de::{Deserializer as _, SeqAccess, Visitor};
+
+    struct Elements<'a, F, E> {
+        limits: Limits,
+        visit: &'a mut F,
+        /// The error `visit` or a limit gave: serde only carries its own error type, so
+        /// the real one waits here while serde unwinds.
+        stopped: &'a mut Option<E>,
+    }
+
+    impl<'de, F, E> Visitor<'de> for Elements<'_, F, E>
+    where
+        F: FnMut(RawEntry) -> Result<(), E>,
+        E: From<CollectionError>,
+    {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON array of OSV records")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut index = 0usize;
+            while let Some(value) = seq.next_element::<Value>()? {
+                if index >= self.limits.max_entries {
+                    *self.stopped = Some(
+                        CollectionError::TooManyEntries {
+                            limit: self.limits.max_entries,
+                        }
+                        .into(),
+                    );
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+                let entry = RawEntry {
+                    name: format!("[{index}]"),
+                    bytes: value.to_string().into_bytes(),
+                };
+                drop(value);
+                if entry.bytes.len() as u64 > self.limits.max_entry_bytes {
+                    *self.stopped = Some(
+                        CollectionError::EntryTooLarge {
+                            name: entry.name,
+                            limit: self.limits.max_entry_bytes,
+                        }
+                        .into(),
+                    );
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+                if let Err(err) = (self.visit)(entry) {
+                    *self.stopped = Some(err);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
+                index += 1;
+            }
+            Ok(())
+        }
+    }
+
+    let mut stopped = None;
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let result = de
+        .deserialize_seq(Elements {
+            limits,
+            visit,
+            stopped: &mut stopped,
+        })
+        .and_then(|()| de.end());
+    if let Some(err) = stopped {
+        return Err(err);
+    }
+    result.map_err(|err| {
+        CollectionError::from(InputError::new(
+            "",
+            format!(
+                "not a JSON array of OSV records (line {} column {}): {err}",
+                err.line(),
+                err.column()
+            ),
+        ))
+        .into()
+    })
+}
+
+/// The entry count an archive's end-of-central-directory record declares (the zip64
+/// record's when the classic one says so), read from the archive's tail only.
+fn declared_entries<R: Read + Seek>(reader: &mut R) -> Result<u64, CollectionError> {
+    let not_zip = |why: &str| CollectionError::NotZip(why.to_owned());
+    let io = |err: std::io::Error| CollectionError::NotZip(err.to_string());
+    let len = reader.seek(SeekFrom::End(0)).map_err(io)?;
+    // The end record is 22 bytes plus a comment of at most 65,535.
+    let tail_len = len.min(22 + 65_535);
+    reader.seek(SeekFrom::Start(len - tail_len)).map_err(io)?;
+    let mut tail = vec![0u8; usize::try_from(tail_len).unwrap_or(0)];
+    reader.read_exact(&mut tail).map_err(io)?;
+    let at = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..].starts_with(b"PK\x05\x06"))
+        .ok_or_else(|| not_zip("no end of central directory record"))?;
+    let classic = u64::from(u16::from_le_bytes([tail[at + 10], tail[at + 11]]));
+    if classic != 0xFFFF {
+        return Ok(classic);
+    }
+    // Zip64: a 20-byte locator just before the end record points at the zip64 record.
+    let locator_at = (len - tail_len + at as u64)
+        .checked_sub(20)
+        .ok_or_else(|| not_zip("a zip64 archive without its locator"))?;
+    reader.seek(SeekFrom::Start(locator_at)).map_err(io)?;
+    let mut locator = [0u8; 20];
+    reader.read_exact(&mut locator).map_err(io)?;
+    if !locator.starts_with(b"PK\x06\x07") {
+        return Err(not_zip("a zip64 archive without its locator"));
+    }
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&locator[8..16]);
+    reader
+        .seek(SeekFrom::Start(u64::from_le_bytes(offset)))
+        .map_err(io)?;
+    let mut record = [0u8; 40];
+    reader.read_exact(&mut record).map_err(io)?;
+    if !record.starts_with(b"PK\x06\x06") {
+        return Err(not_zip("a broken zip64 end record"));
+    }
+    let mut count = [0u8; 8];
+    count.copy_from_slice(&record[32..40]);
+    Ok(u64::from_le_bytes(count))
+}
+
+fn visit_zip<R, E>(
+    mut reader: R,
+    limits: Limits,
+    mut visit: impl FnMut(RawEntry) -> Result<(), E>,
+) -> Result<(), E>
+where
+    R: Read + Seek,
+    E: From<CollectionError>,
+{
+    if declared_entries(&mut reader)? > limits.max_entries as u64 {
+        return Err(CollectionError::TooManyEntries {
+            limit: limits.max_entries,
+        }
+        .into());
+    }
+    reader
+        .seek(SeekFrom::Start(0))
         .map_err(|err| CollectionError::NotZip(err.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|err| CollectionError::NotZip(err.to_string()))?;
     if archive.len() > limits.max_entries {
         return Err(CollectionError::TooManyEntries {
             limit: limits.max_entries,
-        });
+        }
+        .into());
     }
     let mut total: u64 = 0;
-    let mut out = Vec::new();
     for index in 0..archive.len() {
         let mut file = archive
             .by_index(index)
             .map_err(|err| CollectionError::NotZip(err.to_string()))?;
         let name = file.name().to_owned();
         if file.enclosed_name().is_none() {
-            return Err(CollectionError::UnsafePath { name });
+            return Err(CollectionError::UnsafePath { name }.into());
         }
         if file.is_dir() || !name.ends_with(".json") {
             continue;
@@ -354,12 +583,14 @@ fn read_zip(bytes: &[u8], limits: Limits) -> Result<Vec<RawEntry>, CollectionErr
                     name,
                     limit: limits.max_entry_bytes,
                 }
-            });
+            }
+            .into());
         }
         total += read;
-        out.push(RawEntry { name, bytes: data });
+        drop(file);
+        visit(RawEntry { name, bytes: data })?;
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -464,6 +695,82 @@ mod tests {
             split_collection(b"PK\x03\x04garbage", Limits::default()),
             Err(CollectionError::NotZip(_))
         ));
+    }
+
+    /// Counts the records `visit_collection` hands over before it stops.
+    fn visited(bytes: &[u8], limits: Limits, fail_at: Option<usize>) -> (usize, Option<String>) {
+        let mut seen = 0;
+        let result = visit_collection(Cursor::new(bytes), limits, |_| {
+            seen += 1;
+            if Some(seen) == fail_at {
+                return Err(CollectionError::BadEntry {
+                    name: "visitor".into(),
+                    reason: "stop".into(),
+                });
+            }
+            Ok(())
+        });
+        (seen, result.err().map(|e| e.to_string()))
+    }
+
+    #[test]
+    fn records_are_handed_over_one_at_a_time_and_the_first_limit_stops_the_read() {
+        let entries: Vec<(String, &[u8])> = (0..5)
+            .map(|i| (format!("GO-{i}.json"), RECORD.as_bytes()))
+            .collect();
+        let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+        let zip = zip_of(&refs);
+        assert_eq!(visited(&zip, Limits::default(), None), (5, None));
+        // The visitor's error ends the read: later entries are never inflated.
+        let (seen, error) = visited(&zip, Limits::default(), Some(2));
+        assert_eq!((seen, error.unwrap().contains("visitor")), (2, true));
+
+        // An array is decoded element by element, with the same limits.
+        let array = format!("[{}]", [RECORD; 5].join(","));
+        let few = Limits {
+            max_entries: 3,
+            ..Limits::default()
+        };
+        let (seen, error) = visited(array.as_bytes(), few, None);
+        assert_eq!(seen, 3);
+        assert_eq!(error.unwrap(), "the collection has more than 3 entries");
+        let small = Limits {
+            max_entry_bytes: 100,
+            ..Limits::default()
+        };
+        let (seen, error) = visited(array.as_bytes(), small, None);
+        assert_eq!(seen, 0);
+        assert!(error.unwrap().contains("larger than 100 bytes"));
+        let truncated = &array.as_bytes()[..array.len() - 40];
+        let (seen, error) = visited(truncated, Limits::default(), None);
+        assert_eq!(seen, 4, "the complete records came first");
+        assert!(error.unwrap().contains("not a JSON array"));
+        let total = Limits {
+            max_total_bytes: 1000,
+            ..Limits::default()
+        };
+        let (_, error) = visited(array.as_bytes(), total, None);
+        assert!(error.unwrap().contains("larger than 1000 bytes"));
+    }
+
+    #[test]
+    fn an_archive_declaring_too_many_entries_is_refused_from_its_end_record() {
+        // Three real entries, but an end record that declares 65,000: the count is read
+        // from the end record alone, before any index of the entries is built.
+        let mut zip = zip_of(&[("a.json", b"{}"), ("b.json", b"{}"), ("c.json", b"{}")]);
+        let at = zip.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+        for offset in [8, 10] {
+            zip[at + offset..at + offset + 2].copy_from_slice(&65_000u16.to_le_bytes());
+        }
+        let limits = Limits {
+            max_entries: 1_000,
+            ..Limits::default()
+        };
+        assert_eq!(
+            split_collection(&zip, limits),
+            Err(CollectionError::TooManyEntries { limit: 1_000 })
+        );
+        assert_eq!(declared_entries(&mut Cursor::new(&zip)).unwrap(), 65_000);
     }
 
     #[test]

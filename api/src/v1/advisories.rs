@@ -1,11 +1,12 @@
 //! Advisory imports over HTTP: an OSV collection (zip archive, JSON array or one record)
 //! imported into the shared advisory store. Advisories are global: every tenant's scans
-//! match against them.
+//! match against them, so importing them is for administrator tokens only
+//! (`advisories:write` is a [global scope](crate::auth::GLOBAL_SCOPES)).
 
 use actix_web::{post, web};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use stella_actors::fetcher::{import_advisories, ImportError};
+use stella_actors::fetcher::{import_collection, Collection, ImportError};
 use stella_domain::osv::Limits;
 use utoipa::{IntoParams, ToSchema};
 
@@ -48,11 +49,12 @@ pub(crate) async fn import(
     query: web::Query<ImportQuery>,
     body: DocumentBody,
 ) -> ApiResult<web::Json<ImportView>> {
-    let report = import_advisories(
+    // The body is handed over as it is (no copy): the reader takes one record at a time.
+    let report = import_collection(
         &ctx.store,
         &ctx.objects,
         &query.source,
-        &body.0,
+        Collection::Bytes(body.0),
         Limits::default(),
         Utc::now(),
     )

@@ -1,11 +1,11 @@
 //! Jobs of the caller's tenant: submit, list with filters, get one with its history of
 //! steps and attempts, cancel.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stella_actors::JobRequest;
+use stella_actors::{JobKind, JobRequest, Submitters};
 use stella_store::repo::{Job, JobEvent, JobFilter, JobState, Transition};
 use stella_store::JobId;
 use utoipa::{IntoParams, ToSchema};
@@ -101,7 +101,8 @@ pub struct SubmitJob {
     /// The kind's parameters (an object).
     #[serde(default)]
     pub params: Option<Value>,
-    /// Submitting again with the same key returns the first job.
+    /// Submitting again with the same key returns the first job; the same key with other
+    /// parameters is refused (`422`). The `Idempotency-Key` header does the same.
     pub idempotency_key: Option<String>,
     /// Attempts before the job fails for good (default: `runtime.max_attempts`).
     pub max_attempts: Option<u32>,
@@ -122,10 +123,42 @@ fn job_id(raw: &str) -> Result<JobId, Problem> {
     not_found_unless(JobId::parse(raw), "job", raw)
 }
 
-/// Submit a job; `200` instead of `201` when the idempotency key named an existing job.
+/// Whether the caller may submit `kind` here: the kind declares it ([`Submitters`]);
+/// `api.tenant_noop_jobs` opens the diagnostic `noop` kind to tenant tokens.
+fn may_submit(ctx: &Context, caller: &Caller, kind: &JobKind) -> ApiResult<()> {
+    let tenants_may = match kind.submitters {
+        Submitters::Tenants => true,
+        Submitters::Administrators => {
+            kind.name == stella_actors::noop::KIND && ctx.settings.tenant_noop_jobs
+        }
+        Submitters::Internal => {
+            let route = match kind.name {
+                stella_actors::scan::KIND => "; submit scans with POST /api/v1/scans",
+                _ => "",
+            };
+            return Err(Problem::forbidden(format!(
+                "job kind {:?} is started by Stella itself, not through /jobs{route}",
+                kind.name
+            ))
+            .at("kind"));
+        }
+    };
+    if tenants_may || caller.is_admin() {
+        return Ok(());
+    }
+    Err(Problem::forbidden(format!(
+        "job kind {:?} can be submitted only with an administrator token",
+        kind.name
+    ))
+    .at("kind"))
+}
+
+/// Submit a job; `200` instead of `201` when the idempotency key named an existing job,
+/// `422` when it named one submitted with other parameters.
 #[utoipa::path(
     operation_id = "submit_job",
     tag = "jobs",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Submitting again with the same key returns the first job; the same key with another request is refused with 422")),
     request_body = SubmitJob,
     responses((status = 201, body = JobView), (status = 200, body = JobView), Problems, BodyProblems),
     security(("bearer" = ["jobs:write"]))
@@ -134,27 +167,54 @@ fn job_id(raw: &str) -> Result<JobId, Problem> {
 pub(crate) async fn submit(
     ctx: web::Data<Context>,
     caller: Caller,
+    req: HttpRequest,
     body: JsonBody<SubmitJob>,
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
     let body = body.0;
-    if ctx.handlers.kind(&body.kind).is_none() {
+    let Some(kind) = ctx.handlers.kind(&body.kind) else {
         return Err(Problem::bad_request(format!("unknown job kind {:?}", body.kind)).at("kind"));
-    }
+    };
+    may_submit(&ctx, &caller, kind)?;
     let params = body
         .params
         .unwrap_or_else(|| Value::Object(Default::default()));
     if !params.is_object() {
         return Err(Problem::bad_request("params must be a JSON object").at("params"));
     }
+    kind.check_params(&params).map_err(|(field, message)| {
+        let at = if field.is_empty() {
+            "params".to_owned()
+        } else {
+            format!("params.{field}")
+        };
+        Problem::bad_request(message).at(at)
+    })?;
     let max_attempts = body.max_attempts.unwrap_or(ctx.job_max_attempts);
     if !(1..=100).contains(&max_attempts) {
         return Err(Problem::bad_request("max_attempts must be 1 to 100").at("max_attempts"));
     }
+    let idempotency_key = match (crate::idempotency::header(&req)?, body.idempotency_key) {
+        (Some(header), Some(field)) if header != field => {
+            return Err(Problem::bad_request(
+                "the Idempotency-Key header and the idempotency_key field differ; send one",
+            )
+            .at("idempotency_key"));
+        }
+        (header, field) => header.or(field),
+    };
+    if let Some(key) = &idempotency_key {
+        let fingerprint = serde_json::json!({
+            "kind": body.kind,
+            "params": params,
+            "max_attempts": max_attempts,
+        });
+        crate::idempotency::claim(&ctx, tenant, "jobs", key, &fingerprint).await?;
+    }
     let request = JobRequest {
         kind: body.kind,
         params,
-        idempotency_key: body.idempotency_key,
+        idempotency_key,
         max_attempts,
     };
     let submitted =

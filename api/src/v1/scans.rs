@@ -267,7 +267,7 @@ pub(crate) async fn upload(
 #[utoipa::path(
     operation_id = "submit_scan",
     tag = "scans",
-    params(SubmitScanQuery, ("Idempotency-Key" = Option<String>, Header, description = "Submitting again with the same key returns the first scan")),
+    params(SubmitScanQuery, ("Idempotency-Key" = Option<String>, Header, description = "Submitting again with the same key returns the first scan; the same key with another SBOM or query is refused with 422")),
     request_body(content = Object, description = "A CycloneDX (1.2–1.6) or SPDX (2.2, 2.3) JSON SBOM; empty with `?sbom=`", content_type = "application/json"),
     responses((status = 202, body = ScanAccepted), Problems, BodyProblems),
     security(("bearer" = ["scans:write"]))
@@ -286,6 +286,27 @@ pub(crate) async fn submit(
         stella_scheduler::manage::check_target_name(target)
             .map_err(|err| Problem::bad_request(format!("target: {}", err.message)).at("target"))?;
     }
+    // What the request asks for (the SBOM's digest and the query), for the
+    // Idempotency-Key check once the request is known to be valid.
+    let idempotency = match crate::idempotency::header(&req)? {
+        None => None,
+        Some(key) => {
+            let sbom = match query.sbom.as_deref() {
+                Some(reference) => reference
+                    .strip_prefix("sha256:")
+                    .unwrap_or(reference)
+                    .to_ascii_lowercase(),
+                None => stella_domain::canonical::sha256_hex(&body.0),
+            };
+            let fingerprint = serde_json::json!({
+                "sbom": sbom,
+                "name": query.name,
+                "target": query.target,
+                "evaluated_at": query.evaluated_at.map(|t| t.timestamp_millis()),
+            });
+            Some((key, fingerprint))
+        }
+    };
     let (sha256, name) = match query.sbom.as_deref() {
         Some(reference) => {
             if !body.0.is_empty() {
@@ -309,16 +330,10 @@ pub(crate) async fn submit(
             (record.sha256, name)
         }
     };
-    let idempotency_key = match req.headers().get("Idempotency-Key") {
+    let idempotency_key = match idempotency {
         None => None,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 200)
-                .ok_or_else(|| {
-                    Problem::bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
-                })?;
+        Some((key, fingerprint)) => {
+            crate::idempotency::claim(&ctx, tenant, "scans", &key, &fingerprint).await?;
             Some(format!("scan:{key}"))
         }
     };

@@ -261,14 +261,26 @@ impl From<ScheduleBody> for ScheduleInput {
     }
 }
 
-/// An advisory-sync schedule imports advisories every tenant sees: it takes the scope
-/// importing them takes.
-fn may_sync(caller: &Caller, kind: Option<&str>) -> ApiResult<()> {
-    if kind == Some(stella_scheduler::spec::ADVISORY_SYNC) && !caller.has_scope("advisories:write")
-    {
+/// An advisory-sync schedule imports advisories every tenant sees: only an administrator
+/// token may create or change one (as only it may import them), and its sources must
+/// pass the outbound guard's checks that need no network, as a submitted sync's would.
+fn may_sync(
+    ctx: &Context,
+    caller: &Caller,
+    kind: Option<&str>,
+    sources: Option<&[String]>,
+) -> ApiResult<()> {
+    if kind != Some(stella_scheduler::spec::ADVISORY_SYNC) {
+        return Ok(());
+    }
+    if !caller.may_write_global_advisories() {
         return Err(Problem::forbidden(
-            "an advisory-sync schedule imports advisories for every tenant; it needs the advisories:write scope",
+            "an advisory-sync schedule imports advisories for every tenant; only an administrator token may create or change one",
         ));
+    }
+    if let (Some(sources), Some(sync)) = (sources, ctx.handlers.kind(stella_actors::sync::KIND)) {
+        sync.check_params(&serde_json::json!({ "sources": sources }))
+            .map_err(|(field, message)| Problem::bad_request(message).at(field))?;
     }
     Ok(())
 }
@@ -288,7 +300,12 @@ pub(crate) async fn create_schedule(
     body: JsonBody<ScheduleBody>,
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
-    may_sync(&caller, body.0.kind.as_deref())?;
+    may_sync(
+        &ctx,
+        &caller,
+        body.0.kind.as_deref(),
+        body.0.sources.as_deref(),
+    )?;
     let schedule = manage::create_schedule(
         &ctx.store,
         tenant,
@@ -363,8 +380,10 @@ pub(crate) async fn update_schedule(
     let tenant = caller.tenant()?;
     let current = ctx.store.tenant(tenant).schedules().get(&path).await?;
     may_sync(
+        &ctx,
         &caller,
         Some(body.0.kind.as_deref().unwrap_or(&current.kind)),
+        body.0.sources.as_deref(),
     )?;
     let schedule =
         manage::update_schedule(&ctx.store, tenant, &path, body.0.into(), Utc::now()).await?;
@@ -526,7 +545,7 @@ impl RunView {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
-    /// Only this schedule's runs.
+    /// Only this schedule's runs: its id, or its name (as `/schedules/{id}` takes).
     pub schedule_id: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -547,16 +566,14 @@ pub(crate) async fn list_runs(
     query: web::Query<RunsQuery>,
 ) -> ApiResult<web::Json<Page<RunView>>> {
     let tenant = caller.tenant()?;
-    let schedule = query
-        .schedule_id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            ScheduleId::parse(s).map_err(|_| {
-                Problem::bad_request(format!("{s:?} is not a schedule id")).at("schedule_id")
-            })
-        })
-        .transpose()?;
+    let schedule = match query.schedule_id.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        // An id is taken as it is: the runs of a deleted schedule stay listable.
+        Some(raw) => match ScheduleId::parse(raw) {
+            Ok(id) => Some(id),
+            Err(_) => Some(ctx.store.tenant(tenant).schedules().get(raw).await?.id),
+        },
+    };
     let page = ctx
         .store
         .tenant(tenant)

@@ -12,7 +12,7 @@ use stella_store::{TenantId, TokenId};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{not_found_unless, BodyProblems, Page, Problems};
-use crate::auth::{audit_tenant, ADMIN, SCOPES};
+use crate::auth::{audit_tenant, ADMIN, GLOBAL_SCOPES, SCOPES};
 use crate::body::JsonBody;
 use crate::problem::{ApiResult, Problem};
 use crate::Context;
@@ -76,6 +76,29 @@ pub struct TokenQuery {
     pub cursor: Option<String>,
 }
 
+/// The furthest ahead a token may expire, in days: 100 years. An expiry beyond that is a
+/// typo or a probe for an overflow, not a policy; a token that never expires omits it.
+const MAX_EXPIRY_DAYS: i64 = 36_525;
+
+/// An expiry in the past makes a token that never works; one past [`MAX_EXPIRY_DAYS`] is
+/// refused rather than carried towards the ends of the date types.
+fn check_expiry(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), Problem> {
+    let Some(at) = expires_at else {
+        return Ok(());
+    };
+    let latest = now.checked_add_signed(chrono::TimeDelta::days(MAX_EXPIRY_DAYS));
+    if at <= now {
+        Err(Problem::bad_request("expires_at must be in the future").at("expires_at"))
+    } else if latest.is_none_or(|latest| at > latest) {
+        Err(Problem::bad_request(format!(
+            "expires_at must be within {MAX_EXPIRY_DAYS} days (100 years); omit it for a token that does not expire"
+        ))
+        .at("expires_at"))
+    } else {
+        Ok(())
+    }
+}
+
 fn validate(body: &CreateToken) -> Result<Option<TenantId>, Problem> {
     let tenant = body
         .tenant
@@ -91,6 +114,12 @@ fn validate(body: &CreateToken) -> Result<Option<TenantId>, Problem> {
             return Err(Problem::bad_request(format!(
                 "unknown scope {scope:?}; known scopes: {}",
                 SCOPES.join(", ")
+            ))
+            .at(format!("scopes[{i}]")));
+        }
+        if tenant.is_some() && scope != ADMIN && GLOBAL_SCOPES.contains(&scope.as_str()) {
+            return Err(Problem::bad_request(format!(
+                "a tenant token cannot carry {scope:?}: it changes data every tenant shares"
             ))
             .at(format!("scopes[{i}]")));
         }
@@ -125,6 +154,7 @@ pub(crate) async fn create(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let tenant = validate(&body)?;
+    check_expiry(body.expires_at, Utc::now())?;
     if let Some(tenant) = &tenant {
         audit_tenant(&req, tenant);
         ctx.store

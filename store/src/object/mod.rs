@@ -219,6 +219,33 @@ impl Objects {
         Ok(ContentRef { digest, size })
     }
 
+    /// Stores a local file under its digest, read twice (to hash, then to upload) and
+    /// never held in memory. Storing the same content twice is a no-op.
+    pub async fn put_content_file(&self, path: &Path) -> Result<ContentRef> {
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|err| StoreError::Invalid(format!("cannot read {}: {err}", path.display())))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).await.map_err(|err| {
+                StoreError::Invalid(format!("cannot read {}: {err}", path.display()))
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        let digest = Sha256Digest(hasher.finalize().into());
+        let key = ObjectKey::content(&digest);
+        if self.inner.head(&key).await? != Some(size) {
+            self.inner.put_file(&key, path).await?;
+        }
+        Ok(ContentRef { digest, size })
+    }
+
     /// Streams content by digest. The stream fails with `Corrupt` at its end if the bytes
     /// do not hash to `digest`, so a consumer never accepts tampered or truncated content.
     pub async fn get_content(&self, digest: &Sha256Digest) -> Result<ObjectReader> {

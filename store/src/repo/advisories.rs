@@ -108,6 +108,10 @@ impl Advisories<'_> {
         }
         let mut summary = ImportSummary::default();
         let mut changed: Vec<&AdvisoryRecord> = Vec::new();
+        // Where each key sits in `changed`: a later record with the same key replaces it
+        // there (a scan of `changed` per record made a large first import quadratic).
+        let mut position: std::collections::HashMap<(&str, &str), usize> =
+            std::collections::HashMap::new();
         let mut seen = BTreeSet::new();
         for record in records {
             // The last of several records with one key in a batch wins, like sequential
@@ -123,11 +127,13 @@ impl Advisories<'_> {
                 summary
                     .delta_ids
                     .push(format!("{}:{}", record.source, record.id));
-                changed.retain(|r| {
-                    (r.source.as_str(), r.id.as_str())
-                        != (record.source.as_str(), record.id.as_str())
-                });
-                changed.push(record);
+                match position.entry((record.source.as_str(), record.id.as_str())) {
+                    std::collections::hash_map::Entry::Occupied(at) => changed[*at.get()] = record,
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(changed.len());
+                        changed.push(record);
+                    }
+                }
             }
             seen.insert(key);
         }

@@ -31,6 +31,41 @@ impl Idempotency<'_> {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Claims the key for a request with this fingerprint (a digest of what it asked
+    /// for), in one statement, so a crash cannot leave a claim without its fingerprint.
+    /// `None` the first time; afterwards the fingerprint the key was first claimed with,
+    /// so a caller can tell a retry (same fingerprint) from a reuse of the key for
+    /// another request.
+    pub async fn claim_for(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, scope, key, created_at, outcome) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, scope, key) DO NOTHING",
+        )
+        .bind(self.tenant.as_str())
+        .bind(scope)
+        .bind(key)
+        .bind(to_millis(now))
+        .bind(fingerprint)
+        .execute(&self.store.pool)
+        .await
+        .map_err(|err| self.store.err(err, "idempotency key"))?;
+        if done.rows_affected() == 1 {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.outcome(scope, key)
+                .await?
+                .flatten()
+                .unwrap_or_default(),
+        ))
+    }
+
     /// Records what the claimed effect produced, so a duplicate can answer the same.
     pub async fn complete(&self, scope: &str, key: &str, outcome: &str) -> Result<()> {
         sqlx::query(
