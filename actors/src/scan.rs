@@ -75,7 +75,25 @@ pub struct Analysis {
 impl Analysis {
     /// Analyzes SBOM bytes (CycloneDX or SPDX JSON).
     pub fn of(bytes: &[u8]) -> Result<Self, stella_domain::InputError> {
-        Ok(Self::of_parsed(&sbom::parse(bytes)?))
+        Ok(Self::from_sbom(sbom::parse(bytes)?))
+    }
+
+    /// [`Analysis::of_parsed`], consuming the inventory: its strings move into the
+    /// analysis, so the two are never whole in memory at once (a 200,000-component SBOM's
+    /// inventory is a few hundred megabytes).
+    pub fn from_sbom(parsed: sbom::Sbom) -> Self {
+        Self {
+            format: parsed.format.to_string(),
+            spec_version: parsed.spec_version.clone(),
+            summary: parsed.summary(),
+            context: SbomContext::of(&parsed),
+            components: ScanComponent::all_from(parsed),
+        }
+    }
+
+    /// How much the analysis holds, for the [`AnalysisCache`]'s budget: its components.
+    pub fn weight(&self) -> usize {
+        self.components.len().max(1)
     }
 
     pub fn of_parsed(parsed: &sbom::Sbom) -> Self {

@@ -64,6 +64,57 @@ impl ScanComponent {
             .filter_map(Self::from_component)
             .collect()
     }
+
+    /// [`ScanComponent::from_component`], moving the strings it keeps instead of copying
+    /// them.
+    pub fn from_owned(component: crate::sbom::Component) -> Option<Self> {
+        let crate::sbom::Component {
+            purl,
+            package_key,
+            refs,
+            version,
+            ..
+        } = component;
+        let purl = purl?;
+        let package = package_key?;
+        let release = purl
+            .qualifiers()
+            .get("distro")
+            .and_then(|distro| package.ecosystem.release_of_distro(distro));
+        let version = purl.version().map(str::to_owned).or(version);
+        Some(Self {
+            package_purl: purl.without_version(),
+            purl: purl.into_string(),
+            package,
+            version,
+            bom_refs: refs,
+            release,
+        })
+    }
+
+    /// [`ScanComponent::all_of`], consuming the SBOM: each component is freed as soon as
+    /// its scan view is made, so a large SBOM's inventory and its scan view are never
+    /// both whole in memory.
+    pub fn all_from(sbom: crate::sbom::Sbom) -> Vec<Self> {
+        let mut out = Vec::new();
+        if let Some(subject) = sbom.subject {
+            let repeated = sbom
+                .components
+                .iter()
+                .any(|c| c.purl.is_some() && c.purl == subject.purl);
+            if subject.status == crate::sbom::ComponentStatus::MatchedEcosystem && !repeated {
+                out.extend(Self::from_owned(subject));
+            }
+        }
+        out.extend(
+            sbom.components
+                .into_iter()
+                .filter(|c| c.status == crate::sbom::ComponentStatus::MatchedEcosystem)
+                .filter_map(Self::from_owned),
+        );
+        out.shrink_to_fit();
+        out
+    }
 }
 
 impl SbomContext {

@@ -141,7 +141,8 @@ pub enum BodyProblems {
     /// The state does not allow it, or the id is taken.
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(ProblemBody),
-    /// The body is over `api.max_body_bytes`.
+    /// The body is over `api.max_body_bytes` (`payload-too-large`), or an SBOM lists more
+    /// components than `api.max_sbom_components` (`sbom-too-large`).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemBody),
     /// The body is not JSON.

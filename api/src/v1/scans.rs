@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stella_actors::scan::{Analysis, ScanParams, KIND};
+use stella_domain::sbom::SbomError;
 use stella_actors::JobRequest;
 use stella_store::object::Sha256Digest;
 use stella_store::repo::{Job, JobState, SbomRecord, ScanRecord};
@@ -172,13 +173,22 @@ fn sbom_summary(analysis: &str) -> Option<Value> {
         .map(|a| a.summary)
 }
 
-fn bad_sbom(err: stella_domain::InputError) -> Problem {
-    Problem::new(
-        actix_web::http::StatusCode::BAD_REQUEST,
-        "invalid-sbom",
-        format!("not a CycloneDX or SPDX JSON SBOM: {}", err.message),
-    )
-    .at(err.pointer)
+fn bad_sbom(err: SbomError) -> Problem {
+    match err {
+        SbomError::Invalid(err) => Problem::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid-sbom",
+            format!("not a CycloneDX or SPDX JSON SBOM: {}", err.message),
+        )
+        .at(err.pointer),
+        // 413: the SBOM is valid, only too large for this server, like a body over
+        // `api.max_body_bytes`.
+        too_many @ SbomError::TooManyComponents { .. } => Problem::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "sbom-too-large",
+            format!("{too_many} (api.max_sbom_components); split the SBOM"),
+        ),
+    }
 }
 
 /// Parses and stores an SBOM for the tenant: nothing is stored unless it parses.
@@ -189,14 +199,15 @@ async fn store_sbom(
     name: Option<&str>,
 ) -> ApiResult<(SbomRecord, Arc<Analysis>, String)> {
     let parse_bytes = bytes.clone();
+    let max_components = usize::try_from(ctx.settings.max_sbom_components).unwrap_or(usize::MAX);
     let (analysis, own_name) = web::block(move || {
-        let parsed = stella_domain::sbom::parse(&parse_bytes)?;
+        let parsed = stella_domain::sbom::parse_limited(&parse_bytes, max_components)?;
         let name = parsed
             .subject
             .as_ref()
             .map(|s| s.name.clone())
             .or_else(|| parsed.name.clone());
-        Ok::<_, stella_domain::InputError>((Analysis::of_parsed(&parsed), name))
+        Ok::<_, SbomError>((Analysis::from_sbom(parsed), name))
     })
     .await
     .map_err(|err| Problem::internal(format!("parsing the SBOM: {err}")))?
