@@ -25,7 +25,7 @@ pub use noop::{Noop, NoopTotals};
 pub use outbox::{Outbox, OutboxRow};
 pub(crate) use scans::{bump_generation, insert_event};
 pub use scans::{
-    generation, EventRecord, Events, FindingRecord, NewEvent, Policies, PolicyRecord, SbomRecord,
+    generation, EventRecord, Events, FindingRecord, NewEvent, NewFinding, Policies, PolicyRecord, SbomRecord,
     ScanRecord, Scans, VerdictRecord, VexDocumentRecord, VexDocuments,
 };
 pub use schedules::{
