@@ -369,11 +369,8 @@ impl StepHandler for Evaluate {
             // few kilobytes), never as a whole verdict of structs or JSON values.
             let mut findings = Vec::new();
             let mut bytes = 0usize;
-            let summary = scan::evaluate_each(
-                &inputs,
-                &is_affected,
-                &vex::generic_compare,
-                |finding| {
+            let summary =
+                scan::evaluate_each(&inputs, &is_affected, &vex::generic_compare, |finding| {
                     let text = FindingText::of(&finding)
                         .map_err(|err| StepError::Abort(format!("finding: {err}")))?;
                     bytes += text.canonical.len();
@@ -382,8 +379,7 @@ impl StepHandler for Evaluate {
                     }
                     findings.push(text);
                     Ok(())
-                },
-            )?;
+                })?;
             let digests = InputDigests {
                 sbom: sbom_digest,
                 advisories: index.candidate_digests(&analysis.components),

@@ -780,8 +780,10 @@ async fn an_sbom_over_the_component_limit_gets_a_precise_problem_and_stores_noth
     let (_, acme) = server.token("acme", TENANT_SCOPES).await;
     let sbom = |n: usize| {
         let components: Vec<Value> = (0..n)
-            .map(|i| json!({"type": "library", "name": format!("p{i}"), "version": "1.0.0",
-                "purl": format!("pkg:npm/p{i}@1.0.0")}))
+            .map(|i| {
+                json!({"type": "library", "name": format!("p{i}"), "version": "1.0.0",
+                "purl": format!("pkg:npm/p{i}@1.0.0")})
+            })
             .collect();
         json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": components})
             .to_string()
@@ -874,7 +876,10 @@ async fn a_large_verdict_s_attestation_stays_under_its_cap_verifies_and_pins_eve
     assert_eq!(verdict["counts"], scan["counts"]);
     let listed = verdict["findings"].as_array().unwrap().len() as u64;
     let omitted = verdict["findings_omitted"].as_u64().unwrap();
-    assert!(listed > 100 && omitted > 0, "{listed} listed, {omitted} omitted");
+    assert!(
+        listed > 100 && omitted > 0,
+        "{listed} listed, {omitted} omitted"
+    );
     assert_eq!(listed + omitted, total);
 
     // The digest in the attestation is that of every finding the API serves, as one

@@ -26,9 +26,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{
-    component, inventory, reject, required, typed, Entry, Sbom, SbomError, SbomFormat,
-};
+use super::{component, inventory, reject, required, typed, Entry, Sbom, SbomError, SbomFormat};
 use crate::error::InputError;
 
 const SPEC_VERSIONS: [&str; 5] = ["1.2", "1.3", "1.4", "1.5", "1.6"];
@@ -133,7 +131,11 @@ pub(crate) fn parse(bytes: &[u8], max_components: usize) -> Result<Sbom, SbomErr
             .into());
         }
     }
-    let declared = bom.metadata.as_ref().and_then(|m| m.component.as_ref()).map_or(0, |c| count(&c.components))
+    let declared = bom
+        .metadata
+        .as_ref()
+        .and_then(|m| m.component.as_ref())
+        .map_or(0, |c| count(&c.components))
         + count(&bom.components);
     if declared > max_components {
         return Err(SbomError::TooManyComponents {

@@ -427,7 +427,8 @@ mod tests {
         ));
         assert_eq!(parse_limited(spdx, 2).unwrap().components.len(), 2);
         // Within the limit, an invalid document is refused with its pointer as before.
-        let bad = br#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "x"}]}"#;
+        let bad =
+            br#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "x"}]}"#;
         match parse_limited(bad, 1) {
             Err(SbomError::Invalid(err)) => assert_eq!(err.pointer, "/components/0/type"),
             other => panic!("{other:?}"),
