@@ -116,7 +116,26 @@ fn status(state: JobState) -> &'static str {
     }
 }
 
-fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
+/// A scan's row without its analysis, and the SBOM summary from the analysis: what a
+/// status read needs (the analysis of a large SBOM is tens of megabytes).
+async fn status_of(
+    ctx: &Context,
+    tenant: &TenantId,
+    id: &JobId,
+) -> ApiResult<(Option<ScanRecord>, Option<Value>)> {
+    let scans = ctx.store.tenant(tenant).scans();
+    let scan = scans.get_without_analysis(id).await?;
+    let summary = match scan {
+        Some(_) => scans
+            .sbom_summary(id)
+            .await?
+            .and_then(|text| serde_json::from_str(&text).ok()),
+        None => None,
+    };
+    Ok((scan, summary))
+}
+
+fn view(job: Job, scan: Option<ScanRecord>, sbom_summary: Option<Value>) -> ApiResult<ScanView> {
     let params: ScanParams = serde_json::from_value(job.params.clone())
         .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?;
     let scan = scan.unwrap_or(ScanRecord {
@@ -150,7 +169,7 @@ fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
         evaluated_at: scan.evaluated_at,
         disposition: scan.disposition,
         counts: scan.counts,
-        sbom_summary: scan.analysis.as_deref().and_then(sbom_summary),
+        sbom_summary,
         policy_digest,
         inputs: scan.inputs,
         inputs_hash: scan.inputs_hash,
@@ -159,18 +178,6 @@ fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
         created_at: job.created_at,
         completed_at: scan.completed_at,
     })
-}
-
-/// The summary of a stored analysis, decoded without building the rest (the analysis
-/// holds every component, and a scan's status is read often while it runs).
-fn sbom_summary(analysis: &str) -> Option<Value> {
-    #[derive(Deserialize)]
-    struct Summary {
-        summary: Value,
-    }
-    serde_json::from_str::<Summary>(analysis)
-        .ok()
-        .map(|a| a.summary)
 }
 
 fn bad_sbom(err: SbomError) -> Problem {
@@ -437,8 +444,8 @@ pub(crate) async fn list(
         .map_err(|err| Problem::from(err).at("cursor"))?;
     let mut items = Vec::with_capacity(page.items.len());
     for job in page.items {
-        let scan = scope.scans().get(&job.id).await?;
-        items.push(view(job, scan)?);
+        let (scan, summary) = status_of(&ctx, tenant, &job.id).await?;
+        items.push(view(job, scan, summary)?);
     }
     Ok(web::Json(Page {
         items,
@@ -462,8 +469,8 @@ pub(crate) async fn get(
 ) -> ApiResult<web::Json<ScanView>> {
     let tenant = caller.tenant()?;
     let job = scan_job(&ctx, tenant, &id).await?;
-    let scan = ctx.store.tenant(tenant).scans().get(&job.id).await?;
-    Ok(web::Json(view(job, scan)?))
+    let (scan, summary) = status_of(&ctx, tenant, &job.id).await?;
+    Ok(web::Json(view(job, scan, summary)?))
 }
 
 /// One finding: a matched (vulnerability, component) pair with its assessment, decision
@@ -502,7 +509,7 @@ pub(crate) async fn findings(
     let job = scan_job(&ctx, tenant, &id).await?;
     let scans = ctx.store.tenant(tenant).scans();
     let evaluated = scans
-        .get(&job.id)
+        .get_without_analysis(&job.id)
         .await?
         .is_some_and(|scan| scan.verdict.is_some());
     if !evaluated {
@@ -558,7 +565,7 @@ pub(crate) async fn attestation(
         .store
         .tenant(tenant)
         .scans()
-        .get(&job.id)
+        .get_without_analysis(&job.id)
         .await?
         .and_then(|scan| scan.attestation_sha256);
     let Some(sha256) = sealed else {
