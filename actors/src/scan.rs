@@ -165,8 +165,8 @@ impl Default for AnalysisCache {
 
 impl AnalysisCache {
     /// Components held at most: the largest SBOM `api.max_sbom_components` admits by
-    /// default, about 125 MB of analysis, or many smaller ones.
-    pub const BUDGET: usize = 250_000;
+    /// default (200,000), about 100 MB of analysis, or many smaller ones.
+    pub const BUDGET: usize = 200_000;
     /// Analyses held at most, however small: a handful covers the scans in flight.
     const ENTRIES: usize = 16;
 

@@ -177,7 +177,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 50 * 1024 * 1024,
-            max_sbom_components: 250_000,
+            max_sbom_components: 200_000,
             shutdown_timeout_secs: 5,
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
