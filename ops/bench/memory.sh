@@ -8,13 +8,13 @@
 # few seconds after, and the attestation's size. Prints one JSON object.
 #
 # Usage: ops/bench/memory.sh [SBOM] (default: a fresh ops/bench/big_sbom.py document)
-# Environment: STELLA_BIN (default target/release/stella), ADVISORIES (default
+# Environment: BIN (default target/release/stella), ADVISORIES (default
 # ../shared/data/advisories/Go-all.zip), SETTLE_SECS (default 5), PORT (default 18089),
 # KEEP=1 keeps the data folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-bin=${STELLA_BIN:-target/release/stella}
+bin=${BIN:-target/release/stella}
 advisories=${ADVISORIES:-../shared/data/advisories/Go-all.zip}
 settle=${SETTLE_SECS:-5}
 port=${PORT:-18089}
@@ -40,10 +40,11 @@ STELLA_DATA_DIR=$work/data STELLA_LISTEN=127.0.0.1:$port STELLA_LOG=warn \
     "$bin" serve >"$work/serve.log" 2>&1 &
 server_pid=$!
 base=http://127.0.0.1:$port
-for _ in $(seq 1 200); do
+for _ in $(seq 1 600); do
     curl -fsS "$base/readyz" >/dev/null 2>&1 && [[ -s $work/data/admin-token ]] && break
-    sleep 0.1
+    sleep 0.2
 done
+[[ -s $work/data/admin-token ]] || { echo "error: the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
 token=$(cat "$work/data/admin-token")
 auth=(-H "Authorization: Bearer $token")
 kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$server_pid/status"; }
@@ -60,11 +61,17 @@ scan() {
         --data-binary "@$1" "$base/api/v1/scans?evaluated_at=2026-01-01T00:00:00Z" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["job_id"])')
     for _ in $(seq 1 6000); do
-        status=$(curl -fsS "${auth[@]}" -H 'X-Stella-Tenant: bench' "$base/api/v1/scans/$id" |
-            python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])')
+        # A poll that fails (a 503 while the store is busy on a loaded machine) is retried.
+        status=$(curl -sS "${auth[@]}" -H 'X-Stella-Tenant: bench' "$base/api/v1/scans/$id" |
+            python3 -c 'import json, sys; print(json.load(sys.stdin).get("status", "unknown"))' \
+                2>/dev/null || echo unknown)
         case $status in
             completed) echo "$id"; return 0 ;;
-            failed | cancelled) echo "error: scan $id $status" >&2; return 1 ;;
+            failed | cancelled)
+                echo "error: scan $id $status" >&2
+                curl -sS "${auth[@]}" -H 'X-Stella-Tenant: bench' "$base/api/v1/scans/$id" >&2
+                return 1
+                ;;
         esac
         sleep 0.2
     done
