@@ -17,7 +17,7 @@ use stella_store::Store;
 
 // glibc's malloc keeps what a large scan freed in its per-thread arenas: after the
 // largest SBOM the limits admit, `stella serve` stayed 40-210 MB above its baseline with
-// glibc and within a few MB of it with mimalloc (docs/BENCHMARKS.md, "Memory: the
+// glibc and within a few MB of it with mimalloc (docs/BENCHMARKS.md, "Memory", "The
 // largest SBOM"). `malloc_trim` would need unsafe code, which the workspace forbids.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
