@@ -79,7 +79,8 @@ fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> Result<V
             evaluated_at: Some(inputs.at),
             ..InputDigests::default()
         };
-        scan::seal(&verdict, &digests, "bench", &digest, &key).map_err(|e| e.to_string())?;
+        let sealed = scan::SealedVerdict::of(&verdict).map_err(|e| e.to_string())?;
+        scan::seal(&sealed, &digests, "bench", &digest, &key).map_err(|e| e.to_string())?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(times)

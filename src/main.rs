@@ -15,6 +15,13 @@ use stella::{errln, out, outln, Application, StartupError};
 use stella_config::Loaded;
 use stella_store::Store;
 
+// glibc's malloc keeps what a large scan freed in its per-thread arenas: after the
+// largest SBOM the limits admit, `stella serve` stayed 40-210 MB above its baseline with
+// glibc and within a few MB of it with mimalloc (docs/BENCHMARKS.md, "Memory", "The
+// largest SBOM"). `malloc_trim` would need unsafe code, which the workspace forbids.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // Every number on the command line is range-checked where it is parsed: a typo is exit
 // code 2 naming the allowed range, never an overflow (or a panic) further in.
 /// The longest any `--timeout-secs` waits: a day.

@@ -36,12 +36,13 @@ use stella_domain::osv::{Advisory, Affected};
 use stella_domain::policy::{Policy, DEFAULT_POLICY};
 use stella_domain::sbom::{self, SbomSummary};
 use stella_domain::scan::{
-    self, AdvisoryIndex, InputDigests, SbomContext, ScanComponent, ScanInputs, Verdict,
+    self, AdvisoryIndex, FindingText, InputDigests, SbomContext, ScanComponent, ScanInputs,
+    SealedVerdict, VerdictSummary,
 };
 use stella_domain::vex::{self, VexStatement};
 use stella_store::mailbox::Role;
 use stella_store::object::{Objects, Sha256Digest};
-use stella_store::repo::{FindingRecord, NewEvent, VerdictRecord};
+use stella_store::repo::{NewEvent, NewFinding, VerdictRecord};
 use stella_store::{Store, StoreError};
 use tokio::sync::Mutex;
 
@@ -75,7 +76,25 @@ pub struct Analysis {
 impl Analysis {
     /// Analyzes SBOM bytes (CycloneDX or SPDX JSON).
     pub fn of(bytes: &[u8]) -> Result<Self, stella_domain::InputError> {
-        Ok(Self::of_parsed(&sbom::parse(bytes)?))
+        Ok(Self::from_sbom(sbom::parse(bytes)?))
+    }
+
+    /// [`Analysis::of_parsed`], consuming the inventory: its strings move into the
+    /// analysis, so the two are never whole in memory at once (a 200,000-component SBOM's
+    /// inventory is a few hundred megabytes).
+    pub fn from_sbom(parsed: sbom::Sbom) -> Self {
+        Self {
+            format: parsed.format.to_string(),
+            spec_version: parsed.spec_version.clone(),
+            summary: parsed.summary(),
+            context: SbomContext::of(&parsed),
+            components: ScanComponent::all_from(parsed),
+        }
+    }
+
+    /// How much the analysis holds, for the [`AnalysisCache`]'s budget: its components.
+    pub fn weight(&self) -> usize {
+        self.components.len().max(1)
     }
 
     pub fn of_parsed(parsed: &sbom::Sbom) -> Self {
@@ -111,30 +130,90 @@ impl ScanDeps {
 
 /// The analyses of the SBOMs this process parsed last, by SBOM digest (hex SHA-256): the
 /// hand-off from the parse at submission to the steps (see the module docs).
-#[derive(Debug, Default)]
+///
+/// Bounded by what the analyses hold (their components, [`Analysis::weight`]) as well as
+/// by their number: sixteen analyses of 200,000-component SBOMs held 1.6 GB. An analysis
+/// heavier than the whole budget is not kept (its scan reads the store instead), and
+/// `evaluate`, the last step that needs it, takes it out, so an idle process holds none.
+#[derive(Debug)]
 pub struct AnalysisCache {
-    /// Oldest first; a handful of entries covers the scans in flight.
-    recent: std::sync::Mutex<VecDeque<(String, Arc<Analysis>)>>,
+    budget: usize,
+    recent: std::sync::Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    /// Oldest first.
+    entries: VecDeque<(String, Arc<Analysis>)>,
+    weight: usize,
+}
+
+impl Recent {
+    fn remove(&mut self, sbom_sha256: &str) -> Option<Arc<Analysis>> {
+        let at = self.entries.iter().position(|(d, _)| d == sbom_sha256)?;
+        let (_, analysis) = self.entries.remove(at)?;
+        self.weight -= analysis.weight();
+        Some(analysis)
+    }
+}
+
+impl Default for AnalysisCache {
+    fn default() -> Self {
+        Self::with_budget(Self::BUDGET)
+    }
 }
 
 impl AnalysisCache {
-    const CAPACITY: usize = 16;
+    /// Components held at most: the largest SBOM `api.max_sbom_components` admits by
+    /// default (200,000), about 100 MB of analysis, or many smaller ones.
+    pub const BUDGET: usize = 200_000;
+    /// Analyses held at most, however small: a handful covers the scans in flight.
+    const ENTRIES: usize = 16;
+
+    pub fn with_budget(components: usize) -> Self {
+        Self {
+            budget: components,
+            recent: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     pub fn insert(&self, sbom_sha256: &str, analysis: Arc<Analysis>) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.retain(|(digest, _)| digest != sbom_sha256);
-        if recent.len() == Self::CAPACITY {
-            recent.pop_front();
+        let mut recent = self.lock();
+        recent.remove(sbom_sha256);
+        let weight = analysis.weight();
+        if weight > self.budget {
+            return;
         }
-        recent.push_back((sbom_sha256.to_owned(), analysis));
+        while recent.entries.len() >= Self::ENTRIES || recent.weight + weight > self.budget {
+            let Some((_, oldest)) = recent.entries.pop_front() else {
+                break;
+            };
+            recent.weight -= oldest.weight();
+        }
+        recent.weight += weight;
+        recent.entries.push_back((sbom_sha256.to_owned(), analysis));
     }
 
     pub fn get(&self, sbom_sha256: &str) -> Option<Arc<Analysis>> {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent
+        self.lock()
+            .entries
             .iter()
             .find(|(digest, _)| digest == sbom_sha256)
             .map(|(_, analysis)| analysis.clone())
+    }
+
+    /// Removes and returns the analysis: for the last step that needs it.
+    pub fn take(&self, sbom_sha256: &str) -> Option<Arc<Analysis>> {
+        self.lock().remove(sbom_sha256)
+    }
+
+    /// The components the cached analyses hold.
+    pub fn weight(&self) -> usize {
+        self.lock().weight
     }
 }
 
@@ -248,16 +327,18 @@ impl StepHandler for Evaluate {
         let params = params(ctx)?;
         let scans = ctx.store.tenant(&ctx.job.tenant).scans();
         let scan = scans
-            .get(&ctx.job.id)
+            .get_without_analysis(&ctx.job.id)
             .await?
             .ok_or_else(|| StepError::Retry("the scan's analysis is not committed".into()))?;
         if scan.attestation_sha256.is_some() {
             // Sealed by an earlier delivery: the verdict stays what was signed.
             return Ok(next_seal());
         }
-        let analysis = match self.0.analyses.get(&params.sbom_sha256) {
+        // Taken, not read: nothing after the evaluation needs it, and a large SBOM's
+        // analysis is over a hundred megabytes. A redelivery decodes the stored one.
+        let analysis = match self.0.analyses.take(&params.sbom_sha256) {
             Some(analysis) => analysis,
-            None => Arc::new(stored(scan.analysis, "analysis")?),
+            None => Arc::new(stored(scans.analysis(&ctx.job.id).await?, "analysis")?),
         };
         let index = self.0.advisories.current(ctx.store).await?;
         let documents = ctx.store.vex().for_tenant(&ctx.job.tenant).await?;
@@ -275,7 +356,7 @@ impl StepHandler for Evaluate {
         let policy = active_policy(ctx.store, &ctx.job.tenant).await?;
         let sbom_digest = format!("sha256:{}", params.sbom_sha256);
         let at = params.evaluated_at;
-        let (verdict, inputs) = blocking(move || {
+        let record = blocking(move || {
             let inputs = ScanInputs {
                 components: &analysis.components,
                 sbom: &analysis.context,
@@ -284,7 +365,21 @@ impl StepHandler for Evaluate {
                 policy: &policy,
                 at,
             };
-            let verdict = scan::evaluate(&inputs, &is_affected, &vex::generic_compare);
+            // Each finding is kept as its canonical text only (a few hundred bytes to a
+            // few kilobytes), never as a whole verdict of structs or JSON values.
+            let mut findings = Vec::new();
+            let mut bytes = 0usize;
+            let summary =
+                scan::evaluate_each(&inputs, &is_affected, &vex::generic_compare, |finding| {
+                    let text = FindingText::of(&finding)
+                        .map_err(|err| StepError::Abort(format!("finding: {err}")))?;
+                    bytes += text.canonical.len();
+                    if bytes > MAX_FINDINGS_BYTES {
+                        return Err(too_many_findings(findings.len() + 1));
+                    }
+                    findings.push(text);
+                    Ok(())
+                })?;
             let digests = InputDigests {
                 sbom: sbom_digest,
                 advisories: index.candidate_digests(&analysis.components),
@@ -292,10 +387,9 @@ impl StepHandler for Evaluate {
                 policy: policy.digest(),
                 evaluated_at: Some(at),
             };
-            (verdict, digests)
+            verdict_record(summary, findings, &digests)
         })
-        .await?;
-        let record = verdict_record(&verdict, &inputs)?;
+        .await??;
         scans.record_verdict(&ctx.job.id, &record).await?;
         Ok(next_seal())
     }
@@ -311,6 +405,21 @@ fn stored<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&text).map_err(|err| StepError::Abort(format!("stored {what}: {err}")))
 }
 
+/// The stored verdict to sign. A scan evaluated before attestations were bounded stored
+/// the whole verdict: it is sealed the way it would be now.
+fn sealed_verdict(text: Option<String>) -> Result<SealedVerdict, StepError> {
+    let text = text.ok_or_else(|| StepError::Abort("the scan has no verdict".into()))?;
+    match serde_json::from_str::<SealedVerdict>(&text) {
+        Ok(sealed) => Ok(sealed),
+        Err(err) => {
+            let whole: scan::Verdict = serde_json::from_str(&text)
+                .map_err(|_| StepError::Abort(format!("stored verdict: {err}")))?;
+            SealedVerdict::of(&whole)
+                .map_err(|err| StepError::Abort(format!("sealed verdict: {err}")))
+        }
+    }
+}
+
 fn next_seal() -> StepOutcome {
     StepOutcome::Next {
         step: "seal".into(),
@@ -322,25 +431,48 @@ fn to_value<T: Serialize>(value: &T, what: &str) -> Result<Value, StepError> {
     serde_json::to_value(value).map_err(|err| StepError::Abort(format!("{what}: {err}")))
 }
 
-fn verdict_record(verdict: &Verdict, inputs: &InputDigests) -> Result<VerdictRecord, StepError> {
-    let findings = verdict
-        .findings
-        .iter()
+/// How much canonical JSON a scan's findings may take, all together: 128 MiB, about
+/// 100,000 findings with their traces. The evaluator holds them (as text) until they are
+/// stored, and an SBOM can name one package many times over (a package with 300
+/// advisories, 200,000 times, would be 60 million findings): past this the scan fails
+/// with a message saying so, instead of taking the process's memory.
+pub const MAX_FINDINGS_BYTES: usize = 128 * 1024 * 1024;
+
+fn too_many_findings(found: usize) -> StepError {
+    StepError::Abort(format!(
+        "the scan's findings exceed {} MiB of JSON (at finding {found}); split the SBOM",
+        MAX_FINDINGS_BYTES / (1024 * 1024)
+    ))
+}
+
+/// The store's form of a verdict: the sealed verdict (what the sealer signs) on the scan
+/// row, every finding as its own row.
+fn verdict_record(
+    summary: VerdictSummary,
+    findings: Vec<FindingText>,
+    inputs: &InputDigests,
+) -> Result<VerdictRecord, StepError> {
+    let disposition = summary.disposition.as_str().to_owned();
+    let counts = to_value(&summary.counts, "counts")?;
+    let sealed = SealedVerdict::new(summary, &findings, scan::ATTESTED_FINDINGS_BYTES)
+        .map_err(|err| StepError::Abort(format!("sealed verdict: {err}")))?;
+    let verdict = serde_json::to_string(&sealed)
+        .map_err(|err| StepError::Abort(format!("verdict: {err}")))?;
+    let findings = findings
+        .into_iter()
         .enumerate()
-        .map(|(i, finding)| {
-            Ok(FindingRecord {
-                ordinal: i as u64,
-                vulnerability_id: finding.vulnerability_id.clone(),
-                purl: finding.purl.clone(),
-                disposition: finding.disposition.as_str().to_owned(),
-                finding: to_value(finding, "finding")?,
-            })
+        .map(|(i, finding)| NewFinding {
+            ordinal: i as u64,
+            vulnerability_id: finding.vulnerability_id,
+            purl: finding.purl,
+            disposition: finding.disposition.as_str().to_owned(),
+            finding: finding.canonical,
         })
-        .collect::<Result<Vec<_>, StepError>>()?;
+        .collect();
     Ok(VerdictRecord {
-        verdict: to_value(verdict, "verdict")?,
-        disposition: verdict.disposition.as_str().to_owned(),
-        counts: to_value(&verdict.counts, "counts")?,
+        verdict,
+        disposition,
+        counts,
         inputs: to_value(inputs, "inputs")?,
         inputs_hash: inputs.hash(),
         findings,
@@ -356,10 +488,10 @@ impl StepHandler for Seal {
         let params = params(ctx)?;
         let scans = ctx.store.tenant(&ctx.job.tenant).scans();
         let scan = scans
-            .get(&ctx.job.id)
+            .get_without_analysis(&ctx.job.id)
             .await?
             .ok_or_else(|| StepError::Abort("the scan has no row".into()))?;
-        let verdict: Verdict = stored(scan.verdict, "verdict")?;
+        let verdict = sealed_verdict(scan.verdict)?;
         let inputs: InputDigests = stored(scan.inputs.as_ref().map(Value::to_string), "inputs")?;
         let sbom_digest = Digest::from_hex(&params.sbom_sha256)
             .map_err(|err| StepError::Abort(format!("invalid sbom digest: {err}")))?;
@@ -461,5 +593,65 @@ impl AdvisoryCache {
         let built = Arc::new(built);
         *slot = Some(built.clone());
         Ok(built)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use stella_domain::{Ecosystem, PackageKey};
+
+    use super::*;
+
+    fn analysis(components: usize) -> Arc<Analysis> {
+        let component = ScanComponent {
+            purl: "pkg:npm/left-pad@1.3.0".into(),
+            package_purl: "pkg:npm/left-pad".into(),
+            package: PackageKey::new(Ecosystem::Npm, "left-pad"),
+            version: Some("1.3.0".into()),
+            bom_refs: vec!["left-pad".into()],
+            release: None,
+        };
+        Arc::new(Analysis {
+            format: "cyclonedx".into(),
+            spec_version: "1.5".into(),
+            summary: SbomSummary::default(),
+            context: SbomContext::default(),
+            components: vec![component; components],
+        })
+    }
+
+    #[test]
+    fn the_analysis_cache_is_bounded_by_the_components_it_holds() {
+        let cache = AnalysisCache::with_budget(100);
+        cache.insert("a", analysis(60));
+        cache.insert("b", analysis(30));
+        assert!(cache.get("a").is_some() && cache.get("b").is_some());
+        assert_eq!(cache.weight(), 90);
+        // Over the budget: the oldest goes.
+        cache.insert("c", analysis(20));
+        assert!(cache.get("a").is_none());
+        assert_eq!(cache.weight(), 50);
+        // Heavier than the whole budget: not kept, and nothing else is evicted for it.
+        cache.insert("huge", analysis(101));
+        assert!(cache.get("huge").is_none());
+        assert_eq!(cache.weight(), 50);
+        // The same digest again replaces its entry.
+        cache.insert("b", analysis(30));
+        assert_eq!(cache.weight(), 50);
+        // The last step takes it out.
+        assert_eq!(cache.take("b").unwrap().components.len(), 30);
+        assert!(cache.get("b").is_none());
+        assert_eq!(cache.weight(), 20);
+
+        // Sixteen analyses of the largest SBOM were all held before (1.6 GB).
+        let cache = AnalysisCache::default();
+        let large = analysis(200_000);
+        for i in 0..16 {
+            cache.insert(&i.to_string(), large.clone());
+        }
+        assert_eq!(cache.weight(), 200_000);
+        assert!(cache.get("15").is_some() && cache.get("14").is_none());
     }
 }

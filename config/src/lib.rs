@@ -159,6 +159,9 @@ impl Default for S3Settings {
 pub struct ApiSettings {
     /// Largest accepted request body.
     pub max_body_bytes: u64,
+    /// Most component entries an uploaded SBOM may list (CycloneDX components, nested
+    /// ones included; SPDX packages): bounds a scan's memory and evaluation time.
+    pub max_sbom_components: u64,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
     /// Sustained requests per second each tenant may make (0: no limit).
@@ -180,6 +183,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 50 * 1024 * 1024,
+            max_sbom_components: 200_000,
             shutdown_timeout_secs: 5,
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
@@ -585,6 +589,11 @@ pub const KEYS: &[KeyDef] = &[
     key!("s3.prefix", "STELLA_S3_PREFIX", Str),
     key!("s3.part_size_bytes", "STELLA_S3_PART_SIZE_BYTES", Int),
     key!("api.max_body_bytes", "STELLA_API_MAX_BODY_BYTES", Int),
+    key!(
+        "api.max_sbom_components",
+        "STELLA_API_MAX_SBOM_COMPONENTS",
+        Int
+    ),
     key!(
         "api.shutdown_timeout_secs",
         "STELLA_API_SHUTDOWN_TIMEOUT_SECS",

@@ -282,6 +282,15 @@ async fn pipeline(server: &Server) {
     );
     assert_eq!(statement["predicate"]["inputs_hash"], inputs_hash.as_str());
     assert_eq!(statement["predicate"]["verdict"]["counts"]["findings"], 58);
+    // A real SBOM's findings are all in its attestation, with their traces.
+    assert_eq!(statement["predicate"]["verdict"]["findings_omitted"], 0);
+    assert_eq!(
+        statement["predicate"]["verdict"]["findings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        58
+    );
     assert_eq!(
         stella_store::object::Sha256Digest::of(&envelope).to_string(),
         scan["attestation_sha256"].as_str().unwrap()
@@ -762,4 +771,128 @@ async fn equal_inputs_give_identical_evidence_on_sqlite_and_postgres() {
     embedded.handle.stop(true).await;
     services.handle.stop(true).await;
     db.finish().await;
+}
+
+#[actix_web::test]
+async fn an_sbom_over_the_component_limit_gets_a_precise_problem_and_stores_nothing() {
+    let server = start(|s| s.api.max_sbom_components = 3).await;
+    server.create_tenant("acme").await;
+    let (_, acme) = server.token("acme", TENANT_SCOPES).await;
+    let sbom = |n: usize| {
+        let components: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"type": "library", "name": format!("p{i}"), "version": "1.0.0",
+                "purl": format!("pkg:npm/p{i}@1.0.0")})
+            })
+            .collect();
+        json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": components})
+            .to_string()
+            .into_bytes()
+    };
+    for path in ["/scans", "/sboms"] {
+        let reply = post_bytes(&server, &acme, path, "application/json", sbom(4)).await;
+        assert_problem(&reply, 413, "over the component limit");
+        assert_eq!(reply.body["type"], "urn:stella:problem:sbom-too-large");
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("4 components")
+                && detail.contains("limit of 3")
+                && detail.contains("api.max_sbom_components"),
+            "{detail}"
+        );
+    }
+    let sha = stella_store::object::Sha256Digest::of(&sbom(4)).to_string();
+    let reply = post_bytes(
+        &server,
+        &acme,
+        &format!("/scans?sbom={sha}"),
+        "application/json",
+        Vec::new(),
+    )
+    .await;
+    assert_problem(&reply, 404, "the refused sbom was not stored");
+    let reply = server
+        .call(Method::GET, "/api/v1/jobs", Some(&acme), None, None)
+        .await;
+    assert_eq!(reply.body["items"], json!([]), "no job for a refused scan");
+    // At the limit it is a scan like any other.
+    let id = scan_of(&server, &acme, sbom(3), &[]).await;
+    let scan = wait_scan(&server, &acme, &id, "completed").await;
+    assert_eq!(scan["sbom_summary"]["declared"], 3);
+    server.handle.stop(true).await;
+}
+
+/// Go modules that many advisories name from version 0 on.
+const MANY_ADVISORIES: [&str; 9] = [
+    "github.com/mattermost/mattermost-server",
+    "github.com/mattermost/mattermost/server/v8",
+    "github.com/mattermost/mattermost-server/v5",
+    "github.com/mattermost/mattermost-server/v6",
+    "gogs.io/gogs",
+    "code.gitea.io/gitea",
+    "github.com/usememos/memos",
+    "github.com/traefik/traefik",
+    "github.com/siyuan-note/siyuan/kernel",
+];
+
+#[actix_web::test]
+async fn a_large_verdict_s_attestation_stays_under_its_cap_verifies_and_pins_every_finding() {
+    let Some(go) = data("advisories/Go-all.zip") else {
+        return;
+    };
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let (_, acme) = server.token("acme", TENANT_SCOPES).await;
+    import_go(&server, std::fs::read(go).unwrap()).await;
+    // Old pseudo-versions of much-advised modules: thousands of findings, each with its
+    // trace, several megabytes of them.
+    let components: Vec<Value> = MANY_ADVISORIES
+        .iter()
+        .flat_map(|module| {
+            (1..=4).map(move |i| {
+                let purl = format!("pkg:golang/{module}@v0.0.0-2019010{i}000000-0123456789ab");
+                json!({"type": "library", "name": module, "bom-ref": purl, "purl": purl,
+                    "version": format!("v0.0.0-2019010{i}000000-0123456789ab")})
+            })
+        })
+        .collect();
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": components})
+        .to_string()
+        .into_bytes();
+    let id = scan_of(&server, &acme, sbom, &[("evaluated_at", EVALUATED_AT)]).await;
+    let scan = wait_scan(&server, &acme, &id, "completed").await;
+    let total = scan["counts"]["findings"].as_u64().unwrap();
+    assert!(total > 3000, "{scan}");
+
+    let envelope = attestation(&server, &acme, &id).await;
+    // Listing every finding made an attestation of ~1.3 kB per finding (base64 included).
+    assert!(
+        envelope.len() < 2 * 1024 * 1024,
+        "{} bytes for {total} findings",
+        envelope.len()
+    );
+    let statement = verified_statement(&server, &envelope).await;
+    let verdict = &statement["predicate"]["verdict"];
+    assert_eq!(verdict["counts"], scan["counts"]);
+    let listed = verdict["findings"].as_array().unwrap().len() as u64;
+    let omitted = verdict["findings_omitted"].as_u64().unwrap();
+    assert!(
+        listed > 100 && omitted > 0,
+        "{listed} listed, {omitted} omitted"
+    );
+    assert_eq!(listed + omitted, total);
+
+    // The digest in the attestation is that of every finding the API serves, as one
+    // canonical JSON array: a verifier can check the findings it did not list.
+    let all = findings(&server, &acme, &id).await;
+    assert_eq!(all.len() as u64, total);
+    let digest = stella_domain::canonical::Digest::sha256(
+        &stella_domain::canonical::canonical_bytes(&Value::Array(all.clone())),
+    );
+    assert_eq!(verdict["findings_digest"], digest.to_string());
+    // And the listed ones are those findings, whole.
+    for finding in verdict["findings"].as_array().unwrap() {
+        assert!(all.contains(finding), "{finding}");
+    }
+    server.handle.stop(true).await;
 }

@@ -53,12 +53,17 @@ pub enum CanonicalError {
 /// The value goes through `serde_json::Value` first, so the field names and shapes are the
 /// ones its `Serialize` implementation gives with `serde_json`.
 pub fn to_canonical_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+    to_canonical_string(value).map(String::into_bytes)
+}
+
+/// [`to_canonical_vec`] as a `String` (canonical JSON is always valid UTF-8).
+pub fn to_canonical_string<T: Serialize + ?Sized>(value: &T) -> Result<String, CanonicalError> {
     // serde_json turns non-finite floats into `null` on the way to a `Value`; look for them
     // first so that they are refused instead of changed.
     value.serialize(finite::FiniteCheck)?;
     let value =
         serde_json::to_value(value).map_err(|e| CanonicalError::Serialize(e.to_string()))?;
-    Ok(canonical_bytes(&value))
+    Ok(canonical_string(&value))
 }
 
 /// The canonical (RFC 8785) bytes of a JSON value. Infallible: a `serde_json::Value` cannot

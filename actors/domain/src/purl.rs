@@ -215,6 +215,11 @@ impl Purl {
         &self.canonical
     }
 
+    /// The canonical string, without copying it.
+    pub fn into_string(self) -> String {
+        self.canonical
+    }
+
     /// The type, lowercase (`npm`, `maven`, `golang`, ...).
     pub fn ty(&self) -> &str {
         &self.ty

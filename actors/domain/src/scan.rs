@@ -64,6 +64,57 @@ impl ScanComponent {
             .filter_map(Self::from_component)
             .collect()
     }
+
+    /// [`ScanComponent::from_component`], moving the strings it keeps instead of copying
+    /// them.
+    pub fn from_owned(component: crate::sbom::Component) -> Option<Self> {
+        let crate::sbom::Component {
+            purl,
+            package_key,
+            refs,
+            version,
+            ..
+        } = component;
+        let purl = purl?;
+        let package = package_key?;
+        let release = purl
+            .qualifiers()
+            .get("distro")
+            .and_then(|distro| package.ecosystem.release_of_distro(distro));
+        let version = purl.version().map(str::to_owned).or(version);
+        Some(Self {
+            package_purl: purl.without_version(),
+            purl: purl.into_string(),
+            package,
+            version,
+            bom_refs: refs,
+            release,
+        })
+    }
+
+    /// [`ScanComponent::all_of`], consuming the SBOM: each component is freed as soon as
+    /// its scan view is made, so a large SBOM's inventory and its scan view are never
+    /// both whole in memory.
+    pub fn all_from(sbom: crate::sbom::Sbom) -> Vec<Self> {
+        let mut out = Vec::new();
+        if let Some(subject) = sbom.subject {
+            let repeated = sbom
+                .components
+                .iter()
+                .any(|c| c.purl.is_some() && c.purl == subject.purl);
+            if subject.status == crate::sbom::ComponentStatus::MatchedEcosystem && !repeated {
+                out.extend(Self::from_owned(subject));
+            }
+        }
+        out.extend(
+            sbom.components
+                .into_iter()
+                .filter(|c| c.status == crate::sbom::ComponentStatus::MatchedEcosystem)
+                .filter_map(Self::from_owned),
+        );
+        out.shrink_to_fit();
+        out
+    }
 }
 
 impl SbomContext {
@@ -275,6 +326,95 @@ fn vex_covers(
     }
 }
 
+/// The evaluation of one matched (component, advisory) pair.
+fn finding_of(
+    inputs: &ScanInputs<'_>,
+    component: &ScanComponent,
+    advisory: &Advisory,
+    compare: &dyn Fn(&str, &str) -> Option<std::cmp::Ordering>,
+) -> Finding {
+    let component_evidence = format!(
+        "sbom:{}",
+        component.bom_refs.first().unwrap_or(&component.purl)
+    );
+    let advisory_evidence = format!(
+        "advisory:{}@{}",
+        advisory.id,
+        advisory.modified.to_rfc3339()
+    );
+    // The SBOM says the component is there; the advisory's range says the vulnerable
+    // version is. Whether the vulnerability applies, is fixed or is mitigated here is
+    // VEX's to say: left ⊥ until a statement does.
+    let mut claims = vec![
+        Claim {
+            question: Question::Present,
+            value: true,
+            evidence: component_evidence,
+        },
+        Claim {
+            question: Question::Present,
+            value: true,
+            evidence: advisory_evidence,
+        },
+    ];
+    let aliases: Vec<String> = advisory.aliases.clone();
+    for (statement, evidence) in inputs.vex {
+        if statement.names(&advisory.id, &aliases)
+            && vex_covers(statement, component, inputs.sbom, compare)
+        {
+            claims.extend(vex::claims(statement, evidence));
+        }
+    }
+    // Claims in a fixed order, so sealed bytes do not depend on input order.
+    claims.sort();
+    claims.dedup();
+    let assessment = Assessment::from_claims(claims);
+    let vectors = advisory
+        .severity
+        .iter()
+        .chain(advisory.affected.iter().flat_map(|a| a.severity.iter()))
+        .map(|s| s.score.as_str());
+    let severity = policy::cvss_score(vectors).or_else(|| {
+        advisory.severity_label.as_deref().map(|label| match label {
+            "CRITICAL" => 9.0,
+            "HIGH" => 7.0,
+            "MODERATE" | "MEDIUM" => 4.0,
+            _ => 0.1,
+        })
+    });
+    let input = FindingInput {
+        vulnerability: &advisory.id,
+        aliases: &aliases,
+        ecosystem: Some(component.package.ecosystem),
+        package: &component.package_purl,
+        severity,
+        assessment: &assessment,
+    };
+    let Decision { disposition, trace } = policy::evaluate(inputs.policy, &input, inputs.at);
+    Finding {
+        vulnerability_id: advisory.id.clone(),
+        aliases,
+        summary: advisory.summary.clone(),
+        purl: component.purl.clone(),
+        bom_refs: component.bom_refs.clone(),
+        severity,
+        severity_label: advisory.severity_label.clone(),
+        assessment,
+        disposition,
+        trace,
+    }
+}
+
+/// A verdict without its findings: what [`evaluate_each`] returns once it has handed
+/// every finding on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictSummary {
+    pub disposition: Disposition,
+    pub counts: Counts,
+    pub policy_digest: String,
+    pub evaluated_at: DateTime<Utc>,
+}
+
 /// Evaluates a scan. `is_affected` decides version ranges; `compare` orders versions for
 /// VEX version lists.
 pub fn evaluate(
@@ -283,112 +423,82 @@ pub fn evaluate(
     compare: &dyn Fn(&str, &str) -> Option<std::cmp::Ordering>,
 ) -> Verdict {
     let mut findings = Vec::new();
-    for component in inputs.components {
-        for advisory in index_matches(inputs.index, component, is_affected) {
-            let component_evidence = format!(
-                "sbom:{}",
-                component.bom_refs.first().unwrap_or(&component.purl)
-            );
-            let advisory_evidence = format!(
-                "advisory:{}@{}",
-                advisory.id,
-                advisory.modified.to_rfc3339()
-            );
-            // The SBOM says the component is there; the advisory's range says the
-            // vulnerable version is. Whether the vulnerability applies, is fixed or is
-            // mitigated here is VEX's to say: left ⊥ until a statement does.
-            let mut claims = vec![
-                Claim {
-                    question: Question::Present,
-                    value: true,
-                    evidence: component_evidence,
-                },
-                Claim {
-                    question: Question::Present,
-                    value: true,
-                    evidence: advisory_evidence,
-                },
-            ];
-            let aliases: Vec<String> = advisory.aliases.clone();
-            for (statement, evidence) in inputs.vex {
-                if statement.names(&advisory.id, &aliases)
-                    && vex_covers(statement, component, inputs.sbom, compare)
-                {
-                    claims.extend(vex::claims(statement, evidence));
-                }
-            }
-            // Claims in a fixed order, so sealed bytes do not depend on input order.
-            claims.sort();
-            claims.dedup();
-            let assessment = Assessment::from_claims(claims);
-            let vectors = advisory
-                .severity
-                .iter()
-                .chain(advisory.affected.iter().flat_map(|a| a.severity.iter()))
-                .map(|s| s.score.as_str());
-            let severity = policy::cvss_score(vectors).or_else(|| {
-                advisory.severity_label.as_deref().map(|label| match label {
-                    "CRITICAL" => 9.0,
-                    "HIGH" => 7.0,
-                    "MODERATE" | "MEDIUM" => 4.0,
-                    _ => 0.1,
-                })
-            });
-            let input = FindingInput {
-                vulnerability: &advisory.id,
-                aliases: &aliases,
-                ecosystem: Some(component.package.ecosystem),
-                package: &component.package_purl,
-                severity,
-                assessment: &assessment,
-            };
-            let Decision { disposition, trace } =
-                policy::evaluate(inputs.policy, &input, inputs.at);
-            findings.push(Finding {
-                vulnerability_id: advisory.id.clone(),
-                aliases,
-                summary: advisory.summary.clone(),
-                purl: component.purl.clone(),
-                bom_refs: component.bom_refs.clone(),
-                severity,
-                severity_label: advisory.severity_label.clone(),
-                assessment,
-                disposition,
-                trace,
-            });
-        }
+    let summary = evaluate_each(inputs, is_affected, compare, |finding| {
+        findings.push(finding);
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {});
+    Verdict {
+        disposition: summary.disposition,
+        counts: summary.counts,
+        findings,
+        policy_digest: summary.policy_digest,
+        evaluated_at: summary.evaluated_at,
     }
-    // A stable order, whatever order the components and advisories came in.
-    findings.sort_by(|a, b| {
-        (&a.purl, &a.vulnerability_id, &a.bom_refs, &a.summary).cmp(&(
-            &b.purl,
-            &b.vulnerability_id,
-            &b.bom_refs,
-            &b.summary,
-        ))
-    });
+}
+
+/// Evaluates a scan like [`evaluate`], handing each finding to `sink` in the verdict's
+/// order instead of collecting them, so a caller can keep each in a compact form (the
+/// evaluator keeps its canonical text: a finding as a struct, with its trace's inputs as
+/// JSON values, is several times larger) or stop early: the first error of `sink` ends
+/// the evaluation and is returned.
+///
+/// The verdict's order is (purl, vulnerability id, bom-refs, summary). Components are
+/// taken in purl order and each purl's findings sorted among themselves, which is the
+/// same order, since the purl comes first: only one purl's findings are ever held.
+pub fn evaluate_each<E>(
+    inputs: &ScanInputs<'_>,
+    is_affected: &IsAffected<'_>,
+    compare: &dyn Fn(&str, &str) -> Option<std::cmp::Ordering>,
+    mut sink: impl FnMut(Finding) -> Result<(), E>,
+) -> Result<VerdictSummary, E> {
+    let mut order: Vec<&ScanComponent> = inputs.components.iter().collect();
+    // Stable: components with an equal purl keep their input order, as the sort of the
+    // whole list did.
+    order.sort_by(|a, b| a.purl.cmp(&b.purl));
     let mut counts = Counts {
         components: inputs.components.len(),
-        findings: findings.len(),
         ..Counts::default()
     };
-    for finding in &findings {
-        match finding.disposition {
-            Disposition::Pass => counts.pass += 1,
-            Disposition::Warn => counts.warn += 1,
-            Disposition::Block => counts.block += 1,
+    let mut worst: Option<Disposition> = None;
+    let mut group: Vec<Finding> = Vec::new();
+    let mut rest = order.as_slice();
+    while let Some(first) = rest.first() {
+        let same = rest.iter().take_while(|c| c.purl == first.purl).count();
+        let (these, after) = rest.split_at(same);
+        rest = after;
+        for component in these {
+            for advisory in index_matches(inputs.index, component, is_affected) {
+                group.push(finding_of(inputs, component, advisory, compare));
+            }
         }
-        if !finding.assessment.conflicts().is_empty() {
-            counts.conflicts += 1;
+        group.sort_by(|a, b| {
+            (&a.vulnerability_id, &a.bom_refs, &a.summary).cmp(&(
+                &b.vulnerability_id,
+                &b.bom_refs,
+                &b.summary,
+            ))
+        });
+        for finding in group.drain(..) {
+            counts.findings += 1;
+            match finding.disposition {
+                Disposition::Pass => counts.pass += 1,
+                Disposition::Warn => counts.warn += 1,
+                Disposition::Block => counts.block += 1,
+            }
+            if !finding.assessment.conflicts().is_empty() {
+                counts.conflicts += 1;
+            }
+            worst = worst.max(Some(finding.disposition));
+            sink(finding)?;
         }
     }
-    Verdict {
-        disposition: policy::scan_disposition(findings.iter().map(|f| f.disposition)),
+    Ok(VerdictSummary {
+        disposition: policy::scan_disposition(worst),
         counts,
-        findings,
         policy_digest: inputs.policy.digest(),
         evaluated_at: inputs.at,
-    }
+    })
 }
 
 /// Digests of everything a verdict was computed from, in a fixed order.
@@ -414,11 +524,137 @@ impl InputDigests {
 /// The in-toto predicate type of Stella's verdicts.
 pub const VERDICT_PREDICATE: &str = "https://stella.dev/attestations/verdict/v1";
 
+/// How many bytes of findings (their canonical JSON) an attestation lists in full: 1 MiB,
+/// a few thousand findings with their traces. Every finding counts towards the
+/// attestation's `findings_digest` and its counts whatever this budget leaves out, and the
+/// scan's findings API serves them all.
+pub const ATTESTED_FINDINGS_BYTES: usize = 1024 * 1024;
+
+/// A finding as its canonical JSON text (RFC 8785) with what the store indexes it by: the
+/// form the evaluator keeps of each finding, a fraction of the struct's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingText {
+    pub vulnerability_id: String,
+    pub purl: String,
+    pub disposition: Disposition,
+    pub canonical: String,
+}
+
+impl FindingText {
+    pub fn of(finding: &Finding) -> Result<Self, crate::canonical::CanonicalError> {
+        Ok(Self {
+            vulnerability_id: finding.vulnerability_id.clone(),
+            purl: finding.purl.clone(),
+            disposition: finding.disposition,
+            canonical: crate::canonical::to_canonical_string(finding)?,
+        })
+    }
+}
+
+/// The digest of a list of findings: sha256 over the canonical JSON of the array of them
+/// all, in verdict order. The same as the digest of the canonical JSON of every item of
+/// `GET /scans/{id}/findings`, page after page, as one array.
+pub fn findings_digest<'a>(
+    canonical: impl IntoIterator<Item = &'a str>,
+) -> crate::canonical::Digest {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"[");
+    for (i, text) in canonical.into_iter().enumerate() {
+        if i > 0 {
+            hasher.update(b",");
+        }
+        hasher.update(text.as_bytes());
+    }
+    hasher.update(b"]");
+    crate::canonical::Digest::from_bytes(hasher.finalize().into())
+}
+
+/// What an attestation holds of a verdict: all of it but the findings, which it lists in
+/// full only within a byte budget ([`ATTESTED_FINDINGS_BYTES`]), and pins all by digest.
+/// An SBOM with 200,000 components can have tens of thousands of findings, each with its
+/// explain trace: listing them all made a 113 MB attestation, which every verifier must
+/// download and hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedVerdict {
+    pub disposition: Disposition,
+    /// Every finding's, listed or not.
+    pub counts: Counts,
+    pub policy_digest: String,
+    pub evaluated_at: DateTime<Utc>,
+    /// The findings listed in full, in verdict order: all of them when they fit the
+    /// budget, else the blocking ones first, then the warning, then the passing ones, each
+    /// while it still fits.
+    pub findings: Vec<Finding>,
+    /// How many findings are not listed (`counts.findings - findings.len()`).
+    pub findings_omitted: usize,
+    /// [`findings_digest`] of every finding: a verifier compares it with the findings the
+    /// API serves.
+    pub findings_digest: String,
+}
+
+impl SealedVerdict {
+    /// Selects what a verdict's attestation lists, from every finding's text in verdict
+    /// order, within `budget` bytes of findings.
+    pub fn new(
+        summary: VerdictSummary,
+        findings: &[FindingText],
+        budget: usize,
+    ) -> Result<Self, crate::canonical::CanonicalError> {
+        let mut priority: Vec<usize> = (0..findings.len()).collect();
+        // Stable: within a disposition, verdict order.
+        priority.sort_by_key(|&i| std::cmp::Reverse(findings[i].disposition));
+        let mut used = 0;
+        let mut listed = Vec::new();
+        for i in priority {
+            // The array's comma counts too.
+            let size = findings[i].canonical.len() + 1;
+            if used + size <= budget {
+                used += size;
+                listed.push(i);
+            }
+        }
+        listed.sort_unstable();
+        let listed = listed
+            .into_iter()
+            .map(|i| serde_json::from_str::<Finding>(&findings[i].canonical))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| crate::canonical::CanonicalError::Serialize(err.to_string()))?;
+        Ok(Self {
+            disposition: summary.disposition,
+            counts: summary.counts,
+            policy_digest: summary.policy_digest,
+            evaluated_at: summary.evaluated_at,
+            findings_omitted: findings.len() - listed.len(),
+            findings: listed,
+            findings_digest: findings_digest(findings.iter().map(|f| f.canonical.as_str()))
+                .to_string(),
+        })
+    }
+
+    /// The sealed form of a whole verdict, with the default budget.
+    pub fn of(verdict: &Verdict) -> Result<Self, crate::canonical::CanonicalError> {
+        let texts = verdict
+            .findings
+            .iter()
+            .map(FindingText::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let summary = VerdictSummary {
+            disposition: verdict.disposition,
+            counts: verdict.counts.clone(),
+            policy_digest: verdict.policy_digest.clone(),
+            evaluated_at: verdict.evaluated_at,
+        };
+        Self::new(summary, &texts, ATTESTED_FINDINGS_BYTES)
+    }
+}
+
 /// Seals a verdict: an in-toto Statement whose subject is the SBOM (by its digest) and
-/// whose predicate is the verdict with its findings, traces and input digests, signed
-/// into a DSSE envelope. Equal inputs give a byte-identical payload.
+/// whose predicate is the sealed verdict (counts, the findings within the budget with
+/// their traces, the digest of all findings) and the input digests, signed into a DSSE
+/// envelope. Equal inputs give a byte-identical payload.
 pub fn seal(
-    verdict: &Verdict,
+    verdict: &SealedVerdict,
     inputs: &InputDigests,
     sbom_name: &str,
     sbom_digest: &crate::canonical::Digest,
@@ -754,9 +990,10 @@ mod tests {
         };
         let key = crate::dsse::SigningKey::generate([7; 32]);
         let sbom_digest = crate::canonical::Digest::sha256(b"sbom bytes");
-        let one = seal(&verdict, &digests, "sbom.json", &sbom_digest, &key).unwrap();
-        let again = evaluate(&inputs, &below_fixed, &vex::generic_compare);
-        let two = seal(&again, &digests, "sbom.json", &sbom_digest, &key).unwrap();
+        let sealed = SealedVerdict::of(&verdict).unwrap();
+        let one = seal(&sealed, &digests, "sbom.json", &sbom_digest, &key).unwrap();
+        let again = SealedVerdict::of(&evaluate(&inputs, &below_fixed, &vex::generic_compare));
+        let two = seal(&again.unwrap(), &digests, "sbom.json", &sbom_digest, &key).unwrap();
         assert_eq!(one.to_json(), two.to_json(), "byte-identical envelopes");
         let verified = crate::intoto::Statement::verify(&one, &[key.public_key().clone()]).unwrap();
         assert_eq!(verified.statement.predicate_type(), VERDICT_PREDICATE);
@@ -771,6 +1008,132 @@ mod tests {
         );
         let other = crate::dsse::SigningKey::generate([8; 32]);
         assert!(crate::intoto::Statement::verify(&one, &[other.public_key().clone()]).is_err());
+    }
+
+    fn unscored(id: &str, name: &str) -> Advisory {
+        parse_record(
+            format!(
+                r#"{{"id": "{id}", "modified": "2024-01-01T00:00:00Z",
+                "affected": [{{"package": {{"ecosystem": "npm", "name": "{name}"}},
+                  "ranges": [{{"type": "SEMVER", "events": [{{"introduced": "0"}}, {{"fixed": "9.0.0"}}]}}]}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn verdict_of(index: &AdvisoryIndex, components: &[ScanComponent]) -> Verdict {
+        let policy = Policy::parse(policy::DEFAULT_POLICY).unwrap();
+        evaluate(
+            &ScanInputs {
+                components,
+                sbom: &SbomContext::default(),
+                index,
+                vex: &[],
+                policy: &policy,
+                at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            },
+            &below_fixed,
+            &vex::generic_compare,
+        )
+    }
+
+    #[test]
+    fn findings_come_in_verdict_order_whatever_order_the_components_come_in() {
+        let index = AdvisoryIndex::build([
+            advisory("A-2", "lodash", "9.0.0"),
+            advisory("A-1", "lodash", "9.0.0"),
+            advisory("A-3", "chalk", "9.0.0"),
+            unscored("A-0", "zod"),
+        ]);
+        let mut components = vec![
+            component("zod", "1.0.0"),
+            component("lodash", "1.0.0"),
+            component("ansi", "1.0.0"),
+            component("chalk", "1.0.0"),
+        ];
+        let verdict = verdict_of(&index, &components);
+        let order: Vec<(&str, &str)> = verdict
+            .findings
+            .iter()
+            .map(|f| (f.purl.as_str(), f.vulnerability_id.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("pkg:npm/chalk@1.0.0", "A-3"),
+                ("pkg:npm/lodash@1.0.0", "A-1"),
+                ("pkg:npm/lodash@1.0.0", "A-2"),
+                ("pkg:npm/zod@1.0.0", "A-0"),
+            ]
+        );
+        assert_eq!(verdict.counts.findings, 4);
+        assert_eq!((verdict.counts.block, verdict.counts.warn), (3, 1));
+        assert_eq!(verdict.disposition, Disposition::Block);
+        components.reverse();
+        assert_eq!(verdict_of(&index, &components), verdict);
+    }
+
+    #[test]
+    fn an_attestation_lists_findings_within_its_budget_worst_first_and_pins_them_all() {
+        let index = AdvisoryIndex::build([
+            unscored("W-1", "ansi"),
+            advisory("B-1", "lodash", "9.0.0"),
+            unscored("W-2", "zod"),
+        ]);
+        let components = [
+            component("ansi", "1.0.0"),
+            component("lodash", "1.0.0"),
+            component("zod", "1.0.0"),
+        ];
+        let verdict = verdict_of(&index, &components);
+        let ids: Vec<&str> = verdict
+            .findings
+            .iter()
+            .map(|f| f.vulnerability_id.as_str())
+            .collect();
+        assert_eq!(ids, ["W-1", "B-1", "W-2"]);
+        let texts: Vec<FindingText> = verdict
+            .findings
+            .iter()
+            .map(|f| FindingText::of(f).unwrap())
+            .collect();
+        let summary = VerdictSummary {
+            disposition: verdict.disposition,
+            counts: verdict.counts.clone(),
+            policy_digest: verdict.policy_digest.clone(),
+            evaluated_at: verdict.evaluated_at,
+        };
+        // The digest is that of the canonical JSON of the array of every finding.
+        let all = serde_json::to_value(&verdict.findings).unwrap();
+        let expected = crate::canonical::Digest::sha256(&crate::canonical::canonical_bytes(&all));
+
+        // Room for two: the blocking one, then the first warning one, listed in verdict
+        // order; the third is counted and pinned by the digest only.
+        let budget = texts[1].canonical.len() + texts[0].canonical.len() + 2;
+        let sealed = SealedVerdict::new(summary.clone(), &texts, budget).unwrap();
+        let listed: Vec<&str> = sealed
+            .findings
+            .iter()
+            .map(|f| f.vulnerability_id.as_str())
+            .collect();
+        assert_eq!(listed, ["W-1", "B-1"]);
+        assert_eq!(sealed.findings_omitted, 1);
+        assert_eq!(sealed.counts.findings, 3);
+        assert_eq!(sealed.findings_digest, expected.to_string());
+
+        // A budget smaller than the blocking finding still lists what fits.
+        let budget = texts[2].canonical.len() + 1;
+        let sealed = SealedVerdict::new(summary.clone(), &texts, budget).unwrap();
+        assert_eq!(sealed.findings.len(), 1);
+        assert_eq!(sealed.findings_omitted, 2);
+        assert_eq!(sealed.findings_digest, expected.to_string());
+
+        // Within the default budget every finding is listed, exactly as evaluated.
+        let whole = SealedVerdict::of(&verdict).unwrap();
+        assert_eq!(whole.findings, verdict.findings);
+        assert_eq!(whole.findings_omitted, 0);
+        assert_eq!(whole.findings_digest, expected.to_string());
     }
 
     #[test]

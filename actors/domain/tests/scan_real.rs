@@ -154,6 +154,19 @@ fn every_sbom_scans_against_both_databases() {
                 &compare,
             );
             assert_eq!(verdict.counts.components, components.len());
+            // The consuming conversion the server uses gives the same components.
+            assert_eq!(ScanComponent::all_from(parsed.clone()), components);
+            // Findings come in the verdict's order: (purl, id, bom-refs, summary).
+            let keys: Vec<_> = verdict
+                .findings
+                .iter()
+                .map(|f| (&f.purl, &f.vulnerability_id, &f.bom_refs, &f.summary))
+                .collect();
+            assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{}", path.display());
+            // Every real SBOM's findings fit in its attestation whole.
+            let sealed = scan::SealedVerdict::of(&verdict).unwrap();
+            assert_eq!(sealed.findings, verdict.findings, "{}", path.display());
+            assert_eq!(sealed.findings_omitted, 0);
             assert_eq!(
                 verdict.counts.findings,
                 verdict.counts.pass + verdict.counts.warn + verdict.counts.block

@@ -149,7 +149,8 @@ pub enum BodyProblems {
     /// The body did not arrive within `api.body_read_timeout_secs`.
     #[response(status = 408, content_type = "application/problem+json")]
     Timeout(ProblemBody),
-    /// The body is over `api.max_body_bytes`.
+    /// The body is over `api.max_body_bytes` (`payload-too-large`), or an SBOM lists more
+    /// components than `api.max_sbom_components` (`sbom-too-large`).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(ProblemBody),
     /// The body is not JSON.

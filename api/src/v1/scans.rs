@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stella_actors::scan::{Analysis, ScanParams, KIND};
 use stella_actors::JobRequest;
+use stella_domain::sbom::SbomError;
 use stella_store::object::Sha256Digest;
 use stella_store::repo::{Job, JobState, SbomRecord, ScanRecord};
 use stella_store::{JobId, TenantId};
@@ -115,7 +116,26 @@ fn status(state: JobState) -> &'static str {
     }
 }
 
-fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
+/// A scan's row without its analysis, and the SBOM summary from the analysis: what a
+/// status read needs (the analysis of a large SBOM is tens of megabytes).
+async fn status_of(
+    ctx: &Context,
+    tenant: &TenantId,
+    id: &JobId,
+) -> ApiResult<(Option<ScanRecord>, Option<Value>)> {
+    let scans = ctx.store.tenant(tenant).scans();
+    let scan = scans.get_without_analysis(id).await?;
+    let summary = match scan {
+        Some(_) => scans
+            .sbom_summary(id)
+            .await?
+            .and_then(|text| serde_json::from_str(&text).ok()),
+        None => None,
+    };
+    Ok((scan, summary))
+}
+
+fn view(job: Job, scan: Option<ScanRecord>, sbom_summary: Option<Value>) -> ApiResult<ScanView> {
     let params: ScanParams = serde_json::from_value(job.params.clone())
         .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?;
     let scan = scan.unwrap_or(ScanRecord {
@@ -149,7 +169,7 @@ fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
         evaluated_at: scan.evaluated_at,
         disposition: scan.disposition,
         counts: scan.counts,
-        sbom_summary: scan.analysis.as_deref().and_then(sbom_summary),
+        sbom_summary,
         policy_digest,
         inputs: scan.inputs,
         inputs_hash: scan.inputs_hash,
@@ -160,25 +180,22 @@ fn view(job: Job, scan: Option<ScanRecord>) -> ApiResult<ScanView> {
     })
 }
 
-/// The summary of a stored analysis, decoded without building the rest (the analysis
-/// holds every component, and a scan's status is read often while it runs).
-fn sbom_summary(analysis: &str) -> Option<Value> {
-    #[derive(Deserialize)]
-    struct Summary {
-        summary: Value,
+fn bad_sbom(err: SbomError) -> Problem {
+    match err {
+        SbomError::Invalid(err) => Problem::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid-sbom",
+            format!("not a CycloneDX or SPDX JSON SBOM: {}", err.message),
+        )
+        .at(err.pointer),
+        // 413: the SBOM is valid, only too large for this server, like a body over
+        // `api.max_body_bytes`.
+        too_many @ SbomError::TooManyComponents { .. } => Problem::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "sbom-too-large",
+            format!("{too_many} (api.max_sbom_components); split the SBOM"),
+        ),
     }
-    serde_json::from_str::<Summary>(analysis)
-        .ok()
-        .map(|a| a.summary)
-}
-
-fn bad_sbom(err: stella_domain::InputError) -> Problem {
-    Problem::new(
-        actix_web::http::StatusCode::BAD_REQUEST,
-        "invalid-sbom",
-        format!("not a CycloneDX or SPDX JSON SBOM: {}", err.message),
-    )
-    .at(err.pointer)
 }
 
 /// Parses and stores an SBOM for the tenant: nothing is stored unless it parses.
@@ -189,14 +206,15 @@ async fn store_sbom(
     name: Option<&str>,
 ) -> ApiResult<(SbomRecord, Arc<Analysis>, String)> {
     let parse_bytes = bytes.clone();
+    let max_components = usize::try_from(ctx.settings.max_sbom_components).unwrap_or(usize::MAX);
     let (analysis, own_name) = web::block(move || {
-        let parsed = stella_domain::sbom::parse(&parse_bytes)?;
+        let parsed = stella_domain::sbom::parse_limited(&parse_bytes, max_components)?;
         let name = parsed
             .subject
             .as_ref()
             .map(|s| s.name.clone())
             .or_else(|| parsed.name.clone());
-        Ok::<_, stella_domain::InputError>((Analysis::of_parsed(&parsed), name))
+        Ok::<_, SbomError>((Analysis::from_sbom(parsed), name))
     })
     .await
     .map_err(|err| Problem::internal(format!("parsing the SBOM: {err}")))?
@@ -426,8 +444,8 @@ pub(crate) async fn list(
         .map_err(|err| Problem::from(err).at("cursor"))?;
     let mut items = Vec::with_capacity(page.items.len());
     for job in page.items {
-        let scan = scope.scans().get(&job.id).await?;
-        items.push(view(job, scan)?);
+        let (scan, summary) = status_of(&ctx, tenant, &job.id).await?;
+        items.push(view(job, scan, summary)?);
     }
     Ok(web::Json(Page {
         items,
@@ -451,8 +469,8 @@ pub(crate) async fn get(
 ) -> ApiResult<web::Json<ScanView>> {
     let tenant = caller.tenant()?;
     let job = scan_job(&ctx, tenant, &id).await?;
-    let scan = ctx.store.tenant(tenant).scans().get(&job.id).await?;
-    Ok(web::Json(view(job, scan)?))
+    let (scan, summary) = status_of(&ctx, tenant, &job.id).await?;
+    Ok(web::Json(view(job, scan, summary)?))
 }
 
 /// One finding: a matched (vulnerability, component) pair with its assessment, decision
@@ -491,7 +509,7 @@ pub(crate) async fn findings(
     let job = scan_job(&ctx, tenant, &id).await?;
     let scans = ctx.store.tenant(tenant).scans();
     let evaluated = scans
-        .get(&job.id)
+        .get_without_analysis(&job.id)
         .await?
         .is_some_and(|scan| scan.verdict.is_some());
     if !evaluated {
@@ -547,7 +565,7 @@ pub(crate) async fn attestation(
         .store
         .tenant(tenant)
         .scans()
-        .get(&job.id)
+        .get_without_analysis(&job.id)
         .await?
         .and_then(|scan| scan.attestation_sha256);
     let Some(sha256) = sealed else {

@@ -25,8 +25,8 @@ pub use noop::{Noop, NoopTotals};
 pub use outbox::{Outbox, OutboxRow};
 pub(crate) use scans::{bump_generation, insert_event};
 pub use scans::{
-    generation, EventRecord, Events, FindingRecord, NewEvent, Policies, PolicyRecord, SbomRecord,
-    ScanRecord, Scans, VerdictRecord, VexDocumentRecord, VexDocuments,
+    generation, EventRecord, Events, FindingRecord, NewEvent, NewFinding, Policies, PolicyRecord,
+    SbomRecord, ScanRecord, Scans, VerdictRecord, VexDocumentRecord, VexDocuments,
 };
 pub use schedules::{
     Applied, EndedRunTarget, ImpactedTarget, Lease, NewRun, RunRecord, RunTargetRecord, RunUpdate,

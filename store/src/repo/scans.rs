@@ -61,12 +61,24 @@ pub struct ScanRecord {
 /// A verdict to record, with its findings in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerdictRecord {
-    pub verdict: Value,
+    /// JSON text, written as given: a verdict is built as text, not as a `Value` tree
+    /// (several times larger), since a large SBOM's can be tens of megabytes.
+    pub verdict: String,
     pub disposition: String,
     pub counts: Value,
     pub inputs: Value,
     pub inputs_hash: String,
-    pub findings: Vec<FindingRecord>,
+    pub findings: Vec<NewFinding>,
+}
+
+/// One finding to record; `finding` is its JSON text (see [`VerdictRecord::verdict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFinding {
+    pub ordinal: u64,
+    pub vulnerability_id: String,
+    pub purl: String,
+    pub disposition: String,
+    pub finding: String,
 }
 
 /// One finding of a scan.
@@ -190,6 +202,9 @@ pub struct Scans<'a> {
 
 const SCAN_COLUMNS: &str = "id, sbom_sha256, sbom_name, evaluated_at, analysis, verdict, \
     disposition, counts, inputs, inputs_hash, attestation_sha256, created_at, completed_at";
+const SCAN_COLUMNS_WITHOUT_ANALYSIS: &str = "id, sbom_sha256, sbom_name, evaluated_at, \
+    verdict, disposition, counts, inputs, inputs_hash, attestation_sha256, created_at, \
+    completed_at";
 
 impl Scans<'_> {
     fn err(&self, what: &'static str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
@@ -270,7 +285,54 @@ impl Scans<'_> {
 
     /// The scan, `None` while its analysis is not committed yet.
     pub async fn get(&self, id: &JobId) -> Result<Option<ScanRecord>> {
-        let sql = format!("SELECT {SCAN_COLUMNS} FROM scans WHERE tenant_id = $1 AND id = $2");
+        self.get_columns(id, SCAN_COLUMNS).await
+    }
+
+    /// The scan without its analysis (`analysis` is `None`): for the steps that do not
+    /// need it, since a large SBOM's analysis is tens of megabytes of text.
+    pub async fn get_without_analysis(&self, id: &JobId) -> Result<Option<ScanRecord>> {
+        self.get_columns(id, SCAN_COLUMNS_WITHOUT_ANALYSIS).await
+    }
+
+    /// The scan's analysis (JSON text), `None` while it is not committed yet.
+    pub async fn analysis(&self, id: &JobId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT analysis FROM scans WHERE tenant_id = $1 AND id = $2")
+            .bind(self.tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(self.err("scan analysis"))?;
+        match row {
+            Some(row) => row.try_get("analysis").map_err(self.err("scan analysis")),
+            None => Ok(None),
+        }
+    }
+
+    /// The SBOM summary in the scan's analysis (JSON text), `None` while the analysis is
+    /// not committed. The database extracts it: a status read, which clients repeat while
+    /// a scan runs, then never moves a large SBOM's analysis (tens of megabytes) into
+    /// this process.
+    pub async fn sbom_summary(&self, id: &JobId) -> Result<Option<String>> {
+        let summary = match self.store.backend() {
+            crate::Backend::Postgres => "(analysis::json -> 'summary')::text",
+            _ => "json_extract(analysis, '$.summary')",
+        };
+        let sql =
+            format!("SELECT {summary} AS summary FROM scans WHERE tenant_id = $1 AND id = $2");
+        let row = sqlx::query(&sql)
+            .bind(self.tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(self.err("scan summary"))?;
+        match row {
+            Some(row) => row.try_get("summary").map_err(self.err("scan summary")),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_columns(&self, id: &JobId, columns: &str) -> Result<Option<ScanRecord>> {
+        let sql = format!("SELECT {columns} FROM scans WHERE tenant_id = $1 AND id = $2");
         let row = sqlx::query(&sql)
             .bind(self.tenant.as_str())
             .bind(id.as_str())
@@ -288,7 +350,10 @@ impl Scans<'_> {
             sbom_sha256: row.try_get("sbom_sha256").map_err(&get)?,
             sbom_name: row.try_get("sbom_name").map_err(&get)?,
             evaluated_at: from_millis(row.try_get("evaluated_at").map_err(&get)?),
-            analysis: row.try_get("analysis").map_err(&get)?,
+            analysis: match row.try_column("analysis") {
+                Ok(_) => row.try_get("analysis").map_err(&get)?,
+                Err(_) => None,
+            },
             verdict: row.try_get("verdict").map_err(&get)?,
             disposition: row.try_get("disposition").map_err(&get)?,
             counts: opt_json(row.try_get("counts").map_err(&get)?, "scan counts")?,
@@ -315,7 +380,7 @@ impl Scans<'_> {
         )
         .bind(self.tenant.as_str())
         .bind(id.as_str())
-        .bind(json_text(&verdict.verdict))
+        .bind(&verdict.verdict)
         .bind(&verdict.disposition)
         .bind(json_text(&verdict.counts))
         .bind(json_text(&verdict.inputs))
@@ -352,7 +417,7 @@ impl Scans<'_> {
                     .bind(&finding.vulnerability_id)
                     .bind(&finding.purl)
                     .bind(&finding.disposition)
-                    .bind(json_text(&finding.finding));
+                    .bind(&finding.finding);
             }
             query.execute(&mut *tx).await.map_err(&err)?;
         }

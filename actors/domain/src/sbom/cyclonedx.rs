@@ -21,11 +21,12 @@
 //! the other parts a strict schema validator would check; they do not change which
 //! packages the SBOM holds.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{component, inventory, reject, required, typed, Entry, Sbom, SbomFormat};
+use super::{component, inventory, reject, required, typed, Entry, Sbom, SbomError, SbomFormat};
 use crate::error::InputError;
 
 const SPEC_VERSIONS: [&str; 5] = ["1.2", "1.3", "1.4", "1.5", "1.6"];
@@ -50,62 +51,101 @@ const COMPONENT_TYPES: [&str; 13] = [
 
 const SCOPES: [&str; 3] = ["required", "optional", "excluded"];
 
+// Strings borrow from the document where they have no escapes: the typed pass over a
+// 50 MiB document with 200,000 components then allocates little beyond the component
+// structs themselves.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Bom {
-    spec_version: Option<String>,
-    serial_number: Option<String>,
-    metadata: Option<Metadata>,
-    components: Option<Vec<CdxComponent>>,
-    dependencies: Option<Vec<Dependency>>,
+struct Bom<'a> {
+    #[serde(borrow)]
+    spec_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    serial_number: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    metadata: Option<Metadata<'a>>,
+    #[serde(borrow)]
+    components: Option<Vec<CdxComponent<'a>>>,
+    #[serde(borrow)]
+    dependencies: Option<Vec<Dependency<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct Metadata {
-    component: Option<CdxComponent>,
+struct Metadata<'a> {
+    #[serde(borrow)]
+    component: Option<CdxComponent<'a>>,
 }
 
 #[derive(Deserialize)]
-struct CdxComponent {
-    #[serde(rename = "type")]
-    ty: Option<String>,
-    #[serde(rename = "bom-ref")]
-    bom_ref: Option<String>,
-    name: Option<String>,
-    group: Option<String>,
-    version: Option<String>,
-    purl: Option<String>,
-    scope: Option<String>,
-    components: Option<Vec<CdxComponent>>,
+struct CdxComponent<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Option<Cow<'a, str>>,
+    #[serde(rename = "bom-ref", borrow)]
+    bom_ref: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    group: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    purl: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    scope: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    components: Option<Vec<CdxComponent<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct Dependency {
-    #[serde(rename = "ref")]
-    reference: Option<String>,
+struct Dependency<'a> {
+    #[serde(rename = "ref", borrow)]
+    reference: Option<Cow<'a, str>>,
 }
 
-/// Reads a document whose `bomFormat` is `CycloneDX`.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
-    let bom: Bom = typed(bytes)?;
-    let spec_version = required(bom.spec_version, || "/specVersion".into(), "specVersion")?;
+fn owned(value: Option<Cow<'_, str>>) -> Option<String> {
+    value.map(Cow::into_owned)
+}
+
+/// Reads a document whose `bomFormat` is `CycloneDX`, refusing one with more than
+/// `max_components` component entries before any of them is classified.
+pub(crate) fn parse(bytes: &[u8], max_components: usize) -> Result<Sbom, SbomError> {
+    let bom: Bom<'_> = typed(bytes)?;
+    let spec_version = required(
+        owned(bom.spec_version),
+        || "/specVersion".into(),
+        "specVersion",
+    )?;
     if !SPEC_VERSIONS.contains(&spec_version.as_str()) {
         return Err(reject(
             "/specVersion",
             format!("unsupported CycloneDX specVersion {spec_version:?}, expected 1.2 to 1.6"),
-        ));
+        )
+        .into());
     }
-    if let Some(serial) = &bom.serial_number {
+    let serial = owned(bom.serial_number);
+    if let Some(serial) = &serial {
         if !is_urn_uuid(serial) {
             return Err(reject(
                 "/serialNumber",
                 format!("serialNumber {serial:?} is not urn:uuid:<uuid>"),
-            ));
+            )
+            .into());
         }
     }
+    let declared = bom
+        .metadata
+        .as_ref()
+        .and_then(|m| m.component.as_ref())
+        .map_or(0, |c| count(&c.components))
+        + count(&bom.components);
+    if declared > max_components {
+        return Err(SbomError::TooManyComponents {
+            declared,
+            limit: max_components,
+        });
+    }
 
-    let mut entries = Vec::new();
-    let mut refs = HashSet::new();
+    let mut entries = Vec::with_capacity(declared);
+    let mut refs = HashSet::with_capacity(declared);
     let mut subject = None;
     let mut name = None;
     if let Some(meta) = bom.metadata.and_then(|m| m.component) {
@@ -121,19 +161,21 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
         )?;
     }
     flatten(bom.components, "/components", &mut refs, &mut entries)?;
+    drop(refs);
     for (i, dep) in bom.dependencies.unwrap_or_default().into_iter().enumerate() {
         if dep.reference.as_deref().is_none_or(str::is_empty) {
             return Err(reject(
                 format!("/dependencies/{i}/ref"),
                 "a dependency needs a non-empty ref",
-            ));
+            )
+            .into());
         }
     }
 
     Ok(Sbom {
         format: SbomFormat::Cyclonedx,
         spec_version,
-        serial: bom.serial_number,
+        serial,
         name,
         subject,
         describes: Vec::new(),
@@ -141,11 +183,20 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
     })
 }
 
+/// Component entries, nested ones included.
+fn count(components: &Option<Vec<CdxComponent<'_>>>) -> usize {
+    components
+        .iter()
+        .flatten()
+        .map(|c| 1 + count(&c.components))
+        .sum()
+}
+
 /// Depth-first, document order: a component, then its children.
-fn flatten(
-    components: Option<Vec<CdxComponent>>,
+fn flatten<'a>(
+    components: Option<Vec<CdxComponent<'a>>>,
     base: &str,
-    refs: &mut HashSet<String>,
+    refs: &mut HashSet<Cow<'a, str>>,
     out: &mut Vec<Entry>,
 ) -> Result<(), InputError> {
     for (i, c) in components.unwrap_or_default().into_iter().enumerate() {
@@ -157,19 +208,20 @@ fn flatten(
     Ok(())
 }
 
-fn check(
-    c: CdxComponent,
+#[allow(clippy::type_complexity)]
+fn check<'a>(
+    c: CdxComponent<'a>,
     path: &str,
-    refs: &mut HashSet<String>,
-) -> Result<(Entry, Option<Vec<CdxComponent>>), InputError> {
-    let ty = required(c.ty, || format!("{path}/type"), "component type")?;
+    refs: &mut HashSet<Cow<'a, str>>,
+) -> Result<(Entry, Option<Vec<CdxComponent<'a>>>), InputError> {
+    let ty = required(owned(c.ty), || format!("{path}/type"), "component type")?;
     if !COMPONENT_TYPES.contains(&ty.as_str()) {
         return Err(reject(
             format!("{path}/type"),
             format!("unknown component type {ty:?}"),
         ));
     }
-    let name = required(c.name, || format!("{path}/name"), "component name")?;
+    let name = required(owned(c.name), || format!("{path}/name"), "component name")?;
     if let Some(bom_ref) = &c.bom_ref {
         if bom_ref.is_empty() {
             return Err(reject(
@@ -185,7 +237,7 @@ fn check(
         }
     }
     if let Some(scope) = &c.scope {
-        if !SCOPES.contains(&scope.as_str()) {
+        if !SCOPES.contains(&scope.as_ref()) {
             return Err(reject(
                 format!("{path}/scope"),
                 format!("unknown scope {scope:?}, expected required, optional or excluded"),
@@ -194,11 +246,11 @@ fn check(
     }
     let entry = Entry {
         path: path.to_owned(),
-        reference: c.bom_ref,
+        reference: owned(c.bom_ref),
         name,
-        group: c.group.filter(|g| !g.is_empty()),
-        version: c.version,
-        purl: c.purl,
+        group: owned(c.group).filter(|g| !g.is_empty()),
+        version: owned(c.version),
+        purl: owned(c.purl),
     };
     Ok((entry, c.components))
 }

@@ -179,8 +179,33 @@ impl Sbom {
     }
 }
 
+/// Why an SBOM was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SbomError {
+    /// Not a valid CycloneDX or SPDX JSON document.
+    #[error(transparent)]
+    Invalid(#[from] InputError),
+    /// More component entries (CycloneDX components, nested ones included, or SPDX
+    /// packages) than the caller admits.
+    #[error("the SBOM lists {declared} components, more than the limit of {limit}")]
+    TooManyComponents { declared: usize, limit: usize },
+}
+
 /// Reads a CycloneDX or SPDX JSON document.
 pub fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
+    parse_limited(bytes, usize::MAX).map_err(|err| match err {
+        SbomError::Invalid(err) => err,
+        // No document holds more than `usize::MAX` entries.
+        too_many @ SbomError::TooManyComponents { .. } => {
+            InputError::new("/components", too_many.to_string())
+        }
+    })
+}
+
+/// Reads a CycloneDX or SPDX JSON document with at most `max_components` component
+/// entries. The count is taken right after the typed pass, before any purl is parsed or
+/// any component classified: those take most of a large SBOM's memory and time.
+pub fn parse_limited(bytes: &[u8], max_components: usize) -> Result<Sbom, SbomError> {
     // Some Windows tools start UTF-8 files with a byte-order mark, which JSON does not allow.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
@@ -191,20 +216,25 @@ pub fn parse(bytes: &[u8]) -> Result<Sbom, InputError> {
         InputError::new("", format!("{what}: {e}"))
     })?;
     match (probe.bom_format, probe.spdx_version) {
-        (Some(serde_json::Value::String(f)), _) if f == "CycloneDX" => cyclonedx::parse(bytes),
+        (Some(serde_json::Value::String(f)), _) if f == "CycloneDX" => {
+            cyclonedx::parse(bytes, max_components)
+        }
         (Some(other), _) => Err(InputError::new(
             "/bomFormat",
             format!("unknown bomFormat {other}, expected \"CycloneDX\""),
-        )),
-        (None, Some(serde_json::Value::String(v))) => spdx::parse(bytes, &v),
+        )
+        .into()),
+        (None, Some(serde_json::Value::String(v))) => spdx::parse(bytes, &v, max_components),
         (None, Some(other)) => Err(InputError::new(
             "/spdxVersion",
             format!("spdxVersion must be a string such as \"SPDX-2.3\", found {other}"),
-        )),
+        )
+        .into()),
         (None, None) => Err(InputError::new(
             "/bomFormat",
             "not an SBOM: no bomFormat (CycloneDX) or spdxVersion (SPDX)",
-        )),
+        )
+        .into()),
     }
 }
 
@@ -354,4 +384,54 @@ pub(crate) fn required(
     what: &str,
 ) -> Result<String, InputError> {
     value.ok_or_else(|| reject(pointer(), format!("missing {what}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_document_over_the_component_limit_is_refused_with_its_count() {
+        // Three entries, one of them nested, and the subject's child: four.
+        let cdx = br#"{"bomFormat": "CycloneDX", "specVersion": "1.5",
+            "metadata": {"component": {"type": "application", "name": "app",
+                "components": [{"type": "library", "name": "inner"}]}},
+            "components": [
+                {"type": "library", "name": "a", "purl": "pkg:npm/a@1",
+                 "components": [{"type": "library", "name": "b", "purl": "pkg:npm/b@1"}]},
+                {"type": "library", "name": "c", "purl": "pkg:npm/c@1"}]}"#;
+        assert_eq!(
+            parse_limited(cdx, 3).unwrap_err(),
+            SbomError::TooManyComponents {
+                declared: 4,
+                limit: 3
+            }
+        );
+        assert_eq!(parse_limited(cdx, 4).unwrap().summary().declared, 4);
+        assert_eq!(
+            parse_limited(cdx, 3).unwrap_err().to_string(),
+            "the SBOM lists 4 components, more than the limit of 3"
+        );
+
+        let spdx = br#"{"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "name": "d",
+            "documentNamespace": "https://example.com/d",
+            "packages": [{"SPDXID": "SPDXRef-a", "name": "a"}, {"SPDXID": "SPDXRef-b", "name": "b"}]}"#;
+        assert!(matches!(
+            parse_limited(spdx, 1),
+            Err(SbomError::TooManyComponents {
+                declared: 2,
+                limit: 1
+            })
+        ));
+        assert_eq!(parse_limited(spdx, 2).unwrap().components.len(), 2);
+        // Within the limit, an invalid document is refused with its pointer as before.
+        let bad =
+            br#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "x"}]}"#;
+        match parse_limited(bad, 1) {
+            Err(SbomError::Invalid(err)) => assert_eq!(err.pointer, "/components/0/type"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -14,9 +14,11 @@
 //! an `externalRefs` entry without `referenceCategory`, `referenceType` or
 //! `referenceLocator`; any of these of the wrong JSON type.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 
-use super::{inventory, reject, required, typed, Entry, Sbom, SbomFormat};
+use super::{inventory, reject, required, typed, Entry, Sbom, SbomError, SbomFormat};
 use crate::error::InputError;
 use crate::purl::Purl;
 
@@ -60,15 +62,24 @@ struct Relationship {
     relationship_type: Option<String>,
 }
 
-/// Reads a document whose `spdxVersion` is `version`.
-pub(crate) fn parse(bytes: &[u8], version: &str) -> Result<Sbom, InputError> {
+/// Reads a document whose `spdxVersion` is `version`, refusing one with more than
+/// `max_components` packages before any of them is classified.
+pub(crate) fn parse(bytes: &[u8], version: &str, max_components: usize) -> Result<Sbom, SbomError> {
     if !VERSIONS.contains(&version) {
         return Err(reject(
             "/spdxVersion",
             format!("unsupported spdxVersion {version:?}, expected SPDX-2.2 or SPDX-2.3"),
-        ));
+        )
+        .into());
     }
     let doc: Document = typed(bytes)?;
+    let declared = doc.packages.as_ref().map_or(0, Vec::len);
+    if declared > max_components {
+        return Err(SbomError::TooManyComponents {
+            declared,
+            limit: max_components,
+        });
+    }
     let doc_id = required(doc.spdx_id, || "/SPDXID".into(), "document SPDXID")?;
     spdx_ref(&doc_id, "/SPDXID")?;
     let name = required(doc.name, || "/name".into(), "document name")?;
@@ -117,6 +128,8 @@ pub(crate) fn parse(bytes: &[u8], version: &str) -> Result<Sbom, InputError> {
     }
 
     let mut describes: Vec<String> = doc.document_describes.unwrap_or_default();
+    // A set beside the list: a document may hold hundreds of thousands of relationships.
+    let mut seen: HashSet<String> = describes.iter().cloned().collect();
     for r in doc.relationships.unwrap_or_default() {
         let (Some(a), Some(b), Some(ty)) = (
             r.spdx_element_id,
@@ -130,7 +143,7 @@ pub(crate) fn parse(bytes: &[u8], version: &str) -> Result<Sbom, InputError> {
             "DESCRIBED_BY" if b == doc_id => a,
             _ => continue,
         };
-        if !describes.contains(&described) {
+        if seen.insert(described.clone()) {
             describes.push(described);
         }
     }
