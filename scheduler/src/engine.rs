@@ -624,16 +624,8 @@ impl Scheduler {
         let mut changes = SchedulerChanges::default();
         let mut runs = BTreeSet::new();
         for e in &ended {
-            let (state, diff) = if e.job_state == "succeeded" && e.target.target_id == SOURCES {
-                // Not a target's scan (an advisory sync): its result is the outcome.
-                let job = self
-                    .store
-                    .tenant(&e.tenant)
-                    .jobs()
-                    .get(&e.target.scan_id)
-                    .await?;
-                ("completed", job.result.unwrap_or(Value::Null))
-            } else if e.job_state == "succeeded" {
+            let sync = e.target.target_id == SOURCES;
+            let (state, diff) = if e.job_state == "succeeded" && !sync {
                 let current = findings(&self.store, &e.tenant, &e.target.scan_id).await?;
                 let previous = match &e.target.previous_scan_id {
                     Some(p) => Some(findings(&self.store, &e.tenant, p).await?),
@@ -641,23 +633,24 @@ impl Scheduler {
                 };
                 ("completed", diff(previous.as_deref(), &current))
             } else {
-                // Say which job it was and why it ended, as the job itself records it.
-                let what = if e.target.target_id == SOURCES {
-                    "advisory-sync"
-                } else {
-                    "scan"
-                };
+                // An advisory sync's outcome is its result; a failed job's is why it
+                // ended, as the job itself records it, naming which job it was.
                 let job = self
                     .store
                     .tenant(&e.tenant)
                     .jobs()
                     .get(&e.target.scan_id)
                     .await?;
-                let error = match job.last_error {
-                    Some(reason) => format!("the {what} job {}: {reason}", e.job_state),
-                    None => format!("the {what} job {}", e.job_state),
-                };
-                ("failed", json!({ "error": error }))
+                if e.job_state == "succeeded" {
+                    ("completed", job.result.unwrap_or(Value::Null))
+                } else {
+                    let what = if sync { "advisory-sync" } else { "scan" };
+                    let error = match job.last_error {
+                        Some(reason) => format!("the {what} job {}: {reason}", e.job_state),
+                        None => format!("the {what} job {}", e.job_state),
+                    };
+                    ("failed", json!({ "error": error }))
+                }
             };
             changes.outcomes.push(TargetOutcome {
                 tenant: e.tenant.clone(),
