@@ -34,7 +34,7 @@ use stella_store::repo::{AuditEntry, TokenRecord};
 use stella_store::TenantId;
 
 use crate::problem::Problem;
-use crate::request_id::RequestId;
+use crate::request_id::{QuietResponse, RequestId};
 use crate::Context;
 
 /// The header an administrator token names its tenant with.
@@ -373,11 +373,6 @@ impl AuthFailures {
         });
     }
 }
-
-/// Marks a response as a refused authentication, which the access log leaves out: those
-/// are counted and summarised by [`AuthFailures`] instead.
-#[derive(Debug, Clone, Copy)]
-pub struct QuietResponse;
 
 fn bearer(req: &ServiceRequest) -> Result<&str, Problem> {
     let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
