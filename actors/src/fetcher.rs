@@ -9,13 +9,13 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use stella_domain::osv::{
     parse_record, visit_collection, Advisory, CollectionError, Limits, RawEntry,
 };
 use stella_domain::InputError;
-use stella_store::object::{Objects, Sha256Digest};
+use stella_store::object::{ContentRef, Objects, Sha256Digest};
 use stella_store::repo::AdvisoryRecord;
 use stella_store::{Store, StoreError};
 
@@ -130,7 +130,7 @@ pub async fn import_collection(
         (Collection::Bytes(bytes), true) => objects.put_content(bytes.clone()).await?.digest,
         (Collection::File(path), true) => objects.put_content_file(path).await?.digest,
         (Collection::Bytes(bytes), false) => Sha256Digest::of(bytes),
-        (Collection::File(path), false) => file_digest(path).await?,
+        (Collection::File(path), false) => ContentRef::of_file(path).await?.digest,
     }
     .to_string();
     let mut records = Vec::with_capacity(parsed.len());
@@ -163,23 +163,5 @@ pub async fn import_collection(
             .into_iter()
             .map(|(ecosystem, name)| format!("{ecosystem}/{name}"))
             .collect(),
-    })
-}
-
-/// The digest of a file, read in chunks on the blocking pool.
-async fn file_digest(path: &Path) -> Result<Sha256Digest, ImportError> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use sha2::Digest as _;
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut file, &mut hasher)?;
-        Ok::<_, std::io::Error>(hasher.finalize().into())
-    })
-    .await
-    .map_err(|err| StoreError::Invalid(format!("hashing the collection did not finish: {err}")))?
-    .map(Sha256Digest)
-    .map_err(|err| {
-        StoreError::Invalid(format!("cannot read the downloaded collection: {err}")).into()
     })
 }

@@ -42,12 +42,6 @@ pub enum FetchError {
     Transient(String),
 }
 
-impl FetchError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, FetchError::Transient(_))
-    }
-}
-
 /// Resolves host names to addresses. The system resolver in production; tests give a
 /// fixed table so that no test ever asks a real name server.
 #[async_trait]

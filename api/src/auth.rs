@@ -186,11 +186,6 @@ impl Caller {
         self.token.scopes.iter().any(|s| s == scope || s == ADMIN)
     }
 
-    /// Whether the caller may change the advisories every tenant shares.
-    pub fn may_write_global_advisories(&self) -> bool {
-        self.has_scope("advisories:write")
-    }
-
     /// How the audit log names this caller.
     pub fn actor(&self) -> String {
         format!("token:{} ({})", self.token.id, self.token.name)

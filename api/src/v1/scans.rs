@@ -123,16 +123,13 @@ async fn status_of(
     tenant: &TenantId,
     id: &JobId,
 ) -> ApiResult<(Option<ScanRecord>, Option<Value>)> {
-    let scans = ctx.store.tenant(tenant).scans();
-    let scan = scans.get_without_analysis(id).await?;
-    let summary = match scan {
-        Some(_) => scans
-            .sbom_summary(id)
-            .await?
-            .and_then(|text| serde_json::from_str(&text).ok()),
-        None => None,
-    };
-    Ok((scan, summary))
+    Ok(match ctx.store.tenant(tenant).scans().status(id).await? {
+        Some((scan, summary)) => (
+            Some(scan),
+            summary.and_then(|text| serde_json::from_str(&text).ok()),
+        ),
+        None => (None, None),
+    })
 }
 
 fn view(job: Job, scan: Option<ScanRecord>, sbom_summary: Option<Value>) -> ApiResult<ScanView> {

@@ -273,7 +273,7 @@ fn may_sync(
     if kind != Some(stella_scheduler::spec::ADVISORY_SYNC) {
         return Ok(());
     }
-    if !caller.may_write_global_advisories() {
+    if !caller.has_scope("advisories:write") {
         return Err(Problem::forbidden(
             "an advisory-sync schedule imports advisories for every tenant; only an administrator token may create or change one",
         ));

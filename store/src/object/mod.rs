@@ -151,6 +151,31 @@ pub struct ContentRef {
     pub size: u64,
 }
 
+impl ContentRef {
+    /// The digest and size of a local file, read in chunks, never held in memory.
+    pub async fn of_file(path: &Path) -> Result<Self> {
+        let unreadable = |err: std::io::Error| {
+            StoreError::Invalid(format!("cannot read {}: {err}", path.display()))
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).await.map_err(unreadable)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok(Self {
+            digest: Sha256Digest(hasher.finalize().into()),
+            size,
+        })
+    }
+}
+
 impl Objects {
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         Self { inner }
@@ -222,28 +247,12 @@ impl Objects {
     /// Stores a local file under its digest, read twice (to hash, then to upload) and
     /// never held in memory. Storing the same content twice is a no-op.
     pub async fn put_content_file(&self, path: &Path) -> Result<ContentRef> {
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|err| StoreError::Invalid(format!("cannot read {}: {err}", path.display())))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buf).await.map_err(|err| {
-                StoreError::Invalid(format!("cannot read {}: {err}", path.display()))
-            })?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
-        let digest = Sha256Digest(hasher.finalize().into());
-        let key = ObjectKey::content(&digest);
-        if self.inner.head(&key).await? != Some(size) {
+        let content = ContentRef::of_file(path).await?;
+        let key = ObjectKey::content(&content.digest);
+        if self.inner.head(&key).await? != Some(content.size) {
             self.inner.put_file(&key, path).await?;
         }
-        Ok(ContentRef { digest, size })
+        Ok(content)
     }
 
     /// Streams content by digest. The stream fails with `Corrupt` at its end if the bytes

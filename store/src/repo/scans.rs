@@ -308,27 +308,30 @@ impl Scans<'_> {
         }
     }
 
-    /// The SBOM summary in the scan's analysis (JSON text), `None` while the analysis is
-    /// not committed. The database extracts it: a status read, which clients repeat while
-    /// a scan runs, then never moves a large SBOM's analysis (tens of megabytes) into
-    /// this process.
-    pub async fn sbom_summary(&self, id: &JobId) -> Result<Option<String>> {
+    /// The scan without its analysis, and the SBOM summary in the analysis (JSON text,
+    /// `None` while the analysis is not committed), in one read. The database extracts
+    /// the summary: a status read, which clients repeat while a scan runs, then never
+    /// moves a large SBOM's analysis (tens of megabytes) into this process.
+    pub async fn status(&self, id: &JobId) -> Result<Option<(ScanRecord, Option<String>)>> {
         let summary = match self.store.backend() {
             crate::Backend::Postgres => "(analysis::json -> 'summary')::text",
             _ => "json_extract(analysis, '$.summary')",
         };
-        let sql =
-            format!("SELECT {summary} AS summary FROM scans WHERE tenant_id = $1 AND id = $2");
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS_WITHOUT_ANALYSIS}, {summary} AS sbom_summary \
+             FROM scans WHERE tenant_id = $1 AND id = $2"
+        );
         let row = sqlx::query(&sql)
             .bind(self.tenant.as_str())
             .bind(id.as_str())
             .fetch_optional(&self.store.pool)
             .await
+            .map_err(self.err("scan"))?;
+        let Some(row) = row else { return Ok(None) };
+        let summary = row
+            .try_get("sbom_summary")
             .map_err(self.err("scan summary"))?;
-        match row {
-            Some(row) => row.try_get("summary").map_err(self.err("scan summary")),
-            None => Ok(None),
-        }
+        Ok(Some((self.decode(&row)?, summary)))
     }
 
     async fn get_columns(&self, id: &JobId, columns: &str) -> Result<Option<ScanRecord>> {
