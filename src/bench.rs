@@ -13,12 +13,12 @@ use chrono::Utc;
 use deadpool_redis::redis;
 use serde::Serialize;
 use serde_json::json;
-use stella_actors::{Handlers, MessageHandler, Runtime, RuntimeConfig, RuntimeMetrics, StepError};
 use stella_config::MailboxBackend;
 use stella_store::mailbox::{
     ConsumerName, EmbeddedMailbox, Envelope, Mailbox, MailboxConfig, Role, ValkeyMailbox,
 };
 use stella_store::{TenantId, Valkey};
+use stella_supervisor::{MessageHandler, Runtime, RuntimeConfig, RuntimeMetrics, StepError};
 
 use crate::Services;
 
@@ -94,14 +94,14 @@ pub async fn mailbox(
 
     // The runtime path.
     let counter = Arc::new(Count::default());
-    let mut handlers = Handlers::builtin();
-    handlers.register_message(KIND, counter.clone());
+    let mut registry = stella_actors::diagnostics();
+    registry.register_message(KIND, counter.clone());
     let runtime = Runtime::start(RuntimeConfig {
         store: services.store.clone(),
         mailbox: mailbox.clone(),
         settings: settings.runtime.clone(),
         roles: vec![role.clone()],
-        handlers,
+        registry,
         metrics: RuntimeMetrics::new(&prometheus::Registry::new()).map_err(|e| e.to_string())?,
         consumer: ConsumerName::generate(),
     })
@@ -314,7 +314,7 @@ pub async fn jobs(services: &Services, jobs: u64, tenants: u32) -> Result<JobsRe
     let run = crate::diag::NoopRun {
         count: jobs,
         tenants,
-        params: stella_actors::noop::NoopParams::default(),
+        params: stella_actors::diag::NoopParams::default(),
         max_attempts: 5,
         timeout: Duration::from_secs(1800),
         run_worker: true,

@@ -23,12 +23,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::json;
-use stella_actors::JobRequest;
+use stella_actors::scan::{Scan, ScanParams};
 use stella_domain::osv::Limits;
 use stella_scheduler::manage::{self, ScheduleInput};
 use stella_scheduler::{Scheduler, SchedulerConfig};
 use stella_store::repo::SbomRecord;
 use stella_store::TenantId;
+use stella_supervisor::JobRequest;
 
 use crate::Services;
 
@@ -81,19 +82,25 @@ async fn baseline(
     count: usize,
     sbom: &str,
 ) -> Result<f64, String> {
+    let evaluated_at = chrono::DateTime::parse_from_rfc3339("2031-01-01T00:00:00Z")
+        .map_err(|err| err.to_string())?
+        .with_timezone(&Utc);
     let requests: Vec<JobRequest> = (0..count)
-        .map(|i| JobRequest {
-            kind: stella_actors::scan::KIND.into(),
-            params: json!({"sbom_sha256": sbom, "name": format!("baseline-{i}"), "evaluated_at": "2031-01-01T00:00:00Z"}),
-            idempotency_key: None,
-            max_attempts: 3,
+        .map(|i| {
+            let params = ScanParams {
+                sbom_sha256: sbom.to_owned(),
+                name: format!("baseline-{i}"),
+                evaluated_at,
+            };
+            JobRequest::of::<Scan>(&params).map(|request| request.with_attempts(3))
         })
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|err| err.to_string())?;
     let started = Instant::now();
     for chunk in requests.chunks(500) {
-        stella_actors::submit_batch(
+        stella_supervisor::submit_batch(
             &services.store,
-            &services.handlers,
+            &services.registry,
             tenant,
             chunk,
             Utc::now(),
@@ -189,7 +196,7 @@ pub async fn run(
 
     let scheduler = Scheduler::new(
         store.clone(),
-        services.handlers.clone(),
+        services.registry.clone(),
         format!("bench-{run}"),
         config(services),
     );
@@ -250,7 +257,7 @@ pub async fn run(
         }])
         .to_string();
         let started = Instant::now();
-        stella_actors::fetcher::import_advisories(
+        stella_actors::advisory_sync::import_advisories(
             store,
             &services.objects,
             &format!("bench:{run}"),

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
-use stella_actors::noop::{NoopParams, KIND};
-use stella_actors::{Handlers, JobRequest};
+use stella_actors::diag::{Noop, NoopParams};
 use stella_store::repo::JobState;
 use stella_store::{StoreError, TenantId};
+use stella_supervisor::JobRequest;
 
 use crate::{all_roles, Services};
 
@@ -70,8 +70,10 @@ pub async fn noop(services: &Services, run: &NoopRun) -> Result<NoopReport, Stri
         None
     };
 
-    let handlers = Handlers::builtin();
-    let params = serde_json::to_value(&run.params).map_err(|err| err.to_string())?;
+    let registry = stella_actors::diagnostics();
+    let request = JobRequest::of::<Noop>(&run.params)
+        .map_err(|err| err.to_string())?
+        .with_attempts(run.max_attempts);
     // Job `i` belongs to tenant `i % tenants`; each tenant's jobs are submitted in
     // batches (one transaction each), the tenants' batches interleaved.
     let mut per_tenant: Vec<Vec<u64>> = vec![Vec::new(); tenants.len()];
@@ -95,18 +97,13 @@ pub async fn noop(services: &Services, run: &NoopRun) -> Result<NoopReport, Stri
         .map(|(tenant, indices)| {
             let tenant = &tenants[tenant];
             let store = &services.store;
-            let handlers = &handlers;
+            let registry = &registry;
             let requests: Vec<JobRequest> = indices
                 .iter()
-                .map(|i| JobRequest {
-                    kind: KIND.to_owned(),
-                    params: params.clone(),
-                    idempotency_key: Some(format!("diag-{i}")),
-                    max_attempts: run.max_attempts,
-                })
+                .map(|i| request.clone().with_key(format!("diag-{i}")))
                 .collect();
             async move {
-                stella_actors::submit_batch(store, handlers, tenant, &requests, Utc::now())
+                stella_supervisor::submit_batch(store, registry, tenant, &requests, Utc::now())
                     .await
                     .map(|all| all.iter().map(|s| u64::from(s.created)).sum::<u64>())
             }

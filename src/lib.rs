@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer};
-use stella_actors::{Handlers, Runtime, RuntimeConfig, RuntimeMetrics, ROLES};
+use stella_actors::scan::{Intake, ScanDeps};
+use stella_actors::KindDeps;
 use stella_api::{Context, Metrics, Parts};
 use stella_config::{MailboxBackend, ObjectBackend, Settings};
 use stella_store::mailbox::{
@@ -36,6 +37,7 @@ use stella_store::mailbox::{
 };
 use stella_store::object::{FolderStore, ObjectStore, Objects, S3Store};
 use stella_store::{Store, Valkey};
+use stella_supervisor::{Registry, Runtime, RuntimeConfig, RuntimeMetrics};
 
 pub use bootstrap::AdminToken;
 
@@ -66,9 +68,11 @@ pub struct Services {
     pub objects: Objects,
     /// Signs attestations.
     pub signing_key: Arc<stella_domain::dsse::SigningKey>,
-    /// Every job kind this process runs (the scan kind holds the object store, the key
-    /// and the advisory index cache, shared by all its steps).
-    pub handlers: Handlers,
+    /// Every job kind this process runs.
+    pub registry: Registry,
+    /// What the scan kind's steps and its intake share (the object store, the key, the
+    /// analysis and advisory index caches).
+    pub scan: ScanDeps,
 }
 
 impl Services {
@@ -99,18 +103,30 @@ impl Services {
         let mailbox = connect_mailbox(settings, &store).await?;
         let objects = connect_objects(settings).await?;
         let signing_key = Arc::new(signing::load_or_create(settings)?);
-        let handlers = Handlers::with_scan(
-            stella_actors::scan::ScanDeps::new(objects.clone(), signing_key.clone()),
-            stella_actors::outbound::Outbound::new(&settings.outbound),
-        );
+        let scan = ScanDeps::new(objects.clone(), signing_key.clone());
+        let registry = stella_actors::kinds(&KindDeps {
+            scan: scan.clone(),
+            outbound: stella_actors::outbound::Outbound::new(&settings.outbound),
+        });
         Ok(Self {
             settings: settings.clone(),
             store,
             mailbox,
             objects,
             signing_key,
-            handlers,
+            registry,
+            scan,
         })
+    }
+
+    /// Scan intake on these services (what `POST /scans` uses).
+    pub fn intake(&self) -> Intake {
+        Intake::new(
+            self.store.clone(),
+            self.scan.clone(),
+            self.registry.clone(),
+            usize::try_from(self.settings.api.max_sbom_components).unwrap_or(usize::MAX),
+        )
     }
 
     /// Starts the actor runtime for `roles` on these services.
@@ -130,7 +146,7 @@ impl Services {
             mailbox: self.mailbox.clone(),
             settings: self.settings.runtime.clone(),
             roles: roles.to_vec(),
-            handlers: self.handlers.clone(),
+            registry: self.registry.clone(),
             metrics,
             consumer,
         })
@@ -181,7 +197,7 @@ impl Services {
         );
         let scheduler = stella_scheduler::Scheduler::new(
             self.store.clone(),
-            self.handlers.clone(),
+            self.registry.clone(),
             holder.clone(),
             stella_scheduler::SchedulerConfig::from_settings(&self.settings),
         )
@@ -199,9 +215,12 @@ impl Services {
     }
 }
 
-/// Every role, parsed.
+/// Every role.
 pub fn all_roles() -> Vec<Role> {
-    ROLES.iter().filter_map(|r| Role::parse(r).ok()).collect()
+    stella_actors::Role::ALL
+        .iter()
+        .map(|role| role.mailbox())
+        .collect()
 }
 
 /// Every part of a running Stella process.
@@ -245,7 +264,8 @@ impl Application {
             objects: services.objects.clone(),
             mailbox: services.mailbox.clone(),
             metrics: Arc::new(metrics),
-            handlers: services.handlers.clone(),
+            registry: services.registry.clone(),
+            intake: Some(services.intake()),
             observer: Some(runtime.observer()),
             public_keys: vec![services.signing_key.public_key().clone()],
             settings: settings.api.clone(),

@@ -764,11 +764,12 @@ fn main() -> ExitCode {
             let run = stella::diag::NoopRun {
                 count,
                 tenants,
-                params: stella_actors::noop::NoopParams {
+                params: stella_actors::diag::NoopParams {
                     sleep_ms,
                     fail_first,
                     panic_on_attempt: panic_on,
                     panic_always,
+                    separate_effect: false,
                 },
                 max_attempts,
                 timeout: std::time::Duration::from_secs(timeout_secs),

@@ -1,50 +1,51 @@
-//! Stella's actors and durable job runtime.
+//! Stella's roles and job kinds: what the pipeline does, on top of the generic runtime in
+//! `stella-supervisor`. Each kind is a folder with the same rooms: the kind with its
+//! typed parameters and steps (`mod.rs`), its steps, its use cases for the API, and its
+//! unit tests; the pure work is in `stella-domain`.
 //!
-//! Per process: a root supervisor routes each delivery to its tenant's supervisor
-//! (started on demand, stopped when idle), which runs it as a job actor, at most
-//! `tenant_concurrency` at once. Deliveries come from the durable mailbox, one consumer
-//! loop per role, and are acknowledged only after the step's outcome is committed
-//! (`job.rs`). A janitor per role promotes delayed entries and takes over abandoned
-//! ones; a heartbeat keeps held entries and the consumer name alive; the outbox relay
-//! moves committed messages into the mailbox.
-//!
-//! Not here: pure domain logic (it is called by step handlers) and HTTP.
+//! Not here: the supervision tree and the durable runtime (`stella-supervisor`), HTTP
+//! (`stella-api`), cron and drift (`stella-scheduler`).
 //!
 //! Layout:
-//! - `runtime`: [`Runtime`], the loops, [`ROLES`];
-//! - `root`, `tenant`, `job_actor`: the supervision tree, one actor per file;
-//! - `job`: durable steps ([`submit`], [`submit_batch`], [`StepRunner`]);
-//! - `handler`: the step handler API ([`StepHandler`], [`Handlers`]);
-//! - `fetcher`: importing advisory collections into the store;
-//! - `noop`: the built-in `noop` job kind;
-//! - `outbound`: the guard every URL fetched on someone's behalf goes through;
-//! - `scan`: the `scan` job kind (analyze → evaluate → seal) and the advisory index cache;
-//! - `relay`: the outbox relay;
-//! - `metrics`: [`RuntimeMetrics`].
+//! - [`kinds`]: every job kind a Stella process runs, registered in one place;
+//! - [`roles`]: the pipeline's roles ([`Role`], [`ROLES`]);
+//! - [`scan`]: the `scan` kind (analyze → evaluate → seal), its intake and caches;
+//! - [`advisory_sync`]: the `advisory-sync` kind and advisory imports;
+//! - [`diag`]: the diagnostic `noop` kind;
+//! - [`outbound`]: the guard every URL fetched on someone's behalf goes through.
 
-pub mod fetcher;
-mod handler;
-mod job;
-mod job_actor;
-mod metrics;
-pub mod noop;
+pub mod advisory_sync;
+pub mod diag;
 pub mod outbound;
-mod relay;
-mod root;
-mod runtime;
+pub mod roles;
 pub mod scan;
-mod shared;
-pub mod sync;
-mod tenant;
 
-pub use handler::{
-    CheckParams, Handlers, JobKind, MessageHandler, StepContext, StepError, StepHandler,
-    StepOutcome, Submitters,
-};
-pub use job::{
-    prepare, retry_policy, submit, submit_batch, Finish, JobRequest, StepMessage, StepRunner,
-    STEP_MESSAGE,
-};
-pub use metrics::RuntimeMetrics;
-pub use relay::relay_once;
-pub use runtime::{Observer, Runtime, RuntimeConfig, ROLES};
+pub use roles::{Role, ROLES};
+
+use stella_supervisor::Registry;
+
+/// What the kinds of a full Stella process need.
+#[derive(Debug, Clone)]
+pub struct KindDeps {
+    pub scan: scan::ScanDeps,
+    pub outbound: outbound::Outbound,
+}
+
+/// Every job kind a Stella process runs: `noop`, `advisory-sync` and `scan`.
+pub fn kinds(deps: &KindDeps) -> Registry {
+    let mut registry = diagnostics();
+    registry
+        .register(advisory_sync::AdvisorySync::new(
+            deps.scan.objects.clone(),
+            deps.outbound.clone(),
+        ))
+        .register(scan::Scan::new(deps.scan.clone()));
+    registry
+}
+
+/// The kinds that need nothing but the store (`noop`), for runtime tests and benchmarks.
+pub fn diagnostics() -> Registry {
+    let mut registry = Registry::default();
+    registry.register(diag::Noop);
+    registry
+}

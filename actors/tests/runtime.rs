@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::json;
-use stella_actors::noop::{self, NoopParams};
-use stella_actors::{submit, Handlers, JobRequest, Runtime, RuntimeConfig, RuntimeMetrics};
+use stella_actors::diag::{Noop, NoopParams};
+use stella_actors::{diagnostics, Role};
 use stella_config::RuntimeSettings;
 use stella_store::mailbox::{ConsumerName, Mailbox};
 use stella_store::repo::JobState;
 use stella_store::{JobId, Store, TenantId};
+use stella_supervisor::{submit, JobRequest, Runtime, RuntimeConfig, RuntimeMetrics};
 
 fn settings() -> RuntimeSettings {
     RuntimeSettings {
@@ -35,8 +36,8 @@ async fn start(store: &Store, mailbox: Arc<dyn Mailbox>, settings: RuntimeSettin
         store: store.clone(),
         mailbox,
         settings,
-        roles: vec![noop::role()],
-        handlers: Handlers::builtin(),
+        roles: vec![Role::Diag.mailbox()],
+        registry: diagnostics(),
         metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
         consumer: ConsumerName::generate(),
     })
@@ -51,13 +52,11 @@ async fn submit_noop(store: &Store, tenant: &str, params: NoopParams, key: &str)
         .ensure(&tenant, "t", Utc::now())
         .await
         .unwrap();
-    let request = JobRequest {
-        kind: noop::KIND.into(),
-        params: serde_json::to_value(params).unwrap(),
-        idempotency_key: Some(key.into()),
-        max_attempts: 3,
-    };
-    submit(store, &Handlers::builtin(), &tenant, &request, Utc::now())
+    let request = JobRequest::of::<Noop>(&params)
+        .unwrap()
+        .with_key(key)
+        .with_attempts(3);
+    submit(store, &diagnostics(), &tenant, &request, Utc::now())
         .await
         .unwrap()
         .job
@@ -206,7 +205,10 @@ async fn a_job_that_always_panics_is_dead_lettered_with_its_error_and_others_pro
             JobState::Succeeded
         );
     }
-    let dead = mailbox.dead_letters(&noop::role(), 10).await.unwrap();
+    let dead = mailbox
+        .dead_letters(&Role::Diag.mailbox(), 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
         dead[0].error.contains("job failed after 3 attempts"),
@@ -307,8 +309,8 @@ async fn a_tenant_whose_handlers_keep_panicking_is_quarantined_and_others_procee
             max_attempts: 5,
             ..settings()
         },
-        roles: vec![noop::role()],
-        handlers: Handlers::builtin(),
+        roles: vec![Role::Diag.mailbox()],
+        registry: diagnostics(),
         metrics: RuntimeMetrics::new(&registry).unwrap(),
         consumer: ConsumerName::generate(),
     })

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
-use stella_actors::scan::{ScanDeps, ScanParams, KIND};
-use stella_actors::{submit, Handlers, JobRequest, StepContext, StepOutcome};
+use stella_actors::scan::{Scan, ScanDeps, ScanParams, ScanStep};
 use stella_domain::dsse::SigningKey;
 use stella_domain::osv::Limits;
 use stella_store::object::{FolderStore, Objects};
 use stella_store::{JobId, Store, TenantId};
+use stella_supervisor::{submit, JobRequest, Kind, Registry, StepContext, StepOutcome};
 
 fn advisory(id: &str, name: &str, fixed: &str) -> Vec<u8> {
     json!([{
@@ -33,26 +33,30 @@ fn advisory(id: &str, name: &str, fixed: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Runs one step of the scan directly, as its worker would.
 async fn run(
     store: &Store,
-    handlers: &Handlers,
+    scan: &Scan,
     tenant: &TenantId,
     id: &JobId,
-    step: &str,
-) -> StepOutcome {
+    step: ScanStep,
+) -> StepOutcome<ScanStep> {
     let job = store.tenant(tenant).jobs().get(id).await.unwrap();
-    let ctx = StepContext {
-        store,
-        job: &job,
-        attempt: 1,
-        now: Utc::now(),
-    };
-    handlers
-        .step(KIND, step)
-        .expect("a scan step")
-        .run(&ctx)
+    let params: ScanParams = serde_json::from_value(job.params.clone()).unwrap();
+    let mut ctx = StepContext::new(store, &job, 1, Utc::now());
+    scan.run(step, &params, &mut ctx)
         .await
-        .unwrap_or_else(|err| panic!("{step}: {err}"))
+        .unwrap_or_else(|err| panic!("{step:?}: {err}"))
+}
+
+fn scan_kind(objects: &Objects) -> (Scan, Registry) {
+    let scan = Scan::new(ScanDeps::new(
+        objects.clone(),
+        Arc::new(SigningKey::generate([3; 32])),
+    ));
+    let mut registry = Registry::default();
+    registry.register(scan.clone());
+    (scan, registry)
 }
 
 async fn redelivered_steps_change_nothing(store: Store) {
@@ -64,11 +68,8 @@ async fn redelivered_steps_change_nothing(store: Store) {
         .ensure(&tenant, "Acme", Utc::now())
         .await
         .unwrap();
-    let handlers = Handlers::with_scan(
-        ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([3; 32]))),
-        stella_actors::outbound::Outbound::new(&Default::default()),
-    );
-    stella_actors::fetcher::import_advisories(
+    let (handlers, registry) = scan_kind(&objects);
+    stella_actors::advisory_sync::import_advisories(
         &store,
         &objects,
         "osv:test",
@@ -94,13 +95,8 @@ async fn redelivered_steps_change_nothing(store: Store) {
         name: "app".into(),
         evaluated_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
     };
-    let request = JobRequest {
-        kind: KIND.into(),
-        params: serde_json::to_value(&params).unwrap(),
-        idempotency_key: None,
-        max_attempts: 3,
-    };
-    let id = submit(&store, &handlers, &tenant, &request, Utc::now())
+    let request = JobRequest::of::<Scan>(&params).unwrap().with_attempts(3);
+    let id = submit(&store, &registry, &tenant, &request, Utc::now())
         .await
         .unwrap()
         .job
@@ -108,8 +104,8 @@ async fn redelivered_steps_change_nothing(store: Store) {
     let scans = store.tenant(&tenant).scans();
 
     for _ in 0..2 {
-        let next = run(&store, &handlers, &tenant, &id, "analyze").await;
-        assert!(matches!(next, StepOutcome::Next { ref step, .. } if step == "evaluate"));
+        let next = run(&store, &handlers, &tenant, &id, ScanStep::Analyze).await;
+        assert!(matches!(next, StepOutcome::Next(ScanStep::Evaluate)));
     }
     let analysis = scans.get(&id).await.unwrap().unwrap().analysis.unwrap();
     let analysis: serde_json::Value = serde_json::from_str(&analysis).unwrap();
@@ -117,14 +113,11 @@ async fn redelivered_steps_change_nothing(store: Store) {
 
     // The first evaluation takes the analysis this process cached; the second runs as in
     // a restarted process, which decodes the stored one: the verdicts are the same.
-    let restarted = Handlers::with_scan(
-        ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([3; 32]))),
-        stella_actors::outbound::Outbound::new(&Default::default()),
-    );
+    let (restarted, _) = scan_kind(&objects);
     let mut verdicts = Vec::new();
     for handlers in [&handlers, &restarted] {
-        let next = run(&store, handlers, &tenant, &id, "evaluate").await;
-        assert!(matches!(next, StepOutcome::Next { ref step, .. } if step == "seal"));
+        let next = run(&store, handlers, &tenant, &id, ScanStep::Evaluate).await;
+        assert!(matches!(next, StepOutcome::Next(ScanStep::Seal)));
         verdicts.push(scans.get(&id).await.unwrap().unwrap().verdict.unwrap());
     }
     assert_eq!(verdicts[0], verdicts[1]);
@@ -134,11 +127,11 @@ async fn redelivered_steps_change_nothing(store: Store) {
     assert_eq!(page.items.len(), 1, "a re-run replaces the findings");
     assert_eq!(page.items[0].vulnerability_id, "T-1");
 
-    let first = run(&store, &handlers, &tenant, &id, "seal").await;
+    let first = run(&store, &handlers, &tenant, &id, ScanStep::Seal).await;
     let objects_after_seal = objects.store().list("").await.unwrap().len();
     // The process died after committing the seal and before acknowledging: the step is
     // delivered again, and so is the evaluation before it.
-    let second = run(&store, &handlers, &tenant, &id, "seal").await;
+    let second = run(&store, &handlers, &tenant, &id, ScanStep::Seal).await;
     assert_eq!(first, second, "a resumed seal returns the same attestation");
     let StepOutcome::Done(result) = &first else {
         panic!("seal ends the job: {first:?}");
@@ -150,7 +143,7 @@ async fn redelivered_steps_change_nothing(store: Store) {
     );
 
     // New advisories do not change a sealed verdict, even on a late redelivery.
-    stella_actors::fetcher::import_advisories(
+    stella_actors::advisory_sync::import_advisories(
         &store,
         &objects,
         "osv:test",
@@ -160,7 +153,7 @@ async fn redelivered_steps_change_nothing(store: Store) {
     )
     .await
     .unwrap();
-    run(&store, &handlers, &tenant, &id, "evaluate").await;
+    run(&store, &handlers, &tenant, &id, ScanStep::Evaluate).await;
     let sealed = scans.get(&id).await.unwrap().unwrap();
     assert_eq!(sealed.verdict, evaluated.verdict);
     assert_eq!(
@@ -177,13 +170,13 @@ async fn redelivered_steps_change_nothing(store: Store) {
     assert_eq!(events.items[0].payload["scan_id"], id.as_str());
 
     // A new scan sees the new advisory: the index follows the store's generation.
-    let id2 = submit(&store, &handlers, &tenant, &request, Utc::now())
+    let id2 = submit(&store, &registry, &tenant, &request, Utc::now())
         .await
         .unwrap()
         .job
         .id;
-    run(&store, &handlers, &tenant, &id2, "analyze").await;
-    run(&store, &handlers, &tenant, &id2, "evaluate").await;
+    run(&store, &handlers, &tenant, &id2, ScanStep::Analyze).await;
+    run(&store, &handlers, &tenant, &id2, ScanStep::Evaluate).await;
     let rescanned = scans.get(&id2).await.unwrap().unwrap();
     assert_eq!(rescanned.counts.unwrap()["findings"], 2);
 }

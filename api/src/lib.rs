@@ -27,11 +27,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::{web, HttpResponse};
-use stella_actors::{Handlers, Observer};
+use stella_actors::scan::Intake;
 use stella_config::ApiSettings;
 use stella_store::mailbox::Mailbox;
 use stella_store::object::Objects;
 use stella_store::Store;
+use stella_supervisor::{Observer, Registry};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_actix_web::AppExt;
 
@@ -47,7 +48,10 @@ pub struct Context {
     pub mailbox: Arc<dyn Mailbox>,
     pub metrics: Arc<Metrics>,
     pub started_at: Instant,
-    pub handlers: Handlers,
+    /// The job kinds this process runs.
+    pub registry: Registry,
+    /// Scan intake, if this process runs the scan kind.
+    pub intake: Option<Intake>,
     /// The supervision tree of this process's runtime, if it runs one.
     pub observer: Option<Observer>,
     pub settings: ApiSettings,
@@ -71,7 +75,8 @@ pub struct Parts {
     pub objects: Objects,
     pub mailbox: Arc<dyn Mailbox>,
     pub metrics: Arc<Metrics>,
-    pub handlers: Handlers,
+    pub registry: Registry,
+    pub intake: Option<Intake>,
     pub observer: Option<Observer>,
     pub public_keys: Vec<stella_domain::dsse::PublicKey>,
     pub settings: ApiSettings,
@@ -100,7 +105,8 @@ impl Context {
             mailbox: parts.mailbox,
             metrics: parts.metrics,
             started_at: Instant::now(),
-            handlers: parts.handlers,
+            registry: parts.registry,
+            intake: parts.intake,
             observer: parts.observer,
             public_keys: parts.public_keys,
             settings: parts.settings,

@@ -22,13 +22,14 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use stella_actors::scan::{ScanParams, KIND as SCAN_KIND};
-use stella_actors::{prepare, Handlers, JobRequest};
+use stella_actors::advisory_sync::{AdvisorySync, SyncParams};
+use stella_actors::scan::{Scan, ScanParams};
 use stella_store::repo::{
     NewRun, RunRecord, RunTargetRecord, RunUpdate, ScheduleAdvance, SchedulerChanges,
     TargetOutcome, TargetRecord, SCHEDULER_LEASE,
 };
 use stella_store::{RunId, ScheduleId, Store, StoreError, TenantId};
+use stella_supervisor::{prepare, JobRequest, Registry};
 
 use crate::clock::Clock;
 use crate::cron::CronSchedule;
@@ -88,7 +89,7 @@ pub struct TickReport {
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     store: Store,
-    handlers: Handlers,
+    registry: Registry,
     holder: String,
     config: SchedulerConfig,
     metrics: Option<SchedulerMetrics>,
@@ -98,13 +99,13 @@ impl Scheduler {
     /// `holder` names this process in the lease (unique per process).
     pub fn new(
         store: Store,
-        handlers: Handlers,
+        registry: Registry,
         holder: impl Into<String>,
         config: SchedulerConfig,
     ) -> Self {
         Self {
             store,
-            handlers,
+            registry,
             holder: holder.into(),
             config,
             metrics: None,
@@ -491,7 +492,7 @@ impl Scheduler {
         changes: &mut SchedulerChanges,
     ) -> Result<(), StoreError> {
         for (request, mut target) in jobs {
-            let job = prepare(&self.handlers, &run.tenant, &request, run.due_at)?;
+            let job = prepare(&self.registry, &run.tenant, &request, run.due_at)?;
             target.scan_id = job.id.clone();
             changes.jobs.push(job);
             changes
@@ -523,13 +524,9 @@ impl Scheduler {
             );
             return Ok(());
         }
-        let request = JobRequest {
-            kind: stella_actors::sync::KIND.to_owned(),
-            params: serde_json::to_value(stella_actors::sync::SyncParams { sources })
-                .unwrap_or(Value::Null),
-            idempotency_key: Some(format!("run:{}:sources", run.id)),
-            max_attempts: self.config.job_max_attempts,
-        };
+        let request = JobRequest::of::<AdvisorySync>(&SyncParams { sources })?
+            .with_key(format!("run:{}:sources", run.id))
+            .with_attempts(self.config.job_max_attempts);
         let target = RunTargetRecord {
             target_id: SOURCES.into(),
             target_name: "advisory sources".into(),
@@ -582,17 +579,14 @@ impl Scheduler {
         let jobs = targets
             .iter()
             .map(|target| {
-                let request = JobRequest {
-                    kind: SCAN_KIND.to_owned(),
-                    params: serde_json::to_value(ScanParams {
-                        sbom_sha256: target.sbom_sha256.clone(),
-                        name: target.name.clone(),
-                        evaluated_at: run.due_at,
-                    })
-                    .unwrap_or(Value::Null),
-                    idempotency_key: Some(format!("run:{}:{}", run.id, target.id)),
-                    max_attempts: self.config.job_max_attempts,
+                let params = ScanParams {
+                    sbom_sha256: target.sbom_sha256.clone(),
+                    name: target.name.clone(),
+                    evaluated_at: run.due_at,
                 };
+                let request = JobRequest::of::<Scan>(&params)?
+                    .with_key(format!("run:{}:{}", run.id, target.id))
+                    .with_attempts(self.config.job_max_attempts);
                 let row = RunTargetRecord {
                     target_id: target.id.to_string(),
                     target_name: target.name.clone(),
@@ -601,9 +595,9 @@ impl Scheduler {
                     state: "queued".into(),
                     diff: None,
                 };
-                (request, row)
+                Ok((request, row))
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         self.queue(run, jobs, counts, changes)
     }
 

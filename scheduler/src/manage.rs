@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use stella_actors::scan::Analysis;
+use stella_domain::analysis::Analysis;
 use stella_store::object::Objects;
 use stella_store::repo::{NewRun, RunRecord, ScheduleRecord, TargetRecord};
 use stella_store::{JobId, RunId, ScheduleId, Store, StoreError, TenantId};

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use stella_actors::scan::ScanDeps;
-use stella_actors::Handlers;
+use stella_actors::KindDeps;
 use stella_domain::dsse::SigningKey;
 use stella_domain::osv::Limits;
 use stella_scheduler::manage::{self, ScheduleInput, TargetSource};
@@ -25,6 +25,7 @@ use stella_scheduler::{Scheduler, SchedulerConfig};
 use stella_store::object::{FolderStore, Objects};
 use stella_store::repo::{RunRecord, SbomRecord, SchedulerChanges};
 use stella_store::{Store, StoreError, TenantId};
+use stella_supervisor::Registry;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -33,7 +34,7 @@ fn t(s: &str) -> DateTime<Utc> {
 struct World {
     store: Store,
     objects: Objects,
-    handlers: Handlers,
+    handlers: Registry,
     _dir: tempfile::TempDir,
 }
 
@@ -41,10 +42,10 @@ impl World {
     async fn new(store: Store) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
-        let handlers = Handlers::with_scan(
-            ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
-            stella_actors::outbound::Outbound::new(&Default::default()),
-        );
+        let handlers = stella_actors::kinds(&KindDeps {
+            scan: ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
+            outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+        });
         Self {
             store,
             objects,
@@ -349,7 +350,7 @@ async fn drift_runs_only_impacted_targets(store: Store) {
         "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
                       "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]
     }]);
-    stella_actors::fetcher::import_advisories(
+    stella_actors::advisory_sync::import_advisories(
         &w.store,
         &w.objects,
         "osv:test",
@@ -393,7 +394,7 @@ async fn drift_runs_only_impacted_targets(store: Store) {
     let again = s.tick(now + Duration::seconds(2)).await.unwrap();
     assert_eq!(again.triggered, 0);
     // Re-importing the same advisory changes nothing and triggers nothing.
-    stella_actors::fetcher::import_advisories(
+    stella_actors::advisory_sync::import_advisories(
         &w.store,
         &w.objects,
         "osv:test",

@@ -1,29 +1,41 @@
-//! Supervision for Stella's actors, closing the two gaps actix leaves open:
+//! Stella's supervision tree and durable job runtime, generic over job kinds: it names
+//! no kind, role or feature. Features implement [`Kind`] (in `stella-actors`) and a
+//! process registers the kinds it runs in a [`Registry`]; this crate delivers their
+//! steps from the durable mailbox, runs them behind panic boundaries under per-tenant
+//! supervisors, and commits each step's outcome, staged writes and next message together.
 //!
-//! - actix does not catch panics (a panicking handler takes the system down):
-//!   [`run_guarded`] runs handler work behind a panic boundary and turns a panic into a
-//!   failed attempt with the panic's message;
-//! - actix's `Supervisor` restarts forever: a [`RestartTracker`] backs restarts off
-//!   exponentially and, past a restart intensity (for example 5 in 10 s), quarantines
-//!   the actor instead of looping.
+//! It closes the two gaps actix leaves open: actix does not catch panics
+//! ([`run_guarded`] turns a panic into a failed attempt), and its `Supervisor` restarts
+//! forever ([`RestartTracker`] backs off and quarantines past a restart intensity).
 //!
-//! It also holds the observe protocol every actor answers ([`Observe`] →
-//! [`ActorSnapshot`]) and the deterministic retry schedule ([`RetryPolicy`]).
-//! Everything here is plain logic with time as an argument; actors use it, it uses no
-//! actor.
+//! Not here: what a job does (features), HTTP, the schedule of cron firings.
 //!
 //! Layout:
+//! - `job/`: the kind API ([`Kind`], [`Step`], [`StepContext`], [`StepError`]), the
+//!   [`Registry`], submission ([`JobRequest`], [`submit`]) and the [`StepRunner`];
+//! - `tree/`: the actors, root → tenant → job, and the messages between them;
+//! - `runtime/`: [`Runtime`] (consumer loops, janitor, heartbeat, outbox relay, the
+//!   state one process's parts share) and [`RuntimeMetrics`];
 //! - `boundary`: [`run_guarded`], [`Panicked`];
 //! - `restart`: [`RestartPolicy`], [`RestartTracker`], [`Decision`];
 //! - `retry`: [`RetryPolicy`], the backoff schedule of job attempts;
 //! - `snapshot`: [`ActorSnapshot`], [`Observe`].
 
 mod boundary;
+mod job;
 mod restart;
 mod retry;
+mod runtime;
 mod snapshot;
+mod tree;
 
 pub use boundary::{run_guarded, Panicked};
+pub use job::{
+    prepare, retry_policy, submit, submit_batch, Finish, InvalidParams, JobRequest, Kind, KindInfo,
+    MessageHandler, Registry, Retry, Step, StepContext, StepError, StepMessage, StepOutcome,
+    StepRunner, Submitters, STEP_MESSAGE,
+};
 pub use restart::{Decision, RestartPolicy, RestartState, RestartTracker};
 pub use retry::RetryPolicy;
+pub use runtime::{relay_once, Observer, Runtime, RuntimeConfig, RuntimeMetrics};
 pub use snapshot::{ActorSnapshot, Observe};

@@ -5,6 +5,7 @@
 //! Not here: storage, HTTP, scheduling, anything async.
 //!
 //! Layout:
+//! - [`analysis`]: what the analyzer keeps of an SBOM ([`analysis::Analysis`]);
 //! - [`canonical`]: canonical JSON (RFC 8785) and SHA-256 digests of what is signed;
 //! - [`dsse`]: DSSE envelopes signed and verified with Ed25519, and the key file formats;
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
@@ -19,6 +20,7 @@
 //! - [`version`]: version ordering per ecosystem and OSV affected-range evaluation;
 //! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
+pub mod analysis;
 pub mod canonical;
 pub mod dsse;
 pub mod ecosystem;

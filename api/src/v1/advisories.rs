@@ -6,7 +6,7 @@
 use actix_web::{post, web};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use stella_actors::fetcher::{import_collection, Collection, ImportError};
+use stella_actors::advisory_sync::{import_collection, Collection, ImportError};
 use stella_domain::osv::Limits;
 use utoipa::{IntoParams, ToSchema};
 

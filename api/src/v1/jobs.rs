@@ -5,9 +5,11 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stella_actors::{JobKind, JobRequest, Submitters};
+use stella_actors::diag::Noop;
+use stella_actors::scan::Scan;
 use stella_store::repo::{Job, JobEvent, JobFilter, JobState, Transition};
 use stella_store::JobId;
+use stella_supervisor::{JobRequest, Kind, KindInfo, Submitters};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{not_found_unless, BodyProblems, Page, Problems};
@@ -125,16 +127,15 @@ fn job_id(raw: &str) -> Result<JobId, Problem> {
 
 /// Whether the caller may submit `kind` here: the kind declares it ([`Submitters`]);
 /// `api.tenant_noop_jobs` opens the diagnostic `noop` kind to tenant tokens.
-fn may_submit(ctx: &Context, caller: &Caller, kind: &JobKind) -> ApiResult<()> {
+fn may_submit(ctx: &Context, caller: &Caller, kind: &KindInfo) -> ApiResult<()> {
     let tenants_may = match kind.submitters {
         Submitters::Tenants => true,
-        Submitters::Administrators => {
-            kind.name == stella_actors::noop::KIND && ctx.settings.tenant_noop_jobs
-        }
+        Submitters::Administrators => kind.name == Noop::NAME && ctx.settings.tenant_noop_jobs,
         Submitters::Internal => {
-            let route = match kind.name {
-                stella_actors::scan::KIND => "; submit scans with POST /api/v1/scans",
-                _ => "",
+            let route = if kind.name == Scan::NAME {
+                "; submit scans with POST /api/v1/scans"
+            } else {
+                ""
             };
             return Err(Problem::forbidden(format!(
                 "job kind {:?} is started by Stella itself, not through /jobs{route}",
@@ -172,23 +173,23 @@ pub(crate) async fn submit(
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
     let body = body.0;
-    let Some(kind) = ctx.handlers.kind(&body.kind) else {
+    let Some(kind) = ctx.registry.kind(&body.kind) else {
         return Err(Problem::bad_request(format!("unknown job kind {:?}", body.kind)).at("kind"));
     };
-    may_submit(&ctx, &caller, kind)?;
+    may_submit(&ctx, &caller, &kind)?;
     let params = body
         .params
         .unwrap_or_else(|| Value::Object(Default::default()));
     if !params.is_object() {
         return Err(Problem::bad_request("params must be a JSON object").at("params"));
     }
-    kind.check_params(&params).map_err(|(field, message)| {
-        let at = if field.is_empty() {
+    let request = JobRequest::checked(&kind, params.clone()).map_err(|invalid| {
+        let at = if invalid.field.is_empty() {
             "params".to_owned()
         } else {
-            format!("params.{field}")
+            format!("params.{}", invalid.field)
         };
-        Problem::bad_request(message).at(at)
+        Problem::bad_request(invalid.message).at(at)
     })?;
     let max_attempts = body.max_attempts.unwrap_or(ctx.job_max_attempts);
     if !(1..=100).contains(&max_attempts) {
@@ -211,14 +212,10 @@ pub(crate) async fn submit(
         });
         crate::idempotency::claim(&ctx, tenant, "jobs", key, &fingerprint).await?;
     }
-    let request = JobRequest {
-        kind: body.kind,
-        params,
-        idempotency_key,
-        max_attempts,
-    };
+    let mut request = request.with_attempts(max_attempts);
+    request.idempotency_key = idempotency_key;
     let submitted =
-        stella_actors::submit(&ctx.store, &ctx.handlers, tenant, &request, Utc::now()).await?;
+        stella_supervisor::submit(&ctx.store, &ctx.registry, tenant, &request, Utc::now()).await?;
     let view = JobView::from(submitted.job);
     Ok(if submitted.created {
         HttpResponse::Created().json(view)

@@ -1,28 +1,23 @@
 //! Scans of the caller's tenant: submit an SBOM (or name one submitted before), read the
 //! scan's status and verdict, its findings page by page with their traces, and the
 //! signed attestation. A scan is a `scan` job (same id) run by the analyzer, evaluator
-//! and sealer roles; this module only validates, stores the SBOM and submits.
-//!
-//! The SBOM is parsed here before anything is stored, so a malformed one is a 400 naming
-//! the JSON pointer of the first error and leaves nothing behind; its raw bytes are then
-//! stored content-addressed (`sha256/<hex>`) and recorded for the tenant, and its analysis
-//! is handed to this process's scan steps (`AnalysisCache`), which then need not parse
-//! it again.
-
-use std::sync::Arc;
+//! and sealer roles. Storing the SBOM and submitting its scan is the scan kind's
+//! [`Intake`]; this module adds what is HTTP's: the query's shape, the
+//! `Idempotency-Key`, the target registration and the responses.
 
 use actix_web::http::header;
-use actix_web::web::Bytes;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stella_actors::scan::{Analysis, ScanParams, KIND};
-use stella_actors::JobRequest;
+use stella_actors::scan::{
+    Analysis, Intake, IntakeError, SbomSource, Scan, ScanOptions, ScanParams, StoredSbom,
+};
 use stella_domain::sbom::SbomError;
 use stella_store::object::Sha256Digest;
 use stella_store::repo::{Job, JobState, SbomRecord, ScanRecord};
 use stella_store::{JobId, TenantId};
+use stella_supervisor::Kind;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{not_found_unless, BodyProblems, Page, PageQuery, Problems};
@@ -195,55 +190,20 @@ fn bad_sbom(err: SbomError) -> Problem {
     }
 }
 
-/// Parses and stores an SBOM for the tenant: nothing is stored unless it parses.
-async fn store_sbom(
-    ctx: &Context,
-    tenant: &TenantId,
-    bytes: Bytes,
-    name: Option<&str>,
-) -> ApiResult<(SbomRecord, Arc<Analysis>, String)> {
-    let parse_bytes = bytes.clone();
-    let max_components = usize::try_from(ctx.settings.max_sbom_components).unwrap_or(usize::MAX);
-    let (analysis, own_name) = web::block(move || {
-        let parsed = stella_domain::sbom::parse_limited(&parse_bytes, max_components)?;
-        let name = parsed
-            .subject
-            .as_ref()
-            .map(|s| s.name.clone())
-            .or_else(|| parsed.name.clone());
-        Ok::<_, SbomError>((Analysis::from_sbom(parsed), name))
-    })
-    .await
-    .map_err(|err| Problem::internal(format!("parsing the SBOM: {err}")))?
-    .map_err(bad_sbom)?;
-    let name = match name {
-        Some(n) => n.to_owned(),
-        None => own_name.unwrap_or_else(|| "sbom".to_owned()),
-    };
-    if name.trim().is_empty() || name.len() > 500 {
-        return Err(Problem::bad_request("name must be 1-500 characters").at("name"));
+fn intake_problem(err: IntakeError) -> Problem {
+    match err {
+        IntakeError::Sbom(err) => bad_sbom(err),
+        IntakeError::Invalid { field, message } => Problem::bad_request(message).at(field),
+        IntakeError::Store(err) => err.into(),
+        IntakeError::Failed(message) => Problem::internal(message),
     }
-    let size = bytes.len() as u64;
-    let stored = ctx.objects.put_content(bytes).await?;
-    let analysis = Arc::new(analysis);
-    if let Some(scan) = ctx.handlers.scan() {
-        scan.analyses
-            .insert(&stored.digest.to_string(), analysis.clone());
-    }
-    let record = SbomRecord {
-        sha256: stored.digest.to_string(),
-        name: name.clone(),
-        format: analysis.format.clone(),
-        spec_version: analysis.spec_version.clone(),
-        size_bytes: size,
-        created_at: Utc::now(),
-    };
-    ctx.store
-        .tenant(tenant)
-        .scans()
-        .record_sbom(&record)
-        .await?;
-    Ok((record, analysis, name))
+}
+
+/// This process's scan intake (every process that serves the API runs the scan kind).
+fn intake(ctx: &Context) -> ApiResult<&Intake> {
+    ctx.intake
+        .as_ref()
+        .ok_or_else(|| Problem::internal("this process does not run the scan kind"))
 }
 
 fn sbom_view(record: SbomRecord, analysis: &Analysis) -> SbomView {
@@ -273,7 +233,10 @@ pub(crate) async fn upload(
     body: DocumentBody,
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
-    let (record, analysis, _) = store_sbom(&ctx, tenant, body.0, None).await?;
+    let StoredSbom { record, analysis } = intake(&ctx)?
+        .store_sbom(tenant, body.0, None)
+        .await
+        .map_err(intake_problem)?;
     Ok(HttpResponse::Created().json(sbom_view(record, &analysis)))
 }
 
@@ -322,18 +285,15 @@ pub(crate) async fn submit(
             Some((key, fingerprint))
         }
     };
-    let (sha256, name) = match query.sbom.as_deref() {
+    let intake = intake(&ctx)?;
+    let source = match query.sbom {
         Some(reference) => {
             if !body.0.is_empty() {
                 return Err(Problem::bad_request(
                     "give either an SBOM body or ?sbom=<sha256>, not both",
                 ));
             }
-            let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-            Sha256Digest::parse(hex)
-                .map_err(|err| Problem::bad_request(err.to_string()).at("sbom"))?;
-            let record = ctx.store.tenant(tenant).scans().sbom(hex).await?;
-            (record.sha256, query.name.unwrap_or(record.name))
+            SbomSource::Stored(reference)
         }
         None => {
             if body.0.is_empty() {
@@ -341,10 +301,13 @@ pub(crate) async fn submit(
                     "the request body is empty; send a CycloneDX or SPDX JSON SBOM",
                 ));
             }
-            let (record, _, name) = store_sbom(&ctx, tenant, body.0, query.name.as_deref()).await?;
-            (record.sha256, name)
+            SbomSource::Body(body.0)
         }
     };
+    let (sha256, name) = intake
+        .sbom(tenant, source, query.name)
+        .await
+        .map_err(intake_problem)?;
     let idempotency_key = match idempotency {
         None => None,
         Some((key, fingerprint)) => {
@@ -352,29 +315,17 @@ pub(crate) async fn submit(
             Some(format!("scan:{key}"))
         }
     };
-    let params = ScanParams {
-        sbom_sha256: sha256.clone(),
-        name,
+    let options = ScanOptions {
         evaluated_at: query.evaluated_at.unwrap_or_else(Utc::now),
-    };
-    let request = JobRequest {
-        kind: KIND.to_owned(),
-        params: serde_json::to_value(&params)
-            .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?,
         idempotency_key,
         max_attempts: ctx.job_max_attempts,
     };
-    let submitted =
-        stella_actors::submit(&ctx.store, &ctx.handlers, tenant, &request, Utc::now()).await?;
-    let job = submitted.job;
-    let sbom_sha256 = serde_json::from_value::<ScanParams>(job.params.clone())
-        .map(|p| p.sbom_sha256)
-        .unwrap_or(sha256);
+    let submitted = intake
+        .submit(tenant, sha256, name, &options)
+        .await
+        .map_err(intake_problem)?;
+    let (job, sbom_sha256) = (submitted.job, submitted.sbom_sha256);
     if let Some(target) = &query.target {
-        let analysis = ctx
-            .handlers
-            .scan()
-            .and_then(|s| s.analyses.get(&sbom_sha256));
         let source = stella_scheduler::manage::TargetSource::Submitted {
             sbom_sha256: sbom_sha256.clone(),
             scan: job.id.clone(),
@@ -385,7 +336,7 @@ pub(crate) async fn submit(
             tenant,
             target,
             source,
-            analysis,
+            intake.analysis(&sbom_sha256),
             Utc::now(),
         )
         .await?;
@@ -408,7 +359,7 @@ async fn scan_job(ctx: &Context, tenant: &TenantId, raw: &str) -> ApiResult<Job>
         .get(&id)
         .await
         .map_err(|_| Problem::not_found(format!("scan {raw} not found")))?;
-    if job.kind != KIND {
+    if job.kind != Scan::NAME {
         return Err(Problem::not_found(format!("scan {raw} not found")));
     }
     Ok(job)
@@ -431,7 +382,7 @@ pub(crate) async fn list(
     let tenant = caller.tenant()?;
     let filter = stella_store::repo::JobFilter {
         state: None,
-        kind: Some(KIND.to_owned()),
+        kind: Some(Scan::NAME.to_owned()),
     };
     let scope = ctx.store.tenant(tenant);
     let page = scope

@@ -8,6 +8,7 @@ use actix_web::{delete, get, patch, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use stella_actors::advisory_sync::AdvisorySync;
 use stella_scheduler::manage::{self, ManageError, ScheduleInput, TargetSource};
 use stella_store::repo::{RunRecord, RunTargetRecord, ScheduleRecord, TargetRecord};
 use stella_store::{JobId, RunId, ScheduleId};
@@ -278,9 +279,13 @@ fn may_sync(
             "an advisory-sync schedule imports advisories for every tenant; only an administrator token may create or change one",
         ));
     }
-    if let (Some(sources), Some(sync)) = (sources, ctx.handlers.kind(stella_actors::sync::KIND)) {
-        sync.check_params(&serde_json::json!({ "sources": sources }))
-            .map_err(|(field, message)| Problem::bad_request(message).at(field))?;
+    if let Some(sources) = sources {
+        let params = stella_actors::advisory_sync::SyncParams {
+            sources: sources.to_vec(),
+        };
+        if let Some(checked) = ctx.registry.check::<AdvisorySync>(&params) {
+            checked.map_err(|invalid| Problem::bad_request(invalid.message).at(invalid.field))?;
+        }
     }
     Ok(())
 }

@@ -7,7 +7,8 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{check_limit, page, text_cursor, Page};
+use super::effects::{insert_effects, pg_noop_rows, EffectRow};
+use super::{check_limit, page, text_cursor, Effect, Page};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis, JobId};
 use crate::{Store, TenantId};
@@ -153,6 +154,8 @@ pub struct Transition {
     pub error: Option<String>,
     pub result: Option<Value>,
     pub not_before: Option<DateTime<Utc>>,
+    /// Writes a step staged, committed with the change only where it holds.
+    pub effects: Vec<Effect>,
 }
 
 impl Transition {
@@ -167,6 +170,7 @@ impl Transition {
             error: None,
             result: None,
             not_before: None,
+            effects: Vec::new(),
         }
     }
 }
@@ -460,6 +464,17 @@ impl<'a> Jobs<'a> {
             .map(|m| (self.tenant.clone(), id.clone(), m.clone()))
             .collect();
         insert_outbox(self.store, &mut tx, &outbox, at).await?;
+        let effects: Vec<EffectRow<'_>> = change
+            .effects
+            .iter()
+            .map(|effect| EffectRow {
+                tenant: self.tenant,
+                job: id,
+                effect,
+                at,
+            })
+            .collect();
+        insert_effects(self.store, &mut tx, &effects).await?;
         tx.commit()
             .await
             .map_err(|err| self.store.err(err, "job"))?;
@@ -948,9 +963,16 @@ impl Store {
             .collect();
         let mut events = Vec::new();
         let mut outbox = Vec::new();
+        let mut effects = Vec::new();
         for (c, outcome) in changes.iter().zip(&outcomes) {
             let Some(job) = outcome else { continue };
             let at = to_millis(c.now);
+            effects.extend(c.change.effects.iter().map(|effect| EffectRow {
+                tenant: &c.tenant,
+                job: &c.id,
+                effect,
+                at,
+            }));
             events.push(EventRow {
                 tenant: c.tenant.clone(),
                 job_id: c.id.clone(),
@@ -970,6 +992,7 @@ impl Store {
         // does).
         let at = changes.iter().map(|c| to_millis(c.now)).max().unwrap_or(0);
         insert_outbox(self, &mut tx, &outbox, at).await?;
+        insert_effects(self, &mut tx, &effects).await?;
         tx.commit().await.map_err(|err| self.err(err, "jobs"))?;
         self.signal_outbox();
         Ok(outcomes)
@@ -982,8 +1005,9 @@ impl Store {
 /// rows travel as two JSON parameters (`json_to_recordset`), so the statement text is
 /// the same for every batch size and stays in each connection's prepared-statement
 /// cache; a `VALUES` list would be a new statement (a parse round trip) per size.
-/// Events and outbox rows are written only for jobs whose compare-and-set held: they are
-/// derived from `updated`, the rows the `UPDATE` returned.
+/// Events, outbox rows and staged effects are written only for jobs whose compare-and-set
+/// held: they are joined to `updated`, the rows the `UPDATE` returned. Each family of
+/// effects is one more parameter and one more `INSERT` here (see `effects.rs`).
 const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         SELECT * FROM json_to_recordset($1::json) AS v(tenant_id text, id text, to_state text, \
             step text, count_attempt bigint, error text, result text, not_before bigint, \
@@ -1009,7 +1033,13 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
             m.not_before, m.created_at \
         FROM json_to_recordset($2::json) AS m(tenant_id text, job_id text, role text, kind text, \
             payload text, idempotency_key text, attempt bigint, not_before bigint, created_at bigint) \
-        JOIN updated u ON u.tenant_id = m.tenant_id AND u.id = m.job_id) \
+        JOIN updated u ON u.tenant_id = m.tenant_id AND u.id = m.job_id), \
+    noop_written AS ( \
+        INSERT INTO noop_effects (tenant_id, job_id, written_at) \
+        SELECT e.tenant_id, e.job_id, e.at \
+        FROM json_to_recordset($3::json) AS e(tenant_id text, job_id text, at bigint) \
+        WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = e.tenant_id AND u.id = e.job_id) \
+        ON CONFLICT (tenant_id, job_id) DO NOTHING) \
     SELECT tenant_id, id, kind, state, step, params, result, attempts, max_attempts, last_error, \
         idempotency_key, created_at, updated_at, not_before, finished_at FROM updated";
 
@@ -1017,9 +1047,16 @@ impl Store {
     async fn commit_changes_pg(&self, changes: &[&JobChange]) -> Result<Vec<Option<Job>>> {
         let mut rows = Vec::with_capacity(changes.len());
         let mut messages = Vec::new();
+        let mut effects = Vec::new();
         for c in changes {
             let at = to_millis(c.now);
             let change = &c.change;
+            effects.extend(change.effects.iter().map(|effect| EffectRow {
+                tenant: &c.tenant,
+                job: &c.id,
+                effect,
+                at,
+            }));
             rows.push(serde_json::json!({
                 "tenant_id": c.tenant.as_str(),
                 "id": c.id.as_str(),
@@ -1052,6 +1089,7 @@ impl Store {
         let rows = sqlx::query(PG_APPLY_CHANGES)
             .bind(Value::Array(rows).to_string())
             .bind(Value::Array(messages).to_string())
+            .bind(pg_noop_rows(&effects).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(|err| self.err(err, "jobs"))?;

@@ -3,6 +3,7 @@
 
 mod advisories;
 mod audit;
+mod effects;
 mod idempotency;
 mod jobs;
 mod noop;
@@ -14,6 +15,7 @@ mod tokens;
 
 pub use advisories::{Advisories, AdvisoryRecord, ImportSummary, StoredAdvisory};
 pub use audit::{Audit, AuditEntry, AuditRecord};
+pub use effects::Effect;
 pub use idempotency::Idempotency;
 pub(crate) use jobs::{get_jobs, insert_jobs, JobKey};
 pub use jobs::{

@@ -12,21 +12,17 @@ use std::sync::Arc;
 use actix::prelude::*;
 use futures::future::join_all;
 use stella_store::TenantId;
-use stella_supervisor::{ActorSnapshot, Observe};
 
-use crate::shared::Shared;
-use crate::tenant::{Dispatch, StopIfIdle, TenantSupervisor};
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct TenantIdle {
-    pub(crate) tenant: TenantId,
-    pub(crate) addr: Addr<TenantSupervisor>,
-}
+use super::messages::{Dispatch, StopIfIdle, TenantIdle};
+use super::tenant::TenantSupervisor;
+use crate::runtime::shared::Shared;
+use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct RootSupervisor {
     shared: Arc<Shared>,
-    tenants: HashMap<TenantId, Addr<TenantSupervisor>>,
+    /// Each live tenant supervisor, with its incarnation.
+    tenants: HashMap<TenantId, (Addr<TenantSupervisor>, u64)>,
+    started: u64,
 }
 
 impl RootSupervisor {
@@ -34,6 +30,7 @@ impl RootSupervisor {
         Self {
             shared,
             tenants: HashMap::new(),
+            started: 0,
         }
     }
 }
@@ -58,12 +55,17 @@ impl Handler<Dispatch> for RootSupervisor {
         }
         for (tenant, deliveries) in by_tenant {
             let addr = match self.tenants.get(&tenant) {
-                Some(addr) if addr.connected() => addr.clone(),
+                Some((addr, _)) if addr.connected() => addr.clone(),
                 _ => {
-                    let addr =
-                        TenantSupervisor::new(tenant.clone(), self.shared.clone(), ctx.address())
-                            .start();
-                    self.tenants.insert(tenant, addr.clone());
+                    self.started += 1;
+                    let addr = TenantSupervisor::new(
+                        tenant.clone(),
+                        self.started,
+                        self.shared.clone(),
+                        ctx.address().recipient(),
+                    )
+                    .start();
+                    self.tenants.insert(tenant, (addr.clone(), self.started));
                     addr
                 }
             };
@@ -76,10 +78,10 @@ impl Handler<TenantIdle> for RootSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: TenantIdle, _: &mut Self::Context) {
-        if self.tenants.get(&msg.tenant) == Some(&msg.addr) {
+        if self.tenants.get(&msg.tenant).map(|(_, n)| *n) == Some(msg.incarnation) {
             self.tenants.remove(&msg.tenant);
         }
-        msg.addr.do_send(StopIfIdle);
+        msg.stop.do_send(StopIfIdle);
     }
 }
 
@@ -89,7 +91,7 @@ impl Handler<Observe> for RootSupervisor {
     fn handle(&mut self, _: Observe, _: &mut Self::Context) -> Self::Result {
         let mut tenants: Vec<_> = self.tenants.iter().collect();
         tenants.sort_by(|a, b| a.0.cmp(b.0));
-        let children: Vec<_> = tenants.iter().map(|(_, a)| a.send(Observe)).collect();
+        let children: Vec<_> = tenants.iter().map(|(_, (a, _))| a.send(Observe)).collect();
         let consumer = self.shared.consumer.to_string();
         let held = self
             .shared

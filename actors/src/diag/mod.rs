@@ -1,24 +1,38 @@
 //! The built-in `noop` job kind, for diagnostics and benchmarks: it sleeps, fails or
 //! panics on request, and its single effect is an idempotent row keyed by job id.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use stella_store::mailbox::Role;
-
-use crate::handler::{
-    CheckParams, JobKind, StepContext, StepError, StepHandler, StepOutcome, Submitters,
+use stella_store::repo::Effect;
+use stella_supervisor::{
+    InvalidParams, Kind, Step, StepContext, StepError, StepOutcome, Submitters,
 };
 
-pub const KIND: &str = "noop";
+use crate::roles::Role;
 
-/// The role that runs noop jobs.
-pub fn role() -> Role {
-    Role::parse("diag").unwrap_or_else(|_| unreachable!("a valid role literal"))
+/// The `noop` job kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Noop;
+
+/// Its one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoopStep {
+    Run,
+}
+
+impl Step for NoopStep {
+    const ALL: &'static [Self] = &[NoopStep::Run];
+
+    fn name(self) -> &'static str {
+        "run"
+    }
+
+    fn role(self) -> stella_store::mailbox::Role {
+        Role::Diag.mailbox()
+    }
 }
 
 /// A noop job's parameters.
@@ -32,6 +46,9 @@ pub struct NoopParams {
     pub panic_on_attempt: u32,
     /// Panic on every attempt.
     pub panic_always: bool,
+    /// Write the effect in a statement of its own after the step, as steps did before
+    /// effects were staged (`stella bench jobs` compares the two).
+    pub separate_effect: bool,
 }
 
 /// The longest sleep a noop job may ask for: long enough for any diagnostic, short
@@ -41,37 +58,37 @@ pub const MAX_SLEEP_MS: u64 = 3_600_000;
 /// The most attempts a noop job may ask to fail.
 pub const MAX_FAIL_FIRST: u32 = 100;
 
-#[derive(Debug)]
-struct Check;
+#[async_trait]
+impl Kind for Noop {
+    const NAME: &'static str = "noop";
+    // A diagnostic that can panic and sleep on request: administrators only, unless
+    // `api.tenant_noop_jobs` opens it to tenants (the API decides).
+    const SUBMITTERS: Submitters = Submitters::Administrators;
+    type Params = NoopParams;
+    type Step = NoopStep;
 
-impl CheckParams for Check {
-    fn check(&self, params: &serde_json::Value) -> Result<(), (String, String)> {
-        let params: NoopParams = serde_json::from_value(params.clone())
-            .map_err(|err| (String::new(), format!("invalid noop parameters: {err}")))?;
+    fn check(&self, params: &NoopParams) -> Result<(), InvalidParams> {
         if params.sleep_ms > MAX_SLEEP_MS {
-            return Err((
-                "sleep_ms".into(),
+            return Err(InvalidParams::new(
+                "sleep_ms",
                 format!("sleep_ms must be at most {MAX_SLEEP_MS} (one hour)"),
             ));
         }
         if params.fail_first > MAX_FAIL_FIRST {
-            return Err((
-                "fail_first".into(),
+            return Err(InvalidParams::new(
+                "fail_first",
                 format!("fail_first must be at most {MAX_FAIL_FIRST}"),
             ));
         }
         Ok(())
     }
-}
 
-#[derive(Debug)]
-struct Run;
-
-#[async_trait]
-impl StepHandler for Run {
-    async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        let params: NoopParams = serde_json::from_value(ctx.job.params.clone())
-            .map_err(|err| StepError::Abort(format!("invalid noop parameters: {err}")))?;
+    async fn run(
+        &self,
+        _step: NoopStep,
+        params: &NoopParams,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<StepOutcome<NoopStep>, StepError> {
         let noop = ctx.store.tenant(&ctx.job.tenant).noop();
         noop.count_execution(&ctx.job.id).await?;
         if params.sleep_ms > 0 {
@@ -82,27 +99,19 @@ impl StepHandler for Run {
             panic!("noop job panics on attempt {} as asked", ctx.attempt);
         }
         if ctx.attempt <= params.fail_first {
-            return Err(StepError::Retry(format!(
+            return Err(StepError::retry(format!(
                 "noop job fails attempt {} of the first {} as asked",
                 ctx.attempt, params.fail_first
             )));
         }
-        let fresh = noop.write_effect(&ctx.job.id, ctx.now).await?;
+        let fresh = if params.separate_effect {
+            noop.write_effect(&ctx.job.id, ctx.now).await?
+        } else {
+            // Committed with the job's success, or not at all: a step that commits
+            // always writes it first.
+            ctx.stage(Effect::NoopWritten);
+            true
+        };
         Ok(StepOutcome::Done(json!({ "effect_written": fresh })))
-    }
-}
-
-pub fn kind() -> JobKind {
-    let mut steps: BTreeMap<&'static str, Arc<dyn StepHandler>> = BTreeMap::new();
-    steps.insert("run", Arc::new(Run));
-    JobKind {
-        name: KIND,
-        first_step: "run",
-        role: role(),
-        steps,
-        // A diagnostic that can panic and sleep on request: administrators only, unless
-        // `api.tenant_noop_jobs` opens it to tenants (the API decides).
-        submitters: Submitters::Administrators,
-        params: Some(Arc::new(Check)),
     }
 }

@@ -1,5 +1,5 @@
-//! Durable jobs: submitting a job, and running one delivered step so that a crash at any
-//! point resumes at the last committed step and no effect happens twice.
+//! Running one delivered step so that a crash at any point resumes at the last committed
+//! step and no effect happens twice.
 //!
 //! A step message carries `{job_id, step}` and the attempt it asks for. Running it:
 //! 1. try to start the attempt the delivery asks for with a compare-and-set on state,
@@ -9,155 +9,22 @@
 //!    whose failure was committed but not yet dead-lettered (finish that), or stale (ack);
 //! 2. starts, finishes and the reads go through the store's group commit, so concurrent
 //!    deliveries share transactions;
-//! 3. run the handler behind a panic boundary;
-//! 4. commit the outcome together with the next message (outbox), then acknowledge.
+//! 3. run the step behind a panic boundary, while watching for a cancel;
+//! 4. commit the outcome together with the writes the step staged and the next message
+//!    (outbox), then acknowledge.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use stella_store::mailbox::{Delivery, Mailbox};
-use stella_store::repo::{Job, JobState, NewJob, NewMessage, NewTenantJob, Submitted, Transition};
-use stella_store::{JobId, Store, StoreError, TenantId};
-use stella_supervisor::{run_guarded, RetryPolicy};
+use stella_store::repo::{Job, JobState, Transition};
+use stella_store::{JobId, Store, StoreError};
 
-use crate::handler::{Handlers, StepContext, StepError, StepOutcome};
-
-/// The kind of every job-step envelope.
-pub const STEP_MESSAGE: &str = "job.step";
-
-/// The payload of a job-step envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepMessage {
-    pub job_id: JobId,
-    pub step: String,
-}
-
-/// A job to submit.
-#[derive(Debug, Clone)]
-pub struct JobRequest {
-    pub kind: String,
-    pub params: Value,
-    /// Submitting twice with the same key yields the first job.
-    pub idempotency_key: Option<String>,
-    pub max_attempts: u32,
-}
-
-/// Submits a job of a registered kind: the job row and its first step message are
-/// committed together.
-pub async fn submit(
-    store: &Store,
-    handlers: &Handlers,
-    tenant: &TenantId,
-    request: &JobRequest,
-    now: DateTime<Utc>,
-) -> Result<Submitted, StoreError> {
-    let job_kind = handlers
-        .kind(&request.kind)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown job kind {:?}", request.kind)))?;
-    let new = NewJob {
-        kind: request.kind.clone(),
-        step: job_kind.first_step.to_owned(),
-        params: request.params.clone(),
-        max_attempts: request.max_attempts,
-        idempotency_key: request.idempotency_key.clone(),
-    };
-    // The job id is only known once inserted; the message refers to it, so the first
-    // message is derived inside `submit_with` below.
-    let jobs = store.tenant(tenant).jobs();
-    jobs.submit_with(&new, now, |id| {
-        vec![step_message(
-            id,
-            job_kind.first_step,
-            job_kind.role.as_str(),
-            0,
-            now,
-        )]
-    })
-    .await
-}
-
-/// Submits many jobs of one tenant in one transaction (see `Jobs::submit_many`): the
-/// batch form of [`submit`], with the same guarantees per job. Results are in the order
-/// of `requests`.
-pub async fn submit_batch(
-    store: &Store,
-    handlers: &Handlers,
-    tenant: &TenantId,
-    requests: &[JobRequest],
-    now: DateTime<Utc>,
-) -> Result<Vec<Submitted>, StoreError> {
-    let mut new = Vec::with_capacity(requests.len());
-    for request in requests {
-        let job_kind = handlers
-            .kind(&request.kind)
-            .ok_or_else(|| StoreError::Invalid(format!("unknown job kind {:?}", request.kind)))?;
-        new.push(NewJob {
-            kind: request.kind.clone(),
-            step: job_kind.first_step.to_owned(),
-            params: request.params.clone(),
-            max_attempts: request.max_attempts,
-            idempotency_key: request.idempotency_key.clone(),
-        });
-    }
-    let jobs = store.tenant(tenant).jobs();
-    jobs.submit_many(&new, now, |id, job| {
-        handlers
-            .kind(&job.kind)
-            .map(|kind| vec![step_message(id, &job.step, kind.role.as_str(), 0, now)])
-            .unwrap_or_default()
-    })
-    .await
-}
-
-/// A job of `tenant` ready to be inserted inside another transaction (the scheduler
-/// plans runs and submits their jobs in one commit): its id, row and first message.
-pub fn prepare(
-    handlers: &Handlers,
-    tenant: &TenantId,
-    request: &JobRequest,
-    now: DateTime<Utc>,
-) -> Result<NewTenantJob, StoreError> {
-    let job_kind = handlers
-        .kind(&request.kind)
-        .ok_or_else(|| StoreError::Invalid(format!("unknown job kind {:?}", request.kind)))?;
-    let id = JobId::generate();
-    let message = step_message(&id, job_kind.first_step, job_kind.role.as_str(), 0, now);
-    Ok(NewTenantJob {
-        tenant: tenant.clone(),
-        id,
-        job: NewJob {
-            kind: request.kind.clone(),
-            step: job_kind.first_step.to_owned(),
-            params: request.params.clone(),
-            max_attempts: request.max_attempts,
-            idempotency_key: request.idempotency_key.clone(),
-        },
-        messages: vec![message],
-    })
-}
-
-pub(crate) fn step_message(
-    job_id: &JobId,
-    step: &str,
-    role: &str,
-    attempt: u32,
-    not_before: DateTime<Utc>,
-) -> NewMessage {
-    NewMessage {
-        role: role.to_owned(),
-        kind: STEP_MESSAGE.to_owned(),
-        payload: serde_json::to_value(StepMessage {
-            job_id: job_id.clone(),
-            step: step.to_owned(),
-        })
-        .unwrap_or(Value::Null),
-        idempotency_key: format!("{job_id}:{step}"),
-        attempt,
-        not_before,
-    }
-}
+use super::kind::{MessageHandler, Outcome, Retry, StepContext, StepError};
+use super::registry::Registry;
+use super::submit::{step_message, StepMessage, STEP_MESSAGE};
+use crate::boundary::run_guarded;
+use crate::retry::RetryPolicy;
 
 /// How a delivery ended, for the supervisor's bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +78,7 @@ impl Finish {
 pub struct StepRunner {
     pub store: Store,
     pub mailbox: std::sync::Arc<dyn Mailbox>,
-    pub handlers: Handlers,
+    pub registry: Registry,
     pub retry: RetryPolicy,
 }
 
@@ -281,7 +148,7 @@ impl StepRunner {
         let envelope = &delivery.envelope;
         let role = &envelope.role;
         if envelope.kind != STEP_MESSAGE {
-            if let Some(handler) = self.handlers.message(&envelope.kind) {
+            if let Some(handler) = self.registry.message(&envelope.kind) {
                 return self.run_message(handler.as_ref(), delivery, now).await;
             }
         }
@@ -320,86 +187,83 @@ impl StepRunner {
             Err(err) => return Err(err),
         };
 
-        let outcome = match self.handlers.step(&running.kind, &running.step) {
+        let mut effects = Vec::new();
+        let outcome = match self.registry.erased(&running.kind) {
             None => Err((
-                StepError::Abort(format!(
+                StepError::abort(format!(
                     "no handler for step {:?} of job kind {:?}",
                     running.step, running.kind
                 )),
                 false,
             )),
-            Some(handler) => {
-                let ctx = StepContext {
-                    store: &self.store,
-                    job: &running,
-                    attempt: running.attempts,
-                    now: now(),
-                };
-                let work = run_guarded(handler.run(&ctx));
+            Some(kind) => {
+                let mut ctx = StepContext::new(&self.store, &running, running.attempts, now());
+                let work = run_guarded(kind.run(&running.step, &mut ctx));
                 let cancelled = until_cancelled(&jobs, &running.id, running.attempts);
-                let result = tokio::select! {
-                    result = work => result,
-                    () = cancelled => {
+                let ran = tokio::select! {
+                    result = work => Some(result),
+                    () = cancelled => None,
+                };
+                effects = ctx.take_effects();
+                match ran {
+                    Some(Ok(Ok(outcome))) => Ok(outcome),
+                    Some(Ok(Err(err))) => Err((err, false)),
+                    None => {
                         // The job was cancelled (or otherwise ended) while the step ran:
-                        // the handler was dropped at its next await point, nothing of it
-                        // is committed, and the delivery is done.
+                        // the step was dropped at its next await point, nothing of it is
+                        // committed, and the delivery is done.
                         tracing::info!(tenant = %envelope.tenant, job_id = %running.id, step = %running.step, "running step cancelled");
                         self.mailbox
                             .ack(role, std::slice::from_ref(&delivery.receipt))
                             .await?;
                         return Ok(Finish::Cancelled);
                     }
-                };
-                match result {
-                    // The next step's message is deduplicated by `{job}:{step}`: a step
-                    // naming itself would be dropped, so it is refused loudly instead.
-                    Ok(Ok(StepOutcome::Next { step, .. })) if step == running.step => Err((
-                        StepError::Abort(format!(
-                            "step {step:?} names itself as the next step; use a retry instead"
-                        )),
-                        false,
-                    )),
-                    Ok(Ok(outcome)) => Ok(outcome),
-                    Ok(Err(err)) => Err((err, false)),
-                    Err(panic) => Err((StepError::Retry(panic.to_string()), true)),
+                    Some(Err(panic)) => Err((StepError::retry(panic.to_string()), true)),
                 }
             }
         };
 
         let mut done = match &outcome {
-            Ok(StepOutcome::Done(_)) => Transition::new(JobState::Running, JobState::Succeeded),
-            Ok(StepOutcome::Next { .. }) => Transition::new(JobState::Running, JobState::Queued),
+            Ok(Outcome::Done(_)) => Transition::new(JobState::Running, JobState::Succeeded),
+            Ok(Outcome::Next { .. }) => Transition::new(JobState::Running, JobState::Queued),
             Err(_) => Transition::new(JobState::Running, JobState::Retrying),
         };
         done.expect_step = Some(running.step.clone());
         done.expect_attempts = Some(running.attempts);
         let at = now();
         let finish = match outcome {
-            Ok(StepOutcome::Done(result)) => {
+            Ok(Outcome::Done(result)) => {
                 done.result = Some(result);
+                done.effects = effects;
                 jobs.transition_grouped(&running.id, &done, &[], at).await?;
                 Finish::Completed
             }
-            Ok(StepOutcome::Next {
+            Ok(Outcome::Next {
                 step,
                 role: next_role,
             }) => {
-                done.step = Some(step.clone());
-                let next = step_message(&running.id, &step, next_role.as_str(), 0, at);
+                done.step = Some(step.to_owned());
+                done.effects = effects;
+                let next = step_message(&running.id, step, next_role.as_str(), 0, at);
                 jobs.transition_grouped(&running.id, &done, &[next], at)
                     .await?;
                 Finish::Completed
             }
             Err((err, panicked)) => {
+                // Staged writes of a failed attempt are dropped with it.
+                drop(effects);
                 let error = err.to_string();
+                if let Some(source) = std::error::Error::source(&err) {
+                    tracing::debug!(tenant = %envelope.tenant, job_id = %running.id, step = %running.step, error = %error, source = %source, "step failed");
+                }
                 done.error = Some(error.clone());
-                let delay = match err {
-                    StepError::Retry(_) if running.attempts < running.max_attempts => {
-                        self.retry.delay(
-                            &format!("{}:{}", running.id, running.step),
-                            running.attempts,
-                        )
-                    }
+                let left = running.attempts < running.max_attempts;
+                let delay = match err.retry_kind() {
+                    Retry::Backoff if left => self.retry.delay(
+                        &format!("{}:{}", running.id, running.step),
+                        running.attempts,
+                    ),
+                    Retry::After(after) if left => Some(after),
                     _ => None,
                 };
                 match delay {
@@ -490,7 +354,7 @@ impl StepRunner {
     /// back-off as job steps, then go to the dead letters.
     async fn run_message(
         &self,
-        handler: &dyn crate::handler::MessageHandler,
+        handler: &dyn MessageHandler,
         delivery: &Delivery,
         now: impl Fn() -> DateTime<Utc>,
     ) -> Result<Finish, StoreError> {
@@ -503,12 +367,13 @@ impl StepRunner {
                 return Ok(Finish::Completed);
             }
             Ok(Err(err)) => (err, false),
-            Err(panic) => (StepError::Retry(panic.to_string()), true),
+            Err(panic) => (StepError::retry(panic.to_string()), true),
         };
         let attempt = envelope.attempt + 1;
-        let delay = match &error {
-            StepError::Retry(_) => self.retry.delay(&envelope.idempotency_key, attempt),
-            StepError::Abort(_) => None,
+        let delay = match error.retry_kind() {
+            Retry::Backoff => self.retry.delay(&envelope.idempotency_key, attempt),
+            Retry::After(after) if attempt < self.retry.max_attempts => Some(after),
+            _ => None,
         };
         let at = now();
         let error = error.to_string();

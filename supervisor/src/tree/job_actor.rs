@@ -11,18 +11,19 @@ use std::time::Instant;
 use actix::prelude::*;
 use chrono::Utc;
 use stella_store::mailbox::Delivery;
-use stella_supervisor::{run_guarded, ActorSnapshot, Observe};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::messages::JobFinished;
+use crate::boundary::run_guarded;
 use crate::job::Finish;
-use crate::shared::Shared;
-use crate::tenant::{JobFinished, TenantSupervisor};
+use crate::runtime::shared::Shared;
+use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct JobActor {
     shared: Arc<Shared>,
     delivery: Option<Delivery>,
     permit: Option<OwnedSemaphorePermit>,
-    supervisor: Addr<TenantSupervisor>,
+    supervisor: Recipient<JobFinished>,
     name: String,
 }
 
@@ -31,7 +32,7 @@ impl JobActor {
         shared: Arc<Shared>,
         delivery: Delivery,
         permit: OwnedSemaphorePermit,
-        supervisor: Addr<TenantSupervisor>,
+        supervisor: Recipient<JobFinished>,
     ) -> Self {
         let name = delivery
             .envelope

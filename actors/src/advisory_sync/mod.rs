@@ -1,27 +1,25 @@
 //! The `advisory-sync` job kind: the fetcher downloads each source URL (an OSV
 //! `all.zip`, a JSON array or one record) through the outbound guard and imports it (see
-//! [`crate::fetcher`]). Advisories are shared by every tenant, so only administrators
+//! [`import`]). Advisories are shared by every tenant, so only administrators
 //! start a sync: through an advisory-sync schedule or `POST /jobs` with an administrator
 //! token. An import of unchanged records is a no-op, so a redelivered or retried step
 //! changes nothing twice; changed records raise the `advisory.delta` the scheduler
 //! re-evaluates from. The job's result is one import report per source.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod import;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use stella_domain::osv::Limits;
-use stella_store::mailbox::Role;
 use stella_store::object::Objects;
-
-use crate::fetcher::{import_collection, Collection, ImportError};
-use crate::handler::{
-    CheckParams, JobKind, StepContext, StepError, StepHandler, StepOutcome, Submitters,
+use stella_supervisor::{
+    InvalidParams, Kind, Step, StepContext, StepError, StepOutcome, Submitters,
 };
-use crate::outbound::{FetchError, Outbound};
 
-pub const KIND: &str = "advisory-sync";
+pub use import::{import_advisories, import_collection, Collection, ImportError, ImportReport};
+
+use crate::outbound::{FetchError, Outbound};
+use crate::roles::Role;
 
 /// The most sources one sync may name.
 pub const MAX_SOURCES: usize = 32;
@@ -37,67 +35,70 @@ pub struct SyncParams {
 impl SyncParams {
     /// Checks the sources as the fetcher will: 1 to [`MAX_SOURCES`] URLs, each one the
     /// outbound guard accepts before resolving it.
-    pub fn check(&self, outbound: &Outbound) -> Result<(), (String, String)> {
+    pub fn check(&self, outbound: &Outbound) -> Result<(), InvalidParams> {
         if self.sources.is_empty() || self.sources.len() > MAX_SOURCES {
-            return Err((
-                "sources".into(),
+            return Err(InvalidParams::new(
+                "sources",
                 format!("an advisory sync needs 1 to {MAX_SOURCES} source URLs"),
             ));
         }
         for (i, url) in self.sources.iter().enumerate() {
             outbound
                 .check(url)
-                .map_err(|err| (format!("sources[{i}]"), err.to_string()))?;
+                .map_err(|err| InvalidParams::new(format!("sources[{i}]"), err.to_string()))?;
         }
         Ok(())
     }
 }
 
-#[derive(Debug)]
-struct Check(Outbound);
-
-impl CheckParams for Check {
-    fn check(&self, params: &serde_json::Value) -> Result<(), (String, String)> {
-        let params: SyncParams = serde_json::from_value(params.clone()).map_err(|err| {
-            (
-                String::new(),
-                format!("invalid advisory-sync parameters: {err}"),
-            )
-        })?;
-        params.check(&self.0)
-    }
-}
-
-pub fn kind(objects: Objects, outbound: Outbound) -> JobKind {
-    let mut steps: BTreeMap<&'static str, Arc<dyn StepHandler>> = BTreeMap::new();
-    steps.insert(
-        "fetch",
-        Arc::new(Fetch {
-            objects,
-            outbound: outbound.clone(),
-        }),
-    );
-    JobKind {
-        name: KIND,
-        first_step: "fetch",
-        role: Role::parse("fetcher").unwrap_or_else(|_| unreachable!("a valid role literal")),
-        steps,
-        submitters: Submitters::Administrators,
-        params: Some(Arc::new(Check(outbound))),
-    }
-}
-
-#[derive(Debug)]
-struct Fetch {
+/// The `advisory-sync` job kind: what its one step needs.
+#[derive(Debug, Clone)]
+pub struct AdvisorySync {
     objects: Objects,
     outbound: Outbound,
 }
 
+impl AdvisorySync {
+    pub fn new(objects: Objects, outbound: Outbound) -> Self {
+        Self { objects, outbound }
+    }
+}
+
+/// Its one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStep {
+    Fetch,
+}
+
+impl Step for SyncStep {
+    const ALL: &'static [Self] = &[SyncStep::Fetch];
+
+    fn name(self) -> &'static str {
+        "fetch"
+    }
+
+    fn role(self) -> stella_store::mailbox::Role {
+        Role::Fetcher.mailbox()
+    }
+}
+
 #[async_trait]
-impl StepHandler for Fetch {
-    async fn run(&self, ctx: &StepContext<'_>) -> Result<StepOutcome, StepError> {
-        let params: SyncParams = serde_json::from_value(ctx.job.params.clone())
-            .map_err(|err| StepError::Abort(format!("invalid advisory-sync parameters: {err}")))?;
+impl Kind for AdvisorySync {
+    const NAME: &'static str = "advisory-sync";
+    const SUBMITTERS: Submitters = Submitters::Administrators;
+    type Params = SyncParams;
+    type Step = SyncStep;
+
+    fn check(&self, params: &SyncParams) -> Result<(), InvalidParams> {
+        params.check(&self.outbound)
+    }
+
+    async fn run(
+        &self,
+        _step: SyncStep,
+        params: &SyncParams,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<StepOutcome<SyncStep>, StepError> {
         let mut reports = Vec::with_capacity(params.sources.len());
         for (i, url) in params.sources.iter().enumerate() {
             let source = i + 1;
@@ -110,11 +111,12 @@ impl StepHandler for Fetch {
                 .map_err(|err| {
                     let message = format!("source {source}: {err}");
                     match err {
-                        FetchError::Transient(_) => StepError::Retry(message),
+                        FetchError::Transient(_) => StepError::retry(message),
                         FetchError::Forbidden(_) | FetchError::Refused(_) => {
-                            StepError::Abort(message)
+                            StepError::abort(message)
                         }
                     }
+                    .with_source(err)
                 })?;
             let report = import_collection(
                 ctx.store,
@@ -127,7 +129,7 @@ impl StepHandler for Fetch {
             .await
             .map_err(|err| match err {
                 ImportError::Store(err) => StepError::from(err),
-                other => StepError::Abort(format!("source {source}: {other}")),
+                other => StepError::abort(format!("source {source}: {other}")).with_source(other),
             })?;
             drop(download);
             reports.push(serde_json::json!({

@@ -1,184 +1,18 @@
-//! The per-process runtime: consumer loops per role, the janitor (delayed entries,
-//! take-over of abandoned entries, heartbeats, lease, queue metrics), the outbox relay,
-//! and the supervision tree they feed.
+//! The loops of one process's runtime: a consumer per role that hands deliveries to the
+//! supervision tree, a janitor per role, and the heartbeat.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
-use stella_config::RuntimeSettings;
-use stella_store::mailbox::{ConsumerName, Delivery, Mailbox, Role};
-use stella_store::{Store, StoreError};
-use stella_supervisor::{ActorSnapshot, Observe};
+use stella_store::mailbox::{Delivery, Role};
+use stella_store::StoreError;
 use tokio::sync::{watch, OwnedSemaphorePermit};
-use tokio::task::JoinHandle;
 
-use crate::handler::Handlers;
-use crate::job::{retry_policy, StepRunner};
-use crate::metrics::RuntimeMetrics;
-use crate::root::RootSupervisor;
-use crate::shared::Shared;
-use crate::tenant::Dispatch;
-
-/// Every role a process can run.
-pub const ROLES: &[&str] = &[
-    "fetcher",
-    "analyzer",
-    "evaluator",
-    "sealer",
-    "notifier",
-    "exporter",
-    "diag",
-];
-
-/// What a runtime needs to start.
-#[derive(Debug, Clone)]
-pub struct RuntimeConfig {
-    pub store: Store,
-    pub mailbox: Arc<dyn Mailbox>,
-    pub settings: RuntimeSettings,
-    pub roles: Vec<Role>,
-    pub handlers: Handlers,
-    pub metrics: RuntimeMetrics,
-    /// The consumer name; unique per live process (registration refuses a duplicate).
-    pub consumer: ConsumerName,
-}
-
-/// A running runtime. Must be started inside an actix system.
-#[derive(Debug)]
-pub struct Runtime {
-    shared: Arc<Shared>,
-    root: Addr<RootSupervisor>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    instance: String,
-}
-
-impl Runtime {
-    /// Registers the consumer name and starts every loop.
-    pub async fn start(config: RuntimeConfig) -> Result<Self, StoreError> {
-        let instance = uuid::Uuid::new_v4().simple().to_string();
-        config.mailbox.register(&config.consumer, &instance).await?;
-        // Job actors acknowledge one by one; batching shares the round trips.
-        let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::BatchedAcks::new(
-            config.mailbox.clone(),
-        ));
-        let config = RuntimeConfig { mailbox, ..config };
-        let runner = StepRunner {
-            store: config.store.clone(),
-            mailbox: config.mailbox.clone(),
-            handlers: config.handlers.clone(),
-            retry: retry_policy(&config.settings),
-        };
-        let shared = Arc::new(Shared::new(
-            runner,
-            config.settings.clone(),
-            config.metrics.clone(),
-            config.consumer.clone(),
-        ));
-        let root = RootSupervisor::new(shared.clone()).start();
-        let (stop, stop_rx) = watch::channel(false);
-        let poll = Duration::from_millis(config.settings.poll_interval_ms);
-        let mut tasks = Vec::new();
-        let wake: Vec<Arc<tokio::sync::Notify>> =
-            config.roles.iter().map(|_| Arc::default()).collect();
-        tasks.push(actix_rt::spawn(crate::relay::run(
-            config.store.clone(),
-            config.mailbox.clone(),
-            config.metrics.clone(),
-            poll,
-            wake.clone(),
-            stop_rx.clone(),
-        )));
-        for (role, wake) in config.roles.iter().zip(wake) {
-            tasks.push(actix_rt::spawn(consume(
-                shared.clone(),
-                role.clone(),
-                root.clone(),
-                wake,
-                stop_rx.clone(),
-            )));
-            tasks.push(actix_rt::spawn(janitor(
-                shared.clone(),
-                role.clone(),
-                root.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        tasks.push(actix_rt::spawn(heartbeat(
-            shared.clone(),
-            instance.clone(),
-            stop.clone(),
-            stop_rx,
-        )));
-        tracing::info!(consumer = %config.consumer, roles = ?config.roles, "runtime started");
-        Ok(Self {
-            shared,
-            root,
-            stop,
-            tasks,
-            instance,
-        })
-    }
-
-    /// The supervision tree as observe snapshots.
-    pub async fn observe(&self) -> ActorSnapshot {
-        self.observer().snapshot().await
-    }
-
-    /// A handle that reads the supervision tree from anywhere (the HTTP server's
-    /// workers run on other threads).
-    pub fn observer(&self) -> Observer {
-        Observer {
-            root: self.root.clone(),
-        }
-    }
-
-    /// Stops taking work, lets in-flight deliveries finish until `deadline`, and leaves
-    /// the rest unacknowledged for another process to take over.
-    pub async fn shutdown(self, deadline: Duration) {
-        let _ = self.stop.send(true);
-        let total = self.shared.settings.concurrency;
-        let drained = tokio::time::timeout(deadline, async {
-            // All permits back means nothing is held any more.
-            let _all = self.shared.capacity.acquire_many(total).await;
-        })
-        .await
-        .is_ok();
-        if !drained {
-            let held: usize = self.shared.held_by_role().values().map(Vec::len).sum();
-            tracing::warn!(
-                held,
-                "shutdown deadline passed; leaving unfinished deliveries to other processes"
-            );
-        }
-        for task in &self.tasks {
-            task.abort();
-        }
-        if let Err(err) = self
-            .shared
-            .mailbox
-            .unregister(&self.shared.consumer, &self.instance)
-            .await
-        {
-            tracing::warn!(error = %err, "could not release the consumer name");
-        }
-    }
-}
-
-/// Reads the supervision tree of a running [`Runtime`].
-#[derive(Debug, Clone)]
-pub struct Observer {
-    root: Addr<RootSupervisor>,
-}
-
-impl Observer {
-    /// The tree as observe snapshots; an empty snapshot once the runtime has stopped.
-    pub async fn snapshot(&self) -> ActorSnapshot {
-        self.root.send(Observe).await.unwrap_or_default()
-    }
-}
+use super::shared::Shared;
+use crate::tree::messages::Dispatch;
+use crate::tree::RootSupervisor;
 
 /// Waits for at least one free slot, then takes as many more as are free, up to `max`.
 async fn reserve(
@@ -224,7 +58,7 @@ fn dispatch(
     root.do_send(Dispatch { deliveries: batch });
 }
 
-async fn consume(
+pub(super) async fn consume(
     shared: Arc<Shared>,
     role: Role,
     root: Addr<RootSupervisor>,
@@ -287,7 +121,7 @@ async fn consume(
 
 /// Per role: promotes due delayed entries, takes over abandoned entries, and keeps the
 /// queue gauges current.
-async fn janitor(
+pub(super) async fn janitor(
     shared: Arc<Shared>,
     role: Role,
     root: Addr<RootSupervisor>,
@@ -352,7 +186,7 @@ async fn janitor(
 
 /// Keeps held entries from being taken over and the consumer name leased. Losing the
 /// lease (another process took the name) stops this runtime from taking work.
-async fn heartbeat(
+pub(super) async fn heartbeat(
     shared: Arc<Shared>,
     instance: String,
     stop_all: watch::Sender<bool>,

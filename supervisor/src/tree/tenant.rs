@@ -16,40 +16,19 @@ use actix::prelude::*;
 use futures::future::join_all;
 use stella_store::mailbox::Delivery;
 use stella_store::TenantId;
-use stella_supervisor::{ActorSnapshot, Decision, Observe, RestartPolicy, RestartTracker};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::job::Finish;
-use crate::job_actor::JobActor;
-use crate::root::{RootSupervisor, TenantIdle};
-use crate::shared::Shared;
-
-/// Deliveries, each with the capacity permit it holds: to the root from the consumer
-/// loops (any tenants), and from the root to a tenant supervisor (its own).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Dispatch {
-    pub(crate) deliveries: Vec<(Delivery, OwnedSemaphorePermit)>,
-}
-
-/// Sent by the root once it routes no more work here: stop unless work arrived meanwhile.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct StopIfIdle;
-
-/// A job actor finished its delivery.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct JobFinished {
-    pub(crate) delivery: Delivery,
-    pub(crate) finish: Result<Finish, String>,
-    pub(crate) permit: Option<OwnedSemaphorePermit>,
-}
+use super::job_actor::JobActor;
+use super::messages::{Dispatch, JobFinished, StopIfIdle, TenantIdle};
+use crate::restart::{Decision, RestartPolicy, RestartTracker};
+use crate::runtime::shared::Shared;
+use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct TenantSupervisor {
     tenant: TenantId,
+    incarnation: u64,
     shared: Arc<Shared>,
-    root: Addr<RootSupervisor>,
+    root: Recipient<TenantIdle>,
     queue: VecDeque<(Delivery, OwnedSemaphorePermit)>,
     running: HashMap<String, Addr<JobActor>>,
     tracker: RestartTracker,
@@ -58,7 +37,12 @@ pub(crate) struct TenantSupervisor {
 }
 
 impl TenantSupervisor {
-    pub(crate) fn new(tenant: TenantId, shared: Arc<Shared>, root: Addr<RootSupervisor>) -> Self {
+    pub(crate) fn new(
+        tenant: TenantId,
+        incarnation: u64,
+        shared: Arc<Shared>,
+        root: Recipient<TenantIdle>,
+    ) -> Self {
         let s = &shared.settings;
         let policy = RestartPolicy {
             max_restarts: s.restart_max,
@@ -67,6 +51,7 @@ impl TenantSupervisor {
         };
         Self {
             tenant,
+            incarnation,
             shared,
             root,
             queue: VecDeque::new(),
@@ -99,7 +84,13 @@ impl TenantSupervisor {
                 break;
             };
             let key = delivery.receipt.id().to_owned();
-            let actor = JobActor::new(self.shared.clone(), delivery, permit, ctx.address()).start();
+            let actor = JobActor::new(
+                self.shared.clone(),
+                delivery,
+                permit,
+                ctx.address().recipient(),
+            )
+            .start();
             self.running.insert(key, actor);
         }
         self.last_active = Instant::now();
@@ -119,7 +110,8 @@ impl Actor for TenantSupervisor {
                 // sent to a stopping actor and lost.
                 act.root.do_send(TenantIdle {
                     tenant: act.tenant.clone(),
-                    addr: ctx.address(),
+                    incarnation: act.incarnation,
+                    stop: ctx.address().recipient(),
                 });
             }
         });

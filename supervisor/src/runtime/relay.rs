@@ -10,7 +10,7 @@ use stella_store::mailbox::{Envelope, Mailbox, Role};
 use stella_store::{Store, StoreError};
 use tokio::sync::{watch, Notify};
 
-use crate::metrics::RuntimeMetrics;
+use super::metrics::RuntimeMetrics;
 
 const BATCH: u32 = 500;
 
@@ -20,7 +20,7 @@ const BATCH: u32 = 500;
 /// polls every `poll` for rows other processes committed; after moving rows it wakes
 /// this process's consumers (`wake`), so a step's next step starts without waiting for
 /// either poll.
-pub(crate) async fn run(
+pub(super) async fn run(
     store: Store,
     mailbox: Arc<dyn Mailbox>,
     metrics: RuntimeMetrics,

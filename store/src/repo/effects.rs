@@ -1,0 +1,88 @@
+//! Writes a job step stages to commit with its outcome ([`Transition::effects`]): in the
+//! same transaction (or group-commit batch) as the job's new state, its event and its
+//! next message, and only where the job's compare-and-set held. Each effect has a unique
+//! key in its table, so committing the same effect twice is impossible, not merely
+//! unlikely.
+//!
+//! A new family of effects is a variant here, its rows in [`insert_effects`] (one
+//! statement per family) and, for PostgreSQL's one-statement batch, a parameter of the
+//! batch statement (`jobs.rs`, `PG_APPLY_CHANGES`).
+//!
+//! [`Transition::effects`]: super::Transition::effects
+
+use serde_json::Value;
+use sqlx::{Any, Transaction};
+
+use crate::error::Result;
+use crate::{JobId, Store, TenantId};
+
+/// A store write staged by a job step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Effect {
+    /// The diagnostic `noop` job's one effect: its row in `noop_effects` (unique per
+    /// job), which the crash tests count against executions.
+    NoopWritten,
+}
+
+/// One staged effect of one job, at the commit's time (milliseconds).
+pub(crate) struct EffectRow<'a> {
+    pub(crate) tenant: &'a TenantId,
+    pub(crate) job: &'a JobId,
+    pub(crate) effect: &'a Effect,
+    pub(crate) at: i64,
+}
+
+/// Rows per INSERT (3 bound parameters each).
+const CHUNK: usize = 500;
+
+/// Writes effects inside a transaction, each family in its own statement; an effect
+/// already written is left as it is.
+pub(crate) async fn insert_effects(
+    store: &Store,
+    tx: &mut Transaction<'static, Any>,
+    rows: &[EffectRow<'_>],
+) -> Result<()> {
+    let noop: Vec<&EffectRow<'_>> = rows
+        .iter()
+        .filter(|row| matches!(row.effect, Effect::NoopWritten))
+        .collect();
+    for chunk in noop.chunks(CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO noop_effects (tenant_id, job_id, written_at) VALUES {} \
+             ON CONFLICT (tenant_id, job_id) DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query
+                .bind(row.tenant.as_str())
+                .bind(row.job.as_str())
+                .bind(row.at);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "noop effect"))?;
+    }
+    Ok(())
+}
+
+/// The `noop_effects` rows of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_noop_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter(|row| matches!(row.effect, Effect::NoopWritten))
+            .map(|row| {
+                serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "job_id": row.job.as_str(),
+                    "at": row.at,
+                })
+            })
+            .collect(),
+    )
+}
