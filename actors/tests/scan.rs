@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../store/tests/common/mod.rs"]
-mod common;
+use stella_test_harness as common;
 
 use std::sync::Arc;
 

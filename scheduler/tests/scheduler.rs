@@ -6,8 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../store/tests/common/mod.rs"]
-mod common;
+use stella_test_harness as common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stella_test_harness as common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stella_test_harness as common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;

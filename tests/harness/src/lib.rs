@@ -1,10 +1,27 @@
-//! Backends for the conformance suites: every test gets its own SQLite file or PostgreSQL
-//! database, its own folder or S3 key prefix, so tests run in parallel.
+//! Per-test backends for Stella's tests: every test gets its own SQLite file or PostgreSQL
+//! database, its own folder or S3 key prefix and its own Valkey key prefix, so tests run
+//! in parallel. The store's conformance suites, the actors' and the scheduler's tests and
+//! the end-to-end tests use it (as `common`); it is a dev-dependency only, never part of
+//! the server.
 //!
 //! The server backends come from the variables `ops/services.sh up` prints. Without them a
 //! server test is skipped with a message, unless `STELLA_TEST_SERVICES=1` (which
 //! `ops/test.sh` sets), where a missing service is a failure.
-#![allow(dead_code, unreachable_pub)]
+//!
+//! It hands out real `stella-store` values (`Store`, `Arc<dyn ObjectStore>`,
+//! `Arc<dyn Mailbox>`), so it depends on `stella-store`, and `stella-store` has it as a
+//! dev-dependency. Cargo allows that cycle, and it costs nothing here: the store's tests
+//! that use the harness are integration tests (`store/tests/`), which link the same build
+//! of `stella-store` the harness does, so its types are the ones the tests name. Only the
+//! store's unit tests (`#[cfg(test)]` in `store/src/`) are a second copy of the crate, and
+//! they do not use the harness.
+//!
+//! Layout (one file; each value has a `finish` that removes what the test wrote):
+//! - [`TestDb`] from [`sqlite`] or [`postgres`];
+//! - [`TestObjects`] from [`folder`] or [`s3`], and [`s3_target`] for a store built by hand;
+//! - [`TestMailbox`] from [`embedded_mailbox`] or [`valkey_mailbox`].
+// A setup step that fails panics, as in the tests themselves: the test that asked fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +46,7 @@ fn service_env(name: &str) -> Option<String> {
     }
 }
 
+#[derive(Debug)]
 pub struct TestDb {
     pub store: Store,
     /// A URL a test can open directly to look at the raw rows.
@@ -100,6 +118,7 @@ pub async fn postgres() -> Option<TestDb> {
     })
 }
 
+#[derive(Debug)]
 pub struct TestObjects {
     pub store: Arc<dyn ObjectStore>,
     _dir: Option<tempfile::TempDir>,
@@ -154,6 +173,7 @@ pub async fn s3() -> Option<TestObjects> {
 }
 
 /// A mailbox under test, with what its cleanup needs.
+#[derive(Debug)]
 pub struct TestMailbox {
     pub mailbox: Arc<dyn stella_store::mailbox::Mailbox>,
     db: Option<TestDb>,

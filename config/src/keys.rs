@@ -1,0 +1,234 @@
+//! The table of every setting: its dotted key, its `STELLA_` environment name, its type and
+//! how `config show` prints it.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Bool,
+}
+
+/// One setting: its dotted key, its environment name, its type, and how to show it.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDef {
+    pub key: &'static str,
+    pub env: &'static str,
+    pub kind: Kind,
+    pub show: Show,
+}
+
+/// How `config show` prints a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    Plain,
+    /// Never printed.
+    Secret,
+    /// A URL printed with its password replaced.
+    Url,
+}
+
+macro_rules! key {
+    ($key:literal, $env:literal, $kind:ident) => {
+        key!($key, $env, $kind, Plain)
+    };
+    ($key:literal, $env:literal, $kind:ident, $show:ident) => {
+        KeyDef {
+            key: $key,
+            env: $env,
+            kind: Kind::$kind,
+            show: Show::$show,
+        }
+    };
+}
+
+/// Every setting Stella knows. A key missing here cannot be set from the environment and
+/// is rejected in a file.
+pub const KEYS: &[KeyDef] = &[
+    key!("data_dir", "STELLA_DATA_DIR", Str),
+    key!("listen", "STELLA_LISTEN", Str),
+    key!("bootstrap_token", "STELLA_BOOTSTRAP_TOKEN", Str, Secret),
+    key!("log", "STELLA_LOG", Str),
+    key!("log_format", "STELLA_LOG_FORMAT", Str),
+    key!("signing_key_file", "STELLA_SIGNING_KEY_FILE", Str),
+    key!("database.url", "STELLA_DATABASE_URL", Str, Url),
+    key!(
+        "database.max_connections",
+        "STELLA_DATABASE_MAX_CONNECTIONS",
+        Int
+    ),
+    key!(
+        "database.connect_timeout_secs",
+        "STELLA_DATABASE_CONNECT_TIMEOUT_SECS",
+        Int
+    ),
+    key!("valkey.url", "STELLA_VALKEY_URL", Str, Url),
+    key!("valkey.key_prefix", "STELLA_VALKEY_KEY_PREFIX", Str),
+    key!("valkey.pool_size", "STELLA_VALKEY_POOL_SIZE", Int),
+    key!("s3.endpoint", "STELLA_S3_ENDPOINT", Str),
+    key!("s3.bucket", "STELLA_S3_BUCKET", Str),
+    key!("s3.region", "STELLA_S3_REGION", Str),
+    key!("s3.access_key_id", "STELLA_S3_ACCESS_KEY_ID", Str),
+    key!(
+        "s3.secret_access_key",
+        "STELLA_S3_SECRET_ACCESS_KEY",
+        Str,
+        Secret
+    ),
+    key!("s3.prefix", "STELLA_S3_PREFIX", Str),
+    key!("s3.part_size_bytes", "STELLA_S3_PART_SIZE_BYTES", Int),
+    key!("api.max_body_bytes", "STELLA_API_MAX_BODY_BYTES", Int),
+    key!(
+        "api.max_sbom_components",
+        "STELLA_API_MAX_SBOM_COMPONENTS",
+        Int
+    ),
+    key!(
+        "api.shutdown_timeout_secs",
+        "STELLA_API_SHUTDOWN_TIMEOUT_SECS",
+        Int
+    ),
+    key!(
+        "api.rate_limit_per_second",
+        "STELLA_API_RATE_LIMIT_PER_SECOND",
+        Int
+    ),
+    key!("api.rate_limit_burst", "STELLA_API_RATE_LIMIT_BURST", Int),
+    key!(
+        "api.body_read_timeout_secs",
+        "STELLA_API_BODY_READ_TIMEOUT_SECS",
+        Int
+    ),
+    key!(
+        "api.auth_failures_per_minute",
+        "STELLA_API_AUTH_FAILURES_PER_MINUTE",
+        Int
+    ),
+    key!(
+        "api.auth_failure_burst",
+        "STELLA_API_AUTH_FAILURE_BURST",
+        Int
+    ),
+    key!("api.tenant_noop_jobs", "STELLA_API_TENANT_NOOP_JOBS", Bool),
+    key!("runtime.batch_size", "STELLA_RUNTIME_BATCH_SIZE", Int),
+    key!("runtime.concurrency", "STELLA_RUNTIME_CONCURRENCY", Int),
+    key!(
+        "runtime.tenant_concurrency",
+        "STELLA_RUNTIME_TENANT_CONCURRENCY",
+        Int
+    ),
+    key!("runtime.min_idle_ms", "STELLA_RUNTIME_MIN_IDLE_MS", Int),
+    key!(
+        "runtime.max_deliveries",
+        "STELLA_RUNTIME_MAX_DELIVERIES",
+        Int
+    ),
+    key!("runtime.max_attempts", "STELLA_RUNTIME_MAX_ATTEMPTS", Int),
+    key!(
+        "runtime.retry_min_delay_ms",
+        "STELLA_RUNTIME_RETRY_MIN_DELAY_MS",
+        Int
+    ),
+    key!(
+        "runtime.retry_max_delay_ms",
+        "STELLA_RUNTIME_RETRY_MAX_DELAY_MS",
+        Int
+    ),
+    key!(
+        "runtime.tenant_idle_secs",
+        "STELLA_RUNTIME_TENANT_IDLE_SECS",
+        Int
+    ),
+    key!("runtime.restart_max", "STELLA_RUNTIME_RESTART_MAX", Int),
+    key!(
+        "runtime.restart_within_secs",
+        "STELLA_RUNTIME_RESTART_WITHIN_SECS",
+        Int
+    ),
+    key!(
+        "runtime.quarantine_secs",
+        "STELLA_RUNTIME_QUARANTINE_SECS",
+        Int
+    ),
+    key!(
+        "runtime.poll_interval_ms",
+        "STELLA_RUNTIME_POLL_INTERVAL_MS",
+        Int
+    ),
+    key!(
+        "runtime.shutdown_timeout_secs",
+        "STELLA_RUNTIME_SHUTDOWN_TIMEOUT_SECS",
+        Int
+    ),
+    key!("runtime.consumer_name", "STELLA_RUNTIME_CONSUMER_NAME", Str),
+    key!("scheduler.enabled", "STELLA_SCHEDULER_ENABLED", Bool),
+    key!(
+        "scheduler.lease_ttl_secs",
+        "STELLA_SCHEDULER_LEASE_TTL_SECS",
+        Int
+    ),
+    key!(
+        "scheduler.poll_interval_ms",
+        "STELLA_SCHEDULER_POLL_INTERVAL_MS",
+        Int
+    ),
+    key!(
+        "scheduler.misfire_grace_secs",
+        "STELLA_SCHEDULER_MISFIRE_GRACE_SECS",
+        Int
+    ),
+    key!(
+        "scheduler.default_jitter_secs",
+        "STELLA_SCHEDULER_DEFAULT_JITTER_SECS",
+        Int
+    ),
+    key!("scheduler.clock_speed", "STELLA_SCHEDULER_CLOCK_SPEED", Int),
+    key!(
+        "scheduler.clock_origin",
+        "STELLA_SCHEDULER_CLOCK_ORIGIN",
+        Str
+    ),
+    key!("outbound.allow_hosts", "STELLA_OUTBOUND_ALLOW_HOSTS", Str),
+    key!(
+        "outbound.connect_timeout_secs",
+        "STELLA_OUTBOUND_CONNECT_TIMEOUT_SECS",
+        Int
+    ),
+    key!("outbound.timeout_secs", "STELLA_OUTBOUND_TIMEOUT_SECS", Int),
+    key!("outbound.max_bytes", "STELLA_OUTBOUND_MAX_BYTES", Int),
+    key!(
+        "outbound.max_redirects",
+        "STELLA_OUTBOUND_MAX_REDIRECTS",
+        Int
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::env;
+    use crate::{load, Source};
+
+    #[test]
+    fn every_key_is_settable_from_the_environment() {
+        // Guards the KEYS table against drifting from the structs: each key set through
+        // its variable must land in the settings without an unknown-field error.
+        for def in KEYS {
+            let value = match (def.kind, def.key) {
+                (Kind::Int, "s3.part_size_bytes") => "6000000",
+                (Kind::Int, "runtime.retry_max_delay_ms") => "600000",
+                (Kind::Int, _) => "7",
+                (Kind::Bool, _) => "true",
+                (Kind::Str, "listen") => "127.0.0.1:1",
+                (Kind::Str, "database.url") => "sqlite://x.db",
+                (Kind::Str, "valkey.url") => "redis://h",
+                (Kind::Str, "log_format") => "json",
+                (Kind::Str, "s3.endpoint") => continue,
+                (Kind::Str, "scheduler.clock_origin") => "2026-01-01T00:00:00Z",
+                (Kind::Str, _) => "v",
+            };
+            let loaded = load(None, &env(&[(def.env, value)]))
+                .unwrap_or_else(|err| panic!("{}: {err}", def.env));
+            assert_eq!(loaded.source_of(def.key), Source::Env(def.env.into()));
+        }
+    }
+}
