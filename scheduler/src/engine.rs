@@ -29,7 +29,7 @@ use stella_store::repo::{
     TargetOutcome, TargetRecord, SCHEDULER_LEASE,
 };
 use stella_store::{RunId, ScheduleId, Store, StoreError, TenantId};
-use stella_supervisor::{prepare, JobRequest, Registry};
+use stella_supervisor::{prepare, JobRequest, Kind, Registry};
 
 use crate::clock::Clock;
 use crate::cron::CronSchedule;
@@ -638,7 +638,7 @@ impl Scheduler {
                 if e.job_state == "succeeded" {
                     ("completed", job.result.unwrap_or(Value::Null))
                 } else {
-                    let what = if sync { "advisory-sync" } else { "scan" };
+                    let what = if sync { AdvisorySync::NAME } else { Scan::NAME };
                     let error = match job.last_error {
                         Some(reason) => format!("the {what} job {}: {reason}", e.job_state),
                         None => format!("the {what} job {}", e.job_state),

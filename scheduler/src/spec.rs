@@ -12,8 +12,10 @@ use crate::cron::{CronError, CronSchedule};
 pub const KINDS: &[&str] = &[RESCAN, ADVISORY_SYNC];
 /// Re-evaluate targets' stored SBOMs against the current advisories, VEX and policy.
 pub const RESCAN: &str = "rescan";
-/// Import advisories from the schedule's source URLs.
-pub const ADVISORY_SYNC: &str = "advisory-sync";
+/// Import advisories from the schedule's source URLs (an `advisory-sync` job, hence its
+/// name).
+pub const ADVISORY_SYNC: &str =
+    <stella_actors::advisory_sync::AdvisorySync as stella_supervisor::Kind>::NAME;
 
 /// The largest jitter window a schedule may ask for.
 pub const MAX_JITTER_SECS: u32 = 3600;
