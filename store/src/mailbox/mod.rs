@@ -18,11 +18,23 @@
 //!   process holds; `renew` keeps the lease and `touch` keeps long-running entries from
 //!   being claimed.
 //!
+//! The port is five capability traits, so a user holds only what it needs:
+//! - [`Deliver`]: `send`, `receive`, and the three ends of a delivery (`ack`,
+//!   `retry_later`, `dead_letter`);
+//! - [`Reclaim`]: `promote_due`, `claim_abandoned`, `touch`;
+//! - [`DeadLetters`]: `replay_dead_letter`, `discard_dead_letter`;
+//! - [`ConsumerLease`]: `register`, `renew`, `unregister`;
+//! - [`Inspect`], read-only: `kind`, `ping`, `stats`, `dead_letters`.
+//!
+//! [`Mailbox`] is all five, for the runtime. A wrapper changes one capability and takes
+//! the rest from the mailbox it wraps through [`Layer`] ([`BatchedAcks`] changes `ack`).
+//!
 //! Adapters: [`ValkeyMailbox`] (Redis Streams) and [`EmbeddedMailbox`] (the relational
 //! store, so the embedded default needs no server).
 
 mod batched;
 mod embedded;
+mod layer;
 mod valkey;
 
 use std::fmt;
@@ -35,6 +47,7 @@ use serde_json::Value;
 
 pub use batched::BatchedAcks;
 pub use embedded::EmbeddedMailbox;
+pub use layer::Layer;
 pub use valkey::ValkeyMailbox;
 
 use crate::error::{Result, StoreError};
@@ -135,9 +148,21 @@ impl Envelope {
         }
     }
 
-    /// Identifies this send for deduplication: the same message and attempt is one send.
+    /// The same message as a fresh first attempt, due now: a replayed dead letter.
+    pub(crate) fn replayed(&self, now: DateTime<Utc>) -> Self {
+        Self {
+            attempt: 0,
+            ..self.next_attempt(now, now)
+        }
+    }
+
+    /// Identifies this send for deduplication: the same message and attempt, to the same
+    /// tenant and role, is one send.
     pub(crate) fn dedupe_key(&self) -> String {
-        format!("{}:{}", self.idempotency_key, self.attempt)
+        format!(
+            "{}:{}:{}:{}",
+            self.tenant, self.role, self.idempotency_key, self.attempt
+        )
     }
 
     pub(crate) fn to_json(&self) -> Result<String> {
@@ -281,11 +306,22 @@ pub(crate) fn too_many_deliveries(deliveries: u32, limit: u32) -> String {
     )
 }
 
-#[async_trait]
-pub trait Mailbox: Send + Sync + fmt::Debug {
-    /// `valkey` or `embedded`, for readiness and diagnostics.
-    fn kind(&self) -> &'static str;
+/// `register` or `renew` found the name taken.
+pub(crate) fn name_taken(consumer: &ConsumerName) -> StoreError {
+    StoreError::Conflict(format!(
+        "consumer name {consumer} is held by a live process"
+    ))
+}
 
+/// No dead letter of that id (or an id no dead letter could have).
+pub(crate) fn no_dead_letter(id: &str) -> StoreError {
+    StoreError::NotFound(format!("dead letter {id}"))
+}
+
+/// Sending and receiving, and ending each delivery: acknowledged, retried later, or
+/// dead-lettered. What producers (the outbox relay) and the job runner use.
+#[async_trait]
+pub trait Deliver: Send + Sync + fmt::Debug {
     /// Stores the envelopes (delayed ones until due). Returns how many were new (not
     /// dropped as duplicates).
     async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize>;
@@ -315,6 +351,15 @@ pub trait Mailbox: Send + Sync + fmt::Debug {
     /// Acknowledges `delivery` and records it as a dead letter, in one step.
     async fn dead_letter(&self, delivery: &Delivery, error: &str, now: DateTime<Utc>)
         -> Result<()>;
+}
+
+/// Bringing entries back into circulation: delayed ones when due, a dead consumer's
+/// after `min_idle`, and keeping a live consumer's from being taken. What the runtime's
+/// janitor and heartbeat use.
+#[async_trait]
+pub trait Reclaim: Send + Sync + fmt::Debug {
+    /// Moves delayed entries whose time has come into their queues; returns how many.
+    async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize>;
 
     /// Takes over up to `max` entries that have been pending longer than `min_idle`.
     /// Entries over `max_deliveries` are dead-lettered, not returned.
@@ -335,20 +380,20 @@ pub trait Mailbox: Send + Sync + fmt::Debug {
         receipts: &[Receipt],
         now: DateTime<Utc>,
     ) -> Result<()>;
+}
 
-    /// Moves delayed entries whose time has come into their queues; returns how many.
-    async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize>;
-
-    async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats>;
-
-    /// Dead letters of `role`, oldest first.
-    async fn dead_letters(&self, role: &Role, limit: usize) -> Result<Vec<DeadLetter>>;
-
+/// Acting on dead letters. Listing them is read-only and lives in [`Inspect`].
+#[async_trait]
+pub trait DeadLetters: Send + Sync + fmt::Debug {
     /// Sends a dead letter again as a fresh attempt and removes it from the dead letters.
     async fn replay_dead_letter(&self, role: &Role, id: &str, now: DateTime<Utc>) -> Result<()>;
 
     async fn discard_dead_letter(&self, role: &Role, id: &str) -> Result<()>;
+}
 
+/// A process's hold on its consumer name, so two live processes never share one.
+#[async_trait]
+pub trait ConsumerLease: Send + Sync + fmt::Debug {
     /// Claims `consumer` for this process (`instance` identifies the process). Fails with
     /// `Conflict` if a live process holds the name.
     async fn register(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
@@ -357,7 +402,27 @@ pub trait Mailbox: Send + Sync + fmt::Debug {
     async fn renew(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
 
     async fn unregister(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
+}
+
+/// What may be seen without changing anything: the readiness check, queue gauges and a
+/// console of dead letters hold this and nothing more.
+#[async_trait]
+pub trait Inspect: Send + Sync + fmt::Debug {
+    /// `valkey` or `embedded`, for readiness and diagnostics.
+    fn kind(&self) -> &'static str;
 
     /// Checks the backend answers: the readiness check.
     async fn ping(&self) -> Result<()>;
+
+    async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats>;
+
+    /// Dead letters of `role`, oldest first.
+    async fn dead_letters(&self, role: &Role, limit: usize) -> Result<Vec<DeadLetter>>;
 }
+
+/// Every capability at once: what the runtime holds (`Arc<dyn Mailbox>`). Implemented by
+/// whatever implements the five, so an adapter or a wrapper implements the capabilities
+/// and never this.
+pub trait Mailbox: Deliver + Reclaim + DeadLetters + ConsumerLease + Inspect {}
+
+impl<T: Deliver + Reclaim + DeadLetters + ConsumerLease + Inspect + ?Sized> Mailbox for T {}
