@@ -53,6 +53,9 @@ pub use valkey::ValkeyMailbox;
 use crate::error::{Result, StoreError};
 use crate::{JobId, TenantId};
 
+/// The longest role name: a role is part of every mailbox key and row of its entries.
+const ROLE_MAX_LEN: usize = 40;
+
 /// A role's name (`fetcher`, `analyzer`, `worker`...): a slug, like a tenant id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -60,11 +63,11 @@ pub struct Role(String);
 
 impl Role {
     pub fn parse(value: &str) -> Result<Self> {
-        if crate::ids::is_slug(value, 40) {
+        if crate::ids::is_slug(value, ROLE_MAX_LEN) {
             Ok(Self(value.to_owned()))
         } else {
             Err(StoreError::Invalid(format!(
-                "role {value:?} must be 1-40 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
+                "role {value:?} must be 1-{ROLE_MAX_LEN} characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
             )))
         }
     }
@@ -232,13 +235,16 @@ pub struct MailboxStats {
     pub dead: u64,
 }
 
+/// The longest consumer name.
+const CONSUMER_NAME_MAX_LEN: usize = 100;
+
 /// A process's unique name as a consumer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConsumerName(String);
 
 impl ConsumerName {
     pub fn parse(value: &str) -> Result<Self> {
-        let valid = (1..=100).contains(&value.len())
+        let valid = (1..=CONSUMER_NAME_MAX_LEN).contains(&value.len())
             && value
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -246,7 +252,7 @@ impl ConsumerName {
             Ok(Self(value.to_owned()))
         } else {
             Err(StoreError::Invalid(format!(
-                "consumer name {value:?} must be 1-100 characters of A-Z, a-z, 0-9, '-', '_', '.'"
+                "consumer name {value:?} must be 1-{CONSUMER_NAME_MAX_LEN} characters of A-Z, a-z, 0-9, '-', '_', '.'"
             )))
         }
     }

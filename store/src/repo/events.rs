@@ -1,8 +1,8 @@
-//! The events stream: what happened, for whoever reacts to it (the scheduler on
-//! `policy.updated`, advisory and VEX imports). A writer appends its event inside its own
-//! transaction with [`insert_event`]; a second append with the same key is dropped.
-//! Global events (advisory and vendor VEX imports) have no tenant and every tenant sees
-//! them.
+//! The events stream: what happened, for whoever follows it (the scheduler re-evaluates
+//! on `advisory.delta`, `vex.imported` and `policy.updated`; tenants read it through the
+//! API). A writer appends its event inside its own transaction with [`insert_event`]; a
+//! second append with the same key is dropped. Global events (`advisory.delta`, a
+//! vendor's `vex.imported`) have no tenant, and every tenant sees them.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -34,7 +34,8 @@ use crate::error::{Backend, Result, StoreError};
 use crate::ids::{from_millis, to_millis};
 use crate::{TenantId, Valkey};
 
-/// Entries touched per pipeline at most.
+/// Entries touched per pipeline at most: a process may hold 100,000 entries, and one
+/// pipeline for all of them would build (and hold) tens of megabytes at once.
 const TOUCH_CHUNK: usize = 1000;
 
 /// Envelopes per `SEND_MANY` script call at most: a script blocks the server while it
@@ -518,9 +519,6 @@ impl Reclaim for ValkeyMailbox {
             return Ok(());
         }
         let mut conn = self.conn().await?;
-        // In pipelines of a bounded size: a process may hold 100,000 entries, and one
-        // pipeline for all of them would build (and hold) tens of megabytes of commands
-        // and replies at once.
         for chunk in receipts.chunks(TOUCH_CHUNK) {
             let mut pipe = redis::pipe();
             for receipt in chunk {
