@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ConsumerName, Deliver, Delivery, Envelope, Layer, Mailbox, Receipt, Role};
+use super::{ConsumerName, Deliver, Delivery, Envelope, Mailbox, Receipt, Role, Wrapper};
 use crate::error::{Result, StoreError};
 
 type AckRequest = (Vec<Receipt>, oneshot::Sender<Result<()>>);
@@ -14,7 +14,7 @@ type AckRequest = (Vec<Receipt>, oneshot::Sender<Result<()>>);
 /// on its way, the next ones queue up and go in one call. Each caller still waits until
 /// its own receipts are acknowledged, so "ack after commit" holds; only the round trips
 /// are shared. It changes [`Deliver::ack`] only: the rest of [`Deliver`] is forwarded
-/// here, the other capabilities by [`Layer`].
+/// here, the other capabilities by [`Wrapper`].
 #[derive(Debug)]
 pub struct BatchedAcks {
     inner: Arc<dyn Mailbox>,
@@ -79,7 +79,7 @@ async fn flush(
     }
 }
 
-impl Layer for BatchedAcks {
+impl Wrapper for BatchedAcks {
     fn inner(&self) -> &dyn Mailbox {
         &*self.inner
     }

@@ -27,15 +27,15 @@
 //! - [`Inspect`], read-only: `kind`, `ping`, `stats`, `dead_letters`.
 //!
 //! [`Mailbox`] is all five, for the runtime. A wrapper changes one capability and takes
-//! the rest from the mailbox it wraps through [`Layer`] ([`BatchedAcks`] changes `ack`).
+//! the rest from the mailbox it wraps through [`Wrapper`] ([`BatchedAcks`] changes `ack`).
 //!
 //! Adapters: [`ValkeyMailbox`] (Redis Streams) and [`EmbeddedMailbox`] (the relational
 //! store, so the embedded default needs no server).
 
 mod batched;
 mod embedded;
-mod layer;
 mod valkey;
+mod wrapper;
 
 use std::fmt;
 use std::time::Duration;
@@ -47,8 +47,8 @@ use serde_json::Value;
 
 pub use batched::BatchedAcks;
 pub use embedded::EmbeddedMailbox;
-pub use layer::Layer;
 pub use valkey::ValkeyMailbox;
+pub use wrapper::Wrapper;
 
 use crate::error::{Result, StoreError};
 use crate::{JobId, TenantId};

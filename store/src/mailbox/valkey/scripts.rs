@@ -32,9 +32,9 @@ fn prelude() -> String {
 
 /// The body shared by [`SEND`] and [`RETRY`]: drops a duplicate, parks a future entry in
 /// the delay set, otherwise appends it to its tenant's stream (creating stream and group
-/// on first use). Uses KEYS[S], KEYS[S+1], KEYS[S+2], KEYS[S+3] = stream, tenants set,
-/// dedupe key, delayed set and ARGV[A]..ARGV[A+4] = tenant, envelope, dedupe ttl ms
-/// (0 = none), not_before ms, now ms, with `S` and `A` set by the caller.
+/// on first use). Uses `KEYS[S]`, `KEYS[S+1]`, `KEYS[S+2]`, `KEYS[S+3]` = stream, tenants
+/// set, dedupe key, delayed set and `ARGV[A]..ARGV[A+4]` = tenant, envelope, dedupe ttl
+/// ms (0 = none), not_before ms, now ms, with `S` and `A` set by the caller.
 macro_rules! send_body {
     () => {
         r#"

@@ -1,7 +1,9 @@
-//! Wrapping a mailbox to change one capability: a wrapper implements [`Layer`] and the
-//! capabilities it changes; the others come from here, forwarded to the inner mailbox.
-//! [`Deliver`] is not forwarded (the one wrapper changes it), so a new wrapper that
-//! leaves it alone forwards its five methods itself.
+//! Wrapping a mailbox to change one capability: a wrapper names its inner mailbox
+//! ([`Wrapper::inner`]) and implements [`Deliver`](super::Deliver) itself; [`Reclaim`],
+//! [`DeadLetters`], [`ConsumerLease`] and [`Inspect`] are forwarded to the inner mailbox
+//! here, once for every wrapper. (Forwarding `Deliver` too would leave a wrapper no way
+//! to change it: Rust has no specialization, and delivery is what the one wrapper today,
+//! [`BatchedAcks`](super::BatchedAcks), changes.)
 
 use std::time::Duration;
 
@@ -14,14 +16,14 @@ use super::{
 };
 use crate::error::Result;
 
-/// A mailbox made from another: every capability it does not implement itself is the
-/// inner mailbox's.
-pub trait Layer: Send + Sync + std::fmt::Debug {
+/// A mailbox made from another: its [`Deliver`](super::Deliver) is its own, every other
+/// capability is the inner mailbox's.
+pub trait Wrapper: Send + Sync + std::fmt::Debug {
     fn inner(&self) -> &dyn Mailbox;
 }
 
 #[async_trait]
-impl<L: Layer> Reclaim for L {
+impl<W: Wrapper> Reclaim for W {
     async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize> {
         self.inner().promote_due(role, now).await
     }
@@ -51,7 +53,7 @@ impl<L: Layer> Reclaim for L {
 }
 
 #[async_trait]
-impl<L: Layer> DeadLetters for L {
+impl<W: Wrapper> DeadLetters for W {
     async fn replay_dead_letter(&self, role: &Role, id: &str, now: DateTime<Utc>) -> Result<()> {
         self.inner().replay_dead_letter(role, id, now).await
     }
@@ -62,7 +64,7 @@ impl<L: Layer> DeadLetters for L {
 }
 
 #[async_trait]
-impl<L: Layer> ConsumerLease for L {
+impl<W: Wrapper> ConsumerLease for W {
     async fn register(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
         self.inner().register(consumer, instance).await
     }
@@ -77,7 +79,7 @@ impl<L: Layer> ConsumerLease for L {
 }
 
 #[async_trait]
-impl<L: Layer> Inspect for L {
+impl<W: Wrapper> Inspect for W {
     fn kind(&self) -> &'static str {
         self.inner().kind()
     }
