@@ -272,7 +272,7 @@ async fn raw_sql(
     messages: u64,
     batch: usize,
 ) -> Result<f64, String> {
-    let bench = stella_store::bench::RawSql::new(&services.store, role.as_str());
+    let bench = stella_store::diag::bench::RawSql::new(&services.store, role.as_str());
     let started = Instant::now();
     bench
         .run(messages, batch)
@@ -327,7 +327,8 @@ pub async fn jobs(services: &Services, jobs: u64, tenants: u32) -> Result<JobsRe
         ));
     }
     let parallel = services.settings.database.max_connections as usize;
-    let raw = stella_store::bench::RawSql::new(&services.store, &format!("jobs-{}", run_id()));
+    let raw =
+        stella_store::diag::bench::RawSql::new(&services.store, &format!("jobs-{}", run_id()));
     let started = Instant::now();
     raw.commits(jobs, parallel)
         .await

@@ -14,17 +14,20 @@
 //! Layout:
 //! - `db`: connecting, migrating, the [`Store`] and [`TenantScope`] handles;
 //! - [`repo`]: one repository per record family (tenants, tokens, jobs and their events,
-//!   outbox, idempotency keys, audit log);
-//! - [`mailbox`]: the durable mailbox port, its Valkey and embedded adapters;
+//!   outbox, idempotency keys, audit log, schedules, advisories, scans, policies, VEX
+//!   documents, the events stream, generation counters);
+//! - [`mailbox`]: the durable mailbox port as capability traits, its Valkey and embedded
+//!   adapters, the acknowledgement batcher;
 //! - [`object`]: the object store port, its folder and S3 adapters, content addressing;
 //! - `valkey`: the Valkey connection pool;
 //! - `ids`: validated identifiers ([`TenantId`], [`JobId`], [`TokenId`]);
 //! - `group`: group commit, concurrent single-job reads and writes of the runtime run
 //!   as one statement or transaction;
-//! - `error`: [`StoreError`], the one error type of this crate.
+//! - `error`: [`StoreError`], the one error type of this crate;
+//! - [`diag`]: benchmark baselines, apart from the production store.
 
-pub mod bench;
 mod db;
+pub mod diag;
 mod error;
 mod group;
 mod ids;

@@ -1,14 +1,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox, MailboxStats, Receipt, Role,
-};
+use super::{ConsumerName, Deliver, Delivery, Envelope, Mailbox, Receipt, Role, Wrapper};
 use crate::error::{Result, StoreError};
 
 type AckRequest = (Vec<Receipt>, oneshot::Sender<Result<()>>);
@@ -16,7 +13,8 @@ type AckRequest = (Vec<Receipt>, oneshot::Sender<Result<()>>);
 /// Wraps a mailbox so concurrent acknowledgements are sent together: while one batch is
 /// on its way, the next ones queue up and go in one call. Each caller still waits until
 /// its own receipts are acknowledged, so "ack after commit" holds; only the round trips
-/// are shared. Everything else passes straight through.
+/// are shared. It changes [`Deliver::ack`] only: the rest of [`Deliver`] is forwarded
+/// here, the other capabilities by [`Wrapper`].
 #[derive(Debug)]
 pub struct BatchedAcks {
     inner: Arc<dyn Mailbox>,
@@ -81,10 +79,23 @@ async fn flush(
     }
 }
 
+impl Wrapper for BatchedAcks {
+    fn inner(&self) -> &dyn Mailbox {
+        &*self.inner
+    }
+}
+
 #[async_trait]
-impl Mailbox for BatchedAcks {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
+impl Deliver for BatchedAcks {
+    async fn ack(&self, role: &Role, receipts: &[Receipt]) -> Result<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let (reply, done) = oneshot::channel();
+        self.sender(role)?
+            .send((receipts.to_vec(), reply))
+            .map_err(|_| self.stopped())?;
+        done.await.map_err(|_| self.stopped())?
     }
 
     async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize> {
@@ -104,17 +115,6 @@ impl Mailbox for BatchedAcks {
             .await
     }
 
-    async fn ack(&self, role: &Role, receipts: &[Receipt]) -> Result<()> {
-        if receipts.is_empty() {
-            return Ok(());
-        }
-        let (reply, done) = oneshot::channel();
-        self.sender(role)?
-            .send((receipts.to_vec(), reply))
-            .map_err(|_| self.stopped())?;
-        done.await.map_err(|_| self.stopped())?
-    }
-
     async fn retry_later(
         &self,
         delivery: &Delivery,
@@ -131,64 +131,5 @@ impl Mailbox for BatchedAcks {
         now: DateTime<Utc>,
     ) -> Result<()> {
         self.inner.dead_letter(delivery, error, now).await
-    }
-
-    async fn claim_abandoned(
-        &self,
-        role: &Role,
-        consumer: &ConsumerName,
-        min_idle: Duration,
-        max: usize,
-        now: DateTime<Utc>,
-    ) -> Result<Claimed> {
-        self.inner
-            .claim_abandoned(role, consumer, min_idle, max, now)
-            .await
-    }
-
-    async fn touch(
-        &self,
-        role: &Role,
-        consumer: &ConsumerName,
-        receipts: &[Receipt],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.inner.touch(role, consumer, receipts, now).await
-    }
-
-    async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize> {
-        self.inner.promote_due(role, now).await
-    }
-
-    async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats> {
-        self.inner.stats(role, now).await
-    }
-
-    async fn dead_letters(&self, role: &Role, limit: usize) -> Result<Vec<DeadLetter>> {
-        self.inner.dead_letters(role, limit).await
-    }
-
-    async fn replay_dead_letter(&self, role: &Role, id: &str, now: DateTime<Utc>) -> Result<()> {
-        self.inner.replay_dead_letter(role, id, now).await
-    }
-
-    async fn discard_dead_letter(&self, role: &Role, id: &str) -> Result<()> {
-        self.inner.discard_dead_letter(role, id).await
-    }
-
-    async fn register(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
-        self.inner.register(consumer, instance).await
-    }
-
-    async fn renew(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
-        self.inner.renew(consumer, instance).await
-    }
-
-    async fn unregister(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
-        self.inner.unregister(consumer, instance).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
     }
 }

@@ -6,8 +6,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    too_many_deliveries, Claimed, ConsumerName, DeadLetter, Delivery, Envelope, Mailbox,
-    MailboxConfig, MailboxStats, Receipt, Role,
+    name_taken, no_dead_letter, too_many_deliveries, Claimed, ConsumerLease, ConsumerName,
+    DeadLetter, DeadLetters, Deliver, Delivery, Envelope, Inspect, MailboxConfig, MailboxStats,
+    Receipt, Reclaim, Role,
 };
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
@@ -59,18 +60,12 @@ impl EmbeddedMailbox {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         if dedupe {
-            let key = format!(
-                "{}:{}:{}",
-                envelope.tenant,
-                envelope.role,
-                envelope.dedupe_key()
-            );
-            let window = i64::try_from(self.config.dedupe_window.as_millis()).unwrap_or(i64::MAX);
+            let window = millis(self.config.dedupe_window);
             let fresh = sqlx::query(
                 "INSERT INTO mailbox_dedupe (dedupe_key, expires_at) VALUES ($1, $2) \
                  ON CONFLICT (dedupe_key) DO NOTHING",
             )
-            .bind(&key)
+            .bind(envelope.dedupe_key())
             .bind(to_millis(now).saturating_add(window))
             .execute(&mut **tx)
             .await
@@ -166,12 +161,13 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-#[async_trait]
-impl Mailbox for EmbeddedMailbox {
-    fn kind(&self) -> &'static str {
-        "embedded"
-    }
+/// `max` as a SQL `LIMIT` of at least one row: asking for none is read as asking for one.
+fn row_limit(max: usize) -> i64 {
+    i64::try_from(max.max(1)).unwrap_or(i64::MAX)
+}
 
+#[async_trait]
+impl Deliver for EmbeddedMailbox {
     async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize> {
         let mut tx = self.begin().await?;
         let mut sent = 0;
@@ -192,7 +188,7 @@ impl Mailbox for EmbeddedMailbox {
         own_pending: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<Delivery>> {
-        let max = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
+        let max = row_limit(max);
         let rows = if own_pending {
             sqlx::query(
                 "SELECT seq, tenant_id, envelope, deliveries FROM mailbox_entries \
@@ -270,6 +266,20 @@ impl Mailbox for EmbeddedMailbox {
             .await
             .map_err(|err| self.err(err, "dead letter"))
     }
+}
+
+#[async_trait]
+impl Reclaim for EmbeddedMailbox {
+    async fn promote_due(&self, _role: &Role, now: DateTime<Utc>) -> Result<usize> {
+        // Delayed entries become ready by themselves (`visible_at`); only expired dedupe
+        // keys need sweeping.
+        sqlx::query("DELETE FROM mailbox_dedupe WHERE expires_at < $1")
+            .bind(to_millis(now))
+            .execute(&self.store.pool)
+            .await
+            .map_err(|err| self.err(err, "mailbox dedupe sweep"))?;
+        Ok(0)
+    }
 
     async fn claim_abandoned(
         &self,
@@ -291,7 +301,7 @@ impl Mailbox for EmbeddedMailbox {
         .bind(to_millis(now))
         .bind(role.as_str())
         .bind(idle_since)
-        .bind(i64::try_from(max.max(1)).unwrap_or(i64::MAX))
+        .bind(row_limit(max))
         .fetch_all(&self.store.pool)
         .await
         .map_err(|err| self.err(err, "mailbox claim"))?;
@@ -332,16 +342,120 @@ impl Mailbox for EmbeddedMailbox {
         }
         Ok(())
     }
+}
 
-    async fn promote_due(&self, _role: &Role, now: DateTime<Utc>) -> Result<usize> {
-        // Delayed entries become ready by themselves (`visible_at`); only expired dedupe
-        // keys need sweeping.
-        sqlx::query("DELETE FROM mailbox_dedupe WHERE expires_at < $1")
-            .bind(to_millis(now))
+#[async_trait]
+impl DeadLetters for EmbeddedMailbox {
+    async fn replay_dead_letter(&self, role: &Role, id: &str, now: DateTime<Utc>) -> Result<()> {
+        let seq: i64 = id.parse().map_err(|_| no_dead_letter(id))?;
+        let mut tx = self.begin().await?;
+        let row: Option<(String,)> = sqlx::query_as(
+            "DELETE FROM mailbox_dead WHERE seq = $1 AND role = $2 RETURNING envelope",
+        )
+        .bind(seq)
+        .bind(role.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| self.err(err, "dead letter"))?;
+        let Some((envelope,)) = row else {
+            return Err(no_dead_letter(id));
+        };
+        let fresh = Envelope::from_json(&envelope)?.replayed(now);
+        self.insert(&mut tx, &fresh, false, now).await?;
+        tx.commit()
+            .await
+            .map_err(|err| self.err(err, "dead letter replay"))
+    }
+
+    async fn discard_dead_letter(&self, role: &Role, id: &str) -> Result<()> {
+        let seq: i64 = id.parse().map_err(|_| no_dead_letter(id))?;
+        let done = sqlx::query("DELETE FROM mailbox_dead WHERE seq = $1 AND role = $2")
+            .bind(seq)
+            .bind(role.as_str())
             .execute(&self.store.pool)
             .await
-            .map_err(|err| self.err(err, "mailbox dedupe sweep"))?;
-        Ok(0)
+            .map_err(|err| self.err(err, "dead letter"))?;
+        if done.rows_affected() == 0 {
+            return Err(no_dead_letter(id));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConsumerLease for EmbeddedMailbox {
+    async fn register(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
+        let now = to_millis(Utc::now());
+        let expires = now.saturating_add(millis(self.config.lease));
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM mailbox_consumers WHERE name = $1 AND expires_at < $2")
+            .bind(consumer.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| self.err(err, "consumer lease"))?;
+        sqlx::query(
+            "INSERT INTO mailbox_consumers (name, instance, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(consumer.as_str())
+        .bind(instance)
+        .bind(expires)
+        .execute(&mut *tx)
+        .await
+        .map_err(|err| self.err(err, "consumer lease"))?;
+        let (holder,): (String,) =
+            sqlx::query_as("SELECT instance FROM mailbox_consumers WHERE name = $1")
+                .bind(consumer.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|err| self.err(err, "consumer lease"))?;
+        tx.commit()
+            .await
+            .map_err(|err| self.err(err, "consumer lease"))?;
+        if holder != instance {
+            return Err(name_taken(consumer));
+        }
+        Ok(())
+    }
+
+    async fn renew(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
+        let expires = to_millis(Utc::now()).saturating_add(millis(self.config.lease));
+        let done = sqlx::query(
+            "UPDATE mailbox_consumers SET expires_at = $1 WHERE name = $2 AND instance = $3",
+        )
+        .bind(expires)
+        .bind(consumer.as_str())
+        .bind(instance)
+        .execute(&self.store.pool)
+        .await
+        .map_err(|err| self.err(err, "consumer lease"))?;
+        if done.rows_affected() == 0 {
+            // Expired and taken, or expired and swept: take it again if free.
+            return self.register(consumer, instance).await;
+        }
+        Ok(())
+    }
+
+    async fn unregister(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
+        sqlx::query("DELETE FROM mailbox_consumers WHERE name = $1 AND instance = $2")
+            .bind(consumer.as_str())
+            .bind(instance)
+            .execute(&self.store.pool)
+            .await
+            .map_err(|err| self.err(err, "consumer lease"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Inspect for EmbeddedMailbox {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.store.ping().await
     }
 
     async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats> {
@@ -384,7 +498,7 @@ impl Mailbox for EmbeddedMailbox {
              WHERE role = $1 ORDER BY seq LIMIT $2",
         )
         .bind(role.as_str())
-        .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+        .bind(row_limit(limit))
         .fetch_all(&self.store.pool)
         .await
         .map_err(|err| self.err(err, "dead letters"))?;
@@ -403,115 +517,5 @@ impl Mailbox for EmbeddedMailbox {
                 })
             })
             .collect()
-    }
-
-    async fn replay_dead_letter(&self, role: &Role, id: &str, now: DateTime<Utc>) -> Result<()> {
-        let seq: i64 = id
-            .parse()
-            .map_err(|_| StoreError::NotFound(format!("dead letter {id}")))?;
-        let mut tx = self.begin().await?;
-        let row: Option<(String,)> = sqlx::query_as(
-            "DELETE FROM mailbox_dead WHERE seq = $1 AND role = $2 RETURNING envelope",
-        )
-        .bind(seq)
-        .bind(role.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|err| self.err(err, "dead letter"))?;
-        let Some((envelope,)) = row else {
-            return Err(StoreError::NotFound(format!("dead letter {id}")));
-        };
-        let old = Envelope::from_json(&envelope)?;
-        let mut fresh = old.next_attempt(now, now);
-        fresh.attempt = 0;
-        self.insert(&mut tx, &fresh, false, now).await?;
-        tx.commit()
-            .await
-            .map_err(|err| self.err(err, "dead letter replay"))
-    }
-
-    async fn discard_dead_letter(&self, role: &Role, id: &str) -> Result<()> {
-        let seq: i64 = id
-            .parse()
-            .map_err(|_| StoreError::NotFound(format!("dead letter {id}")))?;
-        let done = sqlx::query("DELETE FROM mailbox_dead WHERE seq = $1 AND role = $2")
-            .bind(seq)
-            .bind(role.as_str())
-            .execute(&self.store.pool)
-            .await
-            .map_err(|err| self.err(err, "dead letter"))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("dead letter {id}")));
-        }
-        Ok(())
-    }
-
-    async fn register(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
-        let now = to_millis(Utc::now());
-        let expires = now.saturating_add(millis(self.config.lease));
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM mailbox_consumers WHERE name = $1 AND expires_at < $2")
-            .bind(consumer.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| self.err(err, "consumer lease"))?;
-        sqlx::query(
-            "INSERT INTO mailbox_consumers (name, instance, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(consumer.as_str())
-        .bind(instance)
-        .bind(expires)
-        .execute(&mut *tx)
-        .await
-        .map_err(|err| self.err(err, "consumer lease"))?;
-        let (holder,): (String,) =
-            sqlx::query_as("SELECT instance FROM mailbox_consumers WHERE name = $1")
-                .bind(consumer.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|err| self.err(err, "consumer lease"))?;
-        tx.commit()
-            .await
-            .map_err(|err| self.err(err, "consumer lease"))?;
-        if holder != instance {
-            return Err(StoreError::Conflict(format!(
-                "consumer name {consumer} is held by a live process"
-            )));
-        }
-        Ok(())
-    }
-
-    async fn renew(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
-        let expires = to_millis(Utc::now()).saturating_add(millis(self.config.lease));
-        let done = sqlx::query(
-            "UPDATE mailbox_consumers SET expires_at = $1 WHERE name = $2 AND instance = $3",
-        )
-        .bind(expires)
-        .bind(consumer.as_str())
-        .bind(instance)
-        .execute(&self.store.pool)
-        .await
-        .map_err(|err| self.err(err, "consumer lease"))?;
-        if done.rows_affected() == 0 {
-            // Expired and taken, or expired and swept: take it again if free.
-            return self.register(consumer, instance).await;
-        }
-        Ok(())
-    }
-
-    async fn unregister(&self, consumer: &ConsumerName, instance: &str) -> Result<()> {
-        sqlx::query("DELETE FROM mailbox_consumers WHERE name = $1 AND instance = $2")
-            .bind(consumer.as_str())
-            .bind(instance)
-            .execute(&self.store.pool)
-            .await
-            .map_err(|err| self.err(err, "consumer lease"))?;
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.store.ping().await
     }
 }

@@ -18,12 +18,24 @@
 //!   process holds; `renew` keeps the lease and `touch` keeps long-running entries from
 //!   being claimed.
 //!
+//! The port is five capability traits, so a user holds only what it needs:
+//! - [`Deliver`]: `send`, `receive`, and the three ends of a delivery (`ack`,
+//!   `retry_later`, `dead_letter`);
+//! - [`Reclaim`]: `promote_due`, `claim_abandoned`, `touch`;
+//! - [`DeadLetters`]: `replay_dead_letter`, `discard_dead_letter`;
+//! - [`ConsumerLease`]: `register`, `renew`, `unregister`;
+//! - [`Inspect`], read-only: `kind`, `ping`, `stats`, `dead_letters`.
+//!
+//! [`Mailbox`] is all five, for the runtime. A wrapper changes one capability and takes
+//! the rest from the mailbox it wraps through [`Wrapper`] ([`BatchedAcks`] changes `ack`).
+//!
 //! Adapters: [`ValkeyMailbox`] (Redis Streams) and [`EmbeddedMailbox`] (the relational
 //! store, so the embedded default needs no server).
 
 mod batched;
 mod embedded;
 mod valkey;
+mod wrapper;
 
 use std::fmt;
 use std::time::Duration;
@@ -36,9 +48,13 @@ use serde_json::Value;
 pub use batched::BatchedAcks;
 pub use embedded::EmbeddedMailbox;
 pub use valkey::ValkeyMailbox;
+pub use wrapper::Wrapper;
 
 use crate::error::{Result, StoreError};
 use crate::{JobId, TenantId};
+
+/// The longest role name: a role is part of every mailbox key and row of its entries.
+const ROLE_MAX_LEN: usize = 40;
 
 /// A role's name (`fetcher`, `analyzer`, `worker`...): a slug, like a tenant id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -47,11 +63,11 @@ pub struct Role(String);
 
 impl Role {
     pub fn parse(value: &str) -> Result<Self> {
-        if crate::ids::is_slug(value, 40) {
+        if crate::ids::is_slug(value, ROLE_MAX_LEN) {
             Ok(Self(value.to_owned()))
         } else {
             Err(StoreError::Invalid(format!(
-                "role {value:?} must be 1-40 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
+                "role {value:?} must be 1-{ROLE_MAX_LEN} characters of a-z, 0-9 and '-', starting with a letter and not ending with '-'"
             )))
         }
     }
@@ -142,9 +158,21 @@ impl Envelope {
         }
     }
 
-    /// Identifies this send for deduplication: the same message and attempt is one send.
+    /// The same message as a fresh first attempt, due now: a replayed dead letter.
+    pub(crate) fn replayed(&self, now: DateTime<Utc>) -> Self {
+        Self {
+            attempt: 0,
+            ..self.next_attempt(now, now)
+        }
+    }
+
+    /// Identifies this send for deduplication: the same message and attempt, to the same
+    /// tenant and role, is one send.
     pub(crate) fn dedupe_key(&self) -> String {
-        format!("{}:{}", self.idempotency_key, self.attempt)
+        format!(
+            "{}:{}:{}:{}",
+            self.tenant, self.role, self.idempotency_key, self.attempt
+        )
     }
 
     pub(crate) fn to_json(&self) -> Result<String> {
@@ -214,13 +242,16 @@ pub struct MailboxStats {
     pub dead: u64,
 }
 
+/// The longest consumer name.
+const CONSUMER_NAME_MAX_LEN: usize = 100;
+
 /// A process's unique name as a consumer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConsumerName(String);
 
 impl ConsumerName {
     pub fn parse(value: &str) -> Result<Self> {
-        let valid = (1..=100).contains(&value.len())
+        let valid = (1..=CONSUMER_NAME_MAX_LEN).contains(&value.len())
             && value
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -228,7 +259,7 @@ impl ConsumerName {
             Ok(Self(value.to_owned()))
         } else {
             Err(StoreError::Invalid(format!(
-                "consumer name {value:?} must be 1-100 characters of A-Z, a-z, 0-9, '-', '_', '.'"
+                "consumer name {value:?} must be 1-{CONSUMER_NAME_MAX_LEN} characters of A-Z, a-z, 0-9, '-', '_', '.'"
             )))
         }
     }
@@ -288,11 +319,22 @@ pub(crate) fn too_many_deliveries(deliveries: u32, limit: u32) -> String {
     )
 }
 
-#[async_trait]
-pub trait Mailbox: Send + Sync + fmt::Debug {
-    /// `valkey` or `embedded`, for readiness and diagnostics.
-    fn kind(&self) -> &'static str;
+/// `register` or `renew` found the name taken.
+pub(crate) fn name_taken(consumer: &ConsumerName) -> StoreError {
+    StoreError::Conflict(format!(
+        "consumer name {consumer} is held by a live process"
+    ))
+}
 
+/// No dead letter of that id (or an id no dead letter could have).
+pub(crate) fn no_dead_letter(id: &str) -> StoreError {
+    StoreError::NotFound(format!("dead letter {id}"))
+}
+
+/// Sending and receiving, and ending each delivery: acknowledged, retried later, or
+/// dead-lettered. What producers (the outbox relay) and the job runner use.
+#[async_trait]
+pub trait Deliver: Send + Sync + fmt::Debug {
     /// Stores the envelopes (delayed ones until due). Returns how many were new (not
     /// dropped as duplicates).
     async fn send(&self, envelopes: &[Envelope], now: DateTime<Utc>) -> Result<usize>;
@@ -322,6 +364,15 @@ pub trait Mailbox: Send + Sync + fmt::Debug {
     /// Acknowledges `delivery` and records it as a dead letter, in one step.
     async fn dead_letter(&self, delivery: &Delivery, error: &str, now: DateTime<Utc>)
         -> Result<()>;
+}
+
+/// Bringing entries back into circulation: delayed ones when due, a dead consumer's
+/// after `min_idle`, and keeping a live consumer's from being taken. What the runtime's
+/// janitor and heartbeat use.
+#[async_trait]
+pub trait Reclaim: Send + Sync + fmt::Debug {
+    /// Moves delayed entries whose time has come into their queues; returns how many.
+    async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize>;
 
     /// Takes over up to `max` entries that have been pending longer than `min_idle`.
     /// Entries over `max_deliveries` are dead-lettered, not returned.
@@ -342,20 +393,20 @@ pub trait Mailbox: Send + Sync + fmt::Debug {
         receipts: &[Receipt],
         now: DateTime<Utc>,
     ) -> Result<()>;
+}
 
-    /// Moves delayed entries whose time has come into their queues; returns how many.
-    async fn promote_due(&self, role: &Role, now: DateTime<Utc>) -> Result<usize>;
-
-    async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats>;
-
-    /// Dead letters of `role`, oldest first.
-    async fn dead_letters(&self, role: &Role, limit: usize) -> Result<Vec<DeadLetter>>;
-
+/// Acting on dead letters. Listing them is read-only and lives in [`Inspect`].
+#[async_trait]
+pub trait DeadLetters: Send + Sync + fmt::Debug {
     /// Sends a dead letter again as a fresh attempt and removes it from the dead letters.
     async fn replay_dead_letter(&self, role: &Role, id: &str, now: DateTime<Utc>) -> Result<()>;
 
     async fn discard_dead_letter(&self, role: &Role, id: &str) -> Result<()>;
+}
 
+/// A process's hold on its consumer name, so two live processes never share one.
+#[async_trait]
+pub trait ConsumerLease: Send + Sync + fmt::Debug {
     /// Claims `consumer` for this process (`instance` identifies the process). Fails with
     /// `Conflict` if a live process holds the name.
     async fn register(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
@@ -364,7 +415,27 @@ pub trait Mailbox: Send + Sync + fmt::Debug {
     async fn renew(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
 
     async fn unregister(&self, consumer: &ConsumerName, instance: &str) -> Result<()>;
+}
+
+/// What may be seen without changing anything: the readiness check, queue gauges and a
+/// console of dead letters hold this and nothing more.
+#[async_trait]
+pub trait Inspect: Send + Sync + fmt::Debug {
+    /// `valkey` or `embedded`, for readiness and diagnostics.
+    fn kind(&self) -> &'static str;
 
     /// Checks the backend answers: the readiness check.
     async fn ping(&self) -> Result<()>;
+
+    async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats>;
+
+    /// Dead letters of `role`, oldest first.
+    async fn dead_letters(&self, role: &Role, limit: usize) -> Result<Vec<DeadLetter>>;
 }
+
+/// Every capability at once: what the runtime holds (`Arc<dyn Mailbox>`). Implemented by
+/// whatever implements the five, so an adapter or a wrapper implements the capabilities
+/// and never this.
+pub trait Mailbox: Deliver + Reclaim + DeadLetters + ConsumerLease + Inspect {}
+
+impl<T: Deliver + Reclaim + DeadLetters + ConsumerLease + Inspect + ?Sized> Mailbox for T {}

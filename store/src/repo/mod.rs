@@ -4,18 +4,26 @@
 mod advisories;
 mod audit;
 mod effects;
+mod events;
+mod generations;
 mod idempotency;
 mod jobs;
 mod noop;
 mod outbox;
+mod policies;
 mod scans;
 mod schedules;
 mod tenants;
 mod tokens;
+mod vex;
 
 pub use advisories::{Advisories, AdvisoryRecord, ImportSummary, StoredAdvisory};
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use effects::Effect;
+pub(crate) use events::insert_event;
+pub use events::{EventRecord, Events, NewEvent};
+pub(crate) use generations::bump_generation;
+pub use generations::generation;
 pub use idempotency::Idempotency;
 pub(crate) use jobs::{get_jobs, insert_jobs, JobKey};
 pub use jobs::{
@@ -25,11 +33,8 @@ pub use jobs::{
 pub(crate) use noop::{count_noop_executions, write_noop_effects};
 pub use noop::{Noop, NoopTotals};
 pub use outbox::{Outbox, OutboxRow};
-pub(crate) use scans::{bump_generation, insert_event};
-pub use scans::{
-    generation, EventRecord, Events, FindingRecord, NewEvent, NewFinding, Policies, PolicyRecord,
-    SbomRecord, ScanRecord, Scans, VerdictRecord, VexDocumentRecord, VexDocuments,
-};
+pub use policies::{Policies, PolicyRecord};
+pub use scans::{FindingRecord, NewFinding, SbomRecord, ScanRecord, Scans, VerdictRecord};
 pub use schedules::{
     Applied, EndedRunTarget, ImpactedTarget, Lease, NewRun, RunRecord, RunTargetRecord, RunUpdate,
     Runs, ScheduleAdvance, ScheduleRecord, SchedulerChanges, Schedules, Scheduling, TargetOutcome,
@@ -37,12 +42,15 @@ pub use schedules::{
 };
 pub use tenants::{Tenant, TenantStatus, Tenants};
 pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};
+pub use vex::{VexDocumentRecord, VexDocuments};
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::{Result, StoreError};
 #[allow(unused_imports)]
 use crate::Store;
+use crate::TenantId;
 
 /// One page of a list, ordered by a stable key; `next_cursor` is `None` on the last page.
 #[derive(Debug, Clone, Serialize)]
@@ -105,4 +113,28 @@ pub(crate) fn page<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> St
         items: rows,
         next_cursor,
     }
+}
+
+/// The `tenant_id` of global rows (VEX documents from vendors, advisory events). Never a
+/// tenant's id: tenant ids are non-empty.
+pub(crate) const GLOBAL: &str = "";
+
+/// The `tenant_id` column of a row owned by `tenant`, or global.
+pub(crate) fn owner_column(tenant: Option<&TenantId>) -> &str {
+    tenant.map_or(GLOBAL, TenantId::as_str)
+}
+
+/// A `tenant_id` column read back: `None` for a global row.
+pub(crate) fn owner_of(column: String) -> Option<String> {
+    (!column.is_empty()).then_some(column)
+}
+
+/// A JSON column's text.
+pub(crate) fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+/// A JSON column read back; `what` names it in the error.
+pub(crate) fn parse_json(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what} JSON: {e}")))
 }

@@ -1,7 +1,9 @@
 //! Raw-SQL baselines for benchmarks: what the store does with none of the mailbox's
 //! guarantees, measured on the same tables so the comparison is like for like.
 
-use crate::error::Result;
+use sqlx::{Any, Transaction};
+
+use crate::error::{Result, StoreError};
 use crate::Store;
 
 #[derive(Debug)]
@@ -18,6 +20,14 @@ impl<'a> RawSql<'a> {
         }
     }
 
+    fn err(&self, err: sqlx::Error) -> StoreError {
+        self.store.err(err, "bench")
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        self.store.pool.begin().await.map_err(|e| self.err(e))
+    }
+
     /// Inserts `messages` rows in transactions of `batch`, then claims and deletes them
     /// `batch` at a time.
     pub async fn run(&self, messages: u64, batch: usize) -> Result<()> {
@@ -25,12 +35,7 @@ impl<'a> RawSql<'a> {
         let mut sent = 0u64;
         while sent < messages {
             let n = (messages - sent).min(batch as u64);
-            let mut tx = self
-                .store
-                .pool
-                .begin()
-                .await
-                .map_err(|e| self.store.err(e, "bench"))?;
+            let mut tx = self.begin().await?;
             for _ in 0..n {
                 sqlx::query(
                     "INSERT INTO mailbox_entries (role, tenant_id, envelope, visible_at) VALUES ($1, 'bench', $2, 0)",
@@ -39,9 +44,9 @@ impl<'a> RawSql<'a> {
                 .bind(&payload)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| self.store.err(e, "bench"))?;
+                .map_err(|e| self.err(e))?;
             }
-            tx.commit().await.map_err(|e| self.store.err(e, "bench"))?;
+            tx.commit().await.map_err(|e| self.err(e))?;
             sent += n;
         }
         loop {
@@ -54,24 +59,19 @@ impl<'a> RawSql<'a> {
             .bind(i64::try_from(batch).unwrap_or(i64::MAX))
             .fetch_all(&self.store.pool)
             .await
-            .map_err(|e| self.store.err(e, "bench"))?;
+            .map_err(|e| self.err(e))?;
             if rows.is_empty() {
                 return Ok(());
             }
-            let mut tx = self
-                .store
-                .pool
-                .begin()
-                .await
-                .map_err(|e| self.store.err(e, "bench"))?;
+            let mut tx = self.begin().await?;
             for (seq,) in rows {
                 sqlx::query("DELETE FROM mailbox_entries WHERE seq = $1")
                     .bind(seq)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| self.store.err(e, "bench"))?;
+                    .map_err(|e| self.err(e))?;
             }
-            tx.commit().await.map_err(|e| self.store.err(e, "bench"))?;
+            tx.commit().await.map_err(|e| self.err(e))?;
         }
     }
 }
@@ -88,12 +88,7 @@ impl RawSql<'_> {
             .await?;
         stream::iter(0..count)
             .map(|i| async move {
-                let mut tx = self
-                    .store
-                    .pool
-                    .begin()
-                    .await
-                    .map_err(|e| self.store.err(e, "bench"))?;
+                let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO idempotency_keys (tenant_id, scope, key, created_at) VALUES ('bench', $1, $2, 0) \
                      ON CONFLICT (tenant_id, scope, key) DO NOTHING",
@@ -102,8 +97,8 @@ impl RawSql<'_> {
                 .bind(i.to_string())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| self.store.err(e, "bench"))?;
-                tx.commit().await.map_err(|e| self.store.err(e, "bench"))
+                .map_err(|e| self.err(e))?;
+                tx.commit().await.map_err(|e| self.err(e))
             })
             .buffer_unordered(parallel.max(1))
             .try_collect::<Vec<()>>()
@@ -112,7 +107,7 @@ impl RawSql<'_> {
             .bind(&self.role)
             .execute(&self.store.pool)
             .await
-            .map_err(|e| self.store.err(e, "bench"))?;
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 }

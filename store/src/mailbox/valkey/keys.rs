@@ -1,0 +1,72 @@
+//! The Valkey layout: key names under the configured prefix `P`, and the consumer group.
+//!
+//! - `P:mb:<role>:t:<tenant>`: one stream per role and tenant, consumer group [`GROUP`];
+//! - `P:mb:<role>:tenants`: the set of tenants that have a stream for the role;
+//! - `P:mb:<role>:delayed`: delayed entries, scored by due time;
+//! - `P:mb:<role>:dead`: the dead-letter stream;
+//! - `P:mb:dedupe:<tenant>:<role>:<key>:<attempt>`: recently sent messages;
+//! - `P:consumer:<name>`: consumer-name leases.
+
+use crate::error::{Result, StoreError};
+use crate::mailbox::{ConsumerName, Envelope, Role};
+use crate::TenantId;
+
+/// The one consumer group of every stream: a stream belongs to one role already. The
+/// scripts get it from here too (see `scripts.rs`).
+pub(super) const GROUP: &str = "stella";
+
+/// Names the keys of one mailbox.
+#[derive(Debug)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// `P:mb:<role>:<what>`.
+    fn of_role(&self, role: &Role, what: &str) -> String {
+        format!("{}:mb:{role}:{what}", self.prefix)
+    }
+
+    /// What every tenant stream of `role` starts with; the tenant follows.
+    pub(super) fn stream_prefix(&self, role: &Role) -> String {
+        self.of_role(role, "t:")
+    }
+
+    pub(super) fn stream(&self, role: &Role, tenant: &str) -> String {
+        format!("{}{tenant}", self.stream_prefix(role))
+    }
+
+    pub(super) fn tenants(&self, role: &Role) -> String {
+        self.of_role(role, "tenants")
+    }
+
+    pub(super) fn delayed(&self, role: &Role) -> String {
+        self.of_role(role, "delayed")
+    }
+
+    pub(super) fn dead(&self, role: &Role) -> String {
+        self.of_role(role, "dead")
+    }
+
+    pub(super) fn dedupe(&self, envelope: &Envelope) -> String {
+        format!("{}:mb:dedupe:{}", self.prefix, envelope.dedupe_key())
+    }
+
+    pub(super) fn lease(&self, consumer: &ConsumerName) -> String {
+        format!("{}:consumer:{consumer}", self.prefix)
+    }
+}
+
+/// Splits a tenant stream's key (`stream_prefix` + tenant) back into the tenant.
+pub(super) fn tenant_of(stream: &str, prefix: &str) -> Result<TenantId> {
+    let tenant = stream
+        .strip_prefix(prefix)
+        .ok_or_else(|| StoreError::Corrupt(format!("unexpected stream key {stream}")))?;
+    TenantId::parse(tenant)
+}

@@ -1,0 +1,109 @@
+//! The events stream: what happened, for whoever follows it (the scheduler re-evaluates
+//! on `advisory.delta`, `vex.imported` and `policy.updated`; tenants read it through the
+//! API). A writer appends its event inside its own transaction with [`insert_event`]; a
+//! second append with the same key is dropped. Global events (`advisory.delta`, a
+//! vendor's `vex.imported`) have no tenant, and every tenant sees them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::error::Result;
+use crate::ids::from_millis;
+use crate::repo::{
+    check_limit, json_text, numeric_cursor, owner_column, owner_of, page, parse_json, Page, GLOBAL,
+};
+use crate::{Store, TenantId};
+
+/// One entry of the events stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    /// `None` for a global event (e.g. `advisory.delta`).
+    pub tenant: Option<String>,
+    pub kind: String,
+    pub payload: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event to append; a second append with the same `dedupe_key` is dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: String,
+    pub dedupe_key: String,
+    pub payload: Value,
+}
+pub(crate) async fn insert_event<'c, E>(
+    executor: E,
+    store: &Store,
+    tenant: Option<&TenantId>,
+    event: &NewEvent,
+    at: i64,
+) -> Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO events (tenant_id, kind, dedupe_key, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(owner_column(tenant))
+    .bind(&event.kind)
+    .bind(&event.dedupe_key)
+    .bind(json_text(&event.payload))
+    .bind(at)
+    .execute(executor)
+    .await
+    .map_err(|e| store.err(e, "event"))?;
+    Ok(())
+}
+/// The events a tenant sees: its own and the global ones. Obtained from
+/// [`crate::TenantScope::events`].
+#[derive(Debug, Clone, Copy)]
+pub struct Events<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) tenant: &'a TenantId,
+}
+
+impl Events<'_> {
+    /// Events after `after` (a `seq`), oldest first, optionally of one kind.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<EventRecord>> {
+        let after = numeric_cursor(after, 0, "event")?;
+        let limit = check_limit(limit)?;
+        let rows = sqlx::query(
+            "SELECT seq, tenant_id, kind, payload, created_at FROM events \
+             WHERE (tenant_id = $1 OR tenant_id = $2) AND seq > $3 AND ($4 = '' OR kind = $4) \
+             ORDER BY seq LIMIT $5",
+        )
+        .bind(self.tenant.as_str())
+        .bind(GLOBAL)
+        .bind(after)
+        .bind(kind.unwrap_or(""))
+        .bind(limit + 1)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "events"))?;
+        let get = |e| self.store.err(e, "event");
+        let items = rows
+            .iter()
+            .map(|row| {
+                let owner: String = row.try_get("tenant_id").map_err(get)?;
+                let payload: String = row.try_get("payload").map_err(get)?;
+                Ok(EventRecord {
+                    seq: row.try_get("seq").map_err(get)?,
+                    tenant: owner_of(owner),
+                    kind: row.try_get("kind").map_err(get)?,
+                    payload: parse_json(&payload, "event payload")?,
+                    created_at: from_millis(row.try_get("created_at").map_err(get)?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page(items, limit, |e| e.seq.to_string()))
+    }
+}
