@@ -14,9 +14,6 @@
 //! - [`StartupError`]: a failed start, naming the setting to look at.
 
 pub mod bench;
-pub mod bench_match;
-pub mod bench_scan;
-pub mod bench_schedule;
 mod bootstrap;
 pub mod client;
 pub mod diag;

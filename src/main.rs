@@ -693,8 +693,8 @@ fn main() -> ExitCode {
         } => actix_web::rt::System::new().block_on(bench_mailbox(
             &loaded,
             match backend {
-                BenchBackendArg::Valkey => stella::bench::BenchBackend::Valkey,
-                BenchBackendArg::Embedded => stella::bench::BenchBackend::Embedded,
+                BenchBackendArg::Valkey => stella::bench::mailbox::BenchBackend::Valkey,
+                BenchBackendArg::Embedded => stella::bench::mailbox::BenchBackend::Embedded,
             },
             messages,
             tenants,
@@ -962,7 +962,7 @@ async fn scheduler(loaded: &Loaded) -> Result<(), String> {
 
 async fn bench_mailbox(
     loaded: &Loaded,
-    backend: stella::bench::BenchBackend,
+    backend: stella::bench::mailbox::BenchBackend,
     messages: u64,
     tenants: u32,
     json: bool,
@@ -970,7 +970,7 @@ async fn bench_mailbox(
     let services = stella::Services::connect(&loaded.settings)
         .await
         .map_err(|err| explain(loaded, err))?;
-    let report = stella::bench::mailbox(&services, backend, messages, tenants).await?;
+    let report = stella::bench::mailbox::run(&services, backend, messages, tenants).await?;
     if json {
         outln!(
             "{}",
@@ -996,7 +996,7 @@ fn bench_match(
     runs: usize,
     json: bool,
 ) -> Result<(), String> {
-    let report = stella::bench_match::run(sbom, advisories, runs)?;
+    let report = stella::bench::matching::run(sbom, advisories, runs)?;
     if json {
         outln!(
             "{}",
@@ -1027,7 +1027,7 @@ async fn bench_scan(
     runs: usize,
     json: bool,
 ) -> Result<(), String> {
-    let report = stella::bench_scan::run(loaded.settings.clone(), sbom, advisories, runs).await?;
+    let report = stella::bench::scan::run(loaded.settings.clone(), sbom, advisories, runs).await?;
     if json {
         outln!(
             "{}",
@@ -1055,7 +1055,7 @@ async fn bench_jobs(loaded: &Loaded, jobs: u64, tenants: u32, json: bool) -> Res
     let services = stella::Services::connect(&loaded.settings)
         .await
         .map_err(|err| explain(loaded, err))?;
-    let report = stella::bench::jobs(&services, jobs, tenants).await?;
+    let report = stella::bench::jobs::run(&services, jobs, tenants).await?;
     if json {
         outln!(
             "{}",
@@ -1089,7 +1089,7 @@ async fn bench_scheduler(
         .await
         .map_err(|err| explain(loaded, err))?;
     errln!("setting up {tenants} tenants (targets and schedules)...");
-    let r = stella::bench_schedule::run(&services, tenants, jitter, impacted_percent).await?;
+    let r = stella::bench::schedule::run(&services, tenants, jitter, impacted_percent).await?;
     if json {
         outln!(
             "{}",
