@@ -1,0 +1,77 @@
+//! `stella tenants`: create, list, rename, disable and enable tenants.
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::http::{segment as seg, Client, ClientError};
+use super::Run;
+use crate::cli::args::PageArgs;
+
+const COLUMNS: &[&str] = &["id", "name", "status", "created_at"];
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Tenants {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Create a tenant.
+    Create {
+        /// Lowercase slug, e.g. `acme`.
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Every tenant.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One tenant.
+    Get {
+        /// The tenant's id.
+        id: String,
+    },
+    /// Change a tenant's display name.
+    Rename {
+        /// The tenant's id.
+        id: String,
+        /// The new display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Disable a tenant: its tokens stop working, its data is kept.
+    Disable {
+        /// The tenant's id.
+        id: String,
+    },
+    /// Enable a disabled tenant again.
+    Enable {
+        /// The tenant's id.
+        id: String,
+    },
+}
+
+impl Run for Tenants {
+    fn run(&self, client: &Client) -> Result<(), ClientError> {
+        let tenant = match &self.action {
+            Action::Create { id, name } => {
+                client.post("/tenants", &json!({ "id": id, "name": name }))?
+            }
+            Action::List { page } => client.list("/tenants", page.query(), page.all)?,
+            Action::Get { id } => client.get(&format!("/tenants/{}", seg(id)), &[])?,
+            Action::Rename { id, name } => {
+                client.patch(&format!("/tenants/{}", seg(id)), &json!({ "name": name }))?
+            }
+            Action::Disable { id } => {
+                client.post_empty(&format!("/tenants/{}/disable", seg(id)))?
+            }
+            Action::Enable { id } => client.post_empty(&format!("/tenants/{}/enable", seg(id)))?,
+        };
+        client.print(&tenant, COLUMNS);
+        Ok(())
+    }
+}
