@@ -27,7 +27,7 @@ use stella_config::Loaded;
 
 use crate::cli::args::{percent, MAX_COUNT, MAX_JITTER_SECS, MAX_RUNS, MAX_TENANTS};
 use crate::cli::output::{errln, outln, Format};
-use crate::cli::server::{block_on, connect};
+use crate::cli::server::{block_on, with_services};
 use mailbox::BenchBackend;
 
 /// A short random id that keeps one run's keys and tenants apart from another's.
@@ -116,11 +116,8 @@ impl BenchCommand {
                 messages,
                 tenants,
             } => {
-                let r = block_on(async {
-                    let services = connect(loaded).await?;
-                    mailbox::run(&services, backend, messages, tenants)
-                        .await
-                        .map_err(anyhow::Error::msg)
+                let r = with_services(loaded, async |services| {
+                    mailbox::run(services, backend, messages, tenants).await
                 })?;
                 print(&r, format, || {
                     format!(
@@ -189,12 +186,9 @@ impl BenchCommand {
                 jitter,
                 impacted_percent,
             } => {
-                let r = block_on(async {
-                    let services = connect(loaded).await?;
+                let r = with_services(loaded, async |services| {
                     errln!("setting up {tenants} tenants (targets and schedules)...");
-                    schedule::run(&services, tenants, jitter, impacted_percent)
-                        .await
-                        .map_err(anyhow::Error::msg)
+                    schedule::run(services, tenants, jitter, impacted_percent).await
                 })?;
                 print(&r, format, || {
                     format!(
@@ -219,11 +213,8 @@ impl BenchCommand {
                 })
             }
             Self::Jobs { jobs, tenants } => {
-                let r = block_on(async {
-                    let services = connect(loaded).await?;
-                    jobs::run(&services, jobs, tenants)
-                        .await
-                        .map_err(anyhow::Error::msg)
+                let r = with_services(loaded, async |services| {
+                    jobs::run(services, jobs, tenants).await
                 })?;
                 print(&r, format, || {
                     format!(

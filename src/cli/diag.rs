@@ -5,7 +5,7 @@ use stella_config::Loaded;
 
 use crate::cli::args::{MAX_COUNT, MAX_TENANTS, MAX_WAIT_SECS};
 use crate::cli::output::outln;
-use crate::cli::server::{block_on, connect};
+use crate::cli::server::with_services;
 use crate::diag::NoopRun;
 
 #[derive(Debug, Subcommand)]
@@ -70,22 +70,19 @@ impl DiagCommand {
             timeout: std::time::Duration::from_secs(timeout_secs),
             run_worker,
         };
-        block_on(async {
-            let services = connect(loaded).await?;
-            let report = crate::diag::noop(&services, &run)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            // JSON whatever `--output` says: the report is for programs.
-            outln!("{}", serde_json::to_string(&report)?);
-            if report.timed_out {
-                anyhow::bail!(
-                    "timed out after {}s with {} of {} jobs finished",
-                    run.timeout.as_secs(),
-                    report.completed + report.dead_lettered,
-                    report.submitted
-                );
-            }
-            Ok(())
-        })
+        let report = with_services(loaded, async |services| {
+            crate::diag::noop(services, &run).await
+        })?;
+        // JSON whatever `--output` says: the report is for programs.
+        outln!("{}", serde_json::to_string(&report)?);
+        if report.timed_out {
+            anyhow::bail!(
+                "timed out after {}s with {} of {} jobs finished",
+                run.timeout.as_secs(),
+                report.completed + report.dead_lettered,
+                report.submitted
+            );
+        }
+        Ok(())
     }
 }

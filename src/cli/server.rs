@@ -98,6 +98,18 @@ pub(crate) async fn connect(loaded: &Loaded) -> anyhow::Result<Services> {
         .map_err(|err| explain(loaded, err))
 }
 
+/// Connects the configured backends and runs `work` on them in a new actix system; the
+/// library's benchmarks and diagnostics fail with a plain message.
+pub(crate) fn with_services<T>(
+    loaded: &Loaded,
+    work: impl AsyncFnOnce(&Services) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    block_on(async {
+        let services = connect(loaded).await?;
+        work(&services).await.map_err(anyhow::Error::msg)
+    })
+}
+
 /// A startup error with which setting to check, and where its value came from.
 fn explain(loaded: &Loaded, err: StartupError) -> anyhow::Error {
     anyhow::anyhow!(

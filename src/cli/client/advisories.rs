@@ -7,16 +7,12 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::http::{Client, ClientError, ExitKind};
-use super::{unreadable, Run};
+use super::{unreadable, Run, Subcommands};
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Advisories {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Advisories = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Import an OSV collection: a zip such as `all.zip`, a JSON file (one record or an
     /// array), a folder of JSON records, or an http(s) URL of any of those.
     Import {
@@ -28,9 +24,9 @@ enum Action {
     },
 }
 
-impl Run for Advisories {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let Action::Import { from, source } = &self.action;
+        let Self::Import { from, source } = self;
         let (bytes, default_name) = read_collection(client, from)?;
         let source = source.clone().unwrap_or_else(|| {
             format!(

@@ -3,19 +3,15 @@
 use clap::Subcommand;
 
 use super::http::{segment as seg, Client, ClientError};
-use super::Run;
+use super::{Run, Subcommands};
 use crate::cli::args::PageArgs;
 
 const COLUMNS: &[&str] = &["id", "role", "job_id", "kind", "deliveries", "error"];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct DeadLetters {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type DeadLetters = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// The tenant's dead letters.
     List {
         /// Only this role's dead letters.
@@ -40,18 +36,18 @@ enum Action {
     },
 }
 
-impl Run for DeadLetters {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let letters = match &self.action {
-            Action::List { role, page } => client.list(
+        let letters = match self {
+            Self::List { role, page } => client.list(
                 "/dead-letters",
                 page.query_with(&[("role", role.as_ref())]),
                 page.all,
             )?,
-            Action::Replay { role, id } => {
+            Self::Replay { role, id } => {
                 client.post_empty(&format!("/dead-letters/{}/{}/replay", seg(role), seg(id)))?
             }
-            Action::Discard { role, id } => {
+            Self::Discard { role, id } => {
                 client.delete(&format!("/dead-letters/{}/{}", seg(role), seg(id)))?
             }
         };

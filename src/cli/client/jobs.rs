@@ -6,20 +6,16 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use super::http::{segment as seg, Client, ClientError, ExitKind};
-use super::Run;
+use super::{Run, Subcommands};
 use crate::cli::args::{PageArgs, MAX_WAIT_SECS};
 use crate::cli::output::{outln, Format};
 
 const COLUMNS: &[&str] = &["id", "kind", "state", "step", "attempts", "last_error"];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Jobs {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Jobs = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Submit a job.
     Submit {
         /// Job kind, e.g. `noop`.
@@ -74,10 +70,10 @@ enum Action {
     },
 }
 
-impl Run for Jobs {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let job = match &self.action {
-            Action::Submit {
+        let job = match self {
+            Self::Submit {
                 kind,
                 params,
                 idempotency_key,
@@ -97,12 +93,12 @@ impl Run for Jobs {
                     _ => job,
                 }
             }
-            Action::List { state, kind, page } => client.list(
+            Self::List { state, kind, page } => client.list(
                 "/jobs",
                 page.query_with(&[("state", state.as_ref()), ("kind", kind.as_ref())]),
                 page.all,
             )?,
-            Action::Get { id } => {
+            Self::Get { id } => {
                 let job = client.get(&format!("/jobs/{}", seg(id)), &[])?;
                 client.print(&job, COLUMNS);
                 if client.format == Format::Table {
@@ -122,8 +118,8 @@ impl Run for Jobs {
                 }
                 return Ok(());
             }
-            Action::Cancel { id } => client.post_empty(&format!("/jobs/{}/cancel", seg(id)))?,
-            Action::Wait { id, timeout_secs } => {
+            Self::Cancel { id } => client.post_empty(&format!("/jobs/{}/cancel", seg(id)))?,
+            Self::Wait { id, timeout_secs } => {
                 wait_job(client, id, Duration::from_secs(*timeout_secs))?
             }
         };

@@ -1,7 +1,7 @@
 //! The commands that talk to a Stella server over HTTP, one file per resource. Each
-//! command's arguments implement [`Run`]; [`Remote`] adds the connection flags
-//! (`--server`, `--token`, `--tenant`) to it, so those flags exist on these commands
-//! only.
+//! command's arguments (or its subcommands, through [`Subcommands`]) implement [`Run`];
+//! [`Remote`] adds the connection flags (`--server`, `--token`, `--tenant`), so those
+//! flags exist on these commands only.
 
 mod actors;
 mod advisories;
@@ -69,6 +69,20 @@ pub(crate) struct Remote<C: clap::Args> {
     command: C,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+// A resource's subcommands (`stella tenants create ...`) as its command's arguments:
+// each resource file names its `Action` enum's alias, e.g. `Tenants = Subcommands<Action>`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Subcommands<A: Subcommand> {
+    #[command(subcommand)]
+    action: A,
+}
+
+impl<A: Subcommand + Run> Run for Subcommands<A> {
+    fn run(&self, client: &Client) -> Result<(), ClientError> {
+        self.action.run(client)
+    }
 }
 
 impl<C: clap::Args + Run> Remote<C> {

@@ -7,20 +7,16 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::http::{Client, ClientError};
-use super::{unreadable, Run};
+use super::{unreadable, Run, Subcommands};
 use crate::cli::args::PageArgs;
 use crate::cli::output::{errln, out, terminal_safe_lines, Format};
 
 const COLUMNS: &[&str] = &["version", "digest", "created_by", "created_at"];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Policy {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Policy = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// The active policy (the built-in default until one is set).
     Get,
     /// Set the policy from a TOML file (a new version unless unchanged).
@@ -35,10 +31,10 @@ enum Action {
     },
 }
 
-impl Run for Policy {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        match &self.action {
-            Action::Get => {
+        match self {
+            Self::Get => {
                 let policy = client.get("/policy", &[])?;
                 match client.format {
                     Format::Json => client.print(&policy, &[]),
@@ -60,7 +56,7 @@ impl Run for Policy {
                     }
                 }
             }
-            Action::Set { file } => {
+            Self::Set { file } => {
                 let document =
                     std::fs::read_to_string(file).map_err(|err| unreadable(file, err))?;
                 client.print(
@@ -68,7 +64,7 @@ impl Run for Policy {
                     COLUMNS,
                 );
             }
-            Action::Versions { page } => client.print(
+            Self::Versions { page } => client.print(
                 &client.list("/policy/versions", page.query(), page.all)?,
                 COLUMNS,
             ),

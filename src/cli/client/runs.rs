@@ -5,20 +5,16 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::http::{segment as seg, Client, ClientError};
-use super::Run;
+use super::{Run, Subcommands};
 use crate::cli::args::PageArgs;
 use crate::cli::output::{outln, Format};
 
 pub(super) const COLUMNS: &[&str] = &["id", "trigger", "state", "due_at", "counts", "error"];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Runs {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Runs = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Runs, newest first.
     List {
         /// Only this schedule's runs, by name or id.
@@ -34,10 +30,10 @@ enum Action {
     },
 }
 
-impl Run for Runs {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        match &self.action {
-            Action::List { schedule, page } => client.print(
+        match self {
+            Self::List { schedule, page } => client.print(
                 &client.list(
                     "/runs",
                     page.query_with(&[("schedule_id", schedule.as_ref())]),
@@ -45,7 +41,7 @@ impl Run for Runs {
                 )?,
                 COLUMNS,
             ),
-            Action::Get { id } => {
+            Self::Get { id } => {
                 let run = client.get(&format!("/runs/{}", seg(id)), &[])?;
                 client.print(&run, COLUMNS);
                 if client.format == Format::Table {

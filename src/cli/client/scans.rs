@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::http::{segment as seg, Client, ClientError, ExitKind};
-use super::{unreadable, Run};
+use super::{unreadable, Run, Subcommands};
 use crate::cli::args::{PageArgs, MAX_WAIT_SECS};
 use crate::cli::output::{outln, terminal_safe, write_out_bytes, Format};
 
@@ -99,14 +99,10 @@ fn wait_scan(client: &Client, id: &str, timeout: Duration) -> Result<Value, Clie
     Ok(scan)
 }
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Scans {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Scans = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// The tenant's scans.
     List {
         #[command(flatten)]
@@ -134,17 +130,17 @@ enum Action {
     },
 }
 
-impl Run for Scans {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        match &self.action {
-            Action::List { page } => client.print(
+        match self {
+            Self::List { page } => client.print(
                 &client.list("/scans", page.query(), page.all)?,
                 &["id", "name", "status", "disposition", "created_at"],
             ),
-            Action::Get { id } => {
+            Self::Get { id } => {
                 print_scan(client, &client.get(&format!("/scans/{}", seg(id)), &[])?)?;
             }
-            Action::Findings { id, page } => client.print(
+            Self::Findings { id, page } => client.print(
                 &client.list(
                     &format!("/scans/{}/findings", seg(id)),
                     page.query(),
@@ -152,7 +148,7 @@ impl Run for Scans {
                 )?,
                 FINDING_COLUMNS,
             ),
-            Action::Attestation { id, output_file } => {
+            Self::Attestation { id, output_file } => {
                 let bytes = client.get_bytes(&format!("/scans/{}/attestation", seg(id)))?;
                 match output_file {
                     Some(path) => std::fs::write(path, &bytes).map_err(|err| {

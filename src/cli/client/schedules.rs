@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::http::{segment as seg, Client, ClientError};
 use super::runs::COLUMNS as RUN_COLUMNS;
-use super::Run;
+use super::{Run, Subcommands};
 use crate::cli::args::{PageArgs, MAX_JITTER_SECS};
 
 const COLUMNS: &[&str] = &[
@@ -20,14 +20,10 @@ const COLUMNS: &[&str] = &[
     "last_run_id",
 ];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Schedules {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Schedules = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// The tenant's schedules with their next fire times.
     List {
         #[command(flatten)]
@@ -93,14 +89,12 @@ enum Action {
     },
 }
 
-impl Run for Schedules {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let schedule = match &self.action {
-            Action::List { page } => client.list("/schedules", page.query(), page.all)?,
-            Action::Get { schedule } => {
-                client.get(&format!("/schedules/{}", seg(schedule)), &[])?
-            }
-            Action::Create {
+        let schedule = match self {
+            Self::List { page } => client.list("/schedules", page.query(), page.all)?,
+            Self::Get { schedule } => client.get(&format!("/schedules/{}", seg(schedule)), &[])?,
+            Self::Create {
                 name,
                 cron,
                 timezone,
@@ -133,18 +127,18 @@ impl Run for Schedules {
                 }
                 client.post("/schedules", &body)?
             }
-            Action::Pause { schedule } => {
+            Self::Pause { schedule } => {
                 client.post_empty(&format!("/schedules/{}/pause", seg(schedule)))?
             }
-            Action::Resume { schedule } => {
+            Self::Resume { schedule } => {
                 client.post_empty(&format!("/schedules/{}/resume", seg(schedule)))?
             }
-            Action::Run { schedule } => {
+            Self::Run { schedule } => {
                 let run = client.post_empty(&format!("/schedules/{}/run", seg(schedule)))?;
                 client.print(&run, RUN_COLUMNS);
                 return Ok(());
             }
-            Action::Delete { schedule } => {
+            Self::Delete { schedule } => {
                 client.delete(&format!("/schedules/{}", seg(schedule)))?;
                 return Ok(());
             }

@@ -4,19 +4,15 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::http::{segment as seg, Client, ClientError};
-use super::Run;
+use super::{Run, Subcommands};
 use crate::cli::args::PageArgs;
 
 const COLUMNS: &[&str] = &["id", "name", "sbom_sha256", "last_scan_id", "updated_at"];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Targets {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Targets = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// The tenant's targets.
     List {
         #[command(flatten)]
@@ -45,12 +41,12 @@ enum Action {
     },
 }
 
-impl Run for Targets {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let target = match &self.action {
-            Action::List { page } => client.list("/targets", page.query(), page.all)?,
-            Action::Get { target } => client.get(&format!("/targets/{}", seg(target)), &[])?,
-            Action::Set { name, scan, sbom } => {
+        let target = match self {
+            Self::List { page } => client.list("/targets", page.query(), page.all)?,
+            Self::Get { target } => client.get(&format!("/targets/{}", seg(target)), &[])?,
+            Self::Set { name, scan, sbom } => {
                 let mut body = json!({ "name": name });
                 if let Some(scan) = scan {
                     body["scan_id"] = scan.clone().into();
@@ -60,7 +56,7 @@ impl Run for Targets {
                 }
                 client.post("/targets", &body)?
             }
-            Action::Delete { target } => {
+            Self::Delete { target } => {
                 client.delete(&format!("/targets/{}", seg(target)))?;
                 return Ok(());
             }

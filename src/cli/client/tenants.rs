@@ -4,19 +4,15 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::http::{segment as seg, Client, ClientError};
-use super::Run;
+use super::{Run, Subcommands};
 use crate::cli::args::PageArgs;
 
 const COLUMNS: &[&str] = &["id", "name", "status", "created_at"];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Tenants {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Tenants = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Create a tenant.
     Create {
         /// Lowercase slug, e.g. `acme`.
@@ -55,21 +51,19 @@ enum Action {
     },
 }
 
-impl Run for Tenants {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let tenant = match &self.action {
-            Action::Create { id, name } => {
+        let tenant = match self {
+            Self::Create { id, name } => {
                 client.post("/tenants", &json!({ "id": id, "name": name }))?
             }
-            Action::List { page } => client.list("/tenants", page.query(), page.all)?,
-            Action::Get { id } => client.get(&format!("/tenants/{}", seg(id)), &[])?,
-            Action::Rename { id, name } => {
+            Self::List { page } => client.list("/tenants", page.query(), page.all)?,
+            Self::Get { id } => client.get(&format!("/tenants/{}", seg(id)), &[])?,
+            Self::Rename { id, name } => {
                 client.patch(&format!("/tenants/{}", seg(id)), &json!({ "name": name }))?
             }
-            Action::Disable { id } => {
-                client.post_empty(&format!("/tenants/{}/disable", seg(id)))?
-            }
-            Action::Enable { id } => client.post_empty(&format!("/tenants/{}/enable", seg(id)))?,
+            Self::Disable { id } => client.post_empty(&format!("/tenants/{}/disable", seg(id)))?,
+            Self::Enable { id } => client.post_empty(&format!("/tenants/{}/enable", seg(id)))?,
         };
         client.print(&tenant, COLUMNS);
         Ok(())

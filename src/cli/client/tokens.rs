@@ -4,20 +4,16 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::http::{segment as seg, Client, ClientError, ExitKind};
-use super::Run;
+use super::{Run, Subcommands};
 use crate::cli::args::{PageArgs, MAX_EXPIRY_DAYS};
 use crate::cli::output::{errln, Format};
 
 const COLUMNS: &[&str] = &["id", "tenant", "name", "scopes", "expires_at", "revoked_at"];
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Tokens {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Tokens = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Create a token; its secret is printed once.
     Create {
         /// What the token is for, e.g. `ci`.
@@ -53,10 +49,10 @@ enum Action {
     },
 }
 
-impl Run for Tokens {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let token = match &self.action {
-            Action::Create {
+        let token = match self {
+            Self::Create {
                 name,
                 scopes,
                 for_tenant,
@@ -86,13 +82,13 @@ impl Run for Tokens {
                 }
                 return Ok(());
             }
-            Action::List { for_tenant, page } => client.list(
+            Self::List { for_tenant, page } => client.list(
                 "/tokens",
                 page.query_with(&[("tenant", for_tenant.as_ref())]),
                 page.all,
             )?,
-            Action::Get { id } => client.get(&format!("/tokens/{}", seg(id)), &[])?,
-            Action::Revoke { id } => client.delete(&format!("/tokens/{}", seg(id)))?,
+            Self::Get { id } => client.get(&format!("/tokens/{}", seg(id)), &[])?,
+            Self::Revoke { id } => client.delete(&format!("/tokens/{}", seg(id)))?,
         };
         client.print(&token, COLUMNS);
         Ok(())

@@ -6,16 +6,12 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::http::{Client, ClientError};
-use super::{unreadable, Run};
+use super::{unreadable, Run, Subcommands};
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Vex {
-    #[command(subcommand)]
-    action: Action,
-}
+pub(crate) type Vex = Subcommands<Action>;
 
 #[derive(Debug, Subcommand)]
-enum Action {
+pub(crate) enum Action {
     /// Import a VEX document: for the tenant, or global with an administrator token and
     /// no tenant.
     Import {
@@ -24,9 +20,9 @@ enum Action {
     },
 }
 
-impl Run for Vex {
+impl Run for Action {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let Action::Import { file } = &self.action;
+        let Self::Import { file } = self;
         let bytes = std::fs::read(file).map_err(|err| unreadable(file, err))?;
         client.print(
             &client.post_bytes("/vex", &[], "application/json", bytes)?,
