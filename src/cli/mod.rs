@@ -34,7 +34,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use client::http::{ClientError, ExitKind};
 use client::{ClientArgs, ClientCommand};
@@ -172,13 +172,20 @@ fn usage_error(err: &clap::Error, args: &[OsString]) -> ExitCode {
 /// a connection flag on a command that does not connect (`stella --tenant acme serve`).
 /// Without a command name the arguments are left as they are.
 fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
-    // The root options that take a value (`--config PATH`, `--output FORMAT`).
-    let root = Cli::command();
-    let takes_value: Vec<String> = root
-        .get_arguments()
-        .filter(|arg| arg.get_action().takes_values())
-        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
-        .collect();
+    let longs = |command: clap::Command, only_with_values: bool| -> Vec<String> {
+        command
+            .get_arguments()
+            .filter(|arg| !only_with_values || arg.get_action().takes_values())
+            .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+            .collect()
+    };
+    // Every connection flag takes a value; of the root's options, `--config PATH` and
+    // `--output FORMAT` do.
+    let client_flags = longs(
+        ClientArgs::augment_args(clap::Command::new("client")),
+        false,
+    );
+    let takes_value = longs(Cli::command(), true);
     let mut kept = Vec::with_capacity(args.len());
     let mut hoisted = Vec::new();
     let mut rest = args.iter().cloned();
@@ -198,14 +205,14 @@ fn hoist_client_flags(args: Vec<OsString>) -> Vec<OsString> {
             Some((name, _)) => (name, true),
             None => (text, false),
         };
-        let into = if ClientArgs::FLAGS.contains(&name) {
+        let is_client_flag = client_flags.iter().any(|flag| flag == name);
+        let into = if is_client_flag {
             &mut hoisted
         } else {
             &mut kept
         };
         into.push(arg.clone());
-        let needs_value =
-            ClientArgs::FLAGS.contains(&name) || takes_value.iter().any(|t| t == name);
+        let needs_value = is_client_flag || takes_value.iter().any(|t| t == name);
         if needs_value && !inline_value {
             into.extend(rest.next());
         }

@@ -56,12 +56,6 @@ pub(crate) struct ClientArgs {
     tenant: Option<String>,
 }
 
-impl ClientArgs {
-    /// The long names of the flags, which [`crate::cli::hoist_client_flags`] moves from
-    /// before the command's name to after it.
-    pub(crate) const FLAGS: [&'static str; 3] = ["--server", "--token", "--tenant"];
-}
-
 // A client command's own arguments with the connection flags (see `ClientArgs`).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Remote<C: clap::Args> {
