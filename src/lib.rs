@@ -3,22 +3,21 @@
 //! [`Application::build`] turns [`Settings`] into running parts: it connects the store
 //! (and migrates it), the object store and the mailbox, makes sure an administrator token
 //! exists, starts the actor runtime and binds the HTTP server. Tests build an
-//! `Application` on port 0 and read [`Application::addr`]; `main.rs` only parses the
-//! command line and reports errors.
+//! `Application` on port 0 and read [`Application::addr`]; `main.rs` only hands the
+//! process to [`cli::main`].
 //!
 //! Layout:
 //! - [`Application`]: build, address, run until stopped;
 //! - [`Services`]: the connected store, mailbox and object store, shared by every command;
 //! - `bootstrap`: the first administrator token;
+//! - [`cli`]: the command line (`cli/`: one file per client resource, server commands);
+//! - `bench`: `stella bench ...`, one file per benchmark;
 //! - `diag`: `stella diag noop`;
 //! - [`StartupError`]: a failed start, naming the setting to look at.
 
 pub mod bench;
-pub mod bench_match;
-pub mod bench_scan;
-pub mod bench_schedule;
 mod bootstrap;
-pub mod client;
+pub mod cli;
 pub mod diag;
 pub mod signing;
 

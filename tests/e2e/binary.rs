@@ -290,7 +290,8 @@ fn bench_mailbox_reports_the_runtime_against_its_baseline() {
             "embedded",
             "--messages",
             "500",
-            "--json",
+            "--output",
+            "json",
         ])
         .output()
         .unwrap();
@@ -330,7 +331,16 @@ fn bench_mailbox_on_valkey_without_a_url_is_a_clear_error() {
 fn bench_jobs_runs_durable_jobs_to_completion_and_reports_the_ratio() {
     let dir = tempfile::tempdir().unwrap();
     let output = stella(dir.path())
-        .args(["bench", "jobs", "--jobs", "200", "--tenants", "4", "--json"])
+        .args([
+            "bench",
+            "jobs",
+            "--jobs",
+            "200",
+            "--tenants",
+            "4",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -861,7 +871,9 @@ fn bench_match_reports_the_index_against_the_linear_baseline_on_real_data() {
     }
     let dir = tempfile::tempdir().unwrap();
     let output = stella(dir.path())
-        .args(["bench", "match", "--runs", "3", "--json", "--sbom"])
+        .args([
+            "bench", "match", "--runs", "3", "--output", "json", "--sbom",
+        ])
         .arg(data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json"))
         .arg("--advisories")
         .arg(data.join("advisories/Go-all.zip"))
@@ -1002,7 +1014,7 @@ fn bench_scan_reports_end_to_end_against_the_in_process_scan() {
     }
     let dir = tempfile::tempdir().unwrap();
     let output = stella(dir.path())
-        .args(["bench", "scan", "--runs", "3", "--json", "--sbom"])
+        .args(["bench", "scan", "--runs", "3", "--output", "json", "--sbom"])
         .arg(data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json"))
         .arg("--advisories")
         .arg(data.join("advisories/Go-all.zip"))
@@ -1172,7 +1184,7 @@ fn cli_manages_targets_schedules_and_runs() {
 fn bench_scheduler_reports_both_targets_against_the_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let output = stella(dir.path())
-        .args(["bench", "scheduler", "--tenants", "200", "--json"])
+        .args(["bench", "scheduler", "--tenants", "200", "--output", "json"])
         .output()
         .unwrap();
     assert!(

@@ -25,7 +25,7 @@ use stella_domain::scan::{
 };
 use stella_domain::{sbom, vex};
 
-use crate::bench_match::{is_affected, percentile};
+use super::matching::{is_affected, percentile};
 use crate::Application;
 
 #[derive(Debug, Clone, Serialize)]

@@ -13,16 +13,18 @@ use chrono::Utc;
 use deadpool_redis::redis;
 use serde::Serialize;
 use serde_json::json;
+use stella_supervisor::{MessageHandler, Runtime, RuntimeConfig, RuntimeMetrics, StepError};
 use stella_config::MailboxBackend;
 use stella_store::mailbox::{
     ConsumerName, EmbeddedMailbox, Envelope, Mailbox, MailboxConfig, Role, ValkeyMailbox,
 };
 use stella_store::{TenantId, Valkey};
-use stella_supervisor::{MessageHandler, Runtime, RuntimeConfig, RuntimeMetrics, StepError};
 
+use super::{round, run_id};
 use crate::Services;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The mailbox backend `stella bench mailbox --backend` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchBackend {
     Valkey,
     Embedded,
@@ -55,12 +57,7 @@ impl MessageHandler for Count {
     }
 }
 
-fn run_id() -> String {
-    use rand::Rng;
-    format!("{:08x}", rand::rng().random::<u32>())
-}
-
-pub async fn mailbox(
+pub async fn run(
     services: &Services,
     backend: BenchBackend,
     messages: u64,
@@ -172,10 +169,6 @@ pub async fn mailbox(
         baseline_msgs_per_sec: baseline_msgs_per_sec.round(),
         ratio: round(msgs_per_sec / baseline_msgs_per_sec),
     })
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The raw Valkey ceiling: one producer connection pipelining XADD, one consumer
@@ -293,55 +286,4 @@ async fn cleanup(valkey: &Valkey, prefix: &str) {
     if !keys.is_empty() {
         let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct JobsReport {
-    pub store: String,
-    pub jobs: u64,
-    pub tenants: u32,
-    pub seconds: f64,
-    pub jobs_per_sec: f64,
-    /// Single-row commits per second on the same store, same parallelism as the
-    /// runtime's connection pool.
-    pub baseline_commits_per_sec: f64,
-    pub ratio: f64,
-}
-
-/// Single-step durable `noop` jobs end to end in this process: submit (job row + outbox),
-/// relay, receive, run, commit, acknowledge. The baseline is the store's raw commit rate.
-pub async fn jobs(services: &Services, jobs: u64, tenants: u32) -> Result<JobsReport, String> {
-    let run = crate::diag::NoopRun {
-        count: jobs,
-        tenants,
-        params: stella_actors::diag::NoopParams::default(),
-        max_attempts: 5,
-        timeout: Duration::from_secs(1800),
-        run_worker: true,
-    };
-    let report = crate::diag::noop(services, &run).await?;
-    if report.timed_out || report.completed != jobs {
-        return Err(format!(
-            "only {} of {jobs} jobs completed",
-            report.completed
-        ));
-    }
-    let parallel = services.settings.database.max_connections as usize;
-    let raw =
-        stella_store::diag::bench::RawSql::new(&services.store, &format!("jobs-{}", run_id()));
-    let started = Instant::now();
-    raw.commits(jobs, parallel)
-        .await
-        .map_err(|e| e.to_string())?;
-    let baseline = jobs as f64 / started.elapsed().as_secs_f64();
-    let jobs_per_sec = jobs as f64 / report.seconds;
-    Ok(JobsReport {
-        store: services.store.backend().id().to_owned(),
-        jobs,
-        tenants,
-        seconds: report.seconds,
-        jobs_per_sec: jobs_per_sec.round(),
-        baseline_commits_per_sec: baseline.round(),
-        ratio: round(jobs_per_sec / baseline),
-    })
 }

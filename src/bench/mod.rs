@@ -1,0 +1,247 @@
+//! `stella bench`: benchmarks that measure a baseline in the same run and report the
+//! ratio (absolute times on shared machines drift from run to run; the ratio does not).
+//! Each prints one line, or its report as JSON with `--output json`.
+//!
+//! Layout:
+//! - `mailbox`: `bench mailbox`, the runtime against the mailbox backend's raw ceiling;
+//! - `jobs`: `bench jobs`, durable noop jobs against the store's raw commit rate;
+//! - `matching`: `bench match`, the package index against a linear scan;
+//! - `scan`: `bench scan`, a scan end to end against the same scan in-process;
+//! - `schedule`: `bench scheduler`, firing and drift against inserting the jobs directly;
+//! - this file: the command line of each and how its report reads.
+
+// Every write goes through `outln!`/`errln!`: `println!` panics on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod jobs;
+pub mod mailbox;
+pub mod matching;
+pub mod scan;
+pub mod schedule;
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde::Serialize;
+use stella_config::Loaded;
+
+use crate::cli::args::{percent, MAX_COUNT, MAX_JITTER_SECS, MAX_RUNS, MAX_TENANTS};
+use crate::cli::output::{errln, outln, Format};
+use crate::cli::server::{block_on, with_services};
+use mailbox::BenchBackend;
+
+/// A short random id that keeps one run's keys and tenants apart from another's.
+fn run_id() -> String {
+    use rand::Rng;
+    format!("{:08x}", rand::rng().random::<u32>())
+}
+
+/// `x` to three decimals.
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Send → runtime → no-op handler → ack, against the backend's raw ceiling.
+    Mailbox {
+        /// The mailbox to measure.
+        #[arg(long, value_enum)]
+        backend: BenchBackend,
+        /// Messages to send.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+        messages: u64,
+        /// Tenants the messages are spread over.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
+        tenants: u32,
+    },
+    /// Matching on real data: the package index against a linear scan over every
+    /// advisory, index build time, and whole-scan evaluation p50 / p99.
+    Match {
+        /// The SBOM (CycloneDX or SPDX JSON).
+        #[arg(long)]
+        sbom: PathBuf,
+        /// OSV collections (zip, JSON array or one record); repeat for several.
+        #[arg(long = "advisories", required = true)]
+        advisories: Vec<PathBuf>,
+        /// Evaluations of the whole scan the percentiles are taken over.
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
+        runs: usize,
+    },
+    /// A warm scan end to end (HTTP submit → analyze → evaluate → seal → completed) on
+    /// the configured backends (a fresh data folder), against the same scan as pure
+    /// domain work in-process: p50 / p99 of both.
+    Scan {
+        /// The SBOM (CycloneDX or SPDX JSON).
+        #[arg(long)]
+        sbom: PathBuf,
+        /// OSV collections to import first; repeat for several.
+        #[arg(long = "advisories")]
+        advisories: Vec<PathBuf>,
+        /// Scans timed (after a warm-up), one after another.
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
+        runs: usize,
+    },
+    /// The scheduler: 10,000 tenants due in the same minute, and an advisory touching
+    /// 1 % of their targets; against inserting the same jobs straight into the store.
+    Scheduler {
+        /// Tenants, each with one target and one schedule due at the same minute.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
+        tenants: u32,
+        /// The schedules' jitter window, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=MAX_JITTER_SECS))]
+        jitter: u32,
+        /// Share of the targets the advisory touches, in percent.
+        #[arg(long, default_value_t = 1.0, value_parser = percent)]
+        impacted_percent: f64,
+    },
+    /// Single-step durable noop jobs on the configured store, against its raw commit
+    /// rate.
+    Jobs {
+        /// Jobs to run.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+        jobs: u64,
+        /// Tenants the jobs are spread over.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
+        tenants: u32,
+    },
+}
+
+impl BenchCommand {
+    /// Runs the benchmark on the loaded settings' backends and prints its report.
+    pub(crate) fn run(self, loaded: &Loaded, format: Format) -> anyhow::Result<()> {
+        match self {
+            Self::Mailbox {
+                backend,
+                messages,
+                tenants,
+            } => {
+                let r = with_services(loaded, async |services| {
+                    mailbox::run(services, backend, messages, tenants).await
+                })?;
+                print(&r, format, || {
+                    format!(
+                        "{} messages on {} over {} tenants: {:.0} msgs/s through the runtime, \
+                         {:.0} msgs/s raw ceiling, ratio {:.3}",
+                        r.messages,
+                        r.backend,
+                        r.tenants,
+                        r.msgs_per_sec,
+                        r.baseline_msgs_per_sec,
+                        r.ratio
+                    )
+                })
+            }
+            Self::Match {
+                sbom,
+                advisories,
+                runs,
+            } => {
+                let r = matching::run(&sbom, &advisories, runs).map_err(anyhow::Error::msg)?;
+                print(&r, format, || {
+                    format!(
+                        "{} components × {} advisories: {} findings; index built in {:.3} s; \
+                         {:.0} components/s through the index vs {:.0}/s linear (ratio {:.1}); \
+                         whole scan p50 {:.2} ms, p99 {:.2} ms over {} runs",
+                        r.components,
+                        r.advisories,
+                        r.findings,
+                        r.index_build_seconds,
+                        r.matches_per_sec,
+                        r.baseline_matches_per_sec,
+                        r.ratio,
+                        r.evaluate_p50_ms,
+                        r.evaluate_p99_ms,
+                        r.runs
+                    )
+                })
+            }
+            Self::Scan {
+                sbom,
+                advisories,
+                runs,
+            } => {
+                let r = block_on(scan::run(loaded.settings.clone(), &sbom, &advisories, runs))
+                    .map_err(anyhow::Error::msg)?;
+                print(&r, format, || {
+                    format!(
+                        "{} ({} components, {} findings) on {}: submit → sealed verdict \
+                         p50 {:.1} ms, p99 {:.1} ms over {} runs; the scan alone in-process \
+                         p50 {:.1} ms, p99 {:.1} ms (ratio {:.2})",
+                        r.sbom,
+                        r.components,
+                        r.findings,
+                        r.store,
+                        r.p50_ms,
+                        r.p99_ms,
+                        r.runs,
+                        r.baseline_p50_ms,
+                        r.baseline_p99_ms,
+                        r.ratio
+                    )
+                })
+            }
+            Self::Scheduler {
+                tenants,
+                jitter,
+                impacted_percent,
+            } => {
+                let r = with_services(loaded, async |services| {
+                    errln!("setting up {tenants} tenants (targets and schedules)...");
+                    schedule::run(services, tenants, jitter, impacted_percent).await
+                })?;
+                print(&r, format, || {
+                    format!(
+                        "{} on {}: {} runs fired, {} queued in {:.3} s after the {} s window \
+                         (baseline {:.3} s, ratio {:.2}); drift: {} impacted targets, {} runs \
+                         queued {:.3} s after a {:.3} s import (baseline {:.3} s, ratio {:.2})",
+                        r.tenants,
+                        r.store,
+                        r.fired_runs,
+                        r.queued_runs,
+                        r.fire_seconds,
+                        r.jitter_seconds,
+                        r.fire_baseline_seconds,
+                        r.fire_ratio,
+                        r.impacted_targets,
+                        r.drift_runs,
+                        r.drift_enqueue_seconds,
+                        r.drift_import_seconds,
+                        r.drift_baseline_seconds,
+                        r.drift_ratio
+                    )
+                })
+            }
+            Self::Jobs { jobs, tenants } => {
+                let r = with_services(loaded, async |services| {
+                    jobs::run(services, jobs, tenants).await
+                })?;
+                print(&r, format, || {
+                    format!(
+                        "{} jobs on {} over {} tenants: {:.0} jobs/s, raw commits {:.0}/s, \
+                         ratio {:.3}",
+                        r.jobs,
+                        r.store,
+                        r.tenants,
+                        r.jobs_per_sec,
+                        r.baseline_commits_per_sec,
+                        r.ratio
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Prints a report: as JSON with `--output json`, else the one line `summary` makes.
+fn print(
+    report: &impl Serialize,
+    format: Format,
+    summary: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => outln!("{}", serde_json::to_string(report)?),
+        Format::Table => outln!("{}", summary()),
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The commands that run Stella itself on the configured backends: `serve`, `worker`,
+//! `scheduler`, `migrate`, `config show`, and the `bench` and `diag` commands. Each loads
+//! the settings (defaults → file → environment) and starts logging first; a start that
+//! fails names the setting to check and where its value came from.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use stella_config::Loaded;
+use stella_store::Store;
+
+use crate::cli::diag::DiagCommand;
+use crate::cli::output::{outln, Format};
+use crate::{Application, Services, StartupError};
+
+/// The commands that run Stella (`stella COMMAND`, flattened into the root).
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServerCommand {
+    /// Run every role in one process: API, workers and scheduler.
+    Serve,
+    /// Run only the actors (no API): take work from the shared mailbox.
+    Worker {
+        /// Roles to run, comma-separated (default: all).
+        #[arg(long, value_delimiter = ',', value_name = "ROLE,...")]
+        roles: Vec<String>,
+    },
+    /// Run only the scheduler (no API, no workers): cron firings, drift re-evaluation,
+    /// run tracking. Several may run against one database; one leads at a time.
+    Scheduler,
+    /// Benchmarks that measure a baseline in the same run and report the ratio.
+    Bench {
+        #[command(subcommand)]
+        action: crate::bench::BenchCommand,
+    },
+    /// Diagnostics that exercise the runtime end to end.
+    Diag {
+        #[command(subcommand)]
+        action: DiagCommand,
+    },
+    /// Apply the database migrations, then exit.
+    Migrate,
+    /// Inspect the effective settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Print every setting with its value (secrets redacted) and where it came from.
+    Show,
+}
+
+impl ServerCommand {
+    /// Loads the settings from `config` and the environment, starts logging, and runs.
+    pub(crate) fn run(self, config: Option<&Path>, format: Format) -> anyhow::Result<()> {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let loaded = stella_config::load(config, &env)?;
+        init_logging(&loaded, &env)?;
+        // Handler panics are caught and retried by the runtime; log them as one line
+        // instead of the default hook's stderr dump.
+        std::panic::set_hook(Box::new(|info| {
+            tracing::error!(panic = %info, "panic");
+        }));
+        match self {
+            Self::Serve => block_on(serve(&loaded)),
+            Self::Worker { roles } => block_on(worker(&loaded, &roles)),
+            Self::Scheduler => block_on(scheduler(&loaded)),
+            Self::Bench { action } => action.run(&loaded, format),
+            Self::Diag { action } => action.run(&loaded),
+            Self::Migrate => block_on(migrate(&loaded)),
+            Self::Config {
+                action: ConfigAction::Show,
+            } => {
+                show_config(&loaded, format);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs `future` to completion on a new actix system (the runtime and the HTTP server
+/// need one).
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    actix_web::rt::System::new().block_on(future)
+}
+
+/// Connects the configured backends; a failure names the setting to check.
+pub(crate) async fn connect(loaded: &Loaded) -> anyhow::Result<Services> {
+    Services::connect(&loaded.settings)
+        .await
+        .map_err(|err| explain(loaded, err))
+}
+
+/// Connects the configured backends and runs `work` on them in a new actix system; the
+/// library's benchmarks and diagnostics fail with a plain message.
+pub(crate) fn with_services<T>(
+    loaded: &Loaded,
+    work: impl AsyncFnOnce(&Services) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    block_on(async {
+        let services = connect(loaded).await?;
+        work(&services).await.map_err(anyhow::Error::msg)
+    })
+}
+
+/// A startup error with which setting to check, and where its value came from.
+fn explain(loaded: &Loaded, err: StartupError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} (check `{}`, set by {})",
+        err.message,
+        err.key,
+        loaded.source_of(err.key)
+    )
+}
+
+fn init_logging(loaded: &Loaded, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let settings = &loaded.settings;
+    // RUST_LOG, when set, wins: the usual escape hatch while debugging.
+    let directive = env.get("RUST_LOG").unwrap_or(&settings.log);
+    // Formatted rather than chained: the filter's parse error repeats its source.
+    let filter = tracing_subscriber::EnvFilter::try_new(directive).map_err(|err| {
+        anyhow::anyhow!(
+            "invalid value for `log` from {}: {err}",
+            loaded.source_of("log")
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if settings.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+fn show_config(loaded: &Loaded, format: Format) {
+    let rows = loaded.show();
+    match format {
+        Format::Json => {
+            let json = serde_json::to_string_pretty(&rows).unwrap_or_default();
+            outln!("{json}");
+        }
+        Format::Table => {
+            let width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
+            for row in rows {
+                let value = row.value.as_deref().unwrap_or("(unset)");
+                outln!("{:width$} = {value}    # {}", row.key, row.source);
+            }
+        }
+    }
+}
+
+async fn migrate(loaded: &Loaded) -> anyhow::Result<()> {
+    let settings = &loaded.settings;
+    let startup = |err| explain(loaded, StartupError::new("database.url", err));
+    if let stella_config::DatabaseBackend::Sqlite { .. } = settings.database_backend() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    }
+    let store = Store::connect(&settings.database_backend(), &settings.database)
+        .await
+        .map_err(startup)?;
+    store.migrate().await.map_err(startup)?;
+    let version = store.schema_version().await.map_err(startup)?;
+    outln!(
+        "database ({}) is at schema version {version}",
+        store.backend()
+    );
+    store.close().await;
+    Ok(())
+}
+
+async fn serve(loaded: &Loaded) -> anyhow::Result<()> {
+    let app = Application::build(loaded.settings.clone())
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    tracing::info!(addr = %app.addr(), "stella is serving");
+    app.run_until_stopped().await.context("server failed")?;
+    tracing::info!("stella stopped");
+    Ok(())
+}
+
+async fn worker(loaded: &Loaded, roles: &[String]) -> anyhow::Result<()> {
+    let roles = if roles.is_empty() {
+        crate::all_roles()
+    } else {
+        roles
+            .iter()
+            .map(|r| stella_store::mailbox::Role::parse(r).context("--roles"))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let services = connect(loaded).await?;
+    let registry = prometheus::Registry::new();
+    let runtime = services
+        .start_runtime(&roles, &registry)
+        .await
+        .map_err(|err| explain(loaded, err))?;
+    tracing::info!("stella worker is running");
+    crate::shutdown_signal().await;
+    tracing::info!("shutdown signal received; stopping");
+    runtime
+        .shutdown(std::time::Duration::from_secs(
+            loaded.settings.runtime.shutdown_timeout_secs,
+        ))
+        .await;
+    services.store.close().await;
+    tracing::info!("stella worker stopped");
+    Ok(())
+}
+
+async fn scheduler(loaded: &Loaded) -> anyhow::Result<()> {
+    let services = connect(loaded).await?;
+    let registry = prometheus::Registry::new();
+    let handle = services
+        .start_scheduler(&registry)
+        .map_err(|err| explain(loaded, err))?;
+    tracing::info!(holder = %handle.holder, "stella scheduler is running");
+    crate::shutdown_signal().await;
+    tracing::info!("shutdown signal received; stopping");
+    handle.stop().await;
+    services.store.close().await;
+    tracing::info!("stella scheduler stopped");
+    Ok(())
+}
