@@ -40,7 +40,8 @@ pub async fn run(services: &Services, jobs: u64, tenants: u32) -> Result<JobsRep
         ));
     }
     let parallel = services.settings.database.max_connections as usize;
-    let raw = stella_store::diag::bench::RawSql::new(&services.store, &format!("jobs-{}", run_id()));
+    let raw =
+        stella_store::diag::bench::RawSql::new(&services.store, &format!("jobs-{}", run_id()));
     let started = Instant::now();
     raw.commits(jobs, parallel)
         .await

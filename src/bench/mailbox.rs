@@ -13,12 +13,12 @@ use chrono::Utc;
 use deadpool_redis::redis;
 use serde::Serialize;
 use serde_json::json;
-use stella_supervisor::{MessageHandler, Runtime, RuntimeConfig, RuntimeMetrics, StepError};
 use stella_config::MailboxBackend;
 use stella_store::mailbox::{
     ConsumerName, EmbeddedMailbox, Envelope, Mailbox, MailboxConfig, Role, ValkeyMailbox,
 };
 use stella_store::{TenantId, Valkey};
+use stella_supervisor::{MessageHandler, Runtime, RuntimeConfig, RuntimeMetrics, StepError};
 
 use super::{round, run_id};
 use crate::Services;
