@@ -96,7 +96,7 @@ pub(crate) enum BenchCommand {
         impacted_percent: f64,
     },
     /// Single-step durable noop jobs on the configured store, against its raw commit
-    /// rate.
+    /// rate, and against the same jobs writing their effect in a statement of its own.
     Jobs {
         /// Jobs to run.
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
@@ -219,13 +219,16 @@ impl BenchCommand {
                 print(&r, format, || {
                     format!(
                         "{} jobs on {} over {} tenants: {:.0} jobs/s, raw commits {:.0}/s, \
-                         ratio {:.3}",
+                         ratio {:.3}; effect in its own statement {:.0} jobs/s (staged \
+                         {:.3}x)",
                         r.jobs,
                         r.store,
                         r.tenants,
                         r.jobs_per_sec,
                         r.baseline_commits_per_sec,
-                        r.ratio
+                        r.ratio,
+                        r.separate_effect_jobs_per_sec,
+                        r.staged_over_separate
                     )
                 })
             }

@@ -8,9 +8,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use stella_config::{redact_url, DatabaseBackend, DatabaseSettings};
 
+use crate::diag::noop::Noop;
 use crate::error::{Backend, Result, StoreError};
 use crate::group::Groups;
-use crate::repo::{Audit, Idempotency, Jobs, Noop, Outbox, Tenants, Tokens};
+use crate::repo::{Audit, Idempotency, Jobs, Outbox, Tenants, Tokens};
 use crate::TenantId;
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -152,10 +152,12 @@ impl Default for Groups {
                 Box::pin(async move { store.apply_changes(changes).await })
             }),
             noop_effects: Coalescer::new(|store, keys| {
-                Box::pin(async move { crate::repo::write_noop_effects(&store, &keys).await })
+                Box::pin(async move { crate::diag::noop::write_noop_effects(&store, &keys).await })
             }),
             noop_executions: Coalescer::new(|store, keys| {
-                Box::pin(async move { crate::repo::count_noop_executions(&store, &keys).await })
+                Box::pin(
+                    async move { crate::diag::noop::count_noop_executions(&store, &keys).await },
+                )
             }),
         }
     }

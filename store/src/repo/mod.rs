@@ -8,7 +8,6 @@ mod events;
 mod generations;
 mod idempotency;
 mod jobs;
-mod noop;
 mod outbox;
 mod policies;
 mod scans;
@@ -30,8 +29,6 @@ pub use jobs::{
     Job, JobChange, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, NewTenantJob,
     Submitted, Transition,
 };
-pub(crate) use noop::{count_noop_executions, write_noop_effects};
-pub use noop::{Noop, NoopTotals};
 pub use outbox::{Outbox, OutboxRow};
 pub use policies::{Policies, PolicyRecord};
 pub use scans::{FindingRecord, NewFinding, SbomRecord, ScanRecord, Scans, VerdictRecord};
