@@ -26,8 +26,8 @@ use serde::Serialize;
 use stella_config::Loaded;
 
 use crate::cli::args::{percent, MAX_COUNT, MAX_JITTER_SECS, MAX_RUNS, MAX_TENANTS};
+use crate::cli::connect::{block_on, with_services};
 use crate::cli::output::{errln, outln, Format};
-use crate::cli::server::{block_on, with_services};
 use mailbox::BenchBackend;
 
 /// A short random id that keeps one run's keys and tenants apart from another's.

@@ -4,8 +4,8 @@ use clap::Subcommand;
 use stella_config::Loaded;
 
 use crate::cli::args::{MAX_COUNT, MAX_TENANTS, MAX_WAIT_SECS};
+use crate::cli::connect::with_services;
 use crate::cli::output::outln;
-use crate::cli::server::with_services;
 use crate::diag::NoopRun;
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,7 @@
 pub(crate) mod args;
 mod client;
 mod completions;
+pub(crate) mod connect;
 mod diag;
 pub(crate) mod output;
 pub(crate) mod server;

@@ -4,7 +4,6 @@
 //! fails names the setting to check and where its value came from.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -12,9 +11,10 @@ use clap::Subcommand;
 use stella_config::Loaded;
 use stella_store::Store;
 
+use crate::cli::connect::{block_on, connect, explain};
 use crate::cli::diag::DiagCommand;
 use crate::cli::output::{outln, Format};
-use crate::{Application, Services, StartupError};
+use crate::{Application, StartupError};
 
 /// The commands that run Stella (`stella COMMAND`, flattened into the root).
 #[derive(Debug, Subcommand)]
@@ -83,41 +83,6 @@ impl ServerCommand {
             }
         }
     }
-}
-
-/// Runs `future` to completion on a new actix system (the runtime and the HTTP server
-/// need one).
-pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    actix_web::rt::System::new().block_on(future)
-}
-
-/// Connects the configured backends; a failure names the setting to check.
-pub(crate) async fn connect(loaded: &Loaded) -> anyhow::Result<Services> {
-    Services::connect(&loaded.settings)
-        .await
-        .map_err(|err| explain(loaded, err))
-}
-
-/// Connects the configured backends and runs `work` on them in a new actix system; the
-/// library's benchmarks and diagnostics fail with a plain message.
-pub(crate) fn with_services<T>(
-    loaded: &Loaded,
-    work: impl AsyncFnOnce(&Services) -> Result<T, String>,
-) -> anyhow::Result<T> {
-    block_on(async {
-        let services = connect(loaded).await?;
-        work(&services).await.map_err(anyhow::Error::msg)
-    })
-}
-
-/// A startup error with which setting to check, and where its value came from.
-fn explain(loaded: &Loaded, err: StartupError) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{} (check `{}`, set by {})",
-        err.message,
-        err.key,
-        loaded.source_of(err.key)
-    )
 }
 
 fn init_logging(loaded: &Loaded, env: &BTreeMap<String, String>) -> anyhow::Result<()> {

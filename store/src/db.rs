@@ -8,7 +8,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use stella_config::{redact_url, DatabaseBackend, DatabaseSettings};
 
-use crate::diag::noop::Noop;
+use crate::diag::noop::{Noop, NoopGroups};
 use crate::error::{Backend, Result, StoreError};
 use crate::group::Groups;
 use crate::repo::{Audit, Idempotency, Jobs, Outbox, Tenants, Tokens};
@@ -28,6 +28,8 @@ pub struct Store {
     pub(crate) backend: Backend,
     /// Group commit for the runtime's hot path (see `group`), shared by every clone.
     pub(crate) group: Arc<Groups>,
+    /// The diagnostic `noop` kind's group commits.
+    pub(crate) noop: Arc<NoopGroups>,
     /// Signalled after every commit that may have written outbox rows, so this process's
     /// relay moves them at once instead of at its next poll.
     pub(crate) outbox_signal: Arc<tokio::sync::Notify>,
@@ -136,6 +138,7 @@ impl Store {
             pool,
             backend,
             group: Arc::default(),
+            noop: Arc::default(),
             outbox_signal: Arc::default(),
             file: file_for_errors,
         })
@@ -149,6 +152,7 @@ impl Store {
             pool: self.pool.clone(),
             backend: self.backend,
             group: Arc::default(),
+            noop: Arc::default(),
             outbox_signal: self.outbox_signal.clone(),
             file: self.file.clone(),
         }

@@ -138,8 +138,6 @@ async fn dispatch<R: Send + 'static, T: Send + 'static>(
 pub(crate) struct Groups {
     pub(crate) get_jobs: Coalescer<JobKey, Job>,
     pub(crate) change_jobs: Coalescer<JobChange, Job>,
-    pub(crate) noop_effects: Coalescer<(JobKey, i64), bool>,
-    pub(crate) noop_executions: Coalescer<JobKey, ()>,
 }
 
 impl Default for Groups {
@@ -150,14 +148,6 @@ impl Default for Groups {
             }),
             change_jobs: Coalescer::new(|store, changes| {
                 Box::pin(async move { store.apply_changes(changes).await })
-            }),
-            noop_effects: Coalescer::new(|store, keys| {
-                Box::pin(async move { crate::diag::noop::write_noop_effects(&store, &keys).await })
-            }),
-            noop_executions: Coalescer::new(|store, keys| {
-                Box::pin(
-                    async move { crate::diag::noop::count_noop_executions(&store, &keys).await },
-                )
             }),
         }
     }

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
+use crate::group::{Coalescer, MAX_BATCH};
 use crate::ids::to_millis;
 use crate::repo::JobKey;
 use crate::{JobId, Store, TenantId};
@@ -13,6 +14,27 @@ use std::collections::{HashMap, HashSet};
 pub struct Noop<'a> {
     pub(crate) store: &'a Store,
     pub(crate) tenant: &'a TenantId,
+}
+
+/// The noop kind's group commits (shared by a store's clones): concurrent effect writes
+/// and execution counts of many jobs become one statement each.
+#[derive(Debug)]
+pub(crate) struct NoopGroups {
+    effects: Coalescer<(JobKey, i64), bool>,
+    executions: Coalescer<JobKey, ()>,
+}
+
+impl Default for NoopGroups {
+    fn default() -> Self {
+        Self {
+            effects: Coalescer::new(|store, keys| {
+                Box::pin(async move { write_noop_effects(&store, &keys).await })
+            }),
+            executions: Coalescer::new(|store, keys| {
+                Box::pin(async move { count_noop_executions(&store, &keys).await })
+            }),
+        }
+    }
 }
 
 /// Totals over a set of tenants.
@@ -32,8 +54,8 @@ impl Noop<'_> {
             id: job.clone(),
         };
         self.store
-            .group
-            .noop_effects
+            .noop
+            .effects
             .call(self.store, (key, to_millis(now)))
             .await
     }
@@ -44,7 +66,7 @@ impl Noop<'_> {
             tenant: self.tenant.clone(),
             id: job.clone(),
         };
-        self.store.group.noop_executions.call(self.store, key).await
+        self.store.noop.executions.call(self.store, key).await
     }
 
     pub async fn totals(&self) -> Result<NoopTotals> {
@@ -70,7 +92,7 @@ impl Noop<'_> {
 
 /// Writes many jobs' effects in one statement; for each key, whether its row is new.
 /// A key given twice is new at most once.
-pub(crate) async fn write_noop_effects(store: &Store, keys: &[(JobKey, i64)]) -> Vec<Result<bool>> {
+async fn write_noop_effects(store: &Store, keys: &[(JobKey, i64)]) -> Vec<Result<bool>> {
     let inserted = if store.backend() == crate::Backend::Postgres {
         insert_effects_pg(store, keys).await
     } else {
@@ -91,7 +113,7 @@ async fn insert_effects(
     keys: &[(JobKey, i64)],
 ) -> Result<HashSet<(String, String)>> {
     let mut fresh = HashSet::new();
-    for chunk in keys.chunks(crate::group::MAX_BATCH) {
+    for chunk in keys.chunks(MAX_BATCH) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
             .collect();
@@ -139,7 +161,7 @@ async fn insert_effects_pg(
 }
 
 /// Counts one handler run per key (a key given twice counts twice), in one statement.
-pub(crate) async fn count_noop_executions(store: &Store, keys: &[JobKey]) -> Vec<Result<()>> {
+async fn count_noop_executions(store: &Store, keys: &[JobKey]) -> Vec<Result<()>> {
     // One row per job: an upsert may not touch the same row twice in one statement.
     let mut runs: HashMap<&JobKey, i64> = HashMap::new();
     for key in keys {
@@ -168,7 +190,7 @@ pub(crate) async fn count_noop_executions(store: &Store, keys: &[JobKey]) -> Vec
             }
         };
     }
-    for chunk in runs.chunks(crate::group::MAX_BATCH) {
+    for chunk in runs.chunks(MAX_BATCH) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
             .collect();
