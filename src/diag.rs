@@ -3,6 +3,7 @@
 //! transaction, relayed by whichever processes run workers), waits for them, and
 //! reports what happened as one JSON object.
 
+use anyhow::Context as _;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -42,21 +43,19 @@ pub struct NoopReport {
     pub timed_out: bool,
 }
 
-pub async fn noop(services: &Services, run: &NoopRun) -> Result<NoopReport, String> {
+pub async fn noop(services: &Services, run: &NoopRun) -> anyhow::Result<NoopReport> {
     let started = Instant::now();
     let run_id = &uuid_like()[..8];
     let tenants: Vec<TenantId> = (0..run.tenants.max(1))
         .map(|i| TenantId::parse(&format!("diag-{run_id}-{i}")))
-        .collect::<Result<_, _>>()
-        .map_err(|err| err.to_string())?;
+        .collect::<Result<_, _>>()?;
     let now = Utc::now();
     for tenant in &tenants {
         services
             .store
             .tenants()
             .ensure(tenant, &format!("diag run {run_id}"), now)
-            .await
-            .map_err(|err| err.to_string())?;
+            .await?;
     }
     let registry = prometheus::Registry::new();
     let runtime = if run.run_worker {
@@ -64,16 +63,14 @@ pub async fn noop(services: &Services, run: &NoopRun) -> Result<NoopReport, Stri
             services
                 .start_runtime(&all_roles(), &registry)
                 .await
-                .map_err(|err| err.message)?,
+                .map_err(|err| anyhow::anyhow!(err.message))?,
         )
     } else {
         None
     };
 
     let registry = stella_actors::diagnostics();
-    let request = JobRequest::of::<Noop>(&run.params)
-        .map_err(|err| err.to_string())?
-        .with_attempts(run.max_attempts);
+    let request = JobRequest::of::<Noop>(&run.params)?.with_attempts(run.max_attempts);
     // Job `i` belongs to tenant `i % tenants`; each tenant's jobs are submitted in
     // batches (one transaction each), the tenants' batches interleaved.
     let mut per_tenant: Vec<Vec<u64>> = vec![Vec::new(); tenants.len()];
@@ -111,7 +108,7 @@ pub async fn noop(services: &Services, run: &NoopRun) -> Result<NoopReport, Stri
         .buffer_unordered(4)
         .try_fold(0u64, |sum, n| async move { Ok::<_, StoreError>(sum + n) })
         .await
-        .map_err(|err| format!("submitting jobs: {err}"))?;
+        .context("submitting jobs")?;
     eprintln!(
         "diag: submitted {submitted} noop jobs over {} tenants (run {run_id})",
         tenants.len()
@@ -154,7 +151,7 @@ async fn measure(
     tenants: &[TenantId],
     submitted: u64,
     started: Instant,
-) -> Result<NoopReport, String> {
+) -> anyhow::Result<NoopReport> {
     let mut report = NoopReport {
         submitted,
         ..NoopReport::default()
@@ -162,15 +159,9 @@ async fn measure(
     for tenant in tenants {
         let scope = services.store.tenant(tenant);
         let jobs = scope.jobs();
-        report.completed += jobs
-            .count_in(JobState::Succeeded)
-            .await
-            .map_err(|err| err.to_string())?;
-        report.dead_lettered += jobs
-            .count_in(JobState::Failed)
-            .await
-            .map_err(|err| err.to_string())?;
-        let totals = scope.noop().totals().await.map_err(|err| err.to_string())?;
+        report.completed += jobs.count_in(JobState::Succeeded).await?;
+        report.dead_lettered += jobs.count_in(JobState::Failed).await?;
+        let totals = scope.noop().totals().await?;
         report.effects += totals.effects;
         report.executions += totals.executions;
     }

@@ -35,7 +35,7 @@ async fn noop_jobs(
     jobs: u64,
     tenants: u32,
     separate_effect: bool,
-) -> Result<f64, String> {
+) -> anyhow::Result<f64> {
     let run = crate::diag::NoopRun {
         count: jobs,
         tenants,
@@ -49,9 +49,10 @@ async fn noop_jobs(
     };
     let report = crate::diag::noop(services, &run).await?;
     if report.timed_out || report.completed != jobs || report.effects != jobs {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "only {} of {jobs} jobs completed ({} effects)",
-            report.completed, report.effects
+            report.completed,
+            report.effects
         ));
     }
     Ok(report.seconds)
@@ -60,15 +61,13 @@ async fn noop_jobs(
 /// Single-step durable `noop` jobs end to end in this process: submit (job row + outbox),
 /// relay, receive, run, commit, acknowledge. The baseline is the store's raw commit rate;
 /// the jobs with a separate effect statement run after it.
-pub async fn run(services: &Services, jobs: u64, tenants: u32) -> Result<JobsReport, String> {
+pub async fn run(services: &Services, jobs: u64, tenants: u32) -> anyhow::Result<JobsReport> {
     let staged = noop_jobs(services, jobs, tenants, false).await?;
     let parallel = services.settings.database.max_connections as usize;
     let raw =
         stella_store::diag::bench::RawSql::new(&services.store, &format!("jobs-{}", run_id()));
     let started = Instant::now();
-    raw.commits(jobs, parallel)
-        .await
-        .map_err(|e| e.to_string())?;
+    raw.commits(jobs, parallel).await?;
     let baseline = jobs as f64 / started.elapsed().as_secs_f64();
     let separate = noop_jobs(services, jobs, tenants, true).await?;
     let jobs_per_sec = jobs as f64 / staged;

@@ -62,10 +62,10 @@ pub async fn run(
     backend: BenchBackend,
     messages: u64,
     tenants: u32,
-) -> Result<MailboxReport, String> {
+) -> anyhow::Result<MailboxReport> {
     let settings = &services.settings;
     let id = run_id();
-    let role = Role::parse(&format!("bench-{id}")).map_err(|e| e.to_string())?;
+    let role = Role::parse(&format!("bench-{id}"))?;
     let config = MailboxConfig::default();
     let (mailbox, valkey): (Arc<dyn Mailbox>, Option<(Valkey, String)>) = match backend {
         BenchBackend::Embedded => (
@@ -74,9 +74,11 @@ pub async fn run(
         ),
         BenchBackend::Valkey => {
             let MailboxBackend::Valkey { url } = settings.mailbox_backend() else {
-                return Err("--backend valkey needs valkey.url (STELLA_VALKEY_URL)".into());
+                return Err(anyhow::anyhow!(
+                    "--backend valkey needs valkey.url (STELLA_VALKEY_URL)"
+                ));
             };
-            let valkey = Valkey::new(&url, settings.valkey.pool_size).map_err(|e| e.to_string())?;
+            let valkey = Valkey::new(&url, settings.valkey.pool_size)?;
             let prefix = format!("{}-bench-{id}", settings.valkey.key_prefix);
             (
                 Arc::new(ValkeyMailbox::new(valkey.clone(), &prefix, config)),
@@ -86,8 +88,7 @@ pub async fn run(
     };
     let tenant_ids: Vec<TenantId> = (0..tenants.max(1))
         .map(|i| TenantId::parse(&format!("bench-{i}")))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<_, _>>()?;
 
     // The runtime path.
     let counter = Arc::new(Count::default());
@@ -99,11 +100,10 @@ pub async fn run(
         settings: settings.runtime.clone(),
         roles: vec![role.clone()],
         registry,
-        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).map_err(|e| e.to_string())?,
+        metrics: RuntimeMetrics::new(&prometheus::Registry::new())?,
         consumer: ConsumerName::generate(),
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let started = Instant::now();
     let now = Utc::now();
     let mut sent = 0u64;
@@ -121,21 +121,20 @@ pub async fn run(
             })
             .collect();
         sent += chunk.len() as u64;
-        mailbox.send(&chunk, now).await.map_err(|e| e.to_string())?;
+        mailbox.send(&chunk, now).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while counter.0.load(Ordering::Relaxed) < messages {
         if Instant::now() > deadline {
-            return Err("the runtime did not handle every message within 600 s".into());
+            return Err(anyhow::anyhow!(
+                "the runtime did not handle every message within 600 s"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // Handled is not done: done is acknowledged.
     loop {
-        let stats = mailbox
-            .stats(&role, Utc::now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let stats = mailbox.stats(&role, Utc::now()).await?;
         if stats.pending == 0 && stats.ready == 0 {
             break;
         }
@@ -178,10 +177,9 @@ async fn raw_valkey(
     prefix: &str,
     messages: u64,
     batch: usize,
-) -> Result<f64, String> {
+) -> anyhow::Result<f64> {
     let key = format!("{prefix}:raw");
-    let err = |e: redis::RedisError| e.to_string();
-    let mut setup = valkey.pool().get().await.map_err(|e| e.to_string())?;
+    let mut setup = valkey.pool().get().await?;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&key)
@@ -189,15 +187,14 @@ async fn raw_valkey(
         .arg("0")
         .arg("MKSTREAM")
         .query_async(&mut setup)
-        .await
-        .map_err(err)?;
+        .await?;
     let payload = "x".repeat(320);
     let started = Instant::now();
     let producer = {
         let pool = valkey.pool().clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            let mut conn = pool.get().await?;
             let mut sent = 0u64;
             while sent < messages {
                 let mut pipe = redis::pipe();
@@ -210,13 +207,13 @@ async fn raw_valkey(
                         .arg(&payload)
                         .ignore();
                 }
-                let _: () = pipe.query_async(&mut conn).await.map_err(err)?;
+                let _: () = pipe.query_async(&mut conn).await?;
                 sent += n;
             }
-            Ok::<_, String>(())
+            Ok::<_, anyhow::Error>(())
         })
     };
-    let mut conn = valkey.pool().get().await.map_err(|e| e.to_string())?;
+    let mut conn = valkey.pool().get().await?;
     let mut acked = 0u64;
     while acked < messages {
         let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
@@ -229,8 +226,7 @@ async fn raw_valkey(
             .arg(&key)
             .arg(">")
             .query_async(&mut conn)
-            .await
-            .map_err(err)?;
+            .await?;
         let ids: Vec<String> = reply
             .map(|r| {
                 r.keys
@@ -249,11 +245,10 @@ async fn raw_valkey(
             .arg("g")
             .arg(&ids)
             .query_async(&mut conn)
-            .await
-            .map_err(err)?;
+            .await?;
         acked += ids.len() as u64;
     }
-    producer.await.map_err(|e| e.to_string())??;
+    producer.await??;
     Ok(started.elapsed().as_secs_f64())
 }
 
@@ -264,13 +259,10 @@ async fn raw_sql(
     role: &Role,
     messages: u64,
     batch: usize,
-) -> Result<f64, String> {
+) -> anyhow::Result<f64> {
     let bench = stella_store::diag::bench::RawSql::new(&services.store, role.as_str());
     let started = Instant::now();
-    bench
-        .run(messages, batch)
-        .await
-        .map_err(|e| e.to_string())?;
+    bench.run(messages, batch).await?;
     Ok(started.elapsed().as_secs_f64())
 }
 

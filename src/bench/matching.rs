@@ -4,6 +4,7 @@
 //! naive linear scan over every advisory (the baseline), and evaluates the whole scan
 //! (matching, VEX, policy, verdict) repeatedly for p50 / p99.
 
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -50,23 +51,22 @@ pub fn run(
     sbom_path: &PathBuf,
     advisory_paths: &[PathBuf],
     runs: usize,
-) -> Result<MatchReport, String> {
+) -> anyhow::Result<MatchReport> {
     let started = Instant::now();
     let mut advisories: Vec<Advisory> = Vec::new();
     for path in advisory_paths {
-        let bytes = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
         let entries = split_collection(&bytes, Limits::default())
-            .map_err(|err| format!("{}: {err}", path.display()))?;
+            .with_context(|| format!("{}", path.display()))?;
         for entry in entries {
             advisories.push(
                 parse_record(&entry.bytes)
-                    .map_err(|err| format!("{}/{}: {err}", path.display(), entry.name))?,
+                    .with_context(|| format!("{}/{}", path.display(), entry.name))?,
             );
         }
     }
-    let bytes =
-        std::fs::read(sbom_path).map_err(|err| format!("{}: {err}", sbom_path.display()))?;
-    let parsed = sbom::parse(&bytes).map_err(|err| format!("{}: {err}", sbom_path.display()))?;
+    let bytes = std::fs::read(sbom_path).with_context(|| format!("{}", sbom_path.display()))?;
+    let parsed = sbom::parse(&bytes).with_context(|| format!("{}", sbom_path.display()))?;
     let components = ScanComponent::all_of(&parsed);
     let parse_seconds = started.elapsed().as_secs_f64();
 
@@ -91,13 +91,13 @@ pub fn run(
     }
     let naive_seconds = timed.elapsed().as_secs_f64();
     if fast != slow * rounds {
-        return Err(format!(
+        return Err(anyhow::anyhow!(
             "the index found {} matches per round and the linear scan {slow}",
             fast / rounds
         ));
     }
 
-    let policy = Policy::parse(DEFAULT_POLICY).map_err(|err| err.to_string())?;
+    let policy = Policy::parse(DEFAULT_POLICY)?;
     let context = SbomContext::of(&parsed);
     let inputs = ScanInputs {
         components: &components,

@@ -137,7 +137,7 @@ impl BenchCommand {
                 advisories,
                 runs,
             } => {
-                let r = matching::run(&sbom, &advisories, runs).map_err(anyhow::Error::msg)?;
+                let r = matching::run(&sbom, &advisories, runs)?;
                 print(&r, format, || {
                     format!(
                         "{} components × {} advisories: {} findings; index built in {:.3} s; \
@@ -161,8 +161,7 @@ impl BenchCommand {
                 advisories,
                 runs,
             } => {
-                let r = block_on(scan::run(loaded.settings.clone(), &sbom, &advisories, runs))
-                    .map_err(anyhow::Error::msg)?;
+                let r = block_on(scan::run(loaded.settings.clone(), &sbom, &advisories, runs))?;
                 print(&r, format, || {
                     format!(
                         "{} ({} components, {} findings) on {}: submit → sealed verdict \

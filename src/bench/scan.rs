@@ -9,6 +9,7 @@
 //! p50` is the share of the end-to-end time that is the scan itself; the rest is the
 //! runtime's durability (commits, outbox, mailbox hops) and HTTP.
 
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -47,21 +48,21 @@ pub struct ScanBenchReport {
 }
 
 /// The pure-domain baseline: per run, parse + match + evaluate + seal.
-fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> Result<Vec<f64>, String> {
+fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> anyhow::Result<Vec<f64>> {
     let mut advisories = Vec::new();
     for bytes in collections {
-        for entry in split_collection(bytes, Limits::default()).map_err(|e| e.to_string())? {
-            advisories.push(parse_record(&entry.bytes).map_err(|e| e.to_string())?);
+        for entry in split_collection(bytes, Limits::default())? {
+            advisories.push(parse_record(&entry.bytes)?);
         }
     }
     let index = AdvisoryIndex::build(advisories);
-    let policy = Policy::parse(DEFAULT_POLICY).map_err(|e| e.to_string())?;
+    let policy = Policy::parse(DEFAULT_POLICY)?;
     let key = SigningKey::generate([9; 32]);
     let digest = Digest::sha256(sbom_bytes);
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        let parsed = sbom::parse(sbom_bytes).map_err(|e| e.to_string())?;
+        let parsed = sbom::parse(sbom_bytes)?;
         let components = ScanComponent::all_of(&parsed);
         let context = SbomContext::of(&parsed);
         let inputs = ScanInputs {
@@ -79,8 +80,8 @@ fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> Result<V
             evaluated_at: Some(inputs.at),
             ..InputDigests::default()
         };
-        let sealed = scan::SealedVerdict::of(&verdict).map_err(|e| e.to_string())?;
-        scan::seal(&sealed, &digests, "bench", &digest, &key).map_err(|e| e.to_string())?;
+        let sealed = scan::SealedVerdict::of(&verdict)?;
+        scan::seal(&sealed, &digests, "bench", &digest, &key)?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(times)
@@ -92,18 +93,18 @@ pub async fn run(
     sbom_path: &PathBuf,
     advisory_paths: &[PathBuf],
     runs: usize,
-) -> Result<ScanBenchReport, String> {
+) -> anyhow::Result<ScanBenchReport> {
     let sbom_bytes =
-        std::fs::read(sbom_path).map_err(|err| format!("{}: {err}", sbom_path.display()))?;
+        std::fs::read(sbom_path).with_context(|| format!("{}", sbom_path.display()))?;
     let mut collections = Vec::new();
     for path in advisory_paths {
-        collections.push(std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?);
+        collections.push(std::fs::read(path).with_context(|| format!("{}", path.display()))?);
     }
     // A fresh data folder, so the embedded default starts empty and nothing of the
     // user's is touched; a fresh admin token the benchmark uses.
-    let data = tempfile::tempdir().map_err(|err| err.to_string())?;
+    let data = tempfile::tempdir()?;
     settings.data_dir = data.path().to_path_buf();
-    settings.listen = "127.0.0.1:0".parse().map_err(|err| format!("{err}"))?;
+    settings.listen = "127.0.0.1:0".parse()?;
     settings.api.rate_limit_per_second = 0;
     // Set, so a fresh database does not generate (and print) an administrator token into
     // the report's stdout; the benchmark makes its own below.
@@ -111,9 +112,7 @@ pub async fn run(
         "bench-bootstrap-{}",
         uuid_like()
     )));
-    let app = Application::build(settings)
-        .await
-        .map_err(|err| err.to_string())?;
+    let app = Application::build(settings).await?;
     let store = app.context().store.backend().to_string();
     let (_, admin) = app
         .context()
@@ -128,21 +127,20 @@ pub async fn run(
             },
             Utc::now(),
         )
-        .await
-        .map_err(|err| err.to_string())?;
+        .await?;
     let base = format!("http://{}/api/v1", app.addr());
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
     let tenant = format!("bench-{}", uuid_like());
     let send = |request: reqwest::RequestBuilder| async move {
-        let response = request.send().await.map_err(|err| err.to_string())?;
+        let response = request.send().await?;
         let status = response.status();
-        let body: Value = response.json().await.map_err(|err| err.to_string())?;
+        let body: Value = response.json().await?;
         if status.is_success() {
             Ok(body)
         } else {
-            Err(format!("{status}: {body}"))
+            Err(anyhow::anyhow!("{status}: {body}"))
         }
     };
     send(
@@ -186,10 +184,12 @@ pub async fn run(
             )
             .await?;
             match scan["status"].as_str() {
-                Some("completed") => return Ok::<_, String>((started.elapsed(), scan)),
-                Some("failed" | "cancelled") => return Err(format!("scan {id} ended: {scan}")),
+                Some("completed") => return Ok::<_, anyhow::Error>((started.elapsed(), scan)),
+                Some("failed" | "cancelled") => {
+                    return Err(anyhow::anyhow!("scan {id} ended: {scan}"))
+                }
                 _ if started.elapsed() > Duration::from_secs(120) => {
-                    return Err(format!("scan {id} did not finish in 120 s"))
+                    return Err(anyhow::anyhow!("scan {id} did not finish in 120 s"))
                 }
                 _ => tokio::time::sleep(Duration::from_millis(1)).await,
             }
@@ -211,8 +211,7 @@ pub async fn run(
         let sbom_bytes = sbom_bytes.clone();
         move || baseline(&sbom_bytes, &collections, runs.max(1))
     })
-    .await
-    .map_err(|err| err.to_string())??;
+    .await??;
     base_times.sort_by(f64::total_cmp);
     let p50 = percentile(&times, 50.0);
     let baseline_p50 = percentile(&base_times, 50.0);

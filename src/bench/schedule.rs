@@ -17,6 +17,7 @@
 //! Time is a fake clock (the schedules' due time is in 2031), so the figures do not
 //! depend on when the benchmark runs. The benchmark's schedules are deleted at the end.
 
+use anyhow::Context as _;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -81,10 +82,9 @@ async fn baseline(
     tenant: &TenantId,
     count: usize,
     sbom: &str,
-) -> Result<f64, String> {
-    let evaluated_at = chrono::DateTime::parse_from_rfc3339("2031-01-01T00:00:00Z")
-        .map_err(|err| err.to_string())?
-        .with_timezone(&Utc);
+) -> anyhow::Result<f64> {
+    let evaluated_at =
+        chrono::DateTime::parse_from_rfc3339("2031-01-01T00:00:00Z")?.with_timezone(&Utc);
     let requests: Vec<JobRequest> = (0..count)
         .map(|i| {
             let params = ScanParams {
@@ -94,8 +94,7 @@ async fn baseline(
             };
             JobRequest::of::<Scan>(&params).map(|request| request.with_attempts(3))
         })
-        .collect::<Result<_, _>>()
-        .map_err(|err| err.to_string())?;
+        .collect::<Result<_, _>>()?;
     let started = Instant::now();
     for chunk in requests.chunks(500) {
         stella_supervisor::submit_batch(
@@ -106,7 +105,7 @@ async fn baseline(
             Utc::now(),
         )
         .await
-        .map_err(|err| format!("baseline submit: {err}"))?;
+        .context("baseline submit")?;
     }
     Ok(started.elapsed().as_secs_f64())
 }
@@ -116,7 +115,7 @@ pub async fn run(
     tenants: u32,
     jitter_seconds: u32,
     impacted_percent: f64,
-) -> Result<SchedulerReport, String> {
+) -> anyhow::Result<SchedulerReport> {
     let store = &services.store;
     let run = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let drift_package = format!("bench-drift-{run}");
@@ -144,7 +143,7 @@ pub async fn run(
             .objects
             .put_content(Bytes::from(text.clone()))
             .await
-            .map_err(|err| format!("sbom object: {err}"))?;
+            .context("sbom object")?;
         digests.push((stored.digest.to_string(), text.len() as u64, with_drift));
     }
 
@@ -152,12 +151,12 @@ pub async fn run(
     let mut ids = Vec::with_capacity(tenants as usize);
     let mut impacted = 0;
     for i in 0..tenants {
-        let tenant = TenantId::parse(&format!("bs-{run}-{i}")).map_err(|err| err.to_string())?;
+        let tenant = TenantId::parse(&format!("bs-{run}-{i}"))?;
         store
             .tenants()
             .ensure(&tenant, "bench", Utc::now())
             .await
-            .map_err(|err| format!("tenant: {err}"))?;
+            .context("tenant")?;
         let with_drift = i % impacted_every == 0;
         impacted += usize::from(with_drift);
         let (sha, size, _) = &digests[usize::from(with_drift)];
@@ -173,7 +172,7 @@ pub async fn run(
                 created_at: Utc::now(),
             })
             .await
-            .map_err(|err| format!("sbom: {err}"))?;
+            .context("sbom")?;
         let mut packages = vec!["npm/left-pad".to_owned()];
         if with_drift {
             packages.push(format!("npm/{drift_package}"));
@@ -182,14 +181,13 @@ pub async fn run(
             .targets()
             .put("app", sha, &packages, Utc::now())
             .await
-            .map_err(|err| format!("target: {err}"))?;
+            .context("target")?;
         let input: ScheduleInput = serde_json::from_value(json!({
             "name": "nightly", "cron": "0 0 * * *", "timezone": "UTC", "jitter_seconds": jitter_seconds
-        }))
-        .map_err(|err| err.to_string())?;
+        }))?;
         manage::create_schedule(store, &tenant, input, "bench", jitter_seconds, created)
             .await
-            .map_err(|err| format!("schedule: {err}"))?;
+            .context("schedule")?;
         ids.push(tenant);
     }
     let setup_seconds = setup.elapsed().as_secs_f64();
@@ -200,14 +198,14 @@ pub async fn run(
         format!("bench-{run}"),
         config(services),
     );
-    let outcome: Result<SchedulerReport, String> = async {
+    let outcome: anyhow::Result<SchedulerReport> = async {
         // Become the leader and catch up on the events stream before the clock starts.
         let lead = scheduler
             .tick(created + Duration::minutes(30))
             .await
-            .map_err(|err| format!("scheduler: {err}"))?;
+            .context("scheduler")?;
         if !lead.leader {
-            return Err("another scheduler holds the lease on this store; stop it first".into());
+            return Err(anyhow::anyhow!("another scheduler holds the lease on this store; stop it first"));
         }
 
         // The live loop, replayed: a pass every poll interval from the due time on, each
@@ -225,7 +223,7 @@ pub async fn run(
             let report = scheduler
                 .tick(due + Duration::milliseconds(millis))
                 .await
-                .map_err(|err| format!("scheduler: {err}"))?;
+                .context("scheduler")?;
             let took = pass.elapsed().as_secs_f64();
             ended = start + took;
             max_pass = max_pass.max(took);
@@ -237,7 +235,7 @@ pub async fn run(
                 break;
             }
             if start > window + 3600.0 {
-                return Err(format!("only {queued_runs} of {tenants} runs queued an hour after the window"));
+                return Err(anyhow::anyhow!("only {queued_runs} of {tenants} runs queued an hour after the window"));
             }
         }
         let window_lag_seconds = (ended - window).max(0.0);
@@ -266,13 +264,13 @@ pub async fn run(
             Utc::now(),
         )
         .await
-        .map_err(|err| format!("import: {err}"))?;
+        .context("import")?;
         let drift_import_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let drift = scheduler
             .tick(window_end + Duration::seconds(1))
             .await
-            .map_err(|err| format!("scheduler: {err}"))?;
+            .context("scheduler")?;
         let drift_enqueue_seconds = started.elapsed().as_secs_f64();
         let drift_baseline_seconds =
             baseline(services, baseline_tenant, impacted, &digests[1].0).await?;

@@ -21,14 +21,14 @@ pub(crate) async fn connect(loaded: &Loaded) -> anyhow::Result<Services> {
 }
 
 /// Connects the configured backends and runs `work` on them in a new actix system; the
-/// library's benchmarks and diagnostics fail with a plain message.
+/// library's benchmarks and diagnostics keep their error chains.
 pub(crate) fn with_services<T>(
     loaded: &Loaded,
-    work: impl AsyncFnOnce(&Services) -> Result<T, String>,
+    work: impl AsyncFnOnce(&Services) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     block_on(async {
         let services = connect(loaded).await?;
-        work(&services).await.map_err(anyhow::Error::msg)
+        work(&services).await
     })
 }
 

@@ -41,6 +41,10 @@ pub(crate) enum DiagCommand {
         /// processes do the work).
         #[arg(long)]
         run_worker: bool,
+        /// Write each job's effect in a statement of its own after the step, as steps
+        /// did before effects were committed with the step's outcome (for comparison).
+        #[arg(long)]
+        separate_effect: bool,
     },
 }
 
@@ -56,6 +60,7 @@ impl DiagCommand {
             max_attempts,
             timeout_secs,
             run_worker,
+            separate_effect,
         } = self;
         let run = NoopRun {
             count,
@@ -65,7 +70,7 @@ impl DiagCommand {
                 fail_first,
                 panic_on_attempt: panic_on,
                 panic_always,
-                separate_effect: false,
+                separate_effect,
             },
             max_attempts,
             timeout: std::time::Duration::from_secs(timeout_secs),

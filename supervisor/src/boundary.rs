@@ -54,12 +54,12 @@ mod tests {
         let err = run_guarded(async {
             let attempt = 3;
             if attempt == 3 {
-                panic!("noop job panics on attempt {attempt}");
+                panic!("a step panics on attempt {attempt}");
             }
         })
         .await
         .unwrap_err();
-        assert_eq!(err.message, "noop job panics on attempt 3");
+        assert_eq!(err.message, "a step panics on attempt 3");
         let err = run_guarded(async { std::panic::panic_any(7_u8) })
             .await
             .unwrap_err();

@@ -43,7 +43,7 @@ pub enum Finish {
 
 /// When a running step first looks whether its job was cancelled, and the longest it
 /// waits between looks: the wait doubles from the first to the last, so a short step
-/// reads nothing extra and a process holding many long steps (100,000 sleeping `noop`s)
+/// reads nothing extra and a process holding many long steps (100,000 sleeping ones)
 /// reads each at most every 8 s, through the group commit.
 const CANCEL_FIRST_CHECK: Duration = Duration::from_millis(500);
 const CANCEL_MAX_CHECK: Duration = Duration::from_secs(8);
