@@ -308,6 +308,20 @@ impl<'a> TenantScope<'a> {
         }
     }
 
+    pub fn export_profiles(&self) -> crate::repo::ExportProfiles<'a> {
+        crate::repo::ExportProfiles {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    pub fn export_files(&self) -> crate::repo::ExportFiles<'a> {
+        crate::repo::ExportFiles {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
     pub fn policies(&self) -> crate::repo::Policies<'a> {
         crate::repo::Policies {
             store: self.store,

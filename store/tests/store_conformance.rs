@@ -8,7 +8,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 use sqlx::Row;
 use stella_store::repo::{
-    AuditEntry, JobFilter, JobState, NewJob, NewMessage, NewToken, TenantStatus, Transition,
+    AuditEntry, Effect, JobFilter, JobState, NewExportProfile, NewJob, NewMessage, NewToken,
+    TenantStatus, Transition,
 };
 use stella_store::{JobId, Store, StoreError, TenantId};
 
@@ -97,6 +98,8 @@ conformance!(
     policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions,
     vex_documents_are_global_or_per_tenant_and_imported_once,
     events_are_deduplicated_and_scoped_to_their_tenant,
+    export_profiles_are_immutable_per_revision_and_per_tenant,
+    export_files_commit_with_the_step_once_per_name,
 );
 
 async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions(db: &TestDb) {
@@ -1353,5 +1356,150 @@ mod unwritable {
         assert_unavailable(store.ping().await, "the probe");
         store.close().await;
         db.finish().await;
+    }
+}
+
+async fn export_profiles_are_immutable_per_revision_and_per_tenant(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    let acme = tenant("acme");
+    let profiles = db.store.tenant(&acme).export_profiles();
+    let first = NewExportProfile {
+        name: "nightly-sarif",
+        kind: "sarif",
+        definition: r#"{"selectors":{"targets":["api"]}}"#,
+        digest: "d1",
+        created_by: "ci",
+    };
+    let (one, created) = profiles.put(&first, t0()).await.unwrap();
+    assert!(created);
+    assert_eq!((one.revision, one.kind.as_str()), (1, "sarif"));
+    // The same definition again is no new revision.
+    let (again, created) = profiles.put(&first, t0()).await.unwrap();
+    assert!(!created);
+    assert_eq!(again, one);
+    // A change is the next revision; the first stays as it was.
+    let changed = NewExportProfile {
+        definition: r#"{"selectors":{"targets":["api","web"]}}"#,
+        digest: "d2",
+        ..first.clone()
+    };
+    let (two, created) = profiles.put(&changed, t0()).await.unwrap();
+    assert!(created);
+    assert_eq!(two.revision, 2);
+    assert_eq!(profiles.revision("nightly-sarif", 1).await.unwrap(), one);
+    assert_eq!(
+        profiles.latest("nightly-sarif").await.unwrap(),
+        Some(two.clone())
+    );
+    assert_eq!(
+        profiles
+            .revisions("nightly-sarif")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.revision)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let other = NewExportProfile {
+        name: "weekly-csv",
+        kind: "csv",
+        ..first.clone()
+    };
+    profiles.put(&other, t0()).await.unwrap();
+    let page = profiles.list(None, 1).await.unwrap();
+    assert_eq!(page.items, vec![two]);
+    let rest = profiles
+        .list(page.next_cursor.as_deref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].name, "weekly-csv");
+    assert!(rest.next_cursor.is_none());
+
+    // Another tenant sees none of it, and its own profile of the same name starts at 1.
+    let globex_id = tenant("globex");
+    let globex = db.store.tenant(&globex_id).export_profiles();
+    assert_eq!(globex.latest("nightly-sarif").await.unwrap(), None);
+    assert!(matches!(
+        globex.revision("nightly-sarif", 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(globex.list(None, 10).await.unwrap().items.is_empty());
+    let (theirs, _) = globex.put(&first, t0()).await.unwrap();
+    assert_eq!(theirs.revision, 1);
+}
+
+/// A run's files are staged by the step that wrote them: they commit with its outcome,
+/// only when its compare-and-set holds, and once per name, through the single and the
+/// grouped transitions alike.
+async fn export_files_commit_with_the_step_once_per_name(db: &TestDb) {
+    with_tenants(&db.store, &["acme", "globex"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let files = db.store.tenant(&acme).export_files();
+    let file = |name: &str, size: u64| Effect::ExportFile {
+        name: name.into(),
+        size_bytes: size,
+        sha256: format!("{:0>64}", size),
+    };
+    for grouped in [false, true] {
+        let job = jobs.submit(&noop_job(None), &[], t0()).await.unwrap().job;
+        let mut start = Transition::new(JobState::Queued, JobState::Running);
+        start.count_attempt = true;
+        jobs.transition(&job.id, &start, &[], t0()).await.unwrap();
+
+        // A step that lost its compare-and-set commits none of its files.
+        let mut stale = Transition::new(JobState::Queued, JobState::Running);
+        stale.effects = vec![file("lost.csv", 1)];
+        let lost = if grouped {
+            jobs.transition_grouped(&job.id, &stale, &[], t0()).await
+        } else {
+            jobs.transition(&job.id, &stale, &[], t0()).await
+        };
+        assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+        assert!(files.list(&job.id).await.unwrap().is_empty());
+
+        // The winning step's files, one named twice, commit once each.
+        let mut next = Transition::new(JobState::Running, JobState::Queued);
+        next.step = Some("seal".into());
+        next.effects = vec![
+            file("findings.csv", 10),
+            file("export.json", 2),
+            file("findings.csv", 10),
+        ];
+        if grouped {
+            jobs.transition_grouped(&job.id, &next, &[], t0())
+                .await
+                .unwrap();
+        } else {
+            jobs.transition(&job.id, &next, &[], t0()).await.unwrap();
+        }
+        // The next step writing the same file again changes nothing.
+        jobs.transition(&job.id, &start, &[], t0()).await.unwrap();
+        let mut again = Transition::new(JobState::Running, JobState::Succeeded);
+        again.effects = vec![file("findings.csv", 10)];
+        jobs.transition(&job.id, &again, &[], t0()).await.unwrap();
+        let listed = files.list(&job.id).await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|f| (f.name.as_str(), f.size_bytes))
+                .collect::<Vec<_>>(),
+            vec![("export.json", 2), ("findings.csv", 10)],
+            "grouped: {grouped}"
+        );
+        assert_eq!(
+            files.get(&job.id, "findings.csv").await.unwrap().size_bytes,
+            10
+        );
+        assert!(matches!(
+            files.get(&job.id, "missing.csv").await,
+            Err(StoreError::NotFound(_))
+        ));
+        // Another tenant cannot read them.
+        let globex_id = tenant("globex");
+        let globex = db.store.tenant(&globex_id).export_files();
+        assert!(globex.list(&job.id).await.unwrap().is_empty());
     }
 }

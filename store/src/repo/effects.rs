@@ -23,6 +23,13 @@ pub enum Effect {
     /// The diagnostic `noop` job's one effect: its row in `noop_effects` (unique per
     /// job), which the crash tests count against executions.
     NoopWritten,
+    /// A file an export run wrote (its object is stored before the step commits): its
+    /// row in `export_files`, unique per run and name.
+    ExportFile {
+        name: String,
+        size_bytes: u64,
+        sha256: String,
+    },
 }
 
 /// One staged effect of one job, at the commit's time (milliseconds).
@@ -33,7 +40,7 @@ pub(crate) struct EffectRow<'a> {
     pub(crate) at: i64,
 }
 
-/// Rows per INSERT (3 bound parameters each).
+/// Rows per INSERT (at most 6 bound parameters each).
 const CHUNK: usize = 500;
 
 /// Writes effects inside a transaction, each family in its own statement; an effect
@@ -68,7 +75,76 @@ pub(crate) async fn insert_effects(
             .await
             .map_err(|err| store.err(err, "noop effect"))?;
     }
+    let files: Vec<(&EffectRow<'_>, &str, u64, &str)> = rows
+        .iter()
+        .filter_map(|row| match row.effect {
+            Effect::ExportFile {
+                name,
+                size_bytes,
+                sha256,
+            } => Some((row, name.as_str(), *size_bytes, sha256.as_str())),
+            Effect::NoopWritten => None,
+        })
+        .collect();
+    for chunk in files.chunks(CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 6 * i;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO export_files (tenant_id, export_id, name, size_bytes, sha256, created_at) \
+             VALUES {} ON CONFLICT (tenant_id, export_id, name) DO NOTHING",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (row, name, size, sha256) in chunk {
+            query = query
+                .bind(row.tenant.as_str())
+                .bind(row.job.as_str())
+                .bind(*name)
+                .bind(i64::try_from(*size).unwrap_or(i64::MAX))
+                .bind(*sha256)
+                .bind(row.at);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "export file"))?;
+    }
     Ok(())
+}
+
+/// The `export_files` rows of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_export_file_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::ExportFile {
+                    name,
+                    size_bytes,
+                    sha256,
+                } => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "export_id": row.job.as_str(),
+                    "name": name,
+                    "size_bytes": size_bytes,
+                    "sha256": sha256,
+                    "at": row.at,
+                })),
+                Effect::NoopWritten => None,
+            })
+            .collect(),
+    )
 }
 
 /// The `noop_effects` rows of a PostgreSQL batch, as its JSON parameter.

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::effects::{insert_effects, pg_noop_rows, EffectRow};
+use super::effects::{insert_effects, pg_export_file_rows, pg_noop_rows, EffectRow};
 use super::{check_limit, page, text_cursor, Effect, Page};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis, JobId};
@@ -1039,7 +1039,14 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         SELECT e.tenant_id, e.job_id, e.at \
         FROM json_to_recordset($3::json) AS e(tenant_id text, job_id text, at bigint) \
         WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = e.tenant_id AND u.id = e.job_id) \
-        ON CONFLICT (tenant_id, job_id) DO NOTHING) \
+        ON CONFLICT (tenant_id, job_id) DO NOTHING), \
+    export_files_written AS ( \
+        INSERT INTO export_files (tenant_id, export_id, name, size_bytes, sha256, created_at) \
+        SELECT f.tenant_id, f.export_id, f.name, f.size_bytes, f.sha256, f.at \
+        FROM json_to_recordset($4::json) AS f(tenant_id text, export_id text, name text, \
+            size_bytes bigint, sha256 text, at bigint) \
+        WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = f.tenant_id AND u.id = f.export_id) \
+        ON CONFLICT (tenant_id, export_id, name) DO NOTHING) \
     SELECT tenant_id, id, kind, state, step, params, result, attempts, max_attempts, last_error, \
         idempotency_key, created_at, updated_at, not_before, finished_at FROM updated";
 
@@ -1090,6 +1097,7 @@ impl Store {
             .bind(Value::Array(rows).to_string())
             .bind(Value::Array(messages).to_string())
             .bind(pg_noop_rows(&effects).to_string())
+            .bind(pg_export_file_rows(&effects).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(|err| self.err(err, "jobs"))?;

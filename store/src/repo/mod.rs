@@ -5,6 +5,7 @@ mod advisories;
 mod audit;
 mod effects;
 mod events;
+mod exports;
 mod generations;
 mod idempotency;
 mod jobs;
@@ -21,6 +22,9 @@ pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use effects::Effect;
 pub(crate) use events::insert_event;
 pub use events::{EventRecord, Events, NewEvent};
+pub use exports::{
+    ExportFileRecord, ExportFiles, ExportProfileRecord, ExportProfiles, NewExportProfile,
+};
 pub(crate) use generations::bump_generation;
 pub use generations::generation;
 pub use idempotency::Idempotency;
