@@ -57,13 +57,13 @@ pub async fn noop(services: &Services, run: &NoopRun) -> anyhow::Result<NoopRepo
             .ensure(tenant, &format!("diag run {run_id}"), now)
             .await?;
     }
-    let registry = prometheus::Registry::new();
+    let metrics = prometheus::Registry::new();
     let runtime = if run.run_worker {
         Some(
             services
-                .start_runtime(&all_roles(), &registry)
+                .start_runtime(&all_roles(), &metrics)
                 .await
-                .map_err(|err| anyhow::anyhow!(err.message))?,
+                .map_err(|err| anyhow::anyhow!("{} (check `{}`)", err.message, err.key))?,
         )
     } else {
         None

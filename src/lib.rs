@@ -264,7 +264,7 @@ impl Application {
             mailbox: services.mailbox.clone(),
             metrics: Arc::new(metrics),
             registry: services.registry.clone(),
-            intake: Some(services.intake()),
+            intake: services.intake(),
             observer: Some(runtime.observer()),
             public_keys: vec![services.signing_key.public_key().clone()],
             settings: settings.api.clone(),

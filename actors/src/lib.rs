@@ -1,7 +1,9 @@
 //! Stella's roles and job kinds: what the pipeline does, on top of the generic runtime in
-//! `stella-supervisor`. Each kind is a folder with the same rooms: the kind with its
-//! typed parameters and steps (`mod.rs`), its steps, its use cases for the API, and its
-//! unit tests; the pure work is in `stella-domain`.
+//! `stella-supervisor`. Each kind is a folder: `mod.rs` holds the kind with its typed
+//! parameters and its step enum (and, while they are short, its steps); a kind that
+//! grows gives its steps, its use cases for the API and its caches files of their own,
+//! as `scan/` does (`steps.rs`, `intake.rs`, `cache.rs`). The pure work is in
+//! `stella-domain`.
 //!
 //! Not here: the supervision tree and the durable runtime (`stella-supervisor`), HTTP
 //! (`stella-api`), cron and drift (`stella-scheduler`).

@@ -50,8 +50,8 @@ pub struct Context {
     pub started_at: Instant,
     /// The job kinds this process runs.
     pub registry: Registry,
-    /// Scan intake, if this process runs the scan kind.
-    pub intake: Option<Intake>,
+    /// Scan intake (every process that serves the API runs the scan kind).
+    pub intake: Intake,
     /// The supervision tree of this process's runtime, if it runs one.
     pub observer: Option<Observer>,
     pub settings: ApiSettings,
@@ -76,7 +76,7 @@ pub struct Parts {
     pub mailbox: Arc<dyn Mailbox>,
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
-    pub intake: Option<Intake>,
+    pub intake: Intake,
     pub observer: Option<Observer>,
     pub public_keys: Vec<stella_domain::dsse::PublicKey>,
     pub settings: ApiSettings,

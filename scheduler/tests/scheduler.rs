@@ -33,7 +33,7 @@ fn t(s: &str) -> DateTime<Utc> {
 struct World {
     store: Store,
     objects: Objects,
-    handlers: Registry,
+    registry: Registry,
     _dir: tempfile::TempDir,
 }
 
@@ -41,14 +41,14 @@ impl World {
     async fn new(store: Store) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
-        let handlers = stella_actors::kinds(&KindDeps {
+        let registry = stella_actors::kinds(&KindDeps {
             scan: ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
             outbound: stella_actors::outbound::Outbound::new(&Default::default()),
         });
         Self {
             store,
             objects,
-            handlers,
+            registry,
             _dir: dir,
         }
     }
@@ -56,7 +56,7 @@ impl World {
     fn scheduler(&self, holder: &str) -> Scheduler {
         Scheduler::new(
             self.store.clone(),
-            self.handlers.clone(),
+            self.registry.clone(),
             holder,
             SchedulerConfig {
                 lease_ttl: StdDuration::from_secs(15),

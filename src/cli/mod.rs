@@ -6,8 +6,8 @@
 //! sit next to their benchmarks in [`crate::bench`] and print through [`output`] as the
 //! other commands do, and because the tests of the command tree (every flag documented,
 //! connection flags in either place) then run with the library's. It is the binary's
-//! edge all the same: the only place in the library that uses `anyhow`, and `main.rs`
-//! only calls [`main`].
+//! edge all the same: it turns the `anyhow` errors of the commands, the benchmarks and
+//! the diagnostics into one line and an exit code, and `main.rs` only calls [`main`].
 //!
 //! Layout:
 //! - this file: the root command, where the connection flags may stand, and the error

@@ -117,6 +117,11 @@ async fn sent_entries_are_received_once_and_gone_after_ack(m: &TestMailbox) {
     assert!(got.iter().all(|d| d.deliveries == 1));
     let stats = mb.stats(&role(), now).await.unwrap();
     assert_eq!((stats.ready, stats.pending), (0, 3));
+    // A read-only holder (a console) sees the same through the `Inspect` capability
+    // alone, upcast from the whole mailbox.
+    let inspect: std::sync::Arc<dyn stella_store::mailbox::Inspect> = m.mailbox.clone();
+    let seen = inspect.stats(&role(), now).await.unwrap();
+    assert_eq!((seen.ready, seen.pending), (0, 3));
     assert!(mb
         .receive(&role(), &consumer("b"), 10, false, now)
         .await

@@ -14,8 +14,9 @@
 //! - `job/`: the kind API ([`Kind`], [`Step`], [`StepContext`], [`StepError`]), the
 //!   [`Registry`], submission ([`JobRequest`], [`submit`]) and the [`StepRunner`];
 //! - `tree/`: the actors, root → tenant → job, and the messages between them;
-//! - `runtime/`: [`Runtime`] (consumer loops, janitor, heartbeat, outbox relay, the
-//!   state one process's parts share) and [`RuntimeMetrics`];
+//! - `runtime/`: [`Runtime`] (consumer loops, janitor, heartbeat, outbox relay);
+//! - `shared`: the state one process's runtime and tree share; `metrics`:
+//!   [`RuntimeMetrics`];
 //! - `boundary`: [`run_guarded`], [`Panicked`];
 //! - `restart`: [`RestartPolicy`], [`RestartTracker`], [`Decision`];
 //! - `retry`: [`RetryPolicy`], the backoff schedule of job attempts;
@@ -23,9 +24,11 @@
 
 mod boundary;
 mod job;
+mod metrics;
 mod restart;
 mod retry;
 mod runtime;
+mod shared;
 mod snapshot;
 mod tree;
 
@@ -35,7 +38,8 @@ pub use job::{
     MessageHandler, Registry, Retry, Step, StepContext, StepError, StepMessage, StepOutcome,
     StepRunner, Submitters, STEP_MESSAGE,
 };
+pub use metrics::RuntimeMetrics;
 pub use restart::{Decision, RestartPolicy, RestartState, RestartTracker};
 pub use retry::RetryPolicy;
-pub use runtime::{relay_once, Observer, Runtime, RuntimeConfig, RuntimeMetrics};
+pub use runtime::{relay_once, Observer, Runtime, RuntimeConfig};
 pub use snapshot::{ActorSnapshot, Observe};

@@ -113,9 +113,10 @@ async fn start(store: &Store) -> Runtime {
         store: store.clone(),
         mailbox,
         settings: RuntimeSettings {
-            // The runtime's own back-off is 20 ms: a wait of seconds is the step's.
+            // The runtime's own first back-off is 20 ms: a wait of seconds is the step's.
+            // Nothing waits longer than 3 s.
             retry_min_delay_ms: 20,
-            retry_max_delay_ms: 40,
+            retry_max_delay_ms: 3_000,
             poll_interval_ms: 5,
             ..RuntimeSettings::default()
         },
@@ -195,7 +196,18 @@ async fn a_retry_after_is_waited_out_and_a_failed_attempt_commits_nothing_it_sta
 
     // The second attempt started no earlier than the step asked, though the runtime's
     // own back-off was 20 ms.
-    let events = store.tenant(&tenant).jobs().events(&id).await.unwrap();
+    let waited = waited_before_retry(store, &tenant, &id).await;
+    assert!(
+        waited >= chrono::Duration::milliseconds(1_500),
+        "retried after {waited}"
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+    db.finish().await;
+}
+
+/// How long the job waited between its failed attempt and the next.
+async fn waited_before_retry(store: &Store, tenant: &TenantId, id: &JobId) -> chrono::Duration {
+    let events = store.tenant(tenant).jobs().events(id).await.unwrap();
     let failed = events
         .iter()
         .find(|e| e.to_state == JobState::Retrying)
@@ -204,10 +216,26 @@ async fn a_retry_after_is_waited_out_and_a_failed_attempt_commits_nothing_it_sta
         .iter()
         .find(|e| e.from_state == Some(JobState::Retrying) && e.to_state == JobState::Running)
         .expect("a restart");
-    let waited = restarted.at - failed.at;
+    restarted.at - failed.at
+}
+
+#[actix_rt::test]
+async fn a_retry_after_longer_than_the_longest_back_off_waits_the_longest_back_off() {
+    let db = common::sqlite().await;
+    let store = &db.store;
+    let tenant = TenantId::parse("acme").unwrap();
+    let runtime = start(store).await;
+    let params = ProbeParams {
+        retry_after_ms: Some(60_000),
+        ..ProbeParams::default()
+    };
+    let id = submit_probe(store, &tenant, &params).await;
+    let done = wait_for(store, &tenant, &id, |job| job.state.is_terminal()).await;
+    assert_eq!(done.state, JobState::Succeeded);
+    let waited = waited_before_retry(store, &tenant, &id).await;
     assert!(
-        waited >= chrono::Duration::milliseconds(1_500),
-        "retried after {waited}"
+        waited >= chrono::Duration::milliseconds(3_000) && waited < chrono::Duration::seconds(20),
+        "a minute's Retry-After waited {waited}, not the 3 s cap"
     );
     runtime.shutdown(Duration::from_secs(5)).await;
     db.finish().await;

@@ -1,6 +1,8 @@
 //! Scan intake: an SBOM in, a submitted `scan` job out. The use case behind
-//! `POST /sboms` and `POST /scans`; the API adds only what is HTTP's (the query's shape,
-//! the `Idempotency-Key` header, the response).
+//! `POST /sboms` and `POST /scans`. The API adds what is HTTP's (the query's shape, the
+//! `Idempotency-Key` header, claimed with a fingerprint of the request between
+//! [`Intake::sbom`] and [`Intake::submit`], and the responses) and the target
+//! registration, which is the scheduler's (a crate above this one).
 //!
 //! The SBOM is parsed before anything is stored, so a malformed one is refused with the
 //! JSON pointer of its first error and leaves nothing behind; its raw bytes are then
@@ -17,7 +19,7 @@ use stella_domain::sbom::{self, SbomError};
 use stella_store::object::Sha256Digest;
 use stella_store::repo::{Job, SbomRecord};
 use stella_store::{Store, StoreError, TenantId};
-use stella_supervisor::{submit, JobRequest, Registry};
+use stella_supervisor::{submit, JobRequest, Kind, Registry};
 
 use super::{Scan, ScanDeps, ScanParams};
 
@@ -54,7 +56,8 @@ pub enum SbomSource {
 pub struct ScanOptions {
     /// The evaluation time (exceptions expire against it; part of the inputs hash).
     pub evaluated_at: DateTime<Utc>,
-    /// Submitting again with the same key yields the first scan.
+    /// Submitting again with the same key yields the first scan (the client's
+    /// `Idempotency-Key`; the job's own key is derived from it).
     pub idempotency_key: Option<String>,
     pub max_attempts: u32,
 }
@@ -189,7 +192,10 @@ impl Intake {
             evaluated_at: request.evaluated_at,
         };
         let mut job = JobRequest::of::<Scan>(&params)?.with_attempts(request.max_attempts);
-        job.idempotency_key = request.idempotency_key.clone();
+        job.idempotency_key = request
+            .idempotency_key
+            .as_ref()
+            .map(|key| format!("{}:{key}", Scan::NAME));
         let submitted = submit(&self.store, &self.registry, tenant, &job, Utc::now()).await?;
         let job = submitted.job;
         // A repeated submission returns the first scan, whose SBOM may differ.

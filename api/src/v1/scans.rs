@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stella_actors::scan::{
-    Analysis, Intake, IntakeError, SbomSource, Scan, ScanOptions, ScanParams, StoredSbom,
+    Analysis, IntakeError, SbomSource, Scan, ScanOptions, ScanParams, StoredSbom,
 };
 use stella_domain::sbom::SbomError;
 use stella_store::object::Sha256Digest;
@@ -199,13 +199,6 @@ fn intake_problem(err: IntakeError) -> Problem {
     }
 }
 
-/// This process's scan intake (every process that serves the API runs the scan kind).
-fn intake(ctx: &Context) -> ApiResult<&Intake> {
-    ctx.intake
-        .as_ref()
-        .ok_or_else(|| Problem::internal("this process does not run the scan kind"))
-}
-
 fn sbom_view(record: SbomRecord, analysis: &Analysis) -> SbomView {
     SbomView {
         sha256: record.sha256,
@@ -233,7 +226,8 @@ pub(crate) async fn upload(
     body: DocumentBody,
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
-    let StoredSbom { record, analysis } = intake(&ctx)?
+    let StoredSbom { record, analysis } = ctx
+        .intake
         .store_sbom(tenant, body.0, None)
         .await
         .map_err(intake_problem)?;
@@ -285,7 +279,7 @@ pub(crate) async fn submit(
             Some((key, fingerprint))
         }
     };
-    let intake = intake(&ctx)?;
+    let intake = &ctx.intake;
     let source = match query.sbom {
         Some(reference) => {
             if !body.0.is_empty() {
@@ -312,7 +306,7 @@ pub(crate) async fn submit(
         None => None,
         Some((key, fingerprint)) => {
             crate::idempotency::claim(&ctx, tenant, "scans", &key, &fingerprint).await?;
-            Some(format!("scan:{key}"))
+            Some(key)
         }
     };
     let options = ScanOptions {

@@ -75,7 +75,10 @@ impl Role {
     /// A role whose name is fixed in code (a role enum's). The name must be valid: each
     /// enum's tests parse every one of its names, and debug builds check here.
     pub fn from_static(name: &'static str) -> Self {
-        debug_assert!(crate::ids::is_slug(name, 40), "invalid role name {name:?}");
+        debug_assert!(
+            crate::ids::is_slug(name, ROLE_MAX_LEN),
+            "invalid role name {name:?}"
+        );
         Self(name.to_owned())
     }
 

@@ -115,7 +115,8 @@ impl StepError {
         }
     }
 
-    /// A transient failure whose retry must wait `after` (for example `Retry-After`).
+    /// A transient failure whose retry must wait `after` (for example `Retry-After`), up
+    /// to the runtime's longest back-off (`runtime.retry_max_delay_ms`).
     pub fn retry_after(message: impl Into<String>, after: Duration) -> Self {
         Self {
             message: message.into(),
@@ -139,16 +140,8 @@ impl StepError {
         self
     }
 
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
     pub fn retry_kind(&self) -> Retry {
         self.retry
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        self.retry != Retry::Never
     }
 }
 

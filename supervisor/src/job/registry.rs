@@ -77,14 +77,4 @@ impl Registry {
             )),
         })
     }
-
-    /// Whether this process runs kind `K`.
-    pub fn has<K: Kind>(&self) -> bool {
-        self.kinds.contains_key(K::NAME)
-    }
-
-    /// The names of the registered kinds, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.kinds.keys().copied()
-    }
 }

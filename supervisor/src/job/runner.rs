@@ -263,7 +263,9 @@ impl StepRunner {
                         &format!("{}:{}", running.id, running.step),
                         running.attempts,
                     ),
-                    Retry::After(after) if left => Some(after),
+                    // The other side's wait, but never longer than the runtime's own
+                    // longest back-off: a `Retry-After` of a month must not park a job.
+                    Retry::After(after) if left => Some(after.min(self.retry.max_delay)),
                     _ => None,
                 };
                 match delay {
@@ -372,7 +374,9 @@ impl StepRunner {
         let attempt = envelope.attempt + 1;
         let delay = match error.retry_kind() {
             Retry::Backoff => self.retry.delay(&envelope.idempotency_key, attempt),
-            Retry::After(after) if attempt < self.retry.max_attempts => Some(after),
+            Retry::After(after) if attempt < self.retry.max_attempts => {
+                Some(after.min(self.retry.max_delay))
+            }
             _ => None,
         };
         let at = now();

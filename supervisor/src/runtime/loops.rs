@@ -10,7 +10,7 @@ use stella_store::mailbox::{Delivery, Role};
 use stella_store::StoreError;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
-use super::shared::Shared;
+use crate::shared::Shared;
 use crate::tree::messages::Dispatch;
 use crate::tree::RootSupervisor;
 

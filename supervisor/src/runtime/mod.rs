@@ -3,15 +3,13 @@
 //! and the supervision tree they feed.
 //!
 //! Layout: this file starts and stops a [`Runtime`]; `loops` holds the consumer, janitor
-//! and heartbeat loops; `relay` the outbox relay; `shared` what one process's parts
-//! share; `metrics` the Prometheus metrics.
+//! and heartbeat loops; `relay` the outbox relay. What the runtime's parts and the tree
+//! share (`crate::shared`) and the metrics (`crate::metrics`) sit beside both folders,
+//! so neither imports the other back.
 
 mod loops;
-pub(crate) mod metrics;
 mod relay;
-pub(crate) mod shared;
 
-pub use metrics::RuntimeMetrics;
 pub use relay::relay_once;
 
 use std::sync::Arc;
@@ -25,9 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::job::{retry_policy, Registry, StepRunner};
+use crate::metrics::RuntimeMetrics;
+use crate::shared::Shared;
 use crate::snapshot::{ActorSnapshot, Observe};
 use crate::tree::RootSupervisor;
-use shared::Shared;
 
 /// What a runtime needs to start.
 #[derive(Debug, Clone)]

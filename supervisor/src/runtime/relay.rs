@@ -10,7 +10,7 @@ use stella_store::mailbox::{Envelope, Mailbox, Role};
 use stella_store::{Store, StoreError};
 use tokio::sync::{watch, Notify};
 
-use super::metrics::RuntimeMetrics;
+use crate::metrics::RuntimeMetrics;
 
 const BATCH: u32 = 500;
 

@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::messages::JobFinished;
 use crate::boundary::run_guarded;
 use crate::job::Finish;
-use crate::runtime::shared::Shared;
+use crate::shared::Shared;
 use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct JobActor {

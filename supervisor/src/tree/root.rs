@@ -15,7 +15,7 @@ use stella_store::TenantId;
 
 use super::messages::{Dispatch, StopIfIdle, TenantIdle};
 use super::tenant::TenantSupervisor;
-use crate::runtime::shared::Shared;
+use crate::shared::Shared;
 use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct RootSupervisor {

@@ -21,7 +21,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::job_actor::JobActor;
 use super::messages::{Dispatch, JobFinished, StopIfIdle, TenantIdle};
 use crate::restart::{Decision, RestartPolicy, RestartTracker};
-use crate::runtime::shared::Shared;
+use crate::shared::Shared;
 use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct TenantSupervisor {

@@ -70,3 +70,18 @@ pub(super) fn tenant_of(stream: &str, prefix: &str) -> Result<TenantId> {
         .ok_or_else(|| StoreError::Corrupt(format!("unexpected stream key {stream}")))?;
     TenantId::parse(tenant)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::GROUP;
+
+    /// The scripts embed the group name in a single-quoted Lua string
+    /// (`scripts.rs`): a quote or a backslash in it would change every script.
+    #[test]
+    fn the_group_name_is_safe_inside_a_lua_string() {
+        assert!(!GROUP.is_empty());
+        assert!(GROUP
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}

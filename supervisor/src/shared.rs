@@ -5,8 +5,8 @@ use stella_config::RuntimeSettings;
 use stella_store::mailbox::{ConsumerName, Delivery, Mailbox, Receipt, Role};
 use tokio::sync::Semaphore;
 
-use super::metrics::RuntimeMetrics;
 use crate::job::StepRunner;
+use crate::metrics::RuntimeMetrics;
 
 /// What every part of one process's runtime shares.
 #[derive(Debug)]
