@@ -14,10 +14,12 @@
 //! - [`scan`]: the `scan` kind (analyze → evaluate → seal), its intake and caches;
 //! - [`advisory_sync`]: the `advisory-sync` kind and advisory imports;
 //! - [`diag`]: the diagnostic `noop` kind;
+//! - [`export`]: the `export` kind (profiles, runs) — its first formats;
 //! - [`outbound`]: the guard every URL fetched on someone's behalf goes through.
 
 pub mod advisory_sync;
 pub mod diag;
+pub mod export;
 pub mod outbound;
 pub mod roles;
 pub mod scan;
@@ -33,7 +35,7 @@ pub struct KindDeps {
     pub outbound: outbound::Outbound,
 }
 
-/// Every job kind a Stella process runs: `noop`, `advisory-sync` and `scan`.
+/// Every job kind a Stella process runs: `noop`, `advisory-sync`, `scan` and `export`.
 pub fn kinds(deps: &KindDeps) -> Registry {
     let mut registry = diagnostics();
     registry
@@ -41,7 +43,11 @@ pub fn kinds(deps: &KindDeps) -> Registry {
             deps.scan.objects.clone(),
             deps.outbound.clone(),
         ))
-        .register(scan::Scan::new(deps.scan.clone()));
+        .register(scan::Scan::new(deps.scan.clone()))
+        .register(export::Export::new(export::ExportDeps {
+            objects: deps.scan.objects.clone(),
+            signing_key: deps.scan.signing_key.clone(),
+        }));
     registry
 }
 

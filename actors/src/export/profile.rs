@@ -1,0 +1,169 @@
+//! Export profiles: what an export selects and writes, immutable per revision. A profile
+//! is checked and made canonical here before it is stored, so a revision's digest names
+//! exactly what it asks for and an unchanged profile makes no new revision.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stella_domain::canonical::{canonical_bytes, sha256_hex};
+use stella_store::repo::{ExportProfileRecord, NewExportProfile};
+use stella_store::{Store, StoreError, TenantId};
+
+use super::Format;
+
+/// What a profile selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Selectors {
+    /// Scans by id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scans: Vec<String>,
+    /// The latest scan of each of these targets, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// Only findings with these dispositions (`pass`, `warn`, `block`); all when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dispositions: Vec<String>,
+}
+
+/// A profile's definition: what is stored (canonical) and what a run reads back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDefinition {
+    pub selectors: Selectors,
+    /// Days an export's files are kept.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+
+/// The most scans and targets one profile may name.
+pub(super) const MAX_SELECTED: usize = 1_000;
+/// The longest retention: ten years.
+pub(super) const MAX_RETENTION_DAYS: u32 = 3_650;
+
+/// Why a profile was refused: the field (a JSON path) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidProfile {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidProfile {
+    InvalidProfile {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A profile name: 1-100 characters of a-z, 0-9, `-`, `_` and `.`, starting with a letter
+/// or digit (it appears in URLs and file names).
+pub fn check_name(name: &str) -> Result<(), InvalidProfile> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "name",
+            "a profile name is 1-100 characters of a-z, 0-9, '-', '_' and '.', starting with a letter or digit",
+        ))
+    }
+}
+
+impl ProfileDefinition {
+    /// Reads and checks a definition (the request body's `selectors`,
+    /// `retention_days`).
+    pub fn parse(value: &Value) -> Result<Self, InvalidProfile> {
+        let definition: ProfileDefinition = serde_path_to_error::deserialize(value)
+            .map_err(|err| invalid(err.path().to_string(), err.inner().to_string()))?;
+        let s = &definition.selectors;
+        if s.scans.is_empty() && s.targets.is_empty() {
+            return Err(invalid(
+                "selectors",
+                "a profile selects at least one scan or target",
+            ));
+        }
+        for (field, list) in [("scans", &s.scans), ("targets", &s.targets)] {
+            if list.len() > MAX_SELECTED {
+                return Err(invalid(
+                    format!("selectors.{field}"),
+                    format!("at most {MAX_SELECTED} {field}"),
+                ));
+            }
+        }
+        for (i, scan) in s.scans.iter().enumerate() {
+            if stella_store::JobId::parse(scan).is_err() {
+                return Err(invalid(
+                    format!("selectors.scans[{i}]"),
+                    format!("{scan:?} is not a scan id"),
+                ));
+            }
+        }
+        for (i, disposition) in s.dispositions.iter().enumerate() {
+            if !matches!(disposition.as_str(), "pass" | "warn" | "block") {
+                return Err(invalid(
+                    format!("selectors.dispositions[{i}]"),
+                    format!("{disposition:?} is not a disposition (pass, warn, block)"),
+                ));
+            }
+        }
+        if definition.retention_days == 0 || definition.retention_days > MAX_RETENTION_DAYS {
+            return Err(invalid(
+                "retention_days",
+                format!("retention_days must be 1 to {MAX_RETENTION_DAYS}"),
+            ));
+        }
+        Ok(definition)
+    }
+}
+
+/// Checks and stores a profile as its next revision (or returns the latest revision, with
+/// `false`, when nothing changed).
+pub async fn put_profile(
+    store: &Store,
+    tenant: &TenantId,
+    name: &str,
+    format: &str,
+    definition: &Value,
+    created_by: &str,
+    now: DateTime<Utc>,
+) -> Result<(ExportProfileRecord, bool), PutProfileError> {
+    check_name(name)?;
+    let format = Format::parse(format).map_err(|message| invalid("kind", message))?;
+    let definition = ProfileDefinition::parse(definition)?;
+    let canonical = canonical_bytes(
+        &serde_json::to_value(&definition).map_err(|err| invalid("", err.to_string()))?,
+    );
+    let text = String::from_utf8(canonical).map_err(|err| invalid("", err.to_string()))?;
+    let digest = sha256_hex(format!("{}\n{text}", format.name()).as_bytes());
+    let new = NewExportProfile {
+        name,
+        kind: format.name(),
+        definition: &text,
+        digest: &digest,
+        created_by,
+    };
+    Ok(store
+        .tenant(tenant)
+        .export_profiles()
+        .put(&new, now)
+        .await?)
+}
+
+/// Why a profile was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PutProfileError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidProfile),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

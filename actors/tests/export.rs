@@ -1,0 +1,325 @@
+//! The `export` kind through the real runtime, on the embedded default (SQLite + embedded
+//! mailbox + folder) and on PostgreSQL + Valkey: scans run through intake and the
+//! pipeline, a CSV profile selects them, the run writes `findings.csv`, `export.json`
+//! and its signature, each recorded once; a second run of the same revision writes the
+//! same bytes; a bad profile is refused naming its field.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use stella_test_harness as common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use stella_actors::export::{put_profile, start_run, PutProfileError};
+use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
+use stella_actors::{kinds, KindDeps, Role};
+use stella_config::RuntimeSettings;
+use stella_domain::dsse::{self, Envelope, SigningKey};
+use stella_domain::osv::Limits;
+use stella_store::mailbox::{ConsumerName, Mailbox};
+use stella_store::object::{FolderStore, Objects, Sha256Digest};
+use stella_store::repo::{Job, JobState};
+use stella_store::{JobId, Store, TenantId};
+use stella_supervisor::{Registry, Runtime, RuntimeConfig, RuntimeMetrics};
+
+fn advisory(id: &str, name: &str, fixed: &str) -> Vec<u8> {
+    json!([{
+        "id": id,
+        "modified": "2024-01-01T00:00:00Z",
+        "summary": format!("{name} is vulnerable"),
+        "affected": [{
+            "package": {"ecosystem": "npm", "name": name},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": fixed}]}]
+        }]
+    }])
+    .to_string()
+    .into_bytes()
+}
+
+async fn wait_done(store: &Store, tenant: &TenantId, id: &JobId) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = store.tenant(tenant).jobs().get(id).await.unwrap();
+        if job.state.is_terminal() {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} still {}", job.state);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dyn Mailbox>) {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
+    let key = Arc::new(SigningKey::generate([7; 32]));
+    let scan_deps = ScanDeps::new(objects.clone(), key.clone());
+    let registry: Registry = kinds(&KindDeps {
+        scan: scan_deps.clone(),
+        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+    });
+    let runtime = Runtime::start(RuntimeConfig {
+        store: store.clone(),
+        mailbox,
+        settings: RuntimeSettings {
+            poll_interval_ms: 5,
+            ..RuntimeSettings::default()
+        },
+        roles: Role::ALL.iter().map(|r| r.mailbox()).collect(),
+        registry: registry.clone(),
+        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
+        consumer: ConsumerName::generate(),
+    })
+    .await
+    .unwrap();
+    let tenant = TenantId::parse("acme").unwrap();
+    store
+        .tenants()
+        .ensure(&tenant, "Acme", Utc::now())
+        .await
+        .unwrap();
+    stella_actors::advisory_sync::import_advisories(
+        store,
+        &objects,
+        "osv:test",
+        &advisory("T-1", "left-pad", "1.3.1"),
+        Limits::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+
+    // Two scans through intake and the pipeline; the second names a package whose
+    // name would be a formula in a spreadsheet.
+    let intake = Intake::new(store.clone(), scan_deps, registry.clone(), 1_000);
+    let evaluated_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut scans = Vec::new();
+    for (name, extra) in [("api", "chalk"), ("=HYPERLINK(\"x\")", "debug")] {
+        let sbom = json!({
+            "bomFormat": "CycloneDX", "specVersion": "1.5",
+            "components": [
+                {"type": "library", "name": "left-pad", "version": "1.3.0", "purl": "pkg:npm/left-pad@1.3.0"},
+                {"type": "library", "name": extra, "version": "2.0.0", "purl": format!("pkg:npm/{extra}@2.0.0")}
+            ]
+        });
+        let (sha, name) = intake
+            .sbom(
+                &tenant,
+                SbomSource::Body(Bytes::from(sbom.to_string())),
+                Some(name.to_owned()),
+            )
+            .await
+            .unwrap();
+        let options = ScanOptions {
+            evaluated_at,
+            idempotency_key: None,
+            max_attempts: 3,
+        };
+        let scan = intake.submit(&tenant, sha, name, &options).await.unwrap();
+        let done = wait_done(store, &tenant, &scan.job.id).await;
+        assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
+        scans.push(scan.job.id);
+    }
+
+    // A profile the exporter cannot write, or that selects nothing, is refused with its field.
+    let refused = |err: PutProfileError| match err {
+        PutProfileError::Invalid(invalid) => (invalid.field, invalid.message),
+        other => panic!("{other}"),
+    };
+    let sarif = put_profile(
+        store,
+        &tenant,
+        "x",
+        "sarif",
+        &json!({"selectors": {"scans": [scans[0].as_str()]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    let (field, message) = refused(sarif);
+    assert_eq!(field, "kind");
+    assert!(message.contains("not available yet"), "{message}");
+    let nothing = put_profile(
+        store,
+        &tenant,
+        "x",
+        "csv",
+        &json!({"selectors": {}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused(nothing).0, "selectors");
+    let bad = put_profile(
+        store,
+        &tenant,
+        "x",
+        "csv",
+        &json!({"selectors": {"scans": [scans[0].as_str()], "dispositions": ["maybe"]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused(bad).0, "selectors.dispositions[0]");
+    let unknown = put_profile(
+        store,
+        &tenant,
+        "x",
+        "csv",
+        &json!({"selectors": {"scans": [scans[0].as_str()]}, "colour": 1}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused(unknown).1.contains("unknown field `colour`"));
+
+    let definition = json!({"selectors": {"scans": [scans[1].as_str(), scans[0].as_str()]}});
+    let (profile, created) = put_profile(
+        store,
+        &tenant,
+        "all-findings",
+        "csv",
+        &definition,
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(created);
+    assert_eq!(profile.revision, 1);
+    // The same definition again makes no new revision.
+    let (same, created) = put_profile(
+        store,
+        &tenant,
+        "all-findings",
+        "csv",
+        &definition,
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(!created);
+    assert_eq!(same.revision, 1);
+
+    let as_of = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+    let mut digests = Vec::new();
+    for attempt in 0..2 {
+        let run = start_run(
+            store,
+            &registry,
+            &tenant,
+            "all-findings",
+            None,
+            as_of,
+            None,
+            3,
+        )
+        .await
+        .unwrap();
+        let done = wait_done(store, &tenant, &run.id).await;
+        assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
+        let files = store
+            .tenant(&tenant)
+            .export_files()
+            .list(&run.id)
+            .await
+            .unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["export.json", "export.json.dsse", "findings.csv"],
+            "run {attempt}"
+        );
+
+        let read = |name: &str| {
+            let file = files.iter().find(|f| f.name == name).unwrap().clone();
+            let objects = objects.clone();
+            async move {
+                let bytes = objects
+                    .read_content(&Sha256Digest::parse(&file.sha256).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(bytes.len() as u64, file.size_bytes);
+                bytes
+            }
+        };
+        let csv = read("findings.csv").await;
+        let text = std::str::from_utf8(&csv).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+        // A header and one row per finding: left-pad in each scan.
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[1..]
+            .iter()
+            .all(|l| l.contains("T-1") && l.contains("pkg:npm/left-pad@1.3.0")));
+        // The formula-like target name is neutralised, not left for a spreadsheet to run.
+        assert!(text.contains("'=HYPERLINK"), "{text}");
+        assert!(
+            !text.contains(",=HYPERLINK") && !text.contains("\n=HYPERLINK"),
+            "{text}"
+        );
+
+        let manifest: Value = serde_json::from_slice(&read("export.json").await).unwrap();
+        assert_eq!(
+            manifest["profile"],
+            json!({"name": "all-findings", "revision": 1})
+        );
+        assert_eq!(manifest["counts"]["findings"], 2);
+        assert_eq!(manifest["counts"]["scans"], 2);
+        let listed = manifest["files"][0].clone();
+        let csv_file = files.iter().find(|f| f.name == "findings.csv").unwrap();
+        assert_eq!(listed["sha256"], csv_file.sha256.as_str());
+        assert_eq!(listed["size"], csv_file.size_bytes);
+
+        let envelope = Envelope::from_json(&read("export.json.dsse").await).unwrap();
+        let verified = dsse::verify(&envelope, &[key.public_key().clone()]).unwrap();
+        assert_eq!(verified.payload, read("export.json").await.to_vec());
+        digests.push(
+            files
+                .iter()
+                .map(|f| (f.name.clone(), f.sha256.clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    // Two runs of one revision as of one time: the same bytes, file for file.
+    assert_eq!(digests[0], digests[1]);
+
+    // A profile that does not exist is no run.
+    assert!(
+        start_run(store, &registry, &tenant, "missing", None, as_of, None, 3)
+            .await
+            .is_err()
+    );
+    runtime.shutdown(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn exports_write_the_selected_findings_once_embedded() {
+    let db = common::sqlite().await;
+    let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::EmbeddedMailbox::new(
+        db.store.clone(),
+        common::mailbox_config(),
+    ));
+    exports_write_the_selected_findings_once(&db.store, mailbox).await;
+    db.finish().await;
+}
+
+#[actix_rt::test]
+async fn exports_write_the_selected_findings_once_postgres_valkey() {
+    let Some(db) = common::postgres().await else {
+        return;
+    };
+    let Some(mailbox) = common::valkey_mailbox().await else {
+        return;
+    };
+    exports_write_the_selected_findings_once(&db.store, mailbox.mailbox.clone()).await;
+    mailbox.finish().await;
+    db.finish().await;
+}
