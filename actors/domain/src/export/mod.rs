@@ -58,7 +58,8 @@ pub enum ExportError {
     /// An entry larger than ustar's 11 octal digits record (8 GiB - 1).
     #[error("tar entry {name:?} of {size} bytes is larger than ustar can record")]
     TooLarge { name: String, size: u64 },
-    /// An entry's reader gave other than the bytes it was declared with.
+    /// An entry's reader gave other than the bytes it was declared with (`actual` is
+    /// `declared + 1` when it gave more: the rest is not read).
     #[error("tar entry {name:?} was declared with {declared} bytes but its reader gave {actual}")]
     SizeMismatch {
         name: String,

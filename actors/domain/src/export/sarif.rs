@@ -136,17 +136,24 @@ impl SarifPlan {
     /// Takes a finding into account.
     pub fn add(&mut self, finding: &ExportFinding<'_>) {
         self.counts[slot(finding.disposition)] += 1;
-        let rule = self
-            .rules
-            .entry(finding.vulnerability_id.to_owned())
-            .or_insert_with(|| RulePlan {
-                summary: None,
-                aliases: Vec::new(),
-                score: None,
-                severity: "unknown",
-                worst: finding.disposition,
-                findings: 0,
-            });
+        // Looked up before inserting: most findings share their rule with others, and
+        // the id is copied only for a new one.
+        if !self.rules.contains_key(finding.vulnerability_id) {
+            self.rules.insert(
+                finding.vulnerability_id.to_owned(),
+                RulePlan {
+                    summary: None,
+                    aliases: Vec::new(),
+                    score: None,
+                    severity: "unknown",
+                    worst: finding.disposition,
+                    findings: 0,
+                },
+            );
+        }
+        let Some(rule) = self.rules.get_mut(finding.vulnerability_id) else {
+            return;
+        };
         rule.findings += 1;
         rule.worst = rule.worst.max(finding.disposition);
         if rule.summary.is_none() {
