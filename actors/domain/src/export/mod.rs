@@ -5,7 +5,7 @@
 //!
 //! Every writer takes [`ExportFinding`]s: the columns people and tools ask for, read from a
 //! stored finding's JSON ([`ExportFinding::from_finding_json`]) or from a
-//! [`Finding`](crate::scan::Finding) ([`ExportFinding::from_finding`]), borrowing its
+//! [`Finding`] ([`ExportFinding::from_finding`]), borrowing its
 //! strings. Two things a finding does not hold come from its context: the scan it belongs
 //! to ([`ExportScan`]) and the versions that fix it, which are the advisory's
 //! ([`fixed_versions`]; set [`ExportFinding::fixed_versions`]).
