@@ -639,3 +639,123 @@ fn a_whole_bundle_checks_out_without_stella() {
         ])
     );
 }
+
+/// The real thing: proton-bridge 1.6.3's findings against the Go advisory database,
+/// stored as the evaluator stores them (canonical JSON text), with their fixed versions
+/// from the advisories, exported and read back.
+#[test]
+fn real_findings_export_to_csv_and_sarif_that_check_out() {
+    use stella_domain::export::fixed_versions;
+    use stella_domain::osv::{parse_record, split_collection, Advisory, Limits};
+    use stella_domain::policy::{Policy, DEFAULT_POLICY};
+    use stella_domain::scan::{self, AdvisoryIndex, FindingText, SbomContext, ScanComponent};
+    use stella_domain::{sbom, vex, Purl};
+
+    let Some(python) = python() else { return };
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if !data.is_dir() {
+        eprintln!("skipping: {} not found", data.display());
+        return;
+    }
+    let zip = std::fs::read(data.join("advisories/Go-all.zip")).unwrap();
+    let advisories: Vec<Advisory> = split_collection(&zip, Limits::default())
+        .unwrap()
+        .iter()
+        .map(|entry| parse_record(&entry.bytes).unwrap())
+        .collect();
+    let by_id: std::collections::HashMap<&str, &Advisory> =
+        advisories.iter().map(|a| (a.id.as_str(), a)).collect();
+    let index = AdvisoryIndex::build(advisories.clone());
+    let bytes =
+        std::fs::read(data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json"))
+            .unwrap();
+    let parsed = sbom::parse(&bytes).unwrap();
+    let components = ScanComponent::all_of(&parsed);
+    let policy = Policy::parse(DEFAULT_POLICY).unwrap();
+    let context = SbomContext::of(&parsed);
+    let verdict = scan::evaluate(
+        &scan::ScanInputs {
+            components: &components,
+            sbom: &context,
+            index: &index,
+            vex: &[],
+            policy: &policy,
+            at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
+        },
+        &|version, affected| affected.is_affected(version).unwrap_or(false),
+        &vex::generic_compare,
+    );
+    assert_eq!(verdict.findings.len(), 58);
+    let stored: Vec<Value> = verdict
+        .findings
+        .iter()
+        .map(|f| serde_json::from_str(&FindingText::of(f).unwrap().canonical).unwrap())
+        .collect();
+    let scan = ExportScan {
+        tenant: "acme",
+        scan_id: "01JREAL",
+        target: "proton-bridge",
+    };
+    let findings: Vec<ExportFinding<'_>> = stored
+        .iter()
+        .map(|v| {
+            let f = ExportFinding::from_finding_json(scan, v).unwrap();
+            let key = Purl::parse(f.purl).unwrap().package_key().unwrap();
+            let fixed = fixed_versions(by_id[f.vulnerability_id], &key);
+            f.with_fixed_versions(fixed)
+        })
+        .collect();
+    let with_fix = findings
+        .iter()
+        .filter(|f| !f.fixed_versions.is_empty())
+        .count();
+    assert!(with_fix > 50, "most Go advisories name a fix: {with_fix}");
+    let echo = findings
+        .iter()
+        .find(|f| f.vulnerability_id == "GO-2022-1031")
+        .unwrap();
+    assert_eq!(echo.installed_version.as_deref(), Some("v4.1.11"));
+    assert_eq!(echo.rule_id.map(|r| r.starts_with("rule:")), Some(true));
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = write(dir.path(), "findings.csv", &csv_bytes(&findings, false));
+    let report = check(
+        &python,
+        dir.path(),
+        &["csv", csv_path.to_str().unwrap(), "utf-8"],
+    );
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 59);
+    for (row, finding) in rows[1..].iter().zip(&findings) {
+        let expected: Vec<String> = csv::cells(finding)
+            .iter()
+            .map(|c| csv::neutralise(c).into_owned())
+            .collect();
+        assert_eq!(row, &json!(expected));
+    }
+
+    let mut plan = SarifPlan::new();
+    findings.iter().for_each(|f| plan.add(f));
+    let run = SarifRun::new(
+        "0.1.0",
+        "registry.example/app",
+        "2026-11-01",
+        "sboms/app.cdx.json",
+    );
+    let mut w = SarifWriter::start(Vec::new(), &run, plan).unwrap();
+    for f in &findings {
+        assert!(w.write(f).unwrap());
+    }
+    let (sarif, summary) = w.finish().unwrap();
+    assert_eq!(summary.results, 58);
+    let sarif_path = write(dir.path(), "findings.sarif", &sarif);
+    let report = check(
+        &python,
+        dir.path(),
+        &["sarif", sarif_path.to_str().unwrap()],
+    );
+    assert_eq!(report["schemaSha256"], OFFICIAL_SCHEMA_SHA256);
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert_eq!(report["results"], 58);
+    github_requirements(&serde_json::from_slice(&sarif).unwrap());
+}

@@ -5,7 +5,7 @@
 //!
 //! Every writer takes [`ExportFinding`]s: the columns people and tools ask for, read from a
 //! stored finding's JSON ([`ExportFinding::from_finding_json`]) or from a
-//! [`Finding`](crate::scan::Finding) ([`ExportFinding::from_finding`]), borrowing its
+//! [`Finding`] ([`ExportFinding::from_finding`]), borrowing its
 //! strings. Two things a finding does not hold come from its context: the scan it belongs
 //! to ([`ExportScan`]) and the versions that fix it, which are the advisory's
 //! ([`fixed_versions`]; set [`ExportFinding::fixed_versions`]).
@@ -58,7 +58,8 @@ pub enum ExportError {
     /// An entry larger than ustar's 11 octal digits record (8 GiB - 1).
     #[error("tar entry {name:?} of {size} bytes is larger than ustar can record")]
     TooLarge { name: String, size: u64 },
-    /// An entry's reader gave other than the bytes it was declared with.
+    /// An entry's reader gave other than the bytes it was declared with (`actual` is
+    /// `declared + 1` when it gave more: the rest is not read).
     #[error("tar entry {name:?} was declared with {declared} bytes but its reader gave {actual}")]
     SizeMismatch {
         name: String,

@@ -136,17 +136,24 @@ impl SarifPlan {
     /// Takes a finding into account.
     pub fn add(&mut self, finding: &ExportFinding<'_>) {
         self.counts[slot(finding.disposition)] += 1;
-        let rule = self
-            .rules
-            .entry(finding.vulnerability_id.to_owned())
-            .or_insert_with(|| RulePlan {
-                summary: None,
-                aliases: Vec::new(),
-                score: None,
-                severity: "unknown",
-                worst: finding.disposition,
-                findings: 0,
-            });
+        // Looked up before inserting: most findings share their rule with others, and
+        // the id is copied only for a new one.
+        if !self.rules.contains_key(finding.vulnerability_id) {
+            self.rules.insert(
+                finding.vulnerability_id.to_owned(),
+                RulePlan {
+                    summary: None,
+                    aliases: Vec::new(),
+                    score: None,
+                    severity: "unknown",
+                    worst: finding.disposition,
+                    findings: 0,
+                },
+            );
+        }
+        let Some(rule) = self.rules.get_mut(finding.vulnerability_id) else {
+            return;
+        };
         rule.findings += 1;
         rule.worst = rule.worst.max(finding.disposition);
         if rule.summary.is_none() {
@@ -216,7 +223,6 @@ struct Level {
 #[serde(rename_all = "camelCase")]
 struct Rule<'a> {
     id: &'a str,
-    name: &'a str,
     short_description: Text<'a>,
     full_description: Text<'a>,
     default_configuration: Level,
@@ -311,7 +317,7 @@ fn message(finding: &ExportFinding<'_>) -> String {
         text.push_str(summary);
     }
     text.push_str(&format!(
-        ". {} ({} severity",
+        ". Policy: {} ({} severity",
         finding.disposition.as_str(),
         finding.severity()
     ));
@@ -319,6 +325,10 @@ fn message(finding: &ExportFinding<'_>) -> String {
         text.push_str(&format!(", CVSS {score}"));
     }
     text.push(')');
+    if let Some(rule) = finding.rule_id {
+        text.push_str(" by ");
+        text.push_str(rule);
+    }
     if let Some(reason) = finding.reason.filter(|r| !r.is_empty()) {
         text.push_str(": ");
         text.push_str(reason);
@@ -389,7 +399,6 @@ impl<W: Write> SarifWriter<W> {
                 &mut out,
                 &Rule {
                     id,
-                    name: id,
                     short_description: Text { text: summary },
                     full_description: Text { text: summary },
                     default_configuration: Level {
@@ -456,11 +465,12 @@ impl<W: Write> SarifWriter<W> {
             return Ok(false);
         }
         self.room[s] -= 1;
+        // The package as people write it: `github.com/labstack/echo/v4`, `@scope/name`.
         let name = finding
             .package
-            .rsplit('/')
-            .next()
-            .unwrap_or(finding.package);
+            .split_once('/')
+            .map_or(finding.package, |(_, name)| name);
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
         let message = message(finding);
         let result = SarifResult {
             rule_id: finding.vulnerability_id,
@@ -476,7 +486,7 @@ impl<W: Write> SarifWriter<W> {
                     region: Region { start_line: 1 },
                 },
                 logical_locations: [LogicalLocation {
-                    name,
+                    name: &name,
                     fully_qualified_name: finding.purl,
                     kind: "module",
                 }],
@@ -631,6 +641,11 @@ mod tests {
             location["logicalLocations"][0]["fullyQualifiedName"],
             "pkg:npm/lodash@4.17.20"
         );
+        assert_eq!(location["logicalLocations"][0]["name"], "lodash");
+        assert!(
+            rules[0].get("name").is_none(),
+            "a rule's name must differ from its id"
+        );
         // Another version of the same package: the same alert.
         assert_eq!(
             results[0]["partialFingerprints"][FINGERPRINT_KEY],
@@ -686,6 +701,23 @@ mod tests {
             run["properties"]["stella"]["omitted"],
             serde_json::json!({"block": 0, "warn": 1, "pass": 1})
         );
+    }
+
+    #[test]
+    fn messages_say_what_where_what_decided_and_what_fixes_it() {
+        let value = finding_json("GHSA-1", "pkg:npm/%40scope/pkg@1.0.0", "block");
+        let f = ExportFinding::from_finding_json(SCAN, &value)
+            .unwrap()
+            .with_fixed_versions(["1.0.1"]);
+        assert_eq!(
+            message(&f),
+            "GHSA-1 in pkg:npm/%40scope/pkg@1.0.0: GHSA-1 in a package. Policy: block \
+             (critical severity, CVSS 9.8) by rule:not-applicable: VEX says it does not \
+             apply. VEX: not_affected. Fixed in 1.0.1."
+        );
+        let (log, _, _) = write(&[value], GITHUB_MAX_RESULTS);
+        let location = &log["runs"][0]["results"][0]["locations"][0];
+        assert_eq!(location["logicalLocations"][0]["name"], "@scope/pkg");
     }
 
     #[test]
