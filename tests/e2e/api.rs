@@ -239,6 +239,7 @@ struct Fixture {
     target: String,
     schedule: String,
     run: String,
+    export: String,
 }
 
 fn fill(path: &str, fixture: &Fixture) -> String {
@@ -256,6 +257,11 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         path.replace("{schedule}", &fixture.schedule)
     } else if path.starts_with("/api/v1/runs/") {
         path.replace("{id}", &fixture.run)
+    } else if path.starts_with("/api/v1/export-profiles/") {
+        path.replace("{name}", "every-finding")
+    } else if path.starts_with("/api/v1/exports/") {
+        path.replace("{export_id}", &fixture.export)
+            .replace("{name}", "findings.csv")
     } else if path.starts_with("/api/v1/dead-letters/") {
         path.replace("{role}", &fixture.dead.0)
             .replace("{id}", &fixture.dead.1)
@@ -340,6 +346,50 @@ async fn isolation_matrix(server: &Server) {
         .await;
     assert_eq!(reply.status, 202, "{}", reply.text);
     let run = reply.body["id"].as_str().unwrap().to_owned();
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/export-profiles",
+            Some(&a_all),
+            None,
+            Some(json!({"name": "every-finding", "kind": "csv", "selectors": {"scans": [scan]}})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/exports",
+            Some(&a_all),
+            None,
+            Some(json!({"profile": "every-finding"})),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let export = reply.body["export_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/exports/{export}"),
+                Some(&a_all),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if reply.body["status"] == "completed" {
+            break;
+        }
+        assert_ne!(reply.body["status"], "failed", "{}", reply.text);
+        assert!(
+            Instant::now() < deadline,
+            "the export did not finish: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let fixture = Fixture {
         job: job.clone(),
         scan: scan.clone(),
@@ -348,6 +398,7 @@ async fn isolation_matrix(server: &Server) {
         target: target.clone(),
         schedule: schedule.clone(),
         run: run.clone(),
+        export: export.clone(),
     };
 
     let doc = server
@@ -399,9 +450,11 @@ async fn isolation_matrix(server: &Server) {
                     assert_eq!(reply.status, 200, "{what}: {}", reply.text);
                     // Ids long enough to mean something in a body (an embedded dead
                     // letter's id is a small number; its job id stands for it).
-                    for secret in [&job, &dead_job, &dead.1, &scan, &target, &schedule, &run]
-                        .into_iter()
-                        .filter(|s| s.len() >= 8)
+                    for secret in [
+                        &job, &dead_job, &dead.1, &scan, &target, &schedule, &run, &export,
+                    ]
+                    .into_iter()
+                    .filter(|s| s.len() >= 8)
                     {
                         assert!(
                             !reply.text.contains(secret.as_str()),

@@ -8,6 +8,7 @@ pub mod advisories;
 pub mod audit;
 pub mod dead_letters;
 pub mod events;
+pub mod exports;
 pub mod jobs;
 pub mod keys;
 pub mod policy;
@@ -54,6 +55,13 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(scans::findings)
         .service(scans::attestation)
         .service(vex::import)
+        .service(exports::put)
+        .service(exports::list_profiles)
+        .service(exports::get_profile)
+        .service(exports::revisions)
+        .service(exports::create)
+        .service(exports::get)
+        .service(exports::download)
         .service(policy::get)
         .service(policy::set)
         .service(policy::versions)

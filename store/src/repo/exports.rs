@@ -69,6 +69,18 @@ fn profile(row: &AnyRow) -> Result<ExportProfileRecord> {
     })
 }
 
+/// Whether `name` could be a profile's name (what a list cursor must be): 1-100
+/// characters of a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit. The exporter
+/// refuses other names when a profile is created.
+fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Writers racing for one revision retry at most this often; each round lets at least one
 /// through, so only a storm of concurrent edits of one profile can exhaust it.
 const PUT_ROUNDS: usize = 64;
@@ -175,9 +187,7 @@ impl ExportProfiles<'_> {
         limit: u32,
     ) -> Result<Page<ExportProfileRecord>> {
         let limit = check_limit(limit)?;
-        let after = text_cursor(cursor, "export profile", |c| {
-            !c.is_empty() && c.len() <= 200
-        })?;
+        let after = text_cursor(cursor, "export profile", is_profile_name)?;
         let rows = sqlx::query(&format!(
             "SELECT {PROFILE_COLUMNS} FROM export_profiles p WHERE tenant_id = $1 AND name > $2 \
              AND revision = (SELECT MAX(revision) FROM export_profiles q \

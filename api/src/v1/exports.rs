@@ -1,0 +1,542 @@
+//! Exports of the caller's tenant: profiles (immutable per revision; a change is the next
+//! revision), runs of a profile revision (an `export` job, same id), and the files a run
+//! wrote, downloadable in ranges. Checking a profile and starting a run are the export
+//! kind's (`stella_actors::export`); this module adds what is HTTP's.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stella_actors::export::{put_profile, start_run, Export, PutProfileError, StartRunError};
+use stella_store::object::Sha256Digest;
+use stella_store::repo::{ExportFileRecord, ExportProfileRecord, Job, JobState};
+use stella_store::JobId;
+use stella_supervisor::Kind;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{not_found_unless, BodyProblems, Page, PageQuery, Problems};
+use crate::auth::Caller;
+use crate::body::JsonBody;
+use crate::problem::{ApiResult, Problem};
+use crate::Context;
+
+/// One revision of an export profile.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProfileView {
+    pub name: String,
+    pub revision: u64,
+    /// What it writes (`csv`).
+    pub kind: String,
+    /// The selectors and retention, as stored (canonical JSON).
+    #[schema(value_type = Object)]
+    pub definition: Value,
+    /// sha256 of the kind and the definition: equal digests, equal exports.
+    pub digest: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ExportProfileRecord> for ProfileView {
+    fn from(record: ExportProfileRecord) -> Self {
+        Self {
+            definition: serde_json::from_str(&record.definition).unwrap_or(Value::Null),
+            name: record.name,
+            revision: record.revision,
+            kind: record.kind,
+            digest: record.digest,
+            created_by: record.created_by,
+            created_at: record.created_at,
+        }
+    }
+}
+
+/// A profile to create, or its next revision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutProfile {
+    /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
+    pub name: String,
+    /// What to write: `csv` (the other kinds are not available yet).
+    pub kind: String,
+    /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
+    /// `warn`, `block`; all when empty).
+    #[schema(value_type = Object)]
+    pub selectors: Value,
+    /// Days the files are kept (default 30).
+    pub retention_days: Option<u32>,
+}
+
+/// Start a run of a profile.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartExport {
+    /// The profile's name.
+    pub profile: String,
+    /// The revision to run (default: the latest).
+    pub revision: Option<u64>,
+    /// What the export is as of (RFC 3339; default: now). Equal inputs and an equal time
+    /// give byte-identical files.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// An export run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportView {
+    pub export_id: String,
+    /// `queued`, `running`, `completed`, `failed`, `cancelled`.
+    pub status: String,
+    pub profile: Option<String>,
+    pub revision: Option<u64>,
+    pub as_of: Option<DateTime<Utc>>,
+    /// Why it failed, while it retries or once it failed.
+    pub error: Option<String>,
+    /// What it wrote, by name.
+    pub files: Vec<FileView>,
+    /// Finding counts from the manifest.
+    #[schema(value_type = Object)]
+    pub counts: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A file of an export run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileView {
+    pub name: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+}
+
+impl From<ExportFileRecord> for FileView {
+    fn from(file: ExportFileRecord) -> Self {
+        Self {
+            name: file.name,
+            size_bytes: file.size_bytes,
+            sha256: file.sha256,
+        }
+    }
+}
+
+fn status(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued | JobState::Retrying => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "completed",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+fn profile_problem(err: PutProfileError) -> Problem {
+    match err {
+        PutProfileError::Invalid(invalid) => {
+            let at = if invalid.field.is_empty() || invalid.field == "." {
+                String::new()
+            } else {
+                invalid.field
+            };
+            let problem = Problem::bad_request(invalid.message);
+            if at.is_empty() {
+                problem
+            } else {
+                problem.at(at)
+            }
+        }
+        PutProfileError::Store(err) => err.into(),
+    }
+}
+
+/// Create an export profile, or its next revision when the definition changed (`201`);
+/// the same definition again is `200` with the latest revision.
+#[utoipa::path(
+    operation_id = "put_export_profile",
+    tag = "exports",
+    request_body = PutProfile,
+    responses((status = 201, body = ProfileView), (status = 200, body = ProfileView), Problems, BodyProblems),
+    security(("bearer" = ["exports:write"]))
+)]
+#[post("/export-profiles")]
+pub(crate) async fn put(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    body: JsonBody<PutProfile>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?;
+    let body = body.0;
+    let mut definition = serde_json::json!({ "selectors": body.selectors });
+    if let Some(days) = body.retention_days {
+        definition["retention_days"] = days.into();
+    }
+    let (record, created) = put_profile(
+        &ctx.store,
+        tenant,
+        &body.name,
+        &body.kind,
+        &definition,
+        &caller.actor(),
+        Utc::now(),
+    )
+    .await
+    .map_err(profile_problem)?;
+    let view = ProfileView::from(record);
+    Ok(if created {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
+}
+
+/// The tenant's export profiles (their latest revisions), by name.
+#[utoipa::path(
+    operation_id = "list_export_profiles",
+    tag = "exports",
+    params(PageQuery),
+    responses((status = 200, body = Page<ProfileView>), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/export-profiles")]
+pub(crate) async fn list_profiles(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<ProfileView>>> {
+    let tenant = caller.tenant()?;
+    let page = ctx
+        .store
+        .tenant(tenant)
+        .export_profiles()
+        .list(query.cursor(), query.limit())
+        .await
+        .map_err(|err| Problem::from(err).at("cursor"))?;
+    Ok(web::Json(Page::from_store(page, ProfileView::from)))
+}
+
+/// A profile's latest revision.
+#[utoipa::path(
+    operation_id = "get_export_profile",
+    tag = "exports",
+    params(("name" = String, Path, description = "The profile's name")),
+    responses((status = 200, body = ProfileView), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/export-profiles/{name}")]
+pub(crate) async fn get_profile(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult<web::Json<ProfileView>> {
+    let tenant = caller.tenant()?;
+    let name = name.into_inner();
+    let record = ctx
+        .store
+        .tenant(tenant)
+        .export_profiles()
+        .latest(&name)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("export profile {name} not found")))?;
+    Ok(web::Json(record.into()))
+}
+
+/// Every revision of a profile, oldest first.
+#[utoipa::path(
+    operation_id = "list_export_profile_revisions",
+    tag = "exports",
+    params(("name" = String, Path, description = "The profile's name")),
+    responses((status = 200, body = Vec<ProfileView>), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/export-profiles/{name}/revisions")]
+pub(crate) async fn revisions(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> ApiResult<web::Json<Vec<ProfileView>>> {
+    let tenant = caller.tenant()?;
+    let records = ctx
+        .store
+        .tenant(tenant)
+        .export_profiles()
+        .revisions(&name)
+        .await?;
+    Ok(web::Json(records.into_iter().map(Into::into).collect()))
+}
+
+/// Accepted export run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportAccepted {
+    pub export_id: String,
+    pub status: String,
+}
+
+/// Start a run of a profile revision; `202` with the export id. An `Idempotency-Key`
+/// makes a retried request return the same run.
+#[utoipa::path(
+    operation_id = "start_export",
+    tag = "exports",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Starting again with the same key returns the first run; the same key with another request is refused with 422")),
+    request_body = StartExport,
+    responses((status = 202, body = ExportAccepted), Problems, BodyProblems),
+    security(("bearer" = ["exports:write"]))
+)]
+#[post("/exports")]
+pub(crate) async fn create(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    body: JsonBody<StartExport>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?;
+    let body = body.0;
+    stella_actors::export::check_name(&body.profile)
+        .map_err(|invalid| Problem::bad_request(invalid.message).at("profile"))?;
+    let as_of = body.as_of.unwrap_or_else(Utc::now);
+    let key = crate::idempotency::header(&req)?;
+    if let Some(key) = &key {
+        let fingerprint = serde_json::json!({
+            "profile": body.profile,
+            "revision": body.revision,
+            "as_of": body.as_of.map(|t| t.timestamp_millis()),
+        });
+        crate::idempotency::claim(&ctx, tenant, "exports", key, &fingerprint).await?;
+    }
+    let job = start_run(
+        &ctx.store,
+        &ctx.registry,
+        tenant,
+        &body.profile,
+        body.revision,
+        as_of,
+        key.as_deref(),
+        ctx.job_max_attempts,
+    )
+    .await
+    .map_err(|err| match err {
+        StartRunError::NotFound(what) => {
+            Problem::not_found(format!("{what} not found")).at("profile")
+        }
+        StartRunError::Store(err) => err.into(),
+    })?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/v1/exports/{}", job.id)))
+        .json(ExportAccepted {
+            export_id: job.id.to_string(),
+            status: status(job.state).to_owned(),
+        }))
+}
+
+async fn export_job(ctx: &Context, caller: &Caller, raw: &str) -> ApiResult<Job> {
+    let tenant = caller.tenant()?;
+    let id = not_found_unless(JobId::parse(raw), "export", raw)?;
+    let job = ctx
+        .store
+        .tenant(tenant)
+        .jobs()
+        .get(&id)
+        .await
+        .map_err(|_| Problem::not_found(format!("export {raw} not found")))?;
+    if job.kind != Export::NAME {
+        return Err(Problem::not_found(format!("export {raw} not found")));
+    }
+    Ok(job)
+}
+
+/// An export run: its status, the profile revision it used, and its files.
+#[utoipa::path(
+    operation_id = "get_export",
+    tag = "exports",
+    params(("export_id" = String, Path, description = "The export's id")),
+    responses((status = 200, body = ExportView), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/exports/{export_id}")]
+pub(crate) async fn get(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    export_id: web::Path<String>,
+) -> ApiResult<web::Json<ExportView>> {
+    let job = export_job(&ctx, &caller, &export_id).await?;
+    let files = ctx
+        .store
+        .tenant(&job.tenant)
+        .export_files()
+        .list(&job.id)
+        .await?;
+    let params =
+        serde_json::from_value::<stella_actors::export::ExportParams>(job.params.clone()).ok();
+    let error = match job.state {
+        JobState::Retrying | JobState::Failed | JobState::Cancelled => job.last_error.clone(),
+        _ => None,
+    };
+    Ok(web::Json(ExportView {
+        export_id: job.id.to_string(),
+        status: status(job.state).to_owned(),
+        profile: params.as_ref().map(|p| p.profile.clone()),
+        revision: params.as_ref().map(|p| p.revision),
+        as_of: params.as_ref().map(|p| p.as_of),
+        error,
+        files: files.into_iter().map(FileView::from).collect(),
+        counts: job.result.as_ref().and_then(|r| r.get("counts").cloned()),
+        created_at: job.created_at,
+        finished_at: job.finished_at,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FilePath {
+    /// The export's id.
+    pub export_id: String,
+    /// The file's name (`findings.csv`, `export.json`, `export.json.dsse`).
+    pub name: String,
+}
+
+/// The byte range a `Range` header asks for, inclusive: `None` for the whole file, `Err`
+/// when it cannot be satisfied (416).
+fn range(header: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    // One range only; a list is served whole (allowed by RFC 9110).
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (first, last) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (first.trim(), last.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+        }
+        (from, "") => (
+            from.parse().map_err(|_| ())?,
+            size.checked_sub(1).ok_or(())?,
+        ),
+        (from, to) => {
+            let from: u64 = from.parse().map_err(|_| ())?;
+            let to: u64 = to.parse().map_err(|_| ())?;
+            (from, to.min(size.saturating_sub(1)))
+        }
+    };
+    if start >= size || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Download a file of an export run. `Range: bytes=…` (one range) gives `206`; a range
+/// past the end `416`; `If-Range` with the file's `ETag` (its sha256) resumes only the
+/// same bytes.
+#[utoipa::path(
+    operation_id = "download_export_file",
+    tag = "exports",
+    params(FilePath, ("Range" = Option<String>, Header, description = "bytes=FIRST-LAST, FIRST- or -SUFFIX"), ("If-Range" = Option<String>, Header, description = "The ETag the first part had")),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 416, description = "The range is past the end", content_type = "application/problem+json"),
+        Problems
+    ),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/exports/{export_id}/files/{name}")]
+pub(crate) async fn download(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<FilePath>,
+) -> ApiResult<HttpResponse> {
+    let job = export_job(&ctx, &caller, &path.export_id).await?;
+    let file = ctx
+        .store
+        .tenant(&job.tenant)
+        .export_files()
+        .get(&job.id, &path.name)
+        .await?;
+    let digest = Sha256Digest::parse(&file.sha256)?;
+    // Read whole and verified against its digest: a tampered object is an error, never
+    // a download. (Export files of this slice are findings tables of a few megabytes.)
+    let bytes = ctx.objects.read_content(&digest).await?;
+    let etag = format!("\"{}\"", file.sha256);
+    let content_type = if path.name.ends_with(".csv") {
+        "text/csv; charset=utf-8"
+    } else if path.name.ends_with(".json") || path.name.ends_with(".dsse") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    let size = bytes.len() as u64;
+    // A resume whose `If-Range` names other bytes gets the whole (new) file.
+    let same = req
+        .headers()
+        .get(header::IF_RANGE)
+        .is_none_or(|v| v.to_str().is_ok_and(|v| v == etag));
+    let wanted = if same {
+        range(req.headers().get(header::RANGE), size).map_err(|()| {
+            Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                format!("{} is {size} bytes", path.name),
+            )
+            .at("Range")
+        })?
+    } else {
+        None
+    };
+    let disposition = format!("attachment; filename=\"{}\"", path.name);
+    Ok(match wanted {
+        None => HttpResponse::Ok()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::ACCEPT_RANGES, "bytes"))
+            .insert_header((header::CONTENT_DISPOSITION, disposition))
+            .content_type(content_type)
+            .body(bytes),
+        Some((start, end)) => {
+            let part = bytes.slice(
+                usize::try_from(start).unwrap_or(usize::MAX)
+                    ..=usize::try_from(end).unwrap_or(usize::MAX),
+            );
+            HttpResponse::PartialContent()
+                .insert_header((header::ETAG, etag))
+                .insert_header((header::ACCEPT_RANGES, "bytes"))
+                .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")))
+                .insert_header((header::CONTENT_DISPOSITION, disposition))
+                .content_type(content_type)
+                .body(part)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(value: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+        range(
+            Some(&HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static(""))),
+            size,
+        )
+    }
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(r("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(r("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(r("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(r("bytes=-500", 100), Ok(Some((0, 99))));
+        assert_eq!(r("bytes=95-200", 100), Ok(Some((95, 99))));
+        assert_eq!(r("bytes=100-", 100), Err(()));
+        assert_eq!(r("bytes=5-2", 100), Err(()));
+        assert_eq!(r("bytes=-0", 100), Err(()));
+        assert_eq!(r("bytes=x-1", 100), Err(()));
+        assert_eq!(r("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(r("items=0-1", 100), Ok(None));
+        assert_eq!(range(None, 100), Ok(None));
+    }
+}

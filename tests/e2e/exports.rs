@@ -1,0 +1,263 @@
+//! Exports over HTTP on the embedded default: a profile, its revisions, a run, and its
+//! files downloaded whole and resumed with `Range`, as a client would.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::api::{assert_problem, start, Reply, Server, ADMIN};
+use crate::scans::{scan_of, tiny_sbom, wait_scan};
+
+async fn import_left_pad_advisory(server: &Server) {
+    let advisory = json!([{
+        "id": "GHSA-left-pad", "modified": "2024-01-01T00:00:00Z",
+        "summary": "left-pad pads wrongly",
+        "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+                      "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]
+    }]);
+    let reply = server
+        .http
+        .post(format!(
+            "http://{}/api/v1/advisories/imports?source=osv:test",
+            server.addr
+        ))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(advisory.to_string())
+        .send()
+        .await
+        .unwrap();
+    let reply = Reply::of(reply).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+async fn get_file(
+    server: &Server,
+    token: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = server
+        .http
+        .get(format!("http://{}{path}", server.addr))
+        .bearer_auth(token);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+async fn wait_export(server: &Server, token: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = server
+            .call(
+                Method::GET,
+                &format!("/api/v1/exports/{id}"),
+                Some(token),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if matches!(reply.body["status"].as_str(), Some("completed" | "failed")) {
+            return reply.body;
+        }
+        assert!(Instant::now() < deadline, "{}", reply.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn an_export_runs_from_a_profile_and_downloads_whole_and_in_ranges() {
+    let server = start(|_| {}).await;
+    server.create_tenant("acme").await;
+    let (_, acme) = server
+        .token(
+            "acme",
+            &["scans:read", "scans:write", "exports:read", "exports:write"],
+        )
+        .await;
+    import_left_pad_advisory(&server).await;
+    let scan = scan_of(&server, &acme, tiny_sbom(), &[("name", "=cmd|calc")]).await;
+    wait_scan(&server, &acme, &scan, "completed").await;
+
+    // A profile: a kind not available yet and a bad selector are refused with their field.
+    let put = |body: Value| {
+        let server = &server;
+        let acme = &acme;
+        async move {
+            server
+                .call(
+                    Method::POST,
+                    "/api/v1/export-profiles",
+                    Some(acme),
+                    None,
+                    Some(body),
+                )
+                .await
+        }
+    };
+    let reply =
+        put(json!({"name": "weekly", "kind": "sarif", "selectors": {"scans": [scan]}})).await;
+    assert_problem(&reply, 400, "a kind not available yet");
+    assert_eq!(reply.body["location"], "kind", "{}", reply.text);
+    let reply =
+        put(json!({"name": "weekly", "kind": "csv", "selectors": {"scans": ["nope"]}})).await;
+    assert_problem(&reply, 400, "a scan id that is none");
+    assert_eq!(
+        reply.body["location"], "selectors.scans[0]",
+        "{}",
+        reply.text
+    );
+    let reply = put(json!({"name": "weekly", "kind": "csv", "selectors": {"scans": [scan]}})).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["revision"], 1);
+    let reply = put(json!({"name": "weekly", "kind": "csv", "selectors": {"scans": [scan]}})).await;
+    assert_eq!(reply.status, 200, "the same definition is no new revision");
+    let reply = put(json!({"name": "weekly", "kind": "csv", "selectors": {"scans": [scan]}, "retention_days": 7})).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["revision"], 2);
+    let reply = server
+        .call(
+            Method::GET,
+            "/api/v1/export-profiles/weekly/revisions",
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body.as_array().unwrap().len(), 2);
+
+    // A run of revision 1.
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/exports",
+            Some(&acme),
+            None,
+            Some(json!({"profile": "weekly", "revision": 1, "as_of": "2026-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let id = reply.body["export_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reply.headers["location"].to_str().unwrap(),
+        format!("/api/v1/exports/{id}")
+    );
+    let export = wait_export(&server, &acme, &id).await;
+    assert_eq!(export["status"], "completed", "{export}");
+    assert_eq!(export["revision"], 1);
+    assert_eq!(export["counts"]["findings"], 1, "{export}");
+    let files = export["files"].as_array().unwrap();
+    let csv = files.iter().find(|f| f["name"] == "findings.csv").unwrap();
+
+    // The whole file: its digest is the one listed, the formula-like name is defused.
+    let path = format!("/api/v1/exports/{id}/files/findings.csv");
+    let (status, headers, whole) = get_file(&server, &acme, &path, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["accept-ranges"], "bytes");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        hex::encode(Sha256::digest(&whole)),
+        csv["sha256"].as_str().unwrap()
+    );
+    assert_eq!(whole.len() as u64, csv["size_bytes"].as_u64().unwrap());
+    let text = String::from_utf8(whole.clone()).unwrap();
+    assert!(
+        text.contains("GHSA-left-pad") && text.contains("'=cmd|calc"),
+        "{text}"
+    );
+
+    // Resumed in two parts, with `If-Range` naming the same bytes.
+    let split = whole.len() / 2;
+    let (status, headers, first) = get_file(
+        &server,
+        &acme,
+        &path,
+        &[("range", &format!("bytes=0-{}", split - 1))],
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!(
+        headers["content-range"].to_str().unwrap(),
+        format!("bytes 0-{}/{}", split - 1, whole.len())
+    );
+    let (status, _, rest) = get_file(
+        &server,
+        &acme,
+        &path,
+        &[("range", &format!("bytes={split}-")), ("if-range", &etag)],
+    )
+    .await;
+    assert_eq!(status, 206);
+    assert_eq!([first, rest].concat(), whole);
+    // Other bytes than the first part had: the whole file again.
+    let (status, _, again) = get_file(
+        &server,
+        &acme,
+        &path,
+        &[("range", "bytes=10-"), ("if-range", "\"other\"")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(again, whole);
+    // Past the end.
+    let (status, _, _) = get_file(
+        &server,
+        &acme,
+        &path,
+        &[("range", &format!("bytes={}-", whole.len()))],
+    )
+    .await;
+    assert_eq!(status, 416);
+
+    // The manifest lists the file with the same digest; unknown files and runs are 404.
+    let (status, _, manifest) = get_file(
+        &server,
+        &acme,
+        &format!("/api/v1/exports/{id}/files/export.json"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["files"][0]["sha256"], csv["sha256"]);
+    let reply = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/exports/{id}/files/secret.txt"),
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_problem(&reply, 404, "a file the run did not write");
+    let reply = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/exports/{scan}"),
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_problem(&reply, 404, "a scan is not an export");
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/exports",
+            Some(&acme),
+            None,
+            Some(json!({"profile": "missing"})),
+        )
+        .await;
+    assert_problem(&reply, 404, "a run of a profile that does not exist");
+    server.handle.stop(true).await;
+}
