@@ -971,6 +971,59 @@ fn scan_gates_a_pipeline_with_its_exit_code_and_the_attestation_verifies() {
         "{out}"
     );
 
+    // The scan's findings exported as CSV: a profile, a run waited for, a download checked
+    // against the listed digest, and a partial download resumed to the same bytes.
+    let (code, out, err) = cli(&[
+        "--tenant", "acme", "export", "profiles", "create", "bridge", "--scans", &scan_id,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("bridge") && out.contains("csv"), "{out}");
+    let (code, out, err) = cli(&["--tenant", "acme", "export", "run", "bridge", "--wait"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("findings.csv") && out.contains("export.json.dsse"),
+        "{out}"
+    );
+    assert!(err.contains("completed"), "{err}");
+    let (code, out, err) = cli(&[
+        "--tenant", "acme", "--output", "json", "export", "run", "bridge", "--wait",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let export_id = export["export_id"].as_str().unwrap().to_owned();
+    let csv = dir.path().join("findings.csv");
+    let download = |resume: bool| {
+        let mut args = vec![
+            "--tenant",
+            "acme",
+            "export",
+            "download",
+            &export_id,
+            "findings.csv",
+            "--output-file",
+            csv.to_str().unwrap(),
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        cli(&args)
+    };
+    let (code, _, err) = download(false);
+    assert_eq!(code, Some(0), "{err}");
+    let whole = std::fs::read(&csv).unwrap();
+    assert!(String::from_utf8_lossy(&whole).contains("GO-2022-1031"));
+    std::fs::write(&csv, &whole[..whole.len() / 3]).unwrap();
+    let (code, _, err) = download(true);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(std::fs::read(&csv).unwrap(), whole);
+    // A file that does not match the listed digest is an error, not a download.
+    let mut wrong = whole.clone();
+    wrong[0] ^= 1;
+    std::fs::write(&csv, &wrong).unwrap();
+    let (code, _, err) = download(true);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("does not match"), "{err}");
+
     // A policy that blocks gin: the same scan now exits 1.
     let policy = dir.path().join("policy.toml");
     std::fs::write(

@@ -172,6 +172,27 @@ impl Client {
             .map_err(|err| ClientError::new(ExitKind::Unavailable, err.to_string()))
     }
 
+    /// A successful GET's status and body with extra request headers (a `Range` resume).
+    pub(crate) fn get_bytes_with(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<(u16, Vec<u8>)> {
+        let mut request = self.request(reqwest::Method::GET, path);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = self.transport(request)?;
+        let status = response.status();
+        if !status.is_success() {
+            return decode(response).map(|_| (status.as_u16(), Vec::new()));
+        }
+        let bytes = response
+            .bytes()
+            .map_err(|err| ClientError::new(ExitKind::Unavailable, err.to_string()))?;
+        Ok((status.as_u16(), bytes.to_vec()))
+    }
+
     /// The body at any http(s) URL (not the API: no token is sent), as `advisories
     /// import URL` reads a collection.
     pub(crate) fn fetch(&self, url: &str) -> Result<Vec<u8>> {

@@ -8,6 +8,7 @@ mod advisories;
 mod audit;
 mod dead_letters;
 mod events;
+mod exports;
 pub(crate) mod http;
 mod jobs;
 mod policy;
@@ -123,6 +124,8 @@ pub(crate) enum ClientCommand {
     Policy(Remote<policy::Policy>),
     /// The events stream (`scan.completed`, `advisory.delta`, `vex.imported`, `policy.updated`).
     Events(Remote<events::Events>),
+    /// Exports of a tenant: profiles, runs and their files.
+    Export(Remote<exports::Export>),
     /// Targets of a tenant: named images or applications re-scans evaluate.
     Targets(Remote<targets::Targets>),
     /// Schedules of a tenant: cron re-scans and advisory syncs.
@@ -152,6 +155,7 @@ impl ClientCommand {
             Self::Vex(command) => command.run(format),
             Self::Policy(command) => command.run(format),
             Self::Events(command) => command.run(format),
+            Self::Export(command) => command.run(format),
             Self::Targets(command) => command.run(format),
             Self::Schedules(command) => command.run(format),
             Self::Runs(command) => command.run(format),

@@ -1,0 +1,306 @@
+//! `stella export`: profiles (create or revise, list, show, revisions), runs (start, with
+//! `--wait` a progress spinner until it ends; show) and downloads (checked against the
+//! digest the server lists; `--resume` continues a partial file with `Range`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::http::{segment as seg, Client, ClientError, ExitKind};
+use super::{Run, Subcommands};
+use crate::cli::args::{PageArgs, MAX_WAIT_SECS};
+use crate::cli::output::errln;
+
+const PROFILE_COLUMNS: &[&str] = &["name", "revision", "kind", "created_by", "created_at"];
+const FILE_COLUMNS: &[&str] = &["name", "size_bytes", "sha256"];
+
+pub(crate) type Export = Subcommands<Action>;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Action {
+    /// Export profiles: what an export selects and writes, one revision per change.
+    Profiles {
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
+    /// Start a run of a profile (its latest revision unless `--revision`).
+    Run {
+        /// The profile's name.
+        profile: String,
+        /// The revision to run.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        revision: Option<u64>,
+        /// What the export is as of (RFC 3339; default: now): equal inputs and an equal
+        /// time give byte-identical files.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Wait until the run ends, then list its files; exit code 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        /// With `--wait`, give up after this long (exit code 1).
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
+        timeout_secs: u64,
+    },
+    /// A run: its status, the revision it used, its counts and files.
+    Get {
+        /// The export's id.
+        id: String,
+    },
+    /// Download a file of a run, checked against the SHA-256 the run lists.
+    Download {
+        /// The export's id.
+        id: String,
+        /// The file's name (`findings.csv`, `export.json`, `export.json.dsse`).
+        name: String,
+        /// Where to write it (default: the file's name in the current folder).
+        #[arg(long, short)]
+        output_file: Option<PathBuf>,
+        /// Continue a partial download of the same file with `Range`.
+        #[arg(long)]
+        resume: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileAction {
+    /// Create a profile, or its next revision when the definition changed.
+    Create {
+        /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
+        name: String,
+        /// What it writes.
+        #[arg(long, default_value = "csv")]
+        kind: String,
+        /// Scans to export, by id (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        scans: Vec<String>,
+        /// Targets whose latest scan to export, by name (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+        /// Only findings with these dispositions (`pass`, `warn`, `block`).
+        #[arg(long, value_delimiter = ',')]
+        dispositions: Vec<String>,
+        /// Days a run's files are kept.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        retention_days: Option<u32>,
+    },
+    /// The tenant's profiles (latest revisions).
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// A profile's latest revision.
+    Get {
+        /// The profile's name.
+        name: String,
+    },
+    /// Every revision of a profile, oldest first.
+    Revisions {
+        /// The profile's name.
+        name: String,
+    },
+}
+
+impl Run for Action {
+    fn run(&self, client: &Client) -> Result<(), ClientError> {
+        match self {
+            Self::Profiles { action } => action.run(client)?,
+            Self::Run {
+                profile,
+                revision,
+                as_of,
+                wait,
+                timeout_secs,
+            } => {
+                let mut body = json!({ "profile": profile });
+                if let Some(revision) = revision {
+                    body["revision"] = json!(revision);
+                }
+                if let Some(as_of) = as_of {
+                    body["as_of"] = json!(as_of);
+                }
+                let accepted = client.post("/exports", &body)?;
+                if !wait {
+                    client.print(&accepted, &["export_id", "status"]);
+                    return Ok(());
+                }
+                let id = accepted["export_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let (export, status) = client.wait_until(
+                    &format!("/exports/{}", seg(&id)),
+                    &format!("export {id}"),
+                    &["completed", "failed", "cancelled"],
+                    (
+                        Duration::from_millis(250),
+                        Duration::from_secs(*timeout_secs),
+                    ),
+                    |export| {
+                        let status = export["status"].as_str().unwrap_or("").to_owned();
+                        (status.clone(), status)
+                    },
+                )?;
+                print_export(client, &export);
+                if status != "completed" {
+                    return Err(ClientError::new(
+                        ExitKind::Failure,
+                        format!(
+                            "export {id} {status}: {}",
+                            export["error"].as_str().unwrap_or("no reason given")
+                        ),
+                    ));
+                }
+            }
+            Self::Get { id } => {
+                print_export(client, &client.get(&format!("/exports/{}", seg(id)), &[])?);
+            }
+            Self::Download {
+                id,
+                name,
+                output_file,
+                resume,
+            } => download(client, id, name, output_file.as_ref(), *resume)?,
+        }
+        Ok(())
+    }
+}
+
+impl Run for ProfileAction {
+    fn run(&self, client: &Client) -> Result<(), ClientError> {
+        match self {
+            Self::Create {
+                name,
+                kind,
+                scans,
+                targets,
+                dispositions,
+                retention_days,
+            } => {
+                let mut body = json!({
+                    "name": name,
+                    "kind": kind,
+                    "selectors": {"scans": scans, "targets": targets, "dispositions": dispositions},
+                });
+                if let Some(days) = retention_days {
+                    body["retention_days"] = json!(days);
+                }
+                client.print(&client.post("/export-profiles", &body)?, PROFILE_COLUMNS);
+            }
+            Self::List { page } => client.print(
+                &client.list("/export-profiles", page.query(), page.all)?,
+                PROFILE_COLUMNS,
+            ),
+            Self::Get { name } => client.print(
+                &client.get(&format!("/export-profiles/{}", seg(name)), &[])?,
+                PROFILE_COLUMNS,
+            ),
+            Self::Revisions { name } => client.print(
+                &client.get(&format!("/export-profiles/{}/revisions", seg(name)), &[])?,
+                PROFILE_COLUMNS,
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// A run: its summary on stderr (tables), its files as the table; the whole object as
+/// JSON.
+fn print_export(client: &Client, export: &Value) {
+    if client.format == crate::cli::output::Format::Json {
+        client.print(export, &[]);
+        return;
+    }
+    errln!(
+        "# export {} of {} revision {}: {}{}",
+        export["export_id"].as_str().unwrap_or("?"),
+        export["profile"].as_str().unwrap_or("?"),
+        export["revision"],
+        export["status"].as_str().unwrap_or("?"),
+        export["counts"]
+            .get("findings")
+            .map(|n| format!(", {n} findings"))
+            .unwrap_or_default()
+    );
+    client.print(&json!({ "items": export["files"] }), FILE_COLUMNS);
+}
+
+fn io_failure(path: &std::path::Path, err: std::io::Error) -> ClientError {
+    ClientError::new(
+        ExitKind::Failure,
+        format!("cannot write {}: {err}", path.display()),
+    )
+}
+
+/// Downloads one file of a run into `output` (resuming a partial one with `Range` and
+/// `If-Range`), then checks the whole file's SHA-256 against the one the run lists.
+fn download(
+    client: &Client,
+    id: &str,
+    name: &str,
+    output: Option<&PathBuf>,
+    resume: bool,
+) -> Result<(), ClientError> {
+    let export = client.get(&format!("/exports/{}", seg(id)), &[])?;
+    let listed = export["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["name"] == name))
+        .ok_or_else(|| {
+            ClientError::new(
+                ExitKind::NotFound,
+                format!("export {id} has no file {name:?}"),
+            )
+        })?;
+    let sha256 = listed["sha256"].as_str().unwrap_or_default().to_owned();
+    let path = output.cloned().unwrap_or_else(|| PathBuf::from(name));
+    let have = if resume {
+        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
+    } else {
+        0
+    };
+    let url = format!("/exports/{}/files/{}", seg(id), seg(name));
+    let size = listed["size_bytes"].as_u64().unwrap_or(0);
+    if have < size || !resume {
+        let headers = if have > 0 {
+            vec![
+                ("range", format!("bytes={have}-")),
+                ("if-range", format!("\"{sha256}\"")),
+            ]
+        } else {
+            Vec::new()
+        };
+        let (status, bytes) = client.get_bytes_with(&url, &headers)?;
+        let mut file = if status == 206 {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|err| io_failure(&path, err))?
+        } else {
+            std::fs::File::create(&path).map_err(|err| io_failure(&path, err))?
+        };
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|err| io_failure(&path, err))?;
+    }
+    let written = std::fs::read(&path).map_err(|err| io_failure(&path, err))?;
+    let actual = hex::encode(Sha256::digest(&written));
+    if actual != sha256 {
+        return Err(ClientError::new(
+            ExitKind::Failure,
+            format!(
+                "{} does not match export {id}: sha256 {actual}, the export lists {sha256}",
+                path.display()
+            ),
+        ));
+    }
+    errln!(
+        "{} ({} bytes, sha256 {sha256}) written to {}",
+        name,
+        written.len(),
+        path.display()
+    );
+    Ok(())
+}
