@@ -8,6 +8,7 @@
 
 use stella_test_harness as common;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,7 +134,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         store,
         &tenant,
         "x",
-        "sarif",
+        "evidence",
         &json!({"selectors": {"scans": [scans[0].as_str()]}}),
         "ci",
         Utc::now(),
@@ -290,6 +291,60 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     }
     // Two runs of one revision as of one time: the same bytes, file for file.
     assert_eq!(digests[0], digests[1]);
+
+    // SARIF: one log per scan, each with the scan's finding as a result of its rule.
+    let (_, created) = put_profile(
+        store,
+        &tenant,
+        "code-scanning",
+        "sarif",
+        &json!({"selectors": {"scans": [scans[0].as_str(), scans[1].as_str()]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(created);
+    let run = start_run(
+        store,
+        &registry,
+        &tenant,
+        "code-scanning",
+        None,
+        as_of,
+        None,
+        3,
+    )
+    .await
+    .unwrap();
+    let done = wait_done(store, &tenant, &run.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
+    let files = store
+        .tenant(&tenant)
+        .export_files()
+        .list(&run.id)
+        .await
+        .unwrap();
+    let mut logs = Vec::new();
+    for file in files.iter().filter(|f| f.name.ends_with(".sarif")) {
+        let bytes = objects
+            .read_content(&Sha256Digest::parse(&file.sha256).unwrap())
+            .await
+            .unwrap();
+        logs.push(serde_json::from_slice::<Value>(&bytes).unwrap());
+    }
+    assert_eq!(logs.len(), 2, "{files:?}");
+    for log in &logs {
+        assert_eq!(log["version"], "2.1.0");
+        let run = &log["runs"][0];
+        assert_eq!(run["tool"]["driver"]["rules"][0]["id"], "T-1");
+        assert_eq!(run["results"].as_array().unwrap().len(), 1);
+        assert_eq!(run["results"][0]["ruleId"], "T-1");
+    }
+    let names: BTreeSet<String> = files.iter().map(|f| f.name.clone()).collect();
+    for scan in &scans {
+        assert!(names.contains(&format!("scan-{scan}.sarif")), "{names:?}");
+    }
 
     // A profile that does not exist is no run.
     assert!(

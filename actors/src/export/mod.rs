@@ -12,8 +12,8 @@
 //! function of the profile revision, the selected scans and `as_of` (fixed at
 //! submission), so a retried run stores the same objects again, not new ones.
 //!
-//! Formats in this slice: `csv`. The others the issue names are refused when a profile is
-//! created, saying so.
+//! Formats in this slice: `csv` and `sarif` (one log per scan, for GitHub code scanning).
+//! The others the issue names are refused when a profile is created, saying so.
 //!
 //! Layout: this file (the kind, its parameters and steps, the formats), `profile`
 //! (profiles: checking and storing revisions), `run` (starting a run), `steps`.
@@ -52,15 +52,16 @@ pub struct ExportParams {
 /// The formats an export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// One row per finding (RFC 4180, formulas neutralised).
+    /// One row per finding (RFC 4180, formulas neutralised): `findings.csv`.
     Csv,
+    /// SARIF 2.1.0 for GitHub code scanning, one log per scan: `scan-<id>.sarif`.
+    Sarif,
 }
 
 /// The formats the issue names that this slice does not write yet.
 const LATER: &[&str] = &[
     "json:raw",
     "json:policy",
-    "sarif",
     "cyclonedx",
     "spdx",
     "report:pdf",
@@ -74,6 +75,7 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
+            Format::Sarif => "sarif",
         }
     }
 
@@ -81,19 +83,21 @@ impl Format {
     pub fn parse(name: &str) -> Result<Self, String> {
         match name {
             "csv" => Ok(Format::Csv),
+            "sarif" => Ok(Format::Sarif),
             later if LATER.contains(&later) => Err(format!(
-                "export kind {later:?} is not available yet; this version writes: csv"
+                "export kind {later:?} is not available yet; this version writes: csv, sarif"
             )),
             other => Err(format!(
-                "unknown export kind {other:?}; this version writes: csv"
+                "unknown export kind {other:?}; this version writes: csv, sarif"
             )),
         }
     }
 
-    /// The file the format writes.
+    /// The file a one-file format writes.
     fn file_name(self) -> &'static str {
         match self {
             Format::Csv => "findings.csv",
+            Format::Sarif => "scan.sarif",
         }
     }
 }

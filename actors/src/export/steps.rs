@@ -10,6 +10,7 @@ use serde_json::json;
 use stella_domain::dsse;
 use stella_domain::export::csv::CsvWriter;
 use stella_domain::export::manifest::{ExportManifest, FileEntry, ProfileRef};
+use stella_domain::export::sarif::{SarifPlan, SarifRun, SarifWriter};
 use stella_domain::export::{ExportFinding, ExportScan};
 use stella_store::repo::{Effect, ScanRecord};
 use stella_store::JobId;
@@ -49,56 +50,65 @@ pub(super) async fn write(
         .iter()
         .map(String::as_str)
         .collect();
-    let spool = tempfile::NamedTempFile::new()
-        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
-    let file = spool
-        .reopen()
-        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
-    let mut writer = match format {
-        Format::Csv => CsvWriter::new(BufWriter::new(file)).map_err(io_error)?,
-    };
     let mut counts = Counts::default();
-    let scan_repo = ctx.store.tenant(&tenant).scans();
-    for scan in &scans {
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = scan_repo
-                .findings(&scan.id, cursor.as_deref(), PAGE)
+    let mut files = Vec::new();
+    match format {
+        Format::Csv => {
+            let (spool, file) = spool()?;
+            let mut writer = CsvWriter::new(BufWriter::new(file)).map_err(io_error)?;
+            for scan in &scans {
+                each_finding(ctx, scan, &dispositions, |finding, disposition| {
+                    writer.write(finding).map_err(io_error)?;
+                    counts.add(disposition);
+                    Ok(())
+                })
                 .await?;
-            for record in &page.items {
-                if !dispositions.is_empty() && !dispositions.contains(record.disposition.as_str()) {
-                    continue;
-                }
-                let about = ExportScan {
-                    tenant: tenant.as_str(),
-                    scan_id: scan.id.as_str(),
-                    target: &scan.sbom_name,
-                };
-                let finding =
-                    ExportFinding::from_finding_json(about, &record.finding).map_err(|err| {
-                        StepError::abort(format!(
-                            "finding {} of scan {}: {err}",
-                            record.ordinal, scan.id
-                        ))
-                    })?;
-                writer.write(&finding).map_err(io_error)?;
-                counts.add(&record.disposition);
             }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
+            let mut out = writer.finish().map_err(io_error)?;
+            out.flush().map_err(io_error)?;
+            drop(out);
+            files.push(store_file(deps, &spool, format.file_name().to_owned()).await?);
+        }
+        Format::Sarif => {
+            // One SARIF log per scan (GitHub takes one analysis per target), in two
+            // passes over its findings: the rules come before the results.
+            let run_id = params
+                .as_of
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            for scan in &scans {
+                let mut plan = SarifPlan::new();
+                each_finding(ctx, scan, &dispositions, |finding, disposition| {
+                    plan.add(finding);
+                    counts.add(disposition);
+                    Ok(())
+                })
+                .await?;
+                let (spool, file) = spool()?;
+                let mut run = SarifRun::new(
+                    env!("CARGO_PKG_VERSION"),
+                    &scan.sbom_name,
+                    &run_id,
+                    "sbom.json",
+                );
+                run.artifact_sha256 = Some(&scan.sbom_sha256);
+                let mut writer =
+                    SarifWriter::start(BufWriter::new(file), &run, plan).map_err(io_error)?;
+                each_finding(ctx, scan, &dispositions, |finding, _| {
+                    writer
+                        .write(finding)
+                        .map_err(|err| StepError::abort(format!("SARIF: {err}")))?;
+                    Ok(())
+                })
+                .await?;
+                let (mut out, _) = writer
+                    .finish()
+                    .map_err(|err| StepError::abort(format!("SARIF: {err}")))?;
+                out.flush().map_err(io_error)?;
+                drop(out);
+                files.push(store_file(deps, &spool, format!("scan-{}.sarif", scan.id)).await?);
             }
         }
     }
-    let mut out = writer.finish().map_err(io_error)?;
-    out.flush().map_err(io_error)?;
-    drop(out);
-    let stored = deps.objects.put_content_file(spool.path()).await?;
-    let findings_file = FileEntry {
-        name: format.file_name().to_owned(),
-        size: stored.size,
-        sha256: stored.digest.to_string(),
-    };
 
     let mut manifest = ExportManifest::new(
         ProfileRef {
@@ -116,9 +126,11 @@ pub(super) async fn write(
         .count("pass", counts.pass)
         .count("warn", counts.warn)
         .count("block", counts.block);
-    manifest
-        .add_file(findings_file.clone())
-        .map_err(|err| StepError::abort(err.to_string()))?;
+    for file in &files {
+        manifest
+            .add_file(file.clone())
+            .map_err(|err| StepError::abort(err.to_string()))?;
+    }
     let manifest_bytes = manifest.to_canonical_bytes();
     let signature = dsse::sign(
         stella_domain::export::manifest::MANIFEST_PAYLOAD_TYPE,
@@ -135,7 +147,8 @@ pub(super) async fn write(
         let stored = deps.objects.put_content(Bytes::from(bytes)).await?;
         debug_assert_eq!(stored.digest.to_string(), entry.sha256);
     }
-    let files = [findings_file, manifest_entry, signature_entry];
+    files.push(manifest_entry.clone());
+    files.push(signature_entry);
     for entry in &files {
         ctx.stage(Effect::ExportFile {
             name: entry.name.clone(),
@@ -149,7 +162,7 @@ pub(super) async fn write(
         "kind": format.name(),
         "counts": manifest.counts,
         "files": files,
-        "manifest_sha256": files[1].sha256,
+        "manifest_sha256": manifest_entry.sha256,
     })))
 }
 
@@ -170,6 +183,68 @@ impl Counts {
             "warn" => self.warn += 1,
             "block" => self.block += 1,
             _ => {}
+        }
+    }
+}
+
+/// A temporary file to write an export file into, and a handle to write with.
+fn spool() -> Result<(tempfile::NamedTempFile, std::fs::File), StepError> {
+    let spool = tempfile::NamedTempFile::new()
+        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
+    let file = spool
+        .reopen()
+        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
+    Ok((spool, file))
+}
+
+/// Stores a written file content-addressed; its entry for the manifest.
+async fn store_file(
+    deps: &ExportDeps,
+    spool: &tempfile::NamedTempFile,
+    name: String,
+) -> Result<FileEntry, StepError> {
+    let stored = deps.objects.put_content_file(spool.path()).await?;
+    Ok(FileEntry {
+        name,
+        size: stored.size,
+        sha256: stored.digest.to_string(),
+    })
+}
+
+/// Calls `each` with every finding of `scan` the dispositions select (all when empty),
+/// in ordinal order, reading a page at a time.
+async fn each_finding(
+    ctx: &StepContext<'_>,
+    scan: &ScanRecord,
+    dispositions: &BTreeSet<&str>,
+    mut each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
+) -> Result<(), StepError> {
+    let tenant = &ctx.job.tenant;
+    let scans = ctx.store.tenant(tenant).scans();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = scans.findings(&scan.id, cursor.as_deref(), PAGE).await?;
+        for record in &page.items {
+            if !dispositions.is_empty() && !dispositions.contains(record.disposition.as_str()) {
+                continue;
+            }
+            let about = ExportScan {
+                tenant: tenant.as_str(),
+                scan_id: scan.id.as_str(),
+                target: &scan.sbom_name,
+            };
+            let finding =
+                ExportFinding::from_finding_json(about, &record.finding).map_err(|err| {
+                    StepError::abort(format!(
+                        "finding {} of scan {}: {err}",
+                        record.ordinal, scan.id
+                    ))
+                })?;
+            each(&finding, &record.disposition)?;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
         }
     }
 }

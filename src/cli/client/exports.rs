@@ -71,7 +71,8 @@ pub(crate) enum ProfileAction {
     Create {
         /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
         name: String,
-        /// What it writes.
+        /// What it writes: `csv` (one row per finding) or `sarif` (one SARIF 2.1.0
+        /// log per scan, for GitHub code scanning).
         #[arg(long, default_value = "csv")]
         kind: String,
         /// Scans to export, by id (comma-separated).
