@@ -45,6 +45,24 @@ impl Cluster {
         command
     }
 
+    /// Waits until the process logging to `log` runs its runtime (it takes work from
+    /// then on), so a kill hits a process that holds deliveries however slow the start.
+    fn wait_started(&self, log: &str) {
+        let path = self.dir.path().join(log);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains("runtime started") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{log} never started its runtime: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn spawn(&self, args: &[&str], log: &str) -> Proc {
         let file = std::fs::File::create(self.dir.path().join(log)).unwrap();
         Proc(
@@ -76,7 +94,11 @@ fn cluster(database_url: &str, valkey_url: &str, prefix: &str) -> Cluster {
         ),
         // Take over a dead worker's entries after 2 s, not the production 30 s.
         ("STELLA_RUNTIME_MIN_IDLE_MS", "2000".to_string()),
-        ("STELLA_LOG", "warn".to_string()),
+        // Warnings, and the runtime's start (what `wait_started` looks for).
+        (
+            "STELLA_LOG",
+            "warn,stella_supervisor::runtime=info".to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -124,9 +146,12 @@ fn start_diag(cluster: &Cluster, count: u64) -> Child {
             "--tenants",
             "50",
             // Long enough that a killed worker surely holds attempts that counted their
-            // execution but wrote no effect yet: their redelivery is what the test proves.
+            // execution but committed nothing yet: their redelivery is what the test
+            // proves. Since a step's effect commits with its outcome, an attempt's only
+            // uncommitted time besides this sleep is one commit, so the sleep must
+            // dominate even on a loaded machine.
             "--sleep-ms",
-            "25",
+            "200",
             "--timeout-secs",
             "900",
         ])
@@ -157,6 +182,9 @@ async fn a_worker_killed_mid_run_loses_no_job_and_repeats_no_effect() {
     let _serve = cluster.spawn(&["serve"], "serve.log");
     let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
     let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
+    for log in ["serve.log", "worker-a.log", "worker-b.log"] {
+        cluster.wait_started(log);
+    }
     let diag = start_diag(&cluster, count);
 
     wait_for_effects(&db.url, i64::try_from(count / 4).unwrap()).await;
