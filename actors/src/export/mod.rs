@@ -92,14 +92,6 @@ impl Format {
             )),
         }
     }
-
-    /// The file a one-file format writes.
-    fn file_name(self) -> &'static str {
-        match self {
-            Format::Csv => "findings.csv",
-            Format::Sarif => "scan.sarif",
-        }
-    }
 }
 
 /// What the export kind's steps need besides the store.

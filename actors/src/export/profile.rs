@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stella_domain::canonical::{canonical_bytes, sha256_hex};
-use stella_store::repo::{ExportProfileRecord, NewExportProfile};
+use stella_store::repo::{is_profile_name, ExportProfileRecord, NewExportProfile};
 use stella_store::{Store, StoreError, TenantId};
 
 use super::Format;
@@ -60,16 +60,9 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidProfi
     }
 }
 
-/// A profile name: 1-100 characters of a-z, 0-9, `-`, `_` and `.`, starting with a letter
-/// or digit (it appears in URLs and file names).
+/// A profile name (see [`is_profile_name`]).
 pub fn check_name(name: &str) -> Result<(), InvalidProfile> {
-    let ok = !name.is_empty()
-        && name.len() <= 100
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if is_profile_name(name) {
         Ok(())
     } else {
         Err(invalid(

@@ -67,7 +67,7 @@ pub(super) async fn write(
             let mut out = writer.finish().map_err(io_error)?;
             out.flush().map_err(io_error)?;
             drop(out);
-            files.push(store_file(deps, &spool, format.file_name().to_owned()).await?);
+            files.push(store_file(deps, &spool, "findings.csv".to_owned()).await?);
         }
         Format::Sarif => {
             // One SARIF log per scan (GitHub takes one analysis per target), in two

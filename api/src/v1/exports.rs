@@ -12,11 +12,10 @@ use serde_json::Value;
 use stella_actors::export::{put_profile, start_run, Export, PutProfileError, StartRunError};
 use stella_store::object::Sha256Digest;
 use stella_store::repo::{ExportFileRecord, ExportProfileRecord, Job, JobState};
-use stella_store::JobId;
-use stella_supervisor::Kind;
+use tokio::io::AsyncReadExt as _;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{not_found_unless, BodyProblems, Page, PageQuery, Problems};
+use super::{job_of_kind, BodyProblems, Page, PageQuery, Problems};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::problem::{ApiResult, Problem};
@@ -327,19 +326,7 @@ pub(crate) async fn create(
 }
 
 async fn export_job(ctx: &Context, caller: &Caller, raw: &str) -> ApiResult<Job> {
-    let tenant = caller.tenant()?;
-    let id = not_found_unless(JobId::parse(raw), "export", raw)?;
-    let job = ctx
-        .store
-        .tenant(tenant)
-        .jobs()
-        .get(&id)
-        .await
-        .map_err(|_| Problem::not_found(format!("export {raw} not found")))?;
-    if job.kind != Export::NAME {
-        return Err(Problem::not_found(format!("export {raw} not found")));
-    }
-    Ok(job)
+    job_of_kind::<Export>(ctx, caller.tenant()?, raw, "export").await
 }
 
 /// An export run: its status, the profile revision it used, and its files.
@@ -460,9 +447,6 @@ pub(crate) async fn download(
         .get(&job.id, &path.name)
         .await?;
     let digest = Sha256Digest::parse(&file.sha256)?;
-    // Read whole and verified against its digest: a tampered object is an error, never
-    // a download. (Export files of this slice are findings tables of a few megabytes.)
-    let bytes = ctx.objects.read_content(&digest).await?;
     let etag = format!("\"{}\"", file.sha256);
     let content_type = if path.name.ends_with(".csv") {
         "text/csv; charset=utf-8"
@@ -471,7 +455,7 @@ pub(crate) async fn download(
     } else {
         "application/octet-stream"
     };
-    let size = bytes.len() as u64;
+    let size = file.size_bytes;
     // A resume whose `If-Range` names other bytes gets the whole (new) file.
     let same = req
         .headers()
@@ -490,27 +474,33 @@ pub(crate) async fn download(
         None
     };
     let disposition = format!("attachment; filename=\"{}\"", path.name);
-    Ok(match wanted {
-        None => HttpResponse::Ok()
-            .insert_header((header::ETAG, etag))
-            .insert_header((header::ACCEPT_RANGES, "bytes"))
-            .insert_header((header::CONTENT_DISPOSITION, disposition))
-            .content_type(content_type)
-            .body(bytes),
+    // Streamed, never held whole. The object store's reader checks the digest as the
+    // bytes pass and fails the stream at its end if they do not match, so a tampered
+    // file is a broken download, never a complete one (a client also has the digest:
+    // the ETag, and the run's file list).
+    let mut reader = ctx.objects.get_content(&digest).await?;
+    let unreadable =
+        |err: std::io::Error| Problem::internal(format!("reading {}: {err}", path.name));
+    let (mut response, start, len) = match wanted {
+        None => (HttpResponse::Ok(), 0, size),
         Some((start, end)) => {
-            let part = bytes.slice(
-                usize::try_from(start).unwrap_or(usize::MAX)
-                    ..=usize::try_from(end).unwrap_or(usize::MAX),
-            );
-            HttpResponse::PartialContent()
-                .insert_header((header::ETAG, etag))
-                .insert_header((header::ACCEPT_RANGES, "bytes"))
-                .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")))
-                .insert_header((header::CONTENT_DISPOSITION, disposition))
-                .content_type(content_type)
-                .body(part)
+            let mut partial = HttpResponse::PartialContent();
+            partial.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
+            (partial, start, end - start + 1)
         }
-    })
+    };
+    if start > 0 {
+        tokio::io::copy(&mut (&mut reader).take(start), &mut tokio::io::sink())
+            .await
+            .map_err(unreadable)?;
+    }
+    Ok(response
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .content_type(content_type)
+        .no_chunking(len)
+        .streaming(tokio_util::io::ReaderStream::new(reader.take(len))))
 }
 
 #[cfg(test)]

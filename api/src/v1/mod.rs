@@ -123,6 +123,21 @@ pub fn not_found_unless<T, E>(parsed: Result<T, E>, what: &str, raw: &str) -> Re
     parsed.map_err(|_| Problem::not_found(format!("{what} {raw} not found")))
 }
 
+/// The tenant's job `raw` if it is of kind `K` (a scan, an export): any other id, kind or
+/// tenant is the same 404, naming it as `what`.
+pub(crate) async fn job_of_kind<K: stella_supervisor::Kind>(
+    ctx: &crate::Context,
+    tenant: &stella_store::TenantId,
+    raw: &str,
+    what: &str,
+) -> Result<stella_store::repo::Job, Problem> {
+    let id = not_found_unless(stella_store::JobId::parse(raw), what, raw)?;
+    match ctx.store.tenant(tenant).jobs().get(&id).await {
+        Ok(job) if job.kind == K::NAME => Ok(job),
+        _ => Err(Problem::not_found(format!("{what} {raw} not found"))),
+    }
+}
+
 /// The error responses every authenticated route can give.
 #[derive(Debug, utoipa::IntoResponses)]
 pub enum Problems {

@@ -20,7 +20,7 @@ use stella_store::{JobId, TenantId};
 use stella_supervisor::Kind;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{not_found_unless, BodyProblems, Page, PageQuery, Problems};
+use super::{job_of_kind, BodyProblems, Page, PageQuery, Problems};
 use crate::auth::Caller;
 use crate::body::DocumentBody;
 use crate::problem::{ApiResult, Problem};
@@ -345,18 +345,7 @@ pub(crate) async fn submit(
 }
 
 async fn scan_job(ctx: &Context, tenant: &TenantId, raw: &str) -> ApiResult<Job> {
-    let id = not_found_unless(JobId::parse(raw), "scan", raw)?;
-    let job = ctx
-        .store
-        .tenant(tenant)
-        .jobs()
-        .get(&id)
-        .await
-        .map_err(|_| Problem::not_found(format!("scan {raw} not found")))?;
-    if job.kind != Scan::NAME {
-        return Err(Problem::not_found(format!("scan {raw} not found")));
-    }
-    Ok(job)
+    job_of_kind::<Scan>(ctx, tenant, raw, "scan").await
 }
 
 /// List the tenant's scans, newest last (creation order), with their status and verdict.

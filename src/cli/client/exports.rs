@@ -2,7 +2,6 @@
 //! `--wait` a progress spinner until it ends; show) and downloads (checked against the
 //! digest the server lists; `--resume` continues a partial file with `Range`).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -273,21 +272,22 @@ fn download(
         } else {
             Vec::new()
         };
-        let (status, bytes) = client.get_bytes_with(&url, &headers)?;
-        let mut file = if status == 206 {
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|err| io_failure(&path, err))?
-        } else {
-            std::fs::File::create(&path).map_err(|err| io_failure(&path, err))?
-        };
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|err| io_failure(&path, err))?;
+        client.get_into(&url, &headers, |status| {
+            let file = if status == 206 {
+                std::fs::OpenOptions::new().append(true).open(&path)
+            } else {
+                std::fs::File::create(&path)
+            };
+            file.map(std::io::BufWriter::new)
+                .map_err(|err| io_failure(&path, err))
+        })?;
     }
-    let written = std::fs::read(&path).map_err(|err| io_failure(&path, err))?;
-    let actual = hex::encode(Sha256::digest(&written));
+    // The whole file's digest, read in chunks.
+    let mut hasher = Sha256::new();
+    let written = std::fs::File::open(&path)
+        .and_then(|mut file| std::io::copy(&mut file, &mut hasher))
+        .map_err(|err| io_failure(&path, err))?;
+    let actual = hex::encode(hasher.finalize());
     if actual != sha256 {
         return Err(ClientError::new(
             ExitKind::Failure,
@@ -300,7 +300,7 @@ fn download(
     errln!(
         "{} ({} bytes, sha256 {sha256}) written to {}",
         name,
-        written.len(),
+        written,
         path.display()
     );
     Ok(())

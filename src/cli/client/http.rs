@@ -172,25 +172,31 @@ impl Client {
             .map_err(|err| ClientError::new(ExitKind::Unavailable, err.to_string()))
     }
 
-    /// A successful GET's status and body with extra request headers (a `Range` resume).
-    pub(crate) fn get_bytes_with(
+    /// A GET with extra request headers (a `Range` resume) whose body, on success, is
+    /// streamed into the writer `open` gives for the status (206 or 200); returns that
+    /// status.
+    pub(crate) fn get_into<W: std::io::Write>(
         &self,
         path: &str,
         headers: &[(&str, String)],
-    ) -> Result<(u16, Vec<u8>)> {
+        open: impl FnOnce(u16) -> Result<W>,
+    ) -> Result<u16> {
         let mut request = self.request(reqwest::Method::GET, path);
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = self.transport(request)?;
+        let mut response = self.transport(request)?;
         let status = response.status();
         if !status.is_success() {
-            return decode(response).map(|_| (status.as_u16(), Vec::new()));
+            return decode(response).map(|_| status.as_u16());
         }
-        let bytes = response
-            .bytes()
+        let mut out = open(status.as_u16())?;
+        response
+            .copy_to(&mut out)
             .map_err(|err| ClientError::new(ExitKind::Unavailable, err.to_string()))?;
-        Ok((status.as_u16(), bytes.to_vec()))
+        out.flush()
+            .map_err(|err| ClientError::new(ExitKind::Failure, format!("writing: {err}")))?;
+        Ok(status.as_u16())
     }
 
     /// The body at any http(s) URL (not the API: no token is sent), as `advisories

@@ -69,10 +69,10 @@ fn profile(row: &AnyRow) -> Result<ExportProfileRecord> {
     })
 }
 
-/// Whether `name` could be a profile's name (what a list cursor must be): 1-100
-/// characters of a-z, 0-9, `-`, `_`, `.`, starting with a letter or digit. The exporter
-/// refuses other names when a profile is created.
-fn is_profile_name(name: &str) -> bool {
+/// Whether `name` is a valid profile name: 1-100 characters of a-z, 0-9, `-`, `_`, `.`,
+/// starting with a letter or digit (it appears in URLs and file names). The exporter
+/// refuses other names when a profile is created; a list cursor must be one.
+pub fn is_profile_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())

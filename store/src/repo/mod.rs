@@ -23,7 +23,8 @@ pub use effects::Effect;
 pub(crate) use events::insert_event;
 pub use events::{EventRecord, Events, NewEvent};
 pub use exports::{
-    ExportFileRecord, ExportFiles, ExportProfileRecord, ExportProfiles, NewExportProfile,
+    is_profile_name, ExportFileRecord, ExportFiles, ExportProfileRecord, ExportProfiles,
+    NewExportProfile,
 };
 pub(crate) use generations::bump_generation;
 pub use generations::generation;
