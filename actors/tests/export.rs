@@ -273,9 +273,24 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
-            ["export.json", "export.json.dsse", "findings.csv"],
+            [
+                "export.json",
+                "export.json.dsse",
+                "findings.csv",
+                "provenance.json",
+                "provenance.json.dsse"
+            ],
             "run {attempt}"
         );
+        // The plan fixed two findings to read; the writers read them all.
+        let progress = store
+            .tenant(&tenant)
+            .export_runs()
+            .get(&run.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((progress.items_done, progress.items_total), (2, 2));
 
         let read = |name: &str| {
             let file = files.iter().find(|f| f.name == name).unwrap().clone();
@@ -319,6 +334,29 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         let envelope = Envelope::from_json(&read("export.json.dsse").await).unwrap();
         let verified = dsse::verify(&envelope, &[key.public_key().clone()]).unwrap();
         assert_eq!(verified.payload, read("export.json").await.to_vec());
+        // The provenance names every file by digest, and its signature verifies.
+        let envelope = Envelope::from_json(&read("provenance.json.dsse").await).unwrap();
+        let verified = dsse::verify(&envelope, &[key.public_key().clone()]).unwrap();
+        assert_eq!(verified.payload, read("provenance.json").await.to_vec());
+        let statement: Value = serde_json::from_slice(&verified.payload).unwrap();
+        let subjects: Vec<(String, String)> = statement["subject"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_owned(),
+                    s["digest"]["sha256"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        for name in ["findings.csv", "export.json"] {
+            let file = files.iter().find(|f| f.name == name).unwrap();
+            assert!(
+                subjects.contains(&(name.to_owned(), file.sha256.clone())),
+                "{name} in {subjects:?}"
+            );
+        }
         digests.push(
             files
                 .iter()

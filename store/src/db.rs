@@ -322,6 +322,13 @@ impl<'a> TenantScope<'a> {
         }
     }
 
+    pub fn export_runs(&self) -> crate::repo::ExportRuns<'a> {
+        crate::repo::ExportRuns {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
     pub fn policies(&self) -> crate::repo::Policies<'a> {
         crate::repo::Policies {
             store: self.store,

@@ -1,26 +1,36 @@
-//! The `export` job kind (issue 12, first slice): a profile revision in, files out, in one
-//! durable step run by the exporter role, `write`: resolve the profile's selectors to
-//! scans, stream their findings through the format's writer into a temporary file, store
-//! it content-addressed, then the manifest `export.json` (the size and SHA-256 of every
-//! file, canonical JSON) and its DSSE signature `export.json.dsse`. The issue's plan →
-//! write → seal → distribute split comes with the bundle formats, whose sealing is work
-//! of its own.
+//! The `export` job kind: a profile revision in, files out, as a durable job of four
+//! steps, each run by the exporter role:
+//!
+//! 1. `plan` resolves the profile's selectors to scans and fixes them, with the number
+//!    of items to write, as the run's plan (an object, recorded with the step's outcome
+//!    in `export_runs`), so later steps and their retries export the same scans;
+//! 2. `write` streams the plan's items through the format's writer ([`formats`]) into
+//!    temporary files and stores them content-addressed, reporting progress;
+//! 3. `seal` writes the manifest `export.json` over the written files (size and SHA-256
+//!    of each, canonical JSON), its DSSE signature `export.json.dsse` and the in-toto
+//!    provenance `provenance.json` with its signature;
+//! 4. `distribute` copies every file where the profile sends them (download only, or a
+//!    prefix of the tenant's objects).
 //!
 //! Every file a step stores is recorded with that step's outcome (a staged
 //! [`Effect::ExportFile`](stella_store::repo::Effect::ExportFile)), so a redelivered
 //! step lists each file once; the files are content-addressed and their bytes a
-//! function of the profile revision, the selected scans and `as_of` (fixed at
-//! submission), so a retried run stores the same objects again, not new ones.
+//! function of the plan and `as_of` (fixed at submission), so a retried run stores the
+//! same objects again, not new ones.
 //!
-//! Formats in this slice: `csv` and `sarif` (one log per scan, for GitHub code scanning).
-//! The others the issue names are refused when a profile is created, saying so.
-//!
-//! Layout: this file (the kind, its parameters and steps, the formats), `profile`
-//! (profiles: checking and storing revisions), `run` (starting a run), `steps`.
+//! Layout: this file (the kind, its parameters, steps and formats), `profile` (profiles:
+//! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
+//! `write`, `seal`, `distribute`), and `formats/` with one file per format. Adding a
+//! format: a variant of [`Format`], a file in `formats/` with its `write`, one arm in
+//! `formats::write`.
 
+mod distribute;
+mod formats;
+mod plan;
 mod profile;
 mod run;
-mod steps;
+mod seal;
+mod write;
 
 use std::sync::Arc;
 
@@ -31,8 +41,10 @@ use stella_domain::dsse::SigningKey;
 use stella_store::object::Objects;
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
+pub use plan::{ExportPlan, PlannedScan};
 pub use profile::{
-    check_name, put_profile, InvalidProfile, ProfileDefinition, PutProfileError, Selectors,
+    check_name, put_profile, Distribution, InvalidProfile, ProfileDefinition, PutProfileError,
+    Selectors,
 };
 pub use run::{start_run, StartRunError};
 
@@ -49,7 +61,7 @@ pub struct ExportParams {
     pub as_of: DateTime<Utc>,
 }
 
-/// The formats an export writes.
+/// The formats (profile kinds) an export writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// One row per finding (RFC 4180, formulas neutralised): `findings.csv`.
@@ -58,7 +70,7 @@ pub enum Format {
     Sarif,
 }
 
-/// The formats the issue names that this slice does not write yet.
+/// The formats the issue names that this version does not write yet.
 const LATER: &[&str] = &[
     "json:raw",
     "json:policy",
@@ -72,6 +84,9 @@ const LATER: &[&str] = &[
 ];
 
 impl Format {
+    /// Every format this version writes.
+    pub const ALL: &'static [Format] = &[Format::Csv, Format::Sarif];
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
@@ -81,15 +96,22 @@ impl Format {
 
     /// The format called `name`; an error message saying what is known otherwise.
     pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "csv" => Ok(Format::Csv),
-            "sarif" => Ok(Format::Sarif),
-            later if LATER.contains(&later) => Err(format!(
-                "export kind {later:?} is not available yet; this version writes: csv, sarif"
-            )),
-            other => Err(format!(
-                "unknown export kind {other:?}; this version writes: csv, sarif"
-            )),
+        if let Some(format) = Self::ALL.iter().copied().find(|f| f.name() == name) {
+            return Ok(format);
+        }
+        let known = Self::ALL
+            .iter()
+            .map(|f| f.name())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if LATER.contains(&name) {
+            Err(format!(
+                "export kind {name:?} is not available yet; this version writes: {known}"
+            ))
+        } else {
+            Err(format!(
+                "unknown export kind {name:?}; this version writes: {known}"
+            ))
         }
     }
 }
@@ -113,17 +135,34 @@ impl Export {
     }
 }
 
-/// The export's steps.
+/// The export's steps, each run by the exporter role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportStep {
+    /// Fix what the run exports: the profile's selectors resolved to scans, as a plan.
+    Plan,
+    /// Stream the plan's items through the format's writer into files.
     Write,
+    /// The manifest over the written files, the provenance, their signatures.
+    Seal,
+    /// Copy the files where the profile sends them.
+    Distribute,
 }
 
 impl Step for ExportStep {
-    const ALL: &'static [Self] = &[ExportStep::Write];
+    const ALL: &'static [Self] = &[
+        ExportStep::Plan,
+        ExportStep::Write,
+        ExportStep::Seal,
+        ExportStep::Distribute,
+    ];
 
     fn name(self) -> &'static str {
-        "write"
+        match self {
+            ExportStep::Plan => "plan",
+            ExportStep::Write => "write",
+            ExportStep::Seal => "seal",
+            ExportStep::Distribute => "distribute",
+        }
     }
 
     fn role(self) -> stella_store::mailbox::Role {
@@ -146,7 +185,10 @@ impl Kind for Export {
         ctx: &mut StepContext<'_>,
     ) -> Result<StepOutcome<ExportStep>, StepError> {
         match step {
-            ExportStep::Write => steps::write(&self.deps, params, ctx).await,
+            ExportStep::Plan => plan::plan(&self.deps, params, ctx).await,
+            ExportStep::Write => write::write(&self.deps, ctx).await,
+            ExportStep::Seal => seal::seal(&self.deps, ctx).await,
+            ExportStep::Distribute => distribute::distribute(&self.deps, ctx).await,
         }
     }
 }

@@ -21,9 +21,105 @@ pub struct Selectors {
     /// The latest scan of each of these targets, by name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
+    /// Only scans evaluated at or after this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Only scans evaluated before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
     /// Only findings with these dispositions (`pass`, `warn`, `block`); all when empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dispositions: Vec<String>,
+    /// Only findings of at least this severity (`low`, `medium`, `high`, `critical`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<String>,
+    /// Only findings of these vulnerabilities (advisory ids or aliases); all when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vulnerabilities: Vec<String>,
+}
+
+/// The severities a `min_severity` may name, lowest first.
+pub(crate) const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
+
+impl Selectors {
+    /// Whether a finding of this severity (a lowercase word, see
+    /// `ExportFinding::severity`) and these ids passes `min_severity` and
+    /// `vulnerabilities`.
+    pub fn keeps(&self, severity: &str, id: &str, aliases: &[&str]) -> bool {
+        if let Some(min) = &self.min_severity {
+            let rank = |word: &str| SEVERITIES.iter().position(|s| *s == word);
+            match (rank(severity), rank(min)) {
+                (Some(have), Some(need)) if have >= need => {}
+                _ => return false,
+            }
+        }
+        self.vulnerabilities.is_empty()
+            || self
+                .vulnerabilities
+                .iter()
+                .any(|wanted| wanted == id || aliases.contains(&wanted.as_str()))
+    }
+
+    /// Whether a scan evaluated at `at` is inside `since`..`until`.
+    pub fn in_time_range(&self, at: DateTime<Utc>) -> bool {
+        self.since.is_none_or(|since| at >= since) && self.until.is_none_or(|until| at < until)
+    }
+}
+
+/// What a profile adds to its kind's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Put the scanned SBOMs in the export (kinds that carry documents: `json:raw`,
+    /// `evidence`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub include_sboms: bool,
+    /// Put the verdicts' DSSE attestations in the export.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub include_evidence: bool,
+    /// The report template (`report:pdf`, `report:xlsx`): `executive` (default) or
+    /// `detailed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+impl Options {
+    fn is_default(&self) -> bool {
+        *self == Options::default()
+    }
+}
+
+/// Where a run's files go besides the download route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Distribution {
+    /// Downloaded through the API only.
+    #[default]
+    Download,
+    /// Also copied into the tenant's part of the object store:
+    /// `tenants/<tenant>/<prefix>/<export id>/<file>`.
+    Objects { prefix: String },
+}
+
+impl Distribution {
+    fn is_download(&self) -> bool {
+        *self == Distribution::Download
+    }
+}
+
+/// Whether `prefix` is a distribution prefix: 1-200 characters, `/`-separated segments
+/// of a-z, A-Z, 0-9, `-`, `_`, `.`, none empty, `.` or `..`.
+fn is_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= 200
+        && prefix.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
 }
 
 /// A profile's definition: what is stored (canonical) and what a run reads back.
@@ -31,6 +127,10 @@ pub struct Selectors {
 #[serde(deny_unknown_fields)]
 pub struct ProfileDefinition {
     pub selectors: Selectors,
+    #[serde(default, skip_serializing_if = "Options::is_default")]
+    pub options: Options,
+    #[serde(default, skip_serializing_if = "Distribution::is_download")]
+    pub distribution: Distribution,
     /// Days an export's files are kept.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -106,6 +206,41 @@ impl ProfileDefinition {
                 return Err(invalid(
                     format!("selectors.dispositions[{i}]"),
                     format!("{disposition:?} is not a disposition (pass, warn, block)"),
+                ));
+            }
+        }
+        if let Some(min) = &s.min_severity {
+            if !SEVERITIES.contains(&min.as_str()) {
+                return Err(invalid(
+                    "selectors.min_severity",
+                    format!("{min:?} is not a severity (low, medium, high, critical)"),
+                ));
+            }
+        }
+        if s.vulnerabilities.len() > MAX_SELECTED {
+            return Err(invalid(
+                "selectors.vulnerabilities",
+                format!("at most {MAX_SELECTED} vulnerabilities"),
+            ));
+        }
+        if let (Some(since), Some(until)) = (s.since, s.until) {
+            if since >= until {
+                return Err(invalid("selectors.until", "until must be later than since"));
+            }
+        }
+        if let Some(template) = &definition.options.template {
+            if !matches!(template.as_str(), "executive" | "detailed") {
+                return Err(invalid(
+                    "options.template",
+                    format!("{template:?} is not a template (executive, detailed)"),
+                ));
+            }
+        }
+        if let Distribution::Objects { prefix } = &definition.distribution {
+            if !is_prefix(prefix) {
+                return Err(invalid(
+                    "distribution.prefix",
+                    "a prefix is 1-200 characters of '/'-separated segments of letters, digits, '-', '_' and '.', none empty, '.' or '..'",
                 ));
             }
         }

@@ -63,6 +63,15 @@ pub struct PutProfile {
     /// `warn`, `block`; all when empty).
     #[schema(value_type = Object)]
     pub selectors: Value,
+    /// `include_sboms`, `include_evidence` (booleans), `template` (`executive`,
+    /// `detailed`; reports).
+    #[schema(value_type = Object)]
+    pub options: Option<Value>,
+    /// Where the files go besides the download route: `{"to": "download"}` (default) or
+    /// `{"to": "objects", "prefix": "…"}` (copied to
+    /// `tenants/<tenant>/<prefix>/<export id>/<file>` in the object store).
+    #[schema(value_type = Object)]
+    pub distribution: Option<Value>,
     /// Days the files are kept (default 30).
     pub retention_days: Option<u32>,
 }
@@ -89,6 +98,11 @@ pub struct ExportView {
     pub profile: Option<String>,
     pub revision: Option<u64>,
     pub as_of: Option<DateTime<Utc>>,
+    /// The step it is at or ended in: `plan`, `write`, `seal`, `distribute`.
+    pub step: String,
+    /// Items (findings) written so far, of `items_total`; both absent before the plan.
+    pub items_done: Option<u64>,
+    pub items_total: Option<u64>,
     /// Why it failed, while it retries or once it failed.
     pub error: Option<String>,
     /// What it wrote, by name.
@@ -167,6 +181,12 @@ pub(crate) async fn put(
     let mut definition = serde_json::json!({ "selectors": body.selectors });
     if let Some(days) = body.retention_days {
         definition["retention_days"] = days.into();
+    }
+    if let Some(options) = body.options {
+        definition["options"] = options;
+    }
+    if let Some(distribution) = body.distribution {
+        definition["distribution"] = distribution;
     }
     let (record, created) = put_profile(
         &ctx.store,
@@ -350,6 +370,12 @@ pub(crate) async fn get(
         .export_files()
         .list(&job.id)
         .await?;
+    let run = ctx
+        .store
+        .tenant(&job.tenant)
+        .export_runs()
+        .get(&job.id)
+        .await?;
     let params =
         serde_json::from_value::<stella_actors::export::ExportParams>(job.params.clone()).ok();
     let error = match job.state {
@@ -362,9 +388,12 @@ pub(crate) async fn get(
         profile: params.as_ref().map(|p| p.profile.clone()),
         revision: params.as_ref().map(|p| p.revision),
         as_of: params.as_ref().map(|p| p.as_of),
+        step: job.step.clone(),
+        items_done: run.as_ref().map(|r| r.items_done),
+        items_total: run.as_ref().map(|r| r.items_total),
         error,
         files: files.into_iter().map(FileView::from).collect(),
-        counts: job.result.as_ref().and_then(|r| r.get("counts").cloned()),
+        counts: run.and_then(|r| r.counts),
         created_at: job.created_at,
         finished_at: job.finished_at,
     }))

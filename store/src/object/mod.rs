@@ -267,6 +267,39 @@ impl Objects {
         }))
     }
 
+    /// Copies content (verified) to `key`, through a temporary file, never held in memory.
+    /// A `key` that already holds an object of the content's size is left as it is, so a
+    /// retried copy writes one object.
+    pub async fn copy_content_to(
+        &self,
+        digest: &Sha256Digest,
+        size: u64,
+        key: &ObjectKey,
+    ) -> Result<()> {
+        if self.inner.head(key).await? == Some(size) {
+            return Ok(());
+        }
+        let backend = self.inner.backend();
+        let spool_err = |what: &str, err: std::io::Error| StoreError::Unavailable {
+            backend,
+            reason: format!("{what} spool file: {err}"),
+        };
+        let spool =
+            tempfile::NamedTempFile::new().map_err(|err| spool_err("cannot create", err))?;
+        let mut file = tokio::fs::File::create(spool.path())
+            .await
+            .map_err(|err| spool_err("cannot write", err))?;
+        let mut reader = self.get_content(digest).await?;
+        tokio::io::copy(&mut reader, &mut file)
+            .await
+            .map_err(|err| io_to_store(backend, err))?;
+        file.flush()
+            .await
+            .map_err(|err| spool_err("writing", err))?;
+        drop(file);
+        self.inner.put_file(key, spool.path()).await
+    }
+
     /// Reads content by digest into memory, verified.
     pub async fn read_content(&self, digest: &Sha256Digest) -> Result<Bytes> {
         let mut reader = self.get_content(digest).await?;

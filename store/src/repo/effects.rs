@@ -30,6 +30,12 @@ pub enum Effect {
         size_bytes: u64,
         sha256: String,
     },
+    /// The plan an export run's first step fixed (an object, by digest) and the number
+    /// of items it counts: its row in `export_runs`, one per run.
+    ExportPlanned {
+        plan_sha256: String,
+        items_total: u64,
+    },
 }
 
 /// One staged effect of one job, at the commit's time (milliseconds).
@@ -83,7 +89,7 @@ pub(crate) async fn insert_effects(
                 size_bytes,
                 sha256,
             } => Some((row, name.as_str(), *size_bytes, sha256.as_str())),
-            Effect::NoopWritten => None,
+            _ => None,
         })
         .collect();
     for chunk in files.chunks(CHUNK) {
@@ -121,6 +127,27 @@ pub(crate) async fn insert_effects(
             .await
             .map_err(|err| store.err(err, "export file"))?;
     }
+    for row in rows {
+        if let Effect::ExportPlanned {
+            plan_sha256,
+            items_total,
+        } = row.effect
+        {
+            sqlx::query(
+                "INSERT INTO export_runs (tenant_id, export_id, plan_sha256, items_total, \
+                 items_done, created_at) VALUES ($1, $2, $3, $4, 0, $5) \
+                 ON CONFLICT (tenant_id, export_id) DO NOTHING",
+            )
+            .bind(row.tenant.as_str())
+            .bind(row.job.as_str())
+            .bind(plan_sha256.as_str())
+            .bind(i64::try_from(*items_total).unwrap_or(i64::MAX))
+            .bind(row.at)
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "export run"))?;
+        }
+    }
     Ok(())
 }
 
@@ -141,7 +168,7 @@ pub(crate) fn pg_export_file_rows(rows: &[EffectRow<'_>]) -> Value {
                     "sha256": sha256,
                     "at": row.at,
                 })),
-                Effect::NoopWritten => None,
+                _ => None,
             })
             .collect(),
     )
@@ -158,6 +185,27 @@ pub(crate) fn pg_noop_rows(rows: &[EffectRow<'_>]) -> Value {
                     "job_id": row.job.as_str(),
                     "at": row.at,
                 })
+            })
+            .collect(),
+    )
+}
+
+/// The `export_runs` rows of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_export_plan_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::ExportPlanned {
+                    plan_sha256,
+                    items_total,
+                } => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "export_id": row.job.as_str(),
+                    "plan_sha256": plan_sha256,
+                    "items_total": items_total,
+                    "at": row.at,
+                })),
+                _ => None,
             })
             .collect(),
     )

@@ -257,3 +257,88 @@ impl ExportFiles<'_> {
         }
     }
 }
+
+/// What an export run's plan fixed, and how far its writers are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportRunRecord {
+    /// The plan, an object in the object store, by its hex SHA-256.
+    pub plan_sha256: String,
+    pub items_total: u64,
+    pub items_done: u64,
+    /// What the writers wrote, by count name (JSON object), once they are done.
+    pub counts: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A tenant's export runs beyond their job rows. Obtained from
+/// [`crate::TenantScope::export_runs`]; rows are written by the run's plan step (a staged
+/// [`Effect::ExportPlanned`](super::Effect::ExportPlanned)).
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRuns<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) tenant: &'a TenantId,
+}
+
+impl ExportRuns<'_> {
+    /// The run's plan and progress; `None` before its plan step committed.
+    pub async fn get(&self, export: &JobId) -> Result<Option<ExportRunRecord>> {
+        let row = sqlx::query(
+            "SELECT plan_sha256, items_total, items_done, counts, created_at FROM export_runs \
+             WHERE tenant_id = $1 AND export_id = $2",
+        )
+        .bind(self.tenant.as_str())
+        .bind(export.as_str())
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "export run"))?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |e: sqlx::Error| StoreError::Corrupt(format!("export run row: {e}"));
+        let count = |column: &str| -> Result<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column).map_err(get)?).unwrap_or(0))
+        };
+        Ok(Some(ExportRunRecord {
+            plan_sha256: row.try_get("plan_sha256").map_err(get)?,
+            items_total: count("items_total")?,
+            items_done: count("items_done")?,
+            counts: row
+                .try_get::<Option<String>, _>("counts")
+                .map_err(get)?
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("export run counts: {e}")))?,
+            created_at: from_millis(row.try_get("created_at").map_err(get)?),
+        }))
+    }
+
+    /// Records what the run's writers wrote (a JSON object of counts). Written by the
+    /// write step before its outcome commits; a function of the plan, so a redelivered
+    /// step writes the same again.
+    pub async fn set_counts(&self, export: &JobId, counts: &serde_json::Value) -> Result<()> {
+        sqlx::query("UPDATE export_runs SET counts = $3 WHERE tenant_id = $1 AND export_id = $2")
+            .bind(self.tenant.as_str())
+            .bind(export.as_str())
+            .bind(counts.to_string())
+            .execute(&self.store.pool)
+            .await
+            .map_err(|e| self.store.err(e, "export run"))?;
+        Ok(())
+    }
+
+    /// Records that the run's writers have done `done` items. Progress only moves
+    /// forward (a redelivered step that starts over does not move it back) and never
+    /// past the plan's total; outside any step's transaction, it is advice for people.
+    pub async fn progress(&self, export: &JobId, done: u64) -> Result<()> {
+        let done = i64::try_from(done).unwrap_or(i64::MAX);
+        sqlx::query(
+            "UPDATE export_runs SET items_done = CASE WHEN $3 > items_total THEN items_total \
+             ELSE $3 END WHERE tenant_id = $1 AND export_id = $2 AND items_done < $3",
+        )
+        .bind(self.tenant.as_str())
+        .bind(export.as_str())
+        .bind(done)
+        .execute(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "export run"))?;
+        Ok(())
+    }
+}

@@ -7,7 +7,9 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::effects::{insert_effects, pg_export_file_rows, pg_noop_rows, EffectRow};
+use super::effects::{
+    insert_effects, pg_export_file_rows, pg_export_plan_rows, pg_noop_rows, EffectRow,
+};
 use super::{check_limit, page, text_cursor, Effect, Page};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis, JobId};
@@ -1046,7 +1048,14 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         FROM json_to_recordset($4::json) AS f(tenant_id text, export_id text, name text, \
             size_bytes bigint, sha256 text, at bigint) \
         WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = f.tenant_id AND u.id = f.export_id) \
-        ON CONFLICT (tenant_id, export_id, name) DO NOTHING) \
+        ON CONFLICT (tenant_id, export_id, name) DO NOTHING), \
+    export_plans_written AS ( \
+        INSERT INTO export_runs (tenant_id, export_id, plan_sha256, items_total, items_done, created_at) \
+        SELECT r.tenant_id, r.export_id, r.plan_sha256, r.items_total, 0, r.at \
+        FROM json_to_recordset($5::json) AS r(tenant_id text, export_id text, plan_sha256 text, \
+            items_total bigint, at bigint) \
+        WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = r.tenant_id AND u.id = r.export_id) \
+        ON CONFLICT (tenant_id, export_id) DO NOTHING) \
     SELECT tenant_id, id, kind, state, step, params, result, attempts, max_attempts, last_error, \
         idempotency_key, created_at, updated_at, not_before, finished_at FROM updated";
 
@@ -1098,6 +1107,7 @@ impl Store {
             .bind(Value::Array(messages).to_string())
             .bind(pg_noop_rows(&effects).to_string())
             .bind(pg_export_file_rows(&effects).to_string())
+            .bind(pg_export_plan_rows(&effects).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(|err| self.err(err, "jobs"))?;

@@ -24,7 +24,7 @@ pub(crate) use events::insert_event;
 pub use events::{EventRecord, Events, NewEvent};
 pub use exports::{
     is_profile_name, ExportFileRecord, ExportFiles, ExportProfileRecord, ExportProfiles,
-    NewExportProfile,
+    ExportRunRecord, ExportRuns, NewExportProfile,
 };
 pub(crate) use generations::bump_generation;
 pub use generations::generation;

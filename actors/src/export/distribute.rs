@@ -1,0 +1,55 @@
+//! `distribute`: copies a sealed run's files where its profile sends them. Download-only
+//! runs have nothing to copy; `objects` runs copy every file to
+//! `tenants/<tenant>/<prefix>/<export id>/<file>`. A copy already there (same key, same
+//! size) is left alone, so a retried step leaves one object per file.
+
+use serde_json::json;
+use stella_store::object::{ObjectKey, Sha256Digest};
+use stella_supervisor::{StepContext, StepError, StepOutcome};
+
+use super::plan::ExportPlan;
+use super::{Distribution, ExportDeps, ExportStep};
+
+/// `distribute` (exporter): the copies, then the run's result.
+pub(super) async fn distribute(
+    deps: &ExportDeps,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<ExportStep>, StepError> {
+    let plan = ExportPlan::load(deps, ctx).await?;
+    let tenant = ctx.store.tenant(&ctx.job.tenant);
+    let files = tenant.export_files().list(&ctx.job.id).await?;
+    let run = tenant
+        .export_runs()
+        .get(&ctx.job.id)
+        .await?
+        .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
+    let mut copies = Vec::new();
+    if let Distribution::Objects { prefix } = &plan.definition.distribution {
+        for file in &files {
+            let key = ObjectKey::tenant(
+                &ctx.job.tenant,
+                &format!("{prefix}/{}/{}", ctx.job.id, file.name),
+            )?;
+            let digest = Sha256Digest::parse(&file.sha256)?;
+            deps.objects
+                .copy_content_to(&digest, file.size_bytes, &key)
+                .await?;
+            copies.push(key.to_string());
+        }
+    }
+    let manifest = files
+        .iter()
+        .find(|file| file.name == stella_domain::export::manifest::MANIFEST_NAME)
+        .map(|file| file.sha256.clone());
+    Ok(StepOutcome::Done(json!({
+        "profile": plan.profile,
+        "revision": plan.revision,
+        "kind": plan.kind,
+        "counts": run.counts,
+        "files": files.iter().map(|f| json!({
+            "name": f.name, "size": f.size_bytes, "sha256": f.sha256,
+        })).collect::<Vec<_>>(),
+        "manifest_sha256": manifest,
+        "distributed_to": copies,
+    })))
+}

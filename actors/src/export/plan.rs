@@ -1,0 +1,186 @@
+//! `plan`: what a run exports, fixed once. The profile's selectors name scans directly
+//! and through targets (their latest scan *now*), so the resolved list is written down
+//! before anything is: later steps, and every retry of them, read the plan and export the
+//! same scans, and the run's progress has a total.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stella_domain::canonical::canonical_bytes;
+use stella_store::object::Sha256Digest;
+use stella_store::repo::{Effect, ExportProfileRecord, ScanRecord};
+use stella_store::{JobId, StoreError};
+use stella_supervisor::{StepContext, StepError, StepOutcome};
+
+use super::{ExportDeps, ExportParams, ExportStep, Format, ProfileDefinition};
+
+/// A run's plan: the profile revision as it was read, and the scans it exports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportPlan {
+    pub profile: String,
+    pub revision: u64,
+    /// The profile's kind (a [`Format`] name).
+    pub kind: String,
+    pub definition: ProfileDefinition,
+    pub as_of: DateTime<Utc>,
+    /// In scan id order.
+    pub scans: Vec<PlannedScan>,
+    /// The items the writers will write: findings, for the finding formats.
+    pub items_total: u64,
+}
+
+/// One scan a run exports, with what the writers need to know of it up front.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedScan {
+    pub id: String,
+    /// The scanned SBOM's name (the target).
+    pub target: String,
+    pub sbom_sha256: String,
+    /// The sealed verdict's DSSE envelope (object `sha256/<digest>`).
+    pub attestation_sha256: String,
+    pub disposition: String,
+    pub findings: u64,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+impl ExportPlan {
+    /// The plan's format.
+    pub fn format(&self) -> Result<Format, StepError> {
+        Format::parse(&self.kind).map_err(StepError::abort)
+    }
+
+    /// The plan a run fixed in its `plan` step (read back by the later steps).
+    pub async fn load(deps: &ExportDeps, ctx: &StepContext<'_>) -> Result<Self, StepError> {
+        let run = ctx
+            .store
+            .tenant(&ctx.job.tenant)
+            .export_runs()
+            .get(&ctx.job.id)
+            .await?
+            .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
+        let digest = Sha256Digest::parse(&run.plan_sha256)?;
+        let bytes = deps.objects.read_content(&digest).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|err| StepError::abort(format!("the stored plan: {err}")).with_source(err))
+    }
+}
+
+/// `plan` (exporter): resolves the profile revision's selectors and stores the plan.
+pub(super) async fn plan(
+    deps: &ExportDeps,
+    params: &ExportParams,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<ExportStep>, StepError> {
+    let record = ctx
+        .store
+        .tenant(&ctx.job.tenant)
+        .export_profiles()
+        .revision(&params.profile, params.revision)
+        .await?;
+    let plan = resolve(ctx, &record, params.as_of).await?;
+    let value =
+        serde_json::to_value(&plan).map_err(|err| StepError::abort(format!("the plan: {err}")))?;
+    let stored = deps
+        .objects
+        .put_content(Bytes::from(canonical_bytes(&value)))
+        .await?;
+    ctx.stage(Effect::ExportPlanned {
+        plan_sha256: stored.digest.to_string(),
+        items_total: plan.items_total,
+    });
+    Ok(StepOutcome::Next(ExportStep::Write))
+}
+
+/// The plan of `record` as of `as_of`.
+async fn resolve(
+    ctx: &StepContext<'_>,
+    record: &ExportProfileRecord,
+    as_of: DateTime<Utc>,
+) -> Result<ExportPlan, StepError> {
+    let format = Format::parse(&record.kind).map_err(StepError::abort)?;
+    let definition: ProfileDefinition = serde_json::from_str(&record.definition)
+        .map_err(|err| StepError::abort(format!("the stored profile: {err}")).with_source(err))?;
+    let scans = selected_scans(ctx, &definition).await?;
+    let mut planned = Vec::with_capacity(scans.len());
+    let mut items_total = 0u64;
+    for scan in scans {
+        let findings = scan
+            .counts
+            .as_ref()
+            .and_then(|counts| counts.get("findings"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        items_total += findings;
+        planned.push(PlannedScan {
+            id: scan.id.to_string(),
+            target: scan.sbom_name,
+            sbom_sha256: scan.sbom_sha256,
+            attestation_sha256: scan.attestation_sha256.unwrap_or_default(),
+            disposition: scan.disposition.unwrap_or_default(),
+            findings,
+            evaluated_at: scan.evaluated_at,
+        });
+    }
+    Ok(ExportPlan {
+        profile: record.name.clone(),
+        revision: record.revision,
+        kind: format.name().to_owned(),
+        definition,
+        as_of,
+        scans: planned,
+        items_total,
+    })
+}
+
+/// The scans a profile selects, each once, in id order (so a rerun writes the same
+/// bytes): the named scans and the latest scan of each named target, those evaluated
+/// inside the selectors' time range. A scan that is not
+/// sealed yet is waited for (a retry); one the tenant does not have fails the run.
+async fn selected_scans(
+    ctx: &StepContext<'_>,
+    definition: &ProfileDefinition,
+) -> Result<Vec<ScanRecord>, StepError> {
+    let tenant = &ctx.job.tenant;
+    let mut ids = BTreeSet::new();
+    for scan in &definition.selectors.scans {
+        let id =
+            JobId::parse(scan).map_err(|err| StepError::abort(format!("scan {scan:?}: {err}")))?;
+        ids.insert(id);
+    }
+    let targets = ctx.store.tenant(tenant).targets();
+    for name in &definition.selectors.targets {
+        let target = targets.get(name).await.map_err(|err| match err {
+            StoreError::NotFound(_) => StepError::abort(format!("target {name:?} does not exist")),
+            other => StepError::from(other),
+        })?;
+        match target.last_scan_id {
+            Some(id) => {
+                ids.insert(id);
+            }
+            None => {
+                return Err(StepError::abort(format!(
+                    "target {name:?} has not been scanned"
+                )))
+            }
+        }
+    }
+    let scans = ctx.store.tenant(tenant).scans();
+    let mut selected = Vec::with_capacity(ids.len());
+    for id in ids {
+        let scan = scans
+            .get_without_analysis(&id)
+            .await?
+            .ok_or_else(|| StepError::abort(format!("scan {id} not found")))?;
+        if scan.attestation_sha256.is_none() {
+            return Err(StepError::retry(format!("scan {id} has not finished")));
+        }
+        if definition.selectors.in_time_range(scan.evaluated_at) {
+            selected.push(scan);
+        }
+    }
+    Ok(selected)
+}

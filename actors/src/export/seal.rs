@@ -1,0 +1,139 @@
+//! `seal`: pins what `write` wrote. The manifest `export.json` lists every written file
+//! with its size and SHA-256 (canonical JSON, signed as it is into `export.json.dsse`);
+//! `provenance.json` is an in-toto Statement whose subjects are those files and the
+//! manifest, naming the inputs (the scans' SBOMs and attestations), signed into
+//! `provenance.json.dsse`. Nothing here reads a clock or an id: equal plans give equal
+//! bytes.
+
+use bytes::Bytes;
+use stella_domain::canonical::Digest;
+use stella_domain::dsse;
+use stella_domain::export::manifest::{
+    provenance_statement, Dependency, ExportManifest, FileEntry, ProfileRef, MANIFEST_PAYLOAD_TYPE,
+    PROVENANCE_NAME,
+};
+use stella_store::repo::Effect;
+use stella_supervisor::{StepContext, StepError, StepOutcome};
+
+use super::plan::ExportPlan;
+use super::{ExportDeps, ExportStep};
+
+/// The manifest's signature, next to `export.json`.
+pub(crate) const MANIFEST_SIGNATURE: &str = "export.json.dsse";
+/// The provenance's signature, next to `provenance.json`.
+pub(crate) const PROVENANCE_SIGNATURE: &str = "provenance.json.dsse";
+
+/// `seal` (exporter): the manifest, the provenance and their signatures.
+pub(super) async fn seal(
+    deps: &ExportDeps,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<ExportStep>, StepError> {
+    let plan = ExportPlan::load(deps, ctx).await?;
+    let run = ctx
+        .store
+        .tenant(&ctx.job.tenant)
+        .export_runs()
+        .get(&ctx.job.id)
+        .await?
+        .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
+    let written = ctx
+        .store
+        .tenant(&ctx.job.tenant)
+        .export_files()
+        .list(&ctx.job.id)
+        .await?;
+    let files: Vec<FileEntry> = written
+        .into_iter()
+        .map(|file| FileEntry {
+            name: file.name,
+            size: file.size_bytes,
+            sha256: file.sha256,
+        })
+        .collect();
+    let counts = run.counts.unwrap_or_default();
+    let sealed = sealed(deps, &plan, &counts, files)?;
+    for (entry, bytes) in &sealed {
+        let stored = deps.objects.put_content(Bytes::from(bytes.clone())).await?;
+        debug_assert_eq!(stored.digest.to_string(), entry.sha256);
+    }
+    for (entry, _) in sealed {
+        ctx.stage(Effect::ExportFile {
+            name: entry.name,
+            size_bytes: entry.size,
+            sha256: entry.sha256,
+        });
+    }
+    Ok(StepOutcome::Next(ExportStep::Distribute))
+}
+
+/// The seal of `files` (the written files) under `plan`: `export.json`, its signature,
+/// `provenance.json` and its signature.
+fn sealed(
+    deps: &ExportDeps,
+    plan: &ExportPlan,
+    counts: &serde_json::Value,
+    files: Vec<FileEntry>,
+) -> Result<Vec<(FileEntry, Vec<u8>)>, StepError> {
+    let abort = |err: &dyn std::fmt::Display| StepError::abort(err.to_string());
+    let mut manifest = ExportManifest::new(
+        ProfileRef {
+            name: plan.profile.clone(),
+            revision: u32::try_from(plan.revision).unwrap_or(u32::MAX),
+        },
+        &plan.kind,
+        serde_json::to_value(&plan.definition.selectors).map_err(|err| abort(&err))?,
+        plan.as_of,
+    );
+    if let Some(counts) = counts.as_object() {
+        for (name, value) in counts {
+            manifest.count(name.clone(), value.as_u64().unwrap_or(0));
+        }
+    }
+    for file in files {
+        manifest.add_file(file).map_err(|err| abort(&err))?;
+    }
+    let manifest_bytes = manifest.to_canonical_bytes();
+    let manifest_signature =
+        dsse::sign(MANIFEST_PAYLOAD_TYPE, &manifest_bytes, &deps.signing_key).to_json();
+    let dependencies = dependencies(plan)?;
+    let statement = provenance_statement(&manifest, &dependencies).map_err(|err| abort(&err))?;
+    let provenance = statement.to_canonical_bytes();
+    let provenance_signature = statement.sign(&deps.signing_key).to_json();
+    Ok(vec![
+        (manifest.entry(), manifest_bytes),
+        (
+            FileEntry::of(MANIFEST_SIGNATURE, &manifest_signature),
+            manifest_signature,
+        ),
+        (FileEntry::of(PROVENANCE_NAME, &provenance), provenance),
+        (
+            FileEntry::of(PROVENANCE_SIGNATURE, &provenance_signature),
+            provenance_signature,
+        ),
+    ])
+}
+
+/// The inputs a plan's files were computed from: each scan's SBOM and attestation.
+fn dependencies(plan: &ExportPlan) -> Result<Vec<Dependency>, StepError> {
+    let mut out = Vec::with_capacity(plan.scans.len() * 2);
+    for scan in &plan.scans {
+        for (uri, sha256) in [
+            (
+                format!("stella:sbom/{}", scan.sbom_sha256),
+                &scan.sbom_sha256,
+            ),
+            (
+                format!("stella:attestation/{}", scan.attestation_sha256),
+                &scan.attestation_sha256,
+            ),
+        ] {
+            let digest = Digest::from_hex(sha256)
+                .map_err(|err| StepError::abort(format!("scan {}: {err}", scan.id)))?;
+            out.push(Dependency {
+                uri,
+                sha256: digest,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,214 @@
+//! `write`: the plan's items through the format's writer, into files. What every format
+//! needs is here ([`WriteRun`]): the plan, reading a scan's findings a page at a time,
+//! temporary files to write into, storing a finished file, and progress. The formats
+//! themselves are in `formats/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use stella_domain::export::manifest::FileEntry;
+use stella_domain::export::{ExportFinding, ExportScan};
+use stella_store::repo::Effect;
+use stella_store::JobId;
+use stella_supervisor::{StepContext, StepError, StepOutcome};
+
+use super::formats;
+use super::plan::{ExportPlan, PlannedScan};
+use super::{ExportDeps, ExportStep};
+
+/// Findings read from the store at a time.
+const PAGE: u32 = 500;
+
+/// Items written between two progress reports.
+const PROGRESS_EVERY: u64 = 1_000;
+
+/// `write` (exporter): every file of the plan's format, each stored content-addressed
+/// and recorded with the step's outcome.
+pub(super) async fn write(
+    deps: &ExportDeps,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<ExportStep>, StepError> {
+    let plan = ExportPlan::load(deps, ctx).await?;
+    let format = plan.format()?;
+    let mut run = WriteRun {
+        deps,
+        ctx,
+        plan: &plan,
+        files: Vec::new(),
+        counts: BTreeMap::new(),
+        done: 0,
+        reported: 0,
+    };
+    run.count("scans", plan.scans.len() as u64);
+    formats::write(format, &mut run).await?;
+    run.report().await?;
+    let counts = serde_json::to_value(&run.counts)
+        .map_err(|err| StepError::abort(format!("counts: {err}")))?;
+    let files = std::mem::take(&mut run.files);
+    ctx.store
+        .tenant(&ctx.job.tenant)
+        .export_runs()
+        .set_counts(&ctx.job.id, &counts)
+        .await?;
+    for entry in files {
+        ctx.stage(Effect::ExportFile {
+            name: entry.name,
+            size_bytes: entry.size,
+            sha256: entry.sha256,
+        });
+    }
+    Ok(StepOutcome::Next(ExportStep::Seal))
+}
+
+/// A `write` step in progress: what a format's writer reads and where its files go.
+pub(super) struct WriteRun<'a, 'c> {
+    pub(crate) deps: &'a ExportDeps,
+    pub(crate) ctx: &'a StepContext<'c>,
+    pub(crate) plan: &'a ExportPlan,
+    files: Vec<FileEntry>,
+    counts: BTreeMap<String, u64>,
+    done: u64,
+    reported: u64,
+}
+
+impl WriteRun<'_, '_> {
+    /// A temporary file to write an export file into, and a handle to write with.
+    pub(crate) fn spool(&self) -> Result<(tempfile::NamedTempFile, std::fs::File), StepError> {
+        let spool = tempfile::NamedTempFile::new()
+            .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
+        let file = spool
+            .reopen()
+            .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
+        Ok((spool, file))
+    }
+
+    /// Stores a written file content-addressed as the export's file `name`.
+    pub(crate) async fn store(
+        &mut self,
+        spool: &tempfile::NamedTempFile,
+        name: impl Into<String>,
+    ) -> Result<FileEntry, StepError> {
+        let stored = self.deps.objects.put_content_file(spool.path()).await?;
+        let entry = FileEntry {
+            name: name.into(),
+            size: stored.size,
+            sha256: stored.digest.to_string(),
+        };
+        self.add(entry.clone())?;
+        Ok(entry)
+    }
+
+    fn add(&mut self, entry: FileEntry) -> Result<(), StepError> {
+        if self.files.iter().any(|f| f.name == entry.name) {
+            return Err(StepError::abort(format!(
+                "the export writes {:?} twice",
+                entry.name
+            )));
+        }
+        self.files.push(entry);
+        Ok(())
+    }
+
+    /// Adds `n` to the count `name` of the manifest's counts (`findings` and one per
+    /// disposition are counted by [`Self::each_finding`]).
+    pub(crate) fn count(&mut self, name: &str, n: u64) {
+        *self.counts.entry(name.to_owned()).or_default() += n;
+    }
+
+    /// Counts `n` items written; reports progress every [`PROGRESS_EVERY`].
+    pub(crate) async fn advance(&mut self, n: u64) -> Result<(), StepError> {
+        self.done += n;
+        if self.done - self.reported >= PROGRESS_EVERY {
+            self.report().await?;
+        }
+        Ok(())
+    }
+
+    async fn report(&mut self) -> Result<(), StepError> {
+        self.reported = self.done;
+        self.ctx
+            .store
+            .tenant(&self.ctx.job.tenant)
+            .export_runs()
+            .progress(&self.ctx.job.id, self.done)
+            .await?;
+        Ok(())
+    }
+
+    /// Calls `each` with every finding of `scan` the selectors keep, in ordinal order,
+    /// reading a page at a time, and its disposition. The findings of a [`Pass::Counted`]
+    /// count as read items (progress) and, those kept, in the manifest's counts; a
+    /// format that reads a scan twice counts one pass.
+    pub(crate) async fn each_finding(
+        &mut self,
+        scan: &PlannedScan,
+        pass: Pass,
+        mut each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        // Copies of the references, so reading them does not borrow `self`.
+        let (ctx, plan) = (self.ctx, self.plan);
+        let dispositions: BTreeSet<&str> = plan
+            .definition
+            .selectors
+            .dispositions
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let tenant = &ctx.job.tenant;
+        let id = JobId::parse(&scan.id)
+            .map_err(|err| StepError::abort(format!("scan {:?}: {err}", scan.id)))?;
+        let scans = ctx.store.tenant(tenant).scans();
+        let about = ExportScan {
+            tenant: tenant.as_str(),
+            scan_id: scan.id.as_str(),
+            target: &scan.target,
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = scans.findings(&id, cursor.as_deref(), PAGE).await?;
+            for record in &page.items {
+                if !dispositions.is_empty() && !dispositions.contains(record.disposition.as_str()) {
+                    continue;
+                }
+                let finding =
+                    ExportFinding::from_finding_json(about, &record.finding).map_err(|err| {
+                        StepError::abort(format!(
+                            "finding {} of scan {}: {err}",
+                            record.ordinal, scan.id
+                        ))
+                    })?;
+                if !plan.definition.selectors.keeps(
+                    finding.severity(),
+                    finding.vulnerability_id,
+                    &finding.aliases,
+                ) {
+                    continue;
+                }
+                each(&finding, &record.disposition)?;
+                if pass == Pass::Counted {
+                    self.count("findings", 1);
+                    self.count(&record.disposition, 1);
+                }
+            }
+            if pass == Pass::Counted {
+                self.advance(page.items.len() as u64).await?;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Whether a pass over a scan's findings counts them as written (see
+/// [`WriteRun::each_finding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    Counted,
+    Again,
+}
+
+/// A failed write to a temporary file: transient (the disk may have room again).
+pub(super) fn io_error(err: std::io::Error) -> StepError {
+    StepError::retry(format!("writing the export: {err}")).with_source(err)
+}
