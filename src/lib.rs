@@ -72,6 +72,8 @@ pub struct Services {
     /// What the scan kind's steps and its intake share (the object store, the key, the
     /// analysis and advisory index caches).
     pub scan: ScanDeps,
+    /// The exporter's metrics, registered with a runtime's registry when it starts.
+    pub export_metrics: stella_actors::export::ExportMetrics,
 }
 
 impl Services {
@@ -103,9 +105,11 @@ impl Services {
         let objects = connect_objects(settings).await?;
         let signing_key = Arc::new(signing::load_or_create(settings)?);
         let scan = ScanDeps::new(objects.clone(), signing_key.clone());
+        let export_metrics = stella_actors::export::ExportMetrics::new();
         let registry = stella_actors::kinds(&KindDeps {
             scan: scan.clone(),
             outbound: stella_actors::outbound::Outbound::new(&settings.outbound),
+            export_metrics: export_metrics.clone(),
         });
         Ok(Self {
             settings: settings.clone(),
@@ -115,6 +119,7 @@ impl Services {
             signing_key,
             registry,
             scan,
+            export_metrics,
         })
     }
 
@@ -135,6 +140,9 @@ impl Services {
         registry: &prometheus::Registry,
     ) -> Result<Runtime, StartupError> {
         let metrics = RuntimeMetrics::new(registry).map_err(|err| StartupError::new("log", err))?;
+        self.export_metrics
+            .register(registry)
+            .map_err(|err| StartupError::new("log", err))?;
         let consumer = match &self.settings.runtime.consumer_name {
             Some(name) => ConsumerName::parse(name)
                 .map_err(|err| StartupError::new("runtime.consumer_name", err))?,

@@ -98,6 +98,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     let registry: Registry = kinds(&KindDeps {
         scan: scan_deps.clone(),
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+        export_metrics: Default::default(),
     });
     let runtime = Runtime::start(RuntimeConfig {
         store: store.clone(),
@@ -427,6 +428,98 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     for scan in &scans {
         assert!(names.contains(&format!("scan-{scan}.sarif")), "{names:?}");
     }
+
+    // Distribution to a prefix of the tenant's objects: every file once, under the run.
+    put_profile(
+        store,
+        &tenant,
+        "archived",
+        "csv",
+        &json!({
+            "selectors": {"scans": [scans[0].as_str()]},
+            "distribution": {"to": "objects", "prefix": "exports/nightly"},
+        }),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let run = start_run(store, &registry, &tenant, "archived", None, as_of, None, 3)
+        .await
+        .unwrap();
+    let done = wait_done(store, &tenant, &run.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
+    let files = store
+        .tenant(&tenant)
+        .export_files()
+        .list(&run.id)
+        .await
+        .unwrap();
+    let copies = objects.list_tenant(&tenant).await.unwrap();
+    let prefix = format!("tenants/{tenant}/exports/nightly/{}/", run.id);
+    let copied: Vec<(String, u64)> = copies
+        .iter()
+        .filter_map(|o| {
+            o.key
+                .as_str()
+                .strip_prefix(&prefix)
+                .map(|name| (name.to_owned(), o.size))
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = files
+        .iter()
+        .map(|f| (f.name.clone(), f.size_bytes))
+        .collect();
+    assert_eq!(copied, expected);
+
+    // A run whose target does not exist fails in its plan, and says so on the events
+    // stream; every completed run said so once.
+    put_profile(
+        store,
+        &tenant,
+        "ghost",
+        "csv",
+        &json!({"selectors": {"targets": ["no-such-target"]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let failed = start_run(store, &registry, &tenant, "ghost", None, as_of, None, 3)
+        .await
+        .unwrap();
+    let done = wait_done(store, &tenant, &failed.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    let events = store
+        .tenant(&tenant)
+        .events()
+        .list(None, None, 500)
+        .await
+        .unwrap()
+        .items;
+    let of = |kind: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.payload.clone())
+            .collect()
+    };
+    let failures = of("export.failed");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["export_id"], failed.id.as_str());
+    assert_eq!(failures[0]["error_code"], "plan");
+    assert!(
+        failures[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-target"),
+        "{failures:?}"
+    );
+    let completed = of("export.completed");
+    // Two CSV runs, one SARIF run, one distributed run.
+    assert_eq!(completed.len(), 4, "{completed:?}");
+    assert!(completed.iter().any(|e| e["export_id"] == run.id.as_str()
+        && e["distributed_to"].as_array().unwrap().len() == files.len()));
 
     // A profile that does not exist is no run.
     assert!(

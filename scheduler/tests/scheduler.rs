@@ -44,6 +44,7 @@ impl World {
         let registry = stella_actors::kinds(&KindDeps {
             scan: ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
             outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+            export_metrics: Default::default(),
         });
         Self {
             store,

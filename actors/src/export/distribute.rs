@@ -5,6 +5,7 @@
 
 use serde_json::json;
 use stella_store::object::{ObjectKey, Sha256Digest};
+use stella_store::repo::{Effect, NewEvent};
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
 use super::plan::ExportPlan;
@@ -41,7 +42,7 @@ pub(super) async fn distribute(
         .iter()
         .find(|file| file.name == stella_domain::export::manifest::MANIFEST_NAME)
         .map(|file| file.sha256.clone());
-    Ok(StepOutcome::Done(json!({
+    let result = json!({
         "profile": plan.profile,
         "revision": plan.revision,
         "kind": plan.kind,
@@ -51,5 +52,19 @@ pub(super) async fn distribute(
         })).collect::<Vec<_>>(),
         "manifest_sha256": manifest,
         "distributed_to": copies,
-    })))
+    });
+    let mut event = result.clone();
+    event["export_id"] = json!(ctx.job.id.as_str());
+    ctx.stage(Effect::Event(NewEvent {
+        kind: "export.completed".to_owned(),
+        dedupe_key: format!("export.completed:{}:{}", ctx.job.tenant, ctx.job.id),
+        payload: event,
+    }));
+    let seconds = (ctx.now - ctx.job.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+    deps.metrics.run_duration.observe(seconds);
+    deps.metrics
+        .bytes
+        .with_label_values(&[plan.kind.as_str()])
+        .inc_by(files.iter().map(|f| f.size_bytes).sum());
+    Ok(StepOutcome::Done(result))
 }

@@ -26,6 +26,7 @@
 
 mod distribute;
 mod formats;
+mod metrics;
 mod plan;
 mod profile;
 mod run;
@@ -39,8 +40,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_domain::dsse::SigningKey;
 use stella_store::object::Objects;
+use stella_store::repo::{Effect, Job, NewEvent};
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
+pub use metrics::ExportMetrics;
 pub use plan::{ExportPlan, PlannedScan};
 pub use profile::{
     check_name, put_profile, Distribution, InvalidProfile, ProfileDefinition, PutProfileError,
@@ -121,6 +124,7 @@ impl Format {
 pub struct ExportDeps {
     pub objects: Objects,
     pub signing_key: Arc<SigningKey>,
+    pub metrics: ExportMetrics,
 }
 
 /// The `export` job kind.
@@ -190,5 +194,26 @@ impl Kind for Export {
             ExportStep::Seal => seal::seal(&self.deps, ctx).await,
             ExportStep::Distribute => distribute::distribute(&self.deps, ctx).await,
         }
+    }
+
+    /// `export.failed` on the tenant's events stream, and the failure metric.
+    fn failed(&self, job: &Job, error: &str) -> Vec<Effect> {
+        self.deps
+            .metrics
+            .failures
+            .with_label_values(&[job.step.as_str()])
+            .inc();
+        let params = serde_json::from_value::<ExportParams>(job.params.clone()).ok();
+        vec![Effect::Event(NewEvent {
+            kind: "export.failed".to_owned(),
+            dedupe_key: format!("export.failed:{}:{}", job.tenant, job.id),
+            payload: serde_json::json!({
+                "export_id": job.id.as_str(),
+                "profile": params.as_ref().map(|p| p.profile.as_str()),
+                "revision": params.as_ref().map(|p| p.revision),
+                "error_code": job.step,
+                "error": error,
+            }),
+        })]
     }
 }

@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::effects::{
-    insert_effects, pg_export_file_rows, pg_export_plan_rows, pg_noop_rows, EffectRow,
+    insert_effects, pg_event_rows, pg_export_file_rows, pg_export_plan_rows, pg_noop_rows,
+    EffectRow,
 };
 use super::{check_limit, page, text_cursor, Effect, Page};
 use crate::error::{Result, StoreError};
@@ -1055,7 +1056,14 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         FROM json_to_recordset($5::json) AS r(tenant_id text, export_id text, plan_sha256 text, \
             items_total bigint, at bigint) \
         WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = r.tenant_id AND u.id = r.export_id) \
-        ON CONFLICT (tenant_id, export_id) DO NOTHING) \
+        ON CONFLICT (tenant_id, export_id) DO NOTHING), \
+    events_written AS ( \
+        INSERT INTO events (tenant_id, kind, dedupe_key, payload, created_at) \
+        SELECT e.tenant_id, e.kind, e.dedupe_key, e.payload, e.at \
+        FROM json_to_recordset($6::json) AS e(tenant_id text, job_id text, kind text, \
+            dedupe_key text, payload text, at bigint) \
+        WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = e.tenant_id AND u.id = e.job_id) \
+        ON CONFLICT (dedupe_key) DO NOTHING) \
     SELECT tenant_id, id, kind, state, step, params, result, attempts, max_attempts, last_error, \
         idempotency_key, created_at, updated_at, not_before, finished_at FROM updated";
 
@@ -1108,6 +1116,7 @@ impl Store {
             .bind(pg_noop_rows(&effects).to_string())
             .bind(pg_export_file_rows(&effects).to_string())
             .bind(pg_export_plan_rows(&effects).to_string())
+            .bind(pg_event_rows(&effects).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(|err| self.err(err, "jobs"))?;
