@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
-use stella_actors::export::{put_profile, start_run, PutProfileError};
+use stella_actors::export::{
+    put_profile, start_run, start_run_limited, PutProfileError, StartRunError,
+};
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
 use stella_actors::{kinds, KindDeps, Role};
 use stella_config::RuntimeSettings;
@@ -551,5 +553,70 @@ async fn exports_write_the_selected_findings_once_postgres_valkey() {
     };
     exports_write_the_selected_findings_once(&db.store, mailbox.mailbox.clone()).await;
     mailbox.finish().await;
+    db.finish().await;
+}
+
+/// The per-tenant run limit counts runs that have not ended. No runtime runs here, so
+/// submitted runs stay queued.
+#[actix_rt::test]
+async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
+    let db = common::sqlite().await;
+    let store = &db.store;
+    let tenant = TenantId::parse("limited").unwrap();
+    store
+        .tenants()
+        .create(&tenant, "limited", Utc::now())
+        .await
+        .unwrap();
+    let objects = tempfile::tempdir().unwrap();
+    let registry = kinds(&KindDeps {
+        scan: ScanDeps::new(
+            Objects::new(Arc::new(FolderStore::open(objects.path()).unwrap())),
+            Arc::new(SigningKey::generate([9; 32])),
+        ),
+        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+        export_metrics: Default::default(),
+    });
+    let scan = JobId::generate();
+    put_profile(
+        store,
+        &tenant,
+        "p",
+        "csv",
+        &json!({"selectors": {"scans": [scan.as_str()]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let as_of = Utc::now();
+    let run = |key: &'static str| {
+        let registry = registry.clone();
+        let tenant = tenant.clone();
+        async move {
+            start_run_limited(store, &registry, &tenant, "p", None, as_of, Some(key), 3, 2).await
+        }
+    };
+    let first = run("a").await.unwrap();
+    run("b").await.unwrap();
+    match run("c").await {
+        Err(StartRunError::Limit {
+            active: 2,
+            limit: 2,
+        }) => {}
+        other => panic!("a third run while two wait: {other:?}"),
+    }
+    // A repeated request gets its run whatever the count.
+    assert_eq!(run("a").await.unwrap().id, first.id);
+    // Once one has ended, there is room again.
+    let mut cancel = stella_store::repo::Transition::new(JobState::Queued, JobState::Cancelled);
+    cancel.error = Some("test".into());
+    store
+        .tenant(&tenant)
+        .jobs()
+        .transition(&first.id, &cancel, &[], Utc::now())
+        .await
+        .unwrap();
+    run("c").await.unwrap();
     db.finish().await;
 }

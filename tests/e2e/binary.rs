@@ -1023,6 +1023,31 @@ fn scan_gates_a_pipeline_with_its_exit_code_and_the_attestation_verifies() {
     let (code, _, err) = download(true);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("does not match"), "{err}");
+    // The runs listed (two completed, every item done); a completed run cannot be
+    // cancelled.
+    let (code, out, err) = cli(&[
+        "--tenant",
+        "acme",
+        "--output",
+        "json",
+        "export",
+        "list",
+        "--status",
+        "completed",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let runs = runs["items"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{out}");
+    assert!(
+        runs.iter().all(|r| r["items_done"] == r["items_total"]
+            && r["profile"] == "bridge"
+            && r["step"] == "distribute"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&["--tenant", "acme", "export", "cancel", &export_id]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("already succeeded"), "{err}");
 
     // A policy that blocks gin: the same scan now exits 1.
     let policy = dir.path().join("policy.toml");

@@ -49,7 +49,7 @@ pub use profile::{
     check_name, put_profile, Distribution, InvalidProfile, ProfileDefinition, PutProfileError,
     Selectors,
 };
-pub use run::{start_run, StartRunError};
+pub use run::{start_run, start_run_limited, StartRunError};
 
 use crate::roles::Role;
 

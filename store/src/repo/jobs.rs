@@ -319,6 +319,19 @@ impl<'a> Jobs<'a> {
         decode(&row)
     }
 
+    /// The job submitted with this idempotency key, if any.
+    pub async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<Job>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(self.tenant.as_str())
+        .bind(key)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(|err| self.store.err(err, "job"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
     async fn by_idempotency_key(&self, key: &str) -> Result<Job> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2"
@@ -357,6 +370,21 @@ impl<'a> Jobs<'a> {
     }
 
     /// Number of this tenant's jobs in `state`.
+    /// Number of this tenant's jobs of `kind` that have not ended (queued, running,
+    /// retrying).
+    pub async fn count_unfinished(&self, kind: &str) -> Result<u64> {
+        let row: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND kind = $2 \
+             AND state IN ('queued', 'running', 'retrying')",
+        )
+        .bind(self.tenant.as_str())
+        .bind(kind)
+        .fetch_one(&self.store.pool)
+        .await
+        .map_err(|err| self.store.err(err, "jobs"))?;
+        Ok(u64::try_from(row.0).unwrap_or(0))
+    }
+
     pub async fn count_in(&self, state: JobState) -> Result<u64> {
         let row: (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state = $2")
