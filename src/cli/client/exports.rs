@@ -108,6 +108,8 @@ pub(crate) enum Action {
     },
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProfileAction {
     /// Create a profile, or its next revision when the definition changed.
