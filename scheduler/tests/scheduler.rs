@@ -516,6 +516,96 @@ async fn run_progress_follows_the_scans(store: Store) {
     assert!(end.finished_at.is_some());
 }
 
+/// An export schedule starts one export job of its profile per due time: the profile's
+/// latest revision, as of the due time, so whoever plans the firing exports the same. A
+/// profile that is gone ends the run in error, saying so.
+async fn an_export_schedule_runs_its_profile_as_of_each_due_time(store: Store) {
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    w.target(&tenant, "api", &[("chalk", "2.0.0")]).await;
+    for retention in [30, 7] {
+        stella_actors::export::put_profile(
+            &w.store,
+            &tenant,
+            "nightly",
+            "csv",
+            &json!({"selectors": {"targets": ["api"]}, "retention_days": retention}),
+            "test",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    let start = t("2026-12-01T00:00:00Z");
+    let refused: Result<ScheduleInput, _> = serde_json::from_value(json!({
+        "name": "no-profile", "cron": "0 2 * * *", "kind": "export",
+    }));
+    let refused = manage::create_schedule(&w.store, &tenant, refused.unwrap(), "test", 0, start)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("profile"), "{refused}");
+    w.schedule(
+        &tenant,
+        json!({"name": "nightly-export", "cron": "0 2 * * *", "kind": "export",
+               "profile": "nightly", "jitter_seconds": 0}),
+        start,
+    )
+    .await;
+    let s = w.scheduler("p");
+    let due = t("2026-12-01T02:00:00Z");
+    s.tick(due + Duration::seconds(1)).await.unwrap();
+    s.tick(due + Duration::seconds(2)).await.unwrap();
+    let runs = w.runs(&tenant).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].profile.as_deref(), Some("nightly"));
+    let targets = w
+        .store
+        .tenant(&tenant)
+        .runs()
+        .targets(&runs[0].id)
+        .await
+        .unwrap();
+    assert_eq!(targets.len(), 1);
+    let job = w
+        .store
+        .tenant(&tenant)
+        .jobs()
+        .get(&targets[0].scan_id)
+        .await
+        .unwrap();
+    assert_eq!(job.kind, "export");
+    assert_eq!(
+        job.params,
+        json!({"profile": "nightly", "revision": 2, "as_of": "2026-12-01T02:00:00Z"})
+    );
+
+    // The profile's schedule outlives the profile's name: a firing of a name that is
+    // not a profile ends in error.
+    let mut input: ScheduleInput = serde_json::from_value(json!({
+        "name": "orphan", "cron": "0 3 * * *", "kind": "export", "profile": "gone",
+        "jitter_seconds": 0,
+    }))
+    .unwrap();
+    input.enabled = Some(true);
+    manage::create_schedule(&w.store, &tenant, input, "test", 0, start)
+        .await
+        .unwrap();
+    let due = t("2026-12-01T03:00:00Z");
+    s.tick(due + Duration::seconds(1)).await.unwrap();
+    s.tick(due + Duration::seconds(2)).await.unwrap();
+    let orphan = w
+        .runs(&tenant)
+        .await
+        .into_iter()
+        .find(|r| r.profile.as_deref() == Some("gone"))
+        .unwrap();
+    assert_eq!(orphan.state, "error");
+    assert_eq!(
+        orphan.error.as_deref(),
+        Some("export profile \"gone\" does not exist")
+    );
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -545,3 +635,4 @@ on_both!(a_dst_gap_fires_once_when_the_gap_ends);
 on_both!(drift_runs_only_impacted_targets);
 on_both!(overlap_policies);
 on_both!(run_progress_follows_the_scans);
+on_both!(an_export_schedule_runs_its_profile_as_of_each_due_time);
