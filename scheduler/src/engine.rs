@@ -23,7 +23,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use stella_actors::advisory_sync::{AdvisorySync, SyncParams};
-use stella_actors::export::{Export, ExportParams};
+use stella_actors::export::{Export, ExportParams, ProfileDefinition, Trigger};
 use stella_actors::scan::{Scan, ScanParams};
 use stella_store::repo::{
     NewRun, RunRecord, RunTargetRecord, RunUpdate, ScheduleAdvance, SchedulerChanges,
@@ -336,7 +336,45 @@ impl Scheduler {
                 cursor: Some((EVENTS_CURSOR.into(), last)),
                 ..SchedulerChanges::default()
             };
+            // The tenants' profiles with triggers, read once per batch.
+            let mut triggered_profiles: BTreeMap<TenantId, Vec<(String, Vec<Trigger>)>> =
+                BTreeMap::new();
             for (seq, tenant, kind, payload) in &events {
+                if kind == "scan.completed" {
+                    let Some(tenant) = tenant else { continue };
+                    if !triggered_profiles.contains_key(tenant) {
+                        let profiles = self.profiles_with_triggers(tenant).await?;
+                        triggered_profiles.insert(tenant.clone(), profiles);
+                    }
+                    let target = payload["name"].as_str().unwrap_or_default();
+                    for (profile, triggers) in &triggered_profiles[tenant] {
+                        if !triggers.iter().any(|t| t.fires_on_scan_of(target)) {
+                            continue;
+                        }
+                        changes.new_runs.push(NewRun {
+                            dedupe_key: format!("export:{seq}:{tenant}:{profile}"),
+                            tenant: tenant.clone(),
+                            id: RunId::generate(),
+                            schedule_id: None,
+                            trigger: "event".into(),
+                            kind: EXPORT.into(),
+                            state: "planning".into(),
+                            due_at: now,
+                            targets: None,
+                            sources: None,
+                            profile: Some(profile.clone()),
+                            reason: json!({
+                                "event": seq,
+                                "kind": kind,
+                                "scan_id": payload["scan_id"],
+                                "target": target,
+                            }),
+                            counts: json!({}),
+                            error: None,
+                        });
+                    }
+                    continue;
+                }
                 let (trigger, impacted, reason) = match kind.as_str() {
                     "advisory.delta" => {
                         let packages: Vec<String> = payload["packages"]
@@ -545,6 +583,32 @@ impl Scheduler {
         };
         let counts = json!({"targets": 1, "queued": 1, "completed": 0, "failed": 0});
         self.queue(run, vec![(request, target)], counts, changes)
+    }
+
+    /// A tenant's export profiles (latest revisions) that name triggers, with them.
+    async fn profiles_with_triggers(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(String, Vec<Trigger>)>, StoreError> {
+        let profiles = self.store.tenant(tenant).export_profiles();
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = profiles.list(cursor.as_deref(), 500).await?;
+            for record in page.items {
+                if let Ok(definition) =
+                    serde_json::from_str::<ProfileDefinition>(&record.definition)
+                {
+                    if !definition.triggers.is_empty() {
+                        out.push((record.name, definition.triggers));
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// One export job of the run's profile, at its latest revision, as of the run's due

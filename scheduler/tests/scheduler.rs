@@ -606,6 +606,100 @@ async fn an_export_schedule_runs_its_profile_as_of_each_due_time(store: Store) {
     );
 }
 
+/// A profile that follows `scan.completed` of a target starts an export run for each
+/// scan of that target, once per event, and not for scans of other targets.
+async fn a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets(store: Store) {
+    use stella_store::repo::{Effect, JobState, NewEvent, Transition};
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    stella_actors::export::put_profile(
+        &w.store,
+        &tenant,
+        "after-api-scans",
+        "csv",
+        &json!({"selectors": {"targets": ["api"]},
+                "triggers": [{"on": "scan.completed", "targets": ["api"]}]}),
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let refused = stella_actors::export::put_profile(
+        &w.store,
+        &tenant,
+        "bad",
+        "csv",
+        &json!({"selectors": {"targets": ["api"]}, "triggers": [{"on": "scan.started"}]}),
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("scan.started"), "{refused}");
+    let s = w.scheduler("p");
+    let now = Utc::now();
+    s.tick(now).await.unwrap();
+    // Events on the stream as a scan's seal writes them; here a job's transition writes
+    // them (the scheduler reads the stream, whoever wrote it).
+    let emit = |target: &'static str, scan: &'static str| {
+        let store = w.store.clone();
+        let registry = w.registry.clone();
+        let tenant = tenant.clone();
+        async move {
+            let request =
+                stella_supervisor::JobRequest::of::<stella_actors::diag::Noop>(&Default::default())
+                    .unwrap();
+            let job = stella_supervisor::submit(&store, &registry, &tenant, &request, Utc::now())
+                .await
+                .unwrap()
+                .job;
+            let mut change = Transition::new(JobState::Queued, JobState::Cancelled);
+            change.effects = vec![Effect::Event(NewEvent {
+                kind: "scan.completed".into(),
+                dedupe_key: format!("scan.completed:{scan}"),
+                payload: json!({"scan_id": scan, "name": target}),
+            })];
+            store
+                .tenant(&tenant)
+                .jobs()
+                .transition(&job.id, &change, &[], Utc::now())
+                .await
+                .unwrap();
+        }
+    };
+    emit("api", "scan-1").await;
+    emit("web", "scan-2").await;
+    emit("api", "scan-3").await;
+    s.tick(now + Duration::seconds(1)).await.unwrap();
+    s.tick(now + Duration::seconds(2)).await.unwrap();
+    let runs = w.runs(&tenant).await;
+    let exports: Vec<&RunRecord> = runs.iter().filter(|r| r.kind == "export").collect();
+    assert_eq!(exports.len(), 2, "{runs:?}");
+    for (run, scan) in exports.iter().zip(["scan-1", "scan-3"]) {
+        assert_eq!(run.trigger, "event");
+        assert_eq!(run.profile.as_deref(), Some("after-api-scans"));
+        assert_eq!(run.reason["scan_id"], scan);
+        let targets = w
+            .store
+            .tenant(&tenant)
+            .runs()
+            .targets(&run.id)
+            .await
+            .unwrap();
+        let job = w
+            .store
+            .tenant(&tenant)
+            .jobs()
+            .get(&targets[0].scan_id)
+            .await
+            .unwrap();
+        assert_eq!(job.kind, "export");
+    }
+    // Ticking again starts nothing more: each event is followed once.
+    s.tick(now + Duration::seconds(3)).await.unwrap();
+    assert_eq!(w.runs(&tenant).await.len(), runs.len());
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -636,3 +730,4 @@ on_both!(drift_runs_only_impacted_targets);
 on_both!(overlap_policies);
 on_both!(run_progress_follows_the_scans);
 on_both!(an_export_schedule_runs_its_profile_as_of_each_due_time);
+on_both!(a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets);

@@ -47,7 +47,7 @@ pub use metrics::ExportMetrics;
 pub use plan::{ExportPlan, PlannedScan};
 pub use profile::{
     check_name, put_profile, Distribution, InvalidProfile, ProfileDefinition, PutProfileError,
-    Selectors,
+    Selectors, Trigger,
 };
 pub use run::{start_run, start_run_limited, StartRunError};
 

@@ -89,6 +89,28 @@ impl Options {
     }
 }
 
+/// An event that starts a run of the profile (besides `POST /exports` and schedules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// The event: `scan.completed` (the only one so far).
+    pub on: String,
+    /// Only scans of these targets (by name); every scan when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+}
+
+/// The events a trigger may name.
+pub(crate) const TRIGGER_EVENTS: &[&str] = &["scan.completed"];
+
+impl Trigger {
+    /// Whether a `scan.completed` event of a scan of `target` starts a run.
+    pub fn fires_on_scan_of(&self, target: &str) -> bool {
+        self.on == "scan.completed"
+            && (self.targets.is_empty() || self.targets.iter().any(|t| t == target))
+    }
+}
+
 /// Where a run's files go besides the download route.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "to", rename_all = "snake_case", deny_unknown_fields)]
@@ -131,6 +153,9 @@ pub struct ProfileDefinition {
     pub options: Options,
     #[serde(default, skip_serializing_if = "Distribution::is_download")]
     pub distribution: Distribution,
+    /// Events that start a run (the scheduler follows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
     /// Days an export's files are kept.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -241,6 +266,27 @@ impl ProfileDefinition {
                 return Err(invalid(
                     "distribution.prefix",
                     "a prefix is 1-200 characters of '/'-separated segments of letters, digits, '-', '_' and '.', none empty, '.' or '..'",
+                ));
+            }
+        }
+        if definition.triggers.len() > 10 {
+            return Err(invalid("triggers", "at most 10 triggers"));
+        }
+        for (i, trigger) in definition.triggers.iter().enumerate() {
+            if !TRIGGER_EVENTS.contains(&trigger.on.as_str()) {
+                return Err(invalid(
+                    format!("triggers[{i}].on"),
+                    format!(
+                        "{:?} is not an event a profile can follow ({})",
+                        trigger.on,
+                        TRIGGER_EVENTS.join(", ")
+                    ),
+                ));
+            }
+            if trigger.targets.len() > MAX_SELECTED {
+                return Err(invalid(
+                    format!("triggers[{i}].targets"),
+                    format!("at most {MAX_SELECTED} targets"),
                 ));
             }
         }

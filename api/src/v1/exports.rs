@@ -75,6 +75,10 @@ pub struct PutProfile {
     /// `tenants/<tenant>/<prefix>/<export id>/<file>` in the object store).
     #[schema(value_type = Object)]
     pub distribution: Option<Value>,
+    /// Events that start a run: `[{"on": "scan.completed", "targets": ["…"]}]` (every
+    /// scan of the targets named; of any target when `targets` is left out).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub triggers: Option<Value>,
     /// Days the files are kept (default 30).
     pub retention_days: Option<u32>,
 }
@@ -190,6 +194,9 @@ pub(crate) async fn put(
     }
     if let Some(distribution) = body.distribution {
         definition["distribution"] = distribution;
+    }
+    if let Some(triggers) = body.triggers {
+        definition["triggers"] = triggers;
     }
     let (record, created) = put_profile(
         &ctx.store,
