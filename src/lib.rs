@@ -236,7 +236,8 @@ pub struct Application {
     addr: SocketAddr,
     context: Context,
     admin_token: AdminToken,
-    runtime: Runtime,
+    /// `None` for an API-only process (`runtime.in_serve = false`).
+    runtime: Option<Runtime>,
     scheduler: Option<SchedulerHandle>,
     shutdown_timeout: Duration,
 }
@@ -258,9 +259,15 @@ impl Application {
         let admin_token = bootstrap::ensure_admin_token(&services.store, &settings).await?;
 
         let metrics = Metrics::new().map_err(|err| StartupError::new("log", err))?;
-        let runtime = services
-            .start_runtime(&all_roles(), &metrics.registry)
-            .await?;
+        let runtime = if settings.runtime.in_serve {
+            Some(
+                services
+                    .start_runtime(&all_roles(), &metrics.registry)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let scheduler = if settings.scheduler.enabled {
             Some(services.start_scheduler(&metrics.registry)?)
         } else {
@@ -273,7 +280,7 @@ impl Application {
             metrics: Arc::new(metrics),
             registry: services.registry.clone(),
             intake: services.intake(),
-            observer: Some(runtime.observer()),
+            observer: runtime.as_ref().map(Runtime::observer),
             public_keys: vec![services.signing_key.public_key().clone()],
             settings: settings.api.clone(),
             job_max_attempts: settings.runtime.max_attempts,
@@ -353,7 +360,9 @@ impl Application {
         if let Some(scheduler) = self.scheduler {
             scheduler.stop().await;
         }
-        self.runtime.shutdown(self.shutdown_timeout).await;
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown(self.shutdown_timeout).await;
+        }
         // Bounded: a wedged pool must not hold the process past its stop deadline.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.context.store.close()).await;
         result.unwrap_or_else(|err| Err(std::io::Error::other(err)))

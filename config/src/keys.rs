@@ -165,6 +165,7 @@ pub const KEYS: &[KeyDef] = &[
         Int
     ),
     key!("runtime.consumer_name", "STELLA_RUNTIME_CONSUMER_NAME", Str),
+    key!("runtime.in_serve", "STELLA_RUNTIME_IN_SERVE", Bool),
     key!("scheduler.enabled", "STELLA_SCHEDULER_ENABLED", Bool),
     key!(
         "scheduler.lease_ttl_secs",
