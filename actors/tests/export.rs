@@ -577,13 +577,12 @@ async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
         export_metrics: Default::default(),
     });
-    let scan = JobId::generate();
     put_profile(
         store,
         &tenant,
         "p",
         "csv",
-        &json!({"selectors": {"scans": [scan.as_str()]}}),
+        &json!({"selectors": {"targets": ["web"]}}),
         "ci",
         Utc::now(),
     )

@@ -291,6 +291,24 @@ async fn runs_are_listed_cancelled_and_expire() {
     )
     .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
+    // Another tenant naming acme's scan finds no such scan.
+    server.create_tenant("globex").await;
+    let (_, globex) = server.token("globex", &["exports:write"]).await;
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/export-profiles",
+            Some(&globex),
+            None,
+            Some(json!({"name": "stolen", "kind": "csv", "selectors": {"scans": [scan]}})),
+        )
+        .await;
+    assert_problem(&reply, 404, "another tenant's scan");
+    assert_eq!(
+        reply.body["location"], "selectors.scans[0]",
+        "{}",
+        reply.text
+    );
 
     let start_run = |key: &'static str| {
         let server = &server;

@@ -314,6 +314,18 @@ pub async fn put_profile(
     check_name(name)?;
     let format = Format::parse(format).map_err(|message| invalid("kind", message))?;
     let definition = ProfileDefinition::parse(definition)?;
+    // A scan the tenant does not have is a missing id, whoever else has it.
+    let scans = store.tenant(tenant).scans();
+    for (i, scan) in definition.selectors.scans.iter().enumerate() {
+        let id = stella_store::JobId::parse(scan)
+            .map_err(|err| invalid("selectors.scans", err.to_string()))?;
+        if scans.get_without_analysis(&id).await?.is_none() {
+            return Err(PutProfileError::NotFound {
+                field: format!("selectors.scans[{i}]"),
+                message: format!("scan {scan} not found"),
+            });
+        }
+    }
     let canonical = canonical_bytes(
         &serde_json::to_value(&definition).map_err(|err| invalid("", err.to_string()))?,
     );
@@ -338,6 +350,9 @@ pub async fn put_profile(
 pub enum PutProfileError {
     #[error(transparent)]
     Invalid(#[from] InvalidProfile),
+    /// A selector names something the tenant does not have.
+    #[error("{message}")]
+    NotFound { field: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

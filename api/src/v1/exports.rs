@@ -164,6 +164,7 @@ fn profile_problem(err: PutProfileError) -> Problem {
                 problem.at(at)
             }
         }
+        PutProfileError::NotFound { field, message } => Problem::not_found(message).at(field),
         PutProfileError::Store(err) => err.into(),
     }
 }
