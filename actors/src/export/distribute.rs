@@ -16,14 +16,13 @@ pub(super) async fn distribute(
     deps: &ExportDeps,
     ctx: &mut StepContext<'_>,
 ) -> Result<StepOutcome<ExportStep>, StepError> {
-    let plan = ExportPlan::load(deps, ctx).await?;
-    let tenant = ctx.store.tenant(&ctx.job.tenant);
-    let files = tenant.export_files().list(&ctx.job.id).await?;
-    let run = tenant
-        .export_runs()
-        .get(&ctx.job.id)
-        .await?
-        .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
+    let (plan, run) = ExportPlan::load(deps, ctx).await?;
+    let files = ctx
+        .store
+        .tenant(&ctx.job.tenant)
+        .export_files()
+        .list(&ctx.job.id)
+        .await?;
     let mut copies = Vec::new();
     if let Distribution::Objects { prefix } = &plan.definition.distribution {
         for file in &files {

@@ -27,7 +27,7 @@ pub(super) async fn write(
     deps: &ExportDeps,
     ctx: &mut StepContext<'_>,
 ) -> Result<StepOutcome<ExportStep>, StepError> {
-    let plan = ExportPlan::load(deps, ctx).await?;
+    let (plan, _) = ExportPlan::load(deps, ctx).await?;
     let format = plan.format()?;
     let mut run = WriteRun {
         deps,
