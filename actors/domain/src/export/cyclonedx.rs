@@ -234,6 +234,12 @@ fn ratings<'a>(finding: &ExportFinding<'a>, advisory: Option<&'a Advisory>) -> V
     out
 }
 
+/// A record's time, unless it is a placeholder: the Go database's source records say
+/// `0001-01-01T00:00:00Z` (its feed fills the real times in), which is no time at all.
+fn real_time(at: DateTime<Utc>) -> Option<String> {
+    (at.timestamp() > 0).then(|| timestamp(at))
+}
+
 /// A VEX justification as CycloneDX names it: its own names pass, OpenVEX's and CSAF's
 /// are mapped to the nearest.
 pub fn justification(name: &str) -> Option<&'static str> {
@@ -463,8 +469,8 @@ impl<W: Write> CycloneDxWriter<W> {
             description: finding.summary,
             recommendation: (!fixed.is_empty())
                 .then(|| format!("Upgrade {} to {}.", finding.package, fixed.join(" or "))),
-            published: advisory.and_then(|a| a.published).map(timestamp),
-            updated: advisory.map(|a| timestamp(a.modified)),
+            published: advisory.and_then(|a| a.published).and_then(real_time),
+            updated: advisory.and_then(|a| real_time(a.modified)),
             analysis: analysis(finding, cited),
             affects: [Affects {
                 bom_ref,
