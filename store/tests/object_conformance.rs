@@ -44,6 +44,7 @@ conformance!(
     content_is_addressed_by_digest_and_stored_once,
     tampered_content_fails_verification,
     large_streams_round_trip_without_buffering,
+    small_files_and_streams_are_stored_whole,
     lists_are_sorted_and_scoped_to_their_prefix,
     ping_succeeds_on_a_usable_store,
 );
@@ -204,6 +205,30 @@ async fn large_streams_round_trip_without_buffering(store: Arc<dyn ObjectStore>)
     }
     assert_eq!(total, size);
     assert_eq!(Sha256Digest(hasher.finalize().into()), expected);
+}
+
+/// Files and streams below one part go up in one request (the exporter's files, an SBOM
+/// upload): stored under their digest, read back as written.
+async fn small_files_and_streams_are_stored_whole(store: Arc<dyn ObjectStore>) {
+    let objects = Objects::new(store.clone());
+    for size in [0usize, 19, 100_000] {
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &body).unwrap();
+        let stored = objects.put_content_file(file.path()).await.unwrap();
+        assert_eq!(stored.size, size as u64);
+        assert_eq!(
+            &objects.read_content(&stored.digest).await.unwrap()[..],
+            &body[..]
+        );
+        let mut reversed = body.clone();
+        reversed.reverse();
+        let streamed = objects.put_content_stream(&reversed[..]).await.unwrap();
+        assert_eq!(
+            &objects.read_content(&streamed.digest).await.unwrap()[..],
+            &reversed[..]
+        );
+    }
 }
 
 async fn lists_are_sorted_and_scoped_to_their_prefix(store: Arc<dyn ObjectStore>) {

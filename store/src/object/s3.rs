@@ -272,18 +272,14 @@ impl ObjectStore for S3Store {
         if size > self.part_size {
             return self.multipart(key, path).await;
         }
-        let body = ByteStream::from_path(path)
+        // Read whole (at most one part, as a multipart upload holds one part at a time),
+        // then sent as `put` sends bytes: a file body (`ByteStream::from_path`) goes up
+        // as an aws-chunked stream with a trailing checksum, which Garage 2 refuses
+        // ("Invalid payload signature").
+        let body = tokio::fs::read(path)
             .await
             .map_err(|err| StoreError::Invalid(format!("read {}: {err}", path.display())))?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .body(body)
-            .send()
-            .await
-            .map_err(|err| self.sdk_err(err, &format!("put {key}")))?;
-        Ok(())
+        self.put(key, Bytes::from(body)).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ObjectReader> {
