@@ -53,7 +53,8 @@ pub(crate) enum Action {
     Download {
         /// The export's id.
         id: String,
-        /// The file's name (`findings.csv`, `export.json`, `export.json.dsse`).
+        /// The file's name (`findings.csv`, `policy.json`, `scan-<id>.cdx.json`,
+        /// `export.json`, ...).
         name: String,
         /// Where to write it (default: the file's name in the current folder).
         #[arg(long, short)]
@@ -70,8 +71,11 @@ pub(crate) enum ProfileAction {
     Create {
         /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
         name: String,
-        /// What it writes: `csv` (one row per finding) or `sarif` (one SARIF 2.1.0
-        /// log per scan, for GitHub code scanning).
+        /// What it writes: `json:raw` (the scans' inputs as stored), `json:policy`
+        /// (verdicts with explain traces and policy snapshots), `csv` (one row per
+        /// finding), `sarif` (one SARIF 2.1.0 log per scan, for GitHub code scanning),
+        /// `cyclonedx` (one CycloneDX 1.6 BOM per scan with vulnerabilities and VEX
+        /// analysis) or `spdx` (one SPDX 2.3 document per scan).
         #[arg(long, default_value = "csv")]
         kind: String,
         /// Scans to export, by id (comma-separated).
@@ -86,6 +90,9 @@ pub(crate) enum ProfileAction {
         /// Days a run's files are kept.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
         retention_days: Option<u32>,
+        /// Put the scanned SBOMs in the export as files of their own (`json:raw`).
+        #[arg(long)]
+        include_sboms: bool,
     },
     /// The tenant's profiles (latest revisions).
     List {
@@ -179,6 +186,7 @@ impl Run for ProfileAction {
                 targets,
                 dispositions,
                 retention_days,
+                include_sboms,
             } => {
                 let mut body = json!({
                     "name": name,
@@ -187,6 +195,9 @@ impl Run for ProfileAction {
                 });
                 if let Some(days) = retention_days {
                     body["retention_days"] = json!(days);
+                }
+                if *include_sboms {
+                    body["options"] = json!({"include_sboms": true});
                 }
                 client.print(&client.post("/export-profiles", &body)?, PROFILE_COLUMNS);
             }
