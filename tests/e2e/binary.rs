@@ -1291,7 +1291,14 @@ fn bench_scheduler_reports_both_targets_against_the_baseline() {
 }
 
 /// The export kinds this version writes, each run from the CLI below.
-const EXPORT_KINDS: &[&str] = &["csv", "sarif"];
+const EXPORT_KINDS: &[&str] = &[
+    "csv",
+    "sarif",
+    "json:raw",
+    "json:policy",
+    "cyclonedx",
+    "spdx",
+];
 
 /// Every export kind end to end from the CLI, as a user runs it: a profile, a run waited
 /// for, every file downloaded and checked against its listed SHA-256; on the embedded

@@ -20,10 +20,12 @@
 //!
 //! Layout: this file (the kind, its parameters, steps and formats), `profile` (profiles:
 //! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
-//! `write`, `seal`, `distribute`), and `formats/` with one file per format. Adding a
-//! format: a variant of [`Format`], a file in `formats/` with its `write`, one arm in
-//! `formats::write`.
+//! `write`, `seal`, `distribute`), `cited` (what the findings cite: the advisory records
+//! and VEX statements the document formats read), and `formats/` with one file per
+//! format. Adding a format: a variant of [`Format`], a file in `formats/` with its
+//! `write`, one arm in `formats::write`.
 
+mod cited;
 mod distribute;
 mod formats;
 mod metrics;
@@ -71,14 +73,23 @@ pub enum Format {
     Csv,
     /// SARIF 2.1.0 for GitHub code scanning, one log per scan: `scan-<id>.sarif`.
     Sarif,
+    /// The scans' inputs as stored: `raw.json` (SBOM digests, the advisory observations
+    /// and VEX statements the findings cite), and the SBOMs as `sbom-<sha256>.json` with
+    /// `options.include_sboms`.
+    JsonRaw,
+    /// Verdicts, findings with their explain traces, the policies evaluated with:
+    /// `policy.json`.
+    JsonPolicy,
+    /// CycloneDX 1.6 JSON, one BOM per scan with its vulnerabilities and VEX analysis:
+    /// `scan-<id>.cdx.json`.
+    CycloneDx,
+    /// SPDX 2.3 JSON, one document per scan with its findings as security references and
+    /// annotations: `scan-<id>.spdx.json`.
+    Spdx,
 }
 
 /// The formats the issue names that this version does not write yet.
 const LATER: &[&str] = &[
-    "json:raw",
-    "json:policy",
-    "cyclonedx",
-    "spdx",
     "report:pdf",
     "report:xlsx",
     "evidence",
@@ -88,12 +99,23 @@ const LATER: &[&str] = &[
 
 impl Format {
     /// Every format this version writes.
-    pub const ALL: &'static [Format] = &[Format::Csv, Format::Sarif];
+    pub const ALL: &'static [Format] = &[
+        Format::JsonRaw,
+        Format::JsonPolicy,
+        Format::Csv,
+        Format::Sarif,
+        Format::CycloneDx,
+        Format::Spdx,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Sarif => "sarif",
+            Format::JsonRaw => "json:raw",
+            Format::JsonPolicy => "json:policy",
+            Format::CycloneDx => "cyclonedx",
+            Format::Spdx => "spdx",
         }
     }
 

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use stella_domain::export::manifest::FileEntry;
 use stella_domain::export::{ExportFinding, ExportScan};
-use stella_store::repo::Effect;
+use stella_store::object::{ObjectKey, Sha256Digest};
+use stella_store::repo::{Effect, FindingRecord};
 use stella_store::JobId;
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
@@ -134,6 +135,37 @@ impl WriteRun<'_, '_> {
         Ok(())
     }
 
+    /// Records an object the store already holds (an SBOM, by its digest) as the
+    /// export's file `name`, without copying it: the files are content-addressed, so it
+    /// is the same object either way. Its absence is transient (a store coming back).
+    pub(crate) async fn store_existing(
+        &mut self,
+        name: impl Into<String>,
+        sha256: &str,
+        size: u64,
+    ) -> Result<FileEntry, StepError> {
+        let digest = Sha256Digest::parse(sha256)?;
+        if self
+            .deps
+            .objects
+            .store()
+            .head(&ObjectKey::content(&digest))
+            .await?
+            != Some(size)
+        {
+            return Err(StepError::retry(format!(
+                "object sha256/{sha256} of {size} bytes is not in the object store"
+            )));
+        }
+        let entry = FileEntry {
+            name: name.into(),
+            size,
+            sha256: sha256.to_owned(),
+        };
+        self.add(entry.clone())?;
+        Ok(entry)
+    }
+
     /// Calls `each` with every finding of `scan` the selectors keep, in ordinal order,
     /// reading a page at a time, and its disposition. The findings of a [`Pass::Counted`]
     /// count as read items (progress) and, those kept, in the manifest's counts; a
@@ -143,6 +175,21 @@ impl WriteRun<'_, '_> {
         scan: &PlannedScan,
         pass: Pass,
         mut each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        self.each_stored(scan, pass, |finding, record| {
+            each(finding, &record.disposition)
+        })
+        .await
+    }
+
+    /// [`Self::each_finding`] with the stored finding itself (its ordinal and the JSON
+    /// the evaluator recorded: the trace, the claims and their evidence), for the formats
+    /// that write more than the export view holds.
+    pub(crate) async fn each_stored(
+        &mut self,
+        scan: &PlannedScan,
+        pass: Pass,
+        mut each: impl FnMut(&ExportFinding<'_>, &FindingRecord) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
         // Copies of the references, so reading them does not borrow `self`.
         let (ctx, plan) = (self.ctx, self.plan);
@@ -183,7 +230,7 @@ impl WriteRun<'_, '_> {
                 ) {
                     continue;
                 }
-                each(&finding, &record.disposition)?;
+                each(&finding, record)?;
                 if pass == Pass::Counted {
                     self.count("findings", 1);
                     self.count(&record.disposition, 1);

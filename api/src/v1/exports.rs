@@ -29,7 +29,7 @@ use crate::Context;
 pub struct ProfileView {
     pub name: String,
     pub revision: u64,
-    /// What it writes (`csv`, `sarif`).
+    /// What it writes: `json:raw`, `json:policy`, `csv`, `sarif`, `cyclonedx` or `spdx`.
     pub kind: String,
     /// The selectors and retention, as stored (canonical JSON).
     #[schema(value_type = Object)]
@@ -60,14 +60,20 @@ impl From<ExportProfileRecord> for ProfileView {
 pub struct PutProfile {
     /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
     pub name: String,
-    /// What to write: `csv` or `sarif` (the other kinds are not available yet).
+    /// What to write: `json:raw` (the scans' inputs as stored: `raw.json`, and the SBOMs
+    /// with `options.include_sboms`), `json:policy` (verdicts, findings with their explain
+    /// traces, policy snapshots: `policy.json`), `csv` (one row per finding:
+    /// `findings.csv`), `sarif` (SARIF 2.1.0 for GitHub code scanning, one log per scan),
+    /// `cyclonedx` (CycloneDX 1.6 JSON with vulnerabilities and VEX analysis, one BOM per
+    /// scan) or `spdx` (SPDX 2.3 JSON, one document per scan). The report, evidence and
+    /// mirror kinds are not available yet.
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
     /// `warn`, `block`; all when empty).
     #[schema(value_type = Object)]
     pub selectors: Value,
-    /// `include_sboms`, `include_evidence` (booleans), `template` (`executive`,
-    /// `detailed`; reports).
+    /// `include_sboms` (`json:raw`: the SBOMs as files of the export), `include_evidence`
+    /// (booleans), `template` (`executive`, `detailed`; reports).
     #[schema(value_type = Object)]
     pub options: Option<Value>,
     /// Where the files go besides the download route: `{"to": "download"}` (default) or
@@ -594,7 +600,8 @@ async fn expires_at(ctx: &Context, job: &Job) -> ApiResult<Option<DateTime<Utc>>
 pub struct FilePath {
     /// The export's id.
     pub export_id: String,
-    /// The file's name (`findings.csv`, `export.json`, `export.json.dsse`).
+    /// The file's name (`findings.csv`, `policy.json`, `scan-<id>.cdx.json`,
+    /// `export.json`, `export.json.dsse`, ...).
     pub name: String,
 }
 
@@ -692,6 +699,10 @@ async fn serve_file(
     let etag = format!("\"{}\"", file.sha256);
     let content_type = if name.ends_with(".csv") {
         "text/csv; charset=utf-8"
+    } else if name.ends_with(".cdx.json") {
+        "application/vnd.cyclonedx+json"
+    } else if name.ends_with(".spdx.json") {
+        "application/spdx+json"
     } else if name.ends_with(".json") || name.ends_with(".dsse") {
         "application/json"
     } else {

@@ -97,7 +97,8 @@ pub(crate) enum Action {
     Download {
         /// The export's id.
         id: String,
-        /// The file's name (`findings.csv`, `export.json`, `export.json.dsse`).
+        /// The file's name (`findings.csv`, `policy.json`, `scan-<id>.cdx.json`,
+        /// `export.json`, ...).
         name: String,
         /// Where to write it (default: the file's name in the current folder).
         #[arg(long, short)]
@@ -116,8 +117,11 @@ pub(crate) enum ProfileAction {
     Create {
         /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
         name: String,
-        /// What it writes: `csv` (one row per finding) or `sarif` (one SARIF 2.1.0
-        /// log per scan, for GitHub code scanning).
+        /// What it writes: `json:raw` (the scans' inputs as stored), `json:policy`
+        /// (verdicts with explain traces and policy snapshots), `csv` (one row per
+        /// finding), `sarif` (one SARIF 2.1.0 log per scan, for GitHub code scanning),
+        /// `cyclonedx` (one CycloneDX 1.6 BOM per scan with vulnerabilities and VEX
+        /// analysis) or `spdx` (one SPDX 2.3 document per scan).
         #[arg(long, default_value = "csv")]
         kind: String,
         /// Scans to export, by id (comma-separated).
@@ -142,7 +146,8 @@ pub(crate) enum ProfileAction {
         /// (comma-separated).
         #[arg(long, value_delimiter = ',')]
         vulnerabilities: Vec<String>,
-        /// Put the scanned SBOMs in the export (kinds that carry documents).
+        /// Put the scanned SBOMs in the export as files of their own (`json:raw`,
+        /// `evidence`).
         #[arg(long)]
         include_sboms: bool,
         /// Put the verdicts' signed attestations in the export.
