@@ -14,12 +14,14 @@
 //! - [`csv`]: one row per finding, RFC 4180, formula injection neutralised;
 //! - [`sarif`]: SARIF 2.1.0 for GitHub code scanning, rules first, within its limits;
 //! - [`manifest`]: `export.json` (canonical JSON) and `provenance.json` (in-toto);
-//! - [`tar`]: a reproducible ustar writer and its zstd compression.
+//! - [`tar`]: a reproducible ustar writer and its zstd compression;
+//! - [`report`]: reports for people, as PDF and XLSX, from a [`report::ReportData`].
 //!
-//! Not here: selecting findings (the store), CycloneDX/SPDX documents, reports.
+//! Not here: selecting findings (the store), CycloneDX/SPDX documents.
 
 pub mod csv;
 pub mod manifest;
+pub mod report;
 pub mod sarif;
 pub mod tar;
 
