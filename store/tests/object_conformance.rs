@@ -44,6 +44,7 @@ conformance!(
     content_is_addressed_by_digest_and_stored_once,
     tampered_content_fails_verification,
     large_streams_round_trip_without_buffering,
+    small_files_round_trip,
     lists_are_sorted_and_scoped_to_their_prefix,
     ping_succeeds_on_a_usable_store,
 );
@@ -204,6 +205,22 @@ async fn large_streams_round_trip_without_buffering(store: Arc<dyn ObjectStore>)
     }
     assert_eq!(total, size);
     assert_eq!(Sha256Digest(hasher.finalize().into()), expected);
+}
+
+/// A file under one part (an export's written file): the single-request upload path.
+async fn small_files_round_trip(store: Arc<dyn ObjectStore>) {
+    let objects = Objects::new(store.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.pdf");
+    let body: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(&path, &body).unwrap();
+    let stored = objects.put_content_file(&path).await.unwrap();
+    assert_eq!(stored.digest, Sha256Digest(Sha256::digest(&body).into()));
+    assert_eq!(stored.size, body.len() as u64);
+    let back = objects.read_content(&stored.digest).await.unwrap();
+    assert_eq!(back.as_ref(), &body[..]);
+    // Stored once: the same file again is no new upload.
+    assert_eq!(objects.put_content_file(&path).await.unwrap(), stored);
 }
 
 async fn lists_are_sorted_and_scoped_to_their_prefix(store: Arc<dyn ObjectStore>) {

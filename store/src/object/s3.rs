@@ -272,9 +272,14 @@ impl ObjectStore for S3Store {
         if size > self.part_size {
             return self.multipart(key, path).await;
         }
-        let body = ByteStream::from_path(path)
+        // Read whole (at most one part) and sent as bytes, as the parts are: a body
+        // streamed from the file goes out `aws-chunked` with a trailing checksum, whose
+        // signature S3-compatible servers such as Garage refuse ("Invalid payload
+        // signature").
+        let bytes = tokio::fs::read(path)
             .await
             .map_err(|err| StoreError::Invalid(format!("read {}: {err}", path.display())))?;
+        let body = ByteStream::from(bytes);
         self.client
             .put_object()
             .bucket(&self.bucket)
