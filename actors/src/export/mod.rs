@@ -20,7 +20,8 @@
 //!
 //! Layout: this file (the kind, its parameters, steps and formats), `profile` (profiles:
 //! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
-//! `write`, `seal`, `distribute`), and `formats/` with one file per format. Adding a
+//! `write`, `seal`, `distribute`), and `formats/` with one file per format (`report`
+//! writes both `report:pdf` and `report:xlsx`). Adding a
 //! format: a variant of [`Format`], a file in `formats/` with its `write`, one arm in
 //! `formats::write`.
 
@@ -41,7 +42,7 @@ use stella_domain::dsse::SigningKey;
 use stella_store::object::Objects;
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
-pub use plan::{ExportPlan, PlannedScan};
+pub use plan::{ExportPlan, PlannedScan, PreviousRun};
 pub use profile::{
     check_name, put_profile, Distribution, InvalidProfile, ProfileDefinition, PutProfileError,
     Selectors,
@@ -68,6 +69,10 @@ pub enum Format {
     Csv,
     /// SARIF 2.1.0 for GitHub code scanning, one log per scan: `scan-<id>.sarif`.
     Sarif,
+    /// A report for people as PDF: `report.pdf`.
+    ReportPdf,
+    /// A report for people as an Excel workbook: `report.xlsx`.
+    ReportXlsx,
 }
 
 /// The formats the issue names that this version does not write yet.
@@ -76,8 +81,6 @@ const LATER: &[&str] = &[
     "json:policy",
     "cyclonedx",
     "spdx",
-    "report:pdf",
-    "report:xlsx",
     "evidence",
     "mirror:full",
     "mirror:delta",
@@ -85,13 +88,25 @@ const LATER: &[&str] = &[
 
 impl Format {
     /// Every format this version writes.
-    pub const ALL: &'static [Format] = &[Format::Csv, Format::Sarif];
+    pub const ALL: &'static [Format] = &[
+        Format::Csv,
+        Format::Sarif,
+        Format::ReportPdf,
+        Format::ReportXlsx,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Sarif => "sarif",
+            Format::ReportPdf => "report:pdf",
+            Format::ReportXlsx => "report:xlsx",
         }
+    }
+
+    /// Whether it is a report for people, which compares with the profile's previous run.
+    pub fn is_report(self) -> bool {
+        matches!(self, Format::ReportPdf | Format::ReportXlsx)
     }
 
     /// The format called `name`; an error message saying what is known otherwise.

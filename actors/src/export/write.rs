@@ -142,10 +142,23 @@ impl WriteRun<'_, '_> {
         &mut self,
         scan: &PlannedScan,
         pass: Pass,
+        each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        let plan = self.plan;
+        self.each_finding_of(plan, scan, pass, each).await
+    }
+
+    /// [`Self::each_finding`] for a scan of another plan (a report's previous run), with
+    /// that plan's selectors; never [`Pass::Counted`] but for this run's plan.
+    pub(crate) async fn each_finding_of(
+        &mut self,
+        plan: &ExportPlan,
+        scan: &PlannedScan,
+        pass: Pass,
         mut each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
-        // Copies of the references, so reading them does not borrow `self`.
-        let (ctx, plan) = (self.ctx, self.plan);
+        // A copy of the reference, so reading it does not borrow `self`.
+        let ctx = self.ctx;
         let dispositions: BTreeSet<&str> = plan
             .definition
             .selectors

@@ -3,6 +3,7 @@
 //! plan; a format writes bytes only.
 
 mod csv;
+mod report;
 mod sarif;
 
 use stella_supervisor::StepError;
@@ -15,5 +16,7 @@ pub(super) async fn write(format: Format, run: &mut WriteRun<'_, '_>) -> Result<
     match format {
         Format::Csv => csv::write(run).await,
         Format::Sarif => sarif::write(run).await,
+        Format::ReportPdf => report::write(run, report::Kind::Pdf).await,
+        Format::ReportXlsx => report::write(run, report::Kind::Xlsx).await,
     }
 }
