@@ -783,3 +783,69 @@ impl TapMkdir for PathBuf {
         self
     }
 }
+
+/// How a `detailed` report of 100,000 findings goes: written as a stream (the real
+/// findings repeated over 1,000 targets), with its time and size printed. Run by hand,
+/// under `/usr/bin/time -v` for the peak RSS:
+/// `cargo test -p stella-domain --test export_reports -- --ignored --nocapture large`.
+#[test]
+#[ignore = "a measurement, not a check: run by hand"]
+fn large_detailed_reports_stream() {
+    let Some(data) = data_dir() else { return };
+    let fixture = Fixture::load(&data);
+    let scanned = fixture.scan(
+        &data,
+        "proton-bridge_proton-bridge-v1.6.3.bom.json",
+        "proton-bridge",
+        "01JBIG",
+    );
+    let by_id: HashMap<&str, &Advisory> = fixture
+        .advisories
+        .iter()
+        .map(|a| (a.id.as_str(), a))
+        .collect();
+    let base: Vec<ReportFinding> = each(std::slice::from_ref(&scanned), &by_id)
+        .map(|f| ReportFinding::of(&f, fixture.at))
+        .collect();
+    const N: usize = 100_000;
+    let finding = |i: usize| {
+        let mut f = base[i % base.len()].clone();
+        f.target = format!("registry.example/team-{}/service", i / base.len());
+        f
+    };
+    let mut data = report_data(
+        &fixture,
+        std::slice::from_ref(&scanned),
+        &[],
+        Template::Detailed,
+    );
+    data.tally.findings = N as u64;
+    for kind in ["pdf", "xlsx"] {
+        let started = std::time::Instant::now();
+        let bytes = match kind {
+            "pdf" => {
+                let mut report = PdfReport::start(&data).unwrap();
+                for i in 0..N {
+                    report.finding(&finding(i));
+                }
+                report.finish(Vec::new()).unwrap()
+            }
+            _ => {
+                let mut report = XlsxReport::start(&data).unwrap();
+                for i in 0..N {
+                    report.finding(&finding(i)).unwrap();
+                }
+                report.finish(Vec::new()).unwrap()
+            }
+        };
+        eprintln!(
+            "{kind}: {N} findings in {:.1} s, {:.1} MB",
+            started.elapsed().as_secs_f64(),
+            bytes.len() as f64 / 1e6
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("large.{kind}"));
+        std::fs::write(&path, &bytes).unwrap();
+        keep(&path);
+    }
+}

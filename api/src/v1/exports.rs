@@ -26,7 +26,7 @@ use crate::Context;
 pub struct ProfileView {
     pub name: String,
     pub revision: u64,
-    /// What it writes (`csv`, `sarif`).
+    /// What it writes (`csv`, `sarif`, `report:pdf`, `report:xlsx`).
     pub kind: String,
     /// The selectors and retention, as stored (canonical JSON).
     #[schema(value_type = Object)]
@@ -57,7 +57,8 @@ impl From<ExportProfileRecord> for ProfileView {
 pub struct PutProfile {
     /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
     pub name: String,
-    /// What to write: `csv` or `sarif` (the other kinds are not available yet).
+    /// What to write: `csv`, `sarif`, `report:pdf` or `report:xlsx` (the other kinds
+    /// are not available yet).
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
     /// `warn`, `block`; all when empty).

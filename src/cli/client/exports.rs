@@ -70,10 +70,16 @@ pub(crate) enum ProfileAction {
     Create {
         /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
         name: String,
-        /// What it writes: `csv` (one row per finding) or `sarif` (one SARIF 2.1.0
-        /// log per scan, for GitHub code scanning).
+        /// What it writes: `csv` (one row per finding), `sarif` (one SARIF 2.1.0
+        /// log per scan, for GitHub code scanning), `report:pdf` or `report:xlsx` (a
+        /// report for people).
         #[arg(long, default_value = "csv")]
         kind: String,
+        /// The report template (`report:pdf`, `report:xlsx`): `executive` (the summary,
+        /// charts and the worst 20 findings; the default) or `detailed` (every finding
+        /// too).
+        #[arg(long)]
+        template: Option<String>,
         /// Scans to export, by id (comma-separated).
         #[arg(long, value_delimiter = ',')]
         scans: Vec<String>,
@@ -175,6 +181,7 @@ impl Run for ProfileAction {
             Self::Create {
                 name,
                 kind,
+                template,
                 scans,
                 targets,
                 dispositions,
@@ -187,6 +194,9 @@ impl Run for ProfileAction {
                 });
                 if let Some(days) = retention_days {
                     body["retention_days"] = json!(days);
+                }
+                if let Some(template) = template {
+                    body["options"] = json!({ "template": template });
                 }
                 client.print(&client.post("/export-profiles", &body)?, PROFILE_COLUMNS);
             }

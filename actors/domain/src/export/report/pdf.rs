@@ -199,21 +199,27 @@ fn fit(face: &Face, text: &str, size: f32, max: f32) -> Run {
     if whole.width * size <= max {
         return whole;
     }
-    let ends: Vec<usize> = text.char_indices().map(|(i, _)| i).skip(1).collect();
-    // The longest prefix that fits: binary search over the character boundaries.
-    let (mut lo, mut hi) = (0usize, ends.len());
-    let mut best = shape(face, "…");
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        let candidate = shape(face, &format!("{}…", text[..ends[mid - 1]].trim_end()));
-        if candidate.width * size <= max {
-            best = candidate;
-            lo = mid;
-        } else {
-            hi = mid - 1;
+    // Where to cut, from the whole text's advances: before the first cluster that would
+    // not leave room for the ellipsis. One shaping more gives the cut text's own glyphs.
+    let room = max / size - shape(face, "…").width;
+    let mut width = 0.0;
+    let mut cut = 0;
+    for glyph in &whole.glyphs {
+        if width + glyph.x_advance > room {
+            cut = glyph.text_range.start;
+            break;
         }
+        width += glyph.x_advance;
     }
-    best
+    let mut end = cut;
+    loop {
+        let candidate = shape(face, &format!("{}…", text[..end].trim_end()));
+        // Kerning across the cut can make it a hair wider: one character less then.
+        if candidate.width * size <= max || end == 0 {
+            return candidate;
+        }
+        end = text[..end].char_indices().last().map_or(0, |(i, _)| i);
+    }
 }
 
 /// Breaks `text` into lines no wider than `max` points at `size`, at spaces; a word
