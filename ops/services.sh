@@ -729,6 +729,30 @@ ensure_document_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# report validators: poppler's pdftotext and pdftoppm (Debian `poppler-utils`) read a
+# PDF report's text and render its pages as a person sees them; openpyxl reads an XLSX
+# report's sheets, cells and their types
+# ---------------------------------------------------------------------------
+
+OPENPYXL_VERSION=3.1.5
+PDFTOTEXT_BIN=""
+PDFTOPPM_BIN=""
+
+ensure_report_tools() {
+	if ! command -v pdftotext >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then
+		log "report: installing pdftotext and pdftoppm (Debian package poppler-utils)"
+		apt_install poppler-utils
+	fi
+	PDFTOTEXT_BIN="$(command -v pdftotext)" || die "report: pdftotext not found after installing poppler-utils"
+	PDFTOPPM_BIN="$(command -v pdftoppm)" || die "report: pdftoppm not found after installing poppler-utils"
+	if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('openpyxl') != '$OPENPYXL_VERSION')" 2>/dev/null; then
+		log "report: installing openpyxl $OPENPYXL_VERSION from PyPI into $VENV"
+		pip_install "openpyxl==$OPENPYXL_VERSION" || die "report: pip install openpyxl failed"
+	fi
+	log "report: $PDFTOTEXT_BIN, $PDFTOPPM_BIN, openpyxl $OPENPYXL_VERSION in $VENV"
+}
+
+# ---------------------------------------------------------------------------
 # version-ordering references: Python `packaging` (PEP 440), node `semver` (npm)
 # ---------------------------------------------------------------------------
 
@@ -780,6 +804,10 @@ write_env_file() {
 		export_line STELLA_TEST_EXPORT_PYTHON "$VENV/bin/python"
 		# A python with the CycloneDX schema validator and spdx-tools (pyspdxtools beside it).
 		export_line STELLA_TEST_DOCUMENTS_PYTHON "$VENV/bin/python"
+		# The report readers: poppler's text extraction and renderer, a python with openpyxl.
+		export_line STELLA_TEST_PDFTOTEXT "$PDFTOTEXT_BIN"
+		export_line STELLA_TEST_PDFTOPPM "$PDFTOPPM_BIN"
+		export_line STELLA_TEST_REPORT_PYTHON "$VENV/bin/python"
 		# Reference implementations the version-ordering tests compare against.
 		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
@@ -801,6 +829,7 @@ cmd_up() {
 	ensure_evidence_tools
 	ensure_export_tools
 	ensure_document_tools
+	ensure_report_tools
 	ensure_version_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 

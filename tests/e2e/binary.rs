@@ -1298,6 +1298,8 @@ const EXPORT_KINDS: &[&str] = &[
     "json:policy",
     "cyclonedx",
     "spdx",
+    "report:pdf",
+    "report:xlsx",
 ];
 
 /// Every export kind end to end from the CLI, as a user runs it: a profile, a run waited

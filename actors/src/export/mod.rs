@@ -22,8 +22,9 @@
 //! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
 //! `write`, `seal`, `distribute`), `cited` (what the findings cite: the advisory records
 //! and VEX statements the document formats read), and `formats/` with one file per
-//! format. Adding a format: a variant of [`Format`], a file in `formats/` with its
-//! `write`, one arm in `formats::write`.
+//! format (`report` writes both `report:pdf` and `report:xlsx`). Adding a format: a
+//! variant of [`Format`], a file in `formats/` with its `write`, one arm in
+//! `formats::write`.
 
 mod cited;
 mod distribute;
@@ -46,7 +47,7 @@ use stella_store::repo::{Effect, Job, NewEvent};
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
 pub use metrics::ExportMetrics;
-pub use plan::{ExportPlan, PlannedScan};
+pub use plan::{ExportPlan, PlannedScan, PreviousRun};
 pub use profile::{
     check_name, put_profile, Distribution, InvalidProfile, ProfileDefinition, PutProfileError,
     Selectors, Trigger,
@@ -86,16 +87,14 @@ pub enum Format {
     /// SPDX 2.3 JSON, one document per scan with its findings as security references and
     /// annotations: `scan-<id>.spdx.json`.
     Spdx,
+    /// A report for people as PDF: `report.pdf`.
+    ReportPdf,
+    /// A report for people as an Excel workbook: `report.xlsx`.
+    ReportXlsx,
 }
 
 /// The formats the issue names that this version does not write yet.
-const LATER: &[&str] = &[
-    "report:pdf",
-    "report:xlsx",
-    "evidence",
-    "mirror:full",
-    "mirror:delta",
-];
+const LATER: &[&str] = &["evidence", "mirror:full", "mirror:delta"];
 
 impl Format {
     /// Every format this version writes.
@@ -106,6 +105,8 @@ impl Format {
         Format::Sarif,
         Format::CycloneDx,
         Format::Spdx,
+        Format::ReportPdf,
+        Format::ReportXlsx,
     ];
 
     pub fn name(self) -> &'static str {
@@ -116,7 +117,14 @@ impl Format {
             Format::JsonPolicy => "json:policy",
             Format::CycloneDx => "cyclonedx",
             Format::Spdx => "spdx",
+            Format::ReportPdf => "report:pdf",
+            Format::ReportXlsx => "report:xlsx",
         }
+    }
+
+    /// Whether it is a report for people, which compares with the profile's previous run.
+    pub fn is_report(self) -> bool {
+        matches!(self, Format::ReportPdf | Format::ReportXlsx)
     }
 
     /// The format called `name`; an error message saying what is known otherwise.

@@ -10,11 +10,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_domain::canonical::canonical_bytes;
 use stella_store::object::Sha256Digest;
-use stella_store::repo::{Effect, ExportProfileRecord, ExportRunRecord, ScanRecord};
+use stella_store::repo::{
+    Effect, ExportProfileRecord, ExportRunRecord, JobFilter, JobState, ScanRecord,
+};
 use stella_store::{JobId, StoreError};
-use stella_supervisor::{StepContext, StepError, StepOutcome};
+use stella_supervisor::{Kind, StepContext, StepError, StepOutcome};
 
-use super::{ExportDeps, ExportParams, ExportStep, Format, ProfileDefinition};
+use super::{Export, ExportDeps, ExportParams, ExportStep, Format, ProfileDefinition};
 
 /// A run's plan: the profile revision as it was read, and the scans it exports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +32,21 @@ pub struct ExportPlan {
     pub scans: Vec<PlannedScan>,
     /// The items the writers will write: findings, for the finding formats.
     pub items_total: u64,
+    /// The run a report compares with (reports only; see [`PreviousRun`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousRun>,
+}
+
+/// The previous report of a profile: the tenant's latest succeeded export of the same
+/// profile created before this run. Fixed in the plan, so every attempt of the run
+/// compares with the same one, however the profile's other runs end meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousRun {
+    pub export_id: String,
+    pub as_of: DateTime<Utc>,
+    /// Its plan (object `sha256/<plan_sha256>`): the scans and selectors it reported.
+    pub plan_sha256: String,
 }
 
 /// One scan a run exports, with what the writers need to know of it up front.
@@ -66,11 +83,16 @@ impl ExportPlan {
             .get(&ctx.job.id)
             .await?
             .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
-        let digest = Sha256Digest::parse(&run.plan_sha256)?;
-        let bytes = deps.objects.read_content(&digest).await?;
-        let plan = serde_json::from_slice(&bytes)
-            .map_err(|err| StepError::abort(format!("the stored plan: {err}")).with_source(err))?;
+        let plan = Self::read(deps, &run.plan_sha256).await?;
         Ok((plan, run))
+    }
+
+    /// The plan stored as the object `sha256/<plan_sha256>`.
+    pub async fn read(deps: &ExportDeps, plan_sha256: &str) -> Result<Self, StepError> {
+        let digest = Sha256Digest::parse(plan_sha256)?;
+        let bytes = deps.objects.read_content(&digest).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|err| StepError::abort(format!("the stored plan: {err}")).with_source(err))
     }
 }
 
@@ -86,7 +108,10 @@ pub(super) async fn plan(
         .export_profiles()
         .revision(&params.profile, params.revision)
         .await?;
-    let plan = resolve(ctx, &record, params.as_of).await?;
+    let mut plan = resolve(ctx, &record, params.as_of).await?;
+    if plan.format()?.is_report() {
+        plan.previous = previous_run(ctx, &params.profile).await?;
+    }
     let value =
         serde_json::to_value(&plan).map_err(|err| StepError::abort(format!("the plan: {err}")))?;
     let stored = deps
@@ -138,7 +163,59 @@ async fn resolve(
         as_of,
         scans: planned,
         items_total,
+        previous: None,
     })
+}
+
+/// Export jobs read at a time while looking for the previous run.
+const JOBS_PAGE: u32 = 500;
+
+/// The tenant's latest succeeded export of `profile` created before this run (job ids
+/// grow with creation), with its plan; `None` when there is none.
+async fn previous_run(
+    ctx: &StepContext<'_>,
+    profile: &str,
+) -> Result<Option<PreviousRun>, StepError> {
+    let tenant = ctx.store.tenant(&ctx.job.tenant);
+    let filter = JobFilter {
+        state: Some(JobState::Succeeded),
+        kind: Some(Export::NAME.to_owned()),
+    };
+    let mut latest: Option<(JobId, ExportParams)> = None;
+    let mut cursor: Option<String> = None;
+    'pages: loop {
+        let page = tenant
+            .jobs()
+            .list(&filter, cursor.as_deref(), JOBS_PAGE)
+            .await?;
+        for job in page.items {
+            if job.id >= ctx.job.id {
+                break 'pages;
+            }
+            // A job whose parameters do not read is not a run of this profile.
+            let Ok(params) = serde_json::from_value::<ExportParams>(job.params) else {
+                continue;
+            };
+            if params.profile == profile {
+                latest = Some((job.id, params));
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let Some((id, params)) = latest else {
+        return Ok(None);
+    };
+    let run = tenant.export_runs().get(&id).await?.ok_or_else(|| {
+        StepError::abort(format!("the previous export {id} succeeded without a plan"))
+    })?;
+    Ok(Some(PreviousRun {
+        export_id: id.to_string(),
+        as_of: params.as_of,
+        plan_sha256: run.plan_sha256,
+    }))
 }
 
 /// The scans a profile selects, each once, in id order (so a rerun writes the same

@@ -174,9 +174,22 @@ impl WriteRun<'_, '_> {
         &mut self,
         scan: &PlannedScan,
         pass: Pass,
+        each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        let plan = self.plan;
+        self.each_finding_of(plan, scan, pass, each).await
+    }
+
+    /// [`Self::each_finding`] for a scan of another plan (a report's previous run), with
+    /// that plan's selectors; never [`Pass::Counted`] but for this run's plan.
+    pub(crate) async fn each_finding_of(
+        &mut self,
+        plan: &ExportPlan,
+        scan: &PlannedScan,
+        pass: Pass,
         mut each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
-        self.each_stored(scan, pass, |finding, record| {
+        self.each_stored_of(plan, scan, pass, |finding, record| {
             each(finding, &record.disposition)
         })
         .await
@@ -189,10 +202,22 @@ impl WriteRun<'_, '_> {
         &mut self,
         scan: &PlannedScan,
         pass: Pass,
+        each: impl FnMut(&ExportFinding<'_>, &FindingRecord) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        let plan = self.plan;
+        self.each_stored_of(plan, scan, pass, each).await
+    }
+
+    /// [`Self::each_stored`] for a scan of `plan` (this run's, or a previous run's).
+    async fn each_stored_of(
+        &mut self,
+        plan: &ExportPlan,
+        scan: &PlannedScan,
+        pass: Pass,
         mut each: impl FnMut(&ExportFinding<'_>, &FindingRecord) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
-        // Copies of the references, so reading them does not borrow `self`.
-        let (ctx, plan) = (self.ctx, self.plan);
+        // A copy of the reference, so reading it does not borrow `self`.
+        let ctx = self.ctx;
         let dispositions: BTreeSet<&str> = plan
             .definition
             .selectors

@@ -29,7 +29,8 @@ use crate::Context;
 pub struct ProfileView {
     pub name: String,
     pub revision: u64,
-    /// What it writes: `json:raw`, `json:policy`, `csv`, `sarif`, `cyclonedx` or `spdx`.
+    /// What it writes: `json:raw`, `json:policy`, `csv`, `sarif`, `cyclonedx`, `spdx`,
+    /// `report:pdf` or `report:xlsx`.
     pub kind: String,
     /// The selectors and retention, as stored (canonical JSON).
     #[schema(value_type = Object)]
@@ -65,8 +66,8 @@ pub struct PutProfile {
     /// traces, policy snapshots: `policy.json`), `csv` (one row per finding:
     /// `findings.csv`), `sarif` (SARIF 2.1.0 for GitHub code scanning, one log per scan),
     /// `cyclonedx` (CycloneDX 1.6 JSON with vulnerabilities and VEX analysis, one BOM per
-    /// scan) or `spdx` (SPDX 2.3 JSON, one document per scan). The report, evidence and
-    /// mirror kinds are not available yet.
+    /// scan), `spdx` (SPDX 2.3 JSON, one document per scan), `report:pdf` or
+    /// `report:xlsx` (a report for people: `report.pdf`, `report.xlsx`).
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
     /// `warn`, `block`; all when empty).

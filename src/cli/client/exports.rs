@@ -121,9 +121,15 @@ pub(crate) enum ProfileAction {
         /// (verdicts with explain traces and policy snapshots), `csv` (one row per
         /// finding), `sarif` (one SARIF 2.1.0 log per scan, for GitHub code scanning),
         /// `cyclonedx` (one CycloneDX 1.6 BOM per scan with vulnerabilities and VEX
-        /// analysis) or `spdx` (one SPDX 2.3 document per scan).
+        /// analysis), `spdx` (one SPDX 2.3 document per scan), `report:pdf` or
+        /// `report:xlsx` (a report for people; `--template`).
         #[arg(long, default_value = "csv")]
         kind: String,
+        /// The report template (`report:pdf`, `report:xlsx`): `executive` (the summary,
+        /// charts and the worst 20 findings; the default) or `detailed` (every finding
+        /// too).
+        #[arg(long)]
+        template: Option<String>,
         /// Scans to export, by id (comma-separated).
         #[arg(long, value_delimiter = ',')]
         scans: Vec<String>,
@@ -153,9 +159,6 @@ pub(crate) enum ProfileAction {
         /// Put the verdicts' signed attestations in the export.
         #[arg(long)]
         include_evidence: bool,
-        /// The report template (report kinds): executive or detailed.
-        #[arg(long)]
-        template: Option<String>,
         /// Also copy every run's files into the tenant's objects under this prefix
         /// (`tenants/<tenant>/<prefix>/<export id>/<file>`); default: download only.
         #[arg(long)]
@@ -270,6 +273,7 @@ impl Run for ProfileAction {
             Self::Create {
                 name,
                 kind,
+                template,
                 scans,
                 targets,
                 dispositions,
@@ -279,7 +283,6 @@ impl Run for ProfileAction {
                 vulnerabilities,
                 include_sboms,
                 include_evidence,
-                template,
                 copy_to_prefix,
                 retention_days,
             } => {

@@ -26,15 +26,17 @@
 //! - [`spdx`]: SPDX 2.3 JSON, a scan's packages with their advisories as security
 //!   references and annotations;
 //! - [`manifest`]: `export.json` (canonical JSON) and `provenance.json` (in-toto);
-//! - [`tar`]: a reproducible ustar writer and its zstd compression.
+//! - [`tar`]: a reproducible ustar writer and its zstd compression;
+//! - [`report`]: reports for people, as PDF and XLSX, from a [`report::ReportData`].
 //!
-//! Not here: selecting findings (the store), reports.
+//! Not here: selecting findings (the store).
 
 pub mod csv;
 pub mod cyclonedx;
 pub mod json_policy;
 pub mod json_raw;
 pub mod manifest;
+pub mod report;
 pub mod sarif;
 pub mod spdx;
 pub mod tar;

@@ -6,6 +6,7 @@ mod csv;
 mod cyclonedx;
 mod json_policy;
 mod json_raw;
+mod report;
 mod sarif;
 mod spdx;
 
@@ -25,6 +26,8 @@ pub(super) async fn write(format: Format, run: &mut WriteRun<'_, '_>) -> Result<
         Format::JsonRaw => json_raw::write(run).await,
         Format::CycloneDx => cyclonedx::write(run).await,
         Format::Spdx => spdx::write(run).await,
+        Format::ReportPdf => report::write(run, report::Kind::Pdf).await,
+        Format::ReportXlsx => report::write(run, report::Kind::Xlsx).await,
     }
 }
 
