@@ -14,7 +14,9 @@
 //! - [`csv`]: one row per finding, RFC 4180, formula injection neutralised;
 //! - [`sarif`]: SARIF 2.1.0 for GitHub code scanning, rules first, within its limits;
 //! - [`manifest`]: `export.json` (canonical JSON) and `provenance.json` (in-toto);
-//! - [`tar`]: a reproducible ustar writer and its zstd compression.
+//! - [`tar`]: a reproducible ustar writer and its zstd compression;
+//! - [`verify`]: reading a `tar.zst` bundle as hostile input and checking an export
+//!   against its manifest, provenance and signatures (`stella export verify`).
 //!
 //! Not here: selecting findings (the store), CycloneDX/SPDX documents, reports.
 
@@ -22,6 +24,7 @@ pub mod csv;
 pub mod manifest;
 pub mod sarif;
 pub mod tar;
+pub mod verify;
 
 use std::borrow::Cow;
 
