@@ -48,6 +48,17 @@ impl S3Store {
             .force_path_style(true)
             .timeout_config(timeouts)
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            // The SDK's default since 2025 adds a CRC32 trailer to every upload, sent
+            // as `aws-chunked` with an unsigned trailing checksum for streamed bodies,
+            // which S3 servers other than AWS (Garage, RustFS, MinIO releases) refuse
+            // ("Invalid payload signature"). Checksums only where an operation
+            // requires them; every object's SHA-256 is checked on read anyway.
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .build();
         let prefix = match target.prefix.trim_matches('/') {
             "" => String::new(),
