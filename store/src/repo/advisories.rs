@@ -60,6 +60,18 @@ pub struct StoredAdvisory {
     pub normalized: Value,
 }
 
+/// One observation of an advisory: a distinct raw record, and where its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Observation {
+    pub source: String,
+    pub id: String,
+    /// Hex SHA-256 of the raw record bytes.
+    pub sha256: String,
+    /// The collection object (`sha256/<hex>`) holding the record, and its entry there.
+    pub collection_sha256: String,
+    pub entry: String,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Advisories<'a> {
     pub(crate) store: &'a Store,
@@ -306,6 +318,53 @@ impl Advisories<'_> {
                 .await
                 .map_err(|e| self.store.err(e, "advisories"))?;
         Ok(rows.into_iter().collect())
+    }
+
+    /// The observations of the advisories `ids` (any source) whose digests (bare hex)
+    /// are in `digests`, ordered by (source, id, digest): the records a scan that cited
+    /// those digests read, whatever was imported since.
+    pub async fn observations_of(
+        &self,
+        ids: &BTreeSet<String>,
+        digests: &BTreeSet<String>,
+    ) -> Result<Vec<Observation>> {
+        // Bounded statements: SQLite takes at most 32,766 parameters.
+        const CHUNK: usize = 500;
+        let ids: Vec<&String> = ids.iter().collect();
+        let mut out = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT source, advisory_id, sha256, collection_sha256, entry \
+                 FROM advisory_observations WHERE advisory_id IN ({list})"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            let rows = query
+                .fetch_all(&self.store.pool)
+                .await
+                .map_err(|e| self.store.err(e, "advisory observations"))?;
+            for row in &rows {
+                let get = |e| self.store.err(e, "advisory observation");
+                let observation = Observation {
+                    source: row.try_get("source").map_err(get)?,
+                    id: row.try_get("advisory_id").map_err(get)?,
+                    sha256: row.try_get("sha256").map_err(get)?,
+                    collection_sha256: row.try_get("collection_sha256").map_err(get)?,
+                    entry: row.try_get("entry").map_err(get)?,
+                };
+                if digests.contains(&observation.sha256) {
+                    out.push(observation);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Number of observations of one advisory (every distinct raw record seen).

@@ -109,6 +109,22 @@ impl Policies<'_> {
         .ok_or_else(|| StoreError::NotFound(format!("policy version {version}")))
     }
 
+    /// The first version whose digest is `digest` (`sha256:<hex>`): the document a
+    /// verdict citing that digest was evaluated with. `None` for the built-in default,
+    /// which is never stored.
+    pub async fn by_digest(&self, digest: &str) -> Result<Option<PolicyRecord>> {
+        let row = sqlx::query(
+            "SELECT version, digest, document, created_by, created_at FROM policies \
+             WHERE tenant_id = $1 AND digest = $2 ORDER BY version LIMIT 1",
+        )
+        .bind(self.tenant.as_str())
+        .bind(digest)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "policy"))?;
+        row.map(|row| decode_policy(self.store, &row)).transpose()
+    }
+
     async fn select(&self, tail: &str, version: Option<i64>) -> Result<Option<PolicyRecord>> {
         let sql = format!(
             "SELECT version, digest, document, created_by, created_at FROM policies \
