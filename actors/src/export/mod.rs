@@ -20,10 +20,12 @@
 //!
 //! Layout: this file (the kind, its parameters, steps and formats), `profile` (profiles:
 //! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
-//! `write`, `seal`, `distribute`), and `formats/` with one file per format. Adding a
-//! format: a variant of [`Format`], a file in `formats/` with its `write`, one arm in
-//! `formats::write`.
+//! `write`, `seal`, `distribute`), `bundle` (packing a run's files into one `tar.zst`
+//! for the bundle formats) and `formats/` with one file per format. Adding a format: a
+//! variant of [`Format`], a file in `formats/` with its `write`, one arm in
+//! `formats::write`, and for a bundle format one in `formats::bundle`.
 
+mod bundle;
 mod distribute;
 mod formats;
 mod plan;
@@ -68,6 +70,10 @@ pub enum Format {
     Csv,
     /// SARIF 2.1.0 for GitHub code scanning, one log per scan: `scan-<id>.sarif`.
     Sarif,
+    /// The documents the verdicts rest on (SBOMs, verdicts, attestations, findings, the
+    /// advisory observations, VEX documents and policies they cite), sealed and packed
+    /// into one reproducible `evidence-<profile>-r<revision>.tar.zst`.
+    Evidence,
 }
 
 /// The formats the issue names that this version does not write yet.
@@ -78,19 +84,19 @@ const LATER: &[&str] = &[
     "spdx",
     "report:pdf",
     "report:xlsx",
-    "evidence",
     "mirror:full",
     "mirror:delta",
 ];
 
 impl Format {
     /// Every format this version writes.
-    pub const ALL: &'static [Format] = &[Format::Csv, Format::Sarif];
+    pub const ALL: &'static [Format] = &[Format::Csv, Format::Sarif, Format::Evidence];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Sarif => "sarif",
+            Format::Evidence => "evidence",
         }
     }
 

@@ -5,9 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use stella_domain::export::manifest::FileEntry;
 use stella_domain::export::{ExportFinding, ExportScan};
-use stella_store::repo::Effect;
+use stella_store::object::{ObjectKey, Sha256Digest};
+use stella_store::repo::{Effect, FindingRecord};
 use stella_store::JobId;
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
@@ -134,6 +136,54 @@ impl WriteRun<'_, '_> {
         Ok(())
     }
 
+    /// Stores bytes held in memory (a document of a few kilobytes to megabytes) as the
+    /// export's file `name`.
+    pub(crate) async fn store_bytes(
+        &mut self,
+        bytes: Vec<u8>,
+        name: impl Into<String>,
+    ) -> Result<FileEntry, StepError> {
+        let stored = self.deps.objects.put_content(Bytes::from(bytes)).await?;
+        let entry = FileEntry {
+            name: name.into(),
+            size: stored.size,
+            sha256: stored.digest.to_string(),
+        };
+        self.add(entry.clone())?;
+        Ok(entry)
+    }
+
+    /// Records an object Stella already stores content-addressed (an SBOM, an
+    /// attestation, a VEX document) as the export's file `name`, without copying it;
+    /// `false` when there is no such object.
+    pub(crate) async fn record_object(
+        &mut self,
+        name: impl Into<String>,
+        sha256: &str,
+    ) -> Result<bool, StepError> {
+        let digest = Sha256Digest::parse(sha256)?;
+        let Some(size) = self
+            .deps
+            .objects
+            .store()
+            .head(&ObjectKey::content(&digest))
+            .await?
+        else {
+            return Ok(false);
+        };
+        self.add(FileEntry {
+            name: name.into(),
+            size,
+            sha256: digest.to_string(),
+        })?;
+        Ok(true)
+    }
+
+    /// Whether the file `name` is written already.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.files.iter().any(|f| f.name == name)
+    }
+
     /// Calls `each` with every finding of `scan` the selectors keep, in ordinal order,
     /// reading a page at a time, and its disposition. The findings of a [`Pass::Counted`]
     /// count as read items (progress) and, those kept, in the manifest's counts; a
@@ -143,6 +193,20 @@ impl WriteRun<'_, '_> {
         scan: &PlannedScan,
         pass: Pass,
         mut each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        self.each_record(scan, pass, |record, finding| {
+            each(finding, &record.disposition)
+        })
+        .await
+    }
+
+    /// [`Self::each_finding`] with the finding as stored (its record, whose `finding` is
+    /// the JSON the evaluator wrote), for formats that carry findings whole.
+    pub(crate) async fn each_record(
+        &mut self,
+        scan: &PlannedScan,
+        pass: Pass,
+        mut each: impl FnMut(&FindingRecord, &ExportFinding<'_>) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
         // Copies of the references, so reading them does not borrow `self`.
         let (ctx, plan) = (self.ctx, self.plan);
@@ -183,7 +247,7 @@ impl WriteRun<'_, '_> {
                 ) {
                     continue;
                 }
-                each(&finding, &record.disposition)?;
+                each(record, &finding)?;
                 if pass == Pass::Counted {
                     self.count("findings", 1);
                     self.count(&record.disposition, 1);

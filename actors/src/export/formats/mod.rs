@@ -3,10 +3,12 @@
 //! plan; a format writes bytes only.
 
 mod csv;
+mod evidence;
 mod sarif;
 
 use stella_supervisor::StepError;
 
+use super::plan::ExportPlan;
 use super::write::WriteRun;
 use super::Format;
 
@@ -15,5 +17,19 @@ pub(super) async fn write(format: Format, run: &mut WriteRun<'_, '_>) -> Result<
     match format {
         Format::Csv => csv::write(run).await,
         Format::Sarif => sarif::write(run).await,
+        Format::Evidence => evidence::write(run).await,
+    }
+}
+
+/// The name of the one `tar.zst` a bundle format packs every written file and the seal
+/// files into (`seal` writes it, see `bundle`); `None` for formats whose files are
+/// fetched one by one.
+pub(super) fn bundle(format: Format, plan: &ExportPlan) -> Option<String> {
+    match format {
+        Format::Evidence => Some(format!(
+            "evidence-{}-r{}.tar.zst",
+            plan.profile, plan.revision
+        )),
+        Format::Csv | Format::Sarif => None,
     }
 }
