@@ -481,6 +481,8 @@ pub(crate) async fn download(
         "text/csv; charset=utf-8"
     } else if path.name.ends_with(".json") || path.name.ends_with(".dsse") {
         "application/json"
+    } else if path.name.ends_with(".zst") {
+        "application/zstd"
     } else {
         "application/octet-stream"
     };
@@ -502,7 +504,11 @@ pub(crate) async fn download(
     } else {
         None
     };
-    let disposition = format!("attachment; filename=\"{}\"", path.name);
+    // A bundle member (`sboms/<sha256>.json`) is saved as its last segment.
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        path.name.rsplit('/').next().unwrap_or(&path.name)
+    );
     // Streamed, never held whole. The object store's reader checks the digest as the
     // bytes pass and fails the stream at its end if they do not match, so a tampered
     // file is a broken download, never a complete one (a client also has the digest:
