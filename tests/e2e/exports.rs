@@ -104,7 +104,7 @@ async fn an_export_runs_from_a_profile_and_downloads_whole_and_in_ranges() {
         }
     };
     let reply =
-        put(json!({"name": "weekly", "kind": "evidence", "selectors": {"scans": [scan]}})).await;
+        put(json!({"name": "weekly", "kind": "spdx", "selectors": {"scans": [scan]}})).await;
     assert_problem(&reply, 400, "a kind not available yet");
     assert_eq!(reply.body["location"], "kind", "{}", reply.text);
     let reply =
