@@ -57,7 +57,7 @@ impl From<ExportProfileRecord> for ProfileView {
 pub struct PutProfile {
     /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
     pub name: String,
-    /// What to write: `csv` or `sarif` (the other kinds are not available yet).
+    /// What to write: `csv`, `sarif` or `evidence` (the other kinds are not available yet).
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
     /// `warn`, `block`; all when empty).
