@@ -710,6 +710,25 @@ ensure_export_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# document validators: CycloneDX's own JSON schema validator (cyclonedx-python-lib with
+# its json-validation extra, the official 1.6 schema bundled) and the SPDX tools
+# (spdx-tools: `pyspdxtools -i FILE` parses and validates SPDX 2.3 documents)
+# ---------------------------------------------------------------------------
+
+CYCLONEDX_PYTHON_LIB_VERSION=11.12.0
+SPDX_TOOLS_VERSION=0.8.5
+
+ensure_document_tools() {
+	if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys, cyclonedx.validation.json, spdx_tools; sys.exit([m.version(p) for p in ('cyclonedx-python-lib', 'spdx-tools')] != ['$CYCLONEDX_PYTHON_LIB_VERSION', '$SPDX_TOOLS_VERSION'])" 2>/dev/null ||
+		! [[ -x $VENV/bin/pyspdxtools ]]; then
+		log "documents: installing cyclonedx-python-lib[json-validation] $CYCLONEDX_PYTHON_LIB_VERSION, spdx-tools $SPDX_TOOLS_VERSION from PyPI into $VENV"
+		pip_install "cyclonedx-python-lib[json-validation]==$CYCLONEDX_PYTHON_LIB_VERSION" "spdx-tools==$SPDX_TOOLS_VERSION" ||
+			die "documents: pip install cyclonedx-python-lib spdx-tools failed"
+	fi
+	log "documents: cyclonedx-python-lib (CycloneDX schema), spdx-tools (pyspdxtools) in $VENV"
+}
+
+# ---------------------------------------------------------------------------
 # version-ordering references: Python `packaging` (PEP 440), node `semver` (npm)
 # ---------------------------------------------------------------------------
 
@@ -759,6 +778,8 @@ write_env_file() {
 		export_line STELLA_TEST_SECURESYSTEMSLIB_PYTHON "$VENV/bin/python"
 		# A python with the SARIF schema, jsonschema and zstandard, for the export formats test.
 		export_line STELLA_TEST_EXPORT_PYTHON "$VENV/bin/python"
+		# A python with the CycloneDX schema validator and spdx-tools (pyspdxtools beside it).
+		export_line STELLA_TEST_DOCUMENTS_PYTHON "$VENV/bin/python"
 		# Reference implementations the version-ordering tests compare against.
 		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
@@ -779,6 +800,7 @@ cmd_up() {
 	ensure_tools
 	ensure_evidence_tools
 	ensure_export_tools
+	ensure_document_tools
 	ensure_version_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 

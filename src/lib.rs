@@ -72,6 +72,8 @@ pub struct Services {
     /// What the scan kind's steps and its intake share (the object store, the key, the
     /// analysis and advisory index caches).
     pub scan: ScanDeps,
+    /// The exporter's metrics, registered with a runtime's registry when it starts.
+    pub export_metrics: stella_actors::export::ExportMetrics,
 }
 
 impl Services {
@@ -103,9 +105,11 @@ impl Services {
         let objects = connect_objects(settings).await?;
         let signing_key = Arc::new(signing::load_or_create(settings)?);
         let scan = ScanDeps::new(objects.clone(), signing_key.clone());
+        let export_metrics = stella_actors::export::ExportMetrics::new();
         let registry = stella_actors::kinds(&KindDeps {
             scan: scan.clone(),
             outbound: stella_actors::outbound::Outbound::new(&settings.outbound),
+            export_metrics: export_metrics.clone(),
         });
         Ok(Self {
             settings: settings.clone(),
@@ -115,6 +119,7 @@ impl Services {
             signing_key,
             registry,
             scan,
+            export_metrics,
         })
     }
 
@@ -135,6 +140,9 @@ impl Services {
         registry: &prometheus::Registry,
     ) -> Result<Runtime, StartupError> {
         let metrics = RuntimeMetrics::new(registry).map_err(|err| StartupError::new("log", err))?;
+        self.export_metrics
+            .register(registry)
+            .map_err(|err| StartupError::new("log", err))?;
         let consumer = match &self.settings.runtime.consumer_name {
             Some(name) => ConsumerName::parse(name)
                 .map_err(|err| StartupError::new("runtime.consumer_name", err))?,
@@ -228,7 +236,8 @@ pub struct Application {
     addr: SocketAddr,
     context: Context,
     admin_token: AdminToken,
-    runtime: Runtime,
+    /// `None` for an API-only process (`runtime.in_serve = false`).
+    runtime: Option<Runtime>,
     scheduler: Option<SchedulerHandle>,
     shutdown_timeout: Duration,
 }
@@ -250,9 +259,15 @@ impl Application {
         let admin_token = bootstrap::ensure_admin_token(&services.store, &settings).await?;
 
         let metrics = Metrics::new().map_err(|err| StartupError::new("log", err))?;
-        let runtime = services
-            .start_runtime(&all_roles(), &metrics.registry)
-            .await?;
+        let runtime = if settings.runtime.in_serve {
+            Some(
+                services
+                    .start_runtime(&all_roles(), &metrics.registry)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let scheduler = if settings.scheduler.enabled {
             Some(services.start_scheduler(&metrics.registry)?)
         } else {
@@ -265,7 +280,7 @@ impl Application {
             metrics: Arc::new(metrics),
             registry: services.registry.clone(),
             intake: services.intake(),
-            observer: Some(runtime.observer()),
+            observer: runtime.as_ref().map(Runtime::observer),
             public_keys: vec![services.signing_key.public_key().clone()],
             settings: settings.api.clone(),
             job_max_attempts: settings.runtime.max_attempts,
@@ -345,7 +360,9 @@ impl Application {
         if let Some(scheduler) = self.scheduler {
             scheduler.stop().await;
         }
-        self.runtime.shutdown(self.shutdown_timeout).await;
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown(self.shutdown_timeout).await;
+        }
         // Bounded: a wedged pool must not hold the process past its stop deadline.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.context.store.close()).await;
         result.unwrap_or_else(|err| Err(std::io::Error::other(err)))

@@ -33,6 +33,8 @@ use stella_supervisor::Registry;
 pub struct KindDeps {
     pub scan: scan::ScanDeps,
     pub outbound: outbound::Outbound,
+    /// The exporter's metrics (register them with the process's registry).
+    pub export_metrics: export::ExportMetrics,
 }
 
 /// Every job kind a Stella process runs: `noop`, `advisory-sync`, `scan` and `export`.
@@ -47,6 +49,7 @@ pub fn kinds(deps: &KindDeps) -> Registry {
         .register(export::Export::new(export::ExportDeps {
             objects: deps.scan.objects.clone(),
             signing_key: deps.scan.signing_key.clone(),
+            metrics: deps.export_metrics.clone(),
         }));
     registry
 }

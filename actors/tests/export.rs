@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
-use stella_actors::export::{put_profile, start_run, PutProfileError};
+use stella_actors::export::{
+    put_profile, start_run, start_run_limited, PutProfileError, StartRunError,
+};
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
 use stella_actors::{kinds, KindDeps, Role};
 use stella_config::RuntimeSettings;
@@ -98,6 +100,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     let registry: Registry = kinds(&KindDeps {
         scan: scan_deps.clone(),
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+        export_metrics: Default::default(),
     });
     let runtime = Runtime::start(RuntimeConfig {
         store: store.clone(),
@@ -171,7 +174,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         store,
         &tenant,
         "x",
-        "spdx",
+        "report:pdf",
         &json!({"selectors": {"scans": [scans[0].as_str()]}}),
         "ci",
         Utc::now(),
@@ -428,6 +431,98 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         assert!(names.contains(&format!("scan-{scan}.sarif")), "{names:?}");
     }
 
+    // Distribution to a prefix of the tenant's objects: every file once, under the run.
+    put_profile(
+        store,
+        &tenant,
+        "archived",
+        "csv",
+        &json!({
+            "selectors": {"scans": [scans[0].as_str()]},
+            "distribution": {"to": "objects", "prefix": "exports/nightly"},
+        }),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let run = start_run(store, &registry, &tenant, "archived", None, as_of, None, 3)
+        .await
+        .unwrap();
+    let done = wait_done(store, &tenant, &run.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
+    let files = store
+        .tenant(&tenant)
+        .export_files()
+        .list(&run.id)
+        .await
+        .unwrap();
+    let copies = objects.list_tenant(&tenant).await.unwrap();
+    let prefix = format!("tenants/{tenant}/exports/nightly/{}/", run.id);
+    let copied: Vec<(String, u64)> = copies
+        .iter()
+        .filter_map(|o| {
+            o.key
+                .as_str()
+                .strip_prefix(&prefix)
+                .map(|name| (name.to_owned(), o.size))
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = files
+        .iter()
+        .map(|f| (f.name.clone(), f.size_bytes))
+        .collect();
+    assert_eq!(copied, expected);
+
+    // A run whose target does not exist fails in its plan, and says so on the events
+    // stream; every completed run said so once.
+    put_profile(
+        store,
+        &tenant,
+        "ghost",
+        "csv",
+        &json!({"selectors": {"targets": ["no-such-target"]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let failed = start_run(store, &registry, &tenant, "ghost", None, as_of, None, 3)
+        .await
+        .unwrap();
+    let done = wait_done(store, &tenant, &failed.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    let events = store
+        .tenant(&tenant)
+        .events()
+        .list(None, None, 500)
+        .await
+        .unwrap()
+        .items;
+    let of = |kind: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.payload.clone())
+            .collect()
+    };
+    let failures = of("export.failed");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["export_id"], failed.id.as_str());
+    assert_eq!(failures[0]["error_code"], "plan");
+    assert!(
+        failures[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-target"),
+        "{failures:?}"
+    );
+    let completed = of("export.completed");
+    // Two CSV runs, one SARIF run, one distributed run.
+    assert_eq!(completed.len(), 4, "{completed:?}");
+    assert!(completed.iter().any(|e| e["export_id"] == run.id.as_str()
+        && e["distributed_to"].as_array().unwrap().len() == files.len()));
+
     // A profile that does not exist is no run.
     assert!(
         start_run(store, &registry, &tenant, "missing", None, as_of, None, 3)
@@ -458,5 +553,69 @@ async fn exports_write_the_selected_findings_once_postgres_valkey() {
     };
     exports_write_the_selected_findings_once(&db.store, mailbox.mailbox.clone()).await;
     mailbox.finish().await;
+    db.finish().await;
+}
+
+/// The per-tenant run limit counts runs that have not ended. No runtime runs here, so
+/// submitted runs stay queued.
+#[actix_rt::test]
+async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
+    let db = common::sqlite().await;
+    let store = &db.store;
+    let tenant = TenantId::parse("limited").unwrap();
+    store
+        .tenants()
+        .create(&tenant, "limited", Utc::now())
+        .await
+        .unwrap();
+    let objects = tempfile::tempdir().unwrap();
+    let registry = kinds(&KindDeps {
+        scan: ScanDeps::new(
+            Objects::new(Arc::new(FolderStore::open(objects.path()).unwrap())),
+            Arc::new(SigningKey::generate([9; 32])),
+        ),
+        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+        export_metrics: Default::default(),
+    });
+    put_profile(
+        store,
+        &tenant,
+        "p",
+        "csv",
+        &json!({"selectors": {"targets": ["web"]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let as_of = Utc::now();
+    let run = |key: &'static str| {
+        let registry = registry.clone();
+        let tenant = tenant.clone();
+        async move {
+            start_run_limited(store, &registry, &tenant, "p", None, as_of, Some(key), 3, 2).await
+        }
+    };
+    let first = run("a").await.unwrap();
+    run("b").await.unwrap();
+    match run("c").await {
+        Err(StartRunError::Limit {
+            active: 2,
+            limit: 2,
+        }) => {}
+        other => panic!("a third run while two wait: {other:?}"),
+    }
+    // A repeated request gets its run whatever the count.
+    assert_eq!(run("a").await.unwrap().id, first.id);
+    // Once one has ended, there is room again.
+    let mut cancel = stella_store::repo::Transition::new(JobState::Queued, JobState::Cancelled);
+    cancel.error = Some("test".into());
+    store
+        .tenant(&tenant)
+        .jobs()
+        .transition(&first.id, &cancel, &[], Utc::now())
+        .await
+        .unwrap();
+    run("c").await.unwrap();
     db.finish().await;
 }

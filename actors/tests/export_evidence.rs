@@ -107,6 +107,7 @@ async fn evidence_on(
     let registry: Registry = kinds(&KindDeps {
         scan: scan_deps.clone(),
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+        export_metrics: Default::default(),
     });
     let runtime = Runtime::start(RuntimeConfig {
         store: store.clone(),

@@ -25,6 +25,9 @@ pub struct ApiSettings {
     /// Whether tenant tokens may submit the diagnostic `noop` job kind through
     /// `POST /jobs` (administrators always may).
     pub tenant_noop_jobs: bool,
+    /// Export runs one tenant may have queued or running at once; starting another is
+    /// refused with 429 until one ends (0: no limit).
+    pub max_export_runs_per_tenant: u64,
 }
 
 impl Default for ApiSettings {
@@ -39,6 +42,7 @@ impl Default for ApiSettings {
             auth_failures_per_minute: 60,
             auth_failure_burst: 20,
             tenant_noop_jobs: false,
+            max_export_runs_per_tenant: 4,
         }
     }
 }

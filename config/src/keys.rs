@@ -109,6 +109,11 @@ pub const KEYS: &[KeyDef] = &[
         Int
     ),
     key!("api.tenant_noop_jobs", "STELLA_API_TENANT_NOOP_JOBS", Bool),
+    key!(
+        "api.max_export_runs_per_tenant",
+        "STELLA_API_MAX_EXPORT_RUNS_PER_TENANT",
+        Int
+    ),
     key!("runtime.batch_size", "STELLA_RUNTIME_BATCH_SIZE", Int),
     key!("runtime.concurrency", "STELLA_RUNTIME_CONCURRENCY", Int),
     key!(
@@ -160,6 +165,7 @@ pub const KEYS: &[KeyDef] = &[
         Int
     ),
     key!("runtime.consumer_name", "STELLA_RUNTIME_CONSUMER_NAME", Str),
+    key!("runtime.in_serve", "STELLA_RUNTIME_IN_SERVE", Bool),
     key!("scheduler.enabled", "STELLA_SCHEDULER_ENABLED", Bool),
     key!(
         "scheduler.lease_ttl_secs",

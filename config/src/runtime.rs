@@ -40,6 +40,9 @@ pub struct RuntimeSettings {
     /// stable name lets a restarted process drain its own unacknowledged entries first;
     /// a name held by a live process is refused.
     pub consumer_name: Option<String>,
+    /// Whether `stella serve` runs workers for every role besides the API (`false`: an
+    /// API-only process, with the work left to `stella worker`s).
+    pub in_serve: bool,
 }
 
 impl Default for RuntimeSettings {
@@ -64,6 +67,7 @@ impl Default for RuntimeSettings {
             poll_interval_ms: 20,
             shutdown_timeout_secs: 5,
             consumer_name: None,
+            in_serve: true,
         }
     }
 }

@@ -23,6 +23,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use stella_actors::advisory_sync::{AdvisorySync, SyncParams};
+use stella_actors::export::{Export, ExportParams, ProfileDefinition, Trigger};
 use stella_actors::scan::{Scan, ScanParams};
 use stella_store::repo::{
     NewRun, RunRecord, RunTargetRecord, RunUpdate, ScheduleAdvance, SchedulerChanges,
@@ -35,12 +36,16 @@ use crate::clock::Clock;
 use crate::cron::CronSchedule;
 use crate::diff::{diff, Finding};
 use crate::metrics::SchedulerMetrics;
-use crate::spec::{decide, jitter_offset, FirePolicy, Missed, Overlap, ADVISORY_SYNC, RESCAN};
+use crate::spec::{
+    decide, jitter_offset, FirePolicy, Missed, Overlap, ADVISORY_SYNC, EXPORT, RESCAN,
+};
 
 /// Where the leader has read the events stream to.
 const EVENTS_CURSOR: &str = "scheduler.events";
 /// The run-target id of an advisory-sync run's one job (its sources).
 const SOURCES: &str = "sources";
+/// The run-target id of an export run's one job.
+const EXPORT_TARGET: &str = "export";
 /// Schedules fired, events read, runs planned or targets tracked per commit.
 const BATCH: u32 = 500;
 
@@ -287,6 +292,7 @@ impl Scheduler {
                         ),
                         targets: schedule.targets.clone(),
                         sources: schedule.sources.clone(),
+                        profile: schedule.profile.clone(),
                         reason,
                         counts: json!({}),
                         error: firing.error.clone(),
@@ -330,7 +336,45 @@ impl Scheduler {
                 cursor: Some((EVENTS_CURSOR.into(), last)),
                 ..SchedulerChanges::default()
             };
+            // The tenants' profiles with triggers, read once per batch.
+            let mut triggered_profiles: BTreeMap<TenantId, Vec<(String, Vec<Trigger>)>> =
+                BTreeMap::new();
             for (seq, tenant, kind, payload) in &events {
+                if kind == "scan.completed" {
+                    let Some(tenant) = tenant else { continue };
+                    if !triggered_profiles.contains_key(tenant) {
+                        let profiles = self.profiles_with_triggers(tenant).await?;
+                        triggered_profiles.insert(tenant.clone(), profiles);
+                    }
+                    let target = payload["name"].as_str().unwrap_or_default();
+                    for (profile, triggers) in &triggered_profiles[tenant] {
+                        if !triggers.iter().any(|t| t.fires_on_scan_of(target)) {
+                            continue;
+                        }
+                        changes.new_runs.push(NewRun {
+                            dedupe_key: format!("export:{seq}:{tenant}:{profile}"),
+                            tenant: tenant.clone(),
+                            id: RunId::generate(),
+                            schedule_id: None,
+                            trigger: "event".into(),
+                            kind: EXPORT.into(),
+                            state: "planning".into(),
+                            due_at: now,
+                            targets: None,
+                            sources: None,
+                            profile: Some(profile.clone()),
+                            reason: json!({
+                                "event": seq,
+                                "kind": kind,
+                                "scan_id": payload["scan_id"],
+                                "target": target,
+                            }),
+                            counts: json!({}),
+                            error: None,
+                        });
+                    }
+                    continue;
+                }
                 let (trigger, impacted, reason) = match kind.as_str() {
                     "advisory.delta" => {
                         let packages: Vec<String> = payload["packages"]
@@ -395,6 +439,7 @@ impl Scheduler {
                         due_at: now,
                         targets: Some(names),
                         sources: None,
+                        profile: None,
                         reason: reason.clone(),
                         counts: json!({}),
                         error: None,
@@ -447,6 +492,7 @@ impl Scheduler {
                         self.plan_rescan(run, of_tenant, &mut changes)?;
                     }
                     ADVISORY_SYNC => self.plan_sync(run, &mut changes)?,
+                    EXPORT => self.plan_export(run, &mut changes).await?,
                     other => finish(
                         run,
                         "error",
@@ -539,6 +585,83 @@ impl Scheduler {
         self.queue(run, vec![(request, target)], counts, changes)
     }
 
+    /// A tenant's export profiles (latest revisions) that name triggers, with them.
+    async fn profiles_with_triggers(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(String, Vec<Trigger>)>, StoreError> {
+        let profiles = self.store.tenant(tenant).export_profiles();
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = profiles.list(cursor.as_deref(), 500).await?;
+            for record in page.items {
+                if let Ok(definition) =
+                    serde_json::from_str::<ProfileDefinition>(&record.definition)
+                {
+                    if !definition.triggers.is_empty() {
+                        out.push((record.name, definition.triggers));
+                    }
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One export job of the run's profile, at its latest revision, as of the run's due
+    /// time (so the firing of one due time exports the same whoever plans it).
+    async fn plan_export(
+        &self,
+        run: &RunRecord,
+        changes: &mut SchedulerChanges,
+    ) -> Result<(), StoreError> {
+        let Some(profile) = run.profile.as_deref() else {
+            finish(
+                run,
+                "error",
+                json!({}),
+                Some("no export profile".into()),
+                changes,
+            );
+            return Ok(());
+        };
+        let profiles = self.store.tenant(&run.tenant).export_profiles();
+        let Some(latest) = profiles.latest(profile).await? else {
+            finish(
+                run,
+                "error",
+                json!({}),
+                Some(format!("export profile {profile:?} does not exist")),
+                changes,
+            );
+            return Ok(());
+        };
+        let params = ExportParams {
+            profile: latest.name.clone(),
+            revision: latest.revision,
+            as_of: run.due_at,
+        };
+        let request = JobRequest::of::<Export>(&params)?
+            .with_key(format!("run:{}:export", run.id))
+            .with_attempts(self.config.job_max_attempts);
+        let target = RunTargetRecord {
+            target_id: EXPORT_TARGET.into(),
+            target_name: format!(
+                "export profile {} revision {}",
+                latest.name, latest.revision
+            ),
+            scan_id: stella_store::JobId::generate(),
+            previous_scan_id: None,
+            state: "queued".into(),
+            diff: None,
+        };
+        let counts = json!({"targets": 1, "queued": 1, "completed": 0, "failed": 0});
+        self.queue(run, vec![(request, target)], counts, changes)
+    }
+
     /// One scan job per target the run names (all the tenant's when it names none).
     fn plan_rescan(
         &self,
@@ -619,7 +742,8 @@ impl Scheduler {
         let mut runs = BTreeSet::new();
         for e in &ended {
             let sync = e.target.target_id == SOURCES;
-            let (state, diff) = if e.job_state == "succeeded" && !sync {
+            let export = e.target.target_id == EXPORT_TARGET;
+            let (state, diff) = if e.job_state == "succeeded" && !sync && !export {
                 let current = findings(&self.store, &e.tenant, &e.target.scan_id).await?;
                 let previous = match &e.target.previous_scan_id {
                     Some(p) => Some(findings(&self.store, &e.tenant, p).await?),
@@ -638,7 +762,13 @@ impl Scheduler {
                 if e.job_state == "succeeded" {
                     ("completed", job.result.unwrap_or(Value::Null))
                 } else {
-                    let what = if sync { AdvisorySync::NAME } else { Scan::NAME };
+                    let what = if sync {
+                        AdvisorySync::NAME
+                    } else if export {
+                        Export::NAME
+                    } else {
+                        Scan::NAME
+                    };
                     let error = match job.last_error {
                         Some(reason) => format!("the {what} job {}: {reason}", e.job_state),
                         None => format!("the {what} job {}", e.job_state),

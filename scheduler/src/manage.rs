@@ -12,7 +12,7 @@ use stella_store::{JobId, RunId, ScheduleId, Store, StoreError, TenantId};
 use crate::cron::CronSchedule;
 use crate::spec::{
     check_jitter, check_kind, check_name, jitter_offset, next_times, Missed, Overlap, SpecError,
-    ADVISORY_SYNC,
+    ADVISORY_SYNC, EXPORT,
 };
 
 /// A refused request: a field that is wrong, or the store's answer.
@@ -39,6 +39,8 @@ pub struct ScheduleInput {
     pub targets: Option<Vec<String>>,
     /// Source URLs (`advisory-sync`).
     pub sources: Option<Vec<String>>,
+    /// The export profile to run (`export`; its latest revision when a run is planned).
+    pub profile: Option<String>,
     /// 0 disables jitter; absent: the configured default.
     pub jitter_seconds: Option<i64>,
     /// `skip` (default) or `fire-once`.
@@ -74,6 +76,7 @@ pub async fn create_schedule(
         kind: crate::spec::RESCAN.into(),
         targets: None,
         sources: None,
+        profile: None,
         jitter_seconds: default_jitter_secs,
         missed: Missed::Skip.as_str().into(),
         overlap: Overlap::Skip.as_str().into(),
@@ -140,6 +143,7 @@ fn merge(
         kind,
         targets,
         sources,
+        profile,
         jitter_seconds,
         missed,
         overlap,
@@ -194,6 +198,26 @@ fn merge(
             ));
         }
     }
+    if let Some(profile) = profile {
+        schedule.profile = Some(profile);
+    }
+    if schedule.kind == EXPORT {
+        match schedule.profile.as_deref() {
+            None => {
+                return Err(SpecError::new(
+                    "profile",
+                    "an export schedule names the export profile it runs",
+                ))
+            }
+            Some(profile) if !stella_store::repo::is_profile_name(profile) => {
+                return Err(SpecError::new(
+                    "profile",
+                    format!("{profile:?} is not a profile name"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
     if let Some(jitter) = jitter_seconds {
         schedule.jitter_seconds = check_jitter(jitter)?;
     }
@@ -239,6 +263,7 @@ pub async fn trigger(
         due_at: now,
         targets: schedule.targets.clone(),
         sources: schedule.sources.clone(),
+        profile: schedule.profile.clone(),
         reason: json!({"schedule": schedule.name}),
         counts: json!({}),
         error: None,

@@ -8,14 +8,17 @@ use sha2::{Digest, Sha256};
 
 use crate::cron::{CronError, CronSchedule};
 
-/// The kinds of work a schedule fires (an open set: exports will add theirs).
-pub const KINDS: &[&str] = &[RESCAN, ADVISORY_SYNC];
+/// The kinds of work a schedule fires.
+pub const KINDS: &[&str] = &[RESCAN, ADVISORY_SYNC, EXPORT];
 /// Re-evaluate targets' stored SBOMs against the current advisories, VEX and policy.
 pub const RESCAN: &str = "rescan";
 /// Import advisories from the schedule's source URLs (an `advisory-sync` job, hence its
 /// name).
 pub const ADVISORY_SYNC: &str =
     <stella_actors::advisory_sync::AdvisorySync as stella_supervisor::Kind>::NAME;
+
+/// Run an export profile (an `export` job, hence its name).
+pub const EXPORT: &str = <stella_actors::export::Export as stella_supervisor::Kind>::NAME;
 
 /// The largest jitter window a schedule may ask for.
 pub const MAX_JITTER_SECS: u32 = 3600;

@@ -44,6 +44,7 @@ impl World {
         let registry = stella_actors::kinds(&KindDeps {
             scan: ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
             outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+            export_metrics: Default::default(),
         });
         Self {
             store,
@@ -515,6 +516,190 @@ async fn run_progress_follows_the_scans(store: Store) {
     assert!(end.finished_at.is_some());
 }
 
+/// An export schedule starts one export job of its profile per due time: the profile's
+/// latest revision, as of the due time, so whoever plans the firing exports the same. A
+/// profile that is gone ends the run in error, saying so.
+async fn an_export_schedule_runs_its_profile_as_of_each_due_time(store: Store) {
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    w.target(&tenant, "api", &[("chalk", "2.0.0")]).await;
+    for retention in [30, 7] {
+        stella_actors::export::put_profile(
+            &w.store,
+            &tenant,
+            "nightly",
+            "csv",
+            &json!({"selectors": {"targets": ["api"]}, "retention_days": retention}),
+            "test",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    let start = t("2026-12-01T00:00:00Z");
+    let refused: Result<ScheduleInput, _> = serde_json::from_value(json!({
+        "name": "no-profile", "cron": "0 2 * * *", "kind": "export",
+    }));
+    let refused = manage::create_schedule(&w.store, &tenant, refused.unwrap(), "test", 0, start)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("profile"), "{refused}");
+    w.schedule(
+        &tenant,
+        json!({"name": "nightly-export", "cron": "0 2 * * *", "kind": "export",
+               "profile": "nightly", "jitter_seconds": 0}),
+        start,
+    )
+    .await;
+    let s = w.scheduler("p");
+    let due = t("2026-12-01T02:00:00Z");
+    s.tick(due + Duration::seconds(1)).await.unwrap();
+    s.tick(due + Duration::seconds(2)).await.unwrap();
+    let runs = w.runs(&tenant).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].profile.as_deref(), Some("nightly"));
+    let targets = w
+        .store
+        .tenant(&tenant)
+        .runs()
+        .targets(&runs[0].id)
+        .await
+        .unwrap();
+    assert_eq!(targets.len(), 1);
+    let job = w
+        .store
+        .tenant(&tenant)
+        .jobs()
+        .get(&targets[0].scan_id)
+        .await
+        .unwrap();
+    assert_eq!(job.kind, "export");
+    assert_eq!(
+        job.params,
+        json!({"profile": "nightly", "revision": 2, "as_of": "2026-12-01T02:00:00Z"})
+    );
+
+    // The profile's schedule outlives the profile's name: a firing of a name that is
+    // not a profile ends in error.
+    let mut input: ScheduleInput = serde_json::from_value(json!({
+        "name": "orphan", "cron": "0 3 * * *", "kind": "export", "profile": "gone",
+        "jitter_seconds": 0,
+    }))
+    .unwrap();
+    input.enabled = Some(true);
+    manage::create_schedule(&w.store, &tenant, input, "test", 0, start)
+        .await
+        .unwrap();
+    let due = t("2026-12-01T03:00:00Z");
+    s.tick(due + Duration::seconds(1)).await.unwrap();
+    s.tick(due + Duration::seconds(2)).await.unwrap();
+    let orphan = w
+        .runs(&tenant)
+        .await
+        .into_iter()
+        .find(|r| r.profile.as_deref() == Some("gone"))
+        .unwrap();
+    assert_eq!(orphan.state, "error");
+    assert_eq!(
+        orphan.error.as_deref(),
+        Some("export profile \"gone\" does not exist")
+    );
+}
+
+/// A profile that follows `scan.completed` of a target starts an export run for each
+/// scan of that target, once per event, and not for scans of other targets.
+async fn a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets(store: Store) {
+    use stella_store::repo::{Effect, JobState, NewEvent, Transition};
+    let w = World::new(store).await;
+    let tenant = w.tenant("acme").await;
+    stella_actors::export::put_profile(
+        &w.store,
+        &tenant,
+        "after-api-scans",
+        "csv",
+        &json!({"selectors": {"targets": ["api"]},
+                "triggers": [{"on": "scan.completed", "targets": ["api"]}]}),
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let refused = stella_actors::export::put_profile(
+        &w.store,
+        &tenant,
+        "bad",
+        "csv",
+        &json!({"selectors": {"targets": ["api"]}, "triggers": [{"on": "scan.started"}]}),
+        "test",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("scan.started"), "{refused}");
+    let s = w.scheduler("p");
+    let now = Utc::now();
+    s.tick(now).await.unwrap();
+    // Events on the stream as a scan's seal writes them; here a job's transition writes
+    // them (the scheduler reads the stream, whoever wrote it).
+    let emit = |target: &'static str, scan: &'static str| {
+        let store = w.store.clone();
+        let registry = w.registry.clone();
+        let tenant = tenant.clone();
+        async move {
+            let request =
+                stella_supervisor::JobRequest::of::<stella_actors::diag::Noop>(&Default::default())
+                    .unwrap();
+            let job = stella_supervisor::submit(&store, &registry, &tenant, &request, Utc::now())
+                .await
+                .unwrap()
+                .job;
+            let mut change = Transition::new(JobState::Queued, JobState::Cancelled);
+            change.effects = vec![Effect::Event(NewEvent {
+                kind: "scan.completed".into(),
+                dedupe_key: format!("scan.completed:{scan}"),
+                payload: json!({"scan_id": scan, "name": target}),
+            })];
+            store
+                .tenant(&tenant)
+                .jobs()
+                .transition(&job.id, &change, &[], Utc::now())
+                .await
+                .unwrap();
+        }
+    };
+    emit("api", "scan-1").await;
+    emit("web", "scan-2").await;
+    emit("api", "scan-3").await;
+    s.tick(now + Duration::seconds(1)).await.unwrap();
+    s.tick(now + Duration::seconds(2)).await.unwrap();
+    let runs = w.runs(&tenant).await;
+    let exports: Vec<&RunRecord> = runs.iter().filter(|r| r.kind == "export").collect();
+    assert_eq!(exports.len(), 2, "{runs:?}");
+    for (run, scan) in exports.iter().zip(["scan-1", "scan-3"]) {
+        assert_eq!(run.trigger, "event");
+        assert_eq!(run.profile.as_deref(), Some("after-api-scans"));
+        assert_eq!(run.reason["scan_id"], scan);
+        let targets = w
+            .store
+            .tenant(&tenant)
+            .runs()
+            .targets(&run.id)
+            .await
+            .unwrap();
+        let job = w
+            .store
+            .tenant(&tenant)
+            .jobs()
+            .get(&targets[0].scan_id)
+            .await
+            .unwrap();
+        assert_eq!(job.kind, "export");
+    }
+    // Ticking again starts nothing more: each event is followed once.
+    s.tick(now + Duration::seconds(3)).await.unwrap();
+    assert_eq!(w.runs(&tenant).await.len(), runs.len());
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -544,3 +729,5 @@ on_both!(a_dst_gap_fires_once_when_the_gap_ends);
 on_both!(drift_runs_only_impacted_targets);
 on_both!(overlap_policies);
 on_both!(run_progress_follows_the_scans);
+on_both!(an_export_schedule_runs_its_profile_as_of_each_due_time);
+on_both!(a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets);

@@ -8,16 +8,21 @@
 //! - `matching`: `bench match`, the package index against a linear scan;
 //! - `scan`: `bench scan`, a scan end to end against the same scan in-process;
 //! - `schedule`: `bench scheduler`, firing and drift against inserting the jobs directly;
+//! - `export`: `bench export`, export runs of a large scan against serde alone and raw
+//!   zstd over the same bytes;
+//! - `server`: the whole Stella the end-to-end benchmarks drive over HTTP;
 //! - this file: the command line of each and how its report reads.
 
 // Every write goes through `outln!`/`errln!`: `println!` panics on a closed pipe.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod export;
 pub mod jobs;
 pub mod mailbox;
 pub mod matching;
 pub mod scan;
 pub mod schedule;
+mod server;
 
 use std::path::PathBuf;
 
@@ -81,6 +86,20 @@ pub(crate) enum BenchCommand {
         /// Scans timed (after a warm-up), one after another.
         #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
         runs: usize,
+    },
+    /// Export runs of one large scan, kind by kind, end to end; against serialising the
+    /// same findings with serde alone and raw zstd -3 over the bytes each run wrote; the
+    /// process's peak RSS per run.
+    Export {
+        /// The SBOM to scan (`ops/bench/big_sbom.py` writes a large one).
+        #[arg(long)]
+        sbom: PathBuf,
+        /// OSV collections to import first; repeat for several.
+        #[arg(long = "advisories")]
+        advisories: Vec<PathBuf>,
+        /// The export kinds to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "csv,sarif")]
+        kinds: Vec<String>,
     },
     /// The scheduler: 10,000 tenants due in the same minute, and an advisory touching
     /// 1 % of their targets; against inserting the same jobs straight into the store.
@@ -154,6 +173,41 @@ impl BenchCommand {
                         r.evaluate_p99_ms,
                         r.runs
                     )
+                })
+            }
+            Self::Export {
+                sbom,
+                advisories,
+                kinds,
+            } => {
+                let r = block_on(export::run(
+                    loaded.settings.clone(),
+                    &sbom,
+                    &advisories,
+                    &kinds,
+                ))?;
+                print(&r, format, || {
+                    let mut lines = vec![format!(
+                        "{} findings on {}; serde alone {:.0} findings/s",
+                        r.findings, r.store, r.serde_findings_per_sec
+                    )];
+                    for k in &r.kinds {
+                        lines.push(format!(
+                            "{}: {:.2} s, {} bytes, {:.0} findings/s (serde ratio {:.3}), \
+                             {:.1} MB/s vs raw zstd -3 {:.1} MB/s (ratio {:.3}), \
+                             peak RSS {:.0} MB",
+                            k.kind,
+                            k.seconds,
+                            k.bytes,
+                            k.findings_per_sec,
+                            k.serde_ratio,
+                            k.mb_per_sec,
+                            k.zstd_mb_per_sec,
+                            k.zstd_ratio,
+                            k.peak_rss_mb
+                        ));
+                    }
+                    lines.join("\n")
                 })
             }
             Self::Scan {

@@ -11,7 +11,7 @@
 
 use anyhow::Context as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -27,7 +27,7 @@ use stella_domain::scan::{
 use stella_domain::{sbom, vex};
 
 use super::matching::{is_affected, percentile};
-use crate::Application;
+use super::server::BenchServer;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanBenchReport {
@@ -89,7 +89,7 @@ fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> anyhow::
 
 /// Runs the benchmark. Must run inside an actix system.
 pub async fn run(
-    mut settings: Settings,
+    settings: Settings,
     sbom_path: &PathBuf,
     advisory_paths: &[PathBuf],
     runs: usize,
@@ -100,111 +100,18 @@ pub async fn run(
     for path in advisory_paths {
         collections.push(std::fs::read(path).with_context(|| format!("{}", path.display()))?);
     }
-    // A fresh data folder, so the embedded default starts empty and nothing of the
-    // user's is touched; a fresh admin token the benchmark uses.
-    let data = tempfile::tempdir()?;
-    settings.data_dir = data.path().to_path_buf();
-    settings.listen = "127.0.0.1:0".parse()?;
-    settings.api.rate_limit_per_second = 0;
-    // Set, so a fresh database does not generate (and print) an administrator token into
-    // the report's stdout; the benchmark makes its own below.
-    settings.bootstrap_token = Some(stella_config::Secret::new(format!(
-        "bench-bootstrap-{}",
-        uuid_like()
-    )));
-    let app = Application::build(settings).await?;
-    let store = app.context().store.backend().to_string();
-    let (_, admin) = app
-        .context()
-        .store
-        .tokens()
-        .create(
-            &stella_store::repo::NewToken {
-                tenant: None,
-                name: "bench scan".into(),
-                scopes: vec!["admin".into()],
-                expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
-            },
-            Utc::now(),
-        )
-        .await?;
-    let base = format!("http://{}/api/v1", app.addr());
-    let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped());
-    let http = reqwest::Client::new();
-    let tenant = format!("bench-{}", uuid_like());
-    let send = |request: reqwest::RequestBuilder| async move {
-        let response = request.send().await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(anyhow::anyhow!("{status}: {body}"))
-        }
-    };
-    send(
-        http.post(format!("{base}/tenants"))
-            .bearer_auth(&admin)
-            .json(&serde_json::json!({"id": tenant, "name": "bench"})),
-    )
-    .await?;
-    for (path, bytes) in advisory_paths.iter().zip(&collections) {
-        let source = format!(
-            "osv:{}",
-            path.file_stem()
-                .map(|s| s.to_string_lossy())
-                .unwrap_or_default()
-        );
-        send(
-            http.post(format!("{base}/advisories/imports"))
-                .query(&[("source", source)])
-                .bearer_auth(&admin)
-                .header("content-type", "application/octet-stream")
-                .body(bytes.clone()),
-        )
-        .await?;
-    }
-    let scan_once = || async {
-        let started = Instant::now();
-        let accepted = send(
-            http.post(format!("{base}/scans"))
-                .bearer_auth(&admin)
-                .header("X-Stella-Tenant", &tenant)
-                .header("content-type", "application/json")
-                .body(sbom_bytes.clone()),
-        )
-        .await?;
-        let id = accepted["job_id"].as_str().unwrap_or_default().to_owned();
-        loop {
-            let scan = send(
-                http.get(format!("{base}/scans/{id}"))
-                    .bearer_auth(&admin)
-                    .header("X-Stella-Tenant", &tenant),
-            )
-            .await?;
-            match scan["status"].as_str() {
-                Some("completed") => return Ok::<_, anyhow::Error>((started.elapsed(), scan)),
-                Some("failed" | "cancelled") => {
-                    return Err(anyhow::anyhow!("scan {id} ended: {scan}"))
-                }
-                _ if started.elapsed() > Duration::from_secs(120) => {
-                    return Err(anyhow::anyhow!("scan {id} did not finish in 120 s"))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(1)).await,
-            }
-        }
-    };
+    let server = BenchServer::start(settings, advisory_paths, "bench scan").await?;
+    let store = server.store.clone();
     // Warm: the advisory index is built by the first scan, statement caches fill.
     let mut last = Value::Null;
     for _ in 0..3 {
-        last = scan_once().await?.1;
+        last = server.scan(&sbom_bytes).await?.1;
     }
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
-        times.push(scan_once().await?.0.as_secs_f64() * 1000.0);
+        times.push(server.scan(&sbom_bytes).await?.0.as_secs_f64() * 1000.0);
     }
-    handle.stop(true).await;
+    server.stop().await;
     times.sort_by(f64::total_cmp);
 
     let mut base_times = tokio::task::spawn_blocking({
@@ -228,9 +135,4 @@ pub async fn run(
         baseline_p99_ms: percentile(&base_times, 99.0),
         ratio: if p50 > 0.0 { baseline_p50 / p50 } else { 0.0 },
     })
-}
-
-fn uuid_like() -> String {
-    use rand::Rng;
-    format!("{:016x}", rand::rng().random::<u64>())
 }

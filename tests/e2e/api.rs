@@ -923,6 +923,33 @@ async fn metrics_pass_promtool_check() {
     server.handle.stop(true).await;
 }
 
+/// The alert rules in `ops/alerts/` are valid, and fire when and how their unit tests
+/// say (`promtool test rules` evaluates them over made-up series).
+#[test]
+fn alert_rules_pass_promtool_check_and_their_tests() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/alerts");
+    for args in [
+        ["check", "rules", "stella.rules.yml"],
+        ["test", "rules", "stella.rules.test.yml"],
+    ] {
+        let output = std::process::Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 #[actix_web::test]
 async fn schemathesis_finds_no_server_error_and_no_schema_mismatch() {
     let Some(schemathesis) = tool("schemathesis") else {

@@ -1023,6 +1023,31 @@ fn scan_gates_a_pipeline_with_its_exit_code_and_the_attestation_verifies() {
     let (code, _, err) = download(true);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("does not match"), "{err}");
+    // The runs listed (two completed, every item done); a completed run cannot be
+    // cancelled.
+    let (code, out, err) = cli(&[
+        "--tenant",
+        "acme",
+        "--output",
+        "json",
+        "export",
+        "list",
+        "--status",
+        "completed",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let runs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let runs = runs["items"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{out}");
+    assert!(
+        runs.iter().all(|r| r["items_done"] == r["items_total"]
+            && r["profile"] == "bridge"
+            && r["step"] == "distribute"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&["--tenant", "acme", "export", "cancel", &export_id]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("already succeeded"), "{err}");
 
     // A policy that blocks gin: the same scan now exits 1.
     let policy = dir.path().join("policy.toml");
@@ -1263,4 +1288,179 @@ fn bench_scheduler_reports_both_targets_against_the_baseline() {
     ] {
         assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
     }
+}
+
+/// The export kinds this version writes, each run from the CLI below.
+const EXPORT_KINDS: &[&str] = &[
+    "csv",
+    "sarif",
+    "json:raw",
+    "json:policy",
+    "cyclonedx",
+    "spdx",
+    "evidence",
+];
+
+/// Every export kind end to end from the CLI, as a user runs it: a profile, a run waited
+/// for, every file downloaded and checked against its listed SHA-256; on the embedded
+/// default, and (with the services) on PostgreSQL + Valkey + S3.
+fn every_export_kind_runs_from_the_cli(services: &[(&str, String)]) {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = stella(dir.path())
+        .envs(services.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = "cli-export-admin-token-0123456789";
+    let cli = |args: &[&str]| {
+        let output = stella(dir.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", admin)
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "stella {args:?}: {stderr}");
+        stdout
+    };
+    let tenant = format!("cli{}", uuid::Uuid::new_v4().simple());
+    let tenant = &tenant[..20];
+    cli(&["tenants", "create", tenant, "--name", "CLI exports"]);
+    let go = data.join("advisories/Go-all.zip");
+    cli(&["advisories", "import", go.to_str().unwrap()]);
+    let sbom = data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json");
+    let out = cli(&["--tenant", tenant, "scan", sbom.to_str().unwrap(), "--wait"]);
+    let scan = out
+        .lines()
+        .find_map(|l| l.strip_prefix("scan "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    for kind in EXPORT_KINDS {
+        let profile = format!("every-{}", kind.replace(':', "-"));
+        cli(&[
+            "--tenant",
+            tenant,
+            "export",
+            "profiles",
+            "create",
+            &profile,
+            "--kind",
+            kind,
+            "--scans",
+            &scan,
+            "--include-sboms",
+            "--include-evidence",
+        ]);
+        let out = cli(&[
+            "--tenant", tenant, "--output", "json", "export", "run", &profile, "--wait",
+        ]);
+        let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(export["status"], "completed", "{kind}: {out}");
+        let id = export["export_id"].as_str().unwrap();
+        let files = export["files"].as_array().unwrap();
+        assert!(
+            files.iter().any(|f| f["name"] == "export.json")
+                && files.iter().any(|f| f["name"] == "provenance.json.dsse"),
+            "{kind}: {out}"
+        );
+        for file in files {
+            let name = file["name"].as_str().unwrap();
+            // Bundle members are named with a folder (`sboms/<sha256>.json`).
+            let target = dir
+                .path()
+                .join(format!("{profile}-{}", name.replace('/', "_")));
+            // `download` checks the bytes against the listed SHA-256 and fails otherwise.
+            cli(&[
+                "--tenant",
+                tenant,
+                "export",
+                "download",
+                id,
+                name,
+                "--output-file",
+                target.to_str().unwrap(),
+            ]);
+            assert_eq!(
+                std::fs::metadata(&target).unwrap().len(),
+                file["size_bytes"].as_u64().unwrap(),
+                "{kind}: {name}"
+            );
+        }
+        if *kind == "evidence" {
+            // The bundle checks out offline against the server's key.
+            let key = dir.path().join("stella.pub.pem");
+            std::fs::write(&key, cli(&["keys", "--pem"])).unwrap();
+            let bundle = dir
+                .path()
+                .join(format!("{profile}-evidence-{profile}-r1.tar.zst"));
+            let out = cli(&[
+                "export",
+                "verify",
+                bundle.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ]);
+            assert!(out.contains("signed by key"), "{out}");
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn every_export_kind_runs_from_the_cli_on_the_embedded_default() {
+    every_export_kind_runs_from_the_cli(&[(
+        "STELLA_BOOTSTRAP_TOKEN",
+        "cli-export-admin-token-0123456789".to_owned(),
+    )]);
+}
+
+#[test]
+fn every_export_kind_runs_from_the_cli_on_the_services() {
+    if std::env::var_os("STELLA_TEST_SERVICES").is_none() {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set"));
+    // A database of its own, dropped at the end.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime
+        .block_on(crate::common::postgres())
+        .expect("the services' PostgreSQL");
+    let database = db.url.clone();
+    every_export_kind_runs_from_the_cli(&[
+        (
+            "STELLA_BOOTSTRAP_TOKEN",
+            "cli-export-admin-token-0123456789".to_owned(),
+        ),
+        ("STELLA_DATABASE_URL", database),
+        ("STELLA_DATABASE_MAX_CONNECTIONS", "6".to_owned()),
+        ("STELLA_VALKEY_URL", var("STELLA_VALKEY_URL")),
+        (
+            "STELLA_VALKEY_KEY_PREFIX",
+            format!("cli-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("STELLA_S3_ENDPOINT", var("STELLA_S3_ENDPOINT")),
+        ("STELLA_S3_BUCKET", var("STELLA_S3_BUCKET")),
+        ("STELLA_S3_REGION", var("STELLA_S3_REGION")),
+        ("STELLA_S3_ACCESS_KEY_ID", var("STELLA_S3_ACCESS_KEY_ID")),
+        (
+            "STELLA_S3_SECRET_ACCESS_KEY",
+            var("STELLA_S3_SECRET_ACCESS_KEY"),
+        ),
+        (
+            "STELLA_S3_PREFIX",
+            format!("cli-{}", uuid::Uuid::new_v4().simple()),
+        ),
+    ]);
+    runtime.block_on(db.finish());
 }

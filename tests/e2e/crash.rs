@@ -271,3 +271,235 @@ async fn a_valkey_restart_mid_run_loses_no_job_and_repeats_no_effect() {
     assert!(report["executions"].as_u64().unwrap() >= count, "{report}");
     db.finish().await;
 }
+
+/// Exports under SIGKILL (PostgreSQL + Valkey + S3): an API-only `serve` and two workers;
+/// a calm run of a SARIF profile distributed to the object store gives the reference
+/// files; then forty runs of the same revision as of the same time, and worker A is
+/// killed while they are under way. Every run must complete with the calm run's bytes,
+/// file for file, and one object per file under its prefix in S3; some step must have
+/// been run again, or the kill proved nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Ok(valkey_url) = std::env::var("STELLA_VALKEY_URL") else {
+        panic!("STELLA_VALKEY_URL must be set with the other services");
+    };
+    let Some(s3) = crate::common::s3_target() else {
+        panic!("STELLA_S3_ENDPOINT must be set with the other services");
+    };
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let port = free_port();
+    let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
+    let mut cluster = cluster(&db.url, &valkey_url, &prefix);
+    cluster.env.retain(|(k, _)| k != "STELLA_LISTEN");
+    cluster.env.extend(
+        [
+            ("STELLA_LISTEN", format!("127.0.0.1:{port}")),
+            ("STELLA_RUNTIME_IN_SERVE", "false".into()),
+            ("STELLA_API_MAX_EXPORT_RUNS_PER_TENANT", "0".into()),
+            ("STELLA_API_RATE_LIMIT_PER_SECOND", "0".into()),
+            ("STELLA_S3_ENDPOINT", s3.endpoint.clone()),
+            ("STELLA_S3_BUCKET", s3.bucket.clone()),
+            ("STELLA_S3_REGION", s3.region.clone()),
+            ("STELLA_S3_ACCESS_KEY_ID", s3.access_key_id.clone()),
+            (
+                "STELLA_S3_SECRET_ACCESS_KEY",
+                s3.secret_access_key.expose().to_owned(),
+            ),
+            ("STELLA_S3_PREFIX", s3.prefix.clone()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let _serve = cluster.spawn(&["serve"], "serve.log");
+    let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
+    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
+    for log in ["worker-a.log", "worker-b.log"] {
+        cluster.wait_started(log);
+    }
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http.get(format!("{base}/keys")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "serve never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin = "crash-test-admin-token-0123456789";
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let request = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(admin)
+            .header("x-stella-tenant", "acme");
+        async move {
+            let request = match body {
+                Some(body) => request.json(&body),
+                None => request,
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+                text,
+            )
+        }
+    };
+
+    // A tenant, the Go advisories, and a scan of a real SBOM, through the CLI.
+    let cli = |args: &[&str]| {
+        let output = cluster
+            .command(args)
+            .env("STELLA_SERVER", format!("http://127.0.0.1:{port}"))
+            .env("STELLA_TOKEN", admin)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "stella {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    cli(&["tenants", "create", "acme", "--name", "Acme"]);
+    cli(&[
+        "advisories",
+        "import",
+        data.join("advisories/Go-all.zip").to_str().unwrap(),
+    ]);
+    let sbom = data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json");
+    let out = cli(&["--tenant", "acme", "scan", sbom.to_str().unwrap(), "--wait"]);
+    let scan = out
+        .lines()
+        .find_map(|l| l.strip_prefix("scan "))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    let (status, _, text) = call(
+        reqwest::Method::POST,
+        "/export-profiles".into(),
+        Some(serde_json::json!({
+            "name": "crash", "kind": "sarif", "selectors": {"scans": [scan]},
+            "distribution": {"to": "objects", "prefix": "crash"},
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let start = |key: String| {
+        let request = http
+            .post(format!("{base}/exports"))
+            .bearer_auth(admin)
+            .header("x-stella-tenant", "acme")
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({"profile": "crash", "as_of": "2026-01-01T00:00:00Z"}));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+            let body: Value = response.json().await.unwrap();
+            body["export_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let wait = |id: String| {
+        let call = &call;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            loop {
+                let (_, export, text) =
+                    call(reqwest::Method::GET, format!("/exports/{id}"), None).await;
+                match export["status"].as_str() {
+                    Some("completed") => return export,
+                    Some("failed" | "cancelled") => panic!("export {id}: {text}"),
+                    _ => {}
+                }
+                assert!(Instant::now() < deadline, "export {id} never ended: {text}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let files_of = |export: &Value| -> Vec<(String, String, u64)> {
+        export["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().to_owned(),
+                    f["sha256"].as_str().unwrap().to_owned(),
+                    f["size_bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let calm = files_of(&wait(start("calm".into()).await).await);
+    assert!(
+        calm.iter().any(|(name, ..)| name.ends_with(".sarif")),
+        "{calm:?}"
+    );
+
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(start(format!("run-{i}")).await);
+    }
+    // Kill worker A once a few runs are done and the rest under way.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, page, _) = call(
+            reqwest::Method::GET,
+            "/exports?status=completed&limit=500".into(),
+            None,
+        )
+        .await;
+        if page["items"].as_array().map_or(0, Vec::len) >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no export completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker_a.0.kill().unwrap(); // SIGKILL: its deliveries stay pending on it
+    worker_a.0.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _worker_a_again = cluster.spawn(&["worker"], "worker-a2.log");
+
+    let objects = stella_store::object::S3Store::new(&s3);
+    for id in &ids {
+        let export = wait(id.clone()).await;
+        assert_eq!(files_of(&export), calm, "export {id}");
+        // One object per file under the run's prefix, of the file's size.
+        let copies: Vec<(String, u64)> =
+            stella_store::object::ObjectStore::list(&objects, &format!("tenants/acme/crash/{id}/"))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| {
+                    let name = o.key.as_str().rsplit('/').next().unwrap().to_owned();
+                    (name, o.size)
+                })
+                .collect();
+        let expected: Vec<(String, u64)> =
+            calm.iter().map(|(n, _, size)| (n.clone(), *size)).collect();
+        assert_eq!(copies, expected, "export {id}");
+    }
+    // Some step of some run ran twice: the kill interrupted work in flight.
+    let mut conn = AnyConnection::connect(&db.url).await.unwrap();
+    let (runs,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM job_events WHERE tenant_id = 'acme' AND to_state = 'running' \
+         AND job_id IN (SELECT id FROM jobs WHERE tenant_id = 'acme' AND kind = 'export')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let steps = 4 * (ids.len() as i64 + 1);
+    assert!(
+        runs > steps,
+        "{runs} step executions for {steps} steps: no redelivery, so the kill proved nothing"
+    );
+    for info in stella_store::object::ObjectStore::list(&objects, "")
+        .await
+        .unwrap()
+    {
+        let _ = stella_store::object::ObjectStore::delete(&objects, &info.key).await;
+    }
+    db.finish().await;
+}

@@ -103,9 +103,8 @@ async fn an_export_runs_from_a_profile_and_downloads_whole_and_in_ranges() {
                 .await
         }
     };
-    let reply =
-        put(json!({"name": "weekly", "kind": "spdx", "selectors": {"scans": [scan]}})).await;
-    assert_problem(&reply, 400, "a kind not available yet");
+    let reply = put(json!({"name": "weekly", "kind": "xml", "selectors": {"scans": [scan]}})).await;
+    assert_problem(&reply, 400, "a kind that does not exist");
     assert_eq!(reply.body["location"], "kind", "{}", reply.text);
     let reply =
         put(json!({"name": "weekly", "kind": "csv", "selectors": {"scans": ["nope"]}})).await;
@@ -259,5 +258,190 @@ async fn an_export_runs_from_a_profile_and_downloads_whole_and_in_ranges() {
         )
         .await;
     assert_problem(&reply, 404, "a run of a profile that does not exist");
+    server.handle.stop(true).await;
+}
+
+/// What a run's owner does with runs besides downloading them: lists them, cancels one,
+/// reads the manifest and provenance, and finds the files of an expired run gone.
+#[actix_web::test]
+async fn runs_are_listed_cancelled_and_expire() {
+    let server = start(|s| s.api.max_export_runs_per_tenant = 2).await;
+    server.create_tenant("acme").await;
+    let (_, acme) = server
+        .token(
+            "acme",
+            &["scans:read", "scans:write", "exports:read", "exports:write"],
+        )
+        .await;
+    import_left_pad_advisory(&server).await;
+    let scan = scan_of(&server, &acme, tiny_sbom(), &[("name", "shop")]).await;
+    wait_scan(&server, &acme, &scan, "completed").await;
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let server = &server;
+        let acme = &acme;
+        async move { server.call(method, &path, Some(acme), None, body).await }
+    };
+    let reply = call(
+        Method::POST,
+        "/api/v1/export-profiles".into(),
+        Some(
+            json!({"name": "daily", "kind": "csv", "selectors": {"scans": [scan]},
+                    "retention_days": 1}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    // Another tenant naming acme's scan finds no such scan.
+    server.create_tenant("globex").await;
+    let (_, globex) = server.token("globex", &["exports:write"]).await;
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/export-profiles",
+            Some(&globex),
+            None,
+            Some(json!({"name": "stolen", "kind": "csv", "selectors": {"scans": [scan]}})),
+        )
+        .await;
+    assert_problem(&reply, 404, "another tenant's scan");
+    assert_eq!(
+        reply.body["location"], "selectors.scans[0]",
+        "{}",
+        reply.text
+    );
+
+    let start_run = |key: &'static str| {
+        let server = &server;
+        let acme = &acme;
+        async move {
+            let response = server
+                .http
+                .post(format!("http://{}/api/v1/exports", server.addr))
+                .bearer_auth(acme)
+                .header("idempotency-key", key)
+                .json(&json!({"profile": "daily", "as_of": "2026-01-01T00:00:00Z"}))
+                .send()
+                .await
+                .unwrap();
+            Reply::of(response).await
+        }
+    };
+    let first = start_run("one").await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    let first_id = first.body["export_id"].as_str().unwrap().to_owned();
+    let done = wait_export(&server, &acme, &first_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["step"], "distribute");
+    assert_eq!(
+        (done["items_done"].as_u64(), done["items_total"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // The manifest and the provenance have routes of their own; the provenance's
+    // subjects are the manifest's files and the manifest.
+    let manifest = call(
+        Method::GET,
+        format!("/api/v1/exports/{first_id}/manifest"),
+        None,
+    )
+    .await;
+    assert_eq!(manifest.status, 200, "{}", manifest.text);
+    let provenance = call(
+        Method::GET,
+        format!("/api/v1/exports/{first_id}/provenance"),
+        None,
+    )
+    .await;
+    assert_eq!(provenance.status, 200, "{}", provenance.text);
+    assert_eq!(provenance.body["_type"], "https://in-toto.io/Statement/v1");
+    let subjects: Vec<&str> = provenance.body["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["export.json", "findings.csv"]);
+    assert_eq!(manifest.body["files"][0]["name"], "findings.csv");
+
+    // Two more runs (the run limit, 2, counts runs that have not ended; it is tested
+    // where runs can be held queued, in `actors/tests/export.rs`), then cancelled;
+    // repeating a request gets its run, not a new one.
+    let mut waiting = Vec::new();
+    for key in ["two", "three"] {
+        let reply = start_run(key).await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        waiting.push(reply.body["export_id"].as_str().unwrap().to_owned());
+    }
+    let again = start_run("two").await;
+    assert_eq!(again.status, 202, "{}", again.text);
+    assert_eq!(again.body["export_id"], waiting[0].as_str());
+    // The list: every run, newest last, filtered by status and profile.
+    let all = call(Method::GET, "/api/v1/exports".into(), None).await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    let ids: Vec<&str> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["export_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.len() >= 3 && ids.contains(&first_id.as_str()),
+        "{ids:?}"
+    );
+    let completed = call(
+        Method::GET,
+        "/api/v1/exports?status=completed&profile=daily".into(),
+        None,
+    )
+    .await;
+    assert!(completed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["status"] == "completed" && e["profile"] == "daily"));
+    let other = call(Method::GET, "/api/v1/exports?profile=weekly".into(), None).await;
+    assert_eq!(other.body["items"], json!([]));
+    let bad = call(Method::GET, "/api/v1/exports?status=done".into(), None).await;
+    assert_problem(&bad, 400, "an unknown status");
+    assert_eq!(bad.body["location"], "status");
+    let reply = call(
+        Method::POST,
+        format!("/api/v1/exports/{first_id}/cancel"),
+        None,
+    )
+    .await;
+    assert_problem(&reply, 409, "cancelling a completed run");
+
+    // A day and a bit after the run ended its retention has passed: its files are gone
+    // (410), its record is not. The end time is moved back in the server's own database.
+    let db = server.data_dir().join("stella.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let past = chrono::Utc::now().timestamp_millis() - 25 * 3600 * 1000;
+    sqlx::query("UPDATE jobs SET finished_at = ?1 WHERE id = ?2")
+        .bind(past)
+        .bind(&first_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    for path in [
+        format!("/api/v1/exports/{first_id}/files/findings.csv"),
+        format!("/api/v1/exports/{first_id}/manifest"),
+    ] {
+        let reply = call(Method::GET, path.clone(), None).await;
+        assert_problem(&reply, 410, &path);
+        assert!(
+            reply.body["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("export-expired"),
+            "{}",
+            reply.text
+        );
+    }
+    let reply = call(Method::GET, format!("/api/v1/exports/{first_id}"), None).await;
+    assert_eq!(reply.status, 200);
     server.handle.stop(true).await;
 }

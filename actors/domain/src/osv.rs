@@ -357,6 +357,70 @@ where
     Ok(())
 }
 
+/// The entries `names` of a collection already imported (an archive entry name, `[i]` of
+/// an array, `""` for a single record), as [`visit_collection`] named them, each once (an
+/// archive's in name order, an array's in its order): how a record is read back from
+/// the collection it came in. An
+/// archive's entries are found by name, without inflating the others; an array is read
+/// through. `max_entry_bytes` bounds each entry read (the import checked the rest).
+pub fn read_entries<R: Read + Seek>(
+    mut reader: R,
+    names: &std::collections::BTreeSet<String>,
+    max_entry_bytes: u64,
+) -> Result<Vec<RawEntry>, CollectionError> {
+    let mut head = [0u8; 4];
+    let got = read_up_to(&mut reader, &mut head).map_err(|err| bad_input(&err))?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|err| bad_input(&err))?;
+    if !is_zip(&head[..got]) {
+        let mut out = Vec::new();
+        // The import checked the collection's size and count; only the entry is bounded.
+        let limits = Limits {
+            max_entries: usize::MAX,
+            max_total_bytes: u64::MAX / 2,
+            max_entry_bytes,
+        };
+        visit_collection(reader, limits, |entry: RawEntry| {
+            if names.contains(&entry.name) {
+                out.push(entry);
+            }
+            Ok::<(), CollectionError>(())
+        })?;
+        return Ok(out);
+    }
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|err| CollectionError::NotZip(err.to_string()))?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let mut file = archive
+            .by_name(name)
+            .map_err(|err| CollectionError::BadEntry {
+                name: name.clone(),
+                reason: err.to_string(),
+            })?;
+        let mut bytes = Vec::new();
+        (&mut file)
+            .take(max_entry_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|err| CollectionError::BadEntry {
+                name: name.clone(),
+                reason: err.to_string(),
+            })?;
+        if bytes.len() as u64 > max_entry_bytes {
+            return Err(CollectionError::EntryTooLarge {
+                name: name.clone(),
+                limit: max_entry_bytes,
+            });
+        }
+        out.push(RawEntry {
+            name: name.clone(),
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
 fn bad_input(err: &std::io::Error) -> CollectionError {
     CollectionError::BadEntry {
         name: String::new(),
@@ -653,6 +717,43 @@ mod tests {
         }
         writer.finish().unwrap();
         buf.into_inner()
+    }
+
+    #[test]
+    fn entries_are_read_back_by_the_names_the_import_gave_them() {
+        let zip = zip_of(&[
+            ("a/GO-1.json", b"{\"id\": 1}"),
+            ("a/GO-2.json", b"{\"id\": 2}"),
+            ("a/GO-3.json", b"{\"id\": 3}"),
+        ]);
+        let names = ["a/GO-3.json", "a/GO-1.json"]
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        let entries = read_entries(Cursor::new(&zip), &names, 1024).unwrap();
+        let got: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.bytes.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a/GO-1.json", &b"{\"id\": 1}"[..]),
+                ("a/GO-3.json", &b"{\"id\": 3}"[..])
+            ]
+        );
+        assert!(matches!(
+            read_entries(Cursor::new(&zip), &names, 5),
+            Err(CollectionError::EntryTooLarge { .. })
+        ));
+        let missing = ["a/GO-9.json".to_owned()].into_iter().collect();
+        assert!(read_entries(Cursor::new(&zip), &missing, 1024).is_err());
+
+        let array = br#"[{"id": "A"}, {"id": "B"}]"#;
+        let split = split_collection(array, Limits::default()).unwrap();
+        let names = [split[1].name.clone()].into_iter().collect();
+        let entries = read_entries(Cursor::new(&array[..]), &names, 1024).unwrap();
+        assert_eq!(entries, [split[1].clone()]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use serde_json::json;
 use stella_store::object::{ObjectKey, Sha256Digest};
+use stella_store::repo::{Effect, NewEvent};
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
 use super::plan::ExportPlan;
@@ -15,14 +16,13 @@ pub(super) async fn distribute(
     deps: &ExportDeps,
     ctx: &mut StepContext<'_>,
 ) -> Result<StepOutcome<ExportStep>, StepError> {
-    let plan = ExportPlan::load(deps, ctx).await?;
-    let tenant = ctx.store.tenant(&ctx.job.tenant);
-    let files = tenant.export_files().list(&ctx.job.id).await?;
-    let run = tenant
-        .export_runs()
-        .get(&ctx.job.id)
-        .await?
-        .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
+    let (plan, run) = ExportPlan::load(deps, ctx).await?;
+    let files = ctx
+        .store
+        .tenant(&ctx.job.tenant)
+        .export_files()
+        .list(&ctx.job.id)
+        .await?;
     let mut copies = Vec::new();
     if let Distribution::Objects { prefix } = &plan.definition.distribution {
         for file in &files {
@@ -41,7 +41,7 @@ pub(super) async fn distribute(
         .iter()
         .find(|file| file.name == stella_domain::export::manifest::MANIFEST_NAME)
         .map(|file| file.sha256.clone());
-    Ok(StepOutcome::Done(json!({
+    let result = json!({
         "profile": plan.profile,
         "revision": plan.revision,
         "kind": plan.kind,
@@ -51,5 +51,19 @@ pub(super) async fn distribute(
         })).collect::<Vec<_>>(),
         "manifest_sha256": manifest,
         "distributed_to": copies,
-    })))
+    });
+    let mut event = result.clone();
+    event["export_id"] = json!(ctx.job.id.as_str());
+    ctx.stage(Effect::Event(NewEvent {
+        kind: "export.completed".to_owned(),
+        dedupe_key: format!("export.completed:{}:{}", ctx.job.tenant, ctx.job.id),
+        payload: event,
+    }));
+    let seconds = (ctx.now - ctx.job.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+    deps.metrics.run_duration.observe(seconds);
+    deps.metrics
+        .bytes
+        .with_label_values(&[plan.kind.as_str()])
+        .inc_by(files.iter().map(|f| f.size_bytes).sum());
+    Ok(StepOutcome::Done(result))
 }

@@ -20,14 +20,17 @@
 //!
 //! Layout: this file (the kind, its parameters, steps and formats), `profile` (profiles:
 //! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
-//! `write`, `seal`, `distribute`), `bundle` (packing a run's files into one `tar.zst`
-//! for the bundle formats) and `formats/` with one file per format. Adding a format: a
-//! variant of [`Format`], a file in `formats/` with its `write`, one arm in
+//! `write`, `seal`, `distribute`), `cited` (what the findings cite: the advisory records
+//! and VEX statements the document formats read), `bundle` (packing a run's files into
+//! one `tar.zst` for the bundle formats) and `formats/` with one file per format. Adding
+//! a format: a variant of [`Format`], a file in `formats/` with its `write`, one arm in
 //! `formats::write`, and for a bundle format one in `formats::bundle`.
 
 mod bundle;
+mod cited;
 mod distribute;
 mod formats;
+mod metrics;
 mod plan;
 mod profile;
 mod run;
@@ -41,14 +44,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_domain::dsse::SigningKey;
 use stella_store::object::Objects;
+use stella_store::repo::{Effect, Job, NewEvent};
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
+pub use metrics::ExportMetrics;
 pub use plan::{ExportPlan, PlannedScan};
 pub use profile::{
     check_name, put_profile, Distribution, InvalidProfile, ProfileDefinition, PutProfileError,
-    Selectors,
+    Selectors, Trigger,
 };
-pub use run::{start_run, StartRunError};
+pub use run::{start_run, start_run_limited, StartRunError};
 
 use crate::roles::Role;
 
@@ -70,6 +75,19 @@ pub enum Format {
     Csv,
     /// SARIF 2.1.0 for GitHub code scanning, one log per scan: `scan-<id>.sarif`.
     Sarif,
+    /// The scans' inputs as stored: `raw.json` (SBOM digests, the advisory observations
+    /// and VEX statements the findings cite), and the SBOMs as `sbom-<sha256>.json` with
+    /// `options.include_sboms`.
+    JsonRaw,
+    /// Verdicts, findings with their explain traces, the policies evaluated with:
+    /// `policy.json`.
+    JsonPolicy,
+    /// CycloneDX 1.6 JSON, one BOM per scan with its vulnerabilities and VEX analysis:
+    /// `scan-<id>.cdx.json`.
+    CycloneDx,
+    /// SPDX 2.3 JSON, one document per scan with its findings as security references and
+    /// annotations: `scan-<id>.spdx.json`.
+    Spdx,
     /// The documents the verdicts rest on (SBOMs, verdicts, attestations, findings, the
     /// advisory observations, VEX documents and policies they cite), sealed and packed
     /// into one reproducible `evidence-<profile>-r<revision>.tar.zst`.
@@ -77,25 +95,28 @@ pub enum Format {
 }
 
 /// The formats the issue names that this version does not write yet.
-const LATER: &[&str] = &[
-    "json:raw",
-    "json:policy",
-    "cyclonedx",
-    "spdx",
-    "report:pdf",
-    "report:xlsx",
-    "mirror:full",
-    "mirror:delta",
-];
+const LATER: &[&str] = &["report:pdf", "report:xlsx", "mirror:full", "mirror:delta"];
 
 impl Format {
     /// Every format this version writes.
-    pub const ALL: &'static [Format] = &[Format::Csv, Format::Sarif, Format::Evidence];
+    pub const ALL: &'static [Format] = &[
+        Format::JsonRaw,
+        Format::JsonPolicy,
+        Format::Csv,
+        Format::Sarif,
+        Format::CycloneDx,
+        Format::Spdx,
+        Format::Evidence,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Sarif => "sarif",
+            Format::JsonRaw => "json:raw",
+            Format::JsonPolicy => "json:policy",
+            Format::CycloneDx => "cyclonedx",
+            Format::Spdx => "spdx",
             Format::Evidence => "evidence",
         }
     }
@@ -127,6 +148,7 @@ impl Format {
 pub struct ExportDeps {
     pub objects: Objects,
     pub signing_key: Arc<SigningKey>,
+    pub metrics: ExportMetrics,
 }
 
 /// The `export` job kind.
@@ -196,5 +218,26 @@ impl Kind for Export {
             ExportStep::Seal => seal::seal(&self.deps, ctx).await,
             ExportStep::Distribute => distribute::distribute(&self.deps, ctx).await,
         }
+    }
+
+    /// `export.failed` on the tenant's events stream, and the failure metric.
+    fn failed(&self, job: &Job, error: &str) -> Vec<Effect> {
+        self.deps
+            .metrics
+            .failures
+            .with_label_values(&[job.step.as_str()])
+            .inc();
+        let params = serde_json::from_value::<ExportParams>(job.params.clone()).ok();
+        vec![Effect::Event(NewEvent {
+            kind: "export.failed".to_owned(),
+            dedupe_key: format!("export.failed:{}:{}", job.tenant, job.id),
+            payload: serde_json::json!({
+                "export_id": job.id.as_str(),
+                "profile": params.as_ref().map(|p| p.profile.as_str()),
+                "revision": params.as_ref().map(|p| p.revision),
+                "error_code": job.step,
+                "error": error,
+            }),
+        })]
     }
 }

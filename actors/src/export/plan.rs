@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_domain::canonical::canonical_bytes;
 use stella_store::object::Sha256Digest;
-use stella_store::repo::{Effect, ExportProfileRecord, ScanRecord};
+use stella_store::repo::{Effect, ExportProfileRecord, ExportRunRecord, ScanRecord};
 use stella_store::{JobId, StoreError};
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
@@ -53,8 +53,12 @@ impl ExportPlan {
         Format::parse(&self.kind).map_err(StepError::abort)
     }
 
-    /// The plan a run fixed in its `plan` step (read back by the later steps).
-    pub async fn load(deps: &ExportDeps, ctx: &StepContext<'_>) -> Result<Self, StepError> {
+    /// The plan a run fixed in its `plan` step, with the run's record (progress,
+    /// counts), as the later steps read them back.
+    pub async fn load(
+        deps: &ExportDeps,
+        ctx: &StepContext<'_>,
+    ) -> Result<(Self, ExportRunRecord), StepError> {
         let run = ctx
             .store
             .tenant(&ctx.job.tenant)
@@ -64,8 +68,9 @@ impl ExportPlan {
             .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
         let digest = Sha256Digest::parse(&run.plan_sha256)?;
         let bytes = deps.objects.read_content(&digest).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|err| StepError::abort(format!("the stored plan: {err}")).with_source(err))
+        let plan = serde_json::from_slice(&bytes)
+            .map_err(|err| StepError::abort(format!("the stored plan: {err}")).with_source(err))?;
+        Ok((plan, run))
     }
 }
 

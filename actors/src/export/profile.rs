@@ -89,6 +89,28 @@ impl Options {
     }
 }
 
+/// An event that starts a run of the profile (besides `POST /exports` and schedules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// The event: `scan.completed` (the only one so far).
+    pub on: String,
+    /// Only scans of these targets (by name); every scan when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+}
+
+/// The events a trigger may name.
+pub(crate) const TRIGGER_EVENTS: &[&str] = &["scan.completed"];
+
+impl Trigger {
+    /// Whether a `scan.completed` event of a scan of `target` starts a run.
+    pub fn fires_on_scan_of(&self, target: &str) -> bool {
+        self.on == "scan.completed"
+            && (self.targets.is_empty() || self.targets.iter().any(|t| t == target))
+    }
+}
+
 /// Where a run's files go besides the download route.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "to", rename_all = "snake_case", deny_unknown_fields)]
@@ -131,6 +153,9 @@ pub struct ProfileDefinition {
     pub options: Options,
     #[serde(default, skip_serializing_if = "Distribution::is_download")]
     pub distribution: Distribution,
+    /// Events that start a run (the scheduler follows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
     /// Days an export's files are kept.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -244,6 +269,27 @@ impl ProfileDefinition {
                 ));
             }
         }
+        if definition.triggers.len() > 10 {
+            return Err(invalid("triggers", "at most 10 triggers"));
+        }
+        for (i, trigger) in definition.triggers.iter().enumerate() {
+            if !TRIGGER_EVENTS.contains(&trigger.on.as_str()) {
+                return Err(invalid(
+                    format!("triggers[{i}].on"),
+                    format!(
+                        "{:?} is not an event a profile can follow ({})",
+                        trigger.on,
+                        TRIGGER_EVENTS.join(", ")
+                    ),
+                ));
+            }
+            if trigger.targets.len() > MAX_SELECTED {
+                return Err(invalid(
+                    format!("triggers[{i}].targets"),
+                    format!("at most {MAX_SELECTED} targets"),
+                ));
+            }
+        }
         if definition.retention_days == 0 || definition.retention_days > MAX_RETENTION_DAYS {
             return Err(invalid(
                 "retention_days",
@@ -268,6 +314,18 @@ pub async fn put_profile(
     check_name(name)?;
     let format = Format::parse(format).map_err(|message| invalid("kind", message))?;
     let definition = ProfileDefinition::parse(definition)?;
+    // A scan the tenant does not have is a missing id, whoever else has it.
+    let scans = store.tenant(tenant).scans();
+    for (i, scan) in definition.selectors.scans.iter().enumerate() {
+        let id = stella_store::JobId::parse(scan)
+            .map_err(|err| invalid("selectors.scans", err.to_string()))?;
+        if scans.get_without_analysis(&id).await?.is_none() {
+            return Err(PutProfileError::NotFound {
+                field: format!("selectors.scans[{i}]"),
+                message: format!("scan {scan} not found"),
+            });
+        }
+    }
     let canonical = canonical_bytes(
         &serde_json::to_value(&definition).map_err(|err| invalid("", err.to_string()))?,
     );
@@ -292,6 +350,9 @@ pub async fn put_profile(
 pub enum PutProfileError {
     #[error(transparent)]
     Invalid(#[from] InvalidProfile),
+    /// A selector names something the tenant does not have.
+    #[error("{message}")]
+    NotFound { field: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -14,6 +14,9 @@ pub enum StartRunError {
     /// No such profile (or revision) for this tenant.
     #[error("{0}")]
     NotFound(String),
+    /// The tenant has `limit` runs queued or running already.
+    #[error("{active} export runs are queued or running, the most a tenant may have at once; start this one when one of them ends")]
+    Limit { active: u64, limit: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,4 +56,48 @@ pub async fn start_run(
     Ok(submit(store, registry, tenant, &request, Utc::now())
         .await?
         .job)
+}
+
+/// [`start_run`] unless the tenant has `limit` runs queued or running already (0: no
+/// limit). A request repeating an idempotency key gets its first run whatever the count.
+/// Two requests at the same moment may both pass the count: the limit bounds a tenant's
+/// load, it is not a semaphore.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_run_limited(
+    store: &Store,
+    registry: &Registry,
+    tenant: &TenantId,
+    profile: &str,
+    revision: Option<u64>,
+    as_of: DateTime<Utc>,
+    idempotency_key: Option<&str>,
+    max_attempts: u32,
+    limit: u64,
+) -> Result<Job, StartRunError> {
+    let jobs = store.tenant(tenant).jobs();
+    if let Some(key) = idempotency_key {
+        if let Some(job) = jobs
+            .find_by_idempotency_key(&format!("{}:{key}", Export::NAME))
+            .await?
+        {
+            return Ok(job);
+        }
+    }
+    if limit > 0 {
+        let active = jobs.count_unfinished(Export::NAME).await?;
+        if active >= limit {
+            return Err(StartRunError::Limit { active, limit });
+        }
+    }
+    start_run(
+        store,
+        registry,
+        tenant,
+        profile,
+        revision,
+        as_of,
+        idempotency_key,
+        max_attempts,
+    )
+    .await
 }

@@ -26,14 +26,7 @@ pub(super) async fn seal(
     deps: &ExportDeps,
     ctx: &mut StepContext<'_>,
 ) -> Result<StepOutcome<ExportStep>, StepError> {
-    let plan = ExportPlan::load(deps, ctx).await?;
-    let run = ctx
-        .store
-        .tenant(&ctx.job.tenant)
-        .export_runs()
-        .get(&ctx.job.id)
-        .await?
-        .ok_or_else(|| StepError::abort(format!("export {} has no plan", ctx.job.id)))?;
+    let (plan, run) = ExportPlan::load(deps, ctx).await?;
     let written = ctx
         .store
         .tenant(&ctx.job.tenant)

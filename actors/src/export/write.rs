@@ -29,7 +29,7 @@ pub(super) async fn write(
     deps: &ExportDeps,
     ctx: &mut StepContext<'_>,
 ) -> Result<StepOutcome<ExportStep>, StepError> {
-    let plan = ExportPlan::load(deps, ctx).await?;
+    let (plan, _) = ExportPlan::load(deps, ctx).await?;
     let format = plan.format()?;
     let mut run = WriteRun {
         deps,
@@ -136,7 +136,58 @@ impl WriteRun<'_, '_> {
         Ok(())
     }
 
-    /// Stores bytes held in memory (a document of a few kilobytes to megabytes) as the
+    /// Records an object the store already holds (an SBOM, by its digest) as the
+    /// export's file `name`, without copying it: the files are content-addressed, so it
+    /// is the same object either way. Its absence is transient (a store coming back).
+    pub(crate) async fn store_existing(
+        &mut self,
+        name: impl Into<String>,
+        sha256: &str,
+        size: u64,
+    ) -> Result<FileEntry, StepError> {
+        let digest = Sha256Digest::parse(sha256)?;
+        if self
+            .deps
+            .objects
+            .store()
+            .head(&ObjectKey::content(&digest))
+            .await?
+            != Some(size)
+        {
+            return Err(StepError::retry(format!(
+                "object sha256/{sha256} of {size} bytes is not in the object store"
+            )));
+        }
+        let entry = FileEntry {
+            name: name.into(),
+            size,
+            sha256: sha256.to_owned(),
+        };
+        self.add(entry.clone())?;
+        Ok(entry)
+    }
+
+    /// [`Self::store_existing`] for an object whose size the caller does not hold (an
+    /// attestation, a VEX document): the store is asked.
+    pub(crate) async fn store_existing_object(
+        &mut self,
+        name: impl Into<String>,
+        sha256: &str,
+    ) -> Result<FileEntry, StepError> {
+        let digest = Sha256Digest::parse(sha256)?;
+        let size = self
+            .deps
+            .objects
+            .store()
+            .head(&ObjectKey::content(&digest))
+            .await?
+            .ok_or_else(|| {
+                StepError::retry(format!("object sha256/{sha256} is not in the object store"))
+            })?;
+        self.store_existing(name, sha256, size).await
+    }
+
+    /// Stores bytes held in memory (a document of kilobytes to a few megabytes) as the
     /// export's file `name`.
     pub(crate) async fn store_bytes(
         &mut self,
@@ -151,32 +202,6 @@ impl WriteRun<'_, '_> {
         };
         self.add(entry.clone())?;
         Ok(entry)
-    }
-
-    /// Records an object Stella already stores content-addressed (an SBOM, an
-    /// attestation, a VEX document) as the export's file `name`, without copying it;
-    /// `false` when there is no such object.
-    pub(crate) async fn record_object(
-        &mut self,
-        name: impl Into<String>,
-        sha256: &str,
-    ) -> Result<bool, StepError> {
-        let digest = Sha256Digest::parse(sha256)?;
-        let Some(size) = self
-            .deps
-            .objects
-            .store()
-            .head(&ObjectKey::content(&digest))
-            .await?
-        else {
-            return Ok(false);
-        };
-        self.add(FileEntry {
-            name: name.into(),
-            size,
-            sha256: digest.to_string(),
-        })?;
-        Ok(true)
     }
 
     /// Whether the file `name` is written already.
@@ -194,19 +219,20 @@ impl WriteRun<'_, '_> {
         pass: Pass,
         mut each: impl FnMut(&ExportFinding<'_>, &str) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
-        self.each_record(scan, pass, |record, finding| {
+        self.each_stored(scan, pass, |finding, record| {
             each(finding, &record.disposition)
         })
         .await
     }
 
-    /// [`Self::each_finding`] with the finding as stored (its record, whose `finding` is
-    /// the JSON the evaluator wrote), for formats that carry findings whole.
-    pub(crate) async fn each_record(
+    /// [`Self::each_finding`] with the stored finding itself (its ordinal and the JSON
+    /// the evaluator recorded: the trace, the claims and their evidence), for the formats
+    /// that write more than the export view holds.
+    pub(crate) async fn each_stored(
         &mut self,
         scan: &PlannedScan,
         pass: Pass,
-        mut each: impl FnMut(&FindingRecord, &ExportFinding<'_>) -> Result<(), StepError>,
+        mut each: impl FnMut(&ExportFinding<'_>, &FindingRecord) -> Result<(), StepError>,
     ) -> Result<(), StepError> {
         // Copies of the references, so reading them does not borrow `self`.
         let (ctx, plan) = (self.ctx, self.plan);
@@ -247,7 +273,7 @@ impl WriteRun<'_, '_> {
                 ) {
                     continue;
                 }
-                each(record, &finding)?;
+                each(&finding, record)?;
                 if pass == Pass::Counted {
                     self.count("findings", 1);
                     self.count(&record.disposition, 1);

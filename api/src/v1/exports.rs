@@ -9,9 +9,12 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stella_actors::export::{put_profile, start_run, Export, PutProfileError, StartRunError};
+use stella_actors::export::{
+    put_profile, start_run_limited, Export, ExportParams, ProfileDefinition, PutProfileError,
+    StartRunError,
+};
 use stella_store::object::Sha256Digest;
-use stella_store::repo::{ExportFileRecord, ExportProfileRecord, Job, JobState};
+use stella_store::repo::{ExportFileRecord, ExportProfileRecord, Job, JobFilter, JobState};
 use tokio::io::AsyncReadExt as _;
 use utoipa::{IntoParams, ToSchema};
 
@@ -26,7 +29,7 @@ use crate::Context;
 pub struct ProfileView {
     pub name: String,
     pub revision: u64,
-    /// What it writes (`csv`, `sarif`).
+    /// What it writes: `json:raw`, `json:policy`, `csv`, `sarif`, `cyclonedx` or `spdx`.
     pub kind: String,
     /// The selectors and retention, as stored (canonical JSON).
     #[schema(value_type = Object)]
@@ -57,14 +60,21 @@ impl From<ExportProfileRecord> for ProfileView {
 pub struct PutProfile {
     /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
     pub name: String,
-    /// What to write: `csv`, `sarif` or `evidence` (the other kinds are not available yet).
+    /// What to write: `json:raw` (the scans' inputs as stored: `raw.json`, and the SBOMs
+    /// with `options.include_sboms`), `json:policy` (verdicts, findings with their explain
+    /// traces, policy snapshots: `policy.json`), `csv` (one row per finding:
+    /// `findings.csv`), `sarif` (SARIF 2.1.0 for GitHub code scanning, one log per scan),
+    /// `cyclonedx` (CycloneDX 1.6 JSON with vulnerabilities and VEX analysis, one BOM per
+    /// scan), `spdx` (SPDX 2.3 JSON, one document per scan) or `evidence` (a signed,
+    /// reproducible `tar.zst` of what the verdicts rest on, and each member on its own).
+    /// The report and mirror kinds are not available yet.
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
     /// `warn`, `block`; all when empty).
     #[schema(value_type = Object)]
     pub selectors: Value,
-    /// `include_sboms`, `include_evidence` (booleans), `template` (`executive`,
-    /// `detailed`; reports).
+    /// `include_sboms` (`json:raw`: the SBOMs as files of the export), `include_evidence`
+    /// (booleans), `template` (`executive`, `detailed`; reports).
     #[schema(value_type = Object)]
     pub options: Option<Value>,
     /// Where the files go besides the download route: `{"to": "download"}` (default) or
@@ -72,6 +82,10 @@ pub struct PutProfile {
     /// `tenants/<tenant>/<prefix>/<export id>/<file>` in the object store).
     #[schema(value_type = Object)]
     pub distribution: Option<Value>,
+    /// Events that start a run: `[{"on": "scan.completed", "targets": ["…"]}]` (every
+    /// scan of the targets named; of any target when `targets` is left out).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub triggers: Option<Value>,
     /// Days the files are kept (default 30).
     pub retention_days: Option<u32>,
 }
@@ -157,6 +171,7 @@ fn profile_problem(err: PutProfileError) -> Problem {
                 problem.at(at)
             }
         }
+        PutProfileError::NotFound { field, message } => Problem::not_found(message).at(field),
         PutProfileError::Store(err) => err.into(),
     }
 }
@@ -187,6 +202,9 @@ pub(crate) async fn put(
     }
     if let Some(distribution) = body.distribution {
         definition["distribution"] = distribution;
+    }
+    if let Some(triggers) = body.triggers {
+        definition["triggers"] = triggers;
     }
     let (record, created) = put_profile(
         &ctx.store,
@@ -320,7 +338,7 @@ pub(crate) async fn create(
         });
         crate::idempotency::claim(&ctx, tenant, "exports", key, &fingerprint).await?;
     }
-    let job = start_run(
+    let job = start_run_limited(
         &ctx.store,
         &ctx.registry,
         tenant,
@@ -329,11 +347,21 @@ pub(crate) async fn create(
         as_of,
         key.as_deref(),
         ctx.job_max_attempts,
+        ctx.settings.max_export_runs_per_tenant,
     )
     .await
     .map_err(|err| match err {
         StartRunError::NotFound(what) => {
             Problem::not_found(format!("{what} not found")).at("profile")
+        }
+        limit @ StartRunError::Limit { .. } => {
+            let mut problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "export-limit",
+                limit.to_string(),
+            );
+            problem.retry_after = Some(RETRY_AFTER_LIMIT_SECS);
+            problem
         }
         StartRunError::Store(err) => err.into(),
     })?;
@@ -364,25 +392,27 @@ pub(crate) async fn get(
     export_id: web::Path<String>,
 ) -> ApiResult<web::Json<ExportView>> {
     let job = export_job(&ctx, &caller, &export_id).await?;
-    let files = ctx
-        .store
-        .tenant(&job.tenant)
-        .export_files()
-        .list(&job.id)
-        .await?;
-    let run = ctx
-        .store
-        .tenant(&job.tenant)
-        .export_runs()
-        .get(&job.id)
-        .await?;
-    let params =
-        serde_json::from_value::<stella_actors::export::ExportParams>(job.params.clone()).ok();
+    Ok(web::Json(view(&ctx, job, true).await?))
+}
+
+/// Seconds a client refused for the run limit is told to wait.
+const RETRY_AFTER_LIMIT_SECS: u64 = 30;
+
+/// The view of a run; its file list only when `with_files`.
+async fn view(ctx: &Context, job: Job, with_files: bool) -> ApiResult<ExportView> {
+    let tenant = ctx.store.tenant(&job.tenant);
+    let files = if with_files {
+        tenant.export_files().list(&job.id).await?
+    } else {
+        Vec::new()
+    };
+    let run = tenant.export_runs().get(&job.id).await?;
+    let params = serde_json::from_value::<ExportParams>(job.params.clone()).ok();
     let error = match job.state {
         JobState::Retrying | JobState::Failed | JobState::Cancelled => job.last_error.clone(),
         _ => None,
     };
-    Ok(web::Json(ExportView {
+    Ok(ExportView {
         export_id: job.id.to_string(),
         status: status(job.state).to_owned(),
         profile: params.as_ref().map(|p| p.profile.clone()),
@@ -396,7 +426,174 @@ pub(crate) async fn get(
         counts: run.and_then(|r| r.counts),
         created_at: job.created_at,
         finished_at: job.finished_at,
+    })
+}
+
+/// Filters of the run list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportListQuery {
+    /// `queued`, `retrying`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: Option<String>,
+    /// Only runs of this profile (a page may then hold fewer runs than `limit`).
+    pub profile: Option<String>,
+    pub cursor: Option<String>,
+    /// 1-500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// The tenant's export runs, oldest first, without their file lists.
+#[utoipa::path(
+    operation_id = "list_exports",
+    tag = "exports",
+    params(ExportListQuery),
+    responses((status = 200, body = Page<ExportView>), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/exports")]
+pub(crate) async fn list(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    query: web::Query<ExportListQuery>,
+) -> ApiResult<web::Json<Page<ExportView>>> {
+    let tenant = caller.tenant()?;
+    let state = match query.status.as_deref() {
+        None => None,
+        Some("queued") => Some(JobState::Queued),
+        Some("retrying") => Some(JobState::Retrying),
+        Some("running") => Some(JobState::Running),
+        Some("completed") => Some(JobState::Succeeded),
+        Some("failed") => Some(JobState::Failed),
+        Some("cancelled") => Some(JobState::Cancelled),
+        Some(other) => {
+            return Err(Problem::bad_request(format!(
+            "{other:?} is not a status (queued, retrying, running, completed, failed, cancelled)"
+        ))
+            .at("status"))
+        }
+    };
+    if let Some(profile) = &query.profile {
+        stella_actors::export::check_name(profile)
+            .map_err(|invalid| Problem::bad_request(invalid.message).at("profile"))?;
+    }
+    let filter = JobFilter {
+        state,
+        kind: Some(<Export as stella_supervisor::Kind>::NAME.to_owned()),
+    };
+    let page = ctx
+        .store
+        .tenant(tenant)
+        .jobs()
+        .list(&filter, query.cursor.as_deref(), query.limit.unwrap_or(50))
+        .await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for job in page.items {
+        let of_profile = query.profile.as_ref().is_none_or(|wanted| {
+            job.params.get("profile").and_then(Value::as_str) == Some(wanted.as_str())
+        });
+        if of_profile {
+            items.push(view(&ctx, job, false).await?);
+        }
+    }
+    Ok(web::Json(Page {
+        items,
+        next_cursor: page.next_cursor,
     }))
+}
+
+/// Cancel a run that has not finished: its running step is stopped and nothing more is
+/// written; files already written stay listed.
+#[utoipa::path(
+    operation_id = "cancel_export",
+    tag = "exports",
+    params(("export_id" = String, Path, description = "The export's id")),
+    responses((status = 200, body = ExportView), Problems),
+    security(("bearer" = ["exports:write"]))
+)]
+#[post("/exports/{export_id}/cancel")]
+pub(crate) async fn cancel(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    export_id: web::Path<String>,
+) -> ApiResult<web::Json<ExportView>> {
+    let job = export_job(&ctx, &caller, &export_id).await?;
+    let job = super::jobs::cancel_job(&ctx, &job.tenant, &job.id, &caller).await?;
+    Ok(web::Json(view(&ctx, job, true).await?))
+}
+
+/// The run's manifest, `export.json`: every file with its size and sha256 (canonical
+/// JSON; its DSSE signature is the file `export.json.dsse`).
+#[utoipa::path(
+    operation_id = "get_export_manifest",
+    tag = "exports",
+    params(("export_id" = String, Path, description = "The export's id")),
+    responses((status = 200, description = "export.json", content_type = "application/json", body = Object), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/exports/{export_id}/manifest")]
+pub(crate) async fn manifest(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    export_id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let job = export_job(&ctx, &caller, &export_id).await?;
+    serve_file(
+        &ctx,
+        &req,
+        &job,
+        stella_domain::export::manifest::MANIFEST_NAME,
+    )
+    .await
+}
+
+/// The run's provenance, `provenance.json`: an in-toto Statement whose subjects are its
+/// files (its DSSE signature is the file `provenance.json.dsse`).
+#[utoipa::path(
+    operation_id = "get_export_provenance",
+    tag = "exports",
+    params(("export_id" = String, Path, description = "The export's id")),
+    responses((status = 200, description = "provenance.json", content_type = "application/json", body = Object), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/exports/{export_id}/provenance")]
+pub(crate) async fn provenance(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    export_id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let job = export_job(&ctx, &caller, &export_id).await?;
+    serve_file(
+        &ctx,
+        &req,
+        &job,
+        stella_domain::export::manifest::PROVENANCE_NAME,
+    )
+    .await
+}
+
+/// When a finished run's files stop being served: its end plus its profile revision's
+/// retention. `None` while it runs, or when the revision cannot be read.
+async fn expires_at(ctx: &Context, job: &Job) -> ApiResult<Option<DateTime<Utc>>> {
+    let (Some(finished), Ok(params)) = (
+        job.finished_at,
+        serde_json::from_value::<ExportParams>(job.params.clone()),
+    ) else {
+        return Ok(None);
+    };
+    let record = ctx
+        .store
+        .tenant(&job.tenant)
+        .export_profiles()
+        .revision(&params.profile, params.revision)
+        .await?;
+    let Ok(definition) = serde_json::from_str::<ProfileDefinition>(&record.definition) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        finished + chrono::Duration::days(i64::from(definition.retention_days)),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -404,7 +601,8 @@ pub(crate) async fn get(
 pub struct FilePath {
     /// The export's id.
     pub export_id: String,
-    /// The file's name (`findings.csv`, `export.json`, `export.json.dsse`).
+    /// The file's name (`findings.csv`, `policy.json`, `scan-<id>.cdx.json`,
+    /// `export.json`, `export.json.dsse`, ...).
     pub name: String,
 }
 
@@ -469,19 +667,46 @@ pub(crate) async fn download(
     path: web::Path<FilePath>,
 ) -> ApiResult<HttpResponse> {
     let job = export_job(&ctx, &caller, &path.export_id).await?;
+    serve_file(&ctx, &req, &job, &path.name).await
+}
+
+/// Serves a file of a run: whole, or the one range asked for; `410 Gone` once the run's
+/// retention has passed.
+async fn serve_file(
+    ctx: &Context,
+    req: &HttpRequest,
+    job: &Job,
+    name: &str,
+) -> ApiResult<HttpResponse> {
+    if let Some(expired) = expires_at(ctx, job).await?.filter(|at| *at <= Utc::now()) {
+        return Err(Problem::new(
+            StatusCode::GONE,
+            "export-expired",
+            format!(
+                "export {} expired at {}: its profile keeps files {} after a run ends",
+                job.id,
+                expired.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "for its retention_days",
+            ),
+        ));
+    }
     let file = ctx
         .store
         .tenant(&job.tenant)
         .export_files()
-        .get(&job.id, &path.name)
+        .get(&job.id, name)
         .await?;
     let digest = Sha256Digest::parse(&file.sha256)?;
     let etag = format!("\"{}\"", file.sha256);
-    let content_type = if path.name.ends_with(".csv") {
+    let content_type = if name.ends_with(".csv") {
         "text/csv; charset=utf-8"
-    } else if path.name.ends_with(".json") || path.name.ends_with(".dsse") {
+    } else if name.ends_with(".cdx.json") {
+        "application/vnd.cyclonedx+json"
+    } else if name.ends_with(".spdx.json") {
+        "application/spdx+json"
+    } else if name.ends_with(".json") || name.ends_with(".dsse") {
         "application/json"
-    } else if path.name.ends_with(".zst") {
+    } else if name.ends_with(".zst") {
         "application/zstd"
     } else {
         "application/octet-stream"
@@ -497,7 +722,7 @@ pub(crate) async fn download(
             Problem::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range-not-satisfiable",
-                format!("{} is {size} bytes", path.name),
+                format!("{} is {size} bytes", name),
             )
             .at("Range")
         })?
@@ -507,15 +732,14 @@ pub(crate) async fn download(
     // A bundle member (`sboms/<sha256>.json`) is saved as its last segment.
     let disposition = format!(
         "attachment; filename=\"{}\"",
-        path.name.rsplit('/').next().unwrap_or(&path.name)
+        name.rsplit('/').next().unwrap_or(name)
     );
     // Streamed, never held whole. The object store's reader checks the digest as the
     // bytes pass and fails the stream at its end if they do not match, so a tampered
     // file is a broken download, never a complete one (a client also has the digest:
     // the ETag, and the run's file list).
     let mut reader = ctx.objects.get_content(&digest).await?;
-    let unreadable =
-        |err: std::io::Error| Problem::internal(format!("reading {}: {err}", path.name));
+    let unreadable = |err: std::io::Error| Problem::internal(format!("reading {}: {err}", name));
     let (mut response, start, len) = match wanted {
         None => (HttpResponse::Ok(), 0, size),
         Some((start, end)) => {

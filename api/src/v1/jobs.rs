@@ -301,20 +301,33 @@ pub(crate) async fn cancel(
 ) -> ApiResult<web::Json<JobView>> {
     let tenant = caller.tenant()?;
     let id = job_id(&id)?;
+    Ok(web::Json(
+        cancel_job(&ctx, tenant, &id, &caller).await?.into(),
+    ))
+}
+
+/// Cancels a tenant's job that has not finished (the one cancel of jobs, scans and
+/// export runs); a job already cancelled is returned as it is, a finished one is a 409.
+pub(crate) async fn cancel_job(
+    ctx: &Context,
+    tenant: &stella_store::TenantId,
+    id: &JobId,
+    caller: &Caller,
+) -> ApiResult<Job> {
     let jobs = ctx.store.tenant(tenant).jobs();
     // A step may commit between the read and the compare-and-set: try again on the new state.
     for _ in 0..5 {
-        let job = jobs.get(&id).await?;
+        let job = jobs.get(id).await?;
         if job.state == JobState::Cancelled {
-            return Ok(web::Json(job.into()));
+            return Ok(job);
         }
         if job.state.is_terminal() {
             return Err(Problem::conflict(format!("job {id} already {}", job.state)));
         }
         let mut change = Transition::new(job.state, JobState::Cancelled);
         change.error = Some(format!("cancelled by {}", caller.actor()));
-        match jobs.transition(&id, &change, &[], Utc::now()).await {
-            Ok(job) => return Ok(web::Json(job.into())),
+        match jobs.transition(id, &change, &[], Utc::now()).await {
+            Ok(job) => return Ok(job),
             Err(stella_store::StoreError::Conflict(_)) => continue,
             Err(err) => return Err(err.into()),
         }

@@ -180,6 +180,8 @@ pub struct ScheduleView {
     /// Target names; absent: every target.
     pub targets: Option<Vec<String>>,
     pub sources: Option<Vec<String>>,
+    /// The export profile an `export` schedule runs.
+    pub profile: Option<String>,
     pub jitter_seconds: u32,
     /// `skip` or `fire-once`.
     pub missed: String,
@@ -206,6 +208,7 @@ impl From<ScheduleRecord> for ScheduleView {
             kind: s.kind,
             targets: s.targets,
             sources: s.sources,
+            profile: s.profile,
             jitter_seconds: s.jitter_seconds,
             missed: s.missed,
             overlap: s.overlap,
@@ -231,10 +234,13 @@ pub struct ScheduleBody {
     pub cron: Option<String>,
     /// IANA timezone the cron fields are read in (default `UTC`).
     pub timezone: Option<String>,
-    /// `rescan` (default) or `advisory-sync`.
+    /// `rescan` (default), `advisory-sync` or `export`.
     pub kind: Option<String>,
     pub targets: Option<Vec<String>>,
     pub sources: Option<Vec<String>>,
+    /// The export profile an `export` schedule runs (its latest revision at each
+    /// firing, as of the due time); needs the `exports:write` scope too.
+    pub profile: Option<String>,
     /// Fire times spread over this many seconds after the due time, fixed per schedule;
     /// 0 disables jitter (default: `scheduler.default_jitter_secs`).
     pub jitter_seconds: Option<i64>,
@@ -254,6 +260,7 @@ impl From<ScheduleBody> for ScheduleInput {
             kind: b.kind,
             targets: b.targets,
             sources: b.sources,
+            profile: b.profile,
             jitter_seconds: b.jitter_seconds,
             missed: b.missed,
             overlap: b.overlap,
@@ -290,6 +297,41 @@ fn may_sync(
     Ok(())
 }
 
+/// An export schedule runs a profile's exports: it needs the `exports:write` scope as
+/// well, and the profile must exist for the tenant.
+async fn may_export(
+    ctx: &Context,
+    caller: &Caller,
+    kind: Option<&str>,
+    profile: Option<&str>,
+) -> ApiResult<()> {
+    if kind != Some(stella_scheduler::spec::EXPORT) {
+        return Ok(());
+    }
+    if !caller.has_scope("exports:write") {
+        return Err(Problem::forbidden(
+            "an export schedule starts export runs; it needs the exports:write scope too",
+        ));
+    }
+    if let Some(profile) = profile {
+        let exists = stella_store::repo::is_profile_name(profile)
+            && ctx
+                .store
+                .tenant(caller.tenant()?)
+                .export_profiles()
+                .latest(profile)
+                .await?
+                .is_some();
+        if !exists {
+            return Err(
+                Problem::bad_request(format!("export profile {profile:?} does not exist"))
+                    .at("profile"),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Create a schedule.
 #[utoipa::path(
     operation_id = "create_schedule",
@@ -311,6 +353,13 @@ pub(crate) async fn create_schedule(
         body.0.kind.as_deref(),
         body.0.sources.as_deref(),
     )?;
+    may_export(
+        &ctx,
+        &caller,
+        body.0.kind.as_deref(),
+        body.0.profile.as_deref(),
+    )
+    .await?;
     let schedule = manage::create_schedule(
         &ctx.store,
         tenant,
@@ -390,6 +439,13 @@ pub(crate) async fn update_schedule(
         Some(body.0.kind.as_deref().unwrap_or(&current.kind)),
         body.0.sources.as_deref(),
     )?;
+    may_export(
+        &ctx,
+        &caller,
+        Some(body.0.kind.as_deref().unwrap_or(&current.kind)),
+        body.0.profile.as_deref(),
+    )
+    .await?;
     let schedule =
         manage::update_schedule(&ctx.store, tenant, &path, body.0.into(), Utc::now()).await?;
     Ok(web::Json(schedule.into()))

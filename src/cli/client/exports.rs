@@ -18,6 +18,33 @@ use crate::cli::output::errln;
 
 const PROFILE_COLUMNS: &[&str] = &["name", "revision", "kind", "created_by", "created_at"];
 const FILE_COLUMNS: &[&str] = &["name", "size_bytes", "sha256"];
+const RUN_COLUMNS: &[&str] = &[
+    "export_id",
+    "profile",
+    "revision",
+    "status",
+    "step",
+    "items_done",
+    "items_total",
+    "created_at",
+    "finished_at",
+];
+
+/// A run's state for the `--wait` spinner: `running: write 1200/5000 items (24 %)`.
+fn progress(export: &Value) -> String {
+    let status = export["status"].as_str().unwrap_or("?");
+    let step = export["step"].as_str().unwrap_or("?");
+    match (
+        export["items_done"].as_u64(),
+        export["items_total"].as_u64(),
+    ) {
+        (Some(done), Some(total)) if total > 0 => format!(
+            "{status}: {step} {done}/{total} items ({} %)",
+            done * 100 / total
+        ),
+        _ => format!("{status}: {step}"),
+    }
+}
 
 pub(crate) type Export = Subcommands<Action>;
 
@@ -46,8 +73,25 @@ pub(crate) enum Action {
         #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_WAIT_SECS))]
         timeout_secs: u64,
     },
-    /// A run: its status, the revision it used, its counts and files.
+    /// A run: its status, the revision it used, its progress, counts and files.
     Get {
+        /// The export's id.
+        id: String,
+    },
+    /// The tenant's runs, oldest first.
+    List {
+        /// Only runs in this status: queued, retrying, running, completed, failed,
+        /// cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs of this profile.
+        #[arg(long)]
+        profile: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Cancel a run that has not finished (files it already wrote stay listed).
+    Cancel {
         /// The export's id.
         id: String,
     },
@@ -55,7 +99,8 @@ pub(crate) enum Action {
     Download {
         /// The export's id.
         id: String,
-        /// The file's name (`findings.csv`, `export.json`, `export.json.dsse`).
+        /// The file's name (`findings.csv`, `policy.json`, `scan-<id>.cdx.json`,
+        /// `export.json`, ...).
         name: String,
         /// Where to write it (default: the file's name in the current folder).
         #[arg(long, short)]
@@ -79,14 +124,19 @@ pub(crate) enum Action {
     },
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProfileAction {
     /// Create a profile, or its next revision when the definition changed.
     Create {
         /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
         name: String,
-        /// What it writes: `csv` (one row per finding), `sarif` (one SARIF 2.1.0
-        /// log per scan, for GitHub code scanning) or `evidence` (a signed,
+        /// What it writes: `json:raw` (the scans' inputs as stored), `json:policy`
+        /// (verdicts with explain traces and policy snapshots), `csv` (one row per
+        /// finding), `sarif` (one SARIF 2.1.0 log per scan, for GitHub code scanning),
+        /// `cyclonedx` (one CycloneDX 1.6 BOM per scan with vulnerabilities and VEX
+        /// analysis), `spdx` (one SPDX 2.3 document per scan) or `evidence` (a signed,
         /// reproducible `tar.zst` of the documents the verdicts rest on).
         #[arg(long, default_value = "csv")]
         kind: String,
@@ -99,6 +149,33 @@ pub(crate) enum ProfileAction {
         /// Only findings with these dispositions (`pass`, `warn`, `block`).
         #[arg(long, value_delimiter = ',')]
         dispositions: Vec<String>,
+        /// Only scans evaluated at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only scans evaluated before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only findings of at least this severity: low, medium, high, critical.
+        #[arg(long)]
+        min_severity: Option<String>,
+        /// Only findings of these vulnerabilities, by advisory id or alias
+        /// (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        vulnerabilities: Vec<String>,
+        /// Put the scanned SBOMs in the export as files of their own (`json:raw`,
+        /// `evidence`).
+        #[arg(long)]
+        include_sboms: bool,
+        /// Put the verdicts' signed attestations in the export.
+        #[arg(long)]
+        include_evidence: bool,
+        /// The report template (report kinds): executive or detailed.
+        #[arg(long)]
+        template: Option<String>,
+        /// Also copy every run's files into the tenant's objects under this prefix
+        /// (`tenants/<tenant>/<prefix>/<export id>/<file>`); default: download only.
+        #[arg(long)]
+        copy_to_prefix: Option<String>,
         /// Days a run's files are kept.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
         retention_days: Option<u32>,
@@ -157,7 +234,7 @@ impl Run for Action {
                     ),
                     |export| {
                         let status = export["status"].as_str().unwrap_or("").to_owned();
-                        (status.clone(), status)
+                        (status.clone(), progress(export))
                     },
                 )?;
                 print_export(client, &export);
@@ -173,6 +250,24 @@ impl Run for Action {
             }
             Self::Get { id } => {
                 print_export(client, &client.get(&format!("/exports/{}", seg(id)), &[])?);
+            }
+            Self::List {
+                status,
+                profile,
+                page,
+            } => {
+                let mut query = page.query();
+                if let Some(status) = status {
+                    query.push(("status", status.clone()));
+                }
+                if let Some(profile) = profile {
+                    query.push(("profile", profile.clone()));
+                }
+                client.print(&client.list("/exports", query, page.all)?, RUN_COLUMNS);
+            }
+            Self::Cancel { id } => {
+                let export = client.post(&format!("/exports/{}/cancel", seg(id)), &json!({}))?;
+                client.print(&export, &["export_id", "status", "step", "error"]);
             }
             Self::Download {
                 id,
@@ -197,13 +292,48 @@ impl Run for ProfileAction {
                 scans,
                 targets,
                 dispositions,
+                since,
+                until,
+                min_severity,
+                vulnerabilities,
+                include_sboms,
+                include_evidence,
+                template,
+                copy_to_prefix,
                 retention_days,
             } => {
-                let mut body = json!({
-                    "name": name,
-                    "kind": kind,
-                    "selectors": {"scans": scans, "targets": targets, "dispositions": dispositions},
+                let mut selectors = json!({
+                    "scans": scans,
+                    "targets": targets,
+                    "dispositions": dispositions,
+                    "vulnerabilities": vulnerabilities,
                 });
+                for (field, value) in [
+                    ("since", since),
+                    ("until", until),
+                    ("min_severity", min_severity),
+                ] {
+                    if let Some(value) = value {
+                        selectors[field] = json!(value);
+                    }
+                }
+                let mut body = json!({ "name": name, "kind": kind, "selectors": selectors });
+                let mut options = json!({});
+                if *include_sboms {
+                    options["include_sboms"] = json!(true);
+                }
+                if *include_evidence {
+                    options["include_evidence"] = json!(true);
+                }
+                if let Some(template) = template {
+                    options["template"] = json!(template);
+                }
+                if options != json!({}) {
+                    body["options"] = options;
+                }
+                if let Some(prefix) = copy_to_prefix {
+                    body["distribution"] = json!({"to": "objects", "prefix": prefix});
+                }
                 if let Some(days) = retention_days {
                     body["retention_days"] = json!(days);
                 }

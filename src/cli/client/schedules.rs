@@ -45,7 +45,7 @@ pub(crate) enum Action {
         /// IANA timezone the cron is read in.
         #[arg(long, default_value = "UTC")]
         timezone: String,
-        /// `rescan` or `advisory-sync`.
+        /// `rescan`, `advisory-sync` or `export`.
         #[arg(long, default_value = "rescan")]
         kind: String,
         /// Target names (comma-separated); default: every target.
@@ -54,6 +54,10 @@ pub(crate) enum Action {
         /// Source URLs for `advisory-sync` (comma-separated).
         #[arg(long, value_delimiter = ',')]
         sources: Vec<String>,
+        /// The export profile an `export` schedule runs (its latest revision, as of each
+        /// due time).
+        #[arg(long)]
+        profile: Option<String>,
         /// Jitter window in seconds (0 disables); default: the server's.
         #[arg(long, value_parser = clap::value_parser!(i64).range(0..=MAX_JITTER_SECS))]
         jitter_seconds: Option<i64>,
@@ -101,6 +105,7 @@ impl Run for Action {
                 kind,
                 targets,
                 sources,
+                profile,
                 jitter_seconds,
                 missed,
                 overlap,
@@ -115,6 +120,9 @@ impl Run for Action {
                 }
                 if !sources.is_empty() {
                     body["sources"] = json!(sources);
+                }
+                if let Some(profile) = profile {
+                    body["profile"] = json!(profile);
                 }
                 if let Some(jitter) = jitter_seconds {
                     body["jitter_seconds"] = (*jitter).into();

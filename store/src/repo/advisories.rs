@@ -49,6 +49,20 @@ pub struct ImportSummary {
     pub delta_packages: BTreeSet<(String, String)>,
 }
 
+/// One observation of an advisory: a raw record as it was fetched, immutable. Its bytes
+/// are the entry `entry` of the collection object `sha256/<collection_sha256>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservationRecord {
+    pub source: String,
+    pub id: String,
+    /// Hex SHA-256 of the raw record bytes.
+    pub sha256: String,
+    pub collection_sha256: String,
+    pub entry: String,
+    pub modified: DateTime<Utc>,
+    pub fetched_at: DateTime<Utc>,
+}
+
 /// A stored advisory.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredAdvisory {
@@ -58,18 +72,6 @@ pub struct StoredAdvisory {
     pub modified: DateTime<Utc>,
     pub withdrawn: Option<DateTime<Utc>>,
     pub normalized: Value,
-}
-
-/// One observation of an advisory: a distinct raw record, and where its bytes are.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Observation {
-    pub source: String,
-    pub id: String,
-    /// Hex SHA-256 of the raw record bytes.
-    pub sha256: String,
-    /// The collection object (`sha256/<hex>`) holding the record, and its entry there.
-    pub collection_sha256: String,
-    pub entry: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -320,53 +322,6 @@ impl Advisories<'_> {
         Ok(rows.into_iter().collect())
     }
 
-    /// The observations of the advisories `ids` (any source) whose digests (bare hex)
-    /// are in `digests`, ordered by (source, id, digest): the records a scan that cited
-    /// those digests read, whatever was imported since.
-    pub async fn observations_of(
-        &self,
-        ids: &BTreeSet<String>,
-        digests: &BTreeSet<String>,
-    ) -> Result<Vec<Observation>> {
-        // Bounded statements: SQLite takes at most 32,766 parameters.
-        const CHUNK: usize = 500;
-        let ids: Vec<&String> = ids.iter().collect();
-        let mut out = Vec::new();
-        for chunk in ids.chunks(CHUNK) {
-            let list = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT source, advisory_id, sha256, collection_sha256, entry \
-                 FROM advisory_observations WHERE advisory_id IN ({list})"
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            let rows = query
-                .fetch_all(&self.store.pool)
-                .await
-                .map_err(|e| self.store.err(e, "advisory observations"))?;
-            for row in &rows {
-                let get = |e| self.store.err(e, "advisory observation");
-                let observation = Observation {
-                    source: row.try_get("source").map_err(get)?,
-                    id: row.try_get("advisory_id").map_err(get)?,
-                    sha256: row.try_get("sha256").map_err(get)?,
-                    collection_sha256: row.try_get("collection_sha256").map_err(get)?,
-                    entry: row.try_get("entry").map_err(get)?,
-                };
-                if digests.contains(&observation.sha256) {
-                    out.push(observation);
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
     /// Number of observations of one advisory (every distinct raw record seen).
     pub async fn observations(&self, source: &str, id: &str) -> Result<u64> {
         let row: (i64,) = sqlx::query_as(
@@ -378,6 +333,62 @@ impl Advisories<'_> {
         .await
         .map_err(|e| self.store.err(e, "advisory observations"))?;
         Ok(u64::try_from(row.0).unwrap_or(0))
+    }
+
+    /// The observations of the advisories `ids` whose record digest is one of `sha256s`
+    /// (hex): the exact records something was computed from (a scan's inputs name them by
+    /// digest), whatever the current ones are now. Ordered by (source, id, sha256).
+    pub async fn observations_of(
+        &self,
+        ids: &BTreeSet<String>,
+        sha256s: &BTreeSet<String>,
+    ) -> Result<Vec<ObservationRecord>> {
+        const CHUNK: usize = 400;
+        let err = |e| self.store.err(e, "advisory observations");
+        // The primary key starts with the source: one indexed lookup per (source, ids),
+        // and there are a handful of sources.
+        let sources: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT source FROM advisory_observations ORDER BY source")
+                .fetch_all(&self.store.pool)
+                .await
+                .map_err(err)?;
+        let ids: Vec<&String> = ids.iter().collect();
+        let mut out = Vec::new();
+        for (source,) in &sources {
+            for chunk in ids.chunks(CHUNK) {
+                let list = (0..chunk.len())
+                    .map(|i| format!("${}", i + 2))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT source, advisory_id, sha256, collection_sha256, entry, modified_at, fetched_at \
+                     FROM advisory_observations WHERE source = $1 AND advisory_id IN ({list})"
+                );
+                let mut query = sqlx::query(&sql).bind(source);
+                for id in chunk {
+                    query = query.bind(id.as_str());
+                }
+                let rows = query.fetch_all(&self.store.pool).await.map_err(err)?;
+                for row in &rows {
+                    let get = |e| self.store.err(e, "advisory observation");
+                    let sha256: String = row.try_get("sha256").map_err(get)?;
+                    if !sha256s.contains(&sha256) {
+                        continue;
+                    }
+                    out.push(ObservationRecord {
+                        source: row.try_get("source").map_err(get)?,
+                        id: row.try_get("advisory_id").map_err(get)?,
+                        sha256,
+                        collection_sha256: row.try_get("collection_sha256").map_err(get)?,
+                        entry: row.try_get("entry").map_err(get)?,
+                        modified: from_millis(row.try_get("modified_at").map_err(get)?),
+                        fetched_at: from_millis(row.try_get("fetched_at").map_err(get)?),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.source, &a.id, &a.sha256).cmp(&(&b.source, &b.id, &b.sha256)));
+        Ok(out)
     }
 
     fn decode(&self, row: &sqlx::any::AnyRow) -> Result<StoredAdvisory> {

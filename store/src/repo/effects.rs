@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::{JobId, Store, TenantId};
 
 /// A store write staged by a job step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Effect {
     /// The diagnostic `noop` job's one effect: its row in `noop_effects` (unique per
@@ -36,6 +36,9 @@ pub enum Effect {
         plan_sha256: String,
         items_total: u64,
     },
+    /// An event on the job's tenant's events stream (`export.completed`, ...), written
+    /// once: a second append with the same `dedupe_key` is dropped.
+    Event(super::NewEvent),
 }
 
 /// One staged effect of one job, at the commit's time (milliseconds).
@@ -148,6 +151,11 @@ pub(crate) async fn insert_effects(
             .map_err(|err| store.err(err, "export run"))?;
         }
     }
+    for row in rows {
+        if let Effect::Event(event) = row.effect {
+            super::insert_event(&mut **tx, store, Some(row.tenant), event, row.at).await?;
+        }
+    }
     Ok(())
 }
 
@@ -203,6 +211,25 @@ pub(crate) fn pg_export_plan_rows(rows: &[EffectRow<'_>]) -> Value {
                     "export_id": row.job.as_str(),
                     "plan_sha256": plan_sha256,
                     "items_total": items_total,
+                    "at": row.at,
+                })),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The `events` rows of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_event_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::Event(event) => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "job_id": row.job.as_str(),
+                    "kind": event.kind,
+                    "dedupe_key": event.dedupe_key,
+                    "payload": super::json_text(&event.payload),
                     "at": row.at,
                 })),
                 _ => None,

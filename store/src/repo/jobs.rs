@@ -8,7 +8,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::effects::{
-    insert_effects, pg_export_file_rows, pg_export_plan_rows, pg_noop_rows, EffectRow,
+    insert_effects, pg_event_rows, pg_export_file_rows, pg_export_plan_rows, pg_noop_rows,
+    EffectRow,
 };
 use super::{check_limit, page, text_cursor, Effect, Page};
 use crate::error::{Result, StoreError};
@@ -318,6 +319,19 @@ impl<'a> Jobs<'a> {
         decode(&row)
     }
 
+    /// The job submitted with this idempotency key, if any.
+    pub async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<Job>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(self.tenant.as_str())
+        .bind(key)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(|err| self.store.err(err, "job"))?;
+        row.as_ref().map(decode).transpose()
+    }
+
     async fn by_idempotency_key(&self, key: &str) -> Result<Job> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2"
@@ -356,6 +370,21 @@ impl<'a> Jobs<'a> {
     }
 
     /// Number of this tenant's jobs in `state`.
+    /// Number of this tenant's jobs of `kind` that have not ended (queued, running,
+    /// retrying).
+    pub async fn count_unfinished(&self, kind: &str) -> Result<u64> {
+        let row: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND kind = $2 \
+             AND state IN ('queued', 'running', 'retrying')",
+        )
+        .bind(self.tenant.as_str())
+        .bind(kind)
+        .fetch_one(&self.store.pool)
+        .await
+        .map_err(|err| self.store.err(err, "jobs"))?;
+        Ok(u64::try_from(row.0).unwrap_or(0))
+    }
+
     pub async fn count_in(&self, state: JobState) -> Result<u64> {
         let row: (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND state = $2")
@@ -1055,7 +1084,14 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         FROM json_to_recordset($5::json) AS r(tenant_id text, export_id text, plan_sha256 text, \
             items_total bigint, at bigint) \
         WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = r.tenant_id AND u.id = r.export_id) \
-        ON CONFLICT (tenant_id, export_id) DO NOTHING) \
+        ON CONFLICT (tenant_id, export_id) DO NOTHING), \
+    events_written AS ( \
+        INSERT INTO events (tenant_id, kind, dedupe_key, payload, created_at) \
+        SELECT e.tenant_id, e.kind, e.dedupe_key, e.payload, e.at \
+        FROM json_to_recordset($6::json) AS e(tenant_id text, job_id text, kind text, \
+            dedupe_key text, payload text, at bigint) \
+        WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = e.tenant_id AND u.id = e.job_id) \
+        ON CONFLICT (dedupe_key) DO NOTHING) \
     SELECT tenant_id, id, kind, state, step, params, result, attempts, max_attempts, last_error, \
         idempotency_key, created_at, updated_at, not_before, finished_at FROM updated";
 
@@ -1108,6 +1144,7 @@ impl Store {
             .bind(pg_noop_rows(&effects).to_string())
             .bind(pg_export_file_rows(&effects).to_string())
             .bind(pg_export_plan_rows(&effects).to_string())
+            .bind(pg_event_rows(&effects).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(|err| self.err(err, "jobs"))?;

@@ -17,7 +17,9 @@ mod tenants;
 mod tokens;
 mod vex;
 
-pub use advisories::{Advisories, AdvisoryRecord, ImportSummary, Observation, StoredAdvisory};
+pub use advisories::{
+    Advisories, AdvisoryRecord, ImportSummary, ObservationRecord, StoredAdvisory,
+};
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use effects::Effect;
 pub(crate) use events::insert_event;

@@ -109,9 +109,10 @@ impl Policies<'_> {
         .ok_or_else(|| StoreError::NotFound(format!("policy version {version}")))
     }
 
-    /// The first version whose digest is `digest` (`sha256:<hex>`): the document a
-    /// verdict citing that digest was evaluated with. `None` for the built-in default,
-    /// which is never stored.
+    /// The first version whose digest is `digest`: the document a verdict recording that
+    /// digest was evaluated with (a later version with the same digest parses to the same
+    /// policy, so the first is the stable answer). `None` when no version has it (the
+    /// built-in default, or a policy of another tenant).
     pub async fn by_digest(&self, digest: &str) -> Result<Option<PolicyRecord>> {
         let row = sqlx::query(
             "SELECT version, digest, document, created_by, created_at FROM policies \

@@ -57,6 +57,8 @@ pub struct ScheduleRecord {
     pub targets: Option<Vec<String>>,
     /// Source URLs (advisory-sync).
     pub sources: Option<Vec<String>>,
+    /// The export profile an `export` schedule runs.
+    pub profile: Option<String>,
     pub jitter_seconds: u32,
     pub missed: String,
     pub overlap: String,
@@ -84,6 +86,8 @@ pub struct RunRecord {
     pub due_at: DateTime<Utc>,
     pub targets: Option<Vec<String>>,
     pub sources: Option<Vec<String>>,
+    /// The export profile an `export` run runs.
+    pub profile: Option<String>,
     /// Why the run exists (the event, the packages, the missed due times...).
     pub reason: Value,
     pub counts: Value,
@@ -107,6 +111,7 @@ pub struct NewRun {
     pub dedupe_key: String,
     pub targets: Option<Vec<String>>,
     pub sources: Option<Vec<String>>,
+    pub profile: Option<String>,
     pub reason: Value,
     pub counts: Value,
     pub error: Option<String>,
@@ -245,7 +250,7 @@ fn target_of(store: &Store, row: &AnyRow) -> Result<TargetRecord> {
     })
 }
 
-const SCHEDULE_COLUMNS: &str = "id, name, cron, timezone, kind, targets, sources, jitter_seconds, \
+const SCHEDULE_COLUMNS: &str = "id, name, cron, timezone, kind, targets, sources, profile, jitter_seconds, \
     missed, overlap, state, next_due_at, next_fire_at, last_run_id, created_by, created_at, updated_at";
 
 fn schedule_of(store: &Store, row: &AnyRow) -> Result<ScheduleRecord> {
@@ -259,6 +264,7 @@ fn schedule_of(store: &Store, row: &AnyRow) -> Result<ScheduleRecord> {
         kind: row.try_get("kind").map_err(get)?,
         targets: parse_list(row.try_get("targets").map_err(get)?, "schedule targets")?,
         sources: parse_list(row.try_get("sources").map_err(get)?, "schedule sources")?,
+        profile: row.try_get("profile").map_err(get)?,
         jitter_seconds: u32::try_from(jitter).unwrap_or(0),
         missed: row.try_get("missed").map_err(get)?,
         overlap: row.try_get("overlap").map_err(get)?,
@@ -274,7 +280,7 @@ fn schedule_of(store: &Store, row: &AnyRow) -> Result<ScheduleRecord> {
 
 const RUN_COLUMNS: &str =
     "tenant_id, id, schedule_id, triggered_by, kind, state, due_at, targets, \
-    sources, reason, counts, error, created_at, updated_at, finished_at";
+    sources, profile, reason, counts, error, created_at, updated_at, finished_at";
 
 fn run_of(store: &Store, row: &AnyRow) -> Result<RunRecord> {
     let get = |e| store.err(e, "run");
@@ -290,6 +296,7 @@ fn run_of(store: &Store, row: &AnyRow) -> Result<RunRecord> {
         due_at: from_millis(row.try_get("due_at").map_err(get)?),
         targets: parse_list(row.try_get("targets").map_err(get)?, "run targets")?,
         sources: parse_list(row.try_get("sources").map_err(get)?, "run sources")?,
+        profile: row.try_get("profile").map_err(get)?,
         reason: parse_value(&reason, "run reason")?,
         counts: parse_value(&counts, "run counts")?,
         error: row.try_get("error").map_err(get)?,
@@ -521,14 +528,15 @@ impl Schedules<'_> {
         let query = sqlx::query(
             "INSERT INTO schedules (tenant_id, id, name, cron, timezone, kind, targets, sources, \
              jitter_seconds, missed, overlap, state, next_due_at, next_fire_at, last_run_id, \
-             created_by, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             created_by, created_at, updated_at, profile) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         );
         bind_schedule(query, self.tenant, schedule)
             .bind(schedule.last_run_id.as_ref().map(RunId::as_str))
             .bind(&schedule.created_by)
             .bind(to_millis(schedule.created_at))
             .bind(to_millis(schedule.updated_at))
+            .bind(schedule.profile.as_deref())
             .execute(&self.store.pool)
             .await
             .map_err(|e| match self.store.err(e, "schedule") {
@@ -550,12 +558,13 @@ impl Schedules<'_> {
         let query = sqlx::query(
             "UPDATE schedules SET name = $3, cron = $4, timezone = $5, kind = $6, targets = $7, \
              sources = $8, jitter_seconds = $9, missed = $10, overlap = $11, state = $12, \
-             next_due_at = $13, next_fire_at = $14, updated_at = $15 \
+             next_due_at = $13, next_fire_at = $14, updated_at = $15, profile = $17 \
              WHERE tenant_id = $1 AND id = $2 AND updated_at = $16",
         );
         let done = bind_schedule(query, self.tenant, schedule)
             .bind(to_millis(schedule.updated_at))
             .bind(to_millis(expected_updated_at))
+            .bind(schedule.profile.as_deref())
             .execute(&self.store.pool)
             .await
             .map_err(|e| match self.store.err(e, "schedule") {
@@ -732,9 +741,9 @@ async fn insert_runs(
     for chunk in runs.chunks(CHUNK) {
         let sql = format!(
             "INSERT INTO runs (tenant_id, id, schedule_id, triggered_by, kind, state, due_at, \
-             dedupe_key, targets, sources, reason, counts, error, created_at, updated_at) \
+             dedupe_key, targets, sources, reason, counts, error, created_at, updated_at, profile) \
              VALUES {} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-            placeholders(chunk.len(), 15)
+            placeholders(chunk.len(), 16)
         );
         let mut query = sqlx::query_as::<_, (String,)>(&sql);
         for run in chunk {
@@ -753,7 +762,8 @@ async fn insert_runs(
                 .bind(run.counts.to_string())
                 .bind(run.error.as_deref())
                 .bind(at)
-                .bind(at);
+                .bind(at)
+                .bind(run.profile.as_deref());
         }
         let rows = query
             .fetch_all(&mut **tx)

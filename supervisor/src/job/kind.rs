@@ -235,6 +235,13 @@ pub trait Kind: Send + Sync + fmt::Debug + 'static {
         params: &Self::Params,
         ctx: &mut StepContext<'_>,
     ) -> Result<StepOutcome<Self::Step>, StepError>;
+
+    /// The store writes that commit with the job's failure (when a step fails for good,
+    /// or its deliveries were abandoned): an event saying so, for example. The default:
+    /// none. `job` is the job as it was when it failed (its step names where).
+    fn failed(&self, _job: &Job, _error: &str) -> Vec<Effect> {
+        Vec::new()
+    }
 }
 
 /// A step's outcome with the kind's types erased: what the runner commits.
@@ -252,6 +259,7 @@ pub(crate) trait ErasedKind: Send + Sync + fmt::Debug {
     fn first_step(&self) -> (&'static str, Role);
     fn check(&self, params: &Value) -> Result<(), InvalidParams>;
     async fn run(&self, step: &str, ctx: &mut StepContext<'_>) -> Result<Outcome, StepError>;
+    fn failed(&self, job: &Job, error: &str) -> Vec<Effect>;
 }
 
 #[derive(Debug)]
@@ -279,6 +287,10 @@ impl<K: Kind> ErasedKind for Typed<K> {
     fn check(&self, params: &Value) -> Result<(), InvalidParams> {
         let params = Self::decode(params).map_err(|message| InvalidParams::new("", message))?;
         self.0.check(&params)
+    }
+
+    fn failed(&self, job: &Job, error: &str) -> Vec<Effect> {
+        self.0.failed(job, error)
     }
 
     async fn run(&self, step: &str, ctx: &mut StepContext<'_>) -> Result<Outcome, StepError> {

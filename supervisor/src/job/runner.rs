@@ -285,6 +285,9 @@ impl StepRunner {
                     }
                     None => {
                         done.to = JobState::Failed;
+                        if let Some(kind) = self.registry.erased(&running.kind) {
+                            done.effects = kind.failed(&running, &error);
+                        }
                         jobs.transition_grouped(&running.id, &done, &[], at).await?;
                         let reason =
                             format!("job failed after {} attempts: {error}", running.attempts);
@@ -424,6 +427,8 @@ impl StepRunner {
         if !job.state.can_become(JobState::Failed) {
             fail.from = job.state;
             fail.to = JobState::Cancelled;
+        } else if let Some(kind) = self.registry.erased(&job.kind) {
+            fail.effects = kind.failed(&job, reason);
         }
         match jobs.transition(&job.id, &fail, &[], now).await {
             Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),

@@ -10,24 +10,42 @@
 //! to ([`ExportScan`]) and the versions that fix it, which are the advisory's
 //! ([`fixed_versions`]; set [`ExportFinding::fixed_versions`]).
 //!
+//! The document formats also take what a finding cites ([`Cited`]: the advisory record it
+//! was matched against and the VEX statements its claims name), which the caller looks up
+//! by the digests the scan recorded.
+//!
 //! Layout:
 //! - [`csv`]: one row per finding, RFC 4180, formula injection neutralised;
 //! - [`sarif`]: SARIF 2.1.0 for GitHub code scanning, rules first, within its limits;
+//! - [`json_policy`]: `json:policy`, verdicts with every finding's explain trace and the
+//!   policies they were evaluated with;
+//! - [`json_raw`]: `json:raw`, the inputs as stored: SBOM digests, advisory observations,
+//!   VEX statements;
+//! - [`cyclonedx`]: CycloneDX 1.6 JSON, a scan's components with their vulnerabilities
+//!   and VEX analysis;
+//! - [`spdx`]: SPDX 2.3 JSON, a scan's packages with their advisories as security
+//!   references and annotations;
 //! - [`manifest`]: `export.json` (canonical JSON) and `provenance.json` (in-toto);
 //! - [`tar`]: a reproducible ustar writer and its zstd compression;
 //! - [`verify`]: reading a `tar.zst` bundle as hostile input and checking an export
 //!   against its manifest, provenance and signatures (`stella export verify`).
 //!
-//! Not here: selecting findings (the store), CycloneDX/SPDX documents, reports.
+//! Not here: selecting findings (the store), reports.
 
 pub mod csv;
+pub mod cyclonedx;
+pub mod json_policy;
+pub mod json_raw;
 pub mod manifest;
 pub mod sarif;
+pub mod spdx;
 pub mod tar;
 pub mod verify;
 
 use std::borrow::Cow;
+use std::io::{self, Write};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::canonical::CanonicalError;
@@ -38,6 +56,7 @@ use crate::osv::Advisory;
 use crate::policy::Disposition;
 use crate::scan::Finding;
 use crate::version::osv::{OsvEvent, RangeType};
+use crate::vex::VexStatement;
 
 /// Why an export could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +94,14 @@ pub enum ExportError {
     /// A manifest file name given twice.
     #[error("file {0:?} is listed twice in the manifest")]
     DuplicateFile(String),
+    /// A document writer called out of its order (a finding before its scan, a section
+    /// after a later one).
+    #[error("the export writer was called out of order: {0}")]
+    OutOfOrder(&'static str),
+    /// A finding whose package comes before one already written: the writer needs the
+    /// findings in purl order, as a verdict lists them.
+    #[error("finding of {purl:?} comes after {previous:?}: findings are written in purl order")]
+    UnsortedFindings { previous: String, purl: String },
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
     #[error(transparent)]
@@ -151,6 +178,109 @@ pub struct ExportFinding<'a> {
     pub rule_id: Option<&'a str>,
     /// The deciding step's `because`.
     pub reason: Option<&'a str>,
+}
+
+/// What a finding cites, looked up by the caller from the digests its scan recorded: the
+/// advisory record it was matched against (as it was then, not as it is now) and the VEX
+/// statements its claims name. Either may be missing (an advisory whose observation is
+/// gone, a finding no VEX statement speaks of).
+#[derive(Debug, Clone, Default)]
+pub struct Cited<'a> {
+    pub advisory: Option<&'a Advisory>,
+    pub vex: Vec<&'a VexStatement>,
+}
+
+/// The VEX statements a stored finding's claims cite, as their evidence names them
+/// (`vex:sha256:<document>#<pointer>`), each once, in order.
+pub fn vex_evidence(finding: &Value) -> Vec<&str> {
+    let mut out: Vec<&str> = finding
+        .pointer("/assessment/claims")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|claim| claim.get("evidence").and_then(Value::as_str))
+        .filter(|evidence| evidence.starts_with("vex:"))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// A VEX evidence reference split into the document's hex digest and the statement's
+/// JSON pointer: `vex:sha256:<hex>#<pointer>`.
+pub fn parse_vex_evidence(evidence: &str) -> Option<(&str, &str)> {
+    let rest = evidence.strip_prefix("vex:sha256:")?;
+    let (sha256, pointer) = rest.split_once('#')?;
+    (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some((sha256, pointer))
+}
+
+/// The page about a vulnerability on OSV.dev, which answers for every id Stella matches
+/// (GHSA, GO, PYSEC, CVE, ...): the URL the documents give as a vulnerability's source.
+pub fn vulnerability_url(id: &str) -> String {
+    const ID: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_');
+    format!(
+        "https://osv.dev/vulnerability/{}",
+        percent_encoding::utf8_percent_encode(id, ID)
+    )
+}
+
+/// What the policy decided about a finding and why, in one sentence people read:
+/// `Policy: block (critical severity, CVSS 9.8) by rule:x: because. VEX: not_affected.
+/// Fixed in 1.2.3.`
+pub fn decision_text(finding: &ExportFinding<'_>) -> String {
+    let mut text = format!(
+        "Policy: {} ({} severity",
+        finding.disposition.as_str(),
+        finding.severity()
+    );
+    if let Some(score) = finding.cvss_text() {
+        text.push_str(&format!(", CVSS {score}"));
+    }
+    text.push(')');
+    if let Some(rule) = finding.rule_id {
+        text.push_str(" by ");
+        text.push_str(rule);
+    }
+    if let Some(reason) = finding.reason.filter(|r| !r.is_empty()) {
+        text.push_str(": ");
+        text.push_str(reason);
+    }
+    text.push('.');
+    if !finding.vex.is_empty() {
+        let said: Vec<&str> = finding.vex.iter().map(|v| v.as_str()).collect();
+        text.push_str(&format!(" VEX: {}.", said.join(", ")));
+    }
+    if finding.fixed_versions.is_empty() {
+        text.push_str(" No fixed version is known.");
+    } else {
+        let fixed: Vec<&str> = finding.fixed_versions.iter().map(|v| v.as_ref()).collect();
+        text.push_str(&format!(" Fixed in {}.", fixed.join(", ")));
+    }
+    text
+}
+
+/// Writes `value` as compact JSON (a `Value` inside it in its map's order: callers pass
+/// canonical ones through [`write_canonical`]).
+pub(crate) fn write_json<W: Write + ?Sized, T: Serialize + ?Sized>(
+    out: &mut W,
+    value: &T,
+) -> io::Result<()> {
+    serde_json::to_writer(out, value).map_err(io::Error::other)
+}
+
+/// Writes a JSON value as canonical JSON (RFC 8785: sorted keys), so stored JSON comes
+/// out the same whatever map order the process's `serde_json` keeps.
+pub(crate) fn write_canonical<W: Write + ?Sized>(out: &mut W, value: &Value) -> io::Result<()> {
+    out.write_all(&crate::canonical::canonical_bytes(value))
+}
+
+/// A time as the documents write it: RFC 3339 UTC to the second (`2026-01-01T00:00:00Z`).
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The qualitative rating of a CVSS base score (CVSS v3.x and v4.0 use the same bands):
@@ -386,6 +516,18 @@ pub fn fixed_versions<'a>(advisory: &'a Advisory, package: &PackageKey) -> Vec<&
         }
     }
     out
+}
+
+/// The versions `advisory` says fix the package of `purl` ([`fixed_versions`]); none when
+/// the purl is not one of a package Stella matches.
+pub fn fixed_versions_of<'a>(advisory: &'a Advisory, purl: &str) -> Vec<&'a str> {
+    match crate::purl::Purl::parse(purl)
+        .ok()
+        .and_then(|p| p.package_key())
+    {
+        Some(key) => fixed_versions(advisory, &key),
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]

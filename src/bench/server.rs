@@ -1,0 +1,181 @@
+//! A whole Stella for the end-to-end benchmarks (`bench scan`, `bench export`): an
+//! `Application` on the configured backends (the embedded default: a fresh data folder,
+//! nothing of the user's touched), an administrator token of its own, a fresh tenant and
+//! the advisory collections imported, driven over HTTP as a user would.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use serde_json::Value;
+use stella_config::Settings;
+
+use crate::Application;
+
+pub(super) struct BenchServer {
+    pub(super) base: String,
+    pub(super) admin: String,
+    pub(super) tenant: String,
+    /// The store's backend (`sqlite`, `postgres`).
+    pub(super) store: String,
+    pub(super) http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+    _data: tempfile::TempDir,
+}
+
+impl BenchServer {
+    /// Starts Stella and imports `advisories`. Must run inside an actix system.
+    pub(super) async fn start(
+        mut settings: Settings,
+        advisories: &[PathBuf],
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        settings.data_dir = data.path().to_path_buf();
+        settings.listen = "127.0.0.1:0".parse()?;
+        settings.api.rate_limit_per_second = 0;
+        settings.api.max_export_runs_per_tenant = 0;
+        // Set, so a fresh database does not generate (and print) an administrator token
+        // into the report's stdout; the benchmark makes its own below.
+        settings.bootstrap_token = Some(stella_config::Secret::new(format!(
+            "bench-bootstrap-{}",
+            uuid_like()
+        )));
+        let app = Application::build(settings).await?;
+        let store = app.context().store.backend().to_string();
+        let (_, admin) = app
+            .context()
+            .store
+            .tokens()
+            .create(
+                &stella_store::repo::NewToken {
+                    tenant: None,
+                    name: name.into(),
+                    scopes: vec!["admin".into()],
+                    expires_at: Some(Utc::now() + chrono::Duration::hours(6)),
+                },
+                Utc::now(),
+            )
+            .await?;
+        let base = format!("http://{}/api/v1", app.addr());
+        let handle = app.handle();
+        actix_web::rt::spawn(app.run_until_stopped());
+        let server = Self {
+            base,
+            admin,
+            tenant: format!("bench-{}", uuid_like()),
+            store,
+            http: reqwest::Client::new(),
+            handle,
+            _data: data,
+        };
+        server
+            .admin(
+                server
+                    .http
+                    .post(format!("{}/tenants", server.base))
+                    .json(&serde_json::json!({"id": server.tenant, "name": "bench"})),
+            )
+            .await?;
+        for path in advisories {
+            let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            let source = format!(
+                "osv:{}",
+                path.file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default()
+            );
+            server
+                .admin(
+                    server
+                        .http
+                        .post(format!("{}/advisories/imports", server.base))
+                        .query(&[("source", source)])
+                        .header("content-type", "application/octet-stream")
+                        .body(bytes),
+                )
+                .await?;
+        }
+        Ok(server)
+    }
+
+    /// Sends a request as the administrator acting on the tenant; its JSON body, or an
+    /// error with the status and body.
+    pub(super) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        self.admin(request.header("X-Stella-Tenant", &self.tenant))
+            .await
+    }
+
+    /// Sends a request as the administrator (no tenant named).
+    async fn admin(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request.bearer_auth(&self.admin).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(anyhow::anyhow!("{status}: {body}"))
+        }
+    }
+
+    /// Scans an SBOM and waits for it: the time from submission to `completed`, and the
+    /// scan as `GET /scans/{id}` shows it.
+    pub(super) async fn scan(&self, sbom: &[u8]) -> anyhow::Result<(Duration, Value)> {
+        let started = Instant::now();
+        let accepted = self
+            .send(
+                self.http
+                    .post(format!("{}/scans", self.base))
+                    .header("content-type", "application/json")
+                    .body(sbom.to_vec()),
+            )
+            .await?;
+        let id = accepted["job_id"].as_str().unwrap_or_default().to_owned();
+        let scan = self
+            .wait(
+                &format!("scans/{id}"),
+                "completed",
+                Duration::from_secs(600),
+            )
+            .await?;
+        Ok((started.elapsed(), scan))
+    }
+
+    /// Polls `GET {path}` until its `status` is `done` (an error if it ends otherwise).
+    pub(super) async fn wait(
+        &self,
+        path: &str,
+        done: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
+        let started = Instant::now();
+        loop {
+            let value = self
+                .send(self.http.get(format!("{}/{path}", self.base)))
+                .await?;
+            match value["status"].as_str() {
+                Some(status) if status == done => return Ok(value),
+                Some("failed" | "cancelled") => {
+                    return Err(anyhow::anyhow!("{path} ended: {value}"))
+                }
+                _ if started.elapsed() > limit => {
+                    return Err(anyhow::anyhow!(
+                        "{path} did not finish in {} s",
+                        limit.as_secs()
+                    ))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+
+    pub(super) async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+pub(super) fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
