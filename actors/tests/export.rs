@@ -174,7 +174,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         store,
         &tenant,
         "x",
-        "evidence",
+        "mirror:full",
         &json!({"selectors": {"scans": [scans[0].as_str()]}}),
         "ci",
         Utc::now(),

@@ -170,12 +170,18 @@ pub async fn run(
         let mut data = Vec::new();
         for file in export["files"].as_array().into_iter().flatten() {
             let name = file["name"].as_str().unwrap_or_default();
-            if is_seal(name) {
+            // A bundle packs the run's other files: its members are the data.
+            if is_seal(name) || name.ends_with(".tar.zst") {
                 continue;
             }
+            // Bundle members are named with a folder (`sboms/<sha256>.json`).
             let response = server
                 .http
-                .get(format!("{}/exports/{id}/files/{name}", server.base))
+                .get(format!(
+                    "{}/exports/{id}/files/{}",
+                    server.base,
+                    name.replace('/', "%2F")
+                ))
                 .bearer_auth(&server.admin)
                 .header("X-Stella-Tenant", &server.tenant)
                 .send()

@@ -138,6 +138,9 @@ async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions
     assert_eq!(versions, (2..=9).collect::<Vec<u64>>());
     assert_eq!(policies.active().await.unwrap().unwrap().version, 9);
     assert_eq!(policies.get(1).await.unwrap().document, "doc 1");
+    // By digest: the version a verdict citing it was evaluated with.
+    assert_eq!(policies.by_digest("d1").await.unwrap().unwrap().version, 1);
+    assert!(policies.by_digest("nope").await.unwrap().is_none());
     let page = policies.list(None, 4).await.unwrap();
     assert_eq!(
         page.items.iter().map(|p| p.version).collect::<Vec<_>>(),
@@ -151,6 +154,13 @@ async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions
     assert!(rest.next_cursor.is_none());
     // Tenant b has none of them.
     let b = tenant("b");
+    assert!(store
+        .tenant(&b)
+        .policies()
+        .by_digest("d1")
+        .await
+        .unwrap()
+        .is_none());
     assert!(store
         .tenant(&b)
         .policies()
@@ -1211,6 +1221,25 @@ async fn advisory_imports_are_idempotent_and_report_the_delta(db: &TestDb) {
     assert_eq!(keys, [("ghsa", "GO-1"), ("osv:Go", "GO-1")]);
     assert_eq!(crypto[1].sha256, "c".repeat(64));
     assert_eq!(advisories.all().await.unwrap().len(), 3);
+
+    // The observations a scan cited, by id and digest, whichever is current now: GO-1's
+    // first record ('a') though 'c' replaced it, from either source.
+    let ids = ["GO-1".to_owned(), "GO-2".to_owned()].into();
+    let cited = ["a".repeat(64), "d".repeat(64), "e".repeat(64)].into();
+    let found = advisories.observations_of(&ids, &cited).await.unwrap();
+    let keys: Vec<(&str, &str, char)> = found
+        .iter()
+        .map(|o| {
+            (
+                o.source.as_str(),
+                o.id.as_str(),
+                o.sha256.chars().next().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("ghsa", "GO-1", 'd'), ("osv:Go", "GO-1", 'a')]);
+    assert_eq!(found[1].entry, "GO-1.json");
+    assert_eq!(found[1].collection_sha256, "0".repeat(64));
 
     // A bad record fails the whole import: nothing half-stored.
     let mut bad = advisory("osv:Go", "GO-9", 'e', &[("Go", "x")]);

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn stella(dir: &Path) -> Command {
+pub(crate) fn stella(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stella"));
     command
         .env_clear()
@@ -566,15 +566,15 @@ fn run_with_closed_stdout(command: &mut Command) -> Output {
 
 /// A `stella serve` on a fresh data folder, and a client command line against it with
 /// the administrator token.
-struct CliServer {
-    dir: tempfile::TempDir,
+pub(crate) struct CliServer {
+    pub(crate) dir: tempfile::TempDir,
     addr: String,
     admin: String,
     server: Child,
 }
 
 impl CliServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut server = stella(dir.path())
             .arg("serve")
@@ -595,7 +595,7 @@ impl CliServer {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = stella(self.dir.path());
         command
             .env("STELLA_SERVER", format!("http://{}", self.addr))
@@ -605,7 +605,7 @@ impl CliServer {
     }
 
     /// Exit code, stdout, stderr.
-    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
         let output = self.command(args).output().unwrap();
         (
             output.status.code(),
@@ -614,7 +614,7 @@ impl CliServer {
         )
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.run(args);
         assert_eq!(code, Some(0), "{args:?}: {err}");
         out
@@ -1300,6 +1300,7 @@ const EXPORT_KINDS: &[&str] = &[
     "spdx",
     "report:pdf",
     "report:xlsx",
+    "evidence",
 ];
 
 /// Every export kind end to end from the CLI, as a user runs it: a profile, a run waited
@@ -1376,7 +1377,10 @@ fn every_export_kind_runs_from_the_cli(services: &[(&str, String)]) {
         );
         for file in files {
             let name = file["name"].as_str().unwrap();
-            let target = dir.path().join(format!("{profile}-{name}"));
+            // Bundle members are named with a folder (`sboms/<sha256>.json`).
+            let target = dir
+                .path()
+                .join(format!("{profile}-{}", name.replace('/', "_")));
             // `download` checks the bytes against the listed SHA-256 and fails otherwise.
             cli(&[
                 "--tenant",
@@ -1393,6 +1397,22 @@ fn every_export_kind_runs_from_the_cli(services: &[(&str, String)]) {
                 file["size_bytes"].as_u64().unwrap(),
                 "{kind}: {name}"
             );
+        }
+        if *kind == "evidence" {
+            // The bundle checks out offline against the server's key.
+            let key = dir.path().join("stella.pub.pem");
+            std::fs::write(&key, cli(&["keys", "--pem"])).unwrap();
+            let bundle = dir
+                .path()
+                .join(format!("{profile}-evidence-{profile}-r1.tar.zst"));
+            let out = cli(&[
+                "export",
+                "verify",
+                bundle.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ]);
+            assert!(out.contains("signed by key"), "{out}");
         }
     }
     let _ = server.kill();

@@ -8,6 +8,7 @@ use stella_test_harness as common;
 mod api;
 mod binary;
 mod crash;
+mod evidence;
 mod exports;
 mod hardening;
 mod hostile;

@@ -21,11 +21,13 @@
 //! Layout: this file (the kind, its parameters, steps and formats), `profile` (profiles:
 //! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
 //! `write`, `seal`, `distribute`), `cited` (what the findings cite: the advisory records
-//! and VEX statements the document formats read), and `formats/` with one file per
-//! format (`report` writes both `report:pdf` and `report:xlsx`). Adding a format: a
-//! variant of [`Format`], a file in `formats/` with its `write`, one arm in
-//! `formats::write`.
+//! and VEX statements the document formats read), `bundle` (packing a run's files into
+//! one `tar.zst` for the bundle formats) and `formats/` with one file per format
+//! (`report` writes both `report:pdf` and `report:xlsx`). Adding a format: a variant of
+//! [`Format`], a file in `formats/` with its `write`, one arm in `formats::write`, and
+//! for a bundle format one in `formats::bundle`.
 
+mod bundle;
 mod cited;
 mod distribute;
 mod formats;
@@ -91,10 +93,14 @@ pub enum Format {
     ReportPdf,
     /// A report for people as an Excel workbook: `report.xlsx`.
     ReportXlsx,
+    /// The documents the verdicts rest on (SBOMs, verdicts, attestations, findings, the
+    /// advisory observations, VEX documents and policies they cite), sealed and packed
+    /// into one reproducible `evidence-<profile>-r<revision>.tar.zst`.
+    Evidence,
 }
 
 /// The formats the issue names that this version does not write yet.
-const LATER: &[&str] = &["evidence", "mirror:full", "mirror:delta"];
+const LATER: &[&str] = &["mirror:full", "mirror:delta"];
 
 impl Format {
     /// Every format this version writes.
@@ -107,6 +113,7 @@ impl Format {
         Format::Spdx,
         Format::ReportPdf,
         Format::ReportXlsx,
+        Format::Evidence,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +126,7 @@ impl Format {
             Format::Spdx => "spdx",
             Format::ReportPdf => "report:pdf",
             Format::ReportXlsx => "report:xlsx",
+            Format::Evidence => "evidence",
         }
     }
 

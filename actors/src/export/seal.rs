@@ -2,28 +2,26 @@
 //! with its size and SHA-256 (canonical JSON, signed as it is into `export.json.dsse`);
 //! `provenance.json` is an in-toto Statement whose subjects are those files and the
 //! manifest, naming the inputs (the scans' SBOMs and attestations), signed into
-//! `provenance.json.dsse`. Nothing here reads a clock or an id: equal plans give equal
-//! bytes.
+//! `provenance.json.dsse`. A bundle format (`evidence`) then packs every written file
+//! and these four into one `tar.zst` ([`super::bundle`]), a file of the run beside them
+//! (it cannot be in the manifest it holds). Nothing here reads a clock or an id: equal
+//! plans give equal bytes.
 
 use bytes::Bytes;
 use stella_domain::canonical::Digest;
 use stella_domain::dsse;
 use stella_domain::export::manifest::{
     provenance_statement, Dependency, ExportManifest, FileEntry, ProfileRef, MANIFEST_PAYLOAD_TYPE,
-    PROVENANCE_NAME,
+    MANIFEST_SIGNATURE, PROVENANCE_NAME, PROVENANCE_SIGNATURE,
 };
 use stella_store::repo::Effect;
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
 use super::plan::ExportPlan;
-use super::{ExportDeps, ExportStep};
+use super::{bundle, formats, ExportDeps, ExportStep};
 
-/// The manifest's signature, next to `export.json`.
-pub(crate) const MANIFEST_SIGNATURE: &str = "export.json.dsse";
-/// The provenance's signature, next to `provenance.json`.
-pub(crate) const PROVENANCE_SIGNATURE: &str = "provenance.json.dsse";
-
-/// `seal` (exporter): the manifest, the provenance and their signatures.
+/// `seal` (exporter): the manifest, the provenance and their signatures, and for a
+/// bundle format the bundle of them all.
 pub(super) async fn seal(
     deps: &ExportDeps,
     ctx: &mut StepContext<'_>,
@@ -44,12 +42,23 @@ pub(super) async fn seal(
         })
         .collect();
     let counts = run.counts.unwrap_or_default();
-    let sealed = sealed(deps, &plan, &counts, files)?;
-    for (entry, bytes) in &sealed {
-        let stored = deps.objects.put_content(Bytes::from(bytes.clone())).await?;
+    let sealed = sealed(deps, &plan, &counts, files.clone())?;
+    let mut entries = Vec::with_capacity(sealed.len() + 1);
+    for (entry, bytes) in sealed {
+        let stored = deps.objects.put_content(Bytes::from(bytes)).await?;
         debug_assert_eq!(stored.digest.to_string(), entry.sha256);
+        entries.push(entry);
     }
-    for (entry, _) in sealed {
+    if let Some(name) = formats::bundle(plan.format()?, &plan) {
+        let members: Vec<FileEntry> = files.into_iter().chain(entries.iter().cloned()).collect();
+        let stored = bundle::pack(deps, &members, plan.as_of).await?;
+        entries.push(FileEntry {
+            name,
+            size: stored.size,
+            sha256: stored.digest.to_string(),
+        });
+    }
+    for entry in entries {
         ctx.stage(Effect::ExportFile {
             name: entry.name,
             size_bytes: entry.size,

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use stella_domain::export::manifest::FileEntry;
 use stella_domain::export::{ExportFinding, ExportScan};
 use stella_store::object::{ObjectKey, Sha256Digest};
@@ -164,6 +165,48 @@ impl WriteRun<'_, '_> {
         };
         self.add(entry.clone())?;
         Ok(entry)
+    }
+
+    /// [`Self::store_existing`] for an object whose size the caller does not hold (an
+    /// attestation, a VEX document): the store is asked.
+    pub(crate) async fn store_existing_object(
+        &mut self,
+        name: impl Into<String>,
+        sha256: &str,
+    ) -> Result<FileEntry, StepError> {
+        let digest = Sha256Digest::parse(sha256)?;
+        let size = self
+            .deps
+            .objects
+            .store()
+            .head(&ObjectKey::content(&digest))
+            .await?
+            .ok_or_else(|| {
+                StepError::retry(format!("object sha256/{sha256} is not in the object store"))
+            })?;
+        self.store_existing(name, sha256, size).await
+    }
+
+    /// Stores bytes held in memory (a document of kilobytes to a few megabytes) as the
+    /// export's file `name`.
+    pub(crate) async fn store_bytes(
+        &mut self,
+        bytes: Vec<u8>,
+        name: impl Into<String>,
+    ) -> Result<FileEntry, StepError> {
+        let stored = self.deps.objects.put_content(Bytes::from(bytes)).await?;
+        let entry = FileEntry {
+            name: name.into(),
+            size: stored.size,
+            sha256: stored.digest.to_string(),
+        };
+        self.add(entry.clone())?;
+        Ok(entry)
+    }
+
+    /// Whether the file `name` is written already.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.files.iter().any(|f| f.name == name)
     }
 
     /// Calls `each` with every finding of `scan` the selectors keep, in ordinal order,

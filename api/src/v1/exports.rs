@@ -67,7 +67,9 @@ pub struct PutProfile {
     /// `findings.csv`), `sarif` (SARIF 2.1.0 for GitHub code scanning, one log per scan),
     /// `cyclonedx` (CycloneDX 1.6 JSON with vulnerabilities and VEX analysis, one BOM per
     /// scan), `spdx` (SPDX 2.3 JSON, one document per scan), `report:pdf` or
-    /// `report:xlsx` (a report for people: `report.pdf`, `report.xlsx`).
+    /// `report:xlsx` (a report for people: `report.pdf`, `report.xlsx`) or `evidence` (a
+    /// signed, reproducible `tar.zst` of what the verdicts rest on, and each member on its
+    /// own). The mirror kinds are not available yet.
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
     /// `warn`, `block`; all when empty).
@@ -706,6 +708,8 @@ async fn serve_file(
         "application/spdx+json"
     } else if name.ends_with(".json") || name.ends_with(".dsse") {
         "application/json"
+    } else if name.ends_with(".zst") {
+        "application/zstd"
     } else {
         "application/octet-stream"
     };
@@ -727,7 +731,11 @@ async fn serve_file(
     } else {
         None
     };
-    let disposition = format!("attachment; filename=\"{}\"", name);
+    // A bundle member (`sboms/<sha256>.json`) is saved as its last segment.
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        name.rsplit('/').next().unwrap_or(name)
+    );
     // Streamed, never held whole. The object store's reader checks the digest as the
     // bytes pass and fails the stream at its end if they do not match, so a tampered
     // file is a broken download, never a complete one (a client also has the digest:

@@ -1,6 +1,8 @@
 //! `stella export`: profiles (create or revise, list, show, revisions), runs (start, with
-//! `--wait` a progress spinner until it ends; show) and downloads (checked against the
-//! digest the server lists; `--resume` continues a partial file with `Range`).
+//! `--wait` a progress spinner until it ends; show), downloads (checked against the
+//! digest the server lists; `--resume` continues a partial file with `Range`) and
+//! `verify`, which checks a bundle or a folder of downloaded files offline
+//! (`export_verify.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -107,6 +109,19 @@ pub(crate) enum Action {
         #[arg(long)]
         resume: bool,
     },
+    /// Check an export offline, without a server: every file against the SHA-256 and
+    /// size `export.json` lists, the provenance, and with `--key` both signatures.
+    #[command(after_help = super::export_verify::EXIT_CODES)]
+    Verify {
+        /// A bundle (`evidence-<profile>-r<revision>.tar.zst`), or a folder holding
+        /// `export.json` and the files it lists (other files in it are ignored).
+        path: PathBuf,
+        /// The signing key's public half (PEM: `stella keys --pem`, or
+        /// `public_key_pem` of `GET /api/v1/keys`); without it the signatures are not
+        /// checked, and the key id they claim is printed.
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
+    },
 }
 
 // Parsed once per process: the size of the largest variant does not matter.
@@ -122,7 +137,8 @@ pub(crate) enum ProfileAction {
         /// finding), `sarif` (one SARIF 2.1.0 log per scan, for GitHub code scanning),
         /// `cyclonedx` (one CycloneDX 1.6 BOM per scan with vulnerabilities and VEX
         /// analysis), `spdx` (one SPDX 2.3 document per scan), `report:pdf` or
-        /// `report:xlsx` (a report for people; `--template`).
+        /// `report:xlsx` (a report for people; `--template`) or `evidence` (a signed,
+        /// reproducible `tar.zst` of the documents the verdicts rest on).
         #[arg(long, default_value = "csv")]
         kind: String,
         /// The report template (`report:pdf`, `report:xlsx`): `executive` (the summary,
@@ -262,6 +278,9 @@ impl Run for Action {
                 output_file,
                 resume,
             } => download(client, id, name, output_file.as_ref(), *resume)?,
+            Self::Verify { path, key } => {
+                super::export_verify::verify(client, path, key.as_deref())?;
+            }
         }
         Ok(())
     }
@@ -388,7 +407,10 @@ fn download(
             )
         })?;
     let sha256 = listed["sha256"].as_str().unwrap_or_default().to_owned();
-    let path = output.cloned().unwrap_or_else(|| PathBuf::from(name));
+    // A member of a bundle (`sboms/<sha256>.json`) lands as its last segment.
+    let path = output
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(name.rsplit('/').next().unwrap_or(name)));
     let have = if resume {
         std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)
     } else {

@@ -25,6 +25,10 @@ pub(crate) enum ExitKind {
     Invalid = 6,
     /// The server could not be reached, answered 5xx, or asked to slow down (429).
     Unavailable = 7,
+    /// `export verify`: a file does not match what the export's manifest pins.
+    Checksum = 8,
+    /// `export verify`: a signature is missing, over other bytes, or does not verify.
+    Signature = 9,
 }
 
 /// A failed client command: one line for stderr and its exit code.

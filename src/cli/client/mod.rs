@@ -8,9 +8,11 @@ mod advisories;
 mod audit;
 mod dead_letters;
 mod events;
+mod export_verify;
 mod exports;
 pub(crate) mod http;
 mod jobs;
+mod keys;
 mod policy;
 mod runs;
 mod scans;
@@ -139,6 +141,9 @@ pub(crate) enum ClientCommand {
     /// Verify an attestation (a DSSE envelope from `scans/{id}/attestation`) with a public
     /// key file, or with the server's published keys.
     Verify(Remote<verify::Verify>),
+    /// The public keys that sign attestations and exports (no token needed); `--pem`
+    /// for `verify --key` and `export verify --key`.
+    Keys(Remote<keys::Keys>),
 }
 
 impl ClientCommand {
@@ -162,6 +167,7 @@ impl ClientCommand {
             Self::Actors(command) => command.run(format),
             Self::Audit(command) => command.run(format),
             Self::Verify(command) => command.run(format),
+            Self::Keys(command) => command.run(format),
         }
     }
 }

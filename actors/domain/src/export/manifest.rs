@@ -34,6 +34,10 @@ use crate::intoto::Statement;
 pub const MANIFEST_NAME: &str = "export.json";
 /// The file name of the provenance statement in an export.
 pub const PROVENANCE_NAME: &str = "provenance.json";
+/// The manifest's DSSE signature, next to `export.json`.
+pub const MANIFEST_SIGNATURE: &str = "export.json.dsse";
+/// The provenance's DSSE signature, next to `provenance.json`.
+pub const PROVENANCE_SIGNATURE: &str = "provenance.json.dsse";
 /// The manifest's `schema`.
 pub const MANIFEST_SCHEMA: &str = "https://stella.dev/export/manifest/v1";
 /// The DSSE payload type of a signature over `export.json` itself.

@@ -28,6 +28,8 @@
 //! - [`manifest`]: `export.json` (canonical JSON) and `provenance.json` (in-toto);
 //! - [`tar`]: a reproducible ustar writer and its zstd compression;
 //! - [`report`]: reports for people, as PDF and XLSX, from a [`report::ReportData`].
+//! - [`verify`]: reading a `tar.zst` bundle as hostile input and checking an export
+//!   against its manifest, provenance and signatures (`stella export verify`).
 //!
 //! Not here: selecting findings (the store).
 
@@ -40,6 +42,7 @@ pub mod report;
 pub mod sarif;
 pub mod spdx;
 pub mod tar;
+pub mod verify;
 
 use std::borrow::Cow;
 use std::io::{self, Write};

@@ -4,6 +4,7 @@
 
 mod csv;
 mod cyclonedx;
+mod evidence;
 mod json_policy;
 mod json_raw;
 mod report;
@@ -14,6 +15,7 @@ use stella_domain::sbom::{self, Sbom};
 use stella_store::object::Sha256Digest;
 use stella_supervisor::StepError;
 
+use super::plan::ExportPlan;
 use super::write::WriteRun;
 use super::{ExportDeps, Format};
 
@@ -28,6 +30,27 @@ pub(super) async fn write(format: Format, run: &mut WriteRun<'_, '_>) -> Result<
         Format::Spdx => spdx::write(run).await,
         Format::ReportPdf => report::write(run, report::Kind::Pdf).await,
         Format::ReportXlsx => report::write(run, report::Kind::Xlsx).await,
+        Format::Evidence => evidence::write(run).await,
+    }
+}
+
+/// The name of the one `tar.zst` a bundle format packs every written file and the seal
+/// files into (`seal` writes it, see `bundle`); `None` for formats whose files are
+/// fetched one by one.
+pub(super) fn bundle(format: Format, plan: &ExportPlan) -> Option<String> {
+    match format {
+        Format::Evidence => Some(format!(
+            "evidence-{}-r{}.tar.zst",
+            plan.profile, plan.revision
+        )),
+        Format::Csv
+        | Format::Sarif
+        | Format::JsonRaw
+        | Format::JsonPolicy
+        | Format::CycloneDx
+        | Format::Spdx
+        | Format::ReportPdf
+        | Format::ReportXlsx => None,
     }
 }
 
