@@ -8,6 +8,8 @@
 
 use stella_test_harness as common;
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,15 +21,13 @@ use stella_actors::export::{
     put_profile, start_run, start_run_limited, PutProfileError, StartRunError,
 };
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
-use stella_actors::{kinds, KindDeps, Role};
-use stella_config::RuntimeSettings;
+use stella_actors::{kinds, KindDeps};
 use stella_domain::dsse::{self, Envelope, SigningKey};
 use stella_domain::osv::Limits;
-use stella_store::mailbox::{ConsumerName, Mailbox};
+use stella_store::mailbox::Mailbox;
 use stella_store::object::{FolderStore, Objects, Sha256Digest};
 use stella_store::repo::{Job, JobState};
 use stella_store::{JobId, Store, TenantId};
-use stella_supervisor::{Registry, Runtime, RuntimeConfig, RuntimeMetrics};
 
 fn advisory(id: &str, name: &str, fixed: &str) -> Vec<u8> {
     json!([{
@@ -97,25 +97,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     let objects = Objects::new(Arc::new(FolderStore::open(dir.path()).unwrap()));
     let key = Arc::new(SigningKey::generate([7; 32]));
     let scan_deps = ScanDeps::new(objects.clone(), key.clone());
-    let registry: Registry = kinds(&KindDeps {
-        scan: scan_deps.clone(),
-        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
-        export_metrics: Default::default(),
-    });
-    let runtime = Runtime::start(RuntimeConfig {
-        store: store.clone(),
-        mailbox,
-        settings: RuntimeSettings {
-            poll_interval_ms: 5,
-            ..RuntimeSettings::default()
-        },
-        roles: Role::ALL.iter().map(|r| r.mailbox()).collect(),
-        registry: registry.clone(),
-        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
-        consumer: ConsumerName::generate(),
-    })
-    .await
-    .unwrap();
+    let (registry, runtime) = support::start_runtime(store, mailbox, &scan_deps).await;
     let tenant = TenantId::parse("acme").unwrap();
     store
         .tenants()

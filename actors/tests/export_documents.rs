@@ -12,6 +12,8 @@
 
 use stella_test_harness as common;
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,17 +25,14 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use stella_actors::export::{put_profile, start_run};
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
-use stella_actors::{kinds, KindDeps, Role};
-use stella_config::RuntimeSettings;
 use stella_domain::dsse::SigningKey;
 use stella_domain::export::{json_policy, json_raw};
 use stella_domain::osv::Limits;
 use stella_domain::policy::{Policy, DEFAULT_POLICY};
-use stella_store::mailbox::{ConsumerName, Mailbox};
+use stella_store::mailbox::Mailbox;
 use stella_store::object::{ObjectStore, Objects, Sha256Digest};
 use stella_store::repo::{ExportFileRecord, Job, JobState, VexDocumentRecord};
 use stella_store::{JobId, Store, TenantId};
-use stella_supervisor::{Registry, Runtime, RuntimeConfig, RuntimeMetrics};
 
 const PYTHON_VAR: &str = "STELLA_TEST_DOCUMENTS_PYTHON";
 
@@ -193,25 +192,7 @@ async fn documents_export_through_the_runtime(
     let objects = Objects::new(object_store);
     let key = Arc::new(SigningKey::generate([9; 32]));
     let scan_deps = ScanDeps::new(objects.clone(), key.clone());
-    let registry: Registry = kinds(&KindDeps {
-        scan: scan_deps.clone(),
-        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
-        export_metrics: Default::default(),
-    });
-    let runtime = Runtime::start(RuntimeConfig {
-        store: store.clone(),
-        mailbox,
-        settings: RuntimeSettings {
-            poll_interval_ms: 5,
-            ..RuntimeSettings::default()
-        },
-        roles: Role::ALL.iter().map(|r| r.mailbox()).collect(),
-        registry: registry.clone(),
-        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
-        consumer: ConsumerName::generate(),
-    })
-    .await
-    .unwrap();
+    let (registry, runtime) = support::start_runtime(store, mailbox, &scan_deps).await;
     let tenant = TenantId::parse("acme").unwrap();
     store
         .tenants()

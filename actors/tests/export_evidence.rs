@@ -11,6 +11,8 @@
 
 use stella_test_harness as common;
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,18 +22,15 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 use stella_actors::export::{put_profile, start_run};
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
-use stella_actors::{kinds, KindDeps, Role};
-use stella_config::RuntimeSettings;
 use stella_domain::canonical::sha256_hex;
 use stella_domain::dsse::{Envelope, SigningKey};
 use stella_domain::export::verify::{check, read_bundle, ReadLimits, Signatures};
 use stella_domain::osv::Limits;
 use stella_domain::policy::Policy;
-use stella_store::mailbox::{ConsumerName, Mailbox};
+use stella_store::mailbox::Mailbox;
 use stella_store::object::{ObjectStore, Objects, Sha256Digest};
 use stella_store::repo::{Job, JobState, VexDocumentRecord};
 use stella_store::{JobId, Store, TenantId};
-use stella_supervisor::{Registry, Runtime, RuntimeConfig, RuntimeMetrics};
 
 const POLICY: &str = "name = \"strict\"\nversion = 1\ndefault = \"warn\"\n\n[[rules]]\nid = \"no-chalk\"\nwhen = { packages = [\"pkg:npm/chalk\"] }\noutcome = \"block\"\nbecause = \"banned\"\n";
 
@@ -104,25 +103,7 @@ async fn evidence_on(
     let objects = Objects::new(object_store);
     let key = Arc::new(SigningKey::generate([7; 32]));
     let scan_deps = ScanDeps::new(objects.clone(), key.clone());
-    let registry: Registry = kinds(&KindDeps {
-        scan: scan_deps.clone(),
-        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
-        export_metrics: Default::default(),
-    });
-    let runtime = Runtime::start(RuntimeConfig {
-        store: store.clone(),
-        mailbox,
-        settings: RuntimeSettings {
-            poll_interval_ms: 5,
-            ..RuntimeSettings::default()
-        },
-        roles: Role::ALL.iter().map(|r| r.mailbox()).collect(),
-        registry: registry.clone(),
-        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
-        consumer: ConsumerName::generate(),
-    })
-    .await
-    .unwrap();
+    let (registry, runtime) = support::start_runtime(store, mailbox, &scan_deps).await;
     let tenant = TenantId::parse("acme").unwrap();
     store
         .tenants()

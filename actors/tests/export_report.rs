@@ -10,6 +10,8 @@
 
 use stella_test_harness as common;
 
+mod support;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,16 +21,14 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 use stella_actors::export::{put_profile, start_run, Export, ExportDeps, ExportParams, ExportStep};
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
-use stella_actors::{kinds, KindDeps, Role};
-use stella_config::RuntimeSettings;
 use stella_domain::dsse::SigningKey;
 use stella_domain::osv::Limits;
 use stella_domain::policy::{Policy, DEFAULT_POLICY};
-use stella_store::mailbox::{ConsumerName, Mailbox};
+use stella_store::mailbox::Mailbox;
 use stella_store::object::{ObjectStore, Objects, Sha256Digest};
 use stella_store::repo::{Effect, ExportFileRecord, Job, JobState};
 use stella_store::{JobId, Store, TenantId};
-use stella_supervisor::{Kind, Registry, Runtime, RuntimeConfig, RuntimeMetrics, StepContext};
+use stella_supervisor::{Kind, Registry, StepContext};
 
 /// An OSV advisory for one npm package, with a CVSS v3.1 vector when given.
 fn advisory(id: &str, name: &str, fixed: &str, cvss: Option<&str>) -> Value {
@@ -274,25 +274,7 @@ impl World<'_> {
 async fn reports_for_people(store: &Store, mailbox: Arc<dyn Mailbox>, objects: Objects) {
     let key = Arc::new(SigningKey::generate([9; 32]));
     let scan_deps = ScanDeps::new(objects.clone(), key.clone());
-    let registry: Registry = kinds(&KindDeps {
-        scan: scan_deps.clone(),
-        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
-        export_metrics: Default::default(),
-    });
-    let runtime = Runtime::start(RuntimeConfig {
-        store: store.clone(),
-        mailbox,
-        settings: RuntimeSettings {
-            poll_interval_ms: 5,
-            ..RuntimeSettings::default()
-        },
-        roles: Role::ALL.iter().map(|r| r.mailbox()).collect(),
-        registry: registry.clone(),
-        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
-        consumer: ConsumerName::generate(),
-    })
-    .await
-    .unwrap();
+    let (registry, runtime) = support::start_runtime(store, mailbox, &scan_deps).await;
     let tenant = TenantId::parse("acme").unwrap();
     store
         .tenants()

@@ -1,0 +1,39 @@
+//! What the export tests share: every kind registered and a runtime running every role
+//! over the store and mailbox under test.
+
+use std::sync::Arc;
+
+use stella_actors::scan::ScanDeps;
+use stella_actors::{kinds, KindDeps, Role};
+use stella_config::RuntimeSettings;
+use stella_store::mailbox::{ConsumerName, Mailbox};
+use stella_store::Store;
+use stella_supervisor::{Registry, Runtime, RuntimeConfig, RuntimeMetrics};
+
+/// Every kind on `scan`'s objects and key, and a runtime taking work for every role.
+pub(crate) async fn start_runtime(
+    store: &Store,
+    mailbox: Arc<dyn Mailbox>,
+    scan: &ScanDeps,
+) -> (Registry, Runtime) {
+    let registry: Registry = kinds(&KindDeps {
+        scan: scan.clone(),
+        outbound: stella_actors::outbound::Outbound::new(&Default::default()),
+        export_metrics: Default::default(),
+    });
+    let runtime = Runtime::start(RuntimeConfig {
+        store: store.clone(),
+        mailbox,
+        settings: RuntimeSettings {
+            poll_interval_ms: 5,
+            ..RuntimeSettings::default()
+        },
+        roles: Role::ALL.iter().map(|r| r.mailbox()).collect(),
+        registry: registry.clone(),
+        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
+        consumer: ConsumerName::generate(),
+    })
+    .await
+    .unwrap();
+    (registry, runtime)
+}
