@@ -753,6 +753,22 @@ ensure_report_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# notification receivers: the `standardwebhooks` package verifies webhook signatures in
+# ops/webhook_receiver.py, which tests start on an ephemeral loopback port
+# ---------------------------------------------------------------------------
+
+STANDARDWEBHOOKS_VERSION=1.1.0
+
+ensure_notify_tools() {
+	if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys, standardwebhooks; sys.exit(m.version('standardwebhooks') != '$STANDARDWEBHOOKS_VERSION')" 2>/dev/null; then
+		log "notify: installing standardwebhooks $STANDARDWEBHOOKS_VERSION from PyPI into $VENV"
+		pip_install "standardwebhooks==$STANDARDWEBHOOKS_VERSION" || die "notify: pip install standardwebhooks failed"
+	fi
+	[[ -f $SCRIPT_DIR/webhook_receiver.py ]] || die "notify: $SCRIPT_DIR/webhook_receiver.py not found"
+	log "notify: standardwebhooks $STANDARDWEBHOOKS_VERSION in $VENV (webhook receiver ops/webhook_receiver.py)"
+}
+
+# ---------------------------------------------------------------------------
 # version-ordering references: Python `packaging` (PEP 440), node `semver` (npm)
 # ---------------------------------------------------------------------------
 
@@ -811,6 +827,8 @@ write_env_file() {
 		# Reference implementations the version-ordering tests compare against.
 		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
+		# A python with standardwebhooks, which runs ops/webhook_receiver.py for the notifier tests.
+		export_line STELLA_TEST_WEBHOOK_PYTHON "$VENV/bin/python"
 	} >"$ENV_FILE.tmp"
 	chmod 600 "$ENV_FILE.tmp"
 	mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -831,6 +849,7 @@ cmd_up() {
 	ensure_document_tools
 	ensure_report_tools
 	ensure_version_tools
+	ensure_notify_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
 	write_env_file

@@ -15,11 +15,13 @@
 //! - [`advisory_sync`]: the `advisory-sync` kind and advisory imports;
 //! - [`diag`]: the diagnostic `noop` kind;
 //! - [`export`]: the `export` kind (profiles, runs) — its first formats;
+//! - [`notify`]: the notifier; so far [`notify::wire`], how a delivery leaves the process;
 //! - [`outbound`]: the guard every URL fetched on someone's behalf goes through.
 
 pub mod advisory_sync;
 pub mod diag;
 pub mod export;
+pub mod notify;
 pub mod outbound;
 pub mod roles;
 pub mod scan;

@@ -1,6 +1,7 @@
-//! The one way Stella fetches a URL on someone's behalf (advisory sources today,
-//! webhooks and mirrors later). A URL a user names could point anywhere the server can
-//! reach: its own `/metrics`, PostgreSQL's port, a cloud metadata endpoint. The guard:
+//! The one way Stella fetches a URL on someone's behalf (advisory sources with
+//! [`Outbound::download`], notification webhooks with [`Outbound::post`], mirrors later).
+//! A URL a user names could point anywhere the server can reach: its own `/metrics`,
+//! PostgreSQL's port, a cloud metadata endpoint. The guard:
 //!
 //! - accepts `http` and `https` only, and no URL that names credentials;
 //! - resolves the host itself and connects only to the addresses it checked (so a DNS
@@ -8,9 +9,14 @@
 //!   private, link-local, CGNAT, metadata, multicast, documentation and other reserved
 //!   ranges are refused unless an administrator allow-listed the host
 //!   (`outbound.allow_hosts`);
-//! - checks every redirect the same way, up to `outbound.max_redirects`;
+//! - checks every redirect of a download the same way, up to `outbound.max_redirects`;
+//!   a POST follows no redirect at all (a webhook that moved is a configuration to fix,
+//!   and re-sending a signed body to wherever a receiver points is not ours to decide),
+//!   but its `Location` is still checked so that a redirect into a forbidden range is
+//!   reported as [`FetchError::Forbidden`];
 //! - bounds the connection time, the whole fetch's time and the body's size, streaming
-//!   the body to a temporary file, never into memory;
+//!   the body to a temporary file, never into memory (a POST reads at most
+//!   [`POST_READ_LIMIT`] bytes of the answer and keeps [`BODY_HEAD_BYTES`] of them);
 //! - never ignores the proxy settings by accident: it uses no proxy at all, since a proxy
 //!   would resolve names where the guard cannot check them;
 //! - answers with errors that say what kind of failure it was, but never echo the remote
@@ -20,9 +26,10 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 use stella_config::OutboundSettings;
@@ -226,10 +233,51 @@ pub struct Download {
     pub len: u64,
 }
 
+/// How much of a POST's answer is read (the rest is dropped with the connection).
+pub const POST_READ_LIMIT: usize = 4 * 1024;
+/// How much of a POST's answer is kept for the receipt.
+pub const BODY_HEAD_BYTES: usize = 512;
+
+/// What a receiver answered to a POST, whatever the status: the caller decides what a
+/// status means (a delivery is done on 2xx, retried on 429/5xx, failed on other 4xx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireResponse {
+    pub status: u16,
+    /// From sending the request to the answer's headers.
+    pub latency: Duration,
+    /// The first [`BODY_HEAD_BYTES`] bytes of the answer, as lossy UTF-8.
+    pub body_head: String,
+    /// The `Retry-After` header as sent (seconds or an HTTP date), if any.
+    pub retry_after: Option<String>,
+}
+
+impl WireResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The wait `Retry-After` asks for, seen from `now`: delay-seconds or an HTTP date
+    /// (a date in the past is no wait). `None` when absent or unreadable.
+    pub fn retry_after_delay(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+        let raw = self.retry_after.as_deref()?.trim();
+        if let Ok(secs) = raw.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        let at = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+        Some(
+            (at.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+}
+
 /// The guarded HTTP client.
 #[derive(Debug, Clone)]
 pub struct Outbound {
     client: reqwest::Client,
+    /// The same guard without redirects, for [`Outbound::post`].
+    post_client: reqwest::Client,
     policy: Arc<Policy>,
     max_bytes: u64,
 }
@@ -259,17 +307,27 @@ impl Outbound {
                 Err(err) => attempt.error(err),
             }
         });
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+                .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+                .timeout(Duration::from_secs(settings.timeout_secs))
+                .user_agent(concat!("stella/", env!("CARGO_PKG_VERSION")))
+        };
+        // A failed build would fall back to a client without the guard: impossible with
+        // these options (no TLS backend choice, no files), so it is a programming error.
+        let client = builder()
             .redirect(redirects)
-            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
-            .timeout(Duration::from_secs(settings.timeout_secs))
-            .user_agent(concat!("stella/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
+            .unwrap_or_else(|err| unreachable!("the guarded client builds: {err}"));
+        let post_client = builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|err| unreachable!("the guarded client builds: {err}"));
         Self {
             client,
+            post_client,
             policy,
             max_bytes: settings.max_bytes,
         }
@@ -292,7 +350,7 @@ impl Outbound {
             .get(url)
             .send()
             .await
-            .map_err(|err| classify(&err, &host))?;
+            .map_err(|err| classify(&err, &host, "fetching from"))?;
         let status = response.status();
         if status.is_redirection() {
             // reqwest hands back, unfollowed, a redirect to a scheme it does not speak.
@@ -337,7 +395,7 @@ impl Outbound {
             let chunk = response
                 .chunk()
                 .await
-                .map_err(|err| classify(&err, &host))?;
+                .map_err(|err| classify(&err, &host, "fetching from"))?;
             let Some(chunk) = chunk else { break };
             len += chunk.len() as u64;
             if len > self.max_bytes {
@@ -348,11 +406,117 @@ impl Outbound {
         file.flush().map_err(local)?;
         Ok(Download { file, len })
     }
+
+    /// POSTs `body` to `raw` with `headers`, within `timeout` for the whole exchange, and
+    /// answers with whatever status the receiver sent. No redirect is followed: a 3xx is
+    /// [`FetchError::Forbidden`] when its `Location` is an address the guard refuses
+    /// (checked without connecting to it), else [`FetchError::Refused`]. A time-out or a
+    /// connection failure is [`FetchError::Transient`]; a bad header is
+    /// [`FetchError::Refused`].
+    pub async fn post(
+        &self,
+        raw: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<WireResponse, FetchError> {
+        let url = self.check(raw)?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let mut header_map = reqwest::header::HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                FetchError::Refused(format!("{name:?} is not a valid HTTP header name"))
+            })?;
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                FetchError::Refused(format!("the value of the header {name} is not valid"))
+            })?;
+            header_map.append(name, value);
+        }
+        let started = Instant::now();
+        let mut response = self
+            .post_client
+            .post(url)
+            .headers(header_map)
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|err| classify(&err, &host, "posting to"))?;
+        let latency = started.elapsed();
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| response.url().join(v).ok());
+            if let Some(next) = location {
+                self.policy.check_resolved(&next).await?;
+            }
+            return Err(FetchError::Refused(format!(
+                "{host} answered {status}: webhook deliveries follow no redirect \
+                 (set the channel's URL to where it points)"
+            )));
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let mut head = Vec::with_capacity(BODY_HEAD_BYTES);
+        let mut read = 0usize;
+        while read < POST_READ_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    read += chunk.len();
+                    let room = BODY_HEAD_BYTES.saturating_sub(head.len());
+                    head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    // The status is what counts; an answer cut short keeps what came.
+                    tracing::debug!(%host, error = %err, "reading a webhook answer failed");
+                    break;
+                }
+            }
+        }
+        Ok(WireResponse {
+            status: status.as_u16(),
+            latency,
+            body_head: String::from_utf8_lossy(&head).into_owned(),
+            retry_after,
+        })
+    }
+}
+
+impl Policy {
+    /// [`Policy::check_url`], and for a host name the addresses it resolves to: the check
+    /// for a URL that is reported on but not connected to (a redirect a POST does not
+    /// follow). A name that does not resolve passes: nothing will connect to it.
+    async fn check_resolved(&self, url: &Url) -> Result<(), FetchError> {
+        self.check_url(url)?;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        if self.allowed(host) {
+            return Ok(());
+        }
+        let Ok(ips) = self.resolver.resolve(host).await else {
+            return Ok(());
+        };
+        let refused: Vec<&str> = ips.iter().filter_map(|ip| forbidden_range(*ip)).collect();
+        match refused.first() {
+            Some(range) if refused.len() == ips.len() => Err(FetchError::Forbidden(format!(
+                "the host {host} resolves only to addresses Stella does not fetch from \
+                 ({range}; an administrator can allow the host with outbound.allow_hosts)"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A reqwest error as a [`FetchError`]: our own refusals (from the resolver or the
 /// redirect policy) keep their words; network failures say only what kind they were.
-fn classify(err: &reqwest::Error, host: &str) -> FetchError {
+fn classify(err: &reqwest::Error, host: &str, doing: &str) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = source {
         if let Some(fetch) = cause.downcast_ref::<FetchError>() {
@@ -373,7 +537,7 @@ fn classify(err: &reqwest::Error, host: &str) -> FetchError {
     } else {
         "failed"
     };
-    FetchError::Transient(format!("fetching from {host} {kind}"))
+    FetchError::Transient(format!("{doing} {host} {kind}"))
 }
 
 #[cfg(test)]

@@ -206,6 +206,32 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_OUTBOUND_MAX_REDIRECTS",
         Int
     ),
+    key!(
+        "notify.secrets_key_file",
+        "STELLA_NOTIFY_SECRETS_KEY_FILE",
+        Str
+    ),
+    key!(
+        "notify.webhook_timeout_secs",
+        "STELLA_NOTIFY_WEBHOOK_TIMEOUT_SECS",
+        Int
+    ),
+    key!("notify.smtp.host", "STELLA_NOTIFY_SMTP_HOST", Str),
+    key!("notify.smtp.port", "STELLA_NOTIFY_SMTP_PORT", Int),
+    key!("notify.smtp.mode", "STELLA_NOTIFY_SMTP_MODE", Str),
+    key!("notify.smtp.username", "STELLA_NOTIFY_SMTP_USERNAME", Str),
+    key!(
+        "notify.smtp.password",
+        "STELLA_NOTIFY_SMTP_PASSWORD",
+        Str,
+        Secret
+    ),
+    key!("notify.smtp.from", "STELLA_NOTIFY_SMTP_FROM", Str),
+    key!(
+        "notify.smtp.timeout_secs",
+        "STELLA_NOTIFY_SMTP_TIMEOUT_SECS",
+        Int
+    ),
 ];
 
 #[cfg(test)]
@@ -230,6 +256,8 @@ mod tests {
                 (Kind::Str, "log_format") => "json",
                 (Kind::Str, "s3.endpoint") => continue,
                 (Kind::Str, "scheduler.clock_origin") => "2026-01-01T00:00:00Z",
+                (Kind::Str, "notify.smtp.mode") => "starttls",
+                (Kind::Str, "notify.smtp.from") => "stella@example.com",
                 (Kind::Str, _) => "v",
             };
             let loaded = load(None, &env(&[(def.env, value)]))

@@ -2,7 +2,7 @@
 //! together); each error names the offending key and the source of its value.
 
 use crate::database::is_postgres_url;
-use crate::{redact_url, ConfigError, Loaded};
+use crate::{redact_url, ConfigError, Loaded, SmtpMode};
 
 pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     let s = &loaded.settings;
@@ -71,6 +71,52 @@ pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     }
     if o.max_redirects > 20 {
         return Err(invalid("outbound.max_redirects", "must be 0 to 20".into()));
+    }
+    let n = &s.notify;
+    if !(1..=300).contains(&n.webhook_timeout_secs) {
+        return Err(invalid(
+            "notify.webhook_timeout_secs",
+            "must be 1 to 300 seconds".into(),
+        ));
+    }
+    let smtp = &n.smtp;
+    if smtp.host.trim().is_empty() {
+        return Err(invalid("notify.smtp.host", "must not be empty".into()));
+    }
+    if smtp.port == 0 {
+        return Err(invalid("notify.smtp.port", "must be 1 to 65535".into()));
+    }
+    if !(1..=600).contains(&smtp.timeout_secs) {
+        return Err(invalid(
+            "notify.smtp.timeout_secs",
+            "must be 1 to 600 seconds".into(),
+        ));
+    }
+    match smtp.from.rsplit_once('@') {
+        Some((local, domain)) if !local.trim().is_empty() && !domain.trim().is_empty() => {}
+        _ => {
+            return Err(invalid(
+                "notify.smtp.from",
+                format!(
+                    "expected an address such as `Stella <stella@example.com>`, got {:?}",
+                    smtp.from
+                ),
+            ))
+        }
+    }
+    if smtp.password.is_some() && smtp.username.is_none() {
+        return Err(invalid(
+            "notify.smtp.username",
+            "must be set when notify.smtp.password is".into(),
+        ));
+    }
+    if smtp.username.is_some() && smtp.mode == SmtpMode::Plain && !smtp.is_local() {
+        return Err(invalid(
+            "notify.smtp.mode",
+            "is `plain` with credentials for a relay on another host, which would send \
+             the password unencrypted: use `starttls` or `tls`"
+                .into(),
+        ));
     }
     if let Some(endpoint) = &s.s3.endpoint {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
