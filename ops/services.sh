@@ -753,6 +753,23 @@ ensure_report_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# notification checkers: the Standard Webhooks reference library (PyPI `standardwebhooks`)
+# verifies webhook signatures; Teams cards are validated by `jsonschema` (installed above)
+# against the Adaptive Card 1.5 schema, a file pinned in the repository by its sha256
+# (actors/domain/tests/notify_schemas/): no registry package ships that schema
+# ---------------------------------------------------------------------------
+
+STANDARDWEBHOOKS_VERSION=1.1.0
+
+ensure_notify_tools() {
+	if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys, standardwebhooks; sys.exit(m.version('standardwebhooks') != '$STANDARDWEBHOOKS_VERSION')" 2>/dev/null; then
+		log "notify: installing standardwebhooks $STANDARDWEBHOOKS_VERSION from PyPI into $VENV"
+		pip_install "standardwebhooks==$STANDARDWEBHOOKS_VERSION" || die "notify: pip install standardwebhooks failed"
+	fi
+	log "notify: standardwebhooks $STANDARDWEBHOOKS_VERSION in $VENV"
+}
+
+# ---------------------------------------------------------------------------
 # version-ordering references: Python `packaging` (PEP 440), node `semver` (npm)
 # ---------------------------------------------------------------------------
 
@@ -808,6 +825,8 @@ write_env_file() {
 		export_line STELLA_TEST_PDFTOTEXT "$PDFTOTEXT_BIN"
 		export_line STELLA_TEST_PDFTOPPM "$PDFTOPPM_BIN"
 		export_line STELLA_TEST_REPORT_PYTHON "$VENV/bin/python"
+		# A python with standardwebhooks and jsonschema, for the notification payload checks.
+		export_line STELLA_TEST_NOTIFY_PYTHON "$VENV/bin/python"
 		# Reference implementations the version-ordering tests compare against.
 		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
@@ -830,6 +849,7 @@ cmd_up() {
 	ensure_export_tools
 	ensure_document_tools
 	ensure_report_tools
+	ensure_notify_tools
 	ensure_version_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
