@@ -753,8 +753,11 @@ ensure_report_tools() {
 }
 
 # ---------------------------------------------------------------------------
-# notification receivers: the `standardwebhooks` package verifies webhook signatures in
-# ops/webhook_receiver.py, which tests start on an ephemeral loopback port
+# notification checkers: the Standard Webhooks reference library (PyPI `standardwebhooks`)
+# verifies webhook signatures, in the domain tests and in ops/webhook_receiver.py, which
+# tests start on an ephemeral loopback port; Teams cards are validated by `jsonschema`
+# (installed above) against the Adaptive Card 1.5 schema, a file pinned in the repository
+# by its sha256 (actors/domain/tests/notify_schemas/): no registry package ships that schema
 # ---------------------------------------------------------------------------
 
 STANDARDWEBHOOKS_VERSION=1.1.0
@@ -824,6 +827,8 @@ write_env_file() {
 		export_line STELLA_TEST_PDFTOTEXT "$PDFTOTEXT_BIN"
 		export_line STELLA_TEST_PDFTOPPM "$PDFTOPPM_BIN"
 		export_line STELLA_TEST_REPORT_PYTHON "$VENV/bin/python"
+		# A python with standardwebhooks and jsonschema, for the notification payload checks.
+		export_line STELLA_TEST_NOTIFY_PYTHON "$VENV/bin/python"
 		# Reference implementations the version-ordering tests compare against.
 		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
@@ -848,6 +853,7 @@ cmd_up() {
 	ensure_export_tools
 	ensure_document_tools
 	ensure_report_tools
+	ensure_notify_tools
 	ensure_version_tools
 	ensure_notify_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin

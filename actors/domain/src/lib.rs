@@ -14,6 +14,8 @@
 //!   GitHub code scanning, `export.json` and `provenance.json`, reproducible `tar.zst`;
 //! - [`intoto`]: in-toto Statement v1, the payload Stella seals in DSSE envelopes;
 //! - [`lattice`]: the K4 lattice that joins claims about a finding;
+//! - [`notify`]: the notifier's rules, channels, windows, templates and payloads
+//!   (Standard Webhooks, Slack Block Kit, Teams Adaptive Cards);
 //! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
 //! - [`policy`]: TOML policies, CVSS scoring, pass / warn / block with explain traces;
 //! - [`purl`]: package URLs parsed, made canonical and turned into [`PackageKey`]s;
@@ -30,6 +32,7 @@ pub mod error;
 pub mod export;
 pub mod intoto;
 pub mod lattice;
+pub mod notify;
 pub mod osv;
 pub mod policy;
 pub mod purl;
