@@ -72,7 +72,9 @@ fn python() -> Option<String> {
     match std::env::var(PYTHON_VAR) {
         Ok(path) if !path.is_empty() => Some(path),
         _ if std::env::var_os("STELLA_TEST_SERVICES").is_some() => {
-            panic!("{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set")
+            panic!(
+                "{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set"
+            )
         }
         _ => {
             eprintln!(
@@ -121,8 +123,9 @@ fn at() -> DateTime<Utc> {
 fn finding_new(findings: usize) -> Envelope {
     let findings: Vec<Value> = (0..findings)
         .map(|i| {
+            let severity = ["critical", "high", "medium", "low"][i % 4];
             json!({"vulnerability_id": format!("CVE-2026-{i:04}"), "purl": format!("pkg:npm/dep-{i}@1.0.{i}"),
-                   "severity": ["critical", "high", "medium", "low"][i % 4], "disposition": "block",
+                   "severity": severity, "disposition": "block",
                    "vex_status": "affected", "fixed_version": format!("1.0.{}", i + 1)})
         })
         .collect();
@@ -153,7 +156,10 @@ fn standard_webhooks_verifies_our_signatures() {
     let one = headers(id, now, &body, std::slice::from_ref(&old));
     let rotating = headers(id, now, &body, &[old.clone(), new.clone()]);
     assert_eq!(rotating[2].1.split(' ').count(), 2);
-    assert!(rotating[2].1.starts_with(&one[2].1), "the old secret's signature comes first");
+    assert!(
+        rotating[2].1.starts_with(&one[2].1),
+        "the old secret's signature comes first"
+    );
 
     let mut tampered = body.clone();
     let i = tampered.iter().position(|b| *b == b'7').unwrap_or(10);
@@ -202,7 +208,10 @@ fn webhook_bodies_are_canonical_envelopes() {
     event.correlation_id = Some("corr-1".into());
     let body = webhook_body(&event);
     let text = String::from_utf8(body.clone()).unwrap();
-    assert!(text.starts_with(r#"{"correlation_id":"corr-1","id":"evt_"#), "{text}");
+    assert!(
+        text.starts_with(r#"{"correlation_id":"corr-1","id":"evt_"#),
+        "{text}"
+    );
     assert!(text.contains(r#""occurred_at":"2026-03-01T10:00:00Z""#));
     assert!(text.contains(r#""trace_id":null"#));
     assert!(text.contains(r#""version":1"#));
@@ -242,17 +251,28 @@ fn teams_cards_validate_against_the_adaptive_card_schema() {
         );
         assert_eq!(attachments[0]["content"]["type"], "AdaptiveCard");
         assert_eq!(attachments[0]["content"]["version"], "1.5");
-        assert!(serde_json::to_vec(message).unwrap().len() < 28_000, "{what}");
+        assert!(
+            serde_json::to_vec(message).unwrap().len() < 28_000,
+            "{what}"
+        );
     }
     let finding = &cards.iter().find(|(k, _)| k == "finding.new").unwrap().1;
     let card_text = finding["attachments"][0]["content"].to_string();
     assert!(card_text.contains("CVE-2026-0001") && card_text.contains("web-frontend"));
-    assert_eq!(finding["attachments"][0]["content"]["body"][0]["color"], "Attention");
+    assert_eq!(
+        finding["attachments"][0]["content"]["body"][0]["color"],
+        "Attention"
+    );
 
     let Some(python) = python() else { return };
-    let schema: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "notify_schemas", "adaptive-card-1.5.0.json"]
-        .iter()
-        .collect();
+    let schema: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "notify_schemas",
+        "adaptive-card-1.5.0.json",
+    ]
+    .iter()
+    .collect();
     let mut contents: Vec<Value> = cards
         .iter()
         .map(|(_, m)| m["attachments"][0]["content"].clone())
@@ -285,18 +305,19 @@ fn block_kit_problems(message: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let mut problem = |p: String| problems.push(p);
     let chars = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
-    let text_object = |v: &Value, max: usize, only_plain: bool, at: &str, problem: &mut dyn FnMut(String)| {
-        let kind = v["type"].as_str().unwrap_or("");
-        if only_plain && kind != "plain_text" {
-            problem(format!("{at}: text must be plain_text, is {kind:?}"));
-        } else if kind != "plain_text" && kind != "mrkdwn" {
-            problem(format!("{at}: text type {kind:?}"));
-        }
-        let n = chars(&v["text"]);
-        if n == 0 || n > max {
-            problem(format!("{at}: text has {n} characters (1..={max})"));
-        }
-    };
+    let text_object =
+        |v: &Value, max: usize, only_plain: bool, at: &str, problem: &mut dyn FnMut(String)| {
+            let kind = v["type"].as_str().unwrap_or("");
+            if only_plain && kind != "plain_text" {
+                problem(format!("{at}: text must be plain_text, is {kind:?}"));
+            } else if kind != "plain_text" && kind != "mrkdwn" {
+                problem(format!("{at}: text type {kind:?}"));
+            }
+            let n = chars(&v["text"]);
+            if n == 0 || n > max {
+                problem(format!("{at}: text has {n} characters (1..={max})"));
+            }
+        };
     if message["text"].as_str().is_none_or(str::is_empty) {
         problem("no top-level text fallback".into());
     }
@@ -335,7 +356,10 @@ fn block_kit_problems(message: &Value) -> Vec<String> {
             Some("context") => {
                 let elements = block["elements"].as_array().map_or(&[][..], Vec::as_slice);
                 if elements.is_empty() || elements.len() > 10 {
-                    problem(format!("{at}: {} context elements (1..=10)", elements.len()));
+                    problem(format!(
+                        "{at}: {} context elements (1..=10)",
+                        elements.len()
+                    ));
                 }
                 for (j, e) in elements.iter().enumerate() {
                     text_object(e, 3000, false, &format!("{at}.elements[{j}]"), &mut problem);
@@ -358,7 +382,12 @@ fn slack_messages_keep_block_kit_limits() {
         {"type": "context", "elements": []},
         {"type": "video"}
     ]});
-    assert_eq!(block_kit_problems(&bad).len(), 7, "{:?}", block_kit_problems(&bad));
+    assert_eq!(
+        block_kit_problems(&bad).len(),
+        7,
+        "{:?}",
+        block_kit_problems(&bad)
+    );
 
     let mut messages: Vec<(String, Value)> = Vec::new();
     let mut events = sample_events();
@@ -369,7 +398,10 @@ fn slack_messages_keep_block_kit_limits() {
     }
     let window = (at(), at() + chrono::Duration::hours(1));
     let r = render_digest(None, ChannelType::Slack, &events, window, 2).unwrap();
-    messages.push(("digest".into(), slack_payload(&r, &Summary::of_digest(&events, window, 2))));
+    messages.push((
+        "digest".into(),
+        slack_payload(&r, &Summary::of_digest(&events, window, 2)),
+    ));
     // A tenant template that writes far too much, with markup characters in it.
     let huge = Rendered {
         subject: "S".repeat(400),
@@ -379,13 +411,19 @@ fn slack_messages_keep_block_kit_limits() {
             .join("\n"),
         html: None,
     };
-    messages.push(("huge".into(), slack_payload(&huge, &Summary::of_event(&events[0]))));
+    messages.push((
+        "huge".into(),
+        slack_payload(&huge, &Summary::of_event(&events[0])),
+    ));
     let one_long_line = Rendered {
         subject: "s".into(),
         text: "&".repeat(5000),
         html: None,
     };
-    messages.push(("one long line".into(), slack_payload(&one_long_line, &Summary::of_event(&events[0]))));
+    messages.push((
+        "one long line".into(),
+        slack_payload(&one_long_line, &Summary::of_event(&events[0])),
+    ));
 
     for (what, message) in &messages {
         let problems = block_kit_problems(message);
@@ -394,13 +432,31 @@ fn slack_messages_keep_block_kit_limits() {
     // What a person reads.
     let finding = &messages.iter().find(|(k, _)| k == "finding.new").unwrap().1;
     let header = finding["blocks"][0]["text"]["text"].as_str().unwrap();
-    assert!(header.contains("CVE-2026-0001") && header.contains("web-frontend") && header.contains("critical"), "{header}");
+    assert!(
+        header.contains("CVE-2026-0001")
+            && header.contains("web-frontend")
+            && header.contains("critical"),
+        "{header}"
+    );
     assert_eq!(finding["text"].as_str().unwrap(), header);
     // Markup from text cannot mention or link.
-    let huge_text = messages.iter().find(|(k, _)| k == "huge").unwrap().1.to_string();
+    let huge_text = messages
+        .iter()
+        .find(|(k, _)| k == "huge")
+        .unwrap()
+        .1
+        .to_string();
     assert!(!huge_text.contains("<@U123>") && !huge_text.contains("<!channel>"));
     assert!(huge_text.contains("&lt;@U123&gt; &amp; &lt;!channel&gt;"));
-    let long = &messages.iter().find(|(k, _)| k == "one long line").unwrap().1;
+    let long = &messages
+        .iter()
+        .find(|(k, _)| k == "one long line")
+        .unwrap()
+        .1;
     let section = long["blocks"][1]["text"]["text"].as_str().unwrap();
-    assert!(section.ends_with("&amp;…"), "an entity was cut: {}", &section[section.len() - 10..]);
+    assert!(
+        section.ends_with("&amp;…"),
+        "an entity was cut: {}",
+        &section[section.len() - 10..]
+    );
 }

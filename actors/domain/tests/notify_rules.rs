@@ -67,29 +67,106 @@ fn a_full_rule_reads_back_as_written() {
 
 #[test]
 fn malformed_rules_are_refused_at_their_place() {
-    let base = || {
-        json!({"name": "r", "match": {"event_kinds": ["finding.new"]}, "actions": [{"channel": "c"}]})
-    };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
-        ("unknown top-level field", Box::new(|d| d["colour"] = json!("red")), "/colour"),
-        ("unknown match field", Box::new(|d| d["match"]["namespaces"] = json!([])), "/match/namespaces"),
-        ("bad severity", Box::new(|d| d["match"]["min_severity"] = json!("severe")), "/match/min_severity"),
-        ("no kinds", Box::new(|d| d["match"]["event_kinds"] = json!([])), "/match/event_kinds"),
-        ("unknown kind", Box::new(|d| d["match"]["event_kinds"] = json!(["finding.new", "finding.old"])), "/match/event_kinds/1"),
-        ("bad disposition", Box::new(|d| d["match"]["dispositions"] = json!(["pass", "fail"])), "/match/dispositions/1"),
-        ("bad vex status", Box::new(|d| d["match"]["vex_status"] = json!(["maybe"])), "/match/vex_status/0"),
-        ("empty target", Box::new(|d| d["match"]["targets"] = json!([" "])), "/match/targets/0"),
-        ("label not a string", Box::new(|d| d["match"]["labels"] = json!({"team": 1})), "/match/labels/team"),
-        ("no actions", Box::new(|d| d["actions"] = json!([])), "/actions"),
-        ("bad digest", Box::new(|d| d["actions"][0]["digest"] = json!("15m")), "/actions/0/digest"),
-        ("unknown action field", Box::new(|d| d["actions"][0]["retry"] = json!(3)), "/actions/0/retry"),
-        ("empty channel", Box::new(|d| d["actions"][0]["channel"] = json!("")), "/actions/0/channel"),
-        ("empty template", Box::new(|d| d["actions"][0]["template"] = json!("")), "/actions/0/template"),
-        ("channel twice", Box::new(|d| d["actions"] = json!([{"channel": "c"}, {"channel": "c", "digest": "1h"}])), "/actions/1/channel"),
-        ("no name", Box::new(|d| { d.as_object_mut().unwrap().remove("name"); }), ""),
+    let base = || json!({"name": "r", "match": {"event_kinds": ["finding.new"]}, "actions": [{"channel": "c"}]});
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "unknown top-level field",
+            Box::new(|d| d["colour"] = json!("red")),
+            "/colour",
+        ),
+        (
+            "unknown match field",
+            Box::new(|d| d["match"]["namespaces"] = json!([])),
+            "/match/namespaces",
+        ),
+        (
+            "bad severity",
+            Box::new(|d| d["match"]["min_severity"] = json!("severe")),
+            "/match/min_severity",
+        ),
+        (
+            "no kinds",
+            Box::new(|d| d["match"]["event_kinds"] = json!([])),
+            "/match/event_kinds",
+        ),
+        (
+            "unknown kind",
+            Box::new(|d| d["match"]["event_kinds"] = json!(["finding.new", "finding.old"])),
+            "/match/event_kinds/1",
+        ),
+        (
+            "bad disposition",
+            Box::new(|d| d["match"]["dispositions"] = json!(["pass", "fail"])),
+            "/match/dispositions/1",
+        ),
+        (
+            "bad vex status",
+            Box::new(|d| d["match"]["vex_status"] = json!(["maybe"])),
+            "/match/vex_status/0",
+        ),
+        (
+            "empty target",
+            Box::new(|d| d["match"]["targets"] = json!([" "])),
+            "/match/targets/0",
+        ),
+        (
+            "label not a string",
+            Box::new(|d| d["match"]["labels"] = json!({"team": 1})),
+            "/match/labels/team",
+        ),
+        (
+            "no actions",
+            Box::new(|d| d["actions"] = json!([])),
+            "/actions",
+        ),
+        (
+            "bad digest",
+            Box::new(|d| d["actions"][0]["digest"] = json!("15m")),
+            "/actions/0/digest",
+        ),
+        (
+            "unknown action field",
+            Box::new(|d| d["actions"][0]["retry"] = json!(3)),
+            "/actions/0/retry",
+        ),
+        (
+            "empty channel",
+            Box::new(|d| d["actions"][0]["channel"] = json!("")),
+            "/actions/0/channel",
+        ),
+        (
+            "empty template",
+            Box::new(|d| d["actions"][0]["template"] = json!("")),
+            "/actions/0/template",
+        ),
+        (
+            "channel twice",
+            Box::new(|d| {
+                d["actions"] = json!([{"channel": "c"}, {"channel": "c", "digest": "1h"}])
+            }),
+            "/actions/1/channel",
+        ),
+        (
+            "no name",
+            Box::new(|d| {
+                d.as_object_mut().unwrap().remove("name");
+            }),
+            "",
+        ),
         ("blank name", Box::new(|d| d["name"] = json!("  ")), "/name"),
-        ("no match", Box::new(|d| { d.as_object_mut().unwrap().remove("match"); }), ""),
-        ("match not an object", Box::new(|d| d["match"] = json!([])), "/match"),
+        (
+            "no match",
+            Box::new(|d| {
+                d.as_object_mut().unwrap().remove("match");
+            }),
+            "",
+        ),
+        (
+            "match not an object",
+            Box::new(|d| d["match"] = json!([])),
+            "/match",
+        ),
     ];
     for (what, change, pointer) in cases {
         let mut doc = base();
@@ -121,10 +198,16 @@ fn the_match_table() {
             finding("CVE-2", json!("low"), "block", "affected"),
         ],
     );
-    let scored = new_in("prod-web", vec![finding("CVE-3", json!(7.5), "warn", "affected")]);
+    let scored = new_in(
+        "prod-web",
+        vec![finding("CVE-3", json!(7.5), "warn", "affected")],
+    );
     let no_severity = new_in("prod-web", vec![json!({"vulnerability_id": "CVE-4"})]);
     let none_left = new_in("prod-web", vec![]);
-    let scan = event("scan.completed", json!({"name": "prod-web", "disposition": "block"}));
+    let scan = event(
+        "scan.completed",
+        json!({"name": "prod-web", "disposition": "block"}),
+    );
     let verdict = event(
         "verdict.changed",
         json!({"target": "api", "previous_disposition": "pass", "disposition": "block", "severity": "high"}),
@@ -186,7 +269,12 @@ fn the_match_table() {
     ];
     for (what, m, ev, expected) in table {
         let r = rule(m.clone());
-        assert_eq!(r.r#match.matches(ev), expected, "{what}: {m} on {}", ev.payload);
+        assert_eq!(
+            r.r#match.matches(ev),
+            expected,
+            "{what}: {m} on {}",
+            ev.payload
+        );
     }
 }
 
@@ -197,7 +285,9 @@ fn a_finding_without_a_field_reads_the_events() {
         json!({"target": "t", "disposition": "block", "severity": "critical",
                "findings": [{"vulnerability_id": "CVE-1"}]}),
     );
-    let r = rule(json!({"event_kinds": ["finding.new"], "dispositions": ["block"], "min_severity": "critical"}));
+    let r = rule(
+        json!({"event_kinds": ["finding.new"], "dispositions": ["block"], "min_severity": "critical"}),
+    );
     assert!(r.r#match.matches(&ev));
 }
 
@@ -210,7 +300,13 @@ fn channels_read_back_and_are_refused_at_their_place() {
         "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin", "mode": "digest"}
     }))
     .unwrap();
-    assert_eq!(c.throttle, Throttle { max: 5, per_seconds: 300 });
+    assert_eq!(
+        c.throttle,
+        Throttle {
+            max: 5,
+            per_seconds: 300
+        }
+    );
     let q = c.quiet_hours.unwrap();
     assert_eq!(q.timezone, chrono_tz::Europe::Berlin);
     assert_eq!(q.mode, QuietMode::Digest);
@@ -221,9 +317,18 @@ fn channels_read_back_and_are_refused_at_their_place() {
     assert_eq!(ChannelSpec::parse(&stored).unwrap(), c);
 
     for (config, kind) in [
-        (json!({"type": "webhook", "url": "https://example.com/hook"}), "webhook"),
-        (json!({"type": "slack", "url": "https://hooks.slack.com/services/T/B/X"}), "slack"),
-        (json!({"type": "teams", "url": "https://example.logic.azure.com/workflows/1"}), "teams"),
+        (
+            json!({"type": "webhook", "url": "https://example.com/hook"}),
+            "webhook",
+        ),
+        (
+            json!({"type": "slack", "url": "https://hooks.slack.com/services/T/B/X"}),
+            "slack",
+        ),
+        (
+            json!({"type": "teams", "url": "https://example.logic.azure.com/workflows/1"}),
+            "teams",
+        ),
     ] {
         let c = ChannelSpec::parse(&json!({"name": "n", "config": config})).unwrap();
         assert_eq!(c.config.channel_type().as_str(), kind);
@@ -232,27 +337,81 @@ fn channels_read_back_and_are_refused_at_their_place() {
     }
 
     let cases = [
-        (json!({"name": "n", "config": {"type": "sms", "to": "+1"}}), "/config/type"),
+        (
+            json!({"name": "n", "config": {"type": "sms", "to": "+1"}}),
+            "/config/type",
+        ),
         (json!({"name": "n", "config": {"type": 3}}), "/config/type"),
-        (json!({"name": "n", "config": {"url": "https://x.org"}}), "/config/type"),
+        (
+            json!({"name": "n", "config": {"url": "https://x.org"}}),
+            "/config/type",
+        ),
         (json!({"name": "n", "config": "email"}), "/config"),
-        (json!({"name": "n", "config": {"type": "email", "to": []}}), "/config/to"),
-        (json!({"name": "n", "config": {"type": "email", "to": ["a@x.org", "not an address"]}}), "/config/to/1"),
-        (json!({"name": "n", "config": {"type": "email", "to": ["a@x.org\r\nBcc: b@y.org"]}}), "/config/to/0"),
-        (json!({"name": "n", "config": {"type": "email", "to": ["a@x.org"], "cc": []}}), "/config/cc"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "file:///etc/passwd"}}), "/config/url"),
-        (json!({"name": "n", "config": {"type": "slack", "url": "https://u:p@hooks.slack.com/x"}}), "/config/url"),
+        (
+            json!({"name": "n", "config": {"type": "email", "to": []}}),
+            "/config/to",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "email", "to": ["a@x.org", "not an address"]}}),
+            "/config/to/1",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "email", "to": ["a@x.org\r\nBcc: b@y.org"]}}),
+            "/config/to/0",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "email", "to": ["a@x.org"], "cc": []}}),
+            "/config/cc",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "file:///etc/passwd"}}),
+            "/config/url",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "slack", "url": "https://u:p@hooks.slack.com/x"}}),
+            "/config/url",
+        ),
         (json!({"name": "n", "config": {"type": "teams"}}), "/config"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org", "secret": "whsec_x"}}), "/config/secret"),
-        (json!({"name": "", "config": {"type": "webhook", "url": "https://x.org"}}), "/name"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "throttle": {"max": 0, "per_seconds": 60}}), "/throttle/max"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "throttle": {"max": 1, "per_seconds": 0}}), "/throttle/per_seconds"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "throttle": {"max": 1}}), "/throttle"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "25:00", "end": "07:00", "timezone": "UTC", "mode": "hold"}}), "/quiet_hours/start"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Mars/Olympus", "mode": "hold"}}), "/quiet_hours/timezone"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "UTC", "mode": "drop"}}), "/quiet_hours/mode"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "07:00", "end": "07:00", "timezone": "UTC", "mode": "hold"}}), "/quiet_hours/end"),
-        (json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "secret": "whsec_x"}), "/secret"),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org", "secret": "whsec_x"}}),
+            "/config/secret",
+        ),
+        (
+            json!({"name": "", "config": {"type": "webhook", "url": "https://x.org"}}),
+            "/name",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "throttle": {"max": 0, "per_seconds": 60}}),
+            "/throttle/max",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "throttle": {"max": 1, "per_seconds": 0}}),
+            "/throttle/per_seconds",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "throttle": {"max": 1}}),
+            "/throttle",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "25:00", "end": "07:00", "timezone": "UTC", "mode": "hold"}}),
+            "/quiet_hours/start",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Mars/Olympus", "mode": "hold"}}),
+            "/quiet_hours/timezone",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "UTC", "mode": "drop"}}),
+            "/quiet_hours/mode",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "quiet_hours": {"start": "07:00", "end": "07:00", "timezone": "UTC", "mode": "hold"}}),
+            "/quiet_hours/end",
+        ),
+        (
+            json!({"name": "n", "config": {"type": "webhook", "url": "https://x.org"}, "secret": "whsec_x"}),
+            "/secret",
+        ),
     ];
     for (doc, pointer) in cases {
         let err = ChannelSpec::parse(&doc).expect_err(&doc.to_string());

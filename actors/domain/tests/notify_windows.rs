@@ -50,11 +50,17 @@ fn digest_windows_are_aligned_and_contain_their_instant() {
     );
     // A boundary belongs to the window it starts.
     assert_eq!(
-        DigestWindow::FiveMinutes.window_of(t("2026-03-01T10:10:00Z")).0,
+        DigestWindow::FiveMinutes
+            .window_of(t("2026-03-01T10:10:00Z"))
+            .0,
         t("2026-03-01T10:10:00Z")
     );
     // Every instant of a sweep is inside its window, and consecutive windows tile.
-    for window in [DigestWindow::FiveMinutes, DigestWindow::OneHour, DigestWindow::OneDay] {
+    for window in [
+        DigestWindow::FiveMinutes,
+        DigestWindow::OneHour,
+        DigestWindow::OneDay,
+    ] {
         let len = window.seconds().unwrap();
         let mut at = t("2026-10-24T23:59:59Z");
         for _ in 0..500 {
@@ -70,12 +76,18 @@ fn digest_windows_are_aligned_and_contain_their_instant() {
 
 #[test]
 fn throttle_windows_are_aligned_on_their_length() {
-    let th = Throttle { max: 10, per_seconds: 60 };
+    let th = Throttle {
+        max: 10,
+        per_seconds: 60,
+    };
     assert_eq!(
         th.window_of(t("2026-03-01T10:00:59Z")),
         (t("2026-03-01T10:00:00Z"), t("2026-03-01T10:01:00Z"))
     );
-    let th = Throttle { max: 1, per_seconds: 7 };
+    let th = Throttle {
+        max: 1,
+        per_seconds: 7,
+    };
     let (start, end) = th.window_of(t("2026-03-01T10:00:00Z"));
     assert_eq!(start.timestamp() % 7, 0);
     assert_eq!((end - start).num_seconds(), 7);
@@ -86,16 +98,31 @@ fn throttle_windows_are_aligned_on_their_length() {
 fn quiet_hours_across_midnight() {
     let q = quiet("22:00", "07:00", chrono_tz::UTC);
     assert_eq!(q.quiet_until(t("2026-03-01T21:59:59Z")), None);
-    assert_eq!(q.quiet_until(t("2026-03-01T22:00:00Z")), Some(t("2026-03-02T07:00:00Z")));
-    assert_eq!(q.quiet_until(t("2026-03-01T23:30:00Z")), Some(t("2026-03-02T07:00:00Z")));
-    assert_eq!(q.quiet_until(t("2026-03-02T00:00:00Z")), Some(t("2026-03-02T07:00:00Z")));
-    assert_eq!(q.quiet_until(t("2026-03-02T06:59:59Z")), Some(t("2026-03-02T07:00:00Z")));
+    assert_eq!(
+        q.quiet_until(t("2026-03-01T22:00:00Z")),
+        Some(t("2026-03-02T07:00:00Z"))
+    );
+    assert_eq!(
+        q.quiet_until(t("2026-03-01T23:30:00Z")),
+        Some(t("2026-03-02T07:00:00Z"))
+    );
+    assert_eq!(
+        q.quiet_until(t("2026-03-02T00:00:00Z")),
+        Some(t("2026-03-02T07:00:00Z"))
+    );
+    assert_eq!(
+        q.quiet_until(t("2026-03-02T06:59:59Z")),
+        Some(t("2026-03-02T07:00:00Z"))
+    );
     assert_eq!(q.quiet_until(t("2026-03-02T07:00:00Z")), None);
     assert_eq!(q.quiet_until(t("2026-03-02T12:00:00Z")), None);
     // Within one day.
     let lunch = quiet("12:00", "13:30", chrono_tz::UTC);
     assert_eq!(lunch.quiet_until(t("2026-03-02T11:59:00Z")), None);
-    assert_eq!(lunch.quiet_until(t("2026-03-02T12:00:00Z")), Some(t("2026-03-02T13:30:00Z")));
+    assert_eq!(
+        lunch.quiet_until(t("2026-03-02T12:00:00Z")),
+        Some(t("2026-03-02T13:30:00Z"))
+    );
     assert_eq!(lunch.quiet_until(t("2026-03-02T13:30:00Z")), None);
     // In the channel's timezone: 22:00 in Berlin in winter is 21:00 UTC.
     let berlin = quiet("22:00", "07:00", chrono_tz::Europe::Berlin);
@@ -127,7 +154,11 @@ fn quiet_hours_across_berlins_dst_changes() {
         gap.quiet_until(t("2026-03-29T00:30:00Z")),
         Some(t("2026-03-29T01:00:00Z"))
     );
-    assert_eq!(gap.quiet_until(t("2026-03-29T01:00:00Z")), None, "03:00 CEST is after 02:30");
+    assert_eq!(
+        gap.quiet_until(t("2026-03-29T01:00:00Z")),
+        None,
+        "03:00 CEST is after 02:30"
+    );
 
     // Autumn, 2026-10-25: 03:00 CEST goes back to 02:00 CET (01:00 UTC); 02:00–03:00 local
     // happens twice.
@@ -162,14 +193,26 @@ fn retry_after_forms() {
         "Wednesday, 21-Oct-15 07:28:00 GMT",
         "Wed Oct 21 07:28:00 2015",
     ] {
-        assert_eq!(retry_after(date, now), Some(Duration::from_secs(28 * 60)), "{date}");
+        assert_eq!(
+            retry_after(date, now),
+            Some(Duration::from_secs(28 * 60)),
+            "{date}"
+        );
     }
     // A date already past is no wait.
     assert_eq!(
         retry_after("Wed, 21 Oct 2015 06:00:00 GMT", now),
         Some(Duration::ZERO)
     );
-    for bad in ["", "soon", "-5", "1.5", "+3", "120 s", "Wed, 32 Oct 2015 07:28:00 GMT"] {
+    for bad in [
+        "",
+        "soon",
+        "-5",
+        "1.5",
+        "+3",
+        "120 s",
+        "Wed, 32 Oct 2015 07:28:00 GMT",
+    ] {
         assert_eq!(retry_after(bad, now), None, "{bad:?}");
     }
     // A number too long for u64 saturates (the caller caps the wait).
@@ -212,7 +255,9 @@ fn python() -> Option<String> {
     match std::env::var(PYTHON_VAR) {
         Ok(path) if !path.is_empty() => Some(path),
         _ if std::env::var_os("STELLA_TEST_SERVICES").is_some() => {
-            panic!("{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set")
+            panic!(
+                "{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set"
+            )
         }
         _ => {
             eprintln!(
@@ -229,14 +274,31 @@ fn quiet_hours_agree_with_pythons_zoneinfo_around_dst() {
     let Some(python) = python() else { return };
     let mut cases = Vec::new();
     let mut expected = Vec::new();
-    let tzs = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"];
-    let hours = [("22:00", "07:00"), ("22:00", "02:30"), ("01:30", "03:15"), ("02:15", "02:45"), ("09:00", "17:00")];
+    let tzs = [
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "UTC",
+    ];
+    let hours = [
+        ("22:00", "07:00"),
+        ("22:00", "02:30"),
+        ("01:30", "03:15"),
+        ("02:15", "02:45"),
+        ("09:00", "17:00"),
+    ];
     for tz_name in tzs {
         let tz: chrono_tz::Tz = tz_name.parse().unwrap();
         for (start, end) in hours {
             let q = quiet(start, end, tz);
             // Around both 2026 changes of each zone (and ordinary nights for UTC).
-            for around in ["2026-03-28T18:00:00Z", "2026-10-24T18:00:00Z", "2026-11-01T00:00:00Z", "2026-04-04T10:00:00Z", "2026-10-03T10:00:00Z"] {
+            for around in [
+                "2026-03-28T18:00:00Z",
+                "2026-10-24T18:00:00Z",
+                "2026-11-01T00:00:00Z",
+                "2026-04-04T10:00:00Z",
+                "2026-10-03T10:00:00Z",
+            ] {
                 let mut at = t(around);
                 for _ in 0..30 {
                     cases.push(json!({"timezone": tz_name, "start": start, "end": end, "at": at.timestamp()}));
@@ -272,7 +334,10 @@ fn quiet_hours_agree_with_pythons_zoneinfo_around_dst() {
         .unwrap();
     assert_eq!(oracle.len(), expected.len());
     let quiet_cases = expected.iter().filter(|e| e.is_some()).count();
-    assert!(quiet_cases > 100, "the grid must cover quiet instants ({quiet_cases})");
+    assert!(
+        quiet_cases > 100,
+        "the grid must cover quiet instants ({quiet_cases})"
+    );
     for ((case, ours), theirs) in cases.iter().zip(&expected).zip(&oracle) {
         assert_eq!(ours, theirs, "{case}");
     }

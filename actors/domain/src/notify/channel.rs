@@ -257,8 +257,7 @@ fn parse_config(json: &Value) -> Result<ChannelConfig, SpecError> {
                 ));
             }
             for (i, address) in to.iter().enumerate() {
-                check_address(address)
-                    .map_err(|m| SpecError::new(format!("/config/to/{i}"), m))?;
+                check_address(address).map_err(|m| SpecError::new(format!("/config/to/{i}"), m))?;
             }
             let mut kept = Vec::new();
             for address in to.drain(..) {
@@ -319,8 +318,15 @@ pub fn check_address(address: &str) -> Result<(), String> {
     if local.is_empty() || local.len() > 64 {
         return bad("the part before @ has 1 to 64 characters");
     }
-    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control() && !c.is_whitespace());
-    if local.split('.').any(|part| part.is_empty() || !part.chars().all(atext)) {
+    let atext = |c: char| {
+        c.is_ascii_alphanumeric()
+            || "!#$%&'*+-/=?^_`{|}~".contains(c)
+            || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+    };
+    if local
+        .split('.')
+        .any(|part| part.is_empty() || !part.chars().all(atext))
+    {
         return bad("the part before @ has a character or dot that needs quoting");
     }
     let labels: Vec<&str> = domain.split('.').collect();
@@ -328,7 +334,9 @@ pub fn check_address(address: &str) -> Result<(), String> {
         return bad("the domain needs a dot");
     }
     for label in labels {
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
+        let ok_char = |c: char| {
+            c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+        };
         if label.is_empty()
             || label.len() > 63
             || label.starts_with('-')
@@ -348,7 +356,11 @@ mod tests {
 
     #[test]
     fn addresses() {
-        for ok in ["a@example.com", "first.last+tag@sub.example.org", "ü@bücher.de"] {
+        for ok in [
+            "a@example.com",
+            "first.last+tag@sub.example.org",
+            "ü@bücher.de",
+        ] {
             assert!(check_address(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -385,11 +397,19 @@ mod tests {
             "name": "s", "config": {"type": "slack", "url": "https://hooks.slack.com/services/T0/B0/secret"}
         }))
         .unwrap();
-        assert_eq!(c.throttle, Throttle { max: 10, per_seconds: 60 });
+        assert_eq!(
+            c.throttle,
+            Throttle {
+                max: 10,
+                per_seconds: 60
+            }
+        );
         assert_eq!(c.quiet_hours, None);
         assert_eq!(
             c.config.redacted(),
-            ChannelConfig::Slack { url: "https://hooks.slack.com/…".into() }
+            ChannelConfig::Slack {
+                url: "https://hooks.slack.com/…".into()
+            }
         );
         let e = ChannelSpec::parse(&json!({
             "name": "m", "config": {"type": "email", "to": ["A@x.org", "a@x.org", "b@x.org"]}
@@ -397,7 +417,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             e.config,
-            ChannelConfig::Email { to: vec!["A@x.org".into(), "b@x.org".into()] }
+            ChannelConfig::Email {
+                to: vec!["A@x.org".into(), "b@x.org".into()]
+            }
         );
     }
 }

@@ -138,14 +138,13 @@ impl Envelope {
             .and_then(parse_disposition)
     }
 
-    /// The payload's own `severity`, else the highest of its findings'.
+    /// The highest severity involved: the payload's own `severity` and its findings'.
     pub fn severity(&self) -> Option<Severity> {
-        self.field("severity")
-            .and_then(Severity::from_json)
-            .or_else(|| {
-                self.findings()
-                    .and_then(|fs| fs.iter().filter_map(|f| f.severity).max())
-            })
+        let own = self.field("severity").and_then(Severity::from_json);
+        let findings = self
+            .findings()
+            .and_then(|fs| fs.iter().filter_map(|f| f.severity).max());
+        own.max(findings)
     }
 
     /// The vulnerability of an event about one (`vulnerability_id`).

@@ -47,7 +47,9 @@ pub type SpecError = crate::error::InputError;
 
 /// Deserializes `T` from a JSON value, reporting the first fault with its JSON pointer
 /// (an unknown field is pointed at itself).
-pub(crate) fn typed<T: serde::de::DeserializeOwned>(json: &serde_json::Value) -> Result<T, SpecError> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+    json: &serde_json::Value,
+) -> Result<T, SpecError> {
     serde_path_to_error::deserialize(json).map_err(|e| {
         let mut pointer = crate::osv::json_pointer(&e.path().to_string());
         let message = e.inner().to_string();

@@ -89,7 +89,9 @@ pub struct Action {
 
 /// How long events wait to be sent together. Windows are aligned (see
 /// [`DigestWindow::window_of`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub enum DigestWindow {
     #[default]
     #[serde(rename = "instant")]
@@ -166,17 +168,26 @@ impl RuleSpec {
             }
         }
         if m.labels.keys().any(|k| k.is_empty()) {
-            return Err(SpecError::new("/match/labels", "a label name cannot be empty"));
+            return Err(SpecError::new(
+                "/match/labels",
+                "a label name cannot be empty",
+            ));
         }
         if rule.actions.is_empty() {
-            return Err(SpecError::new("/actions", "a rule needs at least one action"));
+            return Err(SpecError::new(
+                "/actions",
+                "a rule needs at least one action",
+            ));
         }
         for (i, action) in rule.actions.iter().enumerate() {
             check_name(&action.channel, &format!("/actions/{i}/channel"))?;
             if let Some(template) = &action.template {
                 check_name(template, &format!("/actions/{i}/template"))?;
             }
-            if rule.actions[..i].iter().any(|a| a.channel == action.channel) {
+            if rule.actions[..i]
+                .iter()
+                .any(|a| a.channel == action.channel)
+            {
                 return Err(SpecError::new(
                     format!("/actions/{i}/channel"),
                     format!("channel {:?} is named by two actions", action.channel),
@@ -213,7 +224,10 @@ fn normalize_words(words: &mut [String], allowed: &[&str], pointer: &str) -> Res
         if !allowed.contains(&lower.as_str()) {
             return Err(SpecError::new(
                 format!("{pointer}/{i}"),
-                format!("unknown value {word:?}: expected one of {}", allowed.join(", ")),
+                format!(
+                    "unknown value {word:?}: expected one of {}",
+                    allowed.join(", ")
+                ),
             ));
         }
         *word = lower;
@@ -224,7 +238,7 @@ fn normalize_words(words: &mut [String], allowed: &[&str], pointer: &str) -> Res
 impl RuleMatch {
     /// Whether `event` is one this rule wants (see the module's documentation).
     pub fn matches(&self, event: &Envelope) -> bool {
-        if !self.event_kinds.iter().any(|k| *k == event.kind) {
+        if !self.event_kinds.contains(&event.kind) {
             return false;
         }
         if !self.targets.is_empty() {
@@ -270,7 +284,7 @@ impl RuleMatch {
             let severity = finding
                 .and_then(|f| f.severity)
                 .or_else(|| own("severity").and_then(Severity::from_json));
-            if !severity.is_some_and(|s| s >= min) {
+            if severity.is_none_or(|s| s < min) {
                 return false;
             }
         }

@@ -55,7 +55,11 @@ fn escaped_within(text: &str, max: usize) -> String {
     let mut out = String::new();
     let mut len = 0;
     let total = escape_mrkdwn(text).chars().count();
-    let budget = if total <= max { max } else { max.saturating_sub(1) };
+    let budget = if total <= max {
+        max
+    } else {
+        max.saturating_sub(1)
+    };
     for c in text.chars() {
         let piece = escape_mrkdwn(c.encode_utf8(&mut [0; 4]));
         let n = piece.chars().count();
@@ -78,7 +82,11 @@ fn sections(text: &str) -> Vec<String> {
     for line in text.lines() {
         let line = escaped_within(line, MAX_SECTION_CHARS);
         let n = line.chars().count();
-        let needed = if current.is_empty() { n } else { current_len + 1 + n };
+        let needed = if current.is_empty() {
+            n
+        } else {
+            current_len + 1 + n
+        };
         if needed > MAX_SECTION_CHARS {
             chunks.push(std::mem::take(&mut current));
             current_len = 0;
@@ -133,7 +141,11 @@ pub fn slack_payload(r: &Rendered, summary: &Summary) -> Value {
     context.truncate(MAX_CONTEXT_ELEMENTS);
     blocks.push(json!({"type": "context", "elements": context}));
     blocks.truncate(MAX_BLOCKS);
-    let fallback = if r.subject.is_empty() { &r.text } else { &r.subject };
+    let fallback = if r.subject.is_empty() {
+        &r.text
+    } else {
+        &r.subject
+    };
     json!({
         "text": escaped_within(fallback, MAX_FALLBACK_CHARS),
         "blocks": blocks,

@@ -62,7 +62,12 @@ fn capped(mut lines: Vec<String>) -> Vec<String> {
 }
 
 fn id_list(ids: &[String]) -> String {
-    let shown = ids.iter().take(HEADLINE_IDS).cloned().collect::<Vec<_>>().join(", ");
+    let shown = ids
+        .iter()
+        .take(HEADLINE_IDS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if ids.len() > HEADLINE_IDS {
         format!("{shown} and {} more", ids.len() - HEADLINE_IDS)
     } else {
@@ -135,13 +140,19 @@ impl Summary {
             ),
             "verdict.changed" => format!(
                 "Verdict{} changed: {} → {}",
-                target.as_deref().map(|t| format!(" for {t}")).unwrap_or_default(),
+                target
+                    .as_deref()
+                    .map(|t| format!(" for {t}"))
+                    .unwrap_or_default(),
                 disposition("previous_disposition"),
                 disposition("disposition")
             ),
             "scan.completed" => format!(
                 "Scan{} completed: {}",
-                target.as_deref().map(|t| format!(" of {t}")).unwrap_or_default(),
+                target
+                    .as_deref()
+                    .map(|t| format!(" of {t}"))
+                    .unwrap_or_default(),
                 disposition("disposition")
             ),
             "advisory.impact" => format!(
@@ -216,7 +227,11 @@ impl Summary {
     ) -> Summary {
         let summaries: Vec<Summary> = events.iter().map(Summary::of_event).collect();
         let mut kinds: Vec<(&str, usize)> = Vec::new();
-        for kind in EVENT_KINDS.iter().copied().chain(events.iter().map(|e| e.kind.as_str())) {
+        for kind in EVENT_KINDS
+            .iter()
+            .copied()
+            .chain(events.iter().map(|e| e.kind.as_str()))
+        {
             let count = events.iter().filter(|e| e.kind == kind).count();
             if count > 0 && !kinds.iter().any(|(k, _)| *k == kind) {
                 kinds.push((kind, count));
@@ -253,7 +268,10 @@ impl Summary {
         }
         let severity = summaries.iter().filter_map(|s| s.severity).max();
         let mut facts = vec![
-            fact("Window", format!("{} – {}", display_time(window.0), display_time(window.1))),
+            fact(
+                "Window",
+                format!("{} – {}", display_time(window.0), display_time(window.1)),
+            ),
             fact("Events", events.len().to_string()),
         ];
         if throttled > 0 {

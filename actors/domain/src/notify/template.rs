@@ -35,9 +35,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as JinjaValue};
 use serde_json::{json, Value};
 
+pub use super::channel::ChannelType;
 use super::event::{Envelope, EVENT_KINDS};
 use super::summary::Summary;
-pub use super::channel::ChannelType;
 
 /// The largest template source accepted.
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
@@ -67,10 +67,41 @@ const FORBIDDEN_STATEMENTS: &[&str] = &[
 
 /// The filters a template may use.
 const FILTERS: &[&str] = &[
-    "escape", "e", "lower", "upper", "title", "capitalize", "trim", "length", "count",
-    "first", "last", "default", "d", "join", "reverse", "sort", "unique", "dictsort",
-    "items", "list", "string", "int", "float", "round", "abs", "min", "max", "sum",
-    "select", "reject", "map", "attr", "lines", "split", "bool",
+    "escape",
+    "e",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "trim",
+    "length",
+    "count",
+    "first",
+    "last",
+    "default",
+    "d",
+    "join",
+    "reverse",
+    "sort",
+    "unique",
+    "dictsort",
+    "items",
+    "list",
+    "string",
+    "int",
+    "float",
+    "round",
+    "abs",
+    "min",
+    "max",
+    "sum",
+    "select",
+    "reject",
+    "map",
+    "attr",
+    "lines",
+    "split",
+    "bool",
 ];
 
 /// The variables a template may read.
@@ -192,7 +223,10 @@ pub fn check_template(source: &str) -> Result<(), TemplateError> {
         for event in &samples {
             render(Some(source), channel, event)?;
         }
-        let window = (samples[0].occurred_at, samples[0].occurred_at + chrono::Duration::hours(1));
+        let window = (
+            samples[0].occurred_at,
+            samples[0].occurred_at + chrono::Duration::hours(1),
+        );
         render_digest(Some(source), channel, &samples, window, 2)?;
     }
     Ok(())
@@ -243,20 +277,25 @@ fn render_with(source: &str, ctx: &Value) -> Result<Rendered, TemplateError> {
     let text_template = env
         .template_from_named_str("notify.txt", source)
         .map_err(|e| TemplateError::of(source, &e))?;
+    // The whole template runs once (its output discarded: only blocks are kept), then each
+    // block is rendered from the state it left.
     let mut state = text_template
-        .eval_to_state(ctx.clone())
+        .render_captured_to(ctx.clone(), io::sink())
         .map_err(|e| TemplateError::of(source, &e))?;
-    let subject = block(&mut state, source, "subject")?
+    let subject = state
+        .with_state_mut(|s| block(s, source, "subject"))?
         .ok_or_else(|| TemplateError::nowhere("the template has no `subject` block"))?;
-    let text = block(&mut state, source, "text")?
+    let text = state
+        .with_state_mut(|s| block(s, source, "text"))?
         .ok_or_else(|| TemplateError::nowhere("the template has no `text` block"))?;
     let html_template = env
         .template_from_named_str("notify.html", source)
         .map_err(|e| TemplateError::of(source, &e))?;
     let mut html_state = html_template
-        .eval_to_state(ctx)
+        .render_captured_to(ctx, io::sink())
         .map_err(|e| TemplateError::of(source, &e))?;
-    let html = block(&mut html_state, source, "html")?
+    let html = html_state
+        .with_state_mut(|s| block(s, source, "html"))?
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty());
     Ok(Rendered {
@@ -318,12 +357,60 @@ fn environment<'s>() -> Environment<'s> {
     env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_trim_blocks(true);
     let filters: Vec<String> = [
-        "safe", "escape", "e", "lower", "upper", "title", "capitalize", "replace", "length",
-        "count", "dictsort", "items", "reverse", "trim", "join", "split", "lines", "default",
-        "d", "round", "abs", "int", "float", "attr", "first", "last", "min", "max", "sort",
-        "list", "string", "bool", "batch", "slice", "sum", "indent", "select", "reject",
-        "map", "groupby", "unique", "chain", "zip", "pprint", "format", "tojson", "urlencode",
-        "selectattr", "rejectattr", "center", "wordcount", "wordwrap", "truncate", "xmlattr",
+        "safe",
+        "escape",
+        "e",
+        "lower",
+        "upper",
+        "title",
+        "capitalize",
+        "replace",
+        "length",
+        "count",
+        "dictsort",
+        "items",
+        "reverse",
+        "trim",
+        "join",
+        "split",
+        "lines",
+        "default",
+        "d",
+        "round",
+        "abs",
+        "int",
+        "float",
+        "attr",
+        "first",
+        "last",
+        "min",
+        "max",
+        "sort",
+        "list",
+        "string",
+        "bool",
+        "batch",
+        "slice",
+        "sum",
+        "indent",
+        "select",
+        "reject",
+        "map",
+        "groupby",
+        "unique",
+        "chain",
+        "zip",
+        "pprint",
+        "format",
+        "tojson",
+        "urlencode",
+        "selectattr",
+        "rejectattr",
+        "center",
+        "wordcount",
+        "wordwrap",
+        "truncate",
+        "xmlattr",
     ]
     .into_iter()
     .filter(|f| !FILTERS.contains(f))
@@ -409,7 +496,8 @@ fn check_source(source: &str) -> Result<(), TemplateError> {
 }
 
 fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    (from..bytes.len().saturating_sub(needle.len() - 1)).find(|&k| &bytes[k..k + needle.len()] == needle)
+    (from..bytes.len().saturating_sub(needle.len() - 1))
+        .find(|&k| &bytes[k..k + needle.len()] == needle)
 }
 
 /// Where a tag's code ends (the offset of `close`), skipping string literals.

@@ -157,7 +157,12 @@ mod tests {
         let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
-            sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, &[secret.clone()]),
+            sign(
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                body,
+                std::slice::from_ref(&secret)
+            ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
         let two = sign("m", 1, b"{}", &[secret, new_secret([1; 24])]);

@@ -105,7 +105,9 @@ pub fn retry_after(header: &str, now: DateTime<Utc>) -> Option<Duration> {
     }
     if value.bytes().all(|b| b.is_ascii_digit()) {
         // Absurdly long digit strings saturate rather than fail: the caller caps the wait.
-        return Some(Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX)));
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
     }
     let when: DateTime<Utc> = httpdate::parse_http_date(value).ok()?.into();
     Some((when - now).to_std().unwrap_or(Duration::ZERO))
@@ -121,7 +123,10 @@ mod tests {
 
     #[test]
     fn throttle_windows_are_aligned() {
-        let th = Throttle { max: 10, per_seconds: 60 };
+        let th = Throttle {
+            max: 10,
+            per_seconds: 60,
+        };
         assert_eq!(
             th.window_of(t("2026-03-01T10:00:59.900Z")),
             (t("2026-03-01T10:00:00Z"), t("2026-03-01T10:01:00Z"))
