@@ -855,7 +855,6 @@ cmd_up() {
 	ensure_report_tools
 	ensure_notify_tools
 	ensure_version_tools
-	ensure_notify_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
 	write_env_file

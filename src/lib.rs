@@ -74,6 +74,8 @@ pub struct Services {
     pub scan: ScanDeps,
     /// The exporter's metrics, registered with a runtime's registry when it starts.
     pub export_metrics: stella_actors::export::ExportMetrics,
+    /// The notifier's wire, secrets and metrics.
+    pub notify: stella_actors::notify::NotifyDeps,
 }
 
 impl Services {
@@ -106,10 +108,14 @@ impl Services {
         let signing_key = Arc::new(signing::load_or_create(settings)?);
         let scan = ScanDeps::new(objects.clone(), signing_key.clone());
         let export_metrics = stella_actors::export::ExportMetrics::new();
+        let outbound = stella_actors::outbound::Outbound::new(&settings.outbound);
+        let notify = stella_actors::notify::NotifyDeps::from_settings(settings, outbound.clone())
+            .map_err(|err| StartupError::new("notify.secrets_key_file", err))?;
         let registry = stella_actors::kinds(&KindDeps {
             scan: scan.clone(),
-            outbound: stella_actors::outbound::Outbound::new(&settings.outbound),
+            outbound,
             export_metrics: export_metrics.clone(),
+            notify: notify.clone(),
         });
         Ok(Self {
             settings: settings.clone(),
@@ -120,6 +126,7 @@ impl Services {
             registry,
             scan,
             export_metrics,
+            notify,
         })
     }
 
@@ -141,6 +148,10 @@ impl Services {
     ) -> Result<Runtime, StartupError> {
         let metrics = RuntimeMetrics::new(registry).map_err(|err| StartupError::new("log", err))?;
         self.export_metrics
+            .register(registry)
+            .map_err(|err| StartupError::new("log", err))?;
+        self.notify
+            .metrics
             .register(registry)
             .map_err(|err| StartupError::new("log", err))?;
         let consumer = match &self.settings.runtime.consumer_name {
@@ -286,6 +297,7 @@ impl Application {
             job_max_attempts: settings.runtime.max_attempts,
             default_jitter_secs: u32::try_from(settings.scheduler.default_jitter_secs)
                 .unwrap_or(60),
+            notify: services.notify.clone(),
         });
         let routes = stella_api::configure(context.clone());
         let max_body = usize::try_from(settings.api.max_body_bytes).unwrap_or(usize::MAX);

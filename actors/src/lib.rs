@@ -14,8 +14,8 @@
 //! - [`scan`]: the `scan` kind (analyze → evaluate → seal), its intake and caches;
 //! - [`advisory_sync`]: the `advisory-sync` kind and advisory imports;
 //! - [`diag`]: the diagnostic `noop` kind;
-//! - [`export`]: the `export` kind (profiles, runs) — its first formats;
-//! - [`notify`]: the notifier; so far [`notify::wire`], how a delivery leaves the process;
+//! - [`export`]: the `export` kind (profiles, runs, formats);
+//! - [`notify`]: the `notify` kind (dispatch, deliveries, digests) and its wire;
 //! - [`outbound`]: the guard every URL fetched on someone's behalf goes through.
 
 pub mod advisory_sync;
@@ -37,9 +37,12 @@ pub struct KindDeps {
     pub outbound: outbound::Outbound,
     /// The exporter's metrics (register them with the process's registry).
     pub export_metrics: export::ExportMetrics,
+    /// The notifier's wire, secrets and metrics.
+    pub notify: notify::NotifyDeps,
 }
 
-/// Every job kind a Stella process runs: `noop`, `advisory-sync`, `scan` and `export`.
+/// Every job kind a Stella process runs: `noop`, `advisory-sync`, `scan`, `export` and
+/// `notify`.
 pub fn kinds(deps: &KindDeps) -> Registry {
     let mut registry = diagnostics();
     registry
@@ -52,7 +55,8 @@ pub fn kinds(deps: &KindDeps) -> Registry {
             objects: deps.scan.objects.clone(),
             signing_key: deps.scan.signing_key.clone(),
             metrics: deps.export_metrics.clone(),
-        }));
+        }))
+        .register(notify::Notify::new(deps.notify.clone()));
     registry
 }
 

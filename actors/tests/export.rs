@@ -558,6 +558,11 @@ async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
         ),
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
         export_metrics: Default::default(),
+        notify: stella_actors::notify::NotifyDeps::new(
+            stella_actors::outbound::Outbound::new(&Default::default()),
+            stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
+            &Default::default(),
+        ),
     });
     put_profile(
         store,

@@ -57,6 +57,8 @@ pub const SCOPES: &[&str] = &[
     "schedules:write",
     "exports:read",
     "exports:write",
+    "notify:read",
+    "notify:write",
     "jobs:read",
     "jobs:write",
 ];

@@ -65,6 +65,8 @@ pub struct Context {
     /// Failed authentications per client address, and their summary in the log.
     pub auth_failures: Arc<AuthFailures>,
     pub access: Arc<AccessTable>,
+    /// The notifier's guard and secrets (channels are checked and sealed on save).
+    pub notify: stella_actors::notify::NotifyDeps,
     openapi_json: Arc<String>,
 }
 
@@ -82,6 +84,7 @@ pub struct Parts {
     pub settings: ApiSettings,
     pub job_max_attempts: u32,
     pub default_jitter_secs: u32,
+    pub notify: stella_actors::notify::NotifyDeps,
 }
 
 impl Context {
@@ -112,6 +115,7 @@ impl Context {
             settings: parts.settings,
             job_max_attempts: parts.job_max_attempts,
             default_jitter_secs: parts.default_jitter_secs,
+            notify: parts.notify,
         }
     }
 }

@@ -12,6 +12,11 @@ pub struct Finding {
     pub vulnerability_id: String,
     pub purl: String,
     pub disposition: String,
+    /// `critical`, `high`, `medium`, `low`, `none`, or `unknown` (not compared: carried
+    /// into the events a diff makes, for notification rules).
+    pub severity: String,
+    /// What VEX says: `not_affected`, `affected`, `fixed`, or empty (not compared).
+    pub vex_status: String,
 }
 
 /// Items listed per category at most; the counts are always complete.
@@ -27,7 +32,13 @@ pub fn diff(previous: Option<&[Finding]>, current: &[Finding]) -> Value {
         .map(|f| (key(f), f))
         .collect();
     let after: BTreeMap<_, _> = current.iter().map(|f| (key(f), f)).collect();
-    let item = |f: &Finding| json!({"vulnerability_id": f.vulnerability_id, "purl": f.purl, "disposition": f.disposition});
+    let item = |f: &Finding| {
+        let mut v = json!({"vulnerability_id": f.vulnerability_id, "purl": f.purl, "disposition": f.disposition, "severity": f.severity});
+        if !f.vex_status.is_empty() {
+            v["vex_status"] = json!(f.vex_status);
+        }
+        v
+    };
     let new: Vec<Value> = after
         .iter()
         .filter(|(k, _)| !before.contains_key(*k))
@@ -72,6 +83,8 @@ mod tests {
             vulnerability_id: id.into(),
             purl: purl.into(),
             disposition: disposition.into(),
+            severity: "high".into(),
+            vex_status: String::new(),
         }
     }
 

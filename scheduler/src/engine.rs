@@ -13,7 +13,15 @@
 //!    target's previous scan; a run whose targets all ended is `completed`, or `error`
 //!    when none of its jobs succeeded.
 //!
-//! Every write of steps 2–5 is fenced by the lease token (see `stella_store::repo`), so a
+//! 6. notifies: matches new events against the tenants' notification rules, one delivery
+//!    per (event, rule, channel), and gives digest groups their jobs (see
+//!    `stella_actors::notify::dispatch`).
+//!
+//! Steps 3 and 5 also append events for the notifier: `advisory.impact` per tenant an
+//! advisory delta touches, and `finding.new`, `finding.resolved` and `verdict.changed`
+//! from a target's diff.
+//!
+//! Every write of steps 2–6 is fenced by the lease token (see `stella_store::repo`), so a
 //! process that lost the lease without knowing writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,9 +32,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use stella_actors::advisory_sync::{AdvisorySync, SyncParams};
 use stella_actors::export::{Export, ExportParams, ProfileDefinition, Trigger};
+use stella_actors::notify::dispatch::{digest_jobs, dispatch, EventRow, NOTIFY_CURSOR};
 use stella_actors::scan::{Scan, ScanParams};
 use stella_store::repo::{
-    NewRun, RunRecord, RunTargetRecord, RunUpdate, ScheduleAdvance, SchedulerChanges,
+    NewEvent, NewRun, RunRecord, RunTargetRecord, RunUpdate, ScheduleAdvance, SchedulerChanges,
     TargetOutcome, TargetRecord, SCHEDULER_LEASE,
 };
 use stella_store::{RunId, ScheduleId, Store, StoreError, TenantId};
@@ -88,6 +97,8 @@ pub struct TickReport {
     pub tracked: usize,
     /// Runs completed.
     pub completed: usize,
+    /// Notification deliveries made from events, and digest jobs made.
+    pub notified: usize,
 }
 
 /// One scheduler process.
@@ -186,6 +197,7 @@ impl Scheduler {
             let (tracked, completed) = self.track(lease.token, now).await?;
             report.tracked = tracked;
             report.completed = completed;
+            report.notified = self.notify(lease.token, now).await?;
             Ok::<_, StoreError>(())
         }
         .await;
@@ -428,6 +440,23 @@ impl Scheduler {
                         .push(target.name);
                 }
                 for (tenant, names) in by_tenant {
+                    if trigger == "advisory" {
+                        // The tenant's view of the delta, for its notification rules.
+                        changes.events.push((
+                            Some(tenant.clone()),
+                            NewEvent {
+                                kind: "advisory.impact".into(),
+                                dedupe_key: format!("advisory.impact:{seq}:{tenant}"),
+                                payload: json!({
+                                    "event": seq,
+                                    "advisories": reason["advisories"],
+                                    "packages": reason["packages"],
+                                    "targets": names.iter().take(200).collect::<Vec<_>>(),
+                                    "target_count": names.len(),
+                                }),
+                            },
+                        ));
+                    }
                     changes.new_runs.push(NewRun {
                         dedupe_key: format!("{trigger}:{seq}:{tenant}"),
                         tenant,
@@ -458,6 +487,56 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Notifications (step 6): matches new events against the tenants' rules (one
+    /// delivery per event, rule and channel, its job submitted in the same commit as the
+    /// cursor), then gives each digest group with waiting items its digest job.
+    async fn notify(&self, token: i64, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let scheduling = self.store.scheduling();
+        let mut made = 0;
+        loop {
+            let cursor = scheduling.cursor(NOTIFY_CURSOR).await?;
+            let rows: Vec<EventRow> = self
+                .store
+                .events_for_notify(cursor, BATCH)
+                .await?
+                .into_iter()
+                .map(
+                    |(seq, tenant, kind, dedupe_key, payload, created_at)| EventRow {
+                        seq,
+                        tenant,
+                        kind,
+                        dedupe_key,
+                        payload,
+                        created_at,
+                    },
+                )
+                .collect();
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                break;
+            };
+            let out = dispatch(&self.store, &self.registry, &rows, now).await?;
+            made += out.deliveries.len();
+            let changes = SchedulerChanges {
+                cursor: Some((NOTIFY_CURSOR.into(), last)),
+                jobs: out.jobs,
+                deliveries: out.deliveries,
+                digest_items: out.digest_items,
+                ..SchedulerChanges::default()
+            };
+            scheduling.apply(token, &changes, now).await?;
+        }
+        let jobs = digest_jobs(&self.store, &self.registry, now).await?;
+        if !jobs.is_empty() {
+            made += jobs.len();
+            let changes = SchedulerChanges {
+                jobs,
+                ..SchedulerChanges::default()
+            };
+            scheduling.apply(token, &changes, now).await?;
+        }
+        Ok(made)
     }
 
     /// Plans runs in `planning`, a batch at a time: their jobs, run targets and new state
@@ -749,7 +828,11 @@ impl Scheduler {
                     Some(p) => Some(findings(&self.store, &e.tenant, p).await?),
                     None => None,
                 };
-                ("completed", diff(previous.as_deref(), &current))
+                let d = diff(previous.as_deref(), &current);
+                changes
+                    .events
+                    .extend(diff_events(&self.store, e, &d).await?);
+                ("completed", d)
             } else {
                 // An advisory sync's outcome is its result; a failed job's is why it
                 // ended, as the job itself records it, naming which job it was.
@@ -905,6 +988,8 @@ async fn findings(
     loop {
         let page = scans.findings(scan, cursor.as_deref(), 500).await?;
         out.extend(page.items.into_iter().map(|f| Finding {
+            severity: severity_of(&f.finding),
+            vex_status: vex_status_of(&f.finding),
             vulnerability_id: f.vulnerability_id,
             purl: f.purl,
             disposition: f.disposition,
@@ -914,4 +999,115 @@ async fn findings(
             None => return Ok(out),
         }
     }
+}
+
+/// A stored finding's severity: its advisory's label, or the rating of its CVSS score.
+fn severity_of(finding: &Value) -> String {
+    if let Some(label) = finding["severity_label"].as_str() {
+        let label = label.to_ascii_lowercase();
+        if ["critical", "high", "medium", "moderate", "low", "none"].contains(&label.as_str()) {
+            return if label == "moderate" {
+                "medium".into()
+            } else {
+                label
+            };
+        }
+    }
+    match finding["severity"].as_f64() {
+        Some(score) => stella_domain::export::severity_rating(score).to_owned(),
+        None => "unknown".to_owned(),
+    }
+}
+
+/// What the VEX statements a finding cites say, as one status (empty without VEX).
+fn vex_status_of(finding: &Value) -> String {
+    let claims = finding
+        .pointer("/assessment/claims")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["evidence"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("vex:"))
+        });
+    let mut status = "";
+    for claim in claims {
+        match (claim["question"].as_str(), claim["value"].as_bool()) {
+            (Some("fixed"), Some(true)) => return "fixed".into(),
+            (Some("applies"), Some(false)) | (Some("mitigated"), Some(true)) => {
+                status = "not_affected";
+            }
+            (Some("applies"), Some(true)) if status.is_empty() => status = "affected",
+            _ => {}
+        }
+    }
+    status.to_owned()
+}
+
+/// The events a target's diff makes: `finding.new` and `finding.resolved` (with the
+/// findings, at most 200 listed), and `verdict.changed` when the scan's disposition is
+/// not the previous scan's. Keyed by the scan, so a re-tracked target makes none twice.
+async fn diff_events(
+    store: &Store,
+    ended: &stella_store::repo::EndedRunTarget,
+    diff: &Value,
+) -> Result<Vec<(Option<TenantId>, NewEvent)>, StoreError> {
+    let tenant = &ended.tenant;
+    let target = &ended.target;
+    let scan = target.scan_id.as_str();
+    let base = json!({
+        "scan_id": scan,
+        "run_id": ended.run_id.as_str(),
+        "target": target.target_name,
+        "previous_scan_id": target.previous_scan_id.as_ref().map(|p| p.as_str()),
+    });
+    let mut events = Vec::new();
+    for (kind, list, count) in [
+        ("finding.new", "new", "new_count"),
+        ("finding.resolved", "resolved", "resolved_count"),
+    ] {
+        let n = diff[count].as_u64().unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        let mut payload = base.clone();
+        payload["count"] = json!(n);
+        payload["findings"] = diff[list].clone();
+        events.push((
+            Some(tenant.clone()),
+            NewEvent {
+                kind: kind.into(),
+                dedupe_key: format!("{kind}:{tenant}:{scan}"),
+                payload,
+            },
+        ));
+    }
+    if let Some(previous) = &target.previous_scan_id {
+        let scans = store.tenant(tenant).scans();
+        let now = scans
+            .get(&target.scan_id)
+            .await?
+            .and_then(|s| s.disposition);
+        let was = scans.get(previous).await?.and_then(|s| s.disposition);
+        if let (Some(now), Some(was)) = (now, was) {
+            if now != was {
+                let mut payload = base.clone();
+                payload["from"] = json!(was);
+                payload["to"] = json!(now);
+                payload["previous_disposition"] = json!(was);
+                payload["disposition"] = json!(now);
+                payload["changed"] = diff["changed"].clone();
+                events.push((
+                    Some(tenant.clone()),
+                    NewEvent {
+                        kind: "verdict.changed".into(),
+                        dedupe_key: format!("verdict.changed:{tenant}:{scan}"),
+                        payload,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(events)
 }

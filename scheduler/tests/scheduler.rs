@@ -45,6 +45,11 @@ impl World {
             scan: ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
             outbound: stella_actors::outbound::Outbound::new(&Default::default()),
             export_metrics: Default::default(),
+            notify: stella_actors::notify::NotifyDeps::new(
+                stella_actors::outbound::Outbound::new(&Default::default()),
+                stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
+                &Default::default(),
+            ),
         });
         Self {
             store,

@@ -357,6 +357,14 @@ impl<'a> TenantScope<'a> {
         }
     }
 
+    /// The tenant's notification channels, rules, templates and deliveries.
+    pub fn notify(&self) -> crate::repo::Notify<'a> {
+        crate::repo::Notify {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
     /// The tenant's events and the global ones.
     pub fn events(&self) -> crate::repo::Events<'a> {
         crate::repo::Events {

@@ -114,6 +114,9 @@ uuid_id!(TokenId, "tok");
 uuid_id!(TargetId, "tgt");
 uuid_id!(ScheduleId, "sch");
 uuid_id!(RunId, "run");
+uuid_id!(ChannelId, "chn");
+uuid_id!(RuleId, "rul");
+uuid_id!(DeliveryId, "dlv");
 
 /// Converts a time to the stored representation: Unix epoch milliseconds, UTC.
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {

@@ -38,5 +38,7 @@ mod valkey;
 
 pub use db::{Store, TenantScope};
 pub use error::{Backend, Result, StoreError};
-pub use ids::{JobId, RunId, ScheduleId, TargetId, TenantId, TokenId};
+pub use ids::{
+    ChannelId, DeliveryId, JobId, RuleId, RunId, ScheduleId, TargetId, TenantId, TokenId,
+};
 pub use valkey::Valkey;

@@ -26,6 +26,8 @@ pub(crate) const TENANT_SCOPES: &[&str] = &[
     "schedules:write",
     "exports:read",
     "exports:write",
+    "notify:read",
+    "notify:write",
     "jobs:read",
     "jobs:write",
 ];
@@ -240,6 +242,7 @@ struct Fixture {
     schedule: String,
     run: String,
     export: String,
+    delivery: String,
 }
 
 fn fill(path: &str, fixture: &Fixture) -> String {
@@ -262,6 +265,14 @@ fn fill(path: &str, fixture: &Fixture) -> String {
     } else if path.starts_with("/api/v1/exports/") {
         path.replace("{export_id}", &fixture.export)
             .replace("{name}", "findings.csv")
+    } else if path.starts_with("/api/v1/notify/channels/") {
+        path.replace("{name}", "hook")
+    } else if path.starts_with("/api/v1/notify/rules/") {
+        path.replace("{name}", "r")
+    } else if path.starts_with("/api/v1/notify/templates/") {
+        path.replace("{name}", "t")
+    } else if path.starts_with("/api/v1/notify/deliveries/") {
+        path.replace("{id}", &fixture.delivery)
     } else if path.starts_with("/api/v1/dead-letters/") {
         path.replace("{role}", &fixture.dead.0)
             .replace("{id}", &fixture.dead.1)
@@ -390,6 +401,38 @@ async fn isolation_matrix(server: &Server) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Notification resources of `a`: a channel (to a local port nothing listens on),
+    // a rule, a template and a delivery (the channel's test message).
+    for (path, body) in [
+        (
+            "/api/v1/notify/channels",
+            json!({"name": "hook", "config": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}),
+        ),
+        (
+            "/api/v1/notify/rules",
+            json!({"name": "r", "match": {"event_kinds": ["scan.completed"]}, "actions": [{"channel": "hook"}]}),
+        ),
+        (
+            "/api/v1/notify/templates",
+            json!({"name": "t", "channel_type": "webhook", "source": "{% block subject %}{{ event.kind }}{% endblock %}"}),
+        ),
+    ] {
+        let reply = server
+            .call(Method::POST, path, Some(&a_all), None, Some(body))
+            .await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+    }
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/notify/channels/hook/test",
+            Some(&a_all),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let delivery = reply.body["id"].as_str().unwrap().to_owned();
     let fixture = Fixture {
         job: job.clone(),
         scan: scan.clone(),
@@ -399,6 +442,7 @@ async fn isolation_matrix(server: &Server) {
         schedule: schedule.clone(),
         run: run.clone(),
         export: export.clone(),
+        delivery: delivery.clone(),
     };
 
     let doc = server
@@ -452,6 +496,7 @@ async fn isolation_matrix(server: &Server) {
                     // letter's id is a small number; its job id stands for it).
                     for secret in [
                         &job, &dead_job, &dead.1, &scan, &target, &schedule, &run, &export,
+                        &delivery,
                     ]
                     .into_iter()
                     .filter(|s| s.len() >= 8)
@@ -494,7 +539,7 @@ async fn isolation_matrix(server: &Server) {
 
 #[actix_web::test]
 async fn every_route_enforces_tokens_scopes_and_tenants_embedded() {
-    let server = start(|_| {}).await;
+    let server = start(|s| s.outbound.allow_hosts = "127.0.0.1".into()).await;
     isolation_matrix(&server).await;
     server.handle.stop(true).await;
 }
@@ -512,6 +557,7 @@ async fn every_route_enforces_tokens_scopes_and_tenants_on_services() {
         s.database.max_connections = 6;
         s.valkey.url = Some(Secret::new(valkey));
         s.valkey.key_prefix = prefix;
+        s.outbound.allow_hosts = "127.0.0.1".into();
     })
     .await;
     isolation_matrix(&server).await;

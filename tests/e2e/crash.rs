@@ -503,3 +503,181 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
     }
     db.finish().await;
 }
+
+/// A Standard Webhooks secret for the crash test's receiver.
+const CRASH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Notifications under a worker's SIGKILL (PostgreSQL + Valkey): 30 scans, one webhook
+/// delivery each to a slow local receiver that verifies signatures; worker A is killed
+/// while deliveries are in flight. Counted at the receiver, each event arrives under one
+/// delivery id, answered 200 at least once (a wire retry repeats the id, so a receiver
+/// drops the copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_delivery_sends_each_notification_once_in_effect() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Ok(valkey_url) = std::env::var("STELLA_VALKEY_URL") else {
+        panic!("STELLA_VALKEY_URL must be set with the other services");
+    };
+    // A slow receiver: each answer takes 300 ms, so a kill lands mid-delivery.
+    let Some(receiver) = crate::webhook::Receiver::start(
+        &[CRASH_SECRET],
+        serde_json::json!([{"sleep": 0.3, "times": 100000}]),
+    ) else {
+        return;
+    };
+    let port = free_port();
+    let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
+    let mut cluster = cluster(&db.url, &valkey_url, &prefix);
+    cluster.env.retain(|(k, _)| k != "STELLA_LISTEN");
+    cluster.env.extend(
+        [
+            ("STELLA_LISTEN", format!("127.0.0.1:{port}")),
+            ("STELLA_RUNTIME_IN_SERVE", "false".into()),
+            ("STELLA_API_RATE_LIMIT_PER_SECOND", "0".into()),
+            ("STELLA_OUTBOUND_ALLOW_HOSTS", "127.0.0.1".into()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let _serve = cluster.spawn(&["serve"], "serve.log");
+    let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
+    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
+    for log in ["worker-a.log", "worker-b.log"] {
+        cluster.wait_started(log);
+    }
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http.get(format!("{base}/keys")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "serve never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin = "crash-test-admin-token-0123456789";
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let request = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(admin)
+            .header("x-stella-tenant", "acme");
+        async move {
+            let request = match body {
+                Some(body) => request.json(&body),
+                None => request,
+            };
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+                text,
+            )
+        }
+    };
+    let status = http
+        .post(format!("{base}/tenants"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"id": "acme", "name": "Acme"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 201);
+    for (path, body) in [
+        (
+            "/notify/channels",
+            serde_json::json!({"name": "hook", "secret": CRASH_SECRET,
+                "config": {"type": "webhook", "url": receiver.url("/hook")},
+                "throttle": {"max": 1000, "per_seconds": 60}}),
+        ),
+        (
+            "/notify/rules",
+            serde_json::json!({"name": "scans", "match": {"event_kinds": ["scan.completed"]},
+                "actions": [{"channel": "hook"}]}),
+        ),
+    ] {
+        let (status, _, text) = call(reqwest::Method::POST, path.into(), Some(body)).await;
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    // 30 scans, 30 `scan.completed` events, 30 deliveries.
+    const SCANS: usize = 30;
+    let sbom = serde_json::json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+        "components": [{"type": "library", "name": "left-pad", "version": "1.3.0",
+                        "purl": "pkg:npm/left-pad@1.3.0", "bom-ref": "left-pad"}]
+    });
+    for i in 0..SCANS {
+        let response = http
+            .post(format!("{base}/scans?name=app-{i}"))
+            .bearer_auth(admin)
+            .header("x-stella-tenant", "acme")
+            .json(&sbom)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    // Kill worker A once deliveries are under way.
+    receiver.wait_for(3, Duration::from_secs(120));
+    worker_a.0.kill().unwrap(); // SIGKILL, mid-delivery
+    worker_a.0.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _worker_a_again = cluster.spawn(&["worker"], "worker-a2.log");
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, page, text) = call(
+            reqwest::Method::GET,
+            "/notify/deliveries?status=delivered&limit=500".into(),
+            None,
+        )
+        .await;
+        let n = page["items"].as_array().map_or(0, Vec::len);
+        if n == SCANS {
+            break;
+        }
+        assert!(n <= SCANS, "more deliveries than events: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {SCANS} delivered: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Counted at the receiver: each event under exactly one delivery id, answered 200
+    // at least once; wire retries share the id.
+    let attempts = receiver.attempts();
+    assert!(
+        attempts.iter().all(|a| a.verified == Some(true)),
+        "every attempt signed"
+    );
+    let mut ids_by_event: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut delivered = std::collections::BTreeSet::new();
+    for a in &attempts {
+        let body: Value = serde_json::from_str(&a.body).unwrap();
+        let id = a.webhook_id.clone().unwrap();
+        ids_by_event
+            .entry(body["id"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(id.clone());
+        if a.answer == 200 {
+            delivered.insert(id);
+        }
+    }
+    assert_eq!(
+        ids_by_event.len(),
+        SCANS,
+        "every event reached the receiver"
+    );
+    assert!(
+        ids_by_event.values().all(|ids| ids.len() == 1),
+        "one delivery id per event: {ids_by_event:?}"
+    );
+    assert_eq!(delivered.len(), SCANS, "each delivered");
+    println!(
+        "{} wire attempts for {SCANS} deliveries across the kill",
+        attempts.len()
+    );
+    db.finish().await;
+}

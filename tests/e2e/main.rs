@@ -12,6 +12,11 @@ mod evidence;
 mod exports;
 mod hardening;
 mod hostile;
+#[path = "../../actors/tests/support/maildir.rs"]
+mod maildir;
+mod notify;
 mod scans;
 mod schedules;
 mod serve;
+#[path = "../../actors/tests/support/webhook.rs"]
+mod webhook;

@@ -22,7 +22,9 @@ pub fn python() -> Option<PathBuf> {
     match std::env::var_os(PYTHON_VAR) {
         Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
         _ if std::env::var_os("STELLA_TEST_SERVICES").is_some() => {
-            panic!("{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set")
+            panic!(
+                "{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set"
+            )
         }
         _ => {
             eprintln!("skipped: {PYTHON_VAR} is not set (run `eval \"$(ops/services.sh up)\"`)");
@@ -68,7 +70,15 @@ impl Receiver {
         let python = python()?;
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("attempts.jsonl");
-        let receiver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ops/webhook_receiver.py");
+        // From a member crate (`actors/`) or from the workspace root (the e2e tests).
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let receiver = [
+            manifest.join("ops/webhook_receiver.py"),
+            manifest.join("../ops/webhook_receiver.py"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+        .expect("ops/webhook_receiver.py");
         let mut command = Command::new(python);
         command
             .arg("-u")

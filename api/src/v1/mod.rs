@@ -11,6 +11,7 @@ pub mod events;
 pub mod exports;
 pub mod jobs;
 pub mod keys;
+pub mod notify;
 pub mod policy;
 pub mod scans;
 pub mod schedules;
@@ -83,7 +84,24 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(schedules::resume_schedule)
         .service(schedules::run_schedule)
         .service(schedules::list_runs)
-        .service(schedules::get_run);
+        .service(schedules::get_run)
+        .service(notify::put_channel)
+        .service(notify::list_channels)
+        .service(notify::get_channel)
+        .service(notify::delete_channel)
+        .service(notify::rotate_secret)
+        .service(notify::test_channel)
+        .service(notify::preview)
+        .service(notify::put_rule)
+        .service(notify::list_rules)
+        .service(notify::get_rule)
+        .service(notify::delete_rule)
+        .service(notify::put_template)
+        .service(notify::list_templates)
+        .service(notify::delete_template)
+        .service(notify::list_deliveries)
+        .service(notify::get_delivery)
+        .service(notify::redeliver);
 }
 
 /// `?limit=&cursor=` of every list.

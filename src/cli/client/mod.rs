@@ -13,6 +13,7 @@ mod exports;
 pub(crate) mod http;
 mod jobs;
 mod keys;
+mod notify;
 mod policy;
 mod runs;
 mod scans;
@@ -124,10 +125,13 @@ pub(crate) enum ClientCommand {
     Vex(Remote<vex::Vex>),
     /// The tenant's policy (TOML).
     Policy(Remote<policy::Policy>),
-    /// The events stream (`scan.completed`, `advisory.delta`, `vex.imported`, `policy.updated`).
+    /// The events stream (`scan.completed`, `finding.new`, `verdict.changed`,
+    /// `advisory.delta`, `export.completed`, ...).
     Events(Remote<events::Events>),
     /// Exports of a tenant: profiles, runs and their files.
     Export(Remote<exports::Export>),
+    /// Notifications of a tenant: channels, rules, templates, deliveries.
+    Notify(Remote<notify::Notify>),
     /// Targets of a tenant: named images or applications re-scans evaluate.
     Targets(Remote<targets::Targets>),
     /// Schedules of a tenant: cron re-scans and advisory syncs.
@@ -161,6 +165,7 @@ impl ClientCommand {
             Self::Policy(command) => command.run(format),
             Self::Events(command) => command.run(format),
             Self::Export(command) => command.run(format),
+            Self::Notify(command) => command.run(format),
             Self::Targets(command) => command.run(format),
             Self::Schedules(command) => command.run(format),
             Self::Runs(command) => command.run(format),

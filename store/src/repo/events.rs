@@ -107,3 +107,16 @@ impl Events<'_> {
         Ok(page(items, limit, |e| e.seq.to_string()))
     }
 }
+
+impl Store {
+    /// Appends one event outside any other write (a process-level fact such as a
+    /// tenant's quarantine); a second append with the same key is dropped.
+    pub async fn append_event(
+        &self,
+        tenant: Option<&TenantId>,
+        event: &NewEvent,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        insert_event(&self.pool, self, tenant, event, crate::ids::to_millis(at)).await
+    }
+}

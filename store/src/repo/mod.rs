@@ -9,6 +9,7 @@ mod exports;
 mod generations;
 mod idempotency;
 mod jobs;
+mod notify;
 mod outbox;
 mod policies;
 mod scans;
@@ -35,6 +36,11 @@ pub(crate) use jobs::{get_jobs, insert_jobs, JobKey};
 pub use jobs::{
     Job, JobChange, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, NewTenantJob,
     Submitted, Transition,
+};
+pub(crate) use notify::{insert_deliveries, insert_digest_items};
+pub use notify::{
+    AttemptEnd, AttemptRecord, ChannelRecord, DeliveryFilter, DeliveryRecord, DigestItem,
+    NewDelivery, NewDigestItem, Notify, NotifyEventRow, OpenDigest, RuleRecord, TemplateRecord,
 };
 pub use outbox::{Outbox, OutboxRow};
 pub use policies::{Policies, PolicyRecord};

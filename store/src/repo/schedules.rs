@@ -204,6 +204,12 @@ pub struct SchedulerChanges {
     pub run_updates: Vec<RunUpdate>,
     /// `(cursor name, position)` to store.
     pub cursor: Option<(String, i64)>,
+    /// Events to append (`finding.new`, `advisory.impact`, ...), each once by its key.
+    pub events: Vec<(Option<TenantId>, crate::repo::NewEvent)>,
+    /// Notification deliveries the dispatcher made (with their jobs in `jobs`).
+    pub deliveries: Vec<crate::repo::NewDelivery>,
+    /// Events joining digests.
+    pub digest_items: Vec<crate::repo::NewDigestItem>,
 }
 
 /// What [`Scheduling::apply`] changed.
@@ -1223,6 +1229,11 @@ impl Scheduling<'_> {
             }
             query.execute(&mut *tx).await.map_err(&err)?;
         }
+        for (tenant, event) in &changes.events {
+            crate::repo::insert_event(&mut *tx, self.store, tenant.as_ref(), event, at).await?;
+        }
+        crate::repo::insert_deliveries(self.store, &mut tx, &changes.deliveries, now).await?;
+        crate::repo::insert_digest_items(self.store, &mut tx, &changes.digest_items, now).await?;
         if let Some((name, position)) = &changes.cursor {
             sqlx::query("UPDATE cursors SET position = $2 WHERE name = $1 AND position < $2")
                 .bind(name)

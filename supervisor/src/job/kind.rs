@@ -80,6 +80,9 @@ pub enum StepOutcome<S> {
     Done(Value),
     /// Continue with this step (run by its role).
     Next(S),
+    /// Continue with this step, not before this time (a digest window's end, the end of
+    /// quiet hours). Waiting spends no attempt.
+    Later(S, DateTime<Utc>),
 }
 
 /// Whether and when a failed step may be tried again.
@@ -248,7 +251,11 @@ pub trait Kind: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Outcome {
     Done(Value),
-    Next { step: &'static str, role: Role },
+    Next {
+        step: &'static str,
+        role: Role,
+        not_before: Option<DateTime<Utc>>,
+    },
 }
 
 /// A [`Kind`] with its types erased, as the registry and the runner hold it.
@@ -305,13 +312,21 @@ impl<K: Kind> ErasedKind for Typed<K> {
             StepOutcome::Done(result) => Ok(Outcome::Done(result)),
             // The next step's message is deduplicated by `{job}:{step}`: a step naming
             // itself would be dropped, so it is refused loudly instead.
-            StepOutcome::Next(next) if next == current => Err(StepError::abort(format!(
-                "step {:?} names itself as the next step; use a retry instead",
-                next.name()
-            ))),
+            StepOutcome::Next(next) | StepOutcome::Later(next, _) if next == current => {
+                Err(StepError::abort(format!(
+                    "step {:?} names itself as the next step; use a retry instead",
+                    next.name()
+                )))
+            }
             StepOutcome::Next(next) => Ok(Outcome::Next {
                 step: next.name(),
                 role: next.role(),
+                not_before: None,
+            }),
+            StepOutcome::Later(next, at) => Ok(Outcome::Next {
+                step: next.name(),
+                role: next.role(),
+                not_before: Some(at),
             }),
         }
     }

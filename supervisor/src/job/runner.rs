@@ -241,10 +241,18 @@ impl StepRunner {
             Ok(Outcome::Next {
                 step,
                 role: next_role,
+                not_before,
             }) => {
                 done.step = Some(step.to_owned());
                 done.effects = effects;
-                let next = step_message(&running.id, step, next_role.as_str(), 0, at);
+                done.not_before = not_before;
+                let next = step_message(
+                    &running.id,
+                    step,
+                    next_role.as_str(),
+                    0,
+                    not_before.map_or(at, |t| t.max(at)),
+                );
                 jobs.transition_grouped(&running.id, &done, &[next], at)
                     .await?;
                 Finish::Completed
@@ -288,6 +296,7 @@ impl StepRunner {
                         if let Some(kind) = self.registry.erased(&running.kind) {
                             done.effects = kind.failed(&running, &error);
                         }
+                        done.effects.extend(dead_lettered(&running, &error));
                         jobs.transition_grouped(&running.id, &done, &[], at).await?;
                         let reason =
                             format!("job failed after {} attempts: {error}", running.attempts);
@@ -427,8 +436,11 @@ impl StepRunner {
         if !job.state.can_become(JobState::Failed) {
             fail.from = job.state;
             fail.to = JobState::Cancelled;
-        } else if let Some(kind) = self.registry.erased(&job.kind) {
-            fail.effects = kind.failed(&job, reason);
+        } else {
+            if let Some(kind) = self.registry.erased(&job.kind) {
+                fail.effects = kind.failed(&job, reason);
+            }
+            fail.effects.extend(dead_lettered(&job, reason));
         }
         match jobs.transition(&job.id, &fail, &[], now).await {
             Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
@@ -445,4 +457,23 @@ pub fn retry_policy(settings: &stella_config::RuntimeSettings) -> RetryPolicy {
         max_delay: Duration::from_millis(settings.retry_max_delay_ms),
         max_attempts: settings.max_attempts,
     }
+}
+
+/// The `job.dead_lettered` event of a job that failed for good, for the notifier; none
+/// for a `notify` job itself (its failure shows in its delivery, and a broken channel
+/// must not feed notifications about itself).
+fn dead_lettered(job: &Job, error: &str) -> Option<stella_store::repo::Effect> {
+    (job.kind != "notify").then(|| {
+        stella_store::repo::Effect::Event(stella_store::repo::NewEvent {
+            kind: "job.dead_lettered".to_owned(),
+            dedupe_key: format!("job.dead_lettered:{}:{}", job.tenant, job.id),
+            payload: serde_json::json!({
+                "job_id": job.id.as_str(),
+                "job_kind": job.kind,
+                "step": job.step,
+                "attempts": job.attempts,
+                "error": error,
+            }),
+        })
+    })
 }

@@ -177,6 +177,30 @@ impl Handler<JobFinished> for TenantSupervisor {
                     if self.quarantined_until.is_none() {
                         self.shared.metrics.quarantined.inc();
                         tracing::error!(tenant = %self.tenant, "restart intensity exceeded; tenant quarantined");
+                        // Told to the notifier: once per tenant, process and minute.
+                        let store = self.shared.runner.store.clone();
+                        let tenant = self.tenant.clone();
+                        let at = chrono::Utc::now();
+                        let event = stella_store::repo::NewEvent {
+                            kind: "tenant.quarantined".to_owned(),
+                            dedupe_key: format!(
+                                "tenant.quarantined:{tenant}:{}:{}",
+                                self.shared.consumer,
+                                at.timestamp() / 60
+                            ),
+                            payload: serde_json::json!({
+                                "tenant": tenant.as_str(),
+                                "worker": self.shared.consumer.to_string(),
+                                "error": error,
+                                "quarantine_secs": self.shared.settings.quarantine_secs,
+                                "severity": "high",
+                            }),
+                        };
+                        actix::spawn(async move {
+                            if let Err(err) = store.append_event(Some(&tenant), &event, at).await {
+                                tracing::warn!(%tenant, error = %err, "could not record the quarantine event");
+                            }
+                        });
                     }
                     self.quarantined_until = Some(
                         Instant::now() + Duration::from_secs(self.shared.settings.quarantine_secs),

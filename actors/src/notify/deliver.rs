@@ -1,0 +1,496 @@
+//! The notify job's steps: `route`, `send` (one delivery) and `compose` (a digest).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use stella_domain::notify::{
+    self as domain, ChannelConfig, ChannelSpec, ChannelType, Envelope, QuietMode, Rendered, Summary,
+};
+use stella_store::repo::{AttemptEnd, NewDelivery, NewDigestItem, Notify as NotifyRepo};
+use stella_store::{ChannelId, DeliveryId, RuleId, StoreError};
+use stella_supervisor::{StepContext, StepError, StepOutcome};
+
+use super::manage::{open_secret, ChannelSecret};
+use super::wire::{self, Mail, WireOutcome};
+use super::{NotifyDeps, NotifyParams, NotifyStep};
+
+fn store_err(err: StoreError) -> StepError {
+    match err {
+        StoreError::NotFound(what) => StepError::abort(format!("{what} does not exist")),
+        StoreError::Invalid(why) | StoreError::Corrupt(why) => StepError::abort(why),
+        other => StepError::retry(other.to_string()).with_source(other),
+    }
+}
+
+/// A channel as a step needs it: its spec and its opened secret.
+struct Channel {
+    id: String,
+    name: String,
+    spec: ChannelSpec,
+    secret: ChannelSecret,
+}
+
+async fn channel(
+    deps: &NotifyDeps,
+    repo: &NotifyRepo<'_>,
+    tenant: &str,
+    id: &str,
+) -> Result<Channel, StepError> {
+    let record = repo.channel(id).await.map_err(store_err)?;
+    let spec = ChannelSpec::parse(&record.spec).map_err(|err| {
+        StepError::abort(format!("the channel {} is invalid: {err}", record.name))
+    })?;
+    let sealed = repo.channel_secret(&record.id).await.map_err(store_err)?;
+    let secret = open_secret(&deps.secrets, tenant, &record.name, sealed.as_deref())
+        .map_err(|err| StepError::abort(format!("the channel {}: {err}", record.name)))?;
+    Ok(Channel {
+        id: record.id,
+        name: record.name,
+        spec,
+        secret,
+    })
+}
+
+fn envelope(value: &Value) -> Result<Envelope, StepError> {
+    serde_json::from_value(value.clone())
+        .map_err(|err| StepError::abort(format!("the event envelope is invalid: {err}")))
+}
+
+/// Quiet hours and the throttle, for an instant delivery.
+pub(super) async fn route(
+    deps: &NotifyDeps,
+    params: &NotifyParams,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<NotifyStep>, StepError> {
+    let NotifyParams::Delivery {
+        delivery_id,
+        channel_id,
+        rule_id,
+        template,
+        event,
+        immediate,
+    } = params
+    else {
+        return Err(StepError::abort("route: not a delivery"));
+    };
+    if *immediate {
+        return Ok(StepOutcome::Next(NotifyStep::Send));
+    }
+    let tenant = ctx.job.tenant.clone();
+    let repo = ctx.store.tenant(&tenant).notify();
+    let channel = channel(deps, &repo, tenant.as_str(), channel_id).await?;
+    let now = ctx.now;
+    let fold = |group_key: String, reason: &'static str, due_at: DateTime<Utc>| NewDigestItem {
+        tenant: tenant.clone(),
+        group_key,
+        channel_id: ChannelId::parse(&channel.id).unwrap_or_else(|_| ChannelId::generate()),
+        rule_id: rule_id.as_deref().and_then(|r| RuleId::parse(r).ok()),
+        template: template.clone(),
+        delivery_id: DeliveryId::parse(delivery_id).unwrap_or_else(|_| DeliveryId::generate()),
+        reason: reason.to_owned(),
+        event: event.clone(),
+        due_at,
+    };
+    if let Some(quiet) = &channel.spec.quiet_hours {
+        if let Some(until) = quiet.quiet_until(now) {
+            match quiet.mode {
+                QuietMode::Hold => {
+                    let detail = json!({ "held_until": until });
+                    repo.set_delivery(delivery_id, "held", None, Some(&detail), now)
+                        .await
+                        .map_err(store_err)?;
+                    deps.metrics.held.inc();
+                    return Ok(StepOutcome::Later(NotifyStep::Send, until));
+                }
+                QuietMode::Digest => {
+                    let item = fold(format!("quiet:{}", channel.id), "quiet", until);
+                    repo.add_digest_item(&item, now).await.map_err(store_err)?;
+                    repo.set_delivery(delivery_id, "digested", None, None, now)
+                        .await
+                        .map_err(store_err)?;
+                    deps.metrics.digested.inc();
+                    return Ok(StepOutcome::Done(
+                        json!({ "outcome": "digested", "until": until }),
+                    ));
+                }
+            }
+        }
+    }
+    let (start, end) = channel.spec.throttle.window_of(now);
+    let taken = repo
+        .take_throttle(&channel.id, start, channel.spec.throttle.max)
+        .await
+        .map_err(store_err)?;
+    if !taken {
+        let item = fold(format!("throttle:{}", channel.id), "throttled", end);
+        repo.add_digest_item(&item, now).await.map_err(store_err)?;
+        repo.set_delivery(delivery_id, "throttled", None, None, now)
+            .await
+            .map_err(store_err)?;
+        deps.metrics
+            .throttled
+            .with_label_values(&[channel.spec.config.channel_type().as_str()])
+            .inc();
+        return Ok(StepOutcome::Done(
+            json!({ "outcome": "throttled", "digest_at": end }),
+        ));
+    }
+    Ok(StepOutcome::Next(NotifyStep::Send))
+}
+
+/// Renders and sends one delivery.
+pub(super) async fn send(
+    deps: &NotifyDeps,
+    params: &NotifyParams,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<NotifyStep>, StepError> {
+    let NotifyParams::Delivery {
+        delivery_id,
+        channel_id,
+        template,
+        event,
+        ..
+    } = params
+    else {
+        return Err(StepError::abort("send: not a delivery"));
+    };
+    let tenant = ctx.job.tenant.clone();
+    let repo = ctx.store.tenant(&tenant).notify();
+    let channel = channel(deps, &repo, tenant.as_str(), channel_id).await?;
+    let event = envelope(event)?;
+    let source = template_source(&repo, template.as_deref()).await?;
+    let kind = channel.spec.config.channel_type();
+    let rendered = domain::template::render(source.as_deref(), kind, &event)
+        .map_err(|err| StepError::abort(format!("the template does not render: {err}")))?;
+    let body = match kind {
+        ChannelType::Webhook => domain::webhook::webhook_body(&event),
+        _ => Vec::new(),
+    };
+    let summary = Summary::of_event(&event);
+    let message = Message {
+        rendered: &rendered,
+        summary: &summary,
+        webhook_body: body,
+    };
+    let outcome = transmit(deps, &repo, &channel, delivery_id, message, ctx.now).await?;
+    repo.set_delivery(delivery_id, "delivered", Some(&ctx.job.id), None, ctx.now)
+        .await
+        .map_err(store_err)?;
+    Ok(StepOutcome::Done(outcome))
+}
+
+/// Claims a digest's items and sends one message for them; nothing for none.
+pub(super) async fn compose(
+    deps: &NotifyDeps,
+    params: &NotifyParams,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<NotifyStep>, StepError> {
+    let NotifyParams::Digest {
+        group_key,
+        generation,
+        channel_id,
+        rule_id,
+        template,
+        ..
+    } = params
+    else {
+        return Err(StepError::abort("compose: not a digest"));
+    };
+    let tenant = ctx.job.tenant.clone();
+    let repo = ctx.store.tenant(&tenant).notify();
+    let items = repo
+        .claim_digest(group_key, *generation, &ctx.job.id, ctx.now)
+        .await
+        .map_err(store_err)?;
+    if items.is_empty() {
+        return Ok(StepOutcome::Done(json!({ "outcome": "empty" })));
+    }
+    for item in &items {
+        repo.carry(&item.delivery_id, &ctx.job.id, ctx.now)
+            .await
+            .map_err(store_err)?;
+    }
+    let channel = channel(deps, &repo, tenant.as_str(), channel_id).await?;
+    let events = items
+        .iter()
+        .map(|item| envelope(&item.event))
+        .collect::<Result<Vec<_>, _>>()?;
+    let throttled = items.iter().filter(|i| i.reason == "throttled").count();
+    let first = events
+        .iter()
+        .map(|e| e.occurred_at)
+        .min()
+        .unwrap_or(ctx.now);
+    let window = (first, ctx.now);
+    let source = template_source(&repo, template.as_deref()).await?;
+    let kind = channel.spec.config.channel_type();
+    let rendered = domain::template::render_digest(
+        source.as_deref(),
+        kind,
+        &events,
+        window,
+        u32::try_from(throttled).unwrap_or(u32::MAX),
+    )
+    .map_err(|err| StepError::abort(format!("the digest template does not render: {err}")))?;
+    // The digest is a delivery of its own (one per digest job), so it has receipts and a
+    // stable id on the wire.
+    let digest = repo
+        .insert_delivery(
+            &NewDelivery {
+                tenant: tenant.clone(),
+                id: DeliveryId::generate(),
+                dedupe_key: format!("digest:{}", ctx.job.id),
+                event_id: String::new(),
+                event_kind: "notify.digest".into(),
+                event_seq: 0,
+                rule_id: rule_id.as_deref().and_then(|r| RuleId::parse(r).ok()),
+                channel_id: ChannelId::parse(&channel.id).map_err(store_err)?,
+                channel_type: channel.spec.config.channel_type().as_str().to_owned(),
+                mode: "digest".into(),
+                job_id: Some(ctx.job.id.clone()),
+                status: "pending".into(),
+            },
+            ctx.now,
+        )
+        .await
+        .map_err(store_err)?;
+    let body = match kind {
+        ChannelType::Webhook => {
+            let summary = Envelope {
+                id: digest.id.clone(),
+                kind: "notify.digest".into(),
+                version: 1,
+                tenant: tenant.to_string(),
+                occurred_at: ctx.now,
+                correlation_id: Some(group_key.clone()),
+                trace_id: None,
+                payload: json!({
+                    "window": { "start": window.0, "end": window.1 },
+                    "throttled": throttled,
+                    "events": events,
+                }),
+            };
+            domain::webhook::webhook_body(&summary)
+        }
+        _ => Vec::new(),
+    };
+    let summary = Summary::of_digest(
+        &events,
+        window,
+        u32::try_from(throttled).unwrap_or(u32::MAX),
+    );
+    let message = Message {
+        rendered: &rendered,
+        summary: &summary,
+        webhook_body: body,
+    };
+    let mut outcome = transmit(deps, &repo, &channel, &digest.id, message, ctx.now).await?;
+    repo.set_delivery(&digest.id, "delivered", None, None, ctx.now)
+        .await
+        .map_err(store_err)?;
+    let detail = json!({ "digest": digest.id });
+    for item in &items {
+        repo.set_delivery(
+            &item.delivery_id,
+            "delivered",
+            Some(&ctx.job.id),
+            Some(&detail),
+            ctx.now,
+        )
+        .await
+        .map_err(store_err)?;
+    }
+    outcome["events"] = json!(items.len());
+    outcome["digest_delivery"] = json!(digest.id);
+    Ok(StepOutcome::Done(outcome))
+}
+
+async fn template_source(
+    repo: &NotifyRepo<'_>,
+    name: Option<&str>,
+) -> Result<Option<String>, StepError> {
+    match name {
+        None => Ok(None),
+        Some(name) => Ok(Some(repo.template(name).await.map_err(store_err)?.source)),
+    }
+}
+
+/// A message as each channel type needs it: the rendered text, the facts Slack and Teams
+/// lay out, and a webhook's JSON body.
+struct Message<'a> {
+    rendered: &'a Rendered,
+    summary: &'a Summary,
+    webhook_body: Vec<u8>,
+}
+
+/// One wire attempt of a delivery, with its receipt; the step's error says whether and
+/// when to try again.
+async fn transmit(
+    deps: &NotifyDeps,
+    repo: &NotifyRepo<'_>,
+    channel: &Channel,
+    delivery_id: &str,
+    message: Message<'_>,
+    now: DateTime<Utc>,
+) -> Result<Value, StepError> {
+    let Message {
+        rendered,
+        summary,
+        webhook_body,
+    } = message;
+    let type_name = channel.spec.config.channel_type().as_str();
+    let attempt = repo
+        .begin_attempt(delivery_id, now)
+        .await
+        .map_err(store_err)?;
+    let sent = match &channel.spec.config {
+        ChannelConfig::Email { to } => send_mail(deps, delivery_id, to, rendered).await,
+        config => {
+            let (url, headers, body) = match config {
+                ChannelConfig::Webhook { url } => {
+                    let signing = channel.secret.signing_secrets(now);
+                    let headers = domain::webhook::headers(
+                        delivery_id,
+                        now.timestamp(),
+                        &webhook_body,
+                        &signing,
+                    );
+                    (url.clone(), headers, webhook_body)
+                }
+                ChannelConfig::Slack { .. } => (
+                    channel.secret.url.clone().unwrap_or_default(),
+                    Vec::new(),
+                    serde_json::to_vec(&domain::slack::slack_payload(rendered, summary))
+                        .unwrap_or_default(),
+                ),
+                ChannelConfig::Teams { .. } => (
+                    channel.secret.url.clone().unwrap_or_default(),
+                    Vec::new(),
+                    serde_json::to_vec(&domain::teams::teams_payload(rendered, summary))
+                        .unwrap_or_default(),
+                ),
+                ChannelConfig::Email { .. } => unreachable!("handled above"),
+            };
+            let mut all: Vec<(String, String)> = headers
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            all.push(("content-type".into(), "application/json".into()));
+            let attempt =
+                wire::deliver(&deps.outbound, &url, &all, Bytes::from(body), deps.timeout).await;
+            Sent {
+                outcome: attempt.outcome,
+                status_code: attempt.status,
+                latency: attempt.latency,
+                error: attempt.error,
+                head: attempt.body_head,
+            }
+        }
+    };
+    let latency_ms = u64::try_from(sent.latency.as_millis()).unwrap_or(u64::MAX);
+    deps.metrics
+        .latency
+        .with_label_values(&[type_name])
+        .observe(sent.latency.as_secs_f64());
+    let delivered = sent.outcome == WireOutcome::Delivered;
+    repo.end_attempt(
+        delivery_id,
+        attempt,
+        &AttemptEnd {
+            ok: delivered,
+            status_code: sent.status_code,
+            latency_ms: Some(latency_ms),
+            error: sent.error.clone(),
+            response_head: sent.head.clone(),
+        },
+    )
+    .await
+    .map_err(store_err)?;
+    let (label, result) = match sent.outcome {
+        WireOutcome::Delivered => (
+            "delivered",
+            Ok(json!({
+                "outcome": "delivered",
+                "delivery_id": delivery_id,
+                "channel": channel.name,
+                "attempt": attempt,
+                "status_code": sent.status_code,
+            })),
+        ),
+        WireOutcome::Retry { after } => {
+            let why = sent.error.unwrap_or_else(|| "the attempt failed".into());
+            (
+                "retrying",
+                Err(match after {
+                    Some(after) => StepError::retry_after(why, after),
+                    None => StepError::retry(why),
+                }),
+            )
+        }
+        WireOutcome::Failed => (
+            "failed",
+            Err(StepError::abort(sent.error.unwrap_or_else(|| {
+                "the receiver refused the message".into()
+            }))),
+        ),
+    };
+    deps.metrics
+        .deliveries
+        .with_label_values(&[type_name, label])
+        .inc();
+    result
+}
+
+/// One attempt as the receipt records it, whatever the channel.
+struct Sent {
+    outcome: WireOutcome,
+    status_code: Option<u16>,
+    latency: Duration,
+    error: Option<String>,
+    head: Option<String>,
+}
+
+async fn send_mail(
+    deps: &NotifyDeps,
+    delivery_id: &str,
+    to: &[String],
+    rendered: &Rendered,
+) -> Sent {
+    let started = Instant::now();
+    let Some(mailer) = &deps.mailer else {
+        return Sent {
+            outcome: WireOutcome::Failed,
+            status_code: None,
+            latency: started.elapsed(),
+            error: Some("no usable SMTP settings (notify.smtp); see the log at startup".into()),
+            head: None,
+        };
+    };
+    let mail = Mail {
+        from: None,
+        to: to.to_vec(),
+        subject: rendered.subject.clone(),
+        text: rendered.text.clone(),
+        html: rendered.html.clone(),
+        message_id: delivery_id.to_owned(),
+        headers: vec![("X-Stella-Delivery".into(), delivery_id.to_owned())],
+    };
+    match mailer.send(&mail).await {
+        Ok(receipt) => Sent {
+            outcome: WireOutcome::Delivered,
+            status_code: Some(receipt.code),
+            latency: receipt.latency,
+            error: None,
+            head: Some(receipt.answer),
+        },
+        Err(err) => Sent {
+            outcome: err.outcome(),
+            status_code: err.code(),
+            latency: started.elapsed(),
+            error: Some(err.to_string()),
+            head: None,
+        },
+    }
+}

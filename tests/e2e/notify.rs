@@ -1,0 +1,662 @@
+//! The notifier end to end on the embedded default, with real receivers: the local
+//! webhook receiver (`ops/webhook_receiver.py`, which verifies Standard Webhooks
+//! signatures with the PyPI `standardwebhooks` package) and the SMTP sink of
+//! `ops/services.sh` (its Maildir read back with Python's `email`).
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::api::{assert_problem, start, Server, ADMIN};
+use crate::maildir;
+use crate::scans::{scan_of, tiny_sbom, wait_scan};
+use crate::webhook::Receiver;
+
+/// A Standard Webhooks secret (24 bytes, base64).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+const SCOPES: &[&str] = &["scans:read", "scans:write", "notify:read", "notify:write"];
+
+async fn notify_server() -> Server {
+    let sink = maildir::sink();
+    start(|s| {
+        // The receivers listen on loopback: an administrator allows it.
+        s.outbound.allow_hosts = "127.0.0.1".into();
+        s.scheduler.poll_interval_ms = 100;
+        if let Some((host, port, _)) = sink {
+            s.notify.smtp.host = host;
+            s.notify.smtp.port = port;
+        }
+    })
+    .await
+}
+
+async fn tenant(server: &Server, id: &str) -> String {
+    server.create_tenant(id).await;
+    server.token(id, SCOPES).await.1
+}
+
+async fn call(
+    server: &Server,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> crate::api::Reply {
+    server
+        .call(method, &format!("/api/v1{path}"), Some(token), None, body)
+        .await
+}
+
+/// Creates or replaces `/notify/<collection>/<name>` (a POST to the collection naming it).
+async fn put(server: &Server, token: &str, path: &str, body: Value) -> Value {
+    let reply = save(server, token, path, body).await;
+    assert_eq!(reply.status, 200, "saving {path}: {}", reply.text);
+    reply.body
+}
+
+async fn save(server: &Server, token: &str, path: &str, mut body: Value) -> crate::api::Reply {
+    let (collection, name) = path.rsplit_once('/').unwrap();
+    body["name"] = json!(name);
+    call(server, token, Method::POST, collection, Some(body)).await
+}
+
+/// The tenant's deliveries once `done` holds for them, or panics after `within`.
+async fn deliveries_until(
+    server: &Server,
+    token: &str,
+    query: &str,
+    within: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = call(
+            server,
+            token,
+            Method::GET,
+            &format!("/notify/deliveries?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let items = reply.body["items"].as_array().unwrap().clone();
+        if done(&items) {
+            return items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries never settled: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn delivery(server: &Server, token: &str, id: &str) -> Value {
+    let reply = call(
+        server,
+        token,
+        Method::GET,
+        &format!("/notify/deliveries/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body
+}
+
+fn envelope(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("the webhook body is JSON: {e}: {body}"))
+}
+
+#[actix_web::test]
+async fn a_webhook_delivery_retries_with_one_id_and_keeps_a_receipt_per_attempt() {
+    // Two failures, then success: three wire attempts of one delivery.
+    let Some(receiver) = Receiver::start(&[SECRET], json!([{"status": 500, "times": 2}])) else {
+        return;
+    };
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    let channel = put(
+        &server,
+        &token,
+        "/notify/channels/ops-hook",
+        json!({"config": {"type": "webhook", "url": receiver.url("/hook")}, "secret": SECRET}),
+    )
+    .await;
+    assert_eq!(channel["has_secret"], true);
+    assert!(
+        channel["signing_secret"].is_null(),
+        "a given secret is never echoed: {channel}"
+    );
+    put(
+        &server,
+        &token,
+        "/notify/rules/scans",
+        json!({"match": {"event_kinds": ["scan.completed"]}, "actions": [{"channel": "ops-hook"}]}),
+    )
+    .await;
+    let scan = scan_of(&server, &token, tiny_sbom(), &[("name", "web")]).await;
+    wait_scan(&server, &token, &scan, "completed").await;
+
+    let attempts = receiver.wait_for(3, Duration::from_secs(60));
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    let ids: Vec<_> = attempts
+        .iter()
+        .map(|a| a.webhook_id.clone().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one webhook-id for every attempt: {ids:?}"
+    );
+    assert!(
+        attempts.iter().all(|a| a.verified == Some(true)),
+        "{attempts:?}"
+    );
+    assert_eq!(
+        attempts.iter().map(|a| a.answer).collect::<Vec<_>>(),
+        vec![500, 500, 200]
+    );
+    let event = envelope(&attempts[2].body);
+    assert_eq!(event["kind"], "scan.completed");
+    assert_eq!(event["version"], 1);
+    assert_eq!(event["tenant"], "acme");
+    assert_eq!(event["payload"]["scan_id"], scan.as_str());
+    assert_eq!(event["correlation_id"], scan.as_str());
+    assert!(event["id"].as_str().unwrap().starts_with("evt_"), "{event}");
+
+    let items = deliveries_until(&server, &token, "", Duration::from_secs(30), |items| {
+        items.iter().any(|d| d["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(
+        items.len(),
+        1,
+        "one delivery for one (event, rule, channel): {items:?}"
+    );
+    let d = delivery(&server, &token, items[0]["id"].as_str().unwrap()).await;
+    assert_eq!(
+        d["id"].as_str(),
+        Some(ids[0].as_str()),
+        "the webhook-id is the delivery id"
+    );
+    let receipts = d["attempts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 3, "{d}");
+    assert_eq!(
+        receipts
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["failed", "failed", "ok"]
+    );
+    assert_eq!(receipts[0]["status_code"], 500);
+    assert_eq!(receipts[2]["status_code"], 200);
+    assert!(receipts.iter().all(|a| a["latency_ms"].is_u64()), "{d}");
+
+    // Filters: by status, channel and event kind.
+    for (query, n) in [
+        ("status=delivered", 1),
+        ("status=dead_lettered", 0),
+        ("channel=ops-hook", 1),
+        ("channel=nope", 0),
+        ("event_kind=scan.completed", 1),
+        ("event_kind=finding.new", 0),
+    ] {
+        let reply = call(
+            &server,
+            &token,
+            Method::GET,
+            &format!("/notify/deliveries?{query}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            reply.body["items"].as_array().unwrap().len(),
+            n,
+            "{query}: {}",
+            reply.text
+        );
+    }
+    let bad = call(
+        &server,
+        &token,
+        Method::GET,
+        "/notify/deliveries?status=lost",
+        None,
+    )
+    .await;
+    assert_problem(&bad, 400, "unknown status");
+}
+
+#[actix_web::test]
+async fn refusals_rate_limits_and_forbidden_redirects_behave_as_documented() {
+    let Some(receiver) = Receiver::start(
+        &[SECRET],
+        json!([
+            {"status": 429, "retry_after": "1"},
+            {"status": 400, "body": "bad payload"},
+            {"status": 307, "location": "http://169.254.169.254/latest/meta-data/"},
+        ]),
+    ) else {
+        return;
+    };
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/hook",
+        json!({"config": {"type": "webhook", "url": receiver.url("/hook")}, "secret": SECRET}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/scans",
+        json!({"match": {"event_kinds": ["scan.completed"]}, "actions": [{"channel": "hook"}]}),
+    )
+    .await;
+    let scan = scan_of(&server, &token, tiny_sbom(), &[("name", "web")]).await;
+    wait_scan(&server, &token, &scan, "completed").await;
+
+    // 429 with Retry-After: 1, then 400: dead-lettered at once, no third attempt.
+    let items = deliveries_until(&server, &token, "", Duration::from_secs(60), |items| {
+        items.iter().any(|d| d["status"] == "dead_lettered")
+    })
+    .await;
+    let attempts = receiver.wait_for(2, Duration::from_secs(10));
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    let first = chrono::DateTime::parse_from_rfc3339(&attempts[0].at).unwrap();
+    let second = chrono::DateTime::parse_from_rfc3339(&attempts[1].at).unwrap();
+    assert!(
+        second - first >= chrono::Duration::milliseconds(900),
+        "Retry-After honoured: {} then {}",
+        attempts[0].at,
+        attempts[1].at
+    );
+    let id = items[0]["id"].as_str().unwrap().to_owned();
+    let d = delivery(&server, &token, &id).await;
+    let receipts = d["attempts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 2, "{d}");
+    assert_eq!(receipts[1]["status_code"], 400);
+    assert_eq!(receipts[1]["response_head"], "bad payload");
+
+    // Redelivered: the receiver redirects to the metadata address, which the guard
+    // refuses without connecting; dead-lettered again, visibly.
+    let reply = call(
+        &server,
+        &token,
+        Method::POST,
+        &format!("/notify/deliveries/{id}/redeliver"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let d = loop {
+        let d = delivery(&server, &token, &id).await;
+        if d["attempts"].as_array().unwrap().len() == 3 && d["status"] == "dead_lettered" {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = d["attempts"][2]["error"].as_str().unwrap();
+    assert!(
+        error.contains("169.254.169.254") || error.contains("link-local"),
+        "{error}"
+    );
+    assert_eq!(
+        receiver.attempts().len(),
+        3,
+        "nothing reached past the redirect"
+    );
+
+    // Once more, now answered 200: the same id on the wire (a receiver that had it
+    // would drop it), delivered.
+    let reply = call(
+        &server,
+        &token,
+        Method::POST,
+        &format!("/notify/deliveries/{id}/redeliver"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let attempts = receiver.wait_for(4, Duration::from_secs(30));
+    assert_eq!(attempts[3].answer, 200);
+    assert_eq!(attempts[3].webhook_id.as_deref(), Some(id.as_str()));
+    deliveries_until(
+        &server,
+        &token,
+        "status=delivered",
+        Duration::from_secs(30),
+        |items| items.len() == 1,
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn a_full_throttle_window_folds_the_rest_into_one_digest() {
+    let Some(receiver) = Receiver::start(&[SECRET], json!([])) else {
+        return;
+    };
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/hook",
+        json!({
+            "config": {"type": "webhook", "url": receiver.url("/hook")},
+            "secret": SECRET,
+            "throttle": {"max": 1, "per_seconds": 4},
+        }),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/scans",
+        json!({"match": {"event_kinds": ["scan.completed"]}, "actions": [{"channel": "hook"}]}),
+    )
+    .await;
+    let mut scans = Vec::new();
+    for name in ["a", "b", "c"] {
+        scans.push(scan_of(&server, &token, tiny_sbom(), &[("name", name)]).await);
+    }
+    for scan in &scans {
+        wait_scan(&server, &token, scan, "completed").await;
+    }
+    // Every event accounted for: one sent alone, the others in one digest, none twice.
+    let items = deliveries_until(&server, &token, "", Duration::from_secs(60), |items| {
+        items.len() == 4 && items.iter().all(|d| d["status"] == "delivered")
+    })
+    .await;
+    let digest: Vec<&Value> = items.iter().filter(|d| d["mode"] == "digest").collect();
+    assert_eq!(digest.len(), 1, "{items:?}");
+    let attempts = receiver.wait_for(2, Duration::from_secs(10));
+    assert_eq!(
+        attempts.len(),
+        2,
+        "one message alone, one digest: {attempts:?}"
+    );
+    let single = envelope(&attempts[0].body);
+    let summary = envelope(&attempts[1].body);
+    assert_eq!(summary["kind"], "notify.digest");
+    assert_eq!(summary["payload"]["throttled"], 2);
+    let mut seen: Vec<&str> = summary["payload"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["scan_id"].as_str().unwrap())
+        .collect();
+    seen.push(single["payload"]["scan_id"].as_str().unwrap());
+    seen.sort_unstable();
+    let mut want: Vec<&str> = scans.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(seen, want, "each scan once");
+    assert!(attempts.iter().all(|a| a.verified == Some(true)));
+}
+
+fn left_pad_advisory() -> Vec<u8> {
+    json!([{
+        "id": "T-NOTIFY-1",
+        "modified": "2026-11-01T00:00:00Z",
+        "summary": "left-pad pads wrongly",
+        "database_specific": {"severity": "HIGH"},
+        "affected": [{
+            "package": {"ecosystem": "npm", "name": "left-pad"},
+            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]
+        }]
+    }])
+    .to_string()
+    .into_bytes()
+}
+
+#[actix_web::test]
+async fn an_advisory_that_affects_a_target_is_told_on_slack_and_by_email() {
+    let Some(slack) = Receiver::start(&[], json!([])) else {
+        return;
+    };
+    let Some((_, _, maildir)) = maildir::sink() else {
+        return;
+    };
+    let python = crate::webhook::python().unwrap();
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    let web = scan_of(
+        &server,
+        &token,
+        tiny_sbom(),
+        &[("name", "web"), ("target", "web")],
+    )
+    .await;
+    wait_scan(&server, &token, &web, "completed").await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/chat",
+        json!({"config": {"type": "slack", "url": slack.url("/services/T000/B000/XXXX")}}),
+    )
+    .await;
+    let shown = call(&server, &token, Method::GET, "/notify/channels/chat", None).await;
+    assert!(
+        !shown.text.contains("XXXX"),
+        "a Slack URL is a secret and never shown: {}",
+        shown.text
+    );
+    put(
+        &server,
+        &token,
+        "/notify/channels/mail",
+        json!({"config": {"type": "email", "to": ["secops@example.com"]}}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/new-findings",
+        json!({
+            "match": {"event_kinds": ["finding.new"], "targets": ["web"]},
+            "actions": [{"channel": "chat"}, {"channel": "mail"}],
+        }),
+    )
+    .await;
+    let import = server
+        .http
+        .post(format!(
+            "http://{}/api/v1/advisories/imports?source=osv:notify",
+            server.addr
+        ))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(left_pad_advisory())
+        .send()
+        .await
+        .unwrap();
+    assert!(import.status().is_success());
+
+    let posted = slack.wait_for(1, Duration::from_secs(90));
+    let message: Value = serde_json::from_str(&posted[0].body).unwrap();
+    let text = message.to_string();
+    assert!(
+        text.contains("osv:notify:T-NOTIFY-1"),
+        "names the vulnerability: {text}"
+    );
+    assert!(text.contains("web"), "names the target: {text}");
+    assert!(
+        message["blocks"].as_array().is_some_and(|b| !b.is_empty()),
+        "Block Kit: {text}"
+    );
+    assert!(message["text"].is_string(), "a text fallback: {text}");
+
+    let items = deliveries_until(
+        &server,
+        &token,
+        "event_kind=finding.new",
+        Duration::from_secs(60),
+        |items| items.len() == 2 && items.iter().all(|d| d["status"] == "delivered"),
+    )
+    .await;
+    let mail_delivery = items.iter().find(|d| d["channel_type"] == "email").unwrap();
+    let id = mail_delivery["id"].as_str().unwrap();
+    let mails = maildir::messages_with_id(
+        &python,
+        &maildir,
+        &format!("<{id}@localhost>"),
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(mails.len(), 1, "one message for one delivery");
+    let mail = &mails[0];
+    assert!(
+        mail.subject.contains("T-NOTIFY-1"),
+        "the subject names it: {}",
+        mail.subject
+    );
+    assert!(
+        mail.subject.contains("web"),
+        "and the target: {}",
+        mail.subject
+    );
+    let plain = mail.part("text/plain").expect("a text part");
+    let html = mail.part("text/html").expect("an HTML part");
+    assert!(plain.contains("osv:notify:T-NOTIFY-1") && html.contains("osv:notify:T-NOTIFY-1"));
+    assert!(
+        mail.envelope_to.contains("secops@example.com")
+            || mail
+                .header("To")
+                .is_some_and(|t| t.contains("secops@example.com"))
+    );
+}
+
+#[actix_web::test]
+async fn bad_channels_rules_and_templates_are_refused_with_their_location() {
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    let other = tenant(&server, "other").await;
+    let cases = [
+        (
+            "/notify/channels/x",
+            json!({"config": {"type": "pager", "url": "https://example.com"}}),
+            "/config/type",
+        ),
+        (
+            "/notify/channels/x",
+            json!({"config": {"type": "webhook", "url": "http://10.0.0.8/hook"}}),
+            "/config/url",
+        ),
+        (
+            "/notify/channels/x",
+            json!({"config": {"type": "webhook", "url": "http://169.254.169.254/latest/"}}),
+            "/config/url",
+        ),
+        (
+            "/notify/rules/r",
+            json!({"match": {"event_kinds": ["scan.completed"]}, "actions": [{"channel": "missing"}]}),
+            "/actions/0/channel",
+        ),
+        (
+            "/notify/rules/r",
+            json!({"match": {"event_kinds": ["scan.exploded"]}, "actions": [{"channel": "missing"}]}),
+            "/match/event_kinds/0",
+        ),
+        (
+            "/notify/templates/t",
+            json!({"channel_type": "email", "source": "{% block subject %}Hi {{ event.kind }{% endblock %}"}),
+            "/source",
+        ),
+    ];
+    for (path, body, at) in cases {
+        let reply = save(&server, &token, path, body.clone()).await;
+        assert_problem(&reply, 400, &format!("{path} {body}"));
+        assert_eq!(reply.body["location"], at, "{path} {body}: {}", reply.text);
+    }
+    let reply = save(
+        &server,
+        &token,
+        "/notify/templates/t",
+        json!({"channel_type": "email", "source": "{% block subject %}\n{{ event.kind }{% endblock %}"}),
+    )
+    .await;
+    assert!(
+        reply.text.contains("line 2"),
+        "names the line: {}",
+        reply.text
+    );
+
+    // A webhook without a secret gets one, shown once.
+    let made = put(
+        &server,
+        &token,
+        "/notify/channels/hook",
+        json!({"config": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}),
+    )
+    .await;
+    let secret = made["signing_secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"), "{made}");
+    let shown = call(&server, &token, Method::GET, "/notify/channels/hook", None).await;
+    assert!(!shown.text.contains(secret), "write-only: {}", shown.text);
+    let rotated = call(
+        &server,
+        &token,
+        Method::POST,
+        "/notify/channels/hook/rotate-secret",
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    assert_ne!(rotated.body["signing_secret"], secret);
+
+    // The other tenant sees none of it.
+    for path in ["/notify/channels/hook", "/notify/rules/r"] {
+        let reply = call(&server, &other, Method::GET, path, None).await;
+        assert_problem(&reply, 404, path);
+    }
+
+    // A channel a rule uses is not deleted; a preview matches without saving.
+    put(
+        &server,
+        &token,
+        "/notify/rules/r",
+        json!({"match": {"event_kinds": ["scan.completed"], "dispositions": ["pass"]}, "actions": [{"channel": "hook"}]}),
+    )
+    .await;
+    let reply = call(
+        &server,
+        &token,
+        Method::DELETE,
+        "/notify/channels/hook",
+        None,
+    )
+    .await;
+    assert_problem(&reply, 409, "in use");
+    let scan = scan_of(&server, &token, tiny_sbom(), &[("name", "web")]).await;
+    wait_scan(&server, &token, &scan, "completed").await;
+    let preview = call(
+        &server,
+        &token,
+        Method::POST,
+        "/notify/rules/preview?limit=10",
+        Some(json!({"match": {"event_kinds": ["scan.completed"], "targets": ["web"]}, "actions": [{"channel": "hook"}]})),
+    )
+    .await;
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    assert_eq!(preview.body["matched"], 1, "{}", preview.text);
+    assert_eq!(
+        preview.body["events"][0]["payload"]["scan_id"],
+        scan.as_str()
+    );
+    let none = call(
+        &server,
+        &token,
+        Method::POST,
+        "/notify/rules/preview",
+        Some(json!({"match": {"event_kinds": ["scan.completed"], "targets": ["api"]}, "actions": [{"channel": "hook"}]})),
+    )
+    .await;
+    assert_eq!(none.body["matched"], 0, "{}", none.text);
+}
