@@ -102,11 +102,10 @@ impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
         let digest = Sha256::digest(key);
         let key_id = hex::encode(&digest[..4]);
-        let key = Zeroizing::new(Key::from(*key));
-        Self {
-            key_id,
-            cipher: XChaCha20Poly1305::new(&key),
-        }
+        let mut key = Key::from(*key);
+        let cipher = XChaCha20Poly1305::new(&key);
+        key.as_mut_slice().zeroize();
+        Self { key_id, cipher }
     }
 
     /// The id written into every value this box seals.
@@ -189,8 +188,9 @@ fn generate_key_file(path: &Path) -> Result<(), SecretError> {
     std::fs::create_dir_all(&dir).map_err(failed)?;
     // tempfile creates with mode 0600.
     let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(failed)?;
-    let key = Zeroizing::new(Key::<XChaCha20Poly1305>::generate());
+    let mut key = Key::generate();
     let mut text = hex::encode(key.as_slice());
+    key.as_mut_slice().zeroize();
     text.push('\n');
     let written = file
         .write_all(text.as_bytes())
