@@ -351,13 +351,20 @@ async fn a_receiver_slower_than_the_timeout_is_a_transient_failure() {
         )
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let FetchError::Transient(text) = &err else {
         panic!("a time-out is transient: {err:?}")
     };
     assert_eq!(text, "posting to 127.0.0.1 timed out");
     assert!(!text.contains(&receiver.port.to_string()));
-    assert_eq!(judge(&Err(err), chrono::Utc::now()), WireOutcome::Retry { after: None });
+    assert_eq!(
+        judge(&Err(err), chrono::Utc::now()),
+        WireOutcome::Retry { after: None }
+    );
     // The receiver did get the attempt: a retry must carry the same webhook-id.
     let attempts = receiver.wait_for(1, WAIT);
     assert_eq!(attempts[0].webhook_id.as_deref(), Some(id.as_str()));
@@ -367,7 +374,11 @@ async fn a_receiver_slower_than_the_timeout_is_a_transient_failure() {
 async fn a_redirect_is_never_followed_and_into_a_forbidden_address_is_forbidden() {
     // A second receiver on 127.0.0.2, which is loopback and not allow-listed: a redirect
     // there must never reach it.
-    let hidden = counting("127.0.0.2:0", b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let hidden = counting(
+        "127.0.0.2:0",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
     let Some(receiver) = Receiver::start(
         &[SECRET],
         json!([
@@ -397,14 +408,28 @@ async fn a_redirect_is_never_followed_and_into_a_forbidden_address_is_forbidden(
     }
     for err in &errors[..3] {
         assert!(matches!(err, FetchError::Forbidden(_)), "{err:?}");
-        assert_eq!(judge(&Err(err.clone()), chrono::Utc::now()), WireOutcome::Failed);
+        assert_eq!(
+            judge(&Err(err.clone()), chrono::Utc::now()),
+            WireOutcome::Failed
+        );
     }
-    assert!(errors[0].to_string().contains("169.254.169.254"), "{}", errors[0]);
+    assert!(
+        errors[0].to_string().contains("169.254.169.254"),
+        "{}",
+        errors[0]
+    );
     assert!(errors[1].to_string().contains("loopback"), "{}", errors[1]);
-    assert!(errors[2].to_string().contains("metadata.test"), "{}", errors[2]);
+    assert!(
+        errors[2].to_string().contains("metadata.test"),
+        "{}",
+        errors[2]
+    );
     // A redirect within the allowed host is not followed either: the channel's URL is to fix.
     let FetchError::Refused(text) = &errors[3] else {
-        panic!("a redirect to an allowed address is refused: {:?}", errors[3])
+        panic!(
+            "a redirect to an allowed address is refused: {:?}",
+            errors[3]
+        )
     };
     assert!(text.contains("307") && text.contains("redirect"), "{text}");
     for err in &errors {
@@ -453,7 +478,11 @@ async fn a_client_error_fails_at_once_with_the_answer_kept() {
 
 #[tokio::test]
 async fn the_guard_refuses_loopback_that_is_not_allow_listed_without_connecting() {
-    let listener = counting("127.0.0.1:0", b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let listener = counting(
+        "127.0.0.1:0",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
     let out = outbound("");
     let body = Bytes::from_static(b"{}");
     for url in [
@@ -466,9 +495,16 @@ async fn the_guard_refuses_loopback_that_is_not_allow_listed_without_connecting(
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::Forbidden(_)), "{url}: {err:?}");
-        assert!(!err.to_string().contains(&listener.addr.port().to_string()), "{err}");
+        assert!(
+            !err.to_string().contains(&listener.addr.port().to_string()),
+            "{err}"
+        );
     }
-    for url in ["ftp://example.com/x", "http://user:pw@example.com/x", "not a url"] {
+    for url in [
+        "ftp://example.com/x",
+        "http://user:pw@example.com/x",
+        "not a url",
+    ] {
         let err = out
             .post(url, &[], body.clone(), Duration::from_secs(5))
             .await
@@ -525,16 +561,27 @@ async fn an_endless_answer_is_read_only_up_to_the_bound() {
         )
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(response.status, 502);
     assert_eq!(response.body_head, "é".repeat(BODY_HEAD_BYTES / 2));
 }
 
 #[tokio::test]
 async fn an_invalid_header_is_refused_before_sending() {
-    let listener = counting("127.0.0.1:0", b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let listener = counting(
+        "127.0.0.1:0",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
     let url = format!("http://{}/", listener.addr);
-    for header in [("bad name".to_owned(), "v".to_owned()), ("x-ok".into(), "a\r\nb".into())] {
+    for header in [
+        ("bad name".to_owned(), "v".to_owned()),
+        ("x-ok".into(), "a\r\nb".into()),
+    ] {
         let err = outbound("127.0.0.1")
             .post(&url, &[header], Bytes::new(), Duration::from_secs(5))
             .await
@@ -570,7 +617,10 @@ async fn mail_arrives_with_both_parts_its_subject_and_a_stable_message_id() {
     let subject = "Neue Schwachstelle CVE-2026-1234 in café-api — blockiert";
     let mail = Mail {
         from: None,
-        to: vec!["Ops Team <ops@example.com>".into(), "sec@example.com".into()],
+        to: vec![
+            "Ops Team <ops@example.com>".into(),
+            "sec@example.com".into(),
+        ],
         subject: subject.into(),
         text: "CVE-2026-1234 (critical) affects café-api:1.4.2.\nVerdict: pass → block\n".into(),
         html: Some(
@@ -601,7 +651,10 @@ async fn mail_arrives_with_both_parts_its_subject_and_a_stable_message_id() {
         assert_eq!(message.content_type, "multipart/alternative");
         assert_eq!(message.envelope_from, "<alerts@stella.test>");
         assert_eq!(message.envelope_to, "ops@example.com, sec@example.com");
-        assert_eq!(message.header("From"), Some("Stella Alerts <alerts@stella.test>"));
+        assert_eq!(
+            message.header("From"),
+            Some("Stella Alerts <alerts@stella.test>")
+        );
         assert_eq!(
             message.header("To"),
             Some("Ops Team <ops@example.com>, sec@example.com")
@@ -609,7 +662,11 @@ async fn mail_arrives_with_both_parts_its_subject_and_a_stable_message_id() {
         assert_eq!(message.header("X-Stella-Event"), Some("finding.new"));
         assert!(message.header("Date").is_some());
         assert_eq!(
-            message.parts.iter().map(|p| p.content_type.as_str()).collect::<Vec<_>>(),
+            message
+                .parts
+                .iter()
+                .map(|p| p.content_type.as_str())
+                .collect::<Vec<_>>(),
             ["text/plain", "text/html"]
         );
         assert_eq!(message.part("text/plain"), Some(mail.text.as_str()));
@@ -636,7 +693,10 @@ async fn text_only_mail_is_a_single_part() {
         headers: vec![],
     };
     let receipt = mailer.send(&mail).await.unwrap();
-    assert_eq!(receipt.message_id, format!("<{delivery}@digest.stella.test>"));
+    assert_eq!(
+        receipt.message_id,
+        format!("<{delivery}@digest.stella.test>")
+    );
     let received = maildir::messages_with_id(&python, &maildir, &receipt.message_id, 1, WAIT);
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].content_type, "text/plain");
@@ -662,7 +722,11 @@ async fn refusing_smtp(rcpt_answer: &'static str) -> u16 {
                     return;
                 }
                 while let Ok(Some(line)) = lines.next_line().await {
-                    let verb = line.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                    let verb = line
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_uppercase();
                     let answer = match verb.as_str() {
                         "EHLO" | "HELO" => "250 fake\r\n",
                         "MAIL" | "RSET" | "NOOP" => "250 2.0.0 ok\r\n",
@@ -711,7 +775,10 @@ async fn the_relays_refusals_are_classified_by_their_code() {
     assert!(err.is_transient(), "{err:?}");
     assert_eq!(err.code(), Some(450));
     assert_eq!(err.outcome(), WireOutcome::Retry { after: None });
-    assert!(err.to_string().contains("450") && err.to_string().contains("mailbox busy"), "{err}");
+    assert!(
+        err.to_string().contains("450") && err.to_string().contains("mailbox busy"),
+        "{err}"
+    );
 
     let unknown = refusing_smtp("550 5.1.1 no such user here\r\n").await;
     let err = Mailer::new(&settings(unknown))
@@ -719,7 +786,16 @@ async fn the_relays_refusals_are_classified_by_their_code() {
         .send(&test_mail())
         .await
         .unwrap_err();
-    assert!(matches!(err, MailError::Permanent { code: Some(550), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            MailError::Permanent {
+                code: Some(550),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.outcome(), WireOutcome::Failed);
     assert!(err.to_string().contains("no such user"), "{err}");
 
@@ -774,8 +850,14 @@ fn the_embedded_key_is_generated_once_with_mode_0600() {
         b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     );
     // Moved to another channel or tenant, it does not open.
-    assert_eq!(restarted.open(&sealed, "tenant-a/channel-8"), Err(SecretError::Refused));
-    assert_eq!(restarted.open(&sealed, "tenant-b/channel-7"), Err(SecretError::Refused));
+    assert_eq!(
+        restarted.open(&sealed, "tenant-a/channel-8"),
+        Err(SecretError::Refused)
+    );
+    assert_eq!(
+        restarted.open(&sealed, "tenant-b/channel-7"),
+        Err(SecretError::Refused)
+    );
     assert!(!format!("{restarted:?}").contains(&text.trim()[..16]));
 }
 
@@ -802,7 +884,10 @@ fn a_named_key_file_is_used_and_never_generated() {
     let same = SecretBox::from_key(&[0xab; 32]);
     assert_eq!(from_file.key_id(), same.key_id());
     let sealed = from_file.seal(b"xoxb-slack-token", "t/c");
-    assert_eq!(same.open(&sealed, "t/c").unwrap().as_slice(), b"xoxb-slack-token");
+    assert_eq!(
+        same.open(&sealed, "t/c").unwrap().as_slice(),
+        b"xoxb-slack-token"
+    );
     // Another key cannot open it, and says which key it would need.
     let other = SecretBox::from_key(&[0xcd; 32]);
     assert_eq!(

@@ -22,7 +22,9 @@ pub fn python() -> Option<PathBuf> {
     match std::env::var_os(PYTHON_VAR) {
         Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
         _ if std::env::var_os("STELLA_TEST_SERVICES").is_some() => {
-            panic!("{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set")
+            panic!(
+                "{PYTHON_VAR} must be set (by ops/services.sh up) when STELLA_TEST_SERVICES is set"
+            )
         }
         _ => {
             eprintln!("skipped: {PYTHON_VAR} is not set (run `eval \"$(ops/services.sh up)\"`)");

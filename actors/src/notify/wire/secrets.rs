@@ -130,7 +130,11 @@ impl SecretBox {
         let mut packed = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
         packed.extend_from_slice(nonce.as_slice());
         packed.extend_from_slice(&ciphertext);
-        format!("{VERSION}:{}:{}", self.key_id, URL_SAFE_NO_PAD.encode(packed))
+        format!(
+            "{VERSION}:{}:{}",
+            self.key_id,
+            URL_SAFE_NO_PAD.encode(packed)
+        )
     }
 
     /// The plaintext of `sealed`, if it was sealed by this key for the context `aad`.
@@ -236,7 +240,10 @@ mod tests {
         assert!(sealed.starts_with(&format!("v1:{}:", sealed_box.key_id())));
         assert!(!sealed.contains("whsec"));
         assert_eq!(
-            sealed_box.open(&sealed, "tenant-a/channel-1").unwrap().as_slice(),
+            sealed_box
+                .open(&sealed, "tenant-a/channel-1")
+                .unwrap()
+                .as_slice(),
             b"whsec_abc"
         );
         // Two seals of one value differ (fresh nonce), both open.

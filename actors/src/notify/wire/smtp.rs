@@ -150,14 +150,9 @@ impl Mailer {
         let builder = match settings.mode {
             SmtpMode::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
             SmtpMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|err| {
-                    MailError::permanent(format!("notify.smtp.host {host:?}: {err}"))
-                })?,
-            SmtpMode::Tls => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|err| {
-                    MailError::permanent(format!("notify.smtp.host {host:?}: {err}"))
-                })?
-            }
+                .map_err(|err| MailError::permanent(format!("notify.smtp.host {host:?}: {err}")))?,
+            SmtpMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+                .map_err(|err| MailError::permanent(format!("notify.smtp.host {host:?}: {err}")))?,
         };
         let mut builder = builder
             .port(settings.port)
@@ -205,7 +200,11 @@ impl Mailer {
         if mail.to.is_empty() {
             return Err(MailError::permanent("the message has no recipient"));
         }
-        let id = mail.message_id.trim().trim_start_matches('<').trim_end_matches('>');
+        let id = mail
+            .message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
         if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == '<' || c == '>') {
             return Err(MailError::permanent(format!(
                 "{:?} is not a Message-ID",
@@ -215,7 +214,7 @@ impl Mailer {
         let message_id = if id.contains('@') {
             format!("<{id}>")
         } else {
-            message_id_for(id, &from.email.to_string())
+            message_id_for(id, from.email.as_ref())
         };
         let mut builder = Message::builder()
             .from(from)
@@ -335,7 +334,10 @@ mod tests {
             message_id: "<d-2@stella.example>".into(),
             ..mail()
         };
-        assert_eq!(mailer().build(&with_domain).unwrap().1, "<d-2@stella.example>");
+        assert_eq!(
+            mailer().build(&with_domain).unwrap().1,
+            "<d-2@stella.example>"
+        );
     }
 
     #[test]
@@ -376,6 +378,9 @@ mod tests {
     #[test]
     fn answers_are_one_bounded_line() {
         assert_eq!(bounded("250 2.0.0\n  queued as X"), "250 2.0.0 queued as X");
-        assert_eq!(bounded(&"é".repeat(400)).chars().count(), MAX_ANSWER_CHARS + 1);
+        assert_eq!(
+            bounded(&"é".repeat(400)).chars().count(),
+            MAX_ANSWER_CHARS + 1
+        );
     }
 }
