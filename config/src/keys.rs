@@ -254,7 +254,7 @@ mod tests {
                 (Kind::Str, "database.url") => "sqlite://x.db",
                 (Kind::Str, "valkey.url") => "redis://h",
                 (Kind::Str, "log_format") => "json",
-                (Kind::Str, "s3.endpoint") => continue,
+                (Kind::Str, "s3.endpoint" | "notify.smtp.password") => continue,
                 (Kind::Str, "scheduler.clock_origin") => "2026-01-01T00:00:00Z",
                 (Kind::Str, "notify.smtp.mode") => "starttls",
                 (Kind::Str, "notify.smtp.from") => "stella@example.com",
