@@ -414,7 +414,7 @@ async fn isolation_matrix(server: &Server) {
         ),
         (
             "/api/v1/notify/templates",
-            json!({"name": "t", "channel_type": "webhook", "source": "{% block subject %}{{ event.kind }}{% endblock %}"}),
+            json!({"name": "t", "channel_type": "webhook", "source": "{% block subject %}{{ event.kind }}{% endblock %}{% block text %}{{ event.kind }}{% endblock %}"}),
         ),
     ] {
         let reply = server
