@@ -682,3 +682,65 @@ async fn bad_channels_rules_and_templates_are_refused_with_their_location() {
     .await;
     assert_eq!(none.body["matched"], 0, "{}", none.text);
 }
+
+#[actix_web::test]
+async fn quiet_hours_hold_and_digest_rules_wait_for_their_window() {
+    let Some(receiver) = Receiver::start(&[SECRET], json!([])) else {
+        return;
+    };
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    // Quiet from an hour ago to two hours from now, in UTC: held until then.
+    let now = chrono::Utc::now();
+    let start = (now - chrono::Duration::hours(1)).format("%H:%M").to_string();
+    let end = (now + chrono::Duration::hours(2)).format("%H:%M").to_string();
+    put(
+        &server,
+        &token,
+        "/notify/channels/night",
+        json!({
+            "config": {"type": "webhook", "url": receiver.url("/night")},
+            "secret": SECRET,
+            "quiet_hours": {"start": start, "end": end, "timezone": "UTC", "mode": "hold"},
+        }),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/day",
+        json!({"config": {"type": "webhook", "url": receiver.url("/day")}, "secret": SECRET}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/held",
+        json!({"match": {"event_kinds": ["scan.completed"]}, "actions": [{"channel": "night"}]}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/hourly",
+        json!({"match": {"event_kinds": ["scan.completed"]}, "actions": [{"channel": "day", "digest": "1h"}]}),
+    )
+    .await;
+    let scan = scan_of(&server, &token, tiny_sbom(), &[("name", "web")]).await;
+    wait_scan(&server, &token, &scan, "completed").await;
+    let items = deliveries_until(&server, &token, "", Duration::from_secs(30), |items| {
+        items.len() == 2
+            && items.iter().any(|d| d["status"] == "held")
+            && items.iter().any(|d| d["status"] == "digested")
+    })
+    .await;
+    let held = items.iter().find(|d| d["status"] == "held").unwrap();
+    let until = held["detail"]["held_until"].as_str().unwrap();
+    let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+    assert!(until > now + chrono::Duration::minutes(100), "held until the end: {until}");
+    let digested = items.iter().find(|d| d["status"] == "digested").unwrap();
+    assert_eq!(digested["mode"], "digest", "{digested}");
+    // Nothing went out: one is held, the other waits for its hour's digest.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(receiver.attempts().is_empty(), "{:?}", receiver.attempts());
+}

@@ -95,13 +95,25 @@ pub(crate) enum ChannelAction {
         page: PageArgs,
     },
     /// One channel.
-    Get { name: String },
+    Get {
+        /// The channel's name.
+        name: String,
+    },
     /// Delete a channel no rule uses.
-    Delete { name: String },
+    Delete {
+        /// The channel's name.
+        name: String,
+    },
     /// Send a test message now.
-    Test { name: String },
+    Test {
+        /// The channel's name.
+        name: String,
+    },
     /// Rotate a webhook's signing secret (the previous one signs too for a day).
-    RotateSecret { name: String },
+    RotateSecret {
+        /// The channel's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,9 +134,15 @@ pub(crate) enum RuleAction {
         page: PageArgs,
     },
     /// One rule.
-    Get { name: String },
+    Get {
+        /// The rule's name.
+        name: String,
+    },
     /// Delete a rule.
-    Delete { name: String },
+    Delete {
+        /// The rule's name.
+        name: String,
+    },
 }
 
 /// A digest window.
@@ -237,6 +255,7 @@ pub(crate) enum TemplateAction {
     /// Create or replace a template from a file (refused with its line and column when
     /// it does not render).
     Set {
+        /// The template's name (rules name it in `--template`).
         name: String,
         /// The channel type it renders for.
         #[arg(long = "type", value_enum)]
@@ -248,7 +267,10 @@ pub(crate) enum TemplateAction {
     /// The tenant's templates.
     List,
     /// Delete a template.
-    Delete { name: String },
+    Delete {
+        /// The template's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,9 +296,15 @@ pub(crate) enum DeliveryAction {
         page: PageArgs,
     },
     /// One delivery with its receipts.
-    Get { id: String },
+    Get {
+        /// The delivery's id (`dlv_…`).
+        id: String,
+    },
     /// Send a delivery again (same id on the wire).
-    Redeliver { id: String },
+    Redeliver {
+        /// The delivery's id (`dlv_…`).
+        id: String,
+    },
 }
 
 const CHANNEL_COLUMNS: &[&str] = &[
