@@ -692,8 +692,12 @@ async fn quiet_hours_hold_and_digest_rules_wait_for_their_window() {
     let token = tenant(&server, "acme").await;
     // Quiet from an hour ago to two hours from now, in UTC: held until then.
     let now = chrono::Utc::now();
-    let start = (now - chrono::Duration::hours(1)).format("%H:%M").to_string();
-    let end = (now + chrono::Duration::hours(2)).format("%H:%M").to_string();
+    let start = (now - chrono::Duration::hours(1))
+        .format("%H:%M")
+        .to_string();
+    let end = (now + chrono::Duration::hours(2))
+        .format("%H:%M")
+        .to_string();
     put(
         &server,
         &token,
@@ -737,7 +741,10 @@ async fn quiet_hours_hold_and_digest_rules_wait_for_their_window() {
     let held = items.iter().find(|d| d["status"] == "held").unwrap();
     let until = held["detail"]["held_until"].as_str().unwrap();
     let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
-    assert!(until > now + chrono::Duration::minutes(100), "held until the end: {until}");
+    assert!(
+        until > now + chrono::Duration::minutes(100),
+        "held until the end: {until}"
+    );
     let digested = items.iter().find(|d| d["status"] == "digested").unwrap();
     assert_eq!(digested["mode"], "digest", "{digested}");
     // Nothing went out: one is held, the other waits for its hour's digest.

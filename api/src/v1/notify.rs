@@ -124,12 +124,7 @@ fn name_of(body: &Value) -> Result<String, Problem> {
 
 /// Names of channels, rules and templates: 1-100 of a-z, 0-9, `-`, `_`, `.`.
 fn check_name(name: &str) -> Result<(), Problem> {
-    let ok = (1..=100).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-    if ok {
+    if stella_store::repo::is_notify_name(name) {
         Ok(())
     } else {
         Err(Problem::bad_request(format!(

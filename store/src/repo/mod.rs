@@ -39,8 +39,9 @@ pub use jobs::{
 };
 pub(crate) use notify::{insert_deliveries, insert_digest_items};
 pub use notify::{
-    AttemptEnd, AttemptRecord, ChannelRecord, DeliveryFilter, DeliveryRecord, DigestItem,
-    NewDelivery, NewDigestItem, Notify, NotifyEventRow, OpenDigest, RuleRecord, TemplateRecord,
+    is_name as is_notify_name, AttemptEnd, AttemptRecord, ChannelRecord, DeliveryFilter,
+    DeliveryRecord, DigestItem, NewDelivery, NewDigestItem, Notify, NotifyEventRow, OpenDigest,
+    RuleRecord, TemplateRecord,
 };
 pub use outbox::{Outbox, OutboxRow};
 pub use policies::{Policies, PolicyRecord};

@@ -162,6 +162,17 @@ pub struct DigestItem {
     pub event: Value,
 }
 
+/// Whether `name` can name a channel, rule or template: 1-100 of a-z, 0-9, `-`, `_`,
+/// `.`, starting with a letter or digit (the API refuses other names; a list cursor must
+/// be one).
+pub fn is_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
 /// A tenant's notification state. Obtained from [`crate::TenantScope::notify`].
 #[derive(Debug, Clone, Copy)]
 pub struct Notify<'a> {
@@ -329,7 +340,7 @@ impl Notify<'_> {
 
     /// Channels by name.
     pub async fn channels(&self, after: Option<&str>, limit: u32) -> Result<Page<ChannelRecord>> {
-        let after = text_cursor(after, "channel", |_| true)?;
+        let after = text_cursor(after, "channel", is_name)?;
         let limit = check_limit(limit)?;
         let rows = sqlx::query(
             "SELECT * FROM notify_channels WHERE tenant_id = $1 AND name > $2 ORDER BY name LIMIT $3",
@@ -429,7 +440,7 @@ impl Notify<'_> {
 
     /// Rules by name.
     pub async fn rules(&self, after: Option<&str>, limit: u32) -> Result<Page<RuleRecord>> {
-        let after = text_cursor(after, "rule", |_| true)?;
+        let after = text_cursor(after, "rule", is_name)?;
         let limit = check_limit(limit)?;
         let rows = sqlx::query(
             "SELECT * FROM notify_rules WHERE tenant_id = $1 AND name > $2 ORDER BY name LIMIT $3",
