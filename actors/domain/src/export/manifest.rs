@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::mirror::MirrorSection;
 use super::ExportError;
 use crate::canonical::{canonical_bytes, Digest};
 use crate::intoto::Statement;
@@ -34,6 +35,10 @@ use crate::intoto::Statement;
 pub const MANIFEST_NAME: &str = "export.json";
 /// The file name of the provenance statement in an export.
 pub const PROVENANCE_NAME: &str = "provenance.json";
+/// The file name of the manifest's DSSE signature.
+pub const MANIFEST_SIGNATURE_NAME: &str = "export.json.dsse";
+/// The file name of the provenance's DSSE signature.
+pub const PROVENANCE_SIGNATURE_NAME: &str = "provenance.json.dsse";
 /// The manifest's `schema`.
 pub const MANIFEST_SCHEMA: &str = "https://stella.dev/export/manifest/v1";
 /// The DSSE payload type of a signature over `export.json` itself.
@@ -87,6 +92,9 @@ pub struct ExportManifest {
     pub counts: BTreeMap<String, u64>,
     /// Sorted by name, each once.
     pub files: Vec<FileEntry>,
+    /// What a mirror bundle is (`mirror:full`, `mirror:delta`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSection>,
 }
 
 impl ExportManifest {
@@ -104,6 +112,7 @@ impl ExportManifest {
             as_of,
             counts: BTreeMap::new(),
             files: Vec::new(),
+            mirror: None,
         }
     }
 
@@ -126,7 +135,7 @@ impl ExportManifest {
 
     /// The manifest as JSON, with the time as RFC 3339 UTC to the second or finer.
     fn to_value(&self) -> Value {
-        json!({
+        let mut value = json!({
             "schema": self.schema,
             "profile": {"name": self.profile.name, "revision": self.profile.revision},
             "kind": self.kind,
@@ -134,7 +143,16 @@ impl ExportManifest {
             "as_of": self.as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             "counts": self.counts,
             "files": self.files,
-        })
+        });
+        if let Some(mirror) = &self.mirror {
+            value["mirror"] = json!(mirror);
+        }
+        value
+    }
+
+    /// Reads an `export.json` (its bytes as found: check their signature first).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 
     /// `export.json`: the manifest as canonical JSON (RFC 8785).

@@ -14,14 +14,19 @@
 //! - [`csv`]: one row per finding, RFC 4180, formula injection neutralised;
 //! - [`sarif`]: SARIF 2.1.0 for GitHub code scanning, rules first, within its limits;
 //! - [`manifest`]: `export.json` (canonical JSON) and `provenance.json` (in-toto);
-//! - [`tar`]: a reproducible ustar writer and its zstd compression.
+//! - [`tar`]: a reproducible ustar writer (and the strict reader of what it writes) and
+//!   its zstd compression;
+//! - [`mirror`]: the members of mirror bundles (advisories and VEX as JSON Lines);
+//! - [`verify`]: checking a sealed export offline (checksums, signatures, provenance).
 //!
 //! Not here: selecting findings (the store), CycloneDX/SPDX documents, reports.
 
 pub mod csv;
 pub mod manifest;
+pub mod mirror;
 pub mod sarif;
 pub mod tar;
+pub mod verify;
 
 use std::borrow::Cow;
 

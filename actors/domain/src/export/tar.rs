@@ -177,6 +177,123 @@ fn header(name: &str, size: u64, mtime: u64) -> Result<[u8; BLOCK], ExportError>
     Ok(h)
 }
 
+/// Why a bundle's archive could not be read: it is not an archive [`TarWriter`] would
+/// write.
+#[derive(Debug, thiserror::Error)]
+pub enum TarReadError {
+    #[error("cannot read the archive: {0}")]
+    Io(#[from] io::Error),
+    /// Something no [`TarWriter`] writes: a bad checksum, another entry type, an
+    /// extension header, an unsorted or repeated name, a truncated entry.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// Reads a ustar archive as [`TarWriter`] writes it, one entry at a time and never whole:
+/// `each` gets every regular file's name, size and a reader of exactly its bytes, in the
+/// order they come (strictly increasing names). Anything [`TarWriter`] would not write
+/// (another entry type, a PAX or GNU header, a bad header checksum, an unsorted or
+/// unsafe name, data after the end) is refused, so what the reader accepts is what a
+/// writer of this module could have produced.
+pub fn read_tar<R: Read>(
+    mut input: R,
+    mut each: impl FnMut(&str, u64, &mut dyn Read) -> Result<(), TarReadError>,
+) -> Result<(), TarReadError> {
+    let malformed = |message: String| TarReadError::Malformed(message);
+    let mut last: Option<String> = None;
+    let mut block = [0u8; BLOCK];
+    loop {
+        input
+            .read_exact(&mut block)
+            .map_err(|err| match err.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    malformed("the archive ends without its end blocks".into())
+                }
+                _ => TarReadError::Io(err),
+            })?;
+        if block.iter().all(|&b| b == 0) {
+            // The end: a second zero block, then only zero padding.
+            input.read_exact(&mut block)?;
+            if block.iter().any(|&b| b != 0) {
+                return Err(malformed(
+                    "the archive's end has a single zero block".into(),
+                ));
+            }
+            let mut rest = [0u8; BLOCK];
+            loop {
+                let n = input.read(&mut rest)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if rest[..n].iter().any(|&b| b != 0) {
+                    return Err(malformed("data after the archive's end".into()));
+                }
+            }
+        }
+        let (name, size) = parse_header(&block).map_err(malformed)?;
+        if let Some(previous) = &last {
+            if name.as_str() <= previous.as_str() {
+                return Err(malformed(format!(
+                    "entry {name:?} does not come after {previous:?}"
+                )));
+            }
+        }
+        let mut data = (&mut input).take(size);
+        each(&name, size, &mut data)?;
+        // Whatever `each` left unread is skipped; a short entry is a truncated archive.
+        io::copy(&mut data, &mut io::sink())?;
+        if data.limit() != 0 {
+            return Err(malformed(format!("entry {name:?} is truncated")));
+        }
+        let padding = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
+        let mut pad = [0u8; BLOCK];
+        input
+            .read_exact(&mut pad[..padding as usize])
+            .map_err(|_| malformed(format!("entry {name:?} is truncated")))?;
+        last = Some(name);
+    }
+}
+
+/// The name and size of a header [`header`] would write, or why it is not one.
+fn parse_header(h: &[u8; BLOCK]) -> Result<(String, u64), String> {
+    let text = |range: std::ops::Range<usize>| -> Result<&str, String> {
+        let field = &h[range];
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        std::str::from_utf8(&field[..end]).map_err(|_| "a header field is not UTF-8".to_owned())
+    };
+    let number = |range: std::ops::Range<usize>, what: &str| -> Result<u64, String> {
+        let digits = text(range)?.trim_matches(|c| c == ' ' || c == '\0');
+        u64::from_str_radix(digits, 8)
+            .map_err(|_| format!("the {what} field {digits:?} is not octal"))
+    };
+    if &h[257..263] != b"ustar\0" || &h[263..265] != b"00" {
+        return Err("an entry header is not POSIX ustar".into());
+    }
+    let stored = number(148..156, "checksum")?;
+    let mut blank = *h;
+    blank[148..156].fill(b' ');
+    let sum: u64 = blank.iter().map(|&b| u64::from(b)).sum();
+    if sum != stored {
+        return Err("an entry header's checksum does not match".into());
+    }
+    let name = text(0..100)?;
+    let prefix = text(345..500)?;
+    let full = if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}/{name}")
+    };
+    if h[156] != b'0' {
+        return Err(format!(
+            "entry {full:?} is not a regular file (type {:?})",
+            char::from(h[156])
+        ));
+    }
+    split_name(&full).map_err(|err| err.to_string())?;
+    let size = number(124..136, "size")?;
+    Ok((full, size))
+}
+
 /// A zstd stream encoder at [`ZSTD_LEVEL`] with the frame checksum on. Call `finish()` on
 /// it once the archive is finished to end the frame.
 pub fn zstd_encoder<W: Write>(out: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
@@ -313,5 +430,48 @@ mod tests {
         }
         assert_eq!(plain, tar.finish().unwrap());
         assert_ne!(write_tar_zst(Vec::new(), 1, &files).unwrap(), one);
+    }
+    #[test]
+    fn the_reader_gives_back_what_the_writer_wrote_and_refuses_the_rest() {
+        let long = format!("{}/deep.json", "d".repeat(120));
+        let mut tar = TarWriter::new(Vec::new(), 42).unwrap();
+        tar.append_data("a.jsonl", b"{}\n").unwrap();
+        tar.append_data(&long, &[9u8; 700]).unwrap();
+        tar.append_data("z", b"").unwrap();
+        let bytes = tar.finish().unwrap();
+        let mut seen = Vec::new();
+        read_tar(&bytes[..], |name, size, data| {
+            let mut body = Vec::new();
+            data.read_to_end(&mut body)?;
+            assert_eq!(body.len() as u64, size);
+            seen.push((name.to_owned(), body));
+            Ok(())
+        })
+        .unwrap();
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.jsonl", long.as_str(), "z"]);
+        assert_eq!(seen[1].1, vec![9u8; 700]);
+        // An entry left unread is skipped.
+        read_tar(&bytes[..], |_, _, _| Ok(())).unwrap();
+
+        // One flipped byte in a header, a truncated archive, trailing data: refused.
+        let mut bad = bytes.clone();
+        bad[3] ^= 1;
+        let err = read_tar(&bad[..], |_, _, _| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        let err = read_tar(&bytes[..BLOCK + 100], |_, _, _| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"x");
+        let err = read_tar(&trailing[..], |_, _, _| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("after the archive's end"), "{err}");
+        // A directory entry, which the writer never writes.
+        let mut dir = bytes.clone();
+        dir[156] = b'5';
+        dir[148..156].fill(b' ');
+        let sum: u64 = dir[..BLOCK].iter().map(|&b| u64::from(b)).sum();
+        octal(&mut dir[148..155], sum);
+        let err = read_tar(&dir[..], |_, _, _| Ok(())).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }
