@@ -258,6 +258,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
             None,
             as_of,
             None,
+            None,
             3,
         )
         .await
@@ -388,6 +389,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         None,
         as_of,
         None,
+        None,
         3,
     )
     .await
@@ -430,7 +432,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
 
     // A profile that does not exist is no run.
     assert!(
-        start_run(store, &registry, &tenant, "missing", None, as_of, None, 3)
+        start_run(store, &registry, &tenant, "missing", None, as_of, None, None, 3)
             .await
             .is_err()
     );

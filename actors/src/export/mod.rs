@@ -3,12 +3,14 @@
 //!
 //! 1. `plan` resolves the profile's selectors to scans and fixes them, with the number
 //!    of items to write, as the run's plan (an object, recorded with the step's outcome
-//!    in `export_runs`), so later steps and their retries export the same scans;
+//!    in `export_runs`), so later steps and their retries export the same scans (a
+//!    mirror plan fixes the generations of advisories and VEX it is as of, and its base);
 //! 2. `write` streams the plan's items through the format's writer ([`formats`]) into
 //!    temporary files and stores them content-addressed, reporting progress;
 //! 3. `seal` writes the manifest `export.json` over the written files (size and SHA-256
 //!    of each, canonical JSON), its DSSE signature `export.json.dsse` and the in-toto
-//!    provenance `provenance.json` with its signature;
+//!    provenance `provenance.json` with its signature; a bundle format
+//!    ([`formats::bundle`]) packs them all into one reproducible `tar.zst`;
 //! 4. `distribute` copies every file where the profile sends them (download only, or a
 //!    prefix of the tenant's objects).
 //!
@@ -59,6 +61,9 @@ pub struct ExportParams {
     pub revision: u64,
     /// What the export is as of: recorded in the manifest, never read from the clock.
     pub as_of: DateTime<Utc>,
+    /// The export a `mirror:delta` is taken since (its id); no other kind has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// The formats (profile kinds) an export writes.
@@ -68,6 +73,11 @@ pub enum Format {
     Csv,
     /// SARIF 2.1.0 for GitHub code scanning, one log per scan: `scan-<id>.sarif`.
     Sarif,
+    /// Every advisory and VEX document the tenant reads, for an instance with no
+    /// network: `mirror.tar.zst` (see [`stella_domain::export::mirror`]).
+    MirrorFull,
+    /// What changed since a base mirror export: added, changed, withdrawn.
+    MirrorDelta,
 }
 
 /// The formats the issue names that this version does not write yet.
@@ -79,19 +89,35 @@ const LATER: &[&str] = &[
     "report:pdf",
     "report:xlsx",
     "evidence",
-    "mirror:full",
-    "mirror:delta",
 ];
 
 impl Format {
     /// Every format this version writes.
-    pub const ALL: &'static [Format] = &[Format::Csv, Format::Sarif];
+    pub const ALL: &'static [Format] = &[
+        Format::Csv,
+        Format::Sarif,
+        Format::MirrorFull,
+        Format::MirrorDelta,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
             Format::Sarif => "sarif",
+            Format::MirrorFull => "mirror:full",
+            Format::MirrorDelta => "mirror:delta",
         }
+    }
+
+    /// Whether the format exports scans (and its profiles must select some): the
+    /// mirror formats export advisories and VEX instead, and take no scan selectors.
+    pub fn exports_scans(self) -> bool {
+        !self.is_mirror()
+    }
+
+    /// `mirror:full` or `mirror:delta`.
+    pub fn is_mirror(self) -> bool {
+        matches!(self, Format::MirrorFull | Format::MirrorDelta)
     }
 
     /// The format called `name`; an error message saying what is known otherwise.

@@ -26,7 +26,7 @@ use crate::Context;
 pub struct ProfileView {
     pub name: String,
     pub revision: u64,
-    /// What it writes (`csv`, `sarif`).
+    /// What it writes (`csv`, `sarif`, `mirror:full`, `mirror:delta`).
     pub kind: String,
     /// The selectors and retention, as stored (canonical JSON).
     #[schema(value_type = Object)]
@@ -57,10 +57,11 @@ impl From<ExportProfileRecord> for ProfileView {
 pub struct PutProfile {
     /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
     pub name: String,
-    /// What to write: `csv` or `sarif` (the other kinds are not available yet).
+    /// What to write: `csv`, `sarif`, `mirror:full` or `mirror:delta` (the other kinds
+    /// are not available yet).
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
-    /// `warn`, `block`; all when empty).
+    /// `warn`, `block`; all when empty). The mirror kinds take none: `{}`.
     #[schema(value_type = Object)]
     pub selectors: Value,
     /// `include_sboms`, `include_evidence` (booleans), `template` (`executive`,
@@ -87,6 +88,9 @@ pub struct StartExport {
     /// What the export is as of (RFC 3339; default: now). Equal inputs and an equal time
     /// give byte-identical files.
     pub as_of: Option<DateTime<Utc>>,
+    /// For a `mirror:delta` profile (and no other): the id of the completed mirror
+    /// export the delta is taken since.
+    pub base: Option<String>,
 }
 
 /// An export run.
@@ -317,6 +321,7 @@ pub(crate) async fn create(
             "profile": body.profile,
             "revision": body.revision,
             "as_of": body.as_of.map(|t| t.timestamp_millis()),
+            "base": body.base,
         });
         crate::idempotency::claim(&ctx, tenant, "exports", key, &fingerprint).await?;
     }
@@ -327,14 +332,21 @@ pub(crate) async fn create(
         &body.profile,
         body.revision,
         as_of,
+        body.base.as_deref(),
         key.as_deref(),
         ctx.job_max_attempts,
     )
     .await
     .map_err(|err| match err {
         StartRunError::NotFound(what) => {
-            Problem::not_found(format!("{what} not found")).at("profile")
+            let at = if what.starts_with("base export") {
+                "base"
+            } else {
+                "profile"
+            };
+            Problem::not_found(format!("{what} not found")).at(at)
         }
+        StartRunError::Invalid { field, message } => Problem::bad_request(message).at(field),
         StartRunError::Store(err) => err.into(),
     })?;
     Ok(HttpResponse::Accepted()

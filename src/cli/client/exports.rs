@@ -37,6 +37,10 @@ pub(crate) enum Action {
         /// time give byte-identical files.
         #[arg(long)]
         as_of: Option<String>,
+        /// For a `mirror:delta` profile: the id of the mirror export the delta is taken
+        /// since.
+        #[arg(long, value_name = "EXPORT_ID")]
+        base: Option<String>,
         /// Wait until the run ends, then list its files; exit code 1 if it failed.
         #[arg(long)]
         wait: bool,
@@ -70,8 +74,9 @@ pub(crate) enum ProfileAction {
     Create {
         /// 1-100 characters of a-z, 0-9, `-`, `_`, `.`.
         name: String,
-        /// What it writes: `csv` (one row per finding) or `sarif` (one SARIF 2.1.0
-        /// log per scan, for GitHub code scanning).
+        /// What it writes: `csv` (one row per finding), `sarif` (one SARIF 2.1.0
+        /// log per scan, for GitHub code scanning), `mirror:full` or `mirror:delta`
+        /// (advisories and VEX for an air-gapped instance: no scans or targets).
         #[arg(long, default_value = "csv")]
         kind: String,
         /// Scans to export, by id (comma-separated).
@@ -112,6 +117,7 @@ impl Run for Action {
                 profile,
                 revision,
                 as_of,
+                base,
                 wait,
                 timeout_secs,
             } => {
@@ -121,6 +127,9 @@ impl Run for Action {
                 }
                 if let Some(as_of) = as_of {
                     body["as_of"] = json!(as_of);
+                }
+                if let Some(base) = base {
+                    body["base"] = json!(base);
                 }
                 let accepted = client.post("/exports", &body)?;
                 if !wait {
