@@ -16,7 +16,8 @@
 //! Nothing here depends on when or where the export ran (no export id, no wall clock, no
 //! host): a retried run, or the same export on another backend, gives the same bytes.
 //!
-//! [`DigestWriter`] computes a file's entry while the file streams to its destination.
+//! [`DigestWriter`] computes a file's entry while the file streams to its destination,
+//! [`DigestReader`] while it streams in.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -267,6 +268,39 @@ impl<W: Write> Write for DigestWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Passes bytes through from `R` while counting them and computing their SHA-256, so a
+/// file read once is both consumed and identified.
+#[derive(Debug)]
+pub struct DigestReader<R: std::io::Read> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: std::io::Read> DigestReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The size and lowercase hex SHA-256 of everything read so far.
+    pub fn finish(self) -> (u64, String) {
+        (self.size, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for DigestReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
     }
 }
 

@@ -254,6 +254,21 @@ pub fn read_tar<R: Read>(
     }
 }
 
+/// Reads a `tar.zst` as [`write_tar_zst`] and the exporter write it: zstd frames (the
+/// frame checksum checked) around an archive [`read_tar`] accepts, and nothing after.
+pub fn read_tar_zst<R: Read>(
+    input: R,
+    each: impl FnMut(&str, u64, &mut dyn Read) -> Result<(), TarReadError>,
+) -> Result<(), TarReadError> {
+    let decoder = zstd::stream::read::Decoder::new(input)
+        .map_err(|err| TarReadError::Malformed(format!("not zstd: {err}")))?;
+    // A zstd error (a bad frame, a checksum mismatch) surfaces as a read error.
+    read_tar(decoder, each).map_err(|err| match err {
+        TarReadError::Io(err) => TarReadError::Malformed(format!("not a whole zstd stream: {err}")),
+        other => other,
+    })
+}
+
 /// The name and size of a header [`header`] would write, or why it is not one.
 fn parse_header(h: &[u8; BLOCK]) -> Result<(String, u64), String> {
     let text = |range: std::ops::Range<usize>| -> Result<&str, String> {
@@ -430,6 +445,19 @@ mod tests {
         }
         assert_eq!(plain, tar.finish().unwrap());
         assert_ne!(write_tar_zst(Vec::new(), 1, &files).unwrap(), one);
+        let mut names = Vec::new();
+        read_tar_zst(&one[..], |name, _, _| {
+            names.push(name.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(names, ["a/sbom.json", "export.json", "z.csv"]);
+        let mut cut = one.clone();
+        cut.truncate(one.len() - 3);
+        assert!(matches!(
+            read_tar_zst(&cut[..], |_, _, _| Ok(())),
+            Err(TarReadError::Malformed(_))
+        ));
     }
     #[test]
     fn the_reader_gives_back_what_the_writer_wrote_and_refuses_the_rest() {
