@@ -44,6 +44,7 @@ conformance!(
     content_is_addressed_by_digest_and_stored_once,
     tampered_content_fails_verification,
     large_streams_round_trip_without_buffering,
+    files_below_the_part_size_go_up_whole,
     lists_are_sorted_and_scoped_to_their_prefix,
     ping_succeeds_on_a_usable_store,
 );
@@ -174,6 +175,23 @@ async fn tampered_content_fails_verification(store: Arc<dyn ObjectStore>) {
         objects.read_content(&stored.digest).await,
         Err(StoreError::Corrupt(_))
     ));
+}
+
+/// Files of many 64 KiB chunks yet below the part size (an export's bundle) take the
+/// single-request path; they round-trip like the small and the multipart ones.
+async fn files_below_the_part_size_go_up_whole(store: Arc<dyn ObjectStore>) {
+    let objects = Objects::new(store.clone());
+    for size in [64 * 1024 + 1, 3 * 1024 * 1024 + 5] {
+        let body: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &body).unwrap();
+        let stored = objects.put_content_file(file.path()).await.unwrap();
+        assert_eq!(stored.size, size as u64);
+        assert_eq!(
+            objects.read_content(&stored.digest).await.unwrap().as_ref(),
+            &body[..]
+        );
+    }
 }
 
 /// 13 MiB: more than two S3 parts of 5 MiB, so S3 takes the multipart path.

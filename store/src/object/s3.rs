@@ -272,18 +272,13 @@ impl ObjectStore for S3Store {
         if size > self.part_size {
             return self.multipart(key, path).await;
         }
-        let body = ByteStream::from_path(path)
+        // Read whole, as a part is: a file-backed body goes out in aws-chunked encoding,
+        // whose chunk signatures Garage refuses past the first 64 KiB chunk ("Invalid
+        // payload signature"); at most one part size is held, as a multipart upload does.
+        let body = tokio::fs::read(path)
             .await
             .map_err(|err| StoreError::Invalid(format!("read {}: {err}", path.display())))?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .body(body)
-            .send()
-            .await
-            .map_err(|err| self.sdk_err(err, &format!("put {key}")))?;
-        Ok(())
+        self.put(key, Bytes::from(body)).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<ObjectReader> {
