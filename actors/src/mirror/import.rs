@@ -148,6 +148,19 @@ pub async fn import_bundle(
         }
     };
     let section = mirror_section(&verified.manifest)?;
+    // Said before the records are read: without its base a delta is of no use here.
+    if let Some(base) = &section.base {
+        if !store
+            .mirror_imports()
+            .imported(&verified.key_id, &base.manifest_sha256)
+            .await?
+        {
+            return Err(MirrorImportError::MissingBase {
+                export_id: base.export_id.clone(),
+                manifest_sha256: base.manifest_sha256.clone(),
+            });
+        }
+    }
     let bundle_sha256 = unpacked.bundle_sha256.clone();
     let vex_tenant = options.vex_tenant.map(|t| t.as_str().to_owned());
     let now = options.now;

@@ -474,6 +474,21 @@ impl MirrorImports<'_> {
         })
     }
 
+    /// Whether the bundle whose `export.json` digest is `manifest_sha256` was imported
+    /// from `origin` (a delta's base; [`Self::import`] checks it again in its
+    /// transaction).
+    pub async fn imported(&self, origin: &str, manifest_sha256: &str) -> Result<bool> {
+        let found: Option<(i64,)> = sqlx::query_as(
+            "SELECT seq FROM mirror_imports WHERE origin = $1 AND manifest_sha256 = $2 LIMIT 1",
+        )
+        .bind(origin)
+        .bind(manifest_sha256)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "mirror imports"))?;
+        Ok(found.is_some())
+    }
+
     /// Every import, oldest first.
     pub async fn list(&self) -> Result<Vec<MirrorImportRecord>> {
         let rows = sqlx::query(&format!(
