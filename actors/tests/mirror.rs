@@ -300,8 +300,96 @@ fn options<'a>(
     }
 }
 
-/// `bundle` with one byte of its advisories member changed, re-packed as a valid
-/// archive: only the checksum against `export.json` can tell.
+/// The Python with `zstandard`, `cryptography` and `securesystemslib`
+/// (`STELLA_TEST_EXPORT_PYTHON`, the venv `ops/services.sh up` fills): required with the
+/// services, else the check is skipped.
+fn python() -> Option<String> {
+    match std::env::var("STELLA_TEST_EXPORT_PYTHON") {
+        Ok(path) if !path.is_empty() => Some(path),
+        _ if std::env::var_os("STELLA_TEST_SERVICES").is_some() => {
+            panic!("STELLA_TEST_EXPORT_PYTHON must be set when STELLA_TEST_SERVICES is set")
+        }
+        _ => {
+            eprintln!(
+                "skipping the independent bundle check: STELLA_TEST_EXPORT_PYTHON is not set"
+            );
+            None
+        }
+    }
+}
+
+/// Reads a bundle as someone without Stella would: `zstandard` and `tarfile` unpack it,
+/// `hashlib` checks every file `export.json` lists, `securesystemslib` verifies
+/// `export.json.dsse` with the exporter's public key, and every JSON Lines member is
+/// parsed by `json` and must come in increasing key order, each key once.
+const CHECKER: &str = r#"
+import hashlib, io, json, sys, tarfile, zstandard
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
+
+bundle, pem, keyid = sys.argv[1:4]
+with open(bundle, "rb") as f:
+    plain = zstandard.ZstdDecompressor().stream_reader(f).read()
+tar = tarfile.open(fileobj=io.BytesIO(plain), mode="r:")
+members = tar.getmembers()
+files = {m.name: tar.extractfile(m).read() for m in members}
+problems = []
+manifest = json.loads(files["export.json"])
+for f in manifest["files"]:
+    body = files.get(f["name"])
+    if body is None or len(body) != f["size"] or hashlib.sha256(body).hexdigest() != f["sha256"]:
+        problems.append(f"{f['name']}: not as export.json lists it")
+with open(pem, "rb") as f:
+    key = SSlibKey.from_crypto(load_pem_public_key(f.read()), keyid=keyid, scheme="ed25519")
+envelope = Envelope.from_dict(json.loads(files["export.json.dsse"]))
+try:
+    envelope.verify([key], 1)
+    if envelope.payload != files["export.json"]:
+        problems.append("export.json: not what export.json.dsse signs")
+except Exception as e:
+    problems.append(f"export.json.dsse: {type(e).__name__}")
+records = {}
+for member, key_of in (("advisories.jsonl", lambda r: (r["source"], r["id"])),
+                       ("vex.jsonl", lambda r: (r["scope"], r["sha256"]))):
+    text = files[member].decode("utf-8")
+    lines = text.split("\n")
+    if lines[-1] != "":
+        problems.append(f"{member}: the last line has no newline")
+    keys = [key_of(json.loads(line)) for line in lines[:-1]]
+    if keys != sorted(set(keys)):
+        problems.append(f"{member}: records not in increasing key order")
+    records[member] = len(keys)
+print(json.dumps({
+    "problems": problems,
+    "records": records,
+    "names": [m.name for m in members],
+    "owners": sorted({(m.uid, m.gid, m.mode) for m in members}),
+    "mirror": manifest.get("mirror"),
+}))
+"#;
+
+fn python_check(python: &str, bundle: &Path, key: &SigningKey) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("exporter.pem");
+    std::fs::write(&pem, key.public_key().to_pem()).unwrap();
+    let output = std::process::Command::new(python)
+        .args(["-c", CHECKER])
+        .arg(bundle)
+        .arg(&pem)
+        .arg(key.key_id())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the check did not run: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `bundle` with one letter of its advisories member changed, re-packed as a valid
+/// archive of valid JSON Lines: only the checksum against `export.json` can tell.
 fn tampered(bundle: &Path, out: &Path) {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     read_tar_zst(std::fs::File::open(bundle).unwrap(), |name, _, data| {
@@ -316,8 +404,19 @@ fn tampered(bundle: &Path, out: &Path) {
         .find(|(name, _)| name == "advisories.jsonl")
         .unwrap()
         .1;
-    let at = advisories.len() / 2;
-    advisories[at] = if advisories[at] == b'a' { b'b' } else { b'a' };
+    // A letter of the first summary changes case: still valid JSON, other bytes.
+    let pattern = b"\"summary\":\"";
+    let start = advisories
+        .windows(pattern.len())
+        .position(|w| w == pattern)
+        .unwrap()
+        + pattern.len();
+    let at = start
+        + advisories[start..]
+            .iter()
+            .position(u8::is_ascii_alphabetic)
+            .unwrap();
+    advisories[at] ^= 0x20;
     let refs: Vec<(&str, &[u8])> = files
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
@@ -507,6 +606,28 @@ async fn mirror_round_trip(
     assert_eq!(delta.counts["advisories_withdrawn"], 1);
     assert_eq!(delta.counts["vex_documents"], 1, "only the new document");
     assert!(delta.counts.get("advisories_changed").is_none());
+
+    // Both bundles as a reader without Stella sees them.
+    if let Some(python) = python() {
+        for (path, manifest) in [(&full_path, &full), (&delta_path, &delta)] {
+            let report = python_check(&python, path, &a.key);
+            assert_eq!(report["problems"], json!([]), "{report}");
+            assert_eq!(
+                report["records"]["advisories.jsonl"],
+                manifest.counts["advisories"]
+            );
+            assert_eq!(report["owners"], json!([[0, 0, 0o644]]), "{report}");
+            assert_eq!(report["mirror"], json!(manifest.mirror), "{report}");
+        }
+        let bad = dir.path().join("tampered-for-python.tar.zst");
+        tampered(&full_path, &bad);
+        let report = python_check(&python, &bad, &a.key);
+        assert_eq!(
+            report["problems"],
+            json!(["advisories.jsonl: not as export.json lists it"]),
+            "{report}"
+        );
+    }
 
     // B: a fresh embedded instance with no network, trusting A's key.
     let db_b = common::sqlite().await;

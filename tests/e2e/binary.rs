@@ -1264,3 +1264,158 @@ fn bench_scheduler_reports_both_targets_against_the_baseline() {
         assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report}");
     }
 }
+
+#[test]
+fn a_mirror_bundle_goes_from_one_instance_to_another_with_no_server_there() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    // A: the embedded default, serving; advisories in, a mirror:full out.
+    let a = tempfile::tempdir().unwrap();
+    let mut server = stella(a.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = std::fs::read_to_string(a.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let output = stella(a.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", &admin)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (code, _, err) = cli(&["tenants", "create", "acme", "--name", "Acme"]);
+    assert_eq!(code, Some(0), "{err}");
+    let go = data.join("advisories/Go-all.zip");
+    let (code, _, err) = cli(&["advisories", "import", go.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(&[
+        "--tenant",
+        "acme",
+        "export",
+        "profiles",
+        "create",
+        "feeds",
+        "--kind",
+        "mirror:full",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("mirror:full"), "{out}");
+    // A scan selector on a mirror profile is refused, naming the field.
+    let (code, _, err) = cli(&[
+        "--tenant",
+        "acme",
+        "export",
+        "profiles",
+        "create",
+        "feeds",
+        "--kind",
+        "mirror:full",
+        "--targets",
+        "app",
+    ]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("selectors.targets"), "{err}");
+    let (code, out, err) = cli(&[
+        "--tenant", "acme", "--output", "json", "export", "run", "feeds", "--wait",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(export["counts"]["advisories"], 4291, "{export}");
+    let export_id = export["export_id"].as_str().unwrap().to_owned();
+    let bundle = a.path().join("mirror.tar.zst");
+    let (code, _, err) = cli(&[
+        "--tenant",
+        "acme",
+        "export",
+        "download",
+        &export_id,
+        "mirror.tar.zst",
+        "--output-file",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let keys: serde_json::Value = reqwest::blocking::get(format!("http://{addr}/api/v1/keys"))
+        .unwrap()
+        .json()
+        .unwrap();
+    let pem = a.path().join("a.pem");
+    std::fs::write(&pem, keys["items"][0]["public_key_pem"].as_str().unwrap()).unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // B: another data dir, no server, no network.
+    let b = tempfile::tempdir().unwrap();
+    let import = |bundle: &Path, trusted: Option<&Path>| {
+        let mut command = stella(b.path());
+        if let Some(pem) = trusted {
+            command.env("STELLA_MIRROR_TRUSTED_KEYS", pem);
+        }
+        command
+            .args(["mirror", "import"])
+            .arg(bundle)
+            .output()
+            .unwrap()
+    };
+    let untrusted = import(&bundle, None);
+    assert_one_line_error(&untrusted, &["mirror.trusted_keys"]);
+    let output = import(&bundle, Some(&pem));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("imported") && stdout.contains("4291"),
+        "{stdout}"
+    );
+    let again = import(&bundle, Some(&pem));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already-imported"));
+
+    // One byte of a member changed: quarantined, the member named, exit non-zero.
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    stella_domain::export::tar::read_tar_zst(
+        std::fs::File::open(&bundle).unwrap(),
+        |name, _, data| {
+            let mut bytes = Vec::new();
+            data.read_to_end(&mut bytes)?;
+            files.push((name.to_owned(), bytes));
+            Ok(())
+        },
+    )
+    .unwrap();
+    let member = &mut files
+        .iter_mut()
+        .find(|(n, _)| n == "advisories.jsonl")
+        .unwrap()
+        .1;
+    let at = member.len() / 3;
+    member[at] ^= 0x01;
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    let tampered = b.path().join("tampered.tar.zst");
+    std::fs::write(
+        &tampered,
+        stella_domain::export::tar::write_tar_zst(Vec::new(), 0, &refs).unwrap(),
+    )
+    .unwrap();
+    let refused = import(&tampered, Some(&pem));
+    assert_one_line_error(&refused, &["quarantined", "advisories.jsonl", "checksum"]);
+}
