@@ -29,6 +29,18 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         .ok_or_else(|| StepError::abort("the plan of a mirror export has no mirror section"))?;
     let source = run.ctx.store.tenant(&run.ctx.job.tenant).mirror();
     unmoved(&source, section).await?;
+    // Every count is in the manifest, zeros too: "none changed" is said, not implied.
+    let mut names = vec!["advisories", "vex_documents", "vex_statements"];
+    if section.from.is_some() {
+        names.extend([
+            "advisories_added",
+            "advisories_changed",
+            "advisories_withdrawn",
+        ]);
+    }
+    for name in names {
+        run.count(name, 0);
+    }
 
     let (advisories, file) = run.spool()?;
     let mut out = BufWriter::new(file);
