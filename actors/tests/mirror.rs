@@ -2,12 +2,13 @@
 //!
 //! Instance A (its own store: the embedded default, or PostgreSQL + S3 + Valkey) imports
 //! advisories and VEX, exports `mirror:full`, then imports more (new records, a withdrawal,
-//! a tenant's VEX) and exports `mirror:delta` since the full one. A fresh instance B (SQLite
-//! + folder, no network) imports both bundles; the same SBOM scanned on A and on B at the
-//! same evaluation time gives the same verdict, findings and inputs hash, after the full
-//! bundle and again after the delta. Then the refusals: an older bundle (and the same one
-//! forced with a reason, audited), a delta whose base was never imported, a tampered
-//! bundle and one signed by an untrusted key (both quarantined, nothing imported).
+//! a tenant's VEX) and exports `mirror:delta` since the full one. A fresh instance B
+//! (SQLite and a folder, no network) imports both bundles; the same SBOM scanned on A and
+//! on B at the same evaluation time gives the same verdict, findings and inputs hash,
+//! after the full bundle and again after the delta. Both bundles are also read without
+//! Stella (Python). Then the refusals: an older bundle (and the same one forced with a
+//! reason, audited), a delta whose base was never imported, a tampered bundle and one
+//! signed by an untrusted key (both quarantined, nothing imported).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

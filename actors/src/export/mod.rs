@@ -10,7 +10,7 @@
 //! 3. `seal` writes the manifest `export.json` over the written files (size and SHA-256
 //!    of each, canonical JSON), its DSSE signature `export.json.dsse` and the in-toto
 //!    provenance `provenance.json` with its signature; a bundle format
-//!    ([`formats::bundle`]) packs them all into one reproducible `tar.zst`;
+//!    (`formats::bundle`) packs them all into one reproducible `tar.zst`;
 //! 4. `distribute` copies every file where the profile sends them (download only, or a
 //!    prefix of the tenant's objects).
 //!

@@ -13,7 +13,7 @@ use stella_domain::export::manifest::{
     PROVENANCE_NAME, PROVENANCE_SIGNATURE_NAME,
 };
 use stella_domain::export::mirror::{
-    read_lines, AdvisoryLine, MirrorKind, MirrorSection, VexLine, ADVISORIES, VEX,
+    read_lines, AdvisoryLine, MirrorBase, MirrorKind, MirrorSection, VexLine, ADVISORIES, VEX,
 };
 use stella_domain::export::tar::{read_tar_zst, TarReadError};
 use stella_domain::export::verify::{verify_export, SealFiles, VerifyError};
@@ -155,10 +155,7 @@ pub async fn import_bundle(
             .imported(&verified.key_id, &base.manifest_sha256)
             .await?
         {
-            return Err(MirrorImportError::MissingBase {
-                export_id: base.export_id.clone(),
-                manifest_sha256: base.manifest_sha256.clone(),
-            });
+            return Err(missing_base(base));
         }
     }
     let bundle_sha256 = unpacked.bundle_sha256.clone();
@@ -240,18 +237,18 @@ pub async fn import_bundle(
             bundle_advisories: generations.advisories,
             bundle_vex: generations.vex,
         }),
-        MirrorImportOutcome::MissingBase => {
-            let base = section
-                .base
-                .unwrap_or_else(|| stella_domain::export::mirror::MirrorBase {
-                    export_id: String::new(),
-                    manifest_sha256: String::new(),
-                });
-            Err(MirrorImportError::MissingBase {
-                export_id: base.export_id,
-                manifest_sha256: base.manifest_sha256,
-            })
-        }
+        // Only a delta, which has a base, can miss it.
+        MirrorImportOutcome::MissingBase => Err(section.base.as_ref().map_or_else(
+            || MirrorImportError::Refused("a full bundle has no base".into()),
+            missing_base,
+        )),
+    }
+}
+
+fn missing_base(base: &MirrorBase) -> MirrorImportError {
+    MirrorImportError::MissingBase {
+        export_id: base.export_id.clone(),
+        manifest_sha256: base.manifest_sha256.clone(),
     }
 }
 
