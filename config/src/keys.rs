@@ -206,6 +206,7 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_OUTBOUND_MAX_REDIRECTS",
         Int
     ),
+    key!("mirror.trusted_keys", "STELLA_MIRROR_TRUSTED_KEYS", Str),
 ];
 
 #[cfg(test)]
