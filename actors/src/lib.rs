@@ -14,8 +14,8 @@
 //! - [`scan`]: the `scan` kind (analyze → evaluate → seal), its intake and caches;
 //! - [`advisory_sync`]: the `advisory-sync` kind and advisory imports;
 //! - [`diag`]: the diagnostic `noop` kind;
-//! - [`export`]: the `export` kind (profiles, runs) — its first formats and the mirror
-//!   bundles of advisories and VEX;
+//! - [`export`]: the `export` kind (profiles, runs) in every format: findings documents,
+//!   reports, evidence bundles and the mirror bundles of advisories and VEX;
 //! - [`mirror`]: importing a mirror bundle on another instance (not a kind: a use case
 //!   an administrator runs against the store);
 //! - [`outbound`]: the guard every URL fetched on someone's behalf goes through.

@@ -28,7 +28,7 @@ use stella_actors::mirror::{import_bundle, quarantine_key, ImportOptions, Mirror
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
 use stella_domain::dsse::SigningKey;
 use stella_domain::export::manifest::ExportManifest;
-use stella_domain::export::tar::write_tar_zst;
+use stella_domain::export::tar::{write_tar_zst, zstd_encoder};
 use stella_domain::export::verify::{read_bundle_keeping, ReadLimits, Rejected};
 use stella_domain::osv::{split_collection, Limits, RawEntry};
 use stella_store::mailbox::Mailbox;
@@ -395,6 +395,27 @@ fn members(bundle: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     files.sort();
     files
+}
+
+/// A `tar.zst` of one entry named `name`, which `TarWriter` would never write.
+fn hostile_bundle(name: &str) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[124..135].copy_from_slice(b"00000000004");
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].fill(b' ');
+    let sum: u64 = h.iter().map(|&b| u64::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut plain = h.to_vec();
+    plain.extend_from_slice(b"evil");
+    plain.resize(2048, 0);
+    let mut z = zstd_encoder(Vec::new()).unwrap();
+    std::io::Write::write_all(&mut z, &plain).unwrap();
+    z.finish().unwrap()
 }
 
 /// `bundle` with one letter of its advisories member changed, re-packed as a valid
@@ -792,8 +813,26 @@ async fn mirror_round_trip(
         matches!(&err, MirrorImportError::Quarantined { failure: Rejected::Signature { file, .. }, .. } if file == "export.json.dsse"),
         "{err}"
     );
+    // An entry no Stella bundle holds (here one that climbs out of the folder) is
+    // refused by the verifier's reader before its bytes are read, and quarantined.
+    let hostile = dir.path().join("hostile.tar.zst");
+    std::fs::write(&hostile, hostile_bundle("../advisories.jsonl")).unwrap();
+    let err = import_bundle(c, &c_objects, &trusted, &hostile, options(None, None))
+        .await
+        .unwrap_err();
+    let MirrorImportError::Quarantined { failure, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(matches!(failure, Rejected::Unreadable(_)), "{failure}");
+    assert_eq!(failure.file(), "../advisories.jsonl");
     let quarantined = c.mirror_imports().quarantined().await.unwrap();
-    assert_eq!(quarantined.len(), 2);
+    assert_eq!(quarantined.len(), 3);
+    assert!(
+        quarantined
+            .iter()
+            .any(|q| q.file == "../advisories.jsonl" && q.reason.contains("traversal")),
+        "{quarantined:?}"
+    );
     assert!(
         c.advisories().all().await.unwrap().is_empty(),
         "nothing imported"

@@ -314,7 +314,8 @@ pub struct QuarantineRecord {
     pub bundle_sha256: String,
     /// The object it was kept as.
     pub object_key: String,
-    /// The member at fault (`""`: the bundle as a whole).
+    /// The member at fault, or `(the bundle's archive)` when the archive as a whole is
+    /// not readable (`stella_domain::export::verify::ARCHIVE`).
     pub file: String,
     pub reason: String,
     pub quarantined_by: String,
