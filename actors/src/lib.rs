@@ -14,13 +14,17 @@
 //! - [`scan`]: the `scan` kind (analyze → evaluate → seal), its intake and caches;
 //! - [`advisory_sync`]: the `advisory-sync` kind and advisory imports;
 //! - [`diag`]: the diagnostic `noop` kind;
-//! - [`export`]: the `export` kind (profiles, runs, formats);
+//! - [`export`]: the `export` kind (profiles, runs) in every format: findings documents,
+//!   reports, evidence bundles and the mirror bundles of advisories and VEX;
+//! - [`mirror`]: importing a mirror bundle on another instance (not a kind: a use case
+//!   an administrator runs against the store);
 //! - [`notify`]: the `notify` kind (dispatch, deliveries, digests) and its wire;
 //! - [`outbound`]: the guard every URL fetched on someone's behalf goes through.
 
 pub mod advisory_sync;
 pub mod diag;
 pub mod export;
+pub mod mirror;
 pub mod notify;
 pub mod outbound;
 pub mod roles;

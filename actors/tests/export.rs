@@ -152,7 +152,22 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         PutProfileError::Invalid(invalid) => (invalid.field, invalid.message),
         other => panic!("{other}"),
     };
-    let sarif = put_profile(
+    let unknown = put_profile(
+        store,
+        &tenant,
+        "x",
+        "xml",
+        &json!({"selectors": {"scans": [scans[0].as_str()]}}),
+        "ci",
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    let (field, message) = refused(unknown);
+    assert_eq!(field, "kind");
+    assert!(message.contains("unknown export kind"), "{message}");
+    // A mirror exports every advisory and VEX document: a scan selector is refused.
+    let mirror = put_profile(
         store,
         &tenant,
         "x",
@@ -163,9 +178,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     )
     .await
     .unwrap_err();
-    let (field, message) = refused(sarif);
-    assert_eq!(field, "kind");
-    assert!(message.contains("not available yet"), "{message}");
+    assert_eq!(refused(mirror).0, "selectors.scans");
     let nothing = put_profile(
         store,
         &tenant,
@@ -242,6 +255,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
             "all-findings",
             None,
             as_of,
+            None,
             None,
             3,
         )
@@ -373,6 +387,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
         None,
         as_of,
         None,
+        None,
         3,
     )
     .await
@@ -428,9 +443,11 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     )
     .await
     .unwrap();
-    let run = start_run(store, &registry, &tenant, "archived", None, as_of, None, 3)
-        .await
-        .unwrap();
+    let run = start_run(
+        store, &registry, &tenant, "archived", None, as_of, None, None, 3,
+    )
+    .await
+    .unwrap();
     let done = wait_done(store, &tenant, &run.id).await;
     assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
     let files = store
@@ -469,9 +486,11 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     )
     .await
     .unwrap();
-    let failed = start_run(store, &registry, &tenant, "ghost", None, as_of, None, 3)
-        .await
-        .unwrap();
+    let failed = start_run(
+        store, &registry, &tenant, "ghost", None, as_of, None, None, 3,
+    )
+    .await
+    .unwrap();
     let done = wait_done(store, &tenant, &failed.id).await;
     assert_eq!(done.state, JobState::Failed);
     let events = store
@@ -507,7 +526,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
 
     // A profile that does not exist is no run.
     assert!(
-        start_run(store, &registry, &tenant, "missing", None, as_of, None, 3)
+        start_run(store, &registry, &tenant, "missing", None, as_of, None, None, 3)
             .await
             .is_err()
     );
@@ -580,7 +599,19 @@ async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
         let registry = registry.clone();
         let tenant = tenant.clone();
         async move {
-            start_run_limited(store, &registry, &tenant, "p", None, as_of, Some(key), 3, 2).await
+            start_run_limited(
+                store,
+                &registry,
+                &tenant,
+                "p",
+                None,
+                as_of,
+                None,
+                Some(key),
+                3,
+                2,
+            )
+            .await
         }
     };
     let first = run("a").await.unwrap();

@@ -315,9 +315,11 @@ async fn documents_export_through_the_runtime(
         assert!(created);
         let mut runs: Vec<Vec<ExportFileRecord>> = Vec::new();
         for _ in 0..2 {
-            let run = start_run(store, &registry, &tenant, &profile, None, as_of, None, 3)
-                .await
-                .unwrap();
+            let run = start_run(
+                store, &registry, &tenant, &profile, None, as_of, None, None, 3,
+            )
+            .await
+            .unwrap();
             let done = wait_done(store, &tenant, &run.id).await;
             assert_eq!(
                 done.state,

@@ -202,9 +202,11 @@ async fn evidence_on(
     let as_of: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
     let mut runs = Vec::new();
     for _ in 0..2 {
-        let run = start_run(store, &registry, &tenant, "audit", None, as_of, None, 3)
-            .await
-            .unwrap();
+        let run = start_run(
+            store, &registry, &tenant, "audit", None, as_of, None, None, 3,
+        )
+        .await
+        .unwrap();
         let done = wait_done(store, &tenant, &run.id).await;
         assert_eq!(done.state, JobState::Succeeded, "{:?}", done.last_error);
         let files: BTreeMap<String, (String, u64)> = store

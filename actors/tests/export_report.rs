@@ -240,6 +240,7 @@ impl World<'_> {
             None,
             as_of,
             None,
+            None,
             3,
         )
         .await

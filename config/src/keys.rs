@@ -232,6 +232,7 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_NOTIFY_SMTP_TIMEOUT_SECS",
         Int
     ),
+    key!("mirror.trusted_keys", "STELLA_MIRROR_TRUSTED_KEYS", Str),
 ];
 
 #[cfg(test)]

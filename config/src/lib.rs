@@ -15,7 +15,7 @@
 //! - this file: [`Settings`], the typed result, and its top-level keys;
 //! - `database`, `valkey`, `s3`: the backend sections, each with the backend it selects
 //!   ([`DatabaseBackend`], [`MailboxBackend`], [`ObjectBackend`]);
-//! - `api`, `runtime`, `scheduler`, `outbound`, `notify`: the other sections;
+//! - `api`, `runtime`, `scheduler`, `outbound`, `mirror`, `notify`: the other sections;
 //! - `keys`: [`KEYS`], the table of every setting;
 //! - `load`: [`load`], the layering into [`Loaded`] (settings plus the [`Source`] of each
 //!   value) and [`ConfigError`], which always names key and source;
@@ -27,6 +27,7 @@ mod api;
 mod database;
 mod keys;
 mod load;
+mod mirror;
 mod notify;
 mod outbound;
 mod runtime;
@@ -46,6 +47,7 @@ pub use api::ApiSettings;
 pub use database::{DatabaseBackend, DatabaseSettings};
 pub use keys::{KeyDef, Kind, Show, KEYS};
 pub use load::{load, ConfigError, Loaded, Source};
+pub use mirror::MirrorSettings;
 pub use notify::{NotifySettings, SmtpMode, SmtpSettings};
 pub use outbound::OutboundSettings;
 pub use runtime::RuntimeSettings;
@@ -79,6 +81,7 @@ pub struct Settings {
     pub runtime: RuntimeSettings,
     pub scheduler: SchedulerSettings,
     pub outbound: OutboundSettings,
+    pub mirror: MirrorSettings,
     pub notify: NotifySettings,
 }
 
@@ -98,6 +101,7 @@ impl Default for Settings {
             runtime: RuntimeSettings::default(),
             scheduler: SchedulerSettings::default(),
             outbound: OutboundSettings::default(),
+            mirror: MirrorSettings::default(),
             notify: NotifySettings::default(),
         }
     }

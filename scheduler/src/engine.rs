@@ -722,6 +722,7 @@ impl Scheduler {
             profile: latest.name.clone(),
             revision: latest.revision,
             as_of: run.due_at,
+            base: None,
         };
         let request = JobRequest::of::<Export>(&params)?
             .with_key(format!("run:{}:export", run.id))

@@ -15,6 +15,7 @@
 //! - `args`: arguments several commands share (ranges, paging);
 //! - `output`: tables or JSON, terminal-safe text, writes that survive a closed pipe;
 //! - `server`: `serve`, `worker`, `scheduler`, `migrate`, `config show`;
+//! - `mirror`: `mirror import` (a bundle from another instance, into the configured store);
 //! - `diag`: `diag noop`; `crate::bench`: `bench ...`;
 //! - `completions`: `completions SHELL`;
 //! - `client/`: the commands that talk to a server, one file per resource, and the
@@ -28,6 +29,7 @@ mod client;
 mod completions;
 pub(crate) mod connect;
 mod diag;
+mod mirror;
 pub(crate) mod output;
 pub(crate) mod server;
 
@@ -283,7 +285,15 @@ mod tests {
                 !longs(&root).contains(&flag.to_owned()),
                 "root has --{flag}"
             );
-            for command in ["serve", "worker", "migrate", "bench", "diag", "completions"] {
+            for command in [
+                "serve",
+                "worker",
+                "migrate",
+                "bench",
+                "diag",
+                "completions",
+                "mirror",
+            ] {
                 let found = root.find_subcommand(command).unwrap();
                 assert!(!longs(found).contains(&flag.to_owned()), "{command}");
             }

@@ -1,7 +1,7 @@
 //! The commands that run Stella itself on the configured backends: `serve`, `worker`,
-//! `scheduler`, `migrate`, `config show`, and the `bench` and `diag` commands. Each loads
-//! the settings (defaults → file → environment) and starts logging first; a start that
-//! fails names the setting to check and where its value came from.
+//! `scheduler`, `migrate`, `mirror import`, `config show`, and the `bench` and `diag`
+//! commands. Each loads the settings (defaults → file → environment) and starts logging
+//! first; a start that fails names the setting to check and where its value came from.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +42,11 @@ pub(crate) enum ServerCommand {
     },
     /// Apply the database migrations, then exit.
     Migrate,
+    /// Mirror bundles of advisories and VEX from another instance (air-gapped installs).
+    Mirror {
+        #[command(subcommand)]
+        action: crate::cli::mirror::MirrorCommand,
+    },
     /// Inspect the effective settings.
     Config {
         #[command(subcommand)]
@@ -75,6 +80,7 @@ impl ServerCommand {
             Self::Bench { action } => action.run(&loaded, format),
             Self::Diag { action } => action.run(&loaded),
             Self::Migrate => block_on(migrate(&loaded)),
+            Self::Mirror { action } => action.run(&loaded, format),
             Self::Config {
                 action: ConfigAction::Show,
             } => {

@@ -229,6 +229,11 @@ impl Store {
         crate::repo::VexDocuments { store: self }
     }
 
+    /// Mirror bundles imported into this instance, and those quarantined.
+    pub fn mirror_imports(&self) -> crate::repo::MirrorImports<'_> {
+        crate::repo::MirrorImports { store: self }
+    }
+
     /// The leading scheduler's view: due schedules, runs and the impact index of every
     /// tenant, by design; its writes are fenced by its lease.
     pub fn scheduling(&self) -> crate::repo::Scheduling<'_> {
@@ -324,6 +329,15 @@ impl<'a> TenantScope<'a> {
 
     pub fn export_runs(&self) -> crate::repo::ExportRuns<'a> {
         crate::repo::ExportRuns {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
+    /// What the tenant's mirror exports read: every advisory, and the VEX documents its
+    /// scans consider.
+    pub fn mirror(&self) -> crate::repo::MirrorSource<'a> {
+        crate::repo::MirrorSource {
             store: self.store,
             tenant: self.tenant,
         }

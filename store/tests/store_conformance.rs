@@ -100,6 +100,8 @@ conformance!(
     events_are_deduplicated_and_scoped_to_their_tenant,
     export_profiles_are_immutable_per_revision_and_per_tenant,
     export_files_commit_with_the_step_once_per_name,
+    mirror_reads_follow_byte_order_and_generations,
+    mirror_imports_move_forward_only_in_one_transaction,
 );
 
 async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions(db: &TestDb) {
@@ -1531,4 +1533,262 @@ async fn export_files_commit_with_the_step_once_per_name(db: &TestDb) {
         let globex = db.store.tenant(&globex_id).export_files();
         assert!(globex.list(&job.id).await.unwrap().is_empty());
     }
+}
+
+async fn mirror_reads_follow_byte_order_and_generations(db: &TestDb) {
+    use stella_store::repo::{Change, Generations, VexDocumentRecord};
+    let store = &db.store;
+    with_tenants(store, &["acme", "beta"]).await;
+    let acme = tenant("acme");
+    let mirror = store.tenant(&acme).mirror();
+    assert_eq!(mirror.generations().await.unwrap(), Generations::default());
+    // Byte order, whatever the database's collation: "G" < "a", "-" < "a".
+    store
+        .advisories()
+        .import(
+            &[
+                advisory("osv:a", "x-b", 'a', &[]),
+                advisory("osv:a", "xa", 'b', &[]),
+                advisory("osv:Go", "GO-2", 'c', &[]),
+                advisory("osv:Go", "GO-10", 'd', &[]),
+            ],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let doc = |sha: char| VexDocumentRecord {
+        tenant: None,
+        sha256: sha.to_string().repeat(64),
+        format: "openvex".into(),
+        statements: json!([]),
+        statement_count: 0,
+        created_at: t0(),
+    };
+    store.vex().import(None, &doc('f')).await.unwrap();
+    store
+        .vex()
+        .import(Some(&tenant("acme")), &doc('1'))
+        .await
+        .unwrap();
+    store
+        .vex()
+        .import(Some(&tenant("beta")), &doc('2'))
+        .await
+        .unwrap();
+    let base = mirror.generations().await.unwrap();
+    assert_eq!(
+        base,
+        Generations {
+            advisories: 1,
+            vex: 3
+        }
+    );
+    assert_eq!(
+        mirror.counts(None).await.unwrap(),
+        (4, 2),
+        "beta's document is not acme's"
+    );
+    let mut keys = Vec::new();
+    let mut after = None;
+    loop {
+        let page = mirror.advisories(None, after.as_ref(), 1).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(last.change.is_none(), "a full read names no change");
+        keys.push(format!("{}:{}", last.source, last.id));
+        after = Some((last.source.clone(), last.id.clone()));
+    }
+    assert_eq!(
+        keys,
+        ["osv:Go:GO-10", "osv:Go:GO-2", "osv:a:x-b", "osv:a:xa"]
+    );
+    let vex = mirror.vex(None, None, 10).await.unwrap();
+    let owners: Vec<Option<&str>> = vex.iter().map(|v| v.tenant.as_deref()).collect();
+    assert_eq!(
+        owners,
+        [None, Some("acme")],
+        "global first, then the tenant's own"
+    );
+    let second = mirror
+        .vex(None, Some(&(String::new(), "f".repeat(64))), 10)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1, "paging after the global document");
+
+    // One import later: what changed since the base, and how.
+    let mut withdrawn = advisory("osv:a", "xa", 'e', &[]);
+    withdrawn.withdrawn = Some(t0());
+    store
+        .advisories()
+        .import(
+            &[
+                advisory("osv:Go", "GO-2", '9', &[]),
+                advisory("osv:Go", "GO-3", '8', &[]),
+                withdrawn,
+                advisory("osv:a", "x-b", 'a', &[]),
+            ],
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .vex()
+        .import(Some(&tenant("acme")), &doc('3'))
+        .await
+        .unwrap();
+    assert_eq!(mirror.counts(Some(base)).await.unwrap(), (3, 1));
+    let delta = mirror
+        .advisories(Some(base.advisories), None, 10)
+        .await
+        .unwrap();
+    let changes: Vec<(&str, Option<Change>)> =
+        delta.iter().map(|a| (a.id.as_str(), a.change)).collect();
+    assert_eq!(
+        changes,
+        [
+            ("GO-2", Some(Change::Changed)),
+            ("GO-3", Some(Change::Added)),
+            ("xa", Some(Change::Withdrawn)),
+        ],
+        "an unchanged record is not in the delta"
+    );
+    let vex = mirror.vex(Some(base.vex), None, 10).await.unwrap();
+    assert_eq!(vex.len(), 1);
+    assert_eq!(vex[0].sha256, "3".repeat(64));
+}
+
+async fn mirror_imports_move_forward_only_in_one_transaction(db: &TestDb) {
+    use stella_store::repo::{
+        Generations, MirrorImport, MirrorImportOutcome, QuarantineRecord, VexDocumentRecord,
+    };
+    let store = &db.store;
+    with_tenants(store, &["acme"]).await;
+    let records = [advisory("osv:Go", "GO-1", 'a', &[("Go", "x")])];
+    let documents = [VexDocumentRecord {
+        tenant: Some("acme".into()),
+        sha256: "f".repeat(64),
+        format: "openvex".into(),
+        statements: json!([]),
+        statement_count: 0,
+        created_at: t0(),
+    }];
+    let counts = json!({"advisories": 1});
+    let import =
+        |manifest: &'static str, advisories: i64, base: Option<&'static str>| MirrorImport {
+            origin: "key-a",
+            kind: if base.is_some() {
+                "mirror:delta"
+            } else {
+                "mirror:full"
+            },
+            manifest_sha256: manifest,
+            bundle_sha256: "b",
+            base_manifest_sha256: base,
+            generations: Generations { advisories, vex: 1 },
+            counts: &counts,
+            advisories: &records,
+            vex: &documents,
+            forced_reason: None,
+            imported_by: "test",
+        };
+    let full = import("m1", 5, None);
+    let MirrorImportOutcome::Imported {
+        record,
+        advisories,
+        vex_new,
+    } = store.mirror_imports().import(&full, t0()).await.unwrap()
+    else {
+        panic!("the first bundle is imported")
+    };
+    assert_eq!((advisories.new, vex_new), (1, 1));
+    assert_eq!(record.generations.advisories, 5);
+    assert_eq!(
+        store.vex().for_tenant(&tenant("acme")).await.unwrap().len(),
+        1
+    );
+    // The same bundle again changes nothing.
+    assert!(matches!(
+        store.mirror_imports().import(&full, t0()).await.unwrap(),
+        MirrorImportOutcome::AlreadyImported(_)
+    ));
+    // A delta whose base was never imported, and an older bundle: refused, nothing written.
+    let changed = [advisory("osv:Go", "GO-1", 'z', &[("Go", "x")])];
+    let mut orphan = import("m2", 6, Some("never"));
+    orphan.advisories = &changed;
+    assert_eq!(
+        store.mirror_imports().import(&orphan, t0()).await.unwrap(),
+        MirrorImportOutcome::MissingBase
+    );
+    let mut older = import("m0", 4, None);
+    older.advisories = &changed;
+    assert!(matches!(
+        store.mirror_imports().import(&older, t0()).await.unwrap(),
+        MirrorImportOutcome::Older(latest) if latest.manifest_sha256 == "m1"
+    ));
+    assert_eq!(
+        store.advisories().all().await.unwrap()[0].sha256,
+        "a".repeat(64)
+    );
+    assert_eq!(store.mirror_imports().list().await.unwrap().len(), 1);
+    // A delta on its base moves forward; forced with a reason, an older bundle goes in,
+    // and the audit log says why.
+    let mut delta = import("m3", 7, Some("m1"));
+    delta.advisories = &changed;
+    assert!(matches!(
+        store.mirror_imports().import(&delta, t0()).await.unwrap(),
+        MirrorImportOutcome::Imported { .. }
+    ));
+    assert_eq!(
+        store.advisories().all().await.unwrap()[0].sha256,
+        "z".repeat(64)
+    );
+    let mut forced = import("m0", 4, None);
+    forced.forced_reason = Some("roll back a bad feed");
+    assert!(matches!(
+        store.mirror_imports().import(&forced, t0()).await.unwrap(),
+        MirrorImportOutcome::Imported { .. }
+    ));
+    assert_eq!(
+        store.advisories().all().await.unwrap()[0].sha256,
+        "a".repeat(64)
+    );
+    let imports = store.mirror_imports().list().await.unwrap();
+    let manifests: Vec<&str> = imports.iter().map(|i| i.manifest_sha256.as_str()).collect();
+    assert_eq!(manifests, ["m1", "m3", "m0"]);
+    assert_eq!(
+        imports[2].forced_reason.as_deref(),
+        Some("roll back a bad feed")
+    );
+    let audit = store.audit().list(None, None, 50).await.unwrap().items;
+    let forced_entry = audit
+        .iter()
+        .find(|e| e.entry.action == "import_mirror_bundle_forced")
+        .expect("the forced import is audited");
+    assert_eq!(
+        forced_entry.entry.details["forced"]["reason"],
+        "roll back a bad feed"
+    );
+    assert_eq!(
+        forced_entry.entry.details["forced"]["behind"]["manifest_sha256"],
+        "m3"
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.entry.action == "import_mirror_bundle")
+            .count(),
+        2
+    );
+
+    // A quarantined bundle is recorded once, with why.
+    let entry = QuarantineRecord {
+        bundle_sha256: "q".repeat(64),
+        object_key: "mirror/quarantine/q.tar.zst".into(),
+        file: "advisories.jsonl".into(),
+        reason: "checksum".into(),
+        quarantined_by: "test".into(),
+        quarantined_at: t0(),
+    };
+    store.mirror_imports().quarantine(&entry).await.unwrap();
+    store.mirror_imports().quarantine(&entry).await.unwrap();
+    assert_eq!(store.mirror_imports().quarantined().await.unwrap(), [entry]);
 }

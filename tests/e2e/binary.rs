@@ -1301,11 +1301,15 @@ const EXPORT_KINDS: &[&str] = &[
     "report:pdf",
     "report:xlsx",
     "evidence",
+    "mirror:full",
+    "mirror:delta",
 ];
 
 /// Every export kind end to end from the CLI, as a user runs it: a profile, a run waited
 /// for, every file downloaded and checked against its listed SHA-256; on the embedded
-/// default, and (with the services) on PostgreSQL + Valkey + S3.
+/// default, and (with the services) on PostgreSQL + Valkey + S3. The mirror kinds select
+/// no scans (they export every advisory and VEX document), and the delta runs since the
+/// full one; the bundles check out with `stella export verify`.
 fn every_export_kind_runs_from_the_cli(services: &[(&str, String)]) {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
     if !data.is_dir() {
@@ -1347,28 +1351,31 @@ fn every_export_kind_runs_from_the_cli(services: &[(&str, String)]) {
         .unwrap()
         .trim()
         .to_owned();
+    let key = dir.path().join("stella.pub.pem");
+    std::fs::write(&key, cli(&["keys", "--pem"])).unwrap();
+    let mut mirror_full: Option<String> = None;
     for kind in EXPORT_KINDS {
         let profile = format!("every-{}", kind.replace(':', "-"));
-        cli(&[
-            "--tenant",
-            tenant,
-            "export",
-            "profiles",
-            "create",
-            &profile,
-            "--kind",
-            kind,
-            "--scans",
-            &scan,
-            "--include-sboms",
-            "--include-evidence",
-        ]);
-        let out = cli(&[
+        let mut create = vec![
+            "--tenant", tenant, "export", "profiles", "create", &profile, "--kind", kind,
+        ];
+        if !kind.starts_with("mirror:") {
+            create.extend(["--scans", &scan, "--include-sboms", "--include-evidence"]);
+        }
+        cli(&create);
+        let mut run = vec![
             "--tenant", tenant, "--output", "json", "export", "run", &profile, "--wait",
-        ]);
+        ];
+        if *kind == "mirror:delta" {
+            run.extend(["--base", mirror_full.as_deref().unwrap()]);
+        }
+        let out = cli(&run);
         let export: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(export["status"], "completed", "{kind}: {out}");
         let id = export["export_id"].as_str().unwrap();
+        if *kind == "mirror:full" {
+            mirror_full = Some(id.to_owned());
+        }
         let files = export["files"].as_array().unwrap();
         assert!(
             files.iter().any(|f| f["name"] == "export.json")
@@ -1398,13 +1405,14 @@ fn every_export_kind_runs_from_the_cli(services: &[(&str, String)]) {
                 "{kind}: {name}"
             );
         }
-        if *kind == "evidence" {
+        let bundle = match *kind {
+            "evidence" => Some(format!("evidence-{profile}-r1.tar.zst")),
+            "mirror:full" | "mirror:delta" => Some("mirror.tar.zst".to_owned()),
+            _ => None,
+        };
+        if let Some(bundle) = bundle {
             // The bundle checks out offline against the server's key.
-            let key = dir.path().join("stella.pub.pem");
-            std::fs::write(&key, cli(&["keys", "--pem"])).unwrap();
-            let bundle = dir
-                .path()
-                .join(format!("{profile}-evidence-{profile}-r1.tar.zst"));
+            let bundle = dir.path().join(format!("{profile}-{bundle}"));
             let out = cli(&[
                 "export",
                 "verify",
@@ -1417,6 +1425,161 @@ fn every_export_kind_runs_from_the_cli(services: &[(&str, String)]) {
     }
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[test]
+fn a_mirror_bundle_goes_from_one_instance_to_another_with_no_server_there() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    // A: the embedded default, serving; advisories in, a mirror:full out.
+    let a = tempfile::tempdir().unwrap();
+    let mut server = stella(a.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = std::fs::read_to_string(a.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let output = stella(a.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", &admin)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (code, _, err) = cli(&["tenants", "create", "acme", "--name", "Acme"]);
+    assert_eq!(code, Some(0), "{err}");
+    let go = data.join("advisories/Go-all.zip");
+    let (code, _, err) = cli(&["advisories", "import", go.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(&[
+        "--tenant",
+        "acme",
+        "export",
+        "profiles",
+        "create",
+        "feeds",
+        "--kind",
+        "mirror:full",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("mirror:full"), "{out}");
+    // A scan selector on a mirror profile is refused, naming the field.
+    let (code, _, err) = cli(&[
+        "--tenant",
+        "acme",
+        "export",
+        "profiles",
+        "create",
+        "feeds",
+        "--kind",
+        "mirror:full",
+        "--targets",
+        "app",
+    ]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("selectors.targets"), "{err}");
+    let (code, out, err) = cli(&[
+        "--tenant", "acme", "--output", "json", "export", "run", "feeds", "--wait",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(export["counts"]["advisories"], 4291, "{export}");
+    let export_id = export["export_id"].as_str().unwrap().to_owned();
+    let bundle = a.path().join("mirror.tar.zst");
+    let (code, _, err) = cli(&[
+        "--tenant",
+        "acme",
+        "export",
+        "download",
+        &export_id,
+        "mirror.tar.zst",
+        "--output-file",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let keys: serde_json::Value = reqwest::blocking::get(format!("http://{addr}/api/v1/keys"))
+        .unwrap()
+        .json()
+        .unwrap();
+    let pem = a.path().join("a.pem");
+    std::fs::write(&pem, keys["items"][0]["public_key_pem"].as_str().unwrap()).unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    // The bundle checks out offline as every export does, with the one verifier.
+    let verified = stella(a.path())
+        .args(["export", "verify"])
+        .arg(&bundle)
+        .arg("--key")
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&verified.stdout).contains("mirror:full"),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+
+    // B: another data dir, no server, no network.
+    let b = tempfile::tempdir().unwrap();
+    let import = |bundle: &Path, trusted: Option<&Path>| {
+        let mut command = stella(b.path());
+        if let Some(pem) = trusted {
+            command.env("STELLA_MIRROR_TRUSTED_KEYS", pem);
+        }
+        command
+            .args(["mirror", "import"])
+            .arg(bundle)
+            .output()
+            .unwrap()
+    };
+    let untrusted = import(&bundle, None);
+    assert_one_line_error(&untrusted, &["mirror.trusted_keys"]);
+    let output = import(&bundle, Some(&pem));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("imported") && stdout.contains("4291"),
+        "{stdout}"
+    );
+    let again = import(&bundle, Some(&pem));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already-imported"));
+
+    // One byte of a member changed: quarantined, the member named, exit non-zero.
+    let mut files = crate::evidence::members(&std::fs::read(&bundle).unwrap());
+    let member = &mut files
+        .iter_mut()
+        .find(|(n, _)| n == "advisories.jsonl")
+        .unwrap()
+        .1;
+    let at = member.len() / 3;
+    member[at] ^= 0x01;
+    let tampered = b.path().join("tampered.tar.zst");
+    std::fs::write(&tampered, crate::evidence::repack(&files)).unwrap();
+    let refused = import(&tampered, Some(&pem));
+    assert_one_line_error(&refused, &["quarantined", "advisories.jsonl", "checksum"]);
 }
 
 #[test]

@@ -19,8 +19,9 @@ use crate::binary::{stella, CliServer};
 const ECHO: &str = "pkg:golang/github.com/labstack/echo/v4";
 const BUNDLE: &str = "evidence-audit-r1.tar.zst";
 
-/// The members of a `tar.zst` Stella wrote (plain ustar), in order.
-fn members(bundle: &[u8]) -> Vec<(String, Vec<u8>)> {
+/// The members of a `tar.zst` Stella wrote (plain ustar), in order (also the mirror
+/// test's).
+pub(crate) fn members(bundle: &[u8]) -> Vec<(String, Vec<u8>)> {
     let plain = zstd::stream::decode_all(bundle).unwrap();
     let mut out = Vec::new();
     let mut at = 0;
@@ -44,7 +45,7 @@ fn members(bundle: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn repack(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn repack(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let refs: Vec<(&str, &[u8])> = members
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))

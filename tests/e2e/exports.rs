@@ -87,7 +87,7 @@ async fn an_export_runs_from_a_profile_and_downloads_whole_and_in_ranges() {
     let scan = scan_of(&server, &acme, tiny_sbom(), &[("name", "=cmd|calc")]).await;
     wait_scan(&server, &acme, &scan, "completed").await;
 
-    // A profile: a kind not available yet and a bad selector are refused with their field.
+    // A profile: a kind that does not exist and a bad selector are refused with their field.
     let put = |body: Value| {
         let server = &server;
         let acme = &acme;
@@ -443,5 +443,104 @@ async fn runs_are_listed_cancelled_and_expire() {
     }
     let reply = call(Method::GET, format!("/api/v1/exports/{first_id}"), None).await;
     assert_eq!(reply.status, 200);
+    server.handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn a_mirror_delta_runs_since_a_base_of_its_own_tenant() {
+    let server = start(|_| {}).await;
+    let mut tokens = Vec::new();
+    for tenant in ["acme", "beta"] {
+        server.create_tenant(tenant).await;
+        let (_, token) = server
+            .token(tenant, &["exports:read", "exports:write"])
+            .await;
+        tokens.push(token);
+    }
+    let (acme, beta) = (&tokens[0], &tokens[1]);
+    import_left_pad_advisory(&server).await;
+    let post = |token: &str, path: &str, body: Value| {
+        let server = &server;
+        let token = token.to_owned();
+        let path = path.to_owned();
+        async move {
+            server
+                .call(Method::POST, &path, Some(&token), None, Some(body))
+                .await
+        }
+    };
+
+    // A mirror takes no scan selectors; it exports every advisory and VEX document.
+    let reply = post(
+        acme,
+        "/api/v1/export-profiles",
+        json!({"name": "feeds", "kind": "mirror:full", "selectors": {"scans": ["x"]}}),
+    )
+    .await;
+    assert_problem(&reply, 400, "a scan selector on a mirror");
+    assert_eq!(reply.body["location"], "selectors.scans", "{}", reply.text);
+    for (token, name, kind) in [
+        (acme, "feeds", "mirror:full"),
+        (acme, "feeds-delta", "mirror:delta"),
+        (beta, "feeds-delta", "mirror:delta"),
+    ] {
+        let reply = post(
+            token,
+            "/api/v1/export-profiles",
+            json!({"name": name, "kind": kind, "selectors": {}}),
+        )
+        .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+    }
+    let reply = post(acme, "/api/v1/exports", json!({"profile": "feeds"})).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let full = reply.body["export_id"].as_str().unwrap().to_owned();
+    let export = wait_export(&server, acme, &full).await;
+    assert_eq!(export["status"], "completed", "{export}");
+    assert_eq!(export["counts"]["advisories"], 1, "{export}");
+    assert!(
+        export["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "mirror.tar.zst"),
+        "{export}"
+    );
+
+    // A delta names its base; nothing else takes one; another tenant's export is as
+    // missing as one that does not exist.
+    let reply = post(acme, "/api/v1/exports", json!({"profile": "feeds-delta"})).await;
+    assert_problem(&reply, 400, "a delta without a base");
+    assert_eq!(reply.body["location"], "base", "{}", reply.text);
+    let reply = post(
+        acme,
+        "/api/v1/exports",
+        json!({"profile": "feeds", "base": full}),
+    )
+    .await;
+    assert_problem(&reply, 400, "a base on a full mirror");
+    assert_eq!(reply.body["location"], "base", "{}", reply.text);
+    let reply = post(
+        beta,
+        "/api/v1/exports",
+        json!({"profile": "feeds-delta", "base": full}),
+    )
+    .await;
+    assert_problem(&reply, 404, "another tenant's export as the base");
+    assert_eq!(reply.body["location"], "base", "{}", reply.text);
+    let reply = post(
+        acme,
+        "/api/v1/exports",
+        json!({"profile": "feeds-delta", "base": full}),
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let delta = reply.body["export_id"].as_str().unwrap().to_owned();
+    let export = wait_export(&server, acme, &delta).await;
+    assert_eq!(export["status"], "completed", "{export}");
+    assert_eq!(
+        export["counts"]["advisories"], 0,
+        "nothing changed since the base: {export}"
+    );
     server.handle.stop(true).await;
 }

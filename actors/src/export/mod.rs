@@ -3,12 +3,14 @@
 //!
 //! 1. `plan` resolves the profile's selectors to scans and fixes them, with the number
 //!    of items to write, as the run's plan (an object, recorded with the step's outcome
-//!    in `export_runs`), so later steps and their retries export the same scans;
+//!    in `export_runs`), so later steps and their retries export the same scans (a
+//!    mirror plan fixes the generations of advisories and VEX it is as of, and its base);
 //! 2. `write` streams the plan's items through the format's writer ([`formats`]) into
 //!    temporary files and stores them content-addressed, reporting progress;
 //! 3. `seal` writes the manifest `export.json` over the written files (size and SHA-256
 //!    of each, canonical JSON), its DSSE signature `export.json.dsse` and the in-toto
-//!    provenance `provenance.json` with its signature;
+//!    provenance `provenance.json` with its signature; a bundle format
+//!    (`formats::bundle`) packs them all into one reproducible `tar.zst`;
 //! 4. `distribute` copies every file where the profile sends them (download only, or a
 //!    prefix of the tenant's objects).
 //!
@@ -67,6 +69,9 @@ pub struct ExportParams {
     pub revision: u64,
     /// What the export is as of: recorded in the manifest, never read from the clock.
     pub as_of: DateTime<Utc>,
+    /// The export a `mirror:delta` is taken since (its id); no other kind has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// The formats (profile kinds) an export writes.
@@ -97,10 +102,12 @@ pub enum Format {
     /// advisory observations, VEX documents and policies they cite), sealed and packed
     /// into one reproducible `evidence-<profile>-r<revision>.tar.zst`.
     Evidence,
+    /// Every advisory and VEX document the tenant reads, for an instance with no
+    /// network: `mirror.tar.zst` (see [`stella_domain::export::mirror`]).
+    MirrorFull,
+    /// What changed since a base mirror export: added, changed, withdrawn.
+    MirrorDelta,
 }
-
-/// The formats the issue names that this version does not write yet.
-const LATER: &[&str] = &["mirror:full", "mirror:delta"];
 
 impl Format {
     /// Every format this version writes.
@@ -114,6 +121,8 @@ impl Format {
         Format::ReportPdf,
         Format::ReportXlsx,
         Format::Evidence,
+        Format::MirrorFull,
+        Format::MirrorDelta,
     ];
 
     pub fn name(self) -> &'static str {
@@ -127,12 +136,25 @@ impl Format {
             Format::ReportPdf => "report:pdf",
             Format::ReportXlsx => "report:xlsx",
             Format::Evidence => "evidence",
+            Format::MirrorFull => "mirror:full",
+            Format::MirrorDelta => "mirror:delta",
         }
     }
 
     /// Whether it is a report for people, which compares with the profile's previous run.
     pub fn is_report(self) -> bool {
         matches!(self, Format::ReportPdf | Format::ReportXlsx)
+    }
+
+    /// Whether the format exports scans (and its profiles must select some): the
+    /// mirror formats export advisories and VEX instead, and take no scan selectors.
+    pub fn exports_scans(self) -> bool {
+        !self.is_mirror()
+    }
+
+    /// `mirror:full` or `mirror:delta`.
+    pub fn is_mirror(self) -> bool {
+        matches!(self, Format::MirrorFull | Format::MirrorDelta)
     }
 
     /// The format called `name`; an error message saying what is known otherwise.
@@ -145,15 +167,9 @@ impl Format {
             .map(|f| f.name())
             .collect::<Vec<_>>()
             .join(", ");
-        if LATER.contains(&name) {
-            Err(format!(
-                "export kind {name:?} is not available yet; this version writes: {known}"
-            ))
-        } else {
-            Err(format!(
-                "unknown export kind {name:?}; this version writes: {known}"
-            ))
-        }
+        Err(format!(
+            "unknown export kind {name:?}; this version writes: {known}"
+        ))
     }
 }
 

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_domain::canonical::canonical_bytes;
+use stella_domain::export::manifest::{ExportManifest, MANIFEST_NAME};
+use stella_domain::export::mirror::{Generations, MirrorBase, MirrorKind, MirrorSection};
 use stella_store::object::Sha256Digest;
 use stella_store::repo::{
     Effect, ExportProfileRecord, ExportRunRecord, JobFilter, JobState, ScanRecord,
@@ -30,11 +32,16 @@ pub struct ExportPlan {
     pub as_of: DateTime<Utc>,
     /// In scan id order.
     pub scans: Vec<PlannedScan>,
-    /// The items the writers will write: findings, for the finding formats.
+    /// The items the writers will write: findings, for the finding formats; advisories
+    /// and VEX documents, for the mirrors.
     pub items_total: u64,
     /// The run a report compares with (reports only; see [`PreviousRun`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<PreviousRun>,
+    /// A mirror's section of `export.json` as planned: the generations it is as of and,
+    /// for a delta, its base and the generations it is since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSection>,
 }
 
 /// The previous report of a profile: the tenant's latest succeeded export of the same
@@ -108,7 +115,10 @@ pub(super) async fn plan(
         .export_profiles()
         .revision(&params.profile, params.revision)
         .await?;
-    let mut plan = resolve(ctx, &record, params.as_of).await?;
+    let mut plan = match Format::parse(&record.kind).map_err(StepError::abort)? {
+        format if format.is_mirror() => resolve_mirror(deps, ctx, &record, format, params).await?,
+        _ => resolve(ctx, &record, params.as_of).await?,
+    };
     if plan.format()?.is_report() {
         plan.previous = previous_run(ctx, &params.profile).await?;
     }
@@ -164,6 +174,7 @@ async fn resolve(
         scans: planned,
         items_total,
         previous: None,
+        mirror: None,
     })
 }
 
@@ -216,6 +227,102 @@ async fn previous_run(
         as_of: params.as_of,
         plan_sha256: run.plan_sha256,
     }))
+}
+
+/// The plan of a mirror profile: the generations of advisories and VEX it is as of
+/// (read before and after counting, so the count is theirs), and for a delta its base,
+/// read from the base's own `export.json`.
+async fn resolve_mirror(
+    deps: &ExportDeps,
+    ctx: &StepContext<'_>,
+    record: &ExportProfileRecord,
+    format: Format,
+    params: &ExportParams,
+) -> Result<ExportPlan, StepError> {
+    let definition: ProfileDefinition = serde_json::from_str(&record.definition)
+        .map_err(|err| StepError::abort(format!("the stored profile: {err}")).with_source(err))?;
+    let (kind, base, from) = match (format, &params.base) {
+        (Format::MirrorDelta, Some(base)) => {
+            let (base, section) = mirror_base(deps, ctx, base).await?;
+            (MirrorKind::Delta, Some(base), Some(section.to))
+        }
+        (Format::MirrorDelta, None) => {
+            return Err(StepError::abort("a mirror:delta run names its base export"))
+        }
+        _ => (MirrorKind::Full, None, None),
+    };
+    let source = ctx.store.tenant(&ctx.job.tenant).mirror();
+    let to = source.generations().await?;
+    let (advisories, vex) = source.counts(from.map(store_generations)).await?;
+    if source.generations().await? != to {
+        return Err(StepError::retry(
+            "advisories or VEX changed while the export was planned",
+        ));
+    }
+    Ok(ExportPlan {
+        profile: record.name.clone(),
+        revision: record.revision,
+        kind: format.name().to_owned(),
+        definition,
+        as_of: params.as_of,
+        scans: Vec::new(),
+        items_total: advisories + vex,
+        previous: None,
+        mirror: Some(MirrorSection {
+            kind,
+            base,
+            from,
+            to: Generations {
+                advisories: to.advisories,
+                vex: to.vex,
+            },
+        }),
+    })
+}
+
+/// The store's form of a bundle's generations.
+pub(super) fn store_generations(g: Generations) -> stella_store::repo::Generations {
+    stella_store::repo::Generations {
+        advisories: g.advisories,
+        vex: g.vex,
+    }
+}
+
+/// A delta's base export: its id and the digest of its `export.json`, and the mirror
+/// section that manifest holds (the base must be a completed mirror export of this
+/// tenant; `start_run` checked so, and its files are what says it completed).
+async fn mirror_base(
+    deps: &ExportDeps,
+    ctx: &StepContext<'_>,
+    base: &str,
+) -> Result<(MirrorBase, MirrorSection), StepError> {
+    let id = JobId::parse(base)
+        .map_err(|err| StepError::abort(format!("base export {base:?}: {err}")))?;
+    let files = ctx
+        .store
+        .tenant(&ctx.job.tenant)
+        .export_files()
+        .list(&id)
+        .await?;
+    let manifest = files
+        .iter()
+        .find(|file| file.name == MANIFEST_NAME)
+        .ok_or_else(|| StepError::abort(format!("base export {base} has no export.json")))?;
+    let bytes = deps
+        .objects
+        .read_content(&Sha256Digest::parse(&manifest.sha256)?)
+        .await?;
+    let section = ExportManifest::from_json(&bytes)
+        .map_err(|err| StepError::abort(format!("base export {base}'s export.json: {err}")))?
+        .mirror
+        .ok_or_else(|| StepError::abort(format!("base export {base} is not a mirror export")))?;
+    Ok((
+        MirrorBase {
+            export_id: base.to_owned(),
+            manifest_sha256: manifest.sha256.clone(),
+        },
+        section,
+    ))
 }
 
 /// The scans a profile selects, each once, in id order (so a rerun writes the same

@@ -198,13 +198,16 @@ pub fn check_name(name: &str) -> Result<(), InvalidProfile> {
 }
 
 impl ProfileDefinition {
-    /// Reads and checks a definition (the request body's `selectors`,
-    /// `retention_days`).
-    pub fn parse(value: &Value) -> Result<Self, InvalidProfile> {
+    /// Reads and checks a definition of a `format` profile (the request body's
+    /// `selectors`, `options`, `distribution`, `retention_days`).
+    pub fn parse(format: Format, value: &Value) -> Result<Self, InvalidProfile> {
         let definition: ProfileDefinition = serde_path_to_error::deserialize(value)
             .map_err(|err| invalid(err.path().to_string(), err.inner().to_string()))?;
+        if !format.exports_scans() {
+            definition.refuse_scan_selection(format)?;
+        }
         let s = &definition.selectors;
-        if s.scans.is_empty() && s.targets.is_empty() {
+        if format.exports_scans() && s.scans.is_empty() && s.targets.is_empty() {
             return Err(invalid(
                 "selectors",
                 "a profile selects at least one scan or target",
@@ -300,6 +303,38 @@ impl ProfileDefinition {
     }
 }
 
+impl ProfileDefinition {
+    /// A format that does not export scans (the mirrors: every advisory and VEX document
+    /// the tenant reads) takes no selector and no option: each one given is refused,
+    /// naming its field, rather than ignored.
+    fn refuse_scan_selection(&self, format: Format) -> Result<(), InvalidProfile> {
+        let s = &self.selectors;
+        let o = &self.options;
+        let given = [
+            ("selectors.scans", !s.scans.is_empty()),
+            ("selectors.targets", !s.targets.is_empty()),
+            ("selectors.since", s.since.is_some()),
+            ("selectors.until", s.until.is_some()),
+            ("selectors.dispositions", !s.dispositions.is_empty()),
+            ("selectors.min_severity", s.min_severity.is_some()),
+            ("selectors.vulnerabilities", !s.vulnerabilities.is_empty()),
+            ("options.include_sboms", o.include_sboms),
+            ("options.include_evidence", o.include_evidence),
+            ("options.template", o.template.is_some()),
+        ];
+        match given.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(invalid(
+                *field,
+                format!(
+                    "{} exports every advisory and VEX document the tenant reads: it takes no scan selectors or options",
+                    format.name()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Checks and stores a profile as its next revision (or returns the latest revision, with
 /// `false`, when nothing changed).
 pub async fn put_profile(
@@ -313,7 +348,7 @@ pub async fn put_profile(
 ) -> Result<(ExportProfileRecord, bool), PutProfileError> {
     check_name(name)?;
     let format = Format::parse(format).map_err(|message| invalid("kind", message))?;
-    let definition = ProfileDefinition::parse(definition)?;
+    let definition = ProfileDefinition::parse(format, definition)?;
     // A scan the tenant does not have is a missing id, whoever else has it.
     let scans = store.tenant(tenant).scans();
     for (i, scan) in definition.selectors.scans.iter().enumerate() {

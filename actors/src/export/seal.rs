@@ -2,7 +2,7 @@
 //! with its size and SHA-256 (canonical JSON, signed as it is into `export.json.dsse`);
 //! `provenance.json` is an in-toto Statement whose subjects are those files and the
 //! manifest, naming the inputs (the scans' SBOMs and attestations), signed into
-//! `provenance.json.dsse`. A bundle format (`evidence`) then packs every written file
+//! `provenance.json.dsse`. A bundle format (`evidence`, the mirrors) then packs every written file
 //! and these four into one `tar.zst` ([`super::bundle`]), a file of the run beside them
 //! (it cannot be in the manifest it holds). Nothing here reads a clock or an id: equal
 //! plans give equal bytes.
@@ -91,6 +91,7 @@ fn sealed(
             manifest.count(name.clone(), value.as_u64().unwrap_or(0));
         }
     }
+    manifest.mirror = plan.mirror.clone();
     for file in files {
         manifest.add_file(file).map_err(|err| abort(&err))?;
     }

@@ -40,7 +40,9 @@ pub(super) async fn write(
         done: 0,
         reported: 0,
     };
-    run.count("scans", plan.scans.len() as u64);
+    if format.exports_scans() {
+        run.count("scans", plan.scans.len() as u64);
+    }
     formats::write(format, &mut run).await?;
     run.report().await?;
     let counts = serde_json::to_value(&run.counts)

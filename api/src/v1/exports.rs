@@ -30,7 +30,7 @@ pub struct ProfileView {
     pub name: String,
     pub revision: u64,
     /// What it writes: `json:raw`, `json:policy`, `csv`, `sarif`, `cyclonedx`, `spdx`,
-    /// `report:pdf` or `report:xlsx`.
+    /// `report:pdf`, `report:xlsx`, `evidence`, `mirror:full` or `mirror:delta`.
     pub kind: String,
     /// The selectors and retention, as stored (canonical JSON).
     #[schema(value_type = Object)]
@@ -69,10 +69,12 @@ pub struct PutProfile {
     /// scan), `spdx` (SPDX 2.3 JSON, one document per scan), `report:pdf` or
     /// `report:xlsx` (a report for people: `report.pdf`, `report.xlsx`) or `evidence` (a
     /// signed, reproducible `tar.zst` of what the verdicts rest on, and each member on its
-    /// own). The mirror kinds are not available yet.
+    /// own), `mirror:full` or `mirror:delta` (every advisory and VEX document the tenant
+    /// reads, or what changed since a base mirror export, as `mirror.tar.zst` for
+    /// `stella mirror import` on an instance with no network).
     pub kind: String,
     /// `scans` (ids), `targets` (names: their latest scan), `dispositions` (`pass`,
-    /// `warn`, `block`; all when empty).
+    /// `warn`, `block`; all when empty). The mirror kinds take none: `{}`.
     #[schema(value_type = Object)]
     pub selectors: Value,
     /// `include_sboms` (`json:raw`: the SBOMs as files of the export), `include_evidence`
@@ -103,6 +105,9 @@ pub struct StartExport {
     /// What the export is as of (RFC 3339; default: now). Equal inputs and an equal time
     /// give byte-identical files.
     pub as_of: Option<DateTime<Utc>>,
+    /// For a `mirror:delta` profile (and no other): the id of the completed mirror
+    /// export the delta is taken since.
+    pub base: Option<String>,
 }
 
 /// An export run.
@@ -337,6 +342,7 @@ pub(crate) async fn create(
             "profile": body.profile,
             "revision": body.revision,
             "as_of": body.as_of.map(|t| t.timestamp_millis()),
+            "base": body.base,
         });
         crate::idempotency::claim(&ctx, tenant, "exports", key, &fingerprint).await?;
     }
@@ -347,6 +353,7 @@ pub(crate) async fn create(
         &body.profile,
         body.revision,
         as_of,
+        body.base.as_deref(),
         key.as_deref(),
         ctx.job_max_attempts,
         ctx.settings.max_export_runs_per_tenant,
@@ -354,7 +361,12 @@ pub(crate) async fn create(
     .await
     .map_err(|err| match err {
         StartRunError::NotFound(what) => {
-            Problem::not_found(format!("{what} not found")).at("profile")
+            let at = if what.starts_with("base export") {
+                "base"
+            } else {
+                "profile"
+            };
+            Problem::not_found(format!("{what} not found")).at(at)
         }
         limit @ StartRunError::Limit { .. } => {
             let mut problem = Problem::new(
@@ -365,6 +377,7 @@ pub(crate) async fn create(
             problem.retry_after = Some(RETRY_AFTER_LIMIT_SECS);
             problem
         }
+        StartRunError::Invalid { field, message } => Problem::bad_request(message).at(field),
         StartRunError::Store(err) => err.into(),
     })?;
     Ok(HttpResponse::Accepted()

@@ -66,6 +66,10 @@ pub(crate) enum Action {
         /// time give byte-identical files.
         #[arg(long)]
         as_of: Option<String>,
+        /// For a `mirror:delta` profile: the id of the mirror export the delta is taken
+        /// since.
+        #[arg(long, value_name = "EXPORT_ID")]
+        base: Option<String>,
         /// Wait until the run ends, then list its files; exit code 1 if it failed.
         #[arg(long)]
         wait: bool,
@@ -137,8 +141,10 @@ pub(crate) enum ProfileAction {
         /// finding), `sarif` (one SARIF 2.1.0 log per scan, for GitHub code scanning),
         /// `cyclonedx` (one CycloneDX 1.6 BOM per scan with vulnerabilities and VEX
         /// analysis), `spdx` (one SPDX 2.3 document per scan), `report:pdf` or
-        /// `report:xlsx` (a report for people; `--template`) or `evidence` (a signed,
-        /// reproducible `tar.zst` of the documents the verdicts rest on).
+        /// `report:xlsx` (a report for people; `--template`), `evidence` (a signed,
+        /// reproducible `tar.zst` of the documents the verdicts rest on), `mirror:full` or
+        /// `mirror:delta` (advisories and VEX for an air-gapped instance: no scans or
+        /// targets; a delta's run names `--base`).
         #[arg(long, default_value = "csv")]
         kind: String,
         /// The report template (`report:pdf`, `report:xlsx`): `executive` (the summary,
@@ -208,6 +214,7 @@ impl Run for Action {
                 profile,
                 revision,
                 as_of,
+                base,
                 wait,
                 timeout_secs,
             } => {
@@ -217,6 +224,9 @@ impl Run for Action {
                 }
                 if let Some(as_of) = as_of {
                     body["as_of"] = json!(as_of);
+                }
+                if let Some(base) = base {
+                    body["base"] = json!(base);
                 }
                 let accepted = client.post("/exports", &body)?;
                 if !wait {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
@@ -87,184 +87,16 @@ impl Advisories<'_> {
         records: &[AdvisoryRecord],
         now: DateTime<Utc>,
     ) -> Result<ImportSummary> {
-        const CHUNK: usize = 400;
-        let at = to_millis(now);
-        let err = |e| self.store.err(e, "advisories");
-        for record in records {
-            if record.source.is_empty() || record.id.is_empty() || record.sha256.len() != 64 {
-                return Err(StoreError::Invalid(format!(
-                    "advisory {:?} from {:?} needs a source, an id and a sha256",
-                    record.id, record.source
-                )));
-            }
-        }
-        let mut tx = self.store.pool.begin().await.map_err(err)?;
-        // Write first: on SQLite the transaction takes the write lock here (waiting for it
-        // under `busy_timeout`) instead of failing a read-to-write upgrade when another
-        // connection wrote since its first read; on PostgreSQL the row lock orders
-        // concurrent imports, so each computes its delta against the other's result.
-        sqlx::query("UPDATE generations SET value = value WHERE name = 'advisories'")
-            .execute(&mut *tx)
+        let mut tx = self
+            .store
+            .pool
+            .begin()
             .await
-            .map_err(err)?;
-        let sources: BTreeSet<&str> = records.iter().map(|r| r.source.as_str()).collect();
-        let mut current = std::collections::HashMap::new();
-        for source in sources {
-            let rows: Vec<(String, String)> =
-                sqlx::query_as("SELECT advisory_id, sha256 FROM advisories WHERE source = $1")
-                    .bind(source)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            for (id, sha) in rows {
-                current.insert((source.to_owned(), id), sha);
-            }
-        }
-        let mut summary = ImportSummary::default();
-        let mut changed: Vec<&AdvisoryRecord> = Vec::new();
-        // Where each key sits in `changed`: a later record with the same key replaces it
-        // there (a scan of `changed` per record made a large first import quadratic).
-        let mut position: std::collections::HashMap<(&str, &str), usize> =
-            std::collections::HashMap::new();
-        let mut seen = BTreeSet::new();
-        for record in records {
-            // The last of several records with one key in a batch wins, like sequential
-            // imports would.
-            let key = (record.source.clone(), record.id.clone());
-            match current.get(&key) {
-                Some(sha) if *sha == record.sha256 => summary.unchanged += 1,
-                Some(_) => summary.changed += 1,
-                None if seen.contains(&key) => summary.changed += 1,
-                None => summary.new += 1,
-            }
-            if current.get(&key) != Some(&record.sha256) {
-                summary
-                    .delta_ids
-                    .push(format!("{}:{}", record.source, record.id));
-                match position.entry((record.source.as_str(), record.id.as_str())) {
-                    std::collections::hash_map::Entry::Occupied(at) => changed[*at.get()] = record,
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(changed.len());
-                        changed.push(record);
-                    }
-                }
-            }
-            seen.insert(key);
-        }
-        for chunk in changed.chunks(CHUNK) {
-            // Packages named before the change are part of the delta (new records named
-            // none), and are replaced below.
-            let existing: Vec<&&AdvisoryRecord> = chunk
-                .iter()
-                .filter(|r| current.contains_key(&(r.source.clone(), r.id.clone())))
-                .collect();
-            for record in &existing {
-                let before: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT ecosystem, name FROM advisory_packages WHERE source = $1 AND advisory_id = $2",
-                )
-                .bind(&record.source)
-                .bind(&record.id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(err)?;
-                summary.delta_packages.extend(before);
-            }
-            let sql = format!(
-                "INSERT INTO advisory_observations \
-                 (source, advisory_id, sha256, collection_sha256, entry, modified_at, fetched_at) \
-                 VALUES {} ON CONFLICT (source, advisory_id, sha256) DO NOTHING",
-                crate::repo::jobs::placeholders(chunk.len(), 7)
-            );
-            let mut query = sqlx::query(&sql);
-            for record in chunk {
-                query = query
-                    .bind(&record.source)
-                    .bind(&record.id)
-                    .bind(&record.sha256)
-                    .bind(&record.collection_sha256)
-                    .bind(&record.entry)
-                    .bind(to_millis(record.modified))
-                    .bind(at);
-            }
-            query.execute(&mut *tx).await.map_err(err)?;
-            for record in &existing {
-                sqlx::query("DELETE FROM advisory_packages WHERE source = $1 AND advisory_id = $2")
-                    .bind(&record.source)
-                    .bind(&record.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
-            let packages: BTreeSet<(&str, &str, &str, &str)> = chunk
-                .iter()
-                .flat_map(|r| {
-                    r.packages
-                        .iter()
-                        .map(|(e, n)| (e.as_str(), n.as_str(), r.source.as_str(), r.id.as_str()))
-                })
-                .collect();
-            let packages: Vec<_> = packages.into_iter().collect();
-            for rows in packages.chunks(CHUNK) {
-                let sql = format!(
-                    "INSERT INTO advisory_packages (ecosystem, name, source, advisory_id) VALUES {}",
-                    crate::repo::jobs::placeholders(rows.len(), 4)
-                );
-                let mut query = sqlx::query(&sql);
-                for (ecosystem, name, source, id) in rows {
-                    query = query.bind(*ecosystem).bind(*name).bind(*source).bind(*id);
-                    summary
-                        .delta_packages
-                        .insert(((*ecosystem).to_owned(), (*name).to_owned()));
-                }
-                query.execute(&mut *tx).await.map_err(err)?;
-            }
-            let sql = format!(
-                "INSERT INTO advisories \
-                 (source, advisory_id, sha256, modified_at, withdrawn, normalized, updated_at) \
-                 VALUES {} ON CONFLICT (source, advisory_id) DO UPDATE SET \
-                 sha256 = excluded.sha256, modified_at = excluded.modified_at, \
-                 withdrawn = excluded.withdrawn, normalized = excluded.normalized, \
-                 updated_at = excluded.updated_at",
-                crate::repo::jobs::placeholders(chunk.len(), 7)
-            );
-            let mut query = sqlx::query(&sql);
-            for record in chunk {
-                query = query
-                    .bind(&record.source)
-                    .bind(&record.id)
-                    .bind(&record.sha256)
-                    .bind(to_millis(record.modified))
-                    .bind(record.withdrawn.map(to_millis))
-                    .bind(record.normalized.to_string())
-                    .bind(at);
-            }
-            query.execute(&mut *tx).await.map_err(err)?;
-        }
-        if !changed.is_empty() {
-            // The delta, once per import that changed anything, for the scheduler; the
-            // generation tells every process its cached advisory index is stale.
-            crate::repo::bump_generation(&mut *tx, self.store, "advisories").await?;
-            let (generation,): (i64,) =
-                sqlx::query_as("SELECT value FROM generations WHERE name = 'advisories'")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            let event = crate::repo::NewEvent {
-                kind: "advisory.delta".into(),
-                dedupe_key: format!("advisory.delta:{generation}"),
-                payload: serde_json::json!({
-                    "generation": generation,
-                    "advisories": summary.delta_ids,
-                    "packages": summary
-                        .delta_packages
-                        .iter()
-                        .map(|(ecosystem, name)| format!("{ecosystem}/{name}"))
-                        .collect::<Vec<_>>(),
-                }),
-            };
-            crate::repo::insert_event(&mut *tx, self.store, None, &event, at).await?;
-        }
-        tx.commit().await.map_err(err)?;
+            .map_err(|e| self.store.err(e, "advisories"))?;
+        let summary = import_in(self.store, &mut tx, records, now).await?;
+        tx.commit()
+            .await
+            .map_err(|e| self.store.err(e, "advisories"))?;
         Ok(summary)
     }
 
@@ -407,4 +239,200 @@ impl Advisories<'_> {
                 .map_err(|e| StoreError::Corrupt(format!("advisory JSON: {e}")))?,
         })
     }
+}
+
+/// Imports records inside `tx` (see [`Advisories::import`]); a mirror import runs it in
+/// the transaction that also writes the bundle's VEX documents and its import record.
+/// Every row it writes carries the generation its commit brings the counter to.
+pub(crate) async fn import_in(
+    store: &Store,
+    tx: &mut Transaction<'static, Any>,
+    records: &[AdvisoryRecord],
+    now: DateTime<Utc>,
+) -> Result<ImportSummary> {
+    const CHUNK: usize = 400;
+    let at = to_millis(now);
+    let err = |e| store.err(e, "advisories");
+    for record in records {
+        if record.source.is_empty() || record.id.is_empty() || record.sha256.len() != 64 {
+            return Err(StoreError::Invalid(format!(
+                "advisory {:?} from {:?} needs a source, an id and a sha256",
+                record.id, record.source
+            )));
+        }
+    }
+    // Write first: on SQLite the transaction takes the write lock here (waiting for it
+    // under `busy_timeout`) instead of failing a read-to-write upgrade when another
+    // connection wrote since its first read; on PostgreSQL the row lock orders
+    // concurrent imports, so each computes its delta against the other's result, and
+    // generations are assigned in commit order.
+    sqlx::query("UPDATE generations SET value = value WHERE name = 'advisories'")
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    let (current_generation,): (i64,) =
+        sqlx::query_as("SELECT value FROM generations WHERE name = 'advisories'")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(err)?;
+    // The generation this import commits as, if it changes anything (then it bumps the
+    // counter once, below).
+    let generation = current_generation + 1;
+    let sources: BTreeSet<&str> = records.iter().map(|r| r.source.as_str()).collect();
+    let mut current = std::collections::HashMap::new();
+    for source in sources {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT advisory_id, sha256 FROM advisories WHERE source = $1")
+                .bind(source)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(err)?;
+        for (id, sha) in rows {
+            current.insert((source.to_owned(), id), sha);
+        }
+    }
+    let mut summary = ImportSummary::default();
+    let mut changed: Vec<&AdvisoryRecord> = Vec::new();
+    // Where each key sits in `changed`: a later record with the same key replaces it
+    // there (a scan of `changed` per record made a large first import quadratic).
+    let mut position: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::new();
+    let mut seen = BTreeSet::new();
+    for record in records {
+        // The last of several records with one key in a batch wins, like sequential
+        // imports would.
+        let key = (record.source.clone(), record.id.clone());
+        match current.get(&key) {
+            Some(sha) if *sha == record.sha256 => summary.unchanged += 1,
+            Some(_) => summary.changed += 1,
+            None if seen.contains(&key) => summary.changed += 1,
+            None => summary.new += 1,
+        }
+        if current.get(&key) != Some(&record.sha256) {
+            summary
+                .delta_ids
+                .push(format!("{}:{}", record.source, record.id));
+            match position.entry((record.source.as_str(), record.id.as_str())) {
+                std::collections::hash_map::Entry::Occupied(at) => changed[*at.get()] = record,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(changed.len());
+                    changed.push(record);
+                }
+            }
+        }
+        seen.insert(key);
+    }
+    for chunk in changed.chunks(CHUNK) {
+        // Packages named before the change are part of the delta (new records named
+        // none), and are replaced below.
+        let existing: Vec<&&AdvisoryRecord> = chunk
+            .iter()
+            .filter(|r| current.contains_key(&(r.source.clone(), r.id.clone())))
+            .collect();
+        for record in &existing {
+            let before: Vec<(String, String)> = sqlx::query_as(
+                "SELECT ecosystem, name FROM advisory_packages WHERE source = $1 AND advisory_id = $2",
+            )
+            .bind(&record.source)
+            .bind(&record.id)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(err)?;
+            summary.delta_packages.extend(before);
+        }
+        let sql = format!(
+            "INSERT INTO advisory_observations \
+             (source, advisory_id, sha256, collection_sha256, entry, modified_at, fetched_at) \
+             VALUES {} ON CONFLICT (source, advisory_id, sha256) DO NOTHING",
+            crate::repo::jobs::placeholders(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for record in chunk {
+            query = query
+                .bind(&record.source)
+                .bind(&record.id)
+                .bind(&record.sha256)
+                .bind(&record.collection_sha256)
+                .bind(&record.entry)
+                .bind(to_millis(record.modified))
+                .bind(at);
+        }
+        query.execute(&mut **tx).await.map_err(err)?;
+        for record in &existing {
+            sqlx::query("DELETE FROM advisory_packages WHERE source = $1 AND advisory_id = $2")
+                .bind(&record.source)
+                .bind(&record.id)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+        }
+        let packages: BTreeSet<(&str, &str, &str, &str)> = chunk
+            .iter()
+            .flat_map(|r| {
+                r.packages
+                    .iter()
+                    .map(|(e, n)| (e.as_str(), n.as_str(), r.source.as_str(), r.id.as_str()))
+            })
+            .collect();
+        let packages: Vec<_> = packages.into_iter().collect();
+        for rows in packages.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO advisory_packages (ecosystem, name, source, advisory_id) VALUES {}",
+                crate::repo::jobs::placeholders(rows.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for (ecosystem, name, source, id) in rows {
+                query = query.bind(*ecosystem).bind(*name).bind(*source).bind(*id);
+                summary
+                    .delta_packages
+                    .insert(((*ecosystem).to_owned(), (*name).to_owned()));
+            }
+            query.execute(&mut **tx).await.map_err(err)?;
+        }
+        let sql = format!(
+            "INSERT INTO advisories \
+             (source, advisory_id, sha256, modified_at, withdrawn, normalized, updated_at, \
+              generation, first_generation) \
+             VALUES {} ON CONFLICT (source, advisory_id) DO UPDATE SET \
+             sha256 = excluded.sha256, modified_at = excluded.modified_at, \
+             withdrawn = excluded.withdrawn, normalized = excluded.normalized, \
+             updated_at = excluded.updated_at, generation = excluded.generation",
+            crate::repo::jobs::placeholders(chunk.len(), 9)
+        );
+        let mut query = sqlx::query(&sql);
+        for record in chunk {
+            query = query
+                .bind(&record.source)
+                .bind(&record.id)
+                .bind(&record.sha256)
+                .bind(to_millis(record.modified))
+                .bind(record.withdrawn.map(to_millis))
+                .bind(record.normalized.to_string())
+                .bind(at)
+                .bind(generation)
+                .bind(generation);
+        }
+        query.execute(&mut **tx).await.map_err(err)?;
+    }
+    if !changed.is_empty() {
+        // The delta, once per import that changed anything, for the scheduler; the
+        // generation tells every process its cached advisory index is stale.
+        // Under the lock taken first, so the counter is now `generation`.
+        crate::repo::bump_generation(&mut **tx, store, "advisories").await?;
+        let event = crate::repo::NewEvent {
+            kind: "advisory.delta".into(),
+            dedupe_key: format!("advisory.delta:{generation}"),
+            payload: serde_json::json!({
+                "generation": generation,
+                "advisories": summary.delta_ids,
+                "packages": summary
+                    .delta_packages
+                    .iter()
+                    .map(|(ecosystem, name)| format!("{ecosystem}/{name}"))
+                    .collect::<Vec<_>>(),
+            }),
+        };
+        crate::repo::insert_event(&mut **tx, store, None, &event, at).await?;
+    }
+    Ok(summary)
 }

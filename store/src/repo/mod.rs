@@ -9,6 +9,7 @@ mod exports;
 mod generations;
 mod idempotency;
 mod jobs;
+mod mirror;
 mod notify;
 mod outbox;
 mod policies;
@@ -36,6 +37,10 @@ pub(crate) use jobs::{get_jobs, insert_jobs, JobKey};
 pub use jobs::{
     Job, JobChange, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, NewTenantJob,
     Submitted, Transition,
+};
+pub use mirror::{
+    AdvisoryKey, Change, Generations, MirrorAdvisory, MirrorImport, MirrorImportOutcome,
+    MirrorImportRecord, MirrorImports, MirrorSource, MirrorVex, QuarantineRecord, VexKey,
 };
 pub(crate) use notify::{insert_deliveries, insert_digest_items};
 pub use notify::{

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use crate::error::Result;
 use crate::ids::{from_millis, to_millis};
@@ -41,39 +41,10 @@ impl VexDocuments<'_> {
         document: &VexDocumentRecord,
     ) -> Result<bool> {
         let err = |e| self.store.err(e, "vex document");
-        let at = to_millis(document.created_at);
         let mut tx = self.store.pool.begin().await.map_err(err)?;
-        let inserted = sqlx::query(
-            "INSERT INTO vex_documents (tenant_id, sha256, format, statements, statement_count, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, sha256) DO NOTHING",
-        )
-        .bind(owner_column(tenant))
-        .bind(&document.sha256)
-        .bind(&document.format)
-        .bind(json_text(&document.statements))
-        .bind(i64::try_from(document.statement_count).unwrap_or(i64::MAX))
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        if inserted == 1 {
-            bump_generation(&mut *tx, self.store, "vex").await?;
-            let scope = tenant.map_or("global", TenantId::as_str);
-            let event = NewEvent {
-                kind: "vex.imported".into(),
-                dedupe_key: format!("vex.imported:{scope}:{}", document.sha256),
-                payload: serde_json::json!({
-                    "sha256": document.sha256,
-                    "format": document.format,
-                    "statements": document.statement_count,
-                    "scope": scope,
-                }),
-            };
-            insert_event(&mut *tx, self.store, tenant, &event, at).await?;
-        }
+        let inserted = import_in(self.store, &mut tx, tenant, document).await?;
         tx.commit().await.map_err(err)?;
-        Ok(inserted == 1)
+        Ok(inserted)
     }
 
     /// Every document a scan of `tenant` considers: the global ones and the tenant's,
@@ -123,4 +94,55 @@ impl VexDocuments<'_> {
             created_at: from_millis(row.try_get("created_at").map_err(get)?),
         })
     }
+}
+
+/// Stores a document inside `tx` (see [`VexDocuments::import`]); a mirror import runs it
+/// in the transaction that also writes the bundle's advisories and its import record. A
+/// new document carries the generation its commit brings the `vex` counter to.
+pub(crate) async fn import_in(
+    store: &Store,
+    tx: &mut Transaction<'static, Any>,
+    tenant: Option<&TenantId>,
+    document: &VexDocumentRecord,
+) -> Result<bool> {
+    let err = |e| store.err(e, "vex document");
+    let at = to_millis(document.created_at);
+    // Write first (the SQLite write lock, the PostgreSQL row lock): imports are ordered,
+    // so generations are assigned in commit order.
+    sqlx::query("UPDATE generations SET value = value WHERE name = 'vex'")
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    let inserted = sqlx::query(
+        "INSERT INTO vex_documents \
+         (tenant_id, sha256, format, statements, statement_count, created_at, generation) \
+         VALUES ($1, $2, $3, $4, $5, $6, (SELECT value + 1 FROM generations WHERE name = 'vex')) \
+         ON CONFLICT (tenant_id, sha256) DO NOTHING",
+    )
+    .bind(owner_column(tenant))
+    .bind(&document.sha256)
+    .bind(&document.format)
+    .bind(json_text(&document.statements))
+    .bind(i64::try_from(document.statement_count).unwrap_or(i64::MAX))
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?
+    .rows_affected();
+    if inserted == 1 {
+        bump_generation(&mut **tx, store, "vex").await?;
+        let scope = tenant.map_or("global", TenantId::as_str);
+        let event = NewEvent {
+            kind: "vex.imported".into(),
+            dedupe_key: format!("vex.imported:{scope}:{}", document.sha256),
+            payload: serde_json::json!({
+                "sha256": document.sha256,
+                "format": document.format,
+                "statements": document.statement_count,
+                "scope": scope,
+            }),
+        };
+        insert_event(&mut **tx, store, tenant, &event, at).await?;
+    }
+    Ok(inserted == 1)
 }

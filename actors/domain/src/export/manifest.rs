@@ -16,7 +16,8 @@
 //! Nothing here depends on when or where the export ran (no export id, no wall clock, no
 //! host): a retried run, or the same export on another backend, gives the same bytes.
 //!
-//! [`DigestWriter`] computes a file's entry while the file streams to its destination.
+//! [`DigestWriter`] computes a file's entry while the file streams to its destination,
+//! [`DigestReader`] while it streams in.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::mirror::MirrorSection;
 use super::ExportError;
 use crate::canonical::{canonical_bytes, Digest};
 use crate::intoto::Statement;
@@ -91,6 +93,9 @@ pub struct ExportManifest {
     pub counts: BTreeMap<String, u64>,
     /// Sorted by name, each once.
     pub files: Vec<FileEntry>,
+    /// What a mirror bundle is (`mirror:full`, `mirror:delta`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSection>,
 }
 
 impl ExportManifest {
@@ -108,6 +113,7 @@ impl ExportManifest {
             as_of,
             counts: BTreeMap::new(),
             files: Vec::new(),
+            mirror: None,
         }
     }
 
@@ -130,7 +136,7 @@ impl ExportManifest {
 
     /// The manifest as JSON, with the time as RFC 3339 UTC to the second or finer.
     fn to_value(&self) -> Value {
-        json!({
+        let mut value = json!({
             "schema": self.schema,
             "profile": {"name": self.profile.name, "revision": self.profile.revision},
             "kind": self.kind,
@@ -138,7 +144,16 @@ impl ExportManifest {
             "as_of": self.as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             "counts": self.counts,
             "files": self.files,
-        })
+        });
+        if let Some(mirror) = &self.mirror {
+            value["mirror"] = json!(mirror);
+        }
+        value
+    }
+
+    /// Reads an `export.json` (its bytes as found: check their signature first).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 
     /// `export.json`: the manifest as canonical JSON (RFC 8785).
@@ -253,6 +268,39 @@ impl<W: Write> Write for DigestWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Passes bytes through from `R` while counting them and computing their SHA-256, so a
+/// file read once is both consumed and identified.
+#[derive(Debug)]
+pub struct DigestReader<R: std::io::Read> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: std::io::Read> DigestReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// The size and lowercase hex SHA-256 of everything read so far.
+    pub fn finish(self) -> (u64, String) {
+        (self.size, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for DigestReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
     }
 }
 

@@ -27,9 +27,11 @@
 //!   references and annotations;
 //! - [`manifest`]: `export.json` (canonical JSON) and `provenance.json` (in-toto);
 //! - [`tar`]: a reproducible ustar writer and its zstd compression;
-//! - [`report`]: reports for people, as PDF and XLSX, from a [`report::ReportData`].
+//! - [`report`]: reports for people, as PDF and XLSX, from a [`report::ReportData`];
+//! - [`mirror`]: the members of mirror bundles (advisories and VEX as JSON Lines);
 //! - [`verify`]: reading a `tar.zst` bundle as hostile input and checking an export
-//!   against its manifest, provenance and signatures (`stella export verify`).
+//!   against its manifest, provenance and signatures (`stella export verify`, and
+//!   `stella mirror import` before it reads a record).
 //!
 //! Not here: selecting findings (the store).
 
@@ -38,6 +40,7 @@ pub mod cyclonedx;
 pub mod json_policy;
 pub mod json_raw;
 pub mod manifest;
+pub mod mirror;
 pub mod report;
 pub mod sarif;
 pub mod spdx;

@@ -22,6 +22,12 @@
 //! Every finding is a [`Problem`] naming its file; [`ProblemKind`] tells a file that
 //! does not match what the export pinned (content) from a pin that is not authentic
 //! (signature), so a caller can exit with distinct codes.
+//!
+//! A caller that acts on an export rather than reporting on it (`stella mirror import`)
+//! reads the bundle with [`read_bundle_keeping`], which also hands each member's bytes
+//! to it as they are hashed (so the bundle is read once), and asks [`accept`]: the
+//! export checked with its trusted keys, as an [`Accepted`] manifest with the key that
+//! signed it, or the first thing wrong as a [`Rejected`] naming the file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -30,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::manifest::{
-    FileEntry, MANIFEST_NAME, MANIFEST_PAYLOAD_TYPE, MANIFEST_SIGNATURE, PROVENANCE_NAME,
-    PROVENANCE_SIGNATURE,
+    ExportManifest, FileEntry, MANIFEST_NAME, MANIFEST_PAYLOAD_TYPE, MANIFEST_SIGNATURE,
+    PROVENANCE_NAME, PROVENANCE_SIGNATURE,
 };
 use crate::canonical::sha256_hex;
 use crate::dsse::{self, Envelope, PublicKey};
@@ -153,7 +159,44 @@ pub fn read_bundle(reader: impl Read, limits: &ReadLimits) -> Result<Contents, V
 }
 
 /// Reads an uncompressed tar archive: [`read_bundle`] without zstd.
-pub fn read_tar(mut reader: impl Read, limits: &ReadLimits) -> Result<Contents, VerifyError> {
+pub fn read_tar(reader: impl Read, limits: &ReadLimits) -> Result<Contents, VerifyError> {
+    read_tar_keeping(reader, limits, |_| Ok(None::<io::Sink>)).map_err(|err| match err {
+        ReadError::Bundle(err) => err,
+        // Nothing is kept, so nothing can fail to be.
+        ReadError::Keep { name, source } => VerifyError::Unreadable(format!("{name}: {source}")),
+    })
+}
+
+/// Why [`read_bundle_keeping`] stopped: the bundle, or the caller's copy of a member.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Bundle(#[from] VerifyError),
+    /// Writing a member's bytes where `keep` said failed: the reader's side, not the
+    /// bundle's.
+    #[error("cannot keep member {name:?}: {source}")]
+    Keep { name: String, source: io::Error },
+}
+
+/// [`read_bundle`] that also hands every member but the seal files to the caller as it
+/// streams by: `keep(name)` says where a copy of its bytes goes (`None`: hashed only).
+/// Members come in the bundle's order, each once, after the same checks as in
+/// [`read_bundle`], and each writer is flushed after its member's last byte.
+pub fn read_bundle_keeping<W: Write>(
+    reader: impl Read,
+    limits: &ReadLimits,
+    keep: impl FnMut(&str) -> io::Result<Option<W>>,
+) -> Result<Contents, ReadError> {
+    let decoder = zstd::stream::read::Decoder::new(reader)
+        .map_err(|err| VerifyError::Unreadable(format!("zstd: {err}")))?;
+    read_tar_keeping(decoder, limits, keep)
+}
+
+fn read_tar_keeping<W: Write>(
+    mut reader: impl Read,
+    limits: &ReadLimits,
+    mut keep: impl FnMut(&str) -> io::Result<Option<W>>,
+) -> Result<Contents, ReadError> {
     let mut contents = Contents {
         complete: true,
         ..Contents::default()
@@ -173,10 +216,10 @@ pub fn read_tar(mut reader: impl Read, limits: &ReadLimits) -> Result<Contents, 
         }
         let header = Header::parse(&block)?;
         if seen.len() >= limits.max_members {
-            return Err(VerifyError::Refused {
+            return Err(ReadError::from(VerifyError::Refused {
                 name: header.name,
                 reason: format!("the bundle has more than {} members", limits.max_members),
-            });
+            }));
         }
         let refuse = |reason: String| VerifyError::Refused {
             name: header.name.clone(),
@@ -185,24 +228,24 @@ pub fn read_tar(mut reader: impl Read, limits: &ReadLimits) -> Result<Contents, 
         let kind = match header.kind {
             b'0' | b'\0' | b'7' => Kind::File,
             b'5' => Kind::Folder,
-            b'1' => return Err(refuse("a hard link".into())),
-            b'2' => return Err(refuse("a symbolic link".into())),
-            b'3' | b'4' | b'6' => return Err(refuse("a device or FIFO".into())),
+            b'1' => return Err(ReadError::from(refuse("a hard link".into()))),
+            b'2' => return Err(ReadError::from(refuse("a symbolic link".into()))),
+            b'3' | b'4' | b'6' => return Err(ReadError::from(refuse("a device or FIFO".into()))),
             b'x' | b'g' => {
-                return Err(refuse(
+                return Err(ReadError::from(refuse(
                     "a PAX extended header (Stella bundles have none)".into(),
-                ))
+                )))
             }
             b'L' | b'K' => {
-                return Err(refuse(
+                return Err(ReadError::from(refuse(
                     "a GNU long name or link (Stella bundles have none)".into(),
-                ))
+                )))
             }
             other => {
-                return Err(refuse(format!(
+                return Err(ReadError::from(refuse(format!(
                     "an entry of unknown type {:?}",
                     char::from(other)
-                )))
+                ))))
             }
         };
         let name = match kind {
@@ -211,20 +254,20 @@ pub fn read_tar(mut reader: impl Read, limits: &ReadLimits) -> Result<Contents, 
         };
         check_name(&name)?;
         if !seen.insert(name.clone()) {
-            return Err(refuse("the name appears twice".into()));
+            return Err(ReadError::from(refuse("the name appears twice".into())));
         }
         if header.size > limits.max_member_bytes {
-            return Err(refuse(format!(
+            return Err(ReadError::from(refuse(format!(
                 "{} bytes, over the limit of {}",
                 header.size, limits.max_member_bytes
-            )));
+            ))));
         }
         total += header.size;
         if total > limits.max_total_bytes {
-            return Err(refuse(format!(
+            return Err(ReadError::from(refuse(format!(
                 "the members exceed {} bytes together",
                 limits.max_total_bytes
-            )));
+            ))));
         }
         if kind == Kind::Folder {
             skip(&mut reader, padded(header.size), &name)?;
@@ -233,34 +276,70 @@ pub fn read_tar(mut reader: impl Read, limits: &ReadLimits) -> Result<Contents, 
         let mut body = (&mut reader).take(header.size);
         if Contents::is_seal(&name) {
             if header.size > limits.max_seal_bytes {
-                return Err(refuse(format!(
+                return Err(ReadError::from(refuse(format!(
                     "{} bytes, over the limit of {} for a seal file",
                     header.size, limits.max_seal_bytes
-                )));
+                ))));
             }
             let mut bytes = Vec::with_capacity(usize::try_from(header.size).unwrap_or(0));
             body.read_to_end(&mut bytes).map_err(unreadable)?;
             if bytes.len() as u64 != header.size {
-                return Err(truncated(&name));
+                return Err(ReadError::from(truncated(&name)));
             }
             contents.seal.insert(name.clone(), bytes);
         } else {
-            let mut hashing = Hashing::default();
-            let copied = io::copy(&mut body, &mut hashing).map_err(unreadable)?;
+            let mut kept = keep(&name).map_err(|source| ReadError::Keep {
+                name: name.clone(),
+                source,
+            })?;
+            let (copied, sha256) = hash_member(&mut body, &name, kept.as_mut())?;
             if copied != header.size {
-                return Err(truncated(&name));
+                return Err(truncated(&name).into());
             }
             contents.files.insert(
                 name.clone(),
                 FileEntry {
                     name,
                     size: copied,
-                    sha256: hex::encode(hashing.hasher.finalize()),
+                    sha256,
                 },
             );
         }
         skip(&mut reader, padded(header.size) - header.size, "padding")?;
     }
+}
+
+/// Copies a member's bytes from `body` into `kept` (when given) while hashing them: its
+/// size and SHA-256. A read is the bundle's failure, a write the keeper's.
+fn hash_member<W: Write>(
+    body: &mut impl Read,
+    name: &str,
+    mut kept: Option<&mut W>,
+) -> Result<(u64, String), ReadError> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let keep_error = |source| ReadError::Keep {
+        name: name.to_owned(),
+        source,
+    };
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(unreadable(err).into()),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        if let Some(out) = kept.as_mut() {
+            out.write_all(&buf[..n]).map_err(keep_error)?;
+        }
+    }
+    if let Some(out) = kept {
+        out.flush().map_err(keep_error)?;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,23 +466,6 @@ fn truncated(name: &str) -> VerifyError {
     VerifyError::Unreadable(format!("the archive ends inside {name:?}"))
 }
 
-/// A sink that hashes what it is given.
-#[derive(Default)]
-struct Hashing {
-    hasher: Sha256,
-}
-
-impl Write for Hashing {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Whether a problem is a file that does not match what the export pinned, or a pin that
 /// is not authentic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -495,6 +557,14 @@ fn parse_manifest(bytes: &[u8]) -> Result<ManifestSummary, VerifyError> {
 /// Checks `contents` against its manifest and, with `keys`, its signatures (see the
 /// module documentation). An error means there is no manifest to check against.
 pub fn check(contents: &Contents, keys: Option<&[PublicKey]>) -> Result<Report, VerifyError> {
+    checked(contents, keys).map(|(report, _)| report)
+}
+
+/// [`check`], and the keys that verified `export.json.dsse` (none without keys).
+fn checked(
+    contents: &Contents,
+    keys: Option<&[PublicKey]>,
+) -> Result<(Report, Vec<String>), VerifyError> {
     let manifest_bytes = contents.seal.get(MANIFEST_NAME).ok_or_else(|| {
         VerifyError::NotAnExport(format!(
             "there is no {MANIFEST_NAME}: not a Stella export, or not all of one"
@@ -590,6 +660,7 @@ pub fn check(contents: &Contents, keys: Option<&[PublicKey]>) -> Result<Report, 
 
     let mut verified_by = BTreeSet::new();
     let mut claimed = BTreeSet::new();
+    let mut manifest_signers = Vec::new();
     for (file, envelope_name, payload_type) in [
         (MANIFEST_NAME, MANIFEST_SIGNATURE, MANIFEST_PAYLOAD_TYPE),
         (PROVENANCE_NAME, PROVENANCE_SIGNATURE, intoto::PAYLOAD_TYPE),
@@ -599,6 +670,9 @@ pub fn check(contents: &Contents, keys: Option<&[PublicKey]>) -> Result<Report, 
         };
         match signature(contents, signed, envelope_name, payload_type, keys) {
             Ok((ids, claims)) => {
+                if file == MANIFEST_NAME {
+                    manifest_signers.clone_from(&ids);
+                }
                 verified_by.extend(ids);
                 claimed.extend(claims);
             }
@@ -617,7 +691,7 @@ pub fn check(contents: &Contents, keys: Option<&[PublicKey]>) -> Result<Report, 
             claimed_key_ids: claimed.into_iter().collect(),
         },
     };
-    Ok(Report {
+    let report = Report {
         files: manifest.files.len(),
         bytes: manifest.files.iter().map(|f| f.size).sum(),
         profile: manifest.profile,
@@ -625,6 +699,93 @@ pub fn check(contents: &Contents, keys: Option<&[PublicKey]>) -> Result<Report, 
         as_of: manifest.as_of,
         signatures,
         problems,
+    };
+    Ok((report, manifest_signers))
+}
+
+/// An export [`accept`] found sound: its manifest, read from the verified bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub manifest: ExportManifest,
+    /// SHA-256 of `export.json`.
+    pub manifest_sha256: String,
+    /// The trusted key that signed `export.json`: the exporting instance.
+    pub key_id: String,
+}
+
+/// Why [`accept`] refused an export, naming the file at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    /// A file that does not match what the signed manifest pins, or provenance that does
+    /// not name exactly the listed files.
+    #[error("checksum failure in {file}: {message}")]
+    Checksum { file: String, message: String },
+    /// A signature missing, over other bytes, or not by a trusted key.
+    #[error("signature failure in {file}: {message}")]
+    Signature { file: String, message: String },
+    /// Not readable as an export: not a `tar.zst`, a refused entry, no manifest.
+    #[error("{0}")]
+    Unreadable(VerifyError),
+}
+
+impl Rejected {
+    /// The file at fault: the refused member, `export.json` for a bundle without a
+    /// readable one, or [`ARCHIVE`] when the archive itself is not readable.
+    pub fn file(&self) -> &str {
+        match self {
+            Rejected::Checksum { file, .. } | Rejected::Signature { file, .. } => file,
+            Rejected::Unreadable(VerifyError::Refused { name, .. }) => name,
+            Rejected::Unreadable(VerifyError::NotAnExport(_)) => MANIFEST_NAME,
+            Rejected::Unreadable(VerifyError::Unreadable(_)) => ARCHIVE,
+        }
+    }
+}
+
+impl From<VerifyError> for Rejected {
+    fn from(err: VerifyError) -> Self {
+        Rejected::Unreadable(err)
+    }
+}
+
+/// What [`Rejected::file`] names when the bundle's archive as a whole is at fault.
+pub const ARCHIVE: &str = "(the bundle's archive)";
+
+/// [`check`] for a caller that acts on the export (a mirror import): with `trusted`
+/// keys, nothing may be wrong. The manifest as signed, its digest and its signer; or the
+/// first problem, content before signature (as `stella export verify` ranks them).
+pub fn accept(contents: &Contents, trusted: &[PublicKey]) -> Result<Accepted, Rejected> {
+    let (report, signers) = checked(contents, Some(trusted))?;
+    let worst = report.worst();
+    if let Some(problem) = report.problems.into_iter().find(|p| Some(p.kind) == worst) {
+        return Err(match problem.kind {
+            ProblemKind::Content => Rejected::Checksum {
+                file: problem.file,
+                message: problem.message,
+            },
+            ProblemKind::Signature => Rejected::Signature {
+                file: problem.file,
+                message: problem.message,
+            },
+        });
+    }
+    let bytes = contents
+        .seal
+        .get(MANIFEST_NAME)
+        .ok_or_else(|| VerifyError::NotAnExport(format!("there is no {MANIFEST_NAME}")))?;
+    let manifest = ExportManifest::from_json(bytes).map_err(|err| {
+        VerifyError::NotAnExport(format!("{MANIFEST_NAME} is not an export manifest: {err}"))
+    })?;
+    let key_id = signers
+        .into_iter()
+        .next()
+        .ok_or_else(|| Rejected::Signature {
+            file: MANIFEST_SIGNATURE.to_owned(),
+            message: "no trusted key signed it".to_owned(),
+        })?;
+    Ok(Accepted {
+        manifest,
+        manifest_sha256: sha256_hex(bytes),
+        key_id,
     })
 }
 
@@ -974,5 +1135,88 @@ mod tests {
                 .next(),
             Some("export.json is not an export manifest")
         );
+    }
+
+    #[test]
+    fn an_accepted_bundle_is_read_once_keeping_its_members() {
+        let key = key();
+        let bytes = bundle(&files(&key));
+        // Each member's copy, by name, as the keeper wrote it.
+        #[derive(Default, Clone)]
+        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut kept: BTreeMap<String, Shared> = BTreeMap::new();
+        let contents = read_bundle_keeping(&bytes[..], &ReadLimits::default(), |name| {
+            Ok(Some(kept.entry(name.to_owned()).or_default().clone()))
+        })
+        .unwrap();
+        assert_eq!(
+            kept.keys().collect::<Vec<_>>(),
+            ["sboms/a.json", "verdicts/a.json"],
+            "the seal files are not kept"
+        );
+        assert_eq!(
+            *kept["verdicts/a.json"].0.borrow(),
+            b"{\"disposition\":\"warn\"}"
+        );
+        assert_eq!(
+            contents,
+            read_bundle(&bytes[..], &ReadLimits::default()).unwrap()
+        );
+
+        let trusted = [key.public_key().clone()];
+        let accepted = accept(&contents, &trusted).unwrap();
+        assert_eq!(accepted.key_id, key.key_id());
+        assert_eq!(accepted.manifest.kind, "evidence");
+        assert_eq!(
+            accepted.manifest_sha256,
+            sha256_hex(&contents.seal[MANIFEST_NAME])
+        );
+
+        // Another key: a signature failure naming the envelope.
+        let other = SigningKey::generate([4; 32]);
+        let err = accept(&contents, &[other.public_key().clone()]).unwrap_err();
+        assert!(matches!(err, Rejected::Signature { .. }), "{err}");
+        assert_eq!(err.file(), MANIFEST_SIGNATURE);
+
+        // A changed member: a checksum failure naming it, before any signature.
+        let mut tampered = files(&key);
+        tampered[0].1[1] ^= 1;
+        let contents = read_bundle(&bundle(&tampered)[..], &ReadLimits::default()).unwrap();
+        let err = accept(&contents, &[other.public_key().clone()]).unwrap_err();
+        assert!(matches!(err, Rejected::Checksum { .. }), "{err}");
+        assert_eq!(err.file(), "sboms/a.json");
+        assert!(
+            err.to_string()
+                .starts_with("checksum failure in sboms/a.json"),
+            "{err}"
+        );
+
+        // A keeper that cannot write is its own failure, not the bundle's.
+        let err = read_bundle_keeping(&bytes[..], &ReadLimits::default(), |_| {
+            Err::<Option<Vec<u8>>, _>(io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, ReadError::Keep { ref name, .. } if name == "sboms/a.json"),
+            "{err}"
+        );
+        // Not a bundle at all: unreadable, naming the archive.
+        let err = read_bundle_keeping(&b"nope"[..], &ReadLimits::default(), |_| {
+            Ok(None::<Vec<u8>>)
+        })
+        .unwrap_err();
+        let ReadError::Bundle(err) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(Rejected::from(err).file(), ARCHIVE);
     }
 }

@@ -7,6 +7,7 @@ mod cyclonedx;
 mod evidence;
 mod json_policy;
 mod json_raw;
+mod mirror;
 mod report;
 mod sarif;
 mod spdx;
@@ -31,6 +32,7 @@ pub(super) async fn write(format: Format, run: &mut WriteRun<'_, '_>) -> Result<
         Format::ReportPdf => report::write(run, report::Kind::Pdf).await,
         Format::ReportXlsx => report::write(run, report::Kind::Xlsx).await,
         Format::Evidence => evidence::write(run).await,
+        Format::MirrorFull | Format::MirrorDelta => mirror::write(run).await,
     }
 }
 
@@ -43,6 +45,9 @@ pub(super) fn bundle(format: Format, plan: &ExportPlan) -> Option<String> {
             "evidence-{}-r{}.tar.zst",
             plan.profile, plan.revision
         )),
+        Format::MirrorFull | Format::MirrorDelta => {
+            Some(stella_domain::export::mirror::BUNDLE.to_owned())
+        }
         Format::Csv
         | Format::Sarif
         | Format::JsonRaw
