@@ -514,18 +514,52 @@ const CRASH_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// drops the copy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_delivery_sends_each_notification_once_in_effect() {
+    notifications_across(Fault::KillWorker).await;
+}
+
+/// The same with Valkey restarted (SIGTERM, append-only file) while deliveries are in
+/// flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valkey_restart_mid_delivery_sends_each_notification_once_in_effect() {
+    notifications_across(Fault::RestartValkey).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    KillWorker,
+    RestartValkey,
+}
+
+async fn notifications_across(fault: Fault) {
     let Some(db) = crate::common::postgres().await else {
         return;
     };
-    let Ok(valkey_url) = std::env::var("STELLA_VALKEY_URL") else {
-        panic!("STELLA_VALKEY_URL must be set with the other services");
-    };
-    // A slow receiver: each answer takes 300 ms, so a kill lands mid-delivery.
+    // A slow receiver: each answer takes 300 ms, so the fault lands mid-delivery.
     let Some(receiver) = crate::webhook::Receiver::start(
         &[CRASH_SECRET],
         serde_json::json!([{"sleep": 0.3, "times": 100000}]),
     ) else {
         return;
+    };
+    let valkey_dir = tempfile::tempdir().unwrap();
+    let (mut valkey, valkey_url) = match fault {
+        Fault::KillWorker => {
+            let Ok(url) = std::env::var("STELLA_VALKEY_URL") else {
+                panic!("STELLA_VALKEY_URL must be set with the other services");
+            };
+            (None, url)
+        }
+        Fault::RestartValkey => {
+            let Ok(binary) = std::env::var("STELLA_TEST_VALKEY_SERVER") else {
+                panic!("STELLA_TEST_VALKEY_SERVER must be set with the other services");
+            };
+            let port = free_port();
+            let valkey = start_valkey(&binary, valkey_dir.path(), port);
+            (
+                Some((valkey, binary, port)),
+                format!("redis://127.0.0.1:{port}"),
+            )
+        }
     };
     let port = free_port();
     let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
@@ -618,12 +652,29 @@ async fn a_worker_killed_mid_delivery_sends_each_notification_once_in_effect() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 202);
     }
-    // Kill worker A once deliveries are under way.
+    // The fault, once deliveries are under way.
     receiver.wait_for(3, Duration::from_secs(120));
-    worker_a.0.kill().unwrap(); // SIGKILL, mid-delivery
-    worker_a.0.wait().unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let _worker_a_again = cluster.spawn(&["worker"], "worker-a2.log");
+    let mut restarted = Vec::new();
+    match (fault, valkey.take()) {
+        (Fault::RestartValkey, Some((server, binary, port))) => {
+            let pid = server.0.id().to_string();
+            assert!(Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success());
+            let mut server = server;
+            server.0.wait().unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            restarted.push(start_valkey(&binary, valkey_dir.path(), port));
+        }
+        _ => {
+            worker_a.0.kill().unwrap(); // SIGKILL, mid-delivery
+            worker_a.0.wait().unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            restarted.push(cluster.spawn(&["worker"], "worker-a2.log"));
+        }
+    }
 
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -676,7 +727,7 @@ async fn a_worker_killed_mid_delivery_sends_each_notification_once_in_effect() {
     );
     assert_eq!(delivered.len(), SCANS, "each delivered");
     println!(
-        "{} wire attempts for {SCANS} deliveries across the kill",
+        "{} wire attempts for {SCANS} deliveries across {fault:?}",
         attempts.len()
     );
     db.finish().await;
