@@ -542,5 +542,73 @@ async fn a_mirror_delta_runs_since_a_base_of_its_own_tenant() {
         export["counts"]["advisories"], 0,
         "nothing changed since the base: {export}"
     );
+
+    // A scheduled delta names no base: it follows the profile's previous completed run.
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/schedules",
+            Some(ADMIN),
+            Some("acme"),
+            Some(json!({"name": "deltas", "cron": "0 3 * * *", "kind": "export", "profile": "feeds-delta"})),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/schedules/deltas/run",
+            Some(ADMIN),
+            Some("acme"),
+            None,
+        )
+        .await;
+    assert!(reply.status.is_success(), "{}", reply.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let followed = loop {
+        let reply = server
+            .call(
+                Method::GET,
+                "/api/v1/exports?profile=feeds-delta",
+                Some(acme),
+                None,
+                None,
+            )
+            .await;
+        let later: Vec<Value> = reply.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["export_id"].as_str() != Some(delta.as_str()))
+            .cloned()
+            .collect();
+        if let Some(e) = later.first() {
+            let id = e["export_id"].as_str().unwrap().to_owned();
+            break (id.clone(), wait_export(&server, acme, &id).await);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled delta: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (followed_id, followed) = followed;
+    assert_eq!(followed["status"], "completed", "{followed}");
+    let manifest = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/exports/{followed_id}/manifest"),
+            Some(acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        manifest.body["mirror"]["base"]["export_id"],
+        delta.as_str(),
+        "the previous run is the base: {}",
+        manifest.text
+    );
     server.handle.stop(true).await;
 }

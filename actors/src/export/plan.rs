@@ -246,9 +246,20 @@ async fn resolve_mirror(
             let (base, section) = mirror_base(deps, ctx, base).await?;
             (MirrorKind::Delta, Some(base), Some(section.to))
         }
-        (Format::MirrorDelta, None) => {
-            return Err(StepError::abort("a mirror:delta run names its base export"))
-        }
+        // Scheduled and triggered runs name no base: a delta follows the profile's
+        // previous completed run, so successive deltas chain.
+        (Format::MirrorDelta, None) => match previous_run(ctx, &record.name).await? {
+            Some(previous) => {
+                let (base, section) = mirror_base(deps, ctx, &previous.export_id).await?;
+                (MirrorKind::Delta, Some(base), Some(section.to))
+            }
+            None => {
+                return Err(StepError::abort(
+                    "a mirror:delta run names its base export, or follows a completed run \
+                     of its profile (this profile has none yet: run it once with a base)",
+                ))
+            }
+        },
         _ => (MirrorKind::Full, None, None),
     };
     let source = ctx.store.tenant(&ctx.job.tenant).mirror();
