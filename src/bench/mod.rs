@@ -302,7 +302,9 @@ impl BenchCommand {
             } => {
                 let shape = notify::Burst {
                     events: burst_events,
-                    tenants: burst_tenants.min(u32::try_from(burst_events).unwrap_or(u32::MAX)).max(1),
+                    tenants: burst_tenants
+                        .min(u32::try_from(burst_events).unwrap_or(u32::MAX))
+                        .max(1),
                     throttle_max: burst_throttle,
                     throttle_seconds: burst_window,
                 };

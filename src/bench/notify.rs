@@ -420,7 +420,8 @@ async fn burst(
     }
     let events: Vec<(TenantId, String)> = (0..burst.events)
         .map(|i| {
-            let tenant = tenants[usize::try_from(i % u64::from(burst.tenants)).unwrap_or(0)].clone();
+            let tenant =
+                tenants[usize::try_from(i % u64::from(burst.tenants)).unwrap_or(0)].clone();
             (tenant, format!("burst-{run}-{i}"))
         })
         .collect();
@@ -428,7 +429,12 @@ async fn burst(
     receiver.reset(true);
     let started = Instant::now();
     let feed = actix_web::rt::spawn(append(server.db.clone(), events));
-    let count = |t: &Tally| expected.iter().filter(|id| t.events.contains_key(*id)).count() as u64;
+    let count = |t: &Tally| {
+        expected
+            .iter()
+            .filter(|id| t.events.contains_key(*id))
+            .count() as u64
+    };
     receiver
         .until("burst", |t| {
             t.events.len() as u64 >= burst.events && count(t) == burst.events
@@ -438,7 +444,10 @@ async fn burst(
     feed.await??;
     // A late second copy (a digest repeating a sent event, a retried send) would arrive
     // within a window or two: wait that long before counting duplicates.
-    tokio::time::sleep(Duration::from_secs(u64::from(burst.throttle_seconds) * 2 + 1)).await;
+    tokio::time::sleep(Duration::from_secs(
+        u64::from(burst.throttle_seconds) * 2 + 1,
+    ))
+    .await;
     let tally = receiver.shared.tally();
     Ok(BurstReport {
         events: burst.events,
