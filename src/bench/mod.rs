@@ -10,6 +10,8 @@
 //! - `schedule`: `bench scheduler`, firing and drift against inserting the jobs directly;
 //! - `export`: `bench export`, export runs of a large scan against serde alone and raw
 //!   zstd over the same bytes;
+//! - `notify`: `bench notify`, webhook deliveries against a raw POST loop through the same
+//!   client, and a throttled burst over many tenants counted at the receiver;
 //! - `server`: the whole Stella the end-to-end benchmarks drive over HTTP;
 //! - this file: the command line of each and how its report reads.
 
@@ -20,6 +22,7 @@ pub mod export;
 pub mod jobs;
 pub mod mailbox;
 pub mod matching;
+pub mod notify;
 pub mod scan;
 pub mod schedule;
 mod server;
@@ -123,6 +126,30 @@ pub(crate) enum BenchCommand {
         /// Tenants the jobs are spread over.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
         tenants: u32,
+    },
+    /// Webhook deliveries to a receiver in this process (event appended → dispatch →
+    /// notify job → POST) against a raw POST loop through the same client, concurrency
+    /// and body size, rounds interleaved; then a burst over many tenants with throttles
+    /// on, every event counted at the receiver (alone or in a digest), none twice.
+    Notify {
+        /// Events (so deliveries) per round.
+        #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+        events: u64,
+        /// Rounds; each is one Stella run and one raw loop.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: u32,
+        /// Events in the burst; 0 skips it.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=MAX_COUNT))]
+        burst_events: u64,
+        /// Tenants the burst is spread over, each with its own throttled channel.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
+        burst_tenants: u32,
+        /// Messages each burst channel lets through per window.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        burst_throttle: u32,
+        /// The burst channels' throttle window, in seconds.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        burst_window: u32,
     },
 }
 
@@ -263,6 +290,63 @@ impl BenchCommand {
                         r.drift_baseline_seconds,
                         r.drift_ratio
                     )
+                })
+            }
+            Self::Notify {
+                events,
+                rounds,
+                burst_events,
+                burst_tenants,
+                burst_throttle,
+                burst_window,
+            } => {
+                let shape = notify::Burst {
+                    events: burst_events,
+                    tenants: burst_tenants
+                        .min(u32::try_from(burst_events).unwrap_or(u32::MAX))
+                        .max(1),
+                    throttle_max: burst_throttle,
+                    throttle_seconds: burst_window,
+                };
+                let r = block_on(notify::run(loaded.settings.clone(), events, rounds, shape))?;
+                print(&r, format, || {
+                    let mut lines = vec![format!(
+                        "{} webhook deliveries per round on {} ({} bytes each), raw loop at \
+                         concurrency {} (one tenant: {} jobs in flight)",
+                        r.events, r.store, r.body_bytes, r.concurrency, r.tenant_concurrency
+                    )];
+                    for x in &r.rounds {
+                        lines.push(format!(
+                            "round {}: Stella {:.0}/s ({:.3} s), raw {:.0}/s ({:.3} s), \
+                             ratio {:.3}",
+                            x.round,
+                            x.stella_per_sec,
+                            x.stella_seconds,
+                            x.raw_per_sec,
+                            x.raw_seconds,
+                            x.ratio
+                        ));
+                    }
+                    lines.push(format!("median ratio {:.3}", r.median_ratio));
+                    if let Some(b) = &r.burst {
+                        lines.push(format!(
+                            "burst: {} events over {} tenants (throttle {} per {} s): {} \
+                             accounted for in {:.2} s ({} alone, {} in {} digests), {} \
+                             duplicates, {} requests",
+                            b.events,
+                            b.tenants,
+                            b.throttle_max,
+                            b.throttle_seconds,
+                            b.accounted,
+                            b.seconds,
+                            b.alone,
+                            b.digested,
+                            b.digests,
+                            b.duplicates,
+                            b.requests
+                        ));
+                    }
+                    lines.join("\n")
                 })
             }
             Self::Jobs { jobs, tenants } => {

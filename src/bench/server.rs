@@ -20,6 +20,8 @@ pub(super) struct BenchServer {
     /// The store's backend (`sqlite`, `postgres`).
     pub(super) store: String,
     pub(super) http: reqwest::Client,
+    /// The running Stella's store, for benchmarks that feed it directly.
+    pub(super) db: stella_store::Store,
     handle: actix_web::dev::ServerHandle,
     _data: tempfile::TempDir,
 }
@@ -44,6 +46,7 @@ impl BenchServer {
         )));
         let app = Application::build(settings).await?;
         let store = app.context().store.backend().to_string();
+        let handle_store = app.context().store.clone();
         let (_, admin) = app
             .context()
             .store
@@ -67,6 +70,7 @@ impl BenchServer {
             tenant: format!("bench-{}", uuid_like()),
             store,
             http: reqwest::Client::new(),
+            db: handle_store,
             handle,
             _data: data,
         };
@@ -103,12 +107,20 @@ impl BenchServer {
     /// Sends a request as the administrator acting on the tenant; its JSON body, or an
     /// error with the status and body.
     pub(super) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        self.admin(request.header("X-Stella-Tenant", &self.tenant))
-            .await
+        self.send_to(&self.tenant, request).await
+    }
+
+    /// Sends a request as the administrator acting on `tenant`.
+    pub(super) async fn send_to(
+        &self,
+        tenant: &str,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<Value> {
+        self.admin(request.header("X-Stella-Tenant", tenant)).await
     }
 
     /// Sends a request as the administrator (no tenant named).
-    async fn admin(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(super) async fn admin(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request.bearer_auth(&self.admin).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;

@@ -356,6 +356,57 @@ fn bench_jobs_runs_durable_jobs_to_completion_and_reports_the_ratio() {
     }
 }
 
+#[test]
+fn bench_notify_accounts_for_every_event_once_and_reports_each_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .args([
+            "bench",
+            "notify",
+            "--events",
+            "200",
+            "--rounds",
+            "1",
+            "--burst-events",
+            "300",
+            "--burst-tenants",
+            "5",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["store"], "SQLite", "{report}");
+    assert_eq!(report["events"], 200);
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 1, "{report}");
+    for key in ["stella_per_sec", "raw_per_sec", "ratio"] {
+        assert!(rounds[0][key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    // The burst: every event reached the receiver, alone or inside a digest, and none
+    // twice (how many went into digests depends on the machine's speed).
+    let burst = &report["burst"];
+    assert_eq!(burst["events"], 300, "{report}");
+    assert_eq!(burst["tenants"], 5);
+    assert_eq!(burst["accounted"], 300, "{report}");
+    assert_eq!(burst["duplicates"], 0, "{report}");
+    assert_eq!(
+        burst["alone"].as_u64().unwrap() + burst["digested"].as_u64().unwrap(),
+        300,
+        "{report}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "the benchmark uses its own data folder"
+    );
+}
+
 /// The README's walk-through, with the real binary: start the server, create a tenant and
 /// a token with the CLI, run and list jobs, read the actor tree; and the exit codes
 /// scripts rely on.
