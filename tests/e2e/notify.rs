@@ -439,8 +439,11 @@ fn left_pad_advisory() -> Vec<u8> {
 }
 
 #[actix_web::test]
-async fn an_advisory_that_affects_a_target_is_told_on_slack_and_by_email() {
+async fn an_advisory_that_affects_a_target_is_told_on_slack_teams_and_by_email() {
     let Some(slack) = Receiver::start(&[], json!([])) else {
+        return;
+    };
+    let Some(teams) = Receiver::start(&[], json!([])) else {
         return;
     };
     let Some((_, _, maildir)) = maildir::sink() else {
@@ -480,10 +483,17 @@ async fn an_advisory_that_affects_a_target_is_told_on_slack_and_by_email() {
     put(
         &server,
         &token,
+        "/notify/channels/teams",
+        json!({"config": {"type": "teams", "url": teams.url("/workflows/abc/triggers/manual")}}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
         "/notify/rules/new-findings",
         json!({
             "match": {"event_kinds": ["finding.new"], "targets": ["web"]},
-            "actions": [{"channel": "chat"}, {"channel": "mail"}],
+            "actions": [{"channel": "chat"}, {"channel": "mail"}, {"channel": "teams"}],
         }),
     )
     .await;
@@ -515,12 +525,30 @@ async fn an_advisory_that_affects_a_target_is_told_on_slack_and_by_email() {
     );
     assert!(message["text"].is_string(), "a text fallback: {text}");
 
+    // Teams: a Workflows message carrying an Adaptive Card 1.5 (the card itself is checked
+    // against the Adaptive Card schema in the domain's tests).
+    let posted = wait_attempts(&teams, 1, Duration::from_secs(60)).await;
+    let message: Value = serde_json::from_str(&posted[0].body).unwrap();
+    assert_eq!(message["type"], "message", "{message}");
+    let card = &message["attachments"][0];
+    assert_eq!(
+        card["contentType"], "application/vnd.microsoft.card.adaptive",
+        "{message}"
+    );
+    assert_eq!(card["content"]["type"], "AdaptiveCard", "{message}");
+    assert_eq!(card["content"]["version"], "1.5", "{message}");
+    let text = message.to_string();
+    assert!(
+        text.contains("T-NOTIFY-1") && text.contains("web"),
+        "{text}"
+    );
+
     let items = deliveries_until(
         &server,
         &token,
         "event_kind=finding.new",
         Duration::from_secs(60),
-        |items| items.len() == 2 && items.iter().all(|d| d["status"] == "delivered"),
+        |items| items.len() == 3 && items.iter().all(|d| d["status"] == "delivered"),
     )
     .await;
     let mail_delivery = items.iter().find(|d| d["channel_type"] == "email").unwrap();

@@ -783,4 +783,3 @@ impl TapMkdir for PathBuf {
         self
     }
 }
-
