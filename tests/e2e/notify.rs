@@ -16,7 +16,14 @@ use crate::webhook::Receiver;
 /// A Standard Webhooks secret (24 bytes, base64).
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-const SCOPES: &[&str] = &["scans:read", "scans:write", "notify:read", "notify:write"];
+const SCOPES: &[&str] = &[
+    "scans:read",
+    "scans:write",
+    "notify:read",
+    "notify:write",
+    "jobs:read",
+    "jobs:write",
+];
 
 async fn notify_server() -> Server {
     let sink = maildir::sink();
@@ -778,4 +785,65 @@ async fn quiet_hours_hold_and_digest_rules_wait_for_their_window() {
     // Nothing went out: one is held, the other waits for its hour's digest.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(receiver.attempts().is_empty(), "{:?}", receiver.attempts());
+}
+
+#[actix_web::test]
+async fn a_dead_lettered_job_is_told_and_a_failing_notification_is_not() {
+    let Some(receiver) = Receiver::start(&[SECRET], json!([])) else {
+        return;
+    };
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/ops",
+        json!({"config": {"type": "webhook", "url": receiver.url("/ops")}, "secret": SECRET}),
+    )
+    .await;
+    // A channel nothing answers on: its deliveries fail for good, and that failure
+    // must not feed `job.dead_lettered` back into the rules.
+    put(
+        &server,
+        &token,
+        "/notify/channels/broken",
+        json!({"config": {"type": "webhook", "url": "http://127.0.0.1:9/nothing"}, "secret": SECRET}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/dead",
+        json!({"match": {"event_kinds": ["job.dead_lettered"]}, "actions": [{"channel": "ops"}, {"channel": "broken"}]}),
+    )
+    .await;
+    let job = server
+        .submit(&token, json!({"panic_always": true}), 1)
+        .await;
+    server.wait_job(&token, &job, "failed").await;
+    let attempts = wait_attempts(&receiver, 1, Duration::from_secs(60)).await;
+    let event = envelope(&attempts[0].body);
+    assert_eq!(event["kind"], "job.dead_lettered", "{event}");
+    assert_eq!(event["payload"]["job_id"], job.as_str());
+    assert_eq!(event["payload"]["job_kind"], "noop");
+    assert_eq!(event["correlation_id"], job.as_str());
+    // The events stream holds exactly one `job.dead_lettered`: the noop's, whatever
+    // becomes of the delivery to the broken channel.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = call(
+        &server,
+        &token,
+        Method::GET,
+        "/events?kind=job.dead_lettered",
+        None,
+    )
+    .await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    let items = events.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", events.text);
+    assert_eq!(
+        receiver.attempts().len(),
+        1,
+        "one delivery to the working channel"
+    );
 }
