@@ -76,7 +76,8 @@ pub(super) async fn route(
         return Err(StepError::abort("route: not a delivery"));
     };
     if *immediate {
-        return Ok(StepOutcome::Next(NotifyStep::Send));
+        // Sent here rather than as a step of its own: one trip through the mailbox.
+        return send(deps, params, ctx).await;
     }
     let tenant = ctx.job.tenant.clone();
     let repo = ctx.store.tenant(&tenant).notify();
@@ -118,11 +119,13 @@ pub(super) async fn route(
             }
         }
     }
+    // A retry of this step was admitted by its first attempt: it takes no second slot.
     let (start, end) = channel.spec.throttle.window_of(now);
-    let taken = repo
-        .take_throttle(&channel.id, start, channel.spec.throttle.max)
-        .await
-        .map_err(store_err)?;
+    let taken = ctx.attempt > 1
+        || repo
+            .take_throttle(&channel.id, start, channel.spec.throttle.max)
+            .await
+            .map_err(store_err)?;
     if !taken {
         let item = fold(format!("throttle:{}", channel.id), "throttled", end);
         repo.add_digest_item(&item, now).await.map_err(store_err)?;
@@ -137,7 +140,9 @@ pub(super) async fn route(
             json!({ "outcome": "throttled", "digest_at": end }),
         ));
     }
-    Ok(StepOutcome::Next(NotifyStep::Send))
+    // Sent here rather than as a step of its own: one trip through the mailbox per
+    // delivery. (`send` stays a step for deliveries held through quiet hours.)
+    send(deps, params, ctx).await
 }
 
 /// Renders and sends one delivery.

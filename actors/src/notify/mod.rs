@@ -8,8 +8,9 @@
 //!   digest group. It also gives every digest group with waiting items its digest job.
 //! - The job's steps, run by the notifier role ([`deliver`]): `route` holds a delivery
 //!   through its channel's quiet hours, or folds it into a digest when the channel's
-//!   throttle window is full; `send` renders the template and sends it, recording a
-//!   receipt per wire attempt; a digest job's `route` waits for its due time and
+//!   throttle window is full, and otherwise sends it at once; `send` (a step of its own
+//!   only after quiet hours) renders the template and sends it, recording a receipt per
+//!   wire attempt; a digest job's `route` waits for its due time and
 //!   `compose` sends one message for every item it claimed (nothing for none).
 //! - Wire retries of one delivery carry the same `webhook-id` / `Message-ID` (the
 //!   delivery id), so a receiver drops a duplicate attempt; `429`/`503` honour
