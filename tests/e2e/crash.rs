@@ -442,25 +442,60 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
     for i in 0..40 {
         ids.push(start(format!("run-{i}")).await);
     }
-    // Kill worker A once a few runs are done and the rest under way.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
+    // Kill worker A once a few runs are done and the rest under way. A kill can land
+    // while A holds only steps it has not started (nothing to redo), so it is repeated,
+    // up to five times, until some step has run twice.
+    let completed = || async {
         let (_, page, _) = call(
             reqwest::Method::GET,
             "/exports?status=completed&limit=500".into(),
             None,
         )
         .await;
-        if page["items"].as_array().map_or(0, Vec::len) >= 4 {
+        page["items"].as_array().map_or(0, Vec::len)
+    };
+    let rerun_steps = || async {
+        let mut conn = AnyConnection::connect(&db.url).await.unwrap();
+        let (all, distinct): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT job_id || ':' || step) FROM job_events \
+             WHERE tenant_id = 'acme' AND to_state = 'running' \
+             AND job_id IN (SELECT id FROM jobs WHERE tenant_id = 'acme' AND kind = 'export')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        all - distinct
+    };
+    let mut workers_a = Vec::new();
+    let mut kills = 0;
+    let mut threshold = 4;
+    while kills < 5 {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let done = completed().await;
+            if done >= threshold || done == ids.len() + 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no export completed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if completed().await > ids.len() {
+            break; // everything finished: nothing left to interrupt
+        }
+        worker_a.0.kill().unwrap(); // SIGKILL: its deliveries stay pending on it
+        worker_a.0.wait().unwrap();
+        kills += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let next = cluster.spawn(&["worker"], &format!("worker-a{}.log", kills + 1));
+        workers_a.push(std::mem::replace(&mut worker_a, next));
+        // The dead worker's entries are taken over after 2 s.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if rerun_steps().await > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "no export completed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        threshold = completed().await + 2;
     }
-    worker_a.0.kill().unwrap(); // SIGKILL: its deliveries stay pending on it
-    worker_a.0.wait().unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let _worker_a_again = cluster.spawn(&["worker"], "worker-a2.log");
+    println!("worker A killed {kills} time(s)");
 
     let objects = stella_store::object::S3Store::new(&s3);
     for id in &ids {
