@@ -847,3 +847,50 @@ async fn a_dead_lettered_job_is_told_and_a_failing_notification_is_not() {
         "one delivery to the working channel"
     );
 }
+
+#[actix_web::test]
+async fn a_quarantined_tenant_is_told() {
+    let Some(receiver) = Receiver::start(&[SECRET], json!([])) else {
+        return;
+    };
+    // Past one panic in a minute, a tenant is quarantined (for a second here).
+    let sink = maildir::sink();
+    let server = start(|s| {
+        s.outbound.allow_hosts = "127.0.0.1".into();
+        s.scheduler.poll_interval_ms = 100;
+        s.runtime.restart_max = 1;
+        s.runtime.restart_within_secs = 60;
+        s.runtime.quarantine_secs = 1;
+        if let Some((host, port, _)) = sink {
+            s.notify.smtp.host = host;
+            s.notify.smtp.port = port;
+        }
+    })
+    .await;
+    let token = tenant(&server, "acme").await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/ops",
+        json!({"config": {"type": "webhook", "url": receiver.url("/ops")}, "secret": SECRET}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/quarantine",
+        json!({"match": {"event_kinds": ["tenant.quarantined"]}, "actions": [{"channel": "ops"}]}),
+    )
+    .await;
+    for _ in 0..3 {
+        let job = server
+            .submit(&token, json!({"panic_always": true}), 1)
+            .await;
+        server.wait_job(&token, &job, "failed").await;
+    }
+    let attempts = wait_attempts(&receiver, 1, Duration::from_secs(60)).await;
+    let event = envelope(&attempts[0].body);
+    assert_eq!(event["kind"], "tenant.quarantined", "{event}");
+    assert_eq!(event["tenant"], "acme");
+    assert_eq!(event["payload"]["quarantine_secs"], 1);
+}
