@@ -141,8 +141,9 @@ pub(super) async fn route(
         ));
     }
     // Sent here rather than as a step of its own: one trip through the mailbox per
-    // delivery. (`send` stays a step for deliveries held through quiet hours.)
-    send(deps, params, ctx).await
+    // delivery, the channel read once. (`send` stays a step for deliveries held through
+    // quiet hours.)
+    send_to(deps, &repo, &channel, params, ctx).await
 }
 
 /// Renders and sends one delivery.
@@ -151,9 +152,25 @@ pub(super) async fn send(
     params: &NotifyParams,
     ctx: &mut StepContext<'_>,
 ) -> Result<StepOutcome<NotifyStep>, StepError> {
+    let NotifyParams::Delivery { channel_id, .. } = params else {
+        return Err(StepError::abort("send: not a delivery"));
+    };
+    let tenant = ctx.job.tenant.clone();
+    let repo = ctx.store.tenant(&tenant).notify();
+    let channel = channel(deps, &repo, tenant.as_str(), channel_id).await?;
+    send_to(deps, &repo, &channel, params, ctx).await
+}
+
+/// [`send`] to a channel already read (`route` has it).
+async fn send_to(
+    deps: &NotifyDeps,
+    repo: &NotifyRepo<'_>,
+    channel: &Channel,
+    params: &NotifyParams,
+    ctx: &mut StepContext<'_>,
+) -> Result<StepOutcome<NotifyStep>, StepError> {
     let NotifyParams::Delivery {
         delivery_id,
-        channel_id,
         template,
         event,
         ..
@@ -161,11 +178,8 @@ pub(super) async fn send(
     else {
         return Err(StepError::abort("send: not a delivery"));
     };
-    let tenant = ctx.job.tenant.clone();
-    let repo = ctx.store.tenant(&tenant).notify();
-    let channel = channel(deps, &repo, tenant.as_str(), channel_id).await?;
     let event = envelope(event)?;
-    let source = template_source(&repo, template.as_deref()).await?;
+    let source = template_source(repo, template.as_deref()).await?;
     let kind = channel.spec.config.channel_type();
     let rendered = domain::template::render(source.as_deref(), kind, &event)
         .map_err(|err| StepError::abort(format!("the template does not render: {err}")))?;
@@ -179,7 +193,7 @@ pub(super) async fn send(
         summary: &summary,
         webhook_body: body,
     };
-    let outcome = transmit(deps, &repo, &channel, delivery_id, message, ctx.now).await?;
+    let outcome = transmit(deps, repo, channel, delivery_id, message, ctx.now).await?;
     repo.set_delivery(delivery_id, "delivered", Some(&ctx.job.id), None, ctx.now)
         .await
         .map_err(store_err)?;

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use stella_domain::notify::{event_id, DigestWindow, Envelope, RuleSpec};
+use stella_domain::notify::{
+    delivery_id as dedupe_key_of, event_id, DigestWindow, Envelope, RuleSpec,
+};
 use stella_store::repo::{NewDelivery, NewDigestItem, NewTenantJob, RuleRecord};
 use stella_store::{ChannelId, DeliveryId, RuleId, Store, StoreError, TenantId};
 use stella_supervisor::{prepare, JobRequest, Registry};
@@ -58,16 +59,6 @@ pub fn envelope_of(tenant: &TenantId, row: &EventRow) -> Envelope {
             .map(str::to_owned),
         payload: row.payload.clone(),
     }
-}
-
-/// `sha256(event id, rule id, channel id)`: one delivery per triple, whatever replays.
-pub fn dedupe_key(event_id: &str, rule_id: &str, channel_id: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [event_id, rule_id, channel_id] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(h.finalize())
 }
 
 /// A tenant's rules and channels, read once per batch.
@@ -136,7 +127,8 @@ pub async fn dispatch(
                     tracing::warn!(%tenant, rule = %record.name, channel = %action.channel, "a rule names a channel that no longer exists");
                     continue;
                 };
-                let key = dedupe_key(&envelope.id, &record.id, channel_id);
+                // One delivery per (event, rule, channel), whatever replays.
+                let key = dedupe_key_of(&envelope.id, &record.id, channel_id);
                 let delivery_id = DeliveryId::generate();
                 let rule_id = RuleId::parse(&record.id)?;
                 let channel = ChannelId::parse(channel_id)?;

@@ -862,13 +862,16 @@ type OpenDigestRow = (
 pub type NotifyEventRow = (i64, Option<TenantId>, String, String, Value, DateTime<Utc>);
 
 impl Store {
-    /// Digest groups of every tenant with unclaimed items (the scheduler makes sure each
-    /// has its digest job).
+    /// Digest groups of every tenant with unclaimed items and no digest job yet for their
+    /// generation (the scheduler gives each one; a group whose job waits for its due time
+    /// is not read again every pass).
     pub async fn open_digests(&self, limit: u32) -> Result<Vec<OpenDigest>> {
         let rows: Vec<OpenDigestRow> = sqlx::query_as(
                 "SELECT g.tenant_id, g.group_key, g.channel_id, g.rule_id, g.template, g.generation, \
                  MIN(i.due_at) FROM notify_digest_groups g JOIN notify_digest_items i \
                  ON i.tenant_id = g.tenant_id AND i.group_key = g.group_key AND i.digest_job IS NULL \
+                 WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.tenant_id = g.tenant_id \
+                 AND j.idempotency_key = 'digest:' || g.group_key || ':' || CAST(g.generation AS TEXT)) \
                  GROUP BY g.tenant_id, g.group_key, g.channel_id, g.rule_id, g.template, g.generation \
                  ORDER BY MIN(i.due_at) LIMIT $1",
             )
