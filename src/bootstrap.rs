@@ -93,3 +93,28 @@ pub(crate) fn write_private(path: &std::path::Path, secret: &str) -> std::io::Re
     writeln!(file, "{secret}")?;
     file.sync_all()
 }
+
+/// Creates `path` holding `secret` (mode 0600) only if it does not exist yet, atomically:
+/// the bytes go to a private temporary file first, which is then hard-linked into place,
+/// so a concurrent reader sees either no file or the whole of it, never a half-written
+/// one. Returns false when another process created `path` first (its content wins).
+pub(crate) fn create_private(path: &std::path::Path, secret: &str) -> std::io::Result<bool> {
+    let dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    write_private(&tmp, secret)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(true)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(err),
+    }
+}

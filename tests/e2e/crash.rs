@@ -322,7 +322,11 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while http.get(format!("{base}/keys")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "serve never listened");
+        assert!(
+            Instant::now() < deadline,
+            "serve never listened: {}",
+            std::fs::read_to_string(cluster.dir.path().join("serve.log")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let admin = "crash-test-admin-token-0123456789";
@@ -619,7 +623,11 @@ async fn notifications_across(fault: Fault) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while http.get(format!("{base}/keys")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "serve never listened");
+        assert!(
+            Instant::now() < deadline,
+            "serve never listened: {}",
+            std::fs::read_to_string(cluster.dir.path().join("serve.log")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let admin = "crash-test-admin-token-0123456789";
