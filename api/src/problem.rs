@@ -128,6 +128,7 @@ impl From<StoreError> for Problem {
             StoreError::NotFound(what) => Problem::not_found(format!("{what} not found")),
             StoreError::Conflict(reason) => Problem::conflict(reason),
             StoreError::Invalid(reason) => Problem::bad_request(reason),
+            StoreError::Forbidden(reason) => Problem::forbidden(reason),
             // Backend details (hosts, driver messages) go to the log with the request id,
             // never into a response body.
             StoreError::Unavailable { backend, reason } => {

@@ -13,6 +13,9 @@ pub enum StoreError {
     /// The input cannot be stored as given.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The caller may not do this to this record (for example approve what it submitted).
+    #[error("refused: {0}")]
+    Forbidden(String),
     /// The backend could not be reached or timed out; retrying later may succeed.
     #[error("{backend} unavailable: {reason}")]
     Unavailable { backend: Backend, reason: String },

@@ -95,7 +95,7 @@ conformance!(
     a_batch_of_changes_commits_each_winner_and_rejects_each_loser_alone,
     grouped_calls_keep_the_single_call_guarantees,
     advisory_imports_are_idempotent_and_report_the_delta,
-    policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions,
+    policy_versions_move_through_their_lifecycle_with_separated_duties,
     vex_documents_are_global_or_per_tenant_and_imported_once,
     events_are_deduplicated_and_scoped_to_their_tenant,
     export_profiles_are_immutable_per_revision_and_per_tenant,
@@ -104,28 +104,158 @@ conformance!(
     mirror_imports_move_forward_only_in_one_transaction,
 );
 
-async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions(db: &TestDb) {
+async fn policy_versions_move_through_their_lifecycle_with_separated_duties(db: &TestDb) {
+    use stella_store::repo::{Actor, PolicyStatus as S, PolicyTransition as T};
     let store = &db.store;
     with_tenants(store, &["a", "b"]).await;
     let a = tenant("a");
     let policies = store.tenant(&a).policies();
+    let alice = Actor {
+        identity: "alice",
+        actor: "token:1 (alice)",
+    };
+    let bob = Actor {
+        identity: "bob",
+        actor: "token:2 (bob)",
+    };
+    let conflict = |r: Result<stella_store::repo::PolicyRecord, StoreError>| {
+        matches!(r, Err(StoreError::Conflict(_)))
+    };
     assert!(policies.active().await.unwrap().is_none());
-    let (first, created) = policies.put("doc 1", "d1", "alice", t0()).await.unwrap();
+    let (first, created) = policies.draft("doc 1", "d1", alice, t0()).await.unwrap();
     assert!(created);
-    assert_eq!(first.version, 1);
-    let (same, created) = policies.put("doc 1", "d1", "bob", t0()).await.unwrap();
-    assert!(!created, "the active document again creates nothing");
+    assert_eq!((first.version, first.status), (1, S::Draft));
+    let (same, created) = policies.draft("doc 1", "d1", bob, t0()).await.unwrap();
+    assert!(!created, "the same document while in play creates nothing");
     assert_eq!(same, first);
+    // Nothing but an approved version activates; a draft is neither approved nor
+    // submitted.
+    assert!(conflict(
+        policies.transition(1, T::Activate, bob, "", t0()).await
+    ));
+    assert!(conflict(
+        policies.transition(1, T::Approve, bob, "", t0()).await
+    ));
+    let submitted = policies
+        .transition(1, T::Submit, alice, "ready", t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        (submitted.status, submitted.submitted_by.as_deref()),
+        (S::Submitted, Some("alice"))
+    );
+    // The submitter cannot approve, under any token of the same identity.
+    let other_token = Actor {
+        identity: "alice",
+        actor: "token:9 (alice)",
+    };
+    assert!(matches!(
+        policies
+            .transition(1, T::Approve, other_token, "", t0())
+            .await,
+        Err(StoreError::Forbidden(_))
+    ));
+    let back = policies
+        .transition(1, T::RequestChanges, bob, "tighten rule x", t0())
+        .await
+        .unwrap();
+    assert_eq!((back.status, back.submitted_by), (S::Draft, None));
+    policies
+        .transition(1, T::Submit, alice, "done", t0())
+        .await
+        .unwrap();
+    let approved = policies
+        .transition(1, T::Approve, bob, "looks right", t0())
+        .await
+        .unwrap();
+    assert_eq!(approved.approved_by.as_deref(), Some("bob"));
+    assert!(
+        policies.active().await.unwrap().is_none(),
+        "approved is not active"
+    );
+    let active = policies
+        .transition(1, T::Activate, alice, "go", t0())
+        .await
+        .unwrap();
+    assert_eq!(active.status, S::Active);
+    assert_eq!(policies.active().await.unwrap().unwrap().version, 1);
+    // A second version supersedes the first, which is archived (and may come back).
+    policies.draft("doc 2", "d2", alice, t0()).await.unwrap();
+    for (t, by) in [(T::Submit, alice), (T::Approve, bob), (T::Activate, bob)] {
+        policies.transition(2, t, by, "v2", t0()).await.unwrap();
+    }
+    assert_eq!(policies.active().await.unwrap().unwrap().version, 2);
+    assert_eq!(policies.get(1).await.unwrap().status, S::Archived);
+    policies
+        .transition(1, T::Activate, bob, "roll back", t0())
+        .await
+        .unwrap();
+    assert_eq!(policies.active().await.unwrap().unwrap().version, 1);
+    assert_eq!(policies.get(2).await.unwrap().status, S::Archived);
+    // An archived version that was never approved never activates.
+    policies.draft("doc 3", "d3", alice, t0()).await.unwrap();
+    policies
+        .transition(3, T::Archive, alice, "abandoned", t0())
+        .await
+        .unwrap();
+    assert!(conflict(
+        policies.transition(3, T::Activate, bob, "", t0()).await
+    ));
+    assert!(conflict(
+        policies.transition(3, T::Submit, alice, "", t0()).await
+    ));
+    // Every transition is recorded with who and why, superseding included.
+    let history: Vec<_> = policies
+        .transitions(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.from, t.to, t.identity, t.reason))
+        .collect();
+    let row =
+        |from: Option<S>, to: S, who: &str, why: &str| (from, to, who.to_owned(), why.to_owned());
+    assert_eq!(
+        history,
+        [
+            row(None, S::Draft, "alice", ""),
+            row(Some(S::Draft), S::Submitted, "alice", "ready"),
+            row(Some(S::Submitted), S::Draft, "bob", "tighten rule x"),
+            row(Some(S::Draft), S::Submitted, "alice", "done"),
+            row(Some(S::Submitted), S::Approved, "bob", "looks right"),
+            row(Some(S::Approved), S::Active, "alice", "go"),
+            row(
+                Some(S::Active),
+                S::Archived,
+                "bob",
+                "superseded by version 2"
+            ),
+            row(Some(S::Archived), S::Active, "bob", "roll back"),
+        ]
+    );
+    // Each activation tells the scheduler, once.
+    let updates = store
+        .tenant(&a)
+        .events()
+        .list(None, Some("policy.updated"), 100)
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(updates, 3);
     // Eight writers at once: every document gets its own version.
     let mut tasks = Vec::new();
     for i in 0..8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let a = tenant("a");
+            let w = Actor {
+                identity: "w",
+                actor: "w",
+            };
             store
                 .tenant(&a)
                 .policies()
-                .put(&format!("doc {i}x"), &format!("x{i}"), "w", t0())
+                .draft(&format!("doc {i}x"), &format!("x{i}"), w, t0())
                 .await
                 .unwrap()
                 .0
@@ -137,8 +267,7 @@ async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions
         versions.push(task.await.unwrap());
     }
     versions.sort_unstable();
-    assert_eq!(versions, (2..=9).collect::<Vec<u64>>());
-    assert_eq!(policies.active().await.unwrap().unwrap().version, 9);
+    assert_eq!(versions, (4..=11).collect::<Vec<u64>>());
     assert_eq!(policies.get(1).await.unwrap().document, "doc 1");
     // By digest: the version a verdict citing it was evaluated with.
     assert_eq!(policies.by_digest("d1").await.unwrap().unwrap().version, 1);
@@ -146,32 +275,22 @@ async fn policy_versions_are_immutable_and_concurrent_puts_get_distinct_versions
     let page = policies.list(None, 4).await.unwrap();
     assert_eq!(
         page.items.iter().map(|p| p.version).collect::<Vec<_>>(),
-        [9, 8, 7, 6]
+        [11, 10, 9, 8]
     );
     let rest = policies
         .list(page.next_cursor.as_deref(), 50)
         .await
         .unwrap();
-    assert_eq!(rest.items.len(), 5);
+    assert_eq!(rest.items.len(), 7);
     assert!(rest.next_cursor.is_none());
-    // Tenant b has none of them.
+    // Tenant b has none of them, and cannot move them.
     let b = tenant("b");
-    assert!(store
-        .tenant(&b)
-        .policies()
-        .by_digest("d1")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .tenant(&b)
-        .policies()
-        .active()
-        .await
-        .unwrap()
-        .is_none());
+    let theirs = store.tenant(&b).policies();
+    assert!(theirs.by_digest("d1").await.unwrap().is_none());
+    assert!(theirs.active().await.unwrap().is_none());
+    assert!(matches!(theirs.get(1).await, Err(StoreError::NotFound(_))));
     assert!(matches!(
-        store.tenant(&b).policies().get(1).await,
+        theirs.transition(4, T::Submit, bob, "", t0()).await,
         Err(StoreError::NotFound(_))
     ));
 }

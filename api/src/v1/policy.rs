@@ -1,13 +1,14 @@
 //! The tenant's policy: a TOML document of rules (format: `default_policy.toml` in the
-//! domain crate, which is also what a tenant without a policy of its own gets). Every
-//! change is a new immutable version; scans use the newest. Putting the active document
-//! again creates nothing.
+//! domain crate, which is also what a tenant without a policy of its own gets). A
+//! version is immutable and moves draft → submitted → approved → active → archived; the
+//! identity (token name) that submitted a version cannot approve it, and every
+//! transition is recorded with who and why. Scans use the active version.
 
-use actix_web::{get, put, web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_domain::policy::{Policy, DEFAULT_POLICY};
-use stella_store::repo::PolicyRecord;
+use stella_store::repo::{Actor, PolicyRecord, PolicyTransition, TransitionRecord};
 use utoipa::ToSchema;
 
 use super::{BodyProblems, Page, PageQuery, Problems};
@@ -26,8 +27,16 @@ pub struct PolicyView {
     pub document: String,
     /// `true` when the tenant has no policy of its own.
     pub default: bool,
+    /// `draft`, `submitted`, `approved`, `active` or `archived` (the built-in default
+    /// is `active` while the tenant has no active version).
+    pub status: String,
     pub created_by: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
+    /// The identity (token name) that submitted it.
+    pub submitted_by: Option<String>,
+    /// The identity that approved it.
+    pub approved_by: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl From<PolicyRecord> for PolicyView {
@@ -37,8 +46,12 @@ impl From<PolicyRecord> for PolicyView {
             digest: record.digest,
             document: record.document,
             default: false,
+            status: record.status.as_str().to_owned(),
             created_by: Some(record.created_by),
             created_at: Some(record.created_at),
+            submitted_by: record.submitted_by,
+            approved_by: record.approved_by,
+            updated_at: Some(record.updated_at),
         }
     }
 }
@@ -58,8 +71,12 @@ fn default_view() -> ApiResult<PolicyView> {
         digest: policy.digest(),
         document: DEFAULT_POLICY.to_owned(),
         default: true,
+        status: "active".to_owned(),
         created_by: None,
         created_at: None,
+        submitted_by: None,
+        approved_by: None,
+        updated_at: None,
     })
 }
 
@@ -82,16 +99,17 @@ pub(crate) async fn get(
     }
 }
 
-/// Set the tenant's policy: a new version unless the document equals the active one.
+/// Write a new version of the tenant's policy, as a draft (unless a version with the
+/// same document is still in play: that one is returned with 200).
 #[utoipa::path(
-    operation_id = "put_policy",
+    operation_id = "create_policy_version",
     tag = "policy",
     request_body = PutPolicy,
     responses((status = 201, body = PolicyView), (status = 200, body = PolicyView), Problems, BodyProblems),
-    security(("bearer" = ["policy:write"]))
+    security(("bearer" = ["policy:author"]))
 )]
-#[put("/policy")]
-pub(crate) async fn set(
+#[post("/policy/versions")]
+pub(crate) async fn create(
     ctx: web::Data<Context>,
     caller: Caller,
     body: JsonBody<PutPolicy>,
@@ -106,19 +124,198 @@ pub(crate) async fn set(
         )
         .at(format!("document{}", err.pointer))
     })?;
+    let actor = caller.actor();
     let (record, created) = ctx
         .store
         .tenant(tenant)
         .policies()
-        .put(&document, &policy.digest(), &caller.actor(), Utc::now())
+        .draft(&document, &policy.digest(), by(&caller, &actor), Utc::now())
         .await?;
+    let location = format!("/api/v1/policy/versions/{}", record.version);
     let view = PolicyView::from(record);
     Ok(if created {
-        HttpResponse::Created().json(view)
+        HttpResponse::Created()
+            .insert_header(("Location", location))
+            .json(view)
     } else {
         HttpResponse::Ok().json(view)
     })
 }
+
+fn by<'a>(caller: &'a Caller, actor: &'a str) -> Actor<'a> {
+    Actor {
+        identity: &caller.token.name,
+        actor,
+    }
+}
+
+/// One version with every transition it went through.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub version: PolicyView,
+    pub transitions: Vec<TransitionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransitionView {
+    /// `null` for the version's creation.
+    pub from: Option<String>,
+    pub to: String,
+    /// The identity (token name) that made it.
+    pub identity: String,
+    /// The caller as the audit log names it.
+    pub actor: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+impl From<TransitionRecord> for TransitionView {
+    fn from(t: TransitionRecord) -> Self {
+        Self {
+            from: t.from.map(|s| s.as_str().to_owned()),
+            to: t.to.as_str().to_owned(),
+            identity: t.identity,
+            actor: t.actor,
+            reason: t.reason,
+            at: t.at,
+        }
+    }
+}
+
+/// One version of the tenant's policy and its history.
+#[utoipa::path(
+    operation_id = "get_policy_version",
+    tag = "policy",
+    params(("version" = u64, Path, description = "the version number")),
+    responses((status = 200, body = VersionView), Problems),
+    security(("bearer" = ["policy:read"]))
+)]
+#[get("/policy/versions/{version}")]
+pub(crate) async fn get_version(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    version: web::Path<String>,
+) -> ApiResult<web::Json<VersionView>> {
+    let tenant = caller.tenant()?;
+    let version = version_number(&version)?;
+    let policies = ctx.store.tenant(tenant).policies();
+    let record = policies.get(version).await?;
+    let transitions = policies.transitions(version).await?;
+    Ok(web::Json(VersionView {
+        version: record.into(),
+        transitions: transitions.into_iter().map(Into::into).collect(),
+    }))
+}
+
+fn version_number(text: &str) -> ApiResult<u64> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| Problem::not_found(format!("policy version {text} not found")))
+}
+
+/// Why a transition is made (`{}` when there is nothing to say).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionBody {
+    /// Why (required to request changes; kept with the transition).
+    #[serde(default)]
+    pub reason: String,
+}
+
+async fn transition(
+    ctx: &Context,
+    caller: &Caller,
+    version: &str,
+    transition: PolicyTransition,
+    body: JsonBody<TransitionBody>,
+) -> ApiResult<web::Json<PolicyView>> {
+    let tenant = caller.tenant()?;
+    let version = version_number(version)?;
+    let reason = body.0.reason;
+    let reason = reason.trim();
+    if transition == PolicyTransition::RequestChanges && reason.is_empty() {
+        return Err(Problem::bad_request("say what to change: `reason` is required").at("reason"));
+    }
+    if reason.len() > 2_000 {
+        return Err(Problem::bad_request("`reason` is at most 2,000 characters").at("reason"));
+    }
+    let actor = caller.actor();
+    let record = ctx
+        .store
+        .tenant(tenant)
+        .policies()
+        .transition(version, transition, by(caller, &actor), reason, Utc::now())
+        .await?;
+    Ok(web::Json(record.into()))
+}
+
+macro_rules! transition_route {
+    ($fn:ident, $op:literal, $path:literal, $scope:literal, $transition:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(
+                    operation_id = $op,
+                    tag = "policy",
+                    params(("version" = u64, Path, description = "the version number")),
+                    request_body = TransitionBody,
+                    responses((status = 200, body = PolicyView), Problems, BodyProblems),
+                    security(("bearer" = [$scope]))
+                )]
+        #[post($path)]
+        pub(crate) async fn $fn(
+            ctx: web::Data<Context>,
+            caller: Caller,
+            version: web::Path<String>,
+            body: JsonBody<TransitionBody>,
+        ) -> ApiResult<web::Json<PolicyView>> {
+            transition(&ctx, &caller, &version, $transition, body).await
+        }
+    };
+}
+
+transition_route!(
+    submit,
+    "submit_policy_version",
+    "/policy/versions/{version}/submit",
+    "policy:author",
+    PolicyTransition::Submit,
+    "Submit a draft for review."
+);
+transition_route!(
+    request_changes,
+    "request_policy_changes",
+    "/policy/versions/{version}/request-changes",
+    "policy:review",
+    PolicyTransition::RequestChanges,
+    "Send a submitted version back to draft, saying what to change."
+);
+transition_route!(
+    approve,
+    "approve_policy_version",
+    "/policy/versions/{version}/approve",
+    "policy:approve",
+    PolicyTransition::Approve,
+    "Approve a submitted version (not by the identity that submitted it)."
+);
+transition_route!(
+    activate,
+    "activate_policy_version",
+    "/policy/versions/{version}/activate",
+    "policy:operate",
+    PolicyTransition::Activate,
+    "Make an approved version the one scans use (the active one is archived; the \
+     tenant's targets are re-evaluated). An archived version that was approved may be \
+     activated again."
+);
+transition_route!(
+    archive,
+    "archive_policy_version",
+    "/policy/versions/{version}/archive",
+    "policy:author",
+    PolicyTransition::Archive,
+    "Archive a draft, submitted or approved version: it will never be activated."
+);
 
 /// Every version of the tenant's policy, newest first.
 #[utoipa::path(

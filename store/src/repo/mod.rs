@@ -49,7 +49,9 @@ pub use notify::{
     RuleRecord, TemplateRecord,
 };
 pub use outbox::{Outbox, OutboxRow};
-pub use policies::{Policies, PolicyRecord};
+pub use policies::{
+    Actor, Policies, PolicyRecord, PolicyStatus, PolicyTransition, TransitionRecord,
+};
 pub use scans::{FindingRecord, NewFinding, SbomRecord, ScanRecord, Scans, VerdictRecord};
 pub use schedules::{
     Applied, EndedRunTarget, ImpactedTarget, Lease, NewRun, RunRecord, RunTargetRecord, RunUpdate,
