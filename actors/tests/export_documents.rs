@@ -215,12 +215,7 @@ async fn documents_export_through_the_runtime(
     // The tenant's own policy (version 1), and its VEX statement.
     let document = DEFAULT_POLICY.replace("name = \"default\"", "name = \"acme\"");
     let policy = Policy::parse(&document).unwrap();
-    let (policy_record, _) = store
-        .tenant(&tenant)
-        .policies()
-        .put(&document, &policy.digest(), "ci", Utc::now())
-        .await
-        .unwrap();
+    let policy_record = support::activate_policy(store, &tenant, &document, &policy.digest()).await;
     let vex_bytes = vex_document();
     let statements = stella_domain::vex::parse(&vex_bytes).unwrap();
     let stored = objects.put_content(Bytes::from(vex_bytes)).await.unwrap();

@@ -140,12 +140,7 @@ async fn evidence_on(
         .await
         .unwrap();
     let policy_digest = Policy::parse(POLICY).unwrap().digest();
-    store
-        .tenant(&tenant)
-        .policies()
-        .put(POLICY, &policy_digest, "ci", Utc::now())
-        .await
-        .unwrap();
+    support::activate_policy(store, &tenant, POLICY, &policy_digest).await;
 
     // Two targets, each scanned once: left-pad (T-1, with VEX) in both, chalk (T-2,
     // blocked by the policy) in one; lodash's advisory names no scanned package.

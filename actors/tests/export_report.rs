@@ -298,12 +298,8 @@ async fn reports_for_people(store: &Store, mailbox: Arc<dyn Mailbox>, objects: O
     .await
     .unwrap();
     let policy = Policy::parse(&policy_text()).unwrap();
-    let (stored_policy, _) = store
-        .tenant(&tenant)
-        .policies()
-        .put(&policy_text(), &policy.digest(), "ci", Utc::now())
-        .await
-        .unwrap();
+    let stored_policy =
+        support::activate_policy(store, &tenant, &policy_text(), &policy.digest()).await;
     let world = World {
         store,
         objects: objects.clone(),

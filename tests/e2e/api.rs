@@ -140,11 +140,21 @@ impl Server {
     }
 
     pub(crate) async fn token(&self, tenant: &str, scopes: &[&str]) -> (String, String) {
+        self.token_named(tenant, "test", scopes).await
+    }
+
+    /// A token of `tenant` for the identity `name` (what separation of duties compares).
+    pub(crate) async fn token_named(
+        &self,
+        tenant: &str,
+        name: &str,
+        scopes: &[&str],
+    ) -> (String, String) {
         let reply = self
             .admin(
                 Method::POST,
                 "/api/v1/tokens",
-                Some(json!({"tenant": tenant, "name": "test", "scopes": scopes})),
+                Some(json!({"tenant": tenant, "name": name, "scopes": scopes})),
             )
             .await;
         assert_eq!(reply.status, 201, "{}", reply.text);
@@ -152,6 +162,53 @@ impl Server {
             reply.body["id"].as_str().unwrap().to_owned(),
             reply.body["token"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// Makes `document` the tenant's active policy the way people do: an author drafts
+    /// and submits it, another identity approves and activates it. Returns the active
+    /// version.
+    pub(crate) async fn activate_policy(&self, tenant: &str, document: &str) -> Value {
+        let (_, author) = self
+            .token_named(tenant, "policy-author", &["policy:author"])
+            .await;
+        let (_, approver) = self
+            .token_named(
+                tenant,
+                "policy-approver",
+                &["policy:approve", "policy:operate"],
+            )
+            .await;
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/v1/policy/versions",
+                Some(&author),
+                None,
+                Some(json!({ "document": document })),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        let version = reply.body["version"].as_u64().unwrap();
+        let mut last = reply.body;
+        for (action, token) in [
+            ("submit", &author),
+            ("approve", &approver),
+            ("activate", &approver),
+        ] {
+            let reply = self
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/policy/versions/{version}/{action}"),
+                    Some(token),
+                    None,
+                    Some(json!({})),
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{action}: {}", reply.text);
+            last = reply.body;
+        }
+        assert_eq!(last["status"], "active");
+        last
     }
 
     pub(crate) async fn submit(&self, token: &str, params: Value, max_attempts: u32) -> String {
@@ -276,6 +333,8 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         path.replace("{name}", "t")
     } else if path.starts_with("/api/v1/notify/deliveries/") {
         path.replace("{id}", &fixture.delivery)
+    } else if path.starts_with("/api/v1/policy/versions/") {
+        path.replace("{version}", "1")
     } else if path.starts_with("/api/v1/dead-letters/") {
         path.replace("{role}", &fixture.dead.0)
             .replace("{id}", &fixture.dead.1)
@@ -436,6 +495,17 @@ async fn isolation_matrix(server: &Server) {
         .await;
     assert_eq!(reply.status, 202, "{}", reply.text);
     let delivery = reply.body["id"].as_str().unwrap().to_owned();
+    // A draft policy version of `a` (version 1).
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/policy/versions",
+            Some(&a_all),
+            None,
+            Some(json!({"document": "name = \"p\"\nversion = 1\nrules = []\n"})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
     let fixture = Fixture {
         job: job.clone(),
         scan: scan.clone(),

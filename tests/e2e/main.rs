@@ -15,6 +15,7 @@ mod hostile;
 #[path = "../../actors/tests/support/maildir.rs"]
 mod maildir;
 mod notify;
+mod policy;
 mod scans;
 mod schedules;
 mod serve;

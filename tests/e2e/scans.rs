@@ -427,28 +427,21 @@ when = { packages = ["pkg:golang/github.com/gin-gonic/gin"] }
 outcome = "block"
 because = "gin is banned here"
 "#;
+    let active = server.activate_policy("acme", policy).await;
+    assert_eq!(active["version"], 1);
+    let digest = active["digest"].clone();
+    // The same document again is the version already in play, not a new one.
     let reply = server
         .call(
-            Method::PUT,
-            "/api/v1/policy",
-            Some(&acme),
-            None,
-            Some(json!({ "document": policy })),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-    assert_eq!(reply.body["version"], 1);
-    let digest = reply.body["digest"].clone();
-    let reply = server
-        .call(
-            Method::PUT,
-            "/api/v1/policy",
+            Method::POST,
+            "/api/v1/policy/versions",
             Some(&acme),
             None,
             Some(json!({ "document": policy })),
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["version"], 1);
     let reply = server
         .call(Method::GET, "/api/v1/policy", Some(&other), None, None)
         .await;
@@ -683,8 +676,8 @@ async fn bad_sboms_vex_and_policies_get_precise_problems_and_store_nothing() {
 
     let reply = server
         .call(
-            Method::PUT,
-            "/api/v1/policy",
+            Method::POST,
+            "/api/v1/policy/versions",
             Some(&acme),
             None,
             Some(json!({"document": "default = \"maybe\""})),

@@ -428,15 +428,7 @@ async fn an_advisory_rescans_only_the_targets_it_touches() {
 
     // A policy change re-evaluates every target of the tenant.
     let document = "name = \"strict\"\nversion = 1\ndefault = \"block\"\nrules = []\n";
-    let policy = call(
-        &server,
-        &token,
-        Method::PUT,
-        "/policy",
-        Some(json!({"document": document})),
-    )
-    .await;
-    assert_eq!(policy.status, 201, "{}", policy.text);
+    server.activate_policy("acme", document).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let runs = call(&server, &token, Method::GET, "/runs", None).await;

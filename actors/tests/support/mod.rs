@@ -42,3 +42,37 @@ pub(crate) async fn start_runtime(
     .unwrap();
     (registry, runtime)
 }
+
+/// Makes `document` the tenant's active policy the way people do: an author drafts and
+/// submits it, another identity approves it, an operator activates it.
+#[allow(dead_code)]
+pub(crate) async fn activate_policy(
+    store: &Store,
+    tenant: &stella_store::TenantId,
+    document: &str,
+    digest: &str,
+) -> stella_store::repo::PolicyRecord {
+    use stella_store::repo::{Actor, PolicyTransition as T};
+    let policies = store.tenant(tenant).policies();
+    let author = Actor {
+        identity: "author",
+        actor: "ci author",
+    };
+    let approver = Actor {
+        identity: "approver",
+        actor: "ci approver",
+    };
+    let now = chrono::Utc::now();
+    let (draft, _) = policies.draft(document, digest, author, now).await.unwrap();
+    for (transition, by) in [
+        (T::Submit, author),
+        (T::Approve, approver),
+        (T::Activate, approver),
+    ] {
+        policies
+            .transition(draft.version, transition, by, "test", now)
+            .await
+            .unwrap();
+    }
+    policies.get(draft.version).await.unwrap()
+}

@@ -255,13 +255,13 @@ macro_rules! transition_route {
     ($fn:ident, $op:literal, $path:literal, $scope:literal, $transition:expr, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(
-                    operation_id = $op,
-                    tag = "policy",
-                    params(("version" = u64, Path, description = "the version number")),
-                    request_body = TransitionBody,
-                    responses((status = 200, body = PolicyView), Problems, BodyProblems),
-                    security(("bearer" = [$scope]))
-                )]
+                            operation_id = $op,
+                            tag = "policy",
+                            params(("version" = u64, Path, description = "the version number")),
+                            request_body = TransitionBody,
+                            responses((status = 200, body = PolicyView), Problems, BodyProblems),
+                            security(("bearer" = [$scope]))
+                        )]
         #[post($path)]
         pub(crate) async fn $fn(
             ctx: web::Data<Context>,

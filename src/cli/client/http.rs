@@ -160,10 +160,6 @@ impl Client {
         )
     }
 
-    pub(crate) fn put(&self, path: &str, body: &Value) -> Result<Value> {
-        self.send(self.request(reqwest::Method::PUT, path).json(body))
-    }
-
     /// The body of a successful GET as the server sent it, byte for byte.
     pub(crate) fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let response = self.transport(self.request(reqwest::Method::GET, path))?;
