@@ -233,6 +233,9 @@ async fn transition(
 ) -> ApiResult<web::Json<PolicyView>> {
     let tenant = caller.tenant()?;
     let version = version_number(version)?;
+    let policies = ctx.store.tenant(tenant).policies();
+    // Another tenant's version is not found, whatever the body says.
+    policies.get(version).await?;
     let reason = body.0.reason;
     let reason = reason.trim();
     if transition == PolicyTransition::RequestChanges && reason.is_empty() {
@@ -242,10 +245,7 @@ async fn transition(
         return Err(Problem::bad_request("`reason` is at most 2,000 characters").at("reason"));
     }
     let actor = caller.actor();
-    let record = ctx
-        .store
-        .tenant(tenant)
-        .policies()
+    let record = policies
         .transition(version, transition, by(caller, &actor), reason, Utc::now())
         .await?;
     Ok(web::Json(record.into()))
