@@ -99,6 +99,8 @@ pub struct TickReport {
     pub completed: usize,
     /// Notification deliveries made from events, and digest jobs made.
     pub notified: usize,
+    /// Exceptions marked expired.
+    pub expired_exceptions: usize,
 }
 
 /// One scheduler process.
@@ -192,6 +194,10 @@ impl Scheduler {
         };
         let result = async {
             report.fired = self.fire_due(lease.token, now).await?;
+            // Exceptions whose expiry has come: marked expired with their events, which
+            // the next step turns into re-evaluations.
+            report.expired_exceptions =
+                stella_store::repo::expire_due_exceptions(&self.store, now, BATCH).await?;
             report.triggered = self.follow_events(lease.token, now).await?;
             report.planned = self.plan(lease.token, now).await?;
             let (tracked, completed) = self.track(lease.token, now).await?;
@@ -429,6 +435,21 @@ impl Scheduler {
                         let impacted = scheduling.all_targets(Some(t)).await?;
                         let reason = json!({"event": seq, "policy_version": payload["version"]});
                         ("policy", impacted, reason)
+                    }
+                    "exception.activated" | "exception.revoked" | "exception.expired" => {
+                        // The targets the exception's scope names: one, or all of them.
+                        let Some(t) = tenant else { continue };
+                        let mut impacted = scheduling.all_targets(Some(t)).await?;
+                        if let Some(target) = payload["target"].as_str() {
+                            impacted.retain(|i| i.name == target);
+                        }
+                        let reason = json!({
+                            "event": seq,
+                            "kind": kind,
+                            "exception": payload["exception"],
+                            "vulnerability": payload["vulnerability"],
+                        });
+                        ("exception", impacted, reason)
                     }
                     _ => continue,
                 };

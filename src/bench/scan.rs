@@ -78,6 +78,7 @@ fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> anyhow::
             sbom: digest.to_string(),
             policy: policy.digest(),
             evaluated_at: Some(inputs.at),
+            exceptions: Default::default(),
             ..InputDigests::default()
         };
         let sealed = scan::SealedVerdict::of(&verdict)?;

@@ -343,6 +343,13 @@ impl<'a> TenantScope<'a> {
         }
     }
 
+    pub fn exceptions(&self) -> crate::repo::Exceptions<'a> {
+        crate::repo::Exceptions {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
     pub fn policies(&self) -> crate::repo::Policies<'a> {
         crate::repo::Policies {
             store: self.store,

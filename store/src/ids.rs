@@ -117,6 +117,7 @@ uuid_id!(RunId, "run");
 uuid_id!(ChannelId, "chn");
 uuid_id!(RuleId, "rul");
 uuid_id!(DeliveryId, "dlv");
+uuid_id!(ExceptionId, "exc");
 
 /// Converts a time to the stored representation: Unix epoch milliseconds, UTC.
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {

@@ -511,6 +511,11 @@ pub struct InputDigests {
     pub vex: BTreeSet<String>,
     pub policy: String,
     pub evaluated_at: Option<DateTime<Utc>>,
+    /// The tenant's exceptions in force that the evaluation read (`exception:<id>` with
+    /// the digest of its terms), sorted; absent when there were none, so a scan without
+    /// exceptions hashes as it always did.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub exceptions: BTreeSet<String>,
 }
 
 impl InputDigests {
@@ -986,6 +991,7 @@ mod tests {
             sbom: "sha256:00".into(),
             policy: verdict.policy_digest.clone(),
             evaluated_at: Some(at),
+            exceptions: Default::default(),
             ..InputDigests::default()
         };
         let key = crate::dsse::SigningKey::generate([7; 32]);

@@ -266,6 +266,7 @@ fn real_scan(data: &Path) -> RealScan {
         vex: [format!("sha256:{vex_sha256}")].into_iter().collect(),
         policy: policy.digest(),
         evaluated_at: Some(evaluated_at),
+        exceptions: Default::default(),
     };
     RealScan {
         sbom_bytes,

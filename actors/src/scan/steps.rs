@@ -89,6 +89,39 @@ pub async fn active_policy(
     Policy::parse(&text).map_err(|err| StepError::abort(format!("the stored policy: {err}")))
 }
 
+/// The policy a scan of `target` is evaluated with: the active policy plus the tenant's
+/// exceptions in force for that target, each as the policy's own exception (so the one
+/// evaluation path decides whether it still applies at the evaluation time, and the
+/// explain trace names it with its approver and expiry), and the digests the verdict's
+/// inputs record for them.
+pub(crate) async fn with_exceptions(
+    store: &Store,
+    tenant: &stella_store::TenantId,
+    target: &str,
+    mut policy: Policy,
+) -> Result<(Policy, BTreeSet<String>), StepError> {
+    let records = store.tenant(tenant).exceptions().in_force(Some(target)).await?;
+    let mut digests = BTreeSet::new();
+    for record in records {
+        let exception = stella_domain::policy::Exception {
+            id: record.id.to_string(),
+            vulnerabilities: vec![record.vulnerability],
+            packages: record.package.into_iter().collect(),
+            reason: format!("{}: {}", record.kind, record.justification),
+            approver: record.decided_by.unwrap_or_default(),
+            expires: Some(record.expires_at),
+            outcome: stella_domain::policy::Disposition::Pass,
+        };
+        let terms = to_value(&exception, "exception")?;
+        let digest = stella_domain::canonical::Digest::sha256(
+            &stella_domain::canonical::canonical_bytes(&terms),
+        );
+        digests.insert(format!("exception:{}:{digest}", exception.id));
+        policy.exceptions.push(exception);
+    }
+    Ok((policy, digests))
+}
+
 /// `evaluate` (evaluator): matches the analysis against the advisories, joins VEX and
 /// applies the tenant's policy at the scan's evaluation time.
 pub(super) async fn evaluate(
@@ -125,6 +158,9 @@ pub(super) async fn evaluate(
         vex_digests.insert(format!("sha256:{}", document.sha256));
     }
     let policy = active_policy(ctx.store, &ctx.job.tenant).await?;
+    let policy_digest = policy.digest();
+    let (policy, exception_digests) =
+        with_exceptions(ctx.store, &ctx.job.tenant, &params.name, policy).await?;
     let sbom_digest = format!("sha256:{}", params.sbom_sha256);
     let at = params.evaluated_at;
     let record = blocking(move || {
@@ -155,8 +191,9 @@ pub(super) async fn evaluate(
             sbom: sbom_digest,
             advisories: index.candidate_digests(&analysis.components),
             vex: vex_digests,
-            policy: policy.digest(),
+            policy: policy_digest,
             evaluated_at: Some(at),
+            exceptions: exception_digests,
         };
         verdict_record(summary, findings, &digests)
     })

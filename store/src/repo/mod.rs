@@ -5,6 +5,7 @@ mod advisories;
 mod audit;
 mod effects;
 mod events;
+mod exceptions;
 mod exports;
 mod generations;
 mod idempotency;
@@ -49,6 +50,10 @@ pub use notify::{
     RuleRecord, TemplateRecord,
 };
 pub use outbox::{Outbox, OutboxRow};
+pub use exceptions::{
+    expire_due as expire_due_exceptions, Decision as ExceptionDecision, ExceptionFilter,
+    ExceptionRecord, Exceptions, NewException, EXCEPTION_KINDS, MAX_EXCEPTION_DAYS,
+};
 pub use policies::{
     Actor, Policies, PolicyRecord, PolicyStatus, PolicyTransition, TransitionRecord,
 };
