@@ -5,7 +5,9 @@
 //!    policies applied, the schedule moved to its next due time, in one fenced commit;
 //! 3. follows the events stream: an `advisory.delta` creates an `advisory` run per tenant
 //!    for the targets whose SBOM contains a named package (the impact index), a VEX
-//!    import a `vex` run, a policy change a `policy` run;
+//!    import a `vex` run, a policy change a `policy` run, an exception activated, revoked
+//!    or expired (step 2 expires those whose time has come) an `exception` run of the
+//!    targets it touches;
 //! 4. plans runs in `planning`: resolves their targets and submits one scan job per
 //!    target (idempotency key `run:<run>:<target>`, so a re-plan after a crash or a
 //!    takeover submits nothing twice), then marks them `queued`;

@@ -5,7 +5,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 pub struct SchedulerMetrics {
     /// 1 while this process holds the leader lease.
     pub leader: IntGauge,
-    /// Runs created, by trigger (`cron`, `manual`, `advisory`, `vex`, `policy`).
+    /// Runs created, by trigger (`cron`, `manual`, `advisory`, `vex`, `policy`, `exception`).
     pub runs_created: IntCounterVec,
     /// Due times that passed without a run of their own (missed-fire policy applied).
     pub missed: IntCounter,

@@ -705,6 +705,184 @@ async fn a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets(store:
     assert_eq!(w.runs(&tenant).await.len(), runs.len());
 }
 
+/// An exception waives a finding from its approval to its expiry: the scheduler
+/// re-evaluates the target when it is approved and again when it expires (on its fake
+/// clock), the verdict flips to pass and back to warn once each, and the expired
+/// exception is in no later verdict's trace.
+async fn an_exception_applies_until_it_expires_and_the_verdict_flips_back_once(store: Store) {
+    use stella_store::mailbox::{ConsumerName, Mailbox};
+    use stella_store::repo::{Actor, ExceptionDecision, NewException};
+    use stella_supervisor::{Runtime, RuntimeConfig, RuntimeMetrics};
+    let w = World::new(store).await;
+    let acme = w.tenant("acme").await;
+    w.target(&acme, "web", &[("left-pad", "1.3.0")]).await;
+    let advisory = json!([{
+        "id": "T-EXC", "modified": "2024-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+                      "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]
+    }]);
+    let t0 = Utc::now();
+    stella_actors::advisory_sync::import_advisories(
+        &w.store,
+        &w.objects,
+        "osv:test",
+        advisory.to_string().as_bytes(),
+        Limits::default(),
+        t0,
+    )
+    .await
+    .unwrap();
+    let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::EmbeddedMailbox::new(
+        w.store.clone(),
+        common::mailbox_config(),
+    ));
+    let runtime = Runtime::start(RuntimeConfig {
+        store: w.store.clone(),
+        mailbox,
+        settings: stella_config::RuntimeSettings {
+            poll_interval_ms: 5,
+            ..Default::default()
+        },
+        roles: stella_actors::Role::ALL
+            .iter()
+            .map(|r| r.mailbox())
+            .collect(),
+        registry: w.registry.clone(),
+        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
+        consumer: ConsumerName::generate(),
+    })
+    .await
+    .unwrap();
+    let s = w.scheduler("p");
+    // Ticks until the run of `trigger` that the tick at `now` creates has completed;
+    // returns the target's scan and how many runs of that trigger exist.
+    let settle = |now: DateTime<Utc>, trigger: &'static str| {
+        let (s, w, acme) = (&s, &w, &acme);
+        async move {
+            s.tick(now).await.unwrap();
+            let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+            loop {
+                let runs: Vec<RunRecord> = w
+                    .runs(acme)
+                    .await
+                    .into_iter()
+                    .filter(|r| r.trigger == trigger)
+                    .collect();
+                if let Some(run) = runs.last().filter(|r| r.state == "completed") {
+                    let targets = w.store.tenant(acme).runs().targets(&run.id).await.unwrap();
+                    let scan = w
+                        .store
+                        .tenant(acme)
+                        .scans()
+                        .get(&targets[0].scan_id)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    return (scan, runs.len());
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no completed {trigger} run: {runs:?}"
+                );
+                s.tick(now).await.unwrap();
+                tokio::time::sleep(StdDuration::from_millis(20)).await;
+            }
+        }
+    };
+    let verdict = |scan: &stella_store::repo::ScanRecord| -> serde_json::Value {
+        serde_json::from_str(scan.verdict.as_deref().unwrap()).unwrap()
+    };
+    // Before: the finding has no severity, so the default policy warns.
+    let (before, _) = settle(t0, "advisory").await;
+    assert_eq!(before.disposition.as_deref(), Some("warn"));
+
+    let exceptions = w.store.tenant(&acme).exceptions();
+    let alice = Actor {
+        identity: "alice",
+        actor: "alice",
+    };
+    let bob = Actor {
+        identity: "bob",
+        actor: "bob",
+    };
+    let expires = t0 + Duration::hours(1);
+    let requested = exceptions
+        .request(
+            &NewException {
+                vulnerability: "T-EXC".into(),
+                package: Some("pkg:npm/left-pad".into()),
+                target: Some("web".into()),
+                kind: "mitigated".into(),
+                justification: "The padding path is never reached with user input.".into(),
+                expires_at: expires,
+            },
+            alice,
+            t0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        exceptions
+            .decide(&requested.id, ExceptionDecision::Approve, alice, "", t0)
+            .await,
+        Err(StoreError::Forbidden(_))
+    ));
+    exceptions
+        .decide(&requested.id, ExceptionDecision::Approve, bob, "ok", t0)
+        .await
+        .unwrap();
+
+    // Approved: the target is re-evaluated and passes, the exception in its trace.
+    let (waived, runs) = settle(t0 + Duration::minutes(1), "exception").await;
+    assert_eq!(runs, 1);
+    assert_eq!(
+        waived.disposition.as_deref(),
+        Some("pass"),
+        "{:?}",
+        waived.verdict
+    );
+    let text = waived.verdict.clone().unwrap();
+    assert!(text.contains(requested.id.as_str()), "{text}");
+    assert!(text.contains("bob"), "the approver is in the trace: {text}");
+    assert!(verdict(&waived)["inputs"]["exceptions"][0]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("exception:{}:sha256:", requested.id)));
+
+    // Not yet expired: nothing happens.
+    s.tick(expires - Duration::seconds(1)).await.unwrap();
+    assert_eq!(
+        exceptions.get(&requested.id).await.unwrap().status,
+        "active"
+    );
+
+    // At the expiry the scheduler expires it and the verdict flips back, once.
+    let (after, runs) = settle(expires + Duration::seconds(1), "exception").await;
+    assert_eq!(runs, 2);
+    assert_eq!(after.disposition.as_deref(), Some("warn"));
+    assert!(!after
+        .verdict
+        .clone()
+        .unwrap()
+        .contains(requested.id.as_str()));
+    let expired = exceptions.get(&requested.id).await.unwrap();
+    assert_eq!(
+        (expired.status.as_str(), expired.ended_at),
+        ("expired", Some(expires))
+    );
+    for later in 2..5 {
+        s.tick(expires + Duration::minutes(later)).await.unwrap();
+    }
+    let exception_runs = w
+        .runs(&acme)
+        .await
+        .into_iter()
+        .filter(|r| r.trigger == "exception")
+        .count();
+    assert_eq!(exception_runs, 2, "the expiry re-evaluates once");
+    runtime.shutdown(StdDuration::from_secs(10)).await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -736,3 +914,28 @@ on_both!(overlap_policies);
 on_both!(run_progress_follows_the_scans);
 on_both!(an_export_schedule_runs_its_profile_as_of_each_due_time);
 on_both!(a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets);
+/// The same over both stores, on actix's runtime: the test runs scans, whose actors
+/// need it.
+mod an_exception_applies_until_it_expires_and_the_verdict_flips_back_once {
+    #[actix_rt::test]
+    async fn sqlite() {
+        let db = super::common::sqlite().await;
+        super::an_exception_applies_until_it_expires_and_the_verdict_flips_back_once(
+            db.store.clone(),
+        )
+        .await;
+        db.finish().await;
+    }
+
+    #[actix_rt::test]
+    async fn postgres() {
+        let Some(db) = super::common::postgres().await else {
+            return;
+        };
+        super::an_exception_applies_until_it_expires_and_the_verdict_flips_back_once(
+            db.store.clone(),
+        )
+        .await;
+        db.finish().await;
+    }
+}

@@ -303,6 +303,7 @@ struct Fixture {
     run: String,
     export: String,
     delivery: String,
+    exception: String,
 }
 
 fn fill(path: &str, fixture: &Fixture) -> String {
@@ -333,6 +334,8 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         path.replace("{name}", "t")
     } else if path.starts_with("/api/v1/notify/deliveries/") {
         path.replace("{id}", &fixture.delivery)
+    } else if path.starts_with("/api/v1/exceptions/") {
+        path.replace("{id}", &fixture.exception)
     } else if path.starts_with("/api/v1/policy/versions/") {
         path.replace("{version}", "1")
     } else if path.starts_with("/api/v1/dead-letters/") {
@@ -506,6 +509,23 @@ async fn isolation_matrix(server: &Server) {
         )
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
+    // A requested exception of `a`.
+    let reply = server
+        .call(
+            Method::POST,
+            "/api/v1/exceptions",
+            Some(&a_all),
+            None,
+            Some(json!({
+                "vulnerability": "CVE-2024-0001",
+                "type": "accepted_risk",
+                "justification": "Replaced next quarter; not reachable until then.",
+                "expires_at": (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339(),
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let exception = reply.body["id"].as_str().unwrap().to_owned();
     let fixture = Fixture {
         job: job.clone(),
         scan: scan.clone(),
@@ -516,6 +536,7 @@ async fn isolation_matrix(server: &Server) {
         run: run.clone(),
         export: export.clone(),
         delivery: delivery.clone(),
+        exception: exception.clone(),
     };
 
     let doc = server
@@ -569,7 +590,7 @@ async fn isolation_matrix(server: &Server) {
                     // letter's id is a small number; its job id stands for it).
                     for secret in [
                         &job, &dead_job, &dead.1, &scan, &target, &schedule, &run, &export,
-                        &delivery,
+                        &delivery, &exception,
                     ]
                     .into_iter()
                     .filter(|s| s.len() >= 8)

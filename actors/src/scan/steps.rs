@@ -100,7 +100,11 @@ pub(crate) async fn with_exceptions(
     target: &str,
     mut policy: Policy,
 ) -> Result<(Policy, BTreeSet<String>), StepError> {
-    let records = store.tenant(tenant).exceptions().in_force(Some(target)).await?;
+    let records = store
+        .tenant(tenant)
+        .exceptions()
+        .in_force(Some(target))
+        .await?;
     let mut digests = BTreeSet::new();
     for record in records {
         let exception = stella_domain::policy::Exception {

@@ -8,6 +8,7 @@ pub mod advisories;
 pub mod audit;
 pub mod dead_letters;
 pub mod events;
+pub mod exceptions;
 pub mod exports;
 pub mod jobs;
 pub mod keys;
@@ -76,6 +77,12 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(policy::approve)
         .service(policy::activate)
         .service(policy::archive)
+        .service(exceptions::request)
+        .service(exceptions::list)
+        .service(exceptions::get)
+        .service(exceptions::approve)
+        .service(exceptions::reject)
+        .service(exceptions::revoke)
         .service(events::list)
         .service(schedules::put_target)
         .service(schedules::list_targets)

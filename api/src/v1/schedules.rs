@@ -559,7 +559,7 @@ pub struct RunView {
     pub id: String,
     /// Absent for runs triggered by events.
     pub schedule_id: Option<String>,
-    /// `cron`, `manual`, `advisory`, `vex` or `policy`.
+    /// `cron`, `manual`, `advisory`, `vex`, `policy` or `exception`.
     pub trigger: String,
     pub kind: String,
     /// `planning`, `queued`, `running`, `completed`, `cancelled` or `error`.

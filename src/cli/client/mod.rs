@@ -8,6 +8,7 @@ mod advisories;
 mod audit;
 mod dead_letters;
 mod events;
+mod exceptions;
 mod export_verify;
 mod exports;
 pub(crate) mod http;
@@ -123,8 +124,10 @@ pub(crate) enum ClientCommand {
     Scans(Remote<scans::Scans>),
     /// VEX statements (OpenVEX or CycloneDX VEX).
     Vex(Remote<vex::Vex>),
-    /// The tenant's policy (TOML).
+    /// The tenant's policy (TOML) and its lifecycle.
     Policy(Remote<policy::Policy>),
+    /// Exceptions (waivers) of a tenant: request, approve, reject, revoke, list.
+    Exceptions(Remote<exceptions::Exceptions>),
     /// The events stream (`scan.completed`, `finding.new`, `verdict.changed`,
     /// `advisory.delta`, `export.completed`, ...).
     Events(Remote<events::Events>),
@@ -163,6 +166,7 @@ impl ClientCommand {
             Self::Scans(command) => command.run(format),
             Self::Vex(command) => command.run(format),
             Self::Policy(command) => command.run(format),
+            Self::Exceptions(command) => command.run(format),
             Self::Events(command) => command.run(format),
             Self::Export(command) => command.run(format),
             Self::Notify(command) => command.run(format),

@@ -157,8 +157,16 @@ impl Exceptions<'_> {
             Decision::Reject => "rejected",
         };
         let event = (decision == Decision::Approve).then_some("exception.activated");
-        self.change(&current, "requested", status, by.identity, reason, event, now)
-            .await
+        self.change(
+            &current,
+            "requested",
+            status,
+            by.identity,
+            reason,
+            event,
+            now,
+        )
+        .await
     }
 
     /// Ends an active exception before its expiry.
@@ -227,7 +235,14 @@ impl Exceptions<'_> {
         }
         if let Some(kind) = event {
             let event = exception_event(kind, current);
-            insert_event(&mut *tx, self.store, Some(self.tenant), &event, to_millis(now)).await?;
+            insert_event(
+                &mut *tx,
+                self.store,
+                Some(self.tenant),
+                &event,
+                to_millis(now),
+            )
+            .await?;
         }
         tx.commit().await.map_err(err)?;
         self.get(&current.id).await
@@ -361,7 +376,11 @@ fn check(new: &NewException, now: DateTime<Utc>) -> Result<()> {
             return invalid("package: a package URL without version (pkg:type/name)");
         }
     }
-    if new.target.as_ref().is_some_and(|t| t.is_empty() || t.len() > 200) {
+    if new
+        .target
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.len() > 200)
+    {
         return invalid("target: 1-200 characters");
     }
     if !EXCEPTION_KINDS.contains(&new.kind.as_str()) {
@@ -375,7 +394,9 @@ fn check(new: &NewException, now: DateTime<Utc>) -> Result<()> {
         || justification.split_whitespace().count() < 3
         || justification.len() > 4_000
     {
-        return invalid("justification: at least a sentence (20 characters, three words), at most 4,000");
+        return invalid(
+            "justification: at least a sentence (20 characters, three words), at most 4,000",
+        );
     }
     if new.expires_at <= now {
         return invalid("expires_at: in the future");

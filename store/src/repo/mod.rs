@@ -27,6 +27,10 @@ pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use effects::Effect;
 pub(crate) use events::insert_event;
 pub use events::{EventRecord, Events, NewEvent};
+pub use exceptions::{
+    expire_due as expire_due_exceptions, Decision as ExceptionDecision, ExceptionFilter,
+    ExceptionRecord, Exceptions, NewException, EXCEPTION_KINDS, MAX_EXCEPTION_DAYS,
+};
 pub use exports::{
     is_profile_name, ExportFileRecord, ExportFiles, ExportProfileRecord, ExportProfiles,
     ExportRunRecord, ExportRuns, NewExportProfile,
@@ -50,10 +54,6 @@ pub use notify::{
     RuleRecord, TemplateRecord,
 };
 pub use outbox::{Outbox, OutboxRow};
-pub use exceptions::{
-    expire_due as expire_due_exceptions, Decision as ExceptionDecision, ExceptionFilter,
-    ExceptionRecord, Exceptions, NewException, EXCEPTION_KINDS, MAX_EXCEPTION_DAYS,
-};
 pub use policies::{
     Actor, Policies, PolicyRecord, PolicyStatus, PolicyTransition, TransitionRecord,
 };
