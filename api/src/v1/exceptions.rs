@@ -307,13 +307,13 @@ macro_rules! decision_route {
     ($fn:ident, $op:literal, $path:literal, $move:expr, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(
-                    operation_id = $op,
-                    tag = "exceptions",
-                    params(("id" = String, Path, description = "the exception's id")),
-                    request_body = DecisionBody,
-                    responses((status = 200, body = ExceptionView), Problems, BodyProblems),
-                    security(("bearer" = ["policy:approve"]))
-                )]
+                            operation_id = $op,
+                            tag = "exceptions",
+                            params(("id" = String, Path, description = "the exception's id")),
+                            request_body = DecisionBody,
+                            responses((status = 200, body = ExceptionView), Problems, BodyProblems),
+                            security(("bearer" = ["policy:approve"]))
+                        )]
         #[post($path)]
         pub(crate) async fn $fn(
             ctx: web::Data<Context>,

@@ -44,7 +44,11 @@ pub(crate) enum Action {
         #[arg(long)]
         justification: String,
         /// When it stops applying (RFC 3339), at most a year ahead.
-        #[arg(long, conflicts_with = "expires_in_days", required_unless_present = "expires_in_days")]
+        #[arg(
+            long,
+            conflicts_with = "expires_in_days",
+            required_unless_present = "expires_in_days"
+        )]
         expires_at: Option<String>,
         /// Or: this many days from now.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=366))]
@@ -65,9 +69,7 @@ pub(crate) enum Action {
         page: PageArgs,
     },
     /// One exception.
-    Get {
-        id: String,
-    },
+    Get { id: String },
     /// Approve a requested exception; it applies at once (`policy:approve`, not its
     /// requester).
     Approve(Decide),
@@ -101,8 +103,7 @@ impl Run for Action {
                 let expires_at = match (expires_at, expires_in_days) {
                     (Some(at), _) => at.clone(),
                     (None, Some(days)) => {
-                        (chrono::Utc::now() + chrono::Duration::days(i64::from(*days)))
-                            .to_rfc3339()
+                        (chrono::Utc::now() + chrono::Duration::days(i64::from(*days))).to_rfc3339()
                     }
                     (None, None) => unreachable!("clap requires one"),
                 };
@@ -149,7 +150,10 @@ impl Run for Action {
 impl Decide {
     fn run(&self, client: &Client, action: &str) -> Result<(), ClientError> {
         let path = format!("/exceptions/{}/{action}", segment(&self.id));
-        client.print(&client.post(&path, &json!({ "reason": self.reason }))?, COLUMNS);
+        client.print(
+            &client.post(&path, &json!({ "reason": self.reason }))?,
+            COLUMNS,
+        );
         Ok(())
     }
 }
