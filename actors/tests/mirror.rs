@@ -490,6 +490,7 @@ async fn mirror_round_trip(
     // Mirror profiles take no scan selectors and a delta needs a base: refused by field.
     let refused = put_profile(
         &a.store,
+        &Default::default(),
         &a.tenant,
         "feeds",
         "mirror:full",
@@ -506,6 +507,7 @@ async fn mirror_round_trip(
     for (name, kind) in [("feeds", "mirror:full"), ("feeds-delta", "mirror:delta")] {
         put_profile(
             &a.store,
+            &Default::default(),
             &a.tenant,
             name,
             kind,

@@ -186,7 +186,8 @@ pub(crate) fn validate(settings: &Settings) -> Result<(), (String, String)> {
                         if settings.s3.access_key_id.is_none() {
                             return Err((
                                 key("access_key_id"),
-                                "must be set (with secret_access_key) when s3.access_key_id is not".into(),
+                                "must be set (with secret_access_key) when s3.access_key_id is not"
+                                    .into(),
                             ));
                         }
                     }
@@ -230,7 +231,9 @@ pub(crate) fn validate(settings: &Settings) -> Result<(), (String, String)> {
             if !is_tenant_id(tenant) {
                 return Err((
                     key("tenants"),
-                    format!("{tenant:?} is not a tenant id (a-z, 0-9 and '-', starting with a letter)"),
+                    format!(
+                        "{tenant:?} is not a tenant id (a-z, 0-9 and '-', starting with a letter)"
+                    ),
                 ));
             }
         }

@@ -112,7 +112,10 @@ pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Loade
         {
             continue;
         }
-        let Some(def) = KEYS.iter().find(|def| !def.env.is_empty() && def.env == name) else {
+        let Some(def) = KEYS
+            .iter()
+            .find(|def| !def.env.is_empty() && def.env == name)
+        else {
             return Err(ConfigError::UnknownKey {
                 key: name.clone(),
                 origin: Source::Env(name.clone()),

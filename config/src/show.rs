@@ -28,17 +28,17 @@ impl Loaded {
                 keys.into_iter().map(move |key| (def, key))
             })
             .map(|(def, key)| {
-                let value =
-                    tree.as_ref()
-                        .and_then(|tree| lookup(tree, &key))
-                        .map(|value| match (def.show, value) {
-                            (Show::Secret, _) => "\"[redacted]\"".to_owned(),
-                            (Show::Url, toml::Value::String(_)) => {
-                                let raw = self.raw_string(def.key).unwrap_or_default();
-                                toml::Value::String(redact_url(&raw)).to_string()
-                            }
-                            (_, value) => value.to_string(),
-                        });
+                let value = tree
+                    .as_ref()
+                    .and_then(|tree| lookup(tree, &key))
+                    .map(|value| match (def.show, value) {
+                        (Show::Secret, _) => "\"[redacted]\"".to_owned(),
+                        (Show::Url, toml::Value::String(_)) => {
+                            let raw = self.raw_string(def.key).unwrap_or_default();
+                            toml::Value::String(redact_url(&raw)).to_string()
+                        }
+                        (_, value) => value.to_string(),
+                    });
                 ShownValue {
                     source: self.source_of(&key).to_string(),
                     key,

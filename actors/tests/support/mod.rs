@@ -20,6 +20,7 @@ pub(crate) async fn start_runtime(
         scan: scan.clone(),
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
         export_metrics: Default::default(),
+        export_destinations: Default::default(),
         notify: stella_actors::notify::NotifyDeps::new(
             stella_actors::outbound::Outbound::new(&Default::default()),
             stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
