@@ -52,8 +52,9 @@ pub(crate) type Export = Subcommands<Action>;
 pub(crate) enum Action {
     /// Export profiles: what an export selects and writes, one revision per change.
     Profiles {
+        // Boxed: `create` has a flag per selector, option and distribution.
         #[command(subcommand)]
-        action: ProfileAction,
+        action: Box<ProfileAction>,
     },
     /// Start a run of a profile (its latest revision unless `--revision`).
     Run {

@@ -228,7 +228,7 @@ mod tests {
         ));
         let text = std::str::from_utf8(&member).unwrap();
         assert!(
-            text.starts_with(r#"{"advisory":{"aliases":["CVE-1"],"id":"GO-1","summary":"x"},"id":"GO-1","sha256":"aaaa"#),
+            text.starts_with(r#"{"advisory":{"aliases":["CVE-1"],"id":"GO-1","summary":"x"},"id":"GO-1","record":"{}","sha256":"aaaa"#),
             "{text}"
         );
         let mut read = Vec::new();
