@@ -48,6 +48,8 @@ GARAGE_RPC_PORT="${STELLA_SERVICES_GARAGE_RPC_PORT:-3901}"
 GARAGE_ADMIN_PORT="${STELLA_SERVICES_GARAGE_ADMIN_PORT:-3903}"
 GARAGE_REGION=garage
 GARAGE_BUCKET=stella
+# A second bucket: the export destination tests send runs there (`[export.destinations]`).
+GARAGE_EXPORT_BUCKET=stella-exports
 GARAGE_KEY_NAME=stella-dev
 GARAGE_VERSION_REQ='^2'
 SMTP_PORT="${STELLA_SERVICES_SMTP_PORT:-2525}"
@@ -614,16 +616,19 @@ ensure_garage() {
 		garage key import --yes -n "$GARAGE_KEY_NAME" "$GARAGE_KEY_ID" "$GARAGE_SECRET" >/dev/null
 	fi
 	garage key allow --create-bucket "$GARAGE_KEY_ID" >/dev/null
-	if ! garage bucket info "$GARAGE_BUCKET" >/dev/null 2>&1; then
-		log "garage: creating bucket $GARAGE_BUCKET"
-		garage bucket create "$GARAGE_BUCKET" >&2
-	fi
-	garage bucket allow --read --write --owner "$GARAGE_BUCKET" --key "$GARAGE_KEY_ID" >/dev/null
-	garage bucket info "$GARAGE_BUCKET" >/dev/null || die "garage: bucket $GARAGE_BUCKET missing; see log: $logf"
+	local bucket
+	for bucket in "$GARAGE_BUCKET" "$GARAGE_EXPORT_BUCKET"; do
+		if ! garage bucket info "$bucket" >/dev/null 2>&1; then
+			log "garage: creating bucket $bucket"
+			garage bucket create "$bucket" >&2
+		fi
+		garage bucket allow --read --write --owner "$bucket" --key "$GARAGE_KEY_ID" >/dev/null
+		garage bucket info "$bucket" >/dev/null || die "garage: bucket $bucket missing; see log: $logf"
+	done
 
 	wait_until 15 "garage S3 API" "$logf" "$pidfile" http_answers "$GARAGE_S3_PORT"
 	wait_until "$TIMEOUT" "garage S3 API (signed PUT/GET/DELETE)" "$logf" "$pidfile" s3_ok
-	log "garage: S3 ready on http://$HOST:$GARAGE_S3_PORT, bucket $GARAGE_BUCKET, region $GARAGE_REGION"
+	log "garage: S3 ready on http://$HOST:$GARAGE_S3_PORT, buckets $GARAGE_BUCKET and $GARAGE_EXPORT_BUCKET, region $GARAGE_REGION"
 }
 
 # ---------------------------------------------------------------------------
@@ -810,6 +815,8 @@ write_env_file() {
 		export_line STELLA_S3_REGION "$GARAGE_REGION"
 		export_line STELLA_S3_ACCESS_KEY_ID "$GARAGE_KEY_ID"
 		export_line STELLA_S3_SECRET_ACCESS_KEY "$GARAGE_SECRET"
+		# A second bucket on the same server and key, for the export destination tests.
+		export_line STELLA_TEST_S3_EXPORT_BUCKET "$GARAGE_EXPORT_BUCKET"
 		export_line STELLA_TEST_SMTP_URL "smtp://$HOST:$SMTP_PORT"
 		export_line STELLA_TEST_MAIL_DIR "$MAIL_DIR"
 		# The server binary itself, for tests that start and restart a Valkey of their own.

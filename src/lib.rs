@@ -74,6 +74,8 @@ pub struct Services {
     pub scan: ScanDeps,
     /// The exporter's metrics, registered with a runtime's registry when it starts.
     pub export_metrics: stella_actors::export::ExportMetrics,
+    /// The operator's named export destinations (`[export.destinations]`).
+    pub export_destinations: stella_actors::export::Destinations,
     /// The notifier's wire, secrets and metrics.
     pub notify: stella_actors::notify::NotifyDeps,
 }
@@ -111,10 +113,15 @@ impl Services {
         let outbound = stella_actors::outbound::Outbound::new(&settings.outbound);
         let notify = stella_actors::notify::NotifyDeps::from_settings(settings, outbound.clone())
             .map_err(|err| StartupError::new("notify.secrets_key_file", err))?;
+        let export_destinations = stella_actors::export::Destinations::from_settings(settings)
+            .map_err(|(key, err)| {
+                StartupError::new("export.destinations", format!("{key}: {err}"))
+            })?;
         let registry = stella_actors::kinds(&KindDeps {
             scan: scan.clone(),
             outbound,
             export_metrics: export_metrics.clone(),
+            export_destinations: export_destinations.clone(),
             notify: notify.clone(),
         });
         Ok(Self {
@@ -126,6 +133,7 @@ impl Services {
             registry,
             scan,
             export_metrics,
+            export_destinations,
             notify,
         })
     }
@@ -298,6 +306,7 @@ impl Application {
             default_jitter_secs: u32::try_from(settings.scheduler.default_jitter_secs)
                 .unwrap_or(60),
             notify: services.notify.clone(),
+            export_destinations: services.export_destinations.clone(),
         });
         let routes = stella_api::configure(context.clone());
         let max_body = usize::try_from(settings.api.max_body_bytes).unwrap_or(usize::MAX);

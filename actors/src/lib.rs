@@ -41,6 +41,8 @@ pub struct KindDeps {
     pub outbound: outbound::Outbound,
     /// The exporter's metrics (register them with the process's registry).
     pub export_metrics: export::ExportMetrics,
+    /// The operator's named export destinations (`[export.destinations]`).
+    pub export_destinations: export::Destinations,
     /// The notifier's wire, secrets and metrics.
     pub notify: notify::NotifyDeps,
 }
@@ -59,6 +61,7 @@ pub fn kinds(deps: &KindDeps) -> Registry {
             objects: deps.scan.objects.clone(),
             signing_key: deps.scan.signing_key.clone(),
             metrics: deps.export_metrics.clone(),
+            destinations: deps.export_destinations.clone(),
         }))
         .register(notify::Notify::new(deps.notify.clone()));
     registry

@@ -154,6 +154,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     };
     let unknown = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "x",
         "xml",
@@ -169,6 +170,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     // A mirror exports every advisory and VEX document: a scan selector is refused.
     let mirror = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "x",
         "mirror:full",
@@ -181,6 +183,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     assert_eq!(refused(mirror).0, "selectors.scans");
     let nothing = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "x",
         "csv",
@@ -193,6 +196,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     assert_eq!(refused(nothing).0, "selectors");
     let bad = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "x",
         "csv",
@@ -205,6 +209,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     assert_eq!(refused(bad).0, "selectors.dispositions[0]");
     let unknown = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "x",
         "csv",
@@ -219,6 +224,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     let definition = json!({"selectors": {"scans": [scans[1].as_str(), scans[0].as_str()]}});
     let (profile, created) = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "all-findings",
         "csv",
@@ -233,6 +239,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     // The same definition again makes no new revision.
     let (same, created) = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "all-findings",
         "csv",
@@ -369,6 +376,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     // SARIF: one log per scan, each with the scan's finding as a result of its rule.
     let (_, created) = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "code-scanning",
         "sarif",
@@ -431,6 +439,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     // Distribution to a prefix of the tenant's objects: every file once, under the run.
     put_profile(
         store,
+        &Default::default(),
         &tenant,
         "archived",
         "csv",
@@ -477,6 +486,7 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     // stream; every completed run said so once.
     put_profile(
         store,
+        &Default::default(),
         &tenant,
         "ghost",
         "csv",
@@ -577,6 +587,7 @@ async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
         ),
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
         export_metrics: Default::default(),
+        export_destinations: Default::default(),
         notify: stella_actors::notify::NotifyDeps::new(
             stella_actors::outbound::Outbound::new(&Default::default()),
             stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
@@ -585,6 +596,7 @@ async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
     });
     put_profile(
         store,
+        &Default::default(),
         &tenant,
         "p",
         "csv",

@@ -298,6 +298,7 @@ async fn documents_export_through_the_runtime(
         }
         let (_, created) = put_profile(
             store,
+            &Default::default(),
             &tenant,
             &profile,
             kind,

@@ -184,6 +184,7 @@ async fn evidence_on(
     // Selected by target, so nothing in the profile names this instance's scan ids.
     let (profile, created) = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "audit",
         "evidence",

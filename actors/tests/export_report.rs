@@ -318,6 +318,7 @@ async fn reports_for_people(store: &Store, mailbox: Arc<dyn Mailbox>, objects: O
         .await;
     let (_, created) = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "exec",
         "report:pdf",
@@ -406,6 +407,7 @@ async fn reports_for_people(store: &Store, mailbox: Arc<dyn Mailbox>, objects: O
     // last run of the profile, whatever its revision.
     let (revision, _) = put_profile(
         store,
+        &Default::default(),
         &tenant,
         "exec",
         "report:pdf",
@@ -447,6 +449,7 @@ async fn reports_for_people(store: &Store, mailbox: Arc<dyn Mailbox>, objects: O
         objects: objects.clone(),
         signing_key: key.clone(),
         metrics: Default::default(),
+        destinations: Default::default(),
     });
     let params: ExportParams = serde_json::from_value(second.params.clone()).unwrap();
     let mut ctx = StepContext::new(store, &second, 2, Utc::now());
@@ -468,6 +471,7 @@ async fn reports_for_people(store: &Store, mailbox: Arc<dyn Mailbox>, objects: O
     // A detailed workbook over every scan: one row per finding.
     put_profile(
         store,
+        &Default::default(),
         &tenant,
         "sheet",
         "report:xlsx",

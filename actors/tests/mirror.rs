@@ -16,6 +16,7 @@ use stella_test_harness as common;
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use stella_actors::export::{put_profile, start_run, PutProfileError, StartRunError};
 use stella_actors::mirror::{import_bundle, quarantine_key, ImportOptions, MirrorImportError};
 use stella_actors::scan::{Intake, SbomSource, ScanDeps, ScanOptions};
@@ -135,6 +137,11 @@ struct Outcome {
 
 impl Instance {
     async fn scan(&self, sbom: &[u8]) -> Outcome {
+        self.scan_with_id(sbom).await.1
+    }
+
+    /// A scan of `sbom`: its id and what it concluded.
+    async fn scan_with_id(&self, sbom: &[u8]) -> (JobId, Outcome) {
         let (sha, name) = self
             .intake
             .sbom(
@@ -178,12 +185,70 @@ impl Instance {
                 None => break,
             }
         }
-        Outcome {
+        let outcome = Outcome {
             disposition: record.disposition,
             counts: record.counts,
             inputs_hash: record.inputs_hash,
             findings,
+        };
+        (scan.job.id, outcome)
+    }
+
+    /// Runs a `kind` export of `scan` to its end; its files by name, with their bytes.
+    async fn export_scan(&self, kind: &str, scan: &JobId) -> BTreeMap<String, Bytes> {
+        let profile = kind.replace(':', "-");
+        put_profile(
+            &self.store,
+            &Default::default(),
+            &self.tenant,
+            &profile,
+            kind,
+            &json!({"selectors": {"scans": [scan.as_str()]}}),
+            "ci",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        let run = start_run(
+            &self.store,
+            &self.registry,
+            &self.tenant,
+            &profile,
+            None,
+            Utc::now(),
+            None,
+            None,
+            3,
+        )
+        .await
+        .unwrap();
+        wait_done(&self.store, &self.tenant, &run.id).await;
+        let job = self
+            .store
+            .tenant(&self.tenant)
+            .jobs()
+            .get(&run.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            job.state,
+            JobState::Succeeded,
+            "{kind}: {:?}",
+            job.last_error
+        );
+        let mut out = BTreeMap::new();
+        for file in self
+            .store
+            .tenant(&self.tenant)
+            .export_files()
+            .list(&run.id)
+            .await
+            .unwrap()
+        {
+            let digest = Sha256Digest::parse(&file.sha256).unwrap();
+            out.insert(file.name, self.objects.read_content(&digest).await.unwrap());
         }
+        out
     }
 
     /// A VEX document for `tenant` (`None`: global), as the API imports one.
@@ -490,6 +555,7 @@ async fn mirror_round_trip(
     // Mirror profiles take no scan selectors and a delta needs a base: refused by field.
     let refused = put_profile(
         &a.store,
+        &Default::default(),
         &a.tenant,
         "feeds",
         "mirror:full",
@@ -506,6 +572,7 @@ async fn mirror_round_trip(
     for (name, kind) in [("feeds", "mirror:full"), ("feeds-delta", "mirror:delta")] {
         put_profile(
             &a.store,
+            &Default::default(),
             &a.tenant,
             name,
             kind,
@@ -711,7 +778,40 @@ async fn mirror_round_trip(
         ),
         (HELD_BACK as u64, 1, 1)
     );
-    assert_eq!(b.scan(&sbom).await, after, "B after the delta is A after");
+    let (b_scan, b_after) = b.scan_with_id(&sbom).await;
+    assert_eq!(b_after, after, "B after the delta is A after");
+
+    // B's exports cite the mirrored advisories as A's would: the raw records came in the
+    // bundles, hashed, and were stored as B's own observations' records.
+    let cited: BTreeSet<&str> = after.findings.iter().map(|f| f.0.as_str()).collect();
+    let policy = b.export_scan("json:policy", &b_scan).await;
+    let policy: Value = serde_json::from_slice(&policy["policy.json"]).unwrap();
+    let text = policy.to_string();
+    for id in &cited {
+        assert!(text.contains(id), "policy.json does not cite {id}");
+    }
+    let evidence = b.export_scan("evidence", &b_scan).await;
+    let records: Vec<(&String, Value)> = evidence
+        .iter()
+        .filter(|(name, _)| name.starts_with("advisories/"))
+        .map(|(name, bytes)| (name, serde_json::from_slice(bytes).unwrap()))
+        .collect();
+    let ids: BTreeSet<&str> = records
+        .iter()
+        .map(|(_, record)| record["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !ids.is_empty() && ids.iter().all(|id| cited.contains(id)),
+        "evidence cites {ids:?}, the findings {cited:?}"
+    );
+    for (name, _) in &records {
+        let bytes = &evidence[*name];
+        assert_eq!(
+            name.as_str(),
+            format!("advisories/{}.json", hex::encode(Sha256::digest(bytes))),
+            "a record hashes to the digest A's scans named"
+        );
+    }
     let again = import_bundle(
         &b.store,
         &b.objects,

@@ -67,6 +67,8 @@ pub struct Context {
     pub access: Arc<AccessTable>,
     /// The notifier's guard and secrets (channels are checked and sealed on save).
     pub notify: stella_actors::notify::NotifyDeps,
+    /// The export destinations profiles may name (checked per tenant on save).
+    pub export_destinations: stella_actors::export::Destinations,
     openapi_json: Arc<String>,
 }
 
@@ -85,6 +87,7 @@ pub struct Parts {
     pub job_max_attempts: u32,
     pub default_jitter_secs: u32,
     pub notify: stella_actors::notify::NotifyDeps,
+    pub export_destinations: stella_actors::export::Destinations,
 }
 
 impl Context {
@@ -116,6 +119,7 @@ impl Context {
             job_max_attempts: parts.job_max_attempts,
             default_jitter_secs: parts.default_jitter_secs,
             notify: parts.notify,
+            export_destinations: parts.export_destinations,
         }
     }
 }

@@ -6,12 +6,38 @@ pub enum Kind {
     Str,
     Int,
     Bool,
+    /// A list of strings (comma-separated in an environment variable).
+    List,
+}
+
+impl KeyDef {
+    /// Whether the concrete dotted `key` is this setting (a `*` segment matches any one).
+    pub fn matches(&self, key: &str) -> bool {
+        let mut have = key.split('.');
+        let mut want = self.key.split('.');
+        loop {
+            match (have.next(), want.next()) {
+                (None, None) => return true,
+                (Some(h), Some(w)) if w == "*" || w == h => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Whether the key names any member of a table of tables (has a `*` segment).
+    pub fn is_pattern(&self) -> bool {
+        self.key.split('.').any(|part| part == "*")
+    }
 }
 
 /// One setting: its dotted key, its environment name, its type, and how to show it.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyDef {
+    /// The dotted key; a `*` segment stands for any name (the operator's names of a table
+    /// of tables, such as `export.destinations.<name>`).
     pub key: &'static str,
+    /// The environment variable; empty for keys set in the config file only (those with
+    /// a `*` segment).
     pub env: &'static str,
     pub kind: Kind,
     pub show: Show,
@@ -233,6 +259,15 @@ pub const KEYS: &[KeyDef] = &[
         Int
     ),
     key!("mirror.trusted_keys", "STELLA_MIRROR_TRUSTED_KEYS", Str),
+    // Named by the operator: set in the config file only.
+    key!("export.destinations.*.path", "", Str),
+    key!("export.destinations.*.bucket", "", Str),
+    key!("export.destinations.*.prefix", "", Str),
+    key!("export.destinations.*.endpoint", "", Str),
+    key!("export.destinations.*.region", "", Str),
+    key!("export.destinations.*.access_key_id", "", Str),
+    key!("export.destinations.*.secret_access_key", "", Str, Secret),
+    key!("export.destinations.*.tenants", "", List),
 ];
 
 #[cfg(test)]
@@ -245,7 +280,7 @@ mod tests {
     fn every_key_is_settable_from_the_environment() {
         // Guards the KEYS table against drifting from the structs: each key set through
         // its variable must land in the settings without an unknown-field error.
-        for def in KEYS {
+        for def in KEYS.iter().filter(|def| !def.env.is_empty()) {
             let value = match (def.kind, def.key) {
                 (Kind::Int, "s3.part_size_bytes") => "6000000",
                 (Kind::Int, "runtime.retry_max_delay_ms") => "600000",
@@ -260,10 +295,27 @@ mod tests {
                 (Kind::Str, "notify.smtp.mode") => "starttls",
                 (Kind::Str, "notify.smtp.from") => "stella@example.com",
                 (Kind::Str, _) => "v",
+                (Kind::List, _) => "a, b",
             };
             let loaded = load(None, &env(&[(def.env, value)]))
                 .unwrap_or_else(|err| panic!("{}: {err}", def.env));
             assert_eq!(loaded.source_of(def.key), Source::Env(def.env.into()));
         }
+        // Only the keys named by the operator lack a variable.
+        for def in KEYS.iter().filter(|def| def.env.is_empty()) {
+            assert!(def.is_pattern(), "{} has no environment variable", def.key);
+        }
+    }
+
+    #[test]
+    fn pattern_keys_match_one_segment() {
+        let def = KEYS
+            .iter()
+            .find(|d| d.key == "export.destinations.*.bucket")
+            .unwrap();
+        assert!(def.matches("export.destinations.archive.bucket"));
+        assert!(!def.matches("export.destinations.bucket"));
+        assert!(!def.matches("export.destinations.a.b.bucket"));
+        assert!(!def.matches("export.destinations.a.path"));
     }
 }

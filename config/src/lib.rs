@@ -15,7 +15,8 @@
 //! - this file: [`Settings`], the typed result, and its top-level keys;
 //! - `database`, `valkey`, `s3`: the backend sections, each with the backend it selects
 //!   ([`DatabaseBackend`], [`MailboxBackend`], [`ObjectBackend`]);
-//! - `api`, `runtime`, `scheduler`, `outbound`, `mirror`, `notify`: the other sections;
+//! - `api`, `runtime`, `scheduler`, `outbound`, `mirror`, `notify`, `export`: the other
+//!   sections (`export` holds the operator's named destinations, a table per name);
 //! - `keys`: [`KEYS`], the table of every setting;
 //! - `load`: [`load`], the layering into [`Loaded`] (settings plus the [`Source`] of each
 //!   value) and [`ConfigError`], which always names key and source;
@@ -25,6 +26,7 @@
 
 mod api;
 mod database;
+mod export;
 mod keys;
 mod load;
 mod mirror;
@@ -45,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api::ApiSettings;
 pub use database::{DatabaseBackend, DatabaseSettings};
+pub use export::{is_destination_name, Destination, DestinationSettings, ExportSettings};
 pub use keys::{KeyDef, Kind, Show, KEYS};
 pub use load::{load, ConfigError, Loaded, Source};
 pub use mirror::MirrorSettings;
@@ -83,6 +86,7 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     pub mirror: MirrorSettings,
     pub notify: NotifySettings,
+    pub export: ExportSettings,
 }
 
 impl Default for Settings {
@@ -103,6 +107,7 @@ impl Default for Settings {
             outbound: OutboundSettings::default(),
             mirror: MirrorSettings::default(),
             notify: NotifySettings::default(),
+            export: ExportSettings::default(),
         }
     }
 }

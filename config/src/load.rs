@@ -94,7 +94,7 @@ pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Loade
         let mut leaves = Vec::new();
         collect_leaves(&table, "", &mut leaves);
         for key in leaves {
-            if !KEYS.iter().any(|def| def.key == key) {
+            if !KEYS.iter().any(|def| def.matches(&key)) {
                 return Err(ConfigError::UnknownKey {
                     key,
                     origin: Source::File(path.clone()),
@@ -112,7 +112,10 @@ pub fn load(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Loade
         {
             continue;
         }
-        let Some(def) = KEYS.iter().find(|def| def.env == name) else {
+        let Some(def) = KEYS
+            .iter()
+            .find(|def| !def.env.is_empty() && def.env == name)
+        else {
             return Err(ConfigError::UnknownKey {
                 key: name.clone(),
                 origin: Source::Env(name.clone()),
@@ -169,6 +172,13 @@ fn parse_env(kind: Kind, raw: &str) -> Result<toml::Value, String> {
             "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
             _ => Err(format!("expected true or false, got {raw:?}")),
         },
+        Kind::List => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        )),
     }
 }
 

@@ -14,26 +14,35 @@ pub struct ShownValue {
 }
 
 impl Loaded {
-    /// Every key with its effective value (redacted) and source, in [`KEYS`] order.
+    /// Every key with its effective value (redacted) and source, in [`KEYS`] order; a
+    /// key with a `*` segment once for each name the settings have there.
     pub fn show(&self) -> Vec<ShownValue> {
         let tree = toml::Value::try_from(&self.settings).ok();
         KEYS.iter()
-            .map(|def| {
-                let value =
-                    tree.as_ref()
-                        .and_then(|tree| lookup(tree, def.key))
-                        .map(|value| match (def.show, value) {
-                            (Show::Secret, _) => "\"[redacted]\"".to_owned(),
-                            (Show::Url, toml::Value::String(_)) => {
-                                let raw = self.raw_string(def.key).unwrap_or_default();
-                                toml::Value::String(redact_url(&raw)).to_string()
-                            }
-                            (_, value) => value.to_string(),
-                        });
+            .flat_map(|def| {
+                let keys = if def.is_pattern() {
+                    expand(tree.as_ref(), def.key)
+                } else {
+                    vec![def.key.to_owned()]
+                };
+                keys.into_iter().map(move |key| (def, key))
+            })
+            .map(|(def, key)| {
+                let value = tree
+                    .as_ref()
+                    .and_then(|tree| lookup(tree, &key))
+                    .map(|value| match (def.show, value) {
+                        (Show::Secret, _) => "\"[redacted]\"".to_owned(),
+                        (Show::Url, toml::Value::String(_)) => {
+                            let raw = self.raw_string(def.key).unwrap_or_default();
+                            toml::Value::String(redact_url(&raw)).to_string()
+                        }
+                        (_, value) => value.to_string(),
+                    });
                 ShownValue {
-                    key: def.key.to_owned(),
+                    source: self.source_of(&key).to_string(),
+                    key,
                     value,
-                    source: self.source_of(def.key).to_string(),
                 }
             })
             .collect()
@@ -47,6 +56,21 @@ impl Loaded {
         }
         .map(|secret| secret.expose().to_owned())
     }
+}
+
+/// The concrete keys of `pattern` (one `*` segment): one per name in the table at the
+/// `*`, in name order.
+fn expand(tree: Option<&toml::Value>, pattern: &str) -> Vec<String> {
+    let Some((head, tail)) = pattern.split_once(".*.") else {
+        return Vec::new();
+    };
+    let Some(toml::Value::Table(table)) = tree.and_then(|tree| lookup(tree, head)) else {
+        return Vec::new();
+    };
+    table
+        .keys()
+        .map(|name| format!("{head}.{name}.{tail}"))
+        .collect()
 }
 
 fn lookup<'a>(tree: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
@@ -81,6 +105,10 @@ mod tests {
         let endpoint = shown.iter().find(|v| v.key == "s3.endpoint").unwrap();
         assert_eq!(endpoint.value, None);
         assert_eq!(endpoint.source, "default");
-        assert_eq!(shown.len(), KEYS.len());
+        // A key named by the operator shows once per name: none here.
+        assert_eq!(
+            shown.len(),
+            KEYS.iter().filter(|def| !def.is_pattern()).count()
+        );
     }
 }

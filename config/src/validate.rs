@@ -202,6 +202,13 @@ pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             "must be at least 5 MiB (5242880), the S3 minimum part size".into(),
         ));
     }
+    if let Err((key, reason)) = crate::export::validate(s) {
+        return Err(ConfigError::Invalid {
+            origin: loaded.source_of(&key),
+            key,
+            reason,
+        });
+    }
     if s.s3.prefix.starts_with('/') || s.s3.prefix.split('/').any(|part| part == "..") {
         return Err(invalid(
             "s3.prefix",

@@ -45,6 +45,7 @@ impl World {
             scan: ScanDeps::new(objects.clone(), Arc::new(SigningKey::generate([5; 32]))),
             outbound: stella_actors::outbound::Outbound::new(&Default::default()),
             export_metrics: Default::default(),
+            export_destinations: Default::default(),
             notify: stella_actors::notify::NotifyDeps::new(
                 stella_actors::outbound::Outbound::new(&Default::default()),
                 stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
@@ -531,6 +532,7 @@ async fn an_export_schedule_runs_its_profile_as_of_each_due_time(store: Store) {
     for retention in [30, 7] {
         stella_actors::export::put_profile(
             &w.store,
+            &Default::default(),
             &tenant,
             "nightly",
             "csv",
@@ -619,6 +621,7 @@ async fn a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets(store:
     let tenant = w.tenant("acme").await;
     stella_actors::export::put_profile(
         &w.store,
+        &Default::default(),
         &tenant,
         "after-api-scans",
         "csv",
@@ -631,6 +634,7 @@ async fn a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets(store:
     .unwrap();
     let refused = stella_actors::export::put_profile(
         &w.store,
+        &Default::default(),
         &tenant,
         "bad",
         "csv",

@@ -626,8 +626,15 @@ pub(crate) struct CliServer {
 
 impl CliServer {
     pub(crate) fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// A server reading `config` as its config file (`stella.toml` in its folder).
+    pub(crate) fn start_with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stella.toml"), config).unwrap();
         let mut server = stella(dir.path())
+            .env("STELLA_CONFIG", dir.path().join("stella.toml"))
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1679,4 +1686,110 @@ fn every_export_kind_runs_from_the_cli_on_the_services() {
         ),
     ]);
     runtime.block_on(db.finish());
+}
+
+/// `stella export profiles create --destination`: the profile names a destination the
+/// operator declared in the config file for `acme`; a run lands in its folder with the
+/// listed digests. A name the tenant may not use fails with the API's 400, naming the
+/// field; `config show` lists the destinations with their secret redacted.
+#[test]
+fn the_cli_sends_a_profile_to_a_destination_of_the_config_file() {
+    let archive = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[export.destinations.archive]\npath = {path:?}\nprefix = \"stella\"\ntenants = [\"acme\"]\n\n\
+         [export.destinations.offsite]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9\"\n\
+         access_key_id = \"GK-OFFSITE\"\nsecret_access_key = \"hunter2-offsite\"\ntenants = [\"globex\"]\n",
+        path = archive.path().to_str().unwrap()
+    );
+    let server = CliServer::start_with_config(&config);
+    server.ok(&["tenants", "create", "acme", "--name", "Acme"]);
+    let sbom = server.dir.path().join("app.json");
+    std::fs::write(&sbom, crate::scans::tiny_sbom()).unwrap();
+    let out = server.ok(&["--tenant", "acme", "scan", sbom.to_str().unwrap(), "--wait"]);
+    let scan_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("scan "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_owned();
+
+    // globex's destination, for acme, is refused as if it did not exist.
+    let (code, _, err) = server.run(&[
+        "--tenant",
+        "acme",
+        "export",
+        "profiles",
+        "create",
+        "offsite",
+        "--scans",
+        &scan_id,
+        "--destination",
+        "offsite",
+    ]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("distribution.name"), "{err}");
+    assert!(
+        err.contains("is not an export destination of this tenant"),
+        "{err}"
+    );
+
+    server.ok(&[
+        "--tenant",
+        "acme",
+        "export",
+        "profiles",
+        "create",
+        "archived",
+        "--scans",
+        &scan_id,
+        "--destination",
+        "archive",
+        "--destination-prefix",
+        "nightly",
+    ]);
+    let out = server.ok(&[
+        "--tenant", "acme", "--output", "json", "export", "run", "archived", "--wait",
+    ]);
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(export["status"], "completed", "{out}");
+    let id = export["export_id"].as_str().unwrap();
+    let files = export["files"].as_array().unwrap();
+    assert!(!files.is_empty(), "{out}");
+    let run_dir = archive.path().join(format!("stella/acme/nightly/{id}"));
+    let mut landed: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    landed.sort();
+    let mut listed: Vec<String> = files
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(landed, listed);
+    for file in files {
+        let bytes = std::fs::read(run_dir.join(file["name"].as_str().unwrap())).unwrap();
+        use sha2::Digest as _;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            file["sha256"].as_str().unwrap()
+        );
+    }
+
+    let output = stella(server.dir.path())
+        .env("STELLA_CONFIG", server.dir.path().join("stella.toml"))
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(
+        shown.contains("export.destinations.offsite.secret_access_key"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("export.destinations.archive.tenants"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2-offsite"), "{shown}");
 }

@@ -612,3 +612,171 @@ async fn a_mirror_delta_runs_since_a_base_of_its_own_tenant() {
     );
     server.handle.stop(true).await;
 }
+
+/// A named destination on the embedded default: a folder the operator declared for
+/// `acme` only. `globex` cannot name it (the same 400 as a name that does not exist, at
+/// `distribution.name`); `acme`'s run lands in it under its tenant id, one file each, with
+/// the digests the run lists.
+#[actix_web::test]
+async fn a_profile_sends_its_files_to_a_destination_the_operator_opened_to_its_tenant() {
+    let destination = tempfile::tempdir().unwrap();
+    let root = destination.path().join("archive");
+    let declared = root.clone();
+    let server = start(move |settings| {
+        settings.export.destinations.insert(
+            "archive".into(),
+            stella_config::DestinationSettings {
+                path: Some(declared),
+                prefix: "stella/exports".into(),
+                tenants: vec!["acme".into()],
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    server.create_tenant("acme").await;
+    server.create_tenant("globex").await;
+    let scopes = ["scans:read", "scans:write", "exports:read", "exports:write"];
+    let (_, acme) = server.token("acme", &scopes).await;
+    let (_, globex) = server.token("globex", &scopes).await;
+    import_left_pad_advisory(&server).await;
+    let scan = scan_of(&server, &acme, tiny_sbom(), &[("name", "web")]).await;
+    wait_scan(&server, &acme, &scan, "completed").await;
+    let other_scan = scan_of(&server, &globex, tiny_sbom(), &[("name", "web")]).await;
+    wait_scan(&server, &globex, &other_scan, "completed").await;
+
+    let put = |token: &str, scan: &str, distribution: Value| {
+        let body = json!({
+            "name": "archived", "kind": "csv",
+            "selectors": {"scans": [scan]},
+            "distribution": distribution,
+        });
+        let server = &server;
+        let token = token.to_owned();
+        async move {
+            server
+                .call(
+                    Method::POST,
+                    "/api/v1/export-profiles",
+                    Some(&token),
+                    None,
+                    Some(body),
+                )
+                .await
+        }
+    };
+    // Another tenant's destination and one that does not exist: the same refusal.
+    let not_allowed = put(
+        &globex,
+        &other_scan,
+        json!({"to": "destination", "name": "archive"}),
+    )
+    .await;
+    assert_problem(&not_allowed, 400, "a destination not opened to globex");
+    assert_eq!(
+        not_allowed.body["location"], "distribution.name",
+        "{}",
+        not_allowed.text
+    );
+    let unknown = put(
+        &globex,
+        &other_scan,
+        json!({"to": "destination", "name": "elsewhere"}),
+    )
+    .await;
+    assert_problem(&unknown, 400, "a destination that does not exist");
+    assert_eq!(unknown.body["location"], "distribution.name");
+    assert_eq!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap()
+            .replace("elsewhere", "archive"),
+        not_allowed.body["detail"].as_str().unwrap(),
+        "unknown and not allowed must read alike"
+    );
+    let bad_prefix = put(
+        &acme,
+        &scan,
+        json!({"to": "destination", "name": "archive", "prefix": "../globex"}),
+    )
+    .await;
+    assert_problem(&bad_prefix, 400, "a prefix that climbs out");
+    assert_eq!(bad_prefix.body["location"], "distribution.prefix");
+    let no_name = put(&acme, &scan, json!({"to": "destination"})).await;
+    assert_problem(&no_name, 400, "a destination without a name");
+
+    let created = put(
+        &acme,
+        &scan,
+        json!({"to": "destination", "name": "archive", "prefix": "nightly"}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(
+        created.body["definition"]["distribution"],
+        json!({"to": "destination", "name": "archive", "prefix": "nightly"})
+    );
+    let started = server
+        .call(
+            Method::POST,
+            "/api/v1/exports",
+            Some(&acme),
+            None,
+            Some(json!({"profile": "archived"})),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.body["export_id"].as_str().unwrap().to_owned();
+    let export = wait_export(&server, &acme, &id).await;
+    assert_eq!(export["status"], "completed", "{export}");
+
+    // Exactly the run's files, under <destination prefix>/<tenant>/<prefix>/<export id>/,
+    // each with the listed SHA-256; nothing anywhere else in the folder.
+    let run_dir = root.join(format!("stella/exports/acme/nightly/{id}"));
+    let mut expected: Vec<(String, String)> = export["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_owned(),
+                f["sha256"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert!(expected.iter().any(|(name, _)| name == "findings.csv"));
+    let mut landed = Vec::new();
+    for entry in walk(&root) {
+        let relative = entry
+            .strip_prefix(&run_dir)
+            .unwrap_or_else(|_| panic!("{} is outside the run's folder", entry.display()));
+        let bytes = std::fs::read(&entry).unwrap();
+        landed.push((
+            relative.to_str().unwrap().to_owned(),
+            hex::encode(Sha256::digest(&bytes)),
+        ));
+    }
+    landed.sort();
+    assert_eq!(landed, expected);
+}
+
+/// Every file under `dir` (the folder store's temporary folder aside).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -279,43 +279,9 @@ async fn read_collection(
     collection: &str,
     observations: Vec<ObservationRecord>,
 ) -> Result<Vec<CitedAdvisory>, StepError> {
-    let digest = Sha256Digest::parse(collection)?;
-    let spool = tempfile::NamedTempFile::new()
-        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
-    let mut file = tokio::fs::File::create(spool.path())
-        .await
-        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
-    let mut reader = deps.objects.get_content(&digest).await?;
-    tokio::io::copy(&mut reader, &mut file)
-        .await
-        .map_err(|err| {
-            // The verifying reader fails at the end when the bytes do not match their
-            // digest: that stays so. Anything else (a store gone away, a full disk) may
-            // pass.
-            match err.get_ref().and_then(|e| e.downcast_ref::<StoreError>()) {
-                Some(StoreError::Corrupt(reason)) => {
-                    StepError::abort(format!("advisory collection sha256/{collection}: {reason}"))
-                }
-                _ => StepError::retry(format!(
-                    "reading advisory collection sha256/{collection}: {err}"
-                ))
-                .with_source(err),
-            }
-        })?;
-    file.flush()
-        .await
-        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
-    drop(file);
+    let spool = spool_collection(deps, collection).await?;
     let names: BTreeSet<String> = observations.iter().map(|o| o.entry.clone()).collect();
-    let path = spool.path().to_owned();
-    let entries = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path)?;
-        Ok::<_, std::io::Error>(read_entries(BufReader::new(file), &names, MAX_RECORD_BYTES))
-    })
-    .await
-    .map_err(|err| StepError::retry(format!("reading a collection did not finish: {err}")))?
-    .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?
-    .map_err(|err| StepError::abort(format!("advisory collection sha256/{collection}: {err}")))?;
+    let entries = read_spooled(spool.path(), collection, names).await?;
     drop(spool);
     let by_name: BTreeMap<&str, &[u8]> = entries
         .iter()
@@ -347,6 +313,58 @@ async fn read_collection(
         });
     }
     Ok(out)
+}
+
+/// The collection object `collection` (hex digest) in a temporary file, verified.
+pub(super) async fn spool_collection(
+    deps: &ExportDeps,
+    collection: &str,
+) -> Result<tempfile::NamedTempFile, StepError> {
+    let digest = Sha256Digest::parse(collection)?;
+    let spool = tempfile::NamedTempFile::new()
+        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
+    let mut file = tokio::fs::File::create(spool.path())
+        .await
+        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
+    let mut reader = deps.objects.get_content(&digest).await?;
+    tokio::io::copy(&mut reader, &mut file)
+        .await
+        .map_err(|err| {
+            // The verifying reader fails at the end when the bytes do not match their
+            // digest: that stays so. Anything else (a store gone away, a full disk) may
+            // pass.
+            match err.get_ref().and_then(|e| e.downcast_ref::<StoreError>()) {
+                Some(StoreError::Corrupt(reason)) => {
+                    StepError::abort(format!("advisory collection sha256/{collection}: {reason}"))
+                }
+                _ => StepError::retry(format!(
+                    "reading advisory collection sha256/{collection}: {err}"
+                ))
+                .with_source(err),
+            }
+        })?;
+    file.flush()
+        .await
+        .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
+    drop(file);
+    Ok(spool)
+}
+
+/// The entries `names` of a spooled collection (see [`spool_collection`]).
+pub(super) async fn read_spooled(
+    path: &std::path::Path,
+    collection: &str,
+    names: BTreeSet<String>,
+) -> Result<Vec<stella_domain::osv::RawEntry>, StepError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>(read_entries(BufReader::new(file), &names, MAX_RECORD_BYTES))
+    })
+    .await
+    .map_err(|err| StepError::retry(format!("reading a collection did not finish: {err}")))?
+    .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?
+    .map_err(|err| StepError::abort(format!("advisory collection sha256/{collection}: {err}")))
 }
 
 /// The first pass of the formats that cite: each planned scan's facts and what its kept

@@ -1,7 +1,9 @@
 //! `distribute`: copies a sealed run's files where its profile sends them. Download-only
 //! runs have nothing to copy; `objects` runs copy every file to
-//! `tenants/<tenant>/<prefix>/<export id>/<file>`. A copy already there (same key, same
-//! size) is left alone, so a retried step leaves one object per file.
+//! `tenants/<tenant>/<prefix>/<export id>/<file>`; `destination` runs to
+//! `<destination prefix>/<tenant>/<prefix>/<export id>/<file>` in the operator's folder or
+//! bucket, if it is still open to the tenant. A copy already there (same key, same size)
+//! is left alone, so a retried step leaves one object per file.
 
 use serde_json::json;
 use stella_store::object::{ObjectKey, Sha256Digest};
@@ -9,6 +11,7 @@ use stella_store::repo::{Effect, NewEvent};
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
 use super::plan::ExportPlan;
+use super::profile::unknown_destination;
 use super::{Distribution, ExportDeps, ExportStep};
 
 /// `distribute` (exporter): the copies, then the run's result.
@@ -24,17 +27,52 @@ pub(super) async fn distribute(
         .list(&ctx.job.id)
         .await?;
     let mut copies = Vec::new();
-    if let Distribution::Objects { prefix } = &plan.definition.distribution {
-        for file in &files {
-            let key = ObjectKey::tenant(
-                &ctx.job.tenant,
-                &format!("{prefix}/{}/{}", ctx.job.id, file.name),
-            )?;
-            let digest = Sha256Digest::parse(&file.sha256)?;
-            deps.objects
-                .copy_content_to(&digest, file.size_bytes, &key)
-                .await?;
-            copies.push(key.to_string());
+    match &plan.definition.distribution {
+        Distribution::Download => {}
+        Distribution::Objects { prefix } => {
+            for file in &files {
+                let key = ObjectKey::tenant(
+                    &ctx.job.tenant,
+                    &format!("{prefix}/{}/{}", ctx.job.id, file.name),
+                )?;
+                let digest = Sha256Digest::parse(&file.sha256)?;
+                deps.objects
+                    .copy_content_to(&digest, file.size_bytes, &key)
+                    .await?;
+                copies.push(key.to_string());
+            }
+        }
+        Distribution::Destination { name, prefix } => {
+            // Checked again: the settings may have changed since the profile was stored.
+            let destination = deps
+                .destinations
+                .for_tenant(name, &ctx.job.tenant)
+                .ok_or_else(|| StepError::abort(unknown_destination(name)))?;
+            for file in &files {
+                let key = destination.key(
+                    &ctx.job.tenant,
+                    prefix.as_deref(),
+                    ctx.job.id.as_str(),
+                    &file.name,
+                )?;
+                let digest = Sha256Digest::parse(&file.sha256)?;
+                deps.objects
+                    .copy_content_into(&digest, file.size_bytes, destination.store.as_ref(), &key)
+                    .await
+                    .map_err(|err| {
+                        let message = format!(
+                            "copying to export destination {name} ({}): {err}",
+                            destination.place()
+                        );
+                        let error = if err.is_transient() {
+                            StepError::retry(message)
+                        } else {
+                            StepError::abort(message)
+                        };
+                        error.with_source(err)
+                    })?;
+                copies.push(format!("{name}:{key}"));
+            }
         }
     }
     let manifest = files

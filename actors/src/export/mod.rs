@@ -11,8 +11,9 @@
 //!    of each, canonical JSON), its DSSE signature `export.json.dsse` and the in-toto
 //!    provenance `provenance.json` with its signature; a bundle format
 //!    (`formats::bundle`) packs them all into one reproducible `tar.zst`;
-//! 4. `distribute` copies every file where the profile sends them (download only, or a
-//!    prefix of the tenant's objects).
+//! 4. `distribute` copies every file where the profile sends them (download only, a
+//!    prefix of the tenant's objects, or a destination the operator declared and opened
+//!    to the tenant: `destination`).
 //!
 //! Every file a step stores is recorded with that step's outcome (a staged
 //! [`Effect::ExportFile`](stella_store::repo::Effect::ExportFile)), so a redelivered
@@ -21,7 +22,8 @@
 //! same objects again, not new ones.
 //!
 //! Layout: this file (the kind, its parameters, steps and formats), `profile` (profiles:
-//! checking and storing revisions), `run` (starting a run), one file per step (`plan`,
+//! checking and storing revisions), `destination` (the operator's named destinations and
+//! who may use them), `run` (starting a run), one file per step (`plan`,
 //! `write`, `seal`, `distribute`), `cited` (what the findings cite: the advisory records
 //! and VEX statements the document formats read), `bundle` (packing a run's files into
 //! one `tar.zst` for the bundle formats) and `formats/` with one file per format
@@ -31,6 +33,7 @@
 
 mod bundle;
 mod cited;
+mod destination;
 mod distribute;
 mod formats;
 mod metrics;
@@ -50,6 +53,7 @@ use stella_store::object::Objects;
 use stella_store::repo::{Effect, Job, NewEvent};
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
+pub use destination::{Destination, Destinations};
 pub use metrics::ExportMetrics;
 pub use plan::{ExportPlan, PlannedScan, PreviousRun};
 pub use profile::{
@@ -179,6 +183,8 @@ pub struct ExportDeps {
     pub objects: Objects,
     pub signing_key: Arc<SigningKey>,
     pub metrics: ExportMetrics,
+    /// The operator's named destinations (`[export.destinations]`).
+    pub destinations: Destinations,
 }
 
 /// The `export` job kind.

@@ -9,7 +9,7 @@ use stella_domain::canonical::{canonical_bytes, sha256_hex};
 use stella_store::repo::{is_profile_name, ExportProfileRecord, NewExportProfile};
 use stella_store::{Store, StoreError, TenantId};
 
-use super::Format;
+use super::{Destinations, Format};
 
 /// What a profile selects.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +121,15 @@ pub enum Distribution {
     /// Also copied into the tenant's part of the object store:
     /// `tenants/<tenant>/<prefix>/<export id>/<file>`.
     Objects { prefix: String },
+    /// Also copied to a destination the operator declared and opened to the tenant
+    /// (`[export.destinations.<name>]`, see [`super::destination`]):
+    /// `<destination prefix>/<tenant>/<prefix>/<export id>/<file>`.
+    Destination {
+        name: String,
+        /// A sub-prefix of the tenant's part of the destination.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
 }
 
 impl Distribution {
@@ -264,13 +273,16 @@ impl ProfileDefinition {
                 ));
             }
         }
-        if let Distribution::Objects { prefix } = &definition.distribution {
-            if !is_prefix(prefix) {
-                return Err(invalid(
-                    "distribution.prefix",
-                    "a prefix is 1-200 characters of '/'-separated segments of letters, digits, '-', '_' and '.', none empty, '.' or '..'",
-                ));
-            }
+        let prefix = match &definition.distribution {
+            Distribution::Download => None,
+            Distribution::Objects { prefix } => Some(prefix),
+            Distribution::Destination { prefix, .. } => prefix.as_ref(),
+        };
+        if prefix.is_some_and(|prefix| !is_prefix(prefix)) {
+            return Err(invalid(
+                "distribution.prefix",
+                "a prefix is 1-200 characters of '/'-separated segments of letters, digits, '-', '_' and '.', none empty, '.' or '..'",
+            ));
         }
         if definition.triggers.len() > 10 {
             return Err(invalid("triggers", "at most 10 triggers"));
@@ -335,10 +347,21 @@ impl ProfileDefinition {
     }
 }
 
+/// The message for a destination a profile may not name: the same whether it does not
+/// exist or is another tenant's, so a tenant learns nothing of others' destinations.
+pub(super) fn unknown_destination(name: &str) -> String {
+    format!(
+        "{name:?} is not an export destination of this tenant (destinations are declared by the operator under [export.destinations] and opened to tenants there)"
+    )
+}
+
 /// Checks and stores a profile as its next revision (or returns the latest revision, with
-/// `false`, when nothing changed).
+/// `false`, when nothing changed). A profile that names a destination must name one of
+/// `destinations` open to `tenant`.
+#[allow(clippy::too_many_arguments)]
 pub async fn put_profile(
     store: &Store,
+    destinations: &Destinations,
     tenant: &TenantId,
     name: &str,
     format: &str,
@@ -349,6 +372,11 @@ pub async fn put_profile(
     check_name(name)?;
     let format = Format::parse(format).map_err(|message| invalid("kind", message))?;
     let definition = ProfileDefinition::parse(format, definition)?;
+    if let Distribution::Destination { name, .. } = &definition.distribution {
+        if destinations.for_tenant(name, tenant).is_none() {
+            return Err(invalid("distribution.name", unknown_destination(name)).into());
+        }
+    }
     // A scan the tenant does not have is a missing id, whoever else has it.
     let scans = store.tenant(tenant).scans();
     for (i, scan) in definition.selectors.scans.iter().enumerate() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use stella_domain::canonical::sha256_hex;
 use stella_domain::dsse::PublicKey;
 use stella_domain::export::manifest::{DigestReader, ExportManifest};
 use stella_domain::export::mirror::{
@@ -15,7 +16,7 @@ use stella_domain::export::mirror::{
 use stella_domain::export::verify::{
     accept, read_bundle_keeping, Contents, ReadError, ReadLimits, Rejected,
 };
-use stella_domain::osv::Advisory;
+use stella_domain::osv::{parse_record, Advisory};
 use stella_domain::vex::VexStatement;
 use stella_store::object::{ObjectKey, Objects};
 use stella_store::repo::{
@@ -153,15 +154,13 @@ pub async fn import_bundle(
             return Err(missing_base(base));
         }
     }
-    let bundle_sha256 = unpacked.bundle_sha256.clone();
     let vex_tenant = options.vex_tenant.map(|t| t.as_str().to_owned());
     let now = options.now;
     let spools = unpacked.spools.clone();
-    let (advisories, vex) = tokio::task::spawn_blocking(move || {
-        read_records(&spools, &bundle_sha256, vex_tenant.as_deref(), now)
-    })
-    .await
-    .map_err(|err| MirrorImportError::Refused(format!("reading the records: {err}")))??;
+    let (advisories, raw, vex) =
+        tokio::task::spawn_blocking(move || read_records(&spools, vex_tenant.as_deref(), now))
+            .await
+            .map_err(|err| MirrorImportError::Refused(format!("reading the records: {err}")))??;
     if let Some(tenant) = options.vex_tenant {
         if vex.iter().any(|d| d.tenant.is_some()) {
             store.tenants().get(tenant).await.map_err(|err| match err {
@@ -172,8 +171,18 @@ pub async fn import_bundle(
             })?;
         }
     }
-    // The observations of the imported advisories name the bundle as the collection
-    // their bytes came in: keep it, content-addressed (checked to be what was read).
+    // Each raw record is stored content-addressed, as a collection of one record (entry
+    // `""`), which its observation names: read back like any imported record by the
+    // exports that cite it. VEX documents as imported are stored the same way, as the
+    // API's imports store them (evidence bundles carry them). Before the transaction: an object nothing names is harmless,
+    // a row naming an object that is not there is not.
+    for record in &raw {
+        objects
+            .put_content(bytes::Bytes::from(record.clone()))
+            .await?;
+    }
+    // The bundle is kept too, content-addressed (checked to be what was read): the import
+    // row names it as what the records came from.
     let stored = objects.put_content_file(path).await?;
     if stored.digest.to_string() != unpacked.bundle_sha256 {
         return Err(MirrorImportError::Refused(
@@ -345,14 +354,18 @@ fn mirror_section(manifest: &ExportManifest) -> Result<MirrorSection, MirrorImpo
     }
 }
 
+/// The advisories of a bundle (as the store's records), the raw advisory records and VEX
+/// documents (each once), and its VEX documents as the store's records.
+type Records = (Vec<AdvisoryRecord>, Vec<String>, Vec<VexDocumentRecord>);
+
 /// Every record of the members, checked: advisories readable by this version with
-/// the id their line names, VEX statements readable, tenant documents given a tenant.
+/// the id their line names and a raw record that hashes to their digest, VEX statements
+/// readable, tenant documents given a tenant.
 fn read_records(
     spools: &BTreeMap<String, PathBuf>,
-    bundle_sha256: &str,
     vex_tenant: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(Vec<AdvisoryRecord>, Vec<VexDocumentRecord>), MirrorImportError> {
+) -> Result<Records, MirrorImportError> {
     let open = |member: &str| -> Result<BufReader<std::fs::File>, MirrorImportError> {
         let path = spools
             .get(member)
@@ -365,12 +378,15 @@ fn read_records(
         MirrorImportError::Refused(err.to_string())
     };
     let mut advisories = Vec::new();
+    let mut raw = BTreeMap::new();
     read_lines(
         open(ADVISORIES)?,
         ADVISORIES,
         |line: &AdvisoryLine| (line.source.clone(), line.id.clone()),
-        |line, at| {
-            advisories.push(advisory_record(line, at, bundle_sha256)?);
+        |line, _| {
+            let (advisory, record) = advisory_record(line)?;
+            raw.insert(advisory.sha256.clone(), record);
+            advisories.push(advisory);
             Ok(())
         },
     )
@@ -391,6 +407,13 @@ fn read_records(
                 other => return Err(format!("scope {other:?} is neither global nor tenant")),
             };
             check_sha256(&line.sha256)?;
+            if sha256_hex(line.document.as_bytes()) != line.sha256 {
+                return Err(format!(
+                    "VEX document {} does not hash to its digest",
+                    line.sha256
+                ));
+            }
+            raw.insert(line.sha256.clone(), line.document);
             let statements: Vec<VexStatement> = serde_json::from_value(line.statements.clone())
                 .map_err(|err| format!("VEX document {}: {err}", line.sha256))?;
             vex.push(VexDocumentRecord {
@@ -410,17 +433,29 @@ fn read_records(
             "it holds {tenant_documents} VEX documents of the exporting tenant; name the tenant to import them into (--vex-tenant)"
         )));
     }
-    Ok((advisories, vex))
+    Ok((advisories, raw.into_values().collect(), vex))
 }
 
-/// An advisory line as the store's record: the normalized form as the exporter stored
-/// it, its raw digest, and the packages it names, read with this version's types.
-fn advisory_record(
-    line: AdvisoryLine,
-    at: u64,
-    bundle_sha256: &str,
-) -> Result<AdvisoryRecord, String> {
+/// An advisory line as the store's record (the normalized form as the exporter stored
+/// it, its raw digest, and the packages it names, read with this version's types), and
+/// its raw record, which must hash to the digest and be a record of the same advisory.
+/// The raw record is its own collection (stored under its digest, entry `""`).
+fn advisory_record(line: AdvisoryLine) -> Result<(AdvisoryRecord, String), String> {
     check_sha256(&line.sha256)?;
+    if sha256_hex(line.record.as_bytes()) != line.sha256 {
+        return Err(format!(
+            "the raw record of advisory {} does not hash to {}",
+            line.id, line.sha256
+        ));
+    }
+    let raw = parse_record(line.record.as_bytes())
+        .map_err(|err| format!("the raw record of advisory {}: {err}", line.id))?;
+    if raw.id != line.id {
+        return Err(format!(
+            "the raw record of advisory {:?} is a record of {:?}",
+            line.id, raw.id
+        ));
+    }
     let advisory: Advisory = serde_json::from_value(line.advisory.clone())
         .map_err(|err| format!("advisory {}: {err}", line.id))?;
     if advisory.id != line.id || line.source.is_empty() {
@@ -433,17 +468,20 @@ fn advisory_record(
         .packages()
         .map(|key| (key.ecosystem.osv_name().to_owned(), key.name.clone()))
         .collect();
-    Ok(AdvisoryRecord {
-        source: line.source,
-        id: line.id,
-        sha256: line.sha256,
-        collection_sha256: bundle_sha256.to_owned(),
-        entry: format!("{ADVISORIES}:{at}"),
-        modified: advisory.modified,
-        withdrawn: advisory.withdrawn,
-        normalized: line.advisory,
-        packages,
-    })
+    Ok((
+        AdvisoryRecord {
+            source: line.source,
+            id: line.id,
+            collection_sha256: line.sha256.clone(),
+            sha256: line.sha256,
+            entry: String::new(),
+            modified: advisory.modified,
+            withdrawn: advisory.withdrawn,
+            normalized: line.advisory,
+            packages,
+        },
+        line.record,
+    ))
 }
 
 fn check_sha256(text: &str) -> Result<(), String> {

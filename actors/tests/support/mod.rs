@@ -11,15 +11,27 @@ use stella_store::Store;
 use stella_supervisor::{Registry, Runtime, RuntimeConfig, RuntimeMetrics};
 
 /// Every kind on `scan`'s objects and key, and a runtime taking work for every role.
+#[allow(dead_code)] // Not every test binary that shares this module calls it.
 pub(crate) async fn start_runtime(
     store: &Store,
     mailbox: Arc<dyn Mailbox>,
     scan: &ScanDeps,
 ) -> (Registry, Runtime) {
+    start_runtime_with(store, mailbox, scan, Default::default()).await
+}
+
+/// [`start_runtime`] with these export destinations.
+pub(crate) async fn start_runtime_with(
+    store: &Store,
+    mailbox: Arc<dyn Mailbox>,
+    scan: &ScanDeps,
+    export_destinations: stella_actors::export::Destinations,
+) -> (Registry, Runtime) {
     let registry: Registry = kinds(&KindDeps {
         scan: scan.clone(),
         outbound: stella_actors::outbound::Outbound::new(&Default::default()),
         export_metrics: Default::default(),
+        export_destinations,
         notify: stella_actors::notify::NotifyDeps::new(
             stella_actors::outbound::Outbound::new(&Default::default()),
             stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),

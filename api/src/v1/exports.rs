@@ -81,9 +81,13 @@ pub struct PutProfile {
     /// (booleans), `template` (`executive`, `detailed`; reports).
     #[schema(value_type = Object)]
     pub options: Option<Value>,
-    /// Where the files go besides the download route: `{"to": "download"}` (default) or
+    /// Where the files go besides the download route: `{"to": "download"}` (default),
     /// `{"to": "objects", "prefix": "…"}` (copied to
-    /// `tenants/<tenant>/<prefix>/<export id>/<file>` in the object store).
+    /// `tenants/<tenant>/<prefix>/<export id>/<file>` in the object store) or
+    /// `{"to": "destination", "name": "…", "prefix": "…"}` (copied to a destination the
+    /// operator declared and opened to the tenant, under
+    /// `<destination prefix>/<tenant>/<prefix>/<export id>/<file>`; `prefix` optional; a
+    /// name the tenant may not use is refused at `distribution.name`).
     #[schema(value_type = Object)]
     pub distribution: Option<Value>,
     /// Events that start a run: `[{"on": "scan.completed", "targets": ["…"]}]` (every
@@ -215,6 +219,7 @@ pub(crate) async fn put(
     }
     let (record, created) = put_profile(
         &ctx.store,
+        &ctx.export_destinations,
         tenant,
         &body.name,
         &body.kind,

@@ -52,8 +52,9 @@ pub(crate) type Export = Subcommands<Action>;
 pub(crate) enum Action {
     /// Export profiles: what an export selects and writes, one revision per change.
     Profiles {
+        // Boxed: `create` has a flag per selector, option and distribution.
         #[command(subcommand)]
-        action: ProfileAction,
+        action: Box<ProfileAction>,
     },
     /// Start a run of a profile (its latest revision unless `--revision`).
     Run {
@@ -183,8 +184,16 @@ pub(crate) enum ProfileAction {
         include_evidence: bool,
         /// Also copy every run's files into the tenant's objects under this prefix
         /// (`tenants/<tenant>/<prefix>/<export id>/<file>`); default: download only.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "destination")]
         copy_to_prefix: Option<String>,
+        /// Also copy every run's files to this export destination, one the operator
+        /// declared (`[export.destinations.<name>]`) and opened to the tenant
+        /// (`<destination prefix>/<tenant>/[<--destination-prefix>/]<export id>/<file>`).
+        #[arg(long)]
+        destination: Option<String>,
+        /// A prefix of the tenant's part of `--destination`.
+        #[arg(long, requires = "destination")]
+        destination_prefix: Option<String>,
         /// Days a run's files are kept.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
         retention_days: Option<u32>,
@@ -313,6 +322,8 @@ impl Run for ProfileAction {
                 include_sboms,
                 include_evidence,
                 copy_to_prefix,
+                destination,
+                destination_prefix,
                 retention_days,
             } => {
                 let mut selectors = json!({
@@ -346,6 +357,13 @@ impl Run for ProfileAction {
                 }
                 if let Some(prefix) = copy_to_prefix {
                     body["distribution"] = json!({"to": "objects", "prefix": prefix});
+                }
+                if let Some(name) = destination {
+                    let mut distribution = json!({"to": "destination", "name": name});
+                    if let Some(prefix) = destination_prefix {
+                        distribution["prefix"] = json!(prefix);
+                    }
+                    body["distribution"] = distribution;
                 }
                 if let Some(days) = retention_days {
                     body["retention_days"] = json!(days);

@@ -276,7 +276,21 @@ impl Objects {
         size: u64,
         key: &ObjectKey,
     ) -> Result<()> {
-        if self.inner.head(key).await? == Some(size) {
+        self.copy_content_into(digest, size, self.inner.as_ref(), key)
+            .await
+    }
+
+    /// Copies content (verified) to `key` of another store (an export destination), the
+    /// same way as [`Objects::copy_content_to`]: a `key` there that already holds an
+    /// object of the content's size is left as it is.
+    pub async fn copy_content_into(
+        &self,
+        digest: &Sha256Digest,
+        size: u64,
+        target: &dyn ObjectStore,
+        key: &ObjectKey,
+    ) -> Result<()> {
+        if target.head(key).await? == Some(size) {
             return Ok(());
         }
         let backend = self.inner.backend();
@@ -297,7 +311,7 @@ impl Objects {
             .await
             .map_err(|err| spool_err("writing", err))?;
         drop(file);
-        self.inner.put_file(key, spool.path()).await
+        target.put_file(key, spool.path()).await
     }
 
     /// Reads content by digest into memory, verified.

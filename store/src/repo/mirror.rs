@@ -67,6 +67,9 @@ pub struct MirrorAdvisory {
     pub sha256: String,
     /// The normalized advisory, as stored (JSON text).
     pub normalized: String,
+    /// Where its raw record is: the collection object and the entry in it (from its
+    /// observation); `None` if the observation is missing.
+    pub raw: Option<(String, String)>,
     /// What happened to it after the base, when reading a delta.
     pub change: Option<Change>,
 }
@@ -163,10 +166,13 @@ impl MirrorSource<'_> {
         let limit = check_limit(limit)?;
         let c = byte_order(self.store);
         let sql = format!(
-            "SELECT source, advisory_id, sha256, normalized, withdrawn, first_generation \
-             FROM advisories WHERE generation > $1 \
-             AND (source{c} > $2 OR (source = $2 AND advisory_id{c} > $3)) \
-             ORDER BY source{c}, advisory_id{c} LIMIT $4"
+            "SELECT a.source, a.advisory_id, a.sha256, a.normalized, a.withdrawn, \
+             a.first_generation, o.collection_sha256, o.entry \
+             FROM advisories a LEFT JOIN advisory_observations o \
+             ON o.source = a.source AND o.advisory_id = a.advisory_id AND o.sha256 = a.sha256 \
+             WHERE a.generation > $1 \
+             AND (a.source{c} > $2 OR (a.source = $2 AND a.advisory_id{c} > $3)) \
+             ORDER BY a.source{c}, a.advisory_id{c} LIMIT $4"
         );
         let (after_source, after_id) = after.map_or(("", ""), |(s, i)| (s.as_str(), i.as_str()));
         let rows = sqlx::query(&sql)
@@ -196,6 +202,12 @@ impl MirrorSource<'_> {
                     id: row.try_get("advisory_id").map_err(get)?,
                     sha256: row.try_get("sha256").map_err(get)?,
                     normalized: row.try_get("normalized").map_err(get)?,
+                    raw: {
+                        let collection: Option<String> =
+                            row.try_get("collection_sha256").map_err(get)?;
+                        let entry: Option<String> = row.try_get("entry").map_err(get)?;
+                        collection.zip(entry)
+                    },
                     change,
                 })
             })

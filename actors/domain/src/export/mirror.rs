@@ -3,11 +3,14 @@
 //!
 //! A bundle is a reproducible `tar.zst` ([`super::tar`]) of JSON Lines members, one
 //! record per line as canonical JSON (RFC 8785), sorted by key and each key once:
-//! - [`ADVISORIES`]: `{"source", "id", "sha256", "advisory"}` with, in a delta, `"change"`
-//!   (`added`, `changed`, `withdrawn`); `sha256` is the raw record's digest (what a scan
-//!   names as its input), `advisory` the normalized form as stored;
-//! - [`VEX`]: `{"scope", "sha256", "format", "statements"}`, `scope` `global` or `tenant`
-//!   (the exporting tenant's own documents, which an importer must place in a tenant);
+//! - [`ADVISORIES`]: `{"source", "id", "sha256", "record", "advisory"}` with, in a delta,
+//!   `"change"` (`added`, `changed`, `withdrawn`); `record` is the raw record as fetched
+//!   (its text), `sha256` its digest (what a scan names as its input, checked on import),
+//!   `advisory` the normalized form as stored;
+//! - [`VEX`]: `{"scope", "sha256", "format", "document", "statements"}`, `scope` `global`
+//!   or `tenant` (the exporting tenant's own documents, which an importer must place in a
+//!   tenant), `document` the document as imported (its text, whose digest is `sha256`:
+//!   what evidence bundles carry);
 //!
 //! and the seal of every export: `export.json` (whose [`MirrorSection`] says what the
 //! bundle is: full or delta, the base, the exporting instance's generations),
@@ -82,6 +85,9 @@ pub struct AdvisoryLine {
     pub source: String,
     pub id: String,
     pub sha256: String,
+    /// The raw record as fetched, whose SHA-256 is `sha256`: what the importing
+    /// instance's exports cite.
+    pub record: String,
     #[serde(default)]
     pub change: Option<String>,
     pub advisory: Value,
@@ -95,6 +101,8 @@ pub struct VexLine {
     pub scope: String,
     pub sha256: String,
     pub format: String,
+    /// The document as imported, whose SHA-256 is `sha256`.
+    pub document: String,
     pub statements: Value,
 }
 
@@ -103,10 +111,13 @@ pub fn advisory_line(
     source: &str,
     id: &str,
     sha256: &str,
+    record: &str,
     change: Option<&str>,
     advisory: &Value,
 ) -> Vec<u8> {
-    let mut line = json!({"source": source, "id": id, "sha256": sha256, "advisory": advisory});
+    let mut line = json!({
+        "source": source, "id": id, "sha256": sha256, "record": record, "advisory": advisory,
+    });
     if let Some(change) = change {
         line["change"] = change.into();
     }
@@ -117,10 +128,17 @@ pub fn advisory_line(
 
 /// A line of [`VEX`]: canonical JSON and a newline. `global` says whether the document is
 /// global or the exporting tenant's.
-pub fn vex_line(global: bool, sha256: &str, format: &str, statements: &Value) -> Vec<u8> {
+pub fn vex_line(
+    global: bool,
+    sha256: &str,
+    format: &str,
+    document: &str,
+    statements: &Value,
+) -> Vec<u8> {
     let scope = if global { "global" } else { "tenant" };
     let mut bytes = canonical_bytes(&json!({
-        "scope": scope, "sha256": sha256, "format": format, "statements": statements,
+        "scope": scope, "sha256": sha256, "format": format, "document": document,
+        "statements": statements,
     }));
     bytes.push(b'\n');
     bytes
@@ -199,17 +217,18 @@ mod tests {
     #[test]
     fn lines_are_canonical_and_read_back_in_key_order() {
         let advisory = json!({"id": "GO-1", "summary": "x", "aliases": ["CVE-1"]});
-        let mut member = advisory_line("osv:Go", "GO-1", &"a".repeat(64), None, &advisory);
+        let mut member = advisory_line("osv:Go", "GO-1", &"a".repeat(64), "{}", None, &advisory);
         member.extend(advisory_line(
             "osv:Go",
             "GO-2",
             &"b".repeat(64),
+            "{}",
             Some("withdrawn"),
             &advisory,
         ));
         let text = std::str::from_utf8(&member).unwrap();
         assert!(
-            text.starts_with(r#"{"advisory":{"aliases":["CVE-1"],"id":"GO-1","summary":"x"},"id":"GO-1","sha256":"aaaa"#),
+            text.starts_with(r#"{"advisory":{"aliases":["CVE-1"],"id":"GO-1","summary":"x"},"id":"GO-1","record":"{}","sha256":"aaaa"#),
             "{text}"
         );
         let mut read = Vec::new();
@@ -227,8 +246,8 @@ mod tests {
         assert_eq!(read[1], ("GO-2".into(), Some("withdrawn".into()), 2));
 
         // Out of order, repeated, unknown fields, no final newline: refused with the line.
-        let mut swapped = advisory_line("osv:Go", "GO-2", "b", None, &advisory);
-        swapped.extend(advisory_line("osv:Go", "GO-1", "a", None, &advisory));
+        let mut swapped = advisory_line("osv:Go", "GO-2", "b", "{}", None, &advisory);
+        swapped.extend(advisory_line("osv:Go", "GO-1", "a", "{}", None, &advisory));
         let err = read_lines(
             &swapped[..],
             ADVISORIES,
@@ -240,7 +259,7 @@ mod tests {
             err.to_string(),
             "advisories.jsonl line 2: records are not in increasing key order"
         );
-        let extra = b"{\"scope\":\"global\",\"sha256\":\"a\",\"format\":\"openvex\",\"statements\":[],\"x\":1}\n";
+        let extra = b"{\"scope\":\"global\",\"sha256\":\"a\",\"format\":\"openvex\",\"document\":\"{}\",\"statements\":[],\"x\":1}\n";
         let err = read_lines(
             &extra[..],
             VEX,
@@ -249,7 +268,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `x`"), "{err}");
-        let line = vex_line(true, "a", "openvex", &json!([]));
+        let line = vex_line(true, "a", "openvex", "{}", &json!([]));
         let err = read_lines(
             &line[..line.len() - 1],
             VEX,

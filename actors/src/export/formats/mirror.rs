@@ -1,6 +1,7 @@
-//! `mirror:full` and `mirror:delta`: every advisory and every VEX document the tenant
-//! reads (global ones and its own), or those written since the base's generations, as
-//! JSON Lines members (`advisories.jsonl`, `vex.jsonl`; see
+//! `mirror:full` and `mirror:delta`: every advisory (with its raw record, read from the
+//! collection it was imported in, so the importing instance's exports can cite it) and
+//! every VEX document the tenant reads (global ones and its own), or those written since
+//! the base's generations, as JSON Lines members (`advisories.jsonl`, `vex.jsonl`; see
 //! [`stella_domain::export::mirror`]), read a page at a time in key order and written a
 //! line at a time. The seal packs them into `mirror.tar.zst`.
 //!
@@ -9,12 +10,16 @@
 //! what the plan promised is gone and the run fails, saying so, before it stores a file
 //! (run it again). Otherwise equal plans give equal bytes, retried or not.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write};
 
+use stella_domain::canonical::sha256_hex;
 use stella_domain::export::mirror::{advisory_line, vex_line, MirrorSection, ADVISORIES, VEX};
-use stella_store::repo::MirrorSource;
+use stella_store::object::Sha256Digest;
+use stella_store::repo::{MirrorAdvisory, MirrorSource};
 use stella_supervisor::StepError;
 
+use crate::export::cited::{read_spooled, spool_collection};
 use crate::export::plan::store_generations;
 use crate::export::write::{io_error, WriteRun};
 
@@ -44,11 +49,13 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
 
     let (advisories, file) = run.spool()?;
     let mut out = BufWriter::new(file);
+    let mut spools = BTreeMap::new();
     let since = section.from.map(|g| g.advisories);
     let mut after = None;
     loop {
         let page = source.advisories(since, after.as_ref(), PAGE).await?;
-        for record in &page {
+        let raw = raw_records(run, &mut spools, &page).await?;
+        for (record, raw) in page.iter().zip(&raw) {
             let advisory: serde_json::Value = serde_json::from_str(&record.normalized)
                 .map_err(|err| StepError::abort(format!("stored advisory {}: {err}", record.id)))?;
             let change = record.change.map(|c| c.as_str());
@@ -56,6 +63,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
                 &record.source,
                 &record.id,
                 &record.sha256,
+                raw,
                 change,
                 &advisory,
             ))
@@ -75,6 +83,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
     }
     out.flush().map_err(io_error)?;
     drop(out);
+    drop(spools);
 
     let (vex, file) = run.spool()?;
     let mut out = BufWriter::new(file);
@@ -87,10 +96,19 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
                 .map_err(|err| {
                     StepError::abort(format!("stored VEX document {}: {err}", document.sha256))
                 })?;
+            let digest = Sha256Digest::parse(&document.sha256)?;
+            let raw = run.deps.objects.read_content(&digest).await?;
+            let raw = std::str::from_utf8(&raw).map_err(|err| {
+                StepError::abort(format!(
+                    "VEX document {} is not UTF-8: {err}",
+                    document.sha256
+                ))
+            })?;
             out.write_all(&vex_line(
                 document.tenant.is_none(),
                 &document.sha256,
                 &document.format,
+                raw,
                 &statements,
             ))
             .map_err(io_error)?;
@@ -116,6 +134,64 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
     run.store(&advisories, ADVISORIES).await?;
     run.store(&vex, VEX).await?;
     Ok(())
+}
+
+/// The raw record of each advisory of `page`, in order, read from the collections they
+/// were imported in (each spooled once per run, kept in `spools`) and checked against
+/// their digests.
+async fn raw_records(
+    run: &WriteRun<'_, '_>,
+    spools: &mut BTreeMap<String, tempfile::NamedTempFile>,
+    page: &[MirrorAdvisory],
+) -> Result<Vec<String>, StepError> {
+    let mut wanted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for record in page {
+        let (collection, entry) = record.raw.as_ref().ok_or_else(|| {
+            StepError::abort(format!(
+                "advisory {} of {} has no observation of its record {}",
+                record.id, record.source, record.sha256
+            ))
+        })?;
+        wanted
+            .entry(collection.as_str())
+            .or_default()
+            .insert(entry.clone());
+    }
+    let mut bytes: BTreeMap<(&str, String), Vec<u8>> = BTreeMap::new();
+    for (collection, names) in wanted {
+        if !spools.contains_key(collection) {
+            let spool = spool_collection(run.deps, collection).await?;
+            spools.insert(collection.to_owned(), spool);
+        }
+        let path = spools[collection].path().to_owned();
+        for entry in read_spooled(&path, collection, names).await? {
+            bytes.insert((collection, entry.name), entry.bytes);
+        }
+    }
+    page.iter()
+        .map(|record| {
+            let (collection, entry) = record.raw.as_ref().ok_or_else(|| {
+                StepError::abort(format!("advisory {} has no observation", record.id))
+            })?;
+            let raw = bytes
+                .get(&(collection.as_str(), entry.clone()))
+                .ok_or_else(|| {
+                    StepError::abort(format!(
+                        "advisory {} is not in its collection sha256/{collection} at {entry:?}",
+                        record.id
+                    ))
+                })?;
+            if sha256_hex(raw) != record.sha256 {
+                return Err(StepError::abort(format!(
+                    "advisory {} at {entry:?} of sha256/{collection} does not hash to its record {}",
+                    record.id, record.sha256
+                )));
+            }
+            String::from_utf8(raw.clone()).map_err(|err| {
+                StepError::abort(format!("advisory {} is not UTF-8: {err}", record.id))
+            })
+        })
+        .collect()
 }
 
 /// Fails the run when the store's generations are not the plan's any more.
