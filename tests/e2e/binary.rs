@@ -1793,3 +1793,168 @@ fn the_cli_sends_a_profile_to_a_destination_of_the_config_file() {
     );
     assert!(!shown.contains("hunter2-offsite"), "{shown}");
 }
+
+/// The policy lifecycle and exceptions from the command line, with two people: alice
+/// drafts, submits and requests; bob approves and activates. Neither can do the other's
+/// part, and the exit codes say why.
+#[test]
+fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = stella(dir.path())
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |token: &str, args: &[&str]| {
+        let output = stella(dir.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", token)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let ok = |token: &str, args: &[&str]| {
+        let (code, out, err) = cli(token, args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    let json = |token: &str, args: &[&str]| -> serde_json::Value {
+        let args = [&["--output", "json"], args].concat();
+        serde_json::from_str(&ok(token, &args)).unwrap()
+    };
+    ok(&admin, &["tenants", "create", "acme", "--name", "Acme"]);
+    let token = |name: &str, scopes: &str| -> String {
+        json(
+            &admin,
+            &[
+                "tokens",
+                "create",
+                "--for-tenant",
+                "acme",
+                "--name",
+                name,
+                "--scopes",
+                scopes,
+            ],
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let alice = token("alice", "policy:read,policy:author");
+    let bob = token(
+        "bob",
+        "policy:read,policy:review,policy:approve,policy:operate",
+    );
+
+    let file = dir.path().join("strict.toml");
+    std::fs::write(
+        &file,
+        "name = \"strict\"\nversion = 1\ndefault = \"block\"\nrules = []\n",
+    )
+    .unwrap();
+    let draft = json(&alice, &["policy", "draft", file.to_str().unwrap()]);
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["version"], 1);
+    // A draft cannot go live; alice cannot approve (no scope), bob cannot approve a
+    // draft (its state).
+    let (code, _, err) = cli(&bob, &["policy", "activate", "1"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(err.contains("is draft"), "{err}");
+    ok(
+        &alice,
+        &["policy", "submit", "1", "--reason", "stricter default"],
+    );
+    let (code, _, err) = cli(&alice, &["policy", "approve", "1"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, _, err) = cli(&bob, &["policy", "request-changes", "1"]);
+    assert_eq!(code, Some(6), "a reason is required: {err}");
+    assert!(err.contains("reason"), "{err}");
+    ok(&bob, &["policy", "approve", "1", "--reason", "agreed"]);
+    ok(&bob, &["policy", "activate", "1"]);
+    let active = json(&alice, &["policy", "get"]);
+    assert_eq!(
+        (active["version"].clone(), active["status"].clone()),
+        (serde_json::json!(1), serde_json::json!("active"))
+    );
+    let shown = ok(&alice, &["policy", "show", "1"]);
+    for word in ["stricter default", "agreed", "alice", "bob", "active"] {
+        assert!(shown.contains(word), "{word} in {shown}");
+    }
+    let versions = ok(&alice, &["policy", "versions"]);
+    assert!(versions.contains("active"), "{versions}");
+
+    // An exception alice requests, bob approves; lists find it by its expiry.
+    let requested = json(
+        &alice,
+        &[
+            "exceptions",
+            "request",
+            "--vulnerability",
+            "CVE-2024-0001",
+            "--package",
+            "pkg:npm/left-pad",
+            "--type",
+            "accepted_risk",
+            "--justification",
+            "Replaced next quarter, unreachable until then.",
+            "--expires-in-days",
+            "10",
+        ],
+    );
+    let id = requested["id"].as_str().unwrap().to_owned();
+    assert_eq!(requested["status"], "requested");
+    let (code, _, err) = cli(&alice, &["exceptions", "approve", &id]);
+    assert_eq!(code, Some(3), "alice has no policy:approve: {err}");
+    let (code, _, err) = cli(&bob, &["exceptions", "reject", &id]);
+    assert_eq!(code, Some(6), "rejecting needs a reason: {err}");
+    let approved = json(&bob, &["exceptions", "approve", &id]);
+    assert_eq!(approved["status"], "active");
+    assert_eq!(approved["decided_by"], "bob");
+    let soon = json(
+        &alice,
+        &["exceptions", "list", "--expiring-within-days", "30"],
+    );
+    assert_eq!(soon["items"][0]["id"], id.as_str(), "{soon}");
+    let later = json(
+        &alice,
+        &["exceptions", "list", "--expiring-within-days", "5"],
+    );
+    assert_eq!(later["items"], serde_json::json!([]), "{later}");
+    let (code, _, err) = cli(
+        &alice,
+        &[
+            "exceptions",
+            "request",
+            "--vulnerability",
+            "CVE-2024-0002",
+            "--type",
+            "mitigated",
+            "--justification",
+            "too short",
+            "--expires-in-days",
+            "10",
+        ],
+    );
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("justification"), "{err}");
+    ok(
+        &bob,
+        &["exceptions", "revoke", &id, "--reason", "fixed early"],
+    );
+    let revoked = json(&alice, &["exceptions", "get", &id]);
+    assert_eq!(revoked["status"], "revoked");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
