@@ -478,14 +478,17 @@ async fn send_mail(
     rendered: &Rendered,
 ) -> Sent {
     let started = Instant::now();
-    let Some(mailer) = &deps.mailer else {
-        return Sent {
-            outcome: WireOutcome::Failed,
-            status_code: None,
-            latency: started.elapsed(),
-            error: Some("no usable SMTP settings (notify.smtp); see the log at startup".into()),
-            head: None,
-        };
+    let mailer = match &deps.mailer {
+        Ok(mailer) => mailer,
+        Err(err) => {
+            return Sent {
+                outcome: WireOutcome::Failed,
+                status_code: None,
+                latency: started.elapsed(),
+                error: Some(format!("no usable SMTP settings: {err}")),
+                head: None,
+            }
+        }
     };
     let mail = Mail {
         from: None,
