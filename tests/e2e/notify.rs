@@ -971,6 +971,87 @@ async fn a_dead_lettered_job_is_told_and_a_failing_notification_is_not() {
 }
 
 #[actix_web::test]
+async fn a_template_that_fails_for_one_event_falls_back_to_the_shipped_one_and_says_so() {
+    let Some(slack) = Receiver::start(&[], json!([])) else {
+        return;
+    };
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    // Saved: it renders every sample event and digest. But a `job.dead_lettered` event
+    // has no findings, and `length` of nothing is an error at send time.
+    let source =
+        "{% block subject %}{{ events[0].payload.findings | length }} findings{% endblock %}\n\
+                  {% block text %}{{ event.payload.target }}{% endblock %}";
+    put(
+        &server,
+        &token,
+        "/notify/templates/counted",
+        json!({"channel_type": "slack", "source": source}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/chat",
+        json!({"config": {"type": "slack", "url": slack.url("/services/T000/B000/XXXX")}}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/dead",
+        json!({"match": {"event_kinds": ["job.dead_lettered"]}, "actions": [{"channel": "chat", "template": "counted"}]}),
+    )
+    .await;
+    let job = server
+        .submit(&token, json!({"panic_always": true}), 1)
+        .await;
+    server.wait_job(&token, &job, "failed").await;
+
+    // The message went out, with the shipped Slack template.
+    let posted = wait_attempts(&slack, 1, Duration::from_secs(60)).await;
+    let message: Value = serde_json::from_str(&posted[0].body).unwrap();
+    let text = message.to_string();
+    assert!(
+        !text.contains("findings"),
+        "not the tenant's template: {text}"
+    );
+    assert!(
+        text.contains(job.as_str()),
+        "the shipped template names the job: {text}"
+    );
+    assert!(
+        message["blocks"].as_array().is_some_and(|b| !b.is_empty()),
+        "Block Kit: {text}"
+    );
+    // The delivery is delivered, and says which template failed, where and why.
+    let items = deliveries_until(
+        &server,
+        &token,
+        "event_kind=job.dead_lettered",
+        Duration::from_secs(30),
+        |items| items.iter().any(|d| d["status"] == "delivered"),
+    )
+    .await;
+    let d = &items[0];
+    assert_eq!(d["detail"]["template"], "counted", "{d}");
+    let error = d["detail"]["template_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("counted")
+            && error.contains("length")
+            && error.contains("line 1")
+            && error.contains("shipped slack template"),
+        "{d}"
+    );
+    assert_eq!(
+        slack.attempts().len(),
+        1,
+        "sent once: {:?}",
+        slack.attempts()
+    );
+}
+
+#[actix_web::test]
 async fn a_quarantined_tenant_is_told() {
     let Some(receiver) = Receiver::start(&[SECRET], json!([])) else {
         return;

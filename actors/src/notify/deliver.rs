@@ -181,8 +181,14 @@ async fn send_to(
     let event = envelope(event)?;
     let source = template_source(repo, template.as_deref()).await?;
     let kind = channel.spec.config.channel_type();
-    let rendered = domain::template::render(source.as_deref(), kind, &event)
-        .map_err(|err| StepError::abort(format!("the template does not render: {err}")))?;
+    let (rendered, fallback) = render_or_fall_back(deps, template.as_deref(), kind, |shipped| {
+        domain::template::render(if shipped { None } else { source.as_deref() }, kind, &event)
+    })?;
+    if let Some(detail) = &fallback {
+        repo.set_delivery(delivery_id, "pending", None, Some(detail), ctx.now)
+            .await
+            .map_err(store_err)?;
+    }
     let body = match kind {
         ChannelType::Webhook => domain::webhook::webhook_body(&event),
         _ => Vec::new(),
@@ -236,7 +242,8 @@ pub(super) async fn compose(
         .iter()
         .map(|item| envelope(&item.event))
         .collect::<Result<Vec<_>, _>>()?;
-    let throttled = items.iter().filter(|i| i.reason == "throttled").count();
+    let throttled =
+        u32::try_from(items.iter().filter(|i| i.reason == "throttled").count()).unwrap_or(u32::MAX);
     let first = events
         .iter()
         .map(|e| e.occurred_at)
@@ -245,14 +252,15 @@ pub(super) async fn compose(
     let window = (first, ctx.now);
     let source = template_source(&repo, template.as_deref()).await?;
     let kind = channel.spec.config.channel_type();
-    let rendered = domain::template::render_digest(
-        source.as_deref(),
-        kind,
-        &events,
-        window,
-        u32::try_from(throttled).unwrap_or(u32::MAX),
-    )
-    .map_err(|err| StepError::abort(format!("the digest template does not render: {err}")))?;
+    let (rendered, fallback) = render_or_fall_back(deps, template.as_deref(), kind, |shipped| {
+        domain::template::render_digest(
+            if shipped { None } else { source.as_deref() },
+            kind,
+            &events,
+            window,
+            throttled,
+        )
+    })?;
     // The digest is a delivery of its own (one per digest job), so it has receipts and a
     // stable id on the wire.
     let digest = repo
@@ -275,6 +283,11 @@ pub(super) async fn compose(
         )
         .await
         .map_err(store_err)?;
+    if let Some(detail) = &fallback {
+        repo.set_delivery(&digest.id, "pending", None, Some(detail), ctx.now)
+            .await
+            .map_err(store_err)?;
+    }
     let body = match kind {
         ChannelType::Webhook => {
             let summary = Envelope {
@@ -295,11 +308,7 @@ pub(super) async fn compose(
         }
         _ => Vec::new(),
     };
-    let summary = Summary::of_digest(
-        &events,
-        window,
-        u32::try_from(throttled).unwrap_or(u32::MAX),
-    );
+    let summary = Summary::of_digest(&events, window, throttled);
     let message = Message {
         rendered: &rendered,
         summary: &summary,
@@ -324,6 +333,50 @@ pub(super) async fn compose(
     outcome["events"] = json!(items.len());
     outcome["digest_delivery"] = json!(digest.id);
     Ok(StepOutcome::Done(outcome))
+}
+
+/// Renders with the tenant's template, or, when that fails for this event (it saved
+/// fine but, say, reads the length of a field this event lacks), with the shipped one
+/// for the channel type: the notification is sent rather than lost, and the returned
+/// detail (recorded on the delivery) says which template failed and why. `render(false)`
+/// renders with the tenant's template (or the shipped one when there is none),
+/// `render(true)` with the shipped one.
+fn render_or_fall_back(
+    deps: &NotifyDeps,
+    template: Option<&str>,
+    kind: ChannelType,
+    render: impl Fn(bool) -> Result<Rendered, domain::TemplateError>,
+) -> Result<(Rendered, Option<Value>), StepError> {
+    let err = match (render(false), template) {
+        (Ok(rendered), _) => return Ok((rendered, None)),
+        (Err(err), Some(_)) => err,
+        (Err(err), None) => {
+            return Err(StepError::abort(format!(
+                "the shipped {} template does not render: {err}",
+                kind.as_str()
+            )))
+        }
+    };
+    let name = template.unwrap_or_default();
+    tracing::warn!(template = name, error = %err, "a tenant template failed to render; sent with the shipped one");
+    deps.metrics
+        .template_fallbacks
+        .with_label_values(&[kind.as_str()])
+        .inc();
+    let rendered = render(true).map_err(|shipped| {
+        StepError::abort(format!(
+            "the template {name} does not render ({err}), nor does the shipped {} one: {shipped}",
+            kind.as_str()
+        ))
+    })?;
+    let detail = json!({
+        "template": name,
+        "template_error": format!(
+            "the template {name} did not render for this event: {err}; sent with the shipped {} template",
+            kind.as_str()
+        ),
+    });
+    Ok((rendered, Some(detail)))
 }
 
 async fn template_source(
