@@ -856,7 +856,10 @@ async fn email_goes_over_starttls_and_tls_and_never_in_the_clear_when_starttls_i
         );
         assert_eq!(mails.len(), 1, "{mode:?}: one message for one delivery");
         let mail = &mails[0];
-        assert_eq!(mail.subject, "[Stella] Test notification from Stella", "{mode:?}");
+        assert_eq!(
+            mail.subject, "[Stella] Test notification from Stella",
+            "{mode:?}"
+        );
         assert!(
             mail.part("text/plain").is_some() && mail.part("text/html").is_some(),
             "{mail:?}"

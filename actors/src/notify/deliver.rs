@@ -289,23 +289,15 @@ pub(super) async fn compose(
             .map_err(store_err)?;
     }
     let body = match kind {
-        ChannelType::Webhook => {
-            let summary = Envelope {
-                id: digest.id.clone(),
-                kind: "notify.digest".into(),
-                version: 1,
-                tenant: tenant.to_string(),
-                occurred_at: ctx.now,
-                correlation_id: Some(group_key.clone()),
-                trace_id: None,
-                payload: json!({
-                    "window": { "start": window.0, "end": window.1 },
-                    "throttled": throttled,
-                    "events": events,
-                }),
-            };
-            domain::webhook::webhook_body(&summary)
-        }
+        ChannelType::Webhook => domain::webhook::webhook_body(&domain::digest_envelope(
+            &digest.id,
+            tenant.as_str(),
+            group_key,
+            ctx.now,
+            &events,
+            window,
+            throttled,
+        )),
         _ => Vec::new(),
     };
     let summary = Summary::of_digest(&events, window, throttled);
