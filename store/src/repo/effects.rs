@@ -39,6 +39,25 @@ pub enum Effect {
     /// An event on the job's tenant's events stream (`export.completed`, ...), written
     /// once: a second append with the same `dedupe_key` is dropped.
     Event(super::NewEvent),
+    /// A notification's wire attempt that the receiver took: its receipt (the row
+    /// `begin_attempt` wrote before the attempt, keyed by delivery and attempt) becomes
+    /// `ok` with the answer's status, latency and first bytes. Committed with the step, so
+    /// a delivery costs no separate write for it; a failed attempt's receipt is written at
+    /// once instead, since a failed step's staged writes are dropped.
+    NotifyAttemptOk {
+        delivery_id: String,
+        attempt: u32,
+        status_code: Option<u16>,
+        latency_ms: Option<u64>,
+        response_head: Option<String>,
+    },
+    /// A notification delivery that this job delivered: its status becomes `delivered`
+    /// (once: a delivered one stays as it is), carried by the committing job, with
+    /// `detail` when given.
+    NotifyDelivered {
+        delivery_id: String,
+        detail: Option<Value>,
+    },
 }
 
 /// One staged effect of one job, at the commit's time (milliseconds).
@@ -156,7 +175,99 @@ pub(crate) async fn insert_effects(
             super::insert_event(&mut **tx, store, Some(row.tenant), event, row.at).await?;
         }
     }
+    for row in rows {
+        match row.effect {
+            Effect::NotifyAttemptOk {
+                delivery_id,
+                attempt,
+                status_code,
+                latency_ms,
+                response_head,
+            } => {
+                sqlx::query(
+                    "UPDATE notify_attempts SET outcome = 'ok', status_code = $4, \
+                     latency_ms = $5, response_head = $6 \
+                     WHERE tenant_id = $1 AND delivery_id = $2 AND attempt = $3",
+                )
+                .bind(row.tenant.as_str())
+                .bind(delivery_id.as_str())
+                .bind(i64::from(*attempt))
+                .bind(status_code.map(i64::from))
+                .bind(latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
+                .bind(response_head.as_deref())
+                .execute(&mut **tx)
+                .await
+                .map_err(|err| store.err(err, "notify attempt"))?;
+            }
+            Effect::NotifyDelivered {
+                delivery_id,
+                detail,
+            } => {
+                sqlx::query(
+                    "UPDATE notify_deliveries SET status = 'delivered', job_id = $3, \
+                     detail = COALESCE($4, detail), updated_at = $5 \
+                     WHERE tenant_id = $1 AND id = $2 AND status <> 'delivered'",
+                )
+                .bind(row.tenant.as_str())
+                .bind(delivery_id.as_str())
+                .bind(row.job.as_str())
+                .bind(detail.as_ref().map(super::json_text))
+                .bind(row.at)
+                .execute(&mut **tx)
+                .await
+                .map_err(|err| store.err(err, "notify delivery"))?;
+            }
+            _ => {}
+        }
+    }
     Ok(())
+}
+
+/// The `notify_attempts` ends of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_notify_attempt_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::NotifyAttemptOk {
+                    delivery_id,
+                    attempt,
+                    status_code,
+                    latency_ms,
+                    response_head,
+                } => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "job_id": row.job.as_str(),
+                    "delivery_id": delivery_id,
+                    "attempt": attempt,
+                    "status_code": status_code,
+                    "latency_ms": latency_ms,
+                    "response_head": response_head,
+                })),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The delivered `notify_deliveries` of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_notify_delivered_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::NotifyDelivered {
+                    delivery_id,
+                    detail,
+                } => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "job_id": row.job.as_str(),
+                    "delivery_id": delivery_id,
+                    "detail": detail.as_ref().map(super::json_text),
+                    "at": row.at,
+                })),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// The `export_files` rows of a PostgreSQL batch, as its JSON parameter.
