@@ -9,6 +9,10 @@
 #   Garage      127.0.0.1:3900  (S3 API; RPC 3901, admin API 3903; built with
 #                                `cargo install garage` when missing)
 #   SMTP sink   127.0.0.1:2525  (aiosmtpd, ops/smtp_sink.py, Maildir output)
+#   SMTP TLS    127.0.0.1:2587  (STARTTLS, required) and 127.0.0.1:2465 (implicit
+#                                TLS): a second ops/smtp_sink.py into the same Maildir,
+#                                its certificate signed by a test CA made with openssl
+#                                under $STELLA_SERVICES_DIR/smtp-tls (ca.pem)
 #
 # Usage:
 #   eval "$(ops/services.sh up)"   # install if needed, start, print exports
@@ -25,9 +29,10 @@
 #   STELLA_SERVICES_PYTHON         python3 used to create the venv (default: python3)
 #   STELLA_SERVICES_TIMEOUT  seconds to wait for each service (default 60)
 #   STELLA_SERVICES_PG_PORT, STELLA_SERVICES_VALKEY_PORT, STELLA_SERVICES_S3_PORT, STELLA_SERVICES_GARAGE_RPC_PORT,
-#   STELLA_SERVICES_GARAGE_ADMIN_PORT, STELLA_SERVICES_SMTP_PORT
+#   STELLA_SERVICES_GARAGE_ADMIN_PORT, STELLA_SERVICES_SMTP_PORT,
+#   STELLA_SERVICES_SMTP_STARTTLS_PORT, STELLA_SERVICES_SMTP_TLS_PORT
 #                         override the loopback ports (defaults 5432, 6380,
-#                         3900, 3901, 3903, 2525)
+#                         3900, 3901, 3903, 2525, 2587, 2465)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,6 +58,9 @@ GARAGE_EXPORT_BUCKET=stella-exports
 GARAGE_KEY_NAME=stella-dev
 GARAGE_VERSION_REQ='^2'
 SMTP_PORT="${STELLA_SERVICES_SMTP_PORT:-2525}"
+SMTP_STARTTLS_PORT="${STELLA_SERVICES_SMTP_STARTTLS_PORT:-2587}"
+SMTP_TLS_PORT="${STELLA_SERVICES_SMTP_TLS_PORT:-2465}"
+SMTP_TLS_DIR="$STATE_DIR/smtp-tls"
 
 DATABASE_URL="postgres://postgres@$HOST:$PG_PORT/$PG_DB"
 
@@ -660,6 +668,92 @@ ensure_smtp() {
 }
 
 # ---------------------------------------------------------------------------
+# SMTP over TLS: a test CA and a server certificate (openssl), and a second sink
+# that serves STARTTLS and implicit TLS with them into the same Maildir. A separate
+# process so that new certificates restart only it, never the plain sink.
+# ---------------------------------------------------------------------------
+
+SMTP_TLS_RENEWED=0
+
+# ca.pem verifies server.pem for 127.0.0.1 and stays valid for 30 more days.
+smtp_certs_ok() {
+	local d=$SMTP_TLS_DIR
+	[[ -s $d/ca.pem && -s $d/ca.key && -s $d/server.pem && -s $d/server.key ]] || return 1
+	openssl x509 -in "$d/ca.pem" -noout -checkend 2592000 >/dev/null 2>&1 || return 1
+	openssl x509 -in "$d/server.pem" -noout -checkend 2592000 >/dev/null 2>&1 || return 1
+	openssl verify -CAfile "$d/ca.pem" -verify_ip 127.0.0.1 -purpose sslserver "$d/server.pem" >/dev/null 2>&1
+}
+
+ensure_smtp_certs() {
+	command -v openssl >/dev/null 2>&1 || apt_install openssl
+	smtp_certs_ok && return 0
+	local d=$SMTP_TLS_DIR
+	log "smtp-tls: making a test CA and a server certificate for 127.0.0.1 in $d"
+	mkdir -p "$d"
+	(
+		umask 077
+		set -e
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-keyout "$d/ca.key.tmp" -out "$d/ca.pem.tmp" -days 3650 \
+			-subj "/CN=Stella test SMTP CA $(rand_hex 4)" 2>/dev/null
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-keyout "$d/server.key.tmp" -out "$d/server.csr" -subj "/CN=localhost" 2>/dev/null
+		printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
+			'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' \
+			'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$d/server.ext"
+		openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem.tmp" -CAkey "$d/ca.key.tmp" \
+			-set_serial "0x$(rand_hex 16)" -days 825 -extfile "$d/server.ext" \
+			-out "$d/server.pem.tmp" 2>/dev/null
+		rm -f "$d/server.csr" "$d/server.ext"
+		chmod 644 "$d/ca.pem.tmp" "$d/server.pem.tmp"
+		mv "$d/ca.key.tmp" "$d/ca.key"
+		mv "$d/server.key.tmp" "$d/server.key"
+		mv "$d/server.pem.tmp" "$d/server.pem"
+		mv "$d/ca.pem.tmp" "$d/ca.pem"
+	) || die "smtp-tls: openssl could not make the test certificates in $d"
+	smtp_certs_ok || die "smtp-tls: the certificates made in $d do not verify"
+	SMTP_TLS_RENEWED=1
+}
+
+# Both TLS ports greet, verified against the test CA: STARTTLS upgraded then NOOP,
+# implicit TLS then NOOP.
+smtp_tls_sink_ok() {
+	timeout 10 "$VENV/bin/python" - "$SMTP_STARTTLS_PORT" "$SMTP_TLS_PORT" "$SMTP_TLS_DIR/ca.pem" <<'PY' >/dev/null 2>&1
+import smtplib, ssl, sys
+starttls, tls, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+with smtplib.SMTP("127.0.0.1", starttls, timeout=5) as s:
+    s.starttls(context=ctx)
+    assert s.noop()[0] == 250
+with smtplib.SMTP_SSL("127.0.0.1", tls, timeout=5, context=ctx) as s:
+    assert s.noop()[0] == 250
+PY
+}
+
+ensure_smtp_tls() {
+	local pidfile="$RUN_DIR/smtp_tls_sink.pid" logf="$LOG_DIR/smtp_tls_sink.log"
+	ensure_smtp_certs
+	if pid_alive "$pidfile" smtp_sink; then
+		if [[ $SMTP_TLS_RENEWED -eq 0 ]] && smtp_tls_sink_ok; then
+			log "smtp-tls: sink already running on $HOST:$SMTP_STARTTLS_PORT (STARTTLS) and $HOST:$SMTP_TLS_PORT (TLS) (pid $(pid_from "$pidfile"))"
+			return 0
+		fi
+		stop_pidfile "smtp tls sink" "$pidfile" smtp_sink
+	fi
+	local port
+	for port in "$SMTP_STARTTLS_PORT" "$SMTP_TLS_PORT"; do
+		port_open "$port" && die "smtp-tls: port $port is already in use by a process not started by this script"
+	done
+	log "smtp-tls: starting sink on $HOST:$SMTP_STARTTLS_PORT (STARTTLS) and $HOST:$SMTP_TLS_PORT (TLS), mail in $MAIL_DIR/new (log: $logf)"
+	spawn "$pidfile" "$logf" "$VENV/bin/python" -u "$SCRIPT_DIR/smtp_sink.py" \
+		--host "$HOST" --port 0 --starttls-port "$SMTP_STARTTLS_PORT" --tls-port "$SMTP_TLS_PORT" \
+		--cert "$SMTP_TLS_DIR/server.pem" --key "$SMTP_TLS_DIR/server.key" --maildir "$MAIL_DIR"
+	wait_until 30 "smtp tls sink" "$logf" "$pidfile" smtp_tls_sink_ok
+	SMTP_TLS_RENEWED=0
+	log "smtp-tls: ready on $HOST:$SMTP_STARTTLS_PORT (STARTTLS) and $HOST:$SMTP_TLS_PORT (TLS), CA $SMTP_TLS_DIR/ca.pem"
+}
+
+# ---------------------------------------------------------------------------
 # test tools: promtool (Debian `prometheus`), schemathesis (PyPI)
 # ---------------------------------------------------------------------------
 
@@ -819,6 +913,11 @@ write_env_file() {
 		export_line STELLA_TEST_S3_EXPORT_BUCKET "$GARAGE_EXPORT_BUCKET"
 		export_line STELLA_TEST_SMTP_URL "smtp://$HOST:$SMTP_PORT"
 		export_line STELLA_TEST_MAIL_DIR "$MAIL_DIR"
+		# The same sink over STARTTLS (required) and implicit TLS, and the CA that signed
+		# its certificate (notify.smtp.ca_file in the tests).
+		export_line STELLA_TEST_SMTP_STARTTLS_PORT "$SMTP_STARTTLS_PORT"
+		export_line STELLA_TEST_SMTP_TLS_PORT "$SMTP_TLS_PORT"
+		export_line STELLA_TEST_SMTP_CA_FILE "$SMTP_TLS_DIR/ca.pem"
 		# The server binary itself, for tests that start and restart a Valkey of their own.
 		export_line STELLA_TEST_VALKEY_SERVER "$VALKEY_BIN"
 		# Checkers the API tests run against a live server.
@@ -854,6 +953,7 @@ cmd_up() {
 	ensure_venv
 	ensure_valkey
 	ensure_smtp
+	ensure_smtp_tls
 	ensure_garage
 	ensure_tools
 	ensure_evidence_tools
@@ -871,6 +971,7 @@ cmd_up() {
 cmd_down() {
 	init_dirs
 	take_lock
+	stop_pidfile "smtp tls sink" "$RUN_DIR/smtp_tls_sink.pid" smtp_sink
 	stop_pidfile "smtp sink" "$RUN_DIR/smtp_sink.pid" smtp_sink
 	stop_pidfile garage "$RUN_DIR/garage.pid" garage
 	stop_pidfile valkey "$RUN_DIR/valkey.pid" -server
@@ -941,6 +1042,16 @@ cmd_status() {
 		row smtp up "smtp://$HOST:$SMTP_PORT" "$who"
 	else
 		row smtp down "smtp://$HOST:$SMTP_PORT" "log $LOG_DIR/smtp_sink.log"
+		bad=1
+	fi
+
+	if venv_ok && smtp_tls_sink_ok; then
+		who="not started by services.sh"
+		pid_alive "$RUN_DIR/smtp_tls_sink.pid" smtp_sink &&
+			who="pid $(pid_from "$RUN_DIR/smtp_tls_sink.pid"), STARTTLS and TLS $SMTP_TLS_PORT, CA $SMTP_TLS_DIR/ca.pem"
+		row smtp-tls up "smtp://$HOST:$SMTP_STARTTLS_PORT" "$who"
+	else
+		row smtp-tls down "smtp://$HOST:$SMTP_STARTTLS_PORT" "log $LOG_DIR/smtp_tls_sink.log"
 		bad=1
 	fi
 	return "$bad"

@@ -30,7 +30,7 @@ use stella_actors::notify::wire::{
     deliver, judge, Mail, MailError, Mailer, SecretBox, SecretError, WireOutcome,
 };
 use stella_actors::outbound::{FetchError, HostResolver, Outbound, BODY_HEAD_BYTES};
-use stella_config::{NotifySettings, OutboundSettings, SmtpSettings};
+use stella_config::{NotifySettings, OutboundSettings, SmtpMode, SmtpSettings};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -811,6 +811,166 @@ async fn the_relays_refusals_are_classified_by_their_code() {
     assert!(err.is_transient(), "{err:?}");
     assert_eq!(err.code(), None);
     assert!(!err.to_string().contains(&port.to_string()), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// email over TLS: STARTTLS and implicit TLS to the sink's TLS ports, the relay's
+// certificate checked against notify.smtp.ca_file
+// ---------------------------------------------------------------------------
+
+fn tls_settings(sink: &maildir::TlsSink, mode: SmtpMode, port: u16) -> SmtpSettings {
+    SmtpSettings {
+        host: sink.host.clone(),
+        port,
+        mode,
+        from: "Stella Alerts <alerts@stella.test>".into(),
+        timeout_secs: 10,
+        ca_file: Some(sink.ca_file.clone()),
+        ..SmtpSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn mail_arrives_over_starttls_and_implicit_tls_with_both_parts() {
+    let (Some(sink), Some(python)) = (maildir::tls_sink(), webhook::python()) else {
+        return;
+    };
+    for (mode, port) in [
+        (SmtpMode::Starttls, sink.starttls_port),
+        (SmtpMode::Tls, sink.tls_port),
+    ] {
+        let mailer = Mailer::new(&tls_settings(&sink, mode, port)).unwrap();
+        let delivery = unique("tls");
+        let mail = Mail {
+            subject: format!("Über TLS ({mode:?}): CVE-2026-1234 in café-api"),
+            text: "CVE-2026-1234 (critical) affects café-api:1.4.2.\n".into(),
+            html: Some(
+                "<p><strong>CVE-2026-1234</strong> affects <code>café-api</code></p>".into(),
+            ),
+            message_id: delivery.clone(),
+            ..test_mail()
+        };
+        let receipt = mailer
+            .send(&mail)
+            .await
+            .unwrap_or_else(|err| panic!("{mode:?} to port {port}: {err}"));
+        assert_eq!(receipt.code, 250);
+        let received =
+            maildir::messages_with_id(&python, &sink.maildir, &receipt.message_id, 1, WAIT);
+        assert_eq!(received.len(), 1, "{mode:?}: {received:?}");
+        let message = &received[0];
+        assert_eq!(message.subject, mail.subject);
+        assert_eq!(message.content_type, "multipart/alternative");
+        assert_eq!(message.part("text/plain"), Some(mail.text.as_str()));
+        assert!(
+            message
+                .part("text/html")
+                .unwrap()
+                .contains("<code>café-api</code>"),
+            "{message:?}"
+        );
+        // The sink writes the TLS version of the connection the message came over.
+        let tls = message.header("X-Stella-Received-TLS").unwrap_or("");
+        assert!(tls.starts_with("TLSv1."), "{mode:?}: received over {tls:?}");
+    }
+}
+
+#[tokio::test]
+async fn starttls_to_a_relay_that_does_not_offer_it_sends_nothing() {
+    let (Some(sink), Some((host, plain_port, _))) = (maildir::tls_sink(), maildir::sink()) else {
+        return;
+    };
+    let Some(python) = webhook::python() else {
+        return;
+    };
+    // The plain port offers no STARTTLS: `starttls` must not fall back to the clear.
+    let settings = SmtpSettings {
+        host,
+        ..tls_settings(&sink, SmtpMode::Starttls, plain_port)
+    };
+    let mail = Mail {
+        message_id: unique("no-starttls"),
+        ..test_mail()
+    };
+    let err = Mailer::new(&settings)
+        .unwrap()
+        .send(&mail)
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert_eq!(err.outcome(), WireOutcome::Failed);
+    assert_eq!(err.code(), None);
+    assert!(
+        err.to_string().contains("does not offer STARTTLS")
+            && err.to_string().contains("nothing was sent"),
+        "{err}"
+    );
+    let id = format!("<{}@stella.test>", mail.message_id);
+    assert!(
+        maildir::messages_with_id(&python, &sink.maildir, &id, 1, Duration::from_secs(1))
+            .is_empty(),
+        "the message reached the sink in the clear"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_certificate_that_the_configured_ca_did_not_sign_is_refused_visibly() {
+    let Some(sink) = maildir::tls_sink() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let unrelated = maildir::unrelated_ca(dir.path());
+    for (mode, port) in [
+        (SmtpMode::Starttls, sink.starttls_port),
+        (SmtpMode::Tls, sink.tls_port),
+    ] {
+        for ca_file in [Some(unrelated.clone()), None] {
+            let settings = SmtpSettings {
+                ca_file: ca_file.clone(),
+                ..tls_settings(&sink, mode, port)
+            };
+            let err = Mailer::new(&settings)
+                .unwrap()
+                .send(&test_mail())
+                .await
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("failed in TLS") && text.contains("UnknownIssuer"),
+                "{mode:?} with {ca_file:?}: {text}"
+            );
+            // Transient (a relay mid-handshake looks the same); after its attempts the
+            // delivery is dead-lettered with this text in every receipt.
+            assert!(err.is_transient(), "{err:?}");
+        }
+    }
+}
+
+#[test]
+fn a_ca_file_that_cannot_be_used_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    for (path, why) in [
+        (&missing, "cannot be read"),
+        (&not_pem, "holds no PEM certificate"),
+    ] {
+        let settings = SmtpSettings {
+            mode: SmtpMode::Tls,
+            ca_file: Some(path.clone()),
+            ..SmtpSettings::default()
+        };
+        let err = Mailer::new(&settings).unwrap_err();
+        assert!(!err.is_transient(), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("notify.smtp.ca_file")
+                && text.contains(&path.display().to_string())
+                && text.contains(why),
+            "{text}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -60,6 +60,11 @@ pub struct SmtpSettings {
     pub from: String,
     /// Seconds for each SMTP command, the connection included.
     pub timeout_secs: u64,
+    /// PEM file of one or more CA certificates to trust for the relay's certificate, in
+    /// addition to the built-in public roots (`starttls` and `tls` modes): a relay whose
+    /// certificate a private CA signed. Read when the process starts; an unreadable file
+    /// or one with no certificate makes every email delivery fail with that reason.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpSettings {
@@ -72,6 +77,7 @@ impl Default for SmtpSettings {
             password: None,
             from: "Stella <stella@localhost>".to_owned(),
             timeout_secs: 30,
+            ca_file: None,
         }
     }
 }
@@ -140,6 +146,30 @@ mod tests {
             ]),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_ca_file_needs_a_tls_mode() {
+        let err = load(
+            None,
+            &env(&[("STELLA_NOTIFY_SMTP_CA_FILE", "/etc/stella/smtp-ca.pem")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`notify.smtp.ca_file`"), "{err}");
+        assert!(err.contains("plain"), "{err}");
+        let loaded = load(
+            None,
+            &env(&[
+                ("STELLA_NOTIFY_SMTP_CA_FILE", "/etc/stella/smtp-ca.pem"),
+                ("STELLA_NOTIFY_SMTP_MODE", "tls"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.settings.notify.smtp.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/stella/smtp-ca.pem"))
+        );
     }
 
     #[test]

@@ -118,6 +118,14 @@ pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
                 .into(),
         ));
     }
+    if smtp.ca_file.is_some() && smtp.mode == SmtpMode::Plain {
+        return Err(invalid(
+            "notify.smtp.ca_file",
+            "is set but notify.smtp.mode is `plain`, which uses no TLS: use `starttls` or \
+             `tls`"
+                .into(),
+        ));
+    }
     if let Some(endpoint) = &s.s3.endpoint {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(invalid(

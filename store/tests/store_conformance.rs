@@ -100,6 +100,7 @@ conformance!(
     events_are_deduplicated_and_scoped_to_their_tenant,
     export_profiles_are_immutable_per_revision_and_per_tenant,
     export_files_commit_with_the_step_once_per_name,
+    notify_receipts_and_deliveries_commit_with_the_step,
     mirror_reads_follow_byte_order_and_generations,
     mirror_imports_move_forward_only_in_one_transaction,
 );
@@ -1651,6 +1652,94 @@ async fn export_files_commit_with_the_step_once_per_name(db: &TestDb) {
         let globex_id = tenant("globex");
         let globex = db.store.tenant(&globex_id).export_files();
         assert!(globex.list(&job.id).await.unwrap().is_empty());
+    }
+}
+
+/// A delivered notification's receipt and status are staged by its step: they commit
+/// with its outcome, only when its compare-and-set holds, through the single and the
+/// grouped transitions alike, and a delivered delivery stays delivered.
+async fn notify_receipts_and_deliveries_commit_with_the_step(db: &TestDb) {
+    use stella_store::repo::NewDelivery;
+    use stella_store::{ChannelId, DeliveryId};
+    with_tenants(&db.store, &["acme"]).await;
+    let acme = tenant("acme");
+    let jobs = db.store.tenant(&acme).jobs();
+    let notify = db.store.tenant(&acme).notify();
+    for grouped in [false, true] {
+        let job = jobs.submit(&noop_job(None), &[], t0()).await.unwrap().job;
+        let mut start = Transition::new(JobState::Queued, JobState::Running);
+        start.count_attempt = true;
+        jobs.transition(&job.id, &start, &[], t0()).await.unwrap();
+        let delivery = notify
+            .insert_delivery(
+                &NewDelivery {
+                    tenant: acme.clone(),
+                    id: DeliveryId::generate(),
+                    dedupe_key: format!("key-{grouped}"),
+                    event_id: "evt_1".into(),
+                    event_kind: "scan.completed".into(),
+                    event_seq: 1,
+                    rule_id: None,
+                    channel_id: ChannelId::generate(),
+                    channel_type: "webhook".into(),
+                    mode: "instant".into(),
+                    job_id: Some(job.id.clone()),
+                    status: "pending".into(),
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+        let attempt = notify.begin_attempt(&delivery.id, t0()).await.unwrap();
+        let effects = vec![
+            Effect::NotifyAttemptOk {
+                delivery_id: delivery.id.clone(),
+                attempt,
+                status_code: Some(200),
+                latency_ms: Some(7),
+                response_head: Some("ok".into()),
+            },
+            Effect::NotifyDelivered {
+                delivery_id: delivery.id.clone(),
+                detail: Some(json!({"template_error": "x"})),
+            },
+        ];
+        let apply = |change: Transition| {
+            let jobs = &jobs;
+            let id = job.id.clone();
+            async move {
+                if grouped {
+                    jobs.transition_grouped(&id, &change, &[], t0()).await
+                } else {
+                    jobs.transition(&id, &change, &[], t0()).await
+                }
+            }
+        };
+        // A step that lost its compare-and-set commits neither.
+        let mut stale = Transition::new(JobState::Queued, JobState::Running);
+        stale.effects = effects.clone();
+        let lost = apply(stale).await;
+        assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+        let read = notify.delivery(&delivery.id).await.unwrap();
+        assert_eq!(read.status, "pending", "grouped: {grouped}");
+        let receipts = notify.attempts(&delivery.id).await.unwrap();
+        assert_eq!(receipts[0].outcome, "sending");
+
+        // The winning step's commit writes both.
+        let mut done = Transition::new(JobState::Running, JobState::Succeeded);
+        done.effects = effects;
+        apply(done).await.unwrap();
+        let read = notify.delivery(&delivery.id).await.unwrap();
+        assert_eq!(read.status, "delivered", "grouped: {grouped}");
+        assert_eq!(read.job_id.as_deref(), Some(job.id.as_str()));
+        assert_eq!(read.detail, Some(json!({"template_error": "x"})));
+        let receipts = notify.attempts(&delivery.id).await.unwrap();
+        assert_eq!(receipts.len(), 1);
+        assert_eq!(receipts[0].outcome, "ok", "grouped: {grouped}");
+        assert_eq!(receipts[0].status_code, Some(200));
+        assert_eq!(receipts[0].latency_ms, Some(7));
+        assert_eq!(receipts[0].response_head.as_deref(), Some("ok"));
+        assert_eq!(receipts[0].error, None);
     }
 }
 

@@ -88,10 +88,7 @@ fn cluster(database_url: &str, valkey_url: &str, prefix: &str) -> Cluster {
         ("STELLA_DATABASE_MAX_CONNECTIONS", "6".to_string()),
         ("STELLA_VALKEY_URL", valkey_url.to_string()),
         ("STELLA_VALKEY_KEY_PREFIX", prefix.to_string()),
-        (
-            "STELLA_BOOTSTRAP_TOKEN",
-            "crash-test-admin-token-0123456789".to_string(),
-        ),
+        ("STELLA_BOOTSTRAP_TOKEN", ADMIN.to_string()),
         // Take over a dead worker's entries after 2 s, not the production 30 s.
         ("STELLA_RUNTIME_MIN_IDLE_MS", "2000".to_string()),
         // Warnings, and the runtime's start (what `wait_started` looks for).
@@ -104,6 +101,112 @@ fn cluster(database_url: &str, valkey_url: &str, prefix: &str) -> Cluster {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     Cluster { dir, env }
+}
+
+/// The administrator token the crash clusters start with.
+const ADMIN: &str = "crash-test-admin-token-0123456789";
+
+/// A cluster as the export and notify crash tests run it: `stella serve` (API only) on a
+/// fixed port and two `stella worker`s, all started and listening, with the settings
+/// `extra_env` adds (S3, the outbound allow-list, ...).
+struct Served {
+    cluster: Cluster,
+    port: u16,
+    base: String,
+    http: reqwest::Client,
+    _serve: Proc,
+    /// Replaced when killed (behind a cell, so a test can kill it while it holds other
+    /// borrows of the cluster).
+    worker_a: std::cell::RefCell<Proc>,
+    _worker_b: Proc,
+}
+
+impl Served {
+    async fn start(
+        database_url: &str,
+        valkey_url: &str,
+        extra_env: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Served {
+        let port = free_port();
+        let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
+        let mut cluster = cluster(database_url, valkey_url, &prefix);
+        cluster.env.retain(|(k, _)| k != "STELLA_LISTEN");
+        cluster.env.extend(
+            [
+                ("STELLA_LISTEN", format!("127.0.0.1:{port}")),
+                ("STELLA_RUNTIME_IN_SERVE", "false".into()),
+                ("STELLA_API_RATE_LIMIT_PER_SECOND", "0".into()),
+            ]
+            .into_iter()
+            .chain(extra_env)
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        let serve = cluster.spawn(&["serve"], "serve.log");
+        let worker_a = cluster.spawn(&["worker"], "worker-a.log");
+        let worker_b = cluster.spawn(&["worker"], "worker-b.log");
+        for log in ["worker-a.log", "worker-b.log"] {
+            cluster.wait_started(log);
+        }
+        let base = format!("http://127.0.0.1:{port}/api/v1");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while http.get(format!("{base}/keys")).send().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "serve never listened: {}",
+                std::fs::read_to_string(cluster.dir.path().join("serve.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Served {
+            cluster,
+            port,
+            base,
+            http,
+            _serve: serve,
+            worker_a: std::cell::RefCell::new(worker_a),
+            _worker_b: worker_b,
+        }
+    }
+
+    /// An API call as the administrator for tenant `acme`: status, JSON body (`Null` if
+    /// none) and text.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, String) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .header("x-stella-tenant", "acme");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    /// SIGKILLs worker A and starts its successor (logging to `log`); the dead one is
+    /// returned so its log stays until the test ends.
+    async fn kill_worker_a(&self, log: &str) -> Proc {
+        {
+            let mut worker_a = self.worker_a.borrow_mut();
+            worker_a.0.kill().unwrap(); // SIGKILL: its deliveries stay pending on it
+            worker_a.0.wait().unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let next = self.cluster.spawn(&["worker"], log);
+        self.worker_a.replace(next)
+    }
 }
 
 async fn effects_so_far(database_url: &str) -> i64 {
@@ -290,16 +393,11 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
         panic!("STELLA_S3_ENDPOINT must be set with the other services");
     };
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    let port = free_port();
-    let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
-    let mut cluster = cluster(&db.url, &valkey_url, &prefix);
-    cluster.env.retain(|(k, _)| k != "STELLA_LISTEN");
-    cluster.env.extend(
+    let served = Served::start(
+        &db.url,
+        &valkey_url,
         [
-            ("STELLA_LISTEN", format!("127.0.0.1:{port}")),
-            ("STELLA_RUNTIME_IN_SERVE", "false".into()),
             ("STELLA_API_MAX_EXPORT_RUNS_PER_TENANT", "0".into()),
-            ("STELLA_API_RATE_LIMIT_PER_SECOND", "0".into()),
             ("STELLA_S3_ENDPOINT", s3.endpoint.clone()),
             ("STELLA_S3_BUCKET", s3.bucket.clone()),
             ("STELLA_S3_REGION", s3.region.clone()),
@@ -309,54 +407,18 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
                 s3.secret_access_key.expose().to_owned(),
             ),
             ("STELLA_S3_PREFIX", s3.prefix.clone()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let _serve = cluster.spawn(&["serve"], "serve.log");
-    let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
-    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
-    for log in ["worker-a.log", "worker-b.log"] {
-        cluster.wait_started(log);
-    }
-    let base = format!("http://127.0.0.1:{port}/api/v1");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while http.get(format!("{base}/keys")).send().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "serve never listened: {}",
-            std::fs::read_to_string(cluster.dir.path().join("serve.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let admin = "crash-test-admin-token-0123456789";
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let request = http
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(admin)
-            .header("x-stella-tenant", "acme");
-        async move {
-            let request = match body {
-                Some(body) => request.json(&body),
-                None => request,
-            };
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap();
-            (
-                status,
-                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
-                text,
-            )
-        }
-    };
+        ],
+    )
+    .await;
+    let port = served.port;
 
     // A tenant, the Go advisories, and a scan of a real SBOM, through the CLI.
     let cli = |args: &[&str]| {
-        let output = cluster
+        let output = served
+            .cluster
             .command(args)
             .env("STELLA_SERVER", format!("http://127.0.0.1:{port}"))
-            .env("STELLA_TOKEN", admin)
+            .env("STELLA_TOKEN", ADMIN)
             .output()
             .unwrap();
         assert!(
@@ -381,20 +443,22 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
         .trim()
         .to_owned();
 
-    let (status, _, text) = call(
-        reqwest::Method::POST,
-        "/export-profiles".into(),
-        Some(serde_json::json!({
+    let (status, _, text) = served
+        .call(
+            reqwest::Method::POST,
+            "/export-profiles",
+            Some(serde_json::json!({
             "name": "crash", "kind": "sarif", "selectors": {"scans": [scan]},
             "distribution": {"to": "objects", "prefix": "crash"},
-        })),
-    )
-    .await;
+            })),
+        )
+        .await;
     assert_eq!(status, 201, "{text}");
     let start = |key: String| {
-        let request = http
-            .post(format!("{base}/exports"))
-            .bearer_auth(admin)
+        let request = served
+            .http
+            .post(format!("{}/exports", served.base))
+            .bearer_auth(ADMIN)
             .header("x-stella-tenant", "acme")
             .header("idempotency-key", key)
             .json(&serde_json::json!({"profile": "crash", "as_of": "2026-01-01T00:00:00Z"}));
@@ -406,12 +470,13 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
         }
     };
     let wait = |id: String| {
-        let call = &call;
+        let served = &served;
         async move {
             let deadline = Instant::now() + Duration::from_secs(300);
             loop {
-                let (_, export, text) =
-                    call(reqwest::Method::GET, format!("/exports/{id}"), None).await;
+                let (_, export, text) = served
+                    .call(reqwest::Method::GET, &format!("/exports/{id}"), None)
+                    .await;
                 match export["status"].as_str() {
                     Some("completed") => return export,
                     Some("failed" | "cancelled") => panic!("export {id}: {text}"),
@@ -449,14 +514,18 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
     // Kill worker A once a few runs are done and the rest under way. A kill can land
     // while A holds only steps it has not started (nothing to redo), so it is repeated,
     // up to five times, until some step has run twice.
-    let completed = || async {
-        let (_, page, _) = call(
-            reqwest::Method::GET,
-            "/exports?status=completed&limit=500".into(),
-            None,
-        )
-        .await;
-        page["items"].as_array().map_or(0, Vec::len)
+    let completed = || {
+        let served = &served;
+        async move {
+            let (_, page, _) = served
+                .call(
+                    reqwest::Method::GET,
+                    "/exports?status=completed&limit=500",
+                    None,
+                )
+                .await;
+            page["items"].as_array().map_or(0, Vec::len)
+        }
     };
     let rerun_steps = || async {
         let mut conn = AnyConnection::connect(&db.url).await.unwrap();
@@ -486,12 +555,12 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
         if completed().await > ids.len() {
             break; // everything finished: nothing left to interrupt
         }
-        worker_a.0.kill().unwrap(); // SIGKILL: its deliveries stay pending on it
-        worker_a.0.wait().unwrap();
         kills += 1;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let next = cluster.spawn(&["worker"], &format!("worker-a{}.log", kills + 1));
-        workers_a.push(std::mem::replace(&mut worker_a, next));
+        workers_a.push(
+            served
+                .kill_worker_a(&format!("worker-a{}.log", kills + 1))
+                .await,
+        );
         // The dead worker's entries are taken over after 2 s.
         tokio::time::sleep(Duration::from_secs(3)).await;
         if rerun_steps().await > 0 {
@@ -600,60 +669,16 @@ async fn notifications_across(fault: Fault) {
             )
         }
     };
-    let port = free_port();
-    let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
-    let mut cluster = cluster(&db.url, &valkey_url, &prefix);
-    cluster.env.retain(|(k, _)| k != "STELLA_LISTEN");
-    cluster.env.extend(
-        [
-            ("STELLA_LISTEN", format!("127.0.0.1:{port}")),
-            ("STELLA_RUNTIME_IN_SERVE", "false".into()),
-            ("STELLA_API_RATE_LIMIT_PER_SECOND", "0".into()),
-            ("STELLA_OUTBOUND_ALLOW_HOSTS", "127.0.0.1".into()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let _serve = cluster.spawn(&["serve"], "serve.log");
-    let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
-    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
-    for log in ["worker-a.log", "worker-b.log"] {
-        cluster.wait_started(log);
-    }
-    let base = format!("http://127.0.0.1:{port}/api/v1");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while http.get(format!("{base}/keys")).send().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "serve never listened: {}",
-            std::fs::read_to_string(cluster.dir.path().join("serve.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let admin = "crash-test-admin-token-0123456789";
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let request = http
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(admin)
-            .header("x-stella-tenant", "acme");
-        async move {
-            let request = match body {
-                Some(body) => request.json(&body),
-                None => request,
-            };
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let text = response.text().await.unwrap();
-            (
-                status,
-                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
-                text,
-            )
-        }
-    };
-    let status = http
-        .post(format!("{base}/tenants"))
-        .bearer_auth(admin)
+    let served = Served::start(
+        &db.url,
+        &valkey_url,
+        [("STELLA_OUTBOUND_ALLOW_HOSTS", "127.0.0.1".into())],
+    )
+    .await;
+    let status = served
+        .http
+        .post(format!("{}/tenants", served.base))
+        .bearer_auth(ADMIN)
         .json(&serde_json::json!({"id": "acme", "name": "Acme"}))
         .send()
         .await
@@ -674,7 +699,7 @@ async fn notifications_across(fault: Fault) {
                 "actions": [{"channel": "hook"}]}),
         ),
     ] {
-        let (status, _, text) = call(reqwest::Method::POST, path.into(), Some(body)).await;
+        let (status, _, text) = served.call(reqwest::Method::POST, path, Some(body)).await;
         assert_eq!(status, 200, "{path}: {text}");
     }
     // 30 scans, 30 `scan.completed` events, 30 deliveries.
@@ -685,9 +710,10 @@ async fn notifications_across(fault: Fault) {
                         "purl": "pkg:npm/left-pad@1.3.0", "bom-ref": "left-pad"}]
     });
     for i in 0..SCANS {
-        let response = http
-            .post(format!("{base}/scans?name=app-{i}"))
-            .bearer_auth(admin)
+        let response = served
+            .http
+            .post(format!("{}/scans?name=app-{i}", served.base))
+            .bearer_auth(ADMIN)
             .header("x-stella-tenant", "acme")
             .json(&sbom)
             .send()
@@ -711,22 +737,18 @@ async fn notifications_across(fault: Fault) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             restarted.push(start_valkey(&binary, valkey_dir.path(), port));
         }
-        _ => {
-            worker_a.0.kill().unwrap(); // SIGKILL, mid-delivery
-            worker_a.0.wait().unwrap();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            restarted.push(cluster.spawn(&["worker"], "worker-a2.log"));
-        }
+        _ => restarted.push(served.kill_worker_a("worker-a2.log").await), // mid-delivery
     }
 
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let (_, page, text) = call(
-            reqwest::Method::GET,
-            "/notify/deliveries?status=delivered&limit=500".into(),
-            None,
-        )
-        .await;
+        let (_, page, text) = served
+            .call(
+                reqwest::Method::GET,
+                "/notify/deliveries?status=delivered&limit=500",
+                None,
+            )
+            .await;
         let n = page["items"].as_array().map_or(0, Vec::len);
         if n == SCANS {
             break;

@@ -787,6 +787,131 @@ async fn quiet_hours_hold_and_digest_rules_wait_for_their_window() {
     assert!(receiver.attempts().is_empty(), "{:?}", receiver.attempts());
 }
 
+/// A channel test through a server whose relay settings `smtp` sets: the delivery, once
+/// it is delivered or dead-lettered, with its receipts.
+async fn test_email_channel(smtp: impl FnOnce(&mut stella_config::SmtpSettings)) -> Value {
+    let server = start(|s| {
+        s.scheduler.poll_interval_ms = 100;
+        smtp(&mut s.notify.smtp);
+    })
+    .await;
+    let token = tenant(&server, "acme").await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/mail",
+        json!({"config": {"type": "email", "to": ["secops@example.com"]}}),
+    )
+    .await;
+    let reply = call(
+        &server,
+        &token,
+        Method::POST,
+        "/notify/channels/mail/test",
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = delivery(&server, &token, &id).await;
+        if d["status"] == "delivered" || d["status"] == "dead_lettered" {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the test delivery never settled: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn email_goes_over_starttls_and_tls_and_never_in_the_clear_when_starttls_is_missing() {
+    use stella_config::SmtpMode;
+    let (Some(sink), Some((_, plain_port, _))) = (maildir::tls_sink(), maildir::sink()) else {
+        return;
+    };
+    let python = crate::webhook::python().unwrap();
+    for (mode, port) in [
+        (SmtpMode::Starttls, sink.starttls_port),
+        (SmtpMode::Tls, sink.tls_port),
+    ] {
+        let d = test_email_channel(|smtp| {
+            smtp.host.clone_from(&sink.host);
+            smtp.port = port;
+            smtp.mode = mode;
+            smtp.ca_file = Some(sink.ca_file.clone());
+        })
+        .await;
+        assert_eq!(d["status"], "delivered", "{mode:?}: {d}");
+        let id = d["id"].as_str().unwrap();
+        let mails = maildir::messages_with_id(
+            &python,
+            &sink.maildir,
+            &format!("<{id}@localhost>"),
+            1,
+            Duration::from_secs(5),
+        );
+        assert_eq!(mails.len(), 1, "{mode:?}: one message for one delivery");
+        let mail = &mails[0];
+        assert_eq!(
+            mail.subject, "[Stella] Test notification from Stella",
+            "{mode:?}"
+        );
+        assert!(
+            mail.part("text/plain").is_some() && mail.part("text/html").is_some(),
+            "{mail:?}"
+        );
+        let tls = mail.header("X-Stella-Received-TLS").unwrap_or("");
+        assert!(tls.starts_with("TLSv1."), "{mode:?}: received over {tls:?}");
+    }
+
+    // STARTTLS required, to the plain port (which offers none): the delivery fails at
+    // once, its receipt says why, and nothing reached the sink.
+    let d = test_email_channel(|smtp| {
+        smtp.host.clone_from(&sink.host);
+        smtp.port = plain_port;
+        smtp.mode = SmtpMode::Starttls;
+        smtp.ca_file = Some(sink.ca_file.clone());
+    })
+    .await;
+    assert_eq!(d["status"], "dead_lettered", "{d}");
+    let receipts = d["attempts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 1, "a permanent failure is not retried: {d}");
+    assert_eq!(receipts[0]["outcome"], "failed");
+    let error = receipts[0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("does not offer STARTTLS") && error.contains("nothing was sent"),
+        "{error}"
+    );
+    let id = d["id"].as_str().unwrap();
+    assert!(maildir::messages_with_id(
+        &python,
+        &sink.maildir,
+        &format!("<{id}@localhost>"),
+        1,
+        Duration::from_secs(1)
+    )
+    .is_empty());
+
+    // A CA file that cannot be read: every email delivery fails, and says so.
+    let d = test_email_channel(|smtp| {
+        smtp.host.clone_from(&sink.host);
+        smtp.port = sink.tls_port;
+        smtp.mode = SmtpMode::Tls;
+        smtp.ca_file = Some("/nonexistent/smtp-ca.pem".into());
+    })
+    .await;
+    assert_eq!(d["status"], "dead_lettered", "{d}");
+    let error = d["attempts"][0]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("notify.smtp.ca_file /nonexistent/smtp-ca.pem cannot be read"),
+        "{error}"
+    );
+}
+
 #[actix_web::test]
 async fn a_dead_lettered_job_is_told_and_a_failing_notification_is_not() {
     let Some(receiver) = Receiver::start(&[SECRET], json!([])) else {
@@ -845,6 +970,87 @@ async fn a_dead_lettered_job_is_told_and_a_failing_notification_is_not() {
         receiver.attempts().len(),
         1,
         "one delivery to the working channel"
+    );
+}
+
+#[actix_web::test]
+async fn a_template_that_fails_for_one_event_falls_back_to_the_shipped_one_and_says_so() {
+    let Some(slack) = Receiver::start(&[], json!([])) else {
+        return;
+    };
+    let server = notify_server().await;
+    let token = tenant(&server, "acme").await;
+    // Saved: it renders every sample event and digest. But a `job.dead_lettered` event
+    // has no findings, and `length` of nothing is an error at send time.
+    let source =
+        "{% block subject %}{{ events[0].payload.findings | length }} findings{% endblock %}\n\
+                  {% block text %}{{ event.payload.target }}{% endblock %}";
+    put(
+        &server,
+        &token,
+        "/notify/templates/counted",
+        json!({"channel_type": "slack", "source": source}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/channels/chat",
+        json!({"config": {"type": "slack", "url": slack.url("/services/T000/B000/XXXX")}}),
+    )
+    .await;
+    put(
+        &server,
+        &token,
+        "/notify/rules/dead",
+        json!({"match": {"event_kinds": ["job.dead_lettered"]}, "actions": [{"channel": "chat", "template": "counted"}]}),
+    )
+    .await;
+    let job = server
+        .submit(&token, json!({"panic_always": true}), 1)
+        .await;
+    server.wait_job(&token, &job, "failed").await;
+
+    // The message went out, with the shipped Slack template.
+    let posted = wait_attempts(&slack, 1, Duration::from_secs(60)).await;
+    let message: Value = serde_json::from_str(&posted[0].body).unwrap();
+    let text = message.to_string();
+    assert!(
+        !text.contains("findings"),
+        "not the tenant's template: {text}"
+    );
+    assert!(
+        text.contains(job.as_str()),
+        "the shipped template names the job: {text}"
+    );
+    assert!(
+        message["blocks"].as_array().is_some_and(|b| !b.is_empty()),
+        "Block Kit: {text}"
+    );
+    // The delivery is delivered, and says which template failed, where and why.
+    let items = deliveries_until(
+        &server,
+        &token,
+        "event_kind=job.dead_lettered",
+        Duration::from_secs(30),
+        |items| items.iter().any(|d| d["status"] == "delivered"),
+    )
+    .await;
+    let d = &items[0];
+    assert_eq!(d["detail"]["template"], "counted", "{d}");
+    let error = d["detail"]["template_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("counted")
+            && error.contains("length")
+            && error.contains("line 1")
+            && error.contains("shipped slack template"),
+        "{d}"
+    );
+    assert_eq!(
+        slack.attempts().len(),
+        1,
+        "sent once: {:?}",
+        slack.attempts()
     );
 }
 

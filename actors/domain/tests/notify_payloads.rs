@@ -25,7 +25,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use stella_domain::notify::template::sample_events;
-use stella_domain::notify::webhook::{digest_body, headers, sign};
+use stella_domain::notify::webhook::{digest_envelope, headers, sign};
 use stella_domain::notify::{
     new_secret, render, render_digest, slack_payload, teams_payload, webhook_body, ChannelType,
     Envelope, Rendered, Summary, WebhookSecret,
@@ -168,7 +168,15 @@ fn standard_webhooks_verifies_our_signatures() {
     other_id[0].1 = "dlv_other".into();
     let stale = headers(id, now - 3600, &body, std::slice::from_ref(&old));
     let window = (at(), at() + chrono::Duration::hours(1));
-    let digest = digest_body(&sample_events(), window, 4);
+    let digest = webhook_body(&digest_envelope(
+        "dlv_digest",
+        "acme",
+        "rule:r:c:1h",
+        at() + chrono::Duration::hours(1),
+        &sample_events(),
+        window,
+        4,
+    ));
     let digest_headers = headers("dlv_digest", now, &digest, std::slice::from_ref(&new));
 
     let b64 = |b: &[u8]| STANDARD.encode(b);
@@ -194,8 +202,17 @@ fn standard_webhooks_verifies_our_signatures() {
     // What the receiver parsed is the envelope as sent.
     let parsed: Envelope = serde_json::from_value(results[0]["payload"].clone()).unwrap();
     assert_eq!(parsed, event);
-    assert_eq!(results[8]["payload"]["count"], 10);
-    assert_eq!(results[8]["payload"]["throttled"], 4);
+    // A digest is an envelope of its own, its events in the payload.
+    let digest = &results[8]["payload"];
+    assert_eq!(digest["kind"], "notify.digest");
+    assert_eq!(digest["id"], "dlv_digest");
+    assert_eq!(digest["correlation_id"], "rule:r:c:1h");
+    assert_eq!(digest["payload"]["count"], 10);
+    assert_eq!(digest["payload"]["throttled"], 4);
+    assert_eq!(
+        digest["payload"]["events"].as_array().map(Vec::len),
+        Some(10)
+    );
     // And the signature is the one `sign` gives on its own.
     assert_eq!(one[2].1, sign(id, now, &body, &[old]));
     assert_eq!(one[0], ("webhook-id", id.to_owned()));

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use stella_domain::notify::{
     self as domain, ChannelConfig, ChannelSpec, ChannelType, Envelope, QuietMode, Rendered, Summary,
 };
-use stella_store::repo::{AttemptEnd, NewDelivery, NewDigestItem, Notify as NotifyRepo};
+use stella_store::repo::{AttemptEnd, Effect, NewDelivery, NewDigestItem, Notify as NotifyRepo};
 use stella_store::{ChannelId, DeliveryId, RuleId, StoreError};
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
@@ -38,11 +38,10 @@ async fn channel(
     tenant: &str,
     id: &str,
 ) -> Result<Channel, StepError> {
-    let record = repo.channel(id).await.map_err(store_err)?;
+    let (record, sealed) = repo.channel_with_secret(id).await.map_err(store_err)?;
     let spec = ChannelSpec::parse(&record.spec).map_err(|err| {
         StepError::abort(format!("the channel {} is invalid: {err}", record.name))
     })?;
-    let sealed = repo.channel_secret(&record.id).await.map_err(store_err)?;
     let secret = open_secret(&deps.secrets, tenant, &record.name, sealed.as_deref())
         .map_err(|err| StepError::abort(format!("the channel {}: {err}", record.name)))?;
     Ok(Channel {
@@ -179,24 +178,34 @@ async fn send_to(
         return Err(StepError::abort("send: not a delivery"));
     };
     let event = envelope(event)?;
-    let source = template_source(repo, template.as_deref()).await?;
     let kind = channel.spec.config.channel_type();
-    let rendered = domain::template::render(source.as_deref(), kind, &event)
-        .map_err(|err| StepError::abort(format!("the template does not render: {err}")))?;
-    let body = match kind {
-        ChannelType::Webhook => domain::webhook::webhook_body(&event),
-        _ => Vec::new(),
+    let message = if kind == ChannelType::Webhook {
+        Message::Webhook(domain::webhook::webhook_body(&event))
+    } else {
+        let source = template_source(repo, template.as_deref()).await?;
+        let (rendered, fallback) =
+            render_or_fall_back(deps, template.as_deref(), kind, |shipped| {
+                domain::template::render(
+                    if shipped { None } else { source.as_deref() },
+                    kind,
+                    &event,
+                )
+            })?;
+        if let Some(detail) = &fallback {
+            repo.set_delivery(delivery_id, "pending", None, Some(detail), ctx.now)
+                .await
+                .map_err(store_err)?;
+        }
+        Message::Rendered {
+            rendered,
+            summary: Summary::of_event(&event),
+        }
     };
-    let summary = Summary::of_event(&event);
-    let message = Message {
-        rendered: &rendered,
-        summary: &summary,
-        webhook_body: body,
-    };
-    let outcome = transmit(deps, repo, channel, delivery_id, message, ctx.now).await?;
-    repo.set_delivery(delivery_id, "delivered", Some(&ctx.job.id), None, ctx.now)
-        .await
-        .map_err(store_err)?;
+    let outcome = transmit(deps, repo, channel, delivery_id, message, ctx).await?;
+    ctx.stage(Effect::NotifyDelivered {
+        delivery_id: delivery_id.clone(),
+        detail: None,
+    });
     Ok(StepOutcome::Done(outcome))
 }
 
@@ -236,25 +245,17 @@ pub(super) async fn compose(
         .iter()
         .map(|item| envelope(&item.event))
         .collect::<Result<Vec<_>, _>>()?;
-    let throttled = items.iter().filter(|i| i.reason == "throttled").count();
+    let throttled =
+        u32::try_from(items.iter().filter(|i| i.reason == "throttled").count()).unwrap_or(u32::MAX);
     let first = events
         .iter()
         .map(|e| e.occurred_at)
         .min()
         .unwrap_or(ctx.now);
     let window = (first, ctx.now);
-    let source = template_source(&repo, template.as_deref()).await?;
-    let kind = channel.spec.config.channel_type();
-    let rendered = domain::template::render_digest(
-        source.as_deref(),
-        kind,
-        &events,
-        window,
-        u32::try_from(throttled).unwrap_or(u32::MAX),
-    )
-    .map_err(|err| StepError::abort(format!("the digest template does not render: {err}")))?;
     // The digest is a delivery of its own (one per digest job), so it has receipts and a
     // stable id on the wire.
+    let kind = channel.spec.config.channel_type();
     let digest = repo
         .insert_delivery(
             &NewDelivery {
@@ -266,7 +267,7 @@ pub(super) async fn compose(
                 event_seq: 0,
                 rule_id: rule_id.as_deref().and_then(|r| RuleId::parse(r).ok()),
                 channel_id: ChannelId::parse(&channel.id).map_err(store_err)?,
-                channel_type: channel.spec.config.channel_type().as_str().to_owned(),
+                channel_type: kind.as_str().to_owned(),
                 mode: "digest".into(),
                 job_id: Some(ctx.job.id.clone()),
                 status: "pending".into(),
@@ -275,55 +276,98 @@ pub(super) async fn compose(
         )
         .await
         .map_err(store_err)?;
-    let body = match kind {
-        ChannelType::Webhook => {
-            let summary = Envelope {
-                id: digest.id.clone(),
-                kind: "notify.digest".into(),
-                version: 1,
-                tenant: tenant.to_string(),
-                occurred_at: ctx.now,
-                correlation_id: Some(group_key.clone()),
-                trace_id: None,
-                payload: json!({
-                    "window": { "start": window.0, "end": window.1 },
-                    "throttled": throttled,
-                    "events": events,
-                }),
-            };
-            domain::webhook::webhook_body(&summary)
+    let message = if kind == ChannelType::Webhook {
+        Message::Webhook(domain::webhook::webhook_body(&domain::digest_envelope(
+            &digest.id,
+            tenant.as_str(),
+            group_key,
+            ctx.now,
+            &events,
+            window,
+            throttled,
+        )))
+    } else {
+        let source = template_source(&repo, template.as_deref()).await?;
+        let (rendered, fallback) =
+            render_or_fall_back(deps, template.as_deref(), kind, |shipped| {
+                domain::template::render_digest(
+                    if shipped { None } else { source.as_deref() },
+                    kind,
+                    &events,
+                    window,
+                    throttled,
+                )
+            })?;
+        if let Some(detail) = &fallback {
+            repo.set_delivery(&digest.id, "pending", None, Some(detail), ctx.now)
+                .await
+                .map_err(store_err)?;
         }
-        _ => Vec::new(),
+        Message::Rendered {
+            rendered,
+            summary: Summary::of_digest(&events, window, throttled),
+        }
     };
-    let summary = Summary::of_digest(
-        &events,
-        window,
-        u32::try_from(throttled).unwrap_or(u32::MAX),
-    );
-    let message = Message {
-        rendered: &rendered,
-        summary: &summary,
-        webhook_body: body,
-    };
-    let mut outcome = transmit(deps, &repo, &channel, &digest.id, message, ctx.now).await?;
-    repo.set_delivery(&digest.id, "delivered", None, None, ctx.now)
-        .await
-        .map_err(store_err)?;
+    let mut outcome = transmit(deps, &repo, &channel, &digest.id, message, ctx).await?;
+    // The digest and every event it summarised are delivered with the step's commit.
+    ctx.stage(Effect::NotifyDelivered {
+        delivery_id: digest.id.clone(),
+        detail: None,
+    });
     let detail = json!({ "digest": digest.id });
     for item in &items {
-        repo.set_delivery(
-            &item.delivery_id,
-            "delivered",
-            Some(&ctx.job.id),
-            Some(&detail),
-            ctx.now,
-        )
-        .await
-        .map_err(store_err)?;
+        ctx.stage(Effect::NotifyDelivered {
+            delivery_id: item.delivery_id.clone(),
+            detail: Some(detail.clone()),
+        });
     }
     outcome["events"] = json!(items.len());
     outcome["digest_delivery"] = json!(digest.id);
     Ok(StepOutcome::Done(outcome))
+}
+
+/// Renders with the tenant's template, or, when that fails for this event (it saved
+/// fine but, say, reads the length of a field this event lacks), with the shipped one
+/// for the channel type: the notification is sent rather than lost, and the returned
+/// detail (recorded on the delivery) says which template failed and why. `render(false)`
+/// renders with the tenant's template (or the shipped one when there is none),
+/// `render(true)` with the shipped one.
+fn render_or_fall_back(
+    deps: &NotifyDeps,
+    template: Option<&str>,
+    kind: ChannelType,
+    render: impl Fn(bool) -> Result<Rendered, domain::TemplateError>,
+) -> Result<(Rendered, Option<Value>), StepError> {
+    let err = match (render(false), template) {
+        (Ok(rendered), _) => return Ok((rendered, None)),
+        (Err(err), Some(_)) => err,
+        (Err(err), None) => {
+            return Err(StepError::abort(format!(
+                "the shipped {} template does not render: {err}",
+                kind.as_str()
+            )))
+        }
+    };
+    let name = template.unwrap_or_default();
+    tracing::warn!(template = name, error = %err, "a tenant template failed to render; sent with the shipped one");
+    deps.metrics
+        .template_fallbacks
+        .with_label_values(&[kind.as_str()])
+        .inc();
+    let rendered = render(true).map_err(|shipped| {
+        StepError::abort(format!(
+            "the template {name} does not render ({err}), nor does the shipped {} one: {shipped}",
+            kind.as_str()
+        ))
+    })?;
+    let detail = json!({
+        "template": name,
+        "template_error": format!(
+            "the template {name} did not render for this event: {err}; sent with the shipped {} template",
+            kind.as_str()
+        ),
+    });
+    Ok((rendered, Some(detail)))
 }
 
 async fn template_source(
@@ -336,97 +380,121 @@ async fn template_source(
     }
 }
 
-/// A message as each channel type needs it: the rendered text, the facts Slack and Teams
-/// lay out, and a webhook's JSON body.
-struct Message<'a> {
-    rendered: &'a Rendered,
-    summary: &'a Summary,
-    webhook_body: Vec<u8>,
+/// A message as its channel type needs it: a webhook's JSON body (the envelope, which no
+/// template touches, so nothing is rendered for a webhook), or the rendered text and the
+/// facts that email, Slack and Teams lay out.
+enum Message {
+    Webhook(Vec<u8>),
+    Rendered {
+        rendered: Rendered,
+        summary: Summary,
+    },
 }
 
 /// One wire attempt of a delivery, with its receipt; the step's error says whether and
-/// when to try again.
+/// when to try again. The receipt of an attempt the receiver took is staged to commit
+/// with the step; a failed one's is written at once (a failed step's staged writes are
+/// dropped).
 async fn transmit(
     deps: &NotifyDeps,
     repo: &NotifyRepo<'_>,
     channel: &Channel,
     delivery_id: &str,
-    message: Message<'_>,
-    now: DateTime<Utc>,
+    message: Message,
+    ctx: &mut StepContext<'_>,
 ) -> Result<Value, StepError> {
-    let Message {
-        rendered,
-        summary,
-        webhook_body,
-    } = message;
-    let type_name = channel.spec.config.channel_type().as_str();
+    let now = ctx.now;
+    let (url, headers, body) = match (&channel.spec.config, message) {
+        (ChannelConfig::Email { to }, Message::Rendered { rendered, .. }) => {
+            let attempt = repo
+                .begin_attempt(delivery_id, now)
+                .await
+                .map_err(store_err)?;
+            let sent = send_mail(deps, delivery_id, to, &rendered).await;
+            return receipt(deps, repo, channel, delivery_id, attempt, sent, ctx).await;
+        }
+        (ChannelConfig::Webhook { url }, Message::Webhook(body)) => {
+            let signing = channel.secret.signing_secrets(now);
+            let headers = domain::webhook::headers(delivery_id, now.timestamp(), &body, &signing);
+            (url.clone(), headers, body)
+        }
+        (ChannelConfig::Slack { .. }, Message::Rendered { rendered, summary }) => (
+            channel.secret.url.clone().unwrap_or_default(),
+            Vec::new(),
+            serde_json::to_vec(&domain::slack::slack_payload(&rendered, &summary))
+                .unwrap_or_default(),
+        ),
+        (ChannelConfig::Teams { .. }, Message::Rendered { rendered, summary }) => (
+            channel.secret.url.clone().unwrap_or_default(),
+            Vec::new(),
+            serde_json::to_vec(&domain::teams::teams_payload(&rendered, &summary))
+                .unwrap_or_default(),
+        ),
+        _ => {
+            return Err(StepError::abort(
+                "the message does not fit its channel's type",
+            ))
+        }
+    };
+    let mut all: Vec<(String, String)> = headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    all.push(("content-type".into(), "application/json".into()));
     let attempt = repo
         .begin_attempt(delivery_id, now)
         .await
         .map_err(store_err)?;
-    let sent = match &channel.spec.config {
-        ChannelConfig::Email { to } => send_mail(deps, delivery_id, to, rendered).await,
-        config => {
-            let (url, headers, body) = match config {
-                ChannelConfig::Webhook { url } => {
-                    let signing = channel.secret.signing_secrets(now);
-                    let headers = domain::webhook::headers(
-                        delivery_id,
-                        now.timestamp(),
-                        &webhook_body,
-                        &signing,
-                    );
-                    (url.clone(), headers, webhook_body)
-                }
-                ChannelConfig::Slack { .. } => (
-                    channel.secret.url.clone().unwrap_or_default(),
-                    Vec::new(),
-                    serde_json::to_vec(&domain::slack::slack_payload(rendered, summary))
-                        .unwrap_or_default(),
-                ),
-                ChannelConfig::Teams { .. } => (
-                    channel.secret.url.clone().unwrap_or_default(),
-                    Vec::new(),
-                    serde_json::to_vec(&domain::teams::teams_payload(rendered, summary))
-                        .unwrap_or_default(),
-                ),
-                ChannelConfig::Email { .. } => unreachable!("handled above"),
-            };
-            let mut all: Vec<(String, String)> = headers
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-            all.push(("content-type".into(), "application/json".into()));
-            let attempt =
-                wire::deliver(&deps.outbound, &url, &all, Bytes::from(body), deps.timeout).await;
-            Sent {
-                outcome: attempt.outcome,
-                status_code: attempt.status,
-                latency: attempt.latency,
-                error: attempt.error,
-                head: attempt.body_head,
-            }
-        }
+    let posted = wire::deliver(&deps.outbound, &url, &all, Bytes::from(body), deps.timeout).await;
+    let sent = Sent {
+        outcome: posted.outcome,
+        status_code: posted.status,
+        latency: posted.latency,
+        error: posted.error,
+        head: posted.body_head,
     };
+    receipt(deps, repo, channel, delivery_id, attempt, sent, ctx).await
+}
+
+/// Records one attempt's receipt and says what it means for the step.
+async fn receipt(
+    deps: &NotifyDeps,
+    repo: &NotifyRepo<'_>,
+    channel: &Channel,
+    delivery_id: &str,
+    attempt: u32,
+    sent: Sent,
+    ctx: &mut StepContext<'_>,
+) -> Result<Value, StepError> {
+    let type_name = channel.spec.config.channel_type().as_str();
     let latency_ms = u64::try_from(sent.latency.as_millis()).unwrap_or(u64::MAX);
     deps.metrics
         .latency
         .with_label_values(&[type_name])
         .observe(sent.latency.as_secs_f64());
-    let delivered = sent.outcome == WireOutcome::Delivered;
-    repo.end_attempt(
-        delivery_id,
-        attempt,
-        &AttemptEnd {
-            ok: delivered,
+    if sent.outcome == WireOutcome::Delivered {
+        ctx.stage(Effect::NotifyAttemptOk {
+            delivery_id: delivery_id.to_owned(),
+            attempt,
             status_code: sent.status_code,
             latency_ms: Some(latency_ms),
-            error: sent.error.clone(),
             response_head: sent.head.clone(),
-        },
-    )
-    .await
-    .map_err(store_err)?;
+        });
+    } else {
+        repo.end_attempt(
+            delivery_id,
+            attempt,
+            &AttemptEnd {
+                ok: false,
+                status_code: sent.status_code,
+                latency_ms: Some(latency_ms),
+                error: sent.error.clone(),
+                response_head: sent.head.clone(),
+            },
+        )
+        .await
+        .map_err(store_err)?;
+    }
     let (label, result) = match sent.outcome {
         WireOutcome::Delivered => (
             "delivered",
@@ -478,14 +546,17 @@ async fn send_mail(
     rendered: &Rendered,
 ) -> Sent {
     let started = Instant::now();
-    let Some(mailer) = &deps.mailer else {
-        return Sent {
-            outcome: WireOutcome::Failed,
-            status_code: None,
-            latency: started.elapsed(),
-            error: Some("no usable SMTP settings (notify.smtp); see the log at startup".into()),
-            head: None,
-        };
+    let mailer = match &deps.mailer {
+        Ok(mailer) => mailer,
+        Err(err) => {
+            return Sent {
+                outcome: WireOutcome::Failed,
+                status_code: None,
+                latency: started.elapsed(),
+                error: Some(format!("no usable SMTP settings: {err}")),
+                head: None,
+            }
+        }
     };
     let mail = Mail {
         from: None,

@@ -18,6 +18,9 @@ pub struct NotifyMetrics {
     pub held: IntCounter,
     /// Notify jobs dead-lettered (failed for good).
     pub dead_lettered: IntCounter,
+    /// Messages sent with the shipped template because the tenant's failed to render, by
+    /// channel type.
+    pub template_fallbacks: IntCounterVec,
 }
 
 impl Default for NotifyMetrics {
@@ -66,6 +69,11 @@ impl NotifyMetrics {
                 "Notify jobs (deliveries and digests) that failed for good",
             )
             .expect("valid counter options"),
+            template_fallbacks: counter(
+                "stella_notify_template_fallbacks_total",
+                "Messages sent with the shipped template because the tenant's did not render",
+                &["channel_type"],
+            ),
         }
     }
 
@@ -78,6 +86,7 @@ impl NotifyMetrics {
             Box::new(self.digested.clone()),
             Box::new(self.held.clone()),
             Box::new(self.dead_lettered.clone()),
+            Box::new(self.template_fallbacks.clone()),
         ] {
             match registry.register(collector) {
                 Ok(()) | Err(prometheus::Error::AlreadyReg) => {}

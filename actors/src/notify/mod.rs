@@ -42,9 +42,10 @@ use crate::roles::Role;
 pub struct NotifyDeps {
     /// The guard every webhook, Slack and Teams URL goes through.
     pub outbound: Outbound,
-    /// SMTP; `None` when the SMTP settings are unusable (email deliveries then fail
-    /// visibly, and the log said why at startup).
-    pub mailer: Option<wire::Mailer>,
+    /// SMTP, or why the SMTP settings are unusable (an unreadable `notify.smtp.ca_file`,
+    /// say): email deliveries then fail visibly with that reason in their receipt, and
+    /// the log said it at startup.
+    pub mailer: Result<wire::Mailer, wire::MailError>,
     /// Opens the channels' sealed secrets.
     pub secrets: wire::SecretBox,
     /// How long one webhook, Slack or Teams POST may take (`notify.webhook_timeout_secs`).
@@ -61,7 +62,7 @@ impl NotifyDeps {
     ) -> Self {
         Self {
             outbound,
-            mailer: wire::Mailer::new(smtp).ok(),
+            mailer: wire::Mailer::new(smtp),
             secrets,
             timeout: std::time::Duration::from_secs(10),
             metrics: NotifyMetrics::new(),
@@ -75,13 +76,10 @@ impl NotifyDeps {
         outbound: Outbound,
     ) -> Result<Self, wire::SecretError> {
         let secrets = wire::SecretBox::from_settings(&settings.notify, &settings.data_dir)?;
-        let mailer = match wire::Mailer::new(&settings.notify.smtp) {
-            Ok(m) => Some(m),
-            Err(err) => {
-                tracing::error!(error = %err, "notify.smtp is unusable; email deliveries will fail");
-                None
-            }
-        };
+        let mailer = wire::Mailer::new(&settings.notify.smtp);
+        if let Err(err) = &mailer {
+            tracing::error!(error = %err, "notify.smtp is unusable; email deliveries will fail");
+        }
         Ok(Self {
             outbound,
             mailer,

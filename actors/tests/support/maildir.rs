@@ -36,6 +36,65 @@ pub fn sink() -> Option<(String, u16, PathBuf)> {
     }
 }
 
+/// The same sink over TLS (`ops/services.sh` runs it on two more ports): its host, the
+/// STARTTLS port, the implicit-TLS port, the CA file that signed its certificate and the
+/// Maildir; `None` (with a message) to skip, a panic when `STELLA_TEST_SERVICES` is set.
+pub struct TlsSink {
+    pub host: String,
+    pub starttls_port: u16,
+    pub tls_port: u16,
+    pub ca_file: PathBuf,
+    pub maildir: PathBuf,
+}
+
+pub fn tls_sink() -> Option<TlsSink> {
+    let (host, _, maildir) = sink()?;
+    let port = |name: &str| std::env::var(name).ok().and_then(|p| p.parse().ok());
+    let starttls = port("STELLA_TEST_SMTP_STARTTLS_PORT");
+    let tls = port("STELLA_TEST_SMTP_TLS_PORT");
+    let ca = std::env::var_os("STELLA_TEST_SMTP_CA_FILE");
+    match (starttls, tls, ca) {
+        (Some(starttls_port), Some(tls_port), Some(ca)) => Some(TlsSink {
+            host,
+            starttls_port,
+            tls_port,
+            ca_file: ca.into(),
+            maildir,
+        }),
+        _ if std::env::var_os("STELLA_TEST_SERVICES").is_some() => panic!(
+            "STELLA_TEST_SMTP_STARTTLS_PORT, STELLA_TEST_SMTP_TLS_PORT and \
+             STELLA_TEST_SMTP_CA_FILE must be set (by ops/services.sh up) when \
+             STELLA_TEST_SERVICES is set"
+        ),
+        _ => {
+            eprintln!("skipped: no TLS SMTP sink (run `eval \"$(ops/services.sh up)\"`)");
+            None
+        }
+    }
+}
+
+/// A self-signed CA certificate (PEM) in `dir` that signed nothing the sink serves, made
+/// with `openssl` (which `ops/services.sh` needs too).
+pub fn unrelated_ca(dir: &Path) -> PathBuf {
+    let cert = dir.join("unrelated-ca.pem");
+    let output = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .arg("ec_paramgen_curve:prime256v1")
+        .args(["-nodes", "-days", "1", "-subj", "/CN=Unrelated test CA"])
+        .arg("-keyout")
+        .arg(dir.join("unrelated-ca.key"))
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    cert
+}
+
 /// One stored message as a mail client would show it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Received {

@@ -39,6 +39,25 @@ pub enum Effect {
     /// An event on the job's tenant's events stream (`export.completed`, ...), written
     /// once: a second append with the same `dedupe_key` is dropped.
     Event(super::NewEvent),
+    /// A notification's wire attempt that the receiver took: its receipt (the row
+    /// `begin_attempt` wrote before the attempt, keyed by delivery and attempt) becomes
+    /// `ok` with the answer's status, latency and first bytes. Committed with the step, so
+    /// a delivery costs no separate write for it; a failed attempt's receipt is written at
+    /// once instead, since a failed step's staged writes are dropped.
+    NotifyAttemptOk {
+        delivery_id: String,
+        attempt: u32,
+        status_code: Option<u16>,
+        latency_ms: Option<u64>,
+        response_head: Option<String>,
+    },
+    /// A notification delivery that this job delivered: its status becomes `delivered`
+    /// (once: a delivered one stays as it is), carried by the committing job, with
+    /// `detail` when given.
+    NotifyDelivered {
+        delivery_id: String,
+        detail: Option<Value>,
+    },
 }
 
 /// One staged effect of one job, at the commit's time (milliseconds).
@@ -156,7 +175,161 @@ pub(crate) async fn insert_effects(
             super::insert_event(&mut **tx, store, Some(row.tenant), event, row.at).await?;
         }
     }
+    insert_notify_effects(store, tx, rows).await
+}
+
+/// The notify families: on SQLite one `UPDATE … FROM (VALUES …)` per family and chunk, so
+/// a group commit of many deliveries adds two statements, not two per delivery; on
+/// PostgreSQL (the single-transition path: its batches use `PG_APPLY_CHANGES`) a statement
+/// per row, whose parameters it can type.
+async fn insert_notify_effects(
+    store: &Store,
+    tx: &mut Transaction<'static, Any>,
+    rows: &[EffectRow<'_>],
+) -> Result<()> {
+    let attempts: Vec<_> = rows
+        .iter()
+        .filter_map(|row| match row.effect {
+            Effect::NotifyAttemptOk {
+                delivery_id,
+                attempt,
+                status_code,
+                latency_ms,
+                response_head,
+            } => Some((
+                row,
+                delivery_id.as_str(),
+                i64::from(*attempt),
+                status_code.map(i64::from),
+                latency_ms.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+                response_head.as_deref(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let delivered: Vec<_> = rows
+        .iter()
+        .filter_map(|row| match row.effect {
+            Effect::NotifyDelivered {
+                delivery_id,
+                detail,
+            } => Some((
+                row,
+                delivery_id.as_str(),
+                detail.as_ref().map(super::json_text),
+            )),
+            _ => None,
+        })
+        .collect();
+    let batched = store.backend() == crate::Backend::Sqlite;
+    let chunk = if batched { CHUNK / 2 } else { 1 };
+    for part in attempts.chunks(chunk) {
+        let sql = if batched {
+            format!(
+                "UPDATE notify_attempts SET outcome = 'ok', status_code = v.column4, \
+                 latency_ms = v.column5, response_head = v.column6 FROM (VALUES {}) AS v \
+                 WHERE notify_attempts.tenant_id = v.column1 \
+                 AND notify_attempts.delivery_id = v.column2 AND notify_attempts.attempt = v.column3",
+                super::jobs::placeholders(part.len(), 6)
+            )
+        } else {
+            "UPDATE notify_attempts SET outcome = 'ok', status_code = $4, latency_ms = $5, \
+             response_head = $6 WHERE tenant_id = $1 AND delivery_id = $2 AND attempt = $3"
+                .to_owned()
+        };
+        let mut query = sqlx::query(&sql);
+        for (row, delivery_id, attempt, status_code, latency_ms, head) in part {
+            query = query
+                .bind(row.tenant.as_str())
+                .bind(*delivery_id)
+                .bind(*attempt)
+                .bind(*status_code)
+                .bind(*latency_ms)
+                .bind(*head);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "notify attempt"))?;
+    }
+    for part in delivered.chunks(chunk) {
+        let sql = if batched {
+            format!(
+                "UPDATE notify_deliveries SET status = 'delivered', job_id = v.column3, \
+                 detail = COALESCE(v.column4, notify_deliveries.detail), updated_at = v.column5 \
+                 FROM (VALUES {}) AS v \
+                 WHERE notify_deliveries.tenant_id = v.column1 AND notify_deliveries.id = v.column2 \
+                 AND notify_deliveries.status <> 'delivered'",
+                super::jobs::placeholders(part.len(), 5)
+            )
+        } else {
+            "UPDATE notify_deliveries SET status = 'delivered', job_id = $3, \
+             detail = COALESCE($4, detail), updated_at = $5 \
+             WHERE tenant_id = $1 AND id = $2 AND status <> 'delivered'"
+                .to_owned()
+        };
+        let mut query = sqlx::query(&sql);
+        for (row, delivery_id, detail) in part {
+            query = query
+                .bind(row.tenant.as_str())
+                .bind(*delivery_id)
+                .bind(row.job.as_str())
+                .bind(detail.clone())
+                .bind(row.at);
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "notify delivery"))?;
+    }
     Ok(())
+}
+
+/// The `notify_attempts` ends of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_notify_attempt_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::NotifyAttemptOk {
+                    delivery_id,
+                    attempt,
+                    status_code,
+                    latency_ms,
+                    response_head,
+                } => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "job_id": row.job.as_str(),
+                    "delivery_id": delivery_id,
+                    "attempt": attempt,
+                    "status_code": status_code,
+                    "latency_ms": latency_ms,
+                    "response_head": response_head,
+                })),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The delivered `notify_deliveries` of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_notify_delivered_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::NotifyDelivered {
+                    delivery_id,
+                    detail,
+                } => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "job_id": row.job.as_str(),
+                    "delivery_id": delivery_id,
+                    "detail": detail.as_ref().map(super::json_text),
+                    "at": row.at,
+                })),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// The `export_files` rows of a PostgreSQL batch, as its JSON parameter.

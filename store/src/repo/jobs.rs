@@ -9,7 +9,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::effects::{
     insert_effects, pg_event_rows, pg_export_file_rows, pg_export_plan_rows, pg_noop_rows,
-    EffectRow,
+    pg_notify_attempt_rows, pg_notify_delivered_rows, EffectRow,
 };
 use super::{check_limit, page, text_cursor, Effect, Page};
 use crate::error::{Result, StoreError};
@@ -1091,7 +1091,21 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         FROM json_to_recordset($6::json) AS e(tenant_id text, job_id text, kind text, \
             dedupe_key text, payload text, at bigint) \
         WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = e.tenant_id AND u.id = e.job_id) \
-        ON CONFLICT (dedupe_key) DO NOTHING) \
+        ON CONFLICT (dedupe_key) DO NOTHING), \
+    notify_attempts_ok AS ( \
+        UPDATE notify_attempts a SET outcome = 'ok', status_code = n.status_code, \
+            latency_ms = n.latency_ms, response_head = n.response_head \
+        FROM json_to_recordset($7::json) AS n(tenant_id text, job_id text, delivery_id text, \
+            attempt bigint, status_code bigint, latency_ms bigint, response_head text) \
+        WHERE a.tenant_id = n.tenant_id AND a.delivery_id = n.delivery_id AND a.attempt = n.attempt \
+            AND EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = n.tenant_id AND u.id = n.job_id)), \
+    notify_delivered AS ( \
+        UPDATE notify_deliveries d SET status = 'delivered', job_id = n.job_id, \
+            detail = COALESCE(n.detail, d.detail), updated_at = n.at \
+        FROM json_to_recordset($8::json) AS n(tenant_id text, job_id text, delivery_id text, \
+            detail text, at bigint) \
+        WHERE d.tenant_id = n.tenant_id AND d.id = n.delivery_id AND d.status <> 'delivered' \
+            AND EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = n.tenant_id AND u.id = n.job_id)) \
     SELECT tenant_id, id, kind, state, step, params, result, attempts, max_attempts, last_error, \
         idempotency_key, created_at, updated_at, not_before, finished_at FROM updated";
 
@@ -1145,6 +1159,8 @@ impl Store {
             .bind(pg_export_file_rows(&effects).to_string())
             .bind(pg_export_plan_rows(&effects).to_string())
             .bind(pg_event_rows(&effects).to_string())
+            .bind(pg_notify_attempt_rows(&effects).to_string())
+            .bind(pg_notify_delivered_rows(&effects).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(|err| self.err(err, "jobs"))?;

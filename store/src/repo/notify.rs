@@ -324,6 +324,19 @@ impl Notify<'_> {
             .ok_or_else(|| StoreError::NotFound(format!("channel {id_or_name}")))
     }
 
+    /// A channel and its sealed secret (for the notifier to open), in one read.
+    pub async fn channel_with_secret(&self, id: &str) -> Result<(ChannelRecord, Option<String>)> {
+        let row = sqlx::query("SELECT * FROM notify_channels WHERE tenant_id = $1 AND id = $2")
+            .bind(self.tenant.as_str())
+            .bind(id)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(self.err("channel"))?
+            .ok_or_else(|| StoreError::NotFound(format!("channel {id}")))?;
+        let sealed: Option<String> = row.try_get("secret_sealed").map_err(get_err("channel"))?;
+        Ok((channel(&row)?, sealed))
+    }
+
     /// The sealed secret of a channel (for the notifier to open), if it has one.
     pub async fn channel_secret(&self, id: &str) -> Result<Option<String>> {
         let row: Option<(Option<String>,)> = sqlx::query_as(

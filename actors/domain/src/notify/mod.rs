@@ -38,7 +38,7 @@ pub use teams::teams_payload;
 pub use template::{
     check_template, default_template, render, render_digest, Rendered, TemplateError,
 };
-pub use webhook::{new_secret, webhook_body, WebhookSecret};
+pub use webhook::{digest_envelope, new_secret, webhook_body, WebhookSecret};
 pub use window::retry_after;
 
 /// A rejected rule or channel: the JSON pointer of the fault and what is wrong, the same

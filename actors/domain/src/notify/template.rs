@@ -628,6 +628,29 @@ mod tests {
         }
     }
 
+    /// The premise of the notifier's fallback: a template that passed its check on the
+    /// samples can still fail on an event it did not foresee (here one without findings).
+    #[test]
+    fn a_template_that_checks_can_fail_on_an_unforeseen_event() {
+        let source =
+            "{% block subject %}{{ events[0].payload.findings | length }} findings{% endblock %}\n\
+                      {% block text %}{{ event.payload.target }}{% endblock %}";
+        check_template(source).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap();
+        let event = Envelope::new(
+            "job.dead_lettered",
+            "acme",
+            at,
+            "k",
+            json!({"job_id": "job_1", "job_kind": "noop"}),
+        );
+        let err = render(Some(source), ChannelType::Slack, &event).unwrap_err();
+        assert_eq!((err.line, err.column), (1, 52), "{err}");
+        assert!(err.message.contains("length"), "{err}");
+        // The shipped template renders the same event.
+        render(None, ChannelType::Slack, &event).unwrap();
+    }
+
     #[test]
     fn line_and_column_count_characters() {
         assert_eq!(line_column("ab\ncd", 4), (2, 2));

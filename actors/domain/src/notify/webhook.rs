@@ -9,8 +9,8 @@
 //! - `webhook-id` is the delivery's id, the same on every wire attempt of one delivery,
 //!   so a receiver can drop a duplicate.
 //!
-//! The body of an event is the canonical JSON (RFC 8785) of its [`Envelope`]; a digest's
-//! is [`digest_body`].
+//! The body of an event is the canonical JSON (RFC 8785) of its [`Envelope`]; a digest is
+//! an envelope too ([`digest_envelope`]), so it has the same body and signature.
 
 use std::fmt;
 
@@ -118,22 +118,34 @@ pub fn webhook_body(event: &Envelope) -> Vec<u8> {
         .unwrap_or_else(|_| serde_json::to_vec(event).unwrap_or_default())
 }
 
-/// A digest's webhook body (canonical JSON): `{"kind": "notify.digest", "version": 1,
-/// "window": {"start", "end"}, "count", "throttled", "events": [envelopes]}`.
-pub fn digest_body(
+/// A digest as one envelope of kind `notify.digest`: `id` is the digest's own delivery
+/// (so the `webhook-id`), `correlation_id` the digest group, and the payload
+/// `{"window": {"start", "end"}, "count", "throttled", "events": [envelopes]}`, the
+/// window's events in order, `throttled` of them held back by the channel's throttle.
+pub fn digest_envelope(
+    id: &str,
+    tenant: &str,
+    group_key: &str,
+    now: DateTime<Utc>,
     events: &[Envelope],
     window: (DateTime<Utc>, DateTime<Utc>),
     throttled: u32,
-) -> Vec<u8> {
-    let value = json!({
-        "kind": "notify.digest",
-        "version": super::event::ENVELOPE_VERSION,
-        "window": {"start": window.0, "end": window.1},
-        "count": events.len(),
-        "throttled": throttled,
-        "events": events,
-    });
-    crate::canonical::canonical_bytes(&value)
+) -> Envelope {
+    Envelope {
+        id: id.to_owned(),
+        kind: "notify.digest".to_owned(),
+        version: super::event::ENVELOPE_VERSION,
+        tenant: tenant.to_owned(),
+        occurred_at: now,
+        correlation_id: Some(group_key.to_owned()),
+        trace_id: None,
+        payload: json!({
+            "window": {"start": window.0, "end": window.1},
+            "count": events.len(),
+            "throttled": throttled,
+            "events": events,
+        }),
+    }
 }
 
 #[cfg(test)]

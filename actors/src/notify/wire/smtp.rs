@@ -7,16 +7,23 @@
 //! own, not a user-named URL: its answer text is kept in errors (bounded), since "550 5.1.1
 //! user unknown" is exactly what a receipt should say.
 //!
+//! TLS: `notify.smtp.mode` `starttls` requires the upgrade (a relay that does not offer
+//! STARTTLS gets nothing, never the message in the clear) and `tls` speaks TLS from the
+//! first byte; either verifies the relay's certificate against the built-in public roots
+//! and, when set, the CA certificates of `notify.smtp.ca_file`.
+//!
 //! Classification: an SMTP `4xx`, a connection failure, a time-out and a TLS failure are
-//! transient; an SMTP `5xx`, an address that does not parse and a message that cannot be
-//! built are permanent. A TLS failure is often a certificate to fix, but also a relay
-//! restarting mid-handshake; five attempts then a dead letter handles both.
+//! transient; an SMTP `5xx`, an address that does not parse, a message that cannot be
+//! built and a relay without the STARTTLS that the settings require are permanent. A TLS
+//! failure is often a certificate to fix, but also a relay restarting mid-handshake; five
+//! attempts then a dead letter handles both, and its receipt says what TLS said.
 
 use std::time::{Duration, Instant};
 
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use stella_config::{SmtpMode, SmtpSettings};
 
@@ -127,6 +134,7 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     relay: String,
+    mode: SmtpMode,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -147,12 +155,12 @@ impl Mailer {
             ))
         })?;
         let host = settings.host.as_str();
+        let tls = || tls_parameters(settings);
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
         let builder = match settings.mode {
-            SmtpMode::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            SmtpMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|err| MailError::permanent(format!("notify.smtp.host {host:?}: {err}")))?,
-            SmtpMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|err| MailError::permanent(format!("notify.smtp.host {host:?}: {err}")))?,
+            SmtpMode::Plain => builder,
+            SmtpMode::Starttls => builder.tls(Tls::Required(tls()?)),
+            SmtpMode::Tls => builder.tls(Tls::Wrapper(tls()?)),
         };
         let mut builder = builder
             .port(settings.port)
@@ -169,6 +177,7 @@ impl Mailer {
             transport: builder.build(),
             from,
             relay: host.to_owned(),
+            mode: settings.mode,
         })
     }
 
@@ -276,21 +285,91 @@ impl Mailer {
             };
         }
         tracing::warn!(%relay, error = %err, "smtp delivery failed");
-        let kind = if err.is_timeout() {
-            "timed out"
-        } else if err.is_tls() {
-            "failed in TLS (see the log)"
+        // lettre nests its errors (a TLS handshake failure is a `Connection` error around
+        // an I/O error around rustls's); the innermost one says what happened.
+        let mut innermost: &(dyn std::error::Error + 'static) = err;
+        while let Some(next) = innermost.source() {
+            innermost = next;
+        }
+        let source = (!std::ptr::addr_eq(innermost, err)).then(|| innermost.to_string());
+        // tokio-rustls reports handshake failures (a certificate, a protocol) as
+        // `InvalidData` I/O errors.
+        let tls_failure = err.is_tls()
+            || innermost
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData);
+        if self.mode == SmtpMode::Starttls
+            && err.is_client()
+            && source
+                .as_deref()
+                .is_some_and(|s| s.contains("STARTTLS is not supported"))
+        {
+            // Retrying the same relay gets the same answer; sending in the clear instead
+            // is exactly what `starttls` forbids.
+            return MailError::permanent(format!(
+                "the mail server {relay} does not offer STARTTLS, which notify.smtp.mode \
+                 `starttls` requires: nothing was sent"
+            ));
+        }
+        let message = if err.is_timeout() {
+            format!("the mail server {relay} timed out")
+        } else if tls_failure {
+            // The relay is the administrator's: what TLS said ("invalid peer certificate:
+            // UnknownIssuer") is what they need to fix it.
+            bounded(&format!(
+                "the mail server {relay} failed in TLS: {}",
+                source.as_deref().unwrap_or("no detail")
+            ))
         } else if err.is_client() {
-            "failed in the client (see the log)"
+            format!("the mail server {relay} failed in the client (see the log)")
         } else {
-            "could not be reached"
+            match source {
+                Some(why) => bounded(&format!(
+                    "the mail server {relay} could not be reached: {why}"
+                )),
+                None => format!("the mail server {relay} could not be reached"),
+            }
         };
         MailError::Transient {
             code: None,
-            message: format!("the mail server {relay} {kind}"),
+            message,
         }
     }
 }
+
+/// TLS for the relay: the public roots, and the CA certificates of `notify.smtp.ca_file`.
+fn tls_parameters(settings: &SmtpSettings) -> Result<TlsParameters, MailError> {
+    let host = &settings.host;
+    let mut builder = TlsParameters::builder(host.clone());
+    if let Some(path) = &settings.ca_file {
+        let shown = path.display();
+        let pem = std::fs::read(path).map_err(|err| {
+            MailError::permanent(format!("notify.smtp.ca_file {shown} cannot be read: {err}"))
+        })?;
+        if !pem
+            .windows(CERTIFICATE_PEM.len())
+            .any(|w| w == CERTIFICATE_PEM)
+        {
+            return Err(MailError::permanent(format!(
+                "notify.smtp.ca_file {shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            )));
+        }
+        let certificate = Certificate::from_pem(&pem).map_err(|err| {
+            MailError::permanent(format!(
+                "notify.smtp.ca_file {shown} is not valid PEM: {err}"
+            ))
+        })?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder.build().map_err(|err| {
+        MailError::permanent(match &settings.ca_file {
+            Some(path) => format!("notify.smtp.ca_file {}: {err}", path.display()),
+            None => format!("TLS for notify.smtp.host {host:?}: {err}"),
+        })
+    })
+}
+
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 /// One line of at most [`MAX_ANSWER_CHARS`] characters.
 fn bounded(text: &str) -> String {
