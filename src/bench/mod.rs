@@ -27,7 +27,7 @@ pub mod scan;
 pub mod schedule;
 mod server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -92,7 +92,7 @@ pub(crate) enum BenchCommand {
     },
     /// Export runs of one large scan, kind by kind, end to end; against serialising the
     /// same findings with serde alone and raw zstd -3 over the bytes each run wrote; the
-    /// process's peak RSS per run.
+    /// runs in a `stella worker` of their own, its peak RSS and CPU time per run.
     Export {
         /// The SBOM to scan (`ops/bench/big_sbom.py` writes a large one).
         #[arg(long)]
@@ -103,6 +103,9 @@ pub(crate) enum BenchCommand {
         /// The export kinds to run, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "csv,sarif")]
         kinds: Vec<String>,
+        /// Runs of each kind, the kinds interleaved; every run is reported.
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_RUNS))]
+        rounds: usize,
     },
     /// The scheduler: 10,000 tenants due in the same minute, and an advisory touching
     /// 1 % of their targets; against inserting the same jobs straight into the store.
@@ -155,7 +158,14 @@ pub(crate) enum BenchCommand {
 
 impl BenchCommand {
     /// Runs the benchmark on the loaded settings' backends and prints its report.
-    pub(crate) fn run(self, loaded: &Loaded, format: Format) -> anyhow::Result<()> {
+    /// `config` is the settings file `loaded` was read from, for the workers a benchmark
+    /// starts beside itself.
+    pub(crate) fn run(
+        self,
+        loaded: &Loaded,
+        config: Option<&Path>,
+        format: Format,
+    ) -> anyhow::Result<()> {
         match self {
             Self::Mailbox {
                 backend,
@@ -206,32 +216,44 @@ impl BenchCommand {
                 sbom,
                 advisories,
                 kinds,
+                rounds,
             } => {
                 let r = block_on(export::run(
                     loaded.settings.clone(),
+                    config,
                     &sbom,
                     &advisories,
                     &kinds,
+                    rounds,
                 ))?;
                 print(&r, format, || {
                     let mut lines = vec![format!(
-                        "{} findings on {}; serde alone {:.0} findings/s",
-                        r.findings, r.store, r.serde_findings_per_sec
+                        "{} findings on {}; load {} before, {} after",
+                        r.findings, r.store, r.loadavg_before, r.loadavg_after
                     )];
+                    for b in &r.serde {
+                        lines.push(format!(
+                            "round {} serde alone: {:.0} findings/s, {:.1} MB/s vs raw zstd -3 \
+                             over its output {:.1} MB/s (ratio {:.3})",
+                            b.round, b.findings_per_sec, b.mb_per_sec, b.zstd_mb_per_sec, b.zstd_ratio
+                        ));
+                    }
                     for k in &r.kinds {
                         lines.push(format!(
-                            "{}: {:.2} s, {} bytes, {:.0} findings/s (serde ratio {:.3}), \
-                             {:.1} MB/s vs raw zstd -3 {:.1} MB/s (ratio {:.3}), \
-                             peak RSS {:.0} MB",
+                            "round {} {}: {:.2} s (worker CPU {:.2} s), {} bytes, \
+                             {:.0} findings/s (serde ratio {:.3}), {:.1} MB/s vs raw zstd -3 \
+                             {:.1} MB/s (ratio {:.3}), worker peak RSS {:.0} MB",
+                            k.round,
                             k.kind,
                             k.seconds,
+                            k.worker_cpu_seconds,
                             k.bytes,
                             k.findings_per_sec,
                             k.serde_ratio,
                             k.mb_per_sec,
                             k.zstd_mb_per_sec,
                             k.zstd_ratio,
-                            k.peak_rss_mb
+                            k.worker_peak_rss_mb
                         ));
                     }
                     lines.join("\n")

@@ -23,7 +23,7 @@ pub(super) struct BenchServer {
     /// The running Stella's store, for benchmarks that feed it directly.
     pub(super) db: stella_store::Store,
     handle: actix_web::dev::ServerHandle,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl BenchServer {
@@ -72,7 +72,7 @@ impl BenchServer {
             http: reqwest::Client::new(),
             db: handle_store,
             handle,
-            _data: data,
+            data,
         };
         server
             .admin(
@@ -152,6 +152,11 @@ impl BenchServer {
             )
             .await?;
         Ok((started.elapsed(), scan))
+    }
+
+    /// The data folder this Stella runs on (a fresh one), for workers started beside it.
+    pub(super) fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
     }
 
     /// Polls `GET {path}` until its `status` is `done` (an error if it ends otherwise).

@@ -77,7 +77,7 @@ impl ServerCommand {
             Self::Serve => block_on(serve(&loaded)),
             Self::Worker { roles } => block_on(worker(&loaded, &roles)),
             Self::Scheduler => block_on(scheduler(&loaded)),
-            Self::Bench { action } => action.run(&loaded, format),
+            Self::Bench { action } => action.run(&loaded, config, format),
             Self::Diag { action } => action.run(&loaded),
             Self::Migrate => block_on(migrate(&loaded)),
             Self::Mirror { action } => action.run(&loaded, format),
