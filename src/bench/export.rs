@@ -236,9 +236,7 @@ async fn wait_completed(
             .await?;
         match value["status"].as_str() {
             Some("completed") => return Ok(value),
-            Some("failed" | "cancelled") => {
-                return Err(anyhow::anyhow!("{path} ended: {value}"))
-            }
+            Some("failed" | "cancelled") => return Err(anyhow::anyhow!("{path} ended: {value}")),
             _ if started.elapsed() > limit => {
                 return Err(anyhow::anyhow!(
                     "{path} did not finish in {} s",
