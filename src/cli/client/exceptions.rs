@@ -69,7 +69,10 @@ pub(crate) enum Action {
         page: PageArgs,
     },
     /// One exception.
-    Get { id: String },
+    Get {
+        /// The exception's id.
+        id: String,
+    },
     /// Approve a requested exception; it applies at once (`policy:approve`, not its
     /// requester).
     Approve(Decide),
