@@ -617,6 +617,40 @@ fn run_with_closed_stdout(command: &mut Command) -> Output {
 
 /// A `stella serve` on a fresh data folder, and a client command line against it with
 /// the administrator token.
+/// Takes `file` live as tenant acme's policy from the command line with two identities:
+/// the administrator drafts and submits it, an approver token approves and activates it.
+/// `run` runs the CLI as the administrator (`--token` switches identity). Returns the
+/// activation's output (a table).
+fn policy_goes_live(run: &dyn Fn(&[&str]) -> (Option<i32>, String, String), file: &str) -> String {
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    let draft: serde_json::Value = serde_json::from_str(&ok(&[
+        "--tenant", "acme", "--output", "json", "policy", "draft", file,
+    ]))
+    .unwrap();
+    let version = draft["version"].to_string();
+    ok(&["--tenant", "acme", "policy", "submit", &version]);
+    let approver: serde_json::Value = serde_json::from_str(&ok(&[
+        "--output",
+        "json",
+        "tokens",
+        "create",
+        "--for-tenant",
+        "acme",
+        "--name",
+        &format!("approver-{}", uuid::Uuid::new_v4().simple()),
+        "--scopes",
+        "policy:approve,policy:operate",
+    ]))
+    .unwrap();
+    let token = approver["token"].as_str().unwrap();
+    ok(&["--token", token, "policy", "approve", &version]);
+    ok(&["--token", token, "policy", "activate", &version])
+}
+
 pub(crate) struct CliServer {
     pub(crate) dir: tempfile::TempDir,
     addr: String,
@@ -723,13 +757,7 @@ fn a_closed_pipe_ends_the_output_quietly_and_keeps_the_exit_code() {
         "name = \"strict\"\nversion = 1\ndefault = \"block\"\nrules = []\n",
     )
     .unwrap();
-    server.ok(&[
-        "--tenant",
-        "acme",
-        "policy",
-        "set",
-        policy.to_str().unwrap(),
-    ]);
+    policy_goes_live(&|args| server.run(args), policy.to_str().unwrap());
     let output = run_with_closed_stdout(&mut server.command(&scan));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -1114,15 +1142,8 @@ fn scan_gates_a_pipeline_with_its_exit_code_and_the_attestation_verifies() {
         "name = \"strict\"\nversion = 1\ndefault = \"warn\"\n\n[[rules]]\nid = \"no-gin\"\nwhen = { packages = [\"pkg:golang/github.com/gin-gonic/gin\"] }\noutcome = \"block\"\nbecause = \"banned\"\n",
     )
     .unwrap();
-    let (code, out, err) = cli(&[
-        "--tenant",
-        "acme",
-        "policy",
-        "set",
-        policy.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("VERSION"), "{out}");
+    let out = policy_goes_live(&cli, policy.to_str().unwrap());
+    assert!(out.contains("VERSION") && out.contains("active"), "{out}");
     let (code, out, err) = cli(&["--tenant", "acme", "scan", sbom, "--wait"]);
     assert_eq!(code, Some(1), "{out}\n{err}");
     assert!(out.contains("disposition    block"), "{out}");
