@@ -621,7 +621,9 @@ fn run_with_closed_stdout(command: &mut Command) -> Output {
 /// the administrator drafts and submits it, an approver token approves and activates it.
 /// `run` runs the CLI as the administrator (`--token` switches identity). Returns the
 /// activation's output (a table).
-fn policy_goes_live(run: &dyn Fn(&[&str]) -> (Option<i32>, String, String), file: &str) -> String {
+type Run<'a> = &'a dyn Fn(&[&str]) -> (Option<i32>, String, String);
+
+fn policy_goes_live(run: Run<'_>, file: &str) -> String {
     let ok = |args: &[&str]| {
         let (code, out, err) = run(args);
         assert_eq!(code, Some(0), "{args:?}: {err}");
