@@ -60,16 +60,13 @@ pub(super) async fn distribute(
                     .copy_content_into(&digest, file.size_bytes, destination.store.as_ref(), &key)
                     .await
                     .map_err(|err| {
-                        let message = format!(
-                            "copying to export destination {name} ({}): {err}",
-                            destination.place()
-                        );
-                        let error = if err.is_transient() {
-                            StepError::retry(message)
-                        } else {
-                            StepError::abort(message)
-                        };
-                        error.with_source(err)
+                        StepError::store(
+                            format_args!(
+                                "copying to export destination {name} ({})",
+                                destination.place()
+                            ),
+                            err,
+                        )
                     })?;
                 copies.push(format!("{name}:{key}"));
             }

@@ -174,8 +174,8 @@ pub async fn import_bundle(
     // Each raw record is stored content-addressed, as a collection of one record (entry
     // `""`), which its observation names: read back like any imported record by the
     // exports that cite it. VEX documents as imported are stored the same way, as the
-    // API's imports store them (evidence bundles carry them). Before the transaction: an object nothing names is harmless,
-    // a row naming an object that is not there is not.
+    // API's imports store them (evidence bundles carry them). Before the transaction: an
+    // object nothing names is harmless, a row naming an object that is not there is not.
     for record in &raw {
         objects
             .put_content(bytes::Bytes::from(record.clone()))

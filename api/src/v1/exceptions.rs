@@ -8,13 +8,11 @@
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use stella_store::repo::{
-    Actor, ExceptionDecision, ExceptionFilter, ExceptionRecord, NewException, EXCEPTION_KINDS,
-};
+use stella_store::repo::{ExceptionDecision, ExceptionFilter, ExceptionRecord, NewException};
 use stella_store::ExceptionId;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{BodyProblems, Page, Problems};
+use super::{acting, refused, BodyProblems, Page, Problems};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::problem::{ApiResult, Problem};
@@ -84,24 +82,6 @@ pub struct RequestException {
     pub expires_at: DateTime<Utc>,
 }
 
-fn by<'a>(caller: &'a Caller, actor: &'a str) -> Actor<'a> {
-    Actor {
-        identity: &caller.token.name,
-        actor,
-    }
-}
-
-/// The field a store refusal names (its message starts with it).
-fn located(err: stella_store::StoreError) -> Problem {
-    match &err {
-        stella_store::StoreError::Invalid(message) => {
-            let field = message.split(':').next().unwrap_or_default().to_owned();
-            Problem::from(err).at(field)
-        }
-        _ => Problem::from(err),
-    }
-}
-
 /// Request an exception; another identity with `policy:approve` decides it.
 #[utoipa::path(
     operation_id = "request_exception",
@@ -118,11 +98,6 @@ pub(crate) async fn request(
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
     let body = body.0;
-    if !EXCEPTION_KINDS.contains(&body.kind.as_str()) {
-        return Err(
-            Problem::bad_request(format!("type: one of {}", EXCEPTION_KINDS.join(", "))).at("type"),
-        );
-    }
     let new = NewException {
         vulnerability: body.vulnerability,
         package: body.package,
@@ -136,9 +111,9 @@ pub(crate) async fn request(
         .store
         .tenant(tenant)
         .exceptions()
-        .request(&new, by(&caller, &actor), Utc::now())
+        .request(&new, acting(&caller, &actor), Utc::now())
         .await
-        .map_err(located)?;
+        .map_err(refused)?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/exceptions/{}", record.id)))
         .json(ExceptionView::from(record)))
@@ -260,46 +235,23 @@ async fn decide(
     let tenant = caller.tenant()?;
     let id = exception_id(id)?;
     let exceptions = ctx.store.tenant(tenant).exceptions();
-    // Another tenant's exception is not found, whatever the body says.
-    exceptions.get(&id).await?;
-    let reason = body.reason.trim();
-    if reason.is_empty() && !matches!(action, Move::Approve) {
-        return Err(Problem::bad_request("say why: `reason` is required").at("reason"));
-    }
-    if reason.len() > 2_000 {
-        return Err(Problem::bad_request("`reason` is at most 2,000 characters").at("reason"));
-    }
     let actor = caller.actor();
+    let by = acting(caller, &actor);
     let now = Utc::now();
     let record = match action {
         Move::Approve => {
             exceptions
-                .decide(
-                    &id,
-                    ExceptionDecision::Approve,
-                    by(caller, &actor),
-                    reason,
-                    now,
-                )
-                .await?
+                .decide(&id, ExceptionDecision::Approve, by, &body.reason, now)
+                .await
         }
         Move::Reject => {
             exceptions
-                .decide(
-                    &id,
-                    ExceptionDecision::Reject,
-                    by(caller, &actor),
-                    reason,
-                    now,
-                )
-                .await?
+                .decide(&id, ExceptionDecision::Reject, by, &body.reason, now)
+                .await
         }
-        Move::Revoke => {
-            exceptions
-                .revoke(&id, by(caller, &actor), reason, now)
-                .await?
-        }
-    };
+        Move::Revoke => exceptions.revoke(&id, by, &body.reason, now).await,
+    }
+    .map_err(refused)?;
     Ok(web::Json(record.into()))
 }
 

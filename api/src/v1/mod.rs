@@ -215,3 +215,27 @@ pub enum BodyProblems {
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(ProblemBody),
 }
+
+/// Who makes a lifecycle change: the caller's identity (its token's name, which
+/// separation of duties compares) and the caller as the audit log names it (`actor`).
+pub(crate) fn acting<'a>(
+    caller: &'a crate::auth::Caller,
+    actor: &'a str,
+) -> stella_store::repo::Actor<'a> {
+    stella_store::repo::Actor {
+        identity: &caller.token.name,
+        actor,
+    }
+}
+
+/// A store refusal as a problem; an invalid input's message starts with the field it
+/// concerns (`reason: …`, `expires_at: …`), which becomes the problem's location.
+pub(crate) fn refused(err: stella_store::StoreError) -> crate::problem::Problem {
+    match &err {
+        stella_store::StoreError::Invalid(message) => {
+            let field = message.split(':').next().unwrap_or_default().to_owned();
+            crate::problem::Problem::from(err).at(field)
+        }
+        _ => crate::problem::Problem::from(err),
+    }
+}

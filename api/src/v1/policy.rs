@@ -8,10 +8,10 @@ use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stella_domain::policy::{Policy, DEFAULT_POLICY};
-use stella_store::repo::{Actor, PolicyRecord, PolicyTransition, TransitionRecord};
+use stella_store::repo::{PolicyRecord, PolicyTransition, TransitionRecord};
 use utoipa::ToSchema;
 
-use super::{BodyProblems, Page, PageQuery, Problems};
+use super::{acting, refused, BodyProblems, Page, PageQuery, Problems};
 use crate::auth::Caller;
 use crate::body::JsonBody;
 use crate::problem::{ApiResult, Problem};
@@ -129,7 +129,12 @@ pub(crate) async fn create(
         .store
         .tenant(tenant)
         .policies()
-        .draft(&document, &policy.digest(), by(&caller, &actor), Utc::now())
+        .draft(
+            &document,
+            &policy.digest(),
+            acting(&caller, &actor),
+            Utc::now(),
+        )
         .await?;
     let location = format!("/api/v1/policy/versions/{}", record.version);
     let view = PolicyView::from(record);
@@ -140,13 +145,6 @@ pub(crate) async fn create(
     } else {
         HttpResponse::Ok().json(view)
     })
-}
-
-fn by<'a>(caller: &'a Caller, actor: &'a str) -> Actor<'a> {
-    Actor {
-        identity: &caller.token.name,
-        actor,
-    }
 }
 
 /// One version with every transition it went through.
@@ -233,21 +231,20 @@ async fn transition(
 ) -> ApiResult<web::Json<PolicyView>> {
     let tenant = caller.tenant()?;
     let version = version_number(version)?;
-    let policies = ctx.store.tenant(tenant).policies();
-    // Another tenant's version is not found, whatever the body says.
-    policies.get(version).await?;
-    let reason = body.0.reason;
-    let reason = reason.trim();
-    if transition == PolicyTransition::RequestChanges && reason.is_empty() {
-        return Err(Problem::bad_request("say what to change: `reason` is required").at("reason"));
-    }
-    if reason.len() > 2_000 {
-        return Err(Problem::bad_request("`reason` is at most 2,000 characters").at("reason"));
-    }
     let actor = caller.actor();
-    let record = policies
-        .transition(version, transition, by(caller, &actor), reason, Utc::now())
-        .await?;
+    let record = ctx
+        .store
+        .tenant(tenant)
+        .policies()
+        .transition(
+            version,
+            transition,
+            acting(caller, &actor),
+            &body.0.reason,
+            Utc::now(),
+        )
+        .await
+        .map_err(refused)?;
     Ok(web::Json(record.into()))
 }
 

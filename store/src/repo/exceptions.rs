@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::policies::Actor;
+use super::policies::{checked_reason, Actor};
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
 use crate::repo::{check_limit, insert_event, page, NewEvent, Page};
@@ -122,8 +122,8 @@ impl Exceptions<'_> {
         self.get(&id).await
     }
 
-    /// Approves (it is in force at once) or rejects a requested exception; the identity
-    /// that requested it cannot decide it.
+    /// Approves (it is in force at once) or rejects a requested exception (saying why);
+    /// the identity that requested it cannot decide it.
     pub async fn decide(
         &self,
         id: &ExceptionId,
@@ -133,6 +133,7 @@ impl Exceptions<'_> {
         now: DateTime<Utc>,
     ) -> Result<ExceptionRecord> {
         let current = self.get(id).await?;
+        let reason = checked_reason(reason, decision == Decision::Reject)?;
         if current.status != "requested" {
             return Err(StoreError::Conflict(format!(
                 "exception {id} is {}; only a requested exception is approved or rejected",
@@ -169,7 +170,7 @@ impl Exceptions<'_> {
         .await
     }
 
-    /// Ends an active exception before its expiry.
+    /// Ends an active exception before its expiry, saying why.
     pub async fn revoke(
         &self,
         id: &ExceptionId,
@@ -178,6 +179,7 @@ impl Exceptions<'_> {
         now: DateTime<Utc>,
     ) -> Result<ExceptionRecord> {
         let current = self.get(id).await?;
+        let reason = checked_reason(reason, true)?;
         if current.status != "active" {
             return Err(StoreError::Conflict(format!(
                 "exception {id} is {}; only an active exception is revoked",

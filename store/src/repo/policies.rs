@@ -119,6 +119,23 @@ pub struct TransitionRecord {
     pub at: DateTime<Utc>,
 }
 
+/// The reason kept with a transition or a decision, trimmed: at most 2,000 characters,
+/// and required when `required` (what sends work back or ends it says why).
+pub(crate) fn checked_reason(reason: &str, required: bool) -> Result<&str> {
+    let reason = reason.trim();
+    if required && reason.is_empty() {
+        return Err(StoreError::Invalid(
+            "reason: say why; it is required here".into(),
+        ));
+    }
+    if reason.len() > 2_000 {
+        return Err(StoreError::Invalid(
+            "reason: at most 2,000 characters".into(),
+        ));
+    }
+    Ok(reason)
+}
+
 /// Who makes a change: the identity separation of duties compares (a token's name), and
 /// the caller as the audit log names it.
 #[derive(Debug, Clone, Copy)]
@@ -206,7 +223,7 @@ impl Policies<'_> {
     /// `policy_transitions` (and, for an activation, the archiving of the active version
     /// and the `policy.updated` event). A version not in a status the transition starts
     /// from is a conflict naming its status; approving what the same identity submitted
-    /// is forbidden.
+    /// is forbidden; requesting changes without a reason is invalid (`reason: …`).
     pub async fn transition(
         &self,
         version: u64,
@@ -219,6 +236,7 @@ impl Policies<'_> {
         let version_i64 = i64::try_from(version).unwrap_or(i64::MAX);
         let (from, to) = transition.moves();
         let current = self.get(version).await?;
+        let reason = checked_reason(reason, transition == PolicyTransition::RequestChanges)?;
         if !from.contains(&current.status)
             || (transition == PolicyTransition::Activate
                 && current.status == PolicyStatus::Archived

@@ -170,7 +170,18 @@ impl PartialEq for StepError {
 
 impl From<StoreError> for StepError {
     fn from(err: StoreError) -> Self {
-        let message = err.to_string();
+        StepError::of_store(err.to_string(), err)
+    }
+}
+
+impl StepError {
+    /// A store error with what the step was doing (`context: error`): retried when it is
+    /// transient, permanent otherwise, as [`From<StoreError>`] does.
+    pub fn store(context: impl std::fmt::Display, err: StoreError) -> Self {
+        StepError::of_store(format!("{context}: {err}"), err)
+    }
+
+    fn of_store(message: String, err: StoreError) -> Self {
         let error = if err.is_transient() {
             StepError::retry(message)
         } else {
