@@ -235,7 +235,11 @@ impl BenchCommand {
                         lines.push(format!(
                             "round {} serde alone: {:.0} findings/s, {:.1} MB/s vs raw zstd -3 \
                              over its output {:.1} MB/s (ratio {:.3})",
-                            b.round, b.findings_per_sec, b.mb_per_sec, b.zstd_mb_per_sec, b.zstd_ratio
+                            b.round,
+                            b.findings_per_sec,
+                            b.mb_per_sec,
+                            b.zstd_mb_per_sec,
+                            b.zstd_ratio
                         ));
                     }
                     for k in &r.kinds {

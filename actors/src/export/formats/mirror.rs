@@ -9,7 +9,7 @@
 //! what the plan promised is gone and the run fails, saying so, before it stores a file
 //! (run it again). Otherwise equal plans give equal bytes, retried or not.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use stella_domain::export::mirror::{advisory_line, vex_line, MirrorSection, ADVISORIES, VEX};
 use stella_store::repo::MirrorSource;
@@ -42,8 +42,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         run.count(name, 0);
     }
 
-    let (advisories, file) = run.spool()?;
-    let mut out = BufWriter::new(file);
+    let mut out = run.spool()?;
     let since = section.from.map(|g| g.advisories);
     let mut after = None;
     loop {
@@ -74,10 +73,9 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         }
     }
     out.flush().map_err(io_error)?;
-    drop(out);
+    let advisories = out;
 
-    let (vex, file) = run.spool()?;
-    let mut out = BufWriter::new(file);
+    let mut out = run.spool()?;
     let since = section.from.map(|g| g.vex);
     let mut after = None;
     loop {
@@ -110,11 +108,11 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         }
     }
     out.flush().map_err(io_error)?;
-    drop(out);
+    let vex = out;
 
     unmoved(&source, section).await?;
-    run.store(&advisories, ADVISORIES).await?;
-    run.store(&vex, VEX).await?;
+    run.store(advisories, ADVISORIES).await?;
+    run.store(vex, VEX).await?;
     Ok(())
 }
 
