@@ -318,6 +318,8 @@ pub async fn run(
 ) -> anyhow::Result<ExportBenchReport> {
     let sbom = std::fs::read(sbom_path).with_context(|| format!("{}", sbom_path.display()))?;
     settings.runtime.in_serve = false;
+    // No schedules here: the scheduler's lease would only contend for the database.
+    settings.scheduler.enabled = false;
     let server = BenchServer::start(settings, advisory_paths, "bench export").await?;
     crate::cli::output::errln!("scanning {}...", sbom_path.display());
     let mut pipeline = Worker::spawn(config, server.data_dir(), PIPELINE_ROLES, "pipeline")?;

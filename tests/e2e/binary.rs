@@ -1205,6 +1205,68 @@ fn bench_scan_reports_end_to_end_against_the_in_process_scan() {
     );
 }
 
+#[test]
+fn bench_export_measures_each_run_in_a_worker_of_its_own() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = stella(dir.path())
+        .args([
+            "bench",
+            "export",
+            "--kinds",
+            "csv,evidence",
+            "--rounds",
+            "2",
+        ])
+        .args(["--output", "json", "--sbom"])
+        .arg(data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json"))
+        .arg("--advisories")
+        .arg(data.join("advisories/Go-all.zip"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["findings"], 58, "{report}");
+    assert_eq!(report["rounds"], 2, "{report}");
+    assert_eq!(report["serde"].as_array().unwrap().len(), 2, "{report}");
+    let runs = report["kinds"].as_array().unwrap();
+    // Every run, the kinds interleaved round by round.
+    let order: Vec<(String, u64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_owned(),
+                r["round"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [("csv", 1), ("evidence", 1), ("csv", 2), ("evidence", 2)]
+            .map(|(k, r)| (k.to_owned(), r))
+            .to_vec()
+    );
+    for run in runs {
+        for key in ["seconds", "bytes", "worker_peak_rss_mb", "zstd_mb_per_sec"] {
+            assert!(run[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {run}");
+        }
+        assert!(run["worker_cpu_seconds"].as_f64().is_some(), "{run}");
+        assert!(run["worker_rss_before_mb"].as_f64().is_some(), "{run}");
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "the benchmark uses its own data folder"
+    );
+}
+
 /// Targets, schedules and runs with the CLI against a real server: a scan registers its
 /// target, a bad cron is one clear error line, a schedule runs on demand and its run
 /// re-scans the target.

@@ -7,18 +7,19 @@
 //! The bundle streams: members are read from the object store one at a time, each
 //! checked against its digest as it passes (the store's verifying reader), through the
 //! domain's tar writer (sorted names, mtime = the export's `as_of`, uid/gid 0, mode
-//! 0644) and zstd into a temporary file, which is then stored content-addressed. Nothing
-//! is held whole, whatever the bundle's size. The work runs on the blocking pool
+//! 0644) and zstd into a spool hashed as it is written, which is then stored
+//! content-addressed (on the folder store, renamed into place). Nothing is held whole,
+//! whatever the bundle's size. The work runs on the blocking pool
 //! (compression is CPU work and the tar writer is synchronous), reading the objects
 //! through the runtime's handle.
 
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufReader, Read};
 
 use chrono::{DateTime, Utc};
 use stella_domain::export::manifest::FileEntry;
 use stella_domain::export::tar::{zstd_encoder, TarWriter};
 use stella_domain::export::ExportError;
-use stella_store::object::{ContentRef, ObjectReader, Objects, Sha256Digest};
+use stella_store::object::{ContentRef, ContentSpool, ObjectReader, Objects, Sha256Digest};
 use stella_supervisor::StepError;
 use tokio::io::AsyncReadExt;
 use tokio::runtime::Handle;
@@ -34,17 +35,22 @@ pub(super) async fn pack(
 ) -> Result<ContentRef, StepError> {
     let mut files = files.to_vec();
     files.sort_by(|a, b| a.name.cmp(&b.name));
-    let spool = tempfile::NamedTempFile::new().map_err(spool_error)?;
-    let file = spool.reopen().map_err(spool_error)?;
+    let spool = deps.objects.spool()?;
     let objects = deps.objects.clone();
     let handle = Handle::current();
     // Before 1970 is 0: ustar cannot say earlier, and no export is as of then.
     let mtime = u64::try_from(as_of.timestamp()).unwrap_or(0);
-    tokio::task::spawn_blocking(move || write_bundle(&objects, &handle, &files, mtime, file))
-        .await
-        .map_err(|err| StepError::retry(format!("packing the bundle did not finish: {err}")))??;
-    Ok(deps.objects.put_content_file(spool.path()).await?)
+    let spool =
+        tokio::task::spawn_blocking(move || write_bundle(&objects, &handle, &files, mtime, spool))
+            .await
+            .map_err(|err| {
+                StepError::retry(format!("packing the bundle did not finish: {err}"))
+            })??;
+    Ok(deps.objects.put_spool(spool).await?)
 }
+
+/// Bytes read from a member's object at a time: few trips through the runtime.
+const MEMBER_BUFFER: usize = 1024 * 1024;
 
 /// The blocking part of [`pack`]: every member, in name order, into `out`.
 fn write_bundle(
@@ -52,31 +58,26 @@ fn write_bundle(
     handle: &Handle,
     files: &[FileEntry],
     mtime: u64,
-    out: std::fs::File,
-) -> Result<(), StepError> {
-    let mut tar = TarWriter::new(
-        zstd_encoder(BufWriter::new(out)).map_err(spool_error)?,
-        mtime,
-    )
-    .map_err(tar_error)?;
+    out: ContentSpool,
+) -> Result<ContentSpool, StepError> {
+    let mut tar =
+        TarWriter::new(zstd_encoder(out).map_err(spool_error)?, mtime).map_err(tar_error)?;
     for file in files {
         let digest = Sha256Digest::parse(&file.sha256)?;
         let reader = handle.block_on(objects.get_content(&digest))?;
-        let mut reader = Blocking {
-            reader,
-            handle: handle.clone(),
-        };
+        let mut reader = BufReader::with_capacity(
+            MEMBER_BUFFER.min(usize::try_from(file.size).unwrap_or(MEMBER_BUFFER).max(1)),
+            Blocking {
+                reader,
+                handle: handle.clone(),
+            },
+        );
         tar.append(&file.name, file.size, &mut reader)
             .map_err(tar_error)?;
     }
-    let out = tar
-        .finish()
+    tar.finish()
         .map_err(tar_error)?
         .finish()
-        .map_err(spool_error)?;
-    out.into_inner()
-        .map_err(|err| spool_error(err.into_error()))?
-        .sync_all()
         .map_err(spool_error)
 }
 

@@ -22,7 +22,7 @@ use stella_domain::osv::{parse_record, read_entries, Advisory};
 use stella_domain::scan::InputDigests;
 use stella_domain::vex::VexStatement;
 use stella_store::object::Sha256Digest;
-use stella_store::repo::{ObservationRecord, ScanRecord};
+use stella_store::repo::{FindingRow, ObservationRecord, ScanRecord};
 use stella_store::{JobId, StoreError};
 use stella_supervisor::{StepContext, StepError};
 use tokio::io::AsyncWriteExt;
@@ -54,6 +54,26 @@ impl Citations {
                 self.vex.insert(evidence.to_owned());
             }
         }
+    }
+
+    /// [`Self::add`] for a finding as stored, unparsed: its advisory id is the row's, and
+    /// only a finding whose text holds a string starting `vex:` (canonical JSON escapes no
+    /// letter, so the text then holds `"vex:`) is parsed for its VEX evidence.
+    pub(super) fn add_row(&mut self, row: &FindingRow) -> Result<(), StepError> {
+        if !self.ids.contains(&row.vulnerability_id) {
+            self.ids.insert(row.vulnerability_id.clone());
+        }
+        if row.text.contains("\"vex:") {
+            let stored: Value = serde_json::from_str(&row.text).map_err(|err| {
+                StepError::abort(format!("finding {}: {err}", row.ordinal)).with_source(err)
+            })?;
+            for evidence in vex_evidence(&stored) {
+                if !self.vex.contains(evidence) {
+                    self.vex.insert(evidence.to_owned());
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn extend(&mut self, other: &Citations) {

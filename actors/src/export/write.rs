@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use stella_domain::export::manifest::FileEntry;
 use stella_domain::export::{ExportFinding, ExportScan};
-use stella_store::object::{ObjectKey, Sha256Digest};
-use stella_store::repo::{Effect, FindingRecord};
+use stella_store::object::{ContentRef, ContentSpool, ObjectKey, Sha256Digest};
+use stella_store::repo::{Effect, FindingRecord, FindingRow};
 use stella_store::JobId;
 use stella_supervisor::{StepContext, StepError, StepOutcome};
 
@@ -75,8 +75,26 @@ pub(super) struct WriteRun<'a, 'c> {
 }
 
 impl WriteRun<'_, '_> {
-    /// A temporary file to write an export file into, and a handle to write with.
-    pub(crate) fn spool(&self) -> Result<(tempfile::NamedTempFile, std::fs::File), StepError> {
+    /// A spool to write an export file into (buffered, hashed as it is written), stored
+    /// with [`Self::store`].
+    pub(crate) fn spool(&self) -> Result<ContentSpool, StepError> {
+        Ok(self.deps.objects.spool()?)
+    }
+
+    /// Stores a written spool content-addressed as the export's file `name`: nothing is
+    /// read back, and on the folder store nothing is copied.
+    pub(crate) async fn store(
+        &mut self,
+        spool: ContentSpool,
+        name: impl Into<String>,
+    ) -> Result<FileEntry, StepError> {
+        let stored = self.deps.objects.put_spool(spool).await?;
+        self.add_stored(stored, name.into())
+    }
+
+    /// A temporary file for a writer that needs a `File` of its own (the report
+    /// renderers), and a handle to write with; stored with [`Self::store_file`].
+    pub(crate) fn spool_file(&self) -> Result<(tempfile::NamedTempFile, std::fs::File), StepError> {
         let spool = tempfile::NamedTempFile::new()
             .map_err(|err| StepError::retry(format!("a temporary file: {err}")).with_source(err))?;
         let file = spool
@@ -85,15 +103,20 @@ impl WriteRun<'_, '_> {
         Ok((spool, file))
     }
 
-    /// Stores a written file content-addressed as the export's file `name`.
-    pub(crate) async fn store(
+    /// Stores a file written through [`Self::spool_file`] content-addressed as the
+    /// export's file `name`.
+    pub(crate) async fn store_file(
         &mut self,
         spool: &tempfile::NamedTempFile,
         name: impl Into<String>,
     ) -> Result<FileEntry, StepError> {
         let stored = self.deps.objects.put_content_file(spool.path()).await?;
+        self.add_stored(stored, name.into())
+    }
+
+    fn add_stored(&mut self, stored: ContentRef, name: String) -> Result<FileEntry, StepError> {
         let entry = FileEntry {
-            name: name.into(),
+            name,
             size: stored.size,
             sha256: stored.digest.to_string(),
         };
@@ -197,13 +220,7 @@ impl WriteRun<'_, '_> {
         name: impl Into<String>,
     ) -> Result<FileEntry, StepError> {
         let stored = self.deps.objects.put_content(Bytes::from(bytes)).await?;
-        let entry = FileEntry {
-            name: name.into(),
-            size: stored.size,
-            sha256: stored.digest.to_string(),
-        };
-        self.add(entry.clone())?;
-        Ok(entry)
+        self.add_stored(stored, name.into())
     }
 
     /// Whether the file `name` is written already.
@@ -304,6 +321,79 @@ impl WriteRun<'_, '_> {
                 if pass == Pass::Counted {
                     self.count("findings", 1);
                     self.count(&record.disposition, 1);
+                }
+            }
+            if pass == Pass::Counted {
+                self.advance(page.items.len() as u64).await?;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+impl WriteRun<'_, '_> {
+    /// Calls `each` with every finding of `scan` the selectors keep, as stored (its
+    /// JSON text unparsed), in ordinal order, a page at a time: for the formats that copy
+    /// findings rather than read them. A finding is parsed only when the selectors look
+    /// into it (a minimum severity, vulnerability ids); dispositions are read off the row.
+    pub(crate) async fn each_row(
+        &mut self,
+        scan: &PlannedScan,
+        pass: Pass,
+        mut each: impl FnMut(&FindingRow) -> Result<(), StepError>,
+    ) -> Result<(), StepError> {
+        let ctx = self.ctx;
+        let selectors = &self.plan.definition.selectors;
+        let looks_inside =
+            selectors.min_severity.is_some() || !selectors.vulnerabilities.is_empty();
+        let dispositions: BTreeSet<&str> =
+            selectors.dispositions.iter().map(String::as_str).collect();
+        let tenant = &ctx.job.tenant;
+        let id = JobId::parse(&scan.id)
+            .map_err(|err| StepError::abort(format!("scan {:?}: {err}", scan.id)))?;
+        let scans = ctx.store.tenant(tenant).scans();
+        let about = ExportScan {
+            tenant: tenant.as_str(),
+            scan_id: scan.id.as_str(),
+            target: &scan.target,
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = scans.finding_rows(&id, cursor.as_deref(), PAGE).await?;
+            for row in &page.items {
+                if !dispositions.is_empty() && !dispositions.contains(row.disposition.as_str()) {
+                    continue;
+                }
+                if looks_inside {
+                    let value: serde_json::Value =
+                        serde_json::from_str(&row.text).map_err(|err| {
+                            StepError::abort(format!(
+                                "finding {} of scan {}: {err}",
+                                row.ordinal, scan.id
+                            ))
+                        })?;
+                    let finding =
+                        ExportFinding::from_finding_json(about, &value).map_err(|err| {
+                            StepError::abort(format!(
+                                "finding {} of scan {}: {err}",
+                                row.ordinal, scan.id
+                            ))
+                        })?;
+                    if !selectors.keeps(
+                        finding.severity(),
+                        finding.vulnerability_id,
+                        &finding.aliases,
+                    ) {
+                        continue;
+                    }
+                }
+                each(row)?;
+                if pass == Pass::Counted {
+                    self.count("findings", 1);
+                    self.count(&row.disposition, 1);
                 }
             }
             if pass == Pass::Counted {

@@ -159,6 +159,31 @@ impl ObjectStore for FolderStore {
         self.write_atomically(key, WriteFrom::File(path)).await
     }
 
+    fn spool_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(TMP_DIR))
+    }
+
+    /// Synced, then renamed into place: a spool made in the store's temporary folder is
+    /// never copied (one made elsewhere is, as by `put_file`).
+    async fn put_spooled(&self, key: &ObjectKey, spool: tempfile::NamedTempFile) -> Result<()> {
+        self.check_root()?;
+        if spool.path().parent() != Some(self.root.join(TMP_DIR).as_path()) {
+            return self.put_file(key, spool.path()).await;
+        }
+        let dest = self.path_of(key);
+        let result = async {
+            self.create_parents(key).await?;
+            let file = tokio::fs::File::from_std(spool.as_file().try_clone()?);
+            file.sync_all().await?;
+            tokio::task::spawn_blocking(move || spool.persist(dest).map(drop))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(|err| err.error)
+        }
+        .await;
+        result.map_err(|err| self.io_err("write", key, err))
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<ObjectReader> {
         let file = tokio::fs::File::open(self.path_of(key))
             .await

@@ -8,7 +8,7 @@ mod folder;
 mod s3;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -136,6 +136,88 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Checks the store is reachable and usable: the readiness check.
     async fn ping(&self) -> Result<()>;
+
+    /// The folder [`Objects::spool`] creates its files in: one from which
+    /// [`Self::put_spooled`] takes a file without copying it. `None` (the default): the
+    /// system's temporary folder.
+    fn spool_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Stores a finished spool file (see [`Objects::spool`]) under `key`, consuming it.
+    /// The default uploads it as [`Self::put_file`] does.
+    async fn put_spooled(&self, key: &ObjectKey, spool: tempfile::NamedTempFile) -> Result<()> {
+        self.put_file(key, spool.path()).await
+    }
+}
+
+/// How much a [`ContentSpool`] buffers between writes to its file (and its hash).
+const SPOOL_BUFFER: usize = 256 * 1024;
+
+/// Content written to a local file before it is stored ([`Objects::put_spool`]), hashed
+/// and counted as it is written, so that storing it reads nothing back. Buffered: write
+/// to it directly. Dropped unstored, its file is removed.
+#[derive(Debug)]
+pub struct ContentSpool {
+    out: std::io::BufWriter<HashingFile>,
+    spool: tempfile::NamedTempFile,
+}
+
+#[derive(Debug)]
+struct HashingFile {
+    file: std::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl std::io::Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl std::io::Write for ContentSpool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl ContentSpool {
+    /// The bytes written so far (buffered ones included).
+    pub fn len(&self) -> u64 {
+        self.out.get_ref().size + self.out.buffer().len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flushes the spool: its file and what it holds.
+    fn finish(self) -> std::io::Result<(tempfile::NamedTempFile, ContentRef)> {
+        let hashing = self.out.into_inner().map_err(|err| err.into_error())?;
+        Ok((
+            self.spool,
+            ContentRef {
+                digest: Sha256Digest(hashing.hasher.finalize().into()),
+                size: hashing.size,
+            },
+        ))
+    }
 }
 
 /// Content addressing and tenant keys over any adapter.
@@ -242,6 +324,48 @@ impl Objects {
             self.inner.put_file(&key, spool.path()).await?;
         }
         Ok(ContentRef { digest, size })
+    }
+
+    /// A [`ContentSpool`] to write content into, for [`Self::put_spool`]: on the folder
+    /// store in the store's own folder (storing it is then a rename), elsewhere in the
+    /// system's temporary folder.
+    pub fn spool(&self) -> Result<ContentSpool> {
+        let spool_err = |err: std::io::Error| StoreError::Unavailable {
+            backend: self.inner.backend(),
+            reason: format!("cannot create spool file: {err}"),
+        };
+        let spool = match self.inner.spool_dir() {
+            Some(dir) => tempfile::NamedTempFile::new_in(dir),
+            None => tempfile::NamedTempFile::new(),
+        }
+        .map_err(spool_err)?;
+        let file = spool.reopen().map_err(spool_err)?;
+        Ok(ContentSpool {
+            out: std::io::BufWriter::with_capacity(
+                SPOOL_BUFFER,
+                HashingFile {
+                    file,
+                    hasher: Sha256::new(),
+                    size: 0,
+                },
+            ),
+            spool,
+        })
+    }
+
+    /// Stores what was written to `spool` under its digest, hashed as it was written:
+    /// nothing is read back, and on the folder store nothing is copied. Storing the same
+    /// content twice is a no-op.
+    pub async fn put_spool(&self, spool: ContentSpool) -> Result<ContentRef> {
+        let (spool, content) = spool.finish().map_err(|err| StoreError::Unavailable {
+            backend: self.inner.backend(),
+            reason: format!("writing spool file: {err}"),
+        })?;
+        let key = ObjectKey::content(&content.digest);
+        if self.inner.head(&key).await? != Some(content.size) {
+            self.inner.put_spooled(&key, spool).await?;
+        }
+        Ok(content)
     }
 
     /// Stores a local file under its digest, read twice (to hash, then to upload) and

@@ -57,7 +57,9 @@ pub use outbox::{Outbox, OutboxRow};
 pub use policies::{
     Actor, Policies, PolicyRecord, PolicyStatus, PolicyTransition, TransitionRecord,
 };
-pub use scans::{FindingRecord, NewFinding, SbomRecord, ScanRecord, Scans, VerdictRecord};
+pub use scans::{
+    FindingRecord, FindingRow, NewFinding, SbomRecord, ScanRecord, Scans, VerdictRecord,
+};
 pub use schedules::{
     Applied, EndedRunTarget, ImpactedTarget, Lease, NewRun, RunRecord, RunTargetRecord, RunUpdate,
     Runs, ScheduleAdvance, ScheduleRecord, SchedulerChanges, Schedules, Scheduling, TargetOutcome,

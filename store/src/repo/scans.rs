@@ -86,6 +86,32 @@ pub struct FindingRecord {
     pub disposition: String,
     pub finding: Value,
 }
+
+/// One finding of a scan as stored: its JSON text unparsed, as the scan recorded it (the
+/// canonical JSON of the evaluator's finding, `FindingText` in the domain), for readers
+/// that copy findings rather than read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingRow {
+    pub ordinal: u64,
+    pub vulnerability_id: String,
+    pub purl: String,
+    pub disposition: String,
+    pub text: String,
+}
+
+impl FindingRow {
+    /// The finding parsed.
+    pub fn parse(self) -> Result<FindingRecord> {
+        Ok(FindingRecord {
+            finding: parse_json(&self.text, "finding")?,
+            ordinal: self.ordinal,
+            vulnerability_id: self.vulnerability_id,
+            purl: self.purl,
+            disposition: self.disposition,
+        })
+    }
+}
+
 fn opt_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
     text.map(|t| parse_json(&t, what)).transpose()
 }
@@ -380,6 +406,24 @@ impl Scans<'_> {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<FindingRecord>> {
+        let rows = self.finding_rows(id, cursor, limit).await?;
+        Ok(Page {
+            items: rows
+                .items
+                .into_iter()
+                .map(FindingRow::parse)
+                .collect::<Result<_>>()?,
+            next_cursor: rows.next_cursor,
+        })
+    }
+
+    /// [`Self::findings`] with each finding's text as stored, unparsed.
+    pub async fn finding_rows(
+        &self,
+        id: &JobId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<FindingRow>> {
         let after = numeric_cursor(cursor, -1, "finding")?;
         let limit = check_limit(limit)?;
         let rows = sqlx::query(
@@ -396,14 +440,13 @@ impl Scans<'_> {
         let get = self.err("scan finding");
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            let text: String = row.try_get("finding").map_err(&get)?;
-            items.push(FindingRecord {
+            items.push(FindingRow {
                 ordinal: u64::try_from(row.try_get::<i64, _>("ordinal").map_err(&get)?)
                     .unwrap_or(0),
                 vulnerability_id: row.try_get("vulnerability_id").map_err(&get)?,
                 purl: row.try_get("purl").map_err(&get)?,
                 disposition: row.try_get("disposition").map_err(&get)?,
-                finding: parse_json(&text, "finding")?,
+                text: row.try_get("finding").map_err(&get)?,
             });
         }
         Ok(page(items, limit, |f| f.ordinal.to_string()))

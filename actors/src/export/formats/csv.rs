@@ -1,7 +1,7 @@
 //! `csv`: one row per finding of every planned scan, in one `findings.csv` (RFC 4180,
 //! UTF-8, formula injection neutralised; see [`CsvWriter`]).
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use stella_domain::export::csv::CsvWriter;
 use stella_supervisor::StepError;
@@ -9,8 +9,8 @@ use stella_supervisor::StepError;
 use crate::export::write::{io_error, Pass, WriteRun};
 
 pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
-    let (spool, file) = run.spool()?;
-    let mut writer = CsvWriter::new(BufWriter::new(file)).map_err(io_error)?;
+    let spool = run.spool()?;
+    let mut writer = CsvWriter::new(spool).map_err(io_error)?;
     let plan = run.plan;
     for scan in &plan.scans {
         run.each_finding(scan, Pass::Counted, |finding, _| {
@@ -20,7 +20,6 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
     }
     let mut out = writer.finish().map_err(io_error)?;
     out.flush().map_err(io_error)?;
-    drop(out);
-    run.store(&spool, "findings.csv").await?;
+    run.store(out, "findings.csv").await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! advisory records the scan was matched against and their analysis from the VEX
 //! statements they cite. Two passes: what the findings cite is loaded between them.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use stella_domain::export::cyclonedx::{serial_number, CdxDocument, CycloneDxWriter};
 use stella_domain::export::{fixed_versions_of, timestamp};
@@ -43,9 +43,8 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
             target: &scan.target,
             properties: &properties,
         };
-        let (spool, file) = run.spool()?;
-        let mut writer =
-            CycloneDxWriter::start(BufWriter::new(file), &doc, &sbom).map_err(io_error)?;
+        let spool = run.spool()?;
+        let mut writer = CycloneDxWriter::start(spool, &doc, &sbom).map_err(io_error)?;
         drop(sbom);
         run.each_stored(scan, Pass::Again, |finding, stored| {
             let cited = cited.cited(finding, &stored.finding, facts);
@@ -61,9 +60,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         .await?;
         let mut out = writer.finish().map_err(io_error)?;
         out.flush().map_err(io_error)?;
-        drop(out);
-        run.store(&spool, format!("scan-{}.cdx.json", scan.id))
-            .await?;
+        run.store(out, format!("scan-{}.cdx.json", scan.id)).await?;
     }
     Ok(())
 }

@@ -25,7 +25,7 @@
 //! `include_sboms` / `include_evidence` are for kinds where they are extra).
 
 use std::collections::BTreeSet;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use chrono::SecondsFormat;
 use serde_json::{json, Value};
@@ -34,37 +34,49 @@ use stella_domain::policy::{Policy, DEFAULT_POLICY};
 use stella_store::repo::ScanRecord;
 use stella_supervisor::StepError;
 
-use crate::export::cited::gather;
+use crate::export::cited::{Citations, CitedRecords, ScanFacts};
 use crate::export::plan::PlannedScan;
 use crate::export::write::{io_error, Pass, WriteRun};
 
 pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
     let plan = run.plan;
-    // The first pass (counted): each scan's row and inputs, what its kept findings cite,
-    // and those records loaded.
-    let (scans, cited) = gather(run).await?;
-    let mut advisories = BTreeSet::new();
-    let mut policies = BTreeSet::new();
-    for (scan, (facts, citations)) in plan.scans.iter().zip(&scans) {
+    // One pass over each scan's findings (counted): what they cite, and the findings
+    // file written as they pass.
+    let mut scans = Vec::with_capacity(plan.scans.len());
+    let mut all = Citations::default();
+    let mut digests = BTreeSet::new();
+    for scan in &plan.scans {
+        let facts = ScanFacts::load(run.ctx, scan).await?;
         let attestation = &scan.attestation_sha256;
         let attestation_file = format!("attestations/{attestation}.dsse.json");
-        if run.has(&attestation_file) {
-            // Two scans sealed into one attestation (same SBOM, time and inputs) are the
-            // same evidence.
+        // Two scans sealed into one attestation (same SBOM, time and inputs) are the same
+        // evidence: the second is counted, not written again.
+        let fresh = !run.has(&attestation_file);
+        if fresh {
+            let sbom = format!("sboms/{}.json", scan.sbom_sha256);
+            if !run.has(&sbom) {
+                run.store_existing_object(sbom, &scan.sbom_sha256).await?;
+            }
+            run.store_existing_object(attestation_file, attestation)
+                .await?;
+            run.store_bytes(
+                verdict(scan, &facts.record)?,
+                format!("verdicts/{attestation}.json"),
+            )
+            .await?;
+        }
+        let citations = findings(run, scan, fresh).await?;
+        all.extend(&citations);
+        digests.extend(facts.advisories.iter().cloned());
+        scans.push((facts, citations, fresh));
+    }
+    let cited = CitedRecords::load(run.deps, run.ctx, &all, &digests).await?;
+    let mut advisories = BTreeSet::new();
+    let mut policies = BTreeSet::new();
+    for (facts, citations, fresh) in &scans {
+        if !fresh {
             continue;
         }
-        let sbom = format!("sboms/{}.json", scan.sbom_sha256);
-        if !run.has(&sbom) {
-            run.store_existing_object(sbom, &scan.sbom_sha256).await?;
-        }
-        run.store_existing_object(attestation_file, attestation)
-            .await?;
-        run.store_bytes(
-            verdict(scan, &facts.record)?,
-            format!("verdicts/{attestation}.json"),
-        )
-        .await?;
-        findings(run, scan).await?;
         advisories.extend(
             citations
                 .ids
@@ -107,28 +119,39 @@ fn verdict(scan: &PlannedScan, record: &ScanRecord) -> Result<Vec<u8>, StepError
     })))
 }
 
-/// The scan's kept findings as one canonical JSON array, a finding at a time (the
-/// second pass: the first counted them).
-async fn findings(run: &mut WriteRun<'_, '_>, scan: &PlannedScan) -> Result<(), StepError> {
-    let (spool, file) = run.spool()?;
-    let mut out = BufWriter::new(file);
+/// The scan's kept findings as one canonical JSON array, a finding at a time as stored
+/// (the text the scan recorded is the finding's canonical JSON, so it is copied, not
+/// parsed and written again), and what they cite; `write` false: only what they cite
+/// (the scan's findings are in the bundle already).
+async fn findings(
+    run: &mut WriteRun<'_, '_>,
+    scan: &PlannedScan,
+    write: bool,
+) -> Result<Citations, StepError> {
+    let mut out = if write { Some(run.spool()?) } else { None };
+    let mut citations = Citations::default();
     let mut first = true;
-    out.write_all(b"[").map_err(io_error)?;
-    run.each_stored(scan, Pass::Again, |_, record| {
-        if !first {
-            out.write_all(b",").map_err(io_error)?;
+    if let Some(out) = &mut out {
+        out.write_all(b"[").map_err(io_error)?;
+    }
+    run.each_row(scan, Pass::Counted, |row| {
+        citations.add_row(row)?;
+        if let Some(out) = &mut out {
+            if !first {
+                out.write_all(b",").map_err(io_error)?;
+            }
+            first = false;
+            out.write_all(row.text.as_bytes()).map_err(io_error)?;
         }
-        first = false;
-        out.write_all(&canonical_bytes(&record.finding))
-            .map_err(io_error)
+        Ok(())
     })
     .await?;
-    out.write_all(b"]").map_err(io_error)?;
-    out.flush().map_err(io_error)?;
-    drop(out);
-    run.store(&spool, format!("findings/{}.json", scan.attestation_sha256))
-        .await?;
-    Ok(())
+    if let Some(mut out) = out {
+        out.write_all(b"]").map_err(io_error)?;
+        run.store(out, format!("findings/{}.json", scan.attestation_sha256))
+            .await?;
+    }
+    Ok(citations)
 }
 
 /// The policy document with digest `digest`, as `policy/<hex>.toml`: the tenant's first

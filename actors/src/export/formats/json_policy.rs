@@ -4,7 +4,7 @@
 //! first policy version with that digest, or the built-in default.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use serde_json::Value;
 use stella_domain::export::json_policy::{PolicyExport, PolicyScan, PolicySnapshot, PolicyWriter};
@@ -77,15 +77,14 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         })
         .collect();
 
-    let (spool, file) = run.spool()?;
+    let spool = run.spool()?;
     let about = PolicyExport {
         tool_version: env!("CARGO_PKG_VERSION"),
         profile: &plan.profile,
         revision: plan.revision,
         as_of: plan.as_of,
     };
-    let mut writer =
-        PolicyWriter::start(BufWriter::new(file), &about, &snapshots).map_err(io_error)?;
+    let mut writer = PolicyWriter::start(spool, &about, &snapshots).map_err(io_error)?;
     let null = Value::Null;
     for (scan, facts) in plan.scans.iter().zip(&scans) {
         let record = &facts.record;
@@ -114,7 +113,6 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
     }
     let mut out = writer.finish().map_err(io_error)?;
     out.flush().map_err(io_error)?;
-    drop(out);
-    run.store(&spool, "policy.json").await?;
+    run.store(out, "policy.json").await?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! statements their claims cite, as stored.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use serde_json::Value;
 use stella_domain::export::json_raw::{
@@ -50,14 +50,14 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         run.count("sboms", sboms.len() as u64);
     }
 
-    let (spool, file) = run.spool()?;
+    let spool = run.spool()?;
     let about = RawExport {
         tool_version: env!("CARGO_PKG_VERSION"),
         profile: &plan.profile,
         revision: plan.revision,
         as_of: plan.as_of,
     };
-    let mut writer = RawWriter::start(BufWriter::new(file), &about).map_err(io_error)?;
+    let mut writer = RawWriter::start(spool, &about).map_err(io_error)?;
     let mut listed: BTreeSet<&str> = BTreeSet::new();
     for (scan, (facts, citations)) in plan.scans.iter().zip(&scans) {
         let sbom = &sboms[scan.sbom_sha256.as_str()];
@@ -154,7 +154,6 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
     run.count("vex_statements", statements_total);
     let mut out = writer.finish().map_err(raw_error)?;
     out.flush().map_err(io_error)?;
-    drop(out);
-    run.store(&spool, "raw.json").await?;
+    run.store(out, "raw.json").await?;
     Ok(())
 }

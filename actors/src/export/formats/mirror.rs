@@ -11,7 +11,7 @@
 //! (run it again). Otherwise equal plans give equal bytes, retried or not.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use stella_domain::canonical::sha256_hex;
 use stella_domain::export::mirror::{advisory_line, vex_line, MirrorSection, ADVISORIES, VEX};
@@ -47,8 +47,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         run.count(name, 0);
     }
 
-    let (advisories, file) = run.spool()?;
-    let mut out = BufWriter::new(file);
+    let mut out = run.spool()?;
     let mut spools = BTreeMap::new();
     let since = section.from.map(|g| g.advisories);
     let mut after = None;
@@ -82,11 +81,10 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         }
     }
     out.flush().map_err(io_error)?;
-    drop(out);
     drop(spools);
+    let advisories = out;
 
-    let (vex, file) = run.spool()?;
-    let mut out = BufWriter::new(file);
+    let mut out = run.spool()?;
     let since = section.from.map(|g| g.vex);
     let mut after = None;
     loop {
@@ -128,11 +126,11 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         }
     }
     out.flush().map_err(io_error)?;
-    drop(out);
+    let vex = out;
 
     unmoved(&source, section).await?;
-    run.store(&advisories, ADVISORIES).await?;
-    run.store(&vex, VEX).await?;
+    run.store(advisories, ADVISORIES).await?;
+    run.store(vex, VEX).await?;
     Ok(())
 }
 

@@ -193,7 +193,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>, kind: Kind) -> Result<(), 
         exceptions,
     };
 
-    let (spool, file) = run.spool()?;
+    let (spool, file) = run.spool_file()?;
     let (findings, rendered) = render(kind, data, file);
     if template == Template::Detailed {
         let mut stopped = false;
@@ -225,7 +225,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>, kind: Kind) -> Result<(), 
         Kind::Pdf => "report.pdf",
         Kind::Xlsx => "report.xlsx",
     };
-    run.store(&spool, name).await?;
+    run.store_file(&spool, name).await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! scanning (which takes one analysis per target). Two passes over a scan's findings:
 //! the rules come before the results.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use stella_domain::export::sarif::{SarifPlan, SarifRun, SarifWriter};
 use stella_supervisor::StepError;
@@ -21,7 +21,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
             Ok(())
         })
         .await?;
-        let (spool, file) = run.spool()?;
+        let spool = run.spool()?;
         let mut about = SarifRun::new(
             env!("CARGO_PKG_VERSION"),
             &scan.target,
@@ -29,8 +29,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
             "sbom.json",
         );
         about.artifact_sha256 = Some(&scan.sbom_sha256);
-        let mut writer =
-            SarifWriter::start(BufWriter::new(file), &about, rules).map_err(io_error)?;
+        let mut writer = SarifWriter::start(spool, &about, rules).map_err(io_error)?;
         run.each_finding(scan, Pass::Again, |finding, _| {
             writer
                 .write(finding)
@@ -42,8 +41,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
             .finish()
             .map_err(|err| StepError::abort(format!("SARIF: {err}")))?;
         out.flush().map_err(io_error)?;
-        drop(out);
-        run.store(&spool, format!("scan-{}.sarif", scan.id)).await?;
+        run.store(out, format!("scan-{}.sarif", scan.id)).await?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! and annotations on their packages. Two passes: what the findings cite is loaded
 //! between them.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 
 use stella_domain::export::spdx::{SpdxDocument, SpdxWriter};
 use stella_domain::export::{fixed_versions_of, timestamp};
@@ -41,8 +41,8 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
             evaluated_at: scan.evaluated_at,
             comment: &comment,
         };
-        let (spool, file) = run.spool()?;
-        let mut writer = SpdxWriter::start(BufWriter::new(file), &doc, &sbom).map_err(io_error)?;
+        let spool = run.spool()?;
+        let mut writer = SpdxWriter::start(spool, &doc, &sbom).map_err(io_error)?;
         drop(sbom);
         run.each_stored(scan, Pass::Again, |finding, stored| {
             let cited = cited.cited(finding, &stored.finding, facts);
@@ -58,8 +58,7 @@ pub(super) async fn write(run: &mut WriteRun<'_, '_>) -> Result<(), StepError> {
         .await?;
         let mut out = writer.finish().map_err(io_error)?;
         out.flush().map_err(io_error)?;
-        drop(out);
-        run.store(&spool, format!("scan-{}.spdx.json", scan.id))
+        run.store(out, format!("scan-{}.spdx.json", scan.id))
             .await?;
     }
     Ok(())
