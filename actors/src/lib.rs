@@ -19,6 +19,8 @@
 //! - [`mirror`]: importing a mirror bundle on another instance (not a kind: a use case
 //!   an administrator runs against the store);
 //! - [`notify`]: the `notify` kind (dispatch, deliveries, digests) and its wire;
+//! - [`rollout`]: the `rollout` kind (a tenant's shadow evaluation in a pack rollout) and
+//!   shadow diffs;
 //! - [`outbound`]: the guard every URL fetched on someone's behalf goes through.
 
 pub mod advisory_sync;
@@ -28,6 +30,7 @@ pub mod mirror;
 pub mod notify;
 pub mod outbound;
 pub mod roles;
+pub mod rollout;
 pub mod scan;
 
 pub use roles::{Role, ROLES};
@@ -47,8 +50,8 @@ pub struct KindDeps {
     pub notify: notify::NotifyDeps,
 }
 
-/// Every job kind a Stella process runs: `noop`, `advisory-sync`, `scan`, `export` and
-/// `notify`.
+/// Every job kind a Stella process runs: `noop`, `advisory-sync`, `scan`, `export`,
+/// `notify` and `rollout`.
 pub fn kinds(deps: &KindDeps) -> Registry {
     let mut registry = diagnostics();
     registry
@@ -63,7 +66,8 @@ pub fn kinds(deps: &KindDeps) -> Registry {
             metrics: deps.export_metrics.clone(),
             destinations: deps.export_destinations.clone(),
         }))
-        .register(notify::Notify::new(deps.notify.clone()));
+        .register(notify::Notify::new(deps.notify.clone()))
+        .register(rollout::Rollout::new(deps.scan.clone()));
     registry
 }
 

@@ -19,6 +19,10 @@
 //!    per (event, rule, channel), and gives digest groups their jobs (see
 //!    `stella_actors::notify::dispatch`).
 //!
+//! 7. drives pack rollouts: submits each shadowed wave's `rollout` jobs, judges its gate,
+//!    activates it, starts the next wave after the bake time, rolls back an aborted one
+//!    (see `rollouts`).
+//!
 //! Steps 3 and 5 also append events for the notifier: `advisory.impact` per tenant an
 //! advisory delta touches, and `finding.new`, `finding.resolved` and `verdict.changed`
 //! from a target's diff.
@@ -103,6 +107,8 @@ pub struct TickReport {
     pub notified: usize,
     /// Exceptions marked expired.
     pub expired_exceptions: usize,
+    /// Rollouts moved (or whose wave's shadow jobs were submitted).
+    pub rollouts: usize,
 }
 
 /// One scheduler process.
@@ -113,6 +119,7 @@ pub struct Scheduler {
     holder: String,
     config: SchedulerConfig,
     metrics: Option<SchedulerMetrics>,
+    submitted: crate::rollouts::Submitted,
 }
 
 impl Scheduler {
@@ -129,6 +136,7 @@ impl Scheduler {
             holder: holder.into(),
             config,
             metrics: None,
+            submitted: crate::rollouts::Submitted::default(),
         }
     }
 
@@ -206,6 +214,15 @@ impl Scheduler {
             report.tracked = tracked;
             report.completed = completed;
             report.notified = self.notify(lease.token, now).await?;
+            report.rollouts = crate::rollouts::drive(
+                &self.store,
+                &self.registry,
+                &self.submitted,
+                self.config.job_max_attempts,
+                lease.token,
+                now,
+            )
+            .await?;
             Ok::<_, StoreError>(())
         }
         .await;

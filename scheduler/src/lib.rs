@@ -8,6 +8,7 @@
 //! - [`diff`]: new, resolved and changed findings between two scans;
 //! - [`Scheduler`] (`engine`): the leader's pass — lease, fire, follow events, plan,
 //!   track;
+//! - `rollouts`: the leader's moves of pack rollouts (shadow jobs, gates, waves, rollback);
 //! - [`manage`]: what the API and the CLI do to schedules, runs and targets;
 //! - [`clock`]: the clock the loop reads; everything else takes `now` as an argument.
 
@@ -17,6 +18,7 @@ pub mod diff;
 mod engine;
 pub mod manage;
 mod metrics;
+mod rollouts;
 pub mod spec;
 
 pub use clock::{AcceleratedClock, Clock, SystemClock};

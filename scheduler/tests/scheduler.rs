@@ -891,6 +891,430 @@ async fn an_exception_applies_until_it_expires_and_the_verdict_flips_back_once(s
     runtime.shutdown(StdDuration::from_secs(10)).await;
 }
 
+/// The latest scan of each of `tenant`'s targets, by target name, with its findings' texts
+/// as stored.
+async fn latest_findings(w: &World, tenant: &TenantId) -> BTreeMap<String, (String, Vec<String>)> {
+    let targets = w
+        .store
+        .tenant(tenant)
+        .targets()
+        .list(None, 500)
+        .await
+        .unwrap()
+        .items;
+    let mut out = BTreeMap::new();
+    for target in targets {
+        let Some(scan_id) = target.last_scan_id else {
+            continue;
+        };
+        let scans = w.store.tenant(tenant).scans();
+        let scan = scans.get_without_analysis(&scan_id).await.unwrap().unwrap();
+        let rows = scans.finding_rows(&scan_id, None, 500).await.unwrap().items;
+        out.insert(
+            target.name,
+            (
+                scan.disposition.unwrap_or_default(),
+                rows.into_iter().map(|r| r.text).collect(),
+            ),
+        );
+    }
+    out
+}
+
+/// A pack rolled out over six tenants in three waves, with real scans run by the
+/// runtime and the scheduler on a fake clock: the canary's gate holds and it is
+/// activated; the second wave's gate fails (the pack newly blocks a real finding of its
+/// tenants) and pauses the rollout with the third wave untouched; resumed with a gate
+/// that tolerates it, the rest goes through and the new verdicts name the pack's rule;
+/// aborted, every tenant returns to its previous verdict's findings, byte for byte.
+async fn a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back(store: Store) {
+    use stella_domain::rollout::RolloutSpec;
+    use stella_store::mailbox::{ConsumerName, Mailbox};
+    use stella_store::repo::{rollout_state, Actor, NewRollout};
+    use stella_supervisor::{Runtime, RuntimeConfig, RuntimeMetrics};
+    let w = World::new(store).await;
+    let names = ["t1", "t2", "t3", "t4", "t5", "t6"];
+    let mut tenants = Vec::new();
+    for name in names {
+        let tenant = w.tenant(name).await;
+        // Wave two's tenants also use lodash, which the pack bans.
+        if name == "t3" || name == "t4" {
+            w.target(
+                &tenant,
+                "web",
+                &[("left-pad", "1.3.0"), ("lodash", "4.17.0")],
+            )
+            .await;
+        } else {
+            w.target(&tenant, "web", &[("left-pad", "1.3.0")]).await;
+        }
+        tenants.push(tenant);
+    }
+    let t0 = Utc::now() - Duration::hours(3);
+    let advisories = json!([
+        {"id": "T-PAD", "modified": "2024-01-01T00:00:00Z",
+         "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+                       "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]},
+        {"id": "T-LODASH", "modified": "2024-01-01T00:00:00Z",
+         "affected": [{"package": {"ecosystem": "npm", "name": "lodash"},
+                       "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.17.21"}]}]}]}
+    ]);
+    stella_actors::advisory_sync::import_advisories(
+        &w.store,
+        &w.objects,
+        "osv:test",
+        advisories.to_string().as_bytes(),
+        Limits::default(),
+        t0,
+    )
+    .await
+    .unwrap();
+    let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::EmbeddedMailbox::new(
+        w.store.clone(),
+        common::mailbox_config(),
+    ));
+    let runtime = Runtime::start(RuntimeConfig {
+        store: w.store.clone(),
+        mailbox,
+        settings: stella_config::RuntimeSettings {
+            poll_interval_ms: 5,
+            ..Default::default()
+        },
+        roles: stella_actors::Role::ALL
+            .iter()
+            .map(|r| r.mailbox())
+            .collect(),
+        registry: w.registry.clone(),
+        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
+        consumer: ConsumerName::generate(),
+    })
+    .await
+    .unwrap();
+    let s = w.scheduler("p");
+    // Ticks at `now` until no run of any tenant is active and `done` holds.
+    let settle = |now: DateTime<Utc>, what: &'static str| {
+        let (s, w, tenants) = (&s, &w, &tenants);
+        async move {
+            let deadline = std::time::Instant::now() + StdDuration::from_secs(90);
+            // Quiet for two passes in a row: a pass's events become runs in the next.
+            let mut quiet = 0;
+            loop {
+                s.tick(now).await.unwrap();
+                let mut active = 0;
+                for tenant in tenants {
+                    active += w
+                        .runs(tenant)
+                        .await
+                        .iter()
+                        .filter(|r| matches!(r.state.as_str(), "planning" | "queued" | "running"))
+                        .count();
+                }
+                let open = w.store.rollouts().open().await.unwrap();
+                let shadowing = open.as_ref().is_some_and(|r| {
+                    r.state == rollout_state::RUNNING && r.phase == "shadow"
+                        || r.state == rollout_state::ROLLING_BACK
+                });
+                quiet = if active == 0 && !shadowing {
+                    quiet + 1
+                } else {
+                    0
+                };
+                if quiet == 2 {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: still {active} active runs, rollout {open:?}"
+                );
+                tokio::time::sleep(StdDuration::from_millis(20)).await;
+            }
+        }
+    };
+    settle(t0, "the first scans").await;
+    let mut before = BTreeMap::new();
+    for tenant in &tenants {
+        let findings = latest_findings(&w, tenant).await;
+        assert_eq!(findings.len(), 1, "{tenant} has its scan");
+        assert_eq!(findings["web"].0, "warn", "{tenant}: {findings:?}");
+        before.insert(tenant.to_string(), findings);
+    }
+
+    let (pack, _) = w
+        .store
+        .packs()
+        .put(
+            "baseline",
+            "name = 'baseline'\nversion = 1\n[[rules]]\nid = 'no-lodash'\n\
+             when = { packages = ['pkg:npm/lodash'] }\noutcome = 'block'\n\
+             because = 'lodash below 4.17.21 is banned'\n",
+            "sha256:test-baseline-1",
+            "admin",
+            t0,
+        )
+        .await
+        .unwrap();
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "pack": "baseline", "version": pack.version,
+        "waves": [{"tenants": ["t1", "t2"]}, {"tenants": ["t3", "t4"]}, {"tenants": ["t5", "t6"]}],
+        "gate": {"max_newly_blocked_percent": 0.0},
+        "bake_seconds": 60
+    }))
+    .unwrap();
+    spec.check().unwrap();
+    let all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let waves: Vec<Vec<TenantId>> = spec
+        .assign(&all)
+        .unwrap()
+        .into_iter()
+        .map(|w| w.iter().map(|t| TenantId::parse(t).unwrap()).collect())
+        .collect();
+    let admin = Actor {
+        identity: "admin",
+        actor: "admin",
+    };
+    let t1 = t0 + Duration::minutes(1);
+    let rollouts = w.store.rollouts();
+    let rollout = rollouts
+        .create(
+            &NewRollout {
+                pack: "baseline",
+                version: pack.version,
+                spec: &serde_json::to_value(&spec).unwrap(),
+                waves: &waves,
+            },
+            admin,
+            "baseline for everyone",
+            t1,
+        )
+        .await
+        .unwrap();
+    // A second rollout while this one is open is refused.
+    assert!(matches!(
+        rollouts
+            .create(
+                &NewRollout {
+                    pack: "baseline",
+                    version: pack.version,
+                    spec: &serde_json::to_value(&spec).unwrap(),
+                    waves: &waves,
+                },
+                admin,
+                "again",
+                t1,
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The canary: shadowed (nothing changes for t1, t2: they use no lodash), gate holds,
+    // activated, re-evaluated with the pack in the trace and still warning.
+    settle(t1, "the canary").await;
+    let r = rollouts.get(&rollout.id).await.unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.wave, r.phase.as_str()),
+        ("running", 0, "bake"),
+        "{r:?}"
+    );
+    assert_eq!(r.reason["gate"]["result"], "passed", "{r:?}");
+    for tenant in &tenants[..2] {
+        let assigned = w.store.packs().assigned(tenant).await.unwrap().unwrap();
+        assert_eq!((assigned.name.as_str(), assigned.version), ("baseline", 1));
+        let findings = latest_findings(&w, tenant).await;
+        assert_eq!(findings["web"].0, "warn");
+        assert!(
+            findings["web"].1[0].contains("baseline@1"),
+            "the trace names the pack: {}",
+            findings["web"].1[0]
+        );
+    }
+    for tenant in &tenants[2..] {
+        assert!(w.store.packs().assigned(tenant).await.unwrap().is_none());
+    }
+
+    // Baked: wave two is shadowed; the pack would block both of its scans, the gate
+    // (no newly blocked scan) fails and pauses the rollout.
+    let t2 = t1 + Duration::seconds(61);
+    settle(t2, "wave two").await;
+    let r = rollouts.get(&rollout.id).await.unwrap();
+    assert_eq!((r.state.as_str(), r.wave), ("paused", 1), "{r:?}");
+    let gate = &r.reason["gate"];
+    assert_eq!(gate["result"], "failed", "{gate}");
+    assert_eq!(gate["summary"]["newly_blocked_scans"], 2, "{gate}");
+    assert!(
+        gate["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("2 of 2 scans"),
+        "{gate}"
+    );
+    let tenants_state = rollouts.tenants(&rollout.id, None).await.unwrap();
+    let shadow = tenants_state
+        .iter()
+        .find(|t| t.tenant.as_str() == "t3")
+        .and_then(|t| t.shadow.clone())
+        .unwrap();
+    let diff: serde_json::Value = serde_json::from_slice(
+        &w.objects
+            .read_content(&stella_store::object::Sha256Digest::parse(&shadow.diff_sha256).unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let changed = &diff["scans"][0]["findings"][0];
+    assert_eq!(
+        (
+            changed["vulnerability_id"].as_str(),
+            changed["change"].as_str(),
+            changed["old"]["disposition"].as_str(),
+            changed["new"]["disposition"].as_str()
+        ),
+        (
+            Some("T-LODASH"),
+            Some("changed"),
+            Some("warn"),
+            Some("block")
+        ),
+        "{diff}"
+    );
+    for tenant in &tenants[2..] {
+        assert!(
+            w.store.packs().assigned(tenant).await.unwrap().is_none(),
+            "{tenant} is not activated"
+        );
+        assert_eq!(
+            latest_findings(&w, tenant).await,
+            before[tenant.as_str()],
+            "{tenant}'s verdict is untouched"
+        );
+    }
+    assert!(
+        tenants_state
+            .iter()
+            .filter(|t| t.wave == 2)
+            .all(|t| t.shadow.is_none() && t.activated_at.is_none()),
+        "the third wave is untouched: {tenants_state:?}"
+    );
+    let kinds: Vec<String> = w
+        .store
+        .events_for_notify(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.2)
+        .filter(|k| k.starts_with("rollout."))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "rollout.wave.started",
+            "rollout.wave.started",
+            "rollout.gate.failed",
+            "rollout.paused"
+        ]
+    );
+
+    // Resumed with a gate that accepts the new blocks: wave two is shadowed again and
+    // activated; its scans block, the trace naming the pack's rule.
+    let resumed = rollouts
+        .resume(
+            &rollout.id,
+            Some(&json!({"max_newly_blocked_percent": 100.0})),
+            admin,
+            "lodash is being replaced; blocking it is intended",
+            t2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resumed.generation, r.generation + 1);
+    settle(t2, "wave two, resumed").await;
+    let r = rollouts.get(&rollout.id).await.unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.wave, r.phase.as_str()),
+        ("running", 1, "bake"),
+        "{r:?}"
+    );
+    for tenant in &tenants[2..4] {
+        let findings = latest_findings(&w, tenant).await;
+        assert_eq!(findings["web"].0, "block", "{tenant}: {findings:?}");
+        let lodash = findings["web"]
+            .1
+            .iter()
+            .find(|f| f.contains("T-LODASH"))
+            .unwrap();
+        assert!(
+            lodash.contains("rule:no-lodash") && lodash.contains("baseline@1"),
+            "{lodash}"
+        );
+    }
+    // The third wave and completion.
+    let t3 = t2 + Duration::seconds(61);
+    settle(t3, "wave three").await;
+    let t4 = t3 + Duration::seconds(61);
+    settle(t4, "completion").await;
+    let r = rollouts.get(&rollout.id).await.unwrap();
+    assert_eq!(r.state, "completed", "{r:?}");
+    for tenant in &tenants {
+        assert!(w.store.packs().assigned(tenant).await.unwrap().is_some());
+    }
+
+    // Aborted: every tenant returns to no pack, and to its previous verdict's findings.
+    rollouts
+        .abort(&rollout.id, admin, "the baseline moves to next quarter", t4)
+        .await
+        .unwrap();
+    settle(t4, "the rollback").await;
+    let r = rollouts.get(&rollout.id).await.unwrap();
+    assert_eq!(r.state, "rolled_back", "{r:?}");
+    for tenant in &tenants {
+        assert!(w.store.packs().assigned(tenant).await.unwrap().is_none());
+        assert_eq!(
+            latest_findings(&w, tenant).await,
+            before[tenant.as_str()],
+            "{tenant}'s findings are back, byte for byte"
+        );
+    }
+    let actions: Vec<String> = rollouts
+        .transitions(&rollout.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "created",
+            "wave.started",
+            "gate.passed",
+            "activated",
+            "wave.started",
+            "gate.failed",
+            "paused",
+            "resumed",
+            "wave.started",
+            "gate.passed",
+            "activated",
+            "wave.started",
+            "gate.passed",
+            "activated",
+            "completed",
+            "aborted",
+            "rolled_back"
+        ]
+    );
+    // Each tenant was activated once and rolled back once: one event of each.
+    let updates = w
+        .store
+        .events_for_notify(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.2 == "policy.updated")
+        .count();
+    assert_eq!(updates, 12);
+    runtime.shutdown(StdDuration::from_secs(10)).await;
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -944,6 +1368,27 @@ mod an_exception_applies_until_it_expires_and_the_verdict_flips_back_once {
             db.store.clone(),
         )
         .await;
+        db.finish().await;
+    }
+}
+
+/// Over both stores, on actix's runtime (the scans' and shadow jobs' actors need it).
+mod a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back {
+    #[actix_rt::test]
+    async fn sqlite() {
+        let db = super::common::sqlite().await;
+        super::a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back(db.store.clone())
+            .await;
+        db.finish().await;
+    }
+
+    #[actix_rt::test]
+    async fn postgres() {
+        let Some(db) = super::common::postgres().await else {
+            return;
+        };
+        super::a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back(db.store.clone())
+            .await;
         db.finish().await;
     }
 }

@@ -105,6 +105,7 @@ pub fn run(
         index: &index,
         vex: &[],
         policy: &policy,
+        pack: None,
         at: Utc::now(),
     };
     let mut times = Vec::with_capacity(runs);

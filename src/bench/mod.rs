@@ -12,6 +12,8 @@
 //!   zstd over the same bytes;
 //! - `notify`: `bench notify`, webhook deliveries against a raw POST loop through the same
 //!   client, and a throttled burst over many tenants counted at the receiver;
+//! - `shadow`: `bench shadow`, a pack's shadow evaluation over many tenants' latest scans
+//!   against the same evaluations with the domain crate alone, and a large wave's gate;
 //! - `server`: the whole Stella the end-to-end benchmarks drive over HTTP;
 //! - this file: the command line of each and how its report reads.
 
@@ -26,6 +28,7 @@ pub mod notify;
 pub mod scan;
 pub mod schedule;
 mod server;
+pub mod shadow;
 
 use std::path::{Path, PathBuf};
 
@@ -119,6 +122,30 @@ pub(crate) enum BenchCommand {
         /// Share of the targets the advisory touches, in percent.
         #[arg(long, default_value_t = 1.0, value_parser = percent)]
         impacted_percent: f64,
+    },
+    /// A policy pack's shadow evaluation as a rollout's wave runs it, over tenants ×
+    /// targets latest scans of real SBOMs, against the same evaluations in-process with
+    /// the domain crate alone (rounds interleaved); then a wave of `--gate-tenants`
+    /// tenants and its gate's judgment timed alone.
+    Shadow {
+        /// The SBOMs (CycloneDX or SPDX JSON) the targets' scans are of; repeat.
+        #[arg(long = "sbom", required = true)]
+        sboms: Vec<PathBuf>,
+        /// OSV collections to import first; repeat for several.
+        #[arg(long = "advisories")]
+        advisories: Vec<PathBuf>,
+        /// Tenants, each with `--targets` targets.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=MAX_TENANTS))]
+        tenants: u32,
+        /// Targets per tenant, their scans cycling through the SBOMs.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+        targets: u32,
+        /// Rounds; each is one rollout and one in-process pass.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: u32,
+        /// Tenants of the gate timing's wave; 0 skips it.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=MAX_TENANTS))]
+        gate_tenants: u32,
     },
     /// Single-step durable noop jobs on the configured store, against its raw commit
     /// rate, and against the same jobs writing their effect in a statement of its own.
@@ -370,6 +397,65 @@ impl BenchCommand {
                             b.digests,
                             b.duplicates,
                             b.requests
+                        ));
+                    }
+                    lines.join("\n")
+                })
+            }
+            Self::Shadow {
+                sboms,
+                advisories,
+                tenants,
+                targets,
+                rounds,
+                gate_tenants,
+            } => {
+                let r = block_on(shadow::run(
+                    loaded.settings.clone(),
+                    &sboms,
+                    &advisories,
+                    tenants,
+                    targets,
+                    rounds,
+                    gate_tenants,
+                ))?;
+                print(&r, format, || {
+                    let mut lines = vec![format!(
+                        "{} latest scans ({} tenants × {} targets of {} SBOMs, {} findings) \
+                         on {}; setup {:.1} s",
+                        r.scans,
+                        r.tenants,
+                        r.targets_per_tenant,
+                        r.sboms.len(),
+                        r.findings,
+                        r.store,
+                        r.setup_seconds
+                    )];
+                    for x in &r.rounds {
+                        lines.push(format!(
+                            "round {}: Stella {:.2} s ({:.0} scans/s), the domain alone {:.2} s \
+                             ({:.0} scans/s), ratio {:.3}; {} newly blocked",
+                            x.round,
+                            x.stella_seconds,
+                            x.stella_scans_per_sec,
+                            x.baseline_seconds,
+                            x.baseline_scans_per_sec,
+                            x.ratio,
+                            x.summary.newly_blocked_scans
+                        ));
+                    }
+                    lines.push(format!("median ratio {:.3}", r.median_ratio));
+                    if let Some(g) = &r.gate {
+                        let judge: Vec<String> = g
+                            .judge_seconds
+                            .iter()
+                            .map(|s| format!("{:.3}", s))
+                            .collect();
+                        lines.push(format!(
+                            "gate over {} tenants: shadowed in {:.2} s; judgment {} s",
+                            g.tenants,
+                            g.shadow_seconds,
+                            judge.join(", ")
                         ));
                     }
                     lines.join("\n")

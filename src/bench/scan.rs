@@ -71,6 +71,7 @@ fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> anyhow::
             index: &index,
             vex: &[],
             policy: &policy,
+            pack: None,
             at: Utc::now(),
         };
         let verdict = scan::evaluate(&inputs, &is_affected, &vex::generic_compare);

@@ -229,6 +229,16 @@ impl Store {
         crate::repo::VexDocuments { store: self }
     }
 
+    /// Policy packs (global, administrator-owned) and the pack each tenant has.
+    pub fn packs(&self) -> crate::repo::Packs<'_> {
+        crate::repo::Packs { store: self }
+    }
+
+    /// Rollouts of policy packs: administrator operations over many tenants, by design.
+    pub fn rollouts(&self) -> crate::repo::Rollouts<'_> {
+        crate::repo::Rollouts { store: self }
+    }
+
     /// Mirror bundles imported into this instance, and those quarantined.
     pub fn mirror_imports(&self) -> crate::repo::MirrorImports<'_> {
         crate::repo::MirrorImports { store: self }

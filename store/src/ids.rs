@@ -118,6 +118,7 @@ uuid_id!(ChannelId, "chn");
 uuid_id!(RuleId, "rul");
 uuid_id!(DeliveryId, "dlv");
 uuid_id!(ExceptionId, "exc");
+uuid_id!(RolloutId, "rol");
 
 /// Converts a time to the stored representation: Unix epoch milliseconds, UTC.
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {

@@ -39,7 +39,7 @@ mod valkey;
 pub use db::{Store, TenantScope};
 pub use error::{Backend, Result, StoreError};
 pub use ids::{
-    ChannelId, DeliveryId, ExceptionId, JobId, RuleId, RunId, ScheduleId, TargetId, TenantId,
-    TokenId,
+    ChannelId, DeliveryId, ExceptionId, JobId, RolloutId, RuleId, RunId, ScheduleId, TargetId,
+    TenantId, TokenId,
 };
 pub use valkey::Valkey;

@@ -103,6 +103,7 @@ conformance!(
     notify_receipts_and_deliveries_commit_with_the_step,
     mirror_reads_follow_byte_order_and_generations,
     mirror_imports_move_forward_only_in_one_transaction,
+    rollouts_move_by_compare_and_set_fenced_and_each_tenant_once,
 );
 
 async fn policy_versions_move_through_their_lifecycle_with_separated_duties(db: &TestDb) {
@@ -1999,4 +2000,193 @@ async fn mirror_imports_move_forward_only_in_one_transaction(db: &TestDb) {
     store.mirror_imports().quarantine(&entry).await.unwrap();
     store.mirror_imports().quarantine(&entry).await.unwrap();
     assert_eq!(store.mirror_imports().quarantined().await.unwrap(), [entry]);
+}
+
+/// Packs are versioned by digest; a rollout is one at a time; administrators' moves are
+/// refused from the wrong state with a conflict naming it; the leader's moves are
+/// fenced by its lease (a stale token writes nothing) and activate or roll back each
+/// tenant once, restoring the pack it had before.
+async fn rollouts_move_by_compare_and_set_fenced_and_each_tenant_once(db: &TestDb) {
+    use stella_store::repo::{Actor, LeaderMove, NewRollout, SCHEDULER_LEASE};
+    let store = &db.store;
+    with_tenants(store, &["a", "b", "c"]).await;
+    let packs = store.packs();
+    let (v1, created) = packs
+        .put("base", "doc 1", "d1", "admin", t0())
+        .await
+        .unwrap();
+    assert!(created);
+    let (same, created) = packs
+        .put("base", "doc 1", "d1", "admin", t0())
+        .await
+        .unwrap();
+    assert_eq!((same.version, created), (1, false));
+    let (v2, _) = packs
+        .put("base", "doc 2", "d2", "admin", t0())
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert!(matches!(
+        packs.put("Base", "x", "d", "admin", t0()).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let admin = Actor {
+        identity: "root",
+        actor: "root",
+    };
+    let spec = json!({"pack": "base", "version": 2, "waves": [{"tenants": ["a", "b"]}, {"tenants": ["c"]}]});
+    let waves = vec![vec![tenant("a"), tenant("b")], vec![tenant("c")]];
+    let new = |version| NewRollout {
+        pack: "base",
+        version,
+        spec: &spec,
+        waves: &waves,
+    };
+    assert!(matches!(
+        store.rollouts().create(&new(9), admin, "why", t0()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.rollouts().create(&new(2), admin, "  ", t0()).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let rollouts = store.rollouts();
+    let r = rollouts.create(&new(2), admin, "why", t0()).await.unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.wave, r.phase.as_str(), r.generation),
+        ("running", 0, "shadow", 1)
+    );
+    assert!(matches!(
+        rollouts.create(&new(2), admin, "again", t0()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        rollouts.resume(&r.id, None, admin, "not paused", t0()).await,
+        Err(StoreError::Conflict(m)) if m.contains("running")
+    ));
+    assert_eq!(rollouts.due(t0()).await.unwrap().len(), 1);
+
+    // The leader activates wave 0; a stale token writes nothing.
+    let lease = store
+        .scheduling()
+        .acquire_lease(
+            SCHEDULER_LEASE,
+            "p",
+            std::time::Duration::from_secs(15),
+            t0(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let activate = LeaderMove::Activate {
+        tenants: vec![tenant("a"), tenant("b")],
+        gate: json!({"result": "passed"}),
+        bake_until: t0() + Duration::seconds(60),
+    };
+    assert!(matches!(
+        rollouts.lead(lease.token + 1, &r, &activate, t0()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(packs.assigned(&tenant("a")).await.unwrap().is_none());
+    rollouts
+        .lead(lease.token, &r, &activate, t0())
+        .await
+        .unwrap();
+    // The same move again (a second leader that read the same row) conflicts.
+    assert!(matches!(
+        rollouts.lead(lease.token, &r, &activate, t0()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let r = rollouts.get(&r.id).await.unwrap();
+    assert_eq!(
+        (r.phase.as_str(), r.next_at),
+        ("bake", t0() + Duration::seconds(60))
+    );
+    assert_eq!(
+        packs.assigned(&tenant("a")).await.unwrap().unwrap().version,
+        2
+    );
+    assert!(rollouts.due(t0()).await.unwrap().is_empty(), "baking");
+
+    // Paused while baking, resumed: it bakes to the same end.
+    let paused = rollouts
+        .pause(&r.id, admin, "look first", t0())
+        .await
+        .unwrap();
+    assert_eq!(paused.state, "paused");
+    assert!(matches!(
+        rollouts.pause(&r.id, admin, "again", t0()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let resumed = rollouts
+        .resume(&r.id, None, admin, "fine", t0())
+        .await
+        .unwrap();
+    assert_eq!(resumed.next_at, t0() + Duration::seconds(60));
+    let later = t0() + Duration::seconds(61);
+    let r = rollouts.due(later).await.unwrap().remove(0);
+    rollouts
+        .lead(
+            lease.token,
+            &r,
+            &LeaderMove::NextWave {
+                wave_name: "wave-2".into(),
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    let r = rollouts.get(&r.id).await.unwrap();
+    assert_eq!((r.wave, r.phase.as_str(), r.generation), (1, "shadow", 2));
+
+    // Abort mid-rollout: a and b get no pack again (they had none), c was never touched.
+    rollouts.abort(&r.id, admin, "stop", later).await.unwrap();
+    let r = rollouts.due(later).await.unwrap().remove(0);
+    assert_eq!(r.state, "rolling_back");
+    rollouts
+        .lead(
+            lease.token,
+            &r,
+            &LeaderMove::RollBack {
+                tenants: vec![tenant("a"), tenant("b"), tenant("c")],
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    let r = rollouts.get(&r.id).await.unwrap();
+    assert_eq!(r.state, "rolled_back");
+    for t in ["a", "b", "c"] {
+        assert!(packs.assigned(&tenant(t)).await.unwrap().is_none(), "{t}");
+    }
+    let rows = rollouts.tenants(&r.id, None).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|t| (
+                t.tenant.as_str(),
+                t.activated_at.is_some(),
+                t.rolled_back_at.is_some()
+            ))
+            .collect::<Vec<_>>(),
+        [("a", true, true), ("b", true, true), ("c", false, false)]
+    );
+    // A new rollout may start now, and records what each tenant has.
+    let next = rollouts
+        .create(&new(1), admin, "older", later)
+        .await
+        .unwrap();
+    assert!(matches!(
+        rollouts.abort(&r.id, admin, "twice", later).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut raw = db.raw().await;
+    let updates: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM events WHERE kind = 'policy.updated'")
+            .fetch_one(&mut raw)
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+    assert_eq!(updates, 4, "two activations and two rollbacks");
+    assert_eq!(rollouts.tenants(&next.id, None).await.unwrap().len(), 3);
 }

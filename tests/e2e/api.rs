@@ -338,6 +338,11 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         path.replace("{id}", &fixture.exception)
     } else if path.starts_with("/api/v1/policy/versions/") {
         path.replace("{version}", "1")
+    } else if path.starts_with("/api/v1/policy-packs/") {
+        path.replace("{name}", "baseline")
+    } else if path.starts_with("/api/v1/rollouts/") {
+        // No rollout includes tenant b, and the diff route names tenant a.
+        path.replace("{id}", "rol_none").replace("{tenant}", "a")
     } else if path.starts_with("/api/v1/dead-letters/") {
         path.replace("{role}", &fixture.dead.0)
             .replace("{id}", &fixture.dead.1)

@@ -2043,3 +2043,161 @@ fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Policy packs and rollouts from the command line, on the embedded default: an
+/// administrator writes a pack, a tenant sees in `policy diff` what it would block, a
+/// rollout goes through (its table shows the wave, its gate and progress), the tenant's
+/// `policy get` names the pack; a bad `--wave` and a missing `--reason` are clear errors.
+#[test]
+fn cli_rolls_a_pack_out_and_shows_its_waves_and_the_shadow_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = stella(dir.path())
+        .arg("serve")
+        .env("STELLA_SCHEDULER_POLL_INTERVAL_MS", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&mut server);
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let output = stella(dir.path())
+            .env("STELLA_SERVER", format!("http://{addr}"))
+            .env("STELLA_TOKEN", &admin)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = cli(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        (out, err)
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let args = [&["--output", "json"], args].concat();
+        serde_json::from_str(&ok(&args).0).unwrap()
+    };
+    ok(&["tenants", "create", "acme", "--name", "Acme"]);
+    let advisories = dir.path().join("pad.json");
+    std::fs::write(
+        &advisories,
+        serde_json::json!([{
+            "id": "T-PAD", "modified": "2024-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+                          "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    ok(&["advisories", "import", advisories.to_str().unwrap()]);
+    let sbom = dir.path().join("app.bom.json");
+    std::fs::write(&sbom, crate::scans::tiny_sbom()).unwrap();
+    ok(&[
+        "--tenant",
+        "acme",
+        "scan",
+        sbom.to_str().unwrap(),
+        "--target",
+        "web",
+        "--wait",
+    ]);
+    let pack = dir.path().join("baseline.toml");
+    std::fs::write(
+        &pack,
+        "name = \"baseline\"\nversion = 1\n[[rules]]\nid = \"no-left-pad\"\n\
+         when = { packages = [\"pkg:npm/left-pad\"] }\noutcome = \"block\"\n",
+    )
+    .unwrap();
+    let put = json(&["policy", "packs", "put", "baseline", pack.to_str().unwrap()]);
+    assert_eq!(put["version"], 1);
+    let (listed, _) = ok(&["policy", "packs", "list"]);
+    assert!(listed.contains("baseline"), "{listed}");
+
+    let (table, summary) = ok(&[
+        "--tenant",
+        "acme",
+        "policy",
+        "diff",
+        "--pack",
+        "baseline@1",
+        "--findings",
+    ]);
+    assert!(summary.contains("1 newly blocked"), "{summary}");
+    for word in [
+        "web",
+        "warn",
+        "block",
+        "T-PAD",
+        "changed",
+        "baseline@1 rule:no-left-pad",
+    ] {
+        assert!(table.contains(word), "{word} in {table}");
+    }
+
+    let (code, _, err) = cli(&[
+        "rollouts",
+        "create",
+        "--pack",
+        "baseline@1",
+        "--wave",
+        "150%",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("percent"), "{err}");
+    let (code, _, err) = cli(&[
+        "rollouts",
+        "create",
+        "--pack",
+        "baseline@1",
+        "--wave",
+        "acme",
+    ]);
+    assert_eq!(code, Some(2), "clap: --reason is required: {err}");
+    let created = json(&[
+        "rollouts",
+        "create",
+        "--pack",
+        "baseline@1",
+        "--wave",
+        "acme",
+        "--max-newly-blocked-percent",
+        "100",
+        "--bake",
+        "0s",
+        "--reason",
+        "ban left-pad",
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let (table, header) = loop {
+        let (table, header) = ok(&["rollouts", "get", &id]);
+        if header.contains("completed") {
+            break (table, header);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never completed: {header}{table}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(header.contains("baseline@1"), "{header}");
+    for word in ["canary", "done", "1/1", "newly blocked <= 100%", "acme"] {
+        assert!(table.contains(word), "{word} in {table}");
+    }
+    let (_, policy) = ok(&["--tenant", "acme", "policy", "get"]);
+    assert!(policy.contains("pack baseline@1"), "{policy}");
+    let listed = json(&["rollouts", "list"]);
+    assert_eq!(listed["items"][0]["state"], "completed");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

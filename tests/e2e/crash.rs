@@ -114,7 +114,8 @@ struct Served {
     port: u16,
     base: String,
     http: reqwest::Client,
-    _serve: Proc,
+    /// Replaced when killed, like worker A.
+    serve: std::cell::RefCell<Proc>,
     /// Replaced when killed (behind a cell, so a test can kill it while it holds other
     /// borrows of the cluster).
     worker_a: std::cell::RefCell<Proc>,
@@ -163,7 +164,7 @@ impl Served {
             port,
             base,
             http,
-            _serve: serve,
+            serve: std::cell::RefCell::new(serve),
             worker_a: std::cell::RefCell::new(worker_a),
             _worker_b: worker_b,
         }
@@ -193,6 +194,29 @@ impl Served {
             serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
             text,
         )
+    }
+
+    /// SIGKILLs `serve` (the API and the scheduler's leader) and starts its successor on
+    /// the same port, logging to `log`; returns the dead one.
+    async fn kill_serve(&self, log: &str) -> Proc {
+        {
+            let mut serve = self.serve.borrow_mut();
+            serve.0.kill().unwrap();
+            serve.0.wait().unwrap();
+        }
+        let next = self.cluster.spawn(&["serve"], log);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self
+            .http
+            .get(format!("{}/keys", self.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "serve never listened again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.serve.replace(next)
     }
 
     /// SIGKILLs worker A and starts its successor (logging to `log`); the dead one is
@@ -796,4 +820,188 @@ async fn notifications_across(fault: Fault) {
         attempts.len()
     );
     db.finish().await;
+}
+
+async fn count(conn: &mut AnyConnection, sql: &str, rollout: &str) -> i64 {
+    sqlx::query_as::<_, (i64,)>(sql)
+        .bind(rollout)
+        .fetch_one(conn)
+        .await
+        .map(|r| r.0)
+        .unwrap()
+}
+
+/// A pack rolled out to 600 tenants in one wave while its processes die: a worker is
+/// SIGKILLed while the wave's shadow jobs run, and `serve` (the scheduler's leader) while
+/// the wave is being activated (between its two batches of 500). The restarted leader
+/// continues from the committed state: every tenant is activated exactly once (one
+/// assignment, one `policy.updated` event), none is skipped, and the rollout completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_killed_mid_wave_activates_each_tenant_once_and_skips_none() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Ok(valkey_url) = std::env::var("STELLA_VALKEY_URL") else {
+        panic!("STELLA_VALKEY_URL must be set with the other services");
+    };
+    let served = Served::start(
+        &db.url,
+        &valkey_url,
+        [
+            // Passes 1.5 s apart, so a kill lands between two activation batches; a dead
+            // leader's lease lapses after 3 s.
+            ("STELLA_SCHEDULER_POLL_INTERVAL_MS", "1500".into()),
+            ("STELLA_SCHEDULER_LEASE_TTL_SECS", "3".into()),
+        ],
+    )
+    .await;
+    const TENANTS: usize = 600;
+    let create = |name: String| {
+        let request = served
+            .http
+            .post(format!("{}/tenants", served.base))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"id": name, "name": name}));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 201);
+        }
+    };
+    create("acme".into()).await;
+    let names: Vec<String> = (0..TENANTS).map(|i| format!("t{i:04}")).collect();
+    for chunk in names.chunks(20) {
+        futures::future::join_all(chunk.iter().map(|name| create(name.clone()))).await;
+    }
+    // One scanned target, so the wave's gate has a scan to judge.
+    let response = served
+        .http
+        .post(format!("{}/scans?target=web", served.base))
+        .bearer_auth(ADMIN)
+        .header("x-stella-tenant", "acme")
+        .header("content-type", "application/json")
+        .body(crate::scans::tiny_sbom())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, target, _) = served
+            .call(reqwest::Method::GET, "/targets/web", None)
+            .await;
+        if target["last_scan_id"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scan never completed: {target}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _, text) = served
+        .call(
+            reqwest::Method::POST,
+            "/policy-packs",
+            Some(serde_json::json!({"name": "baseline", "document":
+                "name = 'baseline'\nversion = 1\n[[rules]]\nid = 'critical'\n\
+                 when = { min_severity = 9.0 }\noutcome = 'block'\n"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{text}");
+    let (status, rollout, text) = served
+        .call(
+            reqwest::Method::POST,
+            "/rollouts",
+            Some(serde_json::json!({
+                "pack": "baseline", "version": 1, "waves": [{"percent": 100}],
+                "gate": {"min_scans": 1}, "bake_seconds": 0, "reason": "crash test"
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{text}");
+    let id = rollout["id"].as_str().unwrap().to_owned();
+    let total = i64::try_from(TENANTS + 1).unwrap();
+    let mut conn = AnyConnection::connect(&db.url).await.unwrap();
+
+    // A worker dies while the shadow jobs run.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let shadowed = count(
+            &mut conn,
+            "SELECT COUNT(*) FROM rollout_shadows WHERE rollout_id = $1",
+            &id,
+        )
+        .await;
+        if shadowed > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no shadow result appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _dead_worker = served.kill_worker_a("worker-a2.log").await;
+
+    // The leader dies between the wave's activation batches.
+    let activated = "SELECT COUNT(*) FROM rollout_tenants WHERE rollout_id = $1 \
+                     AND activated_at IS NOT NULL";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let before_kill = loop {
+        let n = count(&mut conn, activated, &id).await;
+        if n > 0 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "the wave was never activated");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let _dead_serve = served.kill_serve("serve-2.log").await;
+    assert!(
+        before_kill < total,
+        "the kill came after the whole wave was activated ({before_kill} of {total})"
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, rollout, _) = served
+            .call(reqwest::Method::GET, &format!("/rollouts/{id}"), None)
+            .await;
+        if rollout["state"] == "completed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rollout did not complete after the restart: {rollout}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        count(&mut conn, activated, &id).await,
+        total,
+        "none skipped"
+    );
+    let assigned = count(
+        &mut conn,
+        "SELECT COUNT(*) FROM tenant_packs WHERE rollout_id = $1",
+        &id,
+    )
+    .await;
+    assert_eq!(assigned, total);
+    let events: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, COUNT(*) FROM events WHERE kind = 'policy.updated' \
+         AND payload LIKE '%' || $1 || '%' GROUP BY tenant_id",
+    )
+    .bind(&id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), TENANTS + 1, "one event per tenant");
+    assert!(
+        events.iter().all(|(_, n)| *n == 1),
+        "a tenant activated twice: {:?}",
+        events.iter().filter(|(_, n)| *n != 1).collect::<Vec<_>>()
+    );
+    let activations = count(
+        &mut conn,
+        "SELECT COUNT(*) FROM rollout_transitions WHERE rollout_id = $1 AND action = 'activated'",
+        &id,
+    )
+    .await;
+    assert_eq!(activations, 1);
 }

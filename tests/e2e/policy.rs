@@ -261,3 +261,275 @@ async fn the_lifecycle_separates_duties_and_refuses_every_illegal_move() {
 fn bob_or_carol(bob: &str, carol: &str, action: &str) -> String {
     if action == "activate" { carol } else { bob }.to_owned()
 }
+
+const BAN_LEFT_PAD: &str = "name = \"baseline\"\nversion = 1\n[[rules]]\nid = \"no-left-pad\"\n\
+                            when = { packages = [\"pkg:npm/left-pad\"] }\noutcome = \"block\"\n\
+                            because = \"left-pad is banned\"\n";
+
+/// The latest scan of a tenant's target `web`, once its disposition is `want`.
+async fn web_scan(server: &Server, token: &str, want: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let target = server
+            .call(Method::GET, "/api/v1/targets/web", Some(token), None, None)
+            .await;
+        assert_eq!(target.status, 200, "{}", target.text);
+        if let Some(scan_id) = target.body["last_scan_id"].as_str() {
+            let scan = server
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/scans/{scan_id}/findings"),
+                    Some(token),
+                    None,
+                    None,
+                )
+                .await;
+            let status = server
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/scans/{scan_id}"),
+                    Some(token),
+                    None,
+                    None,
+                )
+                .await;
+            if status.body["disposition"] == want {
+                return json!({"scan": status.body, "findings": scan.body});
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web never became {want}: {}",
+            target.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn rollout_state(server: &Server, id: &str, want: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let reply = server
+            .admin(Method::GET, &format!("/api/v1/rollouts/{id}"), None)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if reply.body["state"] == want {
+            return reply.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout never became {want}: {}",
+            reply.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A pack reaches a tenant only through a rollout, on a whole server (its scheduler on
+/// the real clock): the tenant's shadow diff shows what the pack would block before
+/// anything is enforced; the rollout shadows, gates and activates its wave, the
+/// tenant's target is re-evaluated with the pack's rule in the trace; a tenant sees only
+/// its own part of the rollout; aborting rolls the tenant back and its verdict returns.
+#[actix_web::test]
+async fn a_pack_reaches_a_tenant_through_a_rollout_and_each_tenant_sees_only_its_part() {
+    let server = start(|s| s.scheduler.poll_interval_ms = 50).await;
+    server.create_tenant("acme").await;
+    server.create_tenant("other").await;
+    let advisory = json!([{
+        "id": "T-PAD", "modified": "2024-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+                      "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]
+    }]);
+    let reply = crate::scans::post_bytes(
+        &server,
+        crate::api::ADMIN,
+        "/advisories/imports?source=osv:test",
+        "application/json",
+        advisory.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let scopes = ["scans:read", "scans:write", "policy:read", "schedules:read"];
+    let (_, acme) = server.token("acme", &scopes).await;
+    let (_, other) = server.token("other", &scopes).await;
+    for token in [&acme, &other] {
+        let scan = crate::scans::scan_of(
+            &server,
+            token,
+            crate::scans::tiny_sbom(),
+            &[("target", "web")],
+        )
+        .await;
+        crate::scans::wait_scan(&server, token, &scan, "completed").await;
+    }
+    let before = web_scan(&server, &acme, "warn").await;
+
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/policy-packs",
+            Some(json!({"name": "baseline", "document": BAN_LEFT_PAD})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["version"], 1);
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/policy-packs",
+            Some(json!({"name": "Bad Name", "document": BAN_LEFT_PAD})),
+        )
+        .await;
+    assert_problem(&reply, 400, "a bad pack name");
+
+    // In shadow: the pack would block acme's scan; nothing is enforced.
+    let reply = server
+        .call(
+            Method::GET,
+            "/api/v1/policy/diff?pack=baseline@1",
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let diff = reply.body;
+    assert_eq!(diff["summary"]["scans"], 1, "{diff}");
+    assert_eq!(diff["summary"]["newly_blocked_scans"], 1, "{diff}");
+    let finding = &diff["scans"][0]["findings"][0];
+    assert_eq!(finding["change"], "changed", "{diff}");
+    assert_eq!(finding["old"]["disposition"], "warn");
+    assert_eq!(finding["new"]["disposition"], "block");
+    let last = finding["new"]["trace"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["by"], &last["pack"]),
+        (&json!("rule:no-left-pad"), &json!("baseline@1"))
+    );
+    assert_eq!(active(&server, &acme).await["pack"], Value::Null);
+
+    // Refused rollouts say where.
+    for (body, at) in [
+        (
+            json!({"pack": "baseline", "version": 1, "waves": [{"tenants": ["nobody"]}], "reason": "x"}),
+            "/waves/0/tenants/0",
+        ),
+        (
+            json!({"pack": "baseline", "version": 9, "waves": [{"tenants": ["acme"]}], "reason": "x"}),
+            "version",
+        ),
+        (
+            json!({"pack": "baseline", "version": 1, "waves": [{"percent": 150}], "reason": "x"}),
+            "/waves/0/percent",
+        ),
+    ] {
+        let reply = server
+            .admin(Method::POST, "/api/v1/rollouts", Some(body))
+            .await;
+        assert_problem(&reply, 400, "a bad rollout");
+        assert_eq!(reply.body["location"], at, "{}", reply.text);
+    }
+    let reply = server
+        .admin(
+            Method::POST,
+            "/api/v1/rollouts",
+            Some(json!({
+                "pack": "baseline", "version": 1,
+                "waves": [{"tenants": ["acme"]}],
+                "gate": {"max_newly_blocked_percent": 100.0, "min_scans": 1},
+                "bake_seconds": 0,
+                "reason": "ban left-pad everywhere"
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let done = rollout_state(&server, &id, "completed").await;
+    assert_eq!(done["waves"][0]["state"], "done", "{done}");
+    assert_eq!(
+        done["waves"][0]["summary"]["newly_blocked_scans"], 1,
+        "{done}"
+    );
+    let actions: Vec<&str> = done["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "created",
+            "wave.started",
+            "gate.passed",
+            "activated",
+            "completed"
+        ]
+    );
+    assert_eq!(active(&server, &acme).await["pack"]["name"], "baseline");
+    assert_eq!(active(&server, &other).await["pack"], Value::Null);
+
+    // Enforced: acme's target is re-evaluated and blocks by the pack's rule.
+    let blocked = web_scan(&server, &acme, "block").await;
+    assert!(
+        blocked["findings"].to_string().contains("rule:no-left-pad"),
+        "{blocked}"
+    );
+    // Each tenant sees its own part only.
+    let mine = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/rollouts/{id}"),
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(mine.status, 200, "{}", mine.text);
+    assert_eq!(
+        mine.body["waves"][0]["tenants"].as_array().unwrap().len(),
+        1
+    );
+    assert!(mine.body.get("transitions").is_none(), "{}", mine.text);
+    for path in [
+        format!("/api/v1/rollouts/{id}"),
+        format!("/api/v1/rollouts/{id}/tenants/acme/diff"),
+    ] {
+        let reply = server
+            .call(Method::GET, &path, Some(&other), None, None)
+            .await;
+        assert_problem(&reply, 404, &path);
+    }
+    let reply = server
+        .call(
+            Method::GET,
+            &format!("/api/v1/rollouts/{id}/tenants/acme/diff"),
+            Some(&acme),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["summary"]["newly_blocked_scans"], 1);
+
+    // Aborted: rolled back, and the verdict returns to the one before, finding by finding.
+    let reply = server
+        .admin(
+            Method::POST,
+            &format!("/api/v1/rollouts/{id}/abort"),
+            Some(json!({"reason": ""})),
+        )
+        .await;
+    assert_problem(&reply, 400, "an abort without a reason");
+    let reply = server
+        .admin(
+            Method::POST,
+            &format!("/api/v1/rollouts/{id}/abort"),
+            Some(json!({"reason": "left-pad is needed after all"})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    rollout_state(&server, &id, "rolled_back").await;
+    assert_eq!(active(&server, &acme).await["pack"], Value::Null);
+    let after = web_scan(&server, &acme, "warn").await;
+    assert_eq!(after["findings"]["items"], before["findings"]["items"]);
+}

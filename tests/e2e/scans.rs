@@ -44,7 +44,7 @@ pub(crate) fn tiny_sbom() -> Vec<u8> {
     .into_bytes()
 }
 
-async fn post_bytes(
+pub(crate) async fn post_bytes(
     server: &Server,
     token: &str,
     path: &str,

@@ -17,10 +17,13 @@
 //! - [`notify`]: the notifier's rules, channels, windows, templates and payloads
 //!   (Standard Webhooks, Slack Block Kit, Teams Adaptive Cards);
 //! - [`osv`]: OSV advisories, normalized, and untrusted collections read within limits;
-//! - [`policy`]: TOML policies, CVSS scoring, pass / warn / block with explain traces;
+//! - [`policy`]: TOML policies and packs, CVSS scoring, pass / warn / block with explain
+//!   traces;
 //! - [`purl`]: package URLs parsed, made canonical and turned into [`PackageKey`]s;
+//! - [`rollout`]: rollouts of a policy pack: waves of tenants and their gates;
 //! - [`sbom`]: CycloneDX and SPDX JSON documents read into one component inventory;
 //! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
+//! - [`shadow`]: verdict diffs of shadow evaluations, per finding and per scan;
 //! - [`version`]: version ordering per ecosystem and OSV affected-range evaluation;
 //! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
 
@@ -36,8 +39,10 @@ pub mod notify;
 pub mod osv;
 pub mod policy;
 pub mod purl;
+pub mod rollout;
 pub mod sbom;
 pub mod scan;
+pub mod shadow;
 pub mod version;
 pub mod vex;
 

@@ -249,6 +249,10 @@ pub struct TraceStep {
     /// `rule:<id>`, `exception:<id>` or `default`.
     pub by: String,
     pub policy_version: u32,
+    /// The policy pack the step is from (`<name>@<version>`); absent for the tenant's own
+    /// policy, so traces without a pack read (and hash) as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
     /// The inputs the step looked at.
     pub inputs: serde_json::Value,
     pub output: Option<Disposition>,
@@ -324,9 +328,83 @@ fn inputs_of(input: &FindingInput<'_>) -> serde_json::Value {
     })
 }
 
+/// A policy pack assigned to a tenant: an administrator's policy that tenants receive
+/// through rollouts. Its rules are a floor: a finding one of them matches gets the
+/// stricter of the pack's outcome and the tenant's own decision; a finding none of them
+/// matches is the tenant's policy's alone (a pack's `default` is not used).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pack {
+    pub name: String,
+    /// The pack version (the store's number, not the document's `version` field).
+    pub version: u64,
+    pub policy: Policy,
+}
+
+impl Pack {
+    /// `<name>@<version>`, as traces and verdict inputs name it.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
 /// Decides one finding at evaluation time `at`.
 pub fn evaluate(policy: &Policy, input: &FindingInput<'_>, at: DateTime<Utc>) -> Decision {
     let mut trace = Vec::new();
+    let disposition = match first_match(policy, None, input, at, &mut trace) {
+        Some(disposition) => disposition,
+        None => {
+            trace.push(TraceStep {
+                by: "default".into(),
+                policy_version: policy.version,
+                pack: None,
+                inputs: inputs_of(input),
+                output: Some(policy.default),
+                because: "no rule matched".into(),
+            });
+            policy.default
+        }
+    };
+    Decision { disposition, trace }
+}
+
+/// Decides one finding with the tenant's own policy and, when the tenant has one, its
+/// pack: the stricter of the two decisions, with both chains in the trace (the pack's
+/// steps name the pack version).
+pub fn decide(
+    own: &Policy,
+    pack: Option<&Pack>,
+    input: &FindingInput<'_>,
+    at: DateTime<Utc>,
+) -> Decision {
+    let mut decision = evaluate(own, input, at);
+    let Some(pack) = pack else {
+        return decision;
+    };
+    let label = pack.label();
+    match first_match(&pack.policy, Some(&label), input, at, &mut decision.trace) {
+        Some(floor) => decision.disposition = decision.disposition.max(floor),
+        None => decision.trace.push(TraceStep {
+            by: "default".into(),
+            policy_version: pack.policy.version,
+            pack: Some(label),
+            inputs: serde_json::Value::Null,
+            output: None,
+            because: "no rule of the pack matched; the tenant's policy decides".into(),
+        }),
+    }
+    decision
+}
+
+/// The first exception in force or rule of `policy` that matches, with its steps added
+/// to `trace` (an expired exception that matched is a step without an output).
+fn first_match(
+    policy: &Policy,
+    pack: Option<&str>,
+    input: &FindingInput<'_>,
+    at: DateTime<Utc>,
+    trace: &mut Vec<TraceStep>,
+) -> Option<Disposition> {
+    let pack = pack.map(str::to_owned);
     for exception in &policy.exceptions {
         let matches = id_matches(&exception.vulnerabilities, input)
             && (exception.packages.is_empty()
@@ -345,6 +423,7 @@ pub fn evaluate(policy: &Policy, input: &FindingInput<'_>, at: DateTime<Utc>) ->
             trace.push(TraceStep {
                 by: format!("exception:{}", exception.id),
                 policy_version: policy.version,
+                pack: pack.clone(),
                 inputs,
                 output: None,
                 because: "expired; no longer applies".into(),
@@ -354,41 +433,27 @@ pub fn evaluate(policy: &Policy, input: &FindingInput<'_>, at: DateTime<Utc>) ->
         trace.push(TraceStep {
             by: format!("exception:{}", exception.id),
             policy_version: policy.version,
+            pack,
             inputs,
             output: Some(exception.outcome),
             because: format!("accepted by {}: {}", exception.approver, exception.reason),
         });
-        return Decision {
-            disposition: exception.outcome,
-            trace,
-        };
+        return Some(exception.outcome);
     }
     for rule in &policy.rules {
         if rule.when.holds(input) {
             trace.push(TraceStep {
                 by: format!("rule:{}", rule.id),
                 policy_version: policy.version,
+                pack,
                 inputs: inputs_of(input),
                 output: Some(rule.outcome),
                 because: rule.because.clone(),
             });
-            return Decision {
-                disposition: rule.outcome,
-                trace,
-            };
+            return Some(rule.outcome);
         }
     }
-    trace.push(TraceStep {
-        by: "default".into(),
-        policy_version: policy.version,
-        inputs: inputs_of(input),
-        output: Some(policy.default),
-        because: "no rule matched".into(),
-    });
-    Decision {
-        disposition: policy.default,
-        trace,
-    }
+    None
 }
 
 /// The outcome of a scan: its worst finding (pass when there is none).
@@ -486,6 +551,64 @@ mod tests {
             "the expired exception is in the trace"
         );
         assert_eq!(after.trace.len(), 2);
+    }
+
+    #[test]
+    fn a_pack_is_a_floor_the_stricter_decision_wins_and_the_trace_names_the_pack() {
+        let own = Policy::parse(DEFAULT_POLICY).unwrap();
+        let pack = Pack {
+            name: "baseline".into(),
+            version: 3,
+            policy: Policy::parse(
+                "name = 'baseline'\nversion = 7\ndefault = 'pass'\n\
+                 [[rules]]\nid = 'no-lodash'\nwhen = { packages = ['pkg:npm/lodash'] }\n\
+                 outcome = 'block'\nbecause = 'lodash is banned'\n\
+                 [[rules]]\nid = 'lenient'\nwhen = { max_severity = 5.0 }\noutcome = 'pass'\n",
+            )
+            .unwrap(),
+        };
+        // The tenant warns (medium severity), the pack blocks lodash: block.
+        let applies = assessment(&[(Question::Present, true), (Question::Applies, true)]);
+        let decision = decide(&own, Some(&pack), &input(&applies, Some(5.0)), at(2026));
+        assert_eq!(decision.disposition, Disposition::Block);
+        let last = decision.trace.last().unwrap();
+        assert_eq!(
+            (last.by.as_str(), last.pack.as_deref(), last.output),
+            (
+                "rule:no-lodash",
+                Some("baseline@3"),
+                Some(Disposition::Block)
+            )
+        );
+        assert_eq!(
+            decision.trace[0].pack, None,
+            "the tenant's own step comes first"
+        );
+        // A pack never relaxes: its `pass` on another package leaves the tenant's block.
+        let mut other = input(&applies, Some(9.8));
+        other.package = "pkg:npm/left-pad";
+        let strict = decide(&own, Some(&pack), &other, at(2026));
+        assert_eq!(strict.disposition, Disposition::Block);
+        other.severity = Some(4.0);
+        let lenient = decide(&own, Some(&pack), &other, at(2026));
+        assert_eq!(
+            lenient.disposition,
+            Disposition::Warn,
+            "tenant warns, pack passes"
+        );
+        // No pack rule matches: the tenant's decision, and a step saying so.
+        let fixed = assessment(&[(Question::Fixed, true)]);
+        let mut untouched = input(&fixed, Some(9.8));
+        untouched.package = "pkg:npm/left-pad";
+        let decision = decide(&own, Some(&pack), &untouched, at(2026));
+        assert_eq!(decision.disposition, Disposition::Pass);
+        let last = decision.trace.last().unwrap();
+        assert_eq!((last.by.as_str(), last.output), ("default", None));
+        // Without a pack, `decide` is `evaluate`.
+        assert_eq!(
+            decide(&own, None, &untouched, at(2026)),
+            evaluate(&own, &untouched, at(2026))
+        );
     }
 
     #[test]

@@ -291,6 +291,8 @@ pub struct ScanInputs<'a> {
     /// Each statement with its evidence reference (`vex:<document sha256>#<pointer>`).
     pub vex: &'a [(VexStatement, String)],
     pub policy: &'a Policy,
+    /// The tenant's policy pack, when it has one: a floor under `policy`.
+    pub pack: Option<&'a policy::Pack>,
     pub at: DateTime<Utc>,
 }
 
@@ -390,7 +392,8 @@ fn finding_of(
         severity,
         assessment: &assessment,
     };
-    let Decision { disposition, trace } = policy::evaluate(inputs.policy, &input, inputs.at);
+    let Decision { disposition, trace } =
+        policy::decide(inputs.policy, inputs.pack, &input, inputs.at);
     Finding {
         vulnerability_id: advisory.id.clone(),
         aliases,
@@ -516,6 +519,10 @@ pub struct InputDigests {
     /// exceptions hashes as it always did.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub exceptions: BTreeSet<String>,
+    /// The tenant's policy pack (`pack:<name>@<version>:sha256:<digest>`); absent without
+    /// one, so a scan without a pack hashes as it always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
 }
 
 impl InputDigests {
@@ -821,6 +828,7 @@ mod tests {
                     index: &index,
                     vex: &vex,
                     policy: &policy,
+                    pack: None,
                     at,
                 },
                 &below_fixed,
@@ -882,6 +890,7 @@ mod tests {
                     index: &index,
                     vex,
                     policy: &policy,
+                    pack: None,
                     at,
                 },
                 &below_fixed,
@@ -984,6 +993,7 @@ mod tests {
             index: &index,
             vex: &[],
             policy: &policy,
+            pack: None,
             at,
         };
         let verdict = evaluate(&inputs, &below_fixed, &vex::generic_compare);
@@ -1037,6 +1047,7 @@ mod tests {
                 index,
                 vex: &[],
                 policy: &policy,
+                pack: None,
                 at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             },
             &below_fixed,

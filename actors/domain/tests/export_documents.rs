@@ -240,6 +240,7 @@ fn real_scan(data: &Path) -> RealScan {
             index: &index,
             vex: &with_evidence,
             policy: &policy,
+            pack: None,
             at: evaluated_at,
         },
         &|version, affected| affected.is_affected(version).unwrap_or(false),
@@ -267,6 +268,7 @@ fn real_scan(data: &Path) -> RealScan {
         policy: policy.digest(),
         evaluated_at: Some(evaluated_at),
         exceptions: Default::default(),
+        pack: None,
     };
     RealScan {
         sbom_bytes,

@@ -680,6 +680,7 @@ fn real_findings_export_to_csv_and_sarif_that_check_out() {
             index: &index,
             vex: &[],
             policy: &policy,
+            pack: None,
             at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
         },
         &|version, affected| affected.is_affected(version).unwrap_or(false),

@@ -141,6 +141,7 @@ impl Fixture {
                 index: &index,
                 vex: &[],
                 policy: &self.policy,
+                pack: None,
                 at: self.at,
             },
             &|version, affected| affected.is_affected(version).unwrap_or(false),

@@ -60,6 +60,7 @@ fn proton_bridge_1_6_3_findings_match_the_independent_oracle() {
         index: &index,
         vex: &[],
         policy: &policy,
+        pack: None,
         at,
     };
     let verdict = scan::evaluate(&inputs, &is_affected, &compare);
@@ -148,6 +149,7 @@ fn every_sbom_scans_against_both_databases() {
                     index: &index,
                     vex: &[],
                     policy: &policy,
+                    pack: None,
                     at,
                 },
                 &is_affected,

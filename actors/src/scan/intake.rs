@@ -90,6 +90,12 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// What the scan kind's steps share (objects, caches), for the use cases that
+    /// evaluate scans outside a job (shadow diffs).
+    pub fn deps(&self) -> &ScanDeps {
+        &self.deps
+    }
+
     pub fn new(store: Store, deps: ScanDeps, registry: Registry, max_components: usize) -> Self {
         Self {
             store,

@@ -29,6 +29,7 @@
 mod cache;
 mod intake;
 mod steps;
+pub(crate) use steps::{blocking, is_affected};
 
 use std::sync::Arc;
 
@@ -42,7 +43,9 @@ use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitt
 pub use cache::{AdvisoryCache, AnalysisCache, CachedIndex};
 pub use intake::{Intake, IntakeError, SbomSource, ScanOptions, StoredSbom, SubmittedScan};
 pub use stella_domain::analysis::Analysis;
-pub use steps::{active_policy, MAX_FINDINGS_BYTES};
+pub use steps::{
+    active_policy, assigned_pack, pack_of, vex_statements, Candidate, Policies, MAX_FINDINGS_BYTES,
+};
 
 use crate::roles::Role;
 

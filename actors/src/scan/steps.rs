@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use stella_domain::analysis::Analysis;
 use stella_domain::canonical::Digest;
 use stella_domain::osv::Affected;
-use stella_domain::policy::{Policy, DEFAULT_POLICY};
+use stella_domain::policy::{Pack, Policy, DEFAULT_POLICY};
 use stella_domain::scan::{
     self, FindingText, InputDigests, ScanInputs, SealedVerdict, VerdictSummary,
 };
@@ -23,7 +23,7 @@ use stella_supervisor::{StepContext, StepError, StepOutcome};
 use super::{ScanDeps, ScanParams, ScanStep};
 
 /// Runs CPU work off the actor thread; a panic inside is a failed attempt.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, StepError> {
     tokio::task::spawn_blocking(work).await.map_err(|err| {
@@ -73,7 +73,7 @@ async fn analyze_stored(deps: &ScanDeps, sbom_sha256: &str) -> Result<Arc<Analys
     Ok(analysis)
 }
 
-fn is_affected(version: &str, affected: &Affected) -> bool {
+pub(crate) fn is_affected(version: &str, affected: &Affected) -> bool {
     affected.is_affected(version).unwrap_or(false)
 }
 
@@ -89,23 +89,123 @@ pub async fn active_policy(
     Policy::parse(&text).map_err(|err| StepError::abort(format!("the stored policy: {err}")))
 }
 
-/// The policy a scan of `target` is evaluated with: the active policy plus the tenant's
-/// exceptions in force for that target, each as the policy's own exception (so the one
-/// evaluation path decides whether it still applies at the evaluation time, and the
-/// explain trace names it with its approver and expiry), and the digests the verdict's
-/// inputs record for them.
-pub(crate) async fn with_exceptions(
+/// The pack assigned to the tenant, parsed, with the digest verdict inputs record for it
+/// (`pack:<name>@<version>:sha256:<digest>`).
+pub async fn assigned_pack(
+    store: &Store,
+    tenant: &stella_store::TenantId,
+) -> Result<Option<(Pack, String)>, StepError> {
+    let Some(record) = store.packs().assigned(tenant).await? else {
+        return Ok(None);
+    };
+    pack_of(&record).map(Some)
+}
+
+/// A stored pack version, parsed, with its inputs digest.
+pub fn pack_of(record: &stella_store::repo::PackRecord) -> Result<(Pack, String), StepError> {
+    let policy = Policy::parse(&record.document).map_err(|err| {
+        StepError::abort(format!(
+            "the stored policy pack {}@{}: {err}",
+            record.name, record.version
+        ))
+    })?;
+    let pack = Pack {
+        name: record.name.clone(),
+        version: record.version,
+        policy,
+    };
+    let digest = format!("pack:{}:{}", pack.label(), pack.policy.digest());
+    Ok((pack, digest))
+}
+
+/// Everything a tenant's scan of one target is decided by: the active policy and the
+/// assigned pack, each with the tenant's exceptions in force, and the digests the
+/// verdict's inputs record.
+#[derive(Debug)]
+pub struct Policies {
+    pub policy: Policy,
+    pub policy_digest: String,
+    pub pack: Option<Pack>,
+    pub pack_digest: Option<String>,
+    pub exception_digests: BTreeSet<String>,
+}
+
+impl Policies {
+    /// The tenant's policies for `target` now: its active policy (or the default) and
+    /// its assigned pack, or `candidate` instead of either when given.
+    pub async fn load(
+        store: &Store,
+        tenant: &stella_store::TenantId,
+        target: &str,
+        candidate: Candidate,
+    ) -> Result<Policies, StepError> {
+        let policy = match &candidate {
+            Candidate::Policy(policy) => policy.clone(),
+            _ => active_policy(store, tenant).await?,
+        };
+        let pack = match candidate {
+            Candidate::Pack(pack) => Some(pack),
+            _ => assigned_pack(store, tenant).await?,
+        };
+        let policy_digest = policy.digest();
+        let exceptions = exceptions_in_force(store, tenant, target).await?;
+        let (pack, pack_digest) = match pack {
+            Some((mut pack, digest)) => {
+                pack.policy.exceptions.extend(exceptions.iter().cloned());
+                (Some(pack), Some(digest))
+            }
+            None => (None, None),
+        };
+        let exception_digests = exceptions
+            .iter()
+            .map(exception_digest)
+            .collect::<Result<_, _>>()?;
+        let mut policy = policy;
+        policy.exceptions.extend(exceptions);
+        Ok(Policies {
+            policy,
+            policy_digest,
+            pack,
+            pack_digest,
+            exception_digests,
+        })
+    }
+}
+
+/// What a shadow evaluation puts in place of the tenant's own.
+#[derive(Debug, Clone)]
+pub enum Candidate {
+    /// Nothing: the tenant's policies as they are.
+    InForce,
+    /// This policy instead of the tenant's active one (its pack stays).
+    Policy(Policy),
+    /// This pack (parsed, with its digest) instead of the tenant's assigned one.
+    Pack((Pack, String)),
+}
+
+fn exception_digest(exception: &stella_domain::policy::Exception) -> Result<String, StepError> {
+    let terms = to_value(exception, "exception")?;
+    let digest = stella_domain::canonical::Digest::sha256(
+        &stella_domain::canonical::canonical_bytes(&terms),
+    );
+    Ok(format!("exception:{}:{digest}", exception.id))
+}
+
+/// The tenant's exceptions in force for `target`, each as a policy's own exception (so
+/// the one evaluation path decides whether it still applies at the evaluation time, and
+/// the explain trace names it with its approver and expiry). They apply to the tenant's
+/// policy and to its pack alike.
+async fn exceptions_in_force(
     store: &Store,
     tenant: &stella_store::TenantId,
     target: &str,
-    mut policy: Policy,
-) -> Result<(Policy, BTreeSet<String>), StepError> {
+) -> Result<Vec<stella_domain::policy::Exception>, StepError> {
     let records = store
         .tenant(tenant)
         .exceptions()
         .in_force(Some(target))
         .await?;
-    let mut digests = BTreeSet::new();
+    let mut exceptions = Vec::new();
     for record in records {
         let exception = stella_domain::policy::Exception {
             id: record.id.to_string(),
@@ -116,14 +216,30 @@ pub(crate) async fn with_exceptions(
             expires: Some(record.expires_at),
             outcome: stella_domain::policy::Disposition::Pass,
         };
-        let terms = to_value(&exception, "exception")?;
-        let digest = stella_domain::canonical::Digest::sha256(
-            &stella_domain::canonical::canonical_bytes(&terms),
-        );
-        digests.insert(format!("exception:{}:{digest}", exception.id));
-        policy.exceptions.push(exception);
+        exceptions.push(exception);
     }
-    Ok((policy, digests))
+    Ok(exceptions)
+}
+
+/// The VEX statements a tenant's scans read (its own documents and the global ones), each
+/// with its evidence reference, and the documents' digests.
+pub async fn vex_statements(
+    store: &Store,
+    tenant: &stella_store::TenantId,
+) -> Result<(Vec<(VexStatement, String)>, BTreeSet<String>), StepError> {
+    let documents = store.vex().for_tenant(tenant).await?;
+    let mut statements = Vec::new();
+    let mut digests = BTreeSet::new();
+    for document in documents {
+        let parsed: Vec<VexStatement> = serde_json::from_value(document.statements)
+            .map_err(|err| StepError::abort(format!("stored VEX statements: {err}")))?;
+        for statement in parsed {
+            let evidence = format!("vex:sha256:{}#{}", document.sha256, statement.pointer);
+            statements.push((statement, evidence));
+        }
+        digests.insert(format!("sha256:{}", document.sha256));
+    }
+    Ok((statements, digests))
 }
 
 /// `evaluate` (evaluator): matches the analysis against the advisories, joins VEX and
@@ -149,22 +265,14 @@ pub(super) async fn evaluate(
         None => Arc::new(stored(scans.analysis(&ctx.job.id).await?, "analysis")?),
     };
     let index = deps.advisories.current(ctx.store).await?;
-    let documents = ctx.store.vex().for_tenant(&ctx.job.tenant).await?;
-    let mut statements = Vec::new();
-    let mut vex_digests = BTreeSet::new();
-    for document in documents {
-        let parsed: Vec<VexStatement> = serde_json::from_value(document.statements)
-            .map_err(|err| StepError::abort(format!("stored VEX statements: {err}")))?;
-        for statement in parsed {
-            let evidence = format!("vex:sha256:{}#{}", document.sha256, statement.pointer);
-            statements.push((statement, evidence));
-        }
-        vex_digests.insert(format!("sha256:{}", document.sha256));
-    }
-    let policy = active_policy(ctx.store, &ctx.job.tenant).await?;
-    let policy_digest = policy.digest();
-    let (policy, exception_digests) =
-        with_exceptions(ctx.store, &ctx.job.tenant, &params.name, policy).await?;
+    let (statements, vex_digests) = vex_statements(ctx.store, &ctx.job.tenant).await?;
+    let Policies {
+        policy,
+        policy_digest,
+        pack,
+        pack_digest,
+        exception_digests,
+    } = Policies::load(ctx.store, &ctx.job.tenant, &params.name, Candidate::InForce).await?;
     let sbom_digest = format!("sha256:{}", params.sbom_sha256);
     let at = params.evaluated_at;
     let record = blocking(move || {
@@ -174,6 +282,7 @@ pub(super) async fn evaluate(
             index: &index.index,
             vex: &statements,
             policy: &policy,
+            pack: pack.as_ref(),
             at,
         };
         // Each finding is kept as its canonical text only (a few hundred bytes to a
@@ -198,6 +307,7 @@ pub(super) async fn evaluate(
             policy: policy_digest,
             evaluated_at: Some(at),
             exceptions: exception_digests,
+            pack: pack_digest,
         };
         verdict_record(summary, findings, &digests)
     })

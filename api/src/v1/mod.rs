@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod policy;
+pub mod rollouts;
 pub mod scans;
 pub mod schedules;
 pub mod system;
@@ -77,6 +78,17 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(policy::approve)
         .service(policy::activate)
         .service(policy::archive)
+        .service(policy::diff)
+        .service(rollouts::put_pack)
+        .service(rollouts::list_packs)
+        .service(rollouts::pack_versions)
+        .service(rollouts::create)
+        .service(rollouts::list)
+        .service(rollouts::get)
+        .service(rollouts::diff)
+        .service(rollouts::pause)
+        .service(rollouts::resume)
+        .service(rollouts::abort)
         .service(exceptions::request)
         .service(exceptions::list)
         .service(exceptions::get)

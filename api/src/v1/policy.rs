@@ -80,23 +80,35 @@ fn default_view() -> ApiResult<PolicyView> {
     })
 }
 
-/// The policy the tenant's scans use now.
+/// The policies a tenant's scans use now: its active version and the pack it received
+/// through a rollout, whose rules are a floor under it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivePolicyView {
+    #[serde(flatten)]
+    pub policy: PolicyView,
+    /// The policy pack assigned to the tenant, if any.
+    pub pack: Option<super::rollouts::PackView>,
+}
+
+/// The policy the tenant's scans use now, with its pack.
 #[utoipa::path(
     operation_id = "get_policy",
     tag = "policy",
-    responses((status = 200, body = PolicyView), Problems),
+    responses((status = 200, body = ActivePolicyView), Problems),
     security(("bearer" = ["policy:read"]))
 )]
 #[get("/policy")]
 pub(crate) async fn get(
     ctx: web::Data<Context>,
     caller: Caller,
-) -> ApiResult<web::Json<PolicyView>> {
+) -> ApiResult<web::Json<ActivePolicyView>> {
     let tenant = caller.tenant()?;
-    match ctx.store.tenant(tenant).policies().active().await? {
-        Some(record) => Ok(web::Json(record.into())),
-        None => default_view().map(web::Json),
-    }
+    let policy = match ctx.store.tenant(tenant).policies().active().await? {
+        Some(record) => record.into(),
+        None => default_view()?,
+    };
+    let pack = ctx.store.packs().assigned(tenant).await?.map(Into::into);
+    Ok(web::Json(ActivePolicyView { policy, pack }))
 }
 
 /// Write a new version of the tenant's policy, as a draft (unless a version with the
@@ -337,4 +349,85 @@ pub(crate) async fn versions(
         .await
         .map_err(|err| Problem::from(err).at("cursor"))?;
     Ok(web::Json(Page::from_store(page, PolicyView::from)))
+}
+
+/// What `GET /policy/diff` compares.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The version compared against; absent: the latest scans' verdicts as they are.
+    pub old: Option<u64>,
+    /// The candidate version of the tenant's policy (or give `pack`; neither: the
+    /// policies in force, re-evaluated, which shows what changed since the scans).
+    pub new: Option<u64>,
+    /// A candidate pack version, `<name>@<version>`, in place of the tenant's pack.
+    pub pack: Option<String>,
+}
+
+/// Evaluate the tenant's latest scan of each target with a candidate policy version or
+/// pack, enforcing nothing, and diff it finding by finding against the verdicts in
+/// force (or another version): added, removed, changed (with both traces), unchanged,
+/// and per-scan summaries such as newly blocked scans.
+#[utoipa::path(
+    operation_id = "diff_policy",
+    tag = "policy",
+    params(DiffQuery),
+    responses((status = 200, body = Object), Problems),
+    security(("bearer" = ["policy:read"]))
+)]
+#[get("/policy/diff")]
+pub(crate) async fn diff(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    query: web::Query<DiffQuery>,
+) -> ApiResult<HttpResponse> {
+    use stella_actors::rollout::shadow::{diff_tenant, Old};
+    use stella_actors::scan::{pack_of, Candidate};
+    let tenant = caller.tenant()?;
+    let policies = ctx.store.tenant(tenant).policies();
+    let candidate_of = |record: PolicyRecord, at: &'static str| {
+        Policy::parse(&record.document)
+            .map(Candidate::Policy)
+            .map_err(|err| Problem::internal(format!("stored policy: {err}")).at(at))
+    };
+    let new = match (query.new, &query.pack) {
+        (Some(version), None) => candidate_of(policies.get(version).await?, "new")?,
+        (None, Some(pack)) => {
+            let (name, version) = pack
+                .rsplit_once('@')
+                .and_then(|(n, v)| Some((n, v.parse::<u64>().ok()?)))
+                .ok_or_else(|| {
+                    Problem::bad_request("pack: give it as <name>@<version>").at("pack")
+                })?;
+            let record = ctx.store.packs().get(name, version).await?;
+            Candidate::Pack(pack_of(&record).map_err(|err| Problem::internal(err.to_string()))?)
+        }
+        (None, None) => Candidate::InForce,
+        (Some(_), Some(_)) => {
+            return Err(
+                Problem::bad_request("name one candidate: `new` (a version) or `pack`").at("new"),
+            )
+        }
+    };
+    let old = match query.old {
+        Some(version) => Old::Candidate(candidate_of(policies.get(version).await?, "old")?),
+        None => Old::Stored,
+    };
+    let diff = diff_tenant(&ctx.store, ctx.intake.deps(), tenant, old, new, Utc::now())
+        .await
+        .map_err(|err| {
+            tracing::warn!(error = %err, "a policy diff could not be computed");
+            match err.retry_kind() {
+                stella_supervisor::Retry::Never => {
+                    Problem::internal(format!("the diff could not be computed: {err}"))
+                }
+                _ => Problem::new(
+                    actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store is unavailable; retry later",
+                ),
+            }
+        })?;
+    Ok(HttpResponse::Ok().json(diff))
 }

@@ -16,6 +16,7 @@ mod jobs;
 mod keys;
 mod notify;
 mod policy;
+mod rollouts;
 mod runs;
 mod scans;
 mod schedules;
@@ -128,6 +129,8 @@ pub(crate) enum ClientCommand {
     Policy(Remote<policy::Policy>),
     /// Exceptions (waivers) of a tenant: request, approve, reject, revoke, list.
     Exceptions(Remote<exceptions::Exceptions>),
+    /// Rollouts of policy packs through waves of tenants (administrator token).
+    Rollouts(Remote<rollouts::Rollouts>),
     /// The events stream (`scan.completed`, `finding.new`, `verdict.changed`,
     /// `advisory.delta`, `export.completed`, ...).
     Events(Remote<events::Events>),
@@ -167,6 +170,7 @@ impl ClientCommand {
             Self::Vex(command) => command.run(format),
             Self::Policy(command) => command.run(format),
             Self::Exceptions(command) => command.run(format),
+            Self::Rollouts(command) => command.run(format),
             Self::Events(command) => command.run(format),
             Self::Export(command) => command.run(format),
             Self::Notify(command) => command.run(format),

@@ -58,6 +58,16 @@ pub enum Effect {
         delivery_id: String,
         detail: Option<Value>,
     },
+    /// A rollout's shadow evaluation of the job's tenant: its row in `rollout_shadows`,
+    /// one per rollout, tenant and generation.
+    RolloutShadowed {
+        rollout_id: String,
+        generation: u64,
+        /// The tenant's `DiffSummary`.
+        summary: Value,
+        /// The per-finding diff, a stored object.
+        diff_sha256: String,
+    },
 }
 
 /// One staged effect of one job, at the commit's time (milliseconds).
@@ -168,6 +178,31 @@ pub(crate) async fn insert_effects(
             .execute(&mut **tx)
             .await
             .map_err(|err| store.err(err, "export run"))?;
+        }
+    }
+    for row in rows {
+        if let Effect::RolloutShadowed {
+            rollout_id,
+            generation,
+            summary,
+            diff_sha256,
+        } = row.effect
+        {
+            sqlx::query(
+                "INSERT INTO rollout_shadows (rollout_id, tenant_id, generation, job_id, summary, \
+                 diff_sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (rollout_id, tenant_id, generation) DO NOTHING",
+            )
+            .bind(rollout_id.as_str())
+            .bind(row.tenant.as_str())
+            .bind(i64::try_from(*generation).unwrap_or(i64::MAX))
+            .bind(row.job.as_str())
+            .bind(super::json_text(summary))
+            .bind(diff_sha256.as_str())
+            .bind(row.at)
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| store.err(err, "rollout shadow"))?;
         }
     }
     for row in rows {
@@ -403,6 +438,31 @@ pub(crate) fn pg_event_rows(rows: &[EffectRow<'_>]) -> Value {
                     "kind": event.kind,
                     "dedupe_key": event.dedupe_key,
                     "payload": super::json_text(&event.payload),
+                    "at": row.at,
+                })),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The `rollout_shadows` rows of a PostgreSQL batch, as its JSON parameter.
+pub(crate) fn pg_rollout_shadow_rows(rows: &[EffectRow<'_>]) -> Value {
+    Value::Array(
+        rows.iter()
+            .filter_map(|row| match row.effect {
+                Effect::RolloutShadowed {
+                    rollout_id,
+                    generation,
+                    summary,
+                    diff_sha256,
+                } => Some(serde_json::json!({
+                    "tenant_id": row.tenant.as_str(),
+                    "job_id": row.job.as_str(),
+                    "rollout_id": rollout_id,
+                    "generation": generation,
+                    "summary": super::json_text(summary),
+                    "diff_sha256": diff_sha256,
                     "at": row.at,
                 })),
                 _ => None,

@@ -9,7 +9,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::effects::{
     insert_effects, pg_event_rows, pg_export_file_rows, pg_export_plan_rows, pg_noop_rows,
-    pg_notify_attempt_rows, pg_notify_delivered_rows, EffectRow,
+    pg_notify_attempt_rows, pg_notify_delivered_rows, pg_rollout_shadow_rows, EffectRow,
 };
 use super::{check_limit, page, text_cursor, Effect, Page};
 use crate::error::{Result, StoreError};
@@ -1105,7 +1105,14 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         FROM json_to_recordset($8::json) AS n(tenant_id text, job_id text, delivery_id text, \
             detail text, at bigint) \
         WHERE d.tenant_id = n.tenant_id AND d.id = n.delivery_id AND d.status <> 'delivered' \
-            AND EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = n.tenant_id AND u.id = n.job_id)) \
+            AND EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = n.tenant_id AND u.id = n.job_id)), \
+    rollout_shadows_written AS ( \
+        INSERT INTO rollout_shadows (rollout_id, tenant_id, generation, job_id, summary, diff_sha256, created_at) \
+        SELECT r.rollout_id, r.tenant_id, r.generation, r.job_id, r.summary, r.diff_sha256, r.at \
+        FROM json_to_recordset($9::json) AS r(tenant_id text, job_id text, rollout_id text, \
+            generation bigint, summary text, diff_sha256 text, at bigint) \
+        WHERE EXISTS (SELECT 1 FROM updated u WHERE u.tenant_id = r.tenant_id AND u.id = r.job_id) \
+        ON CONFLICT (rollout_id, tenant_id, generation) DO NOTHING) \
     SELECT tenant_id, id, kind, state, step, params, result, attempts, max_attempts, last_error, \
         idempotency_key, created_at, updated_at, not_before, finished_at FROM updated";
 
@@ -1161,6 +1168,7 @@ impl Store {
             .bind(pg_event_rows(&effects).to_string())
             .bind(pg_notify_attempt_rows(&effects).to_string())
             .bind(pg_notify_delivered_rows(&effects).to_string())
+            .bind(pg_rollout_shadow_rows(&effects).to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(|err| self.err(err, "jobs"))?;

@@ -14,6 +14,7 @@ mod mirror;
 mod notify;
 mod outbox;
 mod policies;
+mod rollouts;
 mod scans;
 mod schedules;
 mod tenants;
@@ -56,6 +57,11 @@ pub use notify::{
 pub use outbox::{Outbox, OutboxRow};
 pub use policies::{
     Actor, Policies, PolicyRecord, PolicyStatus, PolicyTransition, TransitionRecord,
+};
+pub use rollouts::{
+    phase as rollout_phase, state as rollout_state, wave_name, LeaderMove, NewRollout, PackRecord,
+    Packs, RolloutRecord, RolloutTenantRecord, RolloutTransition, Rollouts, ShadowRecord,
+    SCHEDULER_IDENTITY,
 };
 pub use scans::{
     FindingRecord, FindingRow, NewFinding, SbomRecord, ScanRecord, Scans, VerdictRecord,

@@ -1270,7 +1270,11 @@ fn typed_rows(rows: usize, types: &[&str]) -> String {
 
 /// Proceeds only if `token` is the scheduler lease's current token; holds the lease row
 /// until the transaction ends, so no takeover commits in between.
-async fn fence(tx: &mut sqlx::Transaction<'_, sqlx::Any>, store: &Store, token: i64) -> Result<()> {
+pub(crate) async fn fence(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    store: &Store,
+    token: i64,
+) -> Result<()> {
     let held = sqlx::query("UPDATE leases SET token = token WHERE name = $1 AND token = $2")
         .bind(SCHEDULER_LEASE)
         .bind(token)
