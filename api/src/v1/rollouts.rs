@@ -165,7 +165,7 @@ pub struct RolloutView {
     pub updated_at: DateTime<Utc>,
     /// Every move, oldest first (administrators only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub transitions: Option<Vec<TransitionView>>,
+    pub transitions: Option<Vec<RolloutTransitionView>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -196,7 +196,7 @@ pub struct RolloutTenantView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TransitionView {
+pub struct RolloutTransitionView {
     pub action: String,
     pub wave: Option<u64>,
     pub identity: String,
@@ -207,7 +207,7 @@ pub struct TransitionView {
     pub at: DateTime<Utc>,
 }
 
-impl From<RolloutTransition> for TransitionView {
+impl From<RolloutTransition> for RolloutTransitionView {
     fn from(t: RolloutTransition) -> Self {
         Self {
             action: t.action,

@@ -22,7 +22,9 @@ use super::policies::{checked_reason, Actor};
 use super::schedules::fence;
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
-use crate::repo::{check_limit, insert_event, json_text, page, parse_json, NewEvent, Page};
+use crate::repo::{
+    check_limit, insert_event, json_text, page, parse_json, text_cursor, NewEvent, Page,
+};
 use crate::{RolloutId, Store, TenantId};
 
 /// One version of a policy pack.
@@ -427,11 +429,12 @@ impl Rollouts<'_> {
     /// Every rollout, newest first; the cursor is the last id seen.
     pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page<RolloutRecord>> {
         let limit = check_limit(limit)?;
+        let cursor = text_cursor(cursor, "rollout", |c| RolloutId::parse(c).is_ok())?;
         let rows = sqlx::query(&format!(
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE ($1 = '' OR id < $1) \
              ORDER BY id DESC LIMIT $2"
         ))
-        .bind(cursor.unwrap_or(""))
+        .bind(cursor)
         .bind(limit + 1)
         .fetch_all(&self.store.pool)
         .await
