@@ -410,6 +410,7 @@ mod tests {
             question: *q,
             value: *v,
             evidence: "test".into(),
+            about: None,
         }))
     }
 
