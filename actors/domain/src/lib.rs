@@ -22,7 +22,7 @@
 //! - [`sbom`]: CycloneDX and SPDX JSON documents read into one component inventory;
 //! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
 //! - [`version`]: version ordering per ecosystem and OSV affected-range evaluation;
-//! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
+//! - [`vex`]: OpenVEX, CycloneDX VEX and CSAF 2.0 statements and the claims they make.
 
 pub mod analysis;
 pub mod canonical;

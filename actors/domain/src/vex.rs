@@ -979,6 +979,52 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_ordered_by_the_component_ecosystem_with_generic_as_fallback() {
+        let statement = |versions: Vec<VersionSel>| VexStatement {
+            vulnerability: "CVE-1".into(),
+            aliases: vec![],
+            product: Product::Purl {
+                purl: "pkg:npm/a".into(),
+            },
+            versions,
+            status: VexStatus::NotAffected,
+            justification: None,
+            detail: None,
+            pointer: "/".into(),
+            csaf: None,
+        };
+        let range = |vers: &str| statement(vec![VersionSel::Range { vers: vers.into() }]);
+        let covers = |s: &VexStatement, eco, v| s.covers_version_in(Some(v), eco, &generic_compare);
+        // npm: a pre-release sorts before its release (the generic order says after).
+        let npm = range("vers:npm/>=1.0.0-rc.1|<2.0.0");
+        assert!(covers(&npm, Some(Ecosystem::Npm), "1.0.0"));
+        assert!(!covers(&npm, None, "1.0.0"), "the generic order misses it");
+        // PyPI: PEP 440 post-releases and epochs.
+        let pypi = range("vers:pypi/>1.0|<2.0");
+        assert!(covers(&pypi, Some(Ecosystem::PyPI), "1.0.post1"));
+        assert!(!covers(&pypi, Some(Ecosystem::PyPI), "1!1.5"));
+        // Debian: the epoch decides.
+        let deb = range("vers:deb/<2.0");
+        assert!(!covers(&deb, Some(Ecosystem::Debian), "1:1.0-1"));
+        assert!(covers(&deb, Some(Ecosystem::Debian), "1.9~rc1-1"));
+        assert!(
+            !covers(&deb, None, "2.0~rc1"),
+            "generic puts ~rc1 after 2.0"
+        );
+        assert!(covers(&deb, Some(Ecosystem::Debian), "2.0~rc1"));
+        // Exact versions compare by the ecosystem too: PEP 440 says 1.0 == 1.0.0.
+        let exact = statement(vec![VersionSel::Exact {
+            version: "1.0".into(),
+        }]);
+        assert!(covers(&exact, Some(Ecosystem::PyPI), "1.0.0"));
+        // A vendor's generic range that npm cannot parse falls back to the generic order
+        // for the whole range.
+        let vendor = range("vers:generic/>=2.9|<=4.1");
+        assert!(covers(&vendor, Some(Ecosystem::Npm), "3.0.0"));
+        assert!(!covers(&vendor, Some(Ecosystem::Npm), "4.2.0"));
+    }
+
+    #[test]
     fn generic_order_is_total_even_for_odd_versions() {
         let mut versions = vec!["10a", "9", "10", "1.0", "1", "v2", "2.a", "2.0"];
         versions.sort_by(|a, b| generic_compare(a, b).unwrap());
