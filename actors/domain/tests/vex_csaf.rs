@@ -125,13 +125,19 @@ impl Scene {
     }
 
     fn scan(&self, document: Option<&[u8]>) -> Verdict {
-        let vex: Vec<(VexStatement, String)> = document
-            .map(|bytes| vex::parse(bytes).unwrap())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| {
-                let evidence = format!("vex:sha256:{}#{}", "0".repeat(64), s.pointer);
-                (s, evidence)
+        self.scan_all(document.as_slice())
+    }
+
+    /// A scan reading several VEX documents, each with its own evidence digest.
+    fn scan_all(&self, documents: &[&[u8]]) -> Verdict {
+        let vex: Vec<(VexStatement, String)> = documents
+            .iter()
+            .enumerate()
+            .flat_map(|(i, bytes)| {
+                vex::parse(bytes).unwrap().into_iter().map(move |s| {
+                    let evidence = format!("vex:sha256:{:064x}#{}", i, s.pointer);
+                    (s, evidence)
+                })
             })
             .collect();
         let inputs = ScanInputs {
@@ -600,4 +606,34 @@ fn schema_violations_are_also_refused_by_the_reader() {
             assert!(!errors.is_empty(), "{name}: the schema accepts it too");
         }
     }
+}
+
+#[test]
+fn a_csaf_statement_and_a_disagreeing_openvex_one_stay_side_by_side() {
+    let Some(dir) = data() else { return };
+    let scene = Scene::load(&dir);
+    let (echo, version) = scene.component("github.com/labstack/echo/v4");
+    let said = |status| {
+        vec![Said {
+            cve: "CVE-2022-40083",
+            status,
+            version: &version,
+        }]
+    };
+    let csaf = bytes(&csaf_document("vendor", &echo, &said("known_not_affected")));
+    let openvex = bytes(&openvex_document(&echo, &said("known_affected")));
+    let verdict = scene.scan_all(&[&csaf, &openvex]);
+    let echo_finding = finding(&verdict, "GO-2022-1031");
+    assert_eq!(echo_finding.assessment.get(Question::Applies), K4::Conflict);
+    assert_eq!(echo_finding.assessment.conflicts(), vec![Question::Applies]);
+    assert_eq!(verdict.counts.conflicts, 1);
+    // Both claims are kept, each with its source.
+    let vex_claims: Vec<_> = echo_finding
+        .assessment
+        .claims
+        .iter()
+        .filter(|c| c.evidence.starts_with("vex:"))
+        .collect();
+    assert_eq!(vex_claims.len(), 2);
+    assert_eq!(vex_claims.iter().filter(|c| c.about.is_some()).count(), 1);
 }
