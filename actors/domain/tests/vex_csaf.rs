@@ -166,8 +166,11 @@ fn is_affected(version: &str, affected: &Affected) -> bool {
     affected.is_affected(version).unwrap_or(false)
 }
 
+/// A finding's (vulnerability id, purl) → its K4 values and its disposition.
+type Outcome = BTreeMap<(String, String), (Vec<(Question, K4)>, Disposition)>;
+
 /// What a user reads of a verdict: per finding, the K4 values and the disposition.
-fn outcome(verdict: &Verdict) -> BTreeMap<(String, String), (Vec<(Question, K4)>, Disposition)> {
+fn outcome(verdict: &Verdict) -> Outcome {
     verdict
         .findings
         .iter()
