@@ -723,6 +723,59 @@ impl Drop for CliServer {
 }
 
 #[test]
+fn vex_import_takes_csaf_by_content_or_by_format_and_names_the_fault() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/vex/csaf");
+    if !data.is_dir() {
+        println!("skipping: {} not found", data.display());
+        return;
+    }
+    let server = CliServer::start();
+    server.ok(&["tenants", "create", "acme", "--name", "Acme"]);
+    let file = |name: &str| data.join(name).to_str().unwrap().to_owned();
+    let out = server.ok(&[
+        "--tenant",
+        "acme",
+        "--output",
+        "json",
+        "vex",
+        "import",
+        &file("2022-evd-uc-03-ms-001.json"),
+    ]);
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reply["format"], "csaf", "{out}");
+    assert_eq!(reply["statements"], 19, "{out}");
+    assert_eq!(reply["without_component_identity"], 19, "{out}");
+    let out = server.ok(&[
+        "--tenant",
+        "acme",
+        "--output",
+        "json",
+        "vex",
+        "import",
+        "--format",
+        "csaf",
+        &file("rhsa-2022_0011.json"),
+    ]);
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(reply["format"], "csaf", "{out}");
+    assert_eq!(reply["statements"], 15, "{out}");
+    // A CycloneDX document named CSAF is refused where CSAF's required part is missing.
+    let cdx = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/vex/cyclonedx-cisa/Case-1_vex-fixed.json");
+    let (code, _, err) = server.run(&[
+        "--tenant",
+        "acme",
+        "vex",
+        "import",
+        "--format",
+        "csaf",
+        cdx.to_str().unwrap(),
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("/document"), "{err}");
+}
+
+#[test]
 fn a_closed_pipe_ends_the_output_quietly_and_keeps_the_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_with_closed_stdout(stella(dir.path()).args(["completions", "bash"]));

@@ -889,3 +889,133 @@ async fn a_large_verdict_s_attestation_stays_under_its_cap_verifies_and_pins_eve
     }
     server.handle.stop(true).await;
 }
+
+/// A `csaf_vex` document saying echo v4.1.11 is not affected by GO-2022-1031's CVE.
+fn csaf_echo_not_affected(product_id: &str, purl: &str) -> Vec<u8> {
+    json!({
+        "document": {
+            "category": "csaf_vex",
+            "csaf_version": "2.0",
+            "publisher": {"category": "vendor", "name": "Acme PSIRT", "namespace": "https://acme.example"},
+            "title": "Acme VEX for echo",
+            "tracking": {
+                "id": "ACME-VEX-1", "version": "4", "status": "final",
+                "current_release_date": "2025-06-01T00:00:00Z",
+                "initial_release_date": "2025-05-01T00:00:00Z",
+                "revision_history": [{"date": "2025-06-01T00:00:00Z", "number": "4", "summary": "echo"}]
+            }
+        },
+        "product_tree": {"full_product_names": [{"name": "echo v4.1.11", "product_id": product_id,
+            "product_identification_helper": {"purl": purl}}]},
+        "vulnerabilities": [{
+            "cve": "CVE-2022-40083",
+            "product_status": {"known_not_affected": [product_id]},
+            "flags": [{"label": "vulnerable_code_not_in_execute_path", "product_ids": [product_id]}]
+        }]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[actix_web::test]
+async fn csaf_vex_is_sniffed_or_named_refused_with_a_pointer_and_explained_in_findings() {
+    let server = start(|_| {}).await;
+    let (Some(go), Some(sbom), Some(uc02)) = (
+        data("advisories/Go-all.zip"),
+        data("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json"),
+        data("vex/csaf/2022-evd-uc-02-na-001.json"),
+    ) else {
+        return;
+    };
+    server.create_tenant("acme").await;
+    let (_, acme) = server.token("acme", TENANT_SCOPES).await;
+    import_go(&server, std::fs::read(go).unwrap()).await;
+
+    // A real OASIS document, told by its content: kept whole, and said to name no
+    // component the scans could match.
+    let reply = post_bytes(
+        &server,
+        &acme,
+        "/vex",
+        "application/json",
+        std::fs::read(uc02).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["format"], "csaf");
+    assert_eq!(reply.body["statements"], 19);
+    assert_eq!(reply.body["without_component_identity"], 19);
+
+    // Named by its content type.
+    let csaf = csaf_echo_not_affected("ECHO-4111", &format!("{ECHO}@v4.1.11"));
+    let reply = post_bytes(&server, &acme, "/vex", "application/csaf+json", csaf).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.body["format"], "csaf");
+    assert_eq!(reply.body["statements"], 1);
+    assert_eq!(reply.body["without_component_identity"], 0);
+
+    // Refused, naming the JSON pointer: a product id never defined, and a document that
+    // is not what its content type says.
+    let mut bad: Value = serde_json::from_slice(&csaf_echo_not_affected("ECHO", ECHO)).unwrap();
+    bad["vulnerabilities"][0]["product_status"]["known_not_affected"] = json!(["NOPE"]);
+    let reply = post_bytes(
+        &server,
+        &acme,
+        "/vex",
+        "application/json",
+        bad.to_string().into_bytes(),
+    )
+    .await;
+    assert_problem(&reply, 400, "undefined product id");
+    assert_eq!(reply.body["type"], "urn:stella:problem:invalid-vex");
+    assert_eq!(
+        reply.body["location"], "/vulnerabilities/0/product_status/known_not_affected/0",
+        "{}",
+        reply.text
+    );
+    let openvex = json!({"@context": "https://openvex.dev/ns/v0.2.0", "statements": []});
+    let reply = post_bytes(
+        &server,
+        &acme,
+        "/vex",
+        "application/csaf+json",
+        openvex.to_string().into_bytes(),
+    )
+    .await;
+    assert_problem(&reply, 400, "OpenVEX sent as CSAF");
+    assert_eq!(reply.body["location"], "/document", "{}", reply.text);
+
+    // The scan: echo's finding is ruled out, and its claim names the CSAF document, its
+    // tracking id and version, and the product.
+    let id = scan_of(
+        &server,
+        &acme,
+        std::fs::read(sbom).unwrap(),
+        &[("evaluated_at", EVALUATED_AT)],
+    )
+    .await;
+    let scan = wait_scan(&server, &acme, &id, "completed").await;
+    assert_eq!(scan["inputs"]["vex"].as_array().unwrap().len(), 2, "{scan}");
+    assert_eq!(scan["counts"]["pass"], 1, "{scan}");
+    let echo = finding_of(&findings(&server, &acme, &id).await, "GO-2022-1031").clone();
+    assert_eq!(echo["disposition"], "pass", "{echo}");
+    let claim = echo["assessment"]["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["evidence"].as_str().unwrap().starts_with("vex:sha256:"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        claim["about"], "CSAF ACME-VEX-1 version 4 (Acme VEX for echo), product ECHO-4111",
+        "{claim}"
+    );
+    assert!(
+        claim["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("#/vulnerabilities/0/product_status/known_not_affected/0"),
+        "{claim}"
+    );
+    server.handle.stop(true).await;
+}

@@ -90,6 +90,11 @@ pub struct Claim {
     /// Where the claim comes from: an SBOM component, an advisory observation, a VEX
     /// statement (`vex:<document digest>#<pointer>`).
     pub evidence: String,
+    /// What the evidence is, for people, where the reference alone does not say: a CSAF
+    /// statement's document, tracking id and version, and product id. Absent otherwise,
+    /// so other claims serialize (and hash) as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
 }
 
 /// The joined answers for one finding, with every claim that fed them.
@@ -156,11 +161,13 @@ mod tests {
             question: Question::Applies,
             value: true,
             evidence: "advisory:GO-2022-0001".into(),
+            about: None,
         };
         let vex = Claim {
             question: Question::Applies,
             value: false,
             evidence: "vex:abc#/statements/0".into(),
+            about: None,
         };
         let one = Assessment::from_claims([advisory.clone(), vex.clone()]);
         let other = Assessment::from_claims([vex, advisory]);

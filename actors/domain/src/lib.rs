@@ -25,7 +25,7 @@
 //! - [`scan`]: the advisory index, findings, verdicts and the inputs hash;
 //! - [`shadow`]: verdict diffs of shadow evaluations, per finding and per scan;
 //! - [`version`]: version ordering per ecosystem and OSV affected-range evaluation;
-//! - [`vex`]: OpenVEX and CycloneDX VEX statements and the claims they make.
+//! - [`vex`]: OpenVEX, CycloneDX VEX and CSAF 2.0 statements and the claims they make.
 
 pub mod analysis;
 pub mod canonical;

@@ -475,6 +475,7 @@ mod tests {
             question: *q,
             value: *v,
             evidence: "test".into(),
+            about: None,
         }))
     }
 

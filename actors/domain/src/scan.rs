@@ -313,7 +313,11 @@ fn vex_covers(
                 && parsed
                     .version()
                     .is_none_or(|v| component.version.as_deref() == Some(v))
-                && statement.covers_version(component.version.as_deref(), compare)
+                && statement.covers_version_in(
+                    component.version.as_deref(),
+                    Some(component.package.ecosystem),
+                    compare,
+                )
         }
         Product::BomRef { serial, bom_ref } => {
             // A ref only means something inside a known BOM: the VEX document's serial
@@ -325,6 +329,8 @@ fn vex_covers(
             // if any, is about the product's versions, which the scan cannot see.
             same_bom && (names_component || (names_subject && statement.versions.is_empty()))
         }
+        // No component identity (a CSAF product without a purl): nothing to match.
+        Product::Unidentified { .. } => false,
     }
 }
 
@@ -352,11 +358,13 @@ fn finding_of(
             question: Question::Present,
             value: true,
             evidence: component_evidence,
+            about: None,
         },
         Claim {
             question: Question::Present,
             value: true,
             evidence: advisory_evidence,
+            about: None,
         },
     ];
     let aliases: Vec<String> = advisory.aliases.clone();
@@ -418,8 +426,9 @@ pub struct VerdictSummary {
     pub evaluated_at: DateTime<Utc>,
 }
 
-/// Evaluates a scan. `is_affected` decides version ranges; `compare` orders versions for
-/// VEX version lists.
+/// Evaluates a scan. `is_affected` decides version ranges; VEX version lists and ranges
+/// are ordered by each component's ecosystem, and by `compare` where that ecosystem
+/// cannot parse a version they name.
 pub fn evaluate(
     inputs: &ScanInputs<'_>,
     is_affected: &IsAffected<'_>,

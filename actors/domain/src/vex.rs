@@ -1,5 +1,5 @@
-//! VEX documents (OpenVEX JSON and CycloneDX VEX) read into one statement model, and the
-//! claims a statement makes about a finding.
+//! VEX documents (OpenVEX JSON, CycloneDX VEX and CSAF 2.0) read into one statement
+//! model, and the claims a statement makes about a finding.
 //!
 //! A statement says, for one vulnerability and one product, which status holds: not
 //! affected (with a justification), affected, fixed, or under investigation. Products are
@@ -7,13 +7,20 @@
 //! CycloneDX references: a `bom-ref` in the same document, or `urn:cdx:<serial>/<version>#<bom-ref>`
 //! in another BOM. A reference that names an SBOM's subject (its `metadata.component`)
 //! covers every finding of that SBOM: product-level VEX, as in the CISA use cases.
-//! Version lists and `vers:` ranges narrow a statement to some versions.
+//! Version lists and `vers:` ranges narrow a statement to some versions; they are ordered
+//! by the component's ecosystem (see [`VexStatement::covers_version_in`]).
+//!
+//! CSAF 2.0 documents are read by [`csaf`]: their product trees resolve to purls, and a
+//! product without one is kept as [`Product::Unidentified`] (counted, never matched).
+
+pub mod csaf;
 
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ecosystem::Ecosystem;
 use crate::error::{pointer_token, InputError};
 use crate::lattice::{Claim, Question};
 
@@ -38,6 +45,15 @@ pub enum Product {
     BomRef {
         serial: Option<String>,
         bom_ref: String,
+    },
+    /// A product with no component identity (a CSAF product whose identification helper
+    /// names no purl, only a CPE or nothing): kept and counted so the import says how
+    /// many statements cannot apply to any SBOM component, but never matched.
+    Unidentified {
+        /// The product's id in its document (CSAF `product_id`).
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpe: Option<String>,
     },
 }
 
@@ -67,6 +83,42 @@ pub struct VexStatement {
     pub detail: Option<String>,
     /// JSON pointer of the statement in its document, for evidence references.
     pub pointer: String,
+    /// For a CSAF statement: the document and product it comes from, named in the claims
+    /// it makes (absent for the other formats, so their stored form is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csaf: Option<CsafOrigin>,
+}
+
+/// Where in a CSAF document a statement comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsafOrigin {
+    /// `document.title`.
+    pub title: String,
+    /// `document.tracking.id`.
+    pub tracking_id: String,
+    /// `document.tracking.version`.
+    pub tracking_version: String,
+    /// The `product_id` the statement names.
+    pub product_id: String,
+}
+
+impl CsafOrigin {
+    /// How a claim names its source in an explain trace.
+    pub fn describe(&self) -> String {
+        format!(
+            "CSAF {} version {} ({}), product {}",
+            self.tracking_id, self.tracking_version, self.title, self.product_id
+        )
+    }
+}
+
+/// How many statements name a product with no component identity
+/// ([`Product::Unidentified`]): they are kept but can match no component.
+pub fn without_component_identity(statements: &[VexStatement]) -> usize {
+    statements
+        .iter()
+        .filter(|s| matches!(s.product, Product::Unidentified { .. }))
+        .count()
 }
 
 /// The claims this statement makes about a finding it covers.
@@ -75,6 +127,7 @@ pub fn claims(statement: &VexStatement, evidence: &str) -> Vec<Claim> {
         question,
         value,
         evidence: evidence.to_owned(),
+        about: statement.csaf.as_ref().map(CsafOrigin::describe),
     };
     match statement.status {
         VexStatus::Affected => vec![claim(Question::Applies, true)],
@@ -116,34 +169,67 @@ impl VexStatement {
         version: Option<&str>,
         compare: impl Fn(&str, &str) -> Option<Ordering>,
     ) -> bool {
+        self.covers_version_in(version, None, &compare)
+    }
+
+    /// Whether the statement's versions cover `version` of a component of `ecosystem`:
+    /// a version list or `vers:` range is ordered by the ecosystem's own rules (semver
+    /// pre-releases before their release, PEP 440, dpkg epochs, ...) whatever scheme the
+    /// range names, since the statement is about that component. A list entry or range
+    /// with a version the ecosystem cannot parse (a vendor's `vers:generic/>=2.9` on an
+    /// npm package) is ordered by `fallback` instead, the whole range at once, so each
+    /// evaluation sees one total order.
+    pub fn covers_version_in(
+        &self,
+        version: Option<&str>,
+        ecosystem: Option<Ecosystem>,
+        fallback: &dyn Fn(&str, &str) -> Option<Ordering>,
+    ) -> bool {
         if self.versions.is_empty() {
             return true;
         }
         let Some(version) = version else {
             return false;
         };
+        let native = |a: &str, b: &str| -> Option<Ordering> {
+            crate::version::compare(ecosystem?, a, b).ok()
+        };
+        let parses = |v: &str| native(v, v).is_some();
         self.versions.iter().any(|sel| match sel {
             VersionSel::Exact { version: v } => {
-                v == version || compare(version, v) == Some(Ordering::Equal)
+                let order = native(version, v).or_else(|| fallback(version, v));
+                v == version || order == Some(Ordering::Equal)
             }
-            VersionSel::Range { vers } => vers_contains(vers, version, &compare).unwrap_or(false),
+            VersionSel::Range { vers } => {
+                let native_order = parses(version)
+                    && vers_versions(vers).is_some_and(|vs| vs.into_iter().all(parses));
+                if native_order {
+                    vers_contains(vers, version, &native)
+                } else {
+                    vers_contains(vers, version, &fallback)
+                }
+                .unwrap_or(false)
+            }
         })
     }
 }
 
-/// Whether `version` satisfies a `vers:` range (`vers:<scheme>/<constraint>|...`), per
-/// the vers specification: constraints sorted by version; `=` and `!=` are exact; a
-/// version is in when it matches an `=`, or lies in an interval formed by consecutive
-/// `>`/`>=` and `<`/`<=` comparators. `None` if the range is malformed.
-pub fn vers_contains(
-    vers: &str,
-    version: &str,
-    compare: &impl Fn(&str, &str) -> Option<Ordering>,
-) -> Option<bool> {
+/// The versions a `vers:` range names (`None` if it is malformed; empty for `*`).
+pub fn vers_versions(vers: &str) -> Option<Vec<&str>> {
+    Some(
+        vers_constraints(vers)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect(),
+    )
+}
+
+/// A `vers:` range's constraints as (operator, version); empty for `*`.
+fn vers_constraints(vers: &str) -> Option<Vec<(&'static str, &str)>> {
     let rest = vers.strip_prefix("vers:")?;
     let (_scheme, constraints) = rest.split_once('/')?;
     if constraints.trim() == "*" {
-        return Some(true);
+        return Some(Vec::new());
     }
     let mut parsed = Vec::new();
     for raw in constraints.split('|') {
@@ -156,6 +242,22 @@ pub fn vers_contains(
             return None;
         }
         parsed.push((op, v));
+    }
+    Some(parsed)
+}
+
+/// Whether `version` satisfies a `vers:` range (`vers:<scheme>/<constraint>|...`), per
+/// the vers specification: constraints sorted by version; `=` and `!=` are exact; a
+/// version is in when it matches an `=`, or lies in an interval formed by consecutive
+/// `>`/`>=` and `<`/`<=` comparators. `None` if the range is malformed.
+pub fn vers_contains(
+    vers: &str,
+    version: &str,
+    compare: &impl Fn(&str, &str) -> Option<Ordering>,
+) -> Option<bool> {
+    let parsed = vers_constraints(vers)?;
+    if parsed.is_empty() {
+        return Some(true);
     }
     let cmp = |v: &str| compare(version, v);
     for (op, v) in &parsed {
@@ -306,8 +408,66 @@ fn check_justification(
     }
 }
 
-/// Reads an OpenVEX or CycloneDX VEX document.
+/// The VEX formats Stella reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VexFormat {
+    OpenVex,
+    CycloneDx,
+    Csaf,
+}
+
+impl VexFormat {
+    /// The name the API answers with and stores (`openvex`, `cyclonedx`, `csaf`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VexFormat::OpenVex => "openvex",
+            VexFormat::CycloneDx => "cyclonedx",
+            VexFormat::Csaf => "csaf",
+        }
+    }
+
+    /// The format a media type names explicitly (`application/csaf+json`,
+    /// `application/vnd.openvex+json`, `application/vnd.cyclonedx+json`), parameters
+    /// ignored; `None` for plain JSON or anything else (then the content decides).
+    pub fn of_media_type(media_type: &str) -> Option<Self> {
+        let essence = media_type.split(';').next()?.trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/csaf+json" => Some(VexFormat::Csaf),
+            "application/vnd.openvex+json" | "application/openvex+json" => Some(VexFormat::OpenVex),
+            "application/vnd.cyclonedx+json" => Some(VexFormat::CycloneDx),
+            _ => None,
+        }
+    }
+
+    /// The format of a parsed document by its markers: OpenVEX has `statements`,
+    /// CycloneDX `bomFormat: CycloneDX`, CSAF `document.csaf_version`.
+    pub fn sniff(doc: &Value) -> Option<Self> {
+        if doc.get("statements").is_some() {
+            Some(VexFormat::OpenVex)
+        } else if doc.get("bomFormat").and_then(Value::as_str) == Some("CycloneDX") {
+            Some(VexFormat::CycloneDx)
+        } else if doc
+            .get("document")
+            .is_some_and(|d| d.get("csaf_version").is_some())
+        {
+            Some(VexFormat::Csaf)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads an OpenVEX, CycloneDX VEX or CSAF 2.0 document, whichever it is.
 pub fn parse(bytes: &[u8]) -> Result<Vec<VexStatement>, InputError> {
+    parse_format(bytes, None).map(|(_, statements)| statements)
+}
+
+/// Reads a VEX document as `format`, or as the format its content shows when `None`.
+pub fn parse_format(
+    bytes: &[u8],
+    format: Option<VexFormat>,
+) -> Result<(VexFormat, Vec<VexStatement>), InputError> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|err| {
         InputError::new(
             "",
@@ -321,16 +481,18 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<VexStatement>, InputError> {
     if !doc.is_object() {
         return Err(InputError::new("", "a VEX document is a JSON object"));
     }
-    if doc.get("statements").is_some() {
-        parse_openvex(&doc)
-    } else if doc.get("bomFormat").and_then(Value::as_str) == Some("CycloneDX") {
-        parse_cyclonedx(&doc)
-    } else {
-        Err(InputError::new(
+    let format = format.or_else(|| VexFormat::sniff(&doc)).ok_or_else(|| {
+        InputError::new(
             "",
-            "neither OpenVEX (`statements`) nor CycloneDX VEX (`bomFormat: CycloneDX` with `vulnerabilities`)",
-        ))
-    }
+            "neither OpenVEX (`statements`), CycloneDX VEX (`bomFormat: CycloneDX` with `vulnerabilities`) nor CSAF 2.0 (`document.csaf_version`)",
+        )
+    })?;
+    let statements = match format {
+        VexFormat::OpenVex => parse_openvex(&doc),
+        VexFormat::CycloneDx => parse_cyclonedx(&doc),
+        VexFormat::Csaf => csaf::parse_document(&doc),
+    }?;
+    Ok((format, statements))
 }
 
 fn openvex_status(value: &str) -> Option<VexStatus> {
@@ -442,6 +604,7 @@ fn parse_openvex(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
                 detail: text(statement, "impact_statement")
                     .or_else(|| text(statement, "status_notes")),
                 pointer: format!("{at}/products/{j}"),
+                csaf: None,
             });
         }
     }
@@ -629,6 +792,7 @@ fn parse_cyclonedx(doc: &Value) -> Result<Vec<VexStatement>, InputError> {
                     justification: justification.clone(),
                     detail: detail.clone(),
                     pointer: format!("{at}/affects/{}", pointer_token(&j.to_string())),
+                    csaf: None,
                 });
             }
         }
@@ -812,6 +976,52 @@ mod tests {
             },
             "the document's own subject resolves to its purl"
         );
+    }
+
+    #[test]
+    fn versions_are_ordered_by_the_component_ecosystem_with_generic_as_fallback() {
+        let statement = |versions: Vec<VersionSel>| VexStatement {
+            vulnerability: "CVE-1".into(),
+            aliases: vec![],
+            product: Product::Purl {
+                purl: "pkg:npm/a".into(),
+            },
+            versions,
+            status: VexStatus::NotAffected,
+            justification: None,
+            detail: None,
+            pointer: "/".into(),
+            csaf: None,
+        };
+        let range = |vers: &str| statement(vec![VersionSel::Range { vers: vers.into() }]);
+        let covers = |s: &VexStatement, eco, v| s.covers_version_in(Some(v), eco, &generic_compare);
+        // npm: a pre-release sorts before its release (the generic order says after).
+        let npm = range("vers:npm/>=1.0.0-rc.1|<2.0.0");
+        assert!(covers(&npm, Some(Ecosystem::Npm), "1.0.0"));
+        assert!(!covers(&npm, None, "1.0.0"), "the generic order misses it");
+        // PyPI: PEP 440 post-releases and epochs.
+        let pypi = range("vers:pypi/>1.0|<2.0");
+        assert!(covers(&pypi, Some(Ecosystem::PyPI), "1.0.post1"));
+        assert!(!covers(&pypi, Some(Ecosystem::PyPI), "1!1.5"));
+        // Debian: the epoch decides.
+        let deb = range("vers:deb/<2.0");
+        assert!(!covers(&deb, Some(Ecosystem::Debian), "1:1.0-1"));
+        assert!(covers(&deb, Some(Ecosystem::Debian), "1.9~rc1-1"));
+        assert!(
+            !covers(&deb, None, "2.0~rc1"),
+            "generic puts ~rc1 after 2.0"
+        );
+        assert!(covers(&deb, Some(Ecosystem::Debian), "2.0~rc1"));
+        // Exact versions compare by the ecosystem too: PEP 440 says 1.0 == 1.0.0.
+        let exact = statement(vec![VersionSel::Exact {
+            version: "1.0".into(),
+        }]);
+        assert!(covers(&exact, Some(Ecosystem::PyPI), "1.0.0"));
+        // A vendor's generic range that npm cannot parse falls back to the generic order
+        // for the whole range.
+        let vendor = range("vers:generic/>=2.9|<=4.1");
+        assert!(covers(&vendor, Some(Ecosystem::Npm), "3.0.0"));
+        assert!(!covers(&vendor, Some(Ecosystem::Npm), "4.2.0"));
     }
 
     #[test]

@@ -563,6 +563,7 @@ mod tests {
             justification: Some("vulnerable_code_not_in_execute_path".into()),
             detail: Some("never called".into()),
             pointer: "/statements/0".into(),
+            csaf: None,
         };
         let cited = Cited {
             advisory: None,
