@@ -1001,8 +1001,12 @@ fn vex_packages(statements: &Value) -> Option<Vec<String>> {
     let statements: Vec<VexStatement> = serde_json::from_value(statements.clone()).ok()?;
     let mut packages = BTreeSet::new();
     for statement in &statements {
-        let Product::Purl { purl } = &statement.product else {
-            return None;
+        let purl = match &statement.product {
+            Product::Purl { purl } => purl,
+            // Names no component: it matches nothing, so it impacts no target.
+            Product::Unidentified { .. } => continue,
+            // A BOM ref may name any target's component: all of them.
+            _ => return None,
         };
         let key = stella_domain::purl::Purl::parse(purl).ok()?.package_key()?;
         packages.insert(format!("{}/{}", key.ecosystem.osv_name(), key.name));

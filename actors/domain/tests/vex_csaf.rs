@@ -146,6 +146,7 @@ impl Scene {
             index: &self.index,
             vex: &vex,
             policy: &self.policy,
+            pack: None,
             at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(),
         };
         scan::evaluate(&inputs, &is_affected, &vex::generic_compare)
