@@ -78,6 +78,8 @@ pub struct Services {
     pub export_destinations: stella_actors::export::Destinations,
     /// The notifier's wire, secrets and metrics.
     pub notify: stella_actors::notify::NotifyDeps,
+    /// Shadow evaluations' metrics (rollout jobs and `GET /policy/diff`).
+    pub shadow_metrics: stella_actors::rollout::ShadowMetrics,
 }
 
 impl Services {
@@ -117,12 +119,14 @@ impl Services {
             .map_err(|(key, err)| {
                 StartupError::new("export.destinations", format!("{key}: {err}"))
             })?;
+        let shadow_metrics = stella_actors::rollout::ShadowMetrics::new();
         let registry = stella_actors::kinds(&KindDeps {
             scan: scan.clone(),
             outbound,
             export_metrics: export_metrics.clone(),
             export_destinations: export_destinations.clone(),
             notify: notify.clone(),
+            shadow_metrics: shadow_metrics.clone(),
         });
         Ok(Self {
             settings: settings.clone(),
@@ -135,6 +139,7 @@ impl Services {
             export_metrics,
             export_destinations,
             notify,
+            shadow_metrics,
         })
     }
 
@@ -160,6 +165,9 @@ impl Services {
             .map_err(|err| StartupError::new("log", err))?;
         self.notify
             .metrics
+            .register(registry)
+            .map_err(|err| StartupError::new("log", err))?;
+        self.shadow_metrics
             .register(registry)
             .map_err(|err| StartupError::new("log", err))?;
         let consumer = match &self.settings.runtime.consumer_name {
@@ -292,6 +300,10 @@ impl Application {
         } else {
             None
         };
+        services
+            .shadow_metrics
+            .register(&metrics.registry)
+            .map_err(|err| StartupError::new("log", err))?;
         let context = Context::new(Parts {
             store: services.store.clone(),
             objects: services.objects.clone(),
@@ -307,6 +319,7 @@ impl Application {
                 .unwrap_or(60),
             notify: services.notify.clone(),
             export_destinations: services.export_destinations.clone(),
+            shadow_metrics: services.shadow_metrics.clone(),
         });
         let routes = stella_api::configure(context.clone());
         let max_body = usize::try_from(settings.api.max_body_bytes).unwrap_or(usize::MAX);

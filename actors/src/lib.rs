@@ -48,6 +48,8 @@ pub struct KindDeps {
     pub export_destinations: export::Destinations,
     /// The notifier's wire, secrets and metrics.
     pub notify: notify::NotifyDeps,
+    /// Shadow evaluations' metrics (register them with the process's registry).
+    pub shadow_metrics: rollout::ShadowMetrics,
 }
 
 /// Every job kind a Stella process runs: `noop`, `advisory-sync`, `scan`, `export`,
@@ -67,7 +69,10 @@ pub fn kinds(deps: &KindDeps) -> Registry {
             destinations: deps.export_destinations.clone(),
         }))
         .register(notify::Notify::new(deps.notify.clone()))
-        .register(rollout::Rollout::new(deps.scan.clone()));
+        .register(rollout::Rollout::new(
+            deps.scan.clone(),
+            deps.shadow_metrics.clone(),
+        ));
     registry
 }
 

@@ -593,6 +593,7 @@ async fn a_tenant_may_have_a_limited_number_of_runs_waiting() {
             stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
             &Default::default(),
         ),
+        shadow_metrics: Default::default(),
     });
     put_profile(
         store,

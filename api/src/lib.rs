@@ -69,6 +69,8 @@ pub struct Context {
     pub notify: stella_actors::notify::NotifyDeps,
     /// The export destinations profiles may name (checked per tenant on save).
     pub export_destinations: stella_actors::export::Destinations,
+    /// Shadow evaluations' metrics (`GET /policy/diff` records with source `diff`).
+    pub shadow_metrics: stella_actors::rollout::ShadowMetrics,
     openapi_json: Arc<String>,
 }
 
@@ -88,6 +90,7 @@ pub struct Parts {
     pub default_jitter_secs: u32,
     pub notify: stella_actors::notify::NotifyDeps,
     pub export_destinations: stella_actors::export::Destinations,
+    pub shadow_metrics: stella_actors::rollout::ShadowMetrics,
 }
 
 impl Context {
@@ -120,6 +123,7 @@ impl Context {
             default_jitter_secs: parts.default_jitter_secs,
             notify: parts.notify,
             export_destinations: parts.export_destinations,
+            shadow_metrics: parts.shadow_metrics,
         }
     }
 }

@@ -51,6 +51,7 @@ impl World {
                 stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
                 &Default::default(),
             ),
+            shadow_metrics: Default::default(),
         });
         Self {
             store,
@@ -1061,7 +1062,10 @@ async fn a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back(store:
     }))
     .unwrap();
     spec.check().unwrap();
-    let all: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let all: Vec<stella_domain::rollout::TenantInfo> = names
+        .iter()
+        .map(|n| stella_domain::rollout::TenantInfo::named(n))
+        .collect();
     let waves: Vec<Vec<TenantId>> = spec
         .assign(&all)
         .unwrap()

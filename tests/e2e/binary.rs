@@ -2216,13 +2216,17 @@ fn cli_rolls_a_pack_out_and_shows_its_waves_and_the_shadow_diff() {
         "acme",
     ]);
     assert_eq!(code, Some(2), "clap: --reason is required: {err}");
+    let (code, _, err) = cli(&["tenants", "label", "acme", "tier"]);
+    assert_eq!(code, Some(6), "{err}");
+    let labelled = json(&["tenants", "label", "acme", "tier=gold"]);
+    assert_eq!(labelled["labels"]["tier"], "gold");
     let created = json(&[
         "rollouts",
         "create",
         "--pack",
         "baseline@1",
         "--wave",
-        "acme",
+        "tier=gold",
         "--max-newly-blocked-percent",
         "100",
         "--bake",

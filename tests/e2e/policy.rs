@@ -428,13 +428,32 @@ async fn a_pack_reaches_a_tenant_through_a_rollout_and_each_tenant_sees_only_its
         assert_problem(&reply, 400, "a bad rollout");
         assert_eq!(reply.body["location"], at, "{}", reply.text);
     }
+    // The wave selects by label.
+    let reply = server
+        .admin(
+            Method::PATCH,
+            "/api/v1/tenants/acme",
+            Some(json!({"labels": {"Tier": "gold"}})),
+        )
+        .await;
+    assert_problem(&reply, 400, "a label key with capitals");
+    assert_eq!(reply.body["location"], "labels", "{}", reply.text);
+    let reply = server
+        .admin(
+            Method::PATCH,
+            "/api/v1/tenants/acme",
+            Some(json!({"labels": {"tier": "gold", "env": "prod"}})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["labels"]["tier"], "gold");
     let reply = server
         .admin(
             Method::POST,
             "/api/v1/rollouts",
             Some(json!({
                 "pack": "baseline", "version": 1,
-                "waves": [{"tenants": ["acme"]}],
+                "waves": [{"labels": {"tier": "gold"}}],
                 "gate": {"max_newly_blocked_percent": 100.0, "min_scans": 1},
                 "bake_seconds": 0,
                 "reason": "ban left-pad everywhere"
@@ -445,6 +464,17 @@ async fn a_pack_reaches_a_tenant_through_a_rollout_and_each_tenant_sees_only_its
     let id = reply.body["id"].as_str().unwrap().to_owned();
     let done = rollout_state(&server, &id, "completed").await;
     assert_eq!(done["waves"][0]["state"], "done", "{done}");
+    let members: Vec<&Value> = done["waves"][0]["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["tenant"])
+        .collect();
+    assert_eq!(
+        members,
+        [&json!("acme")],
+        "only the labelled tenant: {done}"
+    );
     assert_eq!(
         done["waves"][0]["summary"]["newly_blocked_scans"], 1,
         "{done}"
@@ -532,4 +562,19 @@ async fn a_pack_reaches_a_tenant_through_a_rollout_and_each_tenant_sees_only_its
     assert_eq!(active(&server, &acme).await["pack"], Value::Null);
     let after = web_scan(&server, &acme, "warn").await;
     assert_eq!(after["findings"]["items"], before["findings"]["items"]);
+
+    // Shadow evaluations are counted apart from scans, by where they came from.
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "stella_shadow_scans_total{outcome=\"newly_blocked\",source=\"diff\"} 1",
+        "stella_shadow_scans_total{outcome=\"newly_blocked\",source=\"rollout\"} 1",
+        "stella_shadow_tenant_seconds_count{source=\"rollout\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
 }

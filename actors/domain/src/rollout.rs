@@ -2,6 +2,8 @@
 //! (explicit lists or a percentage with a deterministic assignment) and whether a wave's
 //! gate holds on its shadow diff. Time, the store and the jobs are the callers'.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -18,6 +20,9 @@ pub struct WaveSpec {
     /// These tenants.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<String>,
+    /// The tenants carrying every one of these labels (that no earlier wave took).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Up to this share (0–100) of every tenant, counted cumulatively over the waves and
     /// assigned by a hash of the pack name and the tenant id: the same tenants are early
     /// in every rollout of the pack, and a later wave holds the earlier waves' tenants'
@@ -112,22 +117,24 @@ impl RolloutSpec {
         }
         let mut last_percent = 0.0;
         for (i, wave) in self.waves.iter().enumerate() {
-            match (wave.tenants.is_empty(), wave.percent) {
-                (true, None) | (false, Some(_)) => {
-                    return Err(InputError::new(
-                        format!("/waves/{i}"),
-                        "a wave names either `tenants` or a `percent`",
-                    ))
-                }
-                (_, Some(p)) if !(p > 0.0 && p <= 100.0) || p < last_percent => {
+            let selectors = usize::from(!wave.tenants.is_empty())
+                + usize::from(!wave.labels.is_empty())
+                + usize::from(wave.percent.is_some());
+            if selectors != 1 {
+                return Err(InputError::new(
+                    format!("/waves/{i}"),
+                    "a wave names one of `tenants`, `labels` or a `percent`",
+                ));
+            }
+            if let Some(p) = wave.percent {
+                if !(p > 0.0 && p <= 100.0) || p < last_percent {
                     return Err(InputError::new(
                         format!("/waves/{i}/percent"),
                         "a percent is in (0, 100] and not below an earlier wave's \
                          (shares are cumulative)",
-                    ))
+                    ));
                 }
-                (_, Some(p)) => last_percent = p,
-                _ => {}
+                last_percent = p;
             }
             if let Some(gate) = &wave.gate {
                 gate.check(&format!("/waves/{i}/gate"))?;
@@ -153,16 +160,17 @@ impl RolloutSpec {
         }
     }
 
-    /// Assigns `tenants` (every tenant there is) to the waves: each tenant at most once,
-    /// in the first wave that selects it. A tenant a list names that does not exist, or
-    /// that two lists name, is an error; tenants no wave selects are not in the rollout.
-    pub fn assign(&self, tenants: &[String]) -> Result<Vec<Vec<String>>, InputError> {
+    /// Assigns `tenants` (every tenant there is, with its labels) to the waves: each
+    /// tenant at most once, in the first wave that selects it. A tenant a list names that
+    /// does not exist, or that two lists name, is an error; tenants no wave selects are
+    /// not in the rollout.
+    pub fn assign(&self, tenants: &[TenantInfo]) -> Result<Vec<Vec<String>>, InputError> {
         let mut taken: std::collections::BTreeSet<&str> = Default::default();
         let mut waves = Vec::with_capacity(self.waves.len());
         for (i, wave) in self.waves.iter().enumerate() {
             let mut members = Vec::new();
             for (j, tenant) in wave.tenants.iter().enumerate() {
-                if !tenants.iter().any(|t| t == tenant) {
+                if !tenants.iter().any(|t| &t.id == tenant) {
                     return Err(InputError::new(
                         format!("/waves/{i}/tenants/{j}"),
                         format!("no tenant {tenant:?}"),
@@ -176,10 +184,21 @@ impl RolloutSpec {
                 }
                 members.push(tenant.clone());
             }
+            if !wave.labels.is_empty() {
+                for tenant in tenants {
+                    let carries = wave
+                        .labels
+                        .iter()
+                        .all(|(k, v)| tenant.labels.get(k) == Some(v));
+                    if carries && taken.insert(&tenant.id) {
+                        members.push(tenant.id.clone());
+                    }
+                }
+            }
             if let Some(percent) = wave.percent {
                 for tenant in tenants {
-                    if bucket(&self.pack, tenant) < percent && taken.insert(tenant) {
-                        members.push(tenant.clone());
+                    if bucket(&self.pack, &tenant.id) < percent && taken.insert(&tenant.id) {
+                        members.push(tenant.id.clone());
                     }
                 }
             }
@@ -187,6 +206,23 @@ impl RolloutSpec {
             waves.push(members);
         }
         Ok(waves)
+    }
+}
+
+/// A tenant as waves select it: its id and labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantInfo {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl TenantInfo {
+    /// A tenant without labels.
+    pub fn named(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            labels: BTreeMap::new(),
+        }
     }
 }
 
@@ -274,21 +310,34 @@ mod tests {
 
     #[test]
     fn waves_take_listed_tenants_then_cumulative_shares_each_tenant_once() {
-        let tenants: Vec<String> = (0..1000).map(|i| format!("t{i:04}")).collect();
+        let tenants: Vec<TenantInfo> = (0..1000)
+            .map(|i| TenantInfo {
+                id: format!("t{i:04}"),
+                labels: [(
+                    "tier".to_owned(),
+                    if i % 100 == 3 { "gold" } else { "std" }.to_owned(),
+                )]
+                .into_iter()
+                .collect(),
+            })
+            .collect();
         let spec = spec(serde_json::json!([
             {"tenants": ["t0007", "t0500"]},
+            {"labels": {"tier": "gold"}},
             {"percent": 10.0},
             {"percent": 100.0}
         ]));
         spec.check().unwrap();
         let waves = spec.assign(&tenants).unwrap();
         assert_eq!(waves[0], ["t0007", "t0500"]);
+        assert_eq!(waves[1].len(), 10, "the gold tier: {:?}", waves[1]);
+        assert!(waves[1].iter().all(|t| t.ends_with("03")));
         let total: usize = waves.iter().map(Vec::len).sum();
         assert_eq!(total, 1000, "every tenant once");
-        // About 10 % in the second wave, deterministically.
-        assert!((70..=130).contains(&waves[1].len()), "{}", waves[1].len());
+        // About 10 % in the percentage wave, deterministically.
+        assert!((60..=130).contains(&waves[2].len()), "{}", waves[2].len());
         assert_eq!(spec.assign(&tenants).unwrap(), waves);
-        assert!(!waves[1].contains(&"t0007".to_owned()));
+        assert!(!waves[2].contains(&"t0007".to_owned()));
         assert_eq!(spec.wave_name(0), "canary");
         assert_eq!(spec.wave_name(2), "wave-3");
     }
@@ -296,15 +345,17 @@ mod tests {
     #[test]
     fn bad_specs_name_the_place() {
         let unknown = spec(serde_json::json!([{"tenants": ["nope"]}]));
-        let err = unknown.assign(&["a".into()]).unwrap_err();
+        let err = unknown.assign(&[TenantInfo::named("a")]).unwrap_err();
         assert_eq!(err.pointer, "/waves/0/tenants/0");
         let twice = spec(serde_json::json!([{"tenants": ["a"]}, {"tenants": ["a"]}]));
         assert_eq!(
-            twice.assign(&["a".into()]).unwrap_err().pointer,
+            twice.assign(&[TenantInfo::named("a")]).unwrap_err().pointer,
             "/waves/1/tenants/0"
         );
         let both = spec(serde_json::json!([{"tenants": ["a"], "percent": 5}]));
         assert_eq!(both.check().unwrap_err().pointer, "/waves/0");
+        let neither = spec(serde_json::json!([{"name": "empty"}]));
+        assert_eq!(neither.check().unwrap_err().pointer, "/waves/0");
         let shrinking = spec(serde_json::json!([{"percent": 50}, {"percent": 10}]));
         assert_eq!(shrinking.check().unwrap_err().pointer, "/waves/1/percent");
         assert_eq!(

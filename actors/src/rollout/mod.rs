@@ -9,7 +9,10 @@
 //!
 //! [`shadow`] is also the use case behind `GET /api/v1/policy/diff`.
 
+mod metrics;
 pub mod shadow;
+
+pub use metrics::ShadowMetrics;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -25,11 +28,12 @@ use crate::scan::{Candidate, ScanDeps};
 #[derive(Debug, Clone)]
 pub struct Rollout {
     deps: ScanDeps,
+    metrics: ShadowMetrics,
 }
 
 impl Rollout {
-    pub fn new(deps: ScanDeps) -> Self {
-        Self { deps }
+    pub fn new(deps: ScanDeps, metrics: ShadowMetrics) -> Self {
+        Self { deps, metrics }
     }
 }
 
@@ -85,6 +89,7 @@ impl Kind for Rollout {
         let record = ctx.store.packs().get(&params.pack, params.version).await?;
         let candidate = Candidate::Pack(crate::scan::pack_of(&record)?);
         let tenant = ctx.job.tenant.clone();
+        let started = std::time::Instant::now();
         let diff = shadow::diff_tenant(
             ctx.store,
             &self.deps,
@@ -96,6 +101,8 @@ impl Kind for Rollout {
             ctx.now,
         )
         .await?;
+        self.metrics
+            .observe("rollout", &diff, started.elapsed().as_secs_f64());
         let stored = self.deps.objects.put_content(diff.to_bytes()?).await?;
         let sha256 = stored.digest.to_string();
         ctx.stage(Effect::RolloutShadowed {

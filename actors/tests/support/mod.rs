@@ -37,6 +37,7 @@ pub(crate) async fn start_runtime_with(
             stella_actors::notify::wire::SecretBox::from_key(&[7; 32]),
             &Default::default(),
         ),
+        shadow_metrics: Default::default(),
     });
     let runtime = Runtime::start(RuntimeConfig {
         store: store.clone(),

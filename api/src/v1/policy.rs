@@ -414,6 +414,7 @@ pub(crate) async fn diff(
         Some(version) => Old::Candidate(candidate_of(policies.get(version).await?, "old")?),
         None => Old::Stored,
     };
+    let started = std::time::Instant::now();
     let diff = diff_tenant(&ctx.store, ctx.intake.deps(), tenant, old, new, Utc::now())
         .await
         .map_err(|err| {
@@ -429,5 +430,7 @@ pub(crate) async fn diff(
                 ),
             }
         })?;
+    ctx.shadow_metrics
+        .observe("diff", &diff, started.elapsed().as_secs_f64());
     Ok(HttpResponse::Ok().json(diff))
 }

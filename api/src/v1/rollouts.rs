@@ -419,7 +419,7 @@ pub(crate) async fn create(
         .json(view(record, tenants, None, None)))
 }
 
-async fn all_tenants(ctx: &Context) -> ApiResult<Vec<String>> {
+async fn all_tenants(ctx: &Context) -> ApiResult<Vec<stella_domain::rollout::TenantInfo>> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -428,7 +428,10 @@ async fn all_tenants(ctx: &Context) -> ApiResult<Vec<String>> {
             page.items
                 .into_iter()
                 .filter(|t| t.status == stella_store::repo::TenantStatus::Active)
-                .map(|t| t.id.to_string()),
+                .map(|t| stella_domain::rollout::TenantInfo {
+                    id: t.id.to_string(),
+                    labels: t.labels,
+                }),
         );
         match page.next_cursor {
             Some(next) => cursor = Some(next),
@@ -583,6 +586,7 @@ async fn act(
                     waves: vec![stella_domain::rollout::WaveSpec {
                         name: None,
                         tenants: vec!["x".into()],
+                        labels: Default::default(),
                         percent: None,
                         gate: None,
                     }],

@@ -21,6 +21,8 @@ pub struct TenantView {
     pub name: String,
     /// `active` or `disabled`.
     pub status: String,
+    /// What rollout waves select tenants by.
+    pub labels: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -35,6 +37,7 @@ impl From<Tenant> for TenantView {
                 TenantStatus::Disabled => "disabled",
             }
             .to_owned(),
+            labels: tenant.labels,
             created_at: tenant.created_at,
             updated_at: tenant.updated_at,
         }
@@ -60,8 +63,12 @@ pub struct CreateTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
+    /// A new display name.
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
-    pub name: String,
+    pub name: Option<String>,
+    /// The tenant's labels, replacing the ones it has (keys: 1-63 of a-z, 0-9, `.`, `_`,
+    /// `-`, `/`; values: up to 63 of A-Z, a-z, 0-9, `.`, `_`, `-`; at most 32).
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn tenant_id(raw: &str) -> Result<TenantId, Problem> {
@@ -131,7 +138,7 @@ pub(crate) async fn get(
     Ok(web::Json(tenant.into()))
 }
 
-/// Rename a tenant.
+/// Rename a tenant or replace its labels.
 #[utoipa::path(
     operation_id = "update_tenant",
     tag = "tenants",
@@ -149,13 +156,31 @@ pub(crate) async fn update(
 ) -> ApiResult<web::Json<TenantView>> {
     let id = tenant_id(&id)?;
     audit_tenant(&req, &id);
-    let tenant = ctx
-        .store
-        .tenants()
-        .rename(&id, &body.0.name, Utc::now())
-        .await
-        .map_err(|err| Problem::from(err).at("name"))?;
-    Ok(web::Json(tenant.into()))
+    let UpdateTenant { name, labels } = body.0;
+    if name.is_none() && labels.is_none() {
+        return Err(Problem::bad_request("give a `name`, `labels` or both"));
+    }
+    let tenants = ctx.store.tenants();
+    let mut tenant = None;
+    if let Some(name) = name {
+        tenant = Some(
+            tenants
+                .rename(&id, &name, Utc::now())
+                .await
+                .map_err(|err| Problem::from(err).at("name"))?,
+        );
+    }
+    if let Some(labels) = labels {
+        tenant = Some(
+            tenants
+                .set_labels(&id, &labels, Utc::now())
+                .await
+                .map_err(|err| Problem::from(err).at("labels"))?,
+        );
+    }
+    tenant
+        .map(|t| web::Json(TenantView::from(t)))
+        .ok_or_else(|| Problem::bad_request("nothing to change"))
 }
 
 /// Disable a tenant: its tokens stop working, its data is kept.

@@ -51,8 +51,9 @@ pub(crate) struct Create {
     /// The pack version, `<name>@<version>`.
     #[arg(long)]
     pack: String,
-    /// A wave: tenants separated by commas (`acme,globex`), or a cumulative share of all
-    /// tenants (`10%`). Once per wave, in order.
+    /// A wave: tenants separated by commas (`acme,globex`), the tenants carrying labels
+    /// (`env=prod,tier=gold`), or a cumulative share of all tenants (`10%`). Once per
+    /// wave, in order.
     #[arg(long = "wave", required = true)]
     waves: Vec<String>,
     #[command(flatten)]
@@ -160,6 +161,16 @@ fn wave(text: &str) -> Result<Value, ClientError> {
             .parse()
             .map_err(|_| invalid(format!("--wave {text:?}: a share is a number and %")))?;
         return Ok(json!({ "percent": p }));
+    }
+    if text.contains('=') {
+        let mut labels = serde_json::Map::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("--wave {text:?}: labels are key=value")))?;
+            labels.insert(key.to_owned(), json!(value));
+        }
+        return Ok(json!({ "labels": labels }));
     }
     let tenants: Vec<&str> = text
         .split(',')

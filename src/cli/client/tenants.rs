@@ -7,7 +7,7 @@ use super::http::{segment as seg, Client, ClientError};
 use super::{Run, Subcommands};
 use crate::cli::args::PageArgs;
 
-const COLUMNS: &[&str] = &["id", "name", "status", "created_at"];
+const COLUMNS: &[&str] = &["id", "name", "status", "labels", "created_at"];
 
 pub(crate) type Tenants = Subcommands<Action>;
 
@@ -39,6 +39,14 @@ pub(crate) enum Action {
         #[arg(long)]
         name: String,
     },
+    /// Replace a tenant's labels (what rollout waves select tenants by).
+    Label {
+        /// The tenant's id.
+        id: String,
+        /// `key=value`; repeat for several; none removes every label.
+        #[arg(value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
     /// Disable a tenant: its tokens stop working, its data is kept.
     Disable {
         /// The tenant's id.
@@ -61,6 +69,19 @@ impl Run for Action {
             Self::Get { id } => client.get(&format!("/tenants/{}", seg(id)), &[])?,
             Self::Rename { id, name } => {
                 client.patch(&format!("/tenants/{}", seg(id)), &json!({ "name": name }))?
+            }
+            Self::Label { id, labels } => {
+                let mut map = serde_json::Map::new();
+                for label in labels {
+                    let (key, value) = label.split_once('=').ok_or_else(|| {
+                        ClientError::new(
+                            super::http::ExitKind::Invalid,
+                            format!("{label:?}: give a label as key=value"),
+                        )
+                    })?;
+                    map.insert(key.to_owned(), json!(value));
+                }
+                client.patch(&format!("/tenants/{}", seg(id)), &json!({ "labels": map }))?
             }
             Self::Disable { id } => client.post_empty(&format!("/tenants/{}/disable", seg(id)))?,
             Self::Enable { id } => client.post_empty(&format!("/tenants/{}/enable", seg(id)))?,

@@ -71,7 +71,7 @@ pub use schedules::{
     Runs, ScheduleAdvance, ScheduleRecord, SchedulerChanges, Schedules, Scheduling, TargetOutcome,
     TargetRecord, Targets, SCHEDULER_LEASE,
 };
-pub use tenants::{Tenant, TenantStatus, Tenants};
+pub use tenants::{Tenant, TenantStatus, Tenants, MAX_TENANT_LABELS};
 pub use tokens::{NewToken, TokenRecord, Tokens, TOKEN_PREFIX};
 pub use vex::{VexDocumentRecord, VexDocuments};
 

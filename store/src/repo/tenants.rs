@@ -38,9 +38,14 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub status: TenantStatus,
+    /// What rollout waves select tenants by (`env` → `prod`).
+    pub labels: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// The most labels a tenant may carry.
+pub const MAX_TENANT_LABELS: usize = 32;
 
 /// Tenants themselves (the administrator's view).
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +53,7 @@ pub struct Tenants<'a> {
     pub(crate) store: &'a Store,
 }
 
-const COLUMNS: &str = "id, name, status, created_at, updated_at";
+const COLUMNS: &str = "id, name, status, labels, created_at, updated_at";
 
 impl Tenants<'_> {
     pub async fn create(&self, id: &TenantId, name: &str, now: DateTime<Utc>) -> Result<Tenant> {
@@ -113,6 +118,20 @@ impl Tenants<'_> {
         self.update(id, "name", name, now).await
     }
 
+    /// Replaces the tenant's labels. Keys: 1-63 of a-z, 0-9, `.`, `_`, `-`, `/`, a letter
+    /// or digit first; values: up to 63 of A-Z, a-z, 0-9, `.`, `_`, `-`.
+    pub async fn set_labels(
+        &self,
+        id: &TenantId,
+        labels: &std::collections::BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Result<Tenant> {
+        validate_labels(labels)?;
+        let text = serde_json::to_string(labels)
+            .map_err(|e| StoreError::Invalid(format!("labels: {e}")))?;
+        self.update(id, "labels", &text, now).await
+    }
+
     pub async fn set_status(
         &self,
         id: &TenantId,
@@ -145,6 +164,38 @@ impl Tenants<'_> {
     }
 }
 
+fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    if labels.len() > MAX_TENANT_LABELS {
+        return Err(StoreError::Invalid(format!(
+            "labels: at most {MAX_TENANT_LABELS}"
+        )));
+    }
+    for (key, value) in labels {
+        let key_ok = (1..=63).contains(&key.len())
+            && key.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && key.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/')
+            });
+        if !key_ok {
+            return Err(StoreError::Invalid(format!(
+                "labels: {key:?} is not a label key (1-63 of a-z, 0-9, '.', '_', '-', '/', \
+                 a letter or digit first)"
+            )));
+        }
+        let value_ok = value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !value_ok {
+            return Err(StoreError::Invalid(format!(
+                "labels: the value of {key:?} is not a label value (up to 63 of A-Z, a-z, 0-9, \
+                 '.', '_', '-')"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn validate_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(StoreError::Invalid(
@@ -160,6 +211,8 @@ fn decode(row: &AnyRow) -> Result<Tenant> {
         id: TenantId::parse(&row.try_get::<String, _>("id").map_err(get)?)?,
         name: row.try_get("name").map_err(get)?,
         status: TenantStatus::parse(&row.try_get::<String, _>("status").map_err(get)?)?,
+        labels: serde_json::from_str(&row.try_get::<String, _>("labels").map_err(get)?)
+            .map_err(|e| StoreError::Corrupt(format!("tenant labels: {e}")))?,
         created_at: from_millis(row.try_get("created_at").map_err(get)?),
         updated_at: from_millis(row.try_get("updated_at").map_err(get)?),
     })
