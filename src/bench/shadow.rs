@@ -4,7 +4,8 @@
 //! judged the gate (every tenant's `rollout` job has evaluated its targets in shadow and
 //! committed its diff). Each round's rollout is then aborted (nothing was activated).
 //!
-//! Setup: each SBOM is scanned once for real; its scan is copied as the latest scan of
+//! The scheduler passes every 50 ms here (500 ms by default), so a round's time is the
+//! work rather than the wait for the next pass. Setup: each SBOM is scanned once for real; its scan is copied as the latest scan of
 //! `--targets` targets of each of `--tenants` tenants (`stella_store::diag::bench`), so
 //! there are tenants × targets latest scans without scanning each.
 //!
@@ -33,10 +34,18 @@ use stella_store::{JobId, TenantId};
 use super::matching::is_affected;
 use super::server::BenchServer;
 
-/// The pack every round rolls out: a floor that blocks what is critical.
+/// The pack every round rolls out: a floor that blocks what is critical, and every Go
+/// finding not shown to be inapplicable (the Go database carries no CVSS, so this is the
+/// rule that changes verdicts: the diff has work to do).
 const PACK: &str = "name = \"bench-floor\"\nversion = 1\n\n[[rules]]\nid = \"critical\"\n\
                     when = { applies = [\"true\", \"unknown\"], min_severity = 9.0 }\n\
-                    outcome = \"block\"\nbecause = \"critical\"\n";
+                    outcome = \"block\"\nbecause = \"critical\"\n\n[[rules]]\nid = \"go\"\n\
+                    when = { applies = [\"true\", \"unknown\"], ecosystems = [\"Go\"] }\n\
+                    outcome = \"block\"\nbecause = \"Go modules are held to the floor\"\n";
+
+/// The scheduler's pass interval in the benchmark: short, so the time to the gate is the
+/// work and not the wait for the next pass (the default is 500 ms).
+const POLL_MS: u64 = 50;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShadowReport {
@@ -231,6 +240,8 @@ pub async fn run(
     rounds: u32,
     gate_tenants: u32,
 ) -> anyhow::Result<ShadowReport> {
+    let mut settings = settings;
+    settings.scheduler.poll_interval_ms = POLL_MS;
     let server = BenchServer::start(settings, advisory_paths, "bench shadow").await?;
     let setup = Instant::now();
     let own = TenantId::parse(&server.tenant)?;
