@@ -140,6 +140,34 @@ impl World {
         .unwrap();
     }
 
+    /// The durable runtime on this world's store (the embedded mailbox), running every
+    /// role: the scans and shadow jobs the scheduler submits run at once.
+    async fn runtime(&self) -> stella_supervisor::Runtime {
+        use stella_store::mailbox::{ConsumerName, Mailbox};
+        use stella_supervisor::{Runtime, RuntimeConfig, RuntimeMetrics};
+        let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::EmbeddedMailbox::new(
+            self.store.clone(),
+            common::mailbox_config(),
+        ));
+        Runtime::start(RuntimeConfig {
+            store: self.store.clone(),
+            mailbox,
+            settings: stella_config::RuntimeSettings {
+                poll_interval_ms: 5,
+                ..Default::default()
+            },
+            roles: stella_actors::Role::ALL
+                .iter()
+                .map(|r| r.mailbox())
+                .collect(),
+            registry: self.registry.clone(),
+            metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
+            consumer: ConsumerName::generate(),
+        })
+        .await
+        .unwrap()
+    }
+
     async fn runs(&self, tenant: &TenantId) -> Vec<RunRecord> {
         let mut runs = self
             .store
@@ -715,9 +743,7 @@ async fn a_profile_triggered_by_scans_runs_after_each_scan_of_its_targets(store:
 /// clock), the verdict flips to pass and back to warn once each, and the expired
 /// exception is in no later verdict's trace.
 async fn an_exception_applies_until_it_expires_and_the_verdict_flips_back_once(store: Store) {
-    use stella_store::mailbox::{ConsumerName, Mailbox};
     use stella_store::repo::{Actor, ExceptionDecision, NewException};
-    use stella_supervisor::{Runtime, RuntimeConfig, RuntimeMetrics};
     let w = World::new(store).await;
     let acme = w.tenant("acme").await;
     w.target(&acme, "web", &[("left-pad", "1.3.0")]).await;
@@ -739,27 +765,7 @@ async fn an_exception_applies_until_it_expires_and_the_verdict_flips_back_once(s
     )
     .await
     .unwrap();
-    let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::EmbeddedMailbox::new(
-        w.store.clone(),
-        common::mailbox_config(),
-    ));
-    let runtime = Runtime::start(RuntimeConfig {
-        store: w.store.clone(),
-        mailbox,
-        settings: stella_config::RuntimeSettings {
-            poll_interval_ms: 5,
-            ..Default::default()
-        },
-        roles: stella_actors::Role::ALL
-            .iter()
-            .map(|r| r.mailbox())
-            .collect(),
-        registry: w.registry.clone(),
-        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
-        consumer: ConsumerName::generate(),
-    })
-    .await
-    .unwrap();
+    let runtime = w.runtime().await;
     let s = w.scheduler("p");
     // Ticks until the run of `trigger` that the tick at `now` creates has completed;
     // returns the target's scan and how many runs of that trigger exist.
@@ -930,9 +936,7 @@ async fn latest_findings(w: &World, tenant: &TenantId) -> BTreeMap<String, (Stri
 /// aborted, every tenant returns to its previous verdict's findings, byte for byte.
 async fn a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back(store: Store) {
     use stella_domain::rollout::RolloutSpec;
-    use stella_store::mailbox::{ConsumerName, Mailbox};
     use stella_store::repo::{rollout_state, Actor, NewRollout};
-    use stella_supervisor::{Runtime, RuntimeConfig, RuntimeMetrics};
     let w = World::new(store).await;
     let names = ["t1", "t2", "t3", "t4", "t5", "t6"];
     let mut tenants = Vec::new();
@@ -970,27 +974,7 @@ async fn a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back(store:
     )
     .await
     .unwrap();
-    let mailbox: Arc<dyn Mailbox> = Arc::new(stella_store::mailbox::EmbeddedMailbox::new(
-        w.store.clone(),
-        common::mailbox_config(),
-    ));
-    let runtime = Runtime::start(RuntimeConfig {
-        store: w.store.clone(),
-        mailbox,
-        settings: stella_config::RuntimeSettings {
-            poll_interval_ms: 5,
-            ..Default::default()
-        },
-        roles: stella_actors::Role::ALL
-            .iter()
-            .map(|r| r.mailbox())
-            .collect(),
-        registry: w.registry.clone(),
-        metrics: RuntimeMetrics::new(&prometheus::Registry::new()).unwrap(),
-        consumer: ConsumerName::generate(),
-    })
-    .await
-    .unwrap();
+    let runtime = w.runtime().await;
     let s = w.scheduler("p");
     // Ticks at `now` until no run of any tenant is active and `done` holds.
     let settle = |now: DateTime<Utc>, what: &'static str| {

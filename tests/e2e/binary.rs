@@ -1935,23 +1935,42 @@ fn the_cli_sends_a_profile_to_a_destination_of_the_config_file() {
 /// The policy lifecycle and exceptions from the command line, with two people: alice
 /// drafts, submits and requests; bob approves and activates. Neither can do the other's
 /// part, and the exit codes say why.
-#[test]
-fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = stella(dir.path())
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = wait_for_addr(&mut server);
-    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let cli = |token: &str, args: &[&str]| {
-        let output = stella(dir.path())
-            .env("STELLA_SERVER", format!("http://{addr}"))
+/// `stella serve` on the embedded default in a folder of its own, with the administrator
+/// token it generated; killed when dropped.
+struct LocalServer {
+    dir: tempfile::TempDir,
+    child: Child,
+    addr: String,
+    admin: String,
+}
+
+impl LocalServer {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = stella(dir.path())
+            .arg("serve")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = wait_for_addr(&mut child);
+        let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            dir,
+            child,
+            addr,
+            admin,
+        }
+    }
+
+    /// A client command against this server with `token`: exit code, stdout, stderr.
+    fn cli(&self, token: &str, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = stella(self.dir.path())
+            .env("STELLA_SERVER", format!("http://{}", self.addr))
             .env("STELLA_TOKEN", token)
             .args(args)
             .output()
@@ -1961,7 +1980,22 @@ fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
             String::from_utf8_lossy(&output.stdout).to_string(),
             String::from_utf8_lossy(&output.stderr).to_string(),
         )
-    };
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
+    let server = LocalServer::start(&[]);
+    let admin = server.admin.clone();
+    let dir = &server.dir;
+    let cli = |token: &str, args: &[&str]| server.cli(token, args);
     let ok = |token: &str, args: &[&str]| {
         let (code, out, err) = cli(token, args);
         assert_eq!(code, Some(0), "{args:?}: {err}");
@@ -2093,8 +2127,6 @@ fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
     );
     let revoked = json(&alice, &["exceptions", "get", &id]);
     assert_eq!(revoked["status"], "revoked");
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 /// Policy packs and rollouts from the command line, on the embedded default: an
@@ -2103,32 +2135,9 @@ fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
 /// `policy get` names the pack; a bad `--wave` and a missing `--reason` are clear errors.
 #[test]
 fn cli_rolls_a_pack_out_and_shows_its_waves_and_the_shadow_diff() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = stella(dir.path())
-        .arg("serve")
-        .env("STELLA_SCHEDULER_POLL_INTERVAL_MS", "100")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = wait_for_addr(&mut server);
-    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let cli = |args: &[&str]| {
-        let output = stella(dir.path())
-            .env("STELLA_SERVER", format!("http://{addr}"))
-            .env("STELLA_TOKEN", &admin)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).to_string(),
-            String::from_utf8_lossy(&output.stderr).to_string(),
-        )
-    };
+    let server = LocalServer::start(&[("STELLA_SCHEDULER_POLL_INTERVAL_MS", "100")]);
+    let dir = &server.dir;
+    let cli = |args: &[&str]| server.cli(&server.admin, args);
     let ok = |args: &[&str]| {
         let (code, out, err) = cli(args);
         assert_eq!(code, Some(0), "{args:?}: {err}");
@@ -2255,6 +2264,4 @@ fn cli_rolls_a_pack_out_and_shows_its_waves_and_the_shadow_diff() {
     assert!(policy.contains("pack baseline@1"), "{policy}");
     let listed = json(&["rollouts", "list"]);
     assert_eq!(listed["items"][0]["state"], "completed");
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
