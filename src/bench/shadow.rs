@@ -169,11 +169,18 @@ struct Stored {
     findings: Vec<String>,
 }
 
+/// The SBOM (an index into the scanned ones) of each tenant's target `i`: the same for
+/// the copies and the baseline, so both evaluate the same scans.
+fn sbom_of(target: u32, sboms: usize) -> usize {
+    usize::try_from(target).unwrap_or(0) % sboms
+}
+
 /// The baseline: every (tenant, target) scan evaluated with the policy and the pack and
 /// diffed against its stored findings, in this thread.
 fn baseline(
     stored: &[Stored],
-    copies: u64,
+    tenants: u32,
+    targets: u32,
     index: &AdvisoryIndex,
 ) -> anyhow::Result<(f64, DiffSummary)> {
     let policy = Policy::parse(DEFAULT_POLICY)?;
@@ -185,8 +192,8 @@ fn baseline(
     let at = Utc::now();
     let mut summary = DiffSummary::default();
     let started = Instant::now();
-    for n in 0..copies {
-        let scan = &stored[usize::try_from(n).unwrap_or(0) % stored.len()];
+    let scans = (0..tenants).flat_map(|_| (0..targets).map(|i| &stored[sbom_of(i, stored.len())]));
+    for scan in scans {
         let analysis: Analysis = serde_json::from_str(&scan.analysis)?;
         let inputs = ScanInputs {
             components: &analysis.components,
@@ -290,7 +297,7 @@ pub async fn run(
             .create(&tenant, tenant.as_str(), Utc::now())
             .await?;
         for i in 0..targets {
-            let scan = &scans[usize::try_from(i).unwrap_or(0) % scans.len()];
+            let scan = &scans[sbom_of(i, scans.len())];
             copies
                 .copy(&own, scan, &tenant, &format!("target-{i:02}"))
                 .await?;
@@ -317,13 +324,10 @@ pub async fn run(
     // Every tenant's targets, and the benchmark tenant's own scans (its targets are none:
     // its scans were not made with `?target=`).
     let total = u64::from(tenants) * u64::from(targets);
-    let findings: u64 = (0..total)
-        .map(|n| {
-            stored[usize::try_from(n).unwrap_or(0) % stored.len()]
-                .findings
-                .len() as u64
-        })
-        .sum();
+    let findings: u64 = u64::from(tenants)
+        * (0..targets)
+            .map(|i| stored[sbom_of(i, stored.len())].findings.len() as u64)
+            .sum::<u64>();
     let mut report_rounds = Vec::new();
     for round in 1..=rounds {
         errln_progress(&format!("round {round}: Stella..."));
@@ -335,7 +339,12 @@ pub async fn run(
             serde_json::from_value(wave["waves"][0]["summary"].clone()).unwrap_or_default();
         errln_progress(&format!("round {round}: the domain alone..."));
         // On this thread: the server has nothing to do between rounds.
-        let (baseline_seconds, _) = baseline(&stored, total, &index)?;
+        let (baseline_seconds, check) = baseline(&stored, tenants, targets, &index)?;
+        if check != summary {
+            anyhow::bail!(
+                "the in-process evaluations disagree with Stella's: {check:?} vs {summary:?}"
+            );
+        }
         report_rounds.push(ShadowRound {
             round,
             stella_seconds,
