@@ -21,7 +21,9 @@ use stella_store::repo::TargetRecord;
 use stella_store::{Store, TenantId};
 use stella_supervisor::StepError;
 
-use crate::scan::{blocking, is_affected, vex_statements, Candidate, Policies, ScanDeps};
+use crate::scan::{
+    blocking, is_affected, vex_statements, Candidate, Policies, ScanDeps, TenantPolicies,
+};
 
 /// What the candidate is compared with.
 #[derive(Debug, Clone)]
@@ -78,6 +80,18 @@ pub async fn diff_tenant(
     let index = deps.advisories.current(store).await?;
     let (statements, _) = vex_statements(store, tenant).await?;
     let statements = Arc::new(statements);
+    // The tenant's policies are read once and specialised per target (exceptions may be
+    // scoped to one).
+    let new = TenantPolicies::load(store, tenant, new).await?;
+    let old = match old {
+        Old::Stored => OldPolicies::Stored,
+        Old::InForce => OldPolicies::Evaluate(Box::new(
+            TenantPolicies::load(store, tenant, Candidate::InForce).await?,
+        )),
+        Old::Candidate(candidate) => OldPolicies::Evaluate(Box::new(
+            TenantPolicies::load(store, tenant, candidate).await?,
+        )),
+    };
     let mut out = TenantDiff {
         tenant: tenant.to_string(),
         evaluated_at: at,
@@ -126,8 +140,8 @@ async fn diff_target(
     store: &Store,
     tenant: &TenantId,
     target: &TargetRecord,
-    old: &Old,
-    new: &Candidate,
+    old: &OldPolicies,
+    new: &TenantPolicies,
     index: &Arc<crate::scan::CachedIndex>,
     statements: &Arc<Vec<(VexStatement, String)>>,
     at: DateTime<Utc>,
@@ -140,9 +154,9 @@ async fn diff_target(
         .analysis(scan_id)
         .await?
         .ok_or_else(|| StepError::abort(format!("scan {scan_id} has no analysis")))?;
-    let new_policies = Policies::load(store, tenant, &target.name, new.clone()).await?;
+    let new_policies = new.for_target(&target.name)?;
     let old_side = match old {
-        Old::Stored => {
+        OldPolicies::Stored => {
             let record = scans
                 .get_without_analysis(scan_id)
                 .await?
@@ -155,13 +169,8 @@ async fn diff_target(
             };
             OldSide::Stored(disposition, stored_findings(store, tenant, scan_id).await?)
         }
-        Old::InForce => {
-            let policies = Policies::load(store, tenant, &target.name, Candidate::InForce).await?;
-            OldSide::Evaluate(Box::new(policies))
-        }
-        Old::Candidate(candidate) => {
-            let policies = Policies::load(store, tenant, &target.name, candidate.clone()).await?;
-            OldSide::Evaluate(Box::new(policies))
+        OldPolicies::Evaluate(policies) => {
+            OldSide::Evaluate(Box::new(policies.for_target(&target.name)?))
         }
     };
     let index = index.clone();
@@ -198,6 +207,12 @@ async fn diff_target(
         ))
     })
     .await?
+}
+
+/// `Old`, with the tenant's policies read.
+enum OldPolicies {
+    Stored,
+    Evaluate(Box<TenantPolicies>),
 }
 
 enum OldSide {

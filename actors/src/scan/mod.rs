@@ -44,7 +44,8 @@ pub use cache::{AdvisoryCache, AnalysisCache, CachedIndex};
 pub use intake::{Intake, IntakeError, SbomSource, ScanOptions, StoredSbom, SubmittedScan};
 pub use stella_domain::analysis::Analysis;
 pub use steps::{
-    active_policy, assigned_pack, pack_of, vex_statements, Candidate, Policies, MAX_FINDINGS_BYTES,
+    active_policy, assigned_pack, pack_of, vex_statements, Candidate, Policies, TenantPolicies,
+    MAX_FINDINGS_BYTES,
 };
 
 use crate::roles::Role;

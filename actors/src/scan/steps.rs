@@ -139,6 +139,29 @@ impl Policies {
         target: &str,
         candidate: Candidate,
     ) -> Result<Policies, StepError> {
+        TenantPolicies::load(store, tenant, candidate)
+            .await?
+            .for_target(target)
+    }
+}
+
+/// A tenant's policies read once (active policy, pack, every exception in force), to be
+/// specialised per target: what a shadow evaluation of many targets reads.
+#[derive(Debug, Clone)]
+pub struct TenantPolicies {
+    policy: Policy,
+    pack: Option<(Pack, String)>,
+    /// Each with the target it is scoped to (`None`: every target).
+    exceptions: Vec<(Option<String>, stella_domain::policy::Exception)>,
+}
+
+impl TenantPolicies {
+    /// Reads the tenant's policies, with `candidate` in place of its own.
+    pub async fn load(
+        store: &Store,
+        tenant: &stella_store::TenantId,
+        candidate: Candidate,
+    ) -> Result<TenantPolicies, StepError> {
         let policy = match &candidate {
             Candidate::Policy(policy) => policy.clone(),
             _ => active_policy(store, tenant).await?,
@@ -147,12 +170,27 @@ impl Policies {
             Candidate::Pack(pack) => Some(pack),
             _ => assigned_pack(store, tenant).await?,
         };
-        let policy_digest = policy.digest();
-        let exceptions = exceptions_in_force(store, tenant, target).await?;
-        let (pack, pack_digest) = match pack {
-            Some((mut pack, digest)) => {
+        let exceptions = exceptions_in_force(store, tenant).await?;
+        Ok(TenantPolicies {
+            policy,
+            pack,
+            exceptions,
+        })
+    }
+
+    /// The policies a scan of `target` is decided by.
+    pub fn for_target(&self, target: &str) -> Result<Policies, StepError> {
+        let exceptions: Vec<_> = self
+            .exceptions
+            .iter()
+            .filter(|(scope, _)| scope.as_deref().is_none_or(|t| t == target))
+            .map(|(_, exception)| exception.clone())
+            .collect();
+        let (pack, pack_digest) = match &self.pack {
+            Some((pack, digest)) => {
+                let mut pack = pack.clone();
                 pack.policy.exceptions.extend(exceptions.iter().cloned());
-                (Some(pack), Some(digest))
+                (Some(pack), Some(digest.clone()))
             }
             None => (None, None),
         };
@@ -160,7 +198,8 @@ impl Policies {
             .iter()
             .map(exception_digest)
             .collect::<Result<_, _>>()?;
-        let mut policy = policy;
+        let mut policy = self.policy.clone();
+        let policy_digest = policy.digest();
         policy.exceptions.extend(exceptions);
         Ok(Policies {
             policy,
@@ -191,22 +230,22 @@ fn exception_digest(exception: &stella_domain::policy::Exception) -> Result<Stri
     Ok(format!("exception:{}:{digest}", exception.id))
 }
 
-/// The tenant's exceptions in force for `target`, each as a policy's own exception (so
-/// the one evaluation path decides whether it still applies at the evaluation time, and
-/// the explain trace names it with its approver and expiry). They apply to the tenant's
-/// policy and to its pack alike.
+/// The tenant's exceptions in force, with their target scope, each as a policy's own
+/// exception (so the one evaluation path decides whether it still applies at the
+/// evaluation time, and the explain trace names it with its approver and expiry). They
+/// apply to the tenant's policy and to its pack alike.
 async fn exceptions_in_force(
     store: &Store,
     tenant: &stella_store::TenantId,
-    target: &str,
-) -> Result<Vec<stella_domain::policy::Exception>, StepError> {
+) -> Result<Vec<(Option<String>, stella_domain::policy::Exception)>, StepError> {
     let records = store
         .tenant(tenant)
         .exceptions()
-        .in_force(Some(target))
+        .in_force_anywhere()
         .await?;
     let mut exceptions = Vec::new();
     for record in records {
+        let scope = record.target;
         let exception = stella_domain::policy::Exception {
             id: record.id.to_string(),
             vulnerabilities: vec![record.vulnerability],
@@ -216,7 +255,7 @@ async fn exceptions_in_force(
             expires: Some(record.expires_at),
             outcome: stella_domain::policy::Disposition::Pass,
         };
-        exceptions.push(exception);
+        exceptions.push((scope, exception));
     }
     Ok(exceptions)
 }

@@ -279,6 +279,19 @@ impl Exceptions<'_> {
         rows.iter().map(|row| decode(self.store, row)).collect()
     }
 
+    /// Every active exception of the tenant, whatever target it is scoped to.
+    pub async fn in_force_anywhere(&self) -> Result<Vec<ExceptionRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM policy_exceptions WHERE tenant_id = $1 AND status = 'active' \
+             ORDER BY id"
+        ))
+        .bind(self.tenant.as_str())
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(|e| self.store.err(e, "exceptions"))?;
+        rows.iter().map(|row| decode(self.store, row)).collect()
+    }
+
     /// Newest first; the cursor is the last id seen.
     pub async fn list(
         &self,
