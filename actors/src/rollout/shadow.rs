@@ -77,6 +77,17 @@ pub async fn diff_tenant(
     at: DateTime<Utc>,
 ) -> Result<TenantDiff, StepError> {
     let targets = targets_with_scans(store, tenant).await?;
+    let mut out = TenantDiff {
+        tenant: tenant.to_string(),
+        evaluated_at: at,
+        summary: DiffSummary::default(),
+        scans: Vec::new(),
+        errors: Vec::new(),
+    };
+    if targets.is_empty() {
+        // Nothing to evaluate: no advisory index, VEX or policy to read.
+        return Ok(out);
+    }
     let index = deps.advisories.current(store).await?;
     let (statements, _) = vex_statements(store, tenant).await?;
     let statements = Arc::new(statements);
@@ -91,13 +102,6 @@ pub async fn diff_tenant(
         Old::Candidate(candidate) => OldPolicies::Evaluate(Box::new(
             TenantPolicies::load(store, tenant, candidate).await?,
         )),
-    };
-    let mut out = TenantDiff {
-        tenant: tenant.to_string(),
-        evaluated_at: at,
-        summary: DiffSummary::default(),
-        scans: Vec::new(),
-        errors: Vec::new(),
     };
     for target in targets {
         match diff_target(store, tenant, &target, &old, &new, &index, &statements, at).await {
