@@ -23,6 +23,9 @@ pub(super) struct BenchServer {
     /// The running Stella's store, for benchmarks that feed it directly.
     pub(super) db: stella_store::Store,
     handle: actix_web::dev::ServerHandle,
+    /// The application's run (server, then scheduler and runtime shutdown), awaited by
+    /// `stop` so nothing is left running when the benchmark's runtime ends.
+    running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
     data: tempfile::TempDir,
 }
 
@@ -63,7 +66,7 @@ impl BenchServer {
             .await?;
         let base = format!("http://{}/api/v1", app.addr());
         let handle = app.handle();
-        actix_web::rt::spawn(app.run_until_stopped());
+        let running = actix_web::rt::spawn(app.run_until_stopped());
         let server = Self {
             base,
             admin,
@@ -72,6 +75,7 @@ impl BenchServer {
             http: reqwest::Client::new(),
             db: handle_store,
             handle,
+            running,
             data,
         };
         server
@@ -187,8 +191,13 @@ impl BenchServer {
         }
     }
 
+    /// Stops the server and waits for the application to shut its scheduler and runtime
+    /// down (a pool connection dropped after the benchmark's runtime ended would panic).
     pub(super) async fn stop(self) {
         self.handle.stop(true).await;
+        if let Err(err) = self.running.await {
+            tracing::warn!(error = %err, "the benchmarked application did not stop cleanly");
+        }
     }
 }
 
