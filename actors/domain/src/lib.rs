@@ -38,6 +38,7 @@ pub mod lattice;
 pub mod notify;
 pub mod osv;
 pub mod policy;
+pub mod image;
 pub mod purl;
 pub mod rollout;
 pub mod sbom;
