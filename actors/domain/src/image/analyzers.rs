@@ -89,13 +89,14 @@ pub fn analyze(fs: &RootFs) -> Inventory {
             continue;
         };
         match found {
-            Ok(found) => inv.packages.extend(found.into_iter().map(|p| p.at(&path, layer))),
+            Ok(found) => inv
+                .packages
+                .extend(found.into_iter().map(|p| p.at(&path, layer))),
             Err(reason) => inv.skipped.push((path.clone(), reason)),
         }
     }
-    inv.packages.sort_by(|a, b| {
-        (a.purl.as_str(), &a.evidence).cmp(&(b.purl.as_str(), &b.evidence))
-    });
+    inv.packages
+        .sort_by(|a, b| (a.purl.as_str(), &a.evidence).cmp(&(b.purl.as_str(), &b.evidence)));
     inv
 }
 
@@ -173,7 +174,10 @@ fn paragraphs(text: &str, sep: char) -> Vec<Vec<(&str, &str)>> {
 }
 
 fn field<'a>(p: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
-    p.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).filter(|v| !v.is_empty())
+    p.iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .filter(|v| !v.is_empty())
 }
 
 fn purl(
@@ -199,7 +203,7 @@ fn dpkg(bytes: &[u8], needs_status: bool, distro: Option<&Distro>) -> Result<Vec
             continue;
         };
         if needs_status
-            && !field(&p, "Status").is_some_and(|s| s.split_whitespace().nth(2) == Some("installed"))
+            && field(&p, "Status").is_none_or(|s| s.split_whitespace().nth(2) != Some("installed"))
         {
             continue;
         }
@@ -240,7 +244,13 @@ fn apk(bytes: &[u8], distro: Option<&Distro>) -> Result<Vec<Found>, String> {
             version: version.to_owned(),
             arch: arch.map(str::to_owned),
             source: field(&p, "o").map(str::to_owned),
-            purl: purl("apk", Some(ns), name, version, &[("arch", arch), ("distro", distro_q)])?,
+            purl: purl(
+                "apk",
+                Some(ns),
+                name,
+                version,
+                &[("arch", arch), ("distro", distro_q)],
+            )?,
         });
     }
     Ok(out)
@@ -335,7 +345,8 @@ mod tests {
         inv.packages.iter().map(|p| p.purl.as_str()).collect()
     }
 
-    const DEBIAN: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+    const DEBIAN: &str =
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
 
     #[test]
     fn dpkg_status_with_epoch_source_and_distro() {
@@ -358,8 +369,17 @@ Status: install ok installed
 Architecture: amd64
 Version: 1:1.47.0-2
 ";
-        let inv = analyze(&fs(&[("etc/os-release", DEBIAN), ("var/lib/dpkg/status", status)]));
-        assert_eq!(inv.distro, Some(Distro { id: "debian".into(), version_id: Some("12".into()) }));
+        let inv = analyze(&fs(&[
+            ("etc/os-release", DEBIAN),
+            ("var/lib/dpkg/status", status),
+        ]));
+        assert_eq!(
+            inv.distro,
+            Some(Distro {
+                id: "debian".into(),
+                version_id: Some("12".into())
+            })
+        );
         assert_eq!(
             purls(&inv),
             [
@@ -379,9 +399,15 @@ Version: 1:1.47.0-2
     fn dpkg_status_d_of_distroless_has_no_status_field() {
         let inv = analyze(&fs(&[
             ("etc/os-release", DEBIAN),
-            ("var/lib/dpkg/status.d/libc6", "Package: libc6\nVersion: 2.36-9+deb12u4\nArchitecture: amd64\nSource: glibc\n"),
+            (
+                "var/lib/dpkg/status.d/libc6",
+                "Package: libc6\nVersion: 2.36-9+deb12u4\nArchitecture: amd64\nSource: glibc\n",
+            ),
         ]));
-        assert_eq!(purls(&inv), ["pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12"]);
+        assert_eq!(
+            purls(&inv),
+            ["pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12"]
+        );
         assert_eq!(inv.packages[0].version, "2.36-9+deb12u4");
         assert_eq!(inv.packages[0].source.as_deref(), Some("glibc"));
         assert_eq!(inv.packages[0].evidence, "var/lib/dpkg/status.d/libc6");
@@ -393,14 +419,20 @@ Version: 1:1.47.0-2
             ("etc/os-release", "ID=ubuntu\nVERSION_ID=\"22.04\"\n"),
             ("var/lib/dpkg/status", "Package: bash\nStatus: install ok installed\nVersion: 5.1-6ubuntu1\nArchitecture: amd64\n"),
         ]));
-        assert_eq!(purls(&inv), ["pkg:deb/ubuntu/bash@5.1-6ubuntu1?arch=amd64&distro=ubuntu-22.04"]);
+        assert_eq!(
+            purls(&inv),
+            ["pkg:deb/ubuntu/bash@5.1-6ubuntu1?arch=amd64&distro=ubuntu-22.04"]
+        );
     }
 
     #[test]
     fn alpine_installed_db() {
         let db = "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\no:musl\nT:the musl c library\n\nP:busybox\nV:1.36.1-r15\nA:x86_64\no:busybox\n";
         let inv = analyze(&fs(&[
-            ("etc/os-release", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.0\n"),
+            (
+                "etc/os-release",
+                "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.0\n",
+            ),
             ("lib/apk/db/installed", db),
         ]));
         assert_eq!(
@@ -425,9 +457,18 @@ Version: 1:1.47.0-2
             "packages/local":{"version":"0.1.0"}}}"#;
         let inv = analyze(&fs(&[
             ("app/package-lock.json", lock),
-            ("app/node_modules/lodash/package.json", r#"{"name":"lodash","version":"4.17.20"}"#),
-            ("app/node_modules/@scope/name/package.json", r#"{"name":"@scope/name","version":"1.0.0"}"#),
-            ("old/package-lock.json", r#"{"lockfileVersion":1,"dependencies":{}}"#),
+            (
+                "app/node_modules/lodash/package.json",
+                r#"{"name":"lodash","version":"4.17.20"}"#,
+            ),
+            (
+                "app/node_modules/@scope/name/package.json",
+                r#"{"name":"@scope/name","version":"1.0.0"}"#,
+            ),
+            (
+                "old/package-lock.json",
+                r#"{"lockfileVersion":1,"dependencies":{}}"#,
+            ),
         ]));
         assert_eq!(
             purls(&inv),
@@ -460,7 +501,13 @@ Version: 1:1.47.0-2
                 "Metadata-Version: 2.1\nName: typing_extensions\nVersion: 4.8.0\n",
             ),
         ]));
-        assert_eq!(purls(&inv), ["pkg:pypi/requests@2.31.0", "pkg:pypi/typing-extensions@4.8.0"]);
+        assert_eq!(
+            purls(&inv),
+            [
+                "pkg:pypi/requests@2.31.0",
+                "pkg:pypi/typing-extensions@4.8.0"
+            ]
+        );
         assert_eq!(inv.packages[1].name, "typing_extensions");
     }
 }

@@ -159,9 +159,8 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
         let budget_left = limits.max_total_bytes.saturating_sub(total);
         let stored = Meter::new(io::Cursor::new(head).chain(&mut entry), u64::MAX, &raw);
         // Each arm drains its streams to the end so both digests cover every byte.
-        let drain = |r: &mut dyn Read| {
-            io::copy(r, &mut io::sink()).map_err(|e| ImageError::read(&raw, e))
-        };
+        let drain =
+            |r: &mut dyn Read| io::copy(r, &mut io::sink()).map_err(|e| ImageError::read(&raw, e));
         let (delta, mut stored, diff_id, plain) = match compression {
             "gzip" => {
                 let decoder = flate2::read::MultiGzDecoder::new(stored);
@@ -297,10 +296,13 @@ fn docker(
     limits: &Limits,
 ) -> Result<Image, ImageError> {
     let (manifests, _): (Vec<DockerManifest>, _) = json(&files, "manifest.json")?;
-    let m = manifests.into_iter().next().ok_or_else(|| ImageError::Manifest {
-        entry: "manifest.json".to_owned(),
-        reason: "no image in it".to_owned(),
-    })?;
+    let m = manifests
+        .into_iter()
+        .next()
+        .ok_or_else(|| ImageError::Manifest {
+            entry: "manifest.json".to_owned(),
+            reason: "no image in it".to_owned(),
+        })?;
     let config = normalize(&m.config, limits)?;
     let (_, config_digest): (serde_json::Value, _) = json(&files, &config)?;
     let order = m
@@ -384,7 +386,9 @@ fn oci(
         digest = inner.digest.clone();
         manifest = json(&files, &blob_path(&digest))?.0;
     }
-    let config = manifest.config.ok_or_else(|| bad("manifest without config"))?;
+    let config = manifest
+        .config
+        .ok_or_else(|| bad("manifest without config"))?;
     let _: (serde_json::Value, _) = json(&files, &blob_path(&config.digest))?;
     let order = manifest
         .layers
@@ -401,4 +405,387 @@ fn oci(
         layers,
         limits,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::io::Write;
+
+    use super::*;
+    use crate::image::rootfs::tests::{tar_of, E};
+    use crate::image::{analyze, cyclonedx, Package, PackageType};
+
+    fn sha(b: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(b)))
+    }
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zst(b: &[u8]) -> Vec<u8> {
+        zstd::stream::encode_all(b, 3).unwrap()
+    }
+
+    /// A tar of regular files with ordinary (valid) paths.
+    fn outer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn config(diff_ids: &[String]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        }))
+        .unwrap()
+    }
+
+    /// `docker save` as Docker before 25 writes it: layers first, `manifest.json` last.
+    fn docker_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+        let config = config(&diff_ids);
+        let config_name = format!("{}.json", &sha(&config)[7..]);
+        let mut files = Vec::new();
+        let mut names = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            let name = format!("{i:064x}/layer.tar");
+            files.push((name.clone(), l.clone()));
+            names.push(name);
+        }
+        files.push((config_name.clone(), config.clone()));
+        let manifest = serde_json::json!([{
+            "Config": config_name, "RepoTags": ["stella/test:1"], "Layers": names,
+        }]);
+        files.push((
+            "manifest.json".into(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ));
+        (outer(&files), config)
+    }
+
+    /// An OCI layout as a tar: blobs first, `index.json` last; returns the manifest.
+    fn oci_archive(blobs: &[(Vec<u8>, &str)], diff_ids: &[String]) -> (Vec<u8>, Vec<u8>) {
+        let config = config(diff_ids);
+        let layers: Vec<_> = blobs
+            .iter()
+            .map(|(b, mt)| serde_json::json!({"mediaType": mt, "digest": sha(b), "size": b.len()}))
+            .collect();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
+            "layers": layers,
+        }))
+        .unwrap();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha(&manifest), "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "stella/test:1"},
+        }]});
+        let blob = |b: &[u8]| (format!("blobs/sha256/{}", &sha(b)[7..]), b.to_vec());
+        let mut files = vec![(
+            "oci-layout".to_owned(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        )];
+        files.extend(blobs.iter().map(|(b, _)| blob(b)));
+        files.push(blob(&config));
+        files.push(blob(&manifest));
+        files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+        (outer(&files), manifest)
+    }
+
+    fn host(path: &str) -> Option<Vec<u8>> {
+        std::fs::read(path).ok()
+    }
+
+    /// Two layers cut from this machine's own root filesystem: its os-release, dpkg
+    /// database and Python distributions, an npm tree; the second layer deletes one
+    /// Python distribution and replaces the npm tree through an opaque folder.
+    fn fragment() -> Vec<Vec<u8>> {
+        let os = host("/usr/lib/os-release")
+            .unwrap_or_else(|| b"ID=debian\nVERSION_ID=\"12\"\n".to_vec());
+        let status = host("/var/lib/dpkg/status").unwrap_or_default();
+        let mut l0: Vec<(String, Vec<u8>)> = vec![
+            ("usr/lib/os-release".into(), os),
+            ("var/lib/dpkg/status".into(), status),
+            (
+                "srv/app/node_modules/left-pad/package.json".into(),
+                br#"{"name":"left-pad","version":"1.1.3"}"#.to_vec(),
+            ),
+        ];
+        let mut dists: Vec<_> = std::fs::read_dir("/usr/lib/python3/dist-packages")
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dists.sort();
+        for d in dists
+            .iter()
+            .filter(|d| d.extension().is_some_and(|e| e == "dist-info"))
+        {
+            if let Some(m) = host(&format!("{}/METADATA", d.display())) {
+                l0.push((format!("{}/METADATA", &d.display().to_string()[1..]), m));
+            }
+        }
+        let mut entries: Vec<E<'_>> = l0.iter().map(|(p, d)| E::File(p, d)).collect();
+        entries.push(E::Symlink("etc/os-release", "../usr/lib/os-release"));
+        entries.push(E::File("usr/bin/true", b"\x7fELF"));
+        let layer0 = tar_of(&entries);
+        let layer1 = tar_of(&[
+            E::File("srv/app/node_modules/.wh..wh..opq", b""),
+            E::File(
+                "srv/app/node_modules/@scope/name/package.json",
+                br#"{"name":"@scope/name","version":"1.0.0"}"#,
+            ),
+            E::File(
+                "usr/lib/python3/dist-packages/.wh.PyYAML-6.0.dist-info",
+                b"",
+            ),
+        ]);
+        vec![layer0, layer1]
+    }
+
+    fn rows(pkgs: &[Package]) -> Vec<(String, String)> {
+        pkgs.iter()
+            .map(|p| (p.purl.to_string(), p.evidence.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn docker_archive_of_a_real_fragment() {
+        let layers = fragment();
+        let (archive, config) = docker_archive(&layers);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        assert_eq!(image.format, ImageFormat::DockerArchive);
+        assert_eq!(image.config_digest, sha(&config));
+        assert_eq!(image.digest, sha(&config));
+        assert_eq!(image.names, ["stella/test:1"]);
+        let digests: Vec<_> = image
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.diff_id.clone()))
+            .collect();
+        assert_eq!(
+            digests,
+            layers.iter().map(|l| (sha(l), sha(l))).collect::<Vec<_>>()
+        );
+        let inv = analyze(&image.rootfs);
+        let npm: Vec<_> = inv
+            .packages
+            .iter()
+            .filter(|p| p.ty == PackageType::Npm)
+            .map(|p| (p.purl.as_str(), p.layer))
+            .collect();
+        assert_eq!(
+            npm,
+            [("pkg:npm/%40scope/name@1.0.0", 1)],
+            "the opaque folder hid left-pad"
+        );
+        assert!(!inv
+            .packages
+            .iter()
+            .any(|p| p.purl.as_str().starts_with("pkg:pypi/pyyaml@")));
+        assert!(inv.distro.is_some());
+
+        // The SBOM reads back as the same inventory.
+        let doc = serde_json::to_vec(&cyclonedx::document(&image, &inv)).unwrap();
+        let sbom = crate::sbom::parse(&doc).unwrap();
+        let back: BTreeSet<String> = sbom
+            .components
+            .iter()
+            .filter_map(|c| c.purl.as_ref())
+            .map(|p| p.to_string())
+            .collect();
+        let ours: BTreeSet<String> = inv.packages.iter().map(|p| p.purl.to_string()).collect();
+        assert_eq!(back, ours);
+        assert_eq!(sbom.components.len(), ours.len());
+        let subject = sbom.subject.unwrap();
+        assert_eq!(subject.version.as_deref(), Some(image.digest.as_str()));
+        assert_eq!(sbom.name.as_deref(), Some("stella/test:1"));
+        assert_eq!(sbom.spec_version, "1.5");
+    }
+
+    #[test]
+    fn oci_archive_with_gzip_and_zstd_layers_gives_the_same_root() {
+        let layers = fragment();
+        let blobs = vec![
+            (
+                gz(&layers[0]),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            ),
+            (
+                zst(&layers[1]),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
+        ];
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+        let (archive, manifest) = oci_archive(&blobs, &diff_ids);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        assert_eq!(image.format, ImageFormat::OciArchive);
+        assert_eq!(image.digest, sha(&manifest));
+        assert_eq!(image.names, ["stella/test:1"]);
+        let got: Vec<_> = image
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.diff_id.clone(), l.compression.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (sha(&blobs[0].0), diff_ids[0].clone(), "gzip"),
+                (sha(&blobs[1].0), diff_ids[1].clone(), "zstd"),
+            ]
+        );
+        let docker = read_archive(&docker_archive(&layers).0[..], &Limits::default()).unwrap();
+        assert_eq!(image.rootfs, docker.rootfs);
+        assert_eq!(
+            rows(&analyze(&image.rootfs).packages),
+            rows(&analyze(&docker.rootfs).packages)
+        );
+    }
+
+    #[test]
+    fn an_oci_blob_not_named_by_its_digest_is_refused() {
+        let layer = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let bad = format!("blobs/sha256/{}", "0".repeat(64));
+        let tampered = outer(&[(bad.clone(), layer)]);
+        assert_eq!(
+            read_archive(&tampered[..], &Limits::default()).unwrap_err(),
+            ImageError::DigestMismatch {
+                entry: bad,
+                actual: sha(&tar_of(&[E::File("etc/os-release", b"ID=debian\n")]))
+            }
+        );
+    }
+
+    #[test]
+    fn a_layer_bomb_stops_at_the_byte_cap() {
+        let zeros = vec![0u8; 4 << 20];
+        let bomb = gz(&tar_of(&[E::File("usr/share/zeros", &zeros)]));
+        assert!(bomb.len() < 64 << 10);
+        let (archive, _) = docker_archive(&[bomb]);
+        let err = read_archive(
+            &archive[..],
+            &Limits {
+                max_total_bytes: 1 << 20,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: format!("{:064x}/layer.tar", 0),
+                cap: Cap::TotalBytes,
+                limit: 1 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn hostile_outer_archives_are_refused() {
+        let l = Limits::default();
+        let traversal = tar_of(&[E::File("../manifest.json", b"[]")]);
+        assert_eq!(
+            read_archive(&traversal[..], &l).unwrap_err(),
+            ImageError::PathTraversal {
+                entry: "../manifest.json".into()
+            }
+        );
+        let device = tar_of(&[E::Char("manifest.json")]);
+        assert_eq!(
+            read_archive(&device[..], &l).unwrap_err(),
+            ImageError::DeviceFile {
+                entry: "manifest.json".into()
+            }
+        );
+        let (three, _) = docker_archive(&[tar_of(&[]), tar_of(&[]), tar_of(&[])]);
+        let err = read_archive(&three[..], &Limits { max_layers: 2, ..l }).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::CapExceeded {
+                    cap: Cap::Layers,
+                    limit: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            read_archive(&outer(&[("x".into(), b"{}".to_vec())])[..], &l).unwrap_err(),
+            ImageError::NotAnImage
+        );
+        // A layer the manifest lists but the archive lacks.
+        let missing = outer(&[
+            ("c.json".into(), config(&[])),
+            (
+                "manifest.json".into(),
+                br#"[{"Config":"c.json","Layers":["a/layer.tar"]}]"#.to_vec(),
+            ),
+        ]);
+        assert_eq!(
+            read_archive(&missing[..], &l).unwrap_err(),
+            ImageError::Missing {
+                entry: "a/layer.tar".into()
+            }
+        );
+    }
+
+    /// Checked against the real thing: this machine's own dpkg database, packed as an
+    /// image layer, gives exactly what `dpkg-query -W` lists (name, version,
+    /// architecture), package for package.
+    #[test]
+    fn host_dpkg_database_equals_dpkg_query() {
+        let (Some(status), Ok(out)) = (
+            host("/var/lib/dpkg/status"),
+            std::process::Command::new("dpkg-query")
+                .args(["-W", "-f", "${Package} ${Version} ${Architecture}\n"])
+                .output(),
+        ) else {
+            eprintln!("no dpkg on this machine: skipped");
+            return;
+        };
+        let want: BTreeSet<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let (archive, _) =
+            docker_archive(&[gz(&tar_of(&[E::File("var/lib/dpkg/status", &status)]))]);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        let inv = analyze(&image.rootfs);
+        let got: BTreeSet<String> = inv
+            .packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {}",
+                    p.name,
+                    p.version,
+                    p.arch.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        assert!(want.len() > 10, "{want:?}");
+        assert_eq!(got.len(), inv.packages.len(), "one package per line");
+        assert_eq!(
+            got.difference(&want).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "only in Stella"
+        );
+        assert_eq!(
+            want.difference(&got).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "only in dpkg-query"
+        );
+    }
 }

@@ -123,7 +123,9 @@ pub fn wanted(path: &str) -> bool {
     let base = parts[n - 1];
     let parent = if n >= 2 { parts[n - 2] } else { "" };
     match path {
-        "var/lib/dpkg/status" | "lib/apk/db/installed" | "etc/os-release"
+        "var/lib/dpkg/status"
+        | "lib/apk/db/installed"
+        | "etc/os-release"
         | "usr/lib/os-release" => return true,
         _ => {}
     }
@@ -203,7 +205,9 @@ pub(crate) fn read_layer<R: Read>(
     let mut archive = tar::Archive::new(reader);
     let mut delta = LayerDelta::default();
     {
-        let entries = archive.entries().map_err(|e| ImageError::read("layer", e))?;
+        let entries = archive
+            .entries()
+            .map_err(|e| ImageError::read("layer", e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| ImageError::read("layer", e))?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -407,7 +411,11 @@ pub(crate) mod tests {
         assert_eq!(paths(&fs), ["app/node_modules/b/package.json"]);
         // A later layer writes the file again.
         let l2 = tar_of(&[E::File(STATUS, b"new")]);
-        let fs = rootfs(&[l0, tar_of(&[E::File("var/lib/dpkg/.wh.status", b"")]), l2], &Limits::default()).unwrap();
+        let fs = rootfs(
+            &[l0, tar_of(&[E::File("var/lib/dpkg/.wh.status", b"")]), l2],
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(fs.read(STATUS), Some((&b"new"[..], 2)));
     }
 
@@ -424,7 +432,10 @@ pub(crate) mod tests {
         ]);
         let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
         assert_eq!(paths(&fs), ["app/node_modules/c/package.json", STATUS]);
-        assert_eq!(fs.read("app/node_modules/c/package.json"), Some((&b"c"[..], 1)));
+        assert_eq!(
+            fs.read("app/node_modules/c/package.json"),
+            Some((&b"c"[..], 1))
+        );
     }
 
     #[test]
@@ -438,11 +449,18 @@ pub(crate) mod tests {
         ]);
         let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
         assert_eq!(fs.read("etc/os-release"), Some((&b"ID=debian\n"[..], 0)));
-        assert_eq!(fs.read("var/lib/dpkg/status.d/b"), Some((&b"Package: a\n"[..], 1)));
+        assert_eq!(
+            fs.read("var/lib/dpkg/status.d/b"),
+            Some((&b"Package: a\n"[..], 1))
+        );
         assert_eq!(fs.read(STATUS), Some((&b"ID=debian\n"[..], 1)));
         // An absolute target is the image's own root, not the host's.
         let abs = tar_of(&[E::Symlink("etc/os-release", "/usr/lib/os-release")]);
-        let fs = rootfs(&[tar_of(&[E::File("usr/lib/os-release", b"x")]), abs], &Limits::default()).unwrap();
+        let fs = rootfs(
+            &[tar_of(&[E::File("usr/lib/os-release", b"x")]), abs],
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(fs.read("etc/os-release"), Some((&b"x"[..], 0)));
     }
 
@@ -452,11 +470,15 @@ pub(crate) mod tests {
         let cases: Vec<(Vec<u8>, ImageError)> = vec![
             (
                 tar_of(&[E::File("a/../../etc/passwd", b"x")]),
-                ImageError::PathTraversal { entry: "a/../../etc/passwd".into() },
+                ImageError::PathTraversal {
+                    entry: "a/../../etc/passwd".into(),
+                },
             ),
             (
                 tar_of(&[E::File("/etc/passwd", b"x")]),
-                ImageError::AbsolutePath { entry: "/etc/passwd".into() },
+                ImageError::AbsolutePath {
+                    entry: "/etc/passwd".into(),
+                },
             ),
             (
                 tar_of(&[E::Symlink("etc/os-release", "../../../etc/shadow")]),
@@ -468,19 +490,30 @@ pub(crate) mod tests {
             (
                 // Escapes even when the link itself is not kept.
                 tar_of(&[E::Symlink("usr/x", "../../y")]),
-                ImageError::LinkEscapes { entry: "usr/x".into(), target: "../../y".into() },
+                ImageError::LinkEscapes {
+                    entry: "usr/x".into(),
+                    target: "../../y".into(),
+                },
             ),
             (
                 tar_of(&[E::Hardlink("etc/os-release", "../host")]),
-                ImageError::LinkEscapes { entry: "etc/os-release".into(), target: "../host".into() },
+                ImageError::LinkEscapes {
+                    entry: "etc/os-release".into(),
+                    target: "../host".into(),
+                },
             ),
             (
                 tar_of(&[E::Hardlink("etc/os-release", "/etc/shadow")]),
-                ImageError::LinkEscapes { entry: "etc/os-release".into(), target: "/etc/shadow".into() },
+                ImageError::LinkEscapes {
+                    entry: "etc/os-release".into(),
+                    target: "/etc/shadow".into(),
+                },
             ),
             (
                 tar_of(&[E::Char("dev/sda")]),
-                ImageError::DeviceFile { entry: "dev/sda".into() },
+                ImageError::DeviceFile {
+                    entry: "dev/sda".into(),
+                },
             ),
         ];
         for (tar, want) in cases {
@@ -493,20 +526,68 @@ pub(crate) mod tests {
         let deep = "a/".repeat(10) + "f";
         let err = rootfs(
             &[tar_of(&[E::File(&deep, b"x")])],
-            &Limits { max_depth: 10, ..Limits::default() },
+            &Limits {
+                max_depth: 10,
+                ..Limits::default()
+            },
         )
         .unwrap_err();
-        assert_eq!(err, ImageError::CapExceeded { entry: deep.clone(), cap: Cap::Depth, limit: 10 });
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: deep.clone(),
+                cap: Cap::Depth,
+                limit: 10
+            }
+        );
         assert!(err.to_string().contains("max_depth"), "{err}");
 
         let many = tar_of(&[E::File("a", b""), E::File("b", b""), E::File("c", b"")]);
-        let err = rootfs(&[many], &Limits { max_entries: 2, ..Limits::default() }).unwrap_err();
-        assert_eq!(err, ImageError::CapExceeded { entry: "c".into(), cap: Cap::Entries, limit: 2 });
+        let err = rootfs(
+            &[many],
+            &Limits {
+                max_entries: 2,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: "c".into(),
+                cap: Cap::Entries,
+                limit: 2
+            }
+        );
 
-        let big = tar_of(&[E::File(STATUS, &[b'x'; 100]), E::File("usr/bin/big", &[0; 1000])]);
-        let err = rootfs(&[big.clone()], &Limits { max_file_bytes: 99, ..Limits::default() }).unwrap_err();
-        assert_eq!(err, ImageError::CapExceeded { entry: STATUS.into(), cap: Cap::FileBytes, limit: 99 });
+        let big = tar_of(&[
+            E::File(STATUS, &[b'x'; 100]),
+            E::File("usr/bin/big", &[0; 1000]),
+        ]);
+        let err = rootfs(
+            std::slice::from_ref(&big),
+            &Limits {
+                max_file_bytes: 99,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: STATUS.into(),
+                cap: Cap::FileBytes,
+                limit: 99
+            }
+        );
         // Files no analyzer reads are not held, so the per-file cap does not apply to them.
-        assert!(rootfs(&[big], &Limits { max_file_bytes: 100, ..Limits::default() }).is_ok());
+        assert!(rootfs(
+            &[big],
+            &Limits {
+                max_file_bytes: 100,
+                ..Limits::default()
+            }
+        )
+        .is_ok());
     }
 }
