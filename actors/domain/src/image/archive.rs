@@ -1,0 +1,791 @@
+//! The outer archive: `docker save` (`manifest.json`, `<id>/layer.tar` or, since Docker
+//! 25, `blobs/sha256/...`) and OCI image layouts packed as a tar (`oci-archive`:
+//! `oci-layout`, `index.json`, `blobs/<alg>/<hex>`).
+//!
+//! The archive is read once, front to back: a stream cannot seek, and `docker save`
+//! writes `manifest.json` after the layers. So every blob is sniffed as it passes: a
+//! gzip, zstd or tar stream is read as a layer into its kept files (nothing else of it
+//! stays), and other files up to `max_file_bytes` are kept as JSON candidates. Once the
+//! manifest is known, the layers it lists are applied in its order. Each blob's SHA-256
+//! is computed while it streams; an OCI blob whose name is not its digest is refused.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::rootfs::{normalize, read_layer, Budget, LayerDelta, RootFs};
+use super::{Cap, ImageError, Limits};
+
+/// How the image was packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFormat {
+    DockerArchive,
+    OciArchive,
+}
+
+/// One layer, bottom first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    /// `sha256:` of the blob as stored (compressed when it is).
+    pub digest: String,
+    /// `sha256:` of the uncompressed tar (the config's `rootfs.diff_ids`).
+    pub diff_id: String,
+    /// Bytes of the blob as stored.
+    pub size: u64,
+    /// `gzip`, `zstd` or `none`.
+    pub compression: String,
+}
+
+/// An image read from its archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub format: ImageFormat,
+    /// The manifest's digest when the archive has an OCI index (what a registry calls
+    /// the image digest); else, for a legacy `docker save`, the config digest (Docker's
+    /// image id).
+    pub digest: String,
+    pub config_digest: String,
+    /// `RepoTags` of a docker archive, `org.opencontainers.image.ref.name` of an OCI one.
+    pub names: Vec<String>,
+    pub layers: Vec<Layer>,
+    pub rootfs: RootFs,
+}
+
+/// A reader that hashes and counts what passes through it, failing past a byte budget.
+struct Meter<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    limit: u64,
+    entry: String,
+}
+
+impl<R: Read> Read for Meter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        if self.count > self.limit {
+            return Err(io::Error::other(ImageError::CapExceeded {
+                entry: self.entry.clone(),
+                cap: Cap::TotalBytes,
+                limit: self.limit,
+            }));
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Meter<R> {
+    fn new(inner: R, limit: u64, entry: &str) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+            limit,
+            entry: entry.to_owned(),
+        }
+    }
+
+    fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+}
+
+struct ReadLayer {
+    delta: LayerDelta,
+    layer: Layer,
+}
+
+/// Reads an image archive from a stream.
+pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageError> {
+    let mut outer = tar::Archive::new(reader);
+    let mut budget = Budget::default();
+    let mut total: u64 = 0;
+    let mut layers: HashMap<String, ReadLayer> = HashMap::new();
+    let mut files: HashMap<String, (Vec<u8>, String)> = HashMap::new();
+    let entries = outer
+        .entries()
+        .map_err(|e| ImageError::read("archive", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ImageError::read("archive", e))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        budget.entries += 1;
+        if budget.entries > limits.max_entries {
+            return Err(ImageError::CapExceeded {
+                entry: raw,
+                cap: Cap::Entries,
+                limit: limits.max_entries,
+            });
+        }
+        let path = normalize(&raw, limits)?;
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Char | T::Block | T::Fifo => return Err(ImageError::DeviceFile { entry: raw }),
+            T::Regular | T::Continuous => {}
+            // Links inside the outer archive (old `docker save` links identical layers)
+            // are not followed: a layer named through one is reported missing.
+            _ => continue,
+        }
+        let mut head = Vec::with_capacity(512);
+        (&mut entry)
+            .take(512)
+            .read_to_end(&mut head)
+            .map_err(|e| ImageError::read(&raw, e))?;
+        let compression = if head.starts_with(&[0x1f, 0x8b]) {
+            "gzip"
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            "zstd"
+        } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+            "none"
+        } else {
+            let size = entry.size();
+            if size > limits.max_file_bytes {
+                // Not a layer and too large to be a manifest: passed over.
+                continue;
+            }
+            let mut bytes = head;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| ImageError::read(&raw, e))?;
+            total += bytes.len() as u64;
+            let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+            files.insert(path, (bytes, digest));
+            continue;
+        };
+        let budget_left = limits.max_total_bytes.saturating_sub(total);
+        let stored = Meter::new(io::Cursor::new(head).chain(&mut entry), u64::MAX, &raw);
+        // Each arm drains its streams to the end so both digests cover every byte.
+        let drain =
+            |r: &mut dyn Read| io::copy(r, &mut io::sink()).map_err(|e| ImageError::read(&raw, e));
+        let (delta, mut stored, diff_id, plain) = match compression {
+            "gzip" => {
+                let decoder = flate2::read::MultiGzDecoder::new(stored);
+                let (delta, mut plain) =
+                    read_layer(Meter::new(decoder, budget_left, &raw), limits, &mut budget)?;
+                drain(&mut plain)?;
+                let (id, n) = (plain.digest(), plain.count);
+                (delta, plain.inner.into_inner(), id, n)
+            }
+            "zstd" => {
+                let decoder = zstd::stream::read::Decoder::new(stored)
+                    .map_err(|e| ImageError::read(&raw, e))?;
+                let (delta, mut plain) =
+                    read_layer(Meter::new(decoder, budget_left, &raw), limits, &mut budget)?;
+                drain(&mut plain)?;
+                let (id, n) = (plain.digest(), plain.count);
+                (delta, plain.inner.finish().into_inner(), id, n)
+            }
+            _ => {
+                let mut stored = stored;
+                stored.limit = budget_left;
+                let (delta, mut plain) = read_layer(stored, limits, &mut budget)?;
+                drain(&mut plain)?;
+                let (id, n) = (plain.digest(), plain.count);
+                (delta, plain, id, n)
+            }
+        };
+        drain(&mut stored)?;
+        total += plain;
+        let layer = Layer {
+            digest: stored.digest(),
+            diff_id,
+            size: stored.count,
+            compression: compression.to_owned(),
+        };
+        check_blob_name(&path, &layer.digest)?;
+        layers.insert(path, ReadLayer { delta, layer });
+    }
+    for (path, (_, digest)) in &files {
+        check_blob_name(path, digest)?;
+    }
+    if files.contains_key("index.json") {
+        oci(files, layers, limits)
+    } else if files.contains_key("manifest.json") {
+        docker(files, layers, limits)
+    } else {
+        Err(ImageError::NotAnImage)
+    }
+}
+
+/// An OCI blob's path names its digest; it must be the digest of its bytes.
+fn check_blob_name(path: &str, digest: &str) -> Result<(), ImageError> {
+    if let Some(rest) = path.strip_prefix("blobs/") {
+        if let Some((alg, hex)) = rest.split_once('/') {
+            if alg == "sha256" && format!("sha256:{hex}") != digest {
+                return Err(ImageError::DigestMismatch {
+                    entry: path.to_owned(),
+                    actual: digest.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/{}", digest.replacen(':', "/", 1))
+}
+
+fn json<'a, T: Deserialize<'a>>(
+    files: &'a HashMap<String, (Vec<u8>, String)>,
+    path: &str,
+) -> Result<(T, &'a str), ImageError> {
+    let (bytes, digest) = files.get(path).ok_or_else(|| ImageError::Missing {
+        entry: path.to_owned(),
+    })?;
+    let value = serde_json::from_slice(bytes).map_err(|e| ImageError::Manifest {
+        entry: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok((value, digest))
+}
+
+fn assemble(
+    format: ImageFormat,
+    digest: String,
+    config_digest: String,
+    names: Vec<String>,
+    order: Vec<String>,
+    mut layers: HashMap<String, ReadLayer>,
+    limits: &Limits,
+) -> Result<Image, ImageError> {
+    if order.len() > limits.max_layers {
+        return Err(ImageError::CapExceeded {
+            entry: "manifest".to_owned(),
+            cap: Cap::Layers,
+            limit: limits.max_layers as u64,
+        });
+    }
+    let mut rootfs = RootFs::default();
+    let mut out = Vec::with_capacity(order.len());
+    for (i, path) in order.iter().enumerate() {
+        // The same blob may be listed twice (an empty layer repeated): apply it again.
+        let read = layers.get_mut(path).ok_or_else(|| ImageError::Missing {
+            entry: path.clone(),
+        })?;
+        let delta = std::mem::take(&mut read.delta);
+        out.push(read.layer.clone());
+        rootfs.apply(i, delta);
+    }
+    Ok(Image {
+        format,
+        digest,
+        config_digest,
+        names,
+        layers: out,
+        rootfs,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifest {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+fn docker(
+    files: HashMap<String, (Vec<u8>, String)>,
+    layers: HashMap<String, ReadLayer>,
+    limits: &Limits,
+) -> Result<Image, ImageError> {
+    let (manifests, _): (Vec<DockerManifest>, _) = json(&files, "manifest.json")?;
+    let m = manifests
+        .into_iter()
+        .next()
+        .ok_or_else(|| ImageError::Manifest {
+            entry: "manifest.json".to_owned(),
+            reason: "no image in it".to_owned(),
+        })?;
+    let config = normalize(&m.config, limits)?;
+    let (_, config_digest): (serde_json::Value, _) = json(&files, &config)?;
+    let order = m
+        .layers
+        .iter()
+        .map(|l| normalize(l, limits))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config_digest = config_digest.to_owned();
+    assemble(
+        ImageFormat::DockerArchive,
+        config_digest.clone(),
+        config_digest,
+        m.repo_tags.unwrap_or_default(),
+        order,
+        layers,
+        limits,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    digest: String,
+    #[serde(default)]
+    annotations: Option<HashMap<String, String>>,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct Platform {
+    #[serde(default)]
+    os: String,
+}
+
+#[derive(Deserialize)]
+struct Index {
+    manifests: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct OciManifest {
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+}
+
+/// The first image manifest of an index, skipping attestation manifests (whose platform
+/// is `unknown`).
+fn first_image(list: &[Descriptor]) -> Option<&Descriptor> {
+    list.iter()
+        .find(|d| d.platform.as_ref().is_none_or(|p| p.os != "unknown"))
+}
+
+fn oci(
+    files: HashMap<String, (Vec<u8>, String)>,
+    layers: HashMap<String, ReadLayer>,
+    limits: &Limits,
+) -> Result<Image, ImageError> {
+    let bad = |reason: &str| ImageError::Manifest {
+        entry: "index.json".to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (index, _): (Index, _) = json(&files, "index.json")?;
+    let top = first_image(&index.manifests).ok_or_else(|| bad("no manifest in it"))?;
+    let names: Vec<String> = top
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+        .cloned()
+        .into_iter()
+        .collect();
+    let mut digest = top.digest.clone();
+    let mut manifest: OciManifest = json(&files, &blob_path(&digest))?.0;
+    // A nested index (a multi-platform image): one level down.
+    if let Some(list) = &manifest.manifests {
+        let inner = first_image(list).ok_or_else(|| bad("empty nested index"))?;
+        digest = inner.digest.clone();
+        manifest = json(&files, &blob_path(&digest))?.0;
+    }
+    let config = manifest
+        .config
+        .ok_or_else(|| bad("manifest without config"))?;
+    let _: (serde_json::Value, _) = json(&files, &blob_path(&config.digest))?;
+    let order = manifest
+        .layers
+        .unwrap_or_default()
+        .iter()
+        .map(|d| blob_path(&d.digest))
+        .collect();
+    assemble(
+        ImageFormat::OciArchive,
+        digest,
+        config.digest,
+        names,
+        order,
+        layers,
+        limits,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::io::Write;
+
+    use super::*;
+    use crate::image::rootfs::tests::{tar_of, E};
+    use crate::image::{analyze, cyclonedx, Package, PackageType};
+
+    fn sha(b: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(b)))
+    }
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zst(b: &[u8]) -> Vec<u8> {
+        zstd::stream::encode_all(b, 3).unwrap()
+    }
+
+    /// A tar of regular files with ordinary (valid) paths.
+    fn outer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn config(diff_ids: &[String]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        }))
+        .unwrap()
+    }
+
+    /// `docker save` as Docker before 25 writes it: layers first, `manifest.json` last.
+    fn docker_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+        let config = config(&diff_ids);
+        let config_name = format!("{}.json", &sha(&config)[7..]);
+        let mut files = Vec::new();
+        let mut names = Vec::new();
+        for (i, l) in layers.iter().enumerate() {
+            let name = format!("{i:064x}/layer.tar");
+            files.push((name.clone(), l.clone()));
+            names.push(name);
+        }
+        files.push((config_name.clone(), config.clone()));
+        let manifest = serde_json::json!([{
+            "Config": config_name, "RepoTags": ["stella/test:1"], "Layers": names,
+        }]);
+        files.push((
+            "manifest.json".into(),
+            serde_json::to_vec(&manifest).unwrap(),
+        ));
+        (outer(&files), config)
+    }
+
+    /// An OCI layout as a tar: blobs first, `index.json` last; returns the manifest.
+    fn oci_archive(blobs: &[(Vec<u8>, &str)], diff_ids: &[String]) -> (Vec<u8>, Vec<u8>) {
+        let config = config(diff_ids);
+        let layers: Vec<_> = blobs
+            .iter()
+            .map(|(b, mt)| serde_json::json!({"mediaType": mt, "digest": sha(b), "size": b.len()}))
+            .collect();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len()},
+            "layers": layers,
+        }))
+        .unwrap();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sha(&manifest), "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "stella/test:1"},
+        }]});
+        let blob = |b: &[u8]| (format!("blobs/sha256/{}", &sha(b)[7..]), b.to_vec());
+        let mut files = vec![(
+            "oci-layout".to_owned(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        )];
+        files.extend(blobs.iter().map(|(b, _)| blob(b)));
+        files.push(blob(&config));
+        files.push(blob(&manifest));
+        files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+        (outer(&files), manifest)
+    }
+
+    fn host(path: &str) -> Option<Vec<u8>> {
+        std::fs::read(path).ok()
+    }
+
+    /// Two layers cut from this machine's own root filesystem: its os-release, dpkg
+    /// database and Python distributions, an npm tree; the second layer deletes one
+    /// Python distribution and replaces the npm tree through an opaque folder.
+    fn fragment() -> Vec<Vec<u8>> {
+        let os = host("/usr/lib/os-release")
+            .unwrap_or_else(|| b"ID=debian\nVERSION_ID=\"12\"\n".to_vec());
+        let status = host("/var/lib/dpkg/status").unwrap_or_default();
+        let mut l0: Vec<(String, Vec<u8>)> = vec![
+            ("usr/lib/os-release".into(), os),
+            ("var/lib/dpkg/status".into(), status),
+            (
+                "srv/app/node_modules/left-pad/package.json".into(),
+                br#"{"name":"left-pad","version":"1.1.3"}"#.to_vec(),
+            ),
+        ];
+        let mut dists: Vec<_> = std::fs::read_dir("/usr/lib/python3/dist-packages")
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dists.sort();
+        for d in dists
+            .iter()
+            .filter(|d| d.extension().is_some_and(|e| e == "dist-info"))
+        {
+            if let Some(m) = host(&format!("{}/METADATA", d.display())) {
+                l0.push((format!("{}/METADATA", &d.display().to_string()[1..]), m));
+            }
+        }
+        let mut entries: Vec<E<'_>> = l0.iter().map(|(p, d)| E::File(p, d)).collect();
+        entries.push(E::Symlink("etc/os-release", "../usr/lib/os-release"));
+        entries.push(E::File("usr/bin/true", b"\x7fELF"));
+        let layer0 = tar_of(&entries);
+        let layer1 = tar_of(&[
+            E::File("srv/app/node_modules/.wh..wh..opq", b""),
+            E::File(
+                "srv/app/node_modules/@scope/name/package.json",
+                br#"{"name":"@scope/name","version":"1.0.0"}"#,
+            ),
+            E::File(
+                "usr/lib/python3/dist-packages/.wh.PyYAML-6.0.dist-info",
+                b"",
+            ),
+        ]);
+        vec![layer0, layer1]
+    }
+
+    fn rows(pkgs: &[Package]) -> Vec<(String, String)> {
+        pkgs.iter()
+            .map(|p| (p.purl.to_string(), p.evidence.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn docker_archive_of_a_real_fragment() {
+        let layers = fragment();
+        let (archive, config) = docker_archive(&layers);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        assert_eq!(image.format, ImageFormat::DockerArchive);
+        assert_eq!(image.config_digest, sha(&config));
+        assert_eq!(image.digest, sha(&config));
+        assert_eq!(image.names, ["stella/test:1"]);
+        let digests: Vec<_> = image
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.diff_id.clone()))
+            .collect();
+        assert_eq!(
+            digests,
+            layers.iter().map(|l| (sha(l), sha(l))).collect::<Vec<_>>()
+        );
+        let inv = analyze(&image.rootfs);
+        let npm: Vec<_> = inv
+            .packages
+            .iter()
+            .filter(|p| p.ty == PackageType::Npm)
+            .map(|p| (p.purl.as_str(), p.layer))
+            .collect();
+        assert_eq!(
+            npm,
+            [("pkg:npm/%40scope/name@1.0.0", 1)],
+            "the opaque folder hid left-pad"
+        );
+        assert!(!inv
+            .packages
+            .iter()
+            .any(|p| p.purl.as_str().starts_with("pkg:pypi/pyyaml@")));
+        assert!(inv.distro.is_some());
+
+        // The SBOM reads back as the same inventory.
+        let doc = serde_json::to_vec(&cyclonedx::document(&image, &inv)).unwrap();
+        let sbom = crate::sbom::parse(&doc).unwrap();
+        let back: BTreeSet<String> = sbom
+            .components
+            .iter()
+            .filter_map(|c| c.purl.as_ref())
+            .map(|p| p.to_string())
+            .collect();
+        let ours: BTreeSet<String> = inv.packages.iter().map(|p| p.purl.to_string()).collect();
+        assert_eq!(back, ours);
+        assert_eq!(sbom.components.len(), ours.len());
+        let subject = sbom.subject.unwrap();
+        assert_eq!(subject.version.as_deref(), Some(image.digest.as_str()));
+        assert_eq!(sbom.name.as_deref(), Some("stella/test:1"));
+        assert_eq!(sbom.spec_version, "1.5");
+    }
+
+    #[test]
+    fn oci_archive_with_gzip_and_zstd_layers_gives_the_same_root() {
+        let layers = fragment();
+        let blobs = vec![
+            (
+                gz(&layers[0]),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            ),
+            (
+                zst(&layers[1]),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
+        ];
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+        let (archive, manifest) = oci_archive(&blobs, &diff_ids);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        assert_eq!(image.format, ImageFormat::OciArchive);
+        assert_eq!(image.digest, sha(&manifest));
+        assert_eq!(image.names, ["stella/test:1"]);
+        let got: Vec<_> = image
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.diff_id.clone(), l.compression.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (sha(&blobs[0].0), diff_ids[0].clone(), "gzip"),
+                (sha(&blobs[1].0), diff_ids[1].clone(), "zstd"),
+            ]
+        );
+        let docker = read_archive(&docker_archive(&layers).0[..], &Limits::default()).unwrap();
+        assert_eq!(image.rootfs, docker.rootfs);
+        assert_eq!(
+            rows(&analyze(&image.rootfs).packages),
+            rows(&analyze(&docker.rootfs).packages)
+        );
+    }
+
+    #[test]
+    fn an_oci_blob_not_named_by_its_digest_is_refused() {
+        let layer = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let bad = format!("blobs/sha256/{}", "0".repeat(64));
+        let tampered = outer(&[(bad.clone(), layer)]);
+        assert_eq!(
+            read_archive(&tampered[..], &Limits::default()).unwrap_err(),
+            ImageError::DigestMismatch {
+                entry: bad,
+                actual: sha(&tar_of(&[E::File("etc/os-release", b"ID=debian\n")]))
+            }
+        );
+    }
+
+    #[test]
+    fn a_layer_bomb_stops_at_the_byte_cap() {
+        let zeros = vec![0u8; 4 << 20];
+        let bomb = gz(&tar_of(&[E::File("usr/share/zeros", &zeros)]));
+        assert!(bomb.len() < 64 << 10);
+        let (archive, _) = docker_archive(&[bomb]);
+        let err = read_archive(
+            &archive[..],
+            &Limits {
+                max_total_bytes: 1 << 20,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: format!("{:064x}/layer.tar", 0),
+                cap: Cap::TotalBytes,
+                limit: 1 << 20
+            }
+        );
+    }
+
+    #[test]
+    fn hostile_outer_archives_are_refused() {
+        let l = Limits::default();
+        let traversal = tar_of(&[E::File("../manifest.json", b"[]")]);
+        assert_eq!(
+            read_archive(&traversal[..], &l).unwrap_err(),
+            ImageError::PathTraversal {
+                entry: "../manifest.json".into()
+            }
+        );
+        let device = tar_of(&[E::Char("manifest.json")]);
+        assert_eq!(
+            read_archive(&device[..], &l).unwrap_err(),
+            ImageError::DeviceFile {
+                entry: "manifest.json".into()
+            }
+        );
+        let (three, _) = docker_archive(&[tar_of(&[]), tar_of(&[]), tar_of(&[])]);
+        let err = read_archive(&three[..], &Limits { max_layers: 2, ..l }).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::CapExceeded {
+                    cap: Cap::Layers,
+                    limit: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            read_archive(&outer(&[("x".into(), b"{}".to_vec())])[..], &l).unwrap_err(),
+            ImageError::NotAnImage
+        );
+        // A layer the manifest lists but the archive lacks.
+        let missing = outer(&[
+            ("c.json".into(), config(&[])),
+            (
+                "manifest.json".into(),
+                br#"[{"Config":"c.json","Layers":["a/layer.tar"]}]"#.to_vec(),
+            ),
+        ]);
+        assert_eq!(
+            read_archive(&missing[..], &l).unwrap_err(),
+            ImageError::Missing {
+                entry: "a/layer.tar".into()
+            }
+        );
+    }
+
+    /// Checked against the real thing: this machine's own dpkg database, packed as an
+    /// image layer, gives exactly what `dpkg-query -W` lists (name, version,
+    /// architecture), package for package.
+    #[test]
+    fn host_dpkg_database_equals_dpkg_query() {
+        let (Some(status), Ok(out)) = (
+            host("/var/lib/dpkg/status"),
+            std::process::Command::new("dpkg-query")
+                .args(["-W", "-f", "${Package} ${Version} ${Architecture}\n"])
+                .output(),
+        ) else {
+            eprintln!("no dpkg on this machine: skipped");
+            return;
+        };
+        let want: BTreeSet<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let (archive, _) =
+            docker_archive(&[gz(&tar_of(&[E::File("var/lib/dpkg/status", &status)]))]);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        let inv = analyze(&image.rootfs);
+        let got: BTreeSet<String> = inv
+            .packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {}",
+                    p.name,
+                    p.version,
+                    p.arch.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        assert!(want.len() > 10, "{want:?}");
+        assert_eq!(got.len(), inv.packages.len(), "one package per line");
+        assert_eq!(
+            got.difference(&want).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "only in Stella"
+        );
+        assert_eq!(
+            want.difference(&got).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "only in dpkg-query"
+        );
+    }
+}

@@ -1,0 +1,593 @@
+//! One layer read into its kept files and whiteouts, and the layers applied in order.
+//!
+//! A layer's tar stream is read once. Whiteouts (`.wh.NAME` deletes `NAME` from the
+//! layers below, `.wh..wh..opq` empties its directory of them) are applied before the
+//! layer's own files, so a layer can replace a directory's contents. Only files that
+//! [`wanted`] accepts are kept; symbolic links among them are kept as links and resolved
+//! when read (`etc/os-release` is usually `../usr/lib/os-release`), hard links are copied
+//! from their target when the target was kept. Directory symlinks are not followed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::{Cap, ImageError, Limits};
+
+/// Tallies shared by every layer of one image.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    pub(crate) entries: u64,
+}
+
+/// A kept file: its content, or the target of a symbolic link (a path from the root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    File(Vec<u8>),
+    Symlink(String),
+}
+
+/// A kept file and the index of the layer it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsEntry {
+    pub node: Node,
+    pub layer: usize,
+}
+
+/// What one layer changes.
+#[derive(Debug, Default)]
+pub(crate) struct LayerDelta {
+    opaque: Vec<String>,
+    whiteouts: Vec<String>,
+    files: Vec<(String, LayerNode)>,
+}
+
+#[derive(Debug)]
+enum LayerNode {
+    Node(Node),
+    Hardlink(String),
+}
+
+/// The files analyzers read, as the top layer sees them, keyed by path from the root
+/// (`var/lib/dpkg/status`, no leading `/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RootFs {
+    files: BTreeMap<String, FsEntry>,
+}
+
+impl RootFs {
+    /// Every kept path with its entry, in path order.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &FsEntry)> {
+        self.files.iter().map(|(p, e)| (p.as_str(), e))
+    }
+
+    /// A file's content and the layer it came from, following symbolic links (at most
+    /// 16), or `None` when it is absent or a link leads out of what was kept.
+    pub fn read(&self, path: &str) -> Option<(&[u8], usize)> {
+        let mut path = path.to_owned();
+        for _ in 0..16 {
+            match &self.files.get(&path)?.node {
+                Node::File(bytes) => return Some((bytes, self.files.get(&path)?.layer)),
+                Node::Symlink(target) => path = target.clone(),
+            }
+        }
+        None
+    }
+
+    /// Adds a file as if a layer had it (for a root filesystem built in memory).
+    pub fn insert(&mut self, path: &str, bytes: Vec<u8>, layer: usize) {
+        self.files.insert(
+            path.to_owned(),
+            FsEntry {
+                node: Node::File(bytes),
+                layer,
+            },
+        );
+    }
+
+    /// Applies one layer on top of the ones applied before.
+    pub(crate) fn apply(&mut self, layer: usize, delta: LayerDelta) {
+        for dir in &delta.opaque {
+            self.remove_under(dir, false);
+        }
+        for path in &delta.whiteouts {
+            self.remove_under(path, true);
+        }
+        for (path, node) in delta.files {
+            let node = match node {
+                LayerNode::Node(n) => n,
+                LayerNode::Hardlink(target) => match self.files.get(&target) {
+                    Some(e) => e.node.clone(),
+                    None => continue,
+                },
+            };
+            self.files.insert(path, FsEntry { node, layer });
+        }
+    }
+
+    fn remove_under(&mut self, path: &str, itself: bool) {
+        if itself {
+            self.files.remove(path);
+        }
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        self.files.retain(|p, _| !p.starts_with(&prefix));
+    }
+}
+
+/// Whether an analyzer reads the file at `path` (relative to the root).
+pub fn wanted(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    let n = parts.len();
+    let base = parts[n - 1];
+    let parent = if n >= 2 { parts[n - 2] } else { "" };
+    match path {
+        "var/lib/dpkg/status"
+        | "lib/apk/db/installed"
+        | "etc/os-release"
+        | "usr/lib/os-release" => return true,
+        _ => {}
+    }
+    if path.starts_with("var/lib/dpkg/status.d/") && n == 5 && !base.ends_with(".md5sums") {
+        return true;
+    }
+    match base {
+        "package-lock.json" => true,
+        "package.json" => {
+            (n >= 3 && parts[n - 3] == "node_modules")
+                || (n >= 4 && parts[n - 4] == "node_modules" && parts[n - 3].starts_with('@'))
+        }
+        "METADATA" => parent.ends_with(".dist-info"),
+        _ => false,
+    }
+}
+
+/// Normalizes an entry's path to `a/b/c` (no `.`, no trailing `/`), refusing absolute
+/// paths, `..` and paths deeper than the cap. The root itself is `""`.
+pub(crate) fn normalize(raw: &str, limits: &Limits) -> Result<String, ImageError> {
+    if raw.starts_with('/') {
+        return Err(ImageError::AbsolutePath {
+            entry: raw.to_owned(),
+        });
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(ImageError::PathTraversal {
+                    entry: raw.to_owned(),
+                })
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.len() > limits.max_depth {
+        return Err(ImageError::CapExceeded {
+            entry: raw.to_owned(),
+            cap: Cap::Depth,
+            limit: limits.max_depth as u64,
+        });
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves a symbolic link's target against the link's folder; `None` when it climbs
+/// above the root. An absolute target is taken from the image's root, as the container
+/// would see it.
+fn resolve_link(link: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = link.split('/').collect();
+        p.pop();
+        p
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Reads one layer's tar stream (already decompressed) into what it changes.
+pub(crate) fn read_layer<R: Read>(
+    reader: R,
+    limits: &Limits,
+    budget: &mut Budget,
+) -> Result<(LayerDelta, R), ImageError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut delta = LayerDelta::default();
+    {
+        let entries = archive
+            .entries()
+            .map_err(|e| ImageError::read("layer", e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| ImageError::read("layer", e))?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            budget.entries += 1;
+            if budget.entries > limits.max_entries {
+                return Err(ImageError::CapExceeded {
+                    entry: raw,
+                    cap: Cap::Entries,
+                    limit: limits.max_entries,
+                });
+            }
+            let path = normalize(&raw, limits)?;
+            if path.is_empty() {
+                continue;
+            }
+            let (dir, base) = match path.rsplit_once('/') {
+                Some((d, b)) => (d, b),
+                None => ("", path.as_str()),
+            };
+            if base == ".wh..wh..opq" {
+                delta.opaque.push(dir.to_owned());
+                continue;
+            }
+            if let Some(name) = base.strip_prefix(".wh.") {
+                let gone = if dir.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                delta.whiteouts.push(gone);
+                continue;
+            }
+            let kind = entry.header().entry_type();
+            use tar::EntryType as T;
+            match kind {
+                T::Char | T::Block | T::Fifo => return Err(ImageError::DeviceFile { entry: raw }),
+                T::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    let Some(resolved) = resolve_link(&path, &target) else {
+                        return Err(ImageError::LinkEscapes { entry: raw, target });
+                    };
+                    if wanted(&path) {
+                        delta
+                            .files
+                            .push((path, LayerNode::Node(Node::Symlink(resolved))));
+                    }
+                }
+                T::Link => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    let resolved = match normalize(&target, limits) {
+                        Ok(t) => t,
+                        Err(_) => return Err(ImageError::LinkEscapes { entry: raw, target }),
+                    };
+                    if wanted(&path) {
+                        // A hard link names an earlier entry of this layer or a lower one.
+                        let same_layer = delta.files.iter().rev().find_map(|(p, n)| match n {
+                            LayerNode::Node(n) if *p == resolved => Some(n.clone()),
+                            _ => None,
+                        });
+                        let node = match same_layer {
+                            Some(n) => LayerNode::Node(n),
+                            None => LayerNode::Hardlink(resolved),
+                        };
+                        delta.files.push((path, node));
+                    }
+                }
+                T::Regular | T::Continuous if wanted(&path) => {
+                    let size = entry.size();
+                    if size > limits.max_file_bytes {
+                        return Err(ImageError::CapExceeded {
+                            entry: raw,
+                            cap: Cap::FileBytes,
+                            limit: limits.max_file_bytes,
+                        });
+                    }
+                    let mut bytes = Vec::with_capacity(size as usize);
+                    entry
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| ImageError::read(&raw, e))?;
+                    delta.files.push((path, LayerNode::Node(Node::File(bytes))));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((delta, archive.into_inner()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// One entry of a tar built in a test.
+    pub(crate) enum E<'a> {
+        File(&'a str, &'a [u8]),
+        Dir(&'a str),
+        Symlink(&'a str, &'a str),
+        Hardlink(&'a str, &'a str),
+        Char(&'a str),
+    }
+
+    /// Writes a tar with the entries as given (paths are not checked, so hostile ones
+    /// can be written).
+    pub(crate) fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            let (path, data): (&str, &[u8]) = match e {
+                E::File(p, d) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(d.len() as u64);
+                    (p, d)
+                }
+                E::Dir(p) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    (p, b"")
+                }
+                E::Symlink(p, t) | E::Hardlink(p, t) => {
+                    h.set_entry_type(if matches!(e, E::Symlink(..)) {
+                        tar::EntryType::Symlink
+                    } else {
+                        tar::EntryType::Link
+                    });
+                    h.set_size(0);
+                    // Raw bytes: `set_link_name` refuses `..`, which the tests need.
+                    let name = &mut h.as_old_mut().linkname;
+                    name[..t.len()].copy_from_slice(t.as_bytes());
+                    (p, b"")
+                }
+                E::Char(p) => {
+                    h.set_entry_type(tar::EntryType::Char);
+                    h.set_size(0);
+                    (p, b"")
+                }
+            };
+            let name = &mut h.as_old_mut().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn rootfs(layers: &[Vec<u8>], limits: &Limits) -> Result<RootFs, ImageError> {
+        let mut fs = RootFs::default();
+        let mut budget = Budget::default();
+        for (i, l) in layers.iter().enumerate() {
+            let (delta, _) = read_layer(&l[..], limits, &mut budget)?;
+            fs.apply(i, delta);
+        }
+        Ok(fs)
+    }
+
+    fn paths(fs: &RootFs) -> Vec<&str> {
+        fs.entries().map(|(p, _)| p).collect()
+    }
+
+    const STATUS: &str = "var/lib/dpkg/status";
+
+    #[test]
+    fn keeps_only_wanted_files() {
+        let l = tar_of(&[
+            E::Dir("./"),
+            E::File("./var/lib/dpkg/status", b"x"),
+            E::File("./usr/bin/ls", b"elf"),
+            E::File("app/node_modules/@s/n/package.json", b"{}"),
+            E::File("app/node_modules/n/lib/package.json", b"{}"),
+            E::File("usr/lib/python3/dist-packages/a-1.dist-info/METADATA", b"m"),
+        ]);
+        let fs = rootfs(&[l], &Limits::default()).unwrap();
+        assert_eq!(
+            paths(&fs),
+            [
+                "app/node_modules/@s/n/package.json",
+                "usr/lib/python3/dist-packages/a-1.dist-info/METADATA",
+                STATUS
+            ]
+        );
+    }
+
+    #[test]
+    fn whiteouts_delete_lower_files_and_folders() {
+        let l0 = tar_of(&[
+            E::File(STATUS, b"old"),
+            E::File("app/node_modules/a/package.json", b"a"),
+            E::File("app/node_modules/b/package.json", b"b"),
+        ]);
+        let l1 = tar_of(&[
+            E::File("var/lib/dpkg/.wh.status", b""),
+            E::File("app/node_modules/.wh.a", b""),
+        ]);
+        let fs = rootfs(&[l0.clone(), l1], &Limits::default()).unwrap();
+        assert_eq!(paths(&fs), ["app/node_modules/b/package.json"]);
+        // A later layer writes the file again.
+        let l2 = tar_of(&[E::File(STATUS, b"new")]);
+        let fs = rootfs(
+            &[l0, tar_of(&[E::File("var/lib/dpkg/.wh.status", b"")]), l2],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(fs.read(STATUS), Some((&b"new"[..], 2)));
+    }
+
+    #[test]
+    fn opaque_folder_hides_lower_files_but_not_its_own_layer() {
+        let l0 = tar_of(&[
+            E::File("app/node_modules/a/package.json", b"a"),
+            E::File("app/node_modules/b/package.json", b"b"),
+            E::File(STATUS, b"s"),
+        ]);
+        let l1 = tar_of(&[
+            E::File("app/node_modules/c/package.json", b"c"),
+            E::File("app/node_modules/.wh..wh..opq", b""),
+        ]);
+        let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
+        assert_eq!(paths(&fs), ["app/node_modules/c/package.json", STATUS]);
+        assert_eq!(
+            fs.read("app/node_modules/c/package.json"),
+            Some((&b"c"[..], 1))
+        );
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root_and_hardlinks_copy() {
+        let l0 = tar_of(&[E::File("usr/lib/os-release", b"ID=debian\n")]);
+        let l1 = tar_of(&[
+            E::Symlink("etc/os-release", "../usr/lib/os-release"),
+            E::File("var/lib/dpkg/status.d/a", b"Package: a\n"),
+            E::Hardlink("var/lib/dpkg/status.d/b", "var/lib/dpkg/status.d/a"),
+            E::Hardlink("var/lib/dpkg/status", "usr/lib/os-release"),
+        ]);
+        let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
+        assert_eq!(fs.read("etc/os-release"), Some((&b"ID=debian\n"[..], 0)));
+        assert_eq!(
+            fs.read("var/lib/dpkg/status.d/b"),
+            Some((&b"Package: a\n"[..], 1))
+        );
+        assert_eq!(fs.read(STATUS), Some((&b"ID=debian\n"[..], 1)));
+        // An absolute target is the image's own root, not the host's.
+        let abs = tar_of(&[E::Symlink("etc/os-release", "/usr/lib/os-release")]);
+        let fs = rootfs(
+            &[tar_of(&[E::File("usr/lib/os-release", b"x")]), abs],
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(fs.read("etc/os-release"), Some((&b"x"[..], 0)));
+    }
+
+    #[test]
+    fn hostile_entries_are_refused_by_name() {
+        let l = Limits::default();
+        let cases: Vec<(Vec<u8>, ImageError)> = vec![
+            (
+                tar_of(&[E::File("a/../../etc/passwd", b"x")]),
+                ImageError::PathTraversal {
+                    entry: "a/../../etc/passwd".into(),
+                },
+            ),
+            (
+                tar_of(&[E::File("/etc/passwd", b"x")]),
+                ImageError::AbsolutePath {
+                    entry: "/etc/passwd".into(),
+                },
+            ),
+            (
+                tar_of(&[E::Symlink("etc/os-release", "../../../etc/shadow")]),
+                ImageError::LinkEscapes {
+                    entry: "etc/os-release".into(),
+                    target: "../../../etc/shadow".into(),
+                },
+            ),
+            (
+                // Escapes even when the link itself is not kept.
+                tar_of(&[E::Symlink("usr/x", "../../y")]),
+                ImageError::LinkEscapes {
+                    entry: "usr/x".into(),
+                    target: "../../y".into(),
+                },
+            ),
+            (
+                tar_of(&[E::Hardlink("etc/os-release", "../host")]),
+                ImageError::LinkEscapes {
+                    entry: "etc/os-release".into(),
+                    target: "../host".into(),
+                },
+            ),
+            (
+                tar_of(&[E::Hardlink("etc/os-release", "/etc/shadow")]),
+                ImageError::LinkEscapes {
+                    entry: "etc/os-release".into(),
+                    target: "/etc/shadow".into(),
+                },
+            ),
+            (
+                tar_of(&[E::Char("dev/sda")]),
+                ImageError::DeviceFile {
+                    entry: "dev/sda".into(),
+                },
+            ),
+        ];
+        for (tar, want) in cases {
+            assert_eq!(rootfs(&[tar], &l).unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn caps_name_the_entry_and_the_cap() {
+        let deep = "a/".repeat(10) + "f";
+        let err = rootfs(
+            &[tar_of(&[E::File(&deep, b"x")])],
+            &Limits {
+                max_depth: 10,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: deep.clone(),
+                cap: Cap::Depth,
+                limit: 10
+            }
+        );
+        assert!(err.to_string().contains("max_depth"), "{err}");
+
+        let many = tar_of(&[E::File("a", b""), E::File("b", b""), E::File("c", b"")]);
+        let err = rootfs(
+            &[many],
+            &Limits {
+                max_entries: 2,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: "c".into(),
+                cap: Cap::Entries,
+                limit: 2
+            }
+        );
+
+        let big = tar_of(&[
+            E::File(STATUS, &[b'x'; 100]),
+            E::File("usr/bin/big", &[0; 1000]),
+        ]);
+        let err = rootfs(
+            std::slice::from_ref(&big),
+            &Limits {
+                max_file_bytes: 99,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: STATUS.into(),
+                cap: Cap::FileBytes,
+                limit: 99
+            }
+        );
+        // Files no analyzer reads are not held, so the per-file cap does not apply to them.
+        assert!(rootfs(
+            &[big],
+            &Limits {
+                max_file_bytes: 100,
+                ..Limits::default()
+            }
+        )
+        .is_ok());
+    }
+}
