@@ -31,6 +31,7 @@ pub(crate) mod connect;
 mod diag;
 mod mirror;
 pub(crate) mod output;
+mod sbom;
 pub(crate) mod server;
 
 use std::ffi::OsString;
@@ -74,6 +75,8 @@ enum Command {
     Server(ServerCommand),
     #[command(flatten)]
     Client(ClientCommand),
+    /// Make an SBOM of a container image archive on this machine (no server needed).
+    Sbom(sbom::Sbom),
     /// Print a shell completion script.
     Completions(completions::Completions),
 }
@@ -102,6 +105,7 @@ impl Cli {
         match self.command {
             Command::Server(command) => command.run(self.config.as_deref(), self.output),
             Command::Client(command) => Ok(command.run(self.output)?),
+            Command::Sbom(sbom) => sbom.run(),
             Command::Completions(completions) => {
                 completions.run();
                 Ok(())

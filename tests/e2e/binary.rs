@@ -2265,3 +2265,165 @@ fn cli_rolls_a_pack_out_and_shows_its_waves_and_the_shadow_diff() {
     let listed = json(&["rollouts", "list"]);
     assert_eq!(listed["items"][0]["state"], "completed");
 }
+
+/// A `docker save` archive of one layer holding `files`, as `docker save` lays it out
+/// (layer, config named by its digest, then `manifest.json`).
+fn docker_archive(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use sha2::{Digest as _, Sha256};
+    fn add(builder: &mut tar::Builder<&mut Vec<u8>>, path: &str, bytes: &[u8]) {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        // Written raw: the tar crate refuses to write a `..` path, a hostile archive's
+        // point.
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        builder.append(&header, bytes).unwrap();
+    }
+    let mut layer = Vec::new();
+    {
+        let mut builder = tar::Builder::new(&mut layer);
+        for (path, bytes) in files {
+            add(&mut builder, path, bytes);
+        }
+        builder.finish().unwrap();
+    }
+    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&layer)));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]}
+    })
+    .to_string();
+    let config_name = format!("{}.json", hex::encode(Sha256::digest(config.as_bytes())));
+    let manifest = serde_json::json!([{
+        "Config": config_name, "RepoTags": ["stella-test:1"], "Layers": ["layer1/layer.tar"]
+    }])
+    .to_string();
+    let mut archive = Vec::new();
+    {
+        let mut builder = tar::Builder::new(&mut archive);
+        add(&mut builder, "layer1/layer.tar", &layer);
+        add(&mut builder, &config_name, config.as_bytes());
+        add(&mut builder, "manifest.json", manifest.as_bytes());
+        builder.finish().unwrap();
+    }
+    archive
+}
+
+/// `stella sbom` on a docker archive holding this machine's dpkg database and os-release:
+/// the SBOM passes the CycloneDX 1.5 strict validator and lists exactly the packages
+/// `dpkg-query -W` lists (name, version, architecture); a layer with an entry escaping
+/// the root is refused with the entry named, and nothing is written.
+#[test]
+fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
+    let (Ok(status), Ok(query)) = (
+        std::fs::read("/var/lib/dpkg/status"),
+        Command::new("dpkg-query")
+            .args(["-W", "-f", "${Package} ${Version} ${Architecture}\n"])
+            .output(),
+    ) else {
+        println!("skipping: no dpkg on this machine");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.tar");
+    let os_release = std::fs::read("/etc/os-release").unwrap();
+    std::fs::write(
+        &image,
+        docker_archive(&[
+            ("etc/os-release", os_release),
+            ("var/lib/dpkg/status", status),
+        ]),
+    )
+    .unwrap();
+    let sbom = dir.path().join("image.cdx.json");
+    let output = stella(dir.path())
+        .args([
+            "sbom",
+            image.to_str().unwrap(),
+            "-o",
+            sbom.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    assert!(
+        err.contains("docker-archive") && err.contains(" deb"),
+        "{err}"
+    );
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sbom).unwrap()).unwrap();
+    let mut got = std::collections::BTreeSet::new();
+    for component in document["components"].as_array().unwrap() {
+        let purl = component["purl"].as_str().unwrap();
+        assert!(purl.starts_with("pkg:deb/"), "{purl}");
+        let arch = purl
+            .split(['?', '&'])
+            .find_map(|q| q.strip_prefix("arch="))
+            .unwrap_or_default();
+        got.insert(format!(
+            "{} {} {arch}",
+            component["name"].as_str().unwrap(),
+            component["version"].as_str().unwrap()
+        ));
+    }
+    let want: std::collections::BTreeSet<String> = String::from_utf8(query.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(want.len() > 10);
+    assert_eq!(
+        got.symmetric_difference(&want).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "Stella's inventory and dpkg-query differ"
+    );
+    // The strict CycloneDX 1.5 validator of cyclonedx-python-lib.
+    if let Ok(python) = std::env::var("STELLA_TEST_DOCUMENTS_PYTHON") {
+        let check = Command::new(python)
+            .args([
+                "-c",
+                "import sys\nfrom cyclonedx.schema import SchemaVersion\n\
+                 from cyclonedx.validation.json import JsonStrictValidator\n\
+                 e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+                 sys.exit(str(e) if e else 0)",
+                sbom.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    } else {
+        assert!(
+            std::env::var_os("STELLA_TEST_SERVICES").is_none(),
+            "STELLA_TEST_DOCUMENTS_PYTHON must be set with the services"
+        );
+    }
+
+    // A hostile layer: refused, naming the entry; no SBOM written.
+    let hostile = dir.path().join("hostile.tar");
+    std::fs::write(
+        &hostile,
+        docker_archive(&[("../../etc/cron.d/evil", b"* * * * * root id\n".to_vec())]),
+    )
+    .unwrap();
+    let out = dir.path().join("hostile.cdx.json");
+    let output = stella(dir.path())
+        .args([
+            "sbom",
+            hostile.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("etc/cron.d/evil"), "{err}");
+    assert!(!out.exists());
+}
