@@ -31,7 +31,7 @@ pub(crate) mod connect;
 mod diag;
 mod mirror;
 pub(crate) mod output;
-mod sbom;
+pub(crate) mod sbom;
 pub(crate) mod server;
 
 use std::ffi::OsString;

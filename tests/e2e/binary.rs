@@ -2405,6 +2405,35 @@ fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
         );
     }
 
+    // `stella scan IMAGE.tar` makes the same SBOM and scans it on a server.
+    let server = LocalServer::start(&[]);
+    let (code, _, err) = server.cli(
+        &server.admin,
+        &["tenants", "create", "acme", "--name", "Acme"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = server.cli(
+        &server.admin,
+        &[
+            "--output",
+            "json",
+            "--tenant",
+            "acme",
+            "scan",
+            image.to_str().unwrap(),
+            "--wait",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("docker-archive"), "{err}");
+    let scan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(scan["status"], "completed", "{out}");
+    assert_eq!(
+        scan["counts"]["components"].as_u64(),
+        Some(want.len() as u64),
+        "{out}"
+    );
+
     // A hostile layer: refused, naming the entry; no SBOM written.
     let hostile = dir.path().join("hostile.tar");
     std::fs::write(

@@ -22,7 +22,8 @@ const FINDING_COLUMNS: &[&str] = &[
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Scan {
-    /// The SBOM file.
+    /// The SBOM file (CycloneDX or SPDX JSON), or a container image archive (`docker
+    /// save` or OCI archive), whose SBOM is made on this machine first (`stella sbom`).
     sbom: PathBuf,
     /// What the SBOM describes (default: its own subject or document name).
     #[arg(long)]
@@ -52,7 +53,15 @@ impl Run for Scan {
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.clone()?)))
         .collect();
-        let bytes = std::fs::read(&self.sbom).map_err(|err| unreadable(&self.sbom, err))?;
+        let bytes = if crate::cli::sbom::is_tar(&self.sbom) {
+            let (document, summary) = crate::cli::sbom::image_sbom(&self.sbom)
+                .map_err(|err| ClientError::new(ExitKind::Invalid, format!("{err:#}")))?;
+            crate::cli::output::errln!("{summary}");
+            serde_json::to_vec(&document)
+                .map_err(|err| ClientError::new(ExitKind::Failure, err.to_string()))?
+        } else {
+            std::fs::read(&self.sbom).map_err(|err| unreadable(&self.sbom, err))?
+        };
         let accepted = client.post_bytes("/scans", &query, "application/json", bytes)?;
         if !self.wait {
             client.print(&accepted, &["job_id", "status", "sbom_sha256"]);
