@@ -9,7 +9,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use stella_domain::image::{analyze, cyclonedx, read_archive, ImageFormat, Limits};
+use stella_domain::image::rootfs::wanted;
+use stella_domain::image::{analyze, cyclonedx, read_archive, Image, ImageFormat, Limits, RootFs};
 
 use crate::cli::output::{errln, outln};
 
@@ -21,10 +22,15 @@ pub(crate) enum SbomFormat {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["image", "rootfs"])))]
 pub(crate) struct Sbom {
     /// The image archive: `docker save -o app.tar IMAGE`, or an OCI archive
     /// (gzip, zstd or plain layers).
-    image: PathBuf,
+    image: Option<PathBuf>,
+    /// An unpacked root filesystem instead (a folder; symbolic links are not followed and
+    /// the walk stays on the folder's file system).
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
     /// Write the SBOM to this file (default: standard output).
     #[arg(long = "out", short = 'o', value_name = "FILE")]
     out: Option<PathBuf>,
@@ -50,8 +56,69 @@ pub(crate) fn image_sbom(path: &Path) -> anyhow::Result<(serde_json::Value, Stri
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let image = read_archive(std::io::BufReader::new(file), &Limits::default())
         .with_context(|| format!("{} was refused", path.display()))?;
+    Ok(sbom_of(&image))
+}
+
+/// The files of the root filesystem at `dir` that analyzers read, within the caps an
+/// image has: regular files only (a symbolic link is not followed: it may lead out of
+/// the root), and only on `dir`'s own file system (`/proc` and other mounts are not
+/// walked).
+pub(crate) fn read_rootfs(dir: &Path) -> anyhow::Result<Image> {
+    use std::os::unix::fs::MetadataExt as _;
+    let limits = Limits::default();
+    let root = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    anyhow::ensure!(root.is_dir(), "{} is not a folder", dir.display());
+    let mut fs = RootFs::default();
+    let mut entries = 0u64;
+    let mut stack = vec![(dir.to_path_buf(), String::new(), 0usize)];
+    while let Some((path, relative, depth)) = stack.pop() {
+        let listing =
+            std::fs::read_dir(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        for entry in listing {
+            let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
+            entries += 1;
+            anyhow::ensure!(
+                entries <= limits.max_entries,
+                "{} has more than {} entries (max_entries)",
+                dir.display(),
+                limits.max_entries
+            );
+            let Ok(name) = entry.file_name().into_string() else {
+                continue; // not UTF-8: no analyzer's file
+            };
+            let child = if relative.is_empty() {
+                name
+            } else {
+                format!("{relative}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(entry.path())
+                .with_context(|| format!("cannot read {}", entry.path().display()))?;
+            if meta.is_dir() && meta.dev() == root.dev() {
+                anyhow::ensure!(
+                    depth < limits.max_depth,
+                    "{child} is deeper than {} (max_depth)",
+                    limits.max_depth
+                );
+                stack.push((entry.path(), child, depth + 1));
+            } else if meta.is_file() && wanted(&child) {
+                anyhow::ensure!(
+                    meta.len() <= limits.max_file_bytes,
+                    "{child} is larger than {} bytes (max_file_bytes)",
+                    limits.max_file_bytes
+                );
+                let bytes = std::fs::read(entry.path())
+                    .with_context(|| format!("cannot read {}", entry.path().display()))?;
+                fs.insert(&child, bytes, 0);
+            }
+        }
+    }
+    Ok(Image::of_rootfs(fs))
+}
+
+/// The CycloneDX SBOM of an image, and the summary line of what was found.
+fn sbom_of(image: &Image) -> (serde_json::Value, String) {
     let inventory = analyze(&image.rootfs);
-    let document = cyclonedx::document(&image, &inventory);
+    let document = cyclonedx::document(image, &inventory);
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for p in &inventory.packages {
         *kinds
@@ -65,6 +132,7 @@ pub(crate) fn image_sbom(path: &Path) -> anyhow::Result<(serde_json::Value, Stri
         match image.format {
             ImageFormat::DockerArchive => "docker-archive",
             ImageFormat::OciArchive => "oci-archive",
+            ImageFormat::Rootfs => "root filesystem",
         },
         image.layers.len(),
         inventory.packages.len(),
@@ -88,13 +156,16 @@ pub(crate) fn image_sbom(path: &Path) -> anyhow::Result<(serde_json::Value, Stri
             format!("; {} files unreadable", inventory.skipped.len())
         }
     );
-    Ok((document, summary))
+    (document, summary)
 }
 
 impl Sbom {
     pub(crate) fn run(&self) -> anyhow::Result<()> {
-        let (document, summary) = match self.format {
-            SbomFormat::Cyclonedx => image_sbom(&self.image)?,
+        let SbomFormat::Cyclonedx = self.format;
+        let (document, summary) = match (&self.image, &self.rootfs) {
+            (Some(image), _) => image_sbom(image)?,
+            (None, Some(dir)) => sbom_of(&read_rootfs(dir)?),
+            (None, None) => anyhow::bail!("give an image archive or --rootfs DIR"),
         };
         let text = serde_json::to_string_pretty(&document)?;
         match &self.out {

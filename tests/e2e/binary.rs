@@ -2405,6 +2405,42 @@ fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
         );
     }
 
+    // The same files as an unpacked root filesystem: the same packages; a symbolic link
+    // out of the root is not followed.
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::copy("/var/lib/dpkg/status", root.join("var/lib/dpkg/status")).unwrap();
+    std::fs::copy("/etc/os-release", root.join("usr/lib/os-release")).unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("etc/evil")).unwrap();
+    let from_root = dir.path().join("rootfs.cdx.json");
+    let output = stella(dir.path())
+        .args([
+            "sbom",
+            "--rootfs",
+            root.to_str().unwrap(),
+            "-o",
+            from_root.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    assert!(err.contains("root filesystem"), "{err}");
+    let rootfs_doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&from_root).unwrap()).unwrap();
+    let purls = |doc: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["purl"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(purls(&rootfs_doc), purls(&document));
+
     // `stella scan IMAGE.tar` makes the same SBOM and scans it on a server.
     let server = LocalServer::start(&[]);
     let (code, _, err) = server.cli(

@@ -24,6 +24,8 @@ use super::{Cap, ImageError, Limits};
 pub enum ImageFormat {
     DockerArchive,
     OciArchive,
+    /// An unpacked root filesystem (no layers; its digest is [`Image::of_rootfs`]'s).
+    Rootfs,
 }
 
 /// One layer, bottom first.
@@ -52,6 +54,32 @@ pub struct Image {
     pub names: Vec<String>,
     pub layers: Vec<Layer>,
     pub rootfs: RootFs,
+}
+
+impl Image {
+    /// An unpacked root filesystem as an image without layers: its digest is the sha256
+    /// of the kept files' paths and contents (each path, a NUL, the content's sha256,
+    /// a newline, in path order), so the same files give the same digest.
+    pub fn of_rootfs(rootfs: RootFs) -> Image {
+        let mut hasher = Sha256::new();
+        for (path, entry) in rootfs.entries() {
+            hasher.update(path.as_bytes());
+            hasher.update([0]);
+            if let super::rootfs::Node::File(bytes) = &entry.node {
+                hasher.update(hex::encode(Sha256::digest(bytes)).as_bytes());
+            }
+            hasher.update(b"\n");
+        }
+        let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+        Image {
+            format: ImageFormat::Rootfs,
+            digest,
+            config_digest: String::new(),
+            names: Vec::new(),
+            layers: Vec::new(),
+            rootfs,
+        }
+    }
 }
 
 /// A reader that hashes and counts what passes through it, failing past a byte budget.

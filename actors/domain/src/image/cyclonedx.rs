@@ -93,6 +93,7 @@ pub fn document(image: &Image, inv: &Inventory) -> Value {
             match image.format {
                 super::ImageFormat::DockerArchive => "docker-archive",
                 super::ImageFormat::OciArchive => "oci-archive",
+                super::ImageFormat::Rootfs => "rootfs",
             },
         ),
     ];
