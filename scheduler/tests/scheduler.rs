@@ -140,6 +140,24 @@ impl World {
         .unwrap();
     }
 
+    /// Imports OSV advisories (a JSON array) as the source `osv:test` at `at`.
+    async fn import(
+        &self,
+        advisories: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> stella_actors::advisory_sync::ImportReport {
+        stella_actors::advisory_sync::import_advisories(
+            &self.store,
+            &self.objects,
+            "osv:test",
+            advisories.to_string().as_bytes(),
+            Limits::default(),
+            at,
+        )
+        .await
+        .unwrap()
+    }
+
     /// The durable runtime on this world's store (the embedded mailbox), running every
     /// role: the scans and shadow jobs the scheduler submits run at once.
     async fn runtime(&self) -> stella_supervisor::Runtime {
@@ -385,16 +403,7 @@ async fn drift_runs_only_impacted_targets(store: Store) {
         "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
                       "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.1"}]}]}]
     }]);
-    stella_actors::advisory_sync::import_advisories(
-        &w.store,
-        &w.objects,
-        "osv:test",
-        advisory.to_string().as_bytes(),
-        Limits::default(),
-        now,
-    )
-    .await
-    .unwrap();
+    w.import(&advisory, now).await;
     let report = s.tick(now + Duration::seconds(1)).await.unwrap();
     assert_eq!(report.triggered, 2, "{report:?}");
     for (tenant, impacted) in [(&acme, "web"), (&globex, "shop")] {
@@ -429,16 +438,7 @@ async fn drift_runs_only_impacted_targets(store: Store) {
     let again = s.tick(now + Duration::seconds(2)).await.unwrap();
     assert_eq!(again.triggered, 0);
     // Re-importing the same advisory changes nothing and triggers nothing.
-    stella_actors::advisory_sync::import_advisories(
-        &w.store,
-        &w.objects,
-        "osv:test",
-        advisory.to_string().as_bytes(),
-        Limits::default(),
-        now,
-    )
-    .await
-    .unwrap();
+    w.import(&advisory, now).await;
     assert_eq!(
         s.tick(now + Duration::seconds(3)).await.unwrap().triggered,
         0
@@ -755,16 +755,7 @@ async fn an_exception_applies_until_it_expires_and_the_verdict_flips_back_once(s
     // The fake clock runs three hours behind: the scans a run submits are due at the
     // run's time, so the runtime (on the real clock) takes them at once.
     let t0 = Utc::now() - Duration::hours(3);
-    stella_actors::advisory_sync::import_advisories(
-        &w.store,
-        &w.objects,
-        "osv:test",
-        advisory.to_string().as_bytes(),
-        Limits::default(),
-        t0,
-    )
-    .await
-    .unwrap();
+    w.import(&advisory, t0).await;
     let runtime = w.runtime().await;
     let s = w.scheduler("p");
     // Ticks until the run of `trigger` that the tick at `now` creates has completed;
@@ -964,16 +955,7 @@ async fn a_pack_rolls_out_in_waves_pauses_on_a_failed_gate_and_rolls_back(store:
          "affected": [{"package": {"ecosystem": "npm", "name": "lodash"},
                        "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.17.21"}]}]}]}
     ]);
-    stella_actors::advisory_sync::import_advisories(
-        &w.store,
-        &w.objects,
-        "osv:test",
-        advisories.to_string().as_bytes(),
-        Limits::default(),
-        t0,
-    )
-    .await
-    .unwrap();
+    w.import(&advisories, t0).await;
     let runtime = w.runtime().await;
     let s = w.scheduler("p");
     // Ticks at `now` until no run of any tenant is active and `done` holds.

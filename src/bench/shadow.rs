@@ -33,6 +33,7 @@ use stella_store::{JobId, TenantId};
 
 use super::matching::is_affected;
 use super::server::BenchServer;
+use crate::cli::output::errln;
 
 /// The pack every round rolls out: a floor that blocks what is critical, and every Go
 /// finding not shown to be inapplicable (the Go database carries no CVSS, so this is the
@@ -283,10 +284,10 @@ pub async fn run(
     if scans.is_empty() {
         anyhow::bail!("give at least one --sbom");
     }
-    errln_progress(&format!(
+    errln!(
         "copying {} scans to {tenants} tenants × {targets} targets...",
         scans.len()
-    ));
+    );
     let copies = stella_store::diag::bench::ScanCopies::new(&server.db);
     let prefix = &server.tenant[6..];
     for t in 0..tenants {
@@ -330,14 +331,14 @@ pub async fn run(
             .sum::<u64>();
     let mut report_rounds = Vec::new();
     for round in 1..=rounds {
-        errln_progress(&format!("round {round}: Stella..."));
+        errln!("round {round}: Stella...");
         let (stella_seconds, id) = one_rollout(&server, json!({"percent": 100})).await?;
         let wave = server
             .admin(server.http.get(format!("{}/rollouts/{id}", server.base)))
             .await?;
         let summary: DiffSummary =
             serde_json::from_value(wave["waves"][0]["summary"].clone()).unwrap_or_default();
-        errln_progress(&format!("round {round}: the domain alone..."));
+        errln!("round {round}: the domain alone...");
         // On this thread: the server has nothing to do between rounds.
         let (baseline_seconds, check) = baseline(&stored, tenants, targets, &index)?;
         if check != summary {
@@ -357,7 +358,7 @@ pub async fn run(
     }
     let mut ratios: Vec<f64> = report_rounds.iter().map(|r| r.ratio).collect();
     let gate = if gate_tenants > 0 {
-        errln_progress(&format!("the gate over {gate_tenants} tenants..."));
+        errln!("the gate over {gate_tenants} tenants...");
         let mut names = Vec::new();
         for t in 0..gate_tenants {
             let tenant = TenantId::parse(&format!("g{prefix}-{t:05}"))?;
@@ -427,8 +428,4 @@ pub async fn run(
         rounds: report_rounds,
         gate,
     })
-}
-
-fn errln_progress(message: &str) {
-    crate::cli::output::errln!("{message}");
 }

@@ -690,17 +690,27 @@ impl CliServer {
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {
+        self.command_as(&self.admin, args)
+    }
+
+    /// A client command with `token` instead of the administrator's.
+    pub(crate) fn command_as(&self, token: &str, args: &[&str]) -> Command {
         let mut command = stella(self.dir.path());
         command
             .env("STELLA_SERVER", format!("http://{}", self.addr))
-            .env("STELLA_TOKEN", &self.admin)
+            .env("STELLA_TOKEN", token)
             .args(args);
         command
     }
 
     /// Exit code, stdout, stderr.
     pub(crate) fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let output = self.command(args).output().unwrap();
+        self.run_as(&self.admin, args)
+    }
+
+    /// [`Self::run`] with `token`.
+    pub(crate) fn run_as(&self, token: &str, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = self.command_as(token, args).output().unwrap();
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stdout).to_string(),
@@ -1935,67 +1945,12 @@ fn the_cli_sends_a_profile_to_a_destination_of_the_config_file() {
 /// The policy lifecycle and exceptions from the command line, with two people: alice
 /// drafts, submits and requests; bob approves and activates. Neither can do the other's
 /// part, and the exit codes say why.
-/// `stella serve` on the embedded default in a folder of its own, with the administrator
-/// token it generated; killed when dropped.
-struct LocalServer {
-    dir: tempfile::TempDir,
-    child: Child,
-    addr: String,
-    admin: String,
-}
-
-impl LocalServer {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = stella(dir.path())
-            .arg("serve")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = wait_for_addr(&mut child);
-        let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Self {
-            dir,
-            child,
-            addr,
-            admin,
-        }
-    }
-
-    /// A client command against this server with `token`: exit code, stdout, stderr.
-    fn cli(&self, token: &str, args: &[&str]) -> (Option<i32>, String, String) {
-        let output = stella(self.dir.path())
-            .env("STELLA_SERVER", format!("http://{}", self.addr))
-            .env("STELLA_TOKEN", token)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).to_string(),
-            String::from_utf8_lossy(&output.stderr).to_string(),
-        )
-    }
-}
-
-impl Drop for LocalServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
-    let server = LocalServer::start(&[]);
+    let server = CliServer::start();
     let admin = server.admin.clone();
     let dir = &server.dir;
-    let cli = |token: &str, args: &[&str]| server.cli(token, args);
+    let cli = |token: &str, args: &[&str]| server.run_as(token, args);
     let ok = |token: &str, args: &[&str]| {
         let (code, out, err) = cli(token, args);
         assert_eq!(code, Some(0), "{args:?}: {err}");
@@ -2135,9 +2090,9 @@ fn cli_takes_a_policy_live_and_waives_a_finding_with_two_identities() {
 /// `policy get` names the pack; a bad `--wave` and a missing `--reason` are clear errors.
 #[test]
 fn cli_rolls_a_pack_out_and_shows_its_waves_and_the_shadow_diff() {
-    let server = LocalServer::start(&[("STELLA_SCHEDULER_POLL_INTERVAL_MS", "100")]);
+    let server = CliServer::start_with_config("[scheduler]\npoll_interval_ms = 100\n");
     let dir = &server.dir;
-    let cli = |args: &[&str]| server.cli(&server.admin, args);
+    let cli = |args: &[&str]| server.run(args);
     let ok = |args: &[&str]| {
         let (code, out, err) = cli(args);
         assert_eq!(code, Some(0), "{args:?}: {err}");
@@ -2442,24 +2397,18 @@ fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
     assert_eq!(purls(&rootfs_doc), purls(&document));
 
     // `stella scan IMAGE.tar` makes the same SBOM and scans it on a server.
-    let server = LocalServer::start(&[]);
-    let (code, _, err) = server.cli(
-        &server.admin,
-        &["tenants", "create", "acme", "--name", "Acme"],
-    );
+    let server = CliServer::start();
+    let (code, _, err) = server.run(&["tenants", "create", "acme", "--name", "Acme"]);
     assert_eq!(code, Some(0), "{err}");
-    let (code, out, err) = server.cli(
-        &server.admin,
-        &[
-            "--output",
-            "json",
-            "--tenant",
-            "acme",
-            "scan",
-            image.to_str().unwrap(),
-            "--wait",
-        ],
-    );
+    let (code, out, err) = server.run(&[
+        "--output",
+        "json",
+        "--tenant",
+        "acme",
+        "scan",
+        image.to_str().unwrap(),
+        "--wait",
+    ]);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("docker-archive"), "{err}");
     let scan: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -241,7 +241,9 @@ pub fn bucket(pack: &str, tenant: &str) -> f64 {
 }
 
 impl Gate {
-    fn check(&self, at: &str) -> Result<(), InputError> {
+    /// Checks the thresholds are in range; `at` is the gate's JSON pointer in what it
+    /// came in.
+    pub fn check(&self, at: &str) -> Result<(), InputError> {
         if let Some(p) = self.max_newly_blocked_percent {
             if !(0.0..=100.0).contains(&p) {
                 return Err(InputError::new(

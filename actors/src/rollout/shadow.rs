@@ -30,8 +30,6 @@ use crate::scan::{
 pub enum Old {
     /// The scans' stored verdicts: what is enforced.
     Stored,
-    /// The tenant's policies now, re-evaluated on the same inputs as the candidate.
-    InForce,
     /// Another candidate, on the same inputs.
     Candidate(Candidate),
 }
@@ -96,9 +94,6 @@ pub async fn diff_tenant(
     let new = TenantPolicies::load(store, tenant, new).await?;
     let old = match old {
         Old::Stored => OldPolicies::Stored,
-        Old::InForce => OldPolicies::Evaluate(Box::new(
-            TenantPolicies::load(store, tenant, Candidate::InForce).await?,
-        )),
         Old::Candidate(candidate) => OldPolicies::Evaluate(Box::new(
             TenantPolicies::load(store, tenant, candidate).await?,
         )),

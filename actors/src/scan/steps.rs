@@ -238,11 +238,7 @@ async fn exceptions_in_force(
     store: &Store,
     tenant: &stella_store::TenantId,
 ) -> Result<Vec<(Option<String>, stella_domain::policy::Exception)>, StepError> {
-    let records = store
-        .tenant(tenant)
-        .exceptions()
-        .in_force_anywhere()
-        .await?;
+    let records = store.tenant(tenant).exceptions().in_force().await?;
     let mut exceptions = Vec::new();
     for record in records {
         let scope = record.target;

@@ -536,10 +536,12 @@ pub(crate) async fn diff(
         .ok_or_else(not_found)?;
     let digest =
         stella_store::object::Sha256Digest::parse(&shadow.diff_sha256).map_err(|_| not_found())?;
-    let bytes = ctx.objects.read_content(&digest).await?;
+    // Streamed (a diff holds both traces of every changed finding); the reader checks the
+    // digest as the bytes pass.
+    let reader = ctx.objects.get_content(&digest).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(bytes))
+        .streaming(tokio_util::io::ReaderStream::new(reader)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -579,21 +581,7 @@ async fn act(
                         Problem::bad_request(format!("invalid gate: {}", err.inner()))
                             .at(format!("gate.{}", err.path()))
                     })?;
-                // Checked as a rollout's gate would be.
-                let probe = RolloutSpec {
-                    pack: String::new(),
-                    version: 0,
-                    waves: vec![stella_domain::rollout::WaveSpec {
-                        name: None,
-                        tenants: vec!["x".into()],
-                        labels: Default::default(),
-                        percent: None,
-                        gate: None,
-                    }],
-                    gate: parsed,
-                    bake_seconds: 0,
-                };
-                probe.check().map_err(|err| {
+                parsed.check("/gate").map_err(|err| {
                     Problem::bad_request(format!("invalid gate: {}", err.message)).at(err.pointer)
                 })?;
             }

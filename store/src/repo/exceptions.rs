@@ -263,24 +263,9 @@ impl Exceptions<'_> {
         decode(self.store, &row)
     }
 
-    /// The exceptions a scan of `target` (or of no target) reads: the active ones whose
-    /// target scope is empty or `target`. Whether each still applies is the domain's
-    /// decision at the evaluation time.
-    pub async fn in_force(&self, target: Option<&str>) -> Result<Vec<ExceptionRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM policy_exceptions WHERE tenant_id = $1 AND status = 'active' \
-             AND (target IS NULL OR target = $2) ORDER BY id"
-        ))
-        .bind(self.tenant.as_str())
-        .bind(target.unwrap_or(""))
-        .fetch_all(&self.store.pool)
-        .await
-        .map_err(|e| self.store.err(e, "exceptions"))?;
-        rows.iter().map(|row| decode(self.store, row)).collect()
-    }
-
-    /// Every active exception of the tenant, whatever target it is scoped to.
-    pub async fn in_force_anywhere(&self) -> Result<Vec<ExceptionRecord>> {
+    /// Every active exception of the tenant, whatever target it is scoped to (the
+    /// evaluator keeps those whose scope is empty or the scan's target).
+    pub async fn in_force(&self) -> Result<Vec<ExceptionRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM policy_exceptions WHERE tenant_id = $1 AND status = 'active' \
              ORDER BY id"
