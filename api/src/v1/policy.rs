@@ -111,6 +111,19 @@ pub(crate) async fn get(
     Ok(web::Json(ActivePolicyView { policy, pack }))
 }
 
+/// A policy document of a request's `document` field, parsed; `what` names it in the
+/// problem (`policy`, `policy pack`).
+pub(crate) fn parsed(document: &str, what: &str) -> ApiResult<Policy> {
+    Policy::parse(document).map_err(|err| {
+        Problem::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "invalid-policy",
+            format!("invalid {what}: {}", err.message),
+        )
+        .at(format!("document{}", err.pointer))
+    })
+}
+
 /// Write a new version of the tenant's policy, as a draft (unless a version with the
 /// same document is still in play: that one is returned with 200).
 #[utoipa::path(
@@ -128,14 +141,7 @@ pub(crate) async fn create(
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?;
     let document = body.0.document;
-    let policy = Policy::parse(&document).map_err(|err| {
-        Problem::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid-policy",
-            format!("invalid policy: {}", err.message),
-        )
-        .at(format!("document{}", err.pointer))
-    })?;
+    let policy = parsed(&document, "policy")?;
     let actor = caller.actor();
     let (record, created) = ctx
         .store

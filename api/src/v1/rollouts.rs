@@ -8,7 +8,6 @@ use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stella_domain::policy::Policy;
 use stella_domain::rollout::RolloutSpec;
 use stella_store::repo::{PackRecord, RolloutRecord, RolloutTenantRecord, RolloutTransition};
 use stella_store::{RolloutId, TenantId};
@@ -70,14 +69,7 @@ pub(crate) async fn put_pack(
     body: JsonBody<PutPack>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
-    let policy = Policy::parse(&body.document).map_err(|err| {
-        Problem::new(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid-policy",
-            format!("invalid policy pack: {}", err.message),
-        )
-        .at(format!("document{}", err.pointer))
-    })?;
+    let policy = super::policy::parsed(&body.document, "policy pack")?;
     let (record, created) = ctx
         .store
         .packs()
