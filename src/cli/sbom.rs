@@ -4,13 +4,12 @@
 //! the OS and language packages found, and a CycloneDX 1.5 document written. What it
 //! found goes to standard error as one summary line.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use stella_domain::image::rootfs::wanted;
-use stella_domain::image::{analyze, cyclonedx, read_archive, Image, ImageFormat, Limits, RootFs};
+use stella_domain::image::{analyze, cyclonedx, read_archive, Image, Limits, RootFs, Summary};
 
 use crate::cli::output::{errln, outln};
 
@@ -116,46 +115,10 @@ pub(crate) fn read_rootfs(dir: &Path) -> anyhow::Result<Image> {
 }
 
 /// The CycloneDX SBOM of an image, and the summary line of what was found.
-fn sbom_of(image: &Image) -> (serde_json::Value, String) {
+pub(crate) fn sbom_of(image: &Image) -> (serde_json::Value, String) {
     let inventory = analyze(&image.rootfs);
     let document = cyclonedx::document(image, &inventory);
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for p in &inventory.packages {
-        *kinds
-            .entry(format!("{:?}", p.ty).to_lowercase())
-            .or_default() += 1;
-    }
-    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    let summary = format!(
-        "# {} ({}), {} layers, {} packages ({}){}{}",
-        image.digest,
-        match image.format {
-            ImageFormat::DockerArchive => "docker-archive",
-            ImageFormat::OciArchive => "oci-archive",
-            ImageFormat::Rootfs => "root filesystem",
-        },
-        image.layers.len(),
-        inventory.packages.len(),
-        if kinds.is_empty() {
-            "none".to_owned()
-        } else {
-            kinds.join(", ")
-        },
-        inventory
-            .distro
-            .as_ref()
-            .map(|d| format!(
-                ", {} {}",
-                d.id,
-                d.version_id.as_deref().unwrap_or("(rolling)")
-            ))
-            .unwrap_or_default(),
-        if inventory.skipped.is_empty() {
-            String::new()
-        } else {
-            format!("; {} files unreadable", inventory.skipped.len())
-        }
-    );
+    let summary = format!("# {}", Summary::of(image, &inventory));
     (document, summary)
 }
 

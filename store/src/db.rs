@@ -316,6 +316,13 @@ impl<'a> TenantScope<'a> {
         }
     }
 
+    pub fn images(&self) -> crate::repo::Images<'a> {
+        crate::repo::Images {
+            store: self.store,
+            tenant: self.tenant,
+        }
+    }
+
     pub fn scans(&self) -> crate::repo::Scans<'a> {
         crate::repo::Scans {
             store: self.store,

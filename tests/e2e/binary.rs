@@ -2383,7 +2383,7 @@ fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
         .unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{err}");
-    assert!(err.contains("root filesystem"), "{err}");
+    assert!(err.contains("(rootfs)"), "{err}");
     let rootfs_doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&from_root).unwrap()).unwrap();
     let purls = |doc: &serde_json::Value| -> std::collections::BTreeSet<String> {
@@ -2440,4 +2440,121 @@ fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(err.contains("etc/cron.d/evil"), "{err}");
     assert!(!out.exists());
+}
+
+/// `stella images upload` streams an image archive to the server, which makes its SBOM
+/// (the same inventory as `dpkg-query`), keeps the archive content-addressed, and
+/// answers with the image digest; `stella scan --image DIGEST` scans it, and the
+/// attestation names the image by that digest as its second subject. A hostile archive
+/// is refused by name and leaves nothing; another tenant cannot name the image; an
+/// archive over `api.max_image_bytes` is refused with 413.
+#[test]
+fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
+    use sha2::{Digest as _, Sha256};
+    let (Ok(status), Ok(query)) = (
+        std::fs::read("/var/lib/dpkg/status"),
+        Command::new("dpkg-query")
+            .args(["-W", "-f", "${Package}\n"])
+            .output(),
+    ) else {
+        println!("skipping: no dpkg on this machine");
+        return;
+    };
+    let packages = String::from_utf8(query.stdout).unwrap().lines().count();
+    let server = CliServer::start_with_config("[api]\nmax_image_bytes = 100000000\n");
+    let dir = &server.dir;
+    let image = dir.path().join("image.tar");
+    let archive = docker_archive(&[
+        ("etc/os-release", std::fs::read("/etc/os-release").unwrap()),
+        ("var/lib/dpkg/status", status),
+    ]);
+    std::fs::write(&image, &archive).unwrap();
+    for tenant in ["acme", "globex"] {
+        server.ok(&["tenants", "create", tenant, "--name", tenant]);
+    }
+    let acme = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--output", "json", "--tenant", "acme"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&server.ok(&all)).unwrap()
+    };
+
+    let uploaded = acme(&["images", "upload", image.to_str().unwrap()]);
+    let digest = uploaded["digest"].as_str().unwrap().to_owned();
+    assert!(digest.starts_with("sha256:"), "{uploaded}");
+    assert_eq!(uploaded["name"], "stella-test:1", "{uploaded}");
+    assert_eq!(uploaded["format"], "docker-archive");
+    assert_eq!(
+        uploaded["archive_sha256"].as_str().unwrap(),
+        hex::encode(Sha256::digest(&archive)),
+        "the archive is stored as uploaded, byte for byte"
+    );
+    assert_eq!(uploaded["summary"]["packages"].as_u64(), Some(packages as u64));
+    assert_eq!(uploaded["summary"]["package_types"]["deb"].as_u64(), Some(packages as u64));
+    assert_eq!(uploaded["summary"]["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(acme(&["images", "get", &digest])["sbom_sha256"], uploaded["sbom_sha256"]);
+
+    // Scanned by digest: the scan shows the image, the attestation names it.
+    let scan = acme(&["scan", "--image", &digest, "--wait"]);
+    assert_eq!(scan["status"], "completed", "{scan}");
+    assert_eq!(scan["name"], "stella-test:1");
+    assert_eq!(scan["sbom_sha256"], uploaded["sbom_sha256"]);
+    assert_eq!(scan["image"]["digest"], digest.as_str(), "{scan}");
+    assert_eq!(
+        scan["image"]["layers"][0],
+        uploaded["summary"]["layers"][0]["digest"]
+    );
+    assert_eq!(scan["counts"]["components"].as_u64(), Some(packages as u64));
+    let envelope = dir.path().join("attestation.json");
+    server.ok(&[
+        "--tenant",
+        "acme",
+        "scans",
+        "attestation",
+        scan["id"].as_str().unwrap(),
+        "-o",
+        envelope.to_str().unwrap(),
+    ]);
+    let dsse = stella_domain::dsse::Envelope::from_json(&std::fs::read(&envelope).unwrap()).unwrap();
+    let statement: serde_json::Value =
+        serde_json::from_slice(&dsse.payload_unverified().unwrap()).unwrap();
+    let subjects = statement["subject"].as_array().unwrap();
+    assert_eq!(subjects.len(), 2, "{statement}");
+    assert_eq!(subjects[0]["digest"]["sha256"], uploaded["sbom_sha256"]);
+    assert_eq!(subjects[1]["name"], "stella-test:1");
+    assert_eq!(
+        subjects[1]["digest"]["sha256"].as_str(),
+        digest.strip_prefix("sha256:")
+    );
+    let verified = acme(&["verify", envelope.to_str().unwrap()]);
+    assert!(verified.to_string().contains("stella-test:1"), "{verified}");
+
+    // `stella scan IMAGE.tar --upload` goes the same way: the same image.
+    let again = acme(&["scan", image.to_str().unwrap(), "--upload", "--wait"]);
+    assert_eq!(again["image"]["digest"], digest.as_str(), "{again}");
+    assert_eq!(again["sbom_sha256"], uploaded["sbom_sha256"]);
+
+    // Another tenant cannot name acme's image.
+    let (code, _, err) = server.run(&["--tenant", "globex", "scan", "--image", &digest]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("not found"), "{err}");
+
+    // A hostile archive: refused by the entry's name, nothing stored.
+    let hostile = dir.path().join("hostile.tar");
+    std::fs::write(
+        &hostile,
+        docker_archive(&[("../../etc/cron.d/evil", b"* * * * * root id\n".to_vec())]),
+    )
+    .unwrap();
+    let (code, _, err) = server.run(&["--tenant", "acme", "images", "upload", hostile.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("invalid-image") && err.contains("etc/cron.d/evil"), "{err}");
+    let listed = acme(&["images", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // Over api.max_image_bytes: 413, whatever the archive holds.
+    let big = dir.path().join("big.tar");
+    std::fs::write(&big, vec![0u8; 100_000_001]).unwrap();
+    let (code, _, err) = server.run(&["--tenant", "acme", "images", "upload", big.to_str().unwrap()]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("api.max_image_bytes"), "{err}");
 }

@@ -122,6 +122,7 @@ impl SbomContext {
         Self {
             serial: sbom.serial.clone(),
             subject_ref: sbom.subject.as_ref().and_then(|s| s.refs.first().cloned()),
+            image: sbom.image.clone(),
         }
     }
 }
@@ -133,6 +134,10 @@ pub struct SbomContext {
     pub serial: Option<String>,
     /// The `bom-ref` of the BOM's subject (`metadata.component`).
     pub subject_ref: Option<String>,
+    /// The container image the SBOM describes, where it names one by digest: the
+    /// attestation's second subject, and the scan summary's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::sbom::ImageSubject>,
 }
 
 /// Which advisories name which packages.
@@ -670,8 +675,9 @@ impl SealedVerdict {
     }
 }
 
-/// Seals a verdict: an in-toto Statement whose subject is the SBOM (by its digest) and
-/// whose predicate is the sealed verdict (counts, the findings within the budget with
+/// Seals a verdict: an in-toto Statement whose subject is the SBOM (by its digest), and
+/// the container image it describes when it names one (by the image's manifest digest),
+/// and whose predicate is the sealed verdict (counts, the findings within the budget with
 /// their traces, the digest of all findings) and the input digests, signed into a DSSE
 /// envelope. Equal inputs give a byte-identical payload.
 pub fn seal(
@@ -679,6 +685,7 @@ pub fn seal(
     inputs: &InputDigests,
     sbom_name: &str,
     sbom_digest: &crate::canonical::Digest,
+    image: Option<&crate::sbom::ImageSubject>,
     key: &crate::dsse::SigningKey,
 ) -> Result<crate::dsse::Envelope, crate::intoto::InTotoError> {
     let predicate = serde_json::json!({
@@ -686,10 +693,14 @@ pub fn seal(
         "inputs": inputs,
         "inputs_hash": inputs.hash(),
     });
-    let statement = crate::intoto::Statement::builder(VERDICT_PREDICATE)
-        .subject(sbom_name, sbom_digest)
-        .predicate(predicate)
-        .build()?;
+    let mut statement = crate::intoto::Statement::builder(VERDICT_PREDICATE)
+        .subject(sbom_name, sbom_digest);
+    if let Some(image) = image {
+        if let Ok(digest) = crate::canonical::Digest::from_hex(image.digest_hex()) {
+            statement = statement.subject(&image.name, &digest);
+        }
+    }
+    let statement = statement.predicate(predicate).build()?;
     Ok(statement.sign(key))
 }
 
@@ -861,10 +872,12 @@ mod tests {
         let mine = SbomContext {
             serial: Some("urn:uuid:1111".into()),
             subject_ref: None,
+            image: None,
         };
         let theirs = SbomContext {
             serial: Some("urn:uuid:2222".into()),
             subject_ref: None,
+            image: None,
         };
         assert_eq!(run(&mine, cdx), Disposition::Pass);
         assert_eq!(run(&theirs, cdx), Disposition::Block);
@@ -1016,9 +1029,9 @@ mod tests {
         let key = crate::dsse::SigningKey::generate([7; 32]);
         let sbom_digest = crate::canonical::Digest::sha256(b"sbom bytes");
         let sealed = SealedVerdict::of(&verdict).unwrap();
-        let one = seal(&sealed, &digests, "sbom.json", &sbom_digest, &key).unwrap();
+        let one = seal(&sealed, &digests, "sbom.json", &sbom_digest, None, &key).unwrap();
         let again = SealedVerdict::of(&evaluate(&inputs, &below_fixed, &vex::generic_compare));
-        let two = seal(&again.unwrap(), &digests, "sbom.json", &sbom_digest, &key).unwrap();
+        let two = seal(&again.unwrap(), &digests, "sbom.json", &sbom_digest, None, &key).unwrap();
         assert_eq!(one.to_json(), two.to_json(), "byte-identical envelopes");
         let verified = crate::intoto::Statement::verify(&one, &[key.public_key().clone()]).unwrap();
         assert_eq!(verified.statement.predicate_type(), VERDICT_PREDICATE);

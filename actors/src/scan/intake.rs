@@ -35,6 +35,9 @@ pub enum IntakeError {
         field: &'static str,
         message: String,
     },
+    /// Not an image archive, or a hostile one.
+    #[error(transparent)]
+    Image(#[from] stella_domain::image::ImageError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The work itself failed (a panic while parsing).
@@ -82,7 +85,7 @@ const MAX_NAME_CHARS: usize = 500;
 /// Stores SBOMs and submits their scans.
 #[derive(Debug, Clone)]
 pub struct Intake {
-    store: Store,
+    pub(super) store: Store,
     deps: ScanDeps,
     registry: Registry,
     /// Components an SBOM may have (`api.max_sbom_components`).

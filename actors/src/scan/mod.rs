@@ -23,10 +23,12 @@
 //! entry) falls back to the store.
 //!
 //! Layout: this file (the kind, its parameters and steps), `intake` (storing an SBOM and
-//! submitting its scan: the use case behind `POST /scans` and `POST /sboms`), `steps`,
+//! submitting its scan: the use case behind `POST /scans` and `POST /sboms`), `image`
+//! (an image archive streamed in, its SBOM made and stored: `POST /images`), `steps`,
 //! `cache` (the analysis and advisory-index caches).
 
 mod cache;
+mod image;
 mod intake;
 mod steps;
 pub(crate) use steps::{blocking, is_affected};
@@ -41,6 +43,7 @@ use stella_store::object::Objects;
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
 pub use cache::{AdvisoryCache, AnalysisCache, CachedIndex};
+pub use image::{ImageChunks, ImageIntake, StoredImage};
 pub use intake::{Intake, IntakeError, SbomSource, ScanOptions, StoredSbom, SubmittedScan};
 pub use stella_domain::analysis::Analysis;
 pub use steps::{

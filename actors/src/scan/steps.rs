@@ -11,6 +11,7 @@ use stella_domain::analysis::Analysis;
 use stella_domain::canonical::Digest;
 use stella_domain::osv::Affected;
 use stella_domain::policy::{Pack, Policy, DEFAULT_POLICY};
+use stella_domain::sbom::ImageSubject;
 use stella_domain::scan::{
     self, FindingText, InputDigests, ScanInputs, SealedVerdict, VerdictSummary,
 };
@@ -440,10 +441,16 @@ pub(super) async fn seal(
     ctx: &StepContext<'_>,
 ) -> Result<StepOutcome<ScanStep>, StepError> {
     let scans = ctx.store.tenant(&ctx.job.tenant).scans();
-    let scan = scans
-        .get_without_analysis(&ctx.job.id)
+    let status = scans
+        .status(&ctx.job.id)
         .await?
         .ok_or_else(|| StepError::abort("the scan has no row"))?;
+    let image: Option<ImageSubject> = status
+        .image
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|err| StepError::abort(format!("the analysis' image: {err}")))?;
+    let scan = status.scan;
     let verdict = sealed_verdict(scan.verdict)?;
     let inputs: InputDigests = stored(scan.inputs.as_ref().map(Value::to_string), "inputs")?;
     let sbom_digest = Digest::from_hex(&params.sbom_sha256)
@@ -454,7 +461,8 @@ pub(super) async fn seal(
     let counts = verdict.counts.clone();
     let inputs_hash = inputs.hash();
     let envelope = blocking(move || {
-        scan::seal(&verdict, &inputs, &name, &sbom_digest, &key).map(|e| e.to_json())
+        scan::seal(&verdict, &inputs, &name, &sbom_digest, image.as_ref(), &key)
+            .map(|e| e.to_json())
     })
     .await?
     .map_err(|err| StepError::abort(format!("sealing: {err}")))?;

@@ -10,6 +10,7 @@ pub mod dead_letters;
 pub mod events;
 pub mod exceptions;
 pub mod exports;
+pub mod images;
 pub mod jobs;
 pub mod keys;
 pub mod notify;
@@ -52,6 +53,9 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(system::actors)
         .service(audit::list)
         .service(scans::upload)
+        .service(images::upload)
+        .service(images::list)
+        .service(images::get)
         .service(scans::submit)
         .service(scans::list)
         .service(scans::get)

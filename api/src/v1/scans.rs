@@ -15,7 +15,7 @@ use stella_actors::scan::{
 };
 use stella_domain::sbom::SbomError;
 use stella_store::object::Sha256Digest;
-use stella_store::repo::{Job, JobState, SbomRecord, ScanRecord};
+use stella_store::repo::{Job, JobState, SbomRecord, ScanRecord, ScanStatus};
 use stella_store::{JobId, TenantId};
 use stella_supervisor::Kind;
 use utoipa::{IntoParams, ToSchema};
@@ -37,6 +37,9 @@ pub struct SubmitScanQuery {
     /// The evaluation time (RFC 3339; default: now). Equal inputs and an equal time give a
     /// byte-identical verdict and attestation payload.
     pub evaluated_at: Option<DateTime<Utc>>,
+    /// Scan an image this tenant uploaded (`POST /images`; its `sha256:` digest): the SBOM
+    /// made of it, named after the image.
+    pub image: Option<String>,
     /// Register (or re-point) the target of this name with this SBOM; the scan becomes
     /// its latest (what scheduled re-scans evaluate and diff against).
     pub target: Option<String>,
@@ -88,6 +91,10 @@ pub struct ScanView {
     /// The SBOM's inventory per component status, once analyzed.
     #[schema(value_type = Option<Object>)]
     pub sbom_summary: Option<Value>,
+    /// The container image the SBOM describes, once analyzed: its name, digest, config
+    /// digest and layers (also the attestation's second subject).
+    #[schema(value_type = Option<Object>)]
+    pub image: Option<Value>,
     pub policy_digest: Option<String>,
     /// The digests of every input (SBOM, advisories, VEX documents, policy).
     #[schema(value_type = Option<Object>)]
@@ -111,25 +118,19 @@ fn status(state: JobState) -> &'static str {
     }
 }
 
-/// A scan's row without its analysis, and the SBOM summary from the analysis: what a
-/// status read needs (the analysis of a large SBOM is tens of megabytes).
-async fn status_of(
-    ctx: &Context,
-    tenant: &TenantId,
-    id: &JobId,
-) -> ApiResult<(Option<ScanRecord>, Option<Value>)> {
-    Ok(match ctx.store.tenant(tenant).scans().status(id).await? {
-        Some((scan, summary)) => (
-            Some(scan),
-            summary.and_then(|text| serde_json::from_str(&text).ok()),
-        ),
-        None => (None, None),
-    })
+/// A scan's row without its analysis, and the SBOM summary and image from the analysis:
+/// what a status read needs (the analysis of a large SBOM is tens of megabytes).
+async fn status_of(ctx: &Context, tenant: &TenantId, id: &JobId) -> ApiResult<Option<ScanStatus>> {
+    Ok(ctx.store.tenant(tenant).scans().status(id).await?)
 }
 
-fn view(job: Job, scan: Option<ScanRecord>, sbom_summary: Option<Value>) -> ApiResult<ScanView> {
+fn view(job: Job, status: Option<ScanStatus>) -> ApiResult<ScanView> {
     let params: ScanParams = serde_json::from_value(job.params.clone())
         .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?;
+    let (scan, sbom_summary, image) = match status {
+        Some(s) => (Some(s.scan), s.sbom_summary, s.image),
+        None => (None, None, None),
+    };
     let scan = scan.unwrap_or(ScanRecord {
         id: job.id.clone(),
         sbom_sha256: params.sbom_sha256.clone(),
@@ -162,6 +163,7 @@ fn view(job: Job, scan: Option<ScanRecord>, sbom_summary: Option<Value>) -> ApiR
         disposition: scan.disposition,
         counts: scan.counts,
         sbom_summary,
+        image,
         policy_digest,
         inputs: scan.inputs,
         inputs_hash: scan.inputs_hash,
@@ -190,9 +192,14 @@ fn bad_sbom(err: SbomError) -> Problem {
     }
 }
 
-fn intake_problem(err: IntakeError) -> Problem {
+pub(crate) fn intake_problem(err: IntakeError) -> Problem {
     match err {
         IntakeError::Sbom(err) => bad_sbom(err),
+        IntakeError::Image(err) => Problem::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-image",
+            err.to_string(),
+        ),
         IntakeError::Invalid { field, message } => Problem::bad_request(message).at(field),
         IntakeError::Store(err) => err.into(),
         IntakeError::Failed(message) => Problem::internal(message),
@@ -272,6 +279,7 @@ pub(crate) async fn submit(
             };
             let fingerprint = serde_json::json!({
                 "sbom": sbom,
+                "image": query.image,
                 "name": query.name,
                 "target": query.target,
                 "evaluated_at": query.evaluated_at.map(|t| t.timestamp_millis()),
@@ -280,7 +288,20 @@ pub(crate) async fn submit(
         }
     };
     let intake = &ctx.intake;
-    let source = match query.sbom {
+    let mut name = query.name;
+    let image_sbom = match query.image.as_deref() {
+        None => None,
+        Some(raw) => {
+            if query.sbom.is_some() {
+                return Err(Problem::bad_request("give ?image= or ?sbom=, not both").at("image"));
+            }
+            let digest = super::images::image_digest(raw)?;
+            let image = ctx.store.tenant(tenant).images().get(&digest).await?;
+            name = name.or(Some(image.name));
+            Some(image.sbom_sha256)
+        }
+    };
+    let source = match query.sbom.or(image_sbom) {
         Some(reference) => {
             if !body.0.is_empty() {
                 return Err(Problem::bad_request(
@@ -299,7 +320,7 @@ pub(crate) async fn submit(
         }
     };
     let (sha256, name) = intake
-        .sbom(tenant, source, query.name)
+        .sbom(tenant, source, name)
         .await
         .map_err(intake_problem)?;
     let idempotency_key = match idempotency {
@@ -375,8 +396,8 @@ pub(crate) async fn list(
         .map_err(|err| Problem::from(err).at("cursor"))?;
     let mut items = Vec::with_capacity(page.items.len());
     for job in page.items {
-        let (scan, summary) = status_of(&ctx, tenant, &job.id).await?;
-        items.push(view(job, scan, summary)?);
+        let status = status_of(&ctx, tenant, &job.id).await?;
+        items.push(view(job, status)?);
     }
     Ok(web::Json(Page {
         items,
@@ -400,8 +421,8 @@ pub(crate) async fn get(
 ) -> ApiResult<web::Json<ScanView>> {
     let tenant = caller.tenant()?;
     let job = scan_job(&ctx, tenant, &id).await?;
-    let (scan, summary) = status_of(&ctx, tenant, &job.id).await?;
-    Ok(web::Json(view(job, scan, summary)?))
+    let status = status_of(&ctx, tenant, &job.id).await?;
+    Ok(web::Json(view(job, status)?))
 }
 
 /// One finding: a matched (vulnerability, component) pair with its assessment, decision

@@ -160,6 +160,32 @@ impl Client {
         )
     }
 
+    /// Posts a file, streamed from disk (an image archive of gigabytes), with a content
+    /// type; the request may take up to an hour.
+    pub(crate) fn post_file(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        content_type: &str,
+        file: &std::path::Path,
+    ) -> Result<Value> {
+        let unreadable = |err: std::io::Error| {
+            ClientError::new(
+                ExitKind::Invalid,
+                format!("cannot read {}: {err}", file.display()),
+            )
+        };
+        let opened = std::fs::File::open(file).map_err(unreadable)?;
+        let size = opened.metadata().map_err(unreadable)?.len();
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .query(query)
+                .header("content-type", content_type)
+                .timeout(Duration::from_secs(3600))
+                .body(reqwest::blocking::Body::sized(opened, size)),
+        )
+    }
+
     /// The body of a successful GET as the server sent it, byte for byte.
     pub(crate) fn get_bytes(&self, path: &str) -> Result<Vec<u8>> {
         let response = self.transport(self.request(reqwest::Method::GET, path))?;

@@ -11,6 +11,7 @@ mod events;
 mod exceptions;
 mod export_verify;
 mod exports;
+mod images;
 pub(crate) mod http;
 mod jobs;
 mod keys;
@@ -123,6 +124,9 @@ pub(crate) enum ClientCommand {
     Scan(Remote<scans::Scan>),
     /// Scans of a tenant: status, findings, attestation.
     Scans(Remote<scans::Scans>),
+    /// Container images of a tenant: upload an archive (its SBOM is made by the server),
+    /// list, show.
+    Images(Remote<images::Images>),
     /// VEX statements (OpenVEX or CycloneDX VEX).
     Vex(Remote<vex::Vex>),
     /// The tenant's policy (TOML) and its lifecycle.
@@ -167,6 +171,7 @@ impl ClientCommand {
             Self::Advisories(command) => command.run(format),
             Self::Scan(command) => command.run(format),
             Self::Scans(command) => command.run(format),
+            Self::Images(command) => command.run(format),
             Self::Vex(command) => command.run(format),
             Self::Policy(command) => command.run(format),
             Self::Exceptions(command) => command.run(format),

@@ -21,10 +21,22 @@ const FINDING_COLUMNS: &[&str] = &[
 ];
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["sbom", "rootfs", "image"])))]
 pub(crate) struct Scan {
     /// The SBOM file (CycloneDX or SPDX JSON), or a container image archive (`docker
     /// save` or OCI archive), whose SBOM is made on this machine first (`stella sbom`).
-    sbom: PathBuf,
+    sbom: Option<PathBuf>,
+    /// Scan an unpacked root filesystem (a folder): its SBOM is made on this machine.
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// Scan an image uploaded before (`stella images upload`), by its digest.
+    #[arg(long, value_name = "DIGEST")]
+    image: Option<String>,
+    /// With an image archive: send the archive itself to the server, which makes and
+    /// keeps its SBOM and the image (`stella images upload`), instead of making the SBOM
+    /// here.
+    #[arg(long, requires = "sbom")]
+    upload: bool,
     /// What the SBOM describes (default: its own subject or document name).
     #[arg(long)]
     name: Option<String>,
@@ -45,22 +57,36 @@ pub(crate) struct Scan {
 
 impl Run for Scan {
     fn run(&self, client: &Client) -> Result<(), ClientError> {
-        let query: Vec<(&str, String)> = [
+        let mut query: Vec<(&str, String)> = [
             ("target", &self.target),
             ("name", &self.name),
             ("evaluated_at", &self.evaluated_at),
+            ("image", &self.image),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.clone()?)))
         .collect();
-        let bytes = if crate::cli::sbom::is_tar(&self.sbom) {
-            let (document, summary) = crate::cli::sbom::image_sbom(&self.sbom)
-                .map_err(|err| ClientError::new(ExitKind::Invalid, format!("{err:#}")))?;
+        let made_here = |made: anyhow::Result<(Value, String)>| {
+            let (document, summary) =
+                made.map_err(|err| ClientError::new(ExitKind::Invalid, format!("{err:#}")))?;
             crate::cli::output::errln!("{summary}");
             serde_json::to_vec(&document)
-                .map_err(|err| ClientError::new(ExitKind::Failure, err.to_string()))?
-        } else {
-            std::fs::read(&self.sbom).map_err(|err| unreadable(&self.sbom, err))?
+                .map_err(|err| ClientError::new(ExitKind::Failure, err.to_string()))
+        };
+        let bytes = match (&self.sbom, &self.rootfs) {
+            (Some(path), _) if crate::cli::sbom::is_tar(path) && self.upload => {
+                let image = super::images::upload(client, path, self.name.as_deref())?;
+                query.push(("image", image.digest));
+                Vec::new()
+            }
+            (Some(path), _) if crate::cli::sbom::is_tar(path) => {
+                made_here(crate::cli::sbom::image_sbom(path))?
+            }
+            (Some(path), _) => std::fs::read(path).map_err(|err| unreadable(path, err))?,
+            (None, Some(dir)) => made_here(
+                crate::cli::sbom::read_rootfs(dir).map(|image| crate::cli::sbom::sbom_of(&image)),
+            )?,
+            (None, None) => Vec::new(),
         };
         let accepted = client.post_bytes("/scans", &query, "application/json", bytes)?;
         if !self.wait {

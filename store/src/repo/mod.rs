@@ -9,6 +9,7 @@ mod exceptions;
 mod exports;
 mod generations;
 mod idempotency;
+mod images;
 mod jobs;
 mod mirror;
 mod notify;
@@ -63,8 +64,10 @@ pub use rollouts::{
     Packs, RolloutRecord, RolloutTenantRecord, RolloutTransition, Rollouts, ShadowRecord,
     SCHEDULER_IDENTITY,
 };
+pub use images::{ImageRecord, Images};
 pub use scans::{
-    FindingRecord, FindingRow, NewFinding, SbomRecord, ScanRecord, Scans, VerdictRecord,
+    FindingRecord, FindingRow, NewFinding, SbomRecord, ScanRecord, ScanStatus, Scans,
+    VerdictRecord,
 };
 pub use schedules::{
     Applied, EndedRunTarget, ImpactedTarget, Lease, NewRun, RunRecord, RunTargetRecord, RunUpdate,

@@ -30,6 +30,15 @@ pub struct SbomRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A scan's row without its analysis, and the two parts of the analysis a status read
+/// shows: the SBOM's summary and the image it describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanStatus {
+    pub scan: ScanRecord,
+    pub sbom_summary: Option<Value>,
+    pub image: Option<Value>,
+}
+
 /// A scan as stored: what was asked, then what each step committed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScanRecord {
@@ -230,18 +239,24 @@ impl Scans<'_> {
         }
     }
 
-    /// The scan without its analysis, and the SBOM summary in the analysis (JSON text,
-    /// `None` while the analysis is not committed), in one read. The database extracts
-    /// the summary: a status read, which clients repeat while a scan runs, then never
-    /// moves a large SBOM's analysis (tens of megabytes) into this process.
-    pub async fn status(&self, id: &JobId) -> Result<Option<(ScanRecord, Option<String>)>> {
-        let summary = match self.store.backend() {
-            crate::Backend::Postgres => "(analysis::json -> 'summary')::text",
-            _ => "json_extract(analysis, '$.summary')",
+    /// The scan without its analysis, and the SBOM summary and image in the analysis
+    /// (`None` while the analysis is not committed), in one read. The database extracts
+    /// them: a status read, which clients repeat while a scan runs, then never moves a
+    /// large SBOM's analysis (tens of megabytes) into this process.
+    pub async fn status(&self, id: &JobId) -> Result<Option<ScanStatus>> {
+        let (summary, image) = match self.store.backend() {
+            crate::Backend::Postgres => (
+                "(analysis::json -> 'summary')::text",
+                "(analysis::json -> 'context' -> 'image')::text",
+            ),
+            _ => (
+                "json_extract(analysis, '$.summary')",
+                "json_extract(analysis, '$.context.image')",
+            ),
         };
         let sql = format!(
-            "SELECT {SCAN_COLUMNS_WITHOUT_ANALYSIS}, {summary} AS sbom_summary \
-             FROM scans WHERE tenant_id = $1 AND id = $2"
+            "SELECT {SCAN_COLUMNS_WITHOUT_ANALYSIS}, {summary} AS sbom_summary, \
+             {image} AS image FROM scans WHERE tenant_id = $1 AND id = $2"
         );
         let row = sqlx::query(&sql)
             .bind(self.tenant.as_str())
@@ -250,10 +265,16 @@ impl Scans<'_> {
             .await
             .map_err(self.err("scan"))?;
         let Some(row) = row else { return Ok(None) };
-        let summary = row
-            .try_get("sbom_summary")
-            .map_err(self.err("scan summary"))?;
-        Ok(Some((self.decode(&row)?, summary)))
+        let text = |column: &str| -> Result<Option<Value>> {
+            let text: Option<String> = row.try_get(column).map_err(self.err("scan summary"))?;
+            // JSON `null` reads back as the text "null" from PostgreSQL.
+            Ok(text.and_then(|t| serde_json::from_str(&t).ok()).filter(|v: &Value| !v.is_null()))
+        };
+        Ok(Some(ScanStatus {
+            sbom_summary: text("sbom_summary")?,
+            image: text("image")?,
+            scan: self.decode(&row)?,
+        }))
     }
 
     async fn get_columns(&self, id: &JobId, columns: &str) -> Result<Option<ScanRecord>> {

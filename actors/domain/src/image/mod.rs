@@ -18,10 +18,12 @@ pub mod analyzers;
 pub mod archive;
 pub mod cyclonedx;
 pub mod rootfs;
+pub mod summary;
 
 pub use analyzers::{analyze, Distro, Inventory, Package, PackageType};
 pub use archive::{read_archive, Image, ImageFormat, Layer};
 pub use rootfs::RootFs;
+pub use summary::Summary;
 
 /// Caps on what one image may make Stella read; each refusal names the cap it hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

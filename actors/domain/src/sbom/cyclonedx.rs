@@ -1,7 +1,8 @@
 //! CycloneDX JSON, spec versions 1.2 to 1.6.
 //!
 //! Read: `specVersion`, `serialNumber`, `metadata.component` (the subject, with its own
-//! nested `components`), `components[]` recursively, and `dependencies[].ref`.
+//! nested `components`, and for a `container` its SHA-256 hash and `stella:image:*`
+//! properties: the image), `components[]` recursively, and `dependencies[].ref`.
 //!
 //! Rejected (the rules of the CycloneDX schema that decide what the inventory is), each
 //! with the pointer of the offending value:
@@ -26,7 +27,10 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::{component, inventory, reject, required, typed, Entry, Sbom, SbomError, SbomFormat};
+use super::{
+    component, inventory, reject, required, typed, Entry, ImageSubject, Sbom, SbomError,
+    SbomFormat,
+};
 use crate::error::InputError;
 
 const SPEC_VERSIONS: [&str; 5] = ["1.2", "1.3", "1.4", "1.5", "1.6"];
@@ -72,7 +76,62 @@ struct Bom<'a> {
 #[derive(Deserialize)]
 struct Metadata<'a> {
     #[serde(borrow)]
-    component: Option<CdxComponent<'a>>,
+    component: Option<Subject<'a>>,
+}
+
+/// `metadata.component`: a component, and for a container image its hashes and
+/// properties (read for the subject only: the other components skip them unparsed).
+#[derive(Deserialize)]
+struct Subject<'a> {
+    #[serde(flatten, borrow)]
+    component: CdxComponent<'a>,
+    #[serde(default, borrow)]
+    hashes: Vec<Hash<'a>>,
+    #[serde(default, borrow)]
+    properties: Vec<Property<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Hash<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct Property<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    value: Option<Cow<'a, str>>,
+}
+
+impl Subject<'_> {
+    /// The image, when the subject is a `container` with a SHA-256 hash.
+    fn image(&self, name: &str) -> Option<ImageSubject> {
+        if self.component.ty.as_deref() != Some("container") {
+            return None;
+        }
+        let hex = self.hashes.iter().find_map(|h| {
+            (h.alg == "SHA-256"
+                && h.content.len() == 64
+                && h.content.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| h.content.to_ascii_lowercase())
+        })?;
+        let props = |key: &str| {
+            self.properties
+                .iter()
+                .filter(move |p| p.name == key)
+                .filter_map(|p| p.value.as_deref().map(str::to_owned))
+        };
+        Some(ImageSubject {
+            name: name.to_owned(),
+            digest: format!("sha256:{hex}"),
+            config_digest: props("stella:image:config-digest").next(),
+            layers: props("stella:image:layer").collect(),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -135,7 +194,7 @@ pub(crate) fn parse(bytes: &[u8], max_components: usize) -> Result<Sbom, SbomErr
         .metadata
         .as_ref()
         .and_then(|m| m.component.as_ref())
-        .map_or(0, |c| count(&c.components))
+        .map_or(0, |c| count(&c.component.components))
         + count(&bom.components);
     if declared > max_components {
         return Err(SbomError::TooManyComponents {
@@ -148,9 +207,16 @@ pub(crate) fn parse(bytes: &[u8], max_components: usize) -> Result<Sbom, SbomErr
     let mut refs = HashSet::with_capacity(declared);
     let mut subject = None;
     let mut name = None;
+    let mut image = None;
     if let Some(meta) = bom.metadata.and_then(|m| m.component) {
         let path = "/metadata/component".to_owned();
-        let (entry, children) = check(meta, &path, &mut refs)?;
+        let meta_image = meta
+            .component
+            .name
+            .as_deref()
+            .and_then(|n| meta.image(n));
+        let (entry, children) = check(meta.component, &path, &mut refs)?;
+        image = meta_image;
         name = Some(entry.name.clone());
         subject = Some(component(entry));
         flatten(
@@ -180,6 +246,7 @@ pub(crate) fn parse(bytes: &[u8], max_components: usize) -> Result<Sbom, SbomErr
         subject,
         describes: Vec::new(),
         components: inventory(entries),
+        image,
     })
 }
 

@@ -120,6 +120,34 @@ pub struct Sbom {
     /// SPDX ids the document describes (`documentDescribes` and `DESCRIBES`).
     pub describes: Vec<String>,
     pub components: Vec<Component>,
+    /// The container image the SBOM describes, where it names one by digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSubject>,
+}
+
+/// A container image an SBOM describes: CycloneDX `metadata.component` of type
+/// `container` with a SHA-256 hash (as `stella sbom` and `POST /images` write it). The
+/// scan's attestation names it as a second subject, so a verifier can match the verdict to
+/// the image it pulls, not only to the SBOM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSubject {
+    /// The image's name (`registry/repo:tag`), or its digest when it has none.
+    pub name: String,
+    /// `sha256:<64 hex>`: the digest of the image manifest.
+    pub digest: String,
+    /// The config blob's digest (property `stella:image:config-digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
+    /// The layer digests, bottom first (properties `stella:image:layer`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+}
+
+impl ImageSubject {
+    /// The hex digits of [`Self::digest`].
+    pub fn digest_hex(&self) -> &str {
+        self.digest.strip_prefix("sha256:").unwrap_or(&self.digest)
+    }
 }
 
 /// Counts of an SBOM's inventory, per status.

@@ -156,6 +156,7 @@ pub(crate) fn parse(bytes: &[u8], version: &str, max_components: usize) -> Resul
         subject: None,
         describes,
         components: inventory(entries),
+        image: None,
     })
 }
 

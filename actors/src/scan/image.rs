@@ -1,0 +1,143 @@
+//! Image intake: a container image archive in (streamed, never held in memory), an SBOM
+//! out, stored like any other, and the image recorded for the tenant under its digest
+//! so scans can name it. The use case behind `POST /images`.
+//!
+//! The upload is read once: as its chunks arrive they are written to a spool file (hashed
+//! as they go) and, on the blocking pool, read by the image reader, which applies the
+//! layers and keeps only what the analyzers need. A hostile or malformed archive is
+//! refused before anything is stored; an accepted one is stored content-addressed (its
+//! spool becomes the object), then its SBOM, then the image's record.
+
+use std::io::Read;
+
+use bytes::{Buf, Bytes};
+use chrono::Utc;
+use stella_domain::image::{self, ImageError, Limits, Summary};
+use stella_store::repo::ImageRecord;
+use stella_store::TenantId;
+use tokio::sync::mpsc;
+
+use super::{Intake, IntakeError};
+
+/// Chunks in flight between the upload and the image reader.
+const CHANNEL_CHUNKS: usize = 16;
+
+/// An upload on its way to [`Intake::store_image`]: send its chunks, then drop it.
+pub type ImageChunks = mpsc::Sender<std::io::Result<Bytes>>;
+
+/// A stored image: its record (digest, archive, SBOM) and what was found in it.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    pub record: ImageRecord,
+    pub summary: Summary,
+}
+
+/// The upload's chunks as a blocking [`Read`], each byte also written to the spool.
+struct Upload {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    chunk: Bytes,
+    spool: stella_store::object::ContentSpool,
+}
+
+impl Read for Upload {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while !self.chunk.has_remaining() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    std::io::Write::write_all(&mut self.spool, &chunk)?;
+                    self.chunk = chunk;
+                }
+                Some(Err(err)) => return Err(err),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.remaining());
+        self.chunk.copy_to_slice(&mut buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Intake {
+    /// An image upload for `tenant` (named `name`, else by the archive's own tag, else
+    /// its digest): send the archive's chunks into the channel, dropping it at the end,
+    /// while [`ImageIntake::run`] reads them (the channel holds [`CHANNEL_CHUNKS`]). A read
+    /// error sent into the channel fails the intake with it.
+    pub fn image_upload(&self, tenant: TenantId, name: Option<String>) -> (ImageChunks, ImageIntake) {
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let intake = ImageIntake {
+            intake: self.clone(),
+            rx,
+            tenant,
+            name,
+        };
+        (tx, intake)
+    }
+}
+
+/// One image upload being read (see [`Intake::image_upload`]).
+pub struct ImageIntake {
+    intake: Intake,
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    tenant: TenantId,
+    name: Option<String>,
+}
+
+impl ImageIntake {
+    /// Reads the archive as it arrives, analyzes it, and stores the archive, its SBOM and
+    /// the image's record.
+    pub async fn run(self) -> Result<StoredImage, IntakeError> {
+        let objects = self.intake.deps().objects.clone();
+        let spool = objects.spool()?;
+        let rx = self.rx;
+        let read = tokio::task::spawn_blocking(move || {
+            let mut upload = Upload {
+                rx,
+                chunk: Bytes::new(),
+                spool,
+            };
+            let image = image::read_archive(&mut upload, &Limits::default())?;
+            // The reader stops at the archive's end marker: what follows is stored too,
+            // so the object is the upload, byte for byte.
+            std::io::copy(&mut upload, &mut std::io::sink())
+                .map_err(|err| ImageError::read("upload", err))?;
+            let inventory = image::analyze(&image.rootfs);
+            let summary = Summary::of(&image, &inventory);
+            let sbom = serde_json::to_vec_pretty(&image::cyclonedx::document(&image, &inventory))
+                .map_err(|err| ImageError::Read {
+                    entry: "sbom".into(),
+                    reason: err.to_string(),
+                })?;
+            Ok::<_, ImageError>((upload.spool, summary, sbom))
+        });
+        let (spool, summary, sbom) = read
+            .await
+            .map_err(|err| IntakeError::Failed(format!("reading the image: {err}")))??;
+        let archive = objects.put_spool(spool).await?;
+        let name = self
+            .name
+            .or_else(|| summary.names.first().cloned())
+            .unwrap_or_else(|| summary.digest.clone());
+        let stored = self
+            .intake
+            .store_sbom(&self.tenant, Bytes::from(sbom), Some(&name))
+            .await?;
+        let record = ImageRecord {
+            digest: summary.digest.clone(),
+            name,
+            format: summary.format.to_owned(),
+            archive_sha256: archive.digest.to_string(),
+            archive_size: archive.size,
+            sbom_sha256: stored.record.sha256,
+            summary: serde_json::to_value(&summary)
+                .map_err(|err| IntakeError::Failed(format!("image summary: {err}")))?,
+            created_at: Utc::now(),
+        };
+        self.intake
+            .store
+            .tenant(&self.tenant)
+            .images()
+            .record(&record)
+            .await?;
+        Ok(StoredImage { record, summary })
+    }
+}

@@ -1,0 +1,250 @@
+//! Container images of the caller's tenant: upload an image archive (streamed; the SBOM
+//! is made of it as it arrives), list and read them. A scan names an uploaded image with
+//! `POST /scans?image=sha256:…`. The work is the scan kind's image intake
+//! ([`stella_actors::scan::ImageIntake`]); this module adds what is HTTP's.
+
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stella_actors::scan::IntakeError;
+use stella_store::repo::ImageRecord;
+use utoipa::{IntoParams, ToSchema};
+
+use super::Problems;
+use crate::auth::Caller;
+use crate::problem::{ApiResult, Problem};
+use crate::Context;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadImageQuery {
+    /// The image's name (`registry/repo:tag`); default: the archive's own tag, else its
+    /// digest.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListImagesQuery {
+    /// Images to list, newest first (1–500, default 100).
+    pub limit: Option<i64>,
+}
+
+/// An uploaded image.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageView {
+    /// `sha256:` of the image manifest: what scans name it by.
+    pub digest: String,
+    pub name: String,
+    /// `docker-archive` or `oci-archive`.
+    pub format: String,
+    /// The uploaded archive's own digest and size.
+    pub archive_sha256: String,
+    pub archive_size: u64,
+    /// The SBOM made of it (CycloneDX 1.5), stored like an uploaded one.
+    pub sbom_sha256: String,
+    /// Layers, distribution, packages per type, and the files an analyzer could not read.
+    #[schema(value_type = Object)]
+    pub summary: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ImageRecord> for ImageView {
+    fn from(r: ImageRecord) -> Self {
+        Self {
+            digest: r.digest,
+            name: r.name,
+            format: r.format,
+            archive_sha256: r.archive_sha256,
+            archive_size: r.archive_size,
+            sbom_sha256: r.sbom_sha256,
+            summary: r.summary,
+            created_at: r.created_at,
+        }
+    }
+}
+
+fn image_problem(err: IntakeError) -> Problem {
+    match err {
+        IntakeError::Image(err) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-image",
+            format!("not an image archive Stella accepts: {err}"),
+        ),
+        other => super::scans::intake_problem(other),
+    }
+}
+
+fn is_tar(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/x-tar"
+                || v == "application/octet-stream"
+                || v == "application/vnd.oci.image.layout.v1+tar"
+        })
+}
+
+/// Upload a container image archive (`docker save`, or an OCI archive) as the body,
+/// streamed: Stella reads its layers as they arrive, makes its SBOM, stores the archive
+/// and the SBOM content-addressed, and answers with the image's digest. A hostile or
+/// malformed archive is refused with `422 invalid-image` naming the entry (and the cap it
+/// exceeded), and nothing is stored.
+#[utoipa::path(
+    operation_id = "upload_image",
+    tag = "scans",
+    params(UploadImageQuery),
+    request_body(content = Vec<u8>, description = "A `docker save` archive or an OCI image layout as a tar", content_type = "application/x-tar"),
+    responses((status = 201, body = ImageView), Problems,
+        (status = 413, description = "The archive is larger than `api.max_image_bytes`"),
+        (status = 415, description = "The body is not application/x-tar or application/octet-stream"),
+        (status = 422, description = "Not an image archive, or a hostile one (`invalid-image`)")),
+    security(("bearer" = ["scans:write"]))
+)]
+#[post("/images")]
+pub(crate) async fn upload(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    query: web::Query<UploadImageQuery>,
+    mut body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?.clone();
+    if !is_tar(&req) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "an image is sent as application/x-tar (or application/octet-stream)",
+        ));
+    }
+    let max = ctx.settings.max_image_bytes;
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "image-too-large",
+            format!("the image archive is larger than the limit of {max} bytes (api.max_image_bytes)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let name = query.into_inner().name;
+    if let Some(n) = &name {
+        if n.trim().is_empty() || n.len() > 500 {
+            return Err(Problem::bad_request("name must be 1-500 characters").at("name"));
+        }
+    }
+    // Each chunk must arrive within the body timeout: a large image may take long in
+    // all, but a stalled client does not hold the upload open.
+    let idle = Duration::from_secs(ctx.settings.body_read_timeout_secs.max(1));
+    let (tx, intake) = ctx.intake.image_upload(tenant, name);
+    let feed = async move {
+        let mut received = 0u64;
+        loop {
+            let chunk = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => {
+                    return Err(Problem::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body-timeout",
+                        format!("no part of the image arrived for {} s", idle.as_secs()),
+                    ))
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(err))) => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other(format!("reading the upload: {err}"))))
+                        .await;
+                    return Err(Problem::bad_request(format!("reading the upload: {err}")));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            received += chunk.len() as u64;
+            if received > max {
+                let _ = tx
+                    .send(Err(std::io::Error::other("the image is over api.max_image_bytes")))
+                    .await;
+                return Err(too_large());
+            }
+            // The reader stopped (it refused the archive): its answer says why.
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let (fed, stored) = futures::join!(feed, intake.run());
+    fed?;
+    let stored = stored.map_err(image_problem)?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/api/v1/images/{}", stored.record.digest),
+        ))
+        .json(ImageView::from(stored.record)))
+}
+
+/// The tenant's uploaded images, newest first.
+#[utoipa::path(
+    operation_id = "list_images",
+    tag = "scans",
+    params(ListImagesQuery),
+    responses((status = 200, body = Vec<ImageView>), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/images")]
+pub(crate) async fn list(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    query: web::Query<ListImagesQuery>,
+) -> ApiResult<web::Json<Vec<ImageView>>> {
+    let tenant = caller.tenant()?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::bad_request("limit must be 1-500").at("limit"));
+    }
+    let images = ctx.store.tenant(tenant).images().list(limit).await?;
+    Ok(web::Json(images.into_iter().map(ImageView::from).collect()))
+}
+
+/// One uploaded image by digest (`sha256:<hex>`).
+#[utoipa::path(
+    operation_id = "get_image",
+    tag = "scans",
+    params(("digest" = String, Path, description = "The image digest, `sha256:<hex>`")),
+    responses((status = 200, body = ImageView), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/images/{digest}")]
+pub(crate) async fn get(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    digest: web::Path<String>,
+) -> ApiResult<web::Json<ImageView>> {
+    let tenant = caller.tenant()?;
+    let digest = image_digest(&digest)?;
+    let image = ctx.store.tenant(tenant).images().get(&digest).await?;
+    Ok(web::Json(image.into()))
+}
+
+/// `sha256:<64 hex>` (the prefix may be left out), lower-cased.
+pub(crate) fn image_digest(raw: &str) -> ApiResult<String> {
+    let hex = raw.strip_prefix("sha256:").unwrap_or(raw);
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Problem::bad_request(format!(
+            "{raw:?} is not an image digest (sha256:<64 hex digits>)"
+        ))
+        .at("image"));
+    }
+    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+}
