@@ -12,6 +12,7 @@ mod evidence;
 mod exports;
 mod hardening;
 mod hostile;
+mod images;
 #[path = "../../actors/tests/support/maildir.rs"]
 mod maildir;
 mod notify;
