@@ -132,6 +132,7 @@ fn sbom_of(image: &Image) -> (serde_json::Value, String) {
         match image.format {
             ImageFormat::DockerArchive => "docker-archive",
             ImageFormat::OciArchive => "oci-archive",
+            ImageFormat::OciLayout => "oci-layout",
             ImageFormat::Rootfs => "root filesystem",
         },
         image.layers.len(),

@@ -24,8 +24,22 @@ use super::{Cap, ImageError, Limits};
 pub enum ImageFormat {
     DockerArchive,
     OciArchive,
+    /// An OCI image layout directory on disk ([`super::layout::read_layout`]).
+    OciLayout,
     /// An unpacked root filesystem (no layers; its digest is [`Image::of_rootfs`]'s).
     Rootfs,
+}
+
+impl ImageFormat {
+    /// The name the SBOMs give the format (its serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageFormat::DockerArchive => "docker-archive",
+            ImageFormat::OciArchive => "oci-archive",
+            ImageFormat::OciLayout => "oci-layout",
+            ImageFormat::Rootfs => "rootfs",
+        }
+    }
 }
 
 /// One layer, bottom first.
@@ -436,7 +450,7 @@ fn oci(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeSet;
     use std::io::Write;
 
@@ -539,7 +553,7 @@ mod tests {
     /// Two layers cut from this machine's own root filesystem: its os-release, dpkg
     /// database and Python distributions, an npm tree; the second layer deletes one
     /// Python distribution and replaces the npm tree through an opaque folder.
-    fn fragment() -> Vec<Vec<u8>> {
+    pub(crate) fn fragment() -> Vec<Vec<u8>> {
         let os = host("/usr/lib/os-release")
             .unwrap_or_else(|| b"ID=debian\nVERSION_ID=\"12\"\n".to_vec());
         let status = host("/var/lib/dpkg/status").unwrap_or_default();
@@ -641,9 +655,11 @@ mod tests {
         assert_eq!(sbom.spec_version, "1.5");
     }
 
-    #[test]
-    fn oci_archive_with_gzip_and_zstd_layers_gives_the_same_root() {
-        let layers = fragment();
+    type Blobs = Vec<(Vec<u8>, &'static str)>;
+
+    /// The fragment's layers as OCI blobs, the first gzip, the second zstd, and their
+    /// diff ids.
+    pub(crate) fn fragment_blobs(layers: &[Vec<u8>]) -> (Blobs, Vec<String>) {
         let blobs = vec![
             (
                 gz(&layers[0]),
@@ -654,7 +670,21 @@ mod tests {
                 "application/vnd.oci.image.layer.v1.tar+zstd",
             ),
         ];
-        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+        (blobs, layers.iter().map(|l| sha(l)).collect())
+    }
+
+    /// The fragment as an OCI archive, read; and the archive.
+    pub(crate) fn oci_image() -> (Image, Vec<u8>) {
+        let (blobs, diff_ids) = fragment_blobs(&fragment());
+        let (archive, _) = oci_archive(&blobs, &diff_ids);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        (image, archive)
+    }
+
+    #[test]
+    fn oci_archive_with_gzip_and_zstd_layers_gives_the_same_root() {
+        let layers = fragment();
+        let (blobs, diff_ids) = fragment_blobs(&layers);
         let (archive, manifest) = oci_archive(&blobs, &diff_ids);
         let image = read_archive(&archive[..], &Limits::default()).unwrap();
         assert_eq!(image.format, ImageFormat::OciArchive);

@@ -88,14 +88,7 @@ pub fn document(image: &Image, inv: &Inventory) -> Value {
     let components: Vec<Value> = by_purl.values().map(|o| component(o, image)).collect();
     let mut props = vec![
         prop("stella:image:config-digest", &image.config_digest),
-        prop(
-            "stella:image:format",
-            match image.format {
-                super::ImageFormat::DockerArchive => "docker-archive",
-                super::ImageFormat::OciArchive => "oci-archive",
-                super::ImageFormat::Rootfs => "rootfs",
-            },
-        ),
+        prop("stella:image:format", image.format.as_str()),
     ];
     for l in &image.layers {
         props.push(prop("stella:image:layer", &l.digest));

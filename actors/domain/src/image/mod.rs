@@ -12,12 +12,14 @@
 //!   config and per-layer digests, every digest checked against the bytes;
 //! - [`rootfs`]: one layer's kept files and whiteouts, and the layers applied in order;
 //! - [`analyzers`]: `etc/os-release`, dpkg, apk, npm and Python packages with purls;
-//! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document.
+//! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document;
+//! - [`spdx`]: the inventory as an SPDX 2.3 JSON document.
 
 pub mod analyzers;
 pub mod archive;
 pub mod cyclonedx;
 pub mod rootfs;
+pub mod spdx;
 
 pub use analyzers::{analyze, Distro, Inventory, Package, PackageType};
 pub use archive::{read_archive, Image, ImageFormat, Layer};
