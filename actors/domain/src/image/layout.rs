@@ -398,9 +398,10 @@ mod tests {
 
     /// What users feed Stella: `skopeo copy docker-archive:… oci:DIR:TAG` of an image,
     /// read as a layout, has the root filesystem and packages of the docker archive it
-    /// was made from. Runs when `skopeo` is on the PATH.
+    /// was made from, with skopeo's default gzip layers and with the zstd ones it writes
+    /// when asked. Runs when `skopeo` is on the PATH.
     #[test]
-    fn skopeo_layout_of_a_docker_archive_reads_as_the_archive() {
+    fn skopeo_layouts_of_a_docker_archive_read_as_the_archive() {
         if Command::new("skopeo").arg("--version").output().is_err() {
             eprintln!("no skopeo on the PATH: skipped");
             return;
@@ -409,42 +410,55 @@ mod tests {
         let layers = fragment();
         let archive = tmp.path().join("image.tar");
         std::fs::write(&archive, docker_archive(&layers).0).unwrap();
-        let layout = tmp.path().join("layout");
-        let out = Command::new("skopeo")
-            .arg("--insecure-policy")
-            .arg("copy")
-            .arg(format!("docker-archive:{}", archive.display()))
-            .arg(format!("oci:{}:stella-test", layout.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "skopeo copy failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
         let l = Limits::default();
-        let image = read_layout(&layout, &l).unwrap();
         let docker = read_archive(&std::fs::read(&archive).unwrap()[..], &l).unwrap();
-        assert_eq!(image.format, ImageFormat::OciLayout);
-        assert_eq!(image.names, ["stella-test"]);
-        assert!(layout.join(blob_of(&image.digest)).is_file());
         let diff_ids = |i: &Image| {
             i.layers
                 .iter()
                 .map(|l| l.diff_id.clone())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(diff_ids(&image), diff_ids(&docker));
-        assert_eq!(
-            diff_ids(&image),
-            layers.iter().map(|l| sha(l)).collect::<Vec<_>>()
-        );
-        assert_eq!(image.rootfs, docker.rootfs);
-        assert_eq!(
-            rows(&analyze(&image.rootfs).packages),
-            rows(&analyze(&docker.rootfs).packages)
-        );
+        for (compression, flags) in [
+            ("gzip", &[][..]),
+            (
+                "zstd",
+                &["--dest-compress", "--dest-compress-format", "zstd"][..],
+            ),
+        ] {
+            let layout = tmp.path().join(compression);
+            let out = Command::new("skopeo")
+                .args(["--insecure-policy", "copy"])
+                .args(flags)
+                .arg(format!("docker-archive:{}", archive.display()))
+                .arg(format!("oci:{}:stella-test", layout.display()))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "skopeo copy failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let image = read_layout(&layout, &l).unwrap();
+            assert_eq!(image.format, ImageFormat::OciLayout);
+            assert_eq!(image.names, ["stella-test"]);
+            assert!(layout.join(blob_of(&image.digest)).is_file());
+            assert!(
+                image.layers.iter().all(|l| l.compression == compression),
+                "{:?}",
+                image.layers
+            );
+            assert_eq!(diff_ids(&image), diff_ids(&docker));
+            assert_eq!(
+                diff_ids(&image),
+                layers.iter().map(|l| sha(l)).collect::<Vec<_>>()
+            );
+            assert_eq!(image.rootfs, docker.rootfs);
+            assert_eq!(
+                rows(&analyze(&image.rootfs).packages),
+                rows(&analyze(&docker.rootfs).packages)
+            );
+        }
     }
 
     fn blob_of(digest: &str) -> String {
