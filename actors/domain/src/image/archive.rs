@@ -8,6 +8,10 @@
 //! stays), and other files up to `max_file_bytes` are kept as JSON candidates. Once the
 //! manifest is known, the layers it lists are applied in its order. Each blob's SHA-256
 //! is computed while it streams; an OCI blob whose name is not its digest is refused.
+//!
+//! The walk from `index.json` to a manifest and its layers (`oci_plan`) and the
+//! streaming of one layer blob (`read_layer_blob`) are shared with
+//! [`super::layout`], which reads the same layout from a directory.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -304,7 +308,8 @@ pub(super) fn check_blob_name(path: &str, digest: &str) -> Result<(), ImageError
     Ok(())
 }
 
-fn blob_path(digest: &str) -> String {
+/// Where a layout keeps the blob of `digest`: `blobs/<alg>/<hex>`.
+pub(super) fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
 }
 

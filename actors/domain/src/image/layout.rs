@@ -197,6 +197,7 @@ mod tests {
 
     use super::*;
     use crate::image::analyze;
+    use crate::image::archive::blob_path;
     use crate::image::archive::tests::{
         docker_archive, fragment, fragment_blobs, gz, oci_files, outer, rows, sha,
     };
@@ -221,7 +222,7 @@ mod tests {
     }
 
     fn blob(bytes: &[u8]) -> String {
-        format!("blobs/sha256/{}", &sha(bytes)[7..])
+        blob_path(&sha(bytes))
     }
 
     /// Points `index.json` at a new manifest listing `layers` (digests as written).
@@ -442,7 +443,7 @@ mod tests {
             let image = read_layout(&layout, &l).unwrap();
             assert_eq!(image.format, ImageFormat::OciLayout);
             assert_eq!(image.names, ["stella-test"]);
-            assert!(layout.join(blob_of(&image.digest)).is_file());
+            assert!(layout.join(blob_path(&image.digest)).is_file());
             assert!(
                 image.layers.iter().all(|l| l.compression == compression),
                 "{:?}",
@@ -459,9 +460,5 @@ mod tests {
                 rows(&analyze(&docker.rootfs).packages)
             );
         }
-    }
-
-    fn blob_of(digest: &str) -> String {
-        format!("blobs/{}", digest.replacen(':', "/", 1))
     }
 }
