@@ -9,6 +9,10 @@
 //! read is checked against the digest that names it. A blob path is resolved on disk and
 //! must stay inside the layout: a blob that is a symbolic link out of it is refused, even
 //! when the bytes it leads to have the right digest. Only `sha256` blobs are read.
+//!
+//! The walk is generic over where the files are ([`LayoutFiles`]); [`LayoutDir`], the
+//! directory, is the domain's one file-system adapter, small enough to move out to the
+//! CLI or an actor should the domain stay free of I/O.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::archive::{
     assemble_oci, check_blob_name, layer_compression, oci_plan, read_archive, read_layer_blob,
-    Image, ImageFormat,
+    Image, ImageFormat, ReadLayer,
 };
 use super::rootfs::{normalize, Budget};
 use super::{Cap, ImageError, Limits};
@@ -39,20 +43,36 @@ pub fn read_path(path: &Path, limits: &Limits) -> Result<Image, ImageError> {
 
 /// Reads an OCI image layout directory.
 pub fn read_layout(dir: &Path, limits: &Limits) -> Result<Image, ImageError> {
-    let shown = dir.display().to_string();
-    let root = dir
-        .canonicalize()
-        .map_err(|e| ImageError::read(&shown, e))?;
-    if !root.join("index.json").is_file() {
-        return Err(ImageError::NotAnImage);
-    }
+    read_layout_files(LayoutDir::new(dir)?, limits)
+}
+
+/// The files of an OCI image layout, wherever they are kept ([`LayoutDir`]: a
+/// directory). The reader asks only for `index.json` and `blobs/sha256/<64 hex>`, after
+/// checking the path.
+pub trait LayoutFiles {
+    type File: Read;
+    /// The file at `path` (relative to the layout's root, normalized) and its size; a
+    /// file that is not there is [`ImageError::Missing`].
+    fn open(&mut self, path: &str) -> Result<(Self::File, u64), ImageError>;
+}
+
+/// Reads an OCI image layout from its files: `index.json`, the manifests and config it
+/// leads to, then each layer the manifest lists, once.
+pub fn read_layout_files<F: LayoutFiles>(files: F, limits: &Limits) -> Result<Image, ImageError> {
     let mut layout = Layout {
-        root,
+        files,
         limits,
         budget: Budget::default(),
         total: 0,
     };
-    let plan = oci_plan(|path| layout.small(path).map(Cow::Owned), limits)?;
+    let plan = oci_plan(
+        |path| match layout.small(path) {
+            Ok(bytes) => Ok(Cow::Owned(bytes)),
+            Err(ImageError::Missing { .. }) if path == "index.json" => Err(ImageError::NotAnImage),
+            Err(e) => Err(e),
+        },
+        limits,
+    )?;
     let mut layers = HashMap::new();
     for path in &plan.order {
         if !layers.contains_key(path) {
@@ -63,19 +83,18 @@ pub fn read_layout(dir: &Path, limits: &Limits) -> Result<Image, ImageError> {
     assemble_oci(ImageFormat::OciLayout, plan, layers, limits)
 }
 
-struct Layout<'l> {
-    /// The layout directory, canonical: every blob must resolve inside it.
-    root: PathBuf,
+struct Layout<'l, F> {
+    files: F,
     limits: &'l Limits,
     budget: Budget,
     /// Bytes read so far (uncompressed, for layers), against `max_total_bytes`.
     total: u64,
 }
 
-impl Layout<'_> {
-    /// Opens the file at `path` (from the layout's root) after checking what it is and
-    /// where it resolves; with its size.
-    fn open(&mut self, path: &str) -> Result<(File, u64), ImageError> {
+impl<F: LayoutFiles> Layout<'_, F> {
+    /// Opens the file at `path`, counted as an entry, once its path is known to be
+    /// `index.json` or a sha256 blob.
+    fn open(&mut self, path: &str) -> Result<(F::File, u64), ImageError> {
         self.budget.entries += 1;
         if self.budget.entries > self.limits.max_entries {
             return Err(ImageError::CapExceeded {
@@ -100,38 +119,7 @@ impl Layout<'_> {
                 });
             }
         }
-        let resolved = self.root.join(&normal).canonicalize().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                ImageError::Missing {
-                    entry: path.to_owned(),
-                }
-            } else {
-                ImageError::read(path, e)
-            }
-        })?;
-        if !resolved.starts_with(&self.root) {
-            return Err(ImageError::LinkEscapes {
-                entry: path.to_owned(),
-                target: resolved.display().to_string(),
-            });
-        }
-        // Checked before opening: opening a fifo would wait for a writer.
-        let meta = std::fs::metadata(&resolved).map_err(|e| ImageError::read(path, e))?;
-        if !meta.is_file() {
-            use std::os::unix::fs::FileTypeExt as _;
-            let t = meta.file_type();
-            if t.is_fifo() || t.is_char_device() || t.is_block_device() || t.is_socket() {
-                return Err(ImageError::DeviceFile {
-                    entry: path.to_owned(),
-                });
-            }
-            return Err(ImageError::Read {
-                entry: path.to_owned(),
-                reason: "not a regular file".to_owned(),
-            });
-        }
-        let file = File::open(&resolved).map_err(|e| ImageError::read(path, e))?;
-        Ok((file, meta.len()))
+        self.files.open(&normal)
     }
 
     /// A JSON file of the layout (the index, a manifest, the config), whole, its digest
@@ -164,7 +152,7 @@ impl Layout<'_> {
     }
 
     /// A layer blob, streamed into its kept files, its digest checked against its name.
-    fn layer(&mut self, path: &str) -> Result<super::archive::ReadLayer, ImageError> {
+    fn layer(&mut self, path: &str) -> Result<ReadLayer, ImageError> {
         let (file, _) = self.open(path)?;
         let mut file = BufReader::new(file);
         let mut head = Vec::with_capacity(512);
@@ -186,6 +174,67 @@ impl Layout<'_> {
         )?;
         check_blob_name(path, &read.layer.digest)?;
         Ok(read)
+    }
+}
+
+/// A layout directory on disk. The domain's one file-system adapter (the rest of it does
+/// no I/O): a path is resolved with its links and must stay inside the directory, and
+/// only regular files are opened.
+#[derive(Debug, Clone)]
+pub struct LayoutDir {
+    /// The directory, canonical: every blob must resolve inside it.
+    root: PathBuf,
+}
+
+impl LayoutDir {
+    /// The layout at `dir`; [`ImageError::NotAnImage`] when it has no `index.json`.
+    pub fn new(dir: &Path) -> Result<Self, ImageError> {
+        let root = dir
+            .canonicalize()
+            .map_err(|e| ImageError::read(&dir.display().to_string(), e))?;
+        if !root.join("index.json").exists() {
+            return Err(ImageError::NotAnImage);
+        }
+        Ok(Self { root })
+    }
+}
+
+impl LayoutFiles for LayoutDir {
+    type File = File;
+
+    fn open(&mut self, path: &str) -> Result<(File, u64), ImageError> {
+        let resolved = self.root.join(path).canonicalize().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ImageError::Missing {
+                    entry: path.to_owned(),
+                }
+            } else {
+                ImageError::read(path, e)
+            }
+        })?;
+        if !resolved.starts_with(&self.root) {
+            return Err(ImageError::LinkEscapes {
+                entry: path.to_owned(),
+                target: resolved.display().to_string(),
+            });
+        }
+        // Checked before opening: opening a fifo would wait for a writer.
+        let meta = std::fs::metadata(&resolved).map_err(|e| ImageError::read(path, e))?;
+        if !meta.is_file() {
+            use std::os::unix::fs::FileTypeExt as _;
+            let t = meta.file_type();
+            if t.is_fifo() || t.is_char_device() || t.is_block_device() || t.is_socket() {
+                return Err(ImageError::DeviceFile {
+                    entry: path.to_owned(),
+                });
+            }
+            return Err(ImageError::Read {
+                entry: path.to_owned(),
+                reason: "not a regular file".to_owned(),
+            });
+        }
+        let file = File::open(&resolved).map_err(|e| ImageError::read(path, e))?;
+        Ok((file, meta.len()))
     }
 }
 
