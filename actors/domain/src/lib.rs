@@ -12,8 +12,9 @@
 //! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
 //! - [`export`]: the export formats as streaming writers: CSV (RFC 4180), SARIF 2.1.0 for
 //!   GitHub code scanning, `export.json` and `provenance.json`, reproducible `tar.zst`;
-//! - [`image`]: container images (docker-archive, OCI archive) read from a stream into a
-//!   filtered root filesystem, their OS and language packages, a CycloneDX SBOM of them;
+//! - [`image`]: container images (docker-archive, OCI archive, OCI layout directory) read
+//!   into a filtered root filesystem, their OS and language packages, a CycloneDX or SPDX
+//!   SBOM of them;
 //! - [`intoto`]: in-toto Statement v1, the payload Stella seals in DSSE envelopes;
 //! - [`lattice`]: the K4 lattice that joins claims about a finding;
 //! - [`notify`]: the notifier's rules, channels, windows, templates and payloads

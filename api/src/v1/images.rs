@@ -152,6 +152,7 @@ pub(crate) async fn upload(
     let (tx, intake) = ctx.intake.image_upload(tenant, name);
     let feed = async move {
         let mut received = 0u64;
+        let mut refused = false;
         loop {
             let chunk = match tokio::time::timeout(idle, body.next()).await {
                 Err(_) => {
@@ -177,9 +178,10 @@ pub(crate) async fn upload(
                     .await;
                 return Err(too_large());
             }
-            // The reader stopped (it refused the archive): its answer says why.
-            if tx.send(Ok(chunk)).await.is_err() {
-                return Ok(());
+            // Once the reader has stopped (it refused the archive), the rest of the body
+            // is read and dropped, so the client gets to read the answer that says why.
+            if !refused && tx.send(Ok(chunk)).await.is_err() {
+                refused = true;
             }
         }
     };

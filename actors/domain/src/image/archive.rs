@@ -8,10 +8,16 @@
 //! stays), and other files up to `max_file_bytes` are kept as JSON candidates. Once the
 //! manifest is known, the layers it lists are applied in its order. Each blob's SHA-256
 //! is computed while it streams; an OCI blob whose name is not its digest is refused.
+//!
+//! The walk from `index.json` to a manifest and its layers (`oci_plan`) and the
+//! streaming of one layer blob (`read_layer_blob`) are shared with
+//! [`super::layout`], which reads the same layout from a directory.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Read};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -24,8 +30,22 @@ use super::{Cap, ImageError, Limits};
 pub enum ImageFormat {
     DockerArchive,
     OciArchive,
+    /// An OCI image layout directory on disk ([`super::layout::read_layout`]).
+    OciLayout,
     /// An unpacked root filesystem (no layers; its digest is [`Image::of_rootfs`]'s).
     Rootfs,
+}
+
+impl ImageFormat {
+    /// The name the SBOMs give the format (its serialized form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageFormat::DockerArchive => "docker-archive",
+            ImageFormat::OciArchive => "oci-archive",
+            ImageFormat::OciLayout => "oci-layout",
+            ImageFormat::Rootfs => "rootfs",
+        }
+    }
 }
 
 /// One layer, bottom first.
@@ -123,9 +143,9 @@ impl<R> Meter<R> {
     }
 }
 
-struct ReadLayer {
+pub(super) struct ReadLayer {
     delta: LayerDelta,
-    layer: Layer,
+    pub(super) layer: Layer,
 }
 
 /// Reads an image archive from a stream.
@@ -163,13 +183,7 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
             .take(512)
             .read_to_end(&mut head)
             .map_err(|e| ImageError::read(&raw, e))?;
-        let compression = if head.starts_with(&[0x1f, 0x8b]) {
-            "gzip"
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            "zstd"
-        } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-            "none"
-        } else {
+        let Some(compression) = layer_compression(&head) else {
             let size = entry.size();
             if size > limits.max_file_bytes {
                 // Not a layer and too large to be a manifest: passed over.
@@ -184,48 +198,17 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
             files.insert(path, (bytes, digest));
             continue;
         };
-        let budget_left = limits.max_total_bytes.saturating_sub(total);
-        let stored = Meter::new(io::Cursor::new(head).chain(&mut entry), u64::MAX, &raw);
-        // Each arm drains its streams to the end so both digests cover every byte.
-        let drain =
-            |r: &mut dyn Read| io::copy(r, &mut io::sink()).map_err(|e| ImageError::read(&raw, e));
-        let (delta, mut stored, diff_id, plain) = match compression {
-            "gzip" => {
-                let decoder = flate2::read::MultiGzDecoder::new(stored);
-                let (delta, mut plain) =
-                    read_layer(Meter::new(decoder, budget_left, &raw), limits, &mut budget)?;
-                drain(&mut plain)?;
-                let (id, n) = (plain.digest(), plain.count);
-                (delta, plain.inner.into_inner(), id, n)
-            }
-            "zstd" => {
-                let decoder = zstd::stream::read::Decoder::new(stored)
-                    .map_err(|e| ImageError::read(&raw, e))?;
-                let (delta, mut plain) =
-                    read_layer(Meter::new(decoder, budget_left, &raw), limits, &mut budget)?;
-                drain(&mut plain)?;
-                let (id, n) = (plain.digest(), plain.count);
-                (delta, plain.inner.finish().into_inner(), id, n)
-            }
-            _ => {
-                let mut stored = stored;
-                stored.limit = budget_left;
-                let (delta, mut plain) = read_layer(stored, limits, &mut budget)?;
-                drain(&mut plain)?;
-                let (id, n) = (plain.digest(), plain.count);
-                (delta, plain, id, n)
-            }
-        };
-        drain(&mut stored)?;
-        total += plain;
-        let layer = Layer {
-            digest: stored.digest(),
-            diff_id,
-            size: stored.count,
-            compression: compression.to_owned(),
-        };
-        check_blob_name(&path, &layer.digest)?;
-        layers.insert(path, ReadLayer { delta, layer });
+        let read = read_layer_blob(
+            head,
+            &mut entry,
+            compression,
+            &raw,
+            limits,
+            &mut budget,
+            &mut total,
+        )?;
+        check_blob_name(&path, &read.layer.digest)?;
+        layers.insert(path, read);
     }
     for (path, (_, digest)) in &files {
         check_blob_name(path, digest)?;
@@ -239,8 +222,79 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
     }
 }
 
+/// How a blob starting with `head` is compressed if it is a layer: gzip and zstd by
+/// their magic bytes, a plain tar by `ustar` at offset 257.
+pub(super) fn layer_compression(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Some("none")
+    } else {
+        None
+    }
+}
+
+/// Streams one layer blob (`head`, its first bytes already read, then `rest`) into its
+/// kept files, hashing it as stored and as uncompressed tar. `total` is the uncompressed
+/// bytes read so far, against `max_total_bytes`; `entry` names the blob in errors.
+pub(super) fn read_layer_blob<R: Read>(
+    head: Vec<u8>,
+    rest: R,
+    compression: &'static str,
+    entry: &str,
+    limits: &Limits,
+    budget: &mut Budget,
+    total: &mut u64,
+) -> Result<ReadLayer, ImageError> {
+    let budget_left = limits.max_total_bytes.saturating_sub(*total);
+    let stored = Meter::new(io::Cursor::new(head).chain(rest), u64::MAX, entry);
+    // Each arm drains its streams to the end so both digests cover every byte.
+    let drain =
+        |r: &mut dyn Read| io::copy(r, &mut io::sink()).map_err(|e| ImageError::read(entry, e));
+    let (delta, mut stored, diff_id, plain) = match compression {
+        "gzip" => {
+            let decoder = flate2::read::MultiGzDecoder::new(stored);
+            let (delta, mut plain) =
+                read_layer(Meter::new(decoder, budget_left, entry), limits, budget)?;
+            drain(&mut plain)?;
+            let (id, n) = (plain.digest(), plain.count);
+            (delta, plain.inner.into_inner(), id, n)
+        }
+        "zstd" => {
+            let decoder =
+                zstd::stream::read::Decoder::new(stored).map_err(|e| ImageError::read(entry, e))?;
+            let (delta, mut plain) =
+                read_layer(Meter::new(decoder, budget_left, entry), limits, budget)?;
+            drain(&mut plain)?;
+            let (id, n) = (plain.digest(), plain.count);
+            (delta, plain.inner.finish().into_inner(), id, n)
+        }
+        _ => {
+            let mut stored = stored;
+            stored.limit = budget_left;
+            let (delta, mut plain) = read_layer(stored, limits, budget)?;
+            drain(&mut plain)?;
+            let (id, n) = (plain.digest(), plain.count);
+            (delta, plain, id, n)
+        }
+    };
+    drain(&mut stored)?;
+    *total += plain;
+    Ok(ReadLayer {
+        delta,
+        layer: Layer {
+            digest: stored.digest(),
+            diff_id,
+            size: stored.count,
+            compression: compression.to_owned(),
+        },
+    })
+}
+
 /// An OCI blob's path names its digest; it must be the digest of its bytes.
-fn check_blob_name(path: &str, digest: &str) -> Result<(), ImageError> {
+pub(super) fn check_blob_name(path: &str, digest: &str) -> Result<(), ImageError> {
     if let Some(rest) = path.strip_prefix("blobs/") {
         if let Some((alg, hex)) = rest.split_once('/') {
             if alg == "sha256" && format!("sha256:{hex}") != digest {
@@ -254,22 +308,37 @@ fn check_blob_name(path: &str, digest: &str) -> Result<(), ImageError> {
     Ok(())
 }
 
-fn blob_path(digest: &str) -> String {
+/// Where a layout keeps the blob of `digest`: `blobs/<alg>/<hex>`.
+pub(super) fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
 }
 
-fn json<'a, T: Deserialize<'a>>(
+fn parse_json<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Manifest {
+        entry: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn json<'a, T: DeserializeOwned>(
     files: &'a HashMap<String, (Vec<u8>, String)>,
     path: &str,
 ) -> Result<(T, &'a str), ImageError> {
     let (bytes, digest) = files.get(path).ok_or_else(|| ImageError::Missing {
         entry: path.to_owned(),
     })?;
-    let value = serde_json::from_slice(bytes).map_err(|e| ImageError::Manifest {
-        entry: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    Ok((value, digest))
+    Ok((parse_json(path, bytes)?, digest))
+}
+
+fn check_layer_count(layers: usize, limits: &Limits) -> Result<(), ImageError> {
+    if layers > limits.max_layers {
+        return Err(ImageError::CapExceeded {
+            entry: "manifest".to_owned(),
+            cap: Cap::Layers,
+            limit: limits.max_layers as u64,
+        });
+    }
+    Ok(())
 }
 
 fn assemble(
@@ -281,13 +350,7 @@ fn assemble(
     mut layers: HashMap<String, ReadLayer>,
     limits: &Limits,
 ) -> Result<Image, ImageError> {
-    if order.len() > limits.max_layers {
-        return Err(ImageError::CapExceeded {
-            entry: "manifest".to_owned(),
-            cap: Cap::Layers,
-            limit: limits.max_layers as u64,
-        });
-    }
+    check_layer_count(order.len(), limits)?;
     let mut rootfs = RootFs::default();
     let mut out = Vec::with_capacity(order.len());
     for (i, path) in order.iter().enumerate() {
@@ -388,16 +451,29 @@ fn first_image(list: &[Descriptor]) -> Option<&Descriptor> {
         .find(|d| d.platform.as_ref().is_none_or(|p| p.os != "unknown"))
 }
 
-fn oci(
-    files: HashMap<String, (Vec<u8>, String)>,
-    layers: HashMap<String, ReadLayer>,
+/// What an OCI index leads to: the image manifest's digest, its config's digest, the
+/// index's name for it, and its layers' blob paths, bottom first.
+pub(super) struct OciPlan {
+    pub(super) digest: String,
+    pub(super) config_digest: String,
+    pub(super) names: Vec<String>,
+    pub(super) order: Vec<String>,
+}
+
+/// Follows `index.json` to the first image manifest (one nested index down) and its
+/// config, reading each through `blob`, which gives the bytes at a path of the layout
+/// (their digest already checked against the path) or why not.
+pub(super) fn oci_plan<'a>(
+    mut blob: impl FnMut(&str) -> Result<Cow<'a, [u8]>, ImageError>,
     limits: &Limits,
-) -> Result<Image, ImageError> {
+) -> Result<OciPlan, ImageError> {
     let bad = |reason: &str| ImageError::Manifest {
         entry: "index.json".to_owned(),
         reason: reason.to_owned(),
     };
-    let (index, _): (Index, _) = json(&files, "index.json")?;
+    let index: Index = parse_json("index.json", &blob("index.json")?)?;
+    let mut json =
+        |path: &str| -> Result<OciManifest, ImageError> { parse_json(path, &blob(path)?) };
     let top = first_image(&index.manifests).ok_or_else(|| bad("no manifest in it"))?;
     let names: Vec<String> = top
         .annotations
@@ -407,36 +483,70 @@ fn oci(
         .into_iter()
         .collect();
     let mut digest = top.digest.clone();
-    let mut manifest: OciManifest = json(&files, &blob_path(&digest))?.0;
+    let mut manifest = json(&blob_path(&digest))?;
     // A nested index (a multi-platform image): one level down.
     if let Some(list) = &manifest.manifests {
         let inner = first_image(list).ok_or_else(|| bad("empty nested index"))?;
         digest = inner.digest.clone();
-        manifest = json(&files, &blob_path(&digest))?.0;
+        manifest = json(&blob_path(&digest))?;
     }
     let config = manifest
         .config
         .ok_or_else(|| bad("manifest without config"))?;
-    let _: (serde_json::Value, _) = json(&files, &blob_path(&config.digest))?;
-    let order = manifest
+    let path = blob_path(&config.digest);
+    let _: serde_json::Value = parse_json(&path, &blob(&path)?)?;
+    let order: Vec<String> = manifest
         .layers
         .unwrap_or_default()
         .iter()
         .map(|d| blob_path(&d.digest))
         .collect();
-    assemble(
-        ImageFormat::OciArchive,
+    check_layer_count(order.len(), limits)?;
+    Ok(OciPlan {
         digest,
-        config.digest,
+        config_digest: config.digest,
         names,
         order,
+    })
+}
+
+/// Builds the image of `plan` from its layers, read.
+pub(super) fn assemble_oci(
+    format: ImageFormat,
+    plan: OciPlan,
+    layers: HashMap<String, ReadLayer>,
+    limits: &Limits,
+) -> Result<Image, ImageError> {
+    assemble(
+        format,
+        plan.digest,
+        plan.config_digest,
+        plan.names,
+        plan.order,
         layers,
         limits,
     )
 }
 
+fn oci(
+    files: HashMap<String, (Vec<u8>, String)>,
+    layers: HashMap<String, ReadLayer>,
+    limits: &Limits,
+) -> Result<Image, ImageError> {
+    let plan = oci_plan(
+        |path| match files.get(path) {
+            Some((bytes, _)) => Ok(Cow::Borrowed(bytes.as_slice())),
+            None => Err(ImageError::Missing {
+                entry: path.to_owned(),
+            }),
+        },
+        limits,
+    )?;
+    assemble_oci(ImageFormat::OciArchive, plan, layers, limits)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeSet;
     use std::io::Write;
 
@@ -444,11 +554,11 @@ mod tests {
     use crate::image::rootfs::tests::{tar_of, E};
     use crate::image::{analyze, cyclonedx, Package, PackageType};
 
-    fn sha(b: &[u8]) -> String {
+    pub(crate) fn sha(b: &[u8]) -> String {
         format!("sha256:{}", hex::encode(Sha256::digest(b)))
     }
 
-    fn gz(b: &[u8]) -> Vec<u8> {
+    pub(crate) fn gz(b: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(b).unwrap();
         e.finish().unwrap()
@@ -459,7 +569,7 @@ mod tests {
     }
 
     /// A tar of regular files with ordinary (valid) paths.
-    fn outer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    pub(crate) fn outer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, data) in files {
             let mut h = tar::Header::new_ustar();
@@ -479,7 +589,7 @@ mod tests {
     }
 
     /// `docker save` as Docker before 25 writes it: layers first, `manifest.json` last.
-    fn docker_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn docker_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
         let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
         let config = config(&diff_ids);
         let config_name = format!("{}.json", &sha(&config)[7..]);
@@ -503,6 +613,15 @@ mod tests {
 
     /// An OCI layout as a tar: blobs first, `index.json` last; returns the manifest.
     fn oci_archive(blobs: &[(Vec<u8>, &str)], diff_ids: &[String]) -> (Vec<u8>, Vec<u8>) {
+        let (files, manifest) = oci_files(blobs, diff_ids);
+        (outer(&files), manifest)
+    }
+
+    /// The files of an OCI layout, blobs first, `index.json` last; and the manifest.
+    pub(crate) fn oci_files(
+        blobs: &[(Vec<u8>, &str)],
+        diff_ids: &[String],
+    ) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
         let config = config(diff_ids);
         let layers: Vec<_> = blobs
             .iter()
@@ -529,7 +648,7 @@ mod tests {
         files.push(blob(&config));
         files.push(blob(&manifest));
         files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
-        (outer(&files), manifest)
+        (files, manifest)
     }
 
     fn host(path: &str) -> Option<Vec<u8>> {
@@ -539,7 +658,7 @@ mod tests {
     /// Two layers cut from this machine's own root filesystem: its os-release, dpkg
     /// database and Python distributions, an npm tree; the second layer deletes one
     /// Python distribution and replaces the npm tree through an opaque folder.
-    fn fragment() -> Vec<Vec<u8>> {
+    pub(crate) fn fragment() -> Vec<Vec<u8>> {
         let os = host("/usr/lib/os-release")
             .unwrap_or_else(|| b"ID=debian\nVERSION_ID=\"12\"\n".to_vec());
         let status = host("/var/lib/dpkg/status").unwrap_or_default();
@@ -581,7 +700,7 @@ mod tests {
         vec![layer0, layer1]
     }
 
-    fn rows(pkgs: &[Package]) -> Vec<(String, String)> {
+    pub(crate) fn rows(pkgs: &[Package]) -> Vec<(String, String)> {
         pkgs.iter()
             .map(|p| (p.purl.to_string(), p.evidence.clone()))
             .collect()
@@ -641,9 +760,11 @@ mod tests {
         assert_eq!(sbom.spec_version, "1.5");
     }
 
-    #[test]
-    fn oci_archive_with_gzip_and_zstd_layers_gives_the_same_root() {
-        let layers = fragment();
+    type Blobs = Vec<(Vec<u8>, &'static str)>;
+
+    /// The fragment's layers as OCI blobs, the first gzip, the second zstd, and their
+    /// diff ids.
+    pub(crate) fn fragment_blobs(layers: &[Vec<u8>]) -> (Blobs, Vec<String>) {
         let blobs = vec![
             (
                 gz(&layers[0]),
@@ -654,7 +775,21 @@ mod tests {
                 "application/vnd.oci.image.layer.v1.tar+zstd",
             ),
         ];
-        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+        (blobs, layers.iter().map(|l| sha(l)).collect())
+    }
+
+    /// The fragment as an OCI archive, read; and the archive.
+    pub(crate) fn oci_image() -> (Image, Vec<u8>) {
+        let (blobs, diff_ids) = fragment_blobs(&fragment());
+        let (archive, _) = oci_archive(&blobs, &diff_ids);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        (image, archive)
+    }
+
+    #[test]
+    fn oci_archive_with_gzip_and_zstd_layers_gives_the_same_root() {
+        let layers = fragment();
+        let (blobs, diff_ids) = fragment_blobs(&layers);
         let (archive, manifest) = oci_archive(&blobs, &diff_ids);
         let image = read_archive(&archive[..], &Limits::default()).unwrap();
         assert_eq!(image.format, ImageFormat::OciArchive);

@@ -1,6 +1,7 @@
 //! Container images as pure code: a `docker save` archive or an OCI archive read from a
-//! stream, its layers applied in order with whiteouts into a filtered root filesystem,
-//! the OS and language packages found in it, and a CycloneDX 1.5 SBOM of them.
+//! stream, or an OCI layout directory, its layers applied in order with whiteouts into a
+//! filtered root filesystem, the OS and language packages found in it, and a CycloneDX
+//! 1.5 or SPDX 2.3 SBOM of them.
 //!
 //! Nothing is unpacked to disk and no layer is held in memory: each layer is streamed
 //! once (gzip, zstd or plain tar, told apart by their magic bytes), and only the files an
@@ -10,18 +11,23 @@
 //! Layout:
 //! - [`archive`]: the outer archive (docker-archive, OCI layout as a tar), its manifests,
 //!   config and per-layer digests, every digest checked against the bytes;
+//! - [`layout`]: an OCI image layout directory, read blob by blob with the same checks;
 //! - [`rootfs`]: one layer's kept files and whiteouts, and the layers applied in order;
 //! - [`analyzers`]: `etc/os-release`, dpkg, apk, npm and Python packages with purls;
-//! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document.
+//! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document;
+//! - [`spdx`]: the inventory as an SPDX 2.3 JSON document.
 
 pub mod analyzers;
 pub mod archive;
 pub mod cyclonedx;
+pub mod layout;
 pub mod rootfs;
+pub mod spdx;
 pub mod summary;
 
 pub use analyzers::{analyze, Distro, Inventory, Package, PackageType};
 pub use archive::{read_archive, Image, ImageFormat, Layer};
+pub use layout::{read_layout, read_path};
 pub use rootfs::RootFs;
 pub use summary::Summary;
 

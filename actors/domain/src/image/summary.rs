@@ -7,21 +7,10 @@ use std::fmt;
 use serde::Serialize;
 
 use super::analyzers::{Distro, Inventory};
-use super::archive::{Image, ImageFormat, Layer};
+use super::archive::{Image, Layer};
 
 /// Files listed in [`Summary::skipped`] at most (the count is always whole).
 const SKIPPED_LISTED: usize = 50;
-
-impl ImageFormat {
-    /// The name users know the input by: `docker-archive`, `oci-archive`, `rootfs`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageFormat::DockerArchive => "docker-archive",
-            ImageFormat::OciArchive => "oci-archive",
-            ImageFormat::Rootfs => "rootfs",
-        }
-    }
-}
 
 /// A file an analyzer could not read, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
