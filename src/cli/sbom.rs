@@ -1,15 +1,18 @@
-//! `stella sbom IMAGE.tar`: an SBOM of a container image archive (`docker save`, or an
-//! OCI archive), made on this machine with no server: the archive is streamed once (its
-//! layers applied in order with whiteouts, only package databases and manifests kept),
-//! the OS and language packages found, and a CycloneDX 1.5 document written. What it
-//! found goes to standard error as one summary line.
+//! `stella sbom IMAGE`: an SBOM of a container image (a `docker save` archive, an OCI
+//! archive or an OCI layout folder, or with `--rootfs` an unpacked root filesystem), made
+//! on this machine with no server: the image is read once (its layers applied in order
+//! with whiteouts, only what the analyzers read kept), the OS and language packages
+//! found, and a CycloneDX 1.5 or SPDX 2.3 document written. What it found goes to
+//! standard error as one summary line.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use stella_domain::image::rootfs::wanted;
-use stella_domain::image::{analyze, cyclonedx, read_archive, Image, Limits, RootFs, Summary};
+use stella_domain::image::{
+    analyze, cyclonedx, read_path, spdx, Image, Limits, RootFs, Summary,
+};
 
 use crate::cli::output::{errln, outln};
 
@@ -18,13 +21,15 @@ use crate::cli::output::{errln, outln};
 pub(crate) enum SbomFormat {
     /// CycloneDX 1.5 JSON.
     Cyclonedx,
+    /// SPDX 2.3 JSON.
+    Spdx,
 }
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["image", "rootfs"])))]
 pub(crate) struct Sbom {
-    /// The image archive: `docker save -o app.tar IMAGE`, or an OCI archive
-    /// (gzip, zstd or plain layers).
+    /// The image: a `docker save -o app.tar IMAGE` archive, an OCI archive, or an OCI
+    /// image layout folder (`skopeo copy ... oci:DIR`); gzip, zstd or plain layers.
     image: Option<PathBuf>,
     /// An unpacked root filesystem instead (a folder; symbolic links are not followed and
     /// the walk stays on the folder's file system).
@@ -38,8 +43,16 @@ pub(crate) struct Sbom {
     format: SbomFormat,
 }
 
-/// Whether the file at `path` is a tar archive (an image) rather than an SBOM: the
-/// `ustar` magic at offset 257.
+/// Whether `path` is an image rather than an SBOM: a tar archive, or an OCI layout folder
+/// (it has an `oci-layout` file).
+pub(crate) fn is_image(path: &Path) -> bool {
+    if path.is_dir() {
+        return path.join("oci-layout").is_file();
+    }
+    is_tar(path)
+}
+
+/// Whether the file at `path` is a tar archive: the `ustar` magic at offset 257.
 pub(crate) fn is_tar(path: &Path) -> bool {
     use std::io::Read as _;
     let mut head = [0u8; 262];
@@ -48,14 +61,15 @@ pub(crate) fn is_tar(path: &Path) -> bool {
         .is_ok_and(|()| &head[257..262] == b"ustar")
 }
 
-/// The CycloneDX SBOM of the image archive at `path` (streamed, never held whole), and
-/// the summary line of what was found.
-pub(crate) fn image_sbom(path: &Path) -> anyhow::Result<(serde_json::Value, String)> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let image = read_archive(std::io::BufReader::new(file), &Limits::default())
+/// The SBOM of the image at `path` (an archive streamed, never held whole, or an OCI
+/// layout folder), and the summary line of what was found.
+pub(crate) fn image_sbom(
+    path: &Path,
+    format: SbomFormat,
+) -> anyhow::Result<(serde_json::Value, String)> {
+    let image = read_path(path, &Limits::default())
         .with_context(|| format!("{} was refused", path.display()))?;
-    Ok(sbom_of(&image))
+    Ok(sbom_of(&image, format))
 }
 
 /// The files of the root filesystem at `dir` that analyzers read, within the caps an
@@ -114,20 +128,28 @@ pub(crate) fn read_rootfs(dir: &Path) -> anyhow::Result<Image> {
     Ok(Image::of_rootfs(fs))
 }
 
-/// The CycloneDX SBOM of an image, and the summary line of what was found.
-pub(crate) fn sbom_of(image: &Image) -> (serde_json::Value, String) {
+/// The SBOM of an image, and the summary line of what was found.
+pub(crate) fn sbom_of(image: &Image, format: SbomFormat) -> (serde_json::Value, String) {
     let inventory = analyze(&image.rootfs);
-    let document = cyclonedx::document(image, &inventory);
+    let document = match format {
+        SbomFormat::Cyclonedx => cyclonedx::document(image, &inventory),
+        // SPDX requires a creation time; whole seconds, as SPDX writes it.
+        SbomFormat::Spdx => spdx::document(
+            image,
+            &inventory,
+            chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0)
+                .unwrap_or_default(),
+        ),
+    };
     let summary = format!("# {}", Summary::of(image, &inventory));
     (document, summary)
 }
 
 impl Sbom {
     pub(crate) fn run(&self) -> anyhow::Result<()> {
-        let SbomFormat::Cyclonedx = self.format;
         let (document, summary) = match (&self.image, &self.rootfs) {
-            (Some(image), _) => image_sbom(image)?,
-            (None, Some(dir)) => sbom_of(&read_rootfs(dir)?),
+            (Some(image), _) => image_sbom(image, self.format)?,
+            (None, Some(dir)) => sbom_of(&read_rootfs(dir)?, self.format),
             (None, None) => anyhow::bail!("give an image archive or --rootfs DIR"),
         };
         let text = serde_json::to_string_pretty(&document)?;

@@ -23,8 +23,9 @@ const FINDING_COLUMNS: &[&str] = &[
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["sbom", "rootfs", "image"])))]
 pub(crate) struct Scan {
-    /// The SBOM file (CycloneDX or SPDX JSON), or a container image archive (`docker
-    /// save` or OCI archive), whose SBOM is made on this machine first (`stella sbom`).
+    /// The SBOM file (CycloneDX or SPDX JSON), or a container image (a `docker save` or
+    /// OCI archive, or an OCI layout folder), whose SBOM is made on this machine first
+    /// (`stella sbom`).
     sbom: Option<PathBuf>,
     /// Scan an unpacked root filesystem (a folder): its SBOM is made on this machine.
     #[arg(long, value_name = "DIR")]
@@ -79,12 +80,14 @@ impl Run for Scan {
                 query.push(("image", image.digest));
                 Vec::new()
             }
-            (Some(path), _) if crate::cli::sbom::is_tar(path) => {
-                made_here(crate::cli::sbom::image_sbom(path))?
-            }
+            (Some(path), _) if crate::cli::sbom::is_image(path) => made_here(
+                crate::cli::sbom::image_sbom(path, crate::cli::sbom::SbomFormat::Cyclonedx),
+            )?,
             (Some(path), _) => std::fs::read(path).map_err(|err| unreadable(path, err))?,
             (None, Some(dir)) => made_here(
-                crate::cli::sbom::read_rootfs(dir).map(|image| crate::cli::sbom::sbom_of(&image)),
+                crate::cli::sbom::read_rootfs(dir).map(|image| {
+                    crate::cli::sbom::sbom_of(&image, crate::cli::sbom::SbomFormat::Cyclonedx)
+                }),
             )?,
             (None, None) => Vec::new(),
         };
