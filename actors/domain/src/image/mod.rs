@@ -12,12 +12,19 @@
 //!   config and per-layer digests, every digest checked against the bytes;
 //! - [`rootfs`]: one layer's kept files and whiteouts, and the layers applied in order;
 //! - [`analyzers`]: `etc/os-release`, dpkg, apk, npm and Python packages with purls;
+//! - [`rpm`]: RPM packages from `rpmdb.sqlite`, read by [`sqlite`] (a read-only reader of
+//!   the SQLite file format);
+//! - [`lockfiles`]: `poetry.lock`, `requirements*.txt`, npm lockfile v1, `Cargo.lock`,
+//!   `go.mod`;
 //! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document.
 
 pub mod analyzers;
 pub mod archive;
 pub mod cyclonedx;
+pub mod lockfiles;
 pub mod rootfs;
+pub mod rpm;
+pub mod sqlite;
 
 pub use analyzers::{analyze, Distro, Inventory, Package, PackageType};
 pub use archive::{read_archive, Image, ImageFormat, Layer};
