@@ -242,3 +242,335 @@ impl<'a> Header<'a> {
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{analyze, RootFs};
+
+    /// A header blob as rpm stores it: tags with their type and data, strings
+    /// NUL-terminated, INT32 values aligned to 4 bytes.
+    fn header(tags: &[(u32, &str)], epoch: Option<u32>) -> Vec<u8> {
+        let mut index = Vec::new();
+        let mut data = Vec::new();
+        if let Some(e) = epoch {
+            index.push((EPOCH, INT32, data.len(), 1));
+            data.extend_from_slice(&e.to_be_bytes());
+        }
+        for (tag, s) in tags {
+            index.push((*tag, STRING, data.len(), 1));
+            data.extend_from_slice(s.as_bytes());
+            data.push(0);
+        }
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&(index.len() as u32).to_be_bytes());
+        blob.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        for (tag, ty, offset, count) in index {
+            for v in [tag, ty, offset as u32, count] {
+                blob.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        blob.extend_from_slice(&data);
+        blob
+    }
+
+    fn bash() -> Vec<u8> {
+        header(
+            &[
+                (NAME, "bash"),
+                (VERSION, "5.2.26"),
+                (RELEASE, "3.fc40"),
+                (ARCH, "x86_64"),
+                (SOURCERPM, "bash-5.2.26-3.fc40.src.rpm"),
+            ],
+            Some(1),
+        )
+    }
+
+    fn fedora() -> Distro {
+        Distro {
+            id: "fedora".into(),
+            version_id: Some("40".into()),
+        }
+    }
+
+    #[test]
+    fn a_header_blob_gives_name_epoch_version_release_arch_and_source() {
+        let p = package(&bash(), Some(&fedora()))
+            .expect("valid header")
+            .expect("a package");
+        assert_eq!(p.ty, PackageType::Rpm);
+        assert_eq!(p.name, "bash");
+        assert_eq!(p.version, "1:5.2.26-3.fc40");
+        assert_eq!(p.arch.as_deref(), Some("x86_64"));
+        assert_eq!(p.source.as_deref(), Some("bash"));
+        assert_eq!(
+            p.purl.as_str(),
+            "pkg:rpm/fedora/bash@5.2.26-3.fc40?arch=x86_64&distro=fedora-40&epoch=1"
+        );
+
+        let noarch = header(
+            &[
+                (NAME, "python3-dateutil"),
+                (VERSION, "2.8.2"),
+                (RELEASE, "13.el9"),
+                (ARCH, "noarch"),
+                (SOURCERPM, "python-dateutil-2.8.2-13.el9.src.rpm"),
+            ],
+            None,
+        );
+        let p = package(&noarch, None).expect("valid").expect("package");
+        assert_eq!(p.version, "2.8.2-13.el9");
+        assert_eq!(p.source.as_deref(), Some("python-dateutil"));
+        assert_eq!(
+            p.purl.as_str(),
+            "pkg:rpm/python3-dateutil@2.8.2-13.el9?arch=noarch"
+        );
+
+        let key = header(&[(NAME, "gpg-pubkey"), (VERSION, "a15b79cc")], None);
+        assert!(package(&key, None).expect("valid").is_none());
+    }
+
+    fn set(blob: &mut [u8], at: usize, v: u32) {
+        blob[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    #[test]
+    fn hostile_header_blobs_are_refused_with_a_reason() {
+        let good = bash();
+        let reason = |blob: &[u8]| package(blob, None).err().expect("refused");
+
+        let mut count = good.clone();
+        set(&mut count, 0, u32::MAX);
+        assert_eq!(
+            reason(&count),
+            "header has 4294967295 index entries (1 to 65535)"
+        );
+
+        let mut data = good.clone();
+        set(&mut data, 4, u32::MAX);
+        assert_eq!(
+            reason(&data),
+            "header data of 4294967295 bytes exceeds 268435455"
+        );
+
+        // One entry more than the blob holds: the sizes no longer add up.
+        let mut short = good.clone();
+        set(&mut short, 0, 7);
+        assert_eq!(
+            reason(&short),
+            "header of 161 bytes, not the 177 its 7 entries and 57 data bytes make"
+        );
+
+        // The NAME entry (second) points past the data store.
+        let mut offset = good.clone();
+        set(&mut offset, 8 + 16 + 8, 10_000);
+        assert_eq!(
+            reason(&offset),
+            "tag 1000 at offset 10000 is outside the 57-byte data store"
+        );
+
+        // The last string (SOURCERPM) loses its NUL: the data store ends inside it.
+        let mut unterminated = good.clone();
+        let last = unterminated.len() - 1;
+        unterminated[last] = b'x';
+        assert_eq!(
+            reason(&unterminated),
+            "tag 1044 string has no terminating NUL"
+        );
+
+        // EPOCH claims to be a string.
+        let mut ty = good.clone();
+        set(&mut ty, 8 + 4, STRING);
+        assert!(reason(&ty).contains("tag 1003"));
+
+        assert_eq!(reason(&good[..5]), "header of 5 bytes is truncated");
+        assert_eq!(reason(&[]), "header of 0 bytes is truncated");
+    }
+
+    /// An rpmdb laid out as rpm does (`Packages (hnum, blob)`), written by SQLite.
+    fn rpmdb_with(blobs: &[Vec<u8>]) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rpmdb.sqlite");
+        let db = rusqlite::Connection::open(&path).expect("open");
+        db.execute_batch(
+            "CREATE TABLE 'Packages' (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);
+             CREATE TABLE 'Name' (key TEXT NOT NULL, hnum INTEGER NOT NULL, idx INTEGER NOT NULL);",
+        )
+        .expect("schema");
+        for b in blobs {
+            db.execute("INSERT INTO Packages (blob) VALUES (?1)", [b])
+                .expect("insert");
+        }
+        drop(db);
+        std::fs::read(&path).expect("read back")
+    }
+
+    #[test]
+    fn a_bad_row_is_skipped_and_the_others_listed() {
+        let mut hostile = bash();
+        set(&mut hostile, 0, u32::MAX);
+        let curl = header(
+            &[
+                (NAME, "curl"),
+                (VERSION, "8.6.0"),
+                (RELEASE, "8.fc40"),
+                (ARCH, "x86_64"),
+            ],
+            None,
+        );
+        let mut fs = RootFs::default();
+        fs.insert("etc/os-release", b"ID=fedora\nVERSION_ID=40\n".to_vec(), 0);
+        fs.insert(
+            "usr/lib/sysimage/rpm/rpmdb.sqlite",
+            rpmdb_with(&[bash(), hostile, curl]),
+            1,
+        );
+        fs.insert("var/lib/rpm/rpmdb.sqlite", b"not a database".to_vec(), 0);
+        let inv = analyze(&fs);
+        let purls: Vec<&str> = inv.packages.iter().map(|p| p.purl.as_str()).collect();
+        assert_eq!(
+            purls,
+            [
+                "pkg:rpm/fedora/bash@5.2.26-3.fc40?arch=x86_64&distro=fedora-40&epoch=1",
+                "pkg:rpm/fedora/curl@8.6.0-8.fc40?arch=x86_64&distro=fedora-40",
+            ]
+        );
+        assert_eq!(
+            inv.packages[1].evidence,
+            "usr/lib/sysimage/rpm/rpmdb.sqlite"
+        );
+        assert_eq!(inv.packages[1].layer, 1);
+        assert_eq!(
+            inv.skipped,
+            [
+                (
+                    "usr/lib/sysimage/rpm/rpmdb.sqlite".to_owned(),
+                    "rpm header hnum 2: header has 4294967295 index entries (1 to 65535)"
+                        .to_owned()
+                ),
+                (
+                    "var/lib/rpm/rpmdb.sqlite".to_owned(),
+                    "not an SQLite 3 database (no `SQLite format 3` header)".to_owned()
+                ),
+            ]
+        );
+    }
+
+    /// Builds real packages with `rpmbuild`, installs them with `rpm` into a fresh SQLite
+    /// rpmdb and compares what `rpm -qa` says with what the analyzer reads.
+    #[test]
+    fn reads_the_rpmdb_that_rpm_writes() {
+        let on_path = |tool: &str| {
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !on_path("rpm") || !on_path("rpmbuild") {
+            eprintln!("skipping: no rpm");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let top = dir.path().join("top");
+        let dbpath = dir.path().join("db");
+        std::fs::create_dir(&dbpath).expect("db dir");
+        let long = "A long description, so that this header spills to overflow pages. ".repeat(600);
+        let specs = [
+            ("epochal", "Name: epochal\nVersion: 1.2.3\nRelease: 4.fc40\nEpoch: 3\nBuildArch: noarch\n", "test"),
+            ("zero", "Name: zero-epoch\nVersion: 5\nRelease: 2.el9_3\nEpoch: 0\n", "test"),
+            // A release with no dot, and a subpackage (its source is the main package).
+            ("plain", "Name: plain\nVersion: 2.0\nRelease: 1\n", "test\n%package -n plain-libs\nSummary: sub\n%description -n plain-libs\nsub\n%files -n plain-libs"),
+            ("long", "Name: long-desc\nVersion: 0.9~rc1\nRelease: 0.1.git20240101\nBuildArch: noarch\n", long.as_str()),
+        ];
+        for (file, head, description) in specs {
+            let spec = dir.path().join(format!("{file}.spec"));
+            std::fs::write(
+                &spec,
+                format!("{head}Summary: test package\nLicense: MIT\nVendor: Stella Test\n%description\n{description}\n%files\n"),
+            )
+            .expect("spec");
+            let built = std::process::Command::new("rpmbuild")
+                .arg("--quiet")
+                .arg("--define")
+                .arg(format!("_topdir {}", top.display()))
+                .arg("-bb")
+                .arg(&spec)
+                .output()
+                .expect("rpmbuild runs");
+            assert!(built.status.success(), "rpmbuild {file}: {built:?}");
+        }
+        let mut rpms = Vec::new();
+        for arch in std::fs::read_dir(top.join("RPMS")).expect("RPMS") {
+            for rpm in std::fs::read_dir(arch.expect("arch").path()).expect("arch dir") {
+                rpms.push(rpm.expect("rpm").path());
+            }
+        }
+        assert_eq!(rpms.len(), 5);
+        let rpm = |args: &[&str], files: &[std::path::PathBuf]| {
+            let out = std::process::Command::new("rpm")
+                .arg("--dbpath")
+                .arg(&dbpath)
+                .args(["--define", "_db_backend sqlite"])
+                .args(args)
+                .args(files)
+                .output()
+                .expect("rpm runs");
+            assert!(out.status.success(), "rpm {args:?}: {out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        rpm(
+            &["-i", "--justdb", "--nodeps", "--ignorearch", "--ignoreos"],
+            &rpms,
+        );
+        let listed = rpm(
+            &[
+                "-qa",
+                "--qf",
+                "%{NAME} %{EPOCH} %{VERSION} %{RELEASE} %{ARCH} %{SOURCERPM}\n",
+            ],
+            &[],
+        );
+        // What rpm says, in the analyzer's terms: `[epoch:]version-release`, the source
+        // package's name.
+        let mut expected: Vec<String> = listed
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let epoch = if f[1] == "(none)" {
+                    String::new()
+                } else {
+                    format!("{}:", f[1])
+                };
+                let source = if f[0] == "plain-libs" { "plain" } else { f[0] };
+                assert!(f[5].starts_with(&format!("{source}-")), "{l}");
+                format!("{} {epoch}{}-{} {} {source}", f[0], f[2], f[3], f[4])
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(expected.len(), 5);
+
+        let bytes = std::fs::read(dbpath.join("rpmdb.sqlite")).expect("rpmdb.sqlite");
+        let (found, bad) = rpmdb(&bytes, Some(&fedora())).expect("an rpmdb");
+        assert_eq!(bad, Vec::<String>::new());
+        let mut got: Vec<String> = found
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p.name,
+                    p.version,
+                    p.arch.as_deref().unwrap_or("-"),
+                    p.source.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, expected);
+        let epochal = found.iter().find(|p| p.name == "epochal").expect("epochal");
+        assert_eq!(
+            epochal.purl.as_str(),
+            "pkg:rpm/fedora/epochal@1.2.3-4.fc40?arch=noarch&distro=fedora-40&epoch=3"
+        );
+    }
+}
