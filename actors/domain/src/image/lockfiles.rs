@@ -11,9 +11,12 @@
 
 use super::analyzers::{purl, text, Found, PackageType};
 
+/// The packages read from one file, and a note for each kind of entry left out.
+pub(super) type Listed = (Vec<Found>, Vec<String>);
+
 /// The packages of a lockfile or manifest named `base`, and notes on the entries left out;
 /// `None` when no analyzer here reads such a file.
-pub(super) fn read(base: &str, bytes: &[u8]) -> Option<Result<(Vec<Found>, Vec<String>), String>> {
+pub(super) fn read(base: &str, bytes: &[u8]) -> Option<Result<Listed, String>> {
     Some(match base {
         "poetry.lock" => poetry_lock(bytes),
         "Cargo.lock" => cargo_lock(bytes),
@@ -73,7 +76,7 @@ fn left_out(what: &str, names: &[String]) -> Vec<String> {
 
 /// `poetry.lock`: each `[[package]]`'s `name` and `version`; packages whose `source` is a
 /// folder, a file, a URL or git are left out (a `legacy` source is a package index).
-fn poetry_lock(bytes: &[u8]) -> Result<(Vec<Found>, Vec<String>), String> {
+fn poetry_lock(bytes: &[u8]) -> Result<Listed, String> {
     let doc: toml::Value = toml::from_str(text(bytes)?).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
@@ -111,7 +114,7 @@ fn str_of<'a>(v: &'a toml::Value, key: &str) -> Option<&'a str> {
 /// pip's requirements file: the lines pinned to one version (`name==1.2.3`, with extras,
 /// an environment marker, `--hash` options and comments). Lines joined by a trailing `\`
 /// are one line; option lines (`-r`, `-e`, `--index-url`) are not requirements.
-fn requirements(bytes: &[u8]) -> Result<(Vec<Found>, Vec<String>), String> {
+fn requirements(bytes: &[u8]) -> Result<Listed, String> {
     let text = text(bytes)?;
     let mut out = Vec::new();
     let mut unpinned = Vec::new();
@@ -180,7 +183,7 @@ const CRATES_IO: [&str; 2] = [
 
 /// `Cargo.lock`: each `[[package]]` from crates.io. The workspace's own packages (no
 /// `source`) are the project, not dependencies; git and other registries are left out.
-fn cargo_lock(bytes: &[u8]) -> Result<(Vec<Found>, Vec<String>), String> {
+fn cargo_lock(bytes: &[u8]) -> Result<Listed, String> {
     let doc: toml::Value = toml::from_str(text(bytes)?).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
@@ -210,10 +213,10 @@ fn cargo_lock(bytes: &[u8]) -> Result<(Vec<Found>, Vec<String>), String> {
 /// `go.mod`: the `require`d modules (single lines and blocks, `// indirect` ones too),
 /// with `replace` directives applied. A module replaced by a folder is left out: its code
 /// is that folder, not a release of the module.
-fn go_mod(bytes: &[u8]) -> Result<(Vec<Found>, Vec<String>), String> {
+fn go_mod(bytes: &[u8]) -> Result<Listed, String> {
     let mut requires: Vec<(String, String)> = Vec::new();
     // (path, version if the directive names one) => replacement (path, version if any)
-    let mut replaces: Vec<((String, Option<String>), (String, Option<String>))> = Vec::new();
+    let mut replaces: Vec<(Module, Module)> = Vec::new();
     let mut block: Option<String> = None;
     for (n, raw) in text(bytes)?.lines().enumerate() {
         let line = raw.split("//").next().unwrap_or_default().trim();
@@ -294,6 +297,9 @@ fn go_mod(bytes: &[u8]) -> Result<(Vec<Found>, Vec<String>), String> {
     }
     Ok((out, left_out("modules replaced by a folder", &local)))
 }
+
+/// A module path, and the version when a `replace` names one.
+type Module = (String, Option<String>);
 
 /// A directive's arguments: words, or Go strings in `"` or `` ` `` quotes.
 fn fields(args: &str) -> Vec<String> {

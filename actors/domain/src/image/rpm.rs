@@ -15,6 +15,7 @@
 //! out, as `rpm -qa` users filter them out.
 
 use super::analyzers::{purl, Distro, Found, PackageType};
+use super::lockfiles::Listed;
 use super::sqlite::{self, Database, Value};
 
 /// Where an image keeps its SQLite rpmdb.
@@ -43,10 +44,7 @@ const I18NSTRING: u32 = 9;
 
 /// The packages of an `rpmdb.sqlite`, and a reason for each row that could not be read.
 /// The whole file fails only when it is not an SQLite database with a `Packages` table.
-pub(super) fn rpmdb(
-    bytes: &[u8],
-    distro: Option<&Distro>,
-) -> Result<(Vec<Found>, Vec<String>), String> {
+pub(super) fn rpmdb(bytes: &[u8], distro: Option<&Distro>) -> Result<Listed, String> {
     let db = Database::open(bytes)?;
     let root = db
         .table_root("Packages")?

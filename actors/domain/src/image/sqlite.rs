@@ -16,6 +16,9 @@
 /// The deepest table b-tree accepted; a real one of 64 MiB is 4 or 5 levels deep.
 const MAX_DEPTH: usize = 32;
 
+/// Called with each row's rowid and record payload; an error stops the scan.
+pub(crate) type Visit<'v> = dyn FnMut(i64, &[u8]) -> Result<(), String> + 'v;
+
 /// One column value of a record; text and blobs borrow from the row's payload.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value<'a> {
@@ -106,11 +109,7 @@ impl<'a> Database<'a> {
 
     /// Calls `visit` with the rowid and record payload of every row of the table b-tree
     /// rooted at `root`, in rowid order. An error from `visit` stops the scan.
-    pub(crate) fn scan(
-        &self,
-        root: u32,
-        visit: &mut dyn FnMut(i64, &[u8]) -> Result<(), String>,
-    ) -> Result<(), String> {
+    pub(crate) fn scan(&self, root: u32, visit: &mut Visit<'_>) -> Result<(), String> {
         let mut seen = vec![false; self.pages as usize + 1];
         self.visit_page(root, 0, &mut seen, visit)
     }
@@ -134,7 +133,7 @@ impl<'a> Database<'a> {
         n: u32,
         depth: usize,
         seen: &mut [bool],
-        visit: &mut dyn FnMut(i64, &[u8]) -> Result<(), String>,
+        visit: &mut Visit<'_>,
     ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(format!("table b-tree deeper than {MAX_DEPTH} at page {n}"));
