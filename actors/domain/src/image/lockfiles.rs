@@ -734,6 +734,55 @@ replace (
     }
 
     #[test]
+    fn cargo_and_go_packages_are_cyclonedx_libraries() {
+        let mut fs = RootFs::default();
+        fs.insert(
+            "app/Cargo.lock",
+            b"[[package]]\nname = \"zstd-sys\"\nversion = \"2.0.9+zstd.1.5.5\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n".to_vec(),
+            0,
+        );
+        fs.insert(
+            "app/go.mod",
+            b"module example.com/app\n\nrequire golang.org/x/text v0.14.0\n".to_vec(),
+            0,
+        );
+        let inv = analyze(&fs);
+        let doc = crate::image::cyclonedx::document(&crate::image::Image::of_rootfs(fs), &inv);
+        let components = doc["components"].as_array().expect("components");
+        let summary: Vec<(String, String, String, String)> = components
+            .iter()
+            .map(|c| {
+                let ty = c["properties"]
+                    .as_array()
+                    .expect("properties")
+                    .iter()
+                    .find(|p| p["name"] == "stella:package:type")
+                    .and_then(|p| p["value"].as_str())
+                    .unwrap_or_default();
+                let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                (s("type"), ty.to_owned(), s("name"), s("purl"))
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "library".to_owned(),
+                    "cargo".to_owned(),
+                    "zstd-sys".to_owned(),
+                    "pkg:cargo/zstd-sys@2.0.9%2Bzstd.1.5.5".to_owned()
+                ),
+                (
+                    "library".to_owned(),
+                    "golang".to_owned(),
+                    "golang.org/x/text".to_owned(),
+                    "pkg:golang/golang.org/x/text@v0.14.0".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_malformed_manifest_is_skipped_with_why() {
         let inv = inventory(&[
             ("a/go.mod", "module x\nrequire github.com/a/b\n"),
