@@ -1,7 +1,8 @@
 //! The first analyzers: the distribution from `etc/os-release`, Debian/Ubuntu packages
 //! from `var/lib/dpkg/status` and `status.d/` (distroless), Alpine packages from
 //! `lib/apk/db/installed`, npm packages from `package-lock.json` (v2/v3) and installed
-//! `node_modules/*/package.json`, Python distributions from `*.dist-info/METADATA`.
+//! `node_modules/*/package.json`, Python distributions from `*.dist-info/METADATA`; RPM
+//! packages in [`super::rpm`], lockfiles and manifests in [`super::lockfiles`].
 //!
 //! A file an analyzer cannot read does not fail the image: it is listed in
 //! [`Inventory::skipped`] with the reason. Versions are kept as written (a dpkg version
@@ -29,6 +30,11 @@ pub enum PackageType {
     Apk,
     Npm,
     Pypi,
+    Rpm,
+    /// A crate from crates.io.
+    Cargo,
+    /// A Go module.
+    Golang,
 }
 
 /// One installed package.
@@ -85,6 +91,17 @@ pub fn analyze(fs: &RootFs) -> Inventory {
             npm_installed(bytes)
         } else if base == "METADATA" {
             python(bytes)
+        } else if let Some(read) = super::rpm::RPMDB_PATHS
+            .contains(&path.as_str())
+            .then(|| super::rpm::rpmdb(bytes, inv.distro.as_ref()))
+            .or_else(|| super::lockfiles::read(base, bytes))
+        {
+            // Entries of a readable file that were left out, each with why.
+            read.map(|(found, notes)| {
+                inv.skipped
+                    .extend(notes.into_iter().map(|n| (path.clone(), n)));
+                found
+            })
         } else {
             continue;
         };
@@ -101,13 +118,13 @@ pub fn analyze(fs: &RootFs) -> Inventory {
 }
 
 /// A package before it is placed at its file.
-struct Found {
-    ty: PackageType,
-    name: String,
-    version: String,
-    arch: Option<String>,
-    source: Option<String>,
-    purl: Purl,
+pub(super) struct Found {
+    pub(super) ty: PackageType,
+    pub(super) name: String,
+    pub(super) version: String,
+    pub(super) arch: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) purl: Purl,
 }
 
 impl Found {
@@ -125,7 +142,7 @@ impl Found {
     }
 }
 
-fn text(bytes: &[u8]) -> Result<&str, String> {
+pub(super) fn text(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
 }
 
@@ -180,7 +197,7 @@ fn field<'a>(p: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn purl(
+pub(super) fn purl(
     ty: &str,
     ns: Option<&str>,
     name: &str,
@@ -256,7 +273,7 @@ fn apk(bytes: &[u8], distro: Option<&Distro>) -> Result<Vec<Found>, String> {
     Ok(out)
 }
 
-fn npm(name: &str, version: &str) -> Result<Found, String> {
+pub(super) fn npm(name: &str, version: &str) -> Result<Found, String> {
     let (ns, short) = match name.split_once('/') {
         Some((scope, n)) if scope.starts_with('@') => (Some(scope), n),
         _ => (None, name),
@@ -272,11 +289,12 @@ fn npm(name: &str, version: &str) -> Result<Found, String> {
 }
 
 /// `package-lock.json` v2/v3: every `packages` entry under a `node_modules/` folder
-/// (links to workspace folders and the root project are not installed packages).
+/// (links to workspace folders and the root project are not installed packages); v1 has
+/// only the `dependencies` tree ([`super::lockfiles`]).
 fn npm_lock(bytes: &[u8]) -> Result<Vec<Found>, String> {
     let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let Some(packages) = doc.get("packages").and_then(|p| p.as_object()) else {
-        return Err("lockfileVersion 1 (no `packages`) is not read".to_owned());
+        return super::lockfiles::npm_lock_v1(&doc);
     };
     let mut out = Vec::new();
     for (key, entry) in packages {
@@ -310,7 +328,8 @@ fn npm_installed(bytes: &[u8]) -> Result<Vec<Found>, String> {
 }
 
 /// Core metadata (`*.dist-info/METADATA`): the `Name` and `Version` headers. The purl
-/// name is normalized as the purl spec says for `pypi` (lowercase, `_` as `-`).
+/// name is normalized as the purl spec says for `pypi` (PEP 503: lowercase, each run of
+/// `-`, `_` and `.` one `-`).
 fn python(bytes: &[u8]) -> Result<Vec<Found>, String> {
     let text = String::from_utf8_lossy(bytes);
     let headers = paragraphs(&text, ':');
@@ -318,7 +337,7 @@ fn python(bytes: &[u8]) -> Result<Vec<Found>, String> {
     let (Some(name), Some(version)) = (field(first, "Name"), field(first, "Version")) else {
         return Err("METADATA without Name and Version".to_owned());
     };
-    let normalized = name.to_lowercase().replace(['_', '.'], "-");
+    let normalized = super::lockfiles::pypi_name(name);
     Ok(vec![Found {
         ty: PackageType::Pypi,
         name: name.to_owned(),
@@ -485,8 +504,8 @@ Version: 1:1.47.0-2
         assert_eq!(evidence[0], "app/node_modules/@scope/name/package.json");
         assert_eq!(evidence[1], "app/package-lock.json");
         assert_eq!(inv.packages[0].name, "@scope/name");
-        assert_eq!(inv.skipped.len(), 1);
-        assert_eq!(inv.skipped[0].0, "old/package-lock.json");
+        // A v1 lockfile is read too; this one's empty tree lists nothing.
+        assert_eq!(inv.skipped, []);
     }
 
     #[test]

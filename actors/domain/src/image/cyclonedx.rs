@@ -43,6 +43,9 @@ fn ty(t: PackageType) -> &'static str {
         PackageType::Apk => "apk",
         PackageType::Npm => "npm",
         PackageType::Pypi => "pypi",
+        PackageType::Rpm => "rpm",
+        PackageType::Cargo => "cargo",
+        PackageType::Golang => "golang",
     }
 }
 

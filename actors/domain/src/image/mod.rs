@@ -14,15 +14,23 @@
 //! - [`layout`]: an OCI image layout directory, read blob by blob with the same checks;
 //! - [`rootfs`]: one layer's kept files and whiteouts, and the layers applied in order;
 //! - [`analyzers`]: `etc/os-release`, dpkg, apk, npm and Python packages with purls;
+//! - [`rpm`]: RPM packages from `rpmdb.sqlite`, read by [`sqlite`] (a read-only reader of
+//!   the SQLite file format);
+//! - [`lockfiles`]: `poetry.lock`, `requirements*.txt`, npm lockfile v1, `Cargo.lock`,
+//!   `go.mod`;
 //! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document;
-//! - [`spdx`]: the inventory as an SPDX 2.3 JSON document.
+//! - [`spdx`]: the inventory as an SPDX 2.3 JSON document;
+//! - [`summary`]: what an image holds, in brief.
 
 pub mod analyzers;
 pub mod archive;
 pub mod cyclonedx;
 pub mod layout;
+pub mod lockfiles;
 pub mod rootfs;
+pub mod rpm;
 pub mod spdx;
+pub mod sqlite;
 pub mod summary;
 
 pub use analyzers::{analyze, Distro, Inventory, Package, PackageType};

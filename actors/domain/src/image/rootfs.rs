@@ -126,7 +126,9 @@ pub fn wanted(path: &str) -> bool {
         "var/lib/dpkg/status"
         | "lib/apk/db/installed"
         | "etc/os-release"
-        | "usr/lib/os-release" => return true,
+        | "usr/lib/os-release"
+        | "var/lib/rpm/rpmdb.sqlite"
+        | "usr/lib/sysimage/rpm/rpmdb.sqlite" => return true,
         _ => {}
     }
     if path.starts_with("var/lib/dpkg/status.d/") && n == 5 && !base.ends_with(".md5sums") {
@@ -139,7 +141,12 @@ pub fn wanted(path: &str) -> bool {
                 || (n >= 4 && parts[n - 4] == "node_modules" && parts[n - 3].starts_with('@'))
         }
         "METADATA" => parent.ends_with(".dist-info"),
-        _ => false,
+        "poetry.lock" => true,
+        // Not the lockfiles and manifests of the dependencies themselves, unpacked in
+        // Cargo's and Go's download caches.
+        "Cargo.lock" => !path.contains("cargo/registry/") && !path.contains("cargo/git/"),
+        "go.mod" => !path.contains("pkg/mod/"),
+        b => super::lockfiles::is_requirements(b),
     }
 }
 

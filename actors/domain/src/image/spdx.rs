@@ -36,6 +36,9 @@ fn found_by(t: PackageType) -> &'static str {
         PackageType::Apk => "the apk database",
         PackageType::Npm => "npm package metadata",
         PackageType::Pypi => "Python package metadata",
+        PackageType::Rpm => "the rpm database",
+        PackageType::Cargo => "Cargo metadata",
+        PackageType::Golang => "Go module metadata",
     }
 }
 
