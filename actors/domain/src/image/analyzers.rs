@@ -29,6 +29,12 @@ pub enum PackageType {
     Apk,
     Npm,
     Pypi,
+    /// A Go module: from a binary's build info or a `go.mod` ([`super::binary`]).
+    Golang,
+    /// A crates.io crate: from a binary's `cargo auditable` data.
+    Cargo,
+    /// A Maven artifact: from a Java archive's `pom.properties` or manifest.
+    Maven,
 }
 
 /// One installed package.
@@ -95,6 +101,7 @@ pub fn analyze(fs: &RootFs) -> Inventory {
             Err(reason) => inv.skipped.push((path.clone(), reason)),
         }
     }
+    super::binary::analyze_into(fs, &mut inv);
     inv.packages
         .sort_by(|a, b| (a.purl.as_str(), &a.evidence).cmp(&(b.purl.as_str(), &b.evidence)));
     inv

@@ -12,10 +12,13 @@
 //!   config and per-layer digests, every digest checked against the bytes;
 //! - [`rootfs`]: one layer's kept files and whiteouts, and the layers applied in order;
 //! - [`analyzers`]: `etc/os-release`, dpkg, apk, npm and Python packages with purls;
+//! - [`binary`]: Go and Rust binaries and Java archives, probed as the layers stream and
+//!   kept as small derived records, never whole;
 //! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document.
 
 pub mod analyzers;
 pub mod archive;
+pub mod binary;
 pub mod cyclonedx;
 pub mod rootfs;
 
@@ -33,7 +36,8 @@ pub struct Limits {
     /// Path components of one entry.
     pub max_depth: usize,
     /// Size of one file Stella keeps in memory (a package database, a manifest, a JSON
-    /// blob of the archive).
+    /// blob of the archive), of one binary or archive read to derive its packages (a
+    /// larger one is skipped, with the reason), and of what is inflated from it.
     pub max_file_bytes: u64,
     /// Layers of one image.
     pub max_layers: usize,

@@ -5,6 +5,19 @@
 /// The first bytes of every ELF file.
 pub(crate) const MAGIC: &[u8; 4] = b"\x7fELF";
 
+/// Whether the file has a section header table at all (`sstrip` removes it).
+pub(crate) fn has_section_headers(bytes: &[u8]) -> bool {
+    let Ok(r) = Reader::new(bytes) else {
+        return false;
+    };
+    let (shoff, shnum) = if r.wide {
+        (r.u64(0x28), r.u16(0x3c))
+    } else {
+        (r.u32(0x20).map(u64::from), r.u16(0x30))
+    };
+    matches!((shoff, shnum), (Ok(o), Ok(n)) if o != 0 && n != 0)
+}
+
 /// The bytes of the section named `name`, `Ok(None)` when the file has no such section
 /// (or no section headers at all, as after `sstrip`), an error when the headers point
 /// outside the file.

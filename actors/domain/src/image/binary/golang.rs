@@ -43,6 +43,10 @@ pub struct BuildInfo {
 pub(crate) fn buildinfo(bytes: &[u8]) -> Result<Option<BuildInfo>, String> {
     let data = match elf::section(bytes, ".go.buildinfo") {
         Ok(Some(section)) => section,
+        // The Go linker always writes the section: a binary with section headers but
+        // without it is no Go binary (it may still hold the magic as a constant, as any
+        // tool that reads Go binaries does).
+        Ok(None) if elf::has_section_headers(bytes) => return Ok(None),
         // No section headers (stripped with `sstrip`) or unreadable ones: the header is
         // 16-byte aligned in the data segment, as Go's own `debug/buildinfo` assumes.
         Ok(None) | Err(_) => match find_aligned(bytes) {
@@ -377,15 +381,26 @@ mod tests {
                 ("stdlib", "1.23.4"),
             ]
         );
-        // Without section headers the header is found by its magic.
-        let mut stripped = vec![0u8; 64];
-        stripped.extend(section("go1.22.1", MODINFO));
+        // Without section headers (`sstrip`) the header is found by its magic.
+        let mut stripped = elf::build(&[
+            (".data", &[0; 16]),
+            (".go.buildinfo", &section("go1.22.1", MODINFO)),
+        ]);
+        stripped[0x28..0x30].fill(0);
+        assert!(!elf::has_section_headers(&stripped));
         assert_eq!(
             buildinfo(&stripped).unwrap().unwrap().go_version,
             "go1.22.1"
         );
-        // An ELF file with no build info is no Go binary.
+        // An ELF file with no build info is no Go binary, even when it holds the magic as
+        // a constant (as a tool that reads Go binaries does).
         assert_eq!(buildinfo(&elf::build(&[(".text", b"\x90")])).unwrap(), None);
+        let mut reader = vec![0u8; 16];
+        reader.extend(MAGIC);
+        assert_eq!(
+            buildinfo(&elf::build(&[(".rodata", &reader)])).unwrap(),
+            None
+        );
     }
 
     #[test]
