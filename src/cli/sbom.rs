@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use stella_domain::image::rootfs::wanted;
+use stella_domain::image::rootfs::{keep_file, wanted};
 use stella_domain::image::{
     analyze, cyclonedx, read_path, spdx, Image, Limits, RootFs, Summary,
 };
@@ -75,7 +75,8 @@ pub(crate) fn image_sbom(
 /// The files of the root filesystem at `dir` that analyzers read, within the caps an
 /// image has: regular files only (a symbolic link is not followed: it may lead out of
 /// the root), and only on `dir`'s own file system (`/proc` and other mounts are not
-/// walked).
+/// walked). Each file is kept as an image layer would keep it ([`keep_file`]: package
+/// databases whole, binaries and Java archives as what was derived from them).
 pub(crate) fn read_rootfs(dir: &Path) -> anyhow::Result<Image> {
     use std::os::unix::fs::MetadataExt as _;
     let limits = Limits::default();
@@ -113,15 +114,20 @@ pub(crate) fn read_rootfs(dir: &Path) -> anyhow::Result<Image> {
                     limits.max_depth
                 );
                 stack.push((entry.path(), child, depth + 1));
-            } else if meta.is_file() && wanted(&child) {
-                anyhow::ensure!(
-                    meta.len() <= limits.max_file_bytes,
-                    "{child} is larger than {} bytes (max_file_bytes)",
-                    limits.max_file_bytes
-                );
-                let bytes = std::fs::read(entry.path())
-                    .with_context(|| format!("cannot read {}", entry.path().display()))?;
-                fs.insert(&child, bytes, 0);
+            } else if meta.is_file() {
+                let file = match std::fs::File::open(entry.path()) {
+                    Ok(f) => f,
+                    // Only a file an analyzer reads by name must be readable; any other
+                    // is probed when it can be.
+                    Err(_) if !wanted(&child) => continue,
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context(format!("cannot read {}", entry.path().display())))
+                    }
+                };
+                if let Some(node) = keep_file(&child, meta.len(), file, &limits)? {
+                    fs.insert_node(&child, node, 0);
+                }
             }
         }
     }

@@ -30,11 +30,14 @@ pub enum PackageType {
     Apk,
     Npm,
     Pypi,
+    /// An RPM package, from the rpm database (`rpmdb.sqlite`).
     Rpm,
-    /// A crate from crates.io.
-    Cargo,
-    /// A Go module.
+    /// A Go module: from a binary's build info or a `go.mod`.
     Golang,
+    /// A crates.io crate: from a binary's `cargo auditable` data or a `Cargo.lock`.
+    Cargo,
+    /// A Maven artifact: from a Java archive's `pom.properties` or manifest.
+    Maven,
 }
 
 /// One installed package.
@@ -112,6 +115,7 @@ pub fn analyze(fs: &RootFs) -> Inventory {
             Err(reason) => inv.skipped.push((path.clone(), reason)),
         }
     }
+    super::binary::analyze_into(fs, &mut inv);
     inv.packages
         .sort_by(|a, b| (a.purl.as_str(), &a.evidence).cmp(&(b.purl.as_str(), &b.evidence)));
     inv

@@ -85,8 +85,16 @@ impl Image {
         for (path, entry) in rootfs.entries() {
             hasher.update(path.as_bytes());
             hasher.update([0]);
-            if let super::rootfs::Node::File(bytes) = &entry.node {
-                hasher.update(hex::encode(Sha256::digest(bytes)).as_bytes());
+            match &entry.node {
+                super::rootfs::Node::File(bytes) => {
+                    hasher.update(hex::encode(Sha256::digest(bytes)).as_bytes());
+                }
+                // What was derived from a binary stands for its bytes.
+                super::rootfs::Node::Derived(d) => {
+                    let record = serde_json::to_vec(d).unwrap_or_default();
+                    hasher.update(hex::encode(Sha256::digest(&record)).as_bytes());
+                }
+                super::rootfs::Node::Symlink(_) => {}
             }
             hasher.update(b"\n");
         }

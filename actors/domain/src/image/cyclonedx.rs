@@ -44,8 +44,9 @@ fn ty(t: PackageType) -> &'static str {
         PackageType::Npm => "npm",
         PackageType::Pypi => "pypi",
         PackageType::Rpm => "rpm",
-        PackageType::Cargo => "cargo",
         PackageType::Golang => "golang",
+        PackageType::Cargo => "cargo",
+        PackageType::Maven => "maven",
     }
 }
 
@@ -53,6 +54,7 @@ fn component(occurrences: &[&Package], image: &Image) -> Value {
     let p = occurrences[0];
     let (group, name) = match (p.ty, p.name.split_once('/')) {
         (PackageType::Npm, Some((scope, n))) if scope.starts_with('@') => (Some(scope), n),
+        (PackageType::Maven, _) => (p.purl.namespace(), p.name.as_str()),
         _ => (None, p.name.as_str()),
     };
     let mut props = vec![prop("stella:package:type", ty(p.ty))];

@@ -18,12 +18,15 @@
 //!   the SQLite file format);
 //! - [`lockfiles`]: `poetry.lock`, `requirements*.txt`, npm lockfile v1, `Cargo.lock`,
 //!   `go.mod`;
+//! - [`binary`]: Go and Rust binaries and Java archives, probed as the layers stream and
+//!   kept as small derived records, never whole;
 //! - [`cyclonedx`]: the inventory as a CycloneDX 1.5 JSON document;
 //! - [`spdx`]: the inventory as an SPDX 2.3 JSON document;
 //! - [`summary`]: what an image holds, in brief.
 
 pub mod analyzers;
 pub mod archive;
+pub mod binary;
 pub mod cyclonedx;
 pub mod layout;
 pub mod lockfiles;
@@ -49,7 +52,8 @@ pub struct Limits {
     /// Path components of one entry.
     pub max_depth: usize,
     /// Size of one file Stella keeps in memory (a package database, a manifest, a JSON
-    /// blob of the archive).
+    /// blob of the archive), of one binary or archive read to derive its packages (a
+    /// larger one is skipped, with the reason), and of what is inflated from it.
     pub max_file_bytes: u64,
     /// Layers of one image.
     pub max_layers: usize,

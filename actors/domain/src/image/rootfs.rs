@@ -6,10 +6,15 @@
 //! [`wanted`] accepts are kept; symbolic links among them are kept as links and resolved
 //! when read (`etc/os-release` is usually `../usr/lib/os-release`), hard links are copied
 //! from their target when the target was kept. Directory symlinks are not followed.
+//!
+//! Binaries and archives are not kept whole: [`keep_file`] probes every regular file
+//! (see [`super::binary`]) and keeps a small derived record in place of such a file's
+//! bytes, under its path, so whiteouts and later layers treat it as any other file.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use super::binary::{self, Derived};
 use super::{Cap, ImageError, Limits};
 
 /// Tallies shared by every layer of one image.
@@ -18,11 +23,13 @@ pub(crate) struct Budget {
     pub(crate) entries: u64,
 }
 
-/// A kept file: its content, or the target of a symbolic link (a path from the root).
+/// A kept file: its content, the target of a symbolic link (a path from the root), or
+/// what was derived from a binary or archive in place of its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     File(Vec<u8>),
     Symlink(String),
+    Derived(Derived),
 }
 
 /// A kept file and the index of the layer it came from.
@@ -44,6 +51,9 @@ pub(crate) struct LayerDelta {
 enum LayerNode {
     Node(Node),
     Hardlink(String),
+    /// A hard link at a path no analyzer reads: kept when its target is a derived record
+    /// (a binary linked under a second name).
+    DerivedLink(String),
 }
 
 /// The files analyzers read, as the top layer sees them, keyed by path from the root
@@ -67,6 +77,7 @@ impl RootFs {
             match &self.files.get(&path)?.node {
                 Node::File(bytes) => return Some((bytes, self.files.get(&path)?.layer)),
                 Node::Symlink(target) => path = target.clone(),
+                Node::Derived(_) => return None,
             }
         }
         None
@@ -83,6 +94,12 @@ impl RootFs {
         );
     }
 
+    /// Adds a node as if a layer had it (for a root filesystem walked on disk with
+    /// [`keep_file`]).
+    pub fn insert_node(&mut self, path: &str, node: Node, layer: usize) {
+        self.files.insert(path.to_owned(), FsEntry { node, layer });
+    }
+
     /// Applies one layer on top of the ones applied before.
     pub(crate) fn apply(&mut self, layer: usize, delta: LayerDelta) {
         for dir in &delta.opaque {
@@ -97,6 +114,10 @@ impl RootFs {
                 LayerNode::Hardlink(target) => match self.files.get(&target) {
                     Some(e) => e.node.clone(),
                     None => continue,
+                },
+                LayerNode::DerivedLink(target) => match self.files.get(&target) {
+                    Some(e) if matches!(e.node, Node::Derived(_)) => e.node.clone(),
+                    _ => continue,
                 },
             };
             self.files.insert(path, FsEntry { node, layer });
@@ -145,9 +166,76 @@ pub fn wanted(path: &str) -> bool {
         // Not the lockfiles and manifests of the dependencies themselves, unpacked in
         // Cargo's and Go's download caches.
         "Cargo.lock" => !path.contains("cargo/registry/") && !path.contains("cargo/git/"),
-        "go.mod" => !path.contains("pkg/mod/"),
+        "go.mod" => {
+            !path.starts_with("pkg/mod/")
+                && !path.contains("/pkg/mod/")
+                && !path.starts_with("vendor/")
+                && !path.contains("/vendor/")
+        }
         b => super::lockfiles::is_requirements(b),
     }
+}
+
+/// What is kept of the regular file at `path` (`size` bytes, its content read from
+/// `reader`): its bytes when an analyzer reads it ([`wanted`]; over `max_file_bytes` the
+/// image is refused, as a package database cut short would be misread), a derived
+/// record when it is a binary or archive ([`binary::is_candidate`]; over
+/// `max_file_bytes` it is recorded as unreadable and the image goes on), else nothing.
+/// Only the first bytes of other files are read. One file at a time is held.
+pub fn keep_file<R: Read>(
+    path: &str,
+    size: u64,
+    mut reader: R,
+    limits: &Limits,
+) -> Result<Option<Node>, ImageError> {
+    let cap = limits.max_file_bytes;
+    if wanted(path) {
+        if size > cap {
+            return Err(ImageError::CapExceeded {
+                entry: path.to_owned(),
+                cap: Cap::FileBytes,
+                limit: cap,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        reader
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| ImageError::read(path, e))?;
+        if bytes.len() as u64 > cap {
+            return Err(ImageError::CapExceeded {
+                entry: path.to_owned(),
+                cap: Cap::FileBytes,
+                limit: cap,
+            });
+        }
+        return Ok(Some(Node::File(bytes)));
+    }
+    let mut bytes = Vec::with_capacity(4);
+    (&mut reader)
+        .take(4)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ImageError::read(path, e))?;
+    if !binary::is_candidate(path, &bytes) {
+        return Ok(None);
+    }
+    let too_large = || {
+        Some(Node::Derived(Derived::Unreadable(format!(
+            "larger than max_file_bytes ({cap}): not read"
+        ))))
+    };
+    if size > cap {
+        return Ok(too_large());
+    }
+    bytes.reserve(size as usize);
+    reader
+        .take(cap.saturating_add(1).saturating_sub(bytes.len() as u64))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ImageError::read(path, e))?;
+    if bytes.len() as u64 > cap {
+        return Ok(too_large());
+    }
+    Ok(binary::derive(path, &bytes, cap).map(Node::Derived))
 }
 
 /// Normalizes an entry's path to `a/b/c` (no `.`, no trailing `/`), refusing absolute
@@ -274,33 +362,27 @@ pub(crate) fn read_layer<R: Read>(
                         Ok(t) => t,
                         Err(_) => return Err(ImageError::LinkEscapes { entry: raw, target }),
                     };
-                    if wanted(&path) {
-                        // A hard link names an earlier entry of this layer or a lower one.
-                        let same_layer = delta.files.iter().rev().find_map(|(p, n)| match n {
-                            LayerNode::Node(n) if *p == resolved => Some(n.clone()),
-                            _ => None,
-                        });
-                        let node = match same_layer {
-                            Some(n) => LayerNode::Node(n),
-                            None => LayerNode::Hardlink(resolved),
-                        };
+                    // A hard link names an earlier entry of this layer or a lower one.
+                    let same_layer = delta.files.iter().rev().find_map(|(p, n)| match n {
+                        LayerNode::Node(n) if *p == resolved => Some(n.clone()),
+                        _ => None,
+                    });
+                    let node = match (wanted(&path), same_layer) {
+                        (true, Some(n)) => Some(LayerNode::Node(n)),
+                        (true, None) => Some(LayerNode::Hardlink(resolved)),
+                        (false, Some(n @ Node::Derived(_))) => Some(LayerNode::Node(n)),
+                        (false, Some(_)) => None,
+                        (false, None) => Some(LayerNode::DerivedLink(resolved)),
+                    };
+                    if let Some(node) = node {
                         delta.files.push((path, node));
                     }
                 }
-                T::Regular | T::Continuous if wanted(&path) => {
+                T::Regular | T::Continuous => {
                     let size = entry.size();
-                    if size > limits.max_file_bytes {
-                        return Err(ImageError::CapExceeded {
-                            entry: raw,
-                            cap: Cap::FileBytes,
-                            limit: limits.max_file_bytes,
-                        });
+                    if let Some(node) = keep_file(&path, size, &mut entry, limits)? {
+                        delta.files.push((path, LayerNode::Node(node)));
                     }
-                    let mut bytes = Vec::with_capacity(size as usize);
-                    entry
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| ImageError::read(&raw, e))?;
-                    delta.files.push((path, LayerNode::Node(Node::File(bytes))));
                 }
                 _ => {}
             }
