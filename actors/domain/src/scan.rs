@@ -693,8 +693,8 @@ pub fn seal(
         "inputs": inputs,
         "inputs_hash": inputs.hash(),
     });
-    let mut statement = crate::intoto::Statement::builder(VERDICT_PREDICATE)
-        .subject(sbom_name, sbom_digest);
+    let mut statement =
+        crate::intoto::Statement::builder(VERDICT_PREDICATE).subject(sbom_name, sbom_digest);
     if let Some(image) = image {
         if let Ok(digest) = crate::canonical::Digest::from_hex(image.digest_hex()) {
             statement = statement.subject(&image.name, &digest);
@@ -1031,7 +1031,15 @@ mod tests {
         let sealed = SealedVerdict::of(&verdict).unwrap();
         let one = seal(&sealed, &digests, "sbom.json", &sbom_digest, None, &key).unwrap();
         let again = SealedVerdict::of(&evaluate(&inputs, &below_fixed, &vex::generic_compare));
-        let two = seal(&again.unwrap(), &digests, "sbom.json", &sbom_digest, None, &key).unwrap();
+        let two = seal(
+            &again.unwrap(),
+            &digests,
+            "sbom.json",
+            &sbom_digest,
+            None,
+            &key,
+        )
+        .unwrap();
         assert_eq!(one.to_json(), two.to_json(), "byte-identical envelopes");
         let verified = crate::intoto::Statement::verify(&one, &[key.public_key().clone()]).unwrap();
         assert_eq!(verified.statement.predicate_type(), VERDICT_PREDICATE);

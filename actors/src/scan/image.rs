@@ -62,7 +62,11 @@ impl Intake {
     /// its digest): send the archive's chunks into the channel, dropping it at the end,
     /// while [`ImageIntake::run`] reads them (the channel holds [`CHANNEL_CHUNKS`]). A read
     /// error sent into the channel fails the intake with it.
-    pub fn image_upload(&self, tenant: TenantId, name: Option<String>) -> (ImageChunks, ImageIntake) {
+    pub fn image_upload(
+        &self,
+        tenant: TenantId,
+        name: Option<String>,
+    ) -> (ImageChunks, ImageIntake) {
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let intake = ImageIntake {
             intake: self.clone(),
@@ -75,6 +79,7 @@ impl Intake {
 }
 
 /// One image upload being read (see [`Intake::image_upload`]).
+#[derive(Debug)]
 pub struct ImageIntake {
     intake: Intake,
     rx: mpsc::Receiver<std::io::Result<Bytes>>,
@@ -104,9 +109,9 @@ impl ImageIntake {
             let summary = Summary::of(&image, &inventory);
             let sbom = serde_json::to_vec_pretty(&image::cyclonedx::document(&image, &inventory))
                 .map_err(|err| ImageError::Read {
-                    entry: "sbom".into(),
-                    reason: err.to_string(),
-                })?;
+                entry: "sbom".into(),
+                reason: err.to_string(),
+            })?;
             Ok::<_, ImageError>((upload.spool, summary, sbom))
         });
         let (spool, summary, sbom) = read

@@ -84,7 +84,13 @@ fn is_tar(req: &HttpRequest) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .is_some_and(|v| {
             v == "application/x-tar"
                 || v == "application/octet-stream"
@@ -129,7 +135,9 @@ pub(crate) async fn upload(
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "image-too-large",
-            format!("the image archive is larger than the limit of {max} bytes (api.max_image_bytes)"),
+            format!(
+                "the image archive is larger than the limit of {max} bytes (api.max_image_bytes)"
+            ),
         )
     };
     let declared = req
@@ -165,7 +173,9 @@ pub(crate) async fn upload(
                 Ok(None) => return Ok(()),
                 Ok(Some(Err(err))) => {
                     let _ = tx
-                        .send(Err(std::io::Error::other(format!("reading the upload: {err}"))))
+                        .send(Err(std::io::Error::other(format!(
+                            "reading the upload: {err}"
+                        ))))
                         .await;
                     return Err(Problem::bad_request(format!("reading the upload: {err}")));
                 }
@@ -174,7 +184,9 @@ pub(crate) async fn upload(
             received += chunk.len() as u64;
             if received > max {
                 let _ = tx
-                    .send(Err(std::io::Error::other("the image is over api.max_image_bytes")))
+                    .send(Err(std::io::Error::other(
+                        "the image is over api.max_image_bytes",
+                    )))
                     .await;
                 return Err(too_large());
             }

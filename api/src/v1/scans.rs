@@ -124,10 +124,10 @@ async fn status_of(ctx: &Context, tenant: &TenantId, id: &JobId) -> ApiResult<Op
     Ok(ctx.store.tenant(tenant).scans().status(id).await?)
 }
 
-fn view(job: Job, status: Option<ScanStatus>) -> ApiResult<ScanView> {
+fn view(job: Job, stored: Option<ScanStatus>) -> ApiResult<ScanView> {
     let params: ScanParams = serde_json::from_value(job.params.clone())
         .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?;
-    let (scan, sbom_summary, image) = match status {
+    let (scan, sbom_summary, image) = match stored {
         Some(s) => (Some(s.scan), s.sbom_summary, s.image),
         None => (None, None, None),
     };

@@ -84,11 +84,9 @@ impl Run for Scan {
                 crate::cli::sbom::image_sbom(path, crate::cli::sbom::SbomFormat::Cyclonedx),
             )?,
             (Some(path), _) => std::fs::read(path).map_err(|err| unreadable(path, err))?,
-            (None, Some(dir)) => made_here(
-                crate::cli::sbom::read_rootfs(dir).map(|image| {
-                    crate::cli::sbom::sbom_of(&image, crate::cli::sbom::SbomFormat::Cyclonedx)
-                }),
-            )?,
+            (None, Some(dir)) => made_here(crate::cli::sbom::read_rootfs(dir).map(|image| {
+                crate::cli::sbom::sbom_of(&image, crate::cli::sbom::SbomFormat::Cyclonedx)
+            }))?,
             (None, None) => Vec::new(),
         };
         let accepted = client.post_bytes("/scans", &query, "application/json", bytes)?;

@@ -40,6 +40,7 @@ pub use exports::{
 pub(crate) use generations::bump_generation;
 pub use generations::generation;
 pub use idempotency::Idempotency;
+pub use images::{ImageRecord, Images};
 pub(crate) use jobs::{get_jobs, insert_jobs, JobKey};
 pub use jobs::{
     Job, JobChange, JobEvent, JobFilter, JobState, Jobs, NewJob, NewMessage, NewTenantJob,
@@ -64,10 +65,8 @@ pub use rollouts::{
     Packs, RolloutRecord, RolloutTenantRecord, RolloutTransition, Rollouts, ShadowRecord,
     SCHEDULER_IDENTITY,
 };
-pub use images::{ImageRecord, Images};
 pub use scans::{
-    FindingRecord, FindingRow, NewFinding, SbomRecord, ScanRecord, ScanStatus, Scans,
-    VerdictRecord,
+    FindingRecord, FindingRow, NewFinding, SbomRecord, ScanRecord, ScanStatus, Scans, VerdictRecord,
 };
 pub use schedules::{
     Applied, EndedRunTarget, ImpactedTarget, Lease, NewRun, RunRecord, RunTargetRecord, RunUpdate,

@@ -268,7 +268,9 @@ impl Scans<'_> {
         let text = |column: &str| -> Result<Option<Value>> {
             let text: Option<String> = row.try_get(column).map_err(self.err("scan summary"))?;
             // JSON `null` reads back as the text "null" from PostgreSQL.
-            Ok(text.and_then(|t| serde_json::from_str(&t).ok()).filter(|v: &Value| !v.is_null()))
+            Ok(text
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .filter(|v: &Value| !v.is_null()))
         };
         Ok(Some(ScanStatus {
             sbom_summary: text("sbom_summary")?,

@@ -453,6 +453,10 @@ mod tests {
     #[test]
     fn skopeo_layouts_of_a_docker_archive_read_as_the_archive() {
         if Command::new("skopeo").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("STELLA_TEST_SERVICES").is_none(),
+                "skopeo must be on the PATH with the services (ops/services.sh up)"
+            );
             eprintln!("no skopeo on the PATH: skipped");
             return;
         }

@@ -119,7 +119,8 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    pub(crate) fn read(entry: &str, e: std::io::Error) -> Self {
+    /// A read error of `entry`, or the cap an inner reader hit.
+    pub fn read(entry: &str, e: std::io::Error) -> Self {
         // A cap hit deep inside a decompressor comes back as an I/O error carrying it.
         if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ImageError>()) {
             return inner.clone();

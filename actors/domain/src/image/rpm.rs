@@ -466,6 +466,10 @@ mod tests {
                 .is_ok_and(|o| o.status.success())
         };
         if !on_path("rpm") || !on_path("rpmbuild") {
+            assert!(
+                std::env::var_os("STELLA_TEST_SERVICES").is_none(),
+                "rpm and rpmbuild must be on the PATH with the services (ops/services.sh up)"
+            );
             eprintln!("skipping: no rpm");
             return;
         }

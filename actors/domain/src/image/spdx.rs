@@ -39,6 +39,7 @@ fn found_by(t: PackageType) -> &'static str {
         PackageType::Rpm => "the rpm database",
         PackageType::Cargo => "Cargo metadata",
         PackageType::Golang => "Go module metadata",
+        PackageType::Maven => "Java archive metadata",
     }
 }
 

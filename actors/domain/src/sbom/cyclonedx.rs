@@ -28,8 +28,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 
 use super::{
-    component, inventory, reject, required, typed, Entry, ImageSubject, Sbom, SbomError,
-    SbomFormat,
+    component, inventory, reject, required, typed, Entry, ImageSubject, Sbom, SbomError, SbomFormat,
 };
 use crate::error::InputError;
 
@@ -119,17 +118,18 @@ impl Subject<'_> {
                 && h.content.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| h.content.to_ascii_lowercase())
         })?;
-        let props = |key: &str| {
+        let props = |key: &str| -> Vec<String> {
             self.properties
                 .iter()
-                .filter(move |p| p.name == key)
+                .filter(|p| p.name == key)
                 .filter_map(|p| p.value.as_deref().map(str::to_owned))
+                .collect()
         };
         Some(ImageSubject {
             name: name.to_owned(),
             digest: format!("sha256:{hex}"),
-            config_digest: props("stella:image:config-digest").next(),
-            layers: props("stella:image:layer").collect(),
+            config_digest: props("stella:image:config-digest").into_iter().next(),
+            layers: props("stella:image:layer"),
         })
     }
 }
@@ -210,11 +210,7 @@ pub(crate) fn parse(bytes: &[u8], max_components: usize) -> Result<Sbom, SbomErr
     let mut image = None;
     if let Some(meta) = bom.metadata.and_then(|m| m.component) {
         let path = "/metadata/component".to_owned();
-        let meta_image = meta
-            .component
-            .name
-            .as_deref()
-            .and_then(|n| meta.image(n));
+        let meta_image = meta.component.name.as_deref().and_then(|n| meta.image(n));
         let (entry, children) = check(meta.component, &path, &mut refs)?;
         image = meta_image;
         name = Some(entry.name.clone());

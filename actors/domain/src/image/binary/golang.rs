@@ -227,10 +227,6 @@ fn main_version(settings: &[(&str, &str)]) -> Option<String> {
     Some(format!("v0.0.0-{stamp}-{}", &rev[..12]))
 }
 
-fn unquote(w: &str) -> &str {
-    w.trim_matches(|c| c == '"' || c == '`')
-}
-
 /// The Go build info section as the linker writes it (inline format), for tests.
 #[cfg(test)]
 pub(crate) fn section(go_version: &str, modinfo: &str) -> Vec<u8> {
@@ -363,5 +359,4 @@ mod tests {
         long.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(buildinfo(&elf::build(&[(".go.buildinfo", &long)])).is_err());
     }
-
 }

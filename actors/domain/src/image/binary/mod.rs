@@ -490,12 +490,16 @@ mod tests {
         assert_eq!(ours.len(), 4, "{ours:?}");
     }
 
-    /// The syft binary named by `STELLA_SYFT`, or `None` (the test prints that it was
-    /// skipped).
+    /// The syft binary named by `STELLA_TEST_SYFT` (`ops/services.sh up` installs it), or
+    /// `None` (the test prints that it was skipped; with the services it fails).
     fn syft() -> Option<PathBuf> {
-        let p = std::env::var_os("STELLA_SYFT").map(PathBuf::from);
+        let p = std::env::var_os("STELLA_TEST_SYFT").map(PathBuf::from);
         if p.is_none() {
-            eprintln!("STELLA_SYFT is not set: the comparison with Syft is skipped");
+            assert!(
+                std::env::var_os("STELLA_TEST_SERVICES").is_none(),
+                "STELLA_TEST_SYFT must be set with the services"
+            );
+            eprintln!("STELLA_TEST_SYFT is not set: the comparison with Syft is skipped");
         }
         p
     }
