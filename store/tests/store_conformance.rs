@@ -104,6 +104,7 @@ conformance!(
     mirror_reads_follow_byte_order_and_generations,
     mirror_imports_move_forward_only_in_one_transaction,
     rollouts_move_by_compare_and_set_fenced_and_each_tenant_once,
+    images_are_per_tenant_and_scans_show_the_image_of_their_analysis,
 );
 
 async fn policy_versions_move_through_their_lifecycle_with_separated_duties(db: &TestDb) {
@@ -2189,4 +2190,99 @@ async fn rollouts_move_by_compare_and_set_fenced_and_each_tenant_once(db: &TestD
             .unwrap();
     assert_eq!(updates, 4, "two activations and two rollbacks");
     assert_eq!(rollouts.tenants(&next.id, None).await.unwrap().len(), 3);
+}
+
+async fn images_are_per_tenant_and_scans_show_the_image_of_their_analysis(db: &TestDb) {
+    use stella_store::repo::ImageRecord;
+    let store = &db.store;
+    with_tenants(store, &["acme", "globex"]).await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let image = |name: &str, sbom: &str, at: i64| ImageRecord {
+        digest: digest.clone(),
+        name: name.to_owned(),
+        format: "docker-archive".into(),
+        archive_sha256: "b".repeat(64),
+        archive_size: 1 << 33,
+        sbom_sha256: sbom.to_owned(),
+        summary: json!({"packages": 3, "package_types": {"deb": 3}}),
+        created_at: t0() + Duration::seconds(at),
+    };
+    let images = store.tenant(&acme).images();
+    images
+        .record(&image("app:1", &"c".repeat(64), 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        images.get(&digest).await.unwrap(),
+        image("app:1", &"c".repeat(64), 0)
+    );
+    // The same image again (a newer analyzer's SBOM) re-points the record.
+    images
+        .record(&image("app:2", &"d".repeat(64), 5))
+        .await
+        .unwrap();
+    let listed = images.list(10).await.unwrap();
+    assert_eq!(listed, [image("app:2", &"d".repeat(64), 5)]);
+    assert_eq!(listed[0].archive_size, 1 << 33, "sizes over 4 GiB survive");
+    // Another tenant sees nothing, and cannot read it by digest.
+    assert!(store
+        .tenant(&globex)
+        .images()
+        .list(10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        store.tenant(&globex).images().get(&digest).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A scan's status reads the image (and the summary) out of the stored analysis, and
+    // none where the analysis names no image.
+    let scans = store.tenant(&acme).scans();
+    let job = || async {
+        store
+            .tenant(&acme)
+            .jobs()
+            .submit(&noop_job(None), &[], t0())
+            .await
+            .unwrap()
+            .job
+            .id
+    };
+    let with_image = job().await;
+    let analysis = json!({
+        "summary": {"declared": 3},
+        "context": {"image": {"name": "app:2", "digest": digest, "layers": ["sha256:1"]}},
+        "components": []
+    });
+    scans
+        .record_analysis(
+            &with_image,
+            &"d".repeat(64),
+            "app:2",
+            t0(),
+            &analysis.to_string(),
+            t0(),
+        )
+        .await
+        .unwrap();
+    let status = scans.status(&with_image).await.unwrap().unwrap();
+    assert_eq!(status.image, Some(analysis["context"]["image"].clone()));
+    assert_eq!(status.sbom_summary, Some(json!({"declared": 3})));
+    let without = job().await;
+    let plain = json!({"summary": {"declared": 1}, "context": {"serial": null}, "components": []});
+    scans
+        .record_analysis(
+            &without,
+            &"e".repeat(64),
+            "sbom",
+            t0(),
+            &plain.to_string(),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scans.status(&without).await.unwrap().unwrap().image, None);
 }
