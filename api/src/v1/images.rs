@@ -15,9 +15,9 @@ use stella_actors::scan::IntakeError;
 use stella_store::repo::ImageRecord;
 use utoipa::{IntoParams, ToSchema};
 
-use super::Problems;
+use super::{BodyProblems, Problems};
 use crate::auth::Caller;
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Problem, ProblemBody};
 use crate::Context;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -107,11 +107,9 @@ fn is_tar(req: &HttpRequest) -> bool {
     operation_id = "upload_image",
     tag = "scans",
     params(UploadImageQuery),
-    request_body(content = Vec<u8>, description = "A `docker save` archive or an OCI image layout as a tar", content_type = "application/x-tar"),
-    responses((status = 201, body = ImageView), Problems,
-        (status = 413, description = "The archive is larger than `api.max_image_bytes`"),
-        (status = 415, description = "The body is not application/x-tar or application/octet-stream"),
-        (status = 422, description = "Not an image archive, or a hostile one (`invalid-image`)")),
+    request_body(content = Vec<u8>, description = "A `docker save` archive or an OCI image layout as a tar (also accepted as `application/x-tar`)", content_type = "application/octet-stream"),
+    responses((status = 201, body = ImageView), Problems, BodyProblems,
+        (status = 422, description = "Not an image archive, or a hostile one (`invalid-image`, naming the entry and the cap)", body = ProblemBody, content_type = "application/problem+json")),
     security(("bearer" = ["scans:write"]))
 )]
 #[post("/images")]
