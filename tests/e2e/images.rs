@@ -181,6 +181,61 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
         serde_json::from_slice(&std::fs::read(&sbom_path).unwrap()).unwrap();
     let got = stella_inventory(&sbom);
 
+    // Both formats pass their official validators: CycloneDX's strict 1.5 schema, and
+    // pyspdxtools for the SPDX 2.3 document of the same image.
+    let check = Command::new(&python)
+        .args([
+            "-c",
+            "import sys\nfrom cyclonedx.schema import SchemaVersion\n\
+             from cyclonedx.validation.json import JsonStrictValidator\n\
+             e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+             sys.exit(str(e) if e else 0)",
+        ])
+        .arg(&sbom_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let spdx_path = dir.path().join("image.spdx.json");
+    let output = stella(dir.path())
+        .args(["sbom", "--format", "spdx", "-o"])
+        .arg(&spdx_path)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let check = Command::new(Path::new(&python).with_file_name("pyspdxtools"))
+        .arg("-i")
+        .arg(&spdx_path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "pyspdxtools: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let spdx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spdx_path).unwrap()).unwrap();
+    let spdx_purls: BTreeSet<&str> = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["externalRefs"].as_array().into_iter().flatten())
+        .filter(|r| r["referenceType"] == "purl")
+        .filter_map(|r| r["referenceLocator"].as_str())
+        .collect();
+    for c in sbom["components"].as_array().unwrap() {
+        assert!(spdx_purls.contains(c["purl"].as_str().unwrap()), "{c}");
+    }
+
     // dpkg-query in that root: installed packages only.
     let admindir = root.join("var/lib/dpkg");
     let dpkg: BTreeSet<String> = lines(
