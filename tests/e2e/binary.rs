@@ -693,6 +693,17 @@ impl CliServer {
         self.command_as(&self.admin, args)
     }
 
+    /// The server process's peak resident memory so far (`VmHWM`), in bytes.
+    pub(crate) fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    }
+
     /// A client command with `token` instead of the administrator's.
     pub(crate) fn command_as(&self, token: &str, args: &[&str]) -> Command {
         let mut command = stella(self.dir.path());
