@@ -34,19 +34,22 @@ fn too_large(limit: usize) -> Problem {
     )
 }
 
+/// The request's media type without parameters, lower-cased (`application/json`).
+pub(crate) fn media_type(req: &HttpRequest) -> Option<String> {
+    let text = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        text.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 fn is_json(req: &HttpRequest) -> bool {
-    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+    let Some(essence) = media_type(req) else {
         return false;
     };
-    let Ok(text) = value.to_str() else {
-        return false;
-    };
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -137,7 +140,8 @@ async fn read_all(mut payload: Payload, limit: usize) -> Result<web::Bytes, Prob
     Ok(body.freeze())
 }
 
-fn declared_length(req: &HttpRequest) -> Option<u64> {
+/// The request's `Content-Length`, when it sends one that parses.
+pub(crate) fn declared_length(req: &HttpRequest) -> Option<u64> {
     req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())

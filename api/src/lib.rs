@@ -71,6 +71,10 @@ pub struct Context {
     pub export_destinations: stella_actors::export::Destinations,
     /// Shadow evaluations' metrics (`GET /policy/diff` records with source `diff`).
     pub shadow_metrics: stella_actors::rollout::ShadowMetrics,
+    /// Event streams open per tenant (`api.max_streams_per_tenant`).
+    pub streams: Arc<v1::streams::StreamCounts>,
+    /// Image uploads being read now (`api.max_concurrent_image_uploads`).
+    pub image_uploads: Arc<tokio::sync::Semaphore>,
     openapi_json: Arc<String>,
 }
 
@@ -103,6 +107,11 @@ impl Context {
         AuthFailures::spawn_logger(&auth_failures);
         Self {
             auth_failures,
+            streams: Arc::default(),
+            image_uploads: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(parts.settings.max_concurrent_image_uploads.max(1))
+                    .unwrap_or(usize::MAX),
+            )),
             access: Arc::new(AccessTable::from_openapi(&doc)),
             openapi_json: Arc::new(doc.to_string()),
             limiter: Arc::new(RateLimiter::new(

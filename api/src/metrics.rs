@@ -15,6 +15,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// Time to answer, by method and route template.
     pub http_seconds: HistogramVec,
+    /// Server-Sent Event streams open now, by stream (`job`, `events`).
+    pub open_streams: IntGaugeVec,
 }
 
 impl Metrics {
@@ -50,11 +52,20 @@ impl Metrics {
             &["method", "route"],
         )?;
         registry.register(Box::new(http_seconds.clone()))?;
+        let open_streams = IntGaugeVec::new(
+            Opts::new(
+                "stella_api_open_streams",
+                "Server-Sent Event streams open now, by stream (job, events)",
+            ),
+            &["stream"],
+        )?;
+        registry.register(Box::new(open_streams.clone()))?;
         Ok(Self {
             registry,
             dependency_up,
             http_requests,
             http_seconds,
+            open_streams,
         })
     }
 }

@@ -13,6 +13,9 @@ pub struct ApiSettings {
     /// Largest container image archive `POST /images` accepts (it is streamed to disk,
     /// never held in memory).
     pub max_image_bytes: u64,
+    /// Image uploads this process reads at once (each holds a blocking thread while its
+    /// body arrives); another is refused with 503 until one ends.
+    pub max_concurrent_image_uploads: u64,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
     /// Sustained requests per second each tenant may make (0: no limit).
@@ -28,6 +31,10 @@ pub struct ApiSettings {
     /// Whether tenant tokens may submit the diagnostic `noop` job kind through
     /// `POST /jobs` (administrators always may).
     pub tenant_noop_jobs: bool,
+    /// Seconds between heartbeats (`: heartbeat` comments) on an idle event stream.
+    pub stream_heartbeat_secs: u64,
+    /// Event streams one tenant may hold open at once; another is refused with 429.
+    pub max_streams_per_tenant: u64,
     /// Export runs one tenant may have queued or running at once; starting another is
     /// refused with 429 until one ends (0: no limit).
     pub max_export_runs_per_tenant: u64,
@@ -39,6 +46,7 @@ impl Default for ApiSettings {
             max_body_bytes: 50 * 1024 * 1024,
             max_sbom_components: 200_000,
             max_image_bytes: 8 << 30,
+            max_concurrent_image_uploads: 4,
             shutdown_timeout_secs: 5,
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
@@ -47,6 +55,8 @@ impl Default for ApiSettings {
             auth_failure_burst: 20,
             tenant_noop_jobs: false,
             max_export_runs_per_tenant: 4,
+            stream_heartbeat_secs: 15,
+            max_streams_per_tenant: 32,
         }
     }
 }

@@ -110,6 +110,11 @@ pub const KEYS: &[KeyDef] = &[
     ),
     key!("api.max_image_bytes", "STELLA_API_MAX_IMAGE_BYTES", Int),
     key!(
+        "api.max_concurrent_image_uploads",
+        "STELLA_API_MAX_CONCURRENT_IMAGE_UPLOADS",
+        Int
+    ),
+    key!(
         "api.shutdown_timeout_secs",
         "STELLA_API_SHUTDOWN_TIMEOUT_SECS",
         Int
@@ -136,6 +141,16 @@ pub const KEYS: &[KeyDef] = &[
         Int
     ),
     key!("api.tenant_noop_jobs", "STELLA_API_TENANT_NOOP_JOBS", Bool),
+    key!(
+        "api.stream_heartbeat_secs",
+        "STELLA_API_STREAM_HEARTBEAT_SECS",
+        Int
+    ),
+    key!(
+        "api.max_streams_per_tenant",
+        "STELLA_API_MAX_STREAMS_PER_TENANT",
+        Int
+    ),
     key!(
         "api.max_export_runs_per_tenant",
         "STELLA_API_MAX_EXPORT_RUNS_PER_TENANT",

@@ -693,6 +693,16 @@ impl CliServer {
         self.command_as(&self.admin, args)
     }
 
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The administrator token.
+    pub(crate) fn admin(&self) -> &str {
+        &self.admin
+    }
+
     /// The server process's peak resident memory so far (`VmHWM`), in bytes.
     pub(crate) fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.server.id())).unwrap();

@@ -513,22 +513,19 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
 #[test]
 fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
     use sha2::{Digest as _, Sha256};
-    let (Ok(status), Ok(query)) = (
-        std::fs::read("/var/lib/dpkg/status"),
-        Command::new("dpkg-query")
-            .args(["-W", "-f", "${Package}\n"])
-            .output(),
-    ) else {
-        println!("skipping: no dpkg on this machine");
-        return;
-    };
-    let packages = String::from_utf8(query.stdout).unwrap().lines().count();
+    // Two installed packages and one removed (its config files left): two in the SBOM.
+    let status = "Package: openssl\nStatus: install ok installed\nArchitecture: amd64\n\
+        Version: 3.0.11-1~deb12u2\n\nPackage: zlib1g\nStatus: install ok installed\n\
+        Architecture: amd64\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n\n\
+        Package: curl\nStatus: deinstall ok config-files\nArchitecture: amd64\n\
+        Version: 7.88.1-10\n";
+    let packages = 2;
     let server = CliServer::start_with_config("[api]\nmax_image_bytes = 100000000\n");
     let dir = &server.dir;
     let image = dir.path().join("image.tar");
     let archive = docker_archive(&[
-        ("etc/os-release", std::fs::read("/etc/os-release").unwrap()),
-        ("var/lib/dpkg/status", status),
+        ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n".to_vec()),
+        ("var/lib/dpkg/status", status.as_bytes().to_vec()),
     ]);
     std::fs::write(&image, &archive).unwrap();
     for tenant in ["acme", "globex"] {
@@ -605,7 +602,46 @@ fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
     assert_eq!(again["image"]["digest"], digest.as_str(), "{again}");
     assert_eq!(again["sbom_sha256"], uploaded["sbom_sha256"]);
 
-    // Another tenant cannot name acme's image.
+    // Another tenant cannot see acme's image, nor name it in a scan; an SBOM it made
+    // of the same archive (claiming the image's digest) is scanned, but its attestation
+    // names only the SBOM: Stella attests an image only where it made the SBOM of it.
+    let (code, _, err) = server.run(&["--tenant", "globex", "images", "get", &digest]);
+    assert_eq!(code, Some(4), "{err}");
+    let listed = server.ok(&["--output", "json", "--tenant", "globex", "images", "list"]);
+    assert_eq!(listed.trim(), "[]");
+    let forged: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "--output",
+        "json",
+        "--tenant",
+        "globex",
+        "scan",
+        image.to_str().unwrap(),
+        "--wait",
+    ]))
+    .unwrap();
+    assert_eq!(forged["image"]["digest"], digest.as_str(), "{forged}");
+    let forged_envelope = dir.path().join("forged.json");
+    server.ok(&[
+        "--tenant",
+        "globex",
+        "scans",
+        "attestation",
+        forged["id"].as_str().unwrap(),
+        "-o",
+        forged_envelope.to_str().unwrap(),
+    ]);
+    let forged_statement: serde_json::Value = serde_json::from_slice(
+        &stella_domain::dsse::Envelope::from_json(&std::fs::read(&forged_envelope).unwrap())
+            .unwrap()
+            .payload_unverified()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        forged_statement["subject"].as_array().unwrap().len(),
+        1,
+        "{forged_statement}"
+    );
     let (code, _, err) = server.run(&["--tenant", "globex", "scan", "--image", &digest]);
     assert_eq!(code, Some(4), "{err}");
     assert!(err.contains("not found"), "{err}");

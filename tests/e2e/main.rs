@@ -20,5 +20,6 @@ mod policy;
 mod scans;
 mod schedules;
 mod serve;
+mod streams;
 #[path = "../../actors/tests/support/webhook.rs"]
 mod webhook;

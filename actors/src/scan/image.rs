@@ -4,9 +4,10 @@
 //!
 //! The upload is read once: as its chunks arrive they are written to a spool file (hashed
 //! as they go) and, on the blocking pool, read by the image reader, which applies the
-//! layers and keeps only what the analyzers need. A hostile or malformed archive is
-//! refused before anything is stored; an accepted one is stored content-addressed (its
-//! spool becomes the object), then its SBOM, then the image's record.
+//! layers and keeps only what the analyzers need. A hostile, malformed or truncated
+//! archive is refused before anything is stored; an accepted one's SBOM is stored first
+//! (it may still be refused: too many components), then the archive content-addressed
+//! (its spool becomes the object), then the image's record.
 
 use std::io::Read;
 
@@ -22,8 +23,21 @@ use super::{Intake, IntakeError};
 /// Chunks in flight between the upload and the image reader.
 const CHANNEL_CHUNKS: usize = 16;
 
-/// An upload on its way to [`Intake::store_image`]: send its chunks, then drop it.
-pub type ImageChunks = mpsc::Sender<std::io::Result<Bytes>>;
+/// What the upload sends the image reader.
+#[derive(Debug)]
+pub enum Chunk {
+    /// The next bytes of the archive.
+    Data(Bytes),
+    /// The body arrived whole: the only way an upload is complete. A channel closed
+    /// without it (a timeout, a dropped connection) fails the intake, so a truncated
+    /// archive that happens to end at a tar block is never taken for a whole one.
+    End,
+    /// The body could not be read (why).
+    Failed(std::io::Error),
+}
+
+/// An upload on its way to [`ImageIntake::run`]: send its chunks, then [`Chunk::End`].
+pub type ImageChunks = mpsc::Sender<Chunk>;
 
 /// A stored image: its record (digest, archive, SBOM) and what was found in it.
 #[derive(Debug, Clone)]
@@ -34,27 +48,42 @@ pub struct StoredImage {
 
 /// The upload's chunks as a blocking [`Read`], each byte also written to the spool.
 struct Upload {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    rx: mpsc::Receiver<Chunk>,
     chunk: Bytes,
+    ended: bool,
     spool: stella_store::object::ContentSpool,
 }
 
 impl Read for Upload {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while !self.chunk.has_remaining() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => {
+                Some(Chunk::Data(chunk)) => {
                     std::io::Write::write_all(&mut self.spool, &chunk)?;
                     self.chunk = chunk;
                 }
-                Some(Err(err)) => return Err(err),
-                None => return Ok(0),
+                Some(Chunk::End) => self.ended = true,
+                Some(Chunk::Failed(err)) => return Err(err),
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the upload ended before the whole body arrived",
+                    ))
+                }
             }
         }
         let n = buf.len().min(self.chunk.remaining());
         self.chunk.copy_to_slice(&mut buf[..n]);
         Ok(n)
     }
+}
+
+/// Whether an archive's own tag can name the image (the API's rule for `?name=`).
+fn usable_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.len() <= 500
 }
 
 impl Intake {
@@ -82,7 +111,7 @@ impl Intake {
 #[derive(Debug)]
 pub struct ImageIntake {
     intake: Intake,
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    rx: mpsc::Receiver<Chunk>,
     tenant: TenantId,
     name: Option<String>,
 }
@@ -98,6 +127,7 @@ impl ImageIntake {
             let mut upload = Upload {
                 rx,
                 chunk: Bytes::new(),
+                ended: false,
                 spool,
             };
             let image = image::read_archive(&mut upload, &Limits::default())?;
@@ -117,15 +147,17 @@ impl ImageIntake {
         let (spool, summary, sbom) = read
             .await
             .map_err(|err| IntakeError::Failed(format!("reading the image: {err}")))??;
-        let archive = objects.put_spool(spool).await?;
+        // The archive (up to gigabytes) is stored last: a name or an SBOM this server
+        // refuses leaves nothing but, at most, the small SBOM behind.
         let name = self
             .name
-            .or_else(|| summary.names.first().cloned())
+            .or_else(|| summary.names.iter().find(|n| usable_name(n)).cloned())
             .unwrap_or_else(|| summary.digest.clone());
         let stored = self
             .intake
             .store_sbom(&self.tenant, Bytes::from(sbom), Some(&name))
             .await?;
+        let archive = objects.put_spool(spool).await?;
         let record = ImageRecord {
             digest: summary.digest.clone(),
             name,

@@ -43,7 +43,7 @@ use stella_store::object::Objects;
 use stella_supervisor::{Kind, Step, StepContext, StepError, StepOutcome, Submitters};
 
 pub use cache::{AdvisoryCache, AnalysisCache, CachedIndex};
-pub use image::{ImageChunks, ImageIntake, StoredImage};
+pub use image::{Chunk, ImageChunks, ImageIntake, StoredImage};
 pub use intake::{Intake, IntakeError, SbomSource, ScanOptions, StoredSbom, SubmittedScan};
 pub use stella_domain::analysis::Analysis;
 pub use steps::{

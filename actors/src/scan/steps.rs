@@ -445,11 +445,27 @@ pub(super) async fn seal(
         .status(&ctx.job.id)
         .await?
         .ok_or_else(|| StepError::abort("the scan has no row"))?;
-    let image: Option<ImageSubject> = status
+    let declared: Option<ImageSubject> = status
         .image
         .map(serde_json::from_value)
         .transpose()
         .map_err(|err| StepError::abort(format!("the analysis' image: {err}")))?;
+    // The attestation names the image only when Stella made this SBOM of it here (an
+    // upload of this tenant): an SBOM anyone wrote may claim any digest.
+    let image = match declared {
+        Some(image) => match ctx
+            .store
+            .tenant(&ctx.job.tenant)
+            .images()
+            .get(&image.digest)
+            .await
+        {
+            Ok(record) if record.sbom_sha256 == params.sbom_sha256 => Some(image),
+            Ok(_) | Err(stella_store::StoreError::NotFound(_)) => None,
+            Err(err) => return Err(err.into()),
+        },
+        None => None,
+    };
     let scan = status.scan;
     let verdict = sealed_verdict(scan.verdict)?;
     let inputs: InputDigests = stored(scan.inputs.as_ref().map(Value::to_string), "inputs")?;

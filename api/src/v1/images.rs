@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stella_actors::scan::IntakeError;
+use stella_actors::scan::Chunk;
 use stella_store::repo::ImageRecord;
 use utoipa::{IntoParams, ToSchema};
 
@@ -69,33 +69,12 @@ impl From<ImageRecord> for ImageView {
     }
 }
 
-fn image_problem(err: IntakeError) -> Problem {
-    match err {
-        IntakeError::Image(err) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-image",
-            format!("not an image archive Stella accepts: {err}"),
-        ),
-        other => super::scans::intake_problem(other),
-    }
-}
-
 fn is_tar(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|v| {
-            v == "application/x-tar"
-                || v == "application/octet-stream"
-                || v == "application/vnd.oci.image.layout.v1+tar"
-        })
+    crate::body::media_type(req).is_some_and(|v| {
+        v == "application/x-tar"
+            || v == "application/octet-stream"
+            || v == "application/vnd.oci.image.layout.v1+tar"
+    })
 }
 
 /// Upload a container image archive (`docker save`, or an OCI archive) as the body,
@@ -138,12 +117,7 @@ pub(crate) async fn upload(
             ),
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
+    if crate::body::declared_length(&req).is_some_and(|n| n > max) {
         return Err(too_large());
     }
     let name = query.into_inner().name;
@@ -152,6 +126,17 @@ pub(crate) async fn upload(
             return Err(Problem::bad_request("name must be 1-500 characters").at("name"));
         }
     }
+    // Each upload holds a blocking thread while its body arrives: a bounded number at once.
+    let Ok(_slot) = ctx.image_uploads.clone().try_acquire_owned() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!(
+                "{} image uploads are being read (api.max_concurrent_image_uploads); retry later",
+                ctx.settings.max_concurrent_image_uploads
+            ),
+        ));
+    };
     // Each chunk must arrive within the body timeout: a large image may take long in
     // all, but a stalled client does not hold the upload open.
     let idle = Duration::from_secs(ctx.settings.body_read_timeout_secs.max(1));
@@ -159,45 +144,56 @@ pub(crate) async fn upload(
     let feed = async move {
         let mut received = 0u64;
         let mut refused = false;
+        // Every way the body can end is told to the reader: only `End` is a whole upload.
+        let fail = |kind, text: String| Chunk::Failed(std::io::Error::new(kind, text));
         loop {
             let chunk = match tokio::time::timeout(idle, body.next()).await {
                 Err(_) => {
+                    let _ = tx
+                        .send(fail(
+                            std::io::ErrorKind::TimedOut,
+                            "the upload stalled".into(),
+                        ))
+                        .await;
                     return Err(Problem::new(
                         StatusCode::REQUEST_TIMEOUT,
                         "body-timeout",
                         format!("no part of the image arrived for {} s", idle.as_secs()),
-                    ))
+                    ));
                 }
-                Ok(None) => return Ok(()),
+                Ok(None) => {
+                    let _ = tx.send(Chunk::End).await;
+                    return Ok(());
+                }
                 Ok(Some(Err(err))) => {
+                    let text = format!("reading the upload: {err}");
                     let _ = tx
-                        .send(Err(std::io::Error::other(format!(
-                            "reading the upload: {err}"
-                        ))))
+                        .send(fail(std::io::ErrorKind::UnexpectedEof, text.clone()))
                         .await;
-                    return Err(Problem::bad_request(format!("reading the upload: {err}")));
+                    return Err(Problem::bad_request(text));
                 }
                 Ok(Some(Ok(chunk))) => chunk,
             };
             received += chunk.len() as u64;
             if received > max {
                 let _ = tx
-                    .send(Err(std::io::Error::other(
-                        "the image is over api.max_image_bytes",
-                    )))
+                    .send(fail(
+                        std::io::ErrorKind::FileTooLarge,
+                        "the image is over api.max_image_bytes".into(),
+                    ))
                     .await;
                 return Err(too_large());
             }
             // Once the reader has stopped (it refused the archive), the rest of the body
             // is read and dropped, so the client gets to read the answer that says why.
-            if !refused && tx.send(Ok(chunk)).await.is_err() {
+            if !refused && tx.send(Chunk::Data(chunk)).await.is_err() {
                 refused = true;
             }
         }
     };
     let (fed, stored) = futures::join!(feed, intake.run());
     fed?;
-    let stored = stored.map_err(image_problem)?;
+    let stored = stored.map_err(super::scans::intake_problem)?;
     Ok(HttpResponse::Created()
         .insert_header((
             header::LOCATION,
@@ -244,19 +240,24 @@ pub(crate) async fn get(
     digest: web::Path<String>,
 ) -> ApiResult<web::Json<ImageView>> {
     let tenant = caller.tenant()?;
-    let digest = image_digest(&digest)?;
+    // A path that names no image is a missing resource, like an unknown digest.
+    let digest = image_digest(&digest)
+        .map_err(|_| Problem::not_found(format!("image {digest} not found")))?;
     let image = ctx.store.tenant(tenant).images().get(&digest).await?;
     Ok(web::Json(image.into()))
 }
 
 /// `sha256:<64 hex>` (the prefix may be left out), lower-cased.
 pub(crate) fn image_digest(raw: &str) -> ApiResult<String> {
-    let hex = raw.strip_prefix("sha256:").unwrap_or(raw);
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Problem::bad_request(format!(
+    let hex = raw
+        .strip_prefix("sha256:")
+        .unwrap_or(raw)
+        .to_ascii_lowercase();
+    stella_store::object::Sha256Digest::parse(&hex).map_err(|_| {
+        Problem::bad_request(format!(
             "{raw:?} is not an image digest (sha256:<64 hex digits>)"
         ))
-        .at("image"));
-    }
-    Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+        .at("image")
+    })?;
+    Ok(format!("sha256:{hex}"))
 }

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod rollouts;
 pub mod scans;
 pub mod schedules;
+pub mod streams;
 pub mod system;
 pub mod tenants;
 pub mod tokens;
@@ -52,6 +53,9 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(keys::list)
         .service(system::actors)
         .service(audit::list)
+        .service(streams::job_changes)
+        .service(streams::scan_changes)
+        .service(streams::tenant_events)
         .service(scans::upload)
         .service(images::upload)
         .service(images::list)

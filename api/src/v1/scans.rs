@@ -198,7 +198,7 @@ pub(crate) fn intake_problem(err: IntakeError) -> Problem {
         IntakeError::Image(err) => Problem::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-image",
-            err.to_string(),
+            format!("not an image archive Stella accepts: {err}"),
         ),
         IntakeError::Invalid { field, message } => Problem::bad_request(message).at(field),
         IntakeError::Store(err) => err.into(),
@@ -279,7 +279,7 @@ pub(crate) async fn submit(
             };
             let fingerprint = serde_json::json!({
                 "sbom": sbom,
-                "image": query.image,
+                "image": query.image.as_deref().map(super::images::image_digest).transpose()?,
                 "name": query.name,
                 "target": query.target,
                 "evaluated_at": query.evaluated_at.map(|t| t.timestamp_millis()),

@@ -68,6 +68,16 @@ pub struct Events<'a> {
 
 impl Events<'_> {
     /// Events after `after` (a `seq`), oldest first, optionally of one kind.
+    /// The newest event's sequence number (0 with none): where a live reader that wants
+    /// only what happens from now on starts.
+    pub async fn latest_seq(&self) -> Result<i64> {
+        let (seq,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&self.store.pool)
+            .await
+            .map_err(|e| self.store.err(e, "events"))?;
+        Ok(seq)
+    }
+
     pub async fn list(
         &self,
         after: Option<&str>,

@@ -559,12 +559,19 @@ impl<'a> Jobs<'a> {
     pub async fn events(&self, id: &JobId) -> Result<Vec<JobEvent>> {
         // Existence check first, so an unknown job is NotFound rather than an empty list.
         self.get(id).await?;
+        self.events_after(id, 0).await
+    }
+
+    /// The job's state changes after the one numbered `after`, oldest first (none for a
+    /// job of another tenant).
+    pub async fn events_after(&self, id: &JobId, after: i64) -> Result<Vec<JobEvent>> {
         let rows = sqlx::query(
             "SELECT seq, from_state, to_state, step, attempt, error, at FROM job_events \
-             WHERE tenant_id = $1 AND job_id = $2 ORDER BY seq",
+             WHERE tenant_id = $1 AND job_id = $2 AND seq > $3 ORDER BY seq",
         )
         .bind(self.tenant.as_str())
         .bind(id.as_str())
+        .bind(after)
         .fetch_all(&self.store.pool)
         .await
         .map_err(|err| self.store.err(err, "job events"))?;

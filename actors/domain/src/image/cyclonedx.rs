@@ -112,7 +112,7 @@ pub fn document(image: &Image, inv: &Inventory) -> Value {
         .digest
         .strip_prefix("sha256:")
         .unwrap_or(&image.digest);
-    json!({
+    let mut doc = json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
         "serialNumber": serial(&image.digest),
@@ -124,10 +124,16 @@ pub fn document(image: &Image, inv: &Inventory) -> Value {
                 "bom-ref": image.digest,
                 "name": image.names.first().map_or(image.digest.as_str(), String::as_str),
                 "version": image.digest,
-                "hashes": [ { "alg": "SHA-256", "content": hex } ],
                 "properties": props,
             }
         },
         "components": components,
-    })
+    });
+    // The digest as a hash only where it is the image's (manifest digest, or a legacy
+    // docker archive's image id): a root filesystem's is Stella's own digest of the
+    // files it kept, which nothing else can recompute.
+    if image.format != super::ImageFormat::Rootfs {
+        doc["metadata"]["component"]["hashes"] = json!([{ "alg": "SHA-256", "content": hex }]);
+    }
+    doc
 }

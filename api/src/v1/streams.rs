@@ -1,0 +1,364 @@
+//! Live progress as Server-Sent Events (`text/event-stream`): a job's state changes
+//! (`GET /jobs/{id}/stream`, and a scan's: `GET /scans/{id}/stream`) and the tenant's
+//! events (`GET /events/stream`), for the console's live pages and the CLI's `--wait`.
+//!
+//! Each event carries its sequence number as `id:`, so a client that reconnects with
+//! `Last-Event-ID` gets what it missed and nothing twice. An idle stream sends a
+//! `: heartbeat` comment every `api.stream_heartbeat_secs` (15 by default), so proxies and
+//! clients can tell a quiet stream from a dead one. A job's stream ends with an `end`
+//! event once the job is finished; the events stream runs until the client leaves.
+//!
+//! The streams read the store (the state a worker process committed), polling every
+//! quarter second while the client reads: nothing is buffered for a client that does not
+//! read (the response is pulled, so a stalled client stalls only its own stream), a
+//! tenant holds at most `api.max_streams_per_tenant` streams (then `429`), and the open
+//! streams are the gauge `stella_api_open_streams{stream}`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::{header, StatusCode};
+use actix_web::web::Bytes;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use serde_json::json;
+use stella_store::repo::JobEvent;
+use stella_store::{JobId, TenantId};
+use utoipa::IntoParams;
+
+use super::events::EventView;
+use super::Problems;
+use crate::auth::Caller;
+use crate::problem::{ApiResult, Problem};
+use crate::Context;
+
+/// How often an open stream reads the store.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Events read per poll of the events stream.
+const EVENTS_PER_POLL: u32 = 100;
+
+/// Open streams per tenant, shared by every request of this process.
+#[derive(Debug, Default)]
+pub struct StreamCounts(Mutex<HashMap<TenantId, u64>>);
+
+/// One open stream: counted per tenant and in the gauge until dropped (the client left,
+/// or the stream ended).
+struct Open {
+    counts: Arc<StreamCounts>,
+    tenant: TenantId,
+    gauge: prometheus::IntGauge,
+}
+
+impl Open {
+    fn take(ctx: &Context, tenant: &TenantId, stream: &str) -> ApiResult<Self> {
+        let max = ctx.settings.max_streams_per_tenant;
+        {
+            let mut counts = ctx.streams.0.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(tenant.clone()).or_default();
+            if max > 0 && *n >= max {
+                return Err(Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-streams",
+                    format!(
+                        "this tenant holds {n} open streams, the most it may \
+                         (api.max_streams_per_tenant); close one first"
+                    ),
+                ));
+            }
+            *n += 1;
+        }
+        let gauge = ctx.metrics.open_streams.with_label_values(&[stream]);
+        gauge.inc();
+        Ok(Self {
+            counts: ctx.streams.clone(),
+            tenant: tenant.clone(),
+            gauge,
+        })
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// One SSE frame.
+fn frame(id: Option<i64>, event: &str, data: &serde_json::Value) -> Bytes {
+    let mut out = String::new();
+    if let Some(id) = id {
+        out.push_str(&format!("id: {id}\n"));
+    }
+    out.push_str(&format!("event: {event}\ndata: {data}\n\n"));
+    Bytes::from(out)
+}
+
+/// `Last-Event-ID` (a sequence number), or the query's `after`.
+fn resume_point(req: &HttpRequest, after: Option<i64>) -> ApiResult<Option<i64>> {
+    match req.headers().get("last-event-id") {
+        None => Ok(after),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Problem::bad_request("Last-Event-ID must be the id of an event of this stream")
+            }),
+    }
+}
+
+/// What a stream reads.
+enum Source {
+    Job { id: JobId },
+    Events { kind: Option<String> },
+}
+
+struct Stream {
+    ctx: web::Data<Context>,
+    tenant: TenantId,
+    source: Source,
+    /// The last sequence number sent (or skipped by `Last-Event-ID`).
+    after: i64,
+    pending: VecDeque<Bytes>,
+    last_write: Instant,
+    heartbeat: Duration,
+    done: bool,
+    _open: Open,
+}
+
+fn job_event(e: &JobEvent) -> serde_json::Value {
+    json!({
+        "seq": e.seq,
+        "from": e.from_state.map(|s| s.as_str()),
+        "state": e.to_state.as_str(),
+        "step": e.step,
+        "attempt": e.attempt,
+        "error": e.error,
+        "at": e.at,
+    })
+}
+
+impl Stream {
+    /// Reads what happened since the last poll into `pending`.
+    async fn poll(&mut self) -> Result<(), Problem> {
+        match &self.source {
+            Source::Job { id } => {
+                let jobs = self.ctx.store.tenant(&self.tenant).jobs();
+                // The job first: when it is finished, the events read next include its
+                // last one, and the stream can end after them.
+                let job = jobs.get(id).await?;
+                for e in jobs.events_after(id, self.after).await? {
+                    self.after = e.seq;
+                    self.pending
+                        .push_back(frame(Some(e.seq), "state", &job_event(&e)));
+                }
+                if job.state.is_terminal() {
+                    self.pending.push_back(frame(
+                        None,
+                        "end",
+                        &json!({"state": job.state.as_str(), "error": job.last_error}),
+                    ));
+                    self.done = true;
+                }
+            }
+            Source::Events { kind } => {
+                let page = self
+                    .ctx
+                    .store
+                    .tenant(&self.tenant)
+                    .events()
+                    .list(
+                        Some(&self.after.to_string()),
+                        kind.as_deref(),
+                        EVENTS_PER_POLL,
+                    )
+                    .await?;
+                for record in page.items {
+                    self.after = record.seq;
+                    let kind = record.kind.clone();
+                    let view = EventView::from(record);
+                    let data = serde_json::to_value(&view).unwrap_or_default();
+                    self.pending.push_back(frame(Some(view.seq), &kind, &data));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame: what is pending, else a poll, a heartbeat when idle for long, or
+    /// a wait; `None` once the stream has ended.
+    async fn next(mut self) -> Option<(Result<Bytes, actix_web::Error>, Self)> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                self.last_write = Instant::now();
+                return Some((Ok(bytes), self));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(problem) = self.poll().await {
+                // The stream is already 200: the failure is its last event.
+                self.pending.push_back(frame(
+                    None,
+                    "error",
+                    &json!({"status": problem.status.as_u16(), "detail": problem.detail}),
+                ));
+                self.done = true;
+                continue;
+            }
+            if self.pending.is_empty() && !self.done {
+                if self.last_write.elapsed() >= self.heartbeat {
+                    self.pending
+                        .push_back(Bytes::from_static(b": heartbeat\n\n"));
+                } else {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+}
+
+fn respond(stream: Stream) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        // Proxies that buffer (nginx) pass the events on as they come.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(futures::stream::unfold(stream, Stream::next))
+}
+
+async fn job_stream(
+    ctx: web::Data<Context>,
+    tenant: TenantId,
+    id: JobId,
+    req: &HttpRequest,
+    after: Option<i64>,
+) -> ApiResult<HttpResponse> {
+    let after = resume_point(req, after)?.unwrap_or(0);
+    let open = Open::take(&ctx, &tenant, "job")?;
+    let heartbeat = Duration::from_secs(ctx.settings.stream_heartbeat_secs.max(1));
+    Ok(respond(Stream {
+        ctx,
+        tenant,
+        source: Source::Job { id },
+        after,
+        pending: VecDeque::new(),
+        last_write: Instant::now(),
+        heartbeat,
+        done: false,
+        _open: open,
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobStreamQuery {
+    /// Start after this event (as `Last-Event-ID` does; the header wins).
+    pub after: Option<i64>,
+}
+
+/// A job's state changes as Server-Sent Events: one `state` event per recorded change
+/// (`id` is its sequence number; data: `seq`, `from`, `state`, `step`, `attempt`,
+/// `error`, `at`), from the first (or after `Last-Event-ID`), then an `end` event with
+/// the final state once the job is finished.
+#[utoipa::path(
+    operation_id = "stream_job",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id"), JobStreamQuery),
+    responses((status = 200, description = "The job's state changes", content_type = "text/event-stream", body = String), Problems),
+    security(("bearer" = ["jobs:read"]))
+)]
+#[get("/jobs/{id}/stream")]
+pub(crate) async fn job_changes(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<JobStreamQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?.clone();
+    let id = super::not_found_unless(JobId::parse(&id), "job", &id)?;
+    ctx.store.tenant(&tenant).jobs().get(&id).await?;
+    job_stream(ctx, tenant, id, &req, query.after).await
+}
+
+/// A scan's progress as Server-Sent Events: its job's state changes (`analyze`,
+/// `evaluate`, `seal`), as `GET /jobs/{id}/stream` sends them.
+#[utoipa::path(
+    operation_id = "stream_scan",
+    tag = "scans",
+    params(("id" = String, Path, description = "The scan's id"), JobStreamQuery),
+    responses((status = 200, description = "The scan's state changes", content_type = "text/event-stream", body = String), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/scans/{id}/stream")]
+pub(crate) async fn scan_changes(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<JobStreamQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?.clone();
+    let job = super::job_of_kind::<stella_actors::scan::Scan>(&ctx, &tenant, &id, "scan").await?;
+    job_stream(ctx, tenant, job.id, &req, query.after).await
+}
+
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventStreamQuery {
+    /// Only events of this kind.
+    pub kind: Option<String>,
+    /// Start after this event's `seq` (as `Last-Event-ID` does; the header wins). Without
+    /// either, the stream starts with what happens from now on.
+    pub after: Option<i64>,
+}
+
+/// The tenant's events as Server-Sent Events, as they happen: each an event named by
+/// its kind (`scan.completed`, `finding.new`, ...) whose `id` is its `seq` and whose data
+/// is the event as `GET /events` lists it.
+#[utoipa::path(
+    operation_id = "stream_events",
+    tag = "events",
+    params(EventStreamQuery),
+    responses((status = 200, description = "The tenant's events", content_type = "text/event-stream", body = String), Problems),
+    security(("bearer" = ["scans:read"]))
+)]
+#[get("/events/stream")]
+pub(crate) async fn tenant_events(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    query: web::Query<EventStreamQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?.clone();
+    let query = query.into_inner();
+    let after = match resume_point(&req, query.after)? {
+        Some(after) => after,
+        None => ctx.store.tenant(&tenant).events().latest_seq().await?,
+    };
+    let open = Open::take(&ctx, &tenant, "events")?;
+    let heartbeat = Duration::from_secs(ctx.settings.stream_heartbeat_secs.max(1));
+    Ok(respond(Stream {
+        ctx,
+        tenant,
+        source: Source::Events {
+            kind: query.kind.filter(|k| !k.is_empty()),
+        },
+        after,
+        pending: VecDeque::new(),
+        last_write: Instant::now(),
+        heartbeat,
+        done: false,
+        _open: open,
+    }))
+}

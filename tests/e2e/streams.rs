@@ -1,0 +1,253 @@
+//! Live progress over Server-Sent Events, as a browser's `EventSource` reads it: a job's
+//! state changes in order, each once, resumable with `Last-Event-ID`, heartbeats while
+//! idle, an `end` event when the job finishes; the tenant's events as they happen; the
+//! tenancy wall, the per-tenant stream limit and the open-streams gauge.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use crate::binary::CliServer;
+
+/// One frame of an event stream: its id, event name and data, or a comment.
+#[derive(Debug, Clone, PartialEq)]
+enum Frame {
+    Event {
+        id: Option<i64>,
+        name: String,
+        data: serde_json::Value,
+    },
+    Comment(String),
+}
+
+/// Reads frames until `stop` says so (or the stream closes), at most `limit` long.
+fn read_frames(
+    response: reqwest::blocking::Response,
+    limit: Duration,
+    mut stop: impl FnMut(&Frame) -> bool,
+) -> Vec<Frame> {
+    let started = Instant::now();
+    let mut frames = Vec::new();
+    let mut lines = BufReader::new(response).lines();
+    let (mut id, mut name, mut data) = (None, String::new(), String::new());
+    while started.elapsed() < limit {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(text) = line.strip_prefix(':') {
+            frames.push(Frame::Comment(text.trim().to_owned()));
+        } else if let Some(v) = line.strip_prefix("id: ") {
+            id = v.parse().ok();
+            continue;
+        } else if let Some(v) = line.strip_prefix("event: ") {
+            name = v.to_owned();
+            continue;
+        } else if let Some(v) = line.strip_prefix("data: ") {
+            data.push_str(v);
+            continue;
+        } else if line.is_empty() && !name.is_empty() {
+            frames.push(Frame::Event {
+                id: id.take(),
+                name: std::mem::take(&mut name),
+                data: serde_json::from_str(&std::mem::take(&mut data)).unwrap(),
+            });
+        } else {
+            continue;
+        }
+        if frames.last().is_some_and(&mut stop) {
+            break;
+        }
+    }
+    frames
+}
+
+fn open(
+    server: &CliServer,
+    tenant: &str,
+    path: &str,
+    last_event_id: Option<i64>,
+) -> reqwest::blocking::Response {
+    let mut request = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap()
+        .get(format!("{}/api/v1{path}", server.url()))
+        .bearer_auth(server.admin())
+        .header("X-Stella-Tenant", tenant)
+        .header("Accept", "text/event-stream");
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    request.send().unwrap()
+}
+
+fn states(frames: &[Frame]) -> Vec<(i64, String)> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Event {
+                id: Some(id),
+                name,
+                data,
+            } if name == "state" => Some((*id, data["state"].as_str().unwrap().to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn open_streams(server: &CliServer) -> String {
+    let text = reqwest::blocking::get(format!("{}/metrics", server.url()))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("stella_api_open_streams{"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn job_streams_send_each_change_once_resume_and_end_and_events_arrive_live() {
+    let server = CliServer::start_with_config(
+        "[api]\nstream_heartbeat_secs = 1\nmax_streams_per_tenant = 3\n",
+    );
+    for tenant in ["acme", "globex"] {
+        server.ok(&["tenants", "create", tenant, "--name", tenant]);
+    }
+    // The tenant's events, from now on, read alongside.
+    let events = open(&server, "acme", "/events/stream", None);
+    assert_eq!(events.status(), 200);
+    assert!(events.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events_reader = std::thread::spawn(move || {
+        read_frames(
+            events,
+            Duration::from_secs(60),
+            |f| matches!(f, Frame::Event { name, .. } if name == "scan.completed"),
+        )
+    });
+
+    // A job that sleeps 2.5 s: the stream follows it to the end, with heartbeats meanwhile.
+    let submitted: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "--output",
+        "json",
+        "--tenant",
+        "acme",
+        "jobs",
+        "submit",
+        "--kind",
+        "noop",
+        "--params",
+        r#"{"sleep_ms": 2500}"#,
+    ]))
+    .unwrap();
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    let path = format!("/jobs/{id}/stream");
+    let frames = read_frames(
+        open(&server, "acme", &path, None),
+        Duration::from_secs(60),
+        |_| false,
+    );
+    let seen = states(&frames);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{frames:?}");
+    assert_eq!(seen.first().unwrap().1, "queued", "{frames:?}");
+    assert!(seen.iter().any(|(_, s)| s == "running"), "{frames:?}");
+    assert_eq!(seen.last().unwrap().1, "succeeded", "{frames:?}");
+    assert!(
+        frames.contains(&Frame::Comment("heartbeat".into())),
+        "no heartbeat while the job slept: {frames:?}"
+    );
+    match frames.last().unwrap() {
+        Frame::Event { name, data, .. } => {
+            assert_eq!(name, "end");
+            assert_eq!(data["state"], "succeeded");
+        }
+        other => panic!("the stream did not end with `end`: {other:?}"),
+    }
+    // The same history as the job's own record of its events.
+    let job: serde_json::Value = serde_json::from_str(
+        &server.ok(&["--output", "json", "--tenant", "acme", "jobs", "get", &id]),
+    )
+    .unwrap();
+    let recorded: Vec<(i64, String)> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_i64().unwrap(),
+                e["to_state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, seen);
+
+    // Resumed after the first event: the rest, nothing twice.
+    let resumed = states(&read_frames(
+        open(&server, "acme", &path, Some(seen[0].0)),
+        Duration::from_secs(30),
+        |_| false,
+    ));
+    assert_eq!(resumed, seen[1..].to_vec());
+
+    // Another tenant cannot follow acme's job.
+    let other = open(&server, "globex", &path, None);
+    assert_eq!(other.status(), 404);
+
+    // A scan's progress, and its `scan.completed` on the tenant's events stream.
+    let sbom = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/sboms/cyclonedx/juice-shop_v11.1.2_bom.json");
+    let scan: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "--output",
+        "json",
+        "--tenant",
+        "acme",
+        "scan",
+        sbom.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let scan_id = scan["job_id"].as_str().unwrap();
+    let scan_frames = read_frames(
+        open(&server, "acme", &format!("/scans/{scan_id}/stream"), None),
+        Duration::from_secs(60),
+        |_| false,
+    );
+    let steps: Vec<&str> = scan_frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Event { name, data, .. } if name == "state" => data["step"].as_str(),
+            _ => None,
+        })
+        .collect();
+    assert!(steps.contains(&"seal"), "{scan_frames:?}");
+    let live = events_reader.join().unwrap();
+    let completed = live
+        .iter()
+        .find_map(|f| match f {
+            Frame::Event { id, name, data } if name == "scan.completed" => Some((id, data)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no scan.completed on the events stream: {live:?}"));
+    assert!(completed.0.is_some());
+    assert_eq!(completed.1["payload"]["scan_id"], scan_id);
+
+    // At most three streams per tenant: the fourth is refused; closed ones are counted
+    // down in the gauge (the server sees a client leave at its next write, a heartbeat
+    // at the latest).
+    let closed = |server: &CliServer| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !open_streams(server).contains("stella_api_open_streams{stream=\"events\"} 0") {
+            assert!(Instant::now() < deadline, "{}", open_streams(server));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    closed(&server);
+    let held: Vec<_> = (0..3)
+        .map(|_| open(&server, "acme", "/events/stream", None))
+        .collect();
+    assert!(held.iter().all(|r| r.status() == 200));
+    assert!(open_streams(&server).contains("stella_api_open_streams{stream=\"events\"} 3"));
+    let refused = open(&server, "acme", "/events/stream", None);
+    assert_eq!(refused.status(), 429);
+    drop(held);
+    closed(&server);
+}
