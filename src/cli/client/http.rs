@@ -275,6 +275,48 @@ impl Client {
         }
     }
 
+    /// Follows a job's event stream (`…/stream`, Server-Sent Events) until its `end`
+    /// event, showing each state change on the spinner: `Ok(true)` once it ended,
+    /// `Ok(false)` when the server offers no stream (the caller polls instead).
+    pub(crate) fn follow(&self, path: &str, what: &str, timeout: Duration) -> Result<bool> {
+        use std::io::BufRead as _;
+        let request = self
+            .request(reqwest::Method::GET, path)
+            .header("accept", "text/event-stream")
+            .timeout(timeout);
+        let Ok(response) = request.send() else {
+            return Ok(false);
+        };
+        if !response.status().is_success() {
+            return Ok(false);
+        }
+        let spinner = spinner();
+        let mut event = String::new();
+        for line in std::io::BufReader::new(response).lines() {
+            let Ok(line) = line else {
+                spinner.finish_and_clear();
+                return Err(ClientError::new(
+                    ExitKind::Failure,
+                    format!("{what} still running after {} s", timeout.as_secs()),
+                ));
+            };
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let data: Value = serde_json::from_str(data).unwrap_or_default();
+                if event == "end" {
+                    spinner.finish_and_clear();
+                    return Ok(true);
+                }
+                let state = data["state"].as_str().unwrap_or("?");
+                let step = data["step"].as_str().unwrap_or("");
+                spinner.set_message(format!("{what}: {state} ({step})"));
+            }
+        }
+        spinner.finish_and_clear();
+        Ok(false)
+    }
+
     /// Every page of a list (with `all`), or one page.
     pub(crate) fn list(
         &self,

@@ -128,20 +128,31 @@ impl Run for Action {
     }
 }
 
-/// Polls a job until it finishes, with a progress spinner on a terminal; a job that
-/// did not succeed is printed whole and is exit code 1.
+/// Waits for a job to finish, following its event stream (polling where the server offers
+/// none), with a progress spinner on a terminal; a job that did not succeed is printed
+/// whole and is exit code 1.
 fn wait_job(client: &Client, id: &str, timeout: Duration) -> Result<Value, ClientError> {
-    let (job, state) = client.wait_until(
-        &format!("/jobs/{}", seg(id)),
+    let (job, state) = if client.follow(
+        &format!("/jobs/{}/stream", seg(id)),
         &format!("job {id}"),
-        &["succeeded", "failed", "cancelled"],
-        (Duration::from_millis(250), timeout),
-        |job| {
-            let state = job.get("state").and_then(Value::as_str).unwrap_or("");
-            let attempts = job.get("attempts").and_then(Value::as_u64).unwrap_or(0);
-            (state.to_owned(), format!("{state} (attempt {attempts})"))
-        },
-    )?;
+        timeout,
+    )? {
+        let job = client.get(&format!("/jobs/{}", seg(id)), &[])?;
+        let state = job["state"].as_str().unwrap_or("").to_owned();
+        (job, state)
+    } else {
+        client.wait_until(
+            &format!("/jobs/{}", seg(id)),
+            &format!("job {id}"),
+            &["succeeded", "failed", "cancelled"],
+            (Duration::from_millis(250), timeout),
+            |job| {
+                let state = job.get("state").and_then(Value::as_str).unwrap_or("");
+                let attempts = job.get("attempts").and_then(Value::as_u64).unwrap_or(0);
+                (state.to_owned(), format!("{state} (attempt {attempts})"))
+            },
+        )?
+    };
     if state != "succeeded" {
         client.print(&job, &[]);
         let error = job.get("last_error").and_then(Value::as_str).unwrap_or("");

@@ -112,8 +112,25 @@ impl Run for Scan {
     }
 }
 
-/// Polls a scan until it is evaluated; one that failed or was cancelled is exit code 1.
+/// Waits for a scan to be evaluated, following its event stream (polling where the server
+/// offers none); one that failed or was cancelled is exit code 1.
 fn wait_scan(client: &Client, id: &str, timeout: Duration) -> Result<Value, ClientError> {
+    if client.follow(
+        &format!("/scans/{}/stream", seg(id)),
+        &format!("scan {id}"),
+        timeout,
+    )? {
+        let scan = client.get(&format!("/scans/{}", seg(id)), &[])?;
+        let status = scan["status"].as_str().unwrap_or("").to_owned();
+        if status != "completed" {
+            let error = scan.get("error").and_then(Value::as_str).unwrap_or("");
+            return Err(ClientError::new(
+                ExitKind::Failure,
+                format!("scan {id} {status}: {error}"),
+            ));
+        }
+        return Ok(scan);
+    }
     let (scan, status) = client.wait_until(
         &format!("/scans/{}", seg(id)),
         &format!("scan {id}"),
