@@ -5,9 +5,12 @@
 //! The archive is read once, front to back: a stream cannot seek, and `docker save`
 //! writes `manifest.json` after the layers. So every blob is sniffed as it passes: a
 //! gzip, zstd or tar stream is read as a layer into its kept files (nothing else of it
-//! stays), and other files up to `max_file_bytes` are kept as JSON candidates. Once the
-//! manifest is known, the layers it lists are applied in its order. Each blob's SHA-256
-//! is computed while it streams; an OCI blob whose name is not its digest is refused.
+//! stays), and other files that look like JSON (first byte `{` or `[`, as
+//! `manifest.json`, `index.json`, `oci-layout`, `repositories`, manifests and configs
+//! are) up to [`MAX_JSON_BYTES`] are kept as candidates; the rest is streamed past.
+//! Once the manifest is known, the layers it lists are applied in its order. Each blob's
+//! SHA-256 is computed while it streams; an OCI blob whose name is not its digest is
+//! refused. Everything held counts against `max_kept_bytes`.
 //!
 //! The walk from `index.json` to a manifest and its layers (`oci_plan`) and the
 //! streaming of one layer blob (`read_layer_blob`) are shared with
@@ -91,7 +94,7 @@ impl Image {
                 }
                 // What was derived from a binary stands for its bytes.
                 super::rootfs::Node::Derived(d) => {
-                    let record = serde_json::to_vec(d).unwrap_or_default();
+                    let record = serde_json::to_vec(&**d).unwrap_or_default();
                     hasher.update(hex::encode(Sha256::digest(&record)).as_bytes());
                 }
                 super::rootfs::Node::Symlink(_) => {}
@@ -156,11 +159,27 @@ pub(super) struct ReadLayer {
     pub(super) layer: Layer,
 }
 
+/// The largest non-layer file of an archive kept as a JSON candidate (a manifest, an
+/// index, a config), and never more than `max_file_bytes`.
+pub const MAX_JSON_BYTES: u64 = 4 << 20;
+
+/// Whether a file of the outer archive starting with `head` may be JSON (an object or
+/// an array, after any whitespace).
+fn looks_like_json(head: &[u8]) -> bool {
+    matches!(
+        head.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
 /// Reads an image archive from a stream.
 pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageError> {
     let mut outer = tar::Archive::new(reader);
     let mut budget = Budget::default();
     let mut total: u64 = 0;
+    // Every layer read is held (as its kept files) until the manifest, written last,
+    // says which to apply: layers no manifest lists stay here too, bounded by
+    // `max_kept_bytes` as the rest is.
     let mut layers: HashMap<String, ReadLayer> = HashMap::new();
     let mut files: HashMap<String, (Vec<u8>, String)> = HashMap::new();
     let entries = outer
@@ -193,11 +212,14 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
             .map_err(|e| ImageError::read(&raw, e))?;
         let Some(compression) = layer_compression(&head) else {
             let size = entry.size();
-            if size > limits.max_file_bytes {
-                // Not a layer and too large to be a manifest: passed over.
+            let cap = MAX_JSON_BYTES.min(limits.max_file_bytes);
+            if size > cap || !looks_like_json(&head) {
+                // Not a layer and not a manifest, index or config: streamed past.
                 continue;
             }
+            budget.keep(&raw, size, limits)?;
             let mut bytes = head;
+            // The tar entry ends at its header's size, checked above.
             entry
                 .read_to_end(&mut bytes)
                 .map_err(|e| ImageError::read(&raw, e))?;
@@ -859,6 +881,54 @@ pub(crate) mod tests {
                 limit: 1 << 20
             }
         );
+    }
+
+    #[test]
+    fn outer_files_that_are_not_json_are_streamed_past_and_json_ones_charged() {
+        let layer = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let (archive, _) = docker_archive(std::slice::from_ref(&layer));
+        // A large file that is neither a layer nor JSON (a `VERSION`, a signature, junk)
+        // is not held: a cap far below its size does not refuse the image.
+        let mut files = vec![("junk/VERSION".to_owned(), vec![b'1'; 1 << 20])];
+        let mut tar = tar::Archive::new(&archive[..]);
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).unwrap();
+            files.push((path, bytes));
+        }
+        let small = Limits {
+            max_kept_bytes: 64 << 10,
+            ..Limits::default()
+        };
+        let image = read_archive(&outer(&files)[..], &small).unwrap();
+        assert_eq!(
+            image.rootfs.read("etc/os-release").unwrap().0,
+            b"ID=debian\n"
+        );
+        // The JSON files are held, so charged: a cap below them refuses the image.
+        let err = read_archive(
+            &outer(&files)[..],
+            &Limits {
+                max_kept_bytes: 100,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ImageError::CapExceeded {
+                    cap: Cap::KeptBytes,
+                    limit: 100,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(looks_like_json(b" \n[{}]") && looks_like_json(b"{"));
+        assert!(!looks_like_json(b"1.0") && !looks_like_json(b""));
     }
 
     #[test]
