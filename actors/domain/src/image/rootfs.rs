@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::binary::{self, Derived};
@@ -164,16 +165,26 @@ impl RootFs {
         }
     }
 
+    /// Removes what is under the folder `path` (and `path` itself when `itself`),
+    /// touching only those keys: the paths under `a/b` are the range `[a/b/, a/b0)`
+    /// (`0` follows `/`), so a layer of many whiteouts costs no pass over every file.
     fn remove_under(&mut self, path: &str, itself: bool) {
         if itself {
             self.files.remove(path);
         }
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        self.files.retain(|p, _| !p.starts_with(&prefix));
+        if path.is_empty() {
+            self.files.clear();
+            return;
+        }
+        let (from, to) = (format!("{path}/"), format!("{path}0"));
+        let doomed: Vec<String> = self
+            .files
+            .range::<str, _>((Bound::Included(from.as_str()), Bound::Excluded(to.as_str())))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in doomed {
+            self.files.remove(&p);
+        }
     }
 }
 
@@ -557,6 +568,50 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(fs.read(STATUS), Some((&b"new"[..], 2)));
+    }
+
+    #[test]
+    fn a_whiteout_removes_its_folder_and_not_its_neighbours() {
+        let l0 = tar_of(&[
+            E::File("a/b/poetry.lock", b"1"),
+            E::File("a/b/c/poetry.lock", b"2"),
+            E::File("a/b-c/poetry.lock", b"3"),
+            E::File("a/b0/poetry.lock", b"4"),
+            E::File("a/bc/poetry.lock", b"5"),
+            E::File("a/b.lock/poetry.lock", b"6"),
+        ]);
+        let l1 = tar_of(&[E::File("a/.wh.b", b"")]);
+        let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
+        assert_eq!(
+            paths(&fs),
+            [
+                "a/b-c/poetry.lock",
+                "a/b.lock/poetry.lock",
+                "a/b0/poetry.lock",
+                "a/bc/poetry.lock"
+            ]
+        );
+    }
+
+    #[test]
+    fn many_whiteouts_over_many_files_stay_fast() {
+        let names: Vec<String> = (0..20_000)
+            .map(|i| format!("app/p{i}/poetry.lock"))
+            .collect();
+        let gone: Vec<String> = (0..20_000).map(|i| format!("app/.wh.p{i}")).collect();
+        let l0 = tar_of(&names.iter().map(|n| E::File(n, b"x")).collect::<Vec<_>>());
+        let mut l1: Vec<E<'_>> = gone.iter().map(|n| E::File(n, b"")).collect();
+        l1.push(E::File("app/p0/poetry.lock", b"again"));
+        let l1 = tar_of(&l1);
+        let started = std::time::Instant::now();
+        let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
+        assert_eq!(paths(&fs), ["app/p0/poetry.lock"]);
+        // A pass over every file per whiteout is 400 million comparisons.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
