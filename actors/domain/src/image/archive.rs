@@ -10,7 +10,9 @@
 //! are) up to [`MAX_JSON_BYTES`] are kept as candidates; the rest is streamed past.
 //! Once the manifest is known, the layers it lists are applied in its order. Each blob's
 //! SHA-256 is computed while it streams; an OCI blob whose name is not its digest is
-//! refused. Everything held counts against `max_kept_bytes`.
+//! refused, and so is a docker archive whose layers, uncompressed and in the manifest's
+//! order, are not the config's `rootfs.diff_ids`. Everything held counts against
+//! `max_kept_bytes`.
 //!
 //! The walk from `index.json` to a manifest and its layers (`oci_plan`) and the
 //! streaming of one layer blob (`read_layer_blob`) are shared with
@@ -411,6 +413,58 @@ struct DockerManifest {
     layers: Vec<String>,
 }
 
+/// The part of an image config that ties it to its layers.
+#[derive(Deserialize)]
+struct DockerConfig {
+    rootfs: ConfigRootfs,
+}
+
+#[derive(Deserialize)]
+struct ConfigRootfs {
+    diff_ids: Vec<String>,
+}
+
+/// A docker archive's layers are the config's: the `i`-th layer of the manifest must be
+/// the uncompressed tar whose digest is the config's `rootfs.diff_ids[i]`, so an archive
+/// cannot pair a config (and its image id) with other layers.
+fn check_diff_ids(
+    config: &str,
+    diff_ids: &[String],
+    order: &[String],
+    layers: &HashMap<String, ReadLayer>,
+) -> Result<(), ImageError> {
+    let read: Vec<&Layer> = order
+        .iter()
+        .map(|path| {
+            layers
+                .get(path)
+                .map(|r| &r.layer)
+                .ok_or_else(|| ImageError::Missing {
+                    entry: path.clone(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    if diff_ids.len() != order.len() {
+        return Err(ImageError::Manifest {
+            entry: config.to_owned(),
+            reason: format!(
+                "rootfs.diff_ids lists {} layers, the manifest {}",
+                diff_ids.len(),
+                order.len()
+            ),
+        });
+    }
+    for ((path, layer), want) in order.iter().zip(read).zip(diff_ids) {
+        if layer.diff_id != *want {
+            return Err(ImageError::DigestMismatch {
+                entry: path.clone(),
+                actual: layer.diff_id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn docker(
     files: HashMap<String, (Vec<u8>, String)>,
     layers: HashMap<String, ReadLayer>,
@@ -425,12 +479,14 @@ fn docker(
             reason: "no image in it".to_owned(),
         })?;
     let config = normalize(&m.config, limits)?;
-    let (_, config_digest): (serde_json::Value, _) = json(&files, &config)?;
+    let (image_config, config_digest): (DockerConfig, _) = json(&files, &config)?;
     let order = m
         .layers
         .iter()
         .map(|l| normalize(l, limits))
         .collect::<Result<Vec<_>, _>>()?;
+    check_layer_count(order.len(), limits)?;
+    check_diff_ids(&config, &image_config.rootfs.diff_ids, &order, &layers)?;
     let config_digest = config_digest.to_owned();
     assemble(
         ImageFormat::DockerArchive,
@@ -578,7 +634,7 @@ fn oci(
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeSet;
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     use super::*;
     use crate::image::rootfs::tests::{tar_of, E};
@@ -620,8 +676,29 @@ pub(crate) mod tests {
 
     /// `docker save` as Docker before 25 writes it: layers first, `manifest.json` last.
     pub(crate) fn docker_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
-        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
-        let config = config(&diff_ids);
+        let diff_ids: Vec<String> = layers.iter().map(|l| diff_id(l)).collect();
+        docker_archive_with(layers, &diff_ids)
+    }
+
+    /// The digest of a layer as an uncompressed tar (a gzip one inflated first).
+    pub(crate) fn diff_id(layer: &[u8]) -> String {
+        if layer.starts_with(&[0x1f, 0x8b]) {
+            let mut plain = Vec::new();
+            flate2::read::MultiGzDecoder::new(layer)
+                .read_to_end(&mut plain)
+                .unwrap();
+            sha(&plain)
+        } else {
+            sha(layer)
+        }
+    }
+
+    /// A docker archive whose config lists `diff_ids`, whatever the layers are.
+    pub(crate) fn docker_archive_with(
+        layers: &[Vec<u8>],
+        diff_ids: &[String],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let config = config(diff_ids);
         let config_name = format!("{}.json", &sha(&config)[7..]);
         let mut files = Vec::new();
         let mut names = Vec::new();
@@ -929,6 +1006,63 @@ pub(crate) mod tests {
         );
         assert!(looks_like_json(b" \n[{}]") && looks_like_json(b"{"));
         assert!(!looks_like_json(b"1.0") && !looks_like_json(b""));
+    }
+
+    #[test]
+    fn a_docker_archive_whose_config_lists_other_layers_is_refused() {
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let b = gz(&tar_of(&[E::File("var/lib/dpkg/status", b"Package: x\n")]));
+        let l = Limits::default();
+        // The diff id is the uncompressed tar's: a gzip layer reads.
+        let (good, _) = docker_archive(&[a.clone(), b.clone()]);
+        let image = read_archive(&good[..], &l).unwrap();
+        assert_eq!(image.layers[1].diff_id, diff_id(&b));
+        assert_ne!(image.layers[1].diff_id, sha(&b));
+
+        let other = sha(b"another layer");
+        let (swapped, _) = docker_archive_with(&[a.clone(), b.clone()], &[sha(&a), other]);
+        assert_eq!(
+            read_archive(&swapped[..], &l).unwrap_err(),
+            ImageError::DigestMismatch {
+                entry: format!("{:064x}/layer.tar", 1),
+                actual: diff_id(&b)
+            }
+        );
+        // In the wrong order.
+        let (reversed, _) = docker_archive_with(&[a.clone(), b.clone()], &[diff_id(&b), sha(&a)]);
+        assert!(matches!(
+            read_archive(&reversed[..], &l).unwrap_err(),
+            ImageError::DigestMismatch { .. }
+        ));
+        // One layer more or fewer than the config lists.
+        for ids in [vec![sha(&a)], vec![sha(&a), diff_id(&b), sha(&a)]] {
+            let (archive, config) = docker_archive_with(&[a.clone(), b.clone()], &ids);
+            let err = read_archive(&archive[..], &l).unwrap_err();
+            assert_eq!(
+                err,
+                ImageError::Manifest {
+                    entry: format!("{}.json", &sha(&config)[7..]),
+                    reason: format!("rootfs.diff_ids lists {} layers, the manifest 2", ids.len()),
+                }
+            );
+        }
+        // A config without diff ids is no image config.
+        let (archive, _) = docker_archive(std::slice::from_ref(&a));
+        let mut files = Vec::new();
+        for e in tar::Archive::new(&archive[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).unwrap();
+            if path.ends_with(".json") && path != "manifest.json" {
+                bytes = br#"{"architecture":"amd64"}"#.to_vec();
+            }
+            files.push((path, bytes));
+        }
+        assert!(matches!(
+            read_archive(&outer(&files)[..], &l).unwrap_err(),
+            ImageError::Manifest { .. }
+        ));
     }
 
     #[test]
