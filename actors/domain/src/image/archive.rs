@@ -345,6 +345,30 @@ pub(super) fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
 }
 
+/// Whether `hex` is a SHA-256 digest as OCI writes it: 64 lowercase hex digits.
+pub(super) fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The blob path of a descriptor's digest, which must be `sha256:<64 hex>`: only
+/// SHA-256 is computed, so a blob under any other algorithm could not be checked (an
+/// archive and a layout directory refuse it alike).
+fn sha256_blob(digest: &str, limits: &Limits) -> Result<String, ImageError> {
+    let path = blob_path(digest);
+    // A digest written to walk out of `blobs/` is named as such.
+    normalize(&path, limits)?;
+    if !digest.strip_prefix("sha256:").is_some_and(is_sha256_hex) {
+        return Err(ImageError::Manifest {
+            entry: path,
+            reason: "not a sha256 digest (only sha256 blobs are read)".to_owned(),
+        });
+    }
+    Ok(path)
+}
+
 fn parse_json<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, ImageError> {
     serde_json::from_slice(bytes).map_err(|e| ImageError::Manifest {
         entry: path.to_owned(),
@@ -548,7 +572,8 @@ pub(super) struct OciPlan {
 
 /// Follows `index.json` to the first image manifest (one nested index down) and its
 /// config, reading each through `blob`, which gives the bytes at a path of the layout
-/// (their digest already checked against the path) or why not.
+/// (their digest already checked against the path) or why not. Every descriptor on the
+/// way (manifests, config, layers) must name a `sha256:` digest.
 pub(super) fn oci_plan<'a>(
     mut blob: impl FnMut(&str) -> Result<Cow<'a, [u8]>, ImageError>,
     limits: &Limits,
@@ -569,24 +594,24 @@ pub(super) fn oci_plan<'a>(
         .into_iter()
         .collect();
     let mut digest = top.digest.clone();
-    let mut manifest = json(&blob_path(&digest))?;
+    let mut manifest = json(&sha256_blob(&digest, limits)?)?;
     // A nested index (a multi-platform image): one level down.
     if let Some(list) = &manifest.manifests {
         let inner = first_image(list).ok_or_else(|| bad("empty nested index"))?;
         digest = inner.digest.clone();
-        manifest = json(&blob_path(&digest))?;
+        manifest = json(&sha256_blob(&digest, limits)?)?;
     }
     let config = manifest
         .config
         .ok_or_else(|| bad("manifest without config"))?;
-    let path = blob_path(&config.digest);
+    let path = sha256_blob(&config.digest, limits)?;
     let _: serde_json::Value = parse_json(&path, &blob(&path)?)?;
     let order: Vec<String> = manifest
         .layers
         .unwrap_or_default()
         .iter()
-        .map(|d| blob_path(&d.digest))
-        .collect();
+        .map(|d| sha256_blob(&d.digest, limits))
+        .collect::<Result<_, _>>()?;
     check_layer_count(order.len(), limits)?;
     Ok(OciPlan {
         digest,
@@ -934,6 +959,81 @@ pub(crate) mod tests {
                 actual: sha(&tar_of(&[E::File("etc/os-release", b"ID=debian\n")]))
             }
         );
+    }
+
+    #[test]
+    fn an_oci_archive_refuses_a_descriptor_that_is_not_sha256() {
+        let plain = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        // Compressed, so that only the manifest names the layer's digest.
+        let layer = gz(&plain);
+        let (files, _) = oci_files(
+            &[(layer.clone(), "application/vnd.oci.image.layer.v1.tar+gzip")],
+            &[sha(&plain)],
+        );
+        let l = Limits::default();
+        assert!(read_archive(&outer(&files)[..], &l).is_ok());
+        // The layer stored and described under sha512 (a digest Stella does not compute),
+        // the manifest and index rewritten to match.
+        let digest512 = format!("sha512:{}", "ab".repeat(64));
+        let sha256 = sha(&layer);
+        let mut swapped: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut renamed = HashMap::new();
+        for (path, bytes) in &files {
+            if *path == blob_path(&sha256) {
+                swapped.push((blob_path(&digest512), bytes.clone()));
+                continue;
+            }
+            let text = String::from_utf8_lossy(bytes);
+            if text.contains(&sha256) {
+                let new = text.replace(&sha256, &digest512).into_bytes();
+                renamed.insert(sha(bytes), sha(&new));
+                swapped.push((blob_path(&sha(&new)), new));
+                continue;
+            }
+            swapped.push((path.clone(), bytes.clone()));
+        }
+        for (path, bytes) in &mut swapped {
+            if path == "index.json" {
+                let mut text = String::from_utf8(bytes.clone()).unwrap();
+                for (old, new) in &renamed {
+                    text = text.replace(old, new);
+                }
+                *bytes = text.into_bytes();
+            }
+        }
+        assert_eq!(
+            read_archive(&outer(&swapped)[..], &l).unwrap_err(),
+            ImageError::Manifest {
+                entry: blob_path(&digest512),
+                reason: "not a sha256 digest (only sha256 blobs are read)".into()
+            }
+        );
+        // A manifest descriptor in the index too, and a digest with uppercase hex.
+        for bad in [
+            format!("sha512:{}", "cd".repeat(64)),
+            sha(b"x").to_uppercase().replace("SHA256", "sha256"),
+        ] {
+            let files: Vec<_> = files
+                .iter()
+                .map(|(p, b)| {
+                    if p == "index.json" {
+                        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                        let mut v = v;
+                        v["manifests"][0]["digest"] = serde_json::json!(bad);
+                        (p.clone(), serde_json::to_vec(&v).unwrap())
+                    } else {
+                        (p.clone(), b.clone())
+                    }
+                })
+                .collect();
+            assert_eq!(
+                read_archive(&outer(&files)[..], &l).unwrap_err(),
+                ImageError::Manifest {
+                    entry: blob_path(&bad),
+                    reason: "not a sha256 digest (only sha256 blobs are read)".into()
+                }
+            );
+        }
     }
 
     #[test]
