@@ -409,12 +409,23 @@ fn assemble(
     check_layer_count(order.len(), limits)?;
     let mut rootfs = RootFs::default();
     let mut out = Vec::with_capacity(order.len());
+    let last: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i))
+        .collect();
     for (i, path) in order.iter().enumerate() {
-        // The same blob may be listed twice (an empty layer repeated): apply it again.
+        // The same blob may be listed twice (an empty layer repeated, or a layer
+        // re-adding what one between deleted): each use applies it whole. A clone shares
+        // the kept content; the last use takes it.
         let read = layers.get_mut(path).ok_or_else(|| ImageError::Missing {
             entry: path.clone(),
         })?;
-        let delta = std::mem::take(&mut read.delta);
+        let delta = if last[path.as_str()] == i {
+            std::mem::take(&mut read.delta)
+        } else {
+            read.delta.clone()
+        };
         out.push(read.layer.clone());
         rootfs.apply(i, delta);
     }
@@ -1034,6 +1045,44 @@ pub(crate) mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_layer_listed_twice_applies_whole_each_time() {
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let b = tar_of(&[E::File("etc/.wh.os-release", b"")]);
+        let l = Limits::default();
+        let present = |image: &Image| {
+            image
+                .rootfs
+                .read("etc/os-release")
+                .map(|(c, i)| (c.to_vec(), i))
+        };
+        let mt = "application/vnd.oci.image.layer.v1.tar";
+        let (files, _) = oci_files(
+            &[(a.clone(), mt), (b.clone(), mt), (a.clone(), mt)],
+            &[sha(&a), sha(&b), sha(&a)],
+        );
+        let image = read_archive(&outer(&files)[..], &l).unwrap();
+        assert_eq!(image.layers.len(), 3);
+        assert_eq!(present(&image), Some((b"ID=debian\n".to_vec(), 2)));
+        // A docker archive naming one layer file twice.
+        let config = config(&[sha(&a), sha(&b), sha(&a)]);
+        let config_name = format!("{}.json", &sha(&config)[7..]);
+        let manifest = serde_json::json!([{
+            "Config": config_name, "Layers": ["a/layer.tar", "b/layer.tar", "a/layer.tar"],
+        }]);
+        let docker = outer(&[
+            ("a/layer.tar".into(), a.clone()),
+            ("b/layer.tar".into(), b.clone()),
+            (config_name, config),
+            (
+                "manifest.json".into(),
+                serde_json::to_vec(&manifest).unwrap(),
+            ),
+        ]);
+        let image = read_archive(&docker[..], &l).unwrap();
+        assert_eq!(present(&image), Some((b"ID=debian\n".to_vec(), 2)));
     }
 
     #[test]

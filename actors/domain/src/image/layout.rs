@@ -291,6 +291,24 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_listed_twice_is_read_once_and_applied_whole_each_time() {
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let b = tar_of(&[E::File("etc/.wh.os-release", b"")]);
+        let mt = "application/vnd.oci.image.layer.v1.tar";
+        let (files, _) = oci_files(
+            &[(a.clone(), mt), (b.clone(), mt), (a.clone(), mt)],
+            &[sha(&a), sha(&b), sha(&a)],
+        );
+        let dir = write_layout(&files);
+        let image = read_layout(dir.path(), &Limits::default()).unwrap();
+        assert_eq!(image.layers.len(), 3);
+        assert_eq!(
+            image.rootfs.read("etc/os-release"),
+            Some((&b"ID=debian\n"[..], 2))
+        );
+    }
+
+    #[test]
     fn a_layout_directory_reads_as_the_same_image_packed_as_an_oci_archive() {
         let (files, manifest) = fragment_layout();
         let dir = write_layout(&files);
