@@ -255,13 +255,16 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
 }
 
 /// How a blob starting with `head` is compressed if it is a layer: gzip and zstd by
-/// their magic bytes, a plain tar by `ustar` at offset 257.
+/// their magic bytes, a plain tar by `ustar` at offset 257, an empty tar by its first
+/// block of zeros (the end-of-archive marker; builders write empty layers).
 pub(super) fn layer_compression(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(&[0x1f, 0x8b]) {
         Some("gzip")
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Some("zstd")
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+    } else if (head.len() >= 262 && &head[257..262] == b"ustar")
+        || (head.len() == 512 && head.iter().all(|&b| b == 0))
+    {
         Some("none")
     } else {
         None
@@ -1045,6 +1048,18 @@ pub(crate) mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn an_empty_layer_is_a_layer() {
+        let empty = tar_of(&[]);
+        assert!(empty.iter().all(|&b| b == 0));
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let (archive, _) = docker_archive(&[a.clone(), empty.clone(), gz(&empty)]);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        let ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+        assert_eq!(ids, [sha(&a), sha(&empty), sha(&empty)]);
+        assert_eq!(image.rootfs.read("etc/os-release").unwrap().1, 0);
     }
 
     #[test]
