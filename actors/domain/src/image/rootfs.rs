@@ -9,7 +9,7 @@
 //! [`Arc`], so a hard link costs a pointer, not a copy). Directory symlinks are not
 //! followed.
 //!
-//! What is kept is charged to the image's [`Budget`] against `max_kept_bytes`.
+//! What is kept is charged to the image's `Budget` against `max_kept_bytes`.
 //!
 //! Binaries and archives are not kept whole: [`keep_file`] probes every regular file
 //! (see [`super::binary`]) and keeps a small derived record in place of such a file's
