@@ -5,9 +5,14 @@
 //! The archive is read once, front to back: a stream cannot seek, and `docker save`
 //! writes `manifest.json` after the layers. So every blob is sniffed as it passes: a
 //! gzip, zstd or tar stream is read as a layer into its kept files (nothing else of it
-//! stays), and other files up to `max_file_bytes` are kept as JSON candidates. Once the
-//! manifest is known, the layers it lists are applied in its order. Each blob's SHA-256
-//! is computed while it streams; an OCI blob whose name is not its digest is refused.
+//! stays), and other files that look like JSON (first byte `{` or `[`, as
+//! `manifest.json`, `index.json`, `oci-layout`, `repositories`, manifests and configs
+//! are) up to [`MAX_JSON_BYTES`] are kept as candidates; the rest is streamed past.
+//! Once the manifest is known, the layers it lists are applied in its order. Each blob's
+//! SHA-256 is computed while it streams; an OCI blob whose name is not its digest is
+//! refused, and so is a docker archive whose layers, uncompressed and in the manifest's
+//! order, are not the config's `rootfs.diff_ids`. Everything held counts against
+//! `max_kept_bytes`.
 //!
 //! The walk from `index.json` to a manifest and its layers (`oci_plan`) and the
 //! streaming of one layer blob (`read_layer_blob`) are shared with
@@ -91,7 +96,7 @@ impl Image {
                 }
                 // What was derived from a binary stands for its bytes.
                 super::rootfs::Node::Derived(d) => {
-                    let record = serde_json::to_vec(d).unwrap_or_default();
+                    let record = serde_json::to_vec(&**d).unwrap_or_default();
                     hasher.update(hex::encode(Sha256::digest(&record)).as_bytes());
                 }
                 super::rootfs::Node::Symlink(_) => {}
@@ -156,11 +161,27 @@ pub(super) struct ReadLayer {
     pub(super) layer: Layer,
 }
 
+/// The largest non-layer file of an archive kept as a JSON candidate (a manifest, an
+/// index, a config), and never more than `max_file_bytes`.
+pub const MAX_JSON_BYTES: u64 = 4 << 20;
+
+/// Whether a file of the outer archive starting with `head` may be JSON (an object or
+/// an array, after any whitespace).
+fn looks_like_json(head: &[u8]) -> bool {
+    matches!(
+        head.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
+}
+
 /// Reads an image archive from a stream.
 pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageError> {
     let mut outer = tar::Archive::new(reader);
     let mut budget = Budget::default();
     let mut total: u64 = 0;
+    // Every layer read is held (as its kept files) until the manifest, written last,
+    // says which to apply: layers no manifest lists stay here too, bounded by
+    // `max_kept_bytes` as the rest is.
     let mut layers: HashMap<String, ReadLayer> = HashMap::new();
     let mut files: HashMap<String, (Vec<u8>, String)> = HashMap::new();
     let entries = outer
@@ -193,11 +214,14 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
             .map_err(|e| ImageError::read(&raw, e))?;
         let Some(compression) = layer_compression(&head) else {
             let size = entry.size();
-            if size > limits.max_file_bytes {
-                // Not a layer and too large to be a manifest: passed over.
+            let cap = MAX_JSON_BYTES.min(limits.max_file_bytes);
+            if size > cap || !looks_like_json(&head) {
+                // Not a layer and not a manifest, index or config: streamed past.
                 continue;
             }
+            budget.keep(&raw, size, limits)?;
             let mut bytes = head;
+            // The tar entry ends at its header's size, checked above.
             entry
                 .read_to_end(&mut bytes)
                 .map_err(|e| ImageError::read(&raw, e))?;
@@ -231,13 +255,16 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
 }
 
 /// How a blob starting with `head` is compressed if it is a layer: gzip and zstd by
-/// their magic bytes, a plain tar by `ustar` at offset 257.
+/// their magic bytes, a plain tar by `ustar` at offset 257, an empty tar by its first
+/// block of zeros (the end-of-archive marker; builders write empty layers).
 pub(super) fn layer_compression(head: &[u8]) -> Option<&'static str> {
     if head.starts_with(&[0x1f, 0x8b]) {
         Some("gzip")
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Some("zstd")
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+    } else if (head.len() >= 262 && &head[257..262] == b"ustar")
+        || (head.len() == 512 && head.iter().all(|&b| b == 0))
+    {
         Some("none")
     } else {
         None
@@ -321,6 +348,30 @@ pub(super) fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
 }
 
+/// Whether `hex` is a SHA-256 digest as OCI writes it: 64 lowercase hex digits.
+pub(super) fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The blob path of a descriptor's digest, which must be `sha256:<64 hex>`: only
+/// SHA-256 is computed, so a blob under any other algorithm could not be checked (an
+/// archive and a layout directory refuse it alike).
+fn sha256_blob(digest: &str, limits: &Limits) -> Result<String, ImageError> {
+    let path = blob_path(digest);
+    // A digest written to walk out of `blobs/` is named as such.
+    normalize(&path, limits)?;
+    if !digest.strip_prefix("sha256:").is_some_and(is_sha256_hex) {
+        return Err(ImageError::Manifest {
+            entry: path,
+            reason: "not a sha256 digest (only sha256 blobs are read)".to_owned(),
+        });
+    }
+    Ok(path)
+}
+
 fn parse_json<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, ImageError> {
     serde_json::from_slice(bytes).map_err(|e| ImageError::Manifest {
         entry: path.to_owned(),
@@ -361,12 +412,23 @@ fn assemble(
     check_layer_count(order.len(), limits)?;
     let mut rootfs = RootFs::default();
     let mut out = Vec::with_capacity(order.len());
+    let last: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i))
+        .collect();
     for (i, path) in order.iter().enumerate() {
-        // The same blob may be listed twice (an empty layer repeated): apply it again.
+        // The same blob may be listed twice (an empty layer repeated, or a layer
+        // re-adding what one between deleted): each use applies it whole. A clone shares
+        // the kept content; the last use takes it.
         let read = layers.get_mut(path).ok_or_else(|| ImageError::Missing {
             entry: path.clone(),
         })?;
-        let delta = std::mem::take(&mut read.delta);
+        let delta = if last[path.as_str()] == i {
+            std::mem::take(&mut read.delta)
+        } else {
+            read.delta.clone()
+        };
         out.push(read.layer.clone());
         rootfs.apply(i, delta);
     }
@@ -389,6 +451,58 @@ struct DockerManifest {
     layers: Vec<String>,
 }
 
+/// The part of an image config that ties it to its layers.
+#[derive(Deserialize)]
+struct DockerConfig {
+    rootfs: ConfigRootfs,
+}
+
+#[derive(Deserialize)]
+struct ConfigRootfs {
+    diff_ids: Vec<String>,
+}
+
+/// A docker archive's layers are the config's: the `i`-th layer of the manifest must be
+/// the uncompressed tar whose digest is the config's `rootfs.diff_ids[i]`, so an archive
+/// cannot pair a config (and its image id) with other layers.
+fn check_diff_ids(
+    config: &str,
+    diff_ids: &[String],
+    order: &[String],
+    layers: &HashMap<String, ReadLayer>,
+) -> Result<(), ImageError> {
+    let read: Vec<&Layer> = order
+        .iter()
+        .map(|path| {
+            layers
+                .get(path)
+                .map(|r| &r.layer)
+                .ok_or_else(|| ImageError::Missing {
+                    entry: path.clone(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    if diff_ids.len() != order.len() {
+        return Err(ImageError::Manifest {
+            entry: config.to_owned(),
+            reason: format!(
+                "rootfs.diff_ids lists {} layers, the manifest {}",
+                diff_ids.len(),
+                order.len()
+            ),
+        });
+    }
+    for ((path, layer), want) in order.iter().zip(read).zip(diff_ids) {
+        if layer.diff_id != *want {
+            return Err(ImageError::DigestMismatch {
+                entry: path.clone(),
+                actual: layer.diff_id.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn docker(
     files: HashMap<String, (Vec<u8>, String)>,
     layers: HashMap<String, ReadLayer>,
@@ -403,12 +517,14 @@ fn docker(
             reason: "no image in it".to_owned(),
         })?;
     let config = normalize(&m.config, limits)?;
-    let (_, config_digest): (serde_json::Value, _) = json(&files, &config)?;
+    let (image_config, config_digest): (DockerConfig, _) = json(&files, &config)?;
     let order = m
         .layers
         .iter()
         .map(|l| normalize(l, limits))
         .collect::<Result<Vec<_>, _>>()?;
+    check_layer_count(order.len(), limits)?;
+    check_diff_ids(&config, &image_config.rootfs.diff_ids, &order, &layers)?;
     let config_digest = config_digest.to_owned();
     assemble(
         ImageFormat::DockerArchive,
@@ -470,7 +586,8 @@ pub(super) struct OciPlan {
 
 /// Follows `index.json` to the first image manifest (one nested index down) and its
 /// config, reading each through `blob`, which gives the bytes at a path of the layout
-/// (their digest already checked against the path) or why not.
+/// (their digest already checked against the path) or why not. Every descriptor on the
+/// way (manifests, config, layers) must name a `sha256:` digest.
 pub(super) fn oci_plan<'a>(
     mut blob: impl FnMut(&str) -> Result<Cow<'a, [u8]>, ImageError>,
     limits: &Limits,
@@ -491,24 +608,24 @@ pub(super) fn oci_plan<'a>(
         .into_iter()
         .collect();
     let mut digest = top.digest.clone();
-    let mut manifest = json(&blob_path(&digest))?;
+    let mut manifest = json(&sha256_blob(&digest, limits)?)?;
     // A nested index (a multi-platform image): one level down.
     if let Some(list) = &manifest.manifests {
         let inner = first_image(list).ok_or_else(|| bad("empty nested index"))?;
         digest = inner.digest.clone();
-        manifest = json(&blob_path(&digest))?;
+        manifest = json(&sha256_blob(&digest, limits)?)?;
     }
     let config = manifest
         .config
         .ok_or_else(|| bad("manifest without config"))?;
-    let path = blob_path(&config.digest);
+    let path = sha256_blob(&config.digest, limits)?;
     let _: serde_json::Value = parse_json(&path, &blob(&path)?)?;
     let order: Vec<String> = manifest
         .layers
         .unwrap_or_default()
         .iter()
-        .map(|d| blob_path(&d.digest))
-        .collect();
+        .map(|d| sha256_blob(&d.digest, limits))
+        .collect::<Result<_, _>>()?;
     check_layer_count(order.len(), limits)?;
     Ok(OciPlan {
         digest,
@@ -556,7 +673,7 @@ fn oci(
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeSet;
-    use std::io::Write;
+    use std::io::{Read, Write};
 
     use super::*;
     use crate::image::rootfs::tests::{tar_of, E};
@@ -598,8 +715,29 @@ pub(crate) mod tests {
 
     /// `docker save` as Docker before 25 writes it: layers first, `manifest.json` last.
     pub(crate) fn docker_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Vec<u8>) {
-        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
-        let config = config(&diff_ids);
+        let diff_ids: Vec<String> = layers.iter().map(|l| diff_id(l)).collect();
+        docker_archive_with(layers, &diff_ids)
+    }
+
+    /// The digest of a layer as an uncompressed tar (a gzip one inflated first).
+    pub(crate) fn diff_id(layer: &[u8]) -> String {
+        if layer.starts_with(&[0x1f, 0x8b]) {
+            let mut plain = Vec::new();
+            flate2::read::MultiGzDecoder::new(layer)
+                .read_to_end(&mut plain)
+                .unwrap();
+            sha(&plain)
+        } else {
+            sha(layer)
+        }
+    }
+
+    /// A docker archive whose config lists `diff_ids`, whatever the layers are.
+    pub(crate) fn docker_archive_with(
+        layers: &[Vec<u8>],
+        diff_ids: &[String],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let config = config(diff_ids);
         let config_name = format!("{}.json", &sha(&config)[7..]);
         let mut files = Vec::new();
         let mut names = Vec::new();
@@ -838,6 +976,131 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_oci_archive_refuses_a_descriptor_that_is_not_sha256() {
+        let plain = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        // Compressed, so that only the manifest names the layer's digest.
+        let layer = gz(&plain);
+        let (files, _) = oci_files(
+            &[(layer.clone(), "application/vnd.oci.image.layer.v1.tar+gzip")],
+            &[sha(&plain)],
+        );
+        let l = Limits::default();
+        assert!(read_archive(&outer(&files)[..], &l).is_ok());
+        // The layer stored and described under sha512 (a digest Stella does not compute),
+        // the manifest and index rewritten to match.
+        let digest512 = format!("sha512:{}", "ab".repeat(64));
+        let sha256 = sha(&layer);
+        let mut swapped: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut renamed = HashMap::new();
+        for (path, bytes) in &files {
+            if *path == blob_path(&sha256) {
+                swapped.push((blob_path(&digest512), bytes.clone()));
+                continue;
+            }
+            let text = String::from_utf8_lossy(bytes);
+            if text.contains(&sha256) {
+                let new = text.replace(&sha256, &digest512).into_bytes();
+                renamed.insert(sha(bytes), sha(&new));
+                swapped.push((blob_path(&sha(&new)), new));
+                continue;
+            }
+            swapped.push((path.clone(), bytes.clone()));
+        }
+        for (path, bytes) in &mut swapped {
+            if path == "index.json" {
+                let mut text = String::from_utf8(bytes.clone()).unwrap();
+                for (old, new) in &renamed {
+                    text = text.replace(old, new);
+                }
+                *bytes = text.into_bytes();
+            }
+        }
+        assert_eq!(
+            read_archive(&outer(&swapped)[..], &l).unwrap_err(),
+            ImageError::Manifest {
+                entry: blob_path(&digest512),
+                reason: "not a sha256 digest (only sha256 blobs are read)".into()
+            }
+        );
+        // A manifest descriptor in the index too, and a digest with uppercase hex.
+        for bad in [
+            format!("sha512:{}", "cd".repeat(64)),
+            sha(b"x").to_uppercase().replace("SHA256", "sha256"),
+        ] {
+            let files: Vec<_> = files
+                .iter()
+                .map(|(p, b)| {
+                    if p == "index.json" {
+                        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                        let mut v = v;
+                        v["manifests"][0]["digest"] = serde_json::json!(bad);
+                        (p.clone(), serde_json::to_vec(&v).unwrap())
+                    } else {
+                        (p.clone(), b.clone())
+                    }
+                })
+                .collect();
+            assert_eq!(
+                read_archive(&outer(&files)[..], &l).unwrap_err(),
+                ImageError::Manifest {
+                    entry: blob_path(&bad),
+                    reason: "not a sha256 digest (only sha256 blobs are read)".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_layer_is_a_layer() {
+        let empty = tar_of(&[]);
+        assert!(empty.iter().all(|&b| b == 0));
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let (archive, _) = docker_archive(&[a.clone(), empty.clone(), gz(&empty)]);
+        let image = read_archive(&archive[..], &Limits::default()).unwrap();
+        let ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+        assert_eq!(ids, [sha(&a), sha(&empty), sha(&empty)]);
+        assert_eq!(image.rootfs.read("etc/os-release").unwrap().1, 0);
+    }
+
+    #[test]
+    fn a_layer_listed_twice_applies_whole_each_time() {
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let b = tar_of(&[E::File("etc/.wh.os-release", b"")]);
+        let l = Limits::default();
+        let present = |image: &Image| {
+            image
+                .rootfs
+                .read("etc/os-release")
+                .map(|(c, i)| (c.to_vec(), i))
+        };
+        let mt = "application/vnd.oci.image.layer.v1.tar";
+        let (files, _) = oci_files(
+            &[(a.clone(), mt), (b.clone(), mt), (a.clone(), mt)],
+            &[sha(&a), sha(&b), sha(&a)],
+        );
+        let image = read_archive(&outer(&files)[..], &l).unwrap();
+        assert_eq!(image.layers.len(), 3);
+        assert_eq!(present(&image), Some((b"ID=debian\n".to_vec(), 2)));
+        // A docker archive naming one layer file twice.
+        let config = config(&[sha(&a), sha(&b), sha(&a)]);
+        let config_name = format!("{}.json", &sha(&config)[7..]);
+        let manifest = serde_json::json!([{
+            "Config": config_name, "Layers": ["a/layer.tar", "b/layer.tar", "a/layer.tar"],
+        }]);
+        let docker = outer(&[
+            ("a/layer.tar".into(), a.clone()),
+            ("b/layer.tar".into(), b.clone()),
+            (config_name, config),
+            (
+                "manifest.json".into(),
+                serde_json::to_vec(&manifest).unwrap(),
+            ),
+        ]);
+        let image = read_archive(&docker[..], &l).unwrap();
+        assert_eq!(present(&image), Some((b"ID=debian\n".to_vec(), 2)));
+    }
+
+    #[test]
     fn a_layer_bomb_stops_at_the_byte_cap() {
         let zeros = vec![0u8; 4 << 20];
         let bomb = gz(&tar_of(&[E::File("usr/share/zeros", &zeros)]));
@@ -859,6 +1122,111 @@ pub(crate) mod tests {
                 limit: 1 << 20
             }
         );
+    }
+
+    #[test]
+    fn outer_files_that_are_not_json_are_streamed_past_and_json_ones_charged() {
+        let layer = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let (archive, _) = docker_archive(std::slice::from_ref(&layer));
+        // A large file that is neither a layer nor JSON (a `VERSION`, a signature, junk)
+        // is not held: a cap far below its size does not refuse the image.
+        let mut files = vec![("junk/VERSION".to_owned(), vec![b'1'; 1 << 20])];
+        let mut tar = tar::Archive::new(&archive[..]);
+        for e in tar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).unwrap();
+            files.push((path, bytes));
+        }
+        let small = Limits {
+            max_kept_bytes: 64 << 10,
+            ..Limits::default()
+        };
+        let image = read_archive(&outer(&files)[..], &small).unwrap();
+        assert_eq!(
+            image.rootfs.read("etc/os-release").unwrap().0,
+            b"ID=debian\n"
+        );
+        // The JSON files are held, so charged: a cap below them refuses the image.
+        let err = read_archive(
+            &outer(&files)[..],
+            &Limits {
+                max_kept_bytes: 100,
+                ..Limits::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ImageError::CapExceeded {
+                    cap: Cap::KeptBytes,
+                    limit: 100,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(looks_like_json(b" \n[{}]") && looks_like_json(b"{"));
+        assert!(!looks_like_json(b"1.0") && !looks_like_json(b""));
+    }
+
+    #[test]
+    fn a_docker_archive_whose_config_lists_other_layers_is_refused() {
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let b = gz(&tar_of(&[E::File("var/lib/dpkg/status", b"Package: x\n")]));
+        let l = Limits::default();
+        // The diff id is the uncompressed tar's: a gzip layer reads.
+        let (good, _) = docker_archive(&[a.clone(), b.clone()]);
+        let image = read_archive(&good[..], &l).unwrap();
+        assert_eq!(image.layers[1].diff_id, diff_id(&b));
+        assert_ne!(image.layers[1].diff_id, sha(&b));
+
+        let other = sha(b"another layer");
+        let (swapped, _) = docker_archive_with(&[a.clone(), b.clone()], &[sha(&a), other]);
+        assert_eq!(
+            read_archive(&swapped[..], &l).unwrap_err(),
+            ImageError::DigestMismatch {
+                entry: format!("{:064x}/layer.tar", 1),
+                actual: diff_id(&b)
+            }
+        );
+        // In the wrong order.
+        let (reversed, _) = docker_archive_with(&[a.clone(), b.clone()], &[diff_id(&b), sha(&a)]);
+        assert!(matches!(
+            read_archive(&reversed[..], &l).unwrap_err(),
+            ImageError::DigestMismatch { .. }
+        ));
+        // One layer more or fewer than the config lists.
+        for ids in [vec![sha(&a)], vec![sha(&a), diff_id(&b), sha(&a)]] {
+            let (archive, config) = docker_archive_with(&[a.clone(), b.clone()], &ids);
+            let err = read_archive(&archive[..], &l).unwrap_err();
+            assert_eq!(
+                err,
+                ImageError::Manifest {
+                    entry: format!("{}.json", &sha(&config)[7..]),
+                    reason: format!("rootfs.diff_ids lists {} layers, the manifest 2", ids.len()),
+                }
+            );
+        }
+        // A config without diff ids is no image config.
+        let (archive, _) = docker_archive(std::slice::from_ref(&a));
+        let mut files = Vec::new();
+        for e in tar::Archive::new(&archive[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).unwrap();
+            if path.ends_with(".json") && path != "manifest.json" {
+                bytes = br#"{"architecture":"amd64"}"#.to_vec();
+            }
+            files.push((path, bytes));
+        }
+        assert!(matches!(
+            read_archive(&outer(&files)[..], &l).unwrap_err(),
+            ImageError::Manifest { .. }
+        ));
     }
 
     #[test]

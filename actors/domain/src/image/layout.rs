@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::archive::{
-    assemble_oci, check_blob_name, layer_compression, oci_plan, read_archive, read_layer_blob,
-    Image, ImageFormat, ReadLayer,
+    assemble_oci, check_blob_name, is_sha256_hex, layer_compression, oci_plan, read_archive,
+    read_layer_blob, Image, ImageFormat, ReadLayer,
 };
 use super::rootfs::{normalize, Budget};
 use super::{Cap, ImageError, Limits};
@@ -106,12 +106,7 @@ impl<F: LayoutFiles> Layout<'_, F> {
         // A digest is written by whoever made the layout: `sha256:../../x` must not walk.
         let normal = normalize(path, self.limits)?;
         if let Some(rest) = normal.strip_prefix("blobs/") {
-            let sha256 = rest.strip_prefix("sha256/").is_some_and(|hex| {
-                hex.len() == 64
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            });
+            let sha256 = rest.strip_prefix("sha256/").is_some_and(is_sha256_hex);
             if !sha256 {
                 return Err(ImageError::Manifest {
                     entry: path.to_owned(),
@@ -293,6 +288,24 @@ mod tests {
         std::fs::write(dir.join(blob(config)), config).unwrap();
         std::fs::write(dir.join(blob(&manifest)), &manifest).unwrap();
         std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_layer_listed_twice_is_read_once_and_applied_whole_each_time() {
+        let a = tar_of(&[E::File("etc/os-release", b"ID=debian\n")]);
+        let b = tar_of(&[E::File("etc/.wh.os-release", b"")]);
+        let mt = "application/vnd.oci.image.layer.v1.tar";
+        let (files, _) = oci_files(
+            &[(a.clone(), mt), (b.clone(), mt), (a.clone(), mt)],
+            &[sha(&a), sha(&b), sha(&a)],
+        );
+        let dir = write_layout(&files);
+        let image = read_layout(dir.path(), &Limits::default()).unwrap();
+        assert_eq!(image.layers.len(), 3);
+        assert_eq!(
+            image.rootfs.read("etc/os-release"),
+            Some((&b"ID=debian\n"[..], 2))
+        );
     }
 
     #[test]

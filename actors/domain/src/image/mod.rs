@@ -57,6 +57,12 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Layers of one image.
     pub max_layers: usize,
+    /// Bytes one image holds in memory while it is read: every kept file's content,
+    /// every derived record (as JSON), every JSON file of the outer archive. A hard link
+    /// shares its target's bytes and adds none. Counted as they are kept, not refunded
+    /// when a later layer deletes them (the layers of an archive are all held until its
+    /// manifest, written last, is read).
+    pub max_kept_bytes: u64,
 }
 
 impl Default for Limits {
@@ -67,6 +73,7 @@ impl Default for Limits {
             max_depth: 64,
             max_file_bytes: 64 << 20,
             max_layers: 256,
+            max_kept_bytes: 512 << 20,
         }
     }
 }
@@ -79,6 +86,7 @@ pub enum Cap {
     Depth,
     FileBytes,
     Layers,
+    KeptBytes,
 }
 
 impl std::fmt::Display for Cap {
@@ -89,6 +97,7 @@ impl std::fmt::Display for Cap {
             Cap::Depth => "max_depth",
             Cap::FileBytes => "max_file_bytes",
             Cap::Layers => "max_layers",
+            Cap::KeptBytes => "max_kept_bytes",
         })
     }
 }

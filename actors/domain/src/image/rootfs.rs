@@ -4,15 +4,21 @@
 //! layers below, `.wh..wh..opq` empties its directory of them) are applied before the
 //! layer's own files, so a layer can replace a directory's contents. Only files that
 //! [`wanted`] accepts are kept; symbolic links among them are kept as links and resolved
-//! when read (`etc/os-release` is usually `../usr/lib/os-release`), hard links are copied
-//! from their target when the target was kept. Directory symlinks are not followed.
+//! when read (`etc/os-release` is usually `../usr/lib/os-release`), hard links share their
+//! target's node when the target was kept (content and derived records sit behind an
+//! [`Arc`], so a hard link costs a pointer, not a copy). Directory symlinks are not
+//! followed.
+//!
+//! What is kept is charged to the image's `Budget` against `max_kept_bytes`.
 //!
 //! Binaries and archives are not kept whole: [`keep_file`] probes every regular file
 //! (see [`super::binary`]) and keeps a small derived record in place of such a file's
 //! bytes, under its path, so whiteouts and later layers treat it as any other file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::ops::Bound;
+use std::sync::Arc;
 
 use super::binary::{self, Derived};
 use super::{Cap, ImageError, Limits};
@@ -21,15 +27,50 @@ use super::{Cap, ImageError, Limits};
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
     pub(crate) entries: u64,
+    /// Bytes held in memory so far, against `max_kept_bytes`.
+    pub(crate) kept: u64,
+}
+
+impl Budget {
+    /// Charges `bytes` kept for `entry`; past `max_kept_bytes` the image is refused.
+    pub(crate) fn keep(
+        &mut self,
+        entry: &str,
+        bytes: u64,
+        limits: &Limits,
+    ) -> Result<(), ImageError> {
+        self.kept = self.kept.saturating_add(bytes);
+        if self.kept > limits.max_kept_bytes {
+            return Err(ImageError::CapExceeded {
+                entry: entry.to_owned(),
+                cap: Cap::KeptBytes,
+                limit: limits.max_kept_bytes,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A kept file: its content, the target of a symbolic link (a path from the root), or
-/// what was derived from a binary or archive in place of its content.
+/// what was derived from a binary or archive in place of its content. Content and
+/// records are shared: cloning a node (a hard link) copies a pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
-    File(Vec<u8>),
+    File(Arc<[u8]>),
     Symlink(String),
-    Derived(Derived),
+    Derived(Arc<Derived>),
+}
+
+impl Node {
+    /// The bytes this node holds: a file's length, a link's target, a derived record's
+    /// size as JSON.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            Node::File(bytes) => bytes.len() as u64,
+            Node::Symlink(target) => target.len() as u64,
+            Node::Derived(d) => serde_json::to_vec(&**d).map_or(0, |v| v.len() as u64),
+        }
+    }
 }
 
 /// A kept file and the index of the layer it came from.
@@ -39,15 +80,15 @@ pub struct FsEntry {
     pub layer: usize,
 }
 
-/// What one layer changes.
-#[derive(Debug, Default)]
+/// What one layer changes. Cloning it shares the kept content (a layer listed twice).
+#[derive(Debug, Default, Clone)]
 pub(crate) struct LayerDelta {
     opaque: Vec<String>,
     whiteouts: Vec<String>,
     files: Vec<(String, LayerNode)>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum LayerNode {
     Node(Node),
     Hardlink(String),
@@ -88,7 +129,7 @@ impl RootFs {
         self.files.insert(
             path.to_owned(),
             FsEntry {
-                node: Node::File(bytes),
+                node: Node::File(bytes.into()),
                 layer,
             },
         );
@@ -124,16 +165,26 @@ impl RootFs {
         }
     }
 
+    /// Removes what is under the folder `path` (and `path` itself when `itself`),
+    /// touching only those keys: the paths under `a/b` are the range `[a/b/, a/b0)`
+    /// (`0` follows `/`), so a layer of many whiteouts costs no pass over every file.
     fn remove_under(&mut self, path: &str, itself: bool) {
         if itself {
             self.files.remove(path);
         }
-        let prefix = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path}/")
-        };
-        self.files.retain(|p, _| !p.starts_with(&prefix));
+        if path.is_empty() {
+            self.files.clear();
+            return;
+        }
+        let (from, to) = (format!("{path}/"), format!("{path}0"));
+        let doomed: Vec<String> = self
+            .files
+            .range::<str, _>((Bound::Included(from.as_str()), Bound::Excluded(to.as_str())))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in doomed {
+            self.files.remove(&p);
+        }
     }
 }
 
@@ -209,7 +260,7 @@ pub fn keep_file<R: Read>(
                 limit: cap,
             });
         }
-        return Ok(Some(Node::File(bytes)));
+        return Ok(Some(Node::File(bytes.into())));
     }
     let mut bytes = Vec::with_capacity(4);
     (&mut reader)
@@ -220,9 +271,9 @@ pub fn keep_file<R: Read>(
         return Ok(None);
     }
     let too_large = || {
-        Some(Node::Derived(Derived::Unreadable(format!(
+        Some(Node::Derived(Arc::new(Derived::Unreadable(format!(
             "larger than max_file_bytes ({cap}): not read"
-        ))))
+        )))))
     };
     if size > cap {
         return Ok(too_large());
@@ -235,7 +286,7 @@ pub fn keep_file<R: Read>(
     if bytes.len() as u64 > cap {
         return Ok(too_large());
     }
-    Ok(binary::derive(path, &bytes, cap).map(Node::Derived))
+    Ok(binary::derive(path, &bytes, cap).map(|d| Node::Derived(Arc::new(d))))
 }
 
 /// Normalizes an entry's path to `a/b/c` (no `.`, no trailing `/`), refusing absolute
@@ -291,7 +342,8 @@ fn resolve_link(link: &str, target: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Reads one layer's tar stream (already decompressed) into what it changes.
+/// Reads one layer's tar stream (already decompressed) into what it changes, charging
+/// what it keeps to `budget`.
 pub(crate) fn read_layer<R: Read>(
     reader: R,
     limits: &Limits,
@@ -299,6 +351,8 @@ pub(crate) fn read_layer<R: Read>(
 ) -> Result<(LayerDelta, R), ImageError> {
     let mut archive = tar::Archive::new(reader);
     let mut delta = LayerDelta::default();
+    // Where each path's latest node sits in `delta.files`, for hard links to this layer.
+    let mut kept: HashMap<String, usize> = HashMap::new();
     {
         let entries = archive
             .entries()
@@ -348,6 +402,8 @@ pub(crate) fn read_layer<R: Read>(
                         return Err(ImageError::LinkEscapes { entry: raw, target });
                     };
                     if wanted(&path) {
+                        budget.keep(&raw, resolved.len() as u64, limits)?;
+                        kept.insert(path.clone(), delta.files.len());
                         delta
                             .files
                             .push((path, LayerNode::Node(Node::Symlink(resolved))));
@@ -362,9 +418,10 @@ pub(crate) fn read_layer<R: Read>(
                         Ok(t) => t,
                         Err(_) => return Err(ImageError::LinkEscapes { entry: raw, target }),
                     };
-                    // A hard link names an earlier entry of this layer or a lower one.
-                    let same_layer = delta.files.iter().rev().find_map(|(p, n)| match n {
-                        LayerNode::Node(n) if *p == resolved => Some(n.clone()),
+                    // A hard link names an earlier entry of this layer or a lower one; it
+                    // shares the node, so it is not charged again.
+                    let same_layer = kept.get(&resolved).and_then(|&i| match &delta.files[i] {
+                        (_, LayerNode::Node(n)) => Some(n.clone()),
                         _ => None,
                     });
                     let node = match (wanted(&path), same_layer) {
@@ -375,12 +432,17 @@ pub(crate) fn read_layer<R: Read>(
                         (false, None) => Some(LayerNode::DerivedLink(resolved)),
                     };
                     if let Some(node) = node {
+                        if matches!(node, LayerNode::Node(_)) {
+                            kept.insert(path.clone(), delta.files.len());
+                        }
                         delta.files.push((path, node));
                     }
                 }
                 T::Regular | T::Continuous => {
                     let size = entry.size();
                     if let Some(node) = keep_file(&path, size, &mut entry, limits)? {
+                        budget.keep(&raw, node.held_bytes(), limits)?;
+                        kept.insert(path.clone(), delta.files.len());
                         delta.files.push((path, LayerNode::Node(node)));
                     }
                 }
@@ -509,6 +571,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_whiteout_removes_its_folder_and_not_its_neighbours() {
+        let l0 = tar_of(&[
+            E::File("a/b/poetry.lock", b"1"),
+            E::File("a/b/c/poetry.lock", b"2"),
+            E::File("a/b-c/poetry.lock", b"3"),
+            E::File("a/b0/poetry.lock", b"4"),
+            E::File("a/bc/poetry.lock", b"5"),
+            E::File("a/b.lock/poetry.lock", b"6"),
+        ]);
+        let l1 = tar_of(&[E::File("a/.wh.b", b"")]);
+        let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
+        assert_eq!(
+            paths(&fs),
+            [
+                "a/b-c/poetry.lock",
+                "a/b.lock/poetry.lock",
+                "a/b0/poetry.lock",
+                "a/bc/poetry.lock"
+            ]
+        );
+    }
+
+    #[test]
+    fn many_whiteouts_over_many_files_stay_fast() {
+        let names: Vec<String> = (0..20_000)
+            .map(|i| format!("app/p{i}/poetry.lock"))
+            .collect();
+        let gone: Vec<String> = (0..20_000).map(|i| format!("app/.wh.p{i}")).collect();
+        let l0 = tar_of(&names.iter().map(|n| E::File(n, b"x")).collect::<Vec<_>>());
+        let mut l1: Vec<E<'_>> = gone.iter().map(|n| E::File(n, b"")).collect();
+        l1.push(E::File("app/p0/poetry.lock", b"again"));
+        let l1 = tar_of(&l1);
+        let started = std::time::Instant::now();
+        let fs = rootfs(&[l0, l1], &Limits::default()).unwrap();
+        assert_eq!(paths(&fs), ["app/p0/poetry.lock"]);
+        // A pass over every file per whiteout is 400 million comparisons.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn opaque_folder_hides_lower_files_but_not_its_own_layer() {
         let l0 = tar_of(&[
             E::File("app/node_modules/a/package.json", b"a"),
@@ -551,6 +657,72 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(fs.read("etc/os-release"), Some((&b"x"[..], 0)));
+    }
+
+    fn file_of<'a>(fs: &'a RootFs, path: &str) -> &'a Arc<[u8]> {
+        match &fs.files[path].node {
+            Node::File(bytes) => bytes,
+            other => panic!("{path} is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hard_links_share_their_target_instead_of_copying_it() {
+        let lock = vec![b'#'; 1 << 20];
+        let names: Vec<String> = (0..10_000).map(|i| format!("d{i}/poetry.lock")).collect();
+        let mut entries = vec![E::File("poetry.lock", &lock)];
+        entries.extend(names.iter().map(|n| E::Hardlink(n, "poetry.lock")));
+        let l0 = tar_of(&entries);
+        // A later layer links to the lower layer's file.
+        let l1 = tar_of(&[E::Hardlink("top/poetry.lock", "poetry.lock")]);
+        let limits = Limits {
+            max_kept_bytes: (1 << 20) + 4096,
+            ..Limits::default()
+        };
+        let started = std::time::Instant::now();
+        let mut fs = RootFs::default();
+        let mut budget = Budget::default();
+        for (i, l) in [l0, l1].iter().enumerate() {
+            let (delta, _) = read_layer(&l[..], &limits, &mut budget).unwrap();
+            fs.apply(i, delta);
+        }
+        assert_eq!(budget.kept, 1 << 20, "the content was charged once");
+        assert_eq!(fs.entries().count(), 10_002);
+        let original = file_of(&fs, "poetry.lock");
+        for path in ["d0/poetry.lock", "d9999/poetry.lock", "top/poetry.lock"] {
+            assert!(
+                Arc::ptr_eq(original, file_of(&fs, path)),
+                "{path} was copied"
+            );
+        }
+        assert_eq!(fs.read("top/poetry.lock"), Some((&lock[..], 1)));
+        // Each hard link is found by path, not by a scan of the layer so far.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn kept_bytes_over_all_layers_are_capped() {
+        let limits = Limits {
+            max_kept_bytes: 1000,
+            ..Limits::default()
+        };
+        let l0 = tar_of(&[E::File("a/poetry.lock", &[b'#'; 600])]);
+        assert!(rootfs(std::slice::from_ref(&l0), &limits).is_ok());
+        // Each layer is under the cap; the image is not.
+        let l1 = tar_of(&[E::File("b/poetry.lock", &[b'#'; 600])]);
+        let err = rootfs(&[l0, l1], &limits).unwrap_err();
+        assert_eq!(
+            err,
+            ImageError::CapExceeded {
+                entry: "b/poetry.lock".into(),
+                cap: Cap::KeptBytes,
+                limit: 1000
+            }
+        );
+        assert!(err.to_string().contains("max_kept_bytes"), "{err}");
+        // Files no analyzer reads are not kept, so not charged.
+        let big = tar_of(&[E::File("usr/share/doc/big", &[b'x'; 4000])]);
+        assert!(rootfs(&[big], &limits).is_ok());
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! (and this workspace forbids `unsafe`); a temporary file would put image content on
 //! disk. Reading the documented format ourselves also keeps a hostile file away from a C
 //! parser: every offset is checked against the page, every page visited once per scan,
-//! the tree depth capped, and a payload never reserved beyond the file's own size. A
-//! malformed file gives an error naming the page, never a panic.
+//! the tree depth capped, no two cells of a page at one offset, and a payload never
+//! reserved beyond the file's own size, nor all of a scan's payloads together (cells
+//! that overlap would otherwise copy the same bytes many times over). A malformed file
+//! gives an error naming the page, never a panic.
 //!
 //! Not read: the write-ahead log (`-wal`, rows written since the last checkpoint), index
 //! b-trees, `WITHOUT ROWID` tables, and databases whose text encoding is UTF-16.
@@ -110,8 +112,11 @@ impl<'a> Database<'a> {
     /// Calls `visit` with the rowid and record payload of every row of the table b-tree
     /// rooted at `root`, in rowid order. An error from `visit` stops the scan.
     pub(crate) fn scan(&self, root: u32, visit: &mut Visit<'_>) -> Result<(), String> {
-        let mut seen = vec![false; self.pages as usize + 1];
-        self.visit_page(root, 0, &mut seen, visit)
+        let mut scan = Scan {
+            seen: vec![false; self.pages as usize + 1],
+            copied: 0,
+        };
+        self.visit_page(root, 0, &mut scan, visit)
     }
 
     fn mark(&self, n: u32, seen: &mut [bool]) -> Result<(), String> {
@@ -132,13 +137,13 @@ impl<'a> Database<'a> {
         &self,
         n: u32,
         depth: usize,
-        seen: &mut [bool],
+        scan: &mut Scan,
         visit: &mut Visit<'_>,
     ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(format!("table b-tree deeper than {MAX_DEPTH} at page {n}"));
         }
-        self.mark(n, seen)?;
+        self.mark(n, &mut scan.seen)?;
         let page = self.page(n)?;
         let at = if n == 1 { 100 } else { 0 };
         let bad = |what: &str| format!("page {n}: {what}");
@@ -156,6 +161,12 @@ impl<'a> Database<'a> {
         if pointers + 2 * cells > page.len() {
             return Err(bad(&format!("{cells} cells do not fit")));
         }
+        // Each cell has its own place: two pointers at one cell would read it twice.
+        let mut offsets: Vec<u16> = (0..cells).map(|i| be16(page, pointers + 2 * i)).collect();
+        offsets.sort_unstable();
+        if let Some(w) = offsets.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(&format!("two cells at offset {}", w[0])));
+        }
         for i in 0..cells {
             let cell = usize::from(be16(page, pointers + 2 * i));
             let body = page
@@ -166,27 +177,36 @@ impl<'a> Database<'a> {
                 if body.len() < 4 {
                     return Err(bad(&format!("cell {i} is truncated")));
                 }
-                self.visit_page(be32(body, 0), depth + 1, seen, visit)?;
+                self.visit_page(be32(body, 0), depth + 1, scan, visit)?;
             } else {
                 let (size, a) = varint(body).ok_or_else(|| bad(&format!("cell {i}: size")))?;
                 let (rowid, b) =
                     varint(&body[a..]).ok_or_else(|| bad(&format!("cell {i}: rowid")))?;
                 let payload = self
-                    .payload(size, &body[a + b..], seen)
+                    .payload(size, &body[a + b..], scan)
                     .map_err(|e| bad(&format!("cell {i}: {e}")))?;
                 visit(rowid as i64, &payload)?;
             }
         }
         if kind == 0x05 {
-            self.visit_page(be32(page, at + 8), depth + 1, seen, visit)?;
+            self.visit_page(be32(page, at + 8), depth + 1, scan, visit)?;
         }
         Ok(())
     }
 
     /// A leaf cell's payload: its local part, then its overflow chain when it spills.
-    fn payload(&self, size: u64, local: &[u8], seen: &mut [bool]) -> Result<Vec<u8>, String> {
+    fn payload(&self, size: u64, local: &[u8], scan: &mut Scan) -> Result<Vec<u8>, String> {
         if size > self.bytes.len() as u64 {
             return Err(format!("payload of {size} bytes is larger than the file"));
+        }
+        // Distinct cells and overflow pages hold distinct bytes of the file, so a scan's
+        // payloads add up to less than the file: more means cells overlap.
+        scan.copied = scan.copied.saturating_add(size);
+        if scan.copied > self.bytes.len() as u64 {
+            return Err(format!(
+                "rows copy more than the file's {} bytes (cells overlap)",
+                self.bytes.len()
+            ));
         }
         let size = size as usize;
         let u = self.usable;
@@ -215,7 +235,7 @@ impl<'a> Database<'a> {
                 if next == 0 {
                     return Err("overflow chain ends early".to_owned());
                 }
-                self.mark(next, seen)?;
+                self.mark(next, &mut scan.seen)?;
                 let page = self.page(next)?;
                 let take = (size - out.len()).min(u - 4);
                 out.extend_from_slice(&page[4..4 + take]);
@@ -224,6 +244,12 @@ impl<'a> Database<'a> {
         }
         Ok(out)
     }
+}
+
+/// What one scan has used: the pages visited, and the payload bytes copied out.
+struct Scan {
+    seen: Vec<bool>,
+    copied: u64,
 }
 
 /// The columns of a record: a header of serial types, then their values.
@@ -434,6 +460,61 @@ mod tests {
         let cut = &bytes[..bytes.len() / 2];
         let db = Database::open(cut).expect("header intact");
         assert!(db.scan(root, &mut |_, _| Ok(())).is_err());
+    }
+
+    /// The root leaf of `t` in a fresh 64 KiB-page database, rewritten to hold `pointers`
+    /// as its cells over a content area of `pattern` repeated.
+    fn with_cells(pointers: &[u16], pattern: &[u8]) -> (Vec<u8>, u32) {
+        let mut bytes = written_by_sqlite(65536, 1);
+        let root = Database::open(&bytes)
+            .unwrap()
+            .table_root("t")
+            .unwrap()
+            .unwrap();
+        let page = &mut bytes[(root as usize - 1) * 65536..root as usize * 65536];
+        assert_eq!(page[0], 0x0d, "one row: the root is a leaf");
+        page[3..5].copy_from_slice(&(pointers.len() as u16).to_be_bytes());
+        let content = 8 + 2 * pointers.len();
+        for (i, p) in pointers.iter().enumerate() {
+            page[8 + 2 * i..10 + 2 * i].copy_from_slice(&p.to_be_bytes());
+        }
+        for (i, b) in page[content..].iter_mut().enumerate() {
+            *b = pattern[i % pattern.len()];
+        }
+        (bytes, root)
+    }
+
+    #[test]
+    fn cells_that_share_or_overlap_their_bytes_are_refused_quickly() {
+        let started = std::time::Instant::now();
+        // 20,000 pointers at one cell of 20,000 bytes: 400 MB copied, were each read.
+        let (bytes, root) = with_cells(&[40_008; 20_000], &[0x81, 0x9c, 0x20, 0x01]);
+        let db = Database::open(&bytes).unwrap();
+        let mut rows = 0;
+        let e = db
+            .scan(root, &mut |_, _| {
+                rows += 1;
+                Ok(())
+            })
+            .expect_err("shared cell");
+        assert_eq!(e, format!("page {root}: two cells at offset 40008"));
+        assert_eq!(rows, 0);
+
+        // Cells two bytes apart, each read as `size 384, rowid 384` and 384 bytes on:
+        // distinct offsets, overlapping bytes, 3.8 MB copied out of a 192 KiB file.
+        let pointers: Vec<u16> = (0..10_000).map(|k| 20_008 + 2 * k).collect();
+        let (bytes, root) = with_cells(&pointers, &[0x83, 0x00]);
+        let db = Database::open(&bytes).unwrap();
+        let e = db.scan(root, &mut |_, _| Ok(())).expect_err("overlap");
+        assert_eq!(
+            e,
+            format!(
+                "page {root}: cell {}: rows copy more than the file's {} bytes (cells overlap)",
+                bytes.len() / 384,
+                bytes.len()
+            )
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

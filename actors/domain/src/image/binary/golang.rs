@@ -221,10 +221,16 @@ fn main_version(settings: &[(&str, &str)]) -> Option<String> {
     let (rev, time) = (get("vcs.revision")?, get("vcs.time")?);
     // `2024-12-13T18:41:10Z` to `20241213184110`.
     let stamp: String = time.chars().filter(char::is_ascii_digit).take(14).collect();
-    if stamp.len() != 14 || rev.len() < 12 {
+    // The revision is the binary's to say: only a hex one names a commit (and slicing a
+    // byte index inside a multi-byte character would panic).
+    let short = rev.get(..12).filter(|r| {
+        r.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })?;
+    if stamp.len() != 14 {
         return None;
     }
-    Some(format!("v0.0.0-{stamp}-{}", &rev[..12]))
+    Some(format!("v0.0.0-{stamp}-{short}"))
 }
 
 /// The Go build info section as the linker writes it (inline format), for tests.
@@ -334,6 +340,21 @@ mod tests {
         };
         // A development toolchain names no standard-library release.
         assert_eq!(pairs(&modules(&bare)), [("example.com/app", "(devel)")]);
+        // A revision that is not a commit hash gives no pseudo-version, and no panic on
+        // a multi-byte character at byte 12 or a short one.
+        for rev in [
+            "a€€€€€€€€",
+            "5e16e5031a1€",
+            "5E16E5031A13F8A1",
+            "5e16e5031a1",
+            "zzzzzzzzzzzzzz",
+        ] {
+            let info = BuildInfo {
+                go_version: "go1.21.0".into(),
+                modinfo: vcs.replace("5e16e5031a13f8a11057feb8544decebfc43b4ed", rev),
+            };
+            assert_eq!(modules(&info)[0].version, "(devel)", "{rev}");
+        }
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub(crate) fn analyze_into(fs: &RootFs, inv: &mut Inventory) {
             layer: entry.layer,
         };
         let derived = match &entry.node {
-            Node::Derived(d) => d,
+            Node::Derived(d) => &**d,
             _ => continue,
         };
         match derived {
