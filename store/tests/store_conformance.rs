@@ -2222,16 +2222,39 @@ async fn images_are_per_tenant_and_scans_show_the_image_of_their_analysis(db: &T
         .record(&image("app:2", &"d".repeat(64), 5))
         .await
         .unwrap();
-    let listed = images.list(10).await.unwrap();
+    let listed = images.list(None, 10).await.unwrap().items;
     assert_eq!(listed, [image("app:2", &"d".repeat(64), 5)]);
     assert_eq!(listed[0].archive_size, 1 << 33, "sizes over 4 GiB survive");
+    // Pages, newest first, each image once: two more images, one at the same instant.
+    let mut other = image("app:3", &"e".repeat(64), 5);
+    other.digest = format!("sha256:{}", "f".repeat(64));
+    images.record(&other).await.unwrap();
+    let mut newest = image("app:4", &"e".repeat(64), 9);
+    newest.digest = format!("sha256:{}", "0".repeat(64));
+    images.record(&newest).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = images.list(cursor.as_deref(), 1).await.unwrap();
+        seen.extend(page.items.into_iter().map(|i| i.name));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["app:4", "app:2", "app:3"]);
+    assert!(matches!(
+        images.list(Some("yesterday"), 10).await,
+        Err(StoreError::Invalid(_))
+    ));
     // Another tenant sees nothing, and cannot read it by digest.
     assert!(store
         .tenant(&globex)
         .images()
-        .list(10)
+        .list(None, 10)
         .await
         .unwrap()
+        .items
         .is_empty());
     assert!(matches!(
         store.tenant(&globex).images().get(&digest).await,

@@ -15,7 +15,7 @@ use stella_actors::scan::Chunk;
 use stella_store::repo::ImageRecord;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{BodyProblems, Problems};
+use super::{BodyProblems, Page, PageQuery, Problems};
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Problem, ProblemBody};
 use crate::Context;
@@ -26,13 +26,6 @@ pub struct UploadImageQuery {
     /// The image's name (`registry/repo:tag`); default: the archive's own tag, else its
     /// digest.
     pub name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListImagesQuery {
-    /// Images to list, newest first (1–500, default 100).
-    pub limit: Option<i64>,
 }
 
 /// An uploaded image.
@@ -202,27 +195,29 @@ pub(crate) async fn upload(
         .json(ImageView::from(stored.record)))
 }
 
-/// The tenant's uploaded images, newest first.
+/// The tenant's uploaded images, newest first, a page at a time.
 #[utoipa::path(
     operation_id = "list_images",
     tag = "scans",
-    params(ListImagesQuery),
-    responses((status = 200, body = Vec<ImageView>), Problems),
+    params(PageQuery),
+    responses((status = 200, body = Page<ImageView>), Problems),
     security(("bearer" = ["scans:read"]))
 )]
 #[get("/images")]
 pub(crate) async fn list(
     ctx: web::Data<Context>,
     caller: Caller,
-    query: web::Query<ListImagesQuery>,
-) -> ApiResult<web::Json<Vec<ImageView>>> {
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<ImageView>>> {
     let tenant = caller.tenant()?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(Problem::bad_request("limit must be 1-500").at("limit"));
-    }
-    let images = ctx.store.tenant(tenant).images().list(limit).await?;
-    Ok(web::Json(images.into_iter().map(ImageView::from).collect()))
+    let page = ctx
+        .store
+        .tenant(tenant)
+        .images()
+        .list(query.cursor(), query.limit())
+        .await
+        .map_err(|err| Problem::from(err).at("cursor"))?;
+    Ok(web::Json(Page::from_store(page, ImageView::from)))
 }
 
 /// One uploaded image by digest (`sha256:<hex>`).

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::http::{segment as seg, Client, ClientError, ExitKind};
 use super::{Run, Subcommands};
+use crate::cli::args::PageArgs;
 use crate::cli::output::errln;
 
 pub(crate) type Images = Subcommands<Action>;
@@ -27,9 +28,8 @@ pub(crate) enum Action {
     },
     /// The tenant's images, newest first.
     List {
-        /// Images to list (1–500).
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=500))]
-        limit: i64,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// One image: its layers, distribution and packages per type.
     Get {
@@ -78,10 +78,9 @@ impl Run for Action {
                 let uploaded = upload(client, archive, name.as_deref())?;
                 client.print(&uploaded.view, COLUMNS);
             }
-            Self::List { limit } => client.print(
-                &client.get("/images", &[("limit", limit.to_string())])?,
-                COLUMNS,
-            ),
+            Self::List { page } => {
+                client.print(&client.list("/images", page.query(), page.all)?, COLUMNS)
+            }
             Self::Get { digest } => client.print(
                 &client.get(&format!("/images/{}", seg(digest)), &[])?,
                 COLUMNS,

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
-use crate::repo::{json_text, parse_json};
+use crate::repo::{check_limit, json_text, page, parse_json, Page};
 use crate::{Store, TenantId};
 
 /// An uploaded image.
@@ -85,19 +85,39 @@ impl Images<'_> {
         self.decode(&row)
     }
 
-    /// The tenant's images, newest first, at most `limit`.
-    pub async fn list(&self, limit: i64) -> Result<Vec<ImageRecord>> {
+    /// The tenant's images, newest first (then by digest), a page at a time: the cursor
+    /// is the last item's `<created_at millis>:<digest>`.
+    pub async fn list(&self, cursor: Option<&str>, limit: u32) -> Result<Page<ImageRecord>> {
+        let limit = check_limit(limit)?;
+        let (at, digest) = match cursor {
+            None => (i64::MAX, String::new()),
+            Some(text) => text
+                .split_once(':')
+                .and_then(|(at, digest)| Some((at.parse::<i64>().ok()?, digest.to_owned())))
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!("cursor {text:?} is not a valid image cursor"))
+                })?,
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM images WHERE tenant_id = $1 \
-             ORDER BY created_at DESC, digest LIMIT $2"
+             AND (created_at < $2 OR (created_at = $2 AND digest > $3)) \
+             ORDER BY created_at DESC, digest LIMIT $4"
         );
         let rows = sqlx::query(&sql)
             .bind(self.tenant.as_str())
-            .bind(limit)
+            .bind(at)
+            .bind(&digest)
+            .bind(limit + 1)
             .fetch_all(&self.store.pool)
             .await
             .map_err(self.err("images"))?;
-        rows.iter().map(|row| self.decode(row)).collect()
+        let items = rows
+            .iter()
+            .map(|row| self.decode(row))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page(items, limit, |i| {
+            format!("{}:{}", to_millis(i.created_at), i.digest)
+        }))
     }
 
     fn decode(&self, row: &sqlx::any::AnyRow) -> Result<ImageRecord> {
