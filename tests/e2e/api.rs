@@ -87,10 +87,25 @@ pub(crate) struct Reply {
 }
 
 impl Reply {
-    pub(crate) async fn of(response: reqwest::Response) -> Reply {
+    pub(crate) async fn of(mut response: reqwest::Response) -> Reply {
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
+        let streaming = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let text = if streaming {
+            // An event stream runs until the job ends or the client leaves: what arrives
+            // in its first second is the reply.
+            let mut text = String::new();
+            let until = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+            while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, response.chunk()).await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            text
+        } else {
+            response.text().await.unwrap()
+        };
         Reply {
             status,
             headers,
@@ -304,6 +319,7 @@ struct Fixture {
     export: String,
     delivery: String,
     exception: String,
+    image: String,
 }
 
 fn fill(path: &str, fixture: &Fixture) -> String {
@@ -336,6 +352,8 @@ fn fill(path: &str, fixture: &Fixture) -> String {
         path.replace("{id}", &fixture.delivery)
     } else if path.starts_with("/api/v1/exceptions/") {
         path.replace("{id}", &fixture.exception)
+    } else if path.starts_with("/api/v1/images/") {
+        path.replace("{digest}", &fixture.image)
     } else if path.starts_with("/api/v1/policy/versions/") {
         path.replace("{version}", "1")
     } else if path.starts_with("/api/v1/policy-packs/") {
@@ -531,6 +549,25 @@ async fn isolation_matrix(server: &Server) {
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     let exception = reply.body["id"].as_str().unwrap().to_owned();
+    // An image of tenant a.
+    let archive = crate::binary::docker_archive(&[(
+        "var/lib/dpkg/status",
+        b"Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13\n".to_vec(),
+    )]);
+    let uploaded = server
+        .http
+        .post(format!("http://{}/api/v1/images", server.addr))
+        .bearer_auth(&a_all)
+        .header("content-type", "application/x-tar")
+        .body(archive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let image = uploaded.json::<Value>().await.unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let fixture = Fixture {
         job: job.clone(),
         scan: scan.clone(),
@@ -542,6 +579,7 @@ async fn isolation_matrix(server: &Server) {
         export: export.clone(),
         delivery: delivery.clone(),
         exception: exception.clone(),
+        image: image.clone(),
     };
 
     let doc = server
@@ -595,7 +633,7 @@ async fn isolation_matrix(server: &Server) {
                     // letter's id is a small number; its job id stands for it).
                     for secret in [
                         &job, &dead_job, &dead.1, &scan, &target, &schedule, &run, &export,
-                        &delivery, &exception,
+                        &delivery, &exception, &image,
                     ]
                     .into_iter()
                     .filter(|s| s.len() >= 8)

@@ -198,6 +198,35 @@ fn the_analyzer_agrees_with_dpkg_pip_npm_and_syft_on_a_debian_image() {
         serde_json::from_slice(&std::fs::read(&sbom_path).unwrap()).unwrap();
     let got = stella_inventory(&sbom);
 
+    // The same image as an OCI layout, made by skopeo (gzip layers): the same packages.
+    let layout = dir.path().join("layout");
+    let output = Command::new("skopeo")
+        .args(["--insecure-policy", "copy"])
+        .arg(format!("docker-archive:{}", image.display()))
+        .arg(format!("oci:{}:stella-debian", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let from_layout = dir.path().join("layout.cdx.json");
+    let output = stella(dir.path())
+        .args(["sbom", "-o"])
+        .arg(&from_layout)
+        .arg(&layout)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && err.contains("(oci-layout)"),
+        "{err}"
+    );
+    let layout_sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&from_layout).unwrap()).unwrap();
+    assert_eq!(stella_inventory(&layout_sbom), got);
+
     // Both formats pass their official validators: CycloneDX's strict 1.5 schema, and
     // pyspdxtools for the SPDX 2.3 document of the same image.
     let check = Command::new(&python)
