@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::binary::{docker_archive, stella, CliServer};
 
@@ -712,4 +713,111 @@ fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
     ]);
     assert_eq!(code, Some(6), "{err}");
     assert!(err.contains("api.max_image_bytes"), "{err}");
+}
+
+/// Sends a raw HTTP/1.1 request (headers, then `body` chunks with a pause between them)
+/// and returns the status line and body of the answer.
+fn raw_upload(
+    server: &CliServer,
+    headers: &[(&str, String)],
+    body: &[&[u8]],
+    pause: Duration,
+) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = server.url().trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "POST /api/v1/images HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         X-Stella-Tenant: acme\r\nContent-Type: application/x-tar\r\nConnection: close\r\n",
+        server.admin()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    for part in body {
+        // The server may answer and close before the whole body is sent.
+        if stream.write_all(part).is_err() {
+            break;
+        }
+        std::thread::sleep(pause);
+    }
+    // The answer: its head, then as many body bytes as its Content-Length says (the server
+    // may keep the connection open after a refusal).
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// An upload that stalls before its declared end is answered 408 and stores nothing, even
+/// when what arrived is a whole tar archive; a chunked body (no length to check up front)
+/// over `api.max_image_bytes` is answered 413 and stores nothing.
+#[test]
+fn a_stalled_or_oversized_upload_stores_nothing() {
+    let server = CliServer::start_with_config(
+        "[api]\nbody_read_timeout_secs = 1\nmax_image_bytes = 200000\n",
+    );
+    server.ok(&["tenants", "create", "acme", "--name", "Acme"]);
+    let archive = docker_archive(&[(
+        "var/lib/dpkg/status",
+        b"Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13\n".to_vec(),
+    )]);
+    // The whole archive, but a Content-Length 1,000 bytes longer: the rest never comes.
+    let answer = raw_upload(
+        &server,
+        &[("Content-Length", (archive.len() + 1000).to_string())],
+        &[&archive],
+        Duration::from_secs(3),
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("no part of the image arrived"), "{answer}");
+
+    // Chunked, 300 kB in 10 kB chunks: refused once past the limit.
+    let chunk = format!("{:x}\r\n{}\r\n", 10_000, "x".repeat(10_000));
+    let chunks: Vec<&[u8]> = (0..30).map(|_| chunk.as_bytes()).collect();
+    let answer = raw_upload(
+        &server,
+        &[("Transfer-Encoding", "chunked".into())],
+        &chunks,
+        Duration::ZERO,
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("api.max_image_bytes"), "{answer}");
+
+    let listed: serde_json::Value = serde_json::from_str(
+        &server.ok(&["--output", "json", "--tenant", "acme", "images", "list"]),
+    )
+    .unwrap();
+    assert_eq!(listed["items"], serde_json::json!([]), "{listed}");
+    // The same archive sent whole is taken: the refusals were about the uploads.
+    let answer = raw_upload(
+        &server,
+        &[("Content-Length", archive.len().to_string())],
+        &[&archive],
+        Duration::ZERO,
+    );
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 }
