@@ -194,8 +194,11 @@ fn job_streams_send_each_change_once_resume_and_end_and_events_arrive_live() {
     assert_eq!(other.status(), 404);
 
     // A scan's progress, and its `scan.completed` on the tenant's events stream.
-    let sbom = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/sboms/cyclonedx/juice-shop_v11.1.2_bom.json");
+    // A Go application and the Go advisories: findings for the export below.
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let advisories = data.join("advisories/Go-all.zip");
+    server.ok(&["advisories", "import", advisories.to_str().unwrap()]);
+    let sbom = data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json");
     let scan: serde_json::Value = serde_json::from_str(&server.ok(&[
         "--output",
         "json",
@@ -229,6 +232,50 @@ fn job_streams_send_each_change_once_resume_and_end_and_events_arrive_live() {
         .unwrap_or_else(|| panic!("no scan.completed on the events stream: {live:?}"));
     assert!(completed.0.is_some());
     assert_eq!(completed.1["payload"]["scan_id"], scan_id);
+
+    // An export run of that scan: its steps, its items written of its total moving up to
+    // the total, then `end`.
+    server.ok(&[
+        "--tenant", "acme", "export", "profiles", "create", "shop", "--scans", scan_id,
+    ]);
+    let run: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "--output", "json", "--tenant", "acme", "export", "run", "shop",
+    ]))
+    .unwrap();
+    let export_id = run["export_id"].as_str().unwrap();
+    let export_frames = read_frames(
+        open(
+            &server,
+            "acme",
+            &format!("/exports/{export_id}/stream"),
+            None,
+        ),
+        Duration::from_secs(60),
+        |_| false,
+    );
+    let progress: Vec<(u64, u64)> = export_frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Event { name, data, .. } if name == "progress" => Some((
+                data["items_done"].as_u64().unwrap(),
+                data["items_total"].as_u64().unwrap(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let (done, total) = *progress
+        .last()
+        .unwrap_or_else(|| panic!("{export_frames:?}"));
+    assert!(total > 0 && done == total, "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{progress:?}"
+    );
+    assert!(
+        matches!(export_frames.last(), Some(Frame::Event { name, data, .. })
+            if name == "end" && data["state"] == "succeeded"),
+        "{export_frames:?}"
+    );
 
     // At most three streams per tenant: the fourth is refused; closed ones are counted
     // down in the gauge (the server sees a client leave at its next write, a heartbeat

@@ -55,6 +55,7 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(audit::list)
         .service(streams::job_changes)
         .service(streams::scan_changes)
+        .service(streams::export_changes)
         .service(streams::tenant_events)
         .service(scans::upload)
         .service(images::upload)

@@ -1,6 +1,7 @@
 //! Live progress as Server-Sent Events (`text/event-stream`): a job's state changes
-//! (`GET /jobs/{id}/stream`, and a scan's: `GET /scans/{id}/stream`) and the tenant's
-//! events (`GET /events/stream`), for the console's live pages and the CLI's `--wait`.
+//! (`GET /jobs/{id}/stream`; a scan's: `GET /scans/{id}/stream`; an export run's, with its
+//! items written of its total: `GET /exports/{id}/stream`) and the tenant's events
+//! (`GET /events/stream`), for the console's live pages and the CLI's `--wait`.
 //!
 //! Each event carries its sequence number as `id:`, so a client that reconnects with
 //! `Last-Event-ID` gets what it missed and nothing twice. An idle stream sends a
@@ -118,8 +119,15 @@ fn resume_point(req: &HttpRequest, after: Option<i64>) -> ApiResult<Option<i64>>
 
 /// What a stream reads.
 enum Source {
-    Job { id: JobId },
-    Events { kind: Option<String> },
+    /// A job's state changes; for an export run also its progress (the last count sent).
+    Job {
+        id: JobId,
+        export: bool,
+        progress: Option<(u64, u64)>,
+    },
+    Events {
+        kind: Option<String>,
+    },
 }
 
 struct Stream {
@@ -150,9 +158,14 @@ fn job_event(e: &JobEvent) -> serde_json::Value {
 impl Stream {
     /// Reads what happened since the last poll into `pending`.
     async fn poll(&mut self) -> Result<(), Problem> {
-        match &self.source {
-            Source::Job { id } => {
-                let jobs = self.ctx.store.tenant(&self.tenant).jobs();
+        match &mut self.source {
+            Source::Job {
+                id,
+                export,
+                progress,
+            } => {
+                let scope = self.ctx.store.tenant(&self.tenant);
+                let jobs = scope.jobs();
                 // The job first: when it is finished, the events read next include its
                 // last one, and the stream can end after them.
                 let job = jobs.get(id).await?;
@@ -160,6 +173,21 @@ impl Stream {
                     self.after = e.seq;
                     self.pending
                         .push_back(frame(Some(e.seq), "state", &job_event(&e)));
+                }
+                // An export's items written of its total, when they move (no id: a
+                // resumed stream sends the current count again).
+                if *export {
+                    if let Some(run) = scope.export_runs().get(id).await? {
+                        let now = (run.items_done, run.items_total);
+                        if *progress != Some(now) {
+                            *progress = Some(now);
+                            self.pending.push_back(frame(
+                                None,
+                                "progress",
+                                &json!({"items_done": now.0, "items_total": now.1}),
+                            ));
+                        }
+                    }
                 }
                 if job.state.is_terminal() {
                     self.pending.push_back(frame(
@@ -240,6 +268,7 @@ async fn job_stream(
     ctx: web::Data<Context>,
     tenant: TenantId,
     id: JobId,
+    export: bool,
     req: &HttpRequest,
     after: Option<i64>,
 ) -> ApiResult<HttpResponse> {
@@ -249,7 +278,11 @@ async fn job_stream(
     Ok(respond(Stream {
         ctx,
         tenant,
-        source: Source::Job { id },
+        source: Source::Job {
+            id,
+            export,
+            progress: None,
+        },
         after,
         pending: VecDeque::new(),
         last_write: Instant::now(),
@@ -287,8 +320,9 @@ pub(crate) async fn job_changes(
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?.clone();
     let id = super::not_found_unless(JobId::parse(&id), "job", &id)?;
-    ctx.store.tenant(&tenant).jobs().get(&id).await?;
-    job_stream(ctx, tenant, id, &req, query.after).await
+    let job = ctx.store.tenant(&tenant).jobs().get(&id).await?;
+    let export = job.kind == <stella_actors::export::Export as stella_supervisor::Kind>::NAME;
+    job_stream(ctx, tenant, id, export, &req, query.after).await
 }
 
 /// A scan's progress as Server-Sent Events: its job's state changes (`analyze`,
@@ -310,7 +344,31 @@ pub(crate) async fn scan_changes(
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?.clone();
     let job = super::job_of_kind::<stella_actors::scan::Scan>(&ctx, &tenant, &id, "scan").await?;
-    job_stream(ctx, tenant, job.id, &req, query.after).await
+    job_stream(ctx, tenant, job.id, false, &req, query.after).await
+}
+
+/// An export run's progress as Server-Sent Events: its job's state changes (`plan`,
+/// `write`, `seal`, `distribute`) and `progress` events (`items_done` of `items_total`)
+/// as its writers move, then `end`.
+#[utoipa::path(
+    operation_id = "stream_export",
+    tag = "exports",
+    params(("export_id" = String, Path, description = "The export run's id"), JobStreamQuery),
+    responses((status = 200, description = "The run's state changes and progress", content_type = "text/event-stream", body = String), Problems),
+    security(("bearer" = ["exports:read"]))
+)]
+#[get("/exports/{export_id}/stream")]
+pub(crate) async fn export_changes(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<JobStreamQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?.clone();
+    let job =
+        super::job_of_kind::<stella_actors::export::Export>(&ctx, &tenant, &id, "export").await?;
+    job_stream(ctx, tenant, job.id, true, &req, query.after).await
 }
 
 #[derive(Debug, serde::Deserialize, IntoParams)]
