@@ -199,6 +199,34 @@ fn job_streams_send_each_change_once_resume_and_end_and_events_arrive_live() {
     let advisories = data.join("advisories/Go-all.zip");
     server.ok(&["advisories", "import", advisories.to_str().unwrap()]);
     let sbom = data.join("sboms/cyclonedx/proton-bridge_proton-bridge-v1.6.3.bom.json");
+    // `stella events --follow` prints it too, one JSON object per line.
+    let mut follower = server
+        .command(&[
+            "--output",
+            "json",
+            "--tenant",
+            "acme",
+            "events",
+            "--follow",
+            "--kind",
+            "scan.completed",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let follower_out = follower.stdout.take().unwrap();
+    let followed = std::thread::spawn(move || {
+        BufReader::new(follower_out)
+            .lines()
+            .next()
+            .map(|l| l.unwrap())
+    });
+    // The follower is connected once the server counts its stream.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !open_streams(&server).contains("stella_api_open_streams{stream=\"events\"} 2") {
+        assert!(Instant::now() < deadline, "{}", open_streams(&server));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let scan: serde_json::Value = serde_json::from_str(&server.ok(&[
         "--output",
         "json",
@@ -232,6 +260,15 @@ fn job_streams_send_each_change_once_resume_and_end_and_events_arrive_live() {
         .unwrap_or_else(|| panic!("no scan.completed on the events stream: {live:?}"));
     assert!(completed.0.is_some());
     assert_eq!(completed.1["payload"]["scan_id"], scan_id);
+    let line = followed
+        .join()
+        .unwrap()
+        .expect("stella events --follow printed nothing");
+    let printed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(printed["kind"], "scan.completed", "{line}");
+    assert_eq!(printed["payload"]["scan_id"], scan_id, "{line}");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
 
     // An export run of that scan: its steps, its items written of its total moving up to
     // the total, then `end`.

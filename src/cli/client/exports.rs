@@ -246,6 +246,14 @@ impl Run for Action {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
+                // Follow the run's stream (its steps and items written); the poll below
+                // then reads the finished run at once (or waits, on a server without
+                // streams).
+                client.follow(
+                    &format!("/exports/{}/stream", seg(&id)),
+                    &format!("export {id}"),
+                    Duration::from_secs(*timeout_secs),
+                )?;
                 let (export, status) = client.wait_until(
                     &format!("/exports/{}", seg(&id)),
                     &format!("export {id}"),

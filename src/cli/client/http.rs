@@ -275,46 +275,84 @@ impl Client {
         }
     }
 
-    /// Follows a job's event stream (`…/stream`, Server-Sent Events) until its `end`
-    /// event, showing each state change on the spinner: `Ok(true)` once it ended,
-    /// `Ok(false)` when the server offers no stream (the caller polls instead).
-    pub(crate) fn follow(&self, path: &str, what: &str, timeout: Duration) -> Result<bool> {
+    /// Reads a Server-Sent Event stream, calling `on_event(name, data)` for each event
+    /// until it returns `false` or the stream ends: `Ok(true)` if the server offered the
+    /// stream, `Ok(false)` when it did not (an older server: the caller polls instead).
+    /// With `timeout`, reading past it is an error naming `what`.
+    pub(crate) fn read_stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+        timeout: Option<Duration>,
+        mut on_event: impl FnMut(&str, &Value) -> bool,
+    ) -> Result<bool> {
         use std::io::BufRead as _;
-        let request = self
+        let mut request = self
             .request(reqwest::Method::GET, path)
-            .header("accept", "text/event-stream")
-            .timeout(timeout);
+            .query(query)
+            .header("accept", "text/event-stream");
+        // The client's default 60 s would cut a quiet stream: heartbeats keep it alive.
+        request = request.timeout(timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
         let Ok(response) = request.send() else {
             return Ok(false);
         };
         if !response.status().is_success() {
             return Ok(false);
         }
-        let spinner = spinner();
         let mut event = String::new();
         for line in std::io::BufReader::new(response).lines() {
             let Ok(line) = line else {
-                spinner.finish_and_clear();
                 return Err(ClientError::new(
                     ExitKind::Failure,
-                    format!("{what} still running after {} s", timeout.as_secs()),
+                    match timeout {
+                        Some(t) => format!("{what} still running after {} s", t.as_secs()),
+                        None => format!("{what}: the stream broke off"),
+                    },
                 ));
             };
             if let Some(name) = line.strip_prefix("event: ") {
                 event = name.to_owned();
             } else if let Some(data) = line.strip_prefix("data: ") {
                 let data: Value = serde_json::from_str(data).unwrap_or_default();
-                if event == "end" {
-                    spinner.finish_and_clear();
+                if !on_event(&event, &data) {
                     return Ok(true);
                 }
-                let state = data["state"].as_str().unwrap_or("?");
-                let step = data["step"].as_str().unwrap_or("");
-                spinner.set_message(format!("{what}: {state} ({step})"));
             }
         }
+        Ok(true)
+    }
+
+    /// Follows a job's event stream (`…/stream`) until its `end` event, showing each state
+    /// change (and an export's items written) on the spinner: `Ok(true)` once it ended,
+    /// `Ok(false)` when the server offers no stream (the caller polls instead).
+    pub(crate) fn follow(&self, path: &str, what: &str, timeout: Duration) -> Result<bool> {
+        let spinner = spinner();
+        let mut ended = false;
+        let mut state = String::new();
+        let offered = self.read_stream(path, &[], what, Some(timeout), |event, data| {
+            match event {
+                "end" => {
+                    ended = true;
+                    return false;
+                }
+                "progress" => spinner.set_message(format!(
+                    "{what}: {state}, {} of {} items",
+                    data["items_done"], data["items_total"]
+                )),
+                _ => {
+                    state = format!(
+                        "{} ({})",
+                        data["state"].as_str().unwrap_or("?"),
+                        data["step"].as_str().unwrap_or("")
+                    );
+                    spinner.set_message(format!("{what}: {state}"));
+                }
+            }
+            true
+        });
         spinner.finish_and_clear();
-        Ok(false)
+        Ok(offered? && ended)
     }
 
     /// Every page of a list (with `all`), or one page.
