@@ -632,6 +632,24 @@ fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
     assert_eq!(again["image"]["digest"], digest.as_str(), "{again}");
     assert_eq!(again["sbom_sha256"], uploaded["sbom_sha256"]);
 
+    // --upload takes an archive only: a folder is refused, saying what to do.
+    let folder = dir.path().join("layout");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("oci-layout"),
+        r#"{"imageLayoutVersion": "1.0.0"}"#,
+    )
+    .unwrap();
+    let (code, _, err) = server.run(&[
+        "--tenant",
+        "acme",
+        "scan",
+        folder.to_str().unwrap(),
+        "--upload",
+    ]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(err.contains("--upload sends an image archive"), "{err}");
+
     // Another tenant cannot see acme's image, nor name it in a scan; an SBOM it made
     // of the same archive (claiming the image's digest) is scanned, but its attestation
     // names only the SBOM: Stella attests an image only where it made the SBOM of it.

@@ -75,7 +75,18 @@ impl Run for Scan {
                 .map_err(|err| ClientError::new(ExitKind::Failure, err.to_string()))
         };
         let bytes = match (&self.sbom, &self.rootfs) {
-            (Some(path), _) if crate::cli::sbom::is_tar(path) && self.upload => {
+            (Some(path), _) if self.upload => {
+                if !crate::cli::sbom::is_tar(path) {
+                    return Err(ClientError::new(
+                        ExitKind::Invalid,
+                        format!(
+                            "--upload sends an image archive (a tar file); {} is not one \
+                             (an OCI layout folder is scanned here without --upload, or \
+                             packed with `tar -C DIR -cf image.tar .` first)",
+                            path.display()
+                        ),
+                    ));
+                }
                 let image = super::images::upload(client, path, self.name.as_deref())?;
                 query.push(("image", image.digest));
                 Vec::new()
