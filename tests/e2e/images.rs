@@ -627,10 +627,23 @@ fn images_uploaded_through_the_api_are_scanned_by_digest_and_attested() {
     let verified = acme(&["verify", envelope.to_str().unwrap()]);
     assert!(verified.to_string().contains("stella-test:1"), "{verified}");
 
-    // `stella scan IMAGE.tar --upload` goes the same way: the same image.
+    // `stella scan IMAGE.tar --upload` goes the same way: the same image; the same bytes
+    // give the same SBOM. A name given at upload is the image's name in the SBOM (and in
+    // the attestation's subject).
     let again = acme(&["scan", image.to_str().unwrap(), "--upload", "--wait"]);
     assert_eq!(again["image"]["digest"], digest.as_str(), "{again}");
     assert_eq!(again["sbom_sha256"], uploaded["sbom_sha256"]);
+    let named = acme(&[
+        "scan",
+        image.to_str().unwrap(),
+        "--upload",
+        "--name",
+        "registry.example/app:2",
+        "--wait",
+    ]);
+    assert_eq!(named["image"]["digest"], digest.as_str(), "{named}");
+    assert_eq!(named["image"]["name"], "registry.example/app:2", "{named}");
+    assert_eq!(named["name"], "registry.example/app:2", "{named}");
 
     // --upload takes an archive only: a folder is refused, saying what to do.
     let folder = dir.path().join("layout");

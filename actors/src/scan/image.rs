@@ -123,6 +123,7 @@ impl ImageIntake {
         let objects = self.intake.deps().objects.clone();
         let spool = objects.spool()?;
         let rx = self.rx;
+        let given = self.name.clone();
         let read = tokio::task::spawn_blocking(move || {
             let mut upload = Upload {
                 rx,
@@ -130,7 +131,13 @@ impl ImageIntake {
                 ended: false,
                 spool,
             };
-            let image = image::read_archive(&mut upload, &Limits::default())?;
+            let mut image = image::read_archive(&mut upload, &Limits::default())?;
+            // The name the uploader gave comes first: the SBOM's subject (and so the
+            // attestation's image subject) carries it.
+            if let Some(name) = given {
+                image.names.retain(|n| *n != name);
+                image.names.insert(0, name);
+            }
             // The reader stops at the archive's end marker: what follows is stored too,
             // so the object is the upload, byte for byte.
             std::io::copy(&mut upload, &mut std::io::sink())
