@@ -156,6 +156,28 @@ fn job_event(e: &JobEvent) -> serde_json::Value {
 }
 
 impl Stream {
+    /// A stream of `source` for `tenant`, starting after the event numbered `after`.
+    fn new(
+        ctx: web::Data<Context>,
+        tenant: TenantId,
+        source: Source,
+        after: i64,
+        open: Open,
+    ) -> Self {
+        let heartbeat = Duration::from_secs(ctx.settings.stream_heartbeat_secs.max(1));
+        Self {
+            ctx,
+            tenant,
+            source,
+            after,
+            pending: VecDeque::new(),
+            last_write: Instant::now(),
+            heartbeat,
+            done: false,
+            _open: open,
+        }
+    }
+
     /// Reads what happened since the last poll into `pending`.
     async fn poll(&mut self) -> Result<(), Problem> {
         match &mut self.source {
@@ -274,22 +296,12 @@ async fn job_stream(
 ) -> ApiResult<HttpResponse> {
     let after = resume_point(req, after)?.unwrap_or(0);
     let open = Open::take(&ctx, &tenant, "job")?;
-    let heartbeat = Duration::from_secs(ctx.settings.stream_heartbeat_secs.max(1));
-    Ok(respond(Stream {
-        ctx,
-        tenant,
-        source: Source::Job {
-            id,
-            export,
-            progress: None,
-        },
-        after,
-        pending: VecDeque::new(),
-        last_write: Instant::now(),
-        heartbeat,
-        done: false,
-        _open: open,
-    }))
+    let source = Source::Job {
+        id,
+        export,
+        progress: None,
+    };
+    Ok(respond(Stream::new(ctx, tenant, source, after, open)))
 }
 
 #[derive(Debug, serde::Deserialize, IntoParams)]
@@ -405,18 +417,8 @@ pub(crate) async fn tenant_events(
         None => ctx.store.tenant(&tenant).events().latest_seq().await?,
     };
     let open = Open::take(&ctx, &tenant, "events")?;
-    let heartbeat = Duration::from_secs(ctx.settings.stream_heartbeat_secs.max(1));
-    Ok(respond(Stream {
-        ctx,
-        tenant,
-        source: Source::Events {
-            kind: query.kind.filter(|k| !k.is_empty()),
-        },
-        after,
-        pending: VecDeque::new(),
-        last_write: Instant::now(),
-        heartbeat,
-        done: false,
-        _open: open,
-    }))
+    let source = Source::Events {
+        kind: query.kind.filter(|k| !k.is_empty()),
+    };
+    Ok(respond(Stream::new(ctx, tenant, source, after, open)))
 }

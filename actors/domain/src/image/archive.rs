@@ -190,14 +190,7 @@ pub fn read_archive<R: Read>(reader: R, limits: &Limits) -> Result<Image, ImageE
     for entry in entries {
         let mut entry = entry.map_err(|e| ImageError::read("archive", e))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        budget.entries += 1;
-        if budget.entries > limits.max_entries {
-            return Err(ImageError::CapExceeded {
-                entry: raw,
-                cap: Cap::Entries,
-                limit: limits.max_entries,
-            });
-        }
+        budget.count_entry(&raw, limits)?;
         let path = normalize(&raw, limits)?;
         use tar::EntryType as T;
         match entry.header().entry_type() {

@@ -95,14 +95,7 @@ impl<F: LayoutFiles> Layout<'_, F> {
     /// Opens the file at `path`, counted as an entry, once its path is known to be
     /// `index.json` or a sha256 blob.
     fn open(&mut self, path: &str) -> Result<(F::File, u64), ImageError> {
-        self.budget.entries += 1;
-        if self.budget.entries > self.limits.max_entries {
-            return Err(ImageError::CapExceeded {
-                entry: path.to_owned(),
-                cap: Cap::Entries,
-                limit: self.limits.max_entries,
-            });
-        }
+        self.budget.count_entry(path, self.limits)?;
         // A digest is written by whoever made the layout: `sha256:../../x` must not walk.
         let normal = normalize(path, self.limits)?;
         if let Some(rest) = normal.strip_prefix("blobs/") {

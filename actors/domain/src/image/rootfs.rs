@@ -32,6 +32,20 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// Counts one more tar entry or opened file (`entry`); past `max_entries` the image is
+    /// refused.
+    pub(crate) fn count_entry(&mut self, entry: &str, limits: &Limits) -> Result<(), ImageError> {
+        self.entries += 1;
+        if self.entries > limits.max_entries {
+            return Err(ImageError::CapExceeded {
+                entry: entry.to_owned(),
+                cap: Cap::Entries,
+                limit: limits.max_entries,
+            });
+        }
+        Ok(())
+    }
+
     /// Charges `bytes` kept for `entry`; past `max_kept_bytes` the image is refused.
     pub(crate) fn keep(
         &mut self,
@@ -360,14 +374,7 @@ pub(crate) fn read_layer<R: Read>(
         for entry in entries {
             let mut entry = entry.map_err(|e| ImageError::read("layer", e))?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            budget.entries += 1;
-            if budget.entries > limits.max_entries {
-                return Err(ImageError::CapExceeded {
-                    entry: raw,
-                    cap: Cap::Entries,
-                    limit: limits.max_entries,
-                });
-            }
+            budget.count_entry(&raw, limits)?;
             let path = normalize(&raw, limits)?;
             if path.is_empty() {
                 continue;
