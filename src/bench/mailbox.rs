@@ -170,6 +170,47 @@ pub async fn run(
     })
 }
 
+/// The raw ceilings alone, measured the way `bench mailbox` and `bench jobs` measure them.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineReport {
+    pub store: String,
+    pub messages: u64,
+    pub batch_size: u32,
+    /// The raw `XADD` / `XREADGROUP` / `XACK` loop; `None` without Valkey.
+    pub raw_valkey_msgs_per_sec: Option<f64>,
+    /// Single-row commits, as many in parallel as the connection pool.
+    pub raw_commits_per_sec: f64,
+    pub commit_parallelism: u32,
+}
+
+pub async fn baseline(services: &Services, messages: u64) -> anyhow::Result<BaselineReport> {
+    let settings = &services.settings;
+    let id = run_id();
+    let batch = settings.runtime.batch_size as usize;
+    let raw_valkey_msgs_per_sec = match settings.mailbox_backend() {
+        MailboxBackend::Valkey { url } => {
+            let valkey = Valkey::new(&url, settings.valkey.pool_size)?;
+            let prefix = format!("{}-bench-{id}", settings.valkey.key_prefix);
+            let seconds = raw_valkey(&valkey, &prefix, messages, batch).await;
+            cleanup(&valkey, &prefix).await;
+            Some((messages as f64 / seconds?).round())
+        }
+        MailboxBackend::Embedded => None,
+    };
+    let parallel = settings.database.max_connections;
+    let raw = stella_store::diag::bench::RawSql::new(&services.store, &format!("baseline-{id}"));
+    let started = Instant::now();
+    raw.commits(messages, parallel as usize).await?;
+    Ok(BaselineReport {
+        store: services.store.backend().id().to_owned(),
+        messages,
+        batch_size: settings.runtime.batch_size,
+        raw_valkey_msgs_per_sec,
+        raw_commits_per_sec: (messages as f64 / started.elapsed().as_secs_f64()).round(),
+        commit_parallelism: parallel,
+    })
+}
+
 /// The raw Valkey ceiling: one producer connection pipelining XADD, one consumer
 /// connection doing XREADGROUP COUNT `batch` + XACK, payloads of an envelope's size.
 async fn raw_valkey(

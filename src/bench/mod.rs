@@ -3,7 +3,8 @@
 //! Each prints one line, or its report as JSON with `--output json`.
 //!
 //! Layout:
-//! - `mailbox`: `bench mailbox`, the runtime against the mailbox backend's raw ceiling;
+//! - `mailbox`: `bench mailbox`, the runtime against the mailbox backend's raw ceiling,
+//!   and `bench baseline`, the raw ceilings alone (for `ops/bench/peers.sh`);
 //! - `jobs`: `bench jobs`, durable noop jobs against the store's raw commit rate;
 //! - `matching`: `bench match`, the package index against a linear scan;
 //! - `scan`: `bench scan`, a scan end to end against the same scan in-process;
@@ -54,6 +55,14 @@ fn round(x: f64) -> f64 {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// The raw ceilings alone, for comparing other systems with: the Valkey loop
+    /// (pipelined `XADD`, `XREADGROUP` + `XACK` at the runtime's batch size) when Valkey
+    /// is configured, and the store's single-row commits at the pool's parallelism.
+    Baseline {
+        /// Messages through the raw Valkey loop, and commits.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_COUNT))]
+        messages: u64,
+    },
     /// Send → runtime → no-op handler → ack, against the backend's raw ceiling.
     Mailbox {
         /// The mailbox to measure.
@@ -459,6 +468,21 @@ impl BenchCommand {
                         ));
                     }
                     lines.join("\n")
+                })
+            }
+            Self::Baseline { messages } => {
+                let r = with_services(loaded, async |services| {
+                    mailbox::baseline(services, messages).await
+                })?;
+                print(&r, format, || {
+                    let valkey = r.raw_valkey_msgs_per_sec.map_or_else(
+                        || "no Valkey configured".to_owned(),
+                        |rate| format!("raw Valkey loop {rate:.0} msgs/s"),
+                    );
+                    format!(
+                        "{valkey}; raw commits on {} {:.0}/s",
+                        r.store, r.raw_commits_per_sec
+                    )
                 })
             }
             Self::Jobs { jobs, tenants } => {

@@ -45,6 +45,10 @@ pub(crate) enum DiagCommand {
         /// did before effects were committed with the step's outcome (for comparison).
         #[arg(long)]
         separate_effect: bool,
+        /// Do not count handler runs (`executions` stays 0): each job only stages its
+        /// effect, like a peer queue's no-op job.
+        #[arg(long)]
+        no_execution_count: bool,
     },
 }
 
@@ -61,6 +65,7 @@ impl DiagCommand {
             timeout_secs,
             run_worker,
             separate_effect,
+            no_execution_count,
         } = self;
         let run = NoopRun {
             count,
@@ -71,6 +76,7 @@ impl DiagCommand {
                 panic_on_attempt: panic_on,
                 panic_always,
                 separate_effect,
+                skip_execution_count: no_execution_count,
             },
             max_attempts,
             timeout: std::time::Duration::from_secs(timeout_secs),

@@ -49,6 +49,10 @@ pub struct NoopParams {
     /// Write the effect in a statement of its own after the step, as steps did before
     /// effects were staged (`stella bench jobs` compares the two).
     pub separate_effect: bool,
+    /// Do not count the handler's runs (a commit of its own per run): the job then does
+    /// nothing but stage its effect, like a peer queue's no-op job (`ops/bench/peers.sh`).
+    /// The crash tests keep the count, which proves exactly-once effects.
+    pub skip_execution_count: bool,
 }
 
 /// The longest sleep a noop job may ask for: long enough for any diagnostic, short
@@ -90,7 +94,9 @@ impl Kind for Noop {
         ctx: &mut StepContext<'_>,
     ) -> Result<StepOutcome<NoopStep>, StepError> {
         let noop = ctx.store.tenant(&ctx.job.tenant).noop();
-        noop.count_execution(&ctx.job.id).await?;
+        if !params.skip_execution_count {
+            noop.count_execution(&ctx.job.id).await?;
+        }
         if params.sleep_ms > 0 {
             let sleep = params.sleep_ms.min(MAX_SLEEP_MS);
             tokio::time::sleep(Duration::from_millis(sleep)).await;

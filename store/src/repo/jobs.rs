@@ -441,7 +441,7 @@ impl<'a> Jobs<'a> {
                  attempts = CASE WHEN $2 IS NULL THEN attempts ELSE 0 END + $3, last_error = COALESCE($4, last_error), \
                  result = COALESCE($5, result), not_before = COALESCE($6, not_before), \
                  finished_at = $7, updated_at = $8 \
-             WHERE tenant_id = $9 AND id = $10 AND state = $11 AND ($12 = '' OR step = $12) \
+             WHERE tenant_id = $9 AND id = $10 AND (state = $11) IS TRUE AND ($12 = '' OR step = $12) \
                  AND ($13 < 0 OR attempts = $13) RETURNING {COLUMNS}"
         ))
         .bind(change.to.as_str())
@@ -1046,6 +1046,13 @@ impl Store {
 /// Events, outbox rows and staged effects are written only for jobs whose compare-and-set
 /// held: they are joined to `updated`, the rows the `UPDATE` returned. Each family of
 /// effects is one more parameter and one more `INSERT` here (see `effects.rs`).
+///
+/// The state check is written `(jobs.state = v.from_state) IS TRUE` so that it can only
+/// filter the row the primary key found: as a plain equality it matches the leading
+/// columns of `jobs_tenant_state` as well as the key does, and without fresh statistics
+/// (a new database, or autovacuum off) the planner took that index and scanned every job
+/// of the tenant in that state for each row of the batch: 6.9 ms per batch of ~84 rows
+/// at 20,000 queued jobs, against 1 ms through the key.
 const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         SELECT * FROM json_to_recordset($1::json) AS v(tenant_id text, id text, to_state text, \
             step text, count_attempt bigint, error text, result text, not_before bigint, \
@@ -1057,7 +1064,7 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
             not_before = COALESCE(v.not_before, jobs.not_before), finished_at = v.finished_at, \
             updated_at = v.at \
         FROM v \
-        WHERE jobs.tenant_id = v.tenant_id AND jobs.id = v.id AND jobs.state = v.from_state \
+        WHERE jobs.tenant_id = v.tenant_id AND jobs.id = v.id AND (jobs.state = v.from_state) IS TRUE \
             AND (v.expect_step = '' OR jobs.step = v.expect_step) \
             AND (v.expect_attempts < 0 OR jobs.attempts = v.expect_attempts) \
         RETURNING jobs.*, v.from_state AS event_from, v.error AS event_error), \

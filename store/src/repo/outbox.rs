@@ -3,7 +3,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::error::{Result, StoreError};
-use crate::ids::{from_millis, to_millis, JobId};
+use crate::ids::{from_millis, JobId};
 use crate::{Store, TenantId};
 
 /// A committed message waiting to be moved into the mailbox.
@@ -67,10 +67,13 @@ impl Outbox<'_> {
             .collect()
     }
 
-    /// Marks rows as relayed; marking a row twice is harmless. Exact sequence numbers,
-    /// never a range: a row with a lower number may commit later and must not be marked
-    /// unsent.
-    pub async fn mark_relayed(&self, seqs: &[i64], now: DateTime<Utc>) -> Result<()> {
+    /// Removes rows the mailbox has taken; removing a row twice is harmless, and so is
+    /// sending one twice before it is removed (the mailbox drops a second send of the
+    /// same idempotency key and attempt). A relayed row is never read again, so it is
+    /// deleted rather than marked: no new row version, no index entries, and a table
+    /// that holds only what is still to send. Exact sequence numbers, never a range: a
+    /// row with a lower number may commit later and must not be lost.
+    pub async fn mark_relayed(&self, seqs: &[i64], _now: DateTime<Utc>) -> Result<()> {
         if seqs.is_empty() {
             return Ok(());
         }
@@ -79,10 +82,9 @@ impl Outbox<'_> {
             let list = serde_json::to_string(seqs)
                 .map_err(|err| StoreError::Invalid(format!("outbox sequence numbers: {err}")))?;
             sqlx::query(
-                "UPDATE outbox SET relayed_at = $1 WHERE relayed_at IS NULL AND seq IN \
-                 (SELECT CAST(value AS BIGINT) FROM json_array_elements_text($2::json))",
+                "DELETE FROM outbox WHERE seq IN \
+                 (SELECT CAST(value AS BIGINT) FROM json_array_elements_text($1::json))",
             )
-            .bind(to_millis(now))
             .bind(list)
             .execute(&self.store.pool)
             .await
@@ -91,12 +93,12 @@ impl Outbox<'_> {
         }
         for chunk in seqs.chunks(1000) {
             let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+                (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
             let sql = format!(
-                "UPDATE outbox SET relayed_at = $1 WHERE relayed_at IS NULL AND seq IN ({})",
+                "DELETE FROM outbox WHERE seq IN ({})",
                 placeholders.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(to_millis(now));
+            let mut query = sqlx::query(&sql);
             for seq in chunk {
                 query = query.bind(*seq);
             }

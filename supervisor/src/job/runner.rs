@@ -179,7 +179,9 @@ impl StepRunner {
         {
             Ok(job) => job,
             Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-                match self.start_from_committed(delivery, &message, &now).await? {
+                // Boxed: the rare path stays out of line, so the future every job in
+                // flight holds is only as large as the common path needs.
+                match Box::pin(self.start_from_committed(delivery, &message, &now)).await? {
                     Started::Running(job) => *job,
                     Started::Finished(finish) => return Ok(finish),
                 }
@@ -260,55 +262,79 @@ impl StepRunner {
             Err((err, panicked)) => {
                 // Staged writes of a failed attempt are dropped with it.
                 drop(effects);
-                let error = err.to_string();
-                if let Some(source) = std::error::Error::source(&err) {
-                    tracing::debug!(tenant = %envelope.tenant, job_id = %running.id, step = %running.step, error = %error, source = %source, "step failed");
-                }
-                done.error = Some(error.clone());
-                let left = running.attempts < running.max_attempts;
-                let delay = match err.retry_kind() {
-                    Retry::Backoff if left => self.retry.delay(
-                        &format!("{}:{}", running.id, running.step),
-                        running.attempts,
-                    ),
-                    // The other side's wait, but never longer than the runtime's own
-                    // longest back-off: a `Retry-After` of a month must not park a job.
-                    Retry::After(after) if left => Some(after.min(self.retry.max_delay)),
-                    _ => None,
-                };
-                match delay {
-                    Some(delay) => {
-                        let not_before = at + chrono::Duration::from_std(delay).unwrap_or_default();
-                        done.not_before = Some(not_before);
-                        let next = step_message(
-                            &running.id,
-                            &running.step,
-                            role.as_str(),
-                            running.attempts,
-                            not_before,
-                        );
-                        jobs.transition_grouped(&running.id, &done, &[next], at)
-                            .await?;
-                        Finish::Retrying { error, panicked }
-                    }
-                    None => {
-                        done.to = JobState::Failed;
-                        if let Some(kind) = self.registry.erased(&running.kind) {
-                            done.effects = kind.failed(&running, &error);
-                        }
-                        done.effects.extend(dead_lettered(&running, &error));
-                        jobs.transition_grouped(&running.id, &done, &[], at).await?;
-                        let reason =
-                            format!("job failed after {} attempts: {error}", running.attempts);
-                        self.mailbox.dead_letter(delivery, &reason, at).await?;
-                        return Ok(Finish::Failed { error, panicked });
-                    }
+                // Boxed, like the take-over path: failures are the rare path.
+                let failed =
+                    Box::pin(self.fail_attempt(delivery, &running, done, err, panicked, at));
+                match failed.await? {
+                    finish @ Finish::Failed { .. } => return Ok(finish),
+                    finish => finish,
                 }
             }
         };
         self.mailbox
             .ack(role, std::slice::from_ref(&delivery.receipt))
             .await?;
+        Ok(finish)
+    }
+
+    /// Commits a failed attempt: a retry after its back-off, or the job's failure and its
+    /// delivery dead-lettered. Returns `Finish::Failed` only when the delivery is already
+    /// dead-lettered (nothing left to acknowledge).
+    async fn fail_attempt(
+        &self,
+        delivery: &Delivery,
+        running: &Job,
+        mut done: Transition,
+        err: StepError,
+        panicked: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Finish, StoreError> {
+        let envelope = &delivery.envelope;
+        let role = &envelope.role;
+        let jobs = self.store.tenant(&envelope.tenant).jobs();
+        let error = err.to_string();
+        if let Some(source) = std::error::Error::source(&err) {
+            tracing::debug!(tenant = %envelope.tenant, job_id = %running.id, step = %running.step, error = %error, source = %source, "step failed");
+        }
+        done.error = Some(error.clone());
+        let left = running.attempts < running.max_attempts;
+        let delay = match err.retry_kind() {
+            Retry::Backoff if left => self.retry.delay(
+                &format!("{}:{}", running.id, running.step),
+                running.attempts,
+            ),
+            // The other side's wait, but never longer than the runtime's own
+            // longest back-off: a `Retry-After` of a month must not park a job.
+            Retry::After(after) if left => Some(after.min(self.retry.max_delay)),
+            _ => None,
+        };
+        let finish = match delay {
+            Some(delay) => {
+                let not_before = at + chrono::Duration::from_std(delay).unwrap_or_default();
+                done.not_before = Some(not_before);
+                let next = step_message(
+                    &running.id,
+                    &running.step,
+                    role.as_str(),
+                    running.attempts,
+                    not_before,
+                );
+                jobs.transition_grouped(&running.id, &done, &[next], at)
+                    .await?;
+                Finish::Retrying { error, panicked }
+            }
+            None => {
+                done.to = JobState::Failed;
+                if let Some(kind) = self.registry.erased(&running.kind) {
+                    done.effects = kind.failed(&running, &error);
+                }
+                done.effects.extend(dead_lettered(&running, &error));
+                jobs.transition_grouped(&running.id, &done, &[], at).await?;
+                let reason = format!("job failed after {} attempts: {error}", running.attempts);
+                self.mailbox.dead_letter(delivery, &reason, at).await?;
+                return Ok(Finish::Failed { error, panicked });
+            }
+        };
         Ok(finish)
     }
 
