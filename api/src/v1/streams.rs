@@ -286,7 +286,7 @@ fn respond(stream: Stream) -> HttpResponse {
         .streaming(futures::stream::unfold(stream, Stream::next))
 }
 
-async fn job_stream(
+pub(crate) async fn job_stream(
     ctx: web::Data<Context>,
     tenant: TenantId,
     id: JobId,
