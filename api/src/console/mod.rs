@@ -221,9 +221,16 @@ impl Viewer {
 
     /// The access of a page that shows what `method path` (an `/api/v1` operation, as
     /// the OpenAPI document names it) returns: its scope, then the tenant.
-    pub(crate) async fn may(&self, ctx: &Context, method: Method, path: &str) -> PageResult<Access> {
+    pub(crate) async fn may(
+        &self,
+        ctx: &Context,
+        method: Method,
+        path: &str,
+    ) -> PageResult<Access> {
         let (operation, rule) = ctx.access.scope_of(path, &method).ok_or_else(|| {
-            Problem::internal(format!("the console mirrors {method} {path}, which is not documented"))
+            Problem::internal(format!(
+                "the console mirrors {method} {path}, which is not documented"
+            ))
         })?;
         match rule {
             Rule::Scope(scope) => crate::auth::check_scope(&self.token, scope)?,
@@ -233,8 +240,8 @@ impl Viewer {
             }
         }
         let operation = operation.to_owned();
-        let caller = crate::auth::caller_on(ctx, self.token.clone(), self.session.tenant.clone())
-            .await?;
+        let caller =
+            crate::auth::caller_on(ctx, self.token.clone(), self.session.tenant.clone()).await?;
         Ok(Access { caller, operation })
     }
 

@@ -35,8 +35,10 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
                 web::FormConfig::default()
                     .limit(16 * 1024 * 1024)
                     .error_handler(|err, _| {
-                        PageError::Problem(Problem::bad_request(format!("the form is not valid: {err}")))
-                            .into()
+                        PageError::Problem(Problem::bad_request(format!(
+                            "the form is not valid: {err}"
+                        )))
+                        .into()
                     }),
             )
             .route("", web::get().to(overview))
@@ -48,6 +50,8 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
             .route("/sign-out", web::post().to(sign_out))
             .route("/tenant", web::post().to(choose_tenant))
             .route("/jobs", web::get().to(jobs))
+            .route("/jobs/cancel", web::get().to(bulk_cancel_preview))
+            .route("/jobs/cancel", web::post().to(bulk_cancel))
             .route("/jobs/{id}", web::get().to(job))
             .route("/jobs/{id}/stream", web::get().to(job_stream))
             .route("/scans", web::get().to(scans))
@@ -64,6 +68,8 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
             .route("/exports/{id}", web::get().to(export))
             .route("/exports/{id}/stream", web::get().to(export_stream))
             .route("/exports/{id}/files/{name:.*}", web::get().to(download))
+            .route("/notifications", web::get().to(deliveries))
+            .route("/notifications/{id}", web::get().to(delivery))
             .route("/system", web::get().to(system)),
     );
 }
@@ -193,7 +199,8 @@ async fn choose_tenant(
     let tenant = match form.tenant.as_deref().filter(|t| !t.is_empty()) {
         None => None,
         Some(raw) => {
-            let tenant = TenantId::parse(raw).map_err(|err| Problem::bad_request(err.to_string()))?;
+            let tenant =
+                TenantId::parse(raw).map_err(|err| Problem::bad_request(err.to_string()))?;
             // The same check as a named tenant on the API: it must exist (and a tenant
             // token can name only its own).
             crate::auth::caller_on(&ctx, viewer.token.clone(), Some(tenant.clone())).await?;
@@ -307,7 +314,11 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
     let mut dead: HashMap<TenantId, usize> = HashMap::new();
     for name in stella_actors::ROLES {
         let role = Role::parse(name).map_err(Problem::from)?;
-        for letter in ctx.mailbox.dead_letters(&role, v1::dead_letters::SCAN).await? {
+        for letter in ctx
+            .mailbox
+            .dead_letters(&role, v1::dead_letters::SCAN)
+            .await?
+        {
             *dead.entry(letter.envelope.tenant).or_default() += 1;
         }
     }
@@ -326,7 +337,8 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
         let jobs = ctx.store.tenant(tenant);
         let jobs = jobs.jobs();
         let stats = TenantStats {
-            queued: jobs.count_in(JobState::Queued).await? + jobs.count_in(JobState::Retrying).await?,
+            queued: jobs.count_in(JobState::Queued).await?
+                + jobs.count_in(JobState::Retrying).await?,
             running: jobs.count_in(JobState::Running).await?,
             per_minute: jobs
                 .count_finished_since(now - Duration::minutes(15), None)
@@ -476,9 +488,17 @@ struct JobsQuery {
     state: Option<String>,
     kind: Option<String>,
     cursor: Option<String>,
+    notice: Option<String>,
 }
 
-const STATES: &[&str] = &["queued", "running", "retrying", "succeeded", "failed", "cancelled"];
+const STATES: &[&str] = &[
+    "queued",
+    "running",
+    "retrying",
+    "succeeded",
+    "failed",
+    "cancelled",
+];
 
 async fn jobs(
     ctx: web::Data<Context>,
@@ -502,10 +522,15 @@ async fn jobs(
         .store
         .tenant(tenant)
         .jobs()
-        .list(&filter, query.cursor.as_deref().filter(|c| !c.is_empty()), 50)
+        .list(
+            &filter,
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            50,
+        )
         .await?;
     let now = Utc::now();
     let kinds: Vec<&str> = ctx.registry.names().collect();
+    let can_cancel = viewer.can(&ctx, Method::POST, "/api/v1/jobs/{id}/cancel");
     let body = html! {
         form.filters method="get" action={ (PREFIX) "/jobs" } {
             label for="f-state" { "State" }
@@ -542,8 +567,177 @@ async fn jobs(
         }
         @if page.items.is_empty() { p.muted { "No jobs match." } }
         (view::pager(&format!("{PREFIX}/jobs"), &[("state", &state_text), ("kind", &kind_text)], page.next_cursor.as_deref()))
+        @if can_cancel && !matches!(state, Some(s) if s.is_terminal()) {
+            p { a href={ (PREFIX) "/jobs/cancel?" (maud::PreEscaped(view::encode_query(&[("state", &state_text), ("kind", &kind_text)], None))) } { "Cancel the unfinished jobs of this filter…" } }
+        }
     };
-    Ok(render(&ctx, &viewer, Section::Jobs, "Jobs", None, body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Jobs,
+        "Jobs",
+        query.notice.as_deref(),
+        body,
+    )
+    .await)
+}
+
+/// Jobs a bulk action touches at most.
+const BULK_MAX: usize = 1000;
+
+/// The unfinished jobs of a filter (a terminal state matches none), at most
+/// [`BULK_MAX`] + 1 (so "more than" can be said). One pass in id order, so a job that
+/// moves from queued to running meanwhile is counted once.
+async fn unfinished_of(
+    ctx: &Context,
+    tenant: &TenantId,
+    state: Option<&str>,
+    kind: Option<&str>,
+) -> PageResult<Vec<JobId>> {
+    let state = state
+        .filter(|s| !s.is_empty())
+        .map(JobState::parse)
+        .transpose()
+        .map_err(Problem::from)?;
+    if state.is_some_and(JobState::is_terminal) {
+        return Ok(Vec::new());
+    }
+    let filter = JobFilter {
+        state,
+        kind: kind.filter(|k| !k.is_empty()).map(str::to_owned),
+    };
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = ctx
+            .store
+            .tenant(tenant)
+            .jobs()
+            .list(&filter, cursor.as_deref(), 500)
+            .await?;
+        ids.extend(
+            page.items
+                .into_iter()
+                .filter(|j| !j.state.is_terminal())
+                .map(|j| j.id),
+        );
+        if ids.len() > BULK_MAX {
+            ids.truncate(BULK_MAX + 1);
+            return Ok(ids);
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// What a bulk cancel by filter will touch, before it runs: the count, and a form that
+/// asks for a reason.
+async fn bulk_cancel_preview(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    query: web::Query<JobsQuery>,
+) -> PageResult<HttpResponse> {
+    let access = viewer
+        .may(&ctx, Method::POST, "/api/v1/jobs/{id}/cancel")
+        .await?;
+    let tenant = access.tenant()?;
+    let (state, kind) = (
+        query.state.clone().unwrap_or_default(),
+        query.kind.clone().unwrap_or_default(),
+    );
+    let ids = unfinished_of(&ctx, tenant, Some(&state), Some(&kind)).await?;
+    let count = ids.len().min(BULK_MAX);
+    let body = html! {
+        p data-testid="bulk-count" {
+            @if ids.len() > BULK_MAX { "More than " (BULK_MAX) " unfinished jobs match; this cancels the first " (BULK_MAX) "." }
+            @else { (count) " unfinished " (if count == 1 { "job matches" } else { "jobs match" }) " state " strong { (if state.is_empty() { "any unfinished" } else { state.as_str() }) } " and kind " strong { (if kind.is_empty() { "any" } else { kind.as_str() }) } "." }
+        }
+        @if count > 0 {
+            form.signin method="post" action={ (PREFIX) "/jobs/cancel" } {
+                (csrf(&viewer))
+                input type="hidden" name="state" value=(state);
+                input type="hidden" name="kind" value=(kind);
+                input type="hidden" name="expected" value=(count);
+                label for="bulk-reason" { "Reason (kept in the audit log)" }
+                input id="bulk-reason" name="reason" type="text" required minlength="3";
+                button type="submit" class="danger" { "Cancel " (count) " " (if count == 1 { "job" } else { "jobs" }) }
+            }
+        }
+        p { a href={ (PREFIX) "/jobs?" (maud::PreEscaped(view::encode_query(&[("state", &state), ("kind", &kind)], None))) } { "Back to the jobs" } }
+    };
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Jobs,
+        "Cancel jobs by filter",
+        None,
+        body,
+    )
+    .await)
+}
+
+#[derive(Debug, Deserialize)]
+struct BulkForm {
+    csrf: Option<String>,
+    state: Option<String>,
+    kind: Option<String>,
+    reason: Option<String>,
+    /// The count the preview showed.
+    expected: Option<usize>,
+}
+
+async fn bulk_cancel(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    req: HttpRequest,
+    form: web::Form<BulkForm>,
+) -> PageResult<HttpResponse> {
+    let access = viewer
+        .act(
+            &ctx,
+            &req,
+            form.csrf.as_deref(),
+            Method::POST,
+            "/api/v1/jobs/{id}/cancel",
+        )
+        .await?;
+    let reason = reason(&ReasonForm {
+        csrf: None,
+        reason: form.reason.clone(),
+    })?;
+    let tenant = access.tenant()?.clone();
+    let ids = unfinished_of(&ctx, &tenant, form.state.as_deref(), form.kind.as_deref()).await?;
+    let (mut cancelled, mut skipped) = (0usize, 0usize);
+    for id in ids.iter().take(BULK_MAX) {
+        // One by one through the API's cancel, each audited as its own cancel.
+        let result = v1::jobs::cancel_job(&ctx, &tenant, id, &access.caller).await;
+        let status = result
+            .as_ref()
+            .map_or_else(|p| p.status, |_| StatusCode::OK);
+        access
+            .audit(
+                &ctx,
+                format!("/api/v1/jobs/{id}/cancel"),
+                status,
+                Some(&reason),
+            )
+            .await;
+        match result {
+            Ok(_) => cancelled += 1,
+            // Finished meanwhile: nothing to cancel.
+            Err(_) => skipped += 1,
+        }
+    }
+    let mut notice = format!("Cancelled {cancelled} jobs; {skipped} had finished meanwhile.");
+    if form.expected.is_some_and(|n| n != ids.len().min(BULK_MAX)) {
+        notice.push_str(" The filter matched a different number than the preview showed.");
+    }
+    Ok(see_other(&format!(
+        "{PREFIX}/jobs?notice={}",
+        view::encode(&notice)
+    )))
 }
 
 fn job_id(raw: &str) -> PageResult<JobId> {
@@ -570,7 +764,11 @@ async fn job(
     } else {
         (&[], None)
     };
-    let steps: Vec<&str> = if steps.is_empty() { vec![job.step.as_str()] } else { steps.to_vec() };
+    let steps: Vec<&str> = if steps.is_empty() {
+        vec![job.step.as_str()]
+    } else {
+        steps.to_vec()
+    };
     let body = html! {
         (live_progress(&format!("{PREFIX}/jobs/{}/stream", job.id), job.state.as_str(), &job.step, &steps, "succeeded", terminal))
         dl.facts {
@@ -608,7 +806,15 @@ async fn job(
         (view::json_block(&job.params))
         @if let Some(result) = &job.result { h2 { "Result" } (view::json_block(result)) }
     };
-    Ok(render(&ctx, &viewer, Section::Jobs, &format!("Job {}", job.kind), None, body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Jobs,
+        &format!("Job {}", job.kind),
+        None,
+        body,
+    )
+    .await)
 }
 
 async fn job_stream(
@@ -617,7 +823,9 @@ async fn job_stream(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> PageResult<HttpResponse> {
-    let access = viewer.may(&ctx, Method::GET, "/api/v1/jobs/{id}/stream").await?;
+    let access = viewer
+        .may(&ctx, Method::GET, "/api/v1/jobs/{id}/stream")
+        .await?;
     let tenant = access.tenant()?.clone();
     let id = job_id(&id)?;
     let job = ctx.store.tenant(&tenant).jobs().get(&id).await?;
@@ -650,7 +858,11 @@ async fn scans(
         .store
         .tenant(tenant)
         .jobs()
-        .list(&filter, query.cursor.as_deref().filter(|c| !c.is_empty()), 50)
+        .list(
+            &filter,
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            50,
+        )
         .await?;
     let mut items = Vec::new();
     for job in page.items {
@@ -697,7 +909,15 @@ async fn scans(
         @if items.is_empty() { p.muted { "No scans yet." } }
         (view::pager(&format!("{PREFIX}/scans"), &[], page.next_cursor.as_deref()))
     };
-    Ok(render(&ctx, &viewer, Section::Scans, "Scans", query.notice.as_deref(), body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Scans,
+        "Scans",
+        query.notice.as_deref(),
+        body,
+    )
+    .await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -714,7 +934,13 @@ async fn submit_scan(
     form: web::Form<ScanForm>,
 ) -> PageResult<HttpResponse> {
     let access = viewer
-        .act(&ctx, &req, form.csrf.as_deref(), Method::POST, "/api/v1/scans")
+        .act(
+            &ctx,
+            &req,
+            form.csrf.as_deref(),
+            Method::POST,
+            "/api/v1/scans",
+        )
         .await?;
     let tenant = access.tenant()?.clone();
     let form = form.into_inner();
@@ -745,7 +971,9 @@ async fn submit_scan(
             .map_err(v1::scans::intake_problem)
     }
     .await;
-    let status = result.as_ref().map_or_else(|p| p.status, |_| StatusCode::ACCEPTED);
+    let status = result
+        .as_ref()
+        .map_or_else(|p| p.status, |_| StatusCode::ACCEPTED);
     access
         .audit(&ctx, "/api/v1/scans".into(), status, None)
         .await;
@@ -818,7 +1046,15 @@ async fn scan(
             @if findings.next_cursor.is_some() { p.muted { "The first 200 findings are shown; " code { "stella scan get" } " or the API lists them all." } }
         }
     };
-    Ok(render(&ctx, &viewer, Section::Scans, &format!("Scan {}", scan.name), None, body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Scans,
+        &format!("Scan {}", scan.name),
+        None,
+        body,
+    )
+    .await)
 }
 
 /// A JSON value as short text (strings without quotes).
@@ -841,7 +1077,9 @@ async fn scan_stream(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> PageResult<HttpResponse> {
-    let access = viewer.may(&ctx, Method::GET, "/api/v1/scans/{id}/stream").await?;
+    let access = viewer
+        .may(&ctx, Method::GET, "/api/v1/scans/{id}/stream")
+        .await?;
     let tenant = access.tenant()?.clone();
     let job = v1::scans::scan_job(&ctx, &tenant, &id).await?;
     Ok(v1::streams::job_stream(ctx, tenant, job.id, false, &req, None).await?)
@@ -925,7 +1163,15 @@ async fn finding(
         h2 { "Evidence" }
         (view::json_block(&evidence))
     };
-    Ok(render(&ctx, &viewer, Section::Scans, &format!("Why {} is {}", f.vulnerability_id, f.disposition), None, body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Scans,
+        &format!("Why {} is {}", f.vulnerability_id, f.disposition),
+        None,
+        body,
+    )
+    .await)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -937,7 +1183,9 @@ async fn dead_letters(
     viewer: Viewer,
     query: web::Query<Notice>,
 ) -> PageResult<HttpResponse> {
-    let access = viewer.may(&ctx, Method::GET, "/api/v1/dead-letters").await?;
+    let access = viewer
+        .may(&ctx, Method::GET, "/api/v1/dead-letters")
+        .await?;
     let tenant = access.tenant()?;
     let mut items = Vec::new();
     for name in stella_actors::ROLES {
@@ -949,7 +1197,11 @@ async fn dead_letters(
             }
         }
     }
-    let can_act = viewer.can(&ctx, Method::POST, "/api/v1/dead-letters/{role}/{id}/replay");
+    let can_act = viewer.can(
+        &ctx,
+        Method::POST,
+        "/api/v1/dead-letters/{role}/{id}/replay",
+    );
     let body = html! {
         p.muted { "Messages that failed every attempt. Replaying sends one again as a fresh attempt; discarding drops it for good. Both ask for a reason, kept in the audit log." }
         @if items.is_empty() { p data-testid="no-dead-letters" { "No dead letters." } }
@@ -976,7 +1228,15 @@ async fn dead_letters(
             }
         }
     };
-    Ok(render(&ctx, &viewer, Section::DeadLetters, "Dead letters", query.notice.as_deref(), body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::DeadLetters,
+        "Dead letters",
+        query.notice.as_deref(),
+        body,
+    )
+    .await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -986,9 +1246,18 @@ struct ReasonForm {
 }
 
 fn reason(form: &ReasonForm) -> PageResult<String> {
-    match form.reason.as_deref().map(str::trim).filter(|r| r.len() >= 3) {
+    match form
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| r.len() >= 3)
+    {
         Some(reason) if reason.len() <= 500 => Ok(reason.to_owned()),
-        _ => Err(Problem::bad_request("give a reason (3 to 500 characters): it is kept in the audit log").at("reason").into()),
+        _ => Err(Problem::bad_request(
+            "give a reason (3 to 500 characters): it is kept in the audit log",
+        )
+        .at("reason")
+        .into()),
     }
 }
 
@@ -1030,24 +1299,34 @@ async fn dead_letter_action(
         .await?;
     let reason = reason(&form)?;
     let (role, id) = path.into_inner();
-    let target = format!("/api/v1/dead-letters/{role}/{id}{}", if replay { "/replay" } else { "" });
+    let target = format!(
+        "/api/v1/dead-letters/{role}/{id}{}",
+        if replay { "/replay" } else { "" }
+    );
     let result = async {
         let (role, dead) = v1::dead_letters::find(&ctx, &access.caller, &role, &id).await?;
         if replay {
-            ctx.mailbox.replay_dead_letter(&role, &dead.id, Utc::now()).await?;
+            ctx.mailbox
+                .replay_dead_letter(&role, &dead.id, Utc::now())
+                .await?;
         } else {
             ctx.mailbox.discard_dead_letter(&role, &dead.id).await?;
         }
         Ok::<_, Problem>(dead)
     }
     .await;
-    let status = result.as_ref().map_or_else(|p| p.status, |_| StatusCode::OK);
+    let status = result
+        .as_ref()
+        .map_or_else(|p| p.status, |_| StatusCode::OK);
     access.audit(&ctx, target, status, Some(&reason)).await;
     let dead = result?;
     let done = if replay { "replayed" } else { "discarded" };
     Ok(see_other(&format!(
         "{PREFIX}/dead-letters?notice={}",
-        view::encode(&format!("Dead letter {} ({}) {done}.", dead.id, dead.envelope.kind))
+        view::encode(&format!(
+            "Dead letter {} ({}) {done}.",
+            dead.id, dead.envelope.kind
+        ))
     )))
 }
 
@@ -1105,7 +1384,15 @@ async fn schedules(
         @if page.items.is_empty() { p.muted { "No schedules." } }
         (view::pager(&format!("{PREFIX}/schedules"), &[], page.next_cursor.as_deref()))
     };
-    Ok(render(&ctx, &viewer, Section::Schedules, "Schedules", query.notice.as_deref(), body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Schedules,
+        "Schedules",
+        query.notice.as_deref(),
+        body,
+    )
+    .await)
 }
 
 async fn schedule_action(
@@ -1130,11 +1417,13 @@ async fn schedule_action(
     let result: Result<String, Problem> = async {
         Ok(match action.as_str() {
             "pause" => {
-                let s = stella_scheduler::manage::set_enabled(&ctx.store, &tenant, &id, false, now).await?;
+                let s = stella_scheduler::manage::set_enabled(&ctx.store, &tenant, &id, false, now)
+                    .await?;
                 format!("Schedule {} paused.", s.name)
             }
             "resume" => {
-                let s = stella_scheduler::manage::set_enabled(&ctx.store, &tenant, &id, true, now).await?;
+                let s = stella_scheduler::manage::set_enabled(&ctx.store, &tenant, &id, true, now)
+                    .await?;
                 format!("Schedule {} resumed.", s.name)
             }
             _ => {
@@ -1144,12 +1433,22 @@ async fn schedule_action(
         })
     }
     .await;
-    let status = result.as_ref().map_or_else(|p| p.status, |_| StatusCode::OK);
+    let status = result
+        .as_ref()
+        .map_or_else(|p| p.status, |_| StatusCode::OK);
     access
-        .audit(&ctx, format!("/api/v1/schedules/{id}/{action}"), status, None)
+        .audit(
+            &ctx,
+            format!("/api/v1/schedules/{id}/{action}"),
+            status,
+            None,
+        )
         .await;
     let notice = result?;
-    Ok(see_other(&format!("{PREFIX}/schedules?notice={}", view::encode(&notice))))
+    Ok(see_other(&format!(
+        "{PREFIX}/schedules?notice={}",
+        view::encode(&notice)
+    )))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1171,7 +1470,11 @@ async fn exports(
         .store
         .tenant(tenant)
         .jobs()
-        .list(&filter, query.cursor.as_deref().filter(|c| !c.is_empty()), 50)
+        .list(
+            &filter,
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            50,
+        )
         .await?;
     let mut items = Vec::new();
     for job in page.items {
@@ -1211,7 +1514,11 @@ async fn export(
         .may(&ctx, Method::GET, "/api/v1/exports/{export_id}")
         .await?;
     let job = v1::exports::export_job(&ctx, &access.caller, &id).await?;
-    let (state, step, terminal) = (job.state.as_str().to_owned(), job.step.clone(), job.state.is_terminal());
+    let (state, step, terminal) = (
+        job.state.as_str().to_owned(),
+        job.step.clone(),
+        job.state.is_terminal(),
+    );
     let e = v1::exports::view(&ctx, job, true).await?;
     let body = html! {
         (live_progress(&format!("{PREFIX}/exports/{}/stream", e.export_id), &state, &step, EXPORT_STEPS, "completed", terminal))
@@ -1263,11 +1570,171 @@ async fn download(
     path: web::Path<(String, String)>,
 ) -> PageResult<HttpResponse> {
     let access = viewer
-        .may(&ctx, Method::GET, "/api/v1/exports/{export_id}/files/{name}")
+        .may(
+            &ctx,
+            Method::GET,
+            "/api/v1/exports/{export_id}/files/{name}",
+        )
         .await?;
     let (id, name) = path.into_inner();
     let job = v1::exports::export_job(&ctx, &access.caller, &id).await?;
     Ok(v1::exports::serve_file(&ctx, &req, &job, &name).await?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Notification deliveries
+// ---------------------------------------------------------------------------------------
+
+const DELIVERY_STATUSES: &[&str] = &[
+    "pending",
+    "held",
+    "digested",
+    "throttled",
+    "delivered",
+    "dead_lettered",
+    "cancelled",
+];
+
+#[derive(Debug, Default, Deserialize)]
+struct DeliveriesQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn deliveries(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    query: web::Query<DeliveriesQuery>,
+) -> PageResult<HttpResponse> {
+    let access = viewer
+        .may(&ctx, Method::GET, "/api/v1/notify/deliveries")
+        .await?;
+    let tenant = access.tenant()?;
+    let status = query.status.clone().filter(|s| !s.is_empty());
+    if let Some(s) = &status {
+        if !DELIVERY_STATUSES.contains(&s.as_str()) {
+            return Err(Problem::bad_request(format!("{s:?} is not a delivery status")).into());
+        }
+    }
+    let filter = stella_store::repo::DeliveryFilter {
+        status: status.clone(),
+        channel_id: None,
+        rule_id: None,
+        event_kind: None,
+        since: None,
+        until: None,
+    };
+    let page = ctx
+        .store
+        .tenant(tenant)
+        .notify()
+        .deliveries(
+            &filter,
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            50,
+        )
+        .await?;
+    let items: Vec<v1::notify::DeliveryBody> = page.items.into_iter().map(Into::into).collect();
+    let status_text = status.unwrap_or_default();
+    let body = html! {
+        form.filters method="get" action={ (PREFIX) "/notifications" } {
+            label for="f-status" { "Status" }
+            select id="f-status" name="status" {
+                option value="" { "any" }
+                @for s in DELIVERY_STATUSES { option value=(s) selected[status_text == *s] { (s) } }
+            }
+            button type="submit" { "Filter" }
+        }
+        table data-testid="deliveries" {
+            thead { tr {
+                th scope="col" { "Delivery" } th scope="col" { "Event" } th scope="col" { "Channel" }
+                th scope="col" { "Mode" } th scope="col" { "Status" } th scope="col" { "Created" }
+            } }
+            tbody {
+                @for d in &items {
+                    tr {
+                        td { a href={ (PREFIX) "/notifications/" (view::encode(&d.id)) } { code { (d.id) } } }
+                        td { (d.event_kind) }
+                        td { (d.channel_type) " " code { (d.channel_id) } }
+                        td { (d.mode) }
+                        td { (badge(&d.status)) }
+                        td { (time(d.created_at)) }
+                    }
+                }
+            }
+        }
+        @if items.is_empty() { p.muted { "No deliveries." } }
+        (view::pager(&format!("{PREFIX}/notifications"), &[("status", &status_text)], page.next_cursor.as_deref()))
+    };
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Notifications,
+        "Notification deliveries",
+        None,
+        body,
+    )
+    .await)
+}
+
+async fn delivery(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    id: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let access = viewer
+        .may(&ctx, Method::GET, "/api/v1/notify/deliveries/{id}")
+        .await?;
+    let tenant = access.tenant()?;
+    let repo = ctx.store.tenant(tenant);
+    let repo = repo.notify();
+    let d = repo.delivery(&id).await?;
+    let attempts = repo.attempts(&d.id).await?;
+    let d = v1::notify::DeliveryBody::from(d);
+    let attempts: Vec<v1::notify::AttemptBody> = attempts.into_iter().map(Into::into).collect();
+    let body = html! {
+        dl.facts {
+            dt { "Id" } dd { code { (d.id) } }
+            dt { "Event" } dd { (d.event_kind) " " code { (d.event_id) } }
+            dt { "Channel" } dd { (d.channel_type) " " code { (d.channel_id) } }
+            @if let Some(rule) = &d.rule_id { dt { "Rule" } dd { code { (rule) } } }
+            dt { "Mode" } dd { (d.mode) }
+            dt { "Status" } dd { (badge(&d.status)) }
+            dt { "Created" } dd { (time(d.created_at)) }
+            dt { "Updated" } dd { (time(d.updated_at)) }
+        }
+        h2 { "Attempts" }
+        @if attempts.is_empty() { p.muted { "Not sent yet." } } @else {
+            table data-testid="attempts" {
+                thead { tr {
+                    th scope="col" class="num" { "#" } th scope="col" { "Started" } th scope="col" { "Outcome" }
+                    th scope="col" class="num" { "HTTP" } th scope="col" class="num" { "Latency" } th scope="col" { "Error" }
+                } }
+                tbody {
+                    @for a in &attempts {
+                        tr {
+                            td.num { (a.attempt) }
+                            td { (time(a.started_at)) }
+                            td { (badge(&a.outcome)) }
+                            td.num { @if let Some(code) = a.status_code { (code) } }
+                            td.num { @if let Some(ms) = a.latency_ms { (ms) " ms" } }
+                            td.error { @if let Some(e) = &a.error { (e) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(detail) = &d.detail { h2 { "Detail" } (view::json_block(detail)) }
+    };
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::Notifications,
+        "Notification delivery",
+        None,
+        body,
+    )
+    .await)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1291,7 +1758,9 @@ fn actor_tree(node: &ActorSnapshot) -> Markup {
 }
 
 async fn system(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpResponse> {
-    viewer.may(&ctx, Method::GET, "/api/v1/system/actors").await?;
+    viewer
+        .may(&ctx, Method::GET, "/api/v1/system/actors")
+        .await?;
     let body = match &ctx.observer {
         None => html! { p.muted { "This process runs no actors." } },
         Some(observer) => {
@@ -1299,5 +1768,13 @@ async fn system(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRespo
             html! { ul.tree data-testid="tree" { (actor_tree(&root)) } }
         }
     };
-    Ok(render(&ctx, &viewer, Section::System, "Supervision tree", None, body).await)
+    Ok(render(
+        &ctx,
+        &viewer,
+        Section::System,
+        "Supervision tree",
+        None,
+        body,
+    )
+    .await)
 }

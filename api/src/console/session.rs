@@ -70,8 +70,7 @@ fn key(id: &str) -> String {
 /// Equal strings, compared in time that depends only on their lengths.
 pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -79,7 +78,9 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Opens a session for the token with this secret; returns the cookie's value.
@@ -175,7 +176,10 @@ mod tests {
         assert!(sessions.get(&id, later).is_some());
         // ...until it is idle for IDLE.
         assert!(sessions.get(&id, later + IDLE).is_none());
-        assert!(sessions.is_empty(), "an expired session is dropped when read");
+        assert!(
+            sessions.is_empty(),
+            "an expired session is dropped when read"
+        );
 
         let id = sessions.open("stella_secret_0123456789".into(), start);
         let mut at = start;

@@ -36,6 +36,7 @@ pub(crate) enum Section {
     DeadLetters,
     Schedules,
     Exports,
+    Notifications,
     System,
 }
 
@@ -78,6 +79,7 @@ pub(crate) fn page(
         (Section::DeadLetters, "/dead-letters", "Dead letters"),
         (Section::Schedules, "/schedules", "Schedules"),
         (Section::Exports, "/exports", "Exports"),
+        (Section::Notifications, "/notifications", "Notifications"),
     ];
     html! {
         (DOCTYPE)
@@ -241,7 +243,11 @@ pub(crate) fn live_progress(
     terminal: bool,
 ) -> Markup {
     let value = progress_value(state, step, steps);
-    let shown = if state == "succeeded" { done_label } else { state };
+    let shown = if state == "succeeded" {
+        done_label
+    } else {
+        state
+    };
     html! {
         div.progress data-stream=(stream) data-steps=(steps.join(",")) data-done-label=(done_label)
             data-initial-state=(state) data-terminal=(terminal) {
@@ -318,10 +324,19 @@ mod tests {
     #[test]
     fn durations_and_progress_read_as_people_expect() {
         let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default();
-        assert_eq!(duration(t, t + chrono::Duration::milliseconds(850)), "850 ms");
-        assert_eq!(duration(t, t + chrono::Duration::milliseconds(12_340)), "12.3 s");
+        assert_eq!(
+            duration(t, t + chrono::Duration::milliseconds(850)),
+            "850 ms"
+        );
+        assert_eq!(
+            duration(t, t + chrono::Duration::milliseconds(12_340)),
+            "12.3 s"
+        );
         assert_eq!(duration(t, t + chrono::Duration::seconds(245)), "4 min 5 s");
-        assert_eq!(duration(t, t + chrono::Duration::seconds(7380)), "2 h 3 min");
+        assert_eq!(
+            duration(t, t + chrono::Duration::seconds(7380)),
+            "2 h 3 min"
+        );
         let steps = ["analyze", "evaluate", "seal"];
         assert_eq!(progress_value("queued", "analyze", &steps), 0);
         assert_eq!(progress_value("running", "evaluate", &steps), 33);

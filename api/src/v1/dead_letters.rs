@@ -61,7 +61,11 @@ pub struct DeadLetterQuery {
     pub cursor: Option<String>,
 }
 
-pub(crate) async fn of_tenant(ctx: &Context, role: &Role, tenant: &TenantId) -> ApiResult<Vec<DeadLetter>> {
+pub(crate) async fn of_tenant(
+    ctx: &Context,
+    role: &Role,
+    tenant: &TenantId,
+) -> ApiResult<Vec<DeadLetter>> {
     let all = ctx.mailbox.dead_letters(role, SCAN).await?;
     Ok(all
         .into_iter()

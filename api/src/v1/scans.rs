@@ -120,7 +120,11 @@ fn status(state: JobState) -> &'static str {
 
 /// A scan's row without its analysis, and the SBOM summary and image from the analysis:
 /// what a status read needs (the analysis of a large SBOM is tens of megabytes).
-pub(crate) async fn status_of(ctx: &Context, tenant: &TenantId, id: &JobId) -> ApiResult<Option<ScanStatus>> {
+pub(crate) async fn status_of(
+    ctx: &Context,
+    tenant: &TenantId,
+    id: &JobId,
+) -> ApiResult<Option<ScanStatus>> {
     Ok(ctx.store.tenant(tenant).scans().status(id).await?)
 }
 

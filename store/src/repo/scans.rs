@@ -235,8 +235,7 @@ impl Scans<'_> {
         rows.iter()
             .map(|row| {
                 let at: i64 = row.try_get("completed_at").map_err(self.err("scans"))?;
-                let disposition: String =
-                    row.try_get("disposition").map_err(self.err("scans"))?;
+                let disposition: String = row.try_get("disposition").map_err(self.err("scans"))?;
                 Ok((from_millis(at), disposition))
             })
             .collect()

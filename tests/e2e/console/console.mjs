@@ -112,15 +112,16 @@ try {
   await page.waitForFunction(() => document.getElementById("sbom").value.includes("left-pad"));
   await page.getByLabel("Name (optional: what the SBOM describes)").fill("console-app");
   await page.getByRole("button", { name: "Submit scan" }).click();
-  await page.waitForURL(/\/console\/scans\/[0-9a-z-]+$/);
+  await page.waitForURL(/\/console\/scans\/[^/?]+$/);
   found.scan = page.url().split("/").pop();
   // `data-stream-state` is written by the stream's events only: "completed" here means
   // the end event came through the stream.
   await page.waitForSelector('.progress[data-live="ended"][data-stream-state="completed"]', { timeout: 90_000 });
+  // Then the page is drawn again with the verdict and findings.
+  await page.getByTestId("findings").getByText("NPM-1").waitFor();
+  await page.waitForSelector('.progress[data-live="ended"][data-stream-state="completed"]');
   assert.equal(await page.locator("#progress-bar").evaluate((el) => el.value), 100);
   await page.getByTestId("live-state").getByText("completed").waitFor();
-  // The page is drawn again with the verdict and findings.
-  await page.getByTestId("findings").getByText("NPM-1").waitFor();
   await shot(page, "scan");
 
   // A finding's explain trace.
@@ -131,12 +132,11 @@ try {
   found.trace_steps = steps;
   await shot(page, "finding");
 
-  // Times: UTC shown, local time on hover.
-  const title = await page.locator("time").first().getAttribute("title");
-  assert.match(title, /local time/);
-
   // Jobs: filters live in the URL.
   await page.goto(`${base}/console/jobs?state=failed`);
+  // Times: UTC shown, the local time on hover.
+  const title = await page.locator("time").first().getAttribute("title");
+  assert.match(title, /local time/);
   assert.equal(await page.getByLabel("State").inputValue(), "failed");
   const failedRows = await page.getByTestId("jobs").locator("tbody tr").count();
   assert.ok(failedRows >= 1, "the dead letter's job is listed as failed");
@@ -154,10 +154,15 @@ try {
   const letters = page.getByTestId("dead-letter");
   await letters.first().waitFor();
   found.dead_letters_before = await letters.count();
+  const letterId = await letters.first().locator("h2 code").innerText();
   await shot(page, "dead-letters");
+  // The reason is required: the browser does not send the form without one.
+  await letters.first().getByRole("button", { name: "Replay" }).click();
+  assert.ok(!page.url().includes("notice="), "sent without a reason");
   await letters.first().getByLabel("Reason").fill("fixed the worker; try again");
   await letters.first().getByRole("button", { name: "Replay" }).click();
   await page.getByRole("status").getByText("replayed").waitFor();
+  assert.equal(await page.locator("article h2 code", { hasText: letterId }).count(), 0, "the replayed letter left the list");
 
   // Pause a schedule.
   await page.getByRole("link", { name: "Schedules" }).click();
@@ -210,7 +215,7 @@ try {
       const response = await page.goto(`${base}${url}`);
       assert.equal(response.status(), 404, url);
     }
-    const stream = await page.request.get(`${base}/console/scans/${found.scan}/stream`);
+    const stream = await page.goto(`${base}/console/scans/${found.scan}/stream`);
     assert.equal(stream.status(), 404, "another tenant's stream");
     // globex's own overview shows only globex.
     await page.goto(`${base}/console`);
@@ -243,8 +248,8 @@ try {
     await page.goto(`${base}/console/system`);
     await page.getByTestId("tree").waitFor();
     await shot(page, "supervision");
-    await page.getByLabel("Tenant").selectOption("acme");
-    await page.waitForLoadState("load");
+    await Promise.all([page.waitForNavigation(), page.getByLabel("Tenant").selectOption("acme")]);
+    assert.match(page.url(), /\/console\/system$/, "back where the switch was made");
     await page.goto(`${base}/console/scans`);
     await page.getByTestId("scans").getByText("console-app").waitFor();
     await context.close();
