@@ -1019,7 +1019,12 @@ async fn scan(
             @if let Some(hash) = &scan.inputs_hash { dt { "Inputs hash" } dd { code { (hash) } } }
             @if let Some(error) = &scan.error { dt { "Error" } dd.error { (error) } }
         }
-        @if let Some(counts) = &scan.counts { h2 { "Counts" } (view::json_block(counts)) }
+        @if let Some(counts) = scan.counts.as_ref().and_then(Value::as_object) {
+            h2 { "Counts" }
+            dl.facts.counts data-testid="counts" {
+                @for (k, v) in counts { dt { (k) } dd { (compact(v)) } }
+            }
+        }
         h2 { "Findings" }
         @if scan.disposition.is_none() {
             p.muted { "Findings appear once the scan is evaluated." }
@@ -1161,7 +1166,26 @@ async fn finding(
         }
         @if trace.is_empty() { p.muted { "This finding carries no trace." } }
         h2 { "Evidence" }
-        (view::json_block(&evidence))
+        @let claims = evidence.pointer("/assessment/claims").and_then(Value::as_array).cloned().unwrap_or_default();
+        @if !claims.is_empty() {
+            table data-testid="claims" {
+                caption.sr { "The claims the assessment rests on" }
+                thead { tr { th scope="col" { "Question" } th scope="col" { "Value" } th scope="col" { "Evidence" } } }
+                tbody {
+                    @for c in &claims {
+                        tr {
+                            td { (c.get("question").map(compact).unwrap_or_default()) }
+                            td { (c.get("value").map(compact).unwrap_or_default()) }
+                            td { code { (c.get("evidence").map(compact).unwrap_or_default()) } }
+                        }
+                    }
+                }
+            }
+        }
+        details open[claims.is_empty()] {
+            summary { "The whole finding (JSON)" }
+            (view::json_block(&evidence))
+        }
     };
     Ok(render(
         &ctx,

@@ -118,7 +118,7 @@ try {
   // the end event came through the stream.
   await page.waitForSelector('.progress[data-live="ended"][data-stream-state="completed"]', { timeout: 90_000 });
   // Then the page is drawn again with the verdict and findings.
-  await page.getByTestId("findings").getByText("NPM-1").waitFor();
+  await page.getByTestId("findings").getByText("NPM-1", { exact: true }).waitFor();
   await page.waitForSelector('.progress[data-live="ended"][data-stream-state="completed"]');
   assert.equal(await page.locator("#progress-bar").evaluate((el) => el.value), 100);
   await page.getByTestId("live-state").getByText("completed").waitFor();
