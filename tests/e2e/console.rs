@@ -312,7 +312,8 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
     for tenant in ["acme", "globex"] {
         server.ok(&["tenants", "create", tenant, "--name", tenant]);
     }
-    let scopes = "jobs:read,jobs:write,schedules:read,schedules:write,scans:read";
+    let scopes = "jobs:read,jobs:write,schedules:read,schedules:write,scans:read,scans:write,\
+                  exports:read,exports:write";
     let acme = token(&server, "acme", "acme-console", scopes);
     let globex = token(&server, "globex", "globex-console", scopes);
     let acme_api = api(&server, &acme, None);
@@ -432,6 +433,73 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
         "succeeded",
         "a finished job is not touched"
     );
+
+    // An export run's page links its files; the console's download is the API's file,
+    // and another tenant's session cannot fetch it.
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/scans", server.url()))
+        .bearer_auth(&acme)
+        .header("content-type", "application/json")
+        .body(crate::scans::tiny_sbom())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let scan: Value = response.json().unwrap();
+    let scan = scan["job_id"].as_str().unwrap().to_owned();
+    let until = |path: &str, field: &str, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = acme_api.get(path);
+            if body[field] == want {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{path}: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until(&format!("/scans/{scan}"), "status", "completed");
+    let (status, body) = acme_api.send(
+        reqwest::Method::POST,
+        "/export-profiles",
+        Some(json!({"name": "daily", "kind": "csv", "selectors": {"scans": [scan]}, "retention_days": 1})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = acme_api.send(
+        reqwest::Method::POST,
+        "/exports",
+        Some(json!({"profile": "daily"})),
+    );
+    assert_eq!(status, 202, "{body}");
+    let export = body["export_id"].as_str().unwrap().to_owned();
+    let done = until(&format!("/exports/{export}"), "status", "completed");
+    let (status, html) = console.get("/exports");
+    assert_eq!(status, 200);
+    assert!(html.contains(&export), "{html}");
+    let (status, html) = console.get(&format!("/exports/{export}"));
+    assert_eq!(status, 200, "{html}");
+    let name = done["files"][0]["name"].as_str().unwrap();
+    let link = format!("/exports/{export}/files/{name}");
+    assert!(html.contains(&format!("/console{link}")), "{html}");
+    let mut request = console.http.get(format!("{}{link}", console.base));
+    request = request.header("cookie", console.cookie.as_deref().unwrap());
+    let file = request.send().unwrap();
+    assert_eq!(file.status(), 200);
+    assert!(file.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let from_console = file.bytes().unwrap();
+    let from_api = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1{link}", server.url()))
+        .bearer_auth(&acme)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(from_console, from_api);
+    assert!(!from_console.is_empty());
+    let (status, _) = other.get(&link);
+    assert_eq!(status, 404, "another tenant's export file");
 
     // The assets are cached for good (their URL carries their digest).
     let (_, html) = console.get("/jobs");
