@@ -299,7 +299,7 @@ impl Console {
 
     /// The CSRF token in a page's forms.
     fn csrf(&self) -> String {
-        let (status, html) = self.get("/schedules");
+        let (status, html) = self.get("");
         assert_eq!(status, 200, "{html}");
         let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
         html[at..at + 64].to_owned()
@@ -500,6 +500,65 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
     assert!(!from_console.is_empty());
     let (status, _) = other.get(&link);
     assert_eq!(status, 404, "another tenant's export file");
+
+    // An administrator pauses, resumes and aborts a rollout, each with a reason; a
+    // tenant's session has no rollouts page (they span tenants).
+    let admin_api = api(&server, server.admin(), None);
+    let (status, body) = admin_api.send(
+        reqwest::Method::POST,
+        "/policy-packs",
+        Some(json!({"name": "baseline", "document": "name = \"baseline\"\nversion = 1\n[[rules]]\nid = \"no-left-pad\"\nwhen = { packages = [\"pkg:npm/left-pad\"] }\noutcome = \"block\"\nbecause = \"left-pad is banned\"\n"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin_api.send(
+        reqwest::Method::POST,
+        "/rollouts",
+        Some(
+            json!({"pack": "baseline", "version": 1, "waves": [{"tenants": ["acme"]}],
+                    "bake_seconds": 3600, "reason": "ban left-pad"}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let rollout = body["id"].as_str().unwrap().to_owned();
+    let mut admin = Console::new(&server);
+    assert_eq!(admin.sign_in(server.admin()).status(), 303);
+    let admin_csrf = admin.csrf();
+    let (status, html) = admin.get("/rollouts");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&rollout), "{html}");
+    let (status, html) = console.get("/rollouts");
+    assert_eq!(status, 403, "a tenant token: {html}");
+    let act = |action: &str, reason: &str| {
+        admin.post(
+            &format!("/rollouts/{rollout}/{action}"),
+            &[("csrf", &admin_csrf), ("reason", reason)],
+            None,
+        )
+    };
+    let (status, html) = act("pause", "");
+    assert_eq!(status, 400, "a reason is required: {html}");
+    assert_eq!(
+        admin_api.get(&format!("/rollouts/{rollout}"))["state"],
+        "running"
+    );
+    for (action, state) in [("pause", "paused"), ("resume", "running")] {
+        let (status, html) = act(action, "checking the canary");
+        assert_eq!(status, 303, "{action}: {html}");
+        assert_eq!(
+            admin_api.get(&format!("/rollouts/{rollout}"))["state"],
+            state
+        );
+    }
+    let (status, html) = admin.get(&format!("/rollouts/{rollout}"));
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("checking the canary"),
+        "the history shows the reason: {html}"
+    );
+    let (status, html) = act("abort", "the canary blocks too much");
+    assert_eq!(status, 303, "{html}");
+    let state = admin_api.get(&format!("/rollouts/{rollout}"))["state"].clone();
+    assert!(state == "rolling_back" || state == "rolled_back", "{state}");
 
     // The assets are cached for good (their URL carries their digest).
     let (_, html) = console.get("/jobs");

@@ -37,6 +37,7 @@ pub(crate) enum Section {
     Schedules,
     Exports,
     Notifications,
+    Rollouts,
     System,
 }
 
@@ -98,6 +99,10 @@ pub(crate) fn page(
                                 }
                             }
                             @if frame.admin {
+                                li {
+                                    a href={ (PREFIX) "/rollouts" }
+                                        aria-current=[(section == Section::Rollouts).then_some("page")] { "Rollouts" }
+                                }
                                 li {
                                     a href={ (PREFIX) "/system" }
                                         aria-current=[(section == Section::System).then_some("page")] { "Supervision" }
