@@ -366,9 +366,24 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
     assert_eq!(status, 303, "{html}");
     assert_eq!(acme_api.get("/schedules/nightly")["enabled"], false);
 
+    // Run now, even paused; the run is listed under the schedule and has its page.
+    let (status, html) = console.post("/schedules/nightly/run", &[("csrf", &csrf)], None);
+    assert_eq!(status, 303, "{html}");
+    let runs = acme_api.get("/runs?schedule_id=nightly");
+    let run = runs["items"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(runs["items"][0]["trigger"], "manual", "{runs}");
+    let (status, html) = console.get("/runs?schedule=nightly");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&run), "{html}");
+    let (status, html) = console.get(&format!("/runs/{run}"));
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("manual"), "{html}");
+
     // Another tenant's session sees none of it.
     let mut other = Console::new(&server);
     assert_eq!(other.sign_in(&globex).status(), 303);
+    let (status, _) = other.get(&format!("/runs/{run}"));
+    assert_eq!(status, 404, "another tenant's run");
     let (status, _) = other.get(&format!("/jobs/{job}"));
     assert_eq!(status, 404);
     let (status, html) = other.get("/schedules");

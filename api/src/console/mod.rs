@@ -9,7 +9,8 @@
 //! names the API operation it mirrors (`GET /api/v1/jobs`, `POST
 //! /api/v1/dead-letters/{role}/{id}/replay`, ...): its scope is read from the same access
 //! table the API enforces ([`crate::auth::check_scope`]), the tenant is resolved as for an
-//! `X-Stella-Tenant` header ([`crate::auth::caller_on`]), and an action is audited under
+//! `X-Stella-Tenant` header ([`crate::auth::caller_on`]), the tenant's request rate is
+//! the one its API calls share, and an action is audited under
 //! that operation's id, with `via: console` and the reason the operator gave.
 //!
 //! Every state-changing form carries the session's CSRF token (compared in constant
@@ -97,7 +98,15 @@ impl ResponseError for PageError {
             Self::SignIn => HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, format!("{PREFIX}/sign-in")))
                 .finish(),
-            Self::Problem(p) => view::error_page(p.status, p.kind, &p.detail),
+            Self::Problem(p) => {
+                let mut response = view::error_page(p.status, p.kind, &p.detail);
+                if let Some(seconds) = p.retry_after {
+                    if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+                        response.headers_mut().insert(header::RETRY_AFTER, value);
+                    }
+                }
+                response
+            }
             Self::NoTenant => view::error_page(
                 StatusCode::BAD_REQUEST,
                 "choose a tenant",
@@ -242,6 +251,21 @@ impl Viewer {
         let operation = operation.to_owned();
         let caller =
             crate::auth::caller_on(ctx, self.token.clone(), self.session.tenant.clone()).await?;
+        // The tenant's request rate, shared with its API calls.
+        if let Some(tenant) = &caller.tenant {
+            if let Err(seconds) = ctx.limiter.check(tenant.as_str(), Instant::now()) {
+                let mut problem = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    format!(
+                        "tenant {tenant} is over its request rate; retry in {seconds} s \
+                         (api.rate_limit_per_second)"
+                    ),
+                );
+                problem.retry_after = Some(seconds);
+                return Err(problem.into());
+            }
+        }
         Ok(Access { caller, operation })
     }
 

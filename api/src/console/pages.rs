@@ -64,6 +64,8 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
             .route("/dead-letters/{role}/{id}/discard", web::post().to(discard))
             .route("/schedules", web::get().to(schedules))
             .route("/schedules/{id}/{action}", web::post().to(schedule_action))
+            .route("/runs", web::get().to(runs))
+            .route("/runs/{id}", web::get().to(run))
             .route("/exports", web::get().to(exports))
             .route("/exports/{id}", web::get().to(export))
             .route("/exports/{id}/stream", web::get().to(export_stream))
@@ -1391,7 +1393,10 @@ async fn schedules(
                         td { code { (s.cron) } " " span.muted { (s.timezone) } }
                         td { (badge(if active { "active" } else { "paused" })) }
                         td { @if active { (opt_time(s.next_fire_at.or(s.next_due_at))) } @else { span.muted { "paused" } } }
-                        td { @if let Some(run) = &s.last_run_id { code { (run) } } }
+                        td {
+                            @if let Some(run) = &s.last_run_id { a href={ (PREFIX) "/runs/" (run) } { code { (run) } } " · " }
+                            a href={ (PREFIX) "/runs?schedule=" (view::encode(&s.name)) } { "all runs" span.sr { " of " (s.name) } }
+                        }
                         @if can_act {
                             td {
                                 form.inline method="post" action={ (PREFIX) "/schedules/" (s.id) "/" (if active { "pause" } else { "resume" }) } {
@@ -1476,6 +1481,122 @@ async fn schedule_action(
         "{PREFIX}/schedules?notice={}",
         view::encode(&notice)
     )))
+}
+
+// ---------------------------------------------------------------------------------------
+// Schedule runs
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+struct RunsQuery {
+    schedule: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn runs(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    query: web::Query<RunsQuery>,
+) -> PageResult<HttpResponse> {
+    let access = viewer.may(&ctx, Method::GET, "/api/v1/runs").await?;
+    let tenant = access.tenant()?;
+    let name = query.schedule.clone().unwrap_or_default();
+    let schedule = match Some(name.as_str()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(ctx.store.tenant(tenant).schedules().get(raw).await?.id),
+    };
+    let page = ctx
+        .store
+        .tenant(tenant)
+        .runs()
+        .list(
+            schedule.as_ref(),
+            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            50,
+        )
+        .await?;
+    let items: Vec<v1::schedules::RunView> = page
+        .items
+        .into_iter()
+        .map(|r| v1::schedules::RunView::of(r, None))
+        .collect();
+    let title = if name.is_empty() {
+        "Runs".to_owned()
+    } else {
+        format!("Runs of {name}")
+    };
+    let body = html! {
+        table data-testid="runs" {
+            thead { tr {
+                th scope="col" { "Run" } th scope="col" { "Trigger" } th scope="col" { "Kind" }
+                th scope="col" { "State" } th scope="col" { "Due" } th scope="col" { "Duration" }
+            } }
+            tbody {
+                @for r in &items {
+                    tr {
+                        td { a href={ (PREFIX) "/runs/" (r.id) } { code { (r.id) } } }
+                        td { (r.trigger) }
+                        td { (r.kind) }
+                        td { (badge(&r.state)) }
+                        td { (time(r.due_at)) }
+                        td { @if let Some(done) = r.finished_at { (view::duration(r.created_at, done)) } }
+                    }
+                }
+            }
+        }
+        @if items.is_empty() { p.muted { "No runs." } }
+        (view::pager(&format!("{PREFIX}/runs"), &[("schedule", &name)], page.next_cursor.as_deref()))
+    };
+    Ok(render(&ctx, &viewer, Section::Schedules, &title, None, body).await)
+}
+
+async fn run(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    id: web::Path<String>,
+) -> PageResult<HttpResponse> {
+    let access = viewer.may(&ctx, Method::GET, "/api/v1/runs/{id}").await?;
+    let tenant = access.tenant()?;
+    let id = v1::not_found_unless(stella_store::RunId::parse(&id), "run", &id)?;
+    let runs = ctx.store.tenant(tenant);
+    let runs = runs.runs();
+    let record = runs.get(&id).await?;
+    let results = runs.targets(&id).await?;
+    let r = v1::schedules::RunView::of(record, Some(results));
+    let body = html! {
+        dl.facts {
+            dt { "Id" } dd { code { (r.id) } }
+            dt { "Trigger" } dd { (r.trigger) }
+            dt { "Kind" } dd { (r.kind) }
+            dt { "State" } dd { (badge(&r.state)) }
+            dt { "Due" } dd { (time(r.due_at)) }
+            dt { "Finished" } dd { (opt_time(r.finished_at)) }
+            dt { "Counts" } dd { (compact(&r.counts)) }
+            @if let Some(error) = &r.error { dt { "Error" } dd.error { (error) } }
+        }
+        h2 { "Targets" }
+        @let results = r.results.as_deref().unwrap_or_default();
+        @if results.is_empty() { p.muted { "No targets." } } @else {
+            table data-testid="run-targets" {
+                thead { tr {
+                    th scope="col" { "Target" } th scope="col" { "Scan" } th scope="col" { "State" } th scope="col" { "Against the previous scan" }
+                } }
+                tbody {
+                    @for t in results {
+                        tr {
+                            td { (t.target_name) }
+                            td { a href={ (PREFIX) "/scans/" (t.scan_id) } { code { (t.scan_id) } } }
+                            td { (badge(&t.state)) }
+                            td { @if let Some(diff) = &t.diff { (compact(diff)) } }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Why" }
+        (view::json_block(&r.reason))
+    };
+    Ok(render(&ctx, &viewer, Section::Schedules, "Run", None, body).await)
 }
 
 // ---------------------------------------------------------------------------------------
