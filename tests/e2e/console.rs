@@ -449,6 +449,50 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
         "a finished job is not touched"
     );
 
+    // A bulk replay of dead letters says how many it will replay, then replays each with
+    // the reason, audited one by one.
+    for _ in 0..2 {
+        let (status, body) = admin_acme.send(
+            reqwest::Method::POST,
+            "/jobs",
+            Some(json!({"kind": "noop", "params": {"panic_always": true}, "max_attempts": 1})),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acme_api.get("/dead-letters")["items"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no dead letters appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, html) = console.get("/dead-letters/replay");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("2 dead letters of role"), "{html}");
+    let (status, html) = console.get("/dead-letters/replay?role=nobody");
+    assert_eq!(status, 400, "{html}");
+    let (status, html) = console.post(
+        "/dead-letters/replay",
+        &[("csrf", &csrf), ("reason", "the worker is fixed")],
+        None,
+    );
+    assert_eq!(status, 303, "{html}");
+    let audit = api(&server, server.admin(), None).get("/audit?tenant=acme&limit=500");
+    let replays = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"] == "replay_dead_letter"
+                && e["details"]["reason"] == "the worker is fixed"
+                && e["details"]["status"] == 200
+        })
+        .count();
+    assert_eq!(replays, 2, "{audit}");
+
     // An export run's page links its files; the console's download is the API's file,
     // and another tenant's session cannot fetch it.
     let response = reqwest::blocking::Client::new()
