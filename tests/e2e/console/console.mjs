@@ -45,7 +45,37 @@ async function signIn(token) {
   return { context, page };
 }
 
+/** What a screen reader and a keyboard need on every page: one h1, a label for every
+ * field, a name for every button and link, a title for every chart, and a skip link
+ * that is the first stop of the Tab key and moves the focus to the content. */
+async function checkAccessible(page, name) {
+  const problems = await page.evaluate(() => {
+    const out = [];
+    if (document.querySelectorAll("h1").length !== 1) out.push("not exactly one h1");
+    if (!document.documentElement.lang) out.push("no lang");
+    for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+      if (el.labels.length === 0 && !el.getAttribute("aria-label")) out.push(`unlabelled ${el.outerHTML.slice(0, 80)}`);
+    }
+    for (const el of document.querySelectorAll("button, a[href]")) {
+      if (!(el.innerText || el.getAttribute("aria-label") || "").trim()) out.push(`nameless ${el.outerHTML.slice(0, 80)}`);
+    }
+    for (const svg of document.querySelectorAll("svg")) {
+      if (svg.getAttribute("role") !== "img" || !svg.getAttribute("aria-labelledby")) out.push("an svg without role=img and a title");
+    }
+    return out;
+  });
+  assert.deepEqual(problems, [], `${name}: ${problems.join("; ")}`);
+  if (await page.locator("a.skip").count()) {
+    await page.locator("body").focus();
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.className), "skip", `${name}: Tab reaches the skip link first`);
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "main", `${name}: the skip link moves the focus to the content`);
+  }
+}
+
 async function shot(page, name) {
+  await checkAccessible(page, name);
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 }
 
