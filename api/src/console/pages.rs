@@ -56,6 +56,7 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
             .route("/jobs/{id}/stream", web::get().to(job_stream))
             .route("/scans", web::get().to(scans))
             .route("/scans", web::post().to(submit_scan))
+            .route("/events/stream", web::get().to(events_stream))
             .route("/scans/{id}", web::get().to(scan))
             .route("/scans/{id}/stream", web::get().to(scan_stream))
             .route("/scans/{id}/finding", web::get().to(finding))
@@ -877,6 +878,8 @@ async fn scans(
         items.push(v1::scans::view(job, status)?);
     }
     let can_submit = viewer.can(&ctx, Method::POST, "/api/v1/scans");
+    // The list follows the scans completed after it was drawn.
+    let latest = ctx.store.tenant(tenant).events().latest_seq().await?;
     let body = html! {
         @if can_submit {
             details.submit open[items.is_empty()] {
@@ -893,6 +896,7 @@ async fn scans(
                 }
             }
         }
+        p.live role="status" data-testid="live-news" data-live-events={ (PREFIX) "/events/stream?kind=scan.completed&after=" (latest) } {}
         table data-testid="scans" {
             thead { tr {
                 th scope="col" { "Scan" } th scope="col" { "Name" } th scope="col" { "Status" }
@@ -901,12 +905,12 @@ async fn scans(
             } }
             tbody {
                 @for s in &items {
-                    tr {
+                    tr data-scan=(s.id) {
                         td { a href={ (PREFIX) "/scans/" (s.id) } { code { (s.id) } } }
                         td { (s.name) }
-                        td { (badge(&s.status)) }
-                        td { @if let Some(d) = &s.disposition { (badge(d)) } }
-                        td.num { @if let Some(n) = s.counts.as_ref().and_then(|c| c.get("findings")) { (n) } }
+                        td data-field="status" { (badge(&s.status)) }
+                        td data-field="disposition" { @if let Some(d) = &s.disposition { (badge(d)) } }
+                        td.num data-field="findings" { @if let Some(n) = s.counts.as_ref().and_then(|c| c.get("findings")) { (n) } }
                         td { (time(s.created_at)) }
                         td { @if let Some(done) = s.completed_at { (view::duration(s.created_at, done)) } }
                     }
@@ -1067,6 +1071,21 @@ async fn scan(
         body,
     )
     .await)
+}
+
+/// The tenant's events as they happen, for the live lists (`GET /api/v1/events/stream`).
+async fn events_stream(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    req: HttpRequest,
+    query: web::Query<v1::streams::EventStreamQuery>,
+) -> PageResult<HttpResponse> {
+    let access = viewer
+        .may(&ctx, Method::GET, "/api/v1/events/stream")
+        .await?;
+    let tenant = access.tenant()?.clone();
+    let query = query.into_inner();
+    Ok(v1::streams::events_stream(ctx, tenant, &req, query.kind, query.after).await?)
 }
 
 /// A JSON value as short text (strings without quotes).

@@ -222,6 +222,20 @@ try {
   };
   await shot(page, "overview");
 
+  // The scans list follows the tenant's events: a scan submitted elsewhere (the API)
+  // is announced when it completes, without a reload.
+  await page.goto(`${base}/console/scans`);
+  await page.waitForFunction(() => document.querySelector("[data-live-events]") !== null);
+  const submitted = await fetch(`${base}/api/v1/scans?name=from-the-api`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${env("ACME_TOKEN")}`, "content-type": "application/json" },
+    body: await (await import("node:fs/promises")).readFile(env("SBOM_PATH")),
+  });
+  assert.equal(submitted.status, 202);
+  await page.getByTestId("live-news").getByText("the last from-the-api (warn)").waitFor({ timeout: 60_000 });
+  await page.getByTestId("live-news").getByRole("link", { name: "Reload the list" }).click();
+  await page.getByTestId("scans").getByText("from-the-api").waitFor();
+
   // Sign out: the session ends.
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/console\/sign-in$/);

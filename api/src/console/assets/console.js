@@ -72,7 +72,36 @@ function liveProgress(box) {
   });
 }
 
+// A list that follows the tenant's events: a scan completed updates its row in place;
+// one not on the page is announced with a link to reload.
+function liveList(note) {
+  const source = new EventSource(note.dataset.liveEvents);
+  let unseen = 0;
+  source.addEventListener("scan.completed", (e) => {
+    const event = JSON.parse(e.data);
+    const p = event.payload || {};
+    const row = document.querySelector(`tr[data-scan="${CSS.escape(p.scan_id || "")}"]`);
+    if (row) {
+      row.querySelector("[data-field=status]").innerHTML = '<span class="badge completed">completed</span>';
+      const d = document.createElement("span");
+      d.className = "badge " + p.disposition;
+      d.textContent = p.disposition;
+      row.querySelector("[data-field=disposition]").replaceChildren(d);
+      if (p.counts && p.counts.findings !== undefined) row.querySelector("[data-field=findings]").textContent = p.counts.findings;
+      note.textContent = `Scan ${p.name} completed (${p.disposition}).`;
+    } else {
+      unseen += 1;
+      note.textContent = `${unseen} more ${unseen === 1 ? "scan" : "scans"} completed, the last ${p.name} (${p.disposition}). `;
+      const reload = document.createElement("a");
+      reload.href = location.href;
+      reload.textContent = "Reload the list";
+      note.append(reload);
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const note of document.querySelectorAll("[data-live-events]")) liveList(note);
   localTimes(document);
   tenantMenu();
   fileInputs();
