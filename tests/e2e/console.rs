@@ -420,6 +420,27 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
             body["id"].as_str().unwrap().to_owned()
         })
         .collect();
+    // One job cancelled from its page, with a reason.
+    let (status, body) = admin_acme.send(
+        reqwest::Method::POST,
+        "/jobs",
+        Some(json!({"kind": "noop", "params": {"sleep_ms": 600_000}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let one = body["id"].as_str().unwrap().to_owned();
+    let (status, html) = console.get(&format!("/jobs/{one}"));
+    assert_eq!(status, 200);
+    assert!(html.contains("Cancel this job"), "{html}");
+    let (status, html) = console.post(
+        &format!("/jobs/{one}/cancel"),
+        &[("csrf", &csrf), ("reason", "started by mistake")],
+        None,
+    );
+    assert_eq!(status, 303, "{html}");
+    assert_eq!(acme_api.get(&format!("/jobs/{one}"))["state"], "cancelled");
+    let (_, html) = console.get(&format!("/jobs/{one}"));
+    assert!(!html.contains("Cancel this job"), "a finished job: {html}");
+
     let (status, html) = console.get("/jobs/cancel?kind=noop");
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("3 unfinished jobs match"), "{html}");

@@ -54,6 +54,7 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
             .route("/jobs/cancel", web::post().to(bulk_cancel))
             .route("/jobs/{id}", web::get().to(job))
             .route("/jobs/{id}/stream", web::get().to(job_stream))
+            .route("/jobs/{id}/cancel", web::post().to(cancel_job))
             .route("/scans", web::get().to(scans))
             .route("/scans", web::post().to(submit_scan))
             .route("/events/stream", web::get().to(events_stream))
@@ -301,7 +302,16 @@ fn quarantined_tenants(snapshot: &ActorSnapshot, out: &mut Vec<String>) {
 type Chart = BTreeMap<DateTime<Utc>, BTreeMap<String, u64>>;
 
 async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpResponse> {
-    let access = viewer.may(&ctx, Method::GET, "/api/v1/jobs").await?;
+    // The tenants' job figures need `jobs:read`, the chart `scans:read`; the page shows
+    // what the token may see, and is refused only when it may see neither.
+    let can_jobs = viewer.can(&ctx, Method::GET, "/api/v1/jobs");
+    let can_scans = viewer.can(&ctx, Method::GET, "/api/v1/scans");
+    let mirrored = if can_jobs || !can_scans {
+        "/api/v1/jobs"
+    } else {
+        "/api/v1/scans"
+    };
+    let access = viewer.may(&ctx, Method::GET, mirrored).await?;
     let tenants: Vec<TenantId> = match &access.caller.tenant {
         Some(tenant) => vec![tenant.clone()],
         None => ctx
@@ -320,7 +330,7 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
         quarantined_tenants(&observer.snapshot().await, &mut quarantined);
     }
     let mut dead: HashMap<TenantId, usize> = HashMap::new();
-    for name in stella_actors::ROLES {
+    for name in stella_actors::ROLES.iter().filter(|_| can_jobs) {
         let role = Role::parse(name).map_err(Problem::from)?;
         for letter in ctx
             .mailbox
@@ -330,7 +340,6 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
             *dead.entry(letter.envelope.tenant).or_default() += 1;
         }
     }
-    let can_scans = viewer.can(&ctx, Method::GET, "/api/v1/scans");
     let mut chart = Chart::new();
     let start = (now - Duration::hours(23))
         .duration_trunc(Duration::hours(1))
@@ -344,20 +353,23 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
     for tenant in &tenants {
         let jobs = ctx.store.tenant(tenant);
         let jobs = jobs.jobs();
-        let stats = TenantStats {
-            queued: jobs.count_in(JobState::Queued).await?
-                + jobs.count_in(JobState::Retrying).await?,
-            running: jobs.count_in(JobState::Running).await?,
-            per_minute: jobs
-                .count_finished_since(now - Duration::minutes(15), None)
-                .await? as f64
-                / 15.0,
-            failures: jobs
-                .count_finished_since(now - Duration::hours(24), Some(JobState::Failed))
-                .await?,
-            dead_letters: dead.get(tenant).copied().unwrap_or(0),
-            quarantined: quarantined.iter().any(|q| q == tenant.as_str()),
-        };
+        if can_jobs {
+            let stats = TenantStats {
+                queued: jobs.count_in(JobState::Queued).await?
+                    + jobs.count_in(JobState::Retrying).await?,
+                running: jobs.count_in(JobState::Running).await?,
+                per_minute: jobs
+                    .count_finished_since(now - Duration::minutes(15), None)
+                    .await? as f64
+                    / 15.0,
+                failures: jobs
+                    .count_finished_since(now - Duration::hours(24), Some(JobState::Failed))
+                    .await?,
+                dead_letters: dead.get(tenant).copied().unwrap_or(0),
+                quarantined: quarantined.iter().any(|q| q == tenant.as_str()),
+            };
+            rows.push((tenant.clone(), stats));
+        }
         if can_scans {
             for (at, disposition) in ctx
                 .store
@@ -374,7 +386,6 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
                     .or_default() += 1;
             }
         }
-        rows.push((tenant.clone(), stats));
     }
     let quarantined_here: Vec<&TenantId> = rows
         .iter()
@@ -382,6 +393,12 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
         .map(|(t, _)| t)
         .collect();
     let body = html! {
+        @if !can_jobs {
+            section aria-labelledby="tenants-h" {
+                h2 id="tenants-h" { "Tenants" }
+                p.muted data-testid="no-jobs-scope" { "This token has no " code { "jobs:read" } " scope: queue depth, throughput, failures, dead letters and quarantine are not shown." }
+            }
+        } @else {
         section aria-labelledby="tenants-h" {
             h2 id="tenants-h" { "Tenants" }
             table {
@@ -420,6 +437,7 @@ async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageResult<HttpRes
             } @else {
                 ul { @for t in &quarantined_here { li { (t) } } }
             }
+        }
         }
         section aria-labelledby="chart-h" {
             h2 id="chart-h" { "Scans by disposition, last 24 hours (UTC)" }
@@ -756,6 +774,7 @@ async fn job(
     ctx: web::Data<Context>,
     viewer: Viewer,
     id: web::Path<String>,
+    query: web::Query<Notice>,
 ) -> PageResult<HttpResponse> {
     let access = viewer.may(&ctx, Method::GET, "/api/v1/jobs/{id}").await?;
     let tenant = access.tenant()?;
@@ -772,6 +791,7 @@ async fn job(
     } else {
         (&[], None)
     };
+    let can_cancel = !terminal && viewer.can(&ctx, Method::POST, "/api/v1/jobs/{id}/cancel");
     let steps: Vec<&str> = if steps.is_empty() {
         vec![job.step.as_str()]
     } else {
@@ -788,6 +808,15 @@ async fn job(
             dt { "Finished" } dd { (opt_time(job.finished_at)) }
             dt { "Duration" } dd { (view::duration(job.created_at, job.finished_at.unwrap_or_else(Utc::now))) }
             @if let Some(error) = &job.last_error { dt { "Last error" } dd.error { (error) } }
+        }
+        @if can_cancel {
+            form.inline method="post" action={ (PREFIX) "/jobs/" (job.id) "/cancel" } data-testid="cancel-job" {
+                (csrf(&viewer))
+                label for="cancel-reason" { "Reason" }
+                input id="cancel-reason" name="reason" type="text" required minlength="3"
+                    placeholder="why (kept in the audit log)";
+                button type="submit" class="danger" { "Cancel this job" }
+            }
         }
         h2 { "Steps and attempts" }
         table data-testid="job-events" {
@@ -819,10 +848,50 @@ async fn job(
         &viewer,
         Section::Jobs,
         &format!("Job {}", job.kind),
-        None,
+        query.notice.as_deref(),
         body,
     )
     .await)
+}
+
+/// Cancels one job, with a reason (the API's `cancel_job`, audited as it).
+async fn cancel_job(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<ReasonForm>,
+) -> PageResult<HttpResponse> {
+    let access = viewer
+        .act(
+            &ctx,
+            &req,
+            form.csrf.as_deref(),
+            Method::POST,
+            "/api/v1/jobs/{id}/cancel",
+        )
+        .await?;
+    let reason = reason(&form)?;
+    let tenant = access.tenant()?.clone();
+    let id = job_id(&id)?;
+    let result = v1::jobs::cancel_job(&ctx, &tenant, &id, &access.caller).await;
+    let status = result
+        .as_ref()
+        .map_or_else(|p| p.status, |_| StatusCode::OK);
+    access
+        .audit(
+            &ctx,
+            format!("/api/v1/jobs/{id}/cancel"),
+            status,
+            Some(&reason),
+        )
+        .await;
+    let job = result?;
+    Ok(see_other(&format!(
+        "{PREFIX}/jobs/{}?notice={}",
+        job.id,
+        view::encode(&format!("Job {} is {}.", job.id, job.state))
+    )))
 }
 
 async fn job_stream(

@@ -270,9 +270,12 @@ try {
   // ---- a token with scans:read only sees scans, not jobs, and cannot submit ---------
   {
     const { context, page } = await signIn(env("READER_TOKEN"));
-    // The overview mirrors GET /jobs: refused like the API would.
+    // The overview shows the chart (scans:read) and says why the job figures are absent.
     const overview = await page.goto(`${base}/console`);
-    assert.equal(overview.status(), 403);
+    assert.equal(overview.status(), 200);
+    await page.getByTestId("no-jobs-scope").waitFor();
+    await page.getByTestId("chart-warn").waitFor();
+    assert.equal(await page.getByRole("rowheader", { name: "acme" }).count(), 0);
     await page.goto(`${base}/console/scans`);
     await page.getByTestId("scans").getByText("console-app").waitFor();
     assert.equal(await page.getByTestId("submit-scan").count(), 0, "no submit form without scans:write");
