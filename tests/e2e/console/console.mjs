@@ -71,6 +71,7 @@ async function checkAccessible(page, name) {
     assert.equal(await page.evaluate(() => document.activeElement.className), "skip", `${name}: Tab reaches the skip link first`);
     await page.keyboard.press("Enter");
     assert.equal(await page.evaluate(() => document.activeElement.id), "main", `${name}: the skip link moves the focus to the content`);
+    await page.evaluate(() => document.activeElement.blur());
   }
 }
 
