@@ -165,7 +165,7 @@ fn console_in_a_browser_signs_in_scans_live_explains_replays_pauses_and_keeps_te
         .env("STELLA_TEST_CHROMIUM", &chromium)
         .env("STELLA_TEST_PLAYWRIGHT", &playwright)
         .output()
-        .unwrap();
+        .unwrap_or_else(|err| panic!("cannot run node (ops/services.sh installs it): {err}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
