@@ -308,12 +308,13 @@ impl Console {
 
 #[test]
 fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_token() {
-    let server = CliServer::start();
+    // A notification channel on loopback (nothing listens there: its attempts fail).
+    let server = CliServer::start_with_config("[outbound]\nallow_hosts = \"127.0.0.1\"\n");
     for tenant in ["acme", "globex"] {
         server.ok(&["tenants", "create", tenant, "--name", tenant]);
     }
     let scopes = "jobs:read,jobs:write,schedules:read,schedules:write,scans:read,scans:write,\
-                  exports:read,exports:write";
+                  exports:read,exports:write,notify:read,notify:write";
     let acme = token(&server, "acme", "acme-console", scopes);
     let globex = token(&server, "globex", "globex-console", scopes);
     let acme_api = api(&server, &acme, None);
@@ -639,6 +640,42 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
     assert_eq!(status, 303, "{html}");
     let state = admin_api.get(&format!("/rollouts/{rollout}"))["state"].clone();
     assert!(state == "rolling_back" || state == "rolled_back", "{state}");
+
+    // A notification delivery and its attempts.
+    let (status, body) = acme_api.send(
+        reqwest::Method::POST,
+        "/notify/channels",
+        Some(json!({"name": "ops-hook", "config": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = acme_api.send(
+        reqwest::Method::POST,
+        "/notify/channels/ops-hook/test",
+        None,
+    );
+    assert_eq!(status, 202, "{body}");
+    let delivery = body["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let attempts = loop {
+        let body = acme_api.get(&format!("/notify/deliveries/{delivery}"));
+        let attempts = body["attempts"].as_array().cloned().unwrap_or_default();
+        if !attempts.is_empty() {
+            break attempts;
+        }
+        assert!(Instant::now() < deadline, "no attempt: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (status, html) = console.get("/notifications");
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(&delivery), "{html}");
+    let (status, html) = console.get(&format!("/notifications/{delivery}"));
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("data-testid=\"attempts\""), "{html}");
+    let outcome = attempts[0]["outcome"].as_str().unwrap();
+    assert!(html.contains(outcome), "{outcome}: {html}");
+    let (status, _) = other.get(&format!("/notifications/{delivery}"));
+    assert_eq!(status, 404, "another tenant's delivery");
 
     // The assets are cached for good (their URL carries their digest).
     let (_, html) = console.get("/jobs");
