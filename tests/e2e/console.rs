@@ -676,6 +676,37 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
     assert!(html.contains(outcome), "{outcome}: {html}");
     let (status, _) = other.get(&format!("/notifications/{delivery}"));
     assert_eq!(status, 404, "another tenant's delivery");
+    assert!(
+        !html.contains(">Redeliver<"),
+        "a delivery still being tried has no redeliver button: {html}"
+    );
+    // With a webhook receiver listening: a delivered notification is sent again from its
+    // page, and the receiver gets it a second time.
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    if let Some(receiver) = crate::webhook::Receiver::start(&[secret], json!([])) {
+        let (status, body) = acme_api.send(
+            reqwest::Method::POST,
+            "/notify/channels",
+            Some(json!({"name": "ok-hook", "config": {"type": "webhook", "url": receiver.url("/hook")},
+                        "secret": secret})),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, body) =
+            acme_api.send(reqwest::Method::POST, "/notify/channels/ok-hook/test", None);
+        assert_eq!(status, 202, "{body}");
+        let sent = body["id"].as_str().unwrap().to_owned();
+        until(&format!("/notify/deliveries/{sent}"), "status", "delivered");
+        let (status, html) = console.get(&format!("/notifications/{sent}"));
+        assert_eq!(status, 200);
+        assert!(html.contains(">Redeliver<"), "{html}");
+        let (status, html) = console.post(
+            &format!("/notifications/{sent}/redeliver"),
+            &[("csrf", &csrf)],
+            None,
+        );
+        assert_eq!(status, 303, "{html}");
+        assert_eq!(receiver.wait_for(2, Duration::from_secs(60)).len(), 2);
+    }
 
     // The assets are cached for good (their URL carries their digest).
     let (_, html) = console.get("/jobs");

@@ -102,6 +102,7 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
             .route("/exports/{id}/files/{name:.*}", web::get().to(download))
             .route("/notifications", web::get().to(deliveries))
             .route("/notifications/{id}", web::get().to(delivery))
+            .route("/notifications/{id}/redeliver", web::post().to(redeliver))
             .route("/rollouts", web::get().to(rollouts))
             .route("/rollouts/{id}", web::get().to(rollout))
             .route("/rollouts/{id}/{action}", web::post().to(rollout_action))

@@ -98,6 +98,7 @@ pub(super) async fn delivery(
     ctx: web::Data<Context>,
     viewer: Viewer,
     id: web::Path<String>,
+    query: web::Query<Notice>,
 ) -> PageResult<HttpResponse> {
     let access = viewer
         .may(&ctx, Method::GET, "/api/v1/notify/deliveries/{id}")
@@ -108,6 +109,11 @@ pub(super) async fn delivery(
     let d = repo.delivery(&id).await?;
     let attempts = repo.attempts(&d.id).await?;
     let d = v1::notify::DeliveryBody::from(d);
+    let can_redeliver = viewer.can(
+        &ctx,
+        Method::POST,
+        "/api/v1/notify/deliveries/{id}/redeliver",
+    );
     let attempts: Vec<v1::notify::AttemptBody> = attempts.into_iter().map(Into::into).collect();
     let body = html! {
         dl.facts {
@@ -119,6 +125,13 @@ pub(super) async fn delivery(
             dt { "Status" } dd { (badge(&d.status)) }
             dt { "Created" } dd { (time(d.created_at)) }
             dt { "Updated" } dd { (time(d.updated_at)) }
+        }
+        @if can_redeliver && !matches!(d.status.as_str(), "pending" | "held") {
+            form.inline method="post" action={ (PREFIX) "/notifications/" (view::encode(&d.id)) "/redeliver" } {
+                (csrf(&viewer))
+                button type="submit" { "Redeliver" }
+                span.muted { " Sent again with the same id: a receiver that has it drops the copy." }
+            }
         }
         h2 { "Attempts" }
         @if attempts.is_empty() { p.muted { "Not sent yet." } } @else {
@@ -148,8 +161,54 @@ pub(super) async fn delivery(
         &viewer,
         Section::Notifications,
         "Notification delivery",
-        None,
+        query.notice.as_deref(),
         body,
     )
     .await)
+}
+
+/// Sends a delivery again (the API's redeliver, audited as it).
+pub(super) async fn redeliver(
+    ctx: web::Data<Context>,
+    viewer: Viewer,
+    req: HttpRequest,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> PageResult<HttpResponse> {
+    let access = viewer
+        .act(
+            &ctx,
+            &req,
+            form.csrf.as_deref(),
+            Method::POST,
+            "/api/v1/notify/deliveries/{id}/redeliver",
+        )
+        .await?;
+    let tenant = access.tenant()?.clone();
+    let result = stella_actors::notify::manage::redeliver(
+        &ctx.store,
+        &ctx.registry,
+        &tenant,
+        &id,
+        Utc::now(),
+    )
+    .await
+    .map_err(Problem::from);
+    let status = result
+        .as_ref()
+        .map_or_else(|p| p.status, |_| StatusCode::ACCEPTED);
+    access
+        .audit(
+            &ctx,
+            format!("/api/v1/notify/deliveries/{id}/redeliver"),
+            status,
+            None,
+        )
+        .await;
+    let d = result?;
+    Ok(see_other(&format!(
+        "{PREFIX}/notifications/{}?notice={}",
+        view::encode(&d.id),
+        view::encode("Sent again.")
+    )))
 }
