@@ -148,6 +148,7 @@ pub(super) async fn scan(
     ctx: web::Data<Context>,
     viewer: Viewer,
     id: web::Path<String>,
+    query: web::Query<CursorQuery>,
 ) -> PageResult<HttpResponse> {
     let access = viewer.may(&ctx, Method::GET, "/api/v1/scans/{id}").await?;
     let tenant = access.tenant()?;
@@ -160,7 +161,11 @@ pub(super) async fn scan(
         ctx.store
             .tenant(tenant)
             .scans()
-            .findings(&JobId::parse(&scan.id).map_err(Problem::from)?, None, 200)
+            .findings(
+                &JobId::parse(&scan.id).map_err(Problem::from)?,
+                query.cursor.as_deref().filter(|c| !c.is_empty()),
+                200,
+            )
             .await?
     } else {
         stella_store::repo::Page {
@@ -211,7 +216,7 @@ pub(super) async fn scan(
                     }
                 }
             }
-            @if findings.next_cursor.is_some() { p.muted { "The first 200 findings are shown; " code { "stella scan get" } " or the API lists them all." } }
+            (view::pager(&format!("{PREFIX}/scans/{}", scan.id), &[], findings.next_cursor.as_deref()))
         }
     };
     Ok(render(
