@@ -894,6 +894,32 @@ ensure_version_tools() {
 }
 
 # ---------------------------------------------------------------------------
+# the console's browser tests: Debian's chromium, driven headless by playwright-core
+# (npm; the library only, no bundled browsers) -- tests/e2e/console.rs
+# ---------------------------------------------------------------------------
+
+PLAYWRIGHT_VERSION=1
+CHROMIUM_BIN=""
+PLAYWRIGHT_DIR=""
+
+ensure_browser_tools() {
+	CHROMIUM_BIN="$(command -v chromium 2>/dev/null)" || true
+	if [[ -z $CHROMIUM_BIN ]]; then
+		apt_install chromium
+		CHROMIUM_BIN="$(command -v chromium)" || die "browser: chromium not found after installing it"
+	fi
+	PLAYWRIGHT_DIR="$STATE_DIR/browser/node_modules/playwright-core"
+	if ! [[ -f $PLAYWRIGHT_DIR/index.mjs ]]; then
+		command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+		log "browser: installing playwright-core@$PLAYWRIGHT_VERSION from npm into $STATE_DIR/browser"
+		mkdir -p "$STATE_DIR/browser"
+		npm install --silent --no-audit --no-fund --prefix "$STATE_DIR/browser" "playwright-core@$PLAYWRIGHT_VERSION" >&2 ||
+			die "browser: npm install playwright-core failed"
+	fi
+	log "browser: chromium $CHROMIUM_BIN, playwright-core in $PLAYWRIGHT_DIR"
+}
+
+# ---------------------------------------------------------------------------
 # image analyzer references: a Debian root filesystem made by mmdebstrap (debootstrap's
 # successor in Debian: the same minbase variant, but apt's parallel downloads make it
 # about 2 minutes here instead of 13), Python and npm trees installed by pip and npm with old, vulnerable
@@ -998,6 +1024,9 @@ write_env_file() {
 		# Reference implementations the version-ordering tests compare against.
 		export_line STELLA_TEST_PYTHON "$VERSION_PYTHON"
 		export_line STELLA_TEST_NODE_SEMVER "$NODE_SEMVER_DIR"
+		# The console's browser tests: chromium and the playwright-core package folder.
+		export_line STELLA_TEST_CHROMIUM "$CHROMIUM_BIN"
+		export_line STELLA_TEST_PLAYWRIGHT "$PLAYWRIGHT_DIR"
 		# A python with standardwebhooks, which runs ops/webhook_receiver.py for the notifier tests.
 		export_line STELLA_TEST_WEBHOOK_PYTHON "$VENV/bin/python"
 		# The image analyzer's references: Syft, a Debian root (mmdebstrap), pip and npm trees.
@@ -1027,6 +1056,7 @@ cmd_up() {
 	ensure_report_tools
 	ensure_notify_tools
 	ensure_version_tools
+	ensure_browser_tools
 	ensure_image_tools
 	[[ -n $VALKEY_BIN ]] || find_valkey_bin
 

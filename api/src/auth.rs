@@ -154,6 +154,13 @@ impl AccessTable {
             .map(|op| &op.rule)
     }
 
+    /// The operation id and scope of a documented operation: what the console checks
+    /// and audits for the page or action that does what this operation does.
+    pub(crate) fn scope_of(&self, path: &str, method: &Method) -> Option<(&str, &Rule)> {
+        self.operation(path, method)
+            .map(|op| (op.id.as_str(), &op.rule))
+    }
+
     fn operation(&self, path: &str, method: &Method) -> Option<&Operation> {
         self.operations.get(&(path.to_owned(), method.clone()))
     }
@@ -407,9 +414,27 @@ async fn authorize(
         }
         Rule::Scope(scope) => scope,
     };
-    let secret = bearer(req)?;
-    let token = ctx
-        .store
+    let token = authenticate(ctx, bearer(req)?).await?;
+    check_scope(&token, scope)?;
+    let named = match req.headers().get(TENANT_HEADER) {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().map_err(|_| {
+                Problem::bad_request("the X-Stella-Tenant header is not valid text")
+            })?;
+            Some(
+                TenantId::parse(text)
+                    .map_err(|err| Problem::bad_request(format!("X-Stella-Tenant: {err}")))?,
+            )
+        }
+    };
+    caller_on(ctx, token, named).await.map(Some)
+}
+
+/// The active token whose secret this is (not revoked, not expired, its tenant enabled),
+/// or a 401. The bearer header and the console's session both end here.
+pub(crate) async fn authenticate(ctx: &Context, secret: &str) -> Result<TokenRecord, Problem> {
+    ctx.store
         .tokens()
         .authenticate(secret, Utc::now())
         .await?
@@ -417,7 +442,11 @@ async fn authorize(
             Problem::unauthorized(
                 "the token is unknown, revoked or expired, or its tenant is disabled",
             )
-        })?;
+        })
+}
+
+/// Whether `token` may use an operation that needs `scope`; a 403 saying why not.
+pub(crate) fn check_scope(token: &TokenRecord, scope: &str) -> Result<(), Problem> {
     let admin = token.tenant.is_none() && token.scopes.iter().any(|s| s == ADMIN);
     // `admin` routes need an administrator token: a tenant token never passes them, even
     // if a row somehow carried the scope.
@@ -428,7 +457,7 @@ async fn authorize(
     }
     // The other global scopes change what every tenant sees: a token bound to one tenant
     // never passes them (tokens created before the rule may still carry them).
-    if GLOBAL_SCOPES.contains(&scope.as_str()) && token.tenant.is_some() {
+    if GLOBAL_SCOPES.contains(&scope) && token.tenant.is_some() {
         return Err(Problem::forbidden(format!(
             "`{scope}` changes data every tenant shares; it needs a token without a tenant, \
              not one of tenant {}",
@@ -444,18 +473,16 @@ async fn authorize(
             "this operation needs the `{scope}` scope, which the token does not have"
         )));
     }
-    let named = match req.headers().get(TENANT_HEADER) {
-        None => None,
-        Some(value) => {
-            let text = value.to_str().map_err(|_| {
-                Problem::bad_request("the X-Stella-Tenant header is not valid text")
-            })?;
-            Some(
-                TenantId::parse(text)
-                    .map_err(|err| Problem::bad_request(format!("X-Stella-Tenant: {err}")))?,
-            )
-        }
-    };
+    Ok(())
+}
+
+/// The caller `token` is when it names tenant `named` (or none): a tenant token acts on
+/// its own tenant only (another is a 404), an administrator on any existing tenant.
+pub(crate) async fn caller_on(
+    ctx: &Context,
+    token: TokenRecord,
+    named: Option<TenantId>,
+) -> Result<Caller, Problem> {
     let tenant = match (&token.tenant, named) {
         (Some(own), None) => Some(own.clone()),
         (Some(own), Some(named)) if *own == named => Some(own.clone()),
@@ -468,7 +495,7 @@ async fn authorize(
         }
         (None, None) => None,
     };
-    Ok(Some(Caller { token, tenant }))
+    Ok(Caller { token, tenant })
 }
 
 /// The tenant an administrator's call acted on (creating it, renaming it, a token for

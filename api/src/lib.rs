@@ -12,10 +12,12 @@
 //! - `body`: the JSON body extractor (415, 413, 400 with the location);
 //! - `auth`: tokens, scopes, tenants, rate limits and audit, enforced once for `/api/v1`
 //!   from the rules in the OpenAPI document;
+//! - `console`: the web console at `/console` (HTML over the same scopes and tenancy);
 //! - `v1`: the resources; [`openapi`] builds the document from their annotations.
 
 pub mod auth;
 pub mod body;
+pub mod console;
 mod health;
 mod idempotency;
 mod metrics;
@@ -75,6 +77,8 @@ pub struct Context {
     pub streams: Arc<v1::streams::StreamCounts>,
     /// Image uploads being read now (`api.max_concurrent_image_uploads`).
     pub image_uploads: Arc<tokio::sync::Semaphore>,
+    /// The console's sessions (in memory: see `console::session`).
+    pub console: Arc<console::Sessions>,
     openapi_json: Arc<String>,
 }
 
@@ -108,6 +112,7 @@ impl Context {
         Self {
             auth_failures,
             streams: Arc::default(),
+            console: Arc::default(),
             image_uploads: Arc::new(tokio::sync::Semaphore::new(
                 usize::try_from(parts.settings.max_concurrent_image_uploads.max(1))
                     .unwrap_or(usize::MAX),
@@ -202,6 +207,7 @@ pub fn configure(context: Context) -> impl Fn(&mut web::ServiceConfig) + Clone {
                         v1::mount(&mut cfg);
                     }),
             )
+            .configure(console::mount)
             .default_service(web::to(no_route));
     }
 }

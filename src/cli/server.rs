@@ -156,6 +156,13 @@ async fn serve(loaded: &Loaded) -> anyhow::Result<()> {
         .await
         .map_err(|err| explain(loaded, err))?;
     tracing::info!(addr = %app.addr(), "stella is serving");
+    // The console's address, reachable from this machine even when listening on all
+    // interfaces.
+    let mut shown = app.addr();
+    if shown.ip().is_unspecified() {
+        shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    outln!("console: http://{shown}/console (sign in with an API token)");
     app.run_until_stopped().await.context("server failed")?;
     tracing::info!("stella stopped");
     Ok(())

@@ -732,6 +732,21 @@ async fn transitions_follow_the_state_machine_and_record_history(db: &TestDb) {
     );
     let counts = jobs.count_by_state().await.unwrap();
     assert_eq!(counts, [(JobState::Succeeded, 1)]);
+    // The console's throughput and failure counts: jobs that ended since a time.
+    assert_eq!(jobs.count_finished_since(at(64), None).await.unwrap(), 1);
+    assert_eq!(jobs.count_finished_since(at(65), None).await.unwrap(), 0);
+    assert_eq!(
+        jobs.count_finished_since(at(0), Some(JobState::Succeeded))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        jobs.count_finished_since(at(0), Some(JobState::Failed))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn a_stale_transition_conflicts_and_changes_nothing(db: &TestDb) {
@@ -2308,4 +2323,54 @@ async fn images_are_per_tenant_and_scans_show_the_image_of_their_analysis(db: &T
         .await
         .unwrap();
     assert_eq!(scans.status(&without).await.unwrap().unwrap().image, None);
+
+    // The console's chart: when each sealed scan completed and its disposition, oldest
+    // first, from a time on; a scan not sealed yet is not in it.
+    for (id, disposition, minute) in [(&without, "block", 5), (&with_image, "pass", 2)] {
+        let verdict = stella_store::repo::VerdictRecord {
+            verdict: "{}".into(),
+            disposition: disposition.into(),
+            counts: json!({}),
+            inputs: json!({}),
+            inputs_hash: "h".into(),
+            findings: Vec::new(),
+        };
+        assert!(scans.record_verdict(id, &verdict).await.unwrap());
+        let event = stella_store::repo::NewEvent {
+            kind: "scan.completed".into(),
+            dedupe_key: format!("scan.completed:{id}"),
+            payload: json!({}),
+        };
+        scans
+            .record_attestation(
+                id,
+                &"f".repeat(64),
+                &event,
+                t0() + Duration::minutes(minute),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        scans.dispositions_since(t0(), 10).await.unwrap(),
+        [
+            (t0() + Duration::minutes(2), "pass".to_owned()),
+            (t0() + Duration::minutes(5), "block".to_owned())
+        ]
+    );
+    assert_eq!(
+        scans
+            .dispositions_since(t0() + Duration::minutes(3), 10)
+            .await
+            .unwrap(),
+        [(t0() + Duration::minutes(5), "block".to_owned())]
+    );
+    assert_eq!(scans.dispositions_since(t0(), 1).await.unwrap().len(), 1);
+    assert!(store
+        .tenant(&globex)
+        .scans()
+        .dispositions_since(t0(), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -98,6 +98,11 @@ fn serve_runs_with_no_settings_and_exits_zero_on_sigterm_within_10s() {
         stdout.contains(&data.join("admin-token").display().to_string()),
         "{stdout}"
     );
+    // And where the console is.
+    assert!(
+        stdout.contains(&format!("console: http://{addr}/console")),
+        "{stdout}"
+    );
     // Everything in the data dir is private to the server's user.
     let mode = |path: &Path| {
         use std::os::unix::fs::PermissionsExt;

@@ -7,6 +7,7 @@ use stella_test_harness as common;
 
 mod api;
 mod binary;
+mod console;
 mod crash;
 mod evidence;
 mod exports;

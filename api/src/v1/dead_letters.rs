@@ -61,7 +61,11 @@ pub struct DeadLetterQuery {
     pub cursor: Option<String>,
 }
 
-async fn of_tenant(ctx: &Context, role: &Role, tenant: &TenantId) -> ApiResult<Vec<DeadLetter>> {
+pub(crate) async fn of_tenant(
+    ctx: &Context,
+    role: &Role,
+    tenant: &TenantId,
+) -> ApiResult<Vec<DeadLetter>> {
     let all = ctx.mailbox.dead_letters(role, SCAN).await?;
     Ok(all
         .into_iter()
@@ -69,7 +73,7 @@ async fn of_tenant(ctx: &Context, role: &Role, tenant: &TenantId) -> ApiResult<V
         .collect())
 }
 
-async fn find(
+pub(crate) async fn find(
     ctx: &Context,
     caller: &Caller,
     role: &str,

@@ -393,7 +393,7 @@ pub(crate) async fn create(
         }))
 }
 
-async fn export_job(ctx: &Context, caller: &Caller, raw: &str) -> ApiResult<Job> {
+pub(crate) async fn export_job(ctx: &Context, caller: &Caller, raw: &str) -> ApiResult<Job> {
     job_of_kind::<Export>(ctx, caller.tenant()?, raw, "export").await
 }
 
@@ -419,7 +419,7 @@ pub(crate) async fn get(
 const RETRY_AFTER_LIMIT_SECS: u64 = 30;
 
 /// The view of a run; its file list only when `with_files`.
-async fn view(ctx: &Context, job: Job, with_files: bool) -> ApiResult<ExportView> {
+pub(crate) async fn view(ctx: &Context, job: Job, with_files: bool) -> ApiResult<ExportView> {
     let tenant = ctx.store.tenant(&job.tenant);
     let files = if with_files {
         tenant.export_files().list(&job.id).await?
@@ -692,7 +692,7 @@ pub(crate) async fn download(
 
 /// Serves a file of a run: whole, or the one range asked for; `410 Gone` once the run's
 /// retention has passed.
-async fn serve_file(
+pub(crate) async fn serve_file(
     ctx: &Context,
     req: &HttpRequest,
     job: &Job,

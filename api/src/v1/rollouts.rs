@@ -251,7 +251,7 @@ fn wave_state(rollout: &RolloutRecord, index: u64, tenants: &[RolloutTenantView]
 }
 
 /// The view of a rollout: all of it, or (`only`) one tenant's wave with that tenant alone.
-fn view(
+pub(crate) fn view(
     rollout: RolloutRecord,
     tenants: Vec<RolloutTenantRecord>,
     transitions: Option<Vec<RolloutTransition>>,
@@ -549,7 +549,7 @@ pub struct RolloutAction {
     pub gate: Option<Value>,
 }
 
-async fn act(
+pub(crate) async fn act(
     ctx: &Context,
     caller: &Caller,
     raw: &str,

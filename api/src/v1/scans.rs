@@ -120,11 +120,15 @@ fn status(state: JobState) -> &'static str {
 
 /// A scan's row without its analysis, and the SBOM summary and image from the analysis:
 /// what a status read needs (the analysis of a large SBOM is tens of megabytes).
-async fn status_of(ctx: &Context, tenant: &TenantId, id: &JobId) -> ApiResult<Option<ScanStatus>> {
+pub(crate) async fn status_of(
+    ctx: &Context,
+    tenant: &TenantId,
+    id: &JobId,
+) -> ApiResult<Option<ScanStatus>> {
     Ok(ctx.store.tenant(tenant).scans().status(id).await?)
 }
 
-fn view(job: Job, stored: Option<ScanStatus>) -> ApiResult<ScanView> {
+pub(crate) fn view(job: Job, stored: Option<ScanStatus>) -> ApiResult<ScanView> {
     let params: ScanParams = serde_json::from_value(job.params.clone())
         .map_err(|err| Problem::internal(format!("scan parameters: {err}")))?;
     let (scan, sbom_summary, image) = match stored {
@@ -365,7 +369,7 @@ pub(crate) async fn submit(
         }))
 }
 
-async fn scan_job(ctx: &Context, tenant: &TenantId, raw: &str) -> ApiResult<Job> {
+pub(crate) async fn scan_job(ctx: &Context, tenant: &TenantId, raw: &str) -> ApiResult<Job> {
     job_of_kind::<Scan>(ctx, tenant, raw, "scan").await
 }
 

@@ -583,7 +583,7 @@ pub struct RunView {
 }
 
 impl RunView {
-    fn of(r: RunRecord, results: Option<Vec<RunTargetRecord>>) -> Self {
+    pub(crate) fn of(r: RunRecord, results: Option<Vec<RunTargetRecord>>) -> Self {
         Self {
             id: r.id.to_string(),
             schedule_id: r.schedule_id.map(|id| id.to_string()),

@@ -286,7 +286,7 @@ fn respond(stream: Stream) -> HttpResponse {
         .streaming(futures::stream::unfold(stream, Stream::next))
 }
 
-async fn job_stream(
+pub(crate) async fn job_stream(
     ctx: web::Data<Context>,
     tenant: TenantId,
     id: JobId,
@@ -412,13 +412,25 @@ pub(crate) async fn tenant_events(
 ) -> ApiResult<HttpResponse> {
     let tenant = caller.tenant()?.clone();
     let query = query.into_inner();
-    let after = match resume_point(&req, query.after)? {
+    events_stream(ctx, tenant, &req, query.kind, query.after).await
+}
+
+/// The tenant's events (of `kind`, if given) after `Last-Event-ID`, `after`, or from now
+/// on: the API's `GET /events/stream` and the console's live lists.
+pub(crate) async fn events_stream(
+    ctx: web::Data<Context>,
+    tenant: TenantId,
+    req: &HttpRequest,
+    kind: Option<String>,
+    after: Option<i64>,
+) -> ApiResult<HttpResponse> {
+    let after = match resume_point(req, after)? {
         Some(after) => after,
         None => ctx.store.tenant(&tenant).events().latest_seq().await?,
     };
     let open = Open::take(&ctx, &tenant, "events")?;
     let source = Source::Events {
-        kind: query.kind.filter(|k| !k.is_empty()),
+        kind: kind.filter(|k| !k.is_empty()),
     };
     Ok(respond(Stream::new(ctx, tenant, source, after, open)))
 }

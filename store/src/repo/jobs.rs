@@ -396,6 +396,26 @@ impl<'a> Jobs<'a> {
         Ok(u64::try_from(row.0).unwrap_or(0))
     }
 
+    /// Number of this tenant's jobs that ended at or after `since`, all of them or only
+    /// those that ended in `state` (the console's jobs per minute and failures).
+    pub async fn count_finished_since(
+        &self,
+        since: DateTime<Utc>,
+        state: Option<JobState>,
+    ) -> Result<u64> {
+        let row: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM jobs WHERE tenant_id = $1 AND finished_at >= $2 \
+             AND ($3 = '' OR state = $3)",
+        )
+        .bind(self.tenant.as_str())
+        .bind(to_millis(since))
+        .bind(state.map(JobState::as_str).unwrap_or(""))
+        .fetch_one(&self.store.pool)
+        .await
+        .map_err(|err| self.store.err(err, "jobs"))?;
+        Ok(u64::try_from(row.0).unwrap_or(0))
+    }
+
     /// Number of this tenant's jobs in each non-empty state.
     pub async fn count_by_state(&self) -> Result<Vec<(JobState, u64)>> {
         let rows = sqlx::query(

@@ -214,6 +214,33 @@ impl Scans<'_> {
         Ok(())
     }
 
+    /// When each scan evaluated since `since` completed and its disposition, oldest
+    /// first, at most `limit` of them (the console's chart of dispositions over time).
+    pub async fn dispositions_since(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(DateTime<Utc>, String)>> {
+        let rows = sqlx::query(
+            "SELECT completed_at, disposition FROM scans WHERE tenant_id = $1 \
+             AND completed_at >= $2 AND disposition IS NOT NULL \
+             ORDER BY completed_at LIMIT $3",
+        )
+        .bind(self.tenant.as_str())
+        .bind(to_millis(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(self.err("scans"))?;
+        rows.iter()
+            .map(|row| {
+                let at: i64 = row.try_get("completed_at").map_err(self.err("scans"))?;
+                let disposition: String = row.try_get("disposition").map_err(self.err("scans"))?;
+                Ok((from_millis(at), disposition))
+            })
+            .collect()
+    }
+
     /// The scan, `None` while its analysis is not committed yet.
     pub async fn get(&self, id: &JobId) -> Result<Option<ScanRecord>> {
         self.get_columns(id, SCAN_COLUMNS).await
