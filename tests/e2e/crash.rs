@@ -566,6 +566,7 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
     let mut workers_a = Vec::new();
     let mut kills = 0;
     let mut threshold = 4;
+    let mut top_ups = 0;
     while kills < 5 {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
@@ -577,7 +578,18 @@ async fn a_worker_killed_mid_export_leaves_every_run_complete_and_identical() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if completed().await > ids.len() {
-            break; // everything finished: nothing left to interrupt
+            // Everything finished before a kill landed mid-step: more runs, so the next
+            // kill has work in flight to interrupt (a fast machine finished them all).
+            top_ups += 1;
+            assert!(
+                top_ups <= 5,
+                "every run finished before each of {kills} kills"
+            );
+            for i in 0..10 {
+                ids.push(start(format!("more-{kills}-{i}")).await);
+            }
+            threshold = completed().await + 2;
+            continue;
         }
         kills += 1;
         workers_a.push(

@@ -335,3 +335,187 @@ fn job_streams_send_each_change_once_resume_and_end_and_events_arrive_live() {
     drop(held);
     closed(&server);
 }
+
+/// Sends `body` to the API as the administrator, acting on `tenant` if given.
+fn admin_call(
+    server: &CliServer,
+    method: reqwest::Method,
+    tenant: Option<&str>,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::blocking::Client::new()
+        .request(method, format!("{}/api/v1{path}", server.url()))
+        .bearer_auth(server.admin())
+        .json(&body);
+    if let Some(tenant) = tenant {
+        request = request.header("X-Stella-Tenant", tenant);
+    }
+    let reply = request.send().unwrap();
+    let status = reply.status().as_u16();
+    (status, reply.json().unwrap_or_default())
+}
+
+/// The `state` events' ids and the named field of their data.
+fn snapshots(frames: &[Frame], field: &str) -> Vec<(i64, String)> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Event {
+                id: Some(id),
+                name,
+                data,
+            } if name == "state" => Some((*id, data[field].as_str().unwrap_or("").to_owned())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn run_and_rollout_streams_send_the_whole_view_when_it_changes_and_end() {
+    let server = CliServer::start_with_config("[api]\nstream_heartbeat_secs = 1\n");
+    for tenant in ["acme", "globex"] {
+        server.ok(&["tenants", "create", tenant, "--name", tenant]);
+    }
+
+    // A schedule run with no targets: planned, then completed at once.
+    let (status, body) = admin_call(
+        &server,
+        reqwest::Method::POST,
+        Some("acme"),
+        "/schedules",
+        serde_json::json!({"name": "nightly", "cron": "@daily"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin_call(
+        &server,
+        reqwest::Method::POST,
+        Some("acme"),
+        "/schedules/nightly/run",
+        serde_json::Value::Null,
+    );
+    assert_eq!(status, 202, "{body}");
+    let run = body["id"].as_str().unwrap().to_owned();
+    let path = format!("/runs/{run}/stream");
+    let frames = read_frames(
+        open(&server, "acme", &path, None),
+        Duration::from_secs(60),
+        |_| false,
+    );
+    let seen = snapshots(&frames, "state");
+    assert!(!seen.is_empty(), "{frames:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{frames:?}");
+    assert_eq!(seen.last().unwrap().1, "completed", "{frames:?}");
+    // Each state comes with the run's progress: no targets, nothing to do.
+    assert!(
+        frames.iter().any(|f| matches!(f,
+        Frame::Event { name, data, .. } if name == "progress" && data["items_total"] == 0)),
+        "{frames:?}"
+    );
+    match frames.last().unwrap() {
+        Frame::Event { name, data, .. } => {
+            assert_eq!(name, "end");
+            assert_eq!(data["state"], "completed");
+        }
+        other => panic!("the run's stream did not end with `end`: {other:?}"),
+    }
+    // The last state is the run as `GET /runs/{id}` shows it.
+    let (_, shown) = admin_call(
+        &server,
+        reqwest::Method::GET,
+        Some("acme"),
+        &format!("/runs/{run}"),
+        serde_json::Value::Null,
+    );
+    let last_view = frames
+        .iter()
+        .rev()
+        .find_map(|f| match f {
+            Frame::Event { name, data, .. } if name == "state" => Some(data.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(last_view, shown);
+    // Resumed after the last state: nothing again but the end.
+    let resumed = read_frames(
+        open(&server, "acme", &path, Some(seen.last().unwrap().0)),
+        Duration::from_secs(30),
+        |_| false,
+    );
+    assert!(snapshots(&resumed, "state").is_empty(), "{resumed:?}");
+    assert!(matches!(resumed.last(), Some(Frame::Event { name, .. }) if name == "end"));
+    // Another tenant's run is missing.
+    assert_eq!(open(&server, "globex", &path, None).status(), 404);
+
+    // A rollout, followed by the administrator until it is aborted and rolled back.
+    let (status, body) = admin_call(
+        &server,
+        reqwest::Method::POST,
+        None,
+        "/policy-packs",
+        serde_json::json!({"name": "baseline", "document": "name = \"baseline\"\nversion = 1\n[[rules]]\nid = \"no-left-pad\"\nwhen = { packages = [\"pkg:npm/left-pad\"] }\noutcome = \"block\"\nbecause = \"left-pad is banned\"\n"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin_call(
+        &server,
+        reqwest::Method::POST,
+        None,
+        "/rollouts",
+        serde_json::json!({"pack": "baseline", "version": 1, "waves": [{"tenants": ["acme"]}],
+                           "bake_seconds": 3600, "reason": "ban left-pad"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let rollout = body["id"].as_str().unwrap().to_owned();
+    let path = format!("/rollouts/{rollout}/stream");
+    let follow = {
+        let response = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap()
+            .get(format!("{}/api/v1{path}", server.url()))
+            .bearer_auth(server.admin())
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        std::thread::spawn(move || read_frames(response, Duration::from_secs(90), |_| false))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, body) = admin_call(
+        &server,
+        reqwest::Method::POST,
+        None,
+        &format!("/rollouts/{rollout}/abort"),
+        serde_json::json!({"reason": "the canary blocks too much"}),
+    );
+    assert!((200..300).contains(&status), "{status} {body}");
+    let frames = follow.join().unwrap();
+    let seen = snapshots(&frames, "state");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{frames:?}");
+    assert_eq!(seen.first().unwrap().1, "running", "{frames:?}");
+    assert_eq!(seen.last().unwrap().1, "rolled_back", "{frames:?}");
+    assert!(
+        matches!(frames.last(), Some(Frame::Event { name, data, .. })
+        if name == "end" && data["state"] == "rolled_back"),
+        "{frames:?}"
+    );
+    // A tenant outside the rollout does not see it.
+    let globex = serde_json::from_str::<serde_json::Value>(&server.ok(&[
+        "tokens",
+        "create",
+        "--for-tenant",
+        "globex",
+        "--name",
+        "g",
+        "--scopes",
+        "policy:read",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let outside = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1{path}", server.url()))
+        .bearer_auth(globex["token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(outside.status(), 404);
+}

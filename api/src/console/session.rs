@@ -9,7 +9,8 @@
 //! expired token, or a disabled tenant, ends the session on its next request.
 //!
 //! Bounded: a session ends after [`IDLE`] without a request or [`LIFETIME`] after sign-in,
-//! and at most [`MAX_SESSIONS`] are held (the oldest is dropped first).
+//! and at most [`MAX_SESSIONS`] are held, [`MAX_SESSIONS_PER_TOKEN`] per token (the one
+//! unused longest is dropped first).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +31,10 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// Sessions held at most; signing in past it drops the oldest.
 pub const MAX_SESSIONS: usize = 10_000;
+
+/// Sessions one token may hold at once (browsers, tabs signed in separately); a new one
+/// past this ends that token's longest-unused session.
+pub const MAX_SESSIONS_PER_TOKEN: usize = 16;
 
 /// One signed-in browser.
 #[derive(Clone)]
@@ -88,14 +93,27 @@ impl Sessions {
         let id = random_hex();
         let mut sessions = self.lock();
         sessions.retain(|_, s| live(s, now));
-        if sessions.len() >= MAX_SESSIONS {
-            let oldest = sessions
+        // A token signing in again and again displaces only its own sessions; the table
+        // as a whole drops the one unused longest. Otherwise one token could sign every
+        // other operator out by filling the table.
+        let own: Vec<(&String, &Session)> = sessions
+            .iter()
+            .filter(|(_, s)| s.secret == secret)
+            .collect();
+        let evict = if own.len() >= MAX_SESSIONS_PER_TOKEN {
+            own.iter()
+                .min_by_key(|(_, s)| s.seen)
+                .map(|(k, _)| (*k).clone())
+        } else if sessions.len() >= MAX_SESSIONS {
+            sessions
                 .iter()
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                sessions.remove(&oldest);
-            }
+                .min_by_key(|(_, s)| s.seen)
+                .map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        if let Some(evict) = evict {
+            sessions.remove(&evict);
         }
         sessions.insert(
             key(&id),
@@ -194,6 +212,30 @@ mod tests {
         let id = sessions.open("stella_secret_0123456789".into(), start);
         sessions.close(&id);
         assert!(sessions.get(&id, start).is_none());
+    }
+
+    #[test]
+    fn a_token_signing_in_again_and_again_displaces_only_its_own_sessions() {
+        let sessions = Sessions::default();
+        let start = Instant::now();
+        let operator = sessions.open("stella_operator".into(), start);
+        let mut own = Vec::new();
+        for i in 0..(MAX_SESSIONS_PER_TOKEN as u64 + 5) {
+            own.push(sessions.open("stella_noisy".into(), start + Duration::from_millis(i)));
+        }
+        let now = start + Duration::from_secs(1);
+        assert!(
+            sessions.get(&operator, now).is_some(),
+            "another token's session survives"
+        );
+        let live = own
+            .iter()
+            .filter(|id| sessions.get(id, now).is_some())
+            .count();
+        assert_eq!(live, MAX_SESSIONS_PER_TOKEN);
+        // The newest ones are kept, the longest unused went first.
+        assert!(sessions.get(own.last().unwrap(), now).is_some());
+        assert!(sessions.get(&own[0], now).is_none());
     }
 
     #[test]

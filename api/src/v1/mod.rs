@@ -56,6 +56,8 @@ pub fn mount(cfg: &mut ServiceConfig) {
         .service(streams::job_changes)
         .service(streams::scan_changes)
         .service(streams::export_changes)
+        .service(streams::run_changes)
+        .service(streams::rollout_changes)
         .service(streams::tenant_events)
         .service(scans::upload)
         .service(images::upload)

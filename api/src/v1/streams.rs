@@ -1,7 +1,9 @@
 //! Live progress as Server-Sent Events (`text/event-stream`): a job's state changes
 //! (`GET /jobs/{id}/stream`; a scan's: `GET /scans/{id}/stream`; an export run's, with its
 //! items written of its total: `GET /exports/{id}/stream`) and the tenant's events
-//! (`GET /events/stream`), for the console's live pages and the CLI's `--wait`.
+//! (`GET /events/stream`), for the console's live pages and the CLI's `--wait`; a schedule
+//! run's (`GET /runs/{id}/stream`) and a rollout's (`GET /rollouts/{id}/stream`) whole
+//! view whenever it changes, with the time of the change as the event's id.
 //!
 //! Each event carries its sequence number as `id:`, so a client that reconnects with
 //! `Last-Event-ID` gets what it missed and nothing twice. An idle stream sends a
@@ -24,7 +26,7 @@ use actix_web::web::Bytes;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde_json::json;
 use stella_store::repo::JobEvent;
-use stella_store::{JobId, TenantId};
+use stella_store::{JobId, RolloutId, RunId, TenantId};
 use utoipa::IntoParams;
 
 use super::events::EventView;
@@ -128,6 +130,83 @@ enum Source {
     Events {
         kind: Option<String>,
     },
+    /// A schedule run, or a rollout (`only`: one tenant's part of it): the whole view
+    /// whenever it changes, then `end` once it is finished (see [`snapshot`]).
+    Run {
+        id: RunId,
+    },
+    Rollout {
+        id: RolloutId,
+        only: Option<TenantId>,
+    },
+}
+
+/// A run's or rollout's view, the time of the newest change it shows (milliseconds: the
+/// events' ids), its progress for a run, and whether it is finished.
+struct Snapshot {
+    view: serde_json::Value,
+    version: i64,
+    progress: Option<(u64, u64)>,
+    finished: Option<String>,
+}
+
+/// Reads a run or a rollout as its stream sends it.
+async fn snapshot(ctx: &Context, tenant: &TenantId, source: &Source) -> Result<Snapshot, Problem> {
+    match source {
+        Source::Run { id } => {
+            let runs = ctx.store.tenant(tenant).runs();
+            let run = runs.get(id).await?;
+            let results = runs.targets(id).await?;
+            let version = run.updated_at.timestamp_millis();
+            let count = |key: &str| run.counts.get(key).and_then(serde_json::Value::as_u64);
+            let progress = count("targets").map(|total| {
+                let done = count("completed").unwrap_or(0) + count("failed").unwrap_or(0);
+                (done.min(total), total)
+            });
+            let finished = matches!(run.state.as_str(), "completed" | "cancelled" | "error")
+                .then(|| run.state.clone());
+            let view = serde_json::to_value(super::schedules::RunView::of(run, Some(results)))
+                .unwrap_or_default();
+            Ok(Snapshot {
+                view,
+                version,
+                progress,
+                finished,
+            })
+        }
+        Source::Rollout { id, only } => {
+            let rollouts = ctx.store.rollouts();
+            let record = rollouts.get(id).await?;
+            let tenants = rollouts.tenants(id, None).await?;
+            // The newest change the view shows: the rollout's own, or a tenant's
+            // activation, rollback or shadow result.
+            let mut version = record.updated_at.timestamp_millis();
+            for t in &tenants {
+                for at in [
+                    t.activated_at,
+                    t.rolled_back_at,
+                    t.shadow.as_ref().map(|s| s.created_at),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    version = version.max(at.timestamp_millis());
+                }
+            }
+            let finished = matches!(record.state.as_str(), "completed" | "rolled_back")
+                .then(|| record.state.clone());
+            let view = super::rollouts::view(record, tenants, None, only.as_ref());
+            Ok(Snapshot {
+                view: serde_json::to_value(view).unwrap_or_default(),
+                version,
+                progress: None,
+                finished,
+            })
+        }
+        Source::Job { .. } | Source::Events { .. } => {
+            Err(Problem::bad_request("not a run or rollout stream"))
+        }
+    }
 }
 
 struct Stream {
@@ -217,6 +296,27 @@ impl Stream {
                         "end",
                         &json!({"state": job.state.as_str(), "error": job.last_error}),
                     ));
+                    self.done = true;
+                }
+            }
+            Source::Run { .. } | Source::Rollout { .. } => {
+                let now = snapshot(&self.ctx, &self.tenant, &self.source).await?;
+                // Sent when it changed since the last event (or `Last-Event-ID`), once.
+                if now.version > self.after {
+                    self.after = now.version;
+                    self.pending
+                        .push_back(frame(Some(now.version), "state", &now.view));
+                    if let Some((done, total)) = now.progress {
+                        self.pending.push_back(frame(
+                            None,
+                            "progress",
+                            &json!({"items_done": done, "items_total": total}),
+                        ));
+                    }
+                }
+                if let Some(state) = now.finished {
+                    self.pending
+                        .push_back(frame(None, "end", &json!({"state": state})));
                     self.done = true;
                 }
             }
@@ -382,6 +482,86 @@ pub(crate) async fn export_changes(
         super::job_of_kind::<stella_actors::export::Export>(&ctx, &tenant, &id, "export").await?;
     job_stream(ctx, tenant, job.id, true, &req, query.after).await
 }
+
+/// A schedule run's progress as Server-Sent Events: a `state` event with the whole run
+/// (as `GET /runs/{id}` shows it) whenever it changes, its `id` the time of the change in
+/// milliseconds; a `progress` event (targets done of its total) with each; then `end`
+/// once the run is completed, cancelled or in error.
+#[utoipa::path(
+    operation_id = "stream_run",
+    tag = "schedules",
+    params(("id" = String, Path, description = "The run's id"), JobStreamQuery),
+    responses((status = 200, description = "The run as it changes", content_type = "text/event-stream", body = String), Problems),
+    security(("bearer" = ["schedules:read"]))
+)]
+#[get("/runs/{id}/stream")]
+pub(crate) async fn run_changes(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<JobStreamQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = caller.tenant()?.clone();
+    let id = super::not_found_unless(RunId::parse(&id), "run", &id)?;
+    // Another tenant's run is as missing as an unknown one.
+    ctx.store.tenant(&tenant).runs().get(&id).await?;
+    let after = resume_point(&req, query.after)?.unwrap_or(0);
+    let open = Open::take(&ctx, &tenant, "run")?;
+    Ok(respond(Stream::new(
+        ctx,
+        tenant,
+        Source::Run { id },
+        after,
+        open,
+    )))
+}
+
+/// A rollout's progress as Server-Sent Events: a `state` event with the rollout (as `GET
+/// /rollouts/{id}` shows it to this caller: a tenant token its own part) whenever it
+/// changes, its `id` the time of the change in milliseconds; then `end` once it is
+/// completed or rolled back.
+#[utoipa::path(
+    operation_id = "stream_rollout",
+    tag = "rollouts",
+    params(("id" = String, Path, description = "The rollout's id"), JobStreamQuery),
+    responses((status = 200, description = "The rollout as it changes", content_type = "text/event-stream", body = String), Problems),
+    security(("bearer" = ["policy:read"]))
+)]
+#[get("/rollouts/{id}/stream")]
+pub(crate) async fn rollout_changes(
+    ctx: web::Data<Context>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<JobStreamQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = super::not_found_unless(RolloutId::parse(&id), "rollout", &id)?;
+    ctx.store.rollouts().get(&id).await?;
+    let (tenant, only) = if caller.is_admin() {
+        // Administrators' rollout streams count together, under a name of their own.
+        (TenantId::parse(ADMIN_STREAMS)?, None)
+    } else {
+        let tenant = caller.tenant()?.clone();
+        let tenants = ctx.store.rollouts().tenants(&id, None).await?;
+        if !tenants.iter().any(|t| t.tenant == tenant) {
+            return Err(Problem::not_found(format!("rollout {id} not found")));
+        }
+        (tenant.clone(), Some(tenant))
+    };
+    let after = resume_point(&req, query.after)?.unwrap_or(0);
+    let open = Open::take(&ctx, &tenant, "rollout")?;
+    Ok(respond(Stream::new(
+        ctx,
+        tenant,
+        Source::Rollout { id, only },
+        after,
+        open,
+    )))
+}
+
+/// The key administrators' rollout streams are counted under (`api.max_streams_per_tenant`).
+const ADMIN_STREAMS: &str = "administrators";
 
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

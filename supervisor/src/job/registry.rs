@@ -55,12 +55,12 @@ impl Registry {
         self.kinds.get(name)
     }
 
-    /// The kind called `name`, if this process runs it.
     /// The names of the job kinds, in order.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.kinds.keys().copied()
     }
 
+    /// The kind called `name`, if this process runs it.
     pub fn kind(&self, name: &str) -> Option<KindInfo> {
         let (name, kind) = self.kinds.get_key_value(name)?;
         Some(KindInfo {

@@ -326,9 +326,9 @@ impl StepRunner {
             None => {
                 done.to = JobState::Failed;
                 if let Some(kind) = self.registry.erased(&running.kind) {
-                    done.effects = kind.failed(&running, &error);
+                    done.effects = kind.failed(running, &error);
                 }
-                done.effects.extend(dead_lettered(&running, &error));
+                done.effects.extend(dead_lettered(running, &error));
                 jobs.transition_grouped(&running.id, &done, &[], at).await?;
                 let reason = format!("job failed after {} attempts: {error}", running.attempts);
                 self.mailbox.dead_letter(delivery, &reason, at).await?;

@@ -54,19 +54,25 @@ const SCAN_STEPS: &[&str] = &["analyze", "evaluate", "seal"];
 /// The steps of an export run.
 const EXPORT_STEPS: &[&str] = &["plan", "write", "seal", "distribute"];
 
+/// A form body of at most `limit` bytes; a bad one is a 400 page.
+fn form_config(limit: usize) -> web::FormConfig {
+    web::FormConfig::default()
+        .limit(limit)
+        .error_handler(|err, _| {
+            PageError::Problem(Problem::bad_request(format!(
+                "the form is not valid: {err}"
+            )))
+            .into()
+        })
+}
+
 pub(super) fn mount(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(PREFIX)
-            .app_data(
-                web::FormConfig::default()
-                    .limit(16 * 1024 * 1024)
-                    .error_handler(|err, _| {
-                        PageError::Problem(Problem::bad_request(format!(
-                            "the form is not valid: {err}"
-                        )))
-                        .into()
-                    }),
-            )
+            // Forms are a token, a reason or a CSRF token: small. Only a pasted SBOM is
+            // large, and only its route reads that much (before any check, a form is read
+            // whole, so a large limit everywhere would let anyone pin memory at sign-in).
+            .app_data(form_config(64 * 1024))
             .route("", web::get().to(overview))
             .route("/", web::get().to(overview))
             .route("/assets/console.css", web::get().to(css))
@@ -81,8 +87,12 @@ pub(super) fn mount(cfg: &mut web::ServiceConfig) {
             .route("/jobs/{id}", web::get().to(job))
             .route("/jobs/{id}/stream", web::get().to(job_stream))
             .route("/jobs/{id}/cancel", web::post().to(cancel_job))
-            .route("/scans", web::get().to(scans))
-            .route("/scans", web::post().to(submit_scan))
+            .service(
+                web::resource("/scans")
+                    .app_data(form_config(16 * 1024 * 1024))
+                    .route(web::get().to(scans))
+                    .route(web::post().to(submit_scan)),
+            )
             .route("/events/stream", web::get().to(events_stream))
             .route("/scans/{id}", web::get().to(scan))
             .route("/scans/{id}/stream", web::get().to(scan_stream))
