@@ -262,11 +262,29 @@ impl Console {
         }
     }
 
+    /// The console's origin, as a browser names it in `Origin`.
+    fn origin(&self) -> String {
+        self.base.trim_end_matches("/console").to_owned()
+    }
+
+    /// A sign-in form posted with these extra headers only (no `Origin` of its own).
+    fn sign_in_with(&self, token: &str, headers: &[(&str, &str)]) -> u16 {
+        let mut request = self
+            .http
+            .post(format!("{}/sign-in", self.base))
+            .form(&[("token", token)]);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().unwrap().status().as_u16()
+    }
+
     fn sign_in(&mut self, token: &str) -> reqwest::blocking::Response {
         let response = self
             .http
             .post(format!("{}/sign-in", self.base))
             .form(&[("token", token)])
+            .header("origin", self.origin())
             .send()
             .unwrap();
         if let Some(set) = response.headers().get("set-cookie") {
@@ -338,6 +356,20 @@ fn console_sessions_need_the_csrf_token_keep_tenants_apart_and_end_with_the_toke
     let refused = console.sign_in("stella_0000000000000000000000000000");
     assert_eq!(refused.status(), 401);
     assert!(console.cookie.is_none(), "no session for a wrong token");
+    // Login CSRF: a sign-in form that does not come from the console's own page.
+    assert_eq!(
+        console.sign_in_with(&acme, &[]),
+        403,
+        "no Origin, no Sec-Fetch-Site"
+    );
+    assert_eq!(
+        console.sign_in_with(&acme, &[("origin", "http://evil.example")]),
+        403
+    );
+    assert_eq!(
+        console.sign_in_with(&acme, &[("sec-fetch-site", "cross-site")]),
+        403
+    );
     let signed_in = console.sign_in(&acme);
     assert_eq!(signed_in.status(), 303);
     let set = signed_in.headers()["set-cookie"]

@@ -166,6 +166,8 @@ impl FromRequest for Viewer {
 pub(crate) struct Access {
     pub(crate) caller: Caller,
     operation: String,
+    /// The mirrored operation's method, as its audit entry names it.
+    method: Method,
 }
 
 impl Access {
@@ -189,7 +191,7 @@ impl Access {
             target,
             request_id: crate::request_id::current(),
             details: json!({
-                "method": "POST",
+                "method": self.method.as_str(),
                 "status": status.as_u16(),
                 "via": "console",
                 "reason": reason,
@@ -249,8 +251,16 @@ impl Viewer {
             }
         }
         let operation = operation.to_owned();
-        let caller =
-            crate::auth::caller_on(ctx, self.token.clone(), self.session.tenant.clone()).await?;
+        // An operation over every tenant (rollouts, the actor tree) acts on none, as the
+        // API's does: the tenant chosen in the menu neither owns its audit entry nor pays
+        // for it in its request rate.
+        let global = matches!(rule, Rule::Scope(scope) if crate::auth::GLOBAL_SCOPES.contains(&scope.as_str()));
+        let tenant = if global {
+            None
+        } else {
+            self.session.tenant.clone()
+        };
+        let caller = crate::auth::caller_on(ctx, self.token.clone(), tenant).await?;
         // The tenant's request rate, shared with its API calls.
         if let Some(tenant) = &caller.tenant {
             if let Err(seconds) = ctx.limiter.check(tenant.as_str(), Instant::now()) {
@@ -266,7 +276,11 @@ impl Viewer {
                 return Err(problem.into());
             }
         }
-        Ok(Access { caller, operation })
+        Ok(Access {
+            caller,
+            operation,
+            method,
+        })
     }
 
     /// [`Self::may`] for a state-changing form: first the form's CSRF token and origin.
@@ -313,6 +327,28 @@ fn same_origin(req: &HttpRequest) -> PageResult<()> {
              from its own pages only"
         ))
         .into())
+    }
+}
+
+/// A sign-in form must say it came from the console's own page: `Origin` naming this host,
+/// or (a browser that leaves `Origin` out) `Sec-Fetch-Site: same-origin`. Without either a
+/// page elsewhere could sign a visitor in with the attacker's token (login CSRF), and the
+/// visitor's uploads would then land in the attacker's tenant.
+fn sign_in_origin(req: &HttpRequest) -> PageResult<()> {
+    if req.headers().contains_key(header::ORIGIN) {
+        return same_origin(req);
+    }
+    let site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    match site {
+        Some("same-origin") => Ok(()),
+        _ => Err(Problem::forbidden(
+            "sign in from the console's own sign-in page: this form did not say where it \
+             came from (no Origin header)",
+        )
+        .into()),
     }
 }
 

@@ -176,7 +176,7 @@ async fn sign_in(
     req: HttpRequest,
     form: web::Form<SignInForm>,
 ) -> PageResult<HttpResponse> {
-    super::same_origin(&req)?;
+    super::sign_in_origin(&req)?;
     // Guessing tokens here is limited as on the API: per address.
     let address = req.peer_addr().map(|a| a.ip());
     if let Err(seconds) = ctx.auth_failures.admit(address, Instant::now()) {
