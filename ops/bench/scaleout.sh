@@ -55,6 +55,7 @@ done
 
 # Fairness: the quiet tenant's one job behind the noisy tenant's backlog.
 w=${workers##* }
+since=$(sql "SELECT COALESCE(MAX(created_at), 0) FROM jobs")
 start_workers "$w"
 # `diag noop` names its own tenants: one tenant holds the backlog (submitted, not waited
 # for), then one job of a new tenant is submitted and waited for.
@@ -69,3 +70,6 @@ sql "SELECT round(((r.at - q.at) / 1000.0)::numeric, 3) AS quiet_job_waited_seco
                           ORDER BY max(created_at) DESC LIMIT 1)
      ORDER BY q.seq DESC LIMIT 1" | sed 's/^/fairness (quiet_job_waited_seconds|jobs_still_queued_or_running): /'
 stop_workers
+# The rest of the backlog is not needed: cancelled, so no later worker runs it.
+sql "UPDATE jobs SET state = 'cancelled', finished_at = updated_at
+     WHERE created_at > $since AND state IN ('queued', 'running', 'retrying')" >/dev/null
