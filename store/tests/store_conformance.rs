@@ -2324,8 +2324,8 @@ async fn images_are_per_tenant_and_scans_show_the_image_of_their_analysis(db: &T
         .unwrap();
     assert_eq!(scans.status(&without).await.unwrap().unwrap().image, None);
 
-    // The console's chart: when each sealed scan completed and its disposition, oldest
-    // first, from a time on; a scan not sealed yet is not in it.
+    // The console's chart: sealed scans per hour and disposition, from a time on; a scan
+    // not sealed yet is not in it.
     for (id, disposition, minute) in [(&without, "block", 5), (&with_image, "pass", 2)] {
         let verdict = stella_store::repo::VerdictRecord {
             verdict: "{}".into(),
@@ -2351,25 +2351,22 @@ async fn images_are_per_tenant_and_scans_show_the_image_of_their_analysis(db: &T
             .await
             .unwrap();
     }
+    // Both completed within the hour that starts at t0: counted per disposition.
     assert_eq!(
-        scans.dispositions_since(t0(), 10).await.unwrap(),
-        [
-            (t0() + Duration::minutes(2), "pass".to_owned()),
-            (t0() + Duration::minutes(5), "block".to_owned())
-        ]
+        scans.dispositions_by_hour(t0()).await.unwrap(),
+        [(t0(), "block".to_owned(), 1), (t0(), "pass".to_owned(), 1)]
     );
     assert_eq!(
         scans
-            .dispositions_since(t0() + Duration::minutes(3), 10)
+            .dispositions_by_hour(t0() + Duration::minutes(3))
             .await
             .unwrap(),
-        [(t0() + Duration::minutes(5), "block".to_owned())]
+        [(t0(), "block".to_owned(), 1)]
     );
-    assert_eq!(scans.dispositions_since(t0(), 1).await.unwrap().len(), 1);
     assert!(store
         .tenant(&globex)
         .scans()
-        .dispositions_since(t0(), 10)
+        .dispositions_by_hour(t0())
         .await
         .unwrap()
         .is_empty());

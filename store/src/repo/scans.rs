@@ -214,29 +214,33 @@ impl Scans<'_> {
         Ok(())
     }
 
-    /// When each scan evaluated since `since` completed and its disposition, oldest
-    /// first, at most `limit` of them (the console's chart of dispositions over time).
-    pub async fn dispositions_since(
+    /// How many scans completed with each disposition in each hour since `since` (the
+    /// console's chart of dispositions over time), oldest hour first: counted by the
+    /// database, so a tenant's busiest day is counted whole.
+    pub async fn dispositions_by_hour(
         &self,
         since: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<(DateTime<Utc>, String)>> {
+    ) -> Result<Vec<(DateTime<Utc>, String, u64)>> {
         let rows = sqlx::query(
-            "SELECT completed_at, disposition FROM scans WHERE tenant_id = $1 \
-             AND completed_at >= $2 AND disposition IS NOT NULL \
-             ORDER BY completed_at LIMIT $3",
+            "SELECT (completed_at / 3600000) * 3600000 AS hour, disposition, COUNT(*) AS n \
+             FROM scans WHERE tenant_id = $1 AND completed_at >= $2 AND disposition IS NOT NULL \
+             GROUP BY hour, disposition ORDER BY hour, disposition",
         )
         .bind(self.tenant.as_str())
         .bind(to_millis(since))
-        .bind(i64::from(limit))
         .fetch_all(&self.store.pool)
         .await
         .map_err(self.err("scans"))?;
         rows.iter()
             .map(|row| {
-                let at: i64 = row.try_get("completed_at").map_err(self.err("scans"))?;
+                let hour: i64 = row.try_get("hour").map_err(self.err("scans"))?;
                 let disposition: String = row.try_get("disposition").map_err(self.err("scans"))?;
-                Ok((from_millis(at), disposition))
+                let n: i64 = row.try_get("n").map_err(self.err("scans"))?;
+                Ok((
+                    from_millis(hour),
+                    disposition,
+                    u64::try_from(n).unwrap_or(0),
+                ))
             })
             .collect()
     }

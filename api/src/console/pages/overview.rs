@@ -95,19 +95,18 @@ pub(super) async fn overview(ctx: web::Data<Context>, viewer: Viewer) -> PageRes
             rows.push((tenant.clone(), stats));
         }
         if can_scans {
-            for (at, disposition) in ctx
+            for (hour, disposition, n) in ctx
                 .store
                 .tenant(tenant)
                 .scans()
-                .dispositions_since(start, 10_000)
+                .dispositions_by_hour(start)
                 .await?
             {
-                let hour = at.duration_trunc(Duration::hours(1)).unwrap_or(at);
                 *chart
                     .entry(hour)
                     .or_default()
                     .entry(disposition)
-                    .or_default() += 1;
+                    .or_default() += n;
             }
         }
     }
