@@ -888,10 +888,10 @@ async fn outbox_relays_in_order_across_tenants(db: &TestDb) {
     assert_eq!(keys, ["m0", "m1", "m2"]);
     assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
     outbox
-        .mark_relayed(&[pending[0].seq, pending[1].seq], t0())
+        .mark_relayed(&[pending[0].seq, pending[1].seq])
         .await
         .unwrap();
-    outbox.mark_relayed(&[pending[0].seq], t0()).await.unwrap();
+    outbox.mark_relayed(&[pending[0].seq]).await.unwrap();
     let rest = outbox.pending(10).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].idempotency_key, "m2");

@@ -25,6 +25,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde_json::json;
+use stella_store::repo::rollout_state;
 use stella_store::repo::JobEvent;
 use stella_store::{JobId, RolloutId, RunId, TenantId};
 use utoipa::IntoParams;
@@ -130,11 +131,17 @@ enum Source {
     Events {
         kind: Option<String>,
     },
-    /// A schedule run, or a rollout (`only`: one tenant's part of it): the whole view
-    /// whenever it changes, then `end` once it is finished (see [`snapshot`]).
+    /// A schedule run or a rollout: the whole view whenever it changes, then `end` once
+    /// it is finished (see [`snapshot`]).
+    Watch(Watched),
+}
+
+/// What a snapshot stream watches.
+enum Watched {
     Run {
         id: RunId,
     },
+    /// `only`: one tenant's part of it.
     Rollout {
         id: RolloutId,
         only: Option<TenantId>,
@@ -151,9 +158,13 @@ struct Snapshot {
 }
 
 /// Reads a run or a rollout as its stream sends it.
-async fn snapshot(ctx: &Context, tenant: &TenantId, source: &Source) -> Result<Snapshot, Problem> {
-    match source {
-        Source::Run { id } => {
+async fn snapshot(
+    ctx: &Context,
+    tenant: &TenantId,
+    watched: &Watched,
+) -> Result<Snapshot, Problem> {
+    match watched {
+        Watched::Run { id } => {
             let runs = ctx.store.tenant(tenant).runs();
             let run = runs.get(id).await?;
             let results = runs.targets(id).await?;
@@ -174,7 +185,7 @@ async fn snapshot(ctx: &Context, tenant: &TenantId, source: &Source) -> Result<S
                 finished,
             })
         }
-        Source::Rollout { id, only } => {
+        Watched::Rollout { id, only } => {
             let rollouts = ctx.store.rollouts();
             let record = rollouts.get(id).await?;
             let tenants = rollouts.tenants(id, None).await?;
@@ -193,7 +204,8 @@ async fn snapshot(ctx: &Context, tenant: &TenantId, source: &Source) -> Result<S
                     version = version.max(at.timestamp_millis());
                 }
             }
-            let finished = matches!(record.state.as_str(), "completed" | "rolled_back")
+            let finished = [rollout_state::COMPLETED, rollout_state::ROLLED_BACK]
+                .contains(&record.state.as_str())
                 .then(|| record.state.clone());
             let view = super::rollouts::view(record, tenants, None, only.as_ref());
             Ok(Snapshot {
@@ -202,9 +214,6 @@ async fn snapshot(ctx: &Context, tenant: &TenantId, source: &Source) -> Result<S
                 progress: None,
                 finished,
             })
-        }
-        Source::Job { .. } | Source::Events { .. } => {
-            Err(Problem::bad_request("not a run or rollout stream"))
         }
     }
 }
@@ -299,8 +308,8 @@ impl Stream {
                     self.done = true;
                 }
             }
-            Source::Run { .. } | Source::Rollout { .. } => {
-                let now = snapshot(&self.ctx, &self.tenant, &self.source).await?;
+            Source::Watch(watched) => {
+                let now = snapshot(&self.ctx, &self.tenant, watched).await?;
                 // Sent when it changed since the last event (or `Last-Event-ID`), once.
                 if now.version > self.after {
                     self.after = now.version;
@@ -377,6 +386,19 @@ impl Stream {
     }
 }
 
+/// Opens `source`'s stream for `tenant` after the event numbered `after` (counted under
+/// `stream` for the limit and the gauge).
+fn follow(
+    ctx: web::Data<Context>,
+    tenant: TenantId,
+    stream: &str,
+    source: Source,
+    after: i64,
+) -> ApiResult<HttpResponse> {
+    let open = Open::take(&ctx, &tenant, stream)?;
+    Ok(respond(Stream::new(ctx, tenant, source, after, open)))
+}
+
 fn respond(stream: Stream) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -395,13 +417,12 @@ pub(crate) async fn job_stream(
     after: Option<i64>,
 ) -> ApiResult<HttpResponse> {
     let after = resume_point(req, after)?.unwrap_or(0);
-    let open = Open::take(&ctx, &tenant, "job")?;
     let source = Source::Job {
         id,
         export,
         progress: None,
     };
-    Ok(respond(Stream::new(ctx, tenant, source, after, open)))
+    follow(ctx, tenant, "job", source, after)
 }
 
 #[derive(Debug, serde::Deserialize, IntoParams)]
@@ -507,14 +528,13 @@ pub(crate) async fn run_changes(
     // Another tenant's run is as missing as an unknown one.
     ctx.store.tenant(&tenant).runs().get(&id).await?;
     let after = resume_point(&req, query.after)?.unwrap_or(0);
-    let open = Open::take(&ctx, &tenant, "run")?;
-    Ok(respond(Stream::new(
+    follow(
         ctx,
         tenant,
-        Source::Run { id },
+        "run",
+        Source::Watch(Watched::Run { id }),
         after,
-        open,
-    )))
+    )
 }
 
 /// A rollout's progress as Server-Sent Events: a `state` event with the rollout (as `GET
@@ -550,14 +570,8 @@ pub(crate) async fn rollout_changes(
         (tenant.clone(), Some(tenant))
     };
     let after = resume_point(&req, query.after)?.unwrap_or(0);
-    let open = Open::take(&ctx, &tenant, "rollout")?;
-    Ok(respond(Stream::new(
-        ctx,
-        tenant,
-        Source::Rollout { id, only },
-        after,
-        open,
-    )))
+    let source = Source::Watch(Watched::Rollout { id, only });
+    follow(ctx, tenant, "rollout", source, after)
 }
 
 /// The key administrators' rollout streams are counted under (`api.max_streams_per_tenant`).
@@ -608,9 +622,8 @@ pub(crate) async fn events_stream(
         Some(after) => after,
         None => ctx.store.tenant(&tenant).events().latest_seq().await?,
     };
-    let open = Open::take(&ctx, &tenant, "events")?;
     let source = Source::Events {
         kind: kind.filter(|k| !k.is_empty()),
     };
-    Ok(respond(Stream::new(ctx, tenant, source, after, open)))
+    follow(ctx, tenant, "events", source, after)
 }

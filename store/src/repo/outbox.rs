@@ -73,7 +73,7 @@ impl Outbox<'_> {
     /// deleted rather than marked: no new row version, no index entries, and a table
     /// that holds only what is still to send. Exact sequence numbers, never a range: a
     /// row with a lower number may commit later and must not be lost.
-    pub async fn mark_relayed(&self, seqs: &[i64], _now: DateTime<Utc>) -> Result<()> {
+    pub async fn mark_relayed(&self, seqs: &[i64]) -> Result<()> {
         if seqs.is_empty() {
             return Ok(());
         }

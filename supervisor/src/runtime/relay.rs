@@ -101,6 +101,6 @@ pub async fn relay_once(
     }
     mailbox.send(&envelopes, now).await?;
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-    outbox.mark_relayed(&seqs, now).await?;
+    outbox.mark_relayed(&seqs).await?;
     Ok(rows.len())
 }
