@@ -7,6 +7,7 @@ use std::process::ExitCode;
 // largest SBOM the limits admit, `stella serve` stayed 40-210 MB above its baseline with
 // glibc and within a few MB of it with mimalloc (docs/BENCHMARKS.md, "Memory", "The
 // largest SBOM"). `malloc_trim` would need unsafe code, which the workspace forbids.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -57,17 +57,27 @@ impl<R: Send + 'static, T: Send + 'static> Coalescer<R, T> {
         }
     }
 
-    /// Runs `request` in the next batch and waits for its own result.
-    pub(crate) async fn call(&self, store: &Store, request: R) -> Result<T> {
-        let (reply, done) = oneshot::channel();
-        self.sender(store)?
-            .send((request, reply))
-            .map_err(|_| stopped(store))?;
-        done.await.map_err(|_| stopped(store))?
+    /// Queues `request` for the next batch now, and returns the wait for its own result.
+    /// Not an `async fn`: the future holds only the reply channel, not the request (a
+    /// worker holds one per job in flight).
+    pub(crate) fn call(
+        &self,
+        store: &Store,
+        request: R,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let backend = store.backend();
+        let queued = self.sender(store).and_then(|sender| {
+            let (reply, done) = oneshot::channel();
+            sender
+                .send((request, reply))
+                .map(|()| done)
+                .map_err(|_| stopped(backend))
+        });
+        async move { queued?.await.map_err(|_| stopped(backend))? }
     }
 
     fn sender(&self, store: &Store) -> Result<Queue<R, T>> {
-        let mut sender = self.sender.lock().map_err(|_| stopped(store))?;
+        let mut sender = self.sender.lock().map_err(|_| stopped(store.backend()))?;
         if let Some(open) = sender.as_ref().filter(|s| !s.is_closed()) {
             return Ok(open.clone());
         }
@@ -80,9 +90,9 @@ impl<R: Send + 'static, T: Send + 'static> Coalescer<R, T> {
     }
 }
 
-fn stopped(store: &Store) -> StoreError {
+fn stopped(backend: Backend) -> StoreError {
     StoreError::Unavailable {
-        backend: store.backend(),
+        backend,
         reason: "the group commit task stopped".into(),
     }
 }

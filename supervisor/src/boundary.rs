@@ -21,16 +21,18 @@ impl std::error::Error for Panicked {}
 /// Runs `work` and catches a panic inside it, so a bug in one handler fails one attempt
 /// instead of the process. The work must not leave shared state half-updated across the
 /// panic: handlers keep their state in the store, whose transactions roll back.
-pub async fn run_guarded<F, T>(work: F) -> Result<T, Panicked>
+///
+/// Not an `async fn`: one would keep its argument and the future it moves into, twice
+/// the size of `work`, and every job in flight holds one (docs/BENCHMARKS.md, "Memory").
+pub fn run_guarded<F, T>(work: F) -> impl Future<Output = Result<T, Panicked>>
 where
     F: Future<Output = T>,
 {
-    AssertUnwindSafe(work)
-        .catch_unwind()
-        .await
-        .map_err(|payload| Panicked {
+    AssertUnwindSafe(work).catch_unwind().map(|caught| {
+        caught.map_err(|payload| Panicked {
             message: panic_message(payload.as_ref()),
         })
+    })
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

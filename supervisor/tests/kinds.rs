@@ -300,8 +300,10 @@ fn parameters_are_checked_as_the_kind_reads_them() {
 /// What one held delivery costs while its step runs is mostly the step runner's future
 /// (the delivery, the started job and the state of every await on the way to the
 /// commit), one per job in flight: 100,000 jobs in flight hold 100,000 of them. The
-/// runner keeps rare paths (taking over, failing an attempt) out of line so that this
-/// stays small: 2,816 bytes before they were boxed, 1,648 after (debug build).
+/// runner keeps rare paths (taking over, failing an attempt) out of line and starts and
+/// commits in boxed calls of their own, so that this stays small: 2,816 bytes before
+/// the rare paths were boxed, 1,648 after, 792 once starting and committing were apart
+/// (the same in debug and release builds).
 #[actix_rt::test]
 async fn a_running_step_holds_a_small_future() {
     let db = common::sqlite().await;
@@ -336,7 +338,7 @@ async fn a_running_step_holds_a_small_future() {
     let step = runner.run(delivery, Utc::now);
     let size = std::mem::size_of_val(&step);
     eprintln!("the step runner's future: {size} bytes");
-    assert!(size <= 2048, "the step runner's future is {size} bytes");
+    assert!(size <= 1024, "the step runner's future is {size} bytes");
     // And it still runs the step to its end.
     let finish = step.await.unwrap();
     assert_eq!(finish, stella_supervisor::Finish::Completed);

@@ -42,7 +42,7 @@ impl From<DeadLetter> for DeadLetterView {
             role: dead.envelope.role.as_str().to_owned(),
             job_id: dead.envelope.job_id.map(|id| id.to_string()),
             kind: dead.envelope.kind,
-            payload: dead.envelope.payload,
+            payload: dead.envelope.payload.to_value(),
             attempt: dead.envelope.attempt,
             error: dead.error,
             deliveries: dead.deliveries,

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -534,28 +535,29 @@ impl<'a> Jobs<'a> {
     }
 
     /// [`Jobs::get`] through group commit: concurrent reads of many jobs (of any tenant)
-    /// become one query.
-    pub async fn get_grouped(&self, id: &JobId) -> Result<Job> {
+    /// become one query. Queued when called (see `Coalescer::call`).
+    pub fn get_grouped(&self, id: &JobId) -> impl Future<Output = Result<Job>> + Send + 'static {
         let key = JobKey {
             tenant: self.tenant.clone(),
             id: id.clone(),
         };
-        self.store.group.get_jobs.call(self.store, key).await
+        self.store.group.get_jobs.call(self.store, key)
     }
 
     /// [`Jobs::transition`] through group commit: concurrent transitions (of any tenant)
     /// are applied in one transaction by [`Store::apply_changes`]. Same guarantees: the
     /// new state, its event and its messages commit together or not at all, and a lost
-    /// compare-and-set is `Conflict` for this job alone.
-    pub async fn transition_grouped(
+    /// compare-and-set is `Conflict` for this job alone. Queued when called, like
+    /// [`Jobs::get_grouped`].
+    pub fn transition_grouped(
         &self,
         id: &JobId,
         change: &Transition,
         messages: &[NewMessage],
         now: DateTime<Utc>,
-    ) -> Result<Job> {
+    ) -> impl Future<Output = Result<Job>> + Send + 'static {
         let change = self.change(id, change, messages, now);
-        self.store.group.change_jobs.call(self.store, change).await
+        self.store.group.change_jobs.call(self.store, change)
     }
 
     /// A transition of one of this tenant's jobs, to apply with [`Store::apply_changes`].

@@ -23,6 +23,8 @@ use stella_store::{Store, StoreError};
 #[derive(Debug)]
 pub struct StepContext<'a> {
     pub store: &'a Store,
+    /// The job, without its parameters while the step runs (`params` is `null`): the
+    /// step gets them typed.
     pub job: &'a Job,
     /// The attempt being run, counting from 1.
     pub attempt: u32,
@@ -276,7 +278,14 @@ pub(crate) trait ErasedKind: Send + Sync + fmt::Debug {
     /// The first step and its role.
     fn first_step(&self) -> (&'static str, Role);
     fn check(&self, params: &Value) -> Result<(), InvalidParams>;
-    async fn run(&self, step: &str, ctx: &mut StepContext<'_>) -> Result<Outcome, StepError>;
+    /// Runs one step with the job's parameters as JSON text (the runner takes them out of
+    /// `ctx.job` while the step runs: the handler holds them typed).
+    async fn run(
+        &self,
+        step: &str,
+        params: &str,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<Outcome, StepError>;
     fn failed(&self, job: &Job, error: &str) -> Vec<Effect>;
 }
 
@@ -311,14 +320,20 @@ impl<K: Kind> ErasedKind for Typed<K> {
         self.0.failed(job, error)
     }
 
-    async fn run(&self, step: &str, ctx: &mut StepContext<'_>) -> Result<Outcome, StepError> {
+    async fn run(
+        &self,
+        step: &str,
+        params: &str,
+        ctx: &mut StepContext<'_>,
+    ) -> Result<Outcome, StepError> {
         let Some(current) = K::Step::named(step) else {
             return Err(StepError::abort(format!(
                 "no handler for step {step:?} of job kind {:?}",
                 K::NAME
             )));
         };
-        let params = Self::decode(&ctx.job.params).map_err(StepError::abort)?;
+        let params = serde_json::from_str::<K::Params>(params)
+            .map_err(|err| StepError::abort(format!("invalid {} parameters: {err}", K::NAME)))?;
         match self.0.run(current, &params, ctx).await? {
             StepOutcome::Done(result) => Ok(Outcome::Done(result)),
             // The next step's message is deduplicated by `{job}:{step}`: a step naming

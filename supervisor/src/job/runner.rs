@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use stella_store::mailbox::{Delivery, Mailbox};
-use stella_store::repo::{Job, JobState, Transition};
+use stella_store::repo::{Effect, Job, JobState, Transition};
 use stella_store::{JobId, Store, StoreError};
 
 use super::kind::{MessageHandler, Outcome, Retry, StepContext, StepError};
@@ -55,7 +55,8 @@ async fn until_cancelled(jobs: &stella_store::repo::Jobs<'_>, id: &JobId, attemp
     loop {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(CANCEL_MAX_CHECK);
-        match jobs.get_grouped(id).await {
+        // Boxed: the read is the rare moment; the sleep is what every step holds.
+        match Box::pin(jobs.get_grouped(id)).await {
             Ok(job) if job.state == JobState::Running && job.attempts == attempts => {}
             Ok(_) | Err(StoreError::NotFound(_)) => return,
             // A store hiccup is no reason to stop a step: look again next time.
@@ -152,79 +153,78 @@ impl StepRunner {
                 return self.run_message(handler.as_ref(), delivery, now).await;
             }
         }
-        let message: StepMessage = match serde_json::from_value(envelope.payload.clone()) {
-            Ok(message) if envelope.kind == STEP_MESSAGE => message,
-            _ => {
-                let error = format!(
-                    "not a job step message (kind {:?}, payload {})",
-                    envelope.kind, envelope.payload
-                );
-                self.mailbox.dead_letter(delivery, &error, now()).await?;
-                return Ok(Finish::Failed {
-                    error,
-                    panicked: false,
-                });
-            }
+        // Three calls, so that a job in flight holds only what its running step needs:
+        // starting (the message, the compare-and-set) and committing (the transition,
+        // the outcome) run in futures of their own, boxed, that exist only meanwhile.
+        let mut running = match Box::pin(self.start(delivery, &now)).await? {
+            Started::Running(job) => *job,
+            Started::Finished(finish) => return Ok(finish),
         };
-        let jobs = self.store.tenant(&envelope.tenant).jobs();
-        let attempt = envelope.attempt;
-        // The common case first: the job waits for exactly this attempt, so start it
-        // without reading it (the compare-and-set checks all plan() would). Anything
-        // else (the start lost, a take-over, a stale or unknown job) is decided from the
-        // committed job below.
-        let guess = optimistic_start(&message.step, attempt);
-        let running = match jobs
-            .transition_grouped(&message.job_id, &guess, &[], now())
-            .await
-        {
-            Ok(job) => job,
-            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
-                // Boxed: the rare path stays out of line, so the future every job in
-                // flight holds is only as large as the common path needs.
-                match Box::pin(self.start_from_committed(delivery, &message, &now)).await? {
-                    Started::Running(job) => *job,
-                    Started::Finished(finish) => return Ok(finish),
-                }
-            }
-            Err(err) => return Err(err),
+        let Some((outcome, effects)) = self.step(&mut running, now()).await else {
+            // The job was cancelled (or otherwise ended) while the step ran: the step was
+            // dropped at its next await point, nothing of it is committed, and the
+            // delivery is done.
+            tracing::info!(tenant = %envelope.tenant, job_id = %running.id, step = %running.step, "running step cancelled");
+            self.mailbox
+                .ack(role, std::slice::from_ref(&delivery.receipt))
+                .await?;
+            return Ok(Finish::Cancelled);
         };
+        Box::pin(self.commit(delivery, &running, outcome, effects, now())).await
+    }
 
-        let mut effects = Vec::new();
-        let outcome = match self.registry.erased(&running.kind) {
-            None => Err((
-                StepError::abort(format!(
-                    "no handler for step {:?} of job kind {:?}",
-                    running.step, running.kind
-                )),
-                false,
-            )),
-            Some(kind) => {
-                let mut ctx = StepContext::new(&self.store, &running, running.attempts, now());
-                let work = run_guarded(kind.run(&running.step, &mut ctx));
-                let cancelled = until_cancelled(&jobs, &running.id, running.attempts);
-                let ran = tokio::select! {
-                    result = work => Some(result),
-                    () = cancelled => None,
-                };
-                effects = ctx.take_effects();
-                match ran {
-                    Some(Ok(Ok(outcome))) => Ok(outcome),
-                    Some(Ok(Err(err))) => Err((err, false)),
-                    None => {
-                        // The job was cancelled (or otherwise ended) while the step ran:
-                        // the step was dropped at its next await point, nothing of it is
-                        // committed, and the delivery is done.
-                        tracing::info!(tenant = %envelope.tenant, job_id = %running.id, step = %running.step, "running step cancelled");
-                        self.mailbox
-                            .ack(role, std::slice::from_ref(&delivery.receipt))
-                            .await?;
-                        return Ok(Finish::Cancelled);
-                    }
-                    Some(Err(panic)) => Err((StepError::retry(panic.to_string()), true)),
-                }
-            }
+    /// Runs the job's current step behind the panic boundary while watching for a
+    /// cancel. `None`: the job was cancelled meanwhile. The step's parameters wait as
+    /// text while it runs, the handler holding them typed (a parsed JSON object costs far
+    /// more than its text, and a worker holds one per job in flight); a failed step puts
+    /// them back, for the kind's `failed` hook.
+    async fn step(
+        &self,
+        running: &mut Job,
+        now: DateTime<Utc>,
+    ) -> Option<(Result<Outcome, (StepError, bool)>, Vec<Effect>)> {
+        let Some(kind) = self.registry.erased(&running.kind) else {
+            let error = StepError::abort(format!(
+                "no handler for step {:?} of job kind {:?}",
+                running.step, running.kind
+            ));
+            return Some((Err((error, false)), Vec::new()));
         };
+        let params: Box<str> = std::mem::take(&mut running.params).to_string().into();
+        let jobs = self.store.tenant(&running.tenant).jobs();
+        let (ran, effects) = {
+            let mut ctx = StepContext::new(&self.store, &*running, running.attempts, now);
+            let work = run_guarded(kind.run(&running.step, &params, &mut ctx));
+            let cancelled = until_cancelled(&jobs, &running.id, running.attempts);
+            let ran = tokio::select! {
+                result = work => Some(result),
+                () = cancelled => None,
+            };
+            (ran, ctx.take_effects())
+        };
+        let outcome = match ran? {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(err)) => Err((err, false)),
+            Err(panic) => Err((StepError::retry(panic.to_string()), true)),
+        };
+        if outcome.is_err() {
+            running.params = serde_json::from_str(&params).unwrap_or(serde_json::Value::Null);
+        }
+        Some((outcome, effects))
+    }
 
+    /// Commits a step's outcome with the writes it staged and its next message, then
+    /// acknowledges the delivery.
+    async fn commit(
+        &self,
+        delivery: &Delivery,
+        running: &Job,
+        outcome: Result<Outcome, (StepError, bool)>,
+        effects: Vec<Effect>,
+        at: DateTime<Utc>,
+    ) -> Result<Finish, StoreError> {
+        let role = &delivery.envelope.role;
+        let jobs = self.store.tenant(&running.tenant).jobs();
         let mut done = match &outcome {
             Ok(Outcome::Done(_)) => Transition::new(JobState::Running, JobState::Succeeded),
             Ok(Outcome::Next { .. }) => Transition::new(JobState::Running, JobState::Queued),
@@ -232,7 +232,6 @@ impl StepRunner {
         };
         done.expect_step = Some(running.step.clone());
         done.expect_attempts = Some(running.attempts);
-        let at = now();
         let finish = match outcome {
             Ok(Outcome::Done(result)) => {
                 done.result = Some(result);
@@ -262,9 +261,9 @@ impl StepRunner {
             Err((err, panicked)) => {
                 // Staged writes of a failed attempt are dropped with it.
                 drop(effects);
-                // Boxed, like the take-over path: failures are the rare path.
+                // Boxed: failures are the rare path.
                 let failed =
-                    Box::pin(self.fail_attempt(delivery, &running, done, err, panicked, at));
+                    Box::pin(self.fail_attempt(delivery, running, done, err, panicked, at));
                 match failed.await? {
                     finish @ Finish::Failed { .. } => return Ok(finish),
                     finish => finish,
@@ -275,6 +274,48 @@ impl StepRunner {
             .ack(role, std::slice::from_ref(&delivery.receipt))
             .await?;
         Ok(finish)
+    }
+
+    /// Starts the attempt a step message asks for, or says how the delivery ends without
+    /// running (stale, finished, not a step message).
+    async fn start(
+        &self,
+        delivery: &Delivery,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<Started, StoreError> {
+        let envelope = &delivery.envelope;
+        let message: StepMessage = match envelope.payload.decode() {
+            Ok(message) if envelope.kind == STEP_MESSAGE => message,
+            _ => {
+                let error = format!(
+                    "not a job step message (kind {:?}, payload {})",
+                    envelope.kind, envelope.payload
+                );
+                self.mailbox.dead_letter(delivery, &error, now()).await?;
+                return Ok(Started::Finished(Finish::Failed {
+                    error,
+                    panicked: false,
+                }));
+            }
+        };
+        let jobs = self.store.tenant(&envelope.tenant).jobs();
+        let attempt = envelope.attempt;
+        // The common case first: the job waits for exactly this attempt, so start it
+        // without reading it (the compare-and-set checks all plan() would). Anything
+        // else (the start lost, a take-over, a stale or unknown job) is decided from the
+        // committed job below.
+        let guess = optimistic_start(&message.step, attempt);
+        match jobs
+            .transition_grouped(&message.job_id, &guess, &[], now())
+            .await
+        {
+            Ok(job) => Ok(Started::Running(Box::new(job))),
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                // Boxed: the rare path stays out of line.
+                Box::pin(self.start_from_committed(delivery, &message, now)).await
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Commits a failed attempt: a retry after its back-off, or the job's failure and its
@@ -444,7 +485,7 @@ impl StepRunner {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Ok(message) = serde_json::from_value::<StepMessage>(envelope.payload.clone()) else {
+        let Ok(message) = envelope.payload.decode::<StepMessage>() else {
             return Ok(());
         };
         let jobs = self.store.tenant(&envelope.tenant).jobs();

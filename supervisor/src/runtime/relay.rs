@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use stella_store::mailbox::{Envelope, Mailbox, Role};
+use stella_store::mailbox::{Envelope, Mailbox, Payload, Role};
 use stella_store::{Store, StoreError};
 use tokio::sync::{watch, Notify};
 
@@ -91,7 +91,7 @@ pub async fn relay_once(
             job_id: row.job_id.clone(),
             role,
             kind: row.kind.clone(),
-            payload: row.payload.clone(),
+            payload: Payload::from(&row.payload),
             attempt: row.attempt,
             idempotency_key: row.idempotency_key.clone(),
             not_before: row.not_before,

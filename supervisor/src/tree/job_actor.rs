@@ -21,7 +21,8 @@ use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct JobActor {
     shared: Arc<Shared>,
-    delivery: Option<Delivery>,
+    /// Boxed: the actor keeps only the pointer once its step has taken the delivery.
+    delivery: Option<Box<Delivery>>,
     permit: Option<OwnedSemaphorePermit>,
     supervisor: Recipient<JobFinished>,
     name: String,
@@ -41,7 +42,7 @@ impl JobActor {
             .map_or_else(|| delivery.envelope.id.clone(), ToString::to_string);
         Self {
             shared,
-            delivery: Some(delivery),
+            delivery: Some(Box::new(delivery)),
             permit: Some(permit),
             supervisor,
             name,
@@ -100,7 +101,7 @@ impl Actor for JobActor {
                         .with_label_values(&[kind.as_str(), step_of(&delivery).as_str()])
                         .observe(started.elapsed().as_secs_f64());
                     act.supervisor.do_send(JobFinished {
-                        delivery,
+                        delivery: *delivery,
                         finish,
                         permit: act.permit.take(),
                     });
@@ -115,13 +116,17 @@ fn job_kind(delivery: &Delivery) -> String {
 }
 
 fn step_of(delivery: &Delivery) -> String {
+    #[derive(serde::Deserialize)]
+    struct Step {
+        step: Option<String>,
+    }
     delivery
         .envelope
         .payload
-        .get("step")
-        .and_then(|s| s.as_str())
-        .unwrap_or("")
-        .to_owned()
+        .decode::<Step>()
+        .ok()
+        .and_then(|s| s.step)
+        .unwrap_or_default()
 }
 
 impl Handler<Observe> for JobActor {
