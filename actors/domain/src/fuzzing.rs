@@ -428,14 +428,18 @@ pub fn signed_seeds() -> Vec<(&'static str, Vec<u8>)> {
         dsse::sign(manifest::MANIFEST_PAYLOAD_TYPE, &manifest_bytes, key).to_json();
     let provenance_envelope = provenance.sign(key).to_json();
     let mut tar = TarWriter::new(Vec::new(), 1_767_225_600).expect("an mtime");
-    for (name, bytes) in [
+    let provenance_bytes = provenance.to_canonical_bytes();
+    let mut members = [
         (ADVISORIES, &advisories),
         (VEX, &vex),
         (manifest::MANIFEST_SIGNATURE, &manifest_envelope),
         (manifest::MANIFEST_NAME, &manifest_bytes),
-        (manifest::PROVENANCE_NAME, &provenance.to_canonical_bytes()),
+        (manifest::PROVENANCE_NAME, &provenance_bytes),
         (manifest::PROVENANCE_SIGNATURE, &provenance_envelope),
-    ] {
+    ];
+    // A Stella archive lists its members sorted by name.
+    members.sort();
+    for (name, bytes) in members {
         tar.append_data(name, bytes).expect("a member");
     }
     let bundle = tar.finish().expect("an archive");

@@ -64,6 +64,11 @@ const COMPONENT: &AsciiSet = &CONTROLS
 /// A namespace segment or the name: `/` separates segments, so it is encoded inside one.
 const SEGMENT: &AsciiSet = &COMPONENT.add(b'/');
 
+/// A version: the `packageurl` parser reads an `@` followed by a `/` as part of the
+/// namespace (an npm scope), so a `/` in a version is encoded, or the canonical string
+/// would not parse back (found by the `purl` fuzz target).
+const VERSION: &AsciiSet = &COMPONENT.add(b'/');
+
 /// A qualifier value: `&` separates qualifiers and `,` separates list items.
 const QUALIFIER_VALUE: &AsciiSet = &COMPONENT.add(b'/').add(b',').add(b'&');
 
@@ -123,8 +128,8 @@ impl Purl {
             // The namespace is the host, the name the whole repository path on it.
             "git" => {
                 let path = match namespace {
-                    Some(ns) => format!("{ns}/{name}").to_lowercase(),
-                    None => name.to_lowercase(),
+                    Some(ns) => clean_path(&format!("{ns}/{name}")).to_lowercase(),
+                    None => clean_path(&name).to_lowercase(),
                 };
                 (namespace, name) = match path.split_once('/') {
                     Some((host, repo)) => (Some(host.to_owned()), repo.to_owned()),
@@ -133,6 +138,18 @@ impl Purl {
             }
             _ => {}
         }
+        if name.is_empty() {
+            return Err(InputError::new(
+                "",
+                "invalid package URL: a name is required",
+            ));
+        }
+        // Empty namespace segments (`pkg:rpm//name`, or what is left of `./`) are not
+        // written back, so they are not kept: a canonical string must parse to itself
+        // (found by the `purl` fuzz target).
+        let namespace = namespace
+            .map(|ns| ns.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/"))
+            .filter(|ns| !ns.is_empty());
         let qualifiers = parsed
             .qualifiers()
             .iter()
@@ -145,7 +162,7 @@ impl Purl {
             name,
             version: parsed.version().map(str::to_owned),
             qualifiers,
-            subpath: parsed.subpath().map(str::to_owned),
+            subpath: parsed.subpath().map(clean_path).filter(|sp| !sp.is_empty()),
         };
         purl.canonical = purl.render(true);
         Ok(purl)
@@ -187,7 +204,7 @@ impl Purl {
         out.push_str(&encode(name, SEGMENT));
         if let Some(v) = version {
             out.push('@');
-            out.push_str(&encode(v, COMPONENT));
+            out.push_str(&encode(v, VERSION));
         }
         let mut first = true;
         for (key, value) in qualifiers {
@@ -306,7 +323,7 @@ impl Purl {
         }
         if let Some(v) = &self.version {
             out.push('@');
-            out.push_str(&encode(v, COMPONENT));
+            out.push_str(&encode(v, VERSION));
         }
         let mut first = true;
         for (key, value) in &self.qualifiers {
@@ -367,11 +384,21 @@ fn encode(value: &str, set: &'static AsciiSet) -> String {
 
 /// Subpath segments, each encoded; empty, `.` and `..` segments are not part of it.
 fn encode_path(path: &str) -> String {
-    path.split('/')
-        .filter(|s| !matches!(*s, "" | "." | ".."))
+    path_segments(path)
         .map(|s| encode(s, COMPONENT))
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// A subpath or a `git` repository path as it is written back: without empty, `.` and
+/// `..` segments. Parsing keeps this form, so a canonical string parses to the same purl
+/// (found by the `purl` fuzz target: `pkg:git/host/%2Frepo` kept a leading `/`).
+fn clean_path(path: &str) -> String {
+    path_segments(path).collect::<Vec<_>>().join("/")
+}
+
+fn path_segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !matches!(*s, "" | "." | ".."))
 }
 
 /// ECMA-427: ASCII letters, digits, `.`, `-`, `_`, not starting with a digit.
@@ -470,6 +497,42 @@ mod tests {
         let b = Purl::parse("pkg:npm/@babel/core@7.0.0").unwrap();
         assert_eq!(a.without_version(), "pkg:npm/%40babel/core");
         assert_eq!(a.without_version(), b.without_version());
+    }
+
+    /// Found by the `purl` fuzz target: the version decodes to `…=https://…/`, whose `/`
+    /// was written as is, and the canonical string did not parse.
+    #[test]
+    fn a_slash_in_the_version_is_encoded_so_the_canonical_string_parses_back() {
+        let input = "pkg:bazel/rules_java@7.82Fbcr.bazel.build=https:%2F%2Fbcr.bazel.build%2F";
+        let purl = Purl::parse(input).unwrap();
+        assert_eq!(purl.version(), Some("7.82Fbcr.bazel.build=https://bcr.bazel.build/"));
+        assert_eq!(
+            purl.as_str(),
+            "pkg:bazel/rules_java@7.82Fbcr.bazel.build%3Dhttps:%2F%2Fbcr.bazel.build%2F"
+        );
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+    }
+
+    /// Found by the `purl` fuzz target: `./` left an empty namespace, written as `//`,
+    /// which read back as no namespace.
+    #[test]
+    fn an_empty_namespace_is_no_namespace() {
+        let purl = Purl::parse("pkg:rpm/./forgejo6a@#options/locale_readme.md").unwrap();
+        assert_eq!(purl.namespace(), None);
+        assert_eq!(purl.as_str(), "pkg:rpm/forgejo6a@#options/locale_readme.md");
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+    }
+
+    /// Found by the `purl` fuzz target: an encoded `/` left the repository path a leading
+    /// `/` that the canonical string does not write.
+    #[test]
+    fn git_repository_paths_and_subpaths_keep_no_empty_segments() {
+        let purl = Purl::parse("pkg:git/example.com/%2Frepo#a/./b//").unwrap();
+        assert_eq!(purl.namespace(), Some("example.com"));
+        assert_eq!(purl.name(), "repo");
+        assert_eq!(purl.subpath(), Some("a/b"));
+        assert_eq!(purl.as_str(), "pkg:git/example.com/repo#a/b");
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
     }
 
     #[test]
