@@ -94,7 +94,7 @@ impl Purl {
     /// Parses a purl string; the error's pointer is `""` (the string as a whole), to be
     /// rebased by the caller onto where the string sits in its document.
     pub fn parse(input: &str) -> Result<Self, InputError> {
-        let (parsed, ty) = match PackageUrl::from_str(input) {
+        let (mut parsed, ty) = match PackageUrl::from_str(input) {
             Ok(p) => {
                 let ty = p.ty().to_owned();
                 (p, ty)
@@ -113,6 +113,13 @@ impl Purl {
             }
             Err(e) => return Err(invalid(e)),
         };
+        // The crate reads a namespace of only empty, `.` or `..` segments (`pkg:swift/./A`)
+        // as present and empty: it is none, and the type's rules must hold without it
+        // (found by the `purl` fuzz target).
+        if parsed.namespace() == Some("") {
+            parsed.without_namespace();
+            parsed.validate().map_err(invalid)?;
+        }
         let mut namespace = parsed.namespace().map(str::to_owned);
         let mut name = parsed.name().to_owned();
         match ty.as_str() {
@@ -521,6 +528,10 @@ mod tests {
         assert_eq!(purl.namespace(), None);
         assert_eq!(purl.as_str(), "pkg:rpm/forgejo6a@#options/locale_readme.md");
         assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+        assert_eq!(
+            Purl::parse("pkg:swift/./A").unwrap_err().message,
+            "invalid package URL: namespace required for type \"swift\""
+        );
     }
 
     /// Found by the `purl` fuzz target: an encoded `/` left the repository path a leading
