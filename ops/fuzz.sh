@@ -12,7 +12,8 @@ Runs each fuzz target of fuzz/fuzz_targets/ (all of them by default) for N execu
 fuzz/corpus/<target>/ (new inputs are added there), then prints per target the
 executions, executions per second, coverage (cov, ft), corpus files and peak memory from
 libFuzzer's final statistics. A crash, timeout (10 s) or memory blow-up (2 GiB) stops
-the run with the input under fuzz/artifacts/<target>/.
+that target's run with the input under fuzz/artifacts/<target>/ (the other targets
+still run; the script then exits 1).
 
   --target NAME   fuzz only NAME (repeatable)
   --runs N        executions per target (default 10000000)
@@ -72,18 +73,24 @@ if $seed; then
 fi
 
 cd fuzz
+# Built once, then each binary is run as `cargo fuzz run` would run it (which would
+# rebuild before every target).
 nice -n 15 cargo +nightly fuzz build "${build[@]}"
+bin="$target_dir/fuzz/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 printf '%-16s %12s %9s %7s %8s %7s %8s\n' target executions exec/s cov ft files rss_mb
+failed=()
 for t in "${targets[@]}"; do
-  args=(-runs="$runs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
+  mkdir -p "corpus/$t" "artifacts/$t"
+  args=(-runs="$runs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+    -artifact_prefix="artifacts/$t/")
   [[ -n "$seconds" ]] && args+=(-max_total_time="$seconds")
   dict="$(dict_of "$t")"
   [[ -n "$dict" ]] && args+=(-dict="../$dict")
-  if ! nice -n 15 cargo +nightly fuzz run "${build[@]}" -j 1 "$t" -- "${args[@]}" \
-      > "$logs/$t.log" 2>&1; then
+  if ! nice -n 15 "$bin/$t" "${args[@]}" "corpus/$t" > "$logs/$t.log" 2>&1; then
     echo "$t: FAILED, see $logs/$t.log and fuzz/artifacts/$t/" >&2
-    tail -40 "$logs/$t.log" >&2
-    exit 1
+    grep -A3 -m1 'panicked at\|ERROR: libFuzzer' "$logs/$t.log" >&2 || tail -20 "$logs/$t.log" >&2
+    failed+=("$t")
+    continue
   fi
   last="$(grep -E '^#[0-9]+' "$logs/$t.log" | tail -1)"
   stat() { grep -E "^stat::$1:" "$logs/$t.log" | awk '{print $2}'; }
@@ -99,4 +106,9 @@ if $cmin; then
       > "$logs/$t.cmin.log" 2>&1
     echo "$t: corpus minimised to $(ls "corpus/$t" | wc -l) files ($(du -sh "corpus/$t" | cut -f1))"
   done
+fi
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+  echo "failed: ${failed[*]}" >&2
+  exit 1
 fi

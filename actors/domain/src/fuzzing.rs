@@ -29,8 +29,11 @@ use crate::version::Version;
 use crate::vex::{VexFormat, VexStatement};
 use crate::{canonical, sbom, vex, Ecosystem, Purl};
 
+/// A property over one input: returns when it holds, panics when it does not.
+pub type Check = fn(&[u8]);
+
 /// Every target of this module, by its fuzz target name, and its check.
-pub const TARGETS: [(&str, fn(&[u8])); 12] = [
+pub const TARGETS: [(&str, Check); 12] = [
     ("sbom", sbom),
     ("purl", purl),
     ("osv_record", osv_record),
