@@ -20,7 +20,8 @@ still run; the script then exits 1).
   --seconds S     stop each target after S seconds instead, whatever --runs says
   --seed          first (re)write the seed corpus from ../shared/data (fuzz/seed.py)
                   and the signed seeds (stella-domain's write_signed_seeds test)
-  --cmin          afterwards minimise each target's corpus (cargo fuzz cmin)
+  --cmin          afterwards minimise each target's corpus (as cargo fuzz cmin does);
+                  with --runs 0 it only minimises
   --list          list the targets and exit
 
 Needs the nightly toolchain and cargo-fuzz (cargo install cargo-fuzz --locked). The
@@ -79,7 +80,8 @@ nice -n 15 cargo +nightly fuzz build "${build[@]}"
 bin="$target_dir/fuzz/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 printf '%-16s %12s %9s %7s %8s %7s %8s\n' target executions exec/s cov ft files rss_mb
 failed=()
-for t in "${targets[@]}"; do
+[[ "$runs" == 0 ]] && targets_to_fuzz=() || targets_to_fuzz=("${targets[@]}")
+for t in "${targets_to_fuzz[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
   args=(-runs="$runs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
     -artifact_prefix="artifacts/$t/")
@@ -101,9 +103,12 @@ for t in "${targets[@]}"; do
 done
 
 if $cmin; then
+  # What `cargo fuzz cmin` does: merge into an empty folder, which replaces the corpus.
   for t in "${targets[@]}"; do
-    nice -n 15 cargo +nightly fuzz cmin "${build[@]}" "$t" -- -rss_limit_mb=2048 -timeout=10 \
+    rm -rf "corpus/$t.min" && mkdir "corpus/$t.min"
+    nice -n 15 "$bin/$t" -merge=1 -rss_limit_mb=2048 -timeout=10 "corpus/$t.min" "corpus/$t" \
       > "$logs/$t.cmin.log" 2>&1
+    rm -rf "corpus/$t" && mv "corpus/$t.min" "corpus/$t"
     echo "$t: corpus minimised to $(ls "corpus/$t" | wc -l) files ($(du -sh "corpus/$t" | cut -f1))"
   done
 fi

@@ -460,7 +460,10 @@ pub fn fuzz_check(data: &[u8]) {
     let next = schedule
         .next_after(now)
         .unwrap_or_else(|| panic!("{expr:?} in {tz:?} parsed but is never due"));
-    assert!(next > now, "{expr:?}: next due time {next} is not after {now}");
+    assert!(
+        next > now,
+        "{expr:?}: next due time {next} is not after {now}"
+    );
     if let Some(later) = schedule.next_after(next) {
         assert!(later > next, "{expr:?}: {later} is not after {next}");
     }

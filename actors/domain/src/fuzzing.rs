@@ -122,7 +122,10 @@ fn vex_as(data: &[u8], format: Option<VexFormat>) {
     let stored = serde_json::to_value(&statements).expect("statements serialize");
     let read: Vec<VexStatement> =
         serde_json::from_value(stored).expect("stored statements read back");
-    assert_eq!(read, statements, "statements survive the store's round trip");
+    assert_eq!(
+        read, statements,
+        "statements survive the store's round trip"
+    );
 }
 
 /// A TOML policy, as `PUT /policy` reads the document field.
@@ -242,7 +245,10 @@ pub fn dsse(data: &[u8]) {
         return;
     };
     if let Ok(verified) = dsse::verify(&changed, &trusted) {
-        assert_eq!(verified.payload_type, payload_type, "a changed type verified");
+        assert_eq!(
+            verified.payload_type, payload_type,
+            "a changed type verified"
+        );
         assert_eq!(verified.payload, payload, "a changed payload verified");
     }
 }
@@ -251,7 +257,8 @@ pub fn dsse(data: &[u8]) {
 fn lenient_base64(text: &str) -> Option<Vec<u8>> {
     use base64::alphabet;
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let alphabet = if text.contains(['-', '_']) {
         &alphabet::URL_SAFE
     } else {
@@ -278,7 +285,11 @@ pub fn mirror_bundle(data: &[u8]) {
         data,
         crate::export::mirror::ADVISORIES,
         |line: &AdvisoryLine| (line.source.clone(), line.id.clone()),
-        |line, _| parse_record(line.record.as_bytes()).map(drop).map_err(|e| e.to_string()),
+        |line, _| {
+            parse_record(line.record.as_bytes())
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
     );
     let _ = read_lines(
         data,

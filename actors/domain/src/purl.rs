@@ -113,13 +113,6 @@ impl Purl {
             }
             Err(e) => return Err(invalid(e)),
         };
-        // The crate reads a namespace of only empty, `.` or `..` segments (`pkg:swift/./A`)
-        // as present and empty: it is none, and the type's rules must hold without it
-        // (found by the `purl` fuzz target).
-        if parsed.namespace() == Some("") {
-            parsed.without_namespace();
-            parsed.validate().map_err(invalid)?;
-        }
         let mut namespace = parsed.namespace().map(str::to_owned);
         let mut name = parsed.name().to_owned();
         match ty.as_str() {
@@ -151,12 +144,17 @@ impl Purl {
                 "invalid package URL: a name is required",
             ));
         }
-        // Empty namespace segments (`pkg:rpm//name`, or what is left of `./`) are not
-        // written back, so they are not kept: a canonical string must parse to itself
-        // (found by the `purl` fuzz target).
+        // Empty, `.` and `..` namespace segments (`pkg:rpm//name`, an encoded `%2E`) are
+        // dropped when the canonical string is read back, so they are not kept: a
+        // canonical string must parse to itself (found by the `purl` fuzz target). A
+        // namespace left empty is none, and the type's rules must hold without it.
         let namespace = namespace
-            .map(|ns| ns.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/"))
+            .map(|ns| clean_path(&ns))
             .filter(|ns| !ns.is_empty());
+        if namespace.is_none() && parsed.namespace().is_some() {
+            parsed.without_namespace();
+            parsed.validate().map_err(invalid)?;
+        }
         let qualifiers = parsed
             .qualifiers()
             .iter()
@@ -512,7 +510,10 @@ mod tests {
     fn a_slash_in_the_version_is_encoded_so_the_canonical_string_parses_back() {
         let input = "pkg:bazel/rules_java@7.82Fbcr.bazel.build=https:%2F%2Fbcr.bazel.build%2F";
         let purl = Purl::parse(input).unwrap();
-        assert_eq!(purl.version(), Some("7.82Fbcr.bazel.build=https://bcr.bazel.build/"));
+        assert_eq!(
+            purl.version(),
+            Some("7.82Fbcr.bazel.build=https://bcr.bazel.build/")
+        );
         assert_eq!(
             purl.as_str(),
             "pkg:bazel/rules_java@7.82Fbcr.bazel.build%3Dhttps:%2F%2Fbcr.bazel.build%2F"
@@ -521,12 +522,16 @@ mod tests {
     }
 
     /// Found by the `purl` fuzz target: `./` left an empty namespace, written as `//`,
-    /// which read back as no namespace.
+    /// which read back as no namespace; an encoded `.` segment was written as `.`, which
+    /// reads back as nothing.
     #[test]
     fn an_empty_namespace_is_no_namespace() {
         let purl = Purl::parse("pkg:rpm/./forgejo6a@#options/locale_readme.md").unwrap();
         assert_eq!(purl.namespace(), None);
         assert_eq!(purl.as_str(), "pkg:rpm/forgejo6a@#options/locale_readme.md");
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+        let purl = Purl::parse("pkg:ngolangpm/%40/%2e/a").unwrap();
+        assert_eq!(purl.as_str(), "pkg:ngolangpm/%40/a");
         assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
         assert_eq!(
             Purl::parse("pkg:swift/./A").unwrap_err().message,

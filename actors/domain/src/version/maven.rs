@@ -366,7 +366,10 @@ mod tests {
         assert_eq!(v(&deepest).cmp(&v(&other)), Ordering::Less);
         assert!(started.elapsed() < std::time::Duration::from_millis(200));
         let err = MavenVersion::parse(&format!("{deepest}1")).unwrap_err();
-        assert!(err.to_string().contains("nests more than 64 lists"), "{err}");
+        assert!(
+            err.to_string().contains("nests more than 64 lists"),
+            "{err}"
+        );
         assert!(MavenVersion::parse(&"1+".repeat(100_000)).is_err());
         assert_eq!(v("1-alpha2snapshot"), v("1-alpha-2-snapshot"));
     }
