@@ -440,6 +440,35 @@ impl CronSchedule {
     }
 }
 
+/// The cron fuzz target's property (`fuzz/fuzz_targets/cron.rs`, which includes this
+/// file; replayed by `tests/fuzz_corpus.rs`): the input's first line as an expression,
+/// the second as a timezone (`UTC` without one), read as `POST /schedules` reads them. A
+/// schedule that parses has a next due time after `now`, and one after that.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (expr, tz) = text.split_once('\n').unwrap_or((text, "UTC"));
+    let now = Utc
+        .with_ymd_and_hms(2026, 3, 29, 0, 30, 0)
+        .single()
+        .expect("a date");
+    let Ok(schedule) = CronSchedule::parse(expr, tz, now) else {
+        return;
+    };
+    let next = schedule
+        .next_after(now)
+        .unwrap_or_else(|| panic!("{expr:?} in {tz:?} parsed but is never due"));
+    assert!(
+        next > now,
+        "{expr:?}: next due time {next} is not after {now}"
+    );
+    if let Some(later) = schedule.next_after(next) {
+        assert!(later > next, "{expr:?}: {later} is not after {next}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@
 //! - [`dsse`]: DSSE envelopes signed and verified with Ed25519, and the key file formats;
 //! - [`ecosystem`]: the package ecosystems Stella matches in, and their name rules;
 //! - [`error`]: [`InputError`], a rejected document with the JSON pointer of the fault;
+//! - `fuzzing` (feature `fuzzing`): the properties the fuzz targets and the corpus replay
+//!   test check;
 //! - [`export`]: the export formats as streaming writers: CSV (RFC 4180), SARIF 2.1.0 for
 //!   GitHub code scanning, `export.json` and `provenance.json`, reproducible `tar.zst`;
 //! - [`image`]: container images (docker-archive, OCI archive, OCI layout directory) read
@@ -36,6 +38,8 @@ pub mod dsse;
 pub mod ecosystem;
 pub mod error;
 pub mod export;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod image;
 pub mod intoto;
 pub mod lattice;

@@ -64,6 +64,11 @@ const COMPONENT: &AsciiSet = &CONTROLS
 /// A namespace segment or the name: `/` separates segments, so it is encoded inside one.
 const SEGMENT: &AsciiSet = &COMPONENT.add(b'/');
 
+/// A version: the `packageurl` parser reads an `@` followed by a `/` as part of the
+/// namespace (an npm scope), so a `/` in a version is encoded, or the canonical string
+/// would not parse back (found by the `purl` fuzz target).
+const VERSION: &AsciiSet = &COMPONENT.add(b'/');
+
 /// A qualifier value: `&` separates qualifiers and `,` separates list items.
 const QUALIFIER_VALUE: &AsciiSet = &COMPONENT.add(b'/').add(b',').add(b'&');
 
@@ -89,7 +94,7 @@ impl Purl {
     /// Parses a purl string; the error's pointer is `""` (the string as a whole), to be
     /// rebased by the caller onto where the string sits in its document.
     pub fn parse(input: &str) -> Result<Self, InputError> {
-        let (parsed, ty) = match PackageUrl::from_str(input) {
+        let (mut parsed, ty) = match PackageUrl::from_str(input) {
             Ok(p) => {
                 let ty = p.ty().to_owned();
                 (p, ty)
@@ -123,8 +128,8 @@ impl Purl {
             // The namespace is the host, the name the whole repository path on it.
             "git" => {
                 let path = match namespace {
-                    Some(ns) => format!("{ns}/{name}").to_lowercase(),
-                    None => name.to_lowercase(),
+                    Some(ns) => clean_path(&format!("{ns}/{name}")).to_lowercase(),
+                    None => clean_path(&name).to_lowercase(),
                 };
                 (namespace, name) = match path.split_once('/') {
                     Some((host, repo)) => (Some(host.to_owned()), repo.to_owned()),
@@ -132,6 +137,23 @@ impl Purl {
                 };
             }
             _ => {}
+        }
+        if name.is_empty() {
+            return Err(InputError::new(
+                "",
+                "invalid package URL: a name is required",
+            ));
+        }
+        // Empty, `.` and `..` namespace segments (`pkg:rpm//name`, an encoded `%2E`) are
+        // dropped when the canonical string is read back, so they are not kept: a
+        // canonical string must parse to itself (found by the `purl` fuzz target). A
+        // namespace left empty is none, and the type's rules must hold without it.
+        let namespace = namespace
+            .map(|ns| clean_path(&ns))
+            .filter(|ns| !ns.is_empty());
+        if namespace.is_none() && parsed.namespace().is_some() {
+            parsed.without_namespace();
+            parsed.validate().map_err(invalid)?;
         }
         let qualifiers = parsed
             .qualifiers()
@@ -145,7 +167,7 @@ impl Purl {
             name,
             version: parsed.version().map(str::to_owned),
             qualifiers,
-            subpath: parsed.subpath().map(str::to_owned),
+            subpath: parsed.subpath().map(clean_path).filter(|sp| !sp.is_empty()),
         };
         purl.canonical = purl.render(true);
         Ok(purl)
@@ -187,7 +209,7 @@ impl Purl {
         out.push_str(&encode(name, SEGMENT));
         if let Some(v) = version {
             out.push('@');
-            out.push_str(&encode(v, COMPONENT));
+            out.push_str(&encode(v, VERSION));
         }
         let mut first = true;
         for (key, value) in qualifiers {
@@ -306,7 +328,7 @@ impl Purl {
         }
         if let Some(v) = &self.version {
             out.push('@');
-            out.push_str(&encode(v, COMPONENT));
+            out.push_str(&encode(v, VERSION));
         }
         let mut first = true;
         for (key, value) in &self.qualifiers {
@@ -367,11 +389,21 @@ fn encode(value: &str, set: &'static AsciiSet) -> String {
 
 /// Subpath segments, each encoded; empty, `.` and `..` segments are not part of it.
 fn encode_path(path: &str) -> String {
-    path.split('/')
-        .filter(|s| !matches!(*s, "" | "." | ".."))
+    path_segments(path)
         .map(|s| encode(s, COMPONENT))
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// A subpath or a `git` repository path as it is written back: without empty, `.` and
+/// `..` segments. Parsing keeps this form, so a canonical string parses to the same purl
+/// (found by the `purl` fuzz target: `pkg:git/host/%2Frepo` kept a leading `/`).
+fn clean_path(path: &str) -> String {
+    path_segments(path).collect::<Vec<_>>().join("/")
+}
+
+fn path_segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !matches!(*s, "" | "." | ".."))
 }
 
 /// ECMA-427: ASCII letters, digits, `.`, `-`, `_`, not starting with a digit.
@@ -470,6 +502,53 @@ mod tests {
         let b = Purl::parse("pkg:npm/@babel/core@7.0.0").unwrap();
         assert_eq!(a.without_version(), "pkg:npm/%40babel/core");
         assert_eq!(a.without_version(), b.without_version());
+    }
+
+    /// Found by the `purl` fuzz target: the version decodes to `…=https://…/`, whose `/`
+    /// was written as is, and the canonical string did not parse.
+    #[test]
+    fn a_slash_in_the_version_is_encoded_so_the_canonical_string_parses_back() {
+        let input = "pkg:bazel/rules_java@7.82Fbcr.bazel.build=https:%2F%2Fbcr.bazel.build%2F";
+        let purl = Purl::parse(input).unwrap();
+        assert_eq!(
+            purl.version(),
+            Some("7.82Fbcr.bazel.build=https://bcr.bazel.build/")
+        );
+        assert_eq!(
+            purl.as_str(),
+            "pkg:bazel/rules_java@7.82Fbcr.bazel.build%3Dhttps:%2F%2Fbcr.bazel.build%2F"
+        );
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+    }
+
+    /// Found by the `purl` fuzz target: `./` left an empty namespace, written as `//`,
+    /// which read back as no namespace; an encoded `.` segment was written as `.`, which
+    /// reads back as nothing.
+    #[test]
+    fn an_empty_namespace_is_no_namespace() {
+        let purl = Purl::parse("pkg:rpm/./forgejo6a@#options/locale_readme.md").unwrap();
+        assert_eq!(purl.namespace(), None);
+        assert_eq!(purl.as_str(), "pkg:rpm/forgejo6a@#options/locale_readme.md");
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+        let purl = Purl::parse("pkg:ngolangpm/%40/%2e/a").unwrap();
+        assert_eq!(purl.as_str(), "pkg:ngolangpm/%40/a");
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
+        assert_eq!(
+            Purl::parse("pkg:swift/./A").unwrap_err().message,
+            "invalid package URL: namespace required for type \"swift\""
+        );
+    }
+
+    /// Found by the `purl` fuzz target: an encoded `/` left the repository path a leading
+    /// `/` that the canonical string does not write.
+    #[test]
+    fn git_repository_paths_and_subpaths_keep_no_empty_segments() {
+        let purl = Purl::parse("pkg:git/example.com/%2Frepo#a/./b//").unwrap();
+        assert_eq!(purl.namespace(), Some("example.com"));
+        assert_eq!(purl.name(), "repo");
+        assert_eq!(purl.subpath(), Some("a/b"));
+        assert_eq!(purl.as_str(), "pkg:git/example.com/repo#a/b");
+        assert_eq!(Purl::parse(purl.as_str()).unwrap(), purl);
     }
 
     #[test]

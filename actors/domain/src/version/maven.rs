@@ -192,6 +192,14 @@ fn normalize(list: &mut Vec<Item>) {
     }
 }
 
+/// The most lists a version may nest (the outer one, and one per `-` and per digit/letter
+/// change).
+/// Real versions nest a few (`1-alpha2snapshot`: 3); ordering walks the nesting
+/// recursively and more than linearly, so a hostile SBOM's `1a1a1a…` would take seconds
+/// per comparison, and overflow the stack at some thousands (found by the `version` fuzz
+/// target).
+const MAX_NESTING: usize = 64;
+
 /// A Maven version.
 #[derive(Debug, Clone)]
 pub struct MavenVersion {
@@ -255,6 +263,13 @@ impl MavenVersion {
                 }
                 is_digit = false;
             }
+        }
+        if chain.len() > MAX_NESTING {
+            return Err(VersionError::invalid(
+                "Maven",
+                version,
+                format!("nests more than {MAX_NESTING} lists (a `-` or a digit/letter change opens one)"),
+            ));
         }
         if chars.len() > start {
             let last = chain.len() - 1;
@@ -338,6 +353,25 @@ mod tests {
 
     fn v(s: &str) -> MavenVersion {
         MavenVersion::parse(s).unwrap()
+    }
+
+    /// Found by the `version` fuzz target: each `1+` pair nests a list, a thousand took
+    /// a second to compare and some thousands overflowed the stack.
+    #[test]
+    fn deeply_nested_versions_are_refused_and_the_deepest_allowed_compares_at_once() {
+        // 64 characters, each after the first a digit/letter change: 64 lists.
+        let deepest = "1a".repeat(MAX_NESTING / 2);
+        let other = format!("{}1b", "1a".repeat(MAX_NESTING / 2 - 1));
+        let started = std::time::Instant::now();
+        assert_eq!(v(&deepest).cmp(&v(&other)), Ordering::Less);
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+        let err = MavenVersion::parse(&format!("{deepest}1")).unwrap_err();
+        assert!(
+            err.to_string().contains("nests more than 64 lists"),
+            "{err}"
+        );
+        assert!(MavenVersion::parse(&"1+".repeat(100_000)).is_err());
+        assert_eq!(v("1-alpha2snapshot"), v("1-alpha-2-snapshot"));
     }
 
     #[test]
