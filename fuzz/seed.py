@@ -4,7 +4,7 @@
 Run once before a first fuzzing run (ops/fuzz.sh --seed); the committed corpus is what
 `cargo fuzz cmin` kept of these seeds and of what the fuzzers found. Inputs that
 need the checks' own key (dsse, mirror_bundle, webhook) are written by
-`cargo test -p stella-domain --test fuzz_corpus -- --ignored write_signed_seeds`.
+`cargo run -p stella-domain --features fuzzing --example fuzz_signed_seeds`.
 """
 
 import hashlib

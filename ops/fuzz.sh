@@ -19,7 +19,7 @@ still run; the script then exits 1).
   --runs N        executions per target (default 10000000)
   --seconds S     stop each target after S seconds instead, whatever --runs says
   --seed          first (re)write the seed corpus from ../shared/data (fuzz/seed.py)
-                  and the signed seeds (stella-domain's write_signed_seeds test)
+                  and the signed seeds (stella-domain's example fuzz_signed_seeds)
   --cmin          afterwards minimise each target's corpus (as cargo fuzz cmin does);
                   with --runs 0 it only minimises
   --list          list the targets and exit
@@ -70,7 +70,7 @@ dict_of() {
 
 if $seed; then
   python3 fuzz/seed.py
-  nice -n 15 cargo test -p stella-domain --test fuzz_corpus -- --ignored write_signed_seeds
+  nice -n 15 cargo run -q -p stella-domain --features fuzzing --example fuzz_signed_seeds
 fi
 
 cd fuzz

@@ -378,7 +378,7 @@ fn receiver_accepts(
 /// in-toto statement and an export manifest in envelopes; for `webhook`, a body with its
 /// signature; for `mirror_bundle`, a sealed
 /// full mirror (the tar inside its `tar.zst`) and its two members. Written into the corpus
-/// by `tests/fuzz_corpus.rs`' ignored `write_signed_seeds`.
+/// by the example `fuzz_signed_seeds`.
 pub fn signed_seeds() -> Vec<(&'static str, Vec<u8>)> {
     use chrono::TimeZone as _;
     use serde_json::json;

@@ -72,16 +72,3 @@ fn the_corpus_and_the_kept_crashes_pass_every_check() {
         }
     }
 }
-
-/// Writes the signed seeds (`stella_domain::fuzzing::signed_seeds`) into the corpus: run
-/// by `ops/fuzz.sh --seed`.
-#[test]
-#[ignore = "writes into fuzz/corpus"]
-fn write_signed_seeds() {
-    for (target, bytes) in stella_domain::fuzzing::signed_seeds() {
-        let dir = fuzz_dir().join("corpus").join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        let name = stella_domain::canonical::sha256_hex(&bytes);
-        std::fs::write(dir.join(&name[..40]), bytes).unwrap();
-    }
-}
