@@ -63,6 +63,32 @@ impl Cluster {
         }
     }
 
+    /// The last lines of every process's log, for a failure message.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut paths: Vec<_> = std::fs::read_dir(self.dir.path())
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        for path in paths
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!(
+                "\n--- {} (last {} lines)\n",
+                path.display(),
+                tail.len()
+            ));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     fn spawn(&self, args: &[&str], log: &str) -> Proc {
         let file = std::fs::File::create(self.dir.path().join(log)).unwrap();
         Proc(
@@ -790,10 +816,15 @@ async fn notifications_across(fault: Fault) {
             break;
         }
         assert!(n <= SCANS, "more deliveries than events: {text}");
-        assert!(
-            Instant::now() < deadline,
-            "{n} of {SCANS} delivered: {text}"
-        );
+        if Instant::now() >= deadline {
+            let (_, _, all) = served
+                .call(reqwest::Method::GET, "/notify/deliveries?limit=500", None)
+                .await;
+            panic!(
+                "{n} of {SCANS} delivered; all deliveries: {all}\nlogs:{}",
+                served.cluster.logs()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Counted at the receiver: each event under exactly one delivery id, answered 200
