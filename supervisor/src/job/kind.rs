@@ -294,8 +294,11 @@ pub(crate) struct Typed<K>(pub(crate) K);
 
 impl<K: Kind> Typed<K> {
     fn decode(params: &Value) -> Result<K::Params, String> {
-        K::Params::deserialize(params)
-            .map_err(|err| format!("invalid {} parameters: {err}", K::NAME))
+        K::Params::deserialize(params).map_err(Self::invalid)
+    }
+
+    fn invalid(err: serde_json::Error) -> String {
+        format!("invalid {} parameters: {err}", K::NAME)
     }
 }
 
@@ -333,7 +336,7 @@ impl<K: Kind> ErasedKind for Typed<K> {
             )));
         };
         let params = serde_json::from_str::<K::Params>(params)
-            .map_err(|err| StepError::abort(format!("invalid {} parameters: {err}", K::NAME)))?;
+            .map_err(|err| StepError::abort(Self::invalid(err)))?;
         match self.0.run(current, &params, ctx).await? {
             StepOutcome::Done(result) => Ok(Outcome::Done(result)),
             // The next step's message is deduplicated by `{job}:{step}`: a step naming

@@ -55,8 +55,7 @@ async fn until_cancelled(jobs: &stella_store::repo::Jobs<'_>, id: &JobId, attemp
     loop {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(CANCEL_MAX_CHECK);
-        // Boxed: the read is the rare moment; the sleep is what every step holds.
-        match Box::pin(jobs.get_grouped(id)).await {
+        match jobs.get_grouped(id).await {
             Ok(job) if job.state == JobState::Running && job.attempts == attempts => {}
             Ok(_) | Err(StoreError::NotFound(_)) => return,
             // A store hiccup is no reason to stop a step: look again next time.
