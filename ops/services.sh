@@ -985,6 +985,17 @@ ensure_image_tools() {
 
 export_line() { printf 'export %s=%q\n' "$1" "$2"; }
 
+# The PostgreSQL server binaries (initdb, pg_ctl): the newest version installed.
+pg_bindir() {
+	local ver
+	ver="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n1)"
+	if [[ -n $ver && -x /usr/lib/postgresql/$ver/bin/initdb ]]; then
+		printf '%s' "/usr/lib/postgresql/$ver/bin"
+	elif command -v initdb >/dev/null 2>&1; then
+		dirname "$(command -v initdb)"
+	fi
+}
+
 write_env_file() {
 	{
 		export_line STELLA_TEST_SERVICES 1
@@ -1006,6 +1017,10 @@ write_env_file() {
 		export_line STELLA_TEST_SMTP_CA_FILE "$SMTP_TLS_DIR/ca.pem"
 		# The server binary itself, for tests that start and restart a Valkey of their own.
 		export_line STELLA_TEST_VALKEY_SERVER "$VALKEY_BIN"
+		# The chaos run (tests/chaos) starts, stops and restarts a Garage and a PostgreSQL
+		# of its own: their binaries.
+		export_line STELLA_TEST_GARAGE_BIN "$GARAGE"
+		export_line STELLA_TEST_PG_BINDIR "$(pg_bindir)"
 		# Checkers the API tests run against a live server.
 		export_line STELLA_TEST_PROMTOOL "$PROMTOOL_BIN"
 		export_line STELLA_TEST_SCHEMATHESIS "$SCHEMATHESIS_BIN"

@@ -383,10 +383,23 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let mut server = actix_web::rt::spawn(self.server);
+        let lost = self.runtime.as_ref().map(Runtime::lost);
+        let lost = async move {
+            match lost {
+                Some(lost) => lost.await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut lost_reason = None;
         let result = tokio::select! {
             result = &mut server => result,
             () = shutdown_signal() => {
                 tracing::info!("shutdown signal received; stopping");
+                let (_, result) = tokio::join!(handle.stop(true), &mut server);
+                result
+            }
+            reason = lost => {
+                lost_reason = Some(reason);
                 let (_, result) = tokio::join!(handle.stop(true), &mut server);
                 result
             }
@@ -395,10 +408,21 @@ impl Application {
             scheduler.stop().await;
         }
         if let Some(runtime) = self.runtime {
-            runtime.shutdown(self.shutdown_timeout).await;
+            // A runtime that lost its deliveries has nothing more to finish.
+            let deadline = if lost_reason.is_some() {
+                Duration::ZERO
+            } else {
+                self.shutdown_timeout
+            };
+            runtime.shutdown(deadline).await;
         }
         // Bounded: a wedged pool must not hold the process past its stop deadline.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.context.store.close()).await;
+        if let Some(reason) = lost_reason {
+            return Err(std::io::Error::other(format!(
+                "the runtime stopped acting: {reason}; start stella again"
+            )));
+        }
         result.unwrap_or_else(|err| Err(std::io::Error::other(err)))
     }
 }
@@ -421,6 +445,7 @@ async fn connect_mailbox(
 ) -> Result<Arc<dyn Mailbox>, StartupError> {
     let config = MailboxConfig {
         max_deliveries: settings.runtime.max_deliveries,
+        lease: Duration::from_secs(settings.runtime.lease_secs),
         ..MailboxConfig::default()
     };
     Ok(match settings.mailbox_backend() {

@@ -206,6 +206,7 @@ pub const KEYS: &[KeyDef] = &[
         "STELLA_RUNTIME_SHUTDOWN_TIMEOUT_SECS",
         Int
     ),
+    key!("runtime.lease_secs", "STELLA_RUNTIME_LEASE_SECS", Int),
     key!("runtime.consumer_name", "STELLA_RUNTIME_CONSUMER_NAME", Str),
     key!("runtime.in_serve", "STELLA_RUNTIME_IN_SERVE", Bool),
     key!("scheduler.enabled", "STELLA_SCHEDULER_ENABLED", Bool),

@@ -36,6 +36,10 @@ pub struct RuntimeSettings {
     /// Seconds in-flight jobs get to finish on shutdown; the rest is left to other
     /// processes.
     pub shutdown_timeout_secs: u64,
+    /// How long the consumer-name lease lasts without renewal (renewed every 5 s). A
+    /// process whose held deliveries' heartbeat has failed this long (a partition, a
+    /// stalled link) stops acting and exits: others have taken its deliveries over.
+    pub lease_secs: u64,
     /// This process's consumer name; generated (`<host>-<pid>-<random>`) when unset. A
     /// stable name lets a restarted process drain its own unacknowledged entries first;
     /// a name held by a live process is refused.
@@ -66,6 +70,7 @@ impl Default for RuntimeSettings {
             quarantine_secs: 300,
             poll_interval_ms: 20,
             shutdown_timeout_secs: 5,
+            lease_secs: 30,
             consumer_name: None,
             in_serve: true,
         }

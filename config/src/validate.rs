@@ -174,6 +174,13 @@ pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             return Err(invalid(key, "must be at least 1".into()));
         }
     }
+    if r.lease_secs < 6 {
+        // Renewed every 5 s: a shorter lease would lapse between two renewals.
+        return Err(invalid(
+            "runtime.lease_secs",
+            "must be at least 6 (the lease is renewed every 5 s)".into(),
+        ));
+    }
     let sch = &s.scheduler;
     for (key, value) in [
         ("scheduler.lease_ttl_secs", sch.lease_ttl_secs),

@@ -184,14 +184,22 @@ async fn worker(loaded: &Loaded, roles: &[String]) -> anyhow::Result<()> {
         .await
         .map_err(|err| explain(loaded, err))?;
     tracing::info!("stella worker is running");
-    crate::shutdown_signal().await;
-    tracing::info!("shutdown signal received; stopping");
-    runtime
-        .shutdown(std::time::Duration::from_secs(
-            loaded.settings.runtime.shutdown_timeout_secs,
-        ))
-        .await;
-    services.store.close().await;
+    let lost = tokio::select! {
+        () = crate::shutdown_signal() => None,
+        reason = runtime.lost() => Some(reason),
+    };
+    let deadline = if lost.is_some() {
+        // Its deliveries belong to other processes now: nothing more to finish.
+        std::time::Duration::ZERO
+    } else {
+        tracing::info!("shutdown signal received; stopping");
+        std::time::Duration::from_secs(loaded.settings.runtime.shutdown_timeout_secs)
+    };
+    runtime.shutdown(deadline).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), services.store.close()).await;
+    if let Some(reason) = lost {
+        anyhow::bail!("the worker stopped acting: {reason}; start it again");
+    }
     tracing::info!("stella worker stopped");
     Ok(())
 }

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use stella_config::RuntimeSettings;
@@ -18,8 +18,11 @@ pub(crate) struct Shared {
     pub(crate) consumer: ConsumerName,
     /// One permit per delivery this process may hold at once (`runtime.concurrency`).
     pub(crate) capacity: Arc<Semaphore>,
-    /// Every delivery held (running or queued), kept alive by heartbeats.
-    held: Mutex<HashMap<(Role, String), Receipt>>,
+    /// Every delivery held (running or queued), kept alive by heartbeats. Keyed by the
+    /// whole receipt: entry ids are per tenant stream, so two tenants' entries can share
+    /// one (a key of role and id alone let one hide the other from the heartbeat, and
+    /// the hidden one, going idle, was taken over while it ran).
+    held: Mutex<HashSet<(Role, Receipt)>>,
 }
 
 impl Shared {
@@ -37,18 +40,14 @@ impl Shared {
             metrics,
             consumer,
             capacity,
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashSet::new()),
         }
     }
 
     pub(crate) fn hold<'a>(&self, deliveries: impl IntoIterator<Item = &'a Delivery>) {
         if let Ok(mut held) = self.held.lock() {
             for delivery in deliveries {
-                let receipt = &delivery.receipt;
-                held.insert(
-                    (delivery.envelope.role.clone(), receipt.id().to_owned()),
-                    receipt.clone(),
-                );
+                held.insert((delivery.envelope.role.clone(), delivery.receipt.clone()));
             }
             self.metrics
                 .in_flight
@@ -58,7 +57,7 @@ impl Shared {
 
     pub(crate) fn release(&self, role: &Role, receipt: &Receipt) {
         if let Ok(mut held) = self.held.lock() {
-            held.remove(&(role.clone(), receipt.id().to_owned()));
+            held.remove(&(role.clone(), receipt.clone()));
             self.metrics
                 .in_flight
                 .set(i64::try_from(held.len()).unwrap_or(i64::MAX));
@@ -69,7 +68,7 @@ impl Shared {
     pub(crate) fn held_by_role(&self) -> HashMap<Role, Vec<Receipt>> {
         let mut out: HashMap<Role, Vec<Receipt>> = HashMap::new();
         if let Ok(held) = self.held.lock() {
-            for ((role, _), receipt) in held.iter() {
+            for (role, receipt) in held.iter() {
                 out.entry(role.clone()).or_default().push(receipt.clone());
             }
         }

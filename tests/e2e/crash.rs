@@ -425,6 +425,118 @@ async fn a_valkey_restart_mid_run_loses_no_job_and_repeats_no_effect() {
     db.finish().await;
 }
 
+/// A worker whose Valkey stops answering (SIGSTOP: a stalled link, packets unanswered)
+/// for longer than its consumer lease stops acting and exits with an error, leaving its
+/// deliveries to others; once Valkey answers again, another worker finishes every job,
+/// each effect exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cut_off_longer_than_its_lease_stops_acting_and_exits() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Ok(binary) = std::env::var("STELLA_TEST_VALKEY_SERVER") else {
+        panic!("STELLA_TEST_VALKEY_SERVER must be set with the other services");
+    };
+    let valkey_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let valkey = start_valkey(&binary, valkey_dir.path(), port);
+    let mut cluster = cluster(&db.url, &format!("redis://127.0.0.1:{port}"), "stella");
+    cluster
+        .env
+        .push(("STELLA_RUNTIME_LEASE_SECS".into(), "6".into()));
+    let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
+    cluster.wait_started("worker-a.log");
+    let log = std::fs::File::create(cluster.dir.path().join("diag.log")).unwrap();
+    let count = 200;
+    let diag = cluster
+        .command(&[
+            "diag",
+            "noop",
+            "--count",
+            &count.to_string(),
+            "--tenants",
+            "4",
+            // Long enough that worker A still runs them when its lease is gone (a
+            // delivery whose step ended is released even if its acknowledgement
+            // failed, so a worker that holds nothing has nothing to give up).
+            "--sleep-ms",
+            "20000",
+            "--timeout-secs",
+            "300",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Some jobs have run, so the worker holds deliveries.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut conn = AnyConnection::connect(&db.url).await.unwrap();
+        let (runs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM noop_executions")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if runs > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no job started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = valkey.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stalled = Instant::now();
+    // The lease is 6 s: the worker gives up after that, well before 30 s.
+    let status = loop {
+        if let Some(status) = worker_a.0.try_wait().unwrap() {
+            break status;
+        }
+        if stalled.elapsed() > Duration::from_secs(30) {
+            let _ = Command::new("kill").args(["-CONT", &pid]).status();
+            panic!("worker A still runs 30 s into the stall:{}", cluster.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let gave_up_after = stalled.elapsed();
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let text = std::fs::read_to_string(cluster.dir.path().join("worker-a.log")).unwrap();
+    assert!(!status.success(), "worker A exited with {status}: {text}");
+    assert!(
+        text.contains("the worker stopped acting") && text.contains("runtime.lease_secs"),
+        "worker A said why: {text}"
+    );
+    assert!(
+        gave_up_after >= Duration::from_secs(6),
+        "worker A gave up after {gave_up_after:?}, before its 6 s lease was gone"
+    );
+    // Another worker takes the abandoned deliveries over and finishes everything once.
+    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
+    let report = finish_diag(diag, &cluster);
+    assert!(
+        report["completed"] == count && report["dead_lettered"] == 0,
+        "{report}:{}",
+        cluster.logs()
+    );
+    assert_exactly_once(&report, count);
+    // Each job ran at most twice: by A, then once by B. B's heartbeat keeps every
+    // delivery it holds alive, even when two tenants' entries share a stream id (they
+    // did, and one hid the other: B took its own running entries over again and again).
+    assert!(
+        report["executions"].as_u64().unwrap() <= 2 * count,
+        "a held delivery was taken over while it ran: {report}:{}",
+        cluster.logs()
+    );
+    println!("worker A stopped acting {gave_up_after:?} into the stall: {report}");
+    db.finish().await;
+}
+
 /// Exports under SIGKILL (PostgreSQL + Valkey + S3): an API-only `serve` and two workers;
 /// a calm run of a SARIF profile distributed to the object store gives the reference
 /// files; then forty runs of the same revision as of the same time, and worker A is

@@ -186,34 +186,92 @@ pub(super) async fn janitor(
 
 /// Keeps held entries from being taken over and the consumer name leased. Losing the
 /// lease (another process took the name) stops this runtime from taking work.
+///
+/// A heartbeat that keeps failing (an error, or no answer within a third of `min_idle`,
+/// 1 to 5 s) for longer than the consumer lease (`runtime.lease_secs`) while deliveries are held
+/// means the lease is gone and other processes have taken the deliveries over (they
+/// may after `min_idle`): a network partition, a stalled link. The runtime stops
+/// acting: it touches nothing more (a late touch would claim the entries back), takes
+/// no work, and reports itself lost, so the process exits and its supervisor starts a
+/// fresh one. A Valkey restart of a few seconds does not come near the lease.
 pub(super) async fn heartbeat(
     shared: Arc<Shared>,
     instance: String,
     stop_all: watch::Sender<bool>,
+    lost: watch::Sender<Option<String>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let min_idle = Duration::from_millis(shared.settings.min_idle_ms);
+    let lease_ttl = Duration::from_secs(shared.settings.lease_secs);
+    // Long enough for a slow but live Valkey, short enough to notice a dead link.
+    let answer_within = (min_idle / 3).clamp(Duration::from_secs(1), Duration::from_secs(5));
     let mut touch = tokio::time::interval((min_idle / 3).max(Duration::from_millis(5)));
     let mut lease = tokio::time::interval(Duration::from_secs(5));
+    // Since when every heartbeat has failed (none when the last one went through).
+    let mut failing_since: Option<std::time::Instant> = None;
+    let give_up = |reason: String| {
+        tracing::error!(reason = %reason, "stopping this runtime: it no longer owns its deliveries");
+        let _ = lost.send(Some(reason));
+        let _ = stop_all.send(true);
+    };
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = touch.tick() => {
-                for (role, receipts) in shared.held_by_role() {
-                    if let Err(err) = shared.mailbox.touch(&role, &shared.consumer, &receipts, Utc::now()).await {
-                        tracing::warn!(role = %role, error = %err, "heartbeat failed");
+                let held = shared.held_by_role();
+                if held.values().all(Vec::is_empty) {
+                    failing_since = None;
+                    continue;
+                }
+                if let Some(since) = failing_since.filter(|s| s.elapsed() > lease_ttl) {
+                    give_up(format!(
+                        "the heartbeat of its held deliveries has failed for {} s, longer than \
+                         its consumer lease (runtime.lease_secs = {}): other processes have \
+                         taken them over",
+                        since.elapsed().as_secs(),
+                        lease_ttl.as_secs()
+                    ));
+                    return;
+                }
+                let mut ok = true;
+                for (role, receipts) in held {
+                    let touched = tokio::time::timeout(
+                        answer_within,
+                        shared.mailbox.touch(&role, &shared.consumer, &receipts, Utc::now()),
+                    )
+                    .await;
+                    match touched {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => {
+                            ok = false;
+                            tracing::warn!(role = %role, error = %err, "heartbeat failed");
+                        }
+                        Err(_) => {
+                            ok = false;
+                            tracing::warn!(role = %role, "heartbeat got no answer in {} ms", answer_within.as_millis());
+                        }
                     }
+                }
+                if ok {
+                    failing_since = None;
+                } else {
+                    failing_since.get_or_insert_with(std::time::Instant::now);
                 }
             }
             _ = lease.tick() => {
-                match shared.mailbox.renew(&shared.consumer, &instance).await {
-                    Ok(()) => {}
-                    Err(StoreError::Conflict(reason)) => {
-                        tracing::error!(reason = %reason, "consumer name lost to another process; stopping");
-                        let _ = stop_all.send(true);
+                let renewed = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    shared.mailbox.renew(&shared.consumer, &instance),
+                )
+                .await;
+                match renewed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(StoreError::Conflict(reason))) => {
+                        give_up(format!("consumer name lost to another process: {reason}"));
                         return;
                     }
-                    Err(err) => tracing::warn!(error = %err, "renewing the consumer lease failed"),
+                    Ok(Err(err)) => tracing::warn!(error = %err, "renewing the consumer lease failed"),
+                    Err(_) => tracing::warn!("renewing the consumer lease got no answer in 5 s"),
                 }
             }
         }

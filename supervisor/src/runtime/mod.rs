@@ -47,6 +47,7 @@ pub struct Runtime {
     shared: Arc<Shared>,
     root: Addr<RootSupervisor>,
     stop: watch::Sender<bool>,
+    lost: watch::Receiver<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
     instance: String,
 }
@@ -75,6 +76,7 @@ impl Runtime {
         ));
         let root = RootSupervisor::new(shared.clone()).start();
         let (stop, stop_rx) = watch::channel(false);
+        let (lost, lost_rx) = watch::channel(None);
         let poll = Duration::from_millis(config.settings.poll_interval_ms);
         let mut tasks = Vec::new();
         let wake: Vec<Arc<tokio::sync::Notify>> =
@@ -106,6 +108,7 @@ impl Runtime {
             shared.clone(),
             instance.clone(),
             stop.clone(),
+            lost,
             stop_rx,
         )));
         tracing::info!(consumer = %config.consumer, roles = ?config.roles, "runtime started");
@@ -113,9 +116,28 @@ impl Runtime {
             shared,
             root,
             stop,
+            lost: lost_rx,
             tasks,
             instance,
         })
+    }
+
+    /// Resolves, with the reason, once the runtime has stopped acting on its own: its
+    /// consumer lease is gone (another process took the name, or its heartbeat failed
+    /// for longer than the lease). Its process should exit so that a fresh one starts;
+    /// never resolves while the runtime is healthy.
+    pub fn lost(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            loop {
+                if let Some(reason) = lost.borrow_and_update().clone() {
+                    return reason;
+                }
+                if lost.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
     }
 
     /// The supervision tree as observe snapshots.
@@ -152,13 +174,18 @@ impl Runtime {
         for task in &self.tasks {
             task.abort();
         }
-        if let Err(err) = self
-            .shared
-            .mailbox
-            .unregister(&self.shared.consumer, &self.instance)
-            .await
-        {
-            tracing::warn!(error = %err, "could not release the consumer name");
+        // Bounded: a process cut off from Valkey must still exit; the lease then lapses.
+        let released = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.shared
+                .mailbox
+                .unregister(&self.shared.consumer, &self.instance),
+        )
+        .await;
+        match released {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "could not release the consumer name"),
+            Err(_) => tracing::warn!("releasing the consumer name got no answer in 2 s"),
         }
     }
 }
