@@ -1495,6 +1495,58 @@ mod unwritable {
         store.close().await;
     }
 
+    /// The events stream's `seq` order is its commit order: an append waits while
+    /// another transaction that appends events is open (it holds the event-order lock),
+    /// so a follower reading `seq > cursor` never moves past an event committed late.
+    #[tokio::test]
+    async fn an_event_append_waits_for_an_open_transaction_that_appends_events() {
+        let Some(db) = crate::common::postgres().await else {
+            return;
+        };
+        let mut raw = db.raw().await;
+        sqlx::Executor::execute(&mut raw, "BEGIN").await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(stella_store::repo::EVENT_ORDER_LOCK)
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        // A writer's event: its seq is taken now, its row visible at commit.
+        sqlx::Executor::execute(
+            &mut raw,
+            "INSERT INTO events (tenant_id, kind, dedupe_key, payload, created_at) \
+             VALUES ('', 'test.first', 'test-first', '{}', 0)",
+        )
+        .await
+        .unwrap();
+        let store = db.store.clone();
+        let append = tokio::spawn(async move {
+            let event = stella_store::repo::NewEvent {
+                kind: "test.second".into(),
+                dedupe_key: "test-second".into(),
+                payload: serde_json::json!({}),
+            };
+            store.append_event(None, &event, t0()).await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(
+            !append.is_finished(),
+            "the append did not wait for the open transaction"
+        );
+        sqlx::Executor::execute(&mut raw, "COMMIT").await.unwrap();
+        append.await.unwrap().unwrap();
+        let kinds: Vec<(String,)> =
+            sqlx::query_as("SELECT kind FROM events WHERE kind LIKE 'test.%' ORDER BY seq")
+                .fetch_all(&mut raw)
+                .await
+                .unwrap();
+        assert_eq!(
+            kinds,
+            vec![("test.first".to_owned(),), ("test.second".to_owned(),)],
+            "seq order is commit order"
+        );
+        db.finish().await;
+    }
+
     #[tokio::test]
     async fn a_read_only_postgres_database_is_unavailable_and_fails_the_probe() {
         let Some(db) = crate::common::postgres().await else {

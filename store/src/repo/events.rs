@@ -34,16 +34,14 @@ pub struct NewEvent {
     pub dedupe_key: String,
     pub payload: Value,
 }
-pub(crate) async fn insert_event<'c, E>(
-    executor: E,
+pub(crate) async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
     store: &Store,
     tenant: Option<&TenantId>,
     event: &NewEvent,
     at: i64,
-) -> Result<()>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
+) -> Result<()> {
+    lock_event_order(conn, store).await?;
     sqlx::query(
         "INSERT INTO events (tenant_id, kind, dedupe_key, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING",
@@ -53,11 +51,35 @@ where
     .bind(&event.dedupe_key)
     .bind(json_text(&event.payload))
     .bind(at)
-    .execute(executor)
+    .execute(conn)
     .await
     .map_err(|e| store.err(e, "event"))?;
     Ok(())
 }
+
+/// The advisory lock (PostgreSQL) every transaction takes before it appends to the
+/// events stream.
+pub const EVENT_ORDER_LOCK: i64 = 0x5354_454c_4c41_4556; // "STELLAEV"
+
+/// Makes the events stream's `seq` order its commit order, so that a follower reading
+/// `seq > cursor` never moves its cursor past an event still to commit. On PostgreSQL
+/// the identity value is taken at insert and the row becomes visible at commit: two
+/// writers could commit out of order (an event at 100 committing after one at 101 was
+/// read, and never read at all: the chaos run lost a `scan.completed` notification that
+/// way). Holding one transaction-level advisory lock from just before the insert until
+/// commit orders the writers; it is taken only by transactions that append events. On
+/// SQLite writers are serialized already.
+pub(crate) async fn lock_event_order(conn: &mut sqlx::AnyConnection, store: &Store) -> Result<()> {
+    if store.backend() == crate::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENT_ORDER_LOCK)
+            .execute(conn)
+            .await
+            .map_err(|e| store.err(e, "event order lock"))?;
+    }
+    Ok(())
+}
+
 /// The events a tenant sees: its own and the global ones. Obtained from
 /// [`crate::TenantScope::events`].
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +149,12 @@ impl Store {
         event: &NewEvent,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        insert_event(&self.pool, self, tenant, event, crate::ids::to_millis(at)).await
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| self.err(e, "transaction"))?;
+        insert_event(&mut tx, self, tenant, event, crate::ids::to_millis(at)).await?;
+        tx.commit().await.map_err(|e| self.err(e, "event"))
     }
 }

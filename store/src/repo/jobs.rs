@@ -1195,7 +1195,7 @@ impl Store {
                 }));
             }
         }
-        let rows = sqlx::query(PG_APPLY_CHANGES)
+        let query = sqlx::query(PG_APPLY_CHANGES)
             .bind(Value::Array(rows).to_string())
             .bind(Value::Array(messages).to_string())
             .bind(pg_noop_rows(&effects).to_string())
@@ -1204,10 +1204,32 @@ impl Store {
             .bind(pg_event_rows(&effects).to_string())
             .bind(pg_notify_attempt_rows(&effects).to_string())
             .bind(pg_notify_delivered_rows(&effects).to_string())
-            .bind(pg_rollout_shadow_rows(&effects).to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|err| self.err(err, "jobs"))?;
+            .bind(pg_rollout_shadow_rows(&effects).to_string());
+        let appends_events = effects
+            .iter()
+            .any(|row| matches!(row.effect, Effect::Event(_)));
+        let rows = if appends_events {
+            // The events stream's order is its commit order (see `lock_event_order`):
+            // one transaction, the lock first. Batches without events stay one
+            // statement.
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(|err| self.err(err, "transaction"))?;
+            super::events::lock_event_order(&mut tx, self).await?;
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|err| self.err(err, "jobs"))?;
+            tx.commit().await.map_err(|err| self.err(err, "jobs"))?;
+            rows
+        } else {
+            query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|err| self.err(err, "jobs"))?
+        };
         let mut updated: HashMap<(String, String), Job> = HashMap::new();
         for row in &rows {
             let job = decode(row)?;

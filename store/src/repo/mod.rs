@@ -28,6 +28,7 @@ pub use advisories::{
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use effects::Effect;
 pub(crate) use events::insert_event;
+pub use events::EVENT_ORDER_LOCK;
 pub use events::{EventRecord, Events, NewEvent};
 pub use exceptions::{
     expire_due as expire_due_exceptions, Decision as ExceptionDecision, ExceptionFilter,
