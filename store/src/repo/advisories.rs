@@ -432,7 +432,7 @@ pub(crate) async fn import_in(
                     .collect::<Vec<_>>(),
             }),
         };
-        crate::repo::insert_event(&mut **tx, store, None, &event, at).await?;
+        crate::repo::insert_event(tx, store, None, &event, at).await?;
     }
     Ok(summary)
 }

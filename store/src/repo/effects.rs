@@ -207,7 +207,7 @@ pub(crate) async fn insert_effects(
     }
     for row in rows {
         if let Effect::Event(event) = row.effect {
-            super::insert_event(&mut **tx, store, Some(row.tenant), event, row.at).await?;
+            super::insert_event(tx, store, Some(row.tenant), event, row.at).await?;
         }
     }
     insert_notify_effects(store, tx, rows).await

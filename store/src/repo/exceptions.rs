@@ -238,7 +238,7 @@ impl Exceptions<'_> {
         if let Some(kind) = event {
             let event = exception_event(kind, current);
             insert_event(
-                &mut *tx,
+                &mut tx,
                 self.store,
                 Some(self.tenant),
                 &event,
@@ -343,7 +343,7 @@ pub async fn expire_due(store: &Store, now: DateTime<Utc>, limit: u32) -> Result
         .rows_affected();
         if changed == 1 {
             let event = exception_event("exception.expired", &record);
-            insert_event(&mut *tx, store, Some(&tenant), &event, to_millis(now)).await?;
+            insert_event(&mut tx, store, Some(&tenant), &event, to_millis(now)).await?;
             expired += 1;
         }
         tx.commit().await.map_err(err)?;

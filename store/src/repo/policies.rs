@@ -344,7 +344,7 @@ impl Policies<'_> {
                 payload: serde_json::json!({"version": version, "digest": current.digest}),
             };
             insert_event(
-                &mut *tx,
+                &mut tx,
                 self.store,
                 Some(self.tenant),
                 &event,

@@ -1094,7 +1094,7 @@ impl Rollouts<'_> {
                 "pack": rollout.pack, "pack_version": rollout.version, "rollout": rollout.id.as_str(),
             }),
         };
-        insert_event(&mut **tx, self.store, Some(tenant), &event, at).await
+        insert_event(tx, self.store, Some(tenant), &event, at).await
     }
 
     /// Gives `tenant` back the pack it had before the rollout, unless it already was.
@@ -1150,7 +1150,7 @@ impl Rollouts<'_> {
                 "rollout": rollout.id.as_str(), "rolled_back": true,
             }),
         };
-        insert_event(&mut **tx, self.store, Some(tenant), &event, at).await
+        insert_event(tx, self.store, Some(tenant), &event, at).await
     }
 
     /// Moves the rollout as read (state, wave, phase and generation unchanged since).
@@ -1293,7 +1293,7 @@ async fn wave_started(
             "wave": wave, "name": name, "generation": generation,
         }),
     };
-    insert_event(&mut **tx, store, None, &event, at).await
+    insert_event(tx, store, None, &event, at).await
 }
 
 async fn rollout_event(
@@ -1312,7 +1312,7 @@ async fn rollout_event(
             "wave": rollout.wave, "detail": detail,
         }),
     };
-    insert_event(&mut **tx, store, None, &event, at).await
+    insert_event(tx, store, None, &event, at).await
 }
 
 fn decode_rollout(store: &Store, row: &sqlx::any::AnyRow) -> Result<RolloutRecord> {

@@ -430,7 +430,7 @@ impl Scans<'_> {
         .rows_affected();
         if updated == 1 {
             insert_event(
-                &mut *tx,
+                &mut tx,
                 self.store,
                 Some(self.tenant),
                 event,

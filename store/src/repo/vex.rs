@@ -142,7 +142,7 @@ pub(crate) async fn import_in(
                 "scope": scope,
             }),
         };
-        insert_event(&mut **tx, store, tenant, &event, at).await?;
+        insert_event(tx, store, tenant, &event, at).await?;
     }
     Ok(inserted == 1)
 }
