@@ -14,8 +14,8 @@
 //! a 503 that was retried.
 //!
 //! `STELLA_CHAOS_SEED` picks the fault times (default 1, what CI runs);
-//! `STELLA_CHAOS_SCANS` the scans per tenant (default 3). `ops/chaos.sh` runs the long
-//! form over several seeds. Needs root (namespaces) and `ops/services.sh up`.
+//! `STELLA_CHAOS_ROUNDS` the rounds of load, 30 s apart (default 4). `ops/chaos.sh` runs
+//! the long form over several seeds. Needs root (namespaces) and `ops/services.sh up`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,6 +37,9 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const TENANTS: usize = 20;
 /// The poison jobs: `noop`s that fail every attempt, so they end dead-lettered.
 const POISON: usize = 2;
+/// How long the long `noop` jobs run; worker A alone runs them (worker B does not take
+/// the `diag` role).
+const LONG_JOB_MS: u64 = 10_000;
 /// The kinds the tenants' rule sends on, by e-mail and webhook.
 const KINDS: [&str; 4] = [
     "scan.completed",
@@ -527,9 +530,15 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
                 vec!["worker"],
                 Some(net.namespace(0).to_owned()),
             ),
+            // Every role but `diag`: the long `noop` jobs below run on worker A alone,
+            // so A surely holds deliveries when it is cut off.
             slot(
                 "worker-b",
-                vec!["worker"],
+                vec![
+                    "worker",
+                    "--roles",
+                    "fetcher,analyzer,evaluator,sealer,notifier,exporter",
+                ],
                 Some(net.namespace(1).to_owned()),
             ),
         ]),
@@ -741,6 +750,40 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
     let mut scans: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut attestations: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut exports: Vec<(String, String, String)> = Vec::new(); // (tenant, profile, id)
+                                                                 // Long jobs all along the load, two every 5 s, each running 10 s, so that worker A
+                                                                 // always holds some (a job longer than the gaps between kills would be delivered
+                                                                 // too often and end dead-lettered, as it should).
+    let long_jobs: Arc<Mutex<Vec<(String, String)>>> = Arc::default(); // (tenant, job)
+    let long_stop = Arc::new(AtomicBool::new(false));
+    let long_feeder = {
+        let (api, long_jobs, long_stop) = (api.clone(), long_jobs.clone(), long_stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !long_stop.load(Ordering::Relaxed) {
+                for _ in 0..2 {
+                    let t = tenant(n % TENANTS);
+                    let (_, job) = api
+                        .call(
+                            reqwest::Method::POST,
+                            "/jobs",
+                            Some(&t),
+                            Some(Body::Json(json!({"kind": "noop",
+                                "params": {"sleep_ms": LONG_JOB_MS},
+                                "idempotency_key": format!("long-{n}")}))),
+                            None,
+                            &[],
+                        )
+                        .await;
+                    long_jobs
+                        .lock()
+                        .unwrap()
+                        .push((t, job["id"].as_str().unwrap().to_owned()));
+                    n += 1;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
     for round in 0..rounds {
         let due = span.mul_f64(round as f64 / rounds as f64);
         if let Some(wait) = due.checked_sub(load_started.elapsed()) {
@@ -843,6 +886,20 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
         exports.len(),
         load_started.elapsed()
     );
+    long_stop.store(true, Ordering::Relaxed);
+    long_feeder.await.unwrap();
+    let long_jobs = long_jobs.lock().unwrap().clone();
+    for (t, id) in &long_jobs {
+        let job = wait_for(&api, &format!("/jobs/{id}"), t, &fleet, |j| {
+            match j["state"].as_str() {
+                Some("succeeded") => Some(true),
+                Some("failed" | "cancelled") => Some(false),
+                _ => None,
+            }
+        })
+        .await;
+        assert_eq!(job["state"], "succeeded", "long job {id} of {t}: {job}");
+    }
     load_done.store(true, Ordering::Relaxed);
     injector.join().unwrap();
     let faults_seen = fault_log.lock().unwrap().clone();
@@ -1103,6 +1160,24 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
         "dead letters: the poison jobs and nothing else"
     );
     assert_eq!(sql_count(&pg.url(), "SELECT COUNT(*) FROM outbox").await, 0);
+    // The long jobs' effects: one each (redelivered runs commit nothing more).
+    let long_effects = sql_count(
+        &pg.url(),
+        "SELECT COUNT(*) FROM noop_effects WHERE job_id IN \
+         (SELECT id FROM jobs WHERE kind = 'noop' AND params LIKE '%10000%')",
+    )
+    .await;
+    assert_eq!(
+        long_effects,
+        long_jobs.len() as i64,
+        "one effect per long job"
+    );
+    let long_runs = sql_count(
+        &pg.url(),
+        "SELECT CAST(COALESCE(SUM(runs), 0) AS BIGINT) FROM noop_executions WHERE job_id IN \
+         (SELECT id FROM jobs WHERE kind = 'noop' AND params LIKE '%10000%')",
+    )
+    .await;
     // 5. Every answer the load got.
     let bad = api.answers.bad.lock().unwrap().clone();
     assert!(bad.is_empty(), "answers outside the contract: {bad:#?}");
@@ -1119,10 +1194,12 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
     let slots = fleet.slots.lock().unwrap();
     let wire_attempts = attempts.len();
     println!(
-        "chaos seed {seed}: {} scans, {} exports (+{} calm), {} notifications ×2 channels \
+        "chaos seed {seed}: {} long jobs ({long_runs} runs, one effect each), \
+         {} scans, {} exports (+{} calm), {} notifications ×2 channels \
          ({wire_attempts} webhook attempts, {} mails), {} poison jobs dead-lettered; \
          API answers: {} 2xx, {} documented 4xx, {} 503 retried, {} unreachable retried; \
          kills {:?}, unplanned exits {:?}; {:?} in all",
+        long_jobs.len(),
         attestations.len(),
         exports.len(),
         exports.len(),
