@@ -198,7 +198,9 @@ impl Fleet {
                             let log =
                                 std::fs::read_to_string(self.log_path(slot.name, slot.starts))
                                     .unwrap_or_default();
-                            let last = log.lines().last().unwrap_or("").to_owned();
+                            // The error's first 200 characters: enough to tell why.
+                            let last: String =
+                                log.lines().last().unwrap_or("").chars().take(200).collect();
                             slot.exits.push(format!("{status}: {last}"));
                             slot.proc = None;
                             slot.exited_at = Some(Instant::now());
