@@ -750,7 +750,7 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
     // evidence bundle and SARIF, to S3) without waiting for the exports. The drift's
     // advisory import follows the first round.
     let mut scans: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut attestations: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut attestations: BTreeMap<String, String> = BTreeMap::new(); // scan -> its attestation
     let mut exports: Vec<(String, String, String)> = Vec::new(); // (tenant, profile, id)
                                                                  // Long jobs all along the load, two every 5 s, each running 10 s, so that worker A
                                                                  // always holds some (a job longer than the gaps between kills would be delivered
@@ -834,10 +834,7 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
             assert_eq!(scan["status"], "completed", "scan {id} of {t}: {scan}");
             attestations.insert(
                 id.clone(),
-                (
-                    scan["name"].as_str().unwrap().to_owned(),
-                    scan["attestation_sha256"].as_str().unwrap().to_owned(),
-                ),
+                scan["attestation_sha256"].as_str().unwrap().to_owned(),
             );
             for kind in ["evidence", "sarif"] {
                 let profile = format!("{kind}-{round}");
@@ -988,7 +985,7 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
             digests.entry(digest).or_default().push(id.to_owned());
         }
     }
-    for (id, (_, sha)) in &attestations {
+    for (id, sha) in &attestations {
         assert!(
             digests.get(sha).is_some_and(|ids| ids.contains(id)),
             "submitted scan {id} is listed with its attestation"

@@ -289,6 +289,17 @@ fn finish_diag(diag: Child, cluster: &Cluster) -> Value {
 }
 
 fn start_diag(cluster: &Cluster, count: u64) -> Child {
+    // Long enough that a killed worker surely holds attempts that counted their
+    // execution but committed nothing yet: their redelivery is what the test proves.
+    // Since a step's effect commits with its outcome, an attempt's only uncommitted time
+    // besides this sleep is one commit, so the sleep must dominate even on a loaded
+    // machine.
+    spawn_diag(cluster, count, 50, 200)
+}
+
+/// `stella diag noop`: `count` jobs over `tenants`, each sleeping `sleep_ms`; its report
+/// on stdout (`finish_diag`), its log in `diag.log`.
+fn spawn_diag(cluster: &Cluster, count: u64, tenants: u32, sleep_ms: u64) -> Child {
     let log = std::fs::File::create(cluster.dir.path().join("diag.log")).unwrap();
     cluster
         .command(&[
@@ -297,14 +308,9 @@ fn start_diag(cluster: &Cluster, count: u64) -> Child {
             "--count",
             &count.to_string(),
             "--tenants",
-            "50",
-            // Long enough that a killed worker surely holds attempts that counted their
-            // execution but committed nothing yet: their redelivery is what the test
-            // proves. Since a step's effect commits with its outcome, an attempt's only
-            // uncommitted time besides this sleep is one commit, so the sleep must
-            // dominate even on a loaded machine.
+            &tenants.to_string(),
             "--sleep-ms",
-            "200",
+            &sleep_ms.to_string(),
             "--timeout-secs",
             "900",
         ])
@@ -446,28 +452,11 @@ async fn a_worker_cut_off_longer_than_its_lease_stops_acting_and_exits() {
         .push(("STELLA_RUNTIME_LEASE_SECS".into(), "6".into()));
     let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
     cluster.wait_started("worker-a.log");
-    let log = std::fs::File::create(cluster.dir.path().join("diag.log")).unwrap();
     let count = 200;
-    let diag = cluster
-        .command(&[
-            "diag",
-            "noop",
-            "--count",
-            &count.to_string(),
-            "--tenants",
-            "4",
-            // Long enough that worker A still runs them when its lease is gone (a
-            // delivery whose step ended is released even if its acknowledgement
-            // failed, so a worker that holds nothing has nothing to give up).
-            "--sleep-ms",
-            "20000",
-            "--timeout-secs",
-            "300",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    // Long enough that worker A still runs them when its lease is gone (a delivery whose
+    // step ended is released even if its acknowledgement failed, so a worker that holds
+    // nothing has nothing to give up).
+    let diag = spawn_diag(&cluster, count, 4, 20_000);
     // Some jobs have run, so the worker holds deliveries.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

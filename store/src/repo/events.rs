@@ -42,6 +42,18 @@ pub(crate) async fn insert_event(
     at: i64,
 ) -> Result<()> {
     lock_event_order(conn, store).await?;
+    insert_event_ordered(conn, store, tenant, event, at).await
+}
+
+/// [`insert_event`] in a transaction that took [`lock_event_order`] already: a loop of
+/// appends takes the lock once, not once per event.
+pub(crate) async fn insert_event_ordered(
+    conn: &mut sqlx::AnyConnection,
+    store: &Store,
+    tenant: Option<&TenantId>,
+    event: &NewEvent,
+    at: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO events (tenant_id, kind, dedupe_key, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING",

@@ -27,8 +27,8 @@ pub use advisories::{
 };
 pub use audit::{Audit, AuditEntry, AuditRecord};
 pub use effects::Effect;
-pub(crate) use events::insert_event;
 pub use events::EVENT_ORDER_LOCK;
+pub(crate) use events::{insert_event, insert_event_ordered, lock_event_order};
 pub use events::{EventRecord, Events, NewEvent};
 pub use exceptions::{
     expire_due as expire_due_exceptions, Decision as ExceptionDecision, ExceptionFilter,

@@ -23,7 +23,8 @@ use super::schedules::fence;
 use crate::error::{Result, StoreError};
 use crate::ids::{from_millis, to_millis};
 use crate::repo::{
-    check_limit, insert_event, json_text, page, parse_json, text_cursor, NewEvent, Page,
+    check_limit, insert_event, insert_event_ordered, json_text, lock_event_order, page, parse_json,
+    text_cursor, NewEvent, Page,
 };
 use crate::{RolloutId, Store, TenantId};
 
@@ -811,6 +812,10 @@ impl Rollouts<'_> {
                     )
                     .await?;
                 }
+                if !tenants.is_empty() {
+                    // Each activation appends an event: the lock once for the batch.
+                    lock_event_order(&mut tx, self.store).await?;
+                }
                 for tenant in tenants {
                     self.activate_one(&mut tx, rollout, tenant, at).await?;
                 }
@@ -987,6 +992,10 @@ impl Rollouts<'_> {
                 rollout_event(&mut tx, self.store, rollout, "rollout.paused", &reason, at).await?;
             }
             LeaderMove::RollBack { tenants } => {
+                if !tenants.is_empty() {
+                    // Each tenant given back appends an event: the lock once.
+                    lock_event_order(&mut tx, self.store).await?;
+                }
                 for tenant in tenants {
                     self.roll_back_one(&mut tx, rollout, tenant, at).await?;
                 }
@@ -1094,7 +1103,8 @@ impl Rollouts<'_> {
                 "pack": rollout.pack, "pack_version": rollout.version, "rollout": rollout.id.as_str(),
             }),
         };
-        insert_event(tx, self.store, Some(tenant), &event, at).await
+        // The caller took the event-order lock for its batch.
+        insert_event_ordered(tx, self.store, Some(tenant), &event, at).await
     }
 
     /// Gives `tenant` back the pack it had before the rollout, unless it already was.
@@ -1150,7 +1160,8 @@ impl Rollouts<'_> {
                 "rollout": rollout.id.as_str(), "rolled_back": true,
             }),
         };
-        insert_event(tx, self.store, Some(tenant), &event, at).await
+        // The caller took the event-order lock for its batch.
+        insert_event_ordered(tx, self.store, Some(tenant), &event, at).await
     }
 
     /// Moves the rollout as read (state, wave, phase and generation unchanged since).

@@ -1229,8 +1229,12 @@ impl Scheduling<'_> {
             }
             query.execute(&mut *tx).await.map_err(&err)?;
         }
+        if !changes.events.is_empty() {
+            crate::repo::lock_event_order(&mut tx, self.store).await?;
+        }
         for (tenant, event) in &changes.events {
-            crate::repo::insert_event(&mut tx, self.store, tenant.as_ref(), event, at).await?;
+            crate::repo::insert_event_ordered(&mut tx, self.store, tenant.as_ref(), event, at)
+                .await?;
         }
         crate::repo::insert_deliveries(self.store, &mut tx, &changes.deliveries, now).await?;
         crate::repo::insert_digest_items(self.store, &mut tx, &changes.digest_items, now).await?;

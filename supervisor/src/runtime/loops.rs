@@ -188,9 +188,9 @@ pub(super) async fn janitor(
 /// lease (another process took the name) stops this runtime from taking work.
 ///
 /// A heartbeat that keeps failing (an error, or no answer within a third of `min_idle`,
-/// 1 to 5 s) for longer than the consumer lease (`runtime.lease_secs`) while deliveries are held
-/// means the lease is gone and other processes have taken the deliveries over (they
-/// may after `min_idle`): a network partition, a stalled link. The runtime stops
+/// 1 to 5 s) for longer than the consumer lease (`runtime.lease_secs`) while deliveries
+/// are held means the lease is gone and other processes have taken the deliveries over
+/// (they may after `min_idle`): a network partition, a stalled link. The runtime stops
 /// acting: it touches nothing more (a late touch would claim the entries back), takes
 /// no work, and reports itself lost, so the process exits and its supervisor starts a
 /// fresh one. A Valkey restart of a few seconds does not come near the lease.
