@@ -496,6 +496,12 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
         // its 8 s lease stops acting.
         ("STELLA_RUNTIME_MIN_IDLE_MS", "2000".into()),
         ("STELLA_RUNTIME_LEASE_SECS", "8".into()),
+        // A process dies every few seconds here, and each death delivers what it held
+        // once more: the production limit of 5 deliveries (meant for the rare crash that
+        // a poison message causes) would dead-letter a healthy 10 s job that lived
+        // through five of them. The poison jobs fail their attempts and end dead-lettered
+        // by `max_attempts` all the same.
+        ("STELLA_RUNTIME_MAX_DELIVERIES", "20".into()),
         ("STELLA_API_RATE_LIMIT_PER_SECOND", "0".into()),
         ("STELLA_API_MAX_EXPORT_RUNS_PER_TENANT", "0".into()),
         ("STELLA_LOG", "warn,stella_supervisor::runtime=info".into()),
