@@ -450,17 +450,18 @@ async fn connect_mailbox(
     };
     Ok(match settings.mailbox_backend() {
         MailboxBackend::Embedded => Arc::new(EmbeddedMailbox::new(store.clone(), config)),
-        MailboxBackend::Valkey { url } => {
-            let valkey = Valkey::new(&url, settings.valkey.pool_size)
+        MailboxBackend::Valkey { url, cluster } => {
+            let valkey = Valkey::new(&url, settings.valkey.pool_size, cluster)
                 .map_err(|err| StartupError::new("valkey.url", err))?;
             valkey
                 .ping()
                 .await
                 .map_err(|err| StartupError::new("valkey.url", err))?;
-            Arc::new(ValkeyMailbox::new(
+            Arc::new(ValkeyMailbox::with_replicas(
                 valkey,
                 &settings.valkey.key_prefix,
                 config,
+                settings.valkey.wait_replicas,
             ))
         }
     })

@@ -90,6 +90,8 @@ pub const KEYS: &[KeyDef] = &[
     key!("valkey.url", "STELLA_VALKEY_URL", Str, Url),
     key!("valkey.key_prefix", "STELLA_VALKEY_KEY_PREFIX", Str),
     key!("valkey.pool_size", "STELLA_VALKEY_POOL_SIZE", Int),
+    key!("valkey.cluster", "STELLA_VALKEY_CLUSTER", Bool),
+    key!("valkey.wait_replicas", "STELLA_VALKEY_WAIT_REPLICAS", Int),
     key!("s3.endpoint", "STELLA_S3_ENDPOINT", Str),
     key!("s3.bucket", "STELLA_S3_BUCKET", Str),
     key!("s3.region", "STELLA_S3_REGION", Str),

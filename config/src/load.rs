@@ -239,7 +239,8 @@ mod tests {
         assert_eq!(
             s.mailbox_backend(),
             MailboxBackend::Valkey {
-                url: "redis://cache:6379".into()
+                url: "redis://cache:6379".into(),
+                cluster: false,
             }
         );
         let ObjectBackend::S3(target) = s.object_backend() else {

@@ -37,8 +37,16 @@ impl Serialize for Secret {
     }
 }
 
-/// Replaces the password of a `scheme://user:password@host` URL with `****`.
+/// Replaces the password of a `scheme://user:password@host` URL with `****`; in a
+/// comma-separated list of URLs (a cluster's nodes), the password of each.
 pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact_one).collect::<Vec<_>>().join(",");
+    }
+    redact_one(url)
+}
+
+fn redact_one(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
@@ -63,6 +71,14 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_url_redacts_every_url_of_a_list() {
+        assert_eq!(
+            redact_url("redis://:pw1@a:7001,redis://u:pw2@b:7002/0,redis://c:7003"),
+            "redis://:****@a:7001,redis://u:****@b:7002/0,redis://c:7003"
+        );
+    }
 
     #[test]
     fn redact_url_keeps_everything_but_the_password() {

@@ -39,12 +39,14 @@ pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
         ));
     }
     if let Some(url) = &s.valkey.url {
+        let valid = |url: &str| {
+            url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("valkey://")
+                || url.starts_with("valkeys://")
+        };
         let url = url.expose();
-        if !(url.starts_with("redis://")
-            || url.starts_with("rediss://")
-            || url.starts_with("valkey://")
-            || url.starts_with("valkeys://"))
-        {
+        if !url.split(',').map(str::trim).all(valid) {
             return Err(invalid(
                 "valkey.url",
                 format!(
@@ -56,6 +58,26 @@ pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
     }
     if s.valkey.pool_size == 0 {
         return Err(invalid("valkey.pool_size", "must be at least 1".into()));
+    }
+    if s.valkey.key_prefix.is_empty()
+        || s.valkey
+            .key_prefix
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '{' | '}' | '*' | '?' | '[' | ']'))
+    {
+        return Err(invalid(
+            "valkey.key_prefix",
+            format!(
+                "must be non-empty without spaces, braces (hash tags) or glob characters, got {:?}",
+                s.valkey.key_prefix
+            ),
+        ));
+    }
+    if s.valkey.wait_replicas > 16 {
+        return Err(invalid(
+            "valkey.wait_replicas",
+            format!("must be at most 16, got {}", s.valkey.wait_replicas),
+        ));
     }
     let o = &s.outbound;
     for (key, value, max) in [

@@ -73,15 +73,20 @@ pub async fn run(
             None,
         ),
         BenchBackend::Valkey => {
-            let MailboxBackend::Valkey { url } = settings.mailbox_backend() else {
+            let MailboxBackend::Valkey { url, cluster } = settings.mailbox_backend() else {
                 return Err(anyhow::anyhow!(
                     "--backend valkey needs valkey.url (STELLA_VALKEY_URL)"
                 ));
             };
-            let valkey = Valkey::new(&url, settings.valkey.pool_size)?;
+            let valkey = Valkey::new(&url, settings.valkey.pool_size, cluster)?;
             let prefix = format!("{}-bench-{id}", settings.valkey.key_prefix);
             (
-                Arc::new(ValkeyMailbox::new(valkey.clone(), &prefix, config)),
+                Arc::new(ValkeyMailbox::with_replicas(
+                    valkey.clone(),
+                    &prefix,
+                    config,
+                    settings.valkey.wait_replicas,
+                )),
                 Some((valkey, prefix)),
             )
         }
@@ -188,8 +193,8 @@ pub async fn baseline(services: &Services, messages: u64) -> anyhow::Result<Base
     let id = run_id();
     let batch = settings.runtime.batch_size as usize;
     let raw_valkey_msgs_per_sec = match settings.mailbox_backend() {
-        MailboxBackend::Valkey { url } => {
-            let valkey = Valkey::new(&url, settings.valkey.pool_size)?;
+        MailboxBackend::Valkey { url, cluster } => {
+            let valkey = Valkey::new(&url, settings.valkey.pool_size, cluster)?;
             let prefix = format!("{}-bench-{id}", settings.valkey.key_prefix);
             let seconds = raw_valkey(&valkey, &prefix, messages, batch).await;
             cleanup(&valkey, &prefix).await;
@@ -220,7 +225,7 @@ async fn raw_valkey(
     batch: usize,
 ) -> anyhow::Result<f64> {
     let key = format!("{prefix}:raw");
-    let mut setup = valkey.pool().get().await?;
+    let mut setup = valkey.conn().await?;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&key)
@@ -232,10 +237,10 @@ async fn raw_valkey(
     let payload = "x".repeat(320);
     let started = Instant::now();
     let producer = {
-        let pool = valkey.pool().clone();
+        let valkey = valkey.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            let mut conn = pool.get().await?;
+            let mut conn = valkey.conn().await?;
             let mut sent = 0u64;
             while sent < messages {
                 let mut pipe = redis::pipe();
@@ -254,7 +259,7 @@ async fn raw_valkey(
             Ok::<_, anyhow::Error>(())
         })
     };
-    let mut conn = valkey.pool().get().await?;
+    let mut conn = valkey.conn().await?;
     let mut acked = 0u64;
     while acked < messages {
         let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
@@ -308,7 +313,7 @@ async fn raw_sql(
 }
 
 async fn cleanup(valkey: &Valkey, prefix: &str) {
-    let Ok(mut conn) = valkey.pool().get().await else {
+    let Ok(mut conn) = valkey.conn().await else {
         return;
     };
     let keys: Vec<String> = redis::cmd("KEYS")

@@ -42,4 +42,4 @@ pub use ids::{
     ChannelId, DeliveryId, ExceptionId, JobId, RolloutId, RuleId, RunId, ScheduleId, TargetId,
     TenantId, TokenId,
 };
-pub use valkey::Valkey;
+pub use valkey::{Conn as ValkeyConn, Valkey};

@@ -1,5 +1,6 @@
-//! The mailbox contract, run against Valkey Streams and the embedded mailbox (on SQLite
-//! and on PostgreSQL). Each test names the pitfall it guards against.
+//! The mailbox contract, run against Valkey Streams (one server, and a three-primary
+//! Valkey Cluster) and the embedded mailbox (on SQLite and on PostgreSQL). Each test
+//! names the pitfall it guards against.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +23,16 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     let Some(mailbox) = crate::common::valkey_mailbox().await else { return };
+                    super::$test(&mailbox).await;
+                    mailbox.finish().await;
+                }
+            )*
+        }
+        mod valkey_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(mailbox) = crate::common::valkey_cluster_mailbox().await else { return };
                     super::$test(&mailbox).await;
                     mailbox.finish().await;
                 }
@@ -545,12 +556,21 @@ async fn acked_entries_leave_nothing_pending(m: &TestMailbox) {
     if let Some((valkey, prefix)) = m.valkey() {
         // Acknowledged entries are deleted, not just acknowledged: the stream does not
         // grow, and no trimming can leave ghost entries in the pending list.
-        let mut conn = valkey.pool().get().await.unwrap();
-        let len: u64 = deadpool_redis::redis::cmd("XLEN")
-            .arg(format!("{prefix}:mb:worker:t:acme"))
+        let mut conn = valkey.conn().await.unwrap();
+        let stream = if valkey.is_cluster() {
+            format!("{prefix}:mb:{{worker}}:t:acme")
+        } else {
+            format!("{prefix}:mb:worker:t:acme")
+        };
+        // The stream exists (under the layout's name: tagged on a cluster) and is empty.
+        let (exists, len): (u64, u64) = deadpool_redis::redis::pipe()
+            .cmd("EXISTS")
+            .arg(&stream)
+            .cmd("XLEN")
+            .arg(&stream)
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert_eq!(len, 0);
+        assert_eq!((exists, len), (1, 0), "{stream}");
     }
 }

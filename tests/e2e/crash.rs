@@ -89,6 +89,15 @@ impl Cluster {
         out
     }
 
+    /// Runs on a Valkey Cluster whose primaries have a replica each: sends wait for a
+    /// replica's fsync, so a failover loses nothing sent.
+    fn on_valkey_cluster(&mut self) {
+        self.env
+            .push(("STELLA_VALKEY_CLUSTER".into(), "true".into()));
+        self.env
+            .push(("STELLA_VALKEY_WAIT_REPLICAS".into(), "1".into()));
+    }
+
     fn spawn(&self, args: &[&str], log: &str) -> Proc {
         let file = std::fs::File::create(self.dir.path().join(log)).unwrap();
         Proc(
@@ -329,15 +338,32 @@ fn assert_exactly_once(report: &Value, count: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_no_job_and_repeats_no_effect() {
-    let Some(db) = crate::common::postgres().await else {
-        return;
-    };
     let Ok(valkey_url) = std::env::var("STELLA_VALKEY_URL") else {
         panic!("STELLA_VALKEY_URL must be set with the other services");
     };
+    worker_killed_mid_run(&valkey_url, false).await;
+}
+
+/// The same on the local Valkey Cluster (`ops/services.sh up`: three primaries with a
+/// replica each): hash-tagged keys, scripts and pipelines routed to the role's slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_on_a_valkey_cluster_loses_no_job_and_repeats_no_effect() {
+    let Ok(valkey_url) = std::env::var("STELLA_VALKEY_CLUSTER_URL") else {
+        panic!("STELLA_VALKEY_CLUSTER_URL must be set with the other services");
+    };
+    worker_killed_mid_run(&valkey_url, true).await;
+}
+
+async fn worker_killed_mid_run(valkey_url: &str, on_cluster: bool) {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
     let count = job_count();
     let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
-    let cluster = cluster(&db.url, &valkey_url, &prefix);
+    let mut cluster = cluster(&db.url, valkey_url, &prefix);
+    if on_cluster {
+        cluster.on_valkey_cluster();
+    }
     let _serve = cluster.spawn(&["serve"], "serve.log");
     let mut worker_a = cluster.spawn(&["worker"], "worker-a.log");
     let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
@@ -428,6 +454,136 @@ async fn a_valkey_restart_mid_run_loses_no_job_and_repeats_no_effect() {
     let report = finish_diag(diag, &cluster);
     assert_exactly_once(&report, count);
     assert!(report["executions"].as_u64().unwrap() >= count, "{report}");
+    db.finish().await;
+}
+
+/// A Valkey Cluster of its own (three primaries, a replica each) for a test that kills
+/// one of its primaries: the nodes are children of the test.
+struct ValkeyCluster {
+    nodes: Vec<(u16, Proc)>,
+    _dir: tempfile::TempDir,
+}
+
+impl ValkeyCluster {
+    fn start(binary: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            let port = free_port();
+            let node_dir = dir.path().join(port.to_string());
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let child = Command::new(binary)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--appendonly", "yes", "--save", ""])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            nodes.push((port, Proc(child)));
+        }
+        let cluster = Self { nodes, _dir: dir };
+        for (port, _) in &cluster.nodes {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(Instant::now() < deadline, "valkey did not start on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let out = cluster.tool(&["create", "--replicas", "1"]);
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    fn ports(&self) -> String {
+        let ports: Vec<String> = self.nodes.iter().map(|(p, _)| p.to_string()).collect();
+        ports.join(",")
+    }
+
+    /// `ops/valkey_cluster.py ACTION --ports ... ARGS`.
+    fn tool(&self, args: &[&str]) -> std::process::Output {
+        Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/ops/valkey_cluster.py"
+            ))
+            .arg(args[0])
+            .args(["--ports", &self.ports()])
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    }
+
+    fn url(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(p, _)| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        urls.join(",")
+    }
+
+    /// SIGKILLs the primary serving `key`'s slot; returns its port.
+    fn kill_primary_of(&mut self, key: &str) -> u16 {
+        let out = self.tool(&["primary-of", "--key", key]);
+        assert!(
+            out.status.success(),
+            "primary-of: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let (_, node) = self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap();
+        node.0.kill().unwrap();
+        node.0.wait().unwrap();
+        port
+    }
+}
+
+/// A Valkey Cluster primary SIGKILLed mid-run, the one holding the jobs' role: its
+/// replica takes over (sends waited for the replica's fsync), the workers follow the
+/// new primary, and every job completes with its effect exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valkey_cluster_primary_killed_mid_run_loses_no_job_and_repeats_no_effect() {
+    let Some(db) = crate::common::postgres().await else {
+        return;
+    };
+    let Ok(binary) = std::env::var("STELLA_TEST_VALKEY_SERVER") else {
+        panic!("STELLA_TEST_VALKEY_SERVER must be set with the other services");
+    };
+    let count = job_count();
+    let mut valkey = ValkeyCluster::start(&binary);
+    let mut cluster = cluster(&db.url, &valkey.url(), "stella");
+    cluster.on_valkey_cluster();
+    let _serve = cluster.spawn(&["serve"], "serve.log");
+    let _worker_a = cluster.spawn(&["worker"], "worker-a.log");
+    let _worker_b = cluster.spawn(&["worker"], "worker-b.log");
+    for log in ["serve.log", "worker-a.log", "worker-b.log"] {
+        cluster.wait_started(log);
+    }
+    let diag = start_diag(&cluster, count);
+
+    wait_for_effects(&db.url, i64::try_from(count / 4).unwrap()).await;
+    // `diag noop` jobs run on the `diag` role: its keys share the slot of `{diag}`.
+    let killed = valkey.kill_primary_of("{diag}");
+    let report = finish_diag(diag, &cluster);
+    assert_exactly_once(&report, count);
+    // The replica took over: another node serves the slot now.
+    let out = valkey.tool(&["primary-of", "--key", "{diag}"]);
+    let now_serving: u16 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        now_serving != 0 && now_serving != killed,
+        "no failover happened (killed {killed}, now {now_serving}): {}",
+        cluster.logs()
+    );
     db.finish().await;
 }
 

@@ -419,7 +419,9 @@ pub trait Deliver: Send + Sync + fmt::Debug {
 
     async fn ack(&self, role: &Role, receipts: &[Receipt]) -> Result<()>;
 
-    /// Acknowledges `delivery` and sends `next` (its next attempt) in one step.
+    /// Acknowledges `delivery` and sends `next` (its next attempt) in one step. `next`
+    /// goes to the delivery's role (on a Valkey Cluster the step is one script, so its
+    /// keys must share the role's slot).
     async fn retry_later(
         &self,
         delivery: &Delivery,

@@ -186,15 +186,16 @@ impl TestMailbox {
             db.finish().await;
         }
         if let Some((valkey, prefix)) = self.valkey {
-            let mut conn = valkey.pool().get().await.unwrap();
+            let mut conn = valkey.conn().await.unwrap();
+            // On a cluster KEYS asks every primary; DEL is split by slot.
             let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
                 .arg(format!("{prefix}:*"))
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            if !keys.is_empty() {
+            for key in &keys {
                 let _: i64 = deadpool_redis::redis::cmd("DEL")
-                    .arg(&keys)
+                    .arg(key)
                     .query_async(&mut conn)
                     .await
                     .unwrap();
@@ -227,11 +228,26 @@ pub async fn embedded_mailbox(db: TestDb) -> TestMailbox {
 
 pub async fn valkey_mailbox() -> Option<TestMailbox> {
     let url = service_env("STELLA_VALKEY_URL")?;
-    let valkey = stella_store::Valkey::new(&url, 8).unwrap();
+    valkey_mailbox_at(&url, false, 0).await
+}
+
+/// A mailbox on the local Valkey Cluster (three primaries, a replica each, started by
+/// `ops/services.sh up`); sends wait for a replica's fsync as a production cluster would.
+pub async fn valkey_cluster_mailbox() -> Option<TestMailbox> {
+    let url = service_env("STELLA_VALKEY_CLUSTER_URL")?;
+    valkey_mailbox_at(&url, true, 1).await
+}
+
+async fn valkey_mailbox_at(url: &str, cluster: bool, wait_replicas: u32) -> Option<TestMailbox> {
+    let valkey = stella_store::Valkey::new(url, 8, cluster).unwrap();
     valkey.ping().await.unwrap();
     let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
-    let mailbox =
-        stella_store::mailbox::ValkeyMailbox::new(valkey.clone(), &prefix, mailbox_config());
+    let mailbox = stella_store::mailbox::ValkeyMailbox::with_replicas(
+        valkey.clone(),
+        &prefix,
+        mailbox_config(),
+        wait_replicas,
+    );
     Some(TestMailbox {
         mailbox: Arc::new(mailbox),
         db: None,

@@ -6,6 +6,13 @@
 //! - `P:mb:<role>:dead`: the dead-letter stream;
 //! - `P:mb:dedupe:<tenant>:<role>:<key>:<attempt>`: recently sent messages;
 //! - `P:consumer:<name>`: consumer-name leases.
+//!
+//! On a Valkey Cluster the role is a hash tag, `P:mb:{<role>}:...`, and the dedupe keys
+//! live under it (`P:mb:{<role>}:dedupe:...`): every key a script or a pipeline touches
+//! belongs to one role, so all of them share one slot, and one XREADGROUP still reads
+//! a window of many tenants. Roles spread over the primaries; one role's traffic is
+//! served by one primary. (A single server keeps the untagged names, so an existing
+//! deployment's keys stay where they are.)
 
 use crate::error::{Result, StoreError};
 use crate::mailbox::{ConsumerName, Envelope, Role};
@@ -19,18 +26,24 @@ pub(super) const GROUP: &str = "stella";
 #[derive(Debug)]
 pub(super) struct Keys {
     prefix: String,
+    cluster: bool,
 }
 
 impl Keys {
-    pub(super) fn new(prefix: &str) -> Self {
+    pub(super) fn new(prefix: &str, cluster: bool) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            cluster,
         }
     }
 
-    /// `P:mb:<role>:<what>`.
+    /// `P:mb:<role>:<what>`, on a cluster `P:mb:{<role>}:<what>`.
     fn of_role(&self, role: &Role, what: &str) -> String {
-        format!("{}:mb:{role}:{what}", self.prefix)
+        if self.cluster {
+            format!("{}:mb:{{{role}}}:{what}", self.prefix)
+        } else {
+            format!("{}:mb:{role}:{what}", self.prefix)
+        }
     }
 
     /// What every tenant stream of `role` starts with; the tenant follows.
@@ -55,7 +68,11 @@ impl Keys {
     }
 
     pub(super) fn dedupe(&self, envelope: &Envelope) -> String {
-        format!("{}:mb:dedupe:{}", self.prefix, envelope.dedupe_key())
+        if self.cluster {
+            self.of_role(&envelope.role, &format!("dedupe:{}", envelope.dedupe_key()))
+        } else {
+            format!("{}:mb:dedupe:{}", self.prefix, envelope.dedupe_key())
+        }
     }
 
     pub(super) fn lease(&self, consumer: &ConsumerName) -> String {
@@ -73,7 +90,34 @@ pub(super) fn tenant_of(stream: &str, prefix: &str) -> Result<TenantId> {
 
 #[cfg(test)]
 mod tests {
-    use super::GROUP;
+    use super::{Keys, GROUP};
+    use crate::mailbox::Role;
+
+    /// On a cluster every key of a role hashes to one slot (the scripts and pipelines
+    /// touch several of them at once); on a single server the names are untagged.
+    #[test]
+    fn cluster_keys_of_a_role_share_a_hash_tag() {
+        let role = Role::parse("scan").unwrap();
+        let cluster = Keys::new("stella", true);
+        let tag = |key: &str| {
+            let open = key.find('{').expect("a hash tag");
+            let close = key[open..].find('}').expect("a closed hash tag");
+            key[open + 1..open + close].to_owned()
+        };
+        for key in [
+            cluster.stream(&role, "acme"),
+            cluster.stream(&role, "globex"),
+            cluster.tenants(&role),
+            cluster.delayed(&role),
+            cluster.dead(&role),
+        ] {
+            assert_eq!(tag(&key), "scan", "{key}");
+        }
+        assert_eq!(cluster.stream(&role, "acme"), "stella:mb:{scan}:t:acme");
+        let single = Keys::new("stella", false);
+        assert_eq!(single.stream(&role, "acme"), "stella:mb:scan:t:acme");
+        assert!(!single.delayed(&role).contains('{'));
+    }
 
     /// The scripts embed the group name in a single-quoted Lua string
     /// (`scripts.rs`): a quote or a backslash in it would change every script.

@@ -20,7 +20,6 @@ use deadpool_redis::redis;
 use deadpool_redis::redis::streams::{
     StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply,
 };
-use deadpool_redis::Connection;
 
 use self::keys::{Keys, GROUP};
 use self::receive::{Rotation, WINDOW};
@@ -32,7 +31,7 @@ use super::{
 };
 use crate::error::{Backend, Result, StoreError};
 use crate::ids::{from_millis, to_millis};
-use crate::{TenantId, Valkey};
+use crate::{TenantId, Valkey, ValkeyConn as Connection};
 
 /// Entries touched per pipeline at most: a process may hold 100,000 entries, and one
 /// pipeline for all of them would build (and hold) tens of megabytes at once.
@@ -69,16 +68,29 @@ pub struct ValkeyMailbox {
     config: MailboxConfig,
     scripts: Scripts,
     rotation: Mutex<BTreeMap<Role, Rotation>>,
+    wait_replicas: u32,
     /// Set once the server turns out not to support `WAITAOF` (Redis < 7.2, or
     /// append-only persistence off): sends are then only as durable as its fsync policy.
     no_waitaof: std::sync::atomic::AtomicBool,
 }
 
 impl ValkeyMailbox {
+    /// `wait_replicas`: how many replicas must have fsynced a write before a send
+    /// returns (see `valkey.wait_replicas`).
     pub fn new(valkey: Valkey, key_prefix: &str, config: MailboxConfig) -> Self {
+        Self::with_replicas(valkey, key_prefix, config, 0)
+    }
+
+    pub fn with_replicas(
+        valkey: Valkey,
+        key_prefix: &str,
+        config: MailboxConfig,
+        wait_replicas: u32,
+    ) -> Self {
         Self {
+            keys: Keys::new(key_prefix, valkey.is_cluster()),
             valkey,
-            keys: Keys::new(key_prefix),
+            wait_replicas,
             config,
             scripts: Scripts::new(),
             rotation: Mutex::new(BTreeMap::new()),
@@ -86,28 +98,36 @@ impl ValkeyMailbox {
         }
     }
 
-    /// Waits until what this connection wrote is fsynced to the append-only file, so an
-    /// entry the caller is told about (and for instance marks relayed in the outbox)
-    /// survives a Valkey crash.
-    async fn wait_durable(&self, conn: &mut Connection) -> Result<()> {
+    /// Waits until what this connection wrote to the server holding `key` (on a
+    /// cluster: the primary of its slot) is fsynced to the append-only file, and to as
+    /// many replicas' as `wait_replicas` asks, so an entry the caller is told about (and
+    /// for instance marks relayed in the outbox) survives a Valkey crash or failover.
+    async fn wait_durable(&self, conn: &mut Connection, key: &str) -> Result<()> {
         use std::sync::atomic::Ordering;
         if self.no_waitaof.load(Ordering::Relaxed) {
             return Ok(());
         }
-        // WAITAOF numlocal numreplicas timeout: this server's own fsync, no replica's.
-        let reply: redis::RedisResult<Vec<i64>> = redis::cmd("WAITAOF")
-            .arg(1)
-            .arg(0)
-            .arg(millis(WAITAOF_TIMEOUT))
-            .query_async(conn)
-            .await;
+        // WAITAOF numlocal numreplicas timeout.
+        let mut cmd = redis::cmd("WAITAOF");
+        cmd.arg(1)
+            .arg(self.wait_replicas)
+            .arg(millis(WAITAOF_TIMEOUT));
+        let reply: redis::RedisResult<Vec<i64>> = conn.query_at(key, &cmd).await;
         match reply {
-            Ok(acks) if acks.first() == Some(&1) => Ok(()),
-            Ok(_) => Err(unavailable(
+            Ok(acks)
+                if acks.first() == Some(&1)
+                    && acks.get(1).copied().unwrap_or(0) >= i64::from(self.wait_replicas) =>
+            {
+                Ok(())
+            }
+            Ok(acks) => Err(unavailable(
                 self.valkey.url(),
                 format!(
-                    "the append-only file was not fsynced within {}s",
-                    WAITAOF_TIMEOUT.as_secs()
+                    "the append-only file was not fsynced within {}s (local {}, replicas {} of {})",
+                    WAITAOF_TIMEOUT.as_secs(),
+                    acks.first().copied().unwrap_or(0),
+                    acks.get(1).copied().unwrap_or(0),
+                    self.wait_replicas
                 ),
             )),
             Err(err)
@@ -127,11 +147,7 @@ impl ValkeyMailbox {
     }
 
     async fn conn(&self) -> Result<Connection> {
-        self.valkey
-            .pool()
-            .get()
-            .await
-            .map_err(|err| unavailable(self.valkey.url(), err))
+        self.valkey.conn().await
     }
 
     fn err(&self, err: redis::RedisError) -> StoreError {
@@ -139,7 +155,10 @@ impl ValkeyMailbox {
             || err.is_connection_dropped()
             || err.is_timeout()
             || err.is_connection_refusal()
-            || matches!(err.code(), Some("LOADING" | "TRYAGAIN"))
+            || matches!(
+                err.code(),
+                Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")
+            )
         {
             unavailable(self.valkey.url(), err)
         } else {
@@ -289,6 +308,8 @@ impl Deliver for ValkeyMailbox {
         }
         // Group by stream, keeping each stream's order; one SEND_MANY call per stream
         // (and chunk), all calls in one pipeline, then one WAITAOF for the whole batch.
+        // On a cluster, one pipeline (and WAITAOF) per role: a pipeline's keys must
+        // share a slot, and a role's keys do.
         let mut by_stream: BTreeMap<(&Role, &str), Vec<&Envelope>> = BTreeMap::new();
         for envelope in envelopes {
             by_stream
@@ -296,12 +317,23 @@ impl Deliver for ValkeyMailbox {
                 .or_default()
                 .push(envelope);
         }
-        let mut pipe = redis::pipe();
+        // (a key of the pipeline's slot, its role, the pipeline)
+        let mut pipes: Vec<(String, &Role, redis::Pipeline)> = Vec::new();
         for ((role, tenant), group) in &by_stream {
+            let stream = self.keys.stream(role, tenant);
+            let same_slot = pipes
+                .last()
+                .is_some_and(|(_, last, _)| !self.valkey.is_cluster() || last == role);
+            if !same_slot {
+                pipes.push((stream.clone(), role, redis::pipe()));
+            }
+            let Some((_, _, pipe)) = pipes.last_mut() else {
+                continue;
+            };
             for chunk in group.chunks(SEND_CHUNK) {
                 let mut invocation = self.scripts.send_many.prepare_invoke();
                 invocation
-                    .key(self.keys.stream(role, tenant))
+                    .key(&stream)
                     .key(self.keys.tenants(role))
                     .key(self.keys.delayed(role))
                     .arg(*tenant)
@@ -317,23 +349,27 @@ impl Deliver for ValkeyMailbox {
             }
         }
         let mut conn = self.conn().await?;
-        let replies: Vec<i64> = match pipe.query_async(&mut conn).await {
-            Ok(replies) => replies,
-            Err(err) if err.code() == Some("NOSCRIPT") => {
-                self.scripts
-                    .send_many
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(|err| self.err(err))?;
-                pipe.query_async(&mut conn)
-                    .await
-                    .map_err(|err| self.err(err))?
-            }
-            Err(err) => return Err(self.err(err)),
-        };
-        let sent = usize::try_from(replies.iter().sum::<i64>()).unwrap_or(0);
-        self.wait_durable(&mut conn).await?;
+        let mut sent = 0usize;
+        for (key, _, pipe) in &pipes {
+            let replies: Vec<i64> = match pipe.query_async(&mut conn).await {
+                Ok(replies) => replies,
+                Err(err) if err.code() == Some("NOSCRIPT") => {
+                    // On a cluster SCRIPT LOAD goes to every primary.
+                    self.scripts
+                        .send_many
+                        .prepare_invoke()
+                        .load_async(&mut conn)
+                        .await
+                        .map_err(|err| self.err(err))?;
+                    pipe.query_async(&mut conn)
+                        .await
+                        .map_err(|err| self.err(err))?
+                }
+                Err(err) => return Err(self.err(err)),
+            };
+            sent += usize::try_from(replies.iter().sum::<i64>()).unwrap_or(0);
+            self.wait_durable(&mut conn, key).await?;
+        }
         Ok(sent)
     }
 
@@ -381,6 +417,12 @@ impl Deliver for ValkeyMailbox {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let role = &delivery.envelope.role;
+        if self.valkey.is_cluster() && next.role != *role {
+            return Err(StoreError::Invalid(format!(
+                "a retry goes to its own role on a Valkey Cluster: {role} -> {}",
+                next.role
+            )));
+        }
         let mut conn = self.conn().await?;
         self.scripts
             .retry
@@ -398,7 +440,11 @@ impl Deliver for ValkeyMailbox {
             .invoke_async::<i64>(&mut conn)
             .await
             .map_err(|err| self.err(err))?;
-        self.wait_durable(&mut conn).await
+        self.wait_durable(
+            &mut conn,
+            &self.keys.stream(&next.role, next.tenant.as_str()),
+        )
+        .await
     }
 
     async fn dead_letter(
@@ -409,7 +455,8 @@ impl Deliver for ValkeyMailbox {
     ) -> Result<()> {
         let mut conn = self.conn().await?;
         self.bury(&mut conn, delivery, error, now).await?;
-        self.wait_durable(&mut conn).await
+        self.wait_durable(&mut conn, &self.keys.dead(&delivery.envelope.role))
+            .await
     }
 }
 

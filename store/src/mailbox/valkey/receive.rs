@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::ValkeyConn as Connection;
 use deadpool_redis::redis::{self, streams::StreamReadReply};
-use deadpool_redis::Connection;
 
 use super::keys::{tenant_of, GROUP};
 use super::{envelope_of, ValkeyMailbox};
