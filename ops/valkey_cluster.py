@@ -151,7 +151,8 @@ def primary_of(host, ports, key):
             continue
         for line in nodes.splitlines():
             fields = line.split()
-            if "master" not in fields[2].split(",") or "fail" in fields[2].split(","):
+            flags = fields[2].split(",")
+            if "master" not in flags or "fail" in flags or "fail?" in flags:
                 continue
             for span in fields[8:]:
                 if span.startswith("["):

@@ -461,30 +461,23 @@ async fn a_valkey_restart_mid_run_loses_no_job_and_repeats_no_effect() {
 /// one of its primaries: the nodes are children of the test.
 struct ValkeyCluster {
     nodes: Vec<(u16, Proc)>,
-    _dir: tempfile::TempDir,
+    binary: String,
+    dir: tempfile::TempDir,
 }
 
 impl ValkeyCluster {
     fn start(binary: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut nodes = Vec::new();
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            binary: binary.to_owned(),
+            dir,
+        };
         for _ in 0..6 {
             let port = free_port();
-            let node_dir = dir.path().join(port.to_string());
-            std::fs::create_dir_all(&node_dir).unwrap();
-            let child = Command::new(binary)
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
-                .args(["--appendonly", "yes", "--save", ""])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            nodes.push((port, Proc(child)));
+            let node = cluster.node(port);
+            cluster.nodes.push((port, node));
         }
-        let cluster = Self { nodes, _dir: dir };
         for (port, _) in &cluster.nodes {
             let deadline = Instant::now() + Duration::from_secs(20);
             while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
@@ -499,6 +492,30 @@ impl ValkeyCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         cluster
+    }
+
+    /// Starts the node on `port` (again: its folder keeps its cluster state, so a
+    /// restarted node rejoins, as a replica once another took its slots over).
+    fn node(&self, port: u16) -> Proc {
+        let node_dir = self.dir.path().join(port.to_string());
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let child = Command::new(&self.binary)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .args(["--appendonly", "yes", "--save", ""])
+            .arg("--dir")
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Proc(child)
+    }
+
+    fn restart(&mut self, port: u16) {
+        let node = self.node(port);
+        let (_, slot) = self.nodes.iter_mut().find(|(p, _)| *p == port).unwrap();
+        *slot = node;
     }
 
     fn ports(&self) -> String {
@@ -547,7 +564,8 @@ impl ValkeyCluster {
 
 /// A Valkey Cluster primary SIGKILLed mid-run, the one holding the jobs' role: its
 /// replica takes over (sends waited for the replica's fsync), the workers follow the
-/// new primary, and every job completes with its effect exactly once.
+/// new primary, the killed node comes back as its replica, and every job completes
+/// with its effect exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valkey_cluster_primary_killed_mid_run_loses_no_job_and_repeats_no_effect() {
     let Some(db) = crate::common::postgres().await else {
@@ -571,18 +589,35 @@ async fn a_valkey_cluster_primary_killed_mid_run_loses_no_job_and_repeats_no_eff
     wait_for_effects(&db.url, i64::try_from(count / 4).unwrap()).await;
     // `diag noop` jobs run on the `diag` role: its keys share the slot of `{diag}`.
     let killed = valkey.kill_primary_of("{diag}");
+    // The replica takes over within a few node timeouts (2 s each).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let now_serving = loop {
+        let out = valkey.tool(&["primary-of", "--key", "{diag}"]);
+        let port: u16 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if (port != 0 && port != killed) || Instant::now() > deadline {
+            break port;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let effects_at_failover = effects_so_far(&db.url).await;
+    // The new primary has no replica, and sends wait for one's fsync
+    // (`valkey.wait_replicas = 1`): they are refused until the killed node is back, as
+    // its supervisor (systemd) would bring it, and rejoins as the new primary's replica.
+    valkey.restart(killed);
     let report = finish_diag(diag, &cluster);
     assert_exactly_once(&report, count);
-    // The replica took over: another node serves the slot now.
-    let out = valkey.tool(&["primary-of", "--key", "{diag}"]);
-    let now_serving: u16 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
     assert!(
         now_serving != 0 && now_serving != killed,
         "no failover happened (killed {killed}, now {now_serving}): {}",
         cluster.logs()
+    );
+    // The new primary served part of the run: it was not over before the failover.
+    assert!(
+        u64::try_from(effects_at_failover).unwrap() < count,
+        "the run ended before the failover ({effects_at_failover} effects), so it proved nothing"
     );
     db.finish().await;
 }

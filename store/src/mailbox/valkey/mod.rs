@@ -199,6 +199,29 @@ impl ValkeyMailbox {
         Ok(invocation)
     }
 
+    /// Runs a pipeline of `script` calls; a server that lost its scripts (a restart, or
+    /// a replica promoted on a cluster) is given `script` (on a cluster: every primary)
+    /// and the pipeline runs again.
+    async fn query_scripts<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut Connection,
+        pipe: &redis::Pipeline,
+        script: &redis::Script,
+    ) -> Result<T> {
+        match pipe.query_async(conn).await {
+            Ok(replies) => Ok(replies),
+            Err(err) if err.code() == Some("NOSCRIPT") => {
+                script
+                    .prepare_invoke()
+                    .load_async(conn)
+                    .await
+                    .map_err(|err| self.err(err))?;
+                pipe.query_async(conn).await.map_err(|err| self.err(err))
+            }
+            Err(err) => Err(self.err(err)),
+        }
+    }
+
     /// Creates the consumer group on each stream that lacks it (a stream recreated after a
     /// Valkey restart without persistence, or written by something else).
     async fn ensure_groups(&self, conn: &mut Connection, streams: &[String]) -> Result<()> {
@@ -351,22 +374,9 @@ impl Deliver for ValkeyMailbox {
         let mut conn = self.conn().await?;
         let mut sent = 0usize;
         for (key, _, pipe) in &pipes {
-            let replies: Vec<i64> = match pipe.query_async(&mut conn).await {
-                Ok(replies) => replies,
-                Err(err) if err.code() == Some("NOSCRIPT") => {
-                    // On a cluster SCRIPT LOAD goes to every primary.
-                    self.scripts
-                        .send_many
-                        .prepare_invoke()
-                        .load_async(&mut conn)
-                        .await
-                        .map_err(|err| self.err(err))?;
-                    pipe.query_async(&mut conn)
-                        .await
-                        .map_err(|err| self.err(err))?
-                }
-                Err(err) => return Err(self.err(err)),
-            };
+            let replies: Vec<i64> = self
+                .query_scripts(&mut conn, pipe, &self.scripts.send_many)
+                .await?;
             sent += usize::try_from(replies.iter().sum::<i64>()).unwrap_or(0);
             self.wait_durable(&mut conn, key).await?;
         }
@@ -395,6 +405,22 @@ impl Deliver for ValkeyMailbox {
                 .or_default()
                 .push(&receipt.id);
         }
+        let mut conn = self.conn().await?;
+        if self.valkey.is_cluster() {
+            // One ACK script call per stream, pipelined: a cluster client cannot follow
+            // a MOVED answered inside a MULTI/EXEC (after a failover the transaction
+            // would abort again and again), while it redirects a plain pipeline.
+            let mut pipe = redis::pipe();
+            for (stream, ids) in &by_stream {
+                let mut invocation = self.scripts.ack.prepare_invoke();
+                invocation.key(stream).arg(ids);
+                pipe.invoke_script(&invocation);
+            }
+            let _: Vec<i64> = self
+                .query_scripts(&mut conn, &pipe, &self.scripts.ack)
+                .await?;
+            return Ok(());
+        }
         // XACK + XDEL per stream, every stream of the batch in one MULTI/EXEC: atomic
         // like the ACK script, without a script call's fixed cost per stream (the two
         // commands need no condition between them, so they need no script).
@@ -404,7 +430,6 @@ impl Deliver for ValkeyMailbox {
             pipe.cmd("XACK").arg(stream).arg(GROUP).arg(ids).ignore();
             pipe.cmd("XDEL").arg(stream).arg(ids).ignore();
         }
-        let mut conn = self.conn().await?;
         pipe.query_async::<()>(&mut conn)
             .await
             .map_err(|err| self.err(err))

@@ -85,8 +85,8 @@ if sent > 0 then redis.call('SADD', KEYS[2], ARGV[1]) end
 return sent
 "#;
 
-/// Acknowledges entries and deletes them: used for ghost entries; `ack` sends the same
-/// two commands in a MULTI/EXEC.
+/// Acknowledges entries and deletes them: used for ghost entries, and by `ack` on a
+/// cluster; `ack` on one server sends the same two commands in a MULTI/EXEC.
 const ACK: &str = r#"
 -- KEYS: stream; ARGV: ids
 return ack(KEYS[1], unpack(ARGV))
