@@ -1106,17 +1106,17 @@ async fn metrics_pass_promtool_check() {
     server.handle.stop(true).await;
 }
 
-/// The alert rules in `ops/alerts/` are valid, and fire when and how their unit tests
+/// The alert rules in `ops/prometheus/` are valid, and fire when and how their unit tests
 /// say (`promtool test rules` evaluates them over made-up series).
 #[test]
 fn alert_rules_pass_promtool_check_and_their_tests() {
     let Some(promtool) = tool("promtool") else {
         return;
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/alerts");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ops/prometheus");
     for args in [
-        ["check", "rules", "stella.rules.yml"],
-        ["test", "rules", "stella.rules.test.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts.test.yml"],
     ] {
         let output = std::process::Command::new(&promtool)
             .args(args)
