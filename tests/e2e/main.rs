@@ -9,6 +9,7 @@ mod api;
 mod binary;
 mod console;
 mod crash;
+mod deploy;
 mod evidence;
 mod exports;
 mod hardening;
@@ -16,6 +17,7 @@ mod hostile;
 mod images;
 #[path = "../../actors/tests/support/maildir.rs"]
 mod maildir;
+mod monitoring;
 mod notify;
 mod policy;
 mod scans;
