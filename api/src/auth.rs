@@ -161,9 +161,34 @@ impl AccessTable {
             .map(|op| (op.id.as_str(), &op.rule))
     }
 
+    /// The operation of a route template. A template's parameter may carry a pattern
+    /// (`{name:.+}`: a file name with slashes); the OpenAPI document names it `{name}`.
     fn operation(&self, path: &str, method: &Method) -> Option<&Operation> {
-        self.operations.get(&(path.to_owned(), method.clone()))
+        self.operations
+            .get(&(openapi_template(path), method.clone()))
     }
+}
+
+/// `/a/{id}/files/{name:.+}` → `/a/{id}/files/{name}`.
+fn openapi_template(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_pattern = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_pattern = false;
+                out.push(c);
+            }
+            ':' if !in_pattern && out.rfind('{') > out.rfind('}') => in_pattern = true,
+            '}' => {
+                in_pattern = false;
+                out.push(c);
+            }
+            _ if in_pattern => {}
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The authenticated caller of a request, for handlers.
@@ -628,6 +653,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_route_pattern_maps_to_its_openapi_template() {
+        assert_eq!(
+            openapi_template("/api/v1/exports/{export_id}/files/{name:.+}"),
+            "/api/v1/exports/{export_id}/files/{name}"
+        );
+        assert_eq!(openapi_template("/api/v1/a:b/{id}"), "/api/v1/a:b/{id}");
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_the_rate() {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{assert_problem, start, Reply, Server, ADMIN};
 use crate::scans::{scan_of, tiny_sbom, wait_scan};
 
-async fn import_left_pad_advisory(server: &Server) {
+pub(crate) async fn import_left_pad_advisory(server: &Server) {
     let advisory = json!([{
         "id": "GHSA-left-pad", "modified": "2024-01-01T00:00:00Z",
         "summary": "left-pad pads wrongly",
@@ -33,7 +33,7 @@ async fn import_left_pad_advisory(server: &Server) {
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
-async fn get_file(
+pub(crate) async fn get_file(
     server: &Server,
     token: &str,
     path: &str,
@@ -52,7 +52,7 @@ async fn get_file(
     (status, headers, response.bytes().await.unwrap().to_vec())
 }
 
-async fn wait_export(server: &Server, token: &str, id: &str) -> Value {
+pub(crate) async fn wait_export(server: &Server, token: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let reply = server

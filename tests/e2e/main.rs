@@ -20,6 +20,7 @@ mod maildir;
 mod monitoring;
 mod notify;
 mod policy;
+mod restore;
 mod scans;
 mod schedules;
 mod serve;

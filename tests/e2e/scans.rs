@@ -110,7 +110,7 @@ pub(crate) async fn wait_scan(server: &Server, token: &str, id: &str, status: &s
     }
 }
 
-async fn findings(server: &Server, token: &str, id: &str) -> Vec<Value> {
+pub(crate) async fn findings(server: &Server, token: &str, id: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -130,7 +130,7 @@ async fn findings(server: &Server, token: &str, id: &str) -> Vec<Value> {
     }
 }
 
-async fn attestation(server: &Server, token: &str, id: &str) -> Vec<u8> {
+pub(crate) async fn attestation(server: &Server, token: &str, id: &str) -> Vec<u8> {
     let response = server
         .http
         .get(format!(
@@ -158,7 +158,7 @@ async fn public_keys(server: &Server) -> Vec<PublicKey> {
 }
 
 /// Verifies an envelope with the server's published keys; returns the statement.
-async fn verified_statement(server: &Server, envelope: &[u8]) -> Value {
+pub(crate) async fn verified_statement(server: &Server, envelope: &[u8]) -> Value {
     let envelope = Envelope::from_json(envelope).unwrap();
     let payload = dsse::verify(&envelope, &public_keys(server).await)
         .unwrap()

@@ -679,7 +679,7 @@ fn range(header: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, 
     ),
     security(("bearer" = ["exports:read"]))
 )]
-#[get("/exports/{export_id}/files/{name}")]
+#[get("/exports/{export_id}/files/{name:.+}")]
 pub(crate) async fn download(
     ctx: web::Data<Context>,
     caller: Caller,
