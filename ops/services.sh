@@ -1092,6 +1092,20 @@ ensure_deploy_tools() {
 	log "deploy: systemd-analyze $SYSTEMD_ANALYZE_BIN, check-jsonschema and docker compose $DOCKER_COMPOSE_BIN"
 }
 
+# ---------------------------------------------------------------------------
+# trace receiver: opentelemetry-proto (PyPI) decodes OTLP for ops/otlp_receiver.py
+# ---------------------------------------------------------------------------
+
+OTEL_PROTO_VERSION=1.45.2
+
+ensure_trace_tools() {
+	if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('opentelemetry-proto') != '$OTEL_PROTO_VERSION')" 2>/dev/null; then
+		log "traces: installing opentelemetry-proto $OTEL_PROTO_VERSION from PyPI into $VENV"
+		pip_install "opentelemetry-proto==$OTEL_PROTO_VERSION" ||
+			die "traces: pip install opentelemetry-proto failed"
+	fi
+}
+
 write_env_file() {
 	{
 		export_line STELLA_TEST_SERVICES 1
@@ -1126,6 +1140,8 @@ write_env_file() {
 		export_line STELLA_TEST_SYSTEMD_ANALYZE "$SYSTEMD_ANALYZE_BIN"
 		export_line STELLA_TEST_CHECK_JSONSCHEMA "$VENV/bin/check-jsonschema"
 		export_line STELLA_TEST_DOCKER_COMPOSE "$DOCKER_COMPOSE_BIN"
+		# A python with opentelemetry-proto, which runs ops/otlp_receiver.py (tests/e2e/traces.rs).
+		export_line STELLA_TEST_OTLP_PYTHON "$VENV/bin/python"
 		# A python with securesystemslib, for the independent DSSE verification test.
 		export_line STELLA_TEST_SECURESYSTEMSLIB_PYTHON "$VENV/bin/python"
 		# A python with the SARIF schema, jsonschema and zstandard, for the export formats test.
@@ -1169,6 +1185,7 @@ cmd_up() {
 	ensure_garage
 	ensure_tools
 	ensure_deploy_tools
+	ensure_trace_tools
 	ensure_evidence_tools
 	ensure_export_tools
 	ensure_document_tools

@@ -20,6 +20,7 @@ mod bootstrap;
 pub mod cli;
 pub mod diag;
 pub mod signing;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -62,8 +62,10 @@ pub async fn middleware(
         .map(|ctx| ctx.metrics.clone());
     let span = tracing::info_span!(
         "http.request",
+        otel.name = %format!("{} {route}", req.method()),
         request_id = %id,
         method = %req.method(),
+        http.route = %route,
         path = %req.path()
     );
     let mut response = REQUEST_ID

@@ -75,6 +75,7 @@ pub const KEYS: &[KeyDef] = &[
     key!("bootstrap_token", "STELLA_BOOTSTRAP_TOKEN", Str, Secret),
     key!("log", "STELLA_LOG", Str),
     key!("log_format", "STELLA_LOG_FORMAT", Str),
+    key!("otlp_endpoint", "STELLA_OTLP_ENDPOINT", Str),
     key!("signing_key_file", "STELLA_SIGNING_KEY_FILE", Str),
     key!("database.url", "STELLA_DATABASE_URL", Str, Url),
     key!(
@@ -310,6 +311,7 @@ mod tests {
                 (Kind::Str, "database.url") => "sqlite://x.db",
                 (Kind::Str, "valkey.url") => "redis://h",
                 (Kind::Str, "log_format") => "json",
+                (Kind::Str, "otlp_endpoint") => "http://127.0.0.1:4318",
                 (Kind::Str, "s3.endpoint" | "notify.smtp.password") => continue,
                 (Kind::Str, "scheduler.clock_origin") => "2026-01-01T00:00:00Z",
                 (Kind::Str, "notify.smtp.mode") => "starttls",

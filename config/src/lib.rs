@@ -74,6 +74,9 @@ pub struct Settings {
     pub log: String,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// OTLP/HTTP endpoint that receives spans (`http://collector:4318`; the traces go
+    /// to `/v1/traces` under it). Unset: no traces are exported.
+    pub otlp_endpoint: Option<String>,
     /// Ed25519 private key (PKCS#8 PEM) that signs attestations. Unset: the key in
     /// `<data_dir>/signing-key.pem`, generated on first start.
     pub signing_key_file: Option<PathBuf>,
@@ -97,6 +100,7 @@ impl Default for Settings {
             bootstrap_token: None,
             log: "info".to_owned(),
             log_format: "text".to_owned(),
+            otlp_endpoint: None,
             signing_key_file: None,
             database: DatabaseSettings::default(),
             valkey: ValkeySettings::default(),

@@ -20,6 +20,14 @@ pub(crate) fn validate(loaded: &Loaded) -> Result<(), ConfigError> {
             format!("expected `text` or `json`, got {:?}", s.log_format),
         ));
     }
+    if let Some(endpoint) = &s.otlp_endpoint {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(invalid(
+                "otlp_endpoint",
+                format!("expected an http:// or https:// URL, got {endpoint:?}"),
+            ));
+        }
+    }
     if let Some(url) = &s.database.url {
         let url = url.expose();
         if !is_postgres_url(url) && !url.starts_with("sqlite:") {

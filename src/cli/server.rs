@@ -67,7 +67,14 @@ impl ServerCommand {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
         let loaded = stella_config::load(config, &env)?;
-        init_logging(&loaded, &env)?;
+        let command = match &self {
+            Self::Serve => Some("serve"),
+            Self::Worker { .. } => Some("worker"),
+            Self::Scheduler => Some("scheduler"),
+            _ => None,
+        };
+        // Flushes the exported spans when the command returns.
+        let _telemetry = init_logging(&loaded, &env, command)?;
         // Handler panics are caught and retried by the runtime; log them as one line
         // instead of the default hook's stderr dump.
         std::panic::set_hook(Box::new(|info| {
@@ -91,7 +98,15 @@ impl ServerCommand {
     }
 }
 
-fn init_logging(loaded: &Loaded, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
+fn init_logging(
+    loaded: &Loaded,
+    env: &BTreeMap<String, String>,
+    command: Option<&str>,
+) -> anyhow::Result<Option<crate::telemetry::Telemetry>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let settings = &loaded.settings;
     // RUST_LOG, when set, wins: the usual escape hatch while debugging.
     let directive = env.get("RUST_LOG").unwrap_or(&settings.log);
@@ -102,16 +117,32 @@ fn init_logging(loaded: &Loaded, env: &BTreeMap<String, String>) -> anyhow::Resu
             loaded.source_of("log")
         )
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // One filter for the whole stack: a span the log's filter enables is logged and, with
+    // `otlp_endpoint`, exported; one it disables costs nothing. (Per-layer filters would
+    // let the two differ, but tracing-subscriber's per-layer filtering loses events when
+    // layers are boxed: tokio-rs/tracing#2929.)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if settings.log_format == "json" {
-        builder.json().init();
+    let fmt = if settings.log_format == "json" {
+        fmt.json().boxed()
     } else {
-        builder.init();
-    }
-    Ok(())
+        fmt.boxed()
+    };
+    // Traces only from the long-running commands.
+    let (traces, telemetry) = match (&settings.otlp_endpoint, command) {
+        (Some(endpoint), Some(command)) => {
+            let (layer, guard) = crate::telemetry::layer(endpoint, command)?;
+            (Some(layer), Some(guard))
+        }
+        _ => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(traces)
+        .init();
+    Ok(telemetry)
 }
 
 fn show_config(loaded: &Loaded, format: Format) {

@@ -34,6 +34,7 @@ mod ids;
 pub mod mailbox;
 pub mod object;
 pub mod repo;
+pub mod telemetry;
 mod valkey;
 
 pub use db::{Store, TenantScope};

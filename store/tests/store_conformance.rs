@@ -47,6 +47,7 @@ fn message(key: &str) -> NewMessage {
         idempotency_key: key.into(),
         attempt: 0,
         not_before: t0(),
+        trace: None,
     }
 }
 

@@ -28,8 +28,8 @@ impl Drop for Proc {
     }
 }
 
-struct Cluster {
-    dir: tempfile::TempDir,
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
     env: Vec<(String, String)>,
 }
 
@@ -64,7 +64,7 @@ impl Cluster {
     }
 
     /// The last lines of every process's log, for a failure message.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         let mut paths: Vec<_> = std::fs::read_dir(self.dir.path())
             .map(|dir| dir.flatten().map(|e| e.path()).collect())
@@ -144,11 +144,11 @@ const ADMIN: &str = "crash-test-admin-token-0123456789";
 /// A cluster as the export and notify crash tests run it: `stella serve` (API only) on a
 /// fixed port and two `stella worker`s, all started and listening, with the settings
 /// `extra_env` adds (S3, the outbound allow-list, ...).
-struct Served {
-    cluster: Cluster,
+pub(crate) struct Served {
+    pub(crate) cluster: Cluster,
     port: u16,
-    base: String,
-    http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
     /// Replaced when killed, like worker A.
     serve: std::cell::RefCell<Proc>,
     /// Replaced when killed (behind a cell, so a test can kill it while it holds other
@@ -162,6 +162,22 @@ impl Served {
         database_url: &str,
         valkey_url: &str,
         extra_env: impl IntoIterator<Item = (&'static str, String)>,
+    ) -> Served {
+        Self::start_with(
+            database_url,
+            valkey_url,
+            extra_env,
+            [&["worker"], &["worker"]],
+        )
+        .await
+    }
+
+    /// The same, each worker started with its own arguments (`--roles ...`).
+    pub(crate) async fn start_with(
+        database_url: &str,
+        valkey_url: &str,
+        extra_env: impl IntoIterator<Item = (&'static str, String)>,
+        workers: [&[&str]; 2],
     ) -> Served {
         let port = free_port();
         let prefix = format!("crash-{}", uuid::Uuid::new_v4().simple());
@@ -178,8 +194,8 @@ impl Served {
             .map(|(k, v)| (k.to_owned(), v)),
         );
         let serve = cluster.spawn(&["serve"], "serve.log");
-        let worker_a = cluster.spawn(&["worker"], "worker-a.log");
-        let worker_b = cluster.spawn(&["worker"], "worker-b.log");
+        let worker_a = cluster.spawn(workers[0], "worker-a.log");
+        let worker_b = cluster.spawn(workers[1], "worker-b.log");
         for log in ["worker-a.log", "worker-b.log"] {
             cluster.wait_started(log);
         }
@@ -207,7 +223,7 @@ impl Served {
 
     /// An API call as the administrator for tenant `acme`: status, JSON body (`Null` if
     /// none) and text.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

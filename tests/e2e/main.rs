@@ -25,5 +25,6 @@ mod scans;
 mod schedules;
 mod serve;
 mod streams;
+mod traces;
 #[path = "../../actors/tests/support/webhook.rs"]
 mod webhook;

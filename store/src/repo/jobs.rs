@@ -134,6 +134,9 @@ pub struct NewMessage {
     /// Handler attempts before the one this message asks for.
     pub attempt: u32,
     pub not_before: DateTime<Utc>,
+    /// The sender's W3C `traceparent` (`crate::telemetry::traceparent()` where the
+    /// message is made), so the step that receives it joins the sender's trace.
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -783,9 +786,9 @@ async fn insert_outbox(
 ) -> Result<()> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO outbox (tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at) \
+            "INSERT INTO outbox (tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at, trace) \
              VALUES {}",
-            placeholders(chunk.len(), 9)
+            placeholders(chunk.len(), 10)
         );
         let mut query = sqlx::query(&sql);
         for (tenant, id, message) in chunk {
@@ -798,7 +801,8 @@ async fn insert_outbox(
                 .bind(message.idempotency_key.clone())
                 .bind(i64::from(message.attempt))
                 .bind(to_millis(message.not_before))
-                .bind(at);
+                .bind(at)
+                .bind(message.trace.clone());
         }
         query
             .execute(&mut **tx)
@@ -1095,11 +1099,12 @@ const PG_APPLY_CHANGES: &str = "WITH v AS ( \
         SELECT tenant_id, id, event_from, state, step, attempts, event_error, updated_at FROM updated), \
     messages AS ( \
         INSERT INTO outbox (tenant_id, job_id, role, kind, payload, idempotency_key, attempt, \
-            not_before, created_at) \
+            not_before, created_at, trace) \
         SELECT m.tenant_id, m.job_id, m.role, m.kind, m.payload, m.idempotency_key, m.attempt, \
-            m.not_before, m.created_at \
+            m.not_before, m.created_at, m.trace \
         FROM json_to_recordset($2::json) AS m(tenant_id text, job_id text, role text, kind text, \
-            payload text, idempotency_key text, attempt bigint, not_before bigint, created_at bigint) \
+            payload text, idempotency_key text, attempt bigint, not_before bigint, created_at bigint, \
+            trace text) \
         JOIN updated u ON u.tenant_id = m.tenant_id AND u.id = m.job_id), \
     noop_written AS ( \
         INSERT INTO noop_effects (tenant_id, job_id, written_at) \
@@ -1192,6 +1197,7 @@ impl Store {
                     "attempt": i64::from(m.attempt),
                     "not_before": to_millis(m.not_before),
                     "created_at": at,
+                    "trace": m.trace,
                 }));
             }
         }

@@ -19,6 +19,8 @@ pub struct OutboxRow {
     pub attempt: u32,
     pub not_before: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// The sender's W3C `traceparent`.
+    pub trace: Option<String>,
 }
 
 /// The relay's side of the transactional outbox. Rows are written by tenant-scoped
@@ -34,7 +36,7 @@ impl Outbox<'_> {
     /// The oldest rows not yet relayed.
     pub async fn pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(
-            "SELECT seq, tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at \
+            "SELECT seq, tenant_id, job_id, role, kind, payload, idempotency_key, attempt, not_before, created_at, trace \
              FROM outbox WHERE relayed_at IS NULL ORDER BY seq LIMIT $1",
         )
         .bind(i64::from(limit.max(1)))
@@ -62,6 +64,7 @@ impl Outbox<'_> {
                         .unwrap_or(u32::MAX),
                     not_before: from_millis(row.try_get("not_before").map_err(get)?),
                     created_at: from_millis(row.try_get("created_at").map_err(get)?),
+                    trace: row.try_get("trace").map_err(get)?,
                 })
             })
             .collect()

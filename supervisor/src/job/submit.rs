@@ -97,6 +97,7 @@ pub(crate) fn step_message(
         idempotency_key: format!("{job_id}:{step}"),
         attempt,
         not_before,
+        trace: stella_store::telemetry::traceparent(),
     }
 }
 

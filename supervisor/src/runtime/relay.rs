@@ -9,6 +9,7 @@ use chrono::Utc;
 use stella_store::mailbox::{Envelope, Mailbox, Payload, Role};
 use stella_store::{Store, StoreError};
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 
 use crate::metrics::RuntimeMetrics;
 
@@ -95,11 +96,12 @@ pub async fn relay_once(
             attempt: row.attempt,
             idempotency_key: row.idempotency_key.clone(),
             not_before: row.not_before,
-            trace: None,
+            trace: row.trace.clone(),
             enqueued_at: now,
         });
     }
-    mailbox.send(&envelopes, now).await?;
+    let span = tracing::info_span!("mailbox.send", messages = envelopes.len());
+    mailbox.send(&envelopes, now).instrument(span).await?;
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
     outbox.mark_relayed(&seqs).await?;
     Ok(rows.len())
