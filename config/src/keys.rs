@@ -76,6 +76,7 @@ pub const KEYS: &[KeyDef] = &[
     key!("log", "STELLA_LOG", Str),
     key!("log_format", "STELLA_LOG_FORMAT", Str),
     key!("otlp_endpoint", "STELLA_OTLP_ENDPOINT", Str),
+    key!("metrics_listen", "STELLA_METRICS_LISTEN", Str),
     key!("signing_key_file", "STELLA_SIGNING_KEY_FILE", Str),
     key!("database.url", "STELLA_DATABASE_URL", Str, Url),
     key!(
@@ -307,7 +308,7 @@ mod tests {
                 (Kind::Int, "runtime.retry_max_delay_ms") => "600000",
                 (Kind::Int, _) => "7",
                 (Kind::Bool, _) => "true",
-                (Kind::Str, "listen") => "127.0.0.1:1",
+                (Kind::Str, "listen" | "metrics_listen") => "127.0.0.1:1",
                 (Kind::Str, "database.url") => "sqlite://x.db",
                 (Kind::Str, "valkey.url") => "redis://h",
                 (Kind::Str, "log_format") => "json",

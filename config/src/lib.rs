@@ -74,6 +74,10 @@ pub struct Settings {
     pub log: String,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// Where `stella worker` and `stella scheduler` serve `GET /metrics` (Prometheus
+    /// text) and `GET /healthz`; unset: nowhere. (`stella serve` serves `/metrics` on
+    /// `listen`.)
+    pub metrics_listen: Option<SocketAddr>,
     /// OTLP/HTTP endpoint that receives spans (`http://collector:4318`; the traces go
     /// to `/v1/traces` under it). Unset: no traces are exported.
     pub otlp_endpoint: Option<String>,
@@ -101,6 +105,7 @@ impl Default for Settings {
             log: "info".to_owned(),
             log_format: "text".to_owned(),
             otlp_endpoint: None,
+            metrics_listen: None,
             signing_key_file: None,
             database: DatabaseSettings::default(),
             valkey: ValkeySettings::default(),

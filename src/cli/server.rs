@@ -199,6 +199,62 @@ async fn serve(loaded: &Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `GET /metrics` (Prometheus text of `registry`) and `GET /healthz` on
+/// `metrics_listen`, for the processes without the API: a worker, a scheduler. Returns
+/// the running server's handle, or `None` when the setting is unset.
+fn serve_metrics(
+    loaded: &Loaded,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Option<actix_web::dev::ServerHandle>> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let Some(addr) = loaded.settings.metrics_listen else {
+        return Ok(None);
+    };
+    let registry = registry.clone();
+    let server = HttpServer::new(move || {
+        let registry = registry.clone();
+        App::new()
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let registry = registry.clone();
+                    async move {
+                        let mut out = Vec::new();
+                        match prometheus::Encoder::encode(
+                            &prometheus::TextEncoder::new(),
+                            &registry.gather(),
+                            &mut out,
+                        ) {
+                            Ok(()) => HttpResponse::Ok()
+                                .content_type("text/plain; version=0.0.4; charset=utf-8")
+                                .body(out),
+                            Err(err) => HttpResponse::InternalServerError().body(err.to_string()),
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/healthz",
+                web::get().to(|| async { HttpResponse::Ok().body("ok") }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| {
+        format!(
+            "cannot listen on {addr} (`metrics_listen` from {})",
+            loaded.source_of("metrics_listen")
+        )
+    })?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
+    Ok(Some(handle))
+}
+
 async fn worker(loaded: &Loaded, roles: &[String]) -> anyhow::Result<()> {
     let roles = if roles.is_empty() {
         crate::all_roles()
@@ -210,6 +266,8 @@ async fn worker(loaded: &Loaded, roles: &[String]) -> anyhow::Result<()> {
     };
     let services = connect(loaded).await?;
     let registry = prometheus::Registry::new();
+    // Bound first: a taken port fails the start, not a running worker.
+    let metrics = serve_metrics(loaded, &registry)?;
     let runtime = services
         .start_runtime(&roles, &registry)
         .await
@@ -227,6 +285,9 @@ async fn worker(loaded: &Loaded, roles: &[String]) -> anyhow::Result<()> {
         std::time::Duration::from_secs(loaded.settings.runtime.shutdown_timeout_secs)
     };
     runtime.shutdown(deadline).await;
+    if let Some(metrics) = metrics {
+        metrics.stop(true).await;
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), services.store.close()).await;
     if let Some(reason) = lost {
         anyhow::bail!("the worker stopped acting: {reason}; start it again");
@@ -238,6 +299,7 @@ async fn worker(loaded: &Loaded, roles: &[String]) -> anyhow::Result<()> {
 async fn scheduler(loaded: &Loaded) -> anyhow::Result<()> {
     let services = connect(loaded).await?;
     let registry = prometheus::Registry::new();
+    let metrics = serve_metrics(loaded, &registry)?;
     let handle = services
         .start_scheduler(&registry)
         .map_err(|err| explain(loaded, err))?;
@@ -245,6 +307,9 @@ async fn scheduler(loaded: &Loaded) -> anyhow::Result<()> {
     crate::shutdown_signal().await;
     tracing::info!("shutdown signal received; stopping");
     handle.stop().await;
+    if let Some(metrics) = metrics {
+        metrics.stop(true).await;
+    }
     services.store.close().await;
     tracing::info!("stella scheduler stopped");
     Ok(())

@@ -2467,3 +2467,79 @@ fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
     assert!(err.contains("etc/cron.d/evil"), "{err}");
     assert!(!out.exists());
 }
+
+/// Waits for the "metrics on" log line of a worker or scheduler and returns the address.
+fn wait_for_metrics_addr(child: &mut Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.contains("metrics on http://") {
+            let addr = line.split("addr=").nth(1).unwrap().trim().to_owned();
+            std::thread::spawn(move || for _ in lines {});
+            return addr;
+        }
+    }
+    let _ = child.kill();
+    panic!("the process did not report its metrics address");
+}
+
+/// `stella worker` and `stella scheduler` serve their own metrics on `metrics_listen`
+/// (only `serve` has the API's `/metrics`): what Prometheus scrapes of them, valid for
+/// `promtool check metrics`; a taken port fails the start with one clear line.
+#[test]
+fn workers_and_schedulers_serve_their_metrics_on_metrics_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    for (command, metric) in [
+        ("worker", "stella_jobs_in_flight"),
+        ("scheduler", "stella_scheduler_leader"),
+    ] {
+        let mut child = stella(dir.path())
+            .arg(command)
+            .env("STELLA_METRICS_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = wait_for_metrics_addr(&mut child);
+        let reply = reqwest::blocking::get(format!("http://{addr}/metrics")).unwrap();
+        assert_eq!(reply.status(), 200);
+        let text = reply.text().unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{metric} "))),
+            "{command}: {metric} missing from {text}"
+        );
+        let health = reqwest::blocking::get(format!("http://{addr}/healthz")).unwrap();
+        assert_eq!(health.status(), 200);
+        if let Some(promtool) = crate::api::tool("promtool") {
+            let mut check = Command::new(promtool)
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut check.stdin.take().unwrap(), text.as_bytes()).unwrap();
+            let out = check.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{command}: promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // A second process on the same port is refused at start, naming the setting.
+        let taken = stella(dir.path())
+            .arg(command)
+            .env("STELLA_METRICS_LISTEN", &addr)
+            .output()
+            .unwrap();
+        assert_one_line_error(&taken, &["metrics_listen", &addr]);
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "{command} exited {exit:?}");
+    }
+}
