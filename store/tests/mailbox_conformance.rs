@@ -118,6 +118,15 @@ async fn sent_entries_are_received_once_and_gone_after_ack(m: &TestMailbox) {
     assert_eq!(mb.send(&sent, now).await.unwrap(), 3);
     let stats = mb.stats(&role(), now).await.unwrap();
     assert_eq!((stats.ready, stats.pending), (3, 0));
+    // The queue's age: seen 5 s later, the oldest ready entry has waited about 5 s (on
+    // Valkey the server's clock stamped it when it was appended).
+    let later = now + chrono::Duration::seconds(5);
+    let aged = mb.stats(&role(), later).await.unwrap();
+    assert!(
+        (4_000..=7_000).contains(&aged.oldest_ready_ms),
+        "oldest ready {} ms",
+        aged.oldest_ready_ms
+    );
 
     let got = mb
         .receive(&role(), &consumer("a"), 10, false, now)
@@ -128,6 +137,8 @@ async fn sent_entries_are_received_once_and_gone_after_ack(m: &TestMailbox) {
     assert!(got.iter().all(|d| d.deliveries == 1));
     let stats = mb.stats(&role(), now).await.unwrap();
     assert_eq!((stats.ready, stats.pending), (0, 3));
+    // Nothing is ready any more: no age, however late one looks.
+    assert_eq!(mb.stats(&role(), later).await.unwrap().oldest_ready_ms, 0);
     // A read-only holder (a console) sees the same through the `Inspect` capability
     // alone, upcast from the whole mailbox.
     let inspect: std::sync::Arc<dyn stella_store::mailbox::Inspect> = m.mailbox.clone();

@@ -7,6 +7,8 @@ use prometheus::{
 pub struct RuntimeMetrics {
     /// Entries ready, pending, delayed and dead per role (`state` label).
     pub mailbox: IntGaugeVec,
+    /// Seconds the oldest ready entry of a role has waited (the queue's age).
+    pub mailbox_oldest: prometheus::GaugeVec,
     /// Entries handed out again after their consumer died or stalled.
     pub redeliveries: IntCounterVec,
     pub dead_letters: IntCounterVec,
@@ -76,7 +78,15 @@ impl RuntimeMetrics {
             ),
             &["role"],
         )?;
+        let mailbox_oldest = prometheus::GaugeVec::new(
+            Opts::new(
+                "stella_mailbox_oldest_ready_seconds",
+                "How long the oldest entry ready for a role has waited to be received",
+            ),
+            &["role"],
+        )?;
         registry.register(Box::new(mailbox.clone()))?;
+        registry.register(Box::new(mailbox_oldest.clone()))?;
         registry.register(Box::new(redeliveries.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(executions.clone()))?;
@@ -87,6 +97,7 @@ impl RuntimeMetrics {
         registry.register(Box::new(outbox_relayed.clone()))?;
         Ok(Self {
             mailbox,
+            mailbox_oldest,
             redeliveries,
             dead_letters,
             executions,

@@ -489,6 +489,15 @@ impl Inspect for EmbeddedMailbox {
                     None,
                 )
                 .await?,
+            // Ready since `visible_at` (sent, or due after a delay or a retry).
+            oldest_ready_ms: self
+                .count(
+                    "SELECT $2 - COALESCE(MIN(visible_at), $2) FROM mailbox_entries \
+                     WHERE role = $1 AND consumer IS NULL AND visible_at <= $2",
+                    role,
+                    Some(at),
+                )
+                .await?,
         })
     }
 

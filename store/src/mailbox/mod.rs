@@ -306,6 +306,10 @@ pub struct MailboxStats {
     /// Entries waiting for their `not_before`.
     pub delayed: u64,
     pub dead: u64,
+    /// How long the oldest ready entry has waited to be received, in milliseconds at the
+    /// `now` of the call (0: nothing ready): the queue's age, which grows when workers
+    /// do not keep up even while the depth stays flat.
+    pub oldest_ready_ms: u64,
 }
 
 /// The longest consumer name.

@@ -178,6 +178,8 @@ pub(super) async fn janitor(
                     for (state, value) in [("ready", stats.ready), ("pending", stats.pending), ("delayed", stats.delayed), ("dead", stats.dead)] {
                         gauge.with_label_values(&[role.as_str(), state]).set(i64::try_from(value).unwrap_or(i64::MAX));
                     }
+                    #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
+                    shared.metrics.mailbox_oldest.with_label_values(&[role.as_str()]).set(stats.oldest_ready_ms as f64 / 1000.0);
                 }
             }
         }

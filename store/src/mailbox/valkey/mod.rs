@@ -706,7 +706,7 @@ impl Inspect for ValkeyMailbox {
         self.valkey.ping().await
     }
 
-    async fn stats(&self, role: &Role, _now: DateTime<Utc>) -> Result<MailboxStats> {
+    async fn stats(&self, role: &Role, now: DateTime<Utc>) -> Result<MailboxStats> {
         let mut conn = self.conn().await?;
         let tenants: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys.tenants(role))
@@ -714,18 +714,53 @@ impl Inspect for ValkeyMailbox {
             .await
             .map_err(|err| self.err(err))?;
         let mut stats = MailboxStats::default();
+        let now_ms = u64::try_from(to_millis(now)).unwrap_or(0);
         for chunk in tenants.chunks(STATS_CHUNK) {
             let mut pipe = redis::pipe();
             for tenant in chunk {
                 let stream = self.keys.stream(role, tenant);
                 pipe.cmd("XLEN").arg(&stream);
                 pipe.cmd("XPENDING").arg(&stream).arg(GROUP);
+                pipe.cmd("XINFO").arg("GROUPS").arg(&stream);
             }
             let replies: Vec<redis::Value> = pipe
                 .query_async(&mut conn)
                 .await
                 .map_err(|err| self.err(err))?;
-            for pair in replies.chunks(2) {
+            // The oldest ready entry of each tenant stream: the first after the group's
+            // last delivered id; its id's milliseconds are when it was appended (sent,
+            // or promoted when due).
+            let mut oldest = redis::pipe();
+            let mut asked = 0usize;
+            for (tenant, triple) in chunk.iter().zip(replies.chunks(3)) {
+                if let Some(last) = last_delivered_id(&triple[2]) {
+                    oldest
+                        .cmd("XRANGE")
+                        .arg(self.keys.stream(role, tenant))
+                        .arg(format!("({last}"))
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(1);
+                    asked += 1;
+                }
+            }
+            if asked > 0 {
+                let firsts: Vec<StreamRangeReply> = oldest
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|err| self.err(err))?;
+                for first in firsts.iter().filter_map(|r| r.ids.first()) {
+                    let appended: u64 = first
+                        .id
+                        .split('-')
+                        .next()
+                        .and_then(|ms| ms.parse().ok())
+                        .unwrap_or(now_ms);
+                    stats.oldest_ready_ms =
+                        stats.oldest_ready_ms.max(now_ms.saturating_sub(appended));
+                }
+            }
+            for pair in replies.chunks(3) {
                 let len: u64 = redis::from_redis_value(pair[0].clone()).unwrap_or(0);
                 // XPENDING summary: [count, smallest id, greatest id, consumers]; an error
                 // reply (no group yet) counts as nothing pending.
@@ -767,6 +802,37 @@ impl Inspect for ValkeyMailbox {
             .map_err(|err| self.err(err))?;
         reply.ids.iter().map(dead_letter_of).collect()
     }
+}
+
+/// The `last-delivered-id` of the consumer group in an `XINFO GROUPS` reply (a list of
+/// groups, each a flat key/value list or a map); `None` for an error reply (no stream or
+/// no group yet: nothing ready to age).
+fn last_delivered_id(reply: &redis::Value) -> Option<String> {
+    let redis::Value::Array(groups) = reply else {
+        return None;
+    };
+    for group in groups {
+        let pairs: Vec<(&redis::Value, &redis::Value)> = match group {
+            redis::Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|kv| Some((kv.first()?, kv.get(1)?)))
+                .collect(),
+            redis::Value::Map(items) => items.iter().map(|(k, v)| (k, v)).collect(),
+            _ => continue,
+        };
+        let text = |v: &redis::Value| redis::from_redis_value::<String>(v.clone()).ok();
+        let name = pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some("name"));
+        if name.and_then(|(_, v)| text(v)).as_deref() != Some(GROUP) {
+            continue;
+        }
+        return pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some("last-delivered-id"))
+            .and_then(|(_, v)| text(v));
+    }
+    None
 }
 
 fn dead_letter_of(entry: &StreamId) -> Result<DeadLetter> {
