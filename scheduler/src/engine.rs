@@ -251,6 +251,8 @@ impl Scheduler {
             let ids: Vec<&ScheduleId> = due.iter().map(|(_, s)| &s.id).collect();
             let active = self.store.scheduling().active_runs_of(&ids).await?;
             let mut changes = SchedulerChanges::default();
+            // When each new run was meant to fire (due time plus the schedule's jitter).
+            let mut fire_at: HashMap<RunId, DateTime<Utc>> = HashMap::new();
             for (tenant, schedule) in &due {
                 let Some(due_at) = schedule.next_due_at else {
                     continue;
@@ -300,6 +302,7 @@ impl Scheduler {
                 let mut last_run = None;
                 for firing in &decision.firings {
                     let run_id = RunId::generate();
+                    fire_at.insert(run_id.clone(), firing.due_at + offset);
                     let mut reason = json!({
                         "schedule": schedule.name,
                         "fire_at": (firing.due_at + offset).to_rfc3339(),
@@ -351,6 +354,13 @@ impl Scheduler {
                 m.runs_created
                     .with_label_values(&["cron"])
                     .inc_by(applied.created_runs.len() as u64);
+                for run in &applied.created_runs {
+                    if let Some(at) = fire_at.get(run) {
+                        let lag = (now - *at).num_milliseconds().max(0);
+                        #[allow(clippy::cast_precision_loss)] // far below 2^52 ms
+                        m.fire_lag.observe(lag as f64 / 1000.0);
+                    }
+                }
             }
             if due.len() < BATCH as usize {
                 return Ok(fired);

@@ -1,4 +1,4 @@
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The scheduler's Prometheus metrics.
 #[derive(Debug, Clone)]
@@ -9,6 +9,9 @@ pub struct SchedulerMetrics {
     pub runs_created: IntCounterVec,
     /// Due times that passed without a run of their own (missed-fire policy applied).
     pub missed: IntCounter,
+    /// How late a cron run was created after its fire time (due time plus jitter): the
+    /// scheduler's lag.
+    pub fire_lag: Histogram,
 }
 
 impl SchedulerMetrics {
@@ -30,11 +33,22 @@ impl SchedulerMetrics {
         )?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(runs_created.clone()))?;
+        let fire_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "stella_scheduler_fire_lag_seconds",
+                "How late cron runs were created after their fire time",
+            )
+            .buckets(vec![
+                0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ]),
+        )?;
         registry.register(Box::new(missed.clone()))?;
+        registry.register(Box::new(fire_lag.clone()))?;
         Ok(Self {
             leader,
             runs_created,
             missed,
+            fire_lag,
         })
     }
 }

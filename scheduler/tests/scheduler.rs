@@ -326,11 +326,15 @@ async fn missed_fire_policies_after_downtime(store: Store) {
         start,
     )
     .await;
-    let s = w.scheduler("p");
+    let metrics = stella_scheduler::SchedulerMetrics::new(&prometheus::Registry::new()).unwrap();
+    let s = w.scheduler("p").with_metrics(metrics.clone());
     s.tick(start).await.unwrap();
     s.tick(t("2026-12-01T04:30:00Z")).await.unwrap();
     let runs = w.runs(&tenant).await;
     assert_eq!(runs.len(), 2, "{runs:?}");
+    // The scheduler's lag: both runs of 04:00 were created half an hour late.
+    assert_eq!(metrics.fire_lag.get_sample_count(), 2);
+    assert!((metrics.fire_lag.get_sample_sum() - 3600.0).abs() < 1e-6);
     let by_name = |name: &str| {
         runs.iter()
             .find(|r| r.reason["schedule"] == name)
@@ -358,6 +362,9 @@ async fn missed_fire_policies_after_downtime(store: Store) {
     assert_eq!(schedule.next_due_at, Some(t("2026-12-01T05:00:00Z")));
     s.tick(t("2026-12-01T05:00:01Z")).await.unwrap();
     assert_eq!(w.runs(&tenant).await.len(), 4);
+    // Those of 05:00, a second late each.
+    assert_eq!(metrics.fire_lag.get_sample_count(), 4);
+    assert!((metrics.fire_lag.get_sample_sum() - 3602.0).abs() < 1e-6);
 }
 
 /// `30 2 * * *` in Europe/Berlin across the spring-forward night (02:00 → 03:00 on
