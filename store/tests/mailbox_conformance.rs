@@ -242,6 +242,13 @@ async fn a_huge_backlog_does_not_starve_another_tenant(m: &TestMailbox) {
         .collect();
     mb.send(&backlog, now).await.unwrap();
     mb.send(&[envelope("small", "s0", now)], now).await.unwrap();
+    // Whose backlog it is: the busiest tenants, most first.
+    let stats = mb.stats(&role(), now).await.unwrap();
+    assert_eq!(
+        stats.busiest,
+        [(tenant("big"), 2000), (tenant("small"), 1)],
+        "busiest tenants"
+    );
     let batch = mb
         .receive(&role(), &consumer("w"), 16, false, now)
         .await

@@ -9,6 +9,8 @@ pub struct RuntimeMetrics {
     pub mailbox: IntGaugeVec,
     /// Seconds the oldest ready entry of a role has waited (the queue's age).
     pub mailbox_oldest: prometheus::GaugeVec,
+    /// Ready entries of the tenants with the most (at most ten per role).
+    pub mailbox_tenant_ready: IntGaugeVec,
     /// Entries handed out again after their consumer died or stalled.
     pub redeliveries: IntCounterVec,
     pub dead_letters: IntCounterVec,
@@ -87,6 +89,14 @@ impl RuntimeMetrics {
         )?;
         registry.register(Box::new(mailbox.clone()))?;
         registry.register(Box::new(mailbox_oldest.clone()))?;
+        let mailbox_tenant_ready = IntGaugeVec::new(
+            Opts::new(
+                "stella_mailbox_tenant_ready_entries",
+                "Ready entries of the tenants with the most, at most ten per role",
+            ),
+            &["role", "tenant"],
+        )?;
+        registry.register(Box::new(mailbox_tenant_ready.clone()))?;
         registry.register(Box::new(redeliveries.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(executions.clone()))?;
@@ -98,6 +108,7 @@ impl RuntimeMetrics {
         Ok(Self {
             mailbox,
             mailbox_oldest,
+            mailbox_tenant_ready,
             redeliveries,
             dead_letters,
             executions,

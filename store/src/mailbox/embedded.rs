@@ -122,6 +122,25 @@ impl EmbeddedMailbox {
         Ok(())
     }
 
+    /// Ready entries per tenant of `role`, the largest first (at most the few that
+    /// `busiest` keeps).
+    async fn ready_by_tenant(&self, role: &Role, now: i64) -> Result<Vec<(TenantId, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, COUNT(*) AS n FROM mailbox_entries \
+             WHERE role = $1 AND consumer IS NULL AND visible_at <= $2 \
+             GROUP BY tenant_id ORDER BY n DESC, tenant_id LIMIT $3",
+        )
+        .bind(role.as_str())
+        .bind(now)
+        .bind(i64::try_from(super::BUSIEST_TENANTS).unwrap_or(10))
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(|err| self.err(err, "mailbox stats"))?;
+        rows.into_iter()
+            .map(|(tenant, n)| Ok((TenantId::parse(&tenant)?, u64::try_from(n).unwrap_or(0))))
+            .collect()
+    }
+
     async fn count(&self, sql: &str, role: &Role, now: Option<i64>) -> Result<u64> {
         let mut query = sqlx::query_as(sql).bind(role.as_str());
         if let Some(now) = now {
@@ -498,6 +517,7 @@ impl Inspect for EmbeddedMailbox {
                     Some(at),
                 )
                 .await?,
+            busiest: super::busiest(self.ready_by_tenant(role, at).await?),
         })
     }
 

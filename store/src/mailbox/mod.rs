@@ -310,6 +310,20 @@ pub struct MailboxStats {
     /// `now` of the call (0: nothing ready): the queue's age, which grows when workers
     /// do not keep up even while the depth stays flat.
     pub oldest_ready_ms: u64,
+    /// The tenants with the most ready entries (at most [`BUSIEST_TENANTS`], most first):
+    /// who a backlog belongs to, without a metric per tenant.
+    pub busiest: Vec<(TenantId, u64)>,
+}
+
+/// How many tenants [`MailboxStats::busiest`] names.
+pub const BUSIEST_TENANTS: usize = 10;
+
+/// Keeps the `BUSIEST_TENANTS` largest counts, most first (ties by tenant).
+pub(crate) fn busiest(mut counts: Vec<(TenantId, u64)>) -> Vec<(TenantId, u64)> {
+    counts.retain(|(_, n)| *n > 0);
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts.truncate(BUSIEST_TENANTS);
+    counts
 }
 
 /// The longest consumer name.
@@ -511,3 +525,23 @@ pub trait Inspect: Send + Sync + fmt::Debug {
 pub trait Mailbox: Deliver + Reclaim + DeadLetters + ConsumerLease + Inspect {}
 
 impl<T: Deliver + Reclaim + DeadLetters + ConsumerLease + Inspect + ?Sized> Mailbox for T {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{busiest, BUSIEST_TENANTS};
+    use crate::TenantId;
+
+    #[test]
+    fn busiest_keeps_the_largest_counts_most_first_without_empty_tenants() {
+        let counts: Vec<(TenantId, u64)> = (0..15u64)
+            .map(|i| (TenantId::parse(&format!("t{i:02}")).unwrap(), i % 12))
+            .collect();
+        let top = busiest(counts);
+        assert_eq!(top.len(), BUSIEST_TENANTS);
+        assert_eq!(top[0], (TenantId::parse("t11").unwrap(), 11));
+        assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert!(top.iter().all(|(_, n)| *n > 0));
+    }
+}

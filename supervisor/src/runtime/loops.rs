@@ -131,6 +131,8 @@ pub(super) async fn janitor(
     let mut promote = tokio::time::interval(Duration::from_millis(200).min(min_idle));
     let mut claim = tokio::time::interval((min_idle / 2).max(Duration::from_millis(10)));
     let mut stats = tokio::time::interval(Duration::from_secs(5));
+    // The tenants last shown by the per-tenant gauge, removed when they leave the top.
+    let mut shown: Vec<stella_store::TenantId> = Vec::new();
     for timer in [&mut promote, &mut claim, &mut stats] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
@@ -180,6 +182,14 @@ pub(super) async fn janitor(
                     }
                     #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
                     shared.metrics.mailbox_oldest.with_label_values(&[role.as_str()]).set(stats.oldest_ready_ms as f64 / 1000.0);
+                    let tenants = &shared.metrics.mailbox_tenant_ready;
+                    for gone in shown.iter().filter(|t| !stats.busiest.iter().any(|(b, _)| b == *t)) {
+                        let _ = tenants.remove_label_values(&[role.as_str(), gone.as_str()]);
+                    }
+                    for (tenant, ready) in &stats.busiest {
+                        tenants.with_label_values(&[role.as_str(), tenant.as_str()]).set(i64::try_from(*ready).unwrap_or(i64::MAX));
+                    }
+                    shown = stats.busiest.into_iter().map(|(t, _)| t).collect();
                 }
             }
         }

@@ -715,6 +715,7 @@ impl Inspect for ValkeyMailbox {
             .map_err(|err| self.err(err))?;
         let mut stats = MailboxStats::default();
         let now_ms = u64::try_from(to_millis(now)).unwrap_or(0);
+        let mut by_tenant: Vec<(TenantId, u64)> = Vec::new();
         for chunk in tenants.chunks(STATS_CHUNK) {
             let mut pipe = redis::pipe();
             for tenant in chunk {
@@ -760,7 +761,7 @@ impl Inspect for ValkeyMailbox {
                         stats.oldest_ready_ms.max(now_ms.saturating_sub(appended));
                 }
             }
-            for pair in replies.chunks(3) {
+            for (tenant, pair) in chunk.iter().zip(replies.chunks(3)) {
                 let len: u64 = redis::from_redis_value(pair[0].clone()).unwrap_or(0);
                 // XPENDING summary: [count, smallest id, greatest id, consumers]; an error
                 // reply (no group yet) counts as nothing pending.
@@ -773,7 +774,17 @@ impl Inspect for ValkeyMailbox {
                 };
                 stats.pending += pending;
                 // Acknowledged entries are deleted, so the stream holds ready + pending.
-                stats.ready += len.saturating_sub(pending);
+                let ready = len.saturating_sub(pending);
+                stats.ready += ready;
+                if ready > 0 {
+                    if let Ok(tenant) = TenantId::parse(tenant) {
+                        by_tenant.push((tenant, ready));
+                    }
+                }
+            }
+            // Bounded while counting: a role with many thousands of tenants keeps a few.
+            if by_tenant.len() > 4 * super::BUSIEST_TENANTS {
+                by_tenant = super::busiest(by_tenant);
             }
         }
         let (delayed, dead): (u64, u64) = redis::pipe()
@@ -786,6 +797,7 @@ impl Inspect for ValkeyMailbox {
             .map_err(|err| self.err(err))?;
         stats.delayed = delayed;
         stats.dead = dead;
+        stats.busiest = super::busiest(by_tenant);
         Ok(stats)
     }
 
