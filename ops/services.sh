@@ -1112,7 +1112,7 @@ write_env_file() {
 		export_line STELLA_DATABASE_URL "$DATABASE_URL"
 		export_line STELLA_VALKEY_URL "redis://$HOST:$VALKEY_PORT"
 		# The local Valkey Cluster's nodes (the mailbox suite and a crash test run on it).
-		export_line STELLA_VALKEY_CLUSTER_URL "$(valkey_cluster_ports | sed "s#\([0-9][0-9]*\)#redis://$HOST:\1#g")"
+		export_line STELLA_TEST_VALKEY_CLUSTER_URL "$(valkey_cluster_ports | sed "s#\([0-9][0-9]*\)#redis://$HOST:\1#g")"
 		export_line STELLA_S3_ENDPOINT "http://$HOST:$GARAGE_S3_PORT"
 		export_line STELLA_S3_BUCKET "$GARAGE_BUCKET"
 		export_line STELLA_S3_REGION "$GARAGE_REGION"

@@ -14,9 +14,10 @@ pub struct ValkeySettings {
     /// follows MOVED / ASK and failovers, and key names carry hash tags so that every
     /// script's keys share a slot (all keys of one role in one slot).
     pub cluster: bool,
-    /// How many replicas must have fsynced a mailbox write before it counts as sent
-    /// (`WAITAOF 1 <n>`). 0: this node's own fsync only. On a cluster whose primaries each
-    /// have a replica, 1 makes a failover lose no sent message.
+    /// How many replicas must have received a mailbox write (`WAIT <n>`, after this
+    /// node's own fsync, `WAITAOF 1 0`) before it counts as sent. 0: the fsync only. On a
+    /// cluster whose primaries each have a replica, 1 makes a failover lose no sent
+    /// message.
     pub wait_replicas: u32,
     /// Prefix of every key Stella writes, so several deployments can share one server.
     pub key_prefix: String,

@@ -90,7 +90,7 @@ impl Cluster {
     }
 
     /// Runs on a Valkey Cluster whose primaries have a replica each: sends wait for a
-    /// replica's fsync, so a failover loses nothing sent.
+    /// replica to hold them, so a failover loses nothing sent.
     fn on_valkey_cluster(&mut self) {
         self.env
             .push(("STELLA_VALKEY_CLUSTER".into(), "true".into()));
@@ -364,8 +364,8 @@ async fn a_worker_killed_mid_run_loses_no_job_and_repeats_no_effect() {
 /// replica each): hash-tagged keys, scripts and pipelines routed to the role's slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_on_a_valkey_cluster_loses_no_job_and_repeats_no_effect() {
-    let Ok(valkey_url) = std::env::var("STELLA_VALKEY_CLUSTER_URL") else {
-        panic!("STELLA_VALKEY_CLUSTER_URL must be set with the other services");
+    let Ok(valkey_url) = std::env::var("STELLA_TEST_VALKEY_CLUSTER_URL") else {
+        panic!("STELLA_TEST_VALKEY_CLUSTER_URL must be set with the other services");
     };
     worker_killed_mid_run(&valkey_url, true).await;
 }
@@ -579,7 +579,7 @@ impl ValkeyCluster {
 }
 
 /// A Valkey Cluster primary SIGKILLed mid-run, the one holding the jobs' role: its
-/// replica takes over (sends waited for the replica's fsync), the workers follow the
+/// replica takes over (sends waited for the replica to hold them), the workers follow the
 /// new primary, the killed node comes back as its replica, and every job completes
 /// with its effect exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

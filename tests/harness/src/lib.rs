@@ -232,9 +232,9 @@ pub async fn valkey_mailbox() -> Option<TestMailbox> {
 }
 
 /// A mailbox on the local Valkey Cluster (three primaries, a replica each, started by
-/// `ops/services.sh up`); sends wait for a replica's fsync as a production cluster would.
+/// `ops/services.sh up`); sends wait for a replica to hold them as a production cluster would.
 pub async fn valkey_cluster_mailbox() -> Option<TestMailbox> {
-    let url = service_env("STELLA_VALKEY_CLUSTER_URL")?;
+    let url = service_env("STELLA_TEST_VALKEY_CLUSTER_URL")?;
     valkey_mailbox_at(&url, true, 1).await
 }
 
