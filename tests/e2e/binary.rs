@@ -2543,3 +2543,26 @@ fn workers_and_schedulers_serve_their_metrics_on_metrics_listen() {
         assert!(exit.success(), "{command} exited {exit:?}");
     }
 }
+
+/// What `eval "$(ops/services.sh up)"` exports is usable by `stella` as it is: the README
+/// has a user run commands in that shell, and `stella` refuses unknown `STELLA_*`
+/// variables (the test-only ones are `STELLA_TEST_*`, which it ignores).
+#[test]
+fn the_services_environment_is_accepted_by_stella() {
+    if std::env::var("STELLA_TEST_SERVICES").is_err() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_stella"))
+        .current_dir(dir.path())
+        .env("STELLA_DATA_DIR", dir.path().join("data"))
+        .args(["config", "show"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
