@@ -5,7 +5,7 @@
 //! request through every worker. Off by default: then nothing here runs.
 //!
 //! Exported are the spans the `log` setting enables (at the default `info`: an HTTP
-//! request, a job step, a mailbox send).
+//! request, a job step with its store start and commit, a mailbox send).
 //!
 //! The resource names the process: `service.name` `stella`, `service.instance.id`
 //! (host and pid) and `stella.command` (`serve`, `worker`, `scheduler`). Spans carry the

@@ -182,6 +182,20 @@ async fn one_scan_is_one_trace_across_the_api_and_two_workers() {
             assert_ne!(span["parent_span_id"], "", "{span}");
         }
     }
+    // Each step's store transactions are its children: starting it, committing it.
+    for step in ["analyze", "evaluate", "seal"] {
+        let ids: BTreeSet<&str> = on(step)
+            .iter()
+            .filter_map(|s| s["span_id"].as_str())
+            .collect();
+        for name in ["store.start", "store.commit"] {
+            assert!(
+                in_trace.iter().any(|s| s["name"] == name
+                    && ids.contains(s["parent_span_id"].as_str().unwrap_or(""))),
+                "{step} has no {name} child: {names:?}"
+            );
+        }
+    }
     let instance = |step: &str| on(step)[0]["resource"]["service.instance.id"].clone();
     assert_eq!(instance("analyze"), instance("seal"));
     assert_ne!(instance("analyze"), instance("evaluate"));

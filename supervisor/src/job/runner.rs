@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use stella_store::mailbox::{Delivery, Mailbox};
 use stella_store::repo::{Effect, Job, JobState, Transition};
 use stella_store::{JobId, Store, StoreError};
+use tracing::Instrument;
 
 use super::kind::{MessageHandler, Outcome, Retry, StepContext, StepError};
 use super::registry::Registry;
@@ -155,7 +156,10 @@ impl StepRunner {
         // Three calls, so that a job in flight holds only what its running step needs:
         // starting (the message, the compare-and-set) and committing (the transition,
         // the outcome) run in futures of their own, boxed, that exist only meanwhile.
-        let mut running = match Box::pin(self.start(delivery, &now)).await? {
+        let mut running = match Box::pin(self.start(delivery, &now))
+            .instrument(tracing::info_span!("store.start"))
+            .await?
+        {
             Started::Running(job) => *job,
             Started::Finished(finish) => return Ok(finish),
         };
@@ -169,7 +173,10 @@ impl StepRunner {
                 .await?;
             return Ok(Finish::Cancelled);
         };
-        Box::pin(self.commit(delivery, &running, outcome, effects, now())).await
+        // The step's outcome and effects, committed (in a group commit with others').
+        Box::pin(self.commit(delivery, &running, outcome, effects, now()))
+            .instrument(tracing::info_span!("store.commit"))
+            .await
     }
 
     /// Runs the job's current step behind the panic boundary while watching for a
