@@ -110,7 +110,14 @@ pub(crate) async fn upload(
             ),
         )
     };
-    if crate::body::declared_length(&req).is_some_and(|n| n > max) {
+    let idle = Duration::from_secs(ctx.settings.body_read_timeout_secs.max(1));
+    if let Some(declared) = crate::body::declared_length(&req).filter(|n| *n > max) {
+        // Slightly over the limit: read and drop the body first, so the client, still
+        // sending, reads this answer rather than a reset connection. Far over: refused
+        // at once.
+        if declared <= max.saturating_mul(2) {
+            drain(&mut body, declared, idle).await;
+        }
         return Err(too_large());
     }
     let name = query.into_inner().name;
@@ -130,9 +137,8 @@ pub(crate) async fn upload(
             ),
         ));
     };
-    // Each chunk must arrive within the body timeout: a large image may take long in
-    // all, but a stalled client does not hold the upload open.
-    let idle = Duration::from_secs(ctx.settings.body_read_timeout_secs.max(1));
+    // Each chunk must arrive within the body timeout (`idle`): a large image may take
+    // long in all, but a stalled client does not hold the upload open.
     let (tx, intake) = ctx.intake.image_upload(tenant, name);
     let feed = async move {
         let mut received = 0u64;
@@ -175,6 +181,8 @@ pub(crate) async fn upload(
                         "the image is over api.max_image_bytes".into(),
                     ))
                     .await;
+                // As for a declared length: let a client slightly over read the answer.
+                drain(&mut body, max, idle).await;
                 return Err(too_large());
             }
             // Once the reader has stopped (it refused the archive), the rest of the body
@@ -255,4 +263,16 @@ pub(crate) fn image_digest(raw: &str) -> ApiResult<String> {
         .at("image")
     })?;
     Ok(format!("sha256:{hex}"))
+}
+
+/// Reads and drops up to `limit` more bytes of `body` (each chunk within `idle`), so a
+/// client still sending reads the answer instead of a connection reset under it.
+async fn drain(body: &mut web::Payload, limit: u64, idle: Duration) {
+    let mut read = 0u64;
+    while read <= limit {
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
