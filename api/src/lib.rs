@@ -20,7 +20,7 @@ pub mod body;
 pub mod console;
 mod health;
 mod idempotency;
-mod metrics;
+pub mod metrics;
 pub mod problem;
 pub mod request_id;
 pub mod v1;

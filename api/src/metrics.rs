@@ -71,8 +71,14 @@ impl Metrics {
 }
 
 pub(crate) async fn metrics(context: web::Data<Context>) -> HttpResponse {
+    render(&context.metrics.registry)
+}
+
+/// `registry` in the Prometheus text format: the `/metrics` answer of every process
+/// (`serve` here; `worker` and `scheduler` on `metrics_listen`).
+pub fn render(registry: &Registry) -> HttpResponse {
     let mut out = Vec::new();
-    match TextEncoder::new().encode(&context.metrics.registry.gather(), &mut out) {
+    match TextEncoder::new().encode(&registry.gather(), &mut out) {
         Ok(()) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(out),

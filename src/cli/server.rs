@@ -218,19 +218,7 @@ fn serve_metrics(
                 "/metrics",
                 web::get().to(move || {
                     let registry = registry.clone();
-                    async move {
-                        let mut out = Vec::new();
-                        match prometheus::Encoder::encode(
-                            &prometheus::TextEncoder::new(),
-                            &registry.gather(),
-                            &mut out,
-                        ) {
-                            Ok(()) => HttpResponse::Ok()
-                                .content_type("text/plain; version=0.0.4; charset=utf-8")
-                                .body(out),
-                            Err(err) => HttpResponse::InternalServerError().body(err.to_string()),
-                        }
-                    }
+                    async move { stella_api::metrics::render(&registry) }
                 }),
             )
             .route(

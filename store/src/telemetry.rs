@@ -23,6 +23,22 @@ pub fn install(hooks: Hooks) {
     let _ = HOOKS.set(hooks);
 }
 
+/// Whether a backend is installed: without one, the spans that exist only for traces
+/// (one per delivery and per commit) are not made at all, off the hot path.
+pub fn enabled() -> bool {
+    HOOKS.get().is_some()
+}
+
+/// `make()`'s span when a backend is installed, else `Span::none()`: for spans that
+/// exist only for traces.
+pub fn span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if enabled() {
+        make()
+    } else {
+        tracing::Span::none()
+    }
+}
+
 /// The current span's `traceparent`, when a backend is installed.
 pub fn traceparent() -> Option<String> {
     HOOKS.get().and_then(|hooks| (hooks.current)())

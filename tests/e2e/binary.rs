@@ -40,12 +40,17 @@ fn assert_one_line_error(output: &Output, must_contain: &[&str]) -> String {
 
 /// Waits for the "serving" log line and returns the bound address.
 fn wait_for_addr(child: &mut Child) -> String {
+    wait_for_logged_addr(child, "stella is serving")
+}
+
+/// Waits for the log line containing `needle` and returns its `addr=` field.
+fn wait_for_logged_addr(child: &mut Child, needle: &str) -> String {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
-        if line.contains("stella is serving") {
+        if line.contains(needle) {
             let addr = line.split("addr=").nth(1).unwrap().trim().to_owned();
             // Keep draining stderr so the child never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
@@ -53,7 +58,7 @@ fn wait_for_addr(child: &mut Child) -> String {
         }
     }
     let _ = child.kill();
-    panic!("stella serve did not report its address");
+    panic!("the process did not log {needle:?} with its address");
 }
 
 #[test]
@@ -2468,23 +2473,6 @@ fn sbom_of_an_image_archive_equals_dpkg_query_and_validates() {
     assert!(!out.exists());
 }
 
-/// Waits for the "metrics on" log line of a worker or scheduler and returns the address.
-fn wait_for_metrics_addr(child: &mut Child) -> String {
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if line.contains("metrics on http://") {
-            let addr = line.split("addr=").nth(1).unwrap().trim().to_owned();
-            std::thread::spawn(move || for _ in lines {});
-            return addr;
-        }
-    }
-    let _ = child.kill();
-    panic!("the process did not report its metrics address");
-}
-
 /// `stella worker` and `stella scheduler` serve their own metrics on `metrics_listen`
 /// (only `serve` has the API's `/metrics`): what Prometheus scrapes of them, valid for
 /// `promtool check metrics`; a taken port fails the start with one clear line.
@@ -2502,7 +2490,7 @@ fn workers_and_schedulers_serve_their_metrics_on_metrics_listen() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let addr = wait_for_metrics_addr(&mut child);
+        let addr = wait_for_logged_addr(&mut child, "metrics on http://");
         let reply = reqwest::blocking::get(format!("http://{addr}/metrics")).unwrap();
         assert_eq!(reply.status(), 200);
         let text = reply.text().unwrap();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use stella_store::mailbox::{Delivery, Mailbox};
 use stella_store::repo::{Effect, Job, JobState, Transition};
-use stella_store::{JobId, Store, StoreError};
+use stella_store::{telemetry, JobId, Store, StoreError};
 use tracing::Instrument;
 
 use super::kind::{MessageHandler, Outcome, Retry, StepContext, StepError};
@@ -157,7 +157,7 @@ impl StepRunner {
         // starting (the message, the compare-and-set) and committing (the transition,
         // the outcome) run in futures of their own, boxed, that exist only meanwhile.
         let mut running = match Box::pin(self.start(delivery, &now))
-            .instrument(tracing::info_span!("store.start"))
+            .instrument(telemetry::span(|| tracing::info_span!("store.start")))
             .await?
         {
             Started::Running(job) => *job,
@@ -175,7 +175,7 @@ impl StepRunner {
         };
         // The step's outcome and effects, committed (in a group commit with others').
         Box::pin(self.commit(delivery, &running, outcome, effects, now()))
-            .instrument(tracing::info_span!("store.commit"))
+            .instrument(telemetry::span(|| tracing::info_span!("store.commit")))
             .await
     }
 

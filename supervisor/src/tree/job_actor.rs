@@ -61,24 +61,28 @@ impl Actor for JobActor {
         };
         let shared = self.shared.clone();
         let started = Instant::now();
-        // One span per delivery, a child of the sender's (the API request that submitted
-        // the job, or the step before): with `telemetry.otlp_endpoint` set, a job's steps
-        // on any process join one trace.
-        let envelope = &delivery.envelope;
-        let step = step_of(&delivery);
-        let span = tracing::info_span!(
-            "job.step",
-            otel.name = %if step.is_empty() { envelope.kind.as_str() } else { step.as_str() },
-            tenant = %envelope.tenant,
-            role = %envelope.role,
-            kind = %envelope.kind,
-            step = %step,
-            job_id = %self.name,
-            attempt = envelope.attempt,
-        );
-        if let Some(traceparent) = &envelope.trace {
-            stella_store::telemetry::adopt(&span, traceparent);
-        }
+        // With `otlp_endpoint` set, one span per delivery, a child of the sender's (the
+        // API request that submitted the job, or the step before), so a job's steps on
+        // any process join one trace. Without it, no span: nothing per delivery is paid
+        // for traces nobody exports.
+        let span = stella_store::telemetry::span(|| {
+            let envelope = &delivery.envelope;
+            let step = step_of(&delivery);
+            let span = tracing::info_span!(
+                "job.step",
+                otel.name = %if step.is_empty() { envelope.kind.as_str() } else { step.as_str() },
+                tenant = %envelope.tenant,
+                role = %envelope.role,
+                kind = %envelope.kind,
+                step = %step,
+                job_id = %self.name,
+                attempt = envelope.attempt,
+            );
+            if let Some(traceparent) = &envelope.trace {
+                stella_store::telemetry::adopt(&span, traceparent);
+            }
+            span
+        });
         let work = async move {
             // The whole step, bookkeeping included, runs behind the boundary: a bug
             // anywhere fails this delivery, never the arbiter.
