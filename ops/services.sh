@@ -28,6 +28,14 @@
 # Environment:
 #   STELLA_SERVICES_DIR   state dir (default /var/tmp/stella-services)
 #   STELLA_SERVICES_GARAGE_BIN     use this garage binary instead of finding/building one
+#   STELLA_SERVICES_S3    garage (default) or rustfs: which S3 server the exports point
+#                         at. rustfs runs RustFS, the store the design card names, on
+#                         127.0.0.1:3910 instead of Garage; it is never built here (about
+#                         100 minutes and a nightly compiler: `cargo +nightly install
+#                         rustfs --locked --ignore-rust-version`, Debian protobuf-compiler: without --locked a newer pkcs1 breaks rsa), so it
+#                         needs STELLA_SERVICES_RUSTFS_BIN or a rustfs on PATH
+#   STELLA_SERVICES_RUSTFS_BIN     the rustfs binary for STELLA_SERVICES_S3=rustfs
+#   STELLA_SERVICES_RUSTFS_PORT    its S3 port (default 3910)
 #   STELLA_SERVICES_PYTHON         python3 used to create the venv (default: python3)
 #   STELLA_SERVICES_TIMEOUT  seconds to wait for each service (default 60)
 #   STELLA_SERVICES_VALKEY_CLUSTER_PORT  first of the six cluster ports (default 7101)
@@ -58,6 +66,12 @@ GARAGE_S3_PORT="${STELLA_SERVICES_S3_PORT:-3900}"
 GARAGE_RPC_PORT="${STELLA_SERVICES_GARAGE_RPC_PORT:-3901}"
 GARAGE_ADMIN_PORT="${STELLA_SERVICES_GARAGE_ADMIN_PORT:-3903}"
 GARAGE_REGION=garage
+S3_SERVER="${STELLA_SERVICES_S3:-garage}"
+case $S3_SERVER in
+garage | rustfs) ;;
+*) echo "[services] error: STELLA_SERVICES_S3 must be garage or rustfs, not '$S3_SERVER'" >&2; exit 2 ;;
+esac
+RUSTFS_PORT="${STELLA_SERVICES_RUSTFS_PORT:-3910}"
 GARAGE_BUCKET=stella
 # A second bucket: the export destination tests send runs there (`[export.destinations]`).
 GARAGE_EXPORT_BUCKET=stella-exports
@@ -602,9 +616,12 @@ EOF
 
 # Signed S3 round trip (PUT, GET, DELETE of a small object) using only the
 # Python standard library (AWS SigV4, path-style).
+# s3_make_bucket ENDPOINT REGION KEY SECRET BUCKET: CreateBucket, unless it exists.
+s3_make_bucket() { S3_MAKE_BUCKET=1 s3_roundtrip "$@"; }
+
 s3_roundtrip() {
 	"$VENV/bin/python" - "$@" <<'PY'
-import datetime, hashlib, hmac, sys, urllib.request, urllib.error
+import datetime, hashlib, hmac, os, sys, urllib.request, urllib.error
 endpoint, region, access_key, secret_key, bucket = sys.argv[1:6]
 host = endpoint.split("://", 1)[1].rstrip("/")
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -633,6 +650,13 @@ def call(method, path, body=b""):
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+if os.environ.get("S3_MAKE_BUCKET"):
+    status, out = call("PUT", f"/{bucket}")
+    if status == 200 or (status == 409 and b"BucketAlreadyOwnedByYou" in out):
+        sys.exit(0)
+    sys.stderr.write(f"S3 PUT /{bucket}: HTTP {status}: {out[:300]!r}\n")
+    sys.exit(1)
 
 path = f"/{bucket}/.stella-services-check"
 body = b"stella services check\n"
@@ -705,6 +729,60 @@ ensure_garage() {
 	wait_until 15 "garage S3 API" "$logf" "$pidfile" http_answers "$GARAGE_S3_PORT"
 	wait_until "$TIMEOUT" "garage S3 API (signed PUT/GET/DELETE)" "$logf" "$pidfile" s3_ok
 	log "garage: S3 ready on http://$HOST:$GARAGE_S3_PORT, buckets $GARAGE_BUCKET and $GARAGE_EXPORT_BUCKET, region $GARAGE_REGION"
+}
+
+# ---------------------------------------------------------------------------
+# RustFS (opt-in, STELLA_SERVICES_S3=rustfs): a single-node RustFS on one folder,
+# path-style, the same bucket names as Garage, its own generated key.
+# ---------------------------------------------------------------------------
+
+RUSTFS=""
+RUSTFS_DIR="$STATE_DIR/rustfs"
+RUSTFS_REGION=us-east-1
+
+find_rustfs() {
+	local c
+	for c in "${STELLA_SERVICES_RUSTFS_BIN:-}" "$STATE_DIR/bin/rustfs" "$(type -P rustfs 2>/dev/null || true)" \
+		"${CARGO_HOME:-$HOME/.cargo}/bin/rustfs"; do
+		if [[ -n $c && -x $c ]]; then
+			RUSTFS=$c
+			return 0
+		fi
+	done
+	return 1
+}
+
+rustfs_s3_ok() {
+	s3_roundtrip "http://$HOST:$RUSTFS_PORT" "$RUSTFS_REGION" "$RUSTFS_KEY_ID" "$RUSTFS_SECRET" "$GARAGE_BUCKET" 2>/dev/null
+}
+
+ensure_rustfs() {
+	local pidfile="$RUN_DIR/rustfs.pid" logf="$LOG_DIR/rustfs.log" bucket
+	find_rustfs || die "rustfs: STELLA_SERVICES_S3=rustfs, but no rustfs binary: set STELLA_SERVICES_RUSTFS_BIN, or build one (about 100 minutes): apt-get install protobuf-compiler; cargo +nightly install rustfs --locked --ignore-rust-version"
+	log "rustfs: using $RUSTFS ($("$RUSTFS" --version 2>/dev/null | head -n1 || echo 'version unknown'))"
+	mkdir -p "$RUSTFS_DIR/data"
+	chmod 700 "$RUSTFS_DIR"
+	RUSTFS_KEY_ID="$(secret_file "$RUSTFS_DIR/access_key" 10 stella)"
+	RUSTFS_SECRET="$(secret_file "$RUSTFS_DIR/secret_key" 24)"
+	if pid_alive "$pidfile" rustfs && http_answers "$RUSTFS_PORT"; then
+		log "rustfs: already running (pid $(pid_from "$pidfile"))"
+	else
+		if ! pid_alive "$pidfile" rustfs; then
+			port_open "$RUSTFS_PORT" && die "rustfs: port $RUSTFS_PORT is already in use by a process not started by this script"
+			log "rustfs: starting server on $HOST:$RUSTFS_PORT (data $RUSTFS_DIR/data; log: $logf)"
+			spawn "$pidfile" "$logf" env RUSTFS_ACCESS_KEY_FILE="$RUSTFS_DIR/access_key" \
+				RUSTFS_SECRET_KEY_FILE="$RUSTFS_DIR/secret_key" RUSTFS_CONSOLE_ENABLE=false \
+				RUSTFS_OBS_LOGGER_LEVEL=warn "$RUSTFS" server --address "$HOST:$RUSTFS_PORT" \
+				--region "$RUSTFS_REGION" "$RUSTFS_DIR/data"
+		fi
+		wait_until "$TIMEOUT" "rustfs S3 API" "$logf" "$pidfile" http_answers "$RUSTFS_PORT"
+	fi
+	for bucket in "$GARAGE_BUCKET" "$GARAGE_EXPORT_BUCKET"; do
+		s3_make_bucket "http://$HOST:$RUSTFS_PORT" "$RUSTFS_REGION" "$RUSTFS_KEY_ID" "$RUSTFS_SECRET" "$bucket" ||
+			die "rustfs: could not create bucket $bucket; see log: $logf"
+	done
+	wait_until "$TIMEOUT" "rustfs S3 API (signed PUT/GET/DELETE)" "$logf" "$pidfile" rustfs_s3_ok
+	log "rustfs: S3 ready on http://$HOST:$RUSTFS_PORT, buckets $GARAGE_BUCKET and $GARAGE_EXPORT_BUCKET, region $RUSTFS_REGION"
 }
 
 # ---------------------------------------------------------------------------
@@ -1113,11 +1191,18 @@ write_env_file() {
 		export_line STELLA_VALKEY_URL "redis://$HOST:$VALKEY_PORT"
 		# The local Valkey Cluster's nodes (the mailbox suite and a crash test run on it).
 		export_line STELLA_TEST_VALKEY_CLUSTER_URL "$(valkey_cluster_ports | sed "s#\([0-9][0-9]*\)#redis://$HOST:\1#g")"
-		export_line STELLA_S3_ENDPOINT "http://$HOST:$GARAGE_S3_PORT"
+		if [[ $S3_SERVER == rustfs ]]; then
+			export_line STELLA_S3_ENDPOINT "http://$HOST:$RUSTFS_PORT"
+			export_line STELLA_S3_REGION "$RUSTFS_REGION"
+			export_line STELLA_S3_ACCESS_KEY_ID "$RUSTFS_KEY_ID"
+			export_line STELLA_S3_SECRET_ACCESS_KEY "$RUSTFS_SECRET"
+		else
+			export_line STELLA_S3_ENDPOINT "http://$HOST:$GARAGE_S3_PORT"
+			export_line STELLA_S3_REGION "$GARAGE_REGION"
+			export_line STELLA_S3_ACCESS_KEY_ID "$GARAGE_KEY_ID"
+			export_line STELLA_S3_SECRET_ACCESS_KEY "$GARAGE_SECRET"
+		fi
 		export_line STELLA_S3_BUCKET "$GARAGE_BUCKET"
-		export_line STELLA_S3_REGION "$GARAGE_REGION"
-		export_line STELLA_S3_ACCESS_KEY_ID "$GARAGE_KEY_ID"
-		export_line STELLA_S3_SECRET_ACCESS_KEY "$GARAGE_SECRET"
 		# A second bucket on the same server and key, for the export destination tests.
 		export_line STELLA_TEST_S3_EXPORT_BUCKET "$GARAGE_EXPORT_BUCKET"
 		export_line STELLA_TEST_SMTP_URL "smtp://$HOST:$SMTP_PORT"
@@ -1131,7 +1216,11 @@ write_env_file() {
 		export_line STELLA_TEST_VALKEY_SERVER "$VALKEY_BIN"
 		# The chaos run (tests/chaos) starts, stops and restarts a Garage and a PostgreSQL
 		# of its own: their binaries.
-		export_line STELLA_TEST_GARAGE_BIN "$GARAGE"
+		if [[ $S3_SERVER == rustfs ]]; then
+			export_line STELLA_TEST_RUSTFS_BIN "$RUSTFS"
+		else
+			export_line STELLA_TEST_GARAGE_BIN "$GARAGE"
+		fi
 		export_line STELLA_TEST_PG_BINDIR "$(pg_bindir)"
 		# Checkers the API tests run against a live server.
 		export_line STELLA_TEST_PROMTOOL "$PROMTOOL_BIN"
@@ -1182,7 +1271,7 @@ cmd_up() {
 	ensure_valkey_cluster
 	ensure_smtp
 	ensure_smtp_tls
-	ensure_garage
+	if [[ $S3_SERVER == rustfs ]]; then ensure_rustfs; else ensure_garage; fi
 	ensure_tools
 	ensure_deploy_tools
 	ensure_trace_tools
@@ -1206,6 +1295,7 @@ cmd_down() {
 	stop_pidfile "smtp tls sink" "$RUN_DIR/smtp_tls_sink.pid" smtp_sink
 	stop_pidfile "smtp sink" "$RUN_DIR/smtp_sink.pid" smtp_sink
 	stop_pidfile garage "$RUN_DIR/garage.pid" garage
+	stop_pidfile rustfs "$RUN_DIR/rustfs.pid" rustfs
 	stop_pidfile valkey "$RUN_DIR/valkey.pid" -server
 	stop_valkey_cluster
 	if [[ -s $RUN_DIR/postgres.started ]]; then

@@ -521,6 +521,8 @@ async fn exports_write_the_selected_findings_once(store: &Store, mailbox: Arc<dy
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0]["export_id"], failed.id.as_str());
     assert_eq!(failures[0]["error_code"], "plan");
+    // The hook sees the job's parameters, which the step consumed (read back).
+    assert_eq!(failures[0]["profile"], "ghost", "{failures:?}");
     assert!(
         failures[0]["error"]
             .as_str()

@@ -1,6 +1,7 @@
 //! What the chaos run stands on, all its own and all on this machine: a bridge and one
 //! network namespace per worker (so a worker can be cut off), and a PostgreSQL, a Valkey,
-//! a Garage, an SMTP sink and a webhook receiver listening on the bridge's address, each
+//! an S3 server (Garage, or RustFS with `STELLA_SERVICES_S3=rustfs`), an SMTP sink and a
+//! webhook receiver listening on the bridge's address, each
 //! of which the run stops and starts again. Every process is killed and every namespace
 //! and link removed when the run ends, however it ends.
 
@@ -370,9 +371,30 @@ pub(crate) fn terminate(proc: &Proc) {
     }
 }
 
-/// A single-node Garage of the run's own, with one bucket and one key.
+/// Which S3 server the run stands on: the binary `ops/services.sh up` exported
+/// (`STELLA_TEST_GARAGE_BIN`, or `STELLA_TEST_RUSTFS_BIN` with `STELLA_SERVICES_S3=rustfs`).
+#[derive(Debug, Clone)]
+pub(crate) enum S3Server {
+    Garage(String),
+    RustFs(String),
+}
+
+impl S3Server {
+    pub(crate) fn from_env() -> Option<S3Server> {
+        std::env::var("STELLA_TEST_RUSTFS_BIN")
+            .ok()
+            .map(S3Server::RustFs)
+            .or_else(|| std::env::var("STELLA_TEST_GARAGE_BIN").ok().map(S3Server::Garage))
+    }
+}
+
+/// A single-node S3 server of the run's own (Garage or RustFS), with one bucket and one
+/// key.
 pub(crate) struct Garage {
+    server: S3Server,
     binary: String,
+    data: PathBuf,
+    region: &'static str,
     conf: PathBuf,
     log: PathBuf,
     host: String,
@@ -384,7 +406,48 @@ pub(crate) struct Garage {
 }
 
 impl Garage {
-    pub(crate) fn start(binary: &str, dir: &Path, host: &str) -> Garage {
+    pub(crate) fn start(server: &S3Server, dir: &Path, host: &str) -> Garage {
+        match server {
+            S3Server::Garage(binary) => Garage::start_garage(server, binary, dir, host),
+            S3Server::RustFs(binary) => Garage::start_rustfs(server, binary, dir, host),
+        }
+    }
+
+    /// RustFS on one folder, path-style, its keys from the environment; the bucket made
+    /// through the S3 API.
+    fn start_rustfs(server: &S3Server, binary: &str, dir: &Path, host: &str) -> Garage {
+        let root = dir.join("rustfs");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        let mut rustfs = Garage {
+            server: server.clone(),
+            binary: binary.to_owned(),
+            data: root.join("data"),
+            region: "us-east-1",
+            conf: root.clone(),
+            log: dir.join("rustfs.log"),
+            host: host.to_owned(),
+            s3_port: free_port(),
+            key_id: format!("chaos{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            secret: uuid::Uuid::new_v4().simple().to_string(),
+            bucket: "chaos".to_owned(),
+            proc: None,
+        };
+        rustfs.spawn();
+        wait_port(host, rustfs.s3_port, "rustfs S3", Duration::from_secs(60));
+        let store = stella_store::object::S3Store::new(&rustfs.target());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                while let Err(err) = store.ensure_bucket().await {
+                    assert!(Instant::now() < deadline, "rustfs: no bucket: {err}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        });
+        rustfs
+    }
+
+    fn start_garage(server: &S3Server, binary: &str, dir: &Path, host: &str) -> Garage {
         let root = dir.join("garage");
         std::fs::create_dir_all(root.join("meta")).unwrap();
         std::fs::create_dir_all(root.join("data")).unwrap();
@@ -416,7 +479,10 @@ impl Garage {
         )
         .unwrap();
         let mut garage = Garage {
+            server: server.clone(),
             binary: binary.to_owned(),
+            data: root.join("data"),
+            region: "garage",
             conf,
             log: dir.join("garage.log"),
             host: host.to_owned(),
@@ -452,10 +518,25 @@ impl Garage {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(&self.binary)
-            .env("GARAGE_CONFIG_FILE", &self.conf)
-            .env("RUST_LOG", "garage=warn")
-            .arg("server")
+        let mut command = Command::new(&self.binary);
+        match self.server {
+            S3Server::Garage(_) => command
+                .env("GARAGE_CONFIG_FILE", &self.conf)
+                .env("RUST_LOG", "garage=warn")
+                .arg("server"),
+            S3Server::RustFs(_) => command
+                .env("RUSTFS_ACCESS_KEY", &self.key_id)
+                .env("RUSTFS_SECRET_KEY", &self.secret)
+                .env("RUSTFS_CONSOLE_ENABLE", "false")
+                .env("RUSTFS_OBS_LOGGER_LEVEL", "warn")
+                .arg("server")
+                .arg("--address")
+                .arg(format!("{}:{}", self.host, self.s3_port))
+                .arg("--region")
+                .arg(self.region)
+                .arg(&self.data),
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -505,7 +586,7 @@ impl Garage {
         wait_port(
             &self.host,
             self.s3_port,
-            "garage S3",
+            "the S3 server",
             Duration::from_secs(60),
         );
     }
@@ -514,7 +595,7 @@ impl Garage {
         stella_config::S3Target {
             endpoint: self.endpoint(),
             bucket: self.bucket.clone(),
-            region: "garage".into(),
+            region: self.region.into(),
             access_key_id: self.key_id.clone(),
             secret_access_key: stella_config::Secret::new(self.secret.clone()),
             prefix: String::new(),

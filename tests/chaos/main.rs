@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use infra::{Garage, Net, Postgres, Proc, Receiver, SmtpSink, Valkey};
+use infra::{Garage, Net, Postgres, Proc, Receiver, S3Server, SmtpSink, Valkey};
 
 const ADMIN: &str = "chaos-admin-token-0123456789abcdef";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -413,15 +413,15 @@ const SBOMS: [(&str, &str); 3] = [
     ),
 ];
 
-fn services_or_skip() -> Option<(String, String)> {
+fn services_or_skip() -> Option<(String, S3Server)> {
     let valkey = std::env::var("STELLA_TEST_VALKEY_SERVER").ok();
-    let garage = std::env::var("STELLA_TEST_GARAGE_BIN").ok();
+    let garage = S3Server::from_env();
     let required = std::env::var_os("STELLA_TEST_SERVICES").is_some();
     match (valkey, garage) {
         (Some(v), Some(g)) if Net::available() => Some((v, g)),
         _ if required => panic!(
             "the chaos run needs root (network namespaces), STELLA_TEST_VALKEY_SERVER and \
-             STELLA_TEST_GARAGE_BIN (from ops/services.sh up)"
+             STELLA_TEST_GARAGE_BIN or STELLA_TEST_RUSTFS_BIN (from ops/services.sh up)"
         ),
         _ => {
             eprintln!("skipped: the chaos run needs root and `eval \"$(ops/services.sh up)\"`");

@@ -278,12 +278,13 @@ pub(crate) trait ErasedKind: Send + Sync + fmt::Debug {
     /// The first step and its role.
     fn first_step(&self) -> (&'static str, Role);
     fn check(&self, params: &Value) -> Result<(), InvalidParams>;
-    /// Runs one step with the job's parameters as JSON text (the runner takes them out of
-    /// `ctx.job` while the step runs: the handler holds them typed).
+    /// Runs one step with the job's parameters as JSON text, taken out of `ctx.job` by
+    /// the runner and dropped once decoded: while the step runs the handler holds them
+    /// typed, and nothing holds the text (a worker runs up to `runtime.concurrency` steps).
     async fn run(
         &self,
         step: &str,
-        params: &str,
+        params: Box<str>,
         ctx: &mut StepContext<'_>,
     ) -> Result<Outcome, StepError>;
     fn failed(&self, job: &Job, error: &str) -> Vec<Effect>;
@@ -326,7 +327,7 @@ impl<K: Kind> ErasedKind for Typed<K> {
     async fn run(
         &self,
         step: &str,
-        params: &str,
+        params: Box<str>,
         ctx: &mut StepContext<'_>,
     ) -> Result<Outcome, StepError> {
         let Some(current) = K::Step::named(step) else {
@@ -335,8 +336,9 @@ impl<K: Kind> ErasedKind for Typed<K> {
                 K::NAME
             )));
         };
-        let params = serde_json::from_str::<K::Params>(params)
-            .map_err(|err| StepError::abort(Self::invalid(err)))?;
+        let decoded = serde_json::from_str::<K::Params>(&params);
+        drop(params);
+        let params = decoded.map_err(|err| StepError::abort(Self::invalid(err)))?;
         match self.0.run(current, &params, ctx).await? {
             StepOutcome::Done(result) => Ok(Outcome::Done(result)),
             // The next step's message is deduplicated by `{job}:{step}`: a step naming

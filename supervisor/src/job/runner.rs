@@ -50,7 +50,8 @@ const CANCEL_FIRST_CHECK: Duration = Duration::from_millis(500);
 const CANCEL_MAX_CHECK: Duration = Duration::from_secs(8);
 
 /// Returns once the job is no longer running at `attempts` (cancelled through the API,
-/// from any process).
+/// from any process). Held once per running step: between looks it is its timer and a
+/// few words (`a_cancel_watcher_holds_little_between_looks`).
 async fn until_cancelled(jobs: &stella_store::repo::Jobs<'_>, id: &JobId, attempts: u32) {
     let mut wait = CANCEL_FIRST_CHECK;
     loop {
@@ -180,10 +181,11 @@ impl StepRunner {
     }
 
     /// Runs the job's current step behind the panic boundary while watching for a
-    /// cancel. `None`: the job was cancelled meanwhile. The step's parameters wait as
-    /// text while it runs, the handler holding them typed (a parsed JSON object costs far
-    /// more than its text, and a worker holds one per job in flight); a failed step puts
-    /// them back, for the kind's `failed` hook.
+    /// cancel. `None`: the job was cancelled meanwhile. The step's parameters go to the
+    /// handler as text, which it decodes and drops: while the step runs only the typed
+    /// parameters exist (a parsed JSON object costs far more than its text, and a worker
+    /// holds one per job in flight). A job that fails for good reads them back for its
+    /// kind's `failed` hook (see `fail_attempt`).
     async fn step(
         &self,
         running: &mut Job,
@@ -200,7 +202,7 @@ impl StepRunner {
         let jobs = self.store.tenant(&running.tenant).jobs();
         let (ran, effects) = {
             let mut ctx = StepContext::new(&self.store, &*running, running.attempts, now);
-            let work = run_guarded(kind.run(&running.step, &params, &mut ctx));
+            let work = run_guarded(kind.run(&running.step, params, &mut ctx));
             let cancelled = until_cancelled(&jobs, &running.id, running.attempts);
             let ran = tokio::select! {
                 result = work => Some(result),
@@ -213,9 +215,6 @@ impl StepRunner {
             Ok(Err(err)) => Err((err, false)),
             Err(panic) => Err((StepError::retry(panic.to_string()), true)),
         };
-        if outcome.is_err() {
-            running.params = serde_json::from_str(&params).unwrap_or(serde_json::Value::Null);
-        }
         Some((outcome, effects))
     }
 
@@ -373,7 +372,19 @@ impl StepRunner {
             None => {
                 done.to = JobState::Failed;
                 if let Some(kind) = self.registry.erased(&running.kind) {
-                    done.effects = kind.failed(running, &error);
+                    // The step consumed the parameters; the hook gets the job as
+                    // committed, parameters included (they never change after submit).
+                    let committed;
+                    let job = if running.params.is_null() {
+                        committed = Job {
+                            params: jobs.get_grouped(&running.id).await?.params,
+                            ..running.clone()
+                        };
+                        &committed
+                    } else {
+                        running
+                    };
+                    done.effects = kind.failed(job, &error);
                 }
                 done.effects.extend(dead_lettered(running, &error));
                 jobs.transition_grouped(&running.id, &done, &[], at).await?;
@@ -549,4 +560,24 @@ fn dead_lettered(job: &Job, error: &str) -> Option<stella_store::repo::Effect> {
             }),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker holds one cancel watcher per running step (100,000 of them in the
+    /// memory benchmark): between looks it is its timer and a few words.
+    #[tokio::test]
+    async fn a_cancel_watcher_holds_little_between_looks() {
+        let db = stella_test_harness::sqlite().await;
+        let tenant = stella_store::TenantId::parse("memory").unwrap();
+        let jobs = db.store.tenant(&tenant).jobs();
+        let id = JobId::generate();
+        let watcher = until_cancelled(&jobs, &id, 1);
+        let sleep = std::mem::size_of_val(&tokio::time::sleep(CANCEL_FIRST_CHECK));
+        let size = std::mem::size_of_val(&watcher);
+        eprintln!("the cancel watcher's future: {size} bytes (a timer: {sleep})");
+        assert!(size <= sleep + 64, "the cancel watcher's future is {size} bytes");
+    }
 }

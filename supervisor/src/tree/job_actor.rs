@@ -1,9 +1,12 @@
 //! `JobActor`: one per delivery in flight. Runs the delivered job step to a committed end
 //! (see `job.rs`), reports how it finished to its tenant supervisor, and stops.
 //!
-//! Handles: [`Observe`]. State: the delivery and its capacity permit. Restart: none; a
-//! failed step is retried through the mailbox, not by restarting the actor. Metrics:
-//! `stella_job_executions_total`, `stella_job_step_duration_seconds`.
+//! Handles: nothing; its tenant supervisor reports it in [`Observe`](crate::snapshot::Observe)
+//! (a worker holds up to `runtime.concurrency` of these, so each holds no more than its
+//! step needs: no address kept by its parent, one shared recipient for the report). State:
+//! the delivery and its capacity permit. Restart: none; a failed step is retried through
+//! the mailbox, not by restarting the actor. Metrics: `stella_job_executions_total`,
+//! `stella_job_step_duration_seconds`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,15 +21,14 @@ use super::messages::JobFinished;
 use crate::boundary::run_guarded;
 use crate::job::Finish;
 use crate::shared::Shared;
-use crate::snapshot::{ActorSnapshot, Observe};
 
 pub(crate) struct JobActor {
     shared: Arc<Shared>,
     /// Boxed: the actor keeps only the pointer once its step has taken the delivery.
     delivery: Option<Box<Delivery>>,
     permit: Option<OwnedSemaphorePermit>,
-    supervisor: Recipient<JobFinished>,
-    name: String,
+    /// The tenant supervisor's, shared by its job actors.
+    supervisor: Arc<Recipient<JobFinished>>,
 }
 
 impl JobActor {
@@ -34,21 +36,24 @@ impl JobActor {
         shared: Arc<Shared>,
         delivery: Delivery,
         permit: OwnedSemaphorePermit,
-        supervisor: Recipient<JobFinished>,
+        supervisor: Arc<Recipient<JobFinished>>,
     ) -> Self {
-        let name = delivery
-            .envelope
-            .job_id
-            .as_ref()
-            .map_or_else(|| delivery.envelope.id.clone(), ToString::to_string);
         Self {
             shared,
             delivery: Some(Box::new(delivery)),
             permit: Some(permit),
             supervisor,
-            name,
         }
     }
+}
+
+/// How a job actor is named in the supervision tree: its job, or its message's id.
+pub(crate) fn name_of(delivery: &Delivery) -> String {
+    delivery
+        .envelope
+        .job_id
+        .as_ref()
+        .map_or_else(|| delivery.envelope.id.clone(), ToString::to_string)
 }
 
 impl Actor for JobActor {
@@ -75,7 +80,7 @@ impl Actor for JobActor {
                 role = %envelope.role,
                 kind = %envelope.kind,
                 step = %step,
-                job_id = %self.name,
+                job_id = %name_of(&delivery),
                 attempt = envelope.attempt,
             );
             if let Some(traceparent) = &envelope.trace {
@@ -151,17 +156,4 @@ fn step_of(delivery: &Delivery) -> String {
         .ok()
         .and_then(|s| s.step)
         .unwrap_or_default()
-}
-
-impl Handler<Observe> for JobActor {
-    type Result = MessageResult<Observe>;
-
-    fn handle(&mut self, _: Observe, _: &mut Self::Context) -> Self::Result {
-        MessageResult(ActorSnapshot {
-            name: self.name.clone(),
-            kind: "job".into(),
-            in_flight: 1,
-            ..ActorSnapshot::default()
-        })
-    }
 }

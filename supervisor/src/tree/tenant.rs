@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::future::join_all;
 use stella_store::mailbox::Delivery;
 use stella_store::TenantId;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::job_actor::JobActor;
+use super::job_actor::{name_of, JobActor};
 use super::messages::{Dispatch, JobFinished, StopIfIdle, TenantIdle};
 use crate::restart::{Decision, RestartPolicy, RestartTracker};
 use crate::shared::Shared;
@@ -30,7 +29,11 @@ pub(crate) struct TenantSupervisor {
     shared: Arc<Shared>,
     root: Recipient<TenantIdle>,
     queue: VecDeque<(Delivery, OwnedSemaphorePermit)>,
-    running: HashMap<String, Addr<JobActor>>,
+    /// The running job actors' names by receipt. Their addresses are not kept: a worker
+    /// may run 100,000 of them, and an address costs two allocations each.
+    running: HashMap<String, String>,
+    /// Given to each job actor for its [`JobFinished`], made once.
+    finished: Option<Arc<Recipient<JobFinished>>>,
     tracker: RestartTracker,
     quarantined_until: Option<Instant>,
     last_active: Instant,
@@ -56,6 +59,7 @@ impl TenantSupervisor {
             root,
             queue: VecDeque::new(),
             running: HashMap::new(),
+            finished: None,
             tracker: RestartTracker::new(policy),
             quarantined_until: None,
             last_active: Instant::now(),
@@ -84,14 +88,13 @@ impl TenantSupervisor {
                 break;
             };
             let key = delivery.receipt.id().to_owned();
-            let actor = JobActor::new(
-                self.shared.clone(),
-                delivery,
-                permit,
-                ctx.address().recipient(),
-            )
-            .start();
-            self.running.insert(key, actor);
+            let name = name_of(&delivery);
+            let finished = self
+                .finished
+                .get_or_insert_with(|| Arc::new(ctx.address().recipient()))
+                .clone();
+            JobActor::new(self.shared.clone(), delivery, permit, finished).start();
+            self.running.insert(key, name);
         }
         self.last_active = Instant::now();
     }
@@ -214,12 +217,24 @@ impl Handler<JobFinished> for TenantSupervisor {
 }
 
 impl Handler<Observe> for TenantSupervisor {
-    type Result = ResponseFuture<ActorSnapshot>;
+    type Result = MessageResult<Observe>;
 
     fn handle(&mut self, _: Observe, _: &mut Self::Context) -> Self::Result {
         let state = self.tracker.state();
         let quarantined = self.quarantined_until.is_some();
-        let mut snapshot = ActorSnapshot {
+        // A job actor is running one step: its name is all there is to report, and the
+        // tenant has it.
+        let children = self
+            .running
+            .values()
+            .map(|name| ActorSnapshot {
+                name: name.clone(),
+                kind: "job".into(),
+                in_flight: 1,
+                ..ActorSnapshot::default()
+            })
+            .collect();
+        MessageResult(ActorSnapshot {
             name: self.tenant.to_string(),
             kind: "tenant".into(),
             queue_depth: self.queue.len() as u64,
@@ -227,12 +242,7 @@ impl Handler<Observe> for TenantSupervisor {
             restarts: state.restarts,
             quarantined,
             last_error: state.last_error,
-            children: Vec::new(),
-        };
-        let children: Vec<_> = self.running.values().map(|a| a.send(Observe)).collect();
-        Box::pin(async move {
-            snapshot.children = join_all(children).await.into_iter().flatten().collect();
-            snapshot
+            children,
         })
     }
 }
