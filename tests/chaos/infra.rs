@@ -384,7 +384,11 @@ impl S3Server {
         std::env::var("STELLA_TEST_RUSTFS_BIN")
             .ok()
             .map(S3Server::RustFs)
-            .or_else(|| std::env::var("STELLA_TEST_GARAGE_BIN").ok().map(S3Server::Garage))
+            .or_else(|| {
+                std::env::var("STELLA_TEST_GARAGE_BIN")
+                    .ok()
+                    .map(S3Server::Garage)
+            })
     }
 }
 

@@ -578,6 +578,9 @@ mod tests {
         let sleep = std::mem::size_of_val(&tokio::time::sleep(CANCEL_FIRST_CHECK));
         let size = std::mem::size_of_val(&watcher);
         eprintln!("the cancel watcher's future: {size} bytes (a timer: {sleep})");
-        assert!(size <= sleep + 64, "the cancel watcher's future is {size} bytes");
+        assert!(
+            size <= sleep + 64,
+            "the cancel watcher's future is {size} bytes"
+        );
     }
 }
