@@ -182,6 +182,26 @@ async fn one_scan_is_one_trace_across_the_api_and_two_workers() {
             assert_ne!(span["parent_span_id"], "", "{span}");
         }
     }
+    // Each step is the child of its delivery's `mailbox.receive`, in the same process,
+    // which is itself the child of the sender (the request, or the step before).
+    let by_id = |id: &str| in_trace.iter().find(|s| s["span_id"] == id);
+    for step in ["analyze", "evaluate", "seal"] {
+        for span in on(step) {
+            let parent = by_id(span["parent_span_id"].as_str().unwrap())
+                .unwrap_or_else(|| panic!("{step}'s parent is not in the trace: {span}"));
+            assert_eq!(
+                parent["name"], "mailbox.receive",
+                "{step}'s parent: {parent}"
+            );
+            assert_eq!(parent["attributes"]["tenant"], "acme", "{parent}");
+            assert_eq!(parent["attributes"]["job_id"], scan.as_str(), "{parent}");
+            assert_eq!(
+                parent["resource"]["service.instance.id"], span["resource"]["service.instance.id"],
+                "received where it ran: {parent}"
+            );
+            assert_ne!(parent["parent_span_id"], "", "{parent}");
+        }
+    }
     // Each step's store transactions are its children: starting it, committing it.
     for step in ["analyze", "evaluate", "seal"] {
         let ids: BTreeSet<&str> = on(step)

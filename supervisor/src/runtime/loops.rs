@@ -2,12 +2,12 @@
 //! supervision tree, a janitor per role, and the heartbeat.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
 use stella_store::mailbox::{Delivery, Role};
-use stella_store::StoreError;
+use stella_store::{telemetry, StoreError};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use crate::shared::Shared;
@@ -32,6 +32,36 @@ async fn reserve(
         }
     }
     Some(permits)
+}
+
+/// With traces exported: one `mailbox.receive` span per received delivery that carries
+/// its sender's trace context, a child of the sender's span, and the envelope carries the
+/// receive span's context on from here, so the step's `job.step` span is its child. The
+/// receive call's duration and the batch size are attributes (the span itself is made
+/// once the delivery is known, which is after the call).
+fn receive_spans(role: &Role, deliveries: &mut [Delivery], took: Duration) {
+    let batch = deliveries.len();
+    let receive_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+    for delivery in deliveries {
+        let Some(sender) = delivery.envelope.trace.take() else {
+            continue;
+        };
+        let envelope = &delivery.envelope;
+        let span = tracing::info_span!(
+            "mailbox.receive",
+            otel.name = "mailbox.receive",
+            role = %role,
+            tenant = %envelope.tenant,
+            kind = %envelope.kind,
+            job_id = %envelope.job_id.as_ref().map_or("", |id| id.as_str()),
+            attempt = envelope.attempt,
+            deliveries = delivery.deliveries,
+            batch,
+            receive_ms,
+        );
+        telemetry::adopt(&span, &sender);
+        delivery.envelope.trace = span.in_scope(telemetry::traceparent).or(Some(sender));
+    }
 }
 
 /// Hands received deliveries to the root supervisor in one message (the root splits
@@ -77,6 +107,7 @@ pub(super) async fn consume(
         let Some(mut permits) = reserve(&shared, batch, &mut stop).await else {
             return;
         };
+        let asked = Instant::now();
         let received = shared
             .mailbox
             .receive(
@@ -102,8 +133,11 @@ pub(super) async fn consume(
                     _ = stop.changed() => {}
                 }
             }
-            Ok(deliveries) => {
+            Ok(mut deliveries) => {
                 backoff = poll;
+                if telemetry::enabled() {
+                    receive_spans(&role, &mut deliveries, asked.elapsed());
+                }
                 dispatch(&shared, &root, deliveries, &mut permits);
             }
             Err(err) => {
