@@ -151,7 +151,9 @@ impl StepRunner {
         let role = &envelope.role;
         if envelope.kind != STEP_MESSAGE {
             if let Some(handler) = self.registry.message(&envelope.kind) {
-                return self.run_message(handler.as_ref(), delivery, now).await;
+                // Boxed: held inline, this path's future (432 bytes) set the size of
+                // every running step's future (`-Zprint-type-sizes`).
+                return Box::pin(self.run_message(handler.as_ref(), delivery, now)).await;
             }
         }
         // Three calls, so that a job in flight holds only what its running step needs:
