@@ -32,8 +32,9 @@
 #                         at. rustfs runs RustFS, the store the design card names, on
 #                         127.0.0.1:3910 instead of Garage; it is never built here (about
 #                         100 minutes and a nightly compiler: `cargo +nightly install
-#                         rustfs --locked --ignore-rust-version`, Debian protobuf-compiler: without --locked a newer pkcs1 breaks rsa), so it
-#                         needs STELLA_SERVICES_RUSTFS_BIN or a rustfs on PATH
+#                         rustfs --locked --ignore-rust-version`, Debian protobuf-compiler;
+#                         without --locked a newer pkcs1 breaks rsa), so it needs
+#                         STELLA_SERVICES_RUSTFS_BIN or a rustfs on PATH
 #   STELLA_SERVICES_RUSTFS_BIN     the rustfs binary for STELLA_SERVICES_S3=rustfs
 #   STELLA_SERVICES_RUSTFS_PORT    its S3 port (default 3910)
 #   STELLA_SERVICES_PYTHON         python3 used to create the venv (default: python3)
@@ -525,17 +526,21 @@ GARAGE=""
 GARAGE_DIR="$STATE_DIR/garage"
 GARAGE_CONF="$GARAGE_DIR/garage.toml"
 
-find_garage() {
+# find_server_bin NAME OVERRIDE: prints the first executable of OVERRIDE,
+# $STATE_DIR/bin/NAME, NAME on PATH and cargo's bin/NAME; fails if none.
+find_server_bin() {
 	local c
-	for c in "${STELLA_SERVICES_GARAGE_BIN:-}" "$STATE_DIR/bin/garage" "$(type -P garage 2>/dev/null || true)" \
-		"${CARGO_HOME:-$HOME/.cargo}/bin/garage"; do
+	for c in "$2" "$STATE_DIR/bin/$1" "$(type -P "$1" 2>/dev/null || true)" \
+		"${CARGO_HOME:-$HOME/.cargo}/bin/$1"; do
 		if [[ -n $c && -x $c ]]; then
-			GARAGE=$c
+			printf '%s' "$c"
 			return 0
 		fi
 	done
 	return 1
 }
+
+find_garage() { GARAGE="$(find_server_bin garage "${STELLA_SERVICES_GARAGE_BIN:-}")"; }
 
 ensure_cargo() {
 	local cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -614,11 +619,12 @@ EOF
 	mv "$GARAGE_CONF.tmp" "$GARAGE_CONF"
 }
 
-# Signed S3 round trip (PUT, GET, DELETE of a small object) using only the
-# Python standard library (AWS SigV4, path-style).
 # s3_make_bucket ENDPOINT REGION KEY SECRET BUCKET: CreateBucket, unless it exists.
 s3_make_bucket() { S3_MAKE_BUCKET=1 s3_roundtrip "$@"; }
 
+# Signed S3 round trip (PUT, GET, DELETE of a small object) using only the
+# Python standard library (AWS SigV4, path-style); with S3_MAKE_BUCKET set, a
+# CreateBucket instead.
 s3_roundtrip() {
 	"$VENV/bin/python" - "$@" <<'PY'
 import datetime, hashlib, hmac, os, sys, urllib.request, urllib.error
@@ -740,17 +746,7 @@ RUSTFS=""
 RUSTFS_DIR="$STATE_DIR/rustfs"
 RUSTFS_REGION=us-east-1
 
-find_rustfs() {
-	local c
-	for c in "${STELLA_SERVICES_RUSTFS_BIN:-}" "$STATE_DIR/bin/rustfs" "$(type -P rustfs 2>/dev/null || true)" \
-		"${CARGO_HOME:-$HOME/.cargo}/bin/rustfs"; do
-		if [[ -n $c && -x $c ]]; then
-			RUSTFS=$c
-			return 0
-		fi
-	done
-	return 1
-}
+find_rustfs() { RUSTFS="$(find_server_bin rustfs "${STELLA_SERVICES_RUSTFS_BIN:-}")"; }
 
 rustfs_s3_ok() {
 	s3_roundtrip "http://$HOST:$RUSTFS_PORT" "$RUSTFS_REGION" "$RUSTFS_KEY_ID" "$RUSTFS_SECRET" "$GARAGE_BUCKET" 2>/dev/null

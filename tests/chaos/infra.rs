@@ -380,6 +380,12 @@ pub(crate) enum S3Server {
 }
 
 impl S3Server {
+    fn binary(&self) -> &str {
+        match self {
+            S3Server::Garage(binary) | S3Server::RustFs(binary) => binary,
+        }
+    }
+
     pub(crate) fn from_env() -> Option<S3Server> {
         std::env::var("STELLA_TEST_RUSTFS_BIN")
             .ok()
@@ -394,9 +400,8 @@ impl S3Server {
 
 /// A single-node S3 server of the run's own (Garage or RustFS), with one bucket and one
 /// key.
-pub(crate) struct Garage {
+pub(crate) struct ObjectServer {
     server: S3Server,
-    binary: String,
     data: PathBuf,
     region: &'static str,
     conf: PathBuf,
@@ -409,22 +414,21 @@ pub(crate) struct Garage {
     proc: Option<Proc>,
 }
 
-impl Garage {
-    pub(crate) fn start(server: &S3Server, dir: &Path, host: &str) -> Garage {
+impl ObjectServer {
+    pub(crate) fn start(server: &S3Server, dir: &Path, host: &str) -> ObjectServer {
         match server {
-            S3Server::Garage(binary) => Garage::start_garage(server, binary, dir, host),
-            S3Server::RustFs(binary) => Garage::start_rustfs(server, binary, dir, host),
+            S3Server::Garage(_) => ObjectServer::start_garage(server, dir, host),
+            S3Server::RustFs(_) => ObjectServer::start_rustfs(server, dir, host),
         }
     }
 
     /// RustFS on one folder, path-style, its keys from the environment; the bucket made
     /// through the S3 API.
-    fn start_rustfs(server: &S3Server, binary: &str, dir: &Path, host: &str) -> Garage {
+    fn start_rustfs(server: &S3Server, dir: &Path, host: &str) -> ObjectServer {
         let root = dir.join("rustfs");
         std::fs::create_dir_all(root.join("data")).unwrap();
-        let mut rustfs = Garage {
+        let mut rustfs = ObjectServer {
             server: server.clone(),
-            binary: binary.to_owned(),
             data: root.join("data"),
             region: "us-east-1",
             conf: root.clone(),
@@ -451,7 +455,7 @@ impl Garage {
         rustfs
     }
 
-    fn start_garage(server: &S3Server, binary: &str, dir: &Path, host: &str) -> Garage {
+    fn start_garage(server: &S3Server, dir: &Path, host: &str) -> ObjectServer {
         let root = dir.join("garage");
         std::fs::create_dir_all(root.join("meta")).unwrap();
         std::fs::create_dir_all(root.join("data")).unwrap();
@@ -482,9 +486,8 @@ impl Garage {
             ),
         )
         .unwrap();
-        let mut garage = Garage {
+        let mut garage = ObjectServer {
             server: server.clone(),
-            binary: binary.to_owned(),
             data: root.join("data"),
             region: "garage",
             conf,
@@ -522,7 +525,7 @@ impl Garage {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut command = Command::new(&self.binary);
+        let mut command = Command::new(self.server.binary());
         match self.server {
             S3Server::Garage(_) => command
                 .env("GARAGE_CONFIG_FILE", &self.conf)
@@ -550,7 +553,7 @@ impl Garage {
     }
 
     fn cli_ok(&self, args: &[&str]) -> bool {
-        Command::new(&self.binary)
+        Command::new(self.server.binary())
             .env("GARAGE_CONFIG_FILE", &self.conf)
             .args(args)
             .stdout(Stdio::null())
@@ -560,7 +563,7 @@ impl Garage {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new(&self.binary)
+        let output = Command::new(self.server.binary())
             .env("GARAGE_CONFIG_FILE", &self.conf)
             .args(args)
             .output()

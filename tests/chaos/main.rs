@@ -1,6 +1,6 @@
 //! The chaos run (issue 17): `stella serve` (API only), a `stella scheduler` and two
 //! `stella worker`s, each worker in a network namespace of its own, on a PostgreSQL, a
-//! Valkey and a Garage of the run's own, with an SMTP sink and a webhook receiver. A
+//! Valkey and an S3 server of the run's own, with an SMTP sink and a webhook receiver. A
 //! mixed load over 20 tenants (scans of real SBOMs, drift from an advisory import,
 //! exports of evidence bundles and SARIF to S3, notifications by e-mail and webhook,
 //! poison jobs) runs while a seeded schedule SIGKILLs a random Stella process every few
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use infra::{Garage, Net, Postgres, Proc, Receiver, S3Server, SmtpSink, Valkey};
+use infra::{Net, ObjectServer, Postgres, Proc, Receiver, S3Server, SmtpSink, Valkey};
 
 const ADMIN: &str = "chaos-admin-token-0123456789abcdef";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -453,7 +453,11 @@ async fn under_kills_restarts_outages_and_a_partition_every_effect_happens_once(
     let subnet = format!("{}/24", host.rsplit_once('.').unwrap().0.to_owned() + ".0");
     let pg = Arc::new(Postgres::start(dir.path(), &host, &subnet));
     let valkey = Arc::new(Mutex::new(Valkey::start(&valkey_bin, dir.path(), &host)));
-    let garage = Arc::new(Mutex::new(Garage::start(&garage_bin, dir.path(), &host)));
+    let garage = Arc::new(Mutex::new(ObjectServer::start(
+        &garage_bin,
+        dir.path(),
+        &host,
+    )));
     let smtp = SmtpSink::start(dir.path(), &host);
     // The receiver refuses the first attempts (wire retries keep their id), then answers
     // each after 50 ms, so deliveries are in flight when a fault lands.

@@ -2541,6 +2541,7 @@ fn the_services_environment_is_accepted_by_stella() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    // Not `stella()`: it clears the environment, and the inherited one is the subject.
     let output = Command::new(env!("CARGO_BIN_EXE_stella"))
         .current_dir(dir.path())
         .env("STELLA_DATA_DIR", dir.path().join("data"))
