@@ -32,7 +32,7 @@ use stella_store::mailbox::Mailbox;
 use stella_store::object::{FolderStore, ObjectStore, Objects, S3Store};
 use stella_store::repo::{Job, JobState};
 use stella_store::{JobId, Store, TenantId};
-use stella_supervisor::{Kind, StepContext};
+use stella_supervisor::{Kind, RunningJob, StepContext};
 
 async fn wait_done(store: &Store, tenant: &TenantId, id: &JobId) -> Job {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -287,6 +287,7 @@ async fn runs_land_in_the_destination(
     };
     let job = store.tenant(&acme).jobs().get(&run.id).await.unwrap();
     let params: ExportParams = serde_json::from_value(job.params.clone()).unwrap();
+    let job = RunningJob::from(job);
     let mut ctx = StepContext::new(store, &job, 2, Utc::now());
     Export::new(deps.clone())
         .run(ExportStep::Distribute, &params, &mut ctx)

@@ -28,7 +28,7 @@ use stella_store::mailbox::Mailbox;
 use stella_store::object::{ObjectStore, Objects, Sha256Digest};
 use stella_store::repo::{Effect, ExportFileRecord, Job, JobState};
 use stella_store::{JobId, Store, TenantId};
-use stella_supervisor::{Kind, Registry, StepContext};
+use stella_supervisor::{Kind, Registry, RunningJob, StepContext};
 
 /// An OSV advisory for one npm package, with a CVSS v3.1 vector when given.
 fn advisory(id: &str, name: &str, fixed: &str, cvss: Option<&str>) -> Value {
@@ -452,6 +452,7 @@ async fn reports_for_people(store: &Store, mailbox: Arc<dyn Mailbox>, objects: O
         destinations: Default::default(),
     });
     let params: ExportParams = serde_json::from_value(second.params.clone()).unwrap();
+    let second = RunningJob::from(second);
     let mut ctx = StepContext::new(store, &second, 2, Utc::now());
     export
         .run(ExportStep::Write, &params, &mut ctx)

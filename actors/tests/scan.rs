@@ -17,7 +17,7 @@ use stella_domain::dsse::SigningKey;
 use stella_domain::osv::Limits;
 use stella_store::object::{FolderStore, Objects};
 use stella_store::{JobId, Store, TenantId};
-use stella_supervisor::{submit, JobRequest, Kind, Registry, StepContext, StepOutcome};
+use stella_supervisor::{submit, JobRequest, Kind, Registry, RunningJob, StepContext, StepOutcome};
 
 fn advisory(id: &str, name: &str, fixed: &str) -> Vec<u8> {
     json!([{
@@ -42,6 +42,7 @@ async fn run(
 ) -> StepOutcome<ScanStep> {
     let job = store.tenant(tenant).jobs().get(id).await.unwrap();
     let params: ScanParams = serde_json::from_value(job.params.clone()).unwrap();
+    let job = RunningJob::from(job);
     let mut ctx = StepContext::new(store, &job, 1, Utc::now());
     scan.run(step, &params, &mut ctx)
         .await

@@ -35,8 +35,8 @@ mod tree;
 pub use boundary::{run_guarded, Panicked};
 pub use job::{
     prepare, retry_policy, submit, submit_batch, Finish, InvalidParams, JobRequest, Kind, KindInfo,
-    MessageHandler, Registry, Retry, Step, StepContext, StepError, StepMessage, StepOutcome,
-    StepRunner, Submitters, STEP_MESSAGE,
+    MessageHandler, Registry, Retry, RunningJob, Step, StepContext, StepError, StepMessage,
+    StepOutcome, StepRunner, Submitters, STEP_MESSAGE,
 };
 pub use metrics::RuntimeMetrics;
 pub use restart::{Decision, RestartPolicy, RestartState, RestartTracker};

@@ -302,8 +302,9 @@ fn parameters_are_checked_as_the_kind_reads_them() {
 /// commit), one per job in flight: 100,000 jobs in flight hold 100,000 of them. The
 /// runner keeps rare paths (taking over, failing an attempt) out of line and starts and
 /// commits in boxed calls of their own, so that this stays small: 2,816 bytes before
-/// the rare paths were boxed, 1,648 after, 792 once starting and committing were apart
-/// (the same in debug and release builds).
+/// the rare paths were boxed, 1,648 after, 792 once starting and committing were apart,
+/// 648 with the plain-message path boxed, 512 holding only what a step reads of the
+/// job (`RunningJob`, not the 272-byte row) (the same in debug and release builds).
 #[actix_rt::test]
 async fn a_running_step_holds_a_small_future() {
     let db = common::sqlite().await;
@@ -338,7 +339,7 @@ async fn a_running_step_holds_a_small_future() {
     let step = runner.run(delivery, Utc::now);
     let size = std::mem::size_of_val(&step);
     eprintln!("the step runner's future: {size} bytes");
-    assert!(size <= 700, "the step runner's future is {size} bytes");
+    assert!(size <= 560, "the step runner's future is {size} bytes");
     // And it still runs the step to its end.
     let finish = step.await.unwrap();
     assert_eq!(finish, stella_supervisor::Finish::Completed);

@@ -17,15 +17,45 @@ use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 use stella_store::mailbox::{Envelope, Role};
 use stella_store::repo::{Effect, Job};
-use stella_store::{Store, StoreError};
+use stella_store::{JobId, Store, StoreError, TenantId};
+
+/// The job whose step is running: what a step and the runner read of it. Not the whole
+/// [`Job`] row: a worker holds one per job in flight (100,000 in the memory benchmark),
+/// and the row's result, error, key and timestamps would be carried by every running
+/// step for nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningJob {
+    pub tenant: TenantId,
+    pub id: JobId,
+    pub kind: String,
+    /// The step being run.
+    pub step: String,
+    /// Attempts of this step, the running one included.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Job> for RunningJob {
+    fn from(job: Job) -> Self {
+        Self {
+            tenant: job.tenant,
+            id: job.id,
+            kind: job.kind,
+            step: job.step,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            created_at: job.created_at,
+        }
+    }
+}
 
 /// What a step sees, and where it stages the store writes that commit with its outcome.
 #[derive(Debug)]
 pub struct StepContext<'a> {
     pub store: &'a Store,
-    /// The job, without its parameters while the step runs (`params` is `null`): the
-    /// step gets them typed.
-    pub job: &'a Job,
+    /// The job whose step this is (its parameters come to the step typed).
+    pub job: &'a RunningJob,
     /// The attempt being run, counting from 1.
     pub attempt: u32,
     pub now: DateTime<Utc>,
@@ -33,7 +63,7 @@ pub struct StepContext<'a> {
 }
 
 impl<'a> StepContext<'a> {
-    pub fn new(store: &'a Store, job: &'a Job, attempt: u32, now: DateTime<Utc>) -> Self {
+    pub fn new(store: &'a Store, job: &'a RunningJob, attempt: u32, now: DateTime<Utc>) -> Self {
         Self {
             store,
             job,

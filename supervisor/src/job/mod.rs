@@ -7,8 +7,8 @@ mod runner;
 mod submit;
 
 pub use kind::{
-    InvalidParams, Kind, MessageHandler, Retry, Step, StepContext, StepError, StepOutcome,
-    Submitters,
+    InvalidParams, Kind, MessageHandler, Retry, RunningJob, Step, StepContext, StepError,
+    StepOutcome, Submitters,
 };
 pub use registry::{KindInfo, Registry};
 pub use runner::{retry_policy, Finish, StepRunner};

@@ -21,7 +21,7 @@ use stella_store::repo::{Effect, Job, JobState, Transition};
 use stella_store::{telemetry, JobId, Store, StoreError};
 use tracing::Instrument;
 
-use super::kind::{MessageHandler, Outcome, Retry, StepContext, StepError};
+use super::kind::{MessageHandler, Outcome, Retry, RunningJob, StepContext, StepError};
 use super::registry::Registry;
 use super::submit::{step_message, StepMessage, STEP_MESSAGE};
 use crate::boundary::run_guarded;
@@ -159,14 +159,20 @@ impl StepRunner {
         // Three calls, so that a job in flight holds only what its running step needs:
         // starting (the message, the compare-and-set) and committing (the transition,
         // the outcome) run in futures of their own, boxed, that exist only meanwhile.
-        let mut running = match Box::pin(self.start(delivery, &now))
+        let (running, params) = match Box::pin(self.start(delivery, &now))
             .instrument(telemetry::span(|| tracing::info_span!("store.start")))
             .await?
         {
-            Started::Running(job) => *job,
+            Started::Running(job) => {
+                // While the step runs, only what it reads of the job is kept; the
+                // parameters go to the step as text, which it decodes and drops.
+                let mut job = *job;
+                let params: Box<str> = std::mem::take(&mut job.params).to_string().into();
+                (RunningJob::from(job), params)
+            }
             Started::Finished(finish) => return Ok(finish),
         };
-        let Some((outcome, effects)) = self.step(&mut running, now()).await else {
+        let Some((outcome, effects)) = self.step(&running, params, now()).await else {
             // The job was cancelled (or otherwise ended) while the step ran: the step was
             // dropped at its next await point, nothing of it is committed, and the
             // delivery is done.
@@ -190,7 +196,8 @@ impl StepRunner {
     /// kind's `failed` hook (see `fail_attempt`).
     async fn step(
         &self,
-        running: &mut Job,
+        running: &RunningJob,
+        params: Box<str>,
         now: DateTime<Utc>,
     ) -> Option<(Result<Outcome, (StepError, bool)>, Vec<Effect>)> {
         let Some(kind) = self.registry.erased(&running.kind) else {
@@ -200,10 +207,9 @@ impl StepRunner {
             ));
             return Some((Err((error, false)), Vec::new()));
         };
-        let params: Box<str> = std::mem::take(&mut running.params).to_string().into();
         let jobs = self.store.tenant(&running.tenant).jobs();
         let (ran, effects) = {
-            let mut ctx = StepContext::new(&self.store, &*running, running.attempts, now);
+            let mut ctx = StepContext::new(&self.store, running, running.attempts, now);
             let work = run_guarded(kind.run(&running.step, params, &mut ctx));
             let cancelled = until_cancelled(&jobs, &running.id, running.attempts);
             let ran = tokio::select! {
@@ -225,7 +231,7 @@ impl StepRunner {
     async fn commit(
         &self,
         delivery: &Delivery,
-        running: &Job,
+        running: &RunningJob,
         outcome: Result<Outcome, (StepError, bool)>,
         effects: Vec<Effect>,
         at: DateTime<Utc>,
@@ -331,7 +337,7 @@ impl StepRunner {
     async fn fail_attempt(
         &self,
         delivery: &Delivery,
-        running: &Job,
+        running: &RunningJob,
         mut done: Transition,
         err: StepError,
         panicked: bool,
@@ -373,22 +379,14 @@ impl StepRunner {
             }
             None => {
                 done.to = JobState::Failed;
+                // The running step kept only what it reads of the job; the hook gets
+                // the job as committed, parameters included (they never change after
+                // submit).
+                let committed = jobs.get_grouped(&running.id).await?;
                 if let Some(kind) = self.registry.erased(&running.kind) {
-                    // The step consumed the parameters; the hook gets the job as
-                    // committed, parameters included (they never change after submit).
-                    let committed;
-                    let job = if running.params.is_null() {
-                        committed = Job {
-                            params: jobs.get_grouped(&running.id).await?.params,
-                            ..running.clone()
-                        };
-                        &committed
-                    } else {
-                        running
-                    };
-                    done.effects = kind.failed(job, &error);
+                    done.effects = kind.failed(&committed, &error);
                 }
-                done.effects.extend(dead_lettered(running, &error));
+                done.effects.extend(dead_lettered(&committed, &error));
                 jobs.transition_grouped(&running.id, &done, &[], at).await?;
                 let reason = format!("job failed after {} attempts: {error}", running.attempts);
                 self.mailbox.dead_letter(delivery, &reason, at).await?;
